@@ -4,4 +4,9 @@
 //!
 //! This crate does no network I/O and knows nothing of HTTP, actix or UniFFI.
 
+pub mod geo;
 pub mod model;
+pub mod rules;
+pub mod store;
+pub mod track;
+pub mod workflow;
