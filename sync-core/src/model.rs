@@ -192,7 +192,9 @@ pub enum Role {
         division: DivisionCode,
     },
     /// Someone in a responsible department (e.g. 区水务局) who rectifies assigned problems.
-    Handler { department: String },
+    Handler {
+        department: String,
+    },
     Admin,
 }
 
@@ -293,19 +295,69 @@ impl CheckResult {
 
 const CATEGORIES: &[(&str, System, &str, &str)] = &[
     ("river.encroachment", System::River, "乱占", "encroachment"),
-    ("river.illegal_mining", System::River, "乱采", "illegal sand mining"),
+    (
+        "river.illegal_mining",
+        System::River,
+        "乱采",
+        "illegal sand mining",
+    ),
     ("river.dumping", System::River, "乱堆", "dumping"),
-    ("river.illegal_building", System::River, "乱建", "illegal building"),
+    (
+        "river.illegal_building",
+        System::River,
+        "乱建",
+        "illegal building",
+    ),
     ("river.outfall", System::River, "排污口", "sewage outfall"),
-    ("river.garbage", System::River, "河面垃圾", "floating garbage"),
-    ("river.black_odorous", System::River, "黑臭水体", "black-odorous water"),
-    ("forest.fire_hazard", System::Forest, "火灾隐患", "fire hazard"),
-    ("forest.illegal_logging", System::Forest, "乱砍滥伐", "illegal logging"),
-    ("forest.pests", System::Forest, "病虫害", "pests and disease"),
-    ("forest.encroachment", System::Forest, "侵占林地", "encroachment"),
-    ("field.non_agricultural", System::Field, "非农化", "non-agricultural use"),
+    (
+        "river.garbage",
+        System::River,
+        "河面垃圾",
+        "floating garbage",
+    ),
+    (
+        "river.black_odorous",
+        System::River,
+        "黑臭水体",
+        "black-odorous water",
+    ),
+    (
+        "forest.fire_hazard",
+        System::Forest,
+        "火灾隐患",
+        "fire hazard",
+    ),
+    (
+        "forest.illegal_logging",
+        System::Forest,
+        "乱砍滥伐",
+        "illegal logging",
+    ),
+    (
+        "forest.pests",
+        System::Forest,
+        "病虫害",
+        "pests and disease",
+    ),
+    (
+        "forest.encroachment",
+        System::Forest,
+        "侵占林地",
+        "encroachment",
+    ),
+    (
+        "field.non_agricultural",
+        System::Field,
+        "非农化",
+        "non-agricultural use",
+    ),
     ("field.abandonment", System::Field, "撂荒", "abandonment"),
-    ("field.illegal_building", System::Field, "违法占地建房", "illegal building"),
+    (
+        "field.illegal_building",
+        System::Field,
+        "违法占地建房",
+        "illegal building",
+    ),
 ];
 
 const CHECK_ITEMS: &[(&str, System, &str)] = &[
@@ -314,7 +366,11 @@ const CHECK_ITEMS: &[(&str, System, &str)] = &[
     ("river.outfalls", System::River, "无新增排污口、无直排"),
     ("river.banks", System::River, "岸线无乱占乱采乱堆乱建"),
     ("river.facilities", System::River, "公示牌及护栏设施完好"),
-    ("forest.fire_sources", System::Forest, "无野外用火、火灾隐患"),
+    (
+        "forest.fire_sources",
+        System::Forest,
+        "无野外用火、火灾隐患",
+    ),
     ("forest.logging", System::Forest, "无乱砍滥伐"),
     ("forest.pests", System::Forest, "无明显病虫害"),
     ("forest.land_use", System::Forest, "无侵占林地"),
