@@ -1,40 +1,10 @@
-//! Benchmarks that print figures (never asserted in tests). Run with
-//! `cargo run --release -p tests --bin bench -- <name>`.
-//!
 //! `track`: bytes per point of a 1 Hz walking track in a saved patrol document, stored as
 //! ChiefSync's compact chunks and, side by side, as the naive list of one map per point.
 
 use automerge::{transaction::Transactable, AutoCommit, ObjType, ROOT};
-use clap::{Parser, Subcommand};
 use sync_core::doc::{actor_for, NewPatrol, PatrolDoc, Record};
 use sync_core::model::{DivisionCode, System, TrackPoint};
 use sync_core::track;
-
-#[derive(Parser)]
-#[command(about = "ChiefSync benchmarks: each prints its figures")]
-struct Cli {
-    #[command(subcommand)]
-    bench: Bench,
-}
-
-#[derive(Subcommand)]
-enum Bench {
-    /// Saved-document bytes per GPS point: compact chunks vs one map per point.
-    Track {
-        /// Points in the track (1 Hz, so 3600 is an hour's walk).
-        #[arg(long, default_value_t = 3_600)]
-        points: usize,
-        /// How many differently seeded tracks to measure; the median is printed.
-        #[arg(long, default_value_t = 9)]
-        runs: u64,
-    },
-}
-
-fn main() {
-    match Cli::parse().bench {
-        Bench::Track { points, runs } => track_bench(points, runs),
-    }
-}
 
 const T0: i64 = 1_764_288_000_000;
 
@@ -88,7 +58,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn track_bench(points: usize, runs: u64) {
+pub fn run(points: usize, runs: u64) {
     let mut compact = Vec::new();
     let mut maps = Vec::new();
     for seed in 0..runs.max(1) {

@@ -1,0 +1,35 @@
+//! Benchmarks that print figures (never asserted in tests). Run with
+//! `cargo run --release -p tests --bin bench -- <name>`.
+//!
+//! Each benchmark lives in its own module and prints medians (and ratios where something is
+//! compared side by side in the same run).
+
+use clap::{Parser, Subcommand};
+
+mod track;
+
+#[derive(Parser)]
+#[command(about = "ChiefSync benchmarks: each prints its figures")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Saved-document bytes per GPS point: compact chunks vs one map per point.
+    Track {
+        /// Points in the track (1 Hz, so 3600 is an hour's walk).
+        #[arg(long, default_value_t = 3_600)]
+        points: usize,
+        /// How many differently seeded tracks to measure; the median is printed.
+        #[arg(long, default_value_t = 9)]
+        runs: u64,
+    },
+}
+
+fn main() {
+    match Cli::parse().bench {
+        Bench::Track { points, runs } => track::run(points, runs),
+    }
+}
