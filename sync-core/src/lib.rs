@@ -7,6 +7,7 @@
 pub mod doc;
 pub mod geo;
 pub mod model;
+pub mod protocol;
 pub mod rules;
 pub mod store;
 pub mod track;
