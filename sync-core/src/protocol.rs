@@ -54,7 +54,8 @@ pub struct SyncResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocUpdate {
     pub doc_id: String,
-    pub kind: DocKind,
+    /// `None` only when the server holds nothing of the document (its creation was refused).
+    pub kind: Option<DocKind>,
     /// The server's heads after this sync; the device keeps them as its `server_heads`.
     pub heads: Vec<Hash>,
     /// Server changes the device lacks, in causal order.
@@ -174,7 +175,7 @@ mod tests {
             cursor: 43,
             docs: vec![DocUpdate {
                 doc_id: "d".into(),
-                kind: DocKind::Issue,
+                kind: Some(DocKind::Issue),
                 heads: vec![[1; 32], [2; 32]],
                 changes: vec![vec![9; 10]],
                 refused: vec![RefusedChange {

@@ -1,0 +1,302 @@
+//! The device's sync engine, used by the phone apps (through mobile-ffi), the field simulator
+//! and the tests alike.
+//!
+//! It is sans-IO: [`SyncClient::build_request`] reads the local store and produces a
+//! [`SyncRequest`]; [`SyncClient::apply_response`] writes what the server sent back into the
+//! store; [`SyncClient::sync`] drives both over any [`Transport`] (the app's HTTP client).
+//! Per document the store keeps the server heads the device last received; a document edited
+//! locally is marked dirty until the server has acknowledged its changes. Changes the server
+//! refuses are moved into the store's quarantine and the document is realigned with the
+//! server's version, so the device keeps syncing and nothing is lost silently.
+
+use std::collections::BTreeSet;
+
+use automerge::{AutoCommit, Change, ChangeHash};
+
+use crate::doc::{self, DocKind, Record};
+use crate::protocol::{DocPush, DocUpdate, Hash, ProtocolError, SyncRequest, SyncResponse};
+use crate::store::{self, LocalStore, QuarantinedChange, StoreError};
+
+/// The peer name under which the server's heads are kept in the store's sync state.
+const SERVER_PEER: &str = "server";
+const CURSOR_KEY: &str = "sync.cursor";
+const DIRTY_KEY: &str = "sync.dirty";
+/// The protocol needs at most two round trips; a third covers a server that lost a
+/// dependency twice in a row before the engine gives up for this attempt.
+const MAX_ROUND_TRIPS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Doc(#[from] doc::DocError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("the server sent a change that does not load: {0}")]
+    BadChange(String),
+}
+
+/// How the engine reaches the server: one request body in, one response body out.
+pub trait Transport {
+    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError>;
+}
+
+/// What one sync did, for the app's sync screen and for the simulator's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub round_trips: u32,
+    pub docs_sent: usize,
+    pub changes_sent: usize,
+    pub docs_received: usize,
+    pub changes_received: usize,
+    pub refused: usize,
+    pub bytes_up: usize,
+    pub bytes_down: usize,
+}
+
+#[derive(Debug)]
+pub struct SyncClient<'a> {
+    store: &'a LocalStore,
+}
+
+fn to_store_kind(kind: DocKind) -> store::DocKind {
+    match kind {
+        DocKind::Patrol => store::DocKind::Patrol,
+        DocKind::Issue => store::DocKind::Issue,
+    }
+}
+
+fn hex(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl<'a> SyncClient<'a> {
+    pub fn new(store: &'a LocalStore) -> Self {
+        Self { store }
+    }
+
+    /// Persists the document's new local changes and marks it for the next sync. Returns only
+    /// after the store has flushed, so the edit survives the app being killed.
+    pub fn save<R: Record>(
+        &self,
+        record: &mut R,
+        kind: DocKind,
+        doc_id: &str,
+    ) -> Result<(), ClientError> {
+        let bytes = record.save_incremental();
+        self.store
+            .append_doc_changes(doc_id, to_store_kind(kind), &bytes)?;
+        let mut dirty = self.dirty()?;
+        if dirty.insert(doc_id.to_string()) {
+            self.put_dirty(&dirty)?;
+        }
+        Ok(())
+    }
+
+    /// Loads a document from the store, or `None` if the device never had it.
+    pub fn load(&self, doc_id: &str) -> Result<Option<AutoCommit>, ClientError> {
+        match self.store.load_doc(doc_id)? {
+            Some(bytes) => Ok(Some(AutoCommit::load(&bytes).map_err(doc::DocError::from)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Documents with local changes the server has not acknowledged yet.
+    pub fn dirty(&self) -> Result<BTreeSet<String>, ClientError> {
+        Ok(match self.store.meta(DIRTY_KEY)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Codec {
+                key: DIRTY_KEY.into(),
+                source,
+            })?,
+            None => BTreeSet::new(),
+        })
+    }
+
+    fn put_dirty(&self, dirty: &BTreeSet<String>) -> Result<(), ClientError> {
+        let bytes = serde_json::to_vec(dirty).map_err(|source| StoreError::Codec {
+            key: DIRTY_KEY.into(),
+            source,
+        })?;
+        self.store.put_meta(DIRTY_KEY, &bytes)?;
+        Ok(())
+    }
+
+    pub fn cursor(&self) -> Result<u64, ClientError> {
+        Ok(match self.store.meta(CURSOR_KEY)? {
+            Some(bytes) if bytes.len() == 8 => {
+                u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]))
+            }
+            _ => 0,
+        })
+    }
+
+    fn server_heads(&self, doc_id: &str) -> Result<Vec<ChangeHash>, ClientError> {
+        let bytes = self
+            .store
+            .sync_state(doc_id, SERVER_PEER)?
+            .unwrap_or_default();
+        Ok(bytes
+            .chunks_exact(32)
+            .filter_map(|h| ChangeHash::try_from(h).ok())
+            .collect())
+    }
+
+    fn put_server_heads(&self, doc_id: &str, heads: &[Hash]) -> Result<(), ClientError> {
+        self.store
+            .put_sync_state(doc_id, SERVER_PEER, &heads.concat())?;
+        Ok(())
+    }
+
+    /// The request for the next round trip: every dirty document's changes since the server
+    /// heads the device last received.
+    pub fn build_request(&self) -> Result<SyncRequest, ClientError> {
+        let mut docs = Vec::new();
+        for doc_id in self.dirty()? {
+            let Some(mut doc) = self.load(&doc_id)? else {
+                continue;
+            };
+            let server_heads = self.server_heads(&doc_id)?;
+            let changes: Vec<Vec<u8>> = doc
+                .get_changes(&server_heads)
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            docs.push(DocPush {
+                doc_id,
+                server_heads: server_heads.iter().map(|h| h.0).collect(),
+                changes,
+            });
+        }
+        Ok(SyncRequest {
+            cursor: self.cursor()?,
+            docs,
+        })
+    }
+
+    /// Applies the server's answer. Returns whether another round trip is needed (the server
+    /// lacked dependencies of some pushed changes).
+    pub fn apply_response(
+        &self,
+        request: &SyncRequest,
+        response: &SyncResponse,
+        now_ms: i64,
+        report: &mut SyncReport,
+    ) -> Result<bool, ClientError> {
+        let mut again = false;
+        let mut dirty = self.dirty()?;
+        for update in &response.docs {
+            report.docs_received += usize::from(!update.changes.is_empty());
+            report.changes_received += update.changes.len();
+            report.refused += update.refused.len();
+            if !update.refused.is_empty() {
+                self.quarantine(update, now_ms)?;
+            }
+            if let Some(snapshot) = &update.snapshot {
+                AutoCommit::load(snapshot).map_err(|e| ClientError::BadChange(e.to_string()))?;
+                if self.store.load_doc(&update.doc_id)?.is_some() {
+                    self.store.compact_doc(&update.doc_id, snapshot)?;
+                } else if let Some(kind) = update.kind {
+                    self.store
+                        .append_doc_changes(&update.doc_id, to_store_kind(kind), snapshot)?;
+                }
+            } else {
+                self.merge_changes(update)?;
+            }
+            if update.missing.is_empty() {
+                self.put_server_heads(&update.doc_id, &update.heads)?;
+                let pushed = request.docs.iter().any(|p| p.doc_id == update.doc_id);
+                if pushed {
+                    dirty.remove(&update.doc_id);
+                }
+            } else {
+                // The server lost what we thought it had: resend the whole history next time.
+                self.put_server_heads(&update.doc_id, &[])?;
+                again = true;
+            }
+        }
+        self.put_dirty(&dirty)?;
+        self.store
+            .put_meta(CURSOR_KEY, &response.cursor.to_le_bytes())?;
+        Ok(again)
+    }
+
+    fn merge_changes(&self, update: &DocUpdate) -> Result<(), ClientError> {
+        let (false, Some(kind)) = (update.changes.is_empty(), update.kind) else {
+            return Ok(());
+        };
+        let changes = update
+            .changes
+            .iter()
+            .map(|raw| {
+                Change::from_bytes(raw.clone()).map_err(|e| ClientError::BadChange(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (mut doc, existed) = match self.load(&update.doc_id)? {
+            Some(doc) => (doc, true),
+            None => (AutoCommit::new(), false),
+        };
+        doc.apply_changes(changes)
+            .map_err(|e| ClientError::BadChange(e.to_string()))?;
+        let bytes = if existed {
+            doc.save_incremental()
+        } else {
+            doc.save()
+        };
+        self.store
+            .append_doc_changes(&update.doc_id, to_store_kind(kind), &bytes)?;
+        Ok(())
+    }
+
+    /// Keeps every refused local change, with the server's reason, before the document is
+    /// realigned with the server's version.
+    fn quarantine(&self, update: &DocUpdate, now_ms: i64) -> Result<(), ClientError> {
+        let Some(mut doc) = self.load(&update.doc_id)? else {
+            return Ok(());
+        };
+        for refused in &update.refused {
+            let hash = ChangeHash(refused.hash);
+            let change = doc
+                .get_change_by_hash(&hash)
+                .map(|c| c.raw_bytes().to_vec())
+                .unwrap_or_default();
+            self.store.quarantine(&QuarantinedChange {
+                doc_id: update.doc_id.clone(),
+                change_hash: hex(&refused.hash),
+                change,
+                reason: format!("{}: {}", refused.code, refused.message),
+                refused_at_ms: now_ms,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One full sync: push, receive, and a second round trip only if the server asks for it.
+    pub fn sync(
+        &self,
+        transport: &mut dyn Transport,
+        now_ms: i64,
+    ) -> Result<SyncReport, ClientError> {
+        let mut report = SyncReport::default();
+        loop {
+            let request = self.build_request()?;
+            report.docs_sent += request.docs.len();
+            report.changes_sent += request.docs.iter().map(|d| d.changes.len()).sum::<usize>();
+            let body = request.encode();
+            report.bytes_up += body.len();
+            let answer = transport.sync(body)?;
+            report.bytes_down += answer.len();
+            report.round_trips += 1;
+            let response = SyncResponse::decode(&answer)?;
+            let again = self.apply_response(&request, &response, now_ms, &mut report)?;
+            if !again || report.round_trips >= MAX_ROUND_TRIPS {
+                return Ok(report);
+            }
+        }
+    }
+}
