@@ -353,66 +353,8 @@ fn max_speed_mps(points: &[TrackPoint]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// A tiny deterministic generator (splitmix64), so tests and benches need no `rand`.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-0.5, 0.5).
-    fn centred(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    }
-}
-
-/// A realistic 1 Hz walk for tests, benches and the demo: about 1.3 m/s with small heading
-/// changes, GPS error of a couple of metres that drifts rather than jumps (as real receivers'
-/// does), accuracy between 3 and 10 m, and an occasional missed fix. Deterministic per seed.
-pub fn walking_track(
-    start_lat: f64,
-    start_lon: f64,
-    start_ms: i64,
-    points: usize,
-    seed: u64,
-) -> Vec<TrackPoint> {
-    let mut rng = SplitMix64(seed);
-    let metres_per_degree_lon = METRES_PER_DEGREE * start_lat.to_radians().cos();
-    let mut heading = (rng.centred() + 0.5) * std::f64::consts::TAU;
-    let (mut north, mut east) = (0.0, 0.0);
-    let (mut error_north, mut error_east) = (0.0, 0.0);
-    let mut accuracy = 3.0 + (rng.centred() + 0.5) * 7.0;
-    let mut t_ms = start_ms;
-    let mut track = Vec::with_capacity(points);
-    for _ in 0..points {
-        track.push(TrackPoint {
-            lat: start_lat + (north + error_north) / METRES_PER_DEGREE,
-            lon: start_lon + (east + error_east) / metres_per_degree_lon,
-            t_ms,
-            accuracy_m: accuracy as f32,
-        });
-        // About one fix in 300 is missed, so the next comes two seconds later.
-        let seconds = if rng.next() < u64::MAX / 300 {
-            2.0
-        } else {
-            1.0
-        };
-        heading += rng.centred() * 0.2;
-        let speed = 1.3 + rng.centred() * 0.4;
-        north += speed * seconds * heading.cos();
-        east += speed * seconds * heading.sin();
-        error_north = 0.95 * error_north + rng.centred() * 2.0;
-        error_east = 0.95 * error_east + rng.centred() * 2.0;
-        accuracy = (accuracy + rng.centred() * 0.4).clamp(3.0, 10.0);
-        t_ms += (seconds * 1000.0) as i64;
-    }
-    track
-}
+mod sim;
+pub use sim::{walk_along, walking_track};
 
 #[cfg(test)]
 mod tests {
