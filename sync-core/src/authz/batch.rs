@@ -1,0 +1,164 @@
+//! A device's changes for one document, as one sync request carries them: each judged against
+//! the state its author saw, in causal order, and merged into the server's document only if
+//! allowed.
+//!
+//! Retrying a batch is harmless: changes the document already holds are skipped. A change
+//! whose dependencies the server lacks is set aside (the server asks the device for them) and
+//! nothing that depends on it is applied. This module decides; it stores nothing.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use automerge::{ActorId, AutoCommit, Change, ChangeHash};
+
+use super::change::{admit, guarded};
+use super::schema;
+use super::Refusal;
+use crate::model::User;
+
+/// What became of a device's batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Changes merged into the document, in the order they were applied.
+    pub accepted: Vec<ChangeHash>,
+    /// Changes not merged, each with the reason.
+    pub refused: Vec<(ChangeHash, Refusal)>,
+    /// Dependencies neither the document nor the batch holds. The changes needing them were
+    /// neither applied nor refused; the device should send them again with these.
+    pub missing_deps: Vec<ChangeHash>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accepted,
+    Refused,
+    Waiting,
+}
+
+/// Authorizes `changes` sent by `user` from the device bound to `bound_actor` for the document
+/// `doc_id`, and merges the allowed ones into `doc` (the server's current document, empty if
+/// the server has none yet). `doc` is left exactly as it was when nothing is accepted.
+pub fn authorize_batch(
+    user: &User,
+    bound_actor: &ActorId,
+    doc_id: &str,
+    doc: &mut AutoCommit,
+    changes: Vec<Change>,
+) -> BatchOutcome {
+    let mut outcome = BatchOutcome::default();
+    let mut pending = Vec::with_capacity(changes.len());
+    let mut index = HashMap::with_capacity(changes.len());
+    for change in changes {
+        let hash = change.hash();
+        if index.contains_key(&hash) || doc.get_change_by_hash(&hash).is_some() {
+            continue;
+        }
+        index.insert(hash, pending.len());
+        pending.push(change);
+    }
+
+    let mut verdicts = vec![Verdict::Waiting; pending.len()];
+    for i in causal_order(&pending, &index) {
+        let change = &pending[i];
+        let mut refused_dep = None;
+        let mut waits = false;
+        for dep in change.deps() {
+            match index.get(dep).map(|&j| verdicts[j]) {
+                Some(Verdict::Accepted) => {}
+                Some(Verdict::Refused) => refused_dep = refused_dep.or(Some(*dep)),
+                Some(Verdict::Waiting) => waits = true,
+                None if doc.get_change_by_hash(dep).is_some() => {}
+                None => {
+                    waits = true;
+                    if !outcome.missing_deps.contains(dep) {
+                        outcome.missing_deps.push(*dep);
+                    }
+                }
+            }
+        }
+        let result = match refused_dep {
+            Some(dep) => Err(Refusal::DependsOnRefused(dep)),
+            None if waits => continue,
+            None => merge(user, bound_actor, doc_id, doc, change),
+        };
+        verdicts[i] = match result {
+            Ok(()) => {
+                outcome.accepted.push(change.hash());
+                Verdict::Accepted
+            }
+            Err(why) => {
+                outcome.refused.push((change.hash(), why));
+                Verdict::Refused
+            }
+        };
+    }
+    outcome
+}
+
+/// The batch's changes, dependencies first; among changes ready together, in the order sent.
+/// Hashes cover dependencies, so the graph has no cycles and every change is ordered.
+fn causal_order(pending: &[Change], index: &HashMap<ChangeHash, usize>) -> Vec<usize> {
+    let mut waiting_on = vec![0usize; pending.len()];
+    let mut dependents = vec![Vec::new(); pending.len()];
+    for (i, change) in pending.iter().enumerate() {
+        for dep in change.deps() {
+            if let Some(&j) = index.get(dep) {
+                waiting_on[i] += 1;
+                dependents[j].push(i);
+            }
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..pending.len())
+        .filter(|&i| waiting_on[i] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(pending.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &k in &dependents[i] {
+            waiting_on[k] -= 1;
+            if waiting_on[k] == 0 {
+                ready.push(Reverse(k));
+            }
+        }
+    }
+    order
+}
+
+/// Authorizes one change whose dependencies `doc` holds, and merges it if allowed.
+fn merge(
+    user: &User,
+    bound_actor: &ActorId,
+    doc_id: &str,
+    doc: &mut AutoCommit,
+    change: &Change,
+) -> Result<(), Refusal> {
+    let mut heads = doc.get_heads();
+    heads.sort();
+    let mut deps = change.deps().to_vec();
+    deps.sort();
+    deps.dedup();
+    if deps == heads {
+        // The author saw exactly what the server holds, so the checked copy is the merge.
+        let copy = doc.clone();
+        *doc = admit(user, bound_actor, doc_id, doc, copy, change)?;
+        return Ok(());
+    }
+    // Made concurrently with changes the server already has: judge it against what its author
+    // saw, then check that merging it into the present leaves the document well formed.
+    let merged = guarded(|| {
+        let before = doc
+            .fork_at(change.deps())
+            .map_err(|e| Refusal::Malformed(e.to_string()))?;
+        admit(user, bound_actor, doc_id, &before, before.clone(), change)?;
+        let mut merged = doc.clone();
+        merged
+            .apply_changes([change.clone()])
+            .map_err(|e| Refusal::Malformed(e.to_string()))?;
+        let (merged, reading) = schema::read(doc_id, merged)?;
+        schema::frame(reading.kind(), doc, &merged)?;
+        Ok(merged)
+    })?;
+    *doc = merged;
+    Ok(())
+}

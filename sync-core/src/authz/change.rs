@@ -1,0 +1,173 @@
+//! Authorizing one change: apply it to a copy of the document as its author saw it, then judge
+//! the difference by who the user is.
+//!
+//! Only the rules about users live here; the shape of documents is `schema`'s, the workflow's
+//! rules are the transition table's (`workflow::authorize`), and this module must not grow
+//! rules of its own about event kinds.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use automerge::{ActorId, AutoCommit, Change};
+
+use super::meta::{in_scope, DocMeta};
+use super::schema::{self, Diff, Reading};
+use super::Refusal;
+use crate::doc::{Issue, Patrol};
+use crate::model::{Role, User};
+use crate::workflow::{self, Event, IssueContext, Who};
+
+/// The record fields of an issue, as opposed to its workflow events.
+const ISSUE_RECORD: &[&str] = &["description", "severity", "photos"];
+
+/// Whether `user`, whose device is bound to `bound_actor`, may apply `change` to the document
+/// `doc_id` as it stood at the change's dependencies (`before`; an empty document when the
+/// change creates it). `before` must hold no uncommitted operations.
+pub fn authorize_change(
+    user: &User,
+    bound_actor: &ActorId,
+    doc_id: &str,
+    before: &AutoCommit,
+    change: &Change,
+) -> Result<(), Refusal> {
+    admit(user, bound_actor, doc_id, before, before.clone(), change).map(|_| ())
+}
+
+/// `authorize_change` with the copy of `before` to apply the change to supplied by the caller,
+/// who gets it back with the change applied when the change is allowed.
+pub(super) fn admit(
+    user: &User,
+    bound_actor: &ActorId,
+    doc_id: &str,
+    before: &AutoCommit,
+    mut after: AutoCommit,
+    change: &Change,
+) -> Result<AutoCommit, Refusal> {
+    if change.actor_id() != bound_actor {
+        return Err(Refusal::ActorNotBound {
+            actor: change.actor_id().clone(),
+        });
+    }
+    if !user.active {
+        return Err(Refusal::Inactive {
+            user: user.id.clone(),
+        });
+    }
+    guarded(move || {
+        after
+            .apply_changes([change.clone()])
+            .map_err(|e| Refusal::Malformed(e.to_string()))?;
+        if after.get_change_by_hash(&change.hash()).is_none() {
+            return Err(Refusal::Malformed(
+                "it depends on changes the document does not have".into(),
+            ));
+        }
+        let (after, reading) = schema::read(doc_id, after)?;
+        let existed = !before.is_empty();
+        let diff = schema::diff(reading.kind(), existed.then_some(before), &after)?;
+        match &reading {
+            Reading::Patrol(patrol) => patrol_rules(user, existed, patrol)?,
+            Reading::Issue { issue, events } => {
+                issue_rules(user, existed, &diff, issue, events)?;
+            }
+        }
+        Ok(after)
+    })
+}
+
+/// Runs `check` so that a panic inside automerge on hostile bytes refuses the change instead of
+/// taking the server down. Only copies are touched inside, so nothing half-applied survives.
+pub(super) fn guarded<T>(check: impl FnOnce() -> Result<T, Refusal>) -> Result<T, Refusal> {
+    panic::catch_unwind(AssertUnwindSafe(check)).unwrap_or_else(|_| {
+        Err(Refusal::Malformed(
+            "the document could not apply or read it".into(),
+        ))
+    })
+}
+
+fn patrol_rules(user: &User, existed: bool, patrol: &Patrol) -> Result<(), Refusal> {
+    if existed && !in_scope(user, &DocMeta::of_patrol(patrol)) {
+        return Err(Refusal::OutOfScope);
+    }
+    if patrol.chief != user.id {
+        return Err(Refusal::NotOwner(
+            "only the patrol's own chief writes a patrol".into(),
+        ));
+    }
+    if existed {
+        return Ok(());
+    }
+    match &user.role {
+        Role::Chief {
+            system,
+            jurisdiction,
+            ..
+        } if *system == patrol.system && jurisdiction.assets.contains(&patrol.asset) => Ok(()),
+        Role::Chief { .. } => Err(Refusal::NotOwner(format!(
+            "{} asset {} is not in the chief's jurisdiction",
+            patrol.system, patrol.asset
+        ))),
+        _ => Err(Refusal::NotOwner("only chiefs record patrols".into())),
+    }
+}
+
+/// The issue's rules. Who the user is towards the issue is worked out from the events the
+/// author had seen; each appended event is judged against the state folded from the events
+/// before it, so a change carrying "assign, then comment" is judged step by step.
+fn issue_rules(
+    user: &User,
+    existed: bool,
+    diff: &Diff,
+    issue: &Issue,
+    events: &[Event],
+) -> Result<(), Refusal> {
+    let seen = diff.appended("events").start.min(events.len());
+    let mut state = workflow::fold(&events[..seen]);
+    let ctx = IssueContext {
+        system: issue.system,
+        division: issue.division.clone(),
+        asset: issue.asset.clone(),
+        reporter: issue.reporter.clone(),
+    };
+    if existed {
+        if !in_scope(user, &DocMeta::of_issue(issue, &state)) {
+            return Err(Refusal::OutOfScope);
+        }
+        let who = workflow::relations(user, &ctx, &state);
+        let may_edit = who
+            .iter()
+            .any(|w| matches!(w, Who::Reporter | Who::Supervisor));
+        if diff.touched(ISSUE_RECORD) && !may_edit {
+            return Err(Refusal::NotOwner(
+                "only the reporter or a supervisor of the issue edits its description, \
+                 severity and photos"
+                    .into(),
+            ));
+        }
+    } else {
+        if issue.reporter != user.id {
+            return Err(Refusal::NotOwner(
+                "a new issue must name the user who reports it as its reporter".into(),
+            ));
+        }
+        if events.is_empty() {
+            return Err(Refusal::Schema(
+                "a new issue starts with its reported event".into(),
+            ));
+        }
+    }
+    for (index, event) in events.iter().enumerate().skip(seen) {
+        if event.by != user.id {
+            return Err(Refusal::ForgedAuthor {
+                event: event.id.clone(),
+                by: event.by.clone(),
+                user: user.id.clone(),
+            });
+        }
+        if events[..index].iter().any(|e| e.id == event.id) {
+            return Err(Refusal::DuplicateEvent(event.id.clone()));
+        }
+        workflow::authorize(user, &ctx, &issue.id, &state, &event.action)?;
+        state.apply(event);
+    }
+    Ok(())
+}

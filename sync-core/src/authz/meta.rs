@@ -1,0 +1,110 @@
+//! Routing facts: the few fields of a document that decide who receives it, and the rule that
+//! decides it. The server stores a `DocMeta` beside each document so it can route without
+//! loading documents; it must recompute it whenever it merges a change (an issue's assignee
+//! moves with its events).
+
+use automerge::AutoCommit;
+use serde::{Deserialize, Serialize};
+
+use super::schema::{self, Reading};
+use crate::doc::{self, DocError, DocKind, Issue, Patrol};
+use crate::model::{DivisionCode, Role, System, User};
+use crate::workflow::{self, Assignee, IssueState, Status};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocMeta {
+    pub id: String,
+    pub kind: DocKind,
+    pub system: System,
+    pub asset: String,
+    pub division: DivisionCode,
+    /// The patrol's chief or the issue's reporter.
+    pub owner: String,
+    /// Issues only: whom the workflow fold says the issue is assigned to.
+    pub assignee: Option<Assignee>,
+    /// Issues only: the folded status.
+    pub status: Option<Status>,
+}
+
+impl DocMeta {
+    /// Reads the routing facts of a patrol or issue document.
+    pub fn of(doc: &AutoCommit) -> Result<DocMeta, DocError> {
+        let id = doc::header(doc)?.id;
+        let (_, reading) = schema::read(&id, doc.clone())?;
+        Ok(Self::from_reading(&reading))
+    }
+
+    pub(super) fn from_reading(reading: &Reading) -> DocMeta {
+        match reading {
+            Reading::Patrol(patrol) => Self::of_patrol(patrol),
+            Reading::Issue { issue, events } => Self::of_issue(issue, &workflow::fold(events)),
+        }
+    }
+
+    pub(super) fn of_patrol(patrol: &Patrol) -> DocMeta {
+        DocMeta {
+            id: patrol.id.clone(),
+            kind: DocKind::Patrol,
+            system: patrol.system,
+            asset: patrol.asset.clone(),
+            division: patrol.division.clone(),
+            owner: patrol.chief.clone(),
+            assignee: None,
+            status: None,
+        }
+    }
+
+    /// An issue's facts with its workflow `state` (which may be an earlier one than the fold of
+    /// all its events).
+    pub(super) fn of_issue(issue: &Issue, state: &IssueState) -> DocMeta {
+        DocMeta {
+            id: issue.id.clone(),
+            kind: DocKind::Issue,
+            system: issue.system,
+            asset: issue.asset.clone(),
+            division: issue.division.clone(),
+            owner: issue.reporter.clone(),
+            assignee: state.assignee.clone(),
+            status: state.status,
+        }
+    }
+}
+
+/// Whether `user` receives the document described by `meta`.
+///
+/// Everyone receives what they own and issues assigned to them by name. Beyond that a chief
+/// receives the documents of their jurisdiction (same system, and one of their assets or a
+/// place inside their division), a supervisor those of their system inside their division, a
+/// handler the issues assigned to their department, an admin everything; a deactivated user
+/// receives nothing.
+pub fn in_scope(user: &User, meta: &DocMeta) -> bool {
+    if !user.active {
+        return false;
+    }
+    if meta.owner == user.id {
+        return true;
+    }
+    if let Some(Assignee::User(id)) = &meta.assignee {
+        if *id == user.id {
+            return true;
+        }
+    }
+    match &user.role {
+        Role::Chief {
+            system,
+            jurisdiction,
+            ..
+        } => {
+            *system == meta.system
+                && (jurisdiction.assets.contains(&meta.asset)
+                    || jurisdiction.division.contains(&meta.division))
+        }
+        Role::Supervisor { system, division } => {
+            *system == meta.system && division.contains(&meta.division)
+        }
+        Role::Handler { department } => {
+            matches!(&meta.assignee, Some(Assignee::Department(d)) if d == department)
+        }
+        Role::Admin => true,
+    }
+}
