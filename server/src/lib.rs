@@ -1,1 +1,25 @@
-//! placeholder
+//! The ChiefSync server library: accounts and JWT auth, device reference data, administration,
+//! operations endpoints and the Tianqiao demo, on sled behind the [`storage::Store`] trait.
+//!
+//! The `chiefsync` binary (`main.rs`) only wires these together:
+//! [`AppState::open`] → optionally [`demo::seed`] → [`http_server`], and [`configure`] mounts the
+//! routes on any actix `App`. Domain types and rules come from `sync-core`; nothing here
+//! re-implements them.
+
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod geometry;
+pub mod metrics;
+pub mod reference;
+mod serve;
+pub mod state;
+pub mod storage;
+
+pub use api::{configure, openapi};
+pub use error::ApiError;
+pub use serve::http_server;
+pub use state::{AppState, Settings};

@@ -1,0 +1,186 @@
+//! Access tokens: HS256 JWTs with `sub` (user id), `dev` (device id), `sess` (device session),
+//! `iss`, `aud`, `iat`, `exp` and the signing key's `kid` in the header.
+//!
+//! Verification refuses every algorithm but HS256 (including `none`, which the JWT library cannot
+//! even parse), an unknown `kid`, a bad signature, expiry, and a wrong audience or issuer, and
+//! names the failed check. Whether the user is active and the device session still live is
+//! checked by the caller extractor against storage, not here.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::signing_key::SigningKey;
+use crate::error::ApiError;
+
+pub const ISSUER: &str = "chiefsync";
+pub const AUDIENCE: &str = "chiefsync-api";
+/// Clock skew tolerated on `exp`, seconds.
+const LEEWAY_SECS: u64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub dev: String,
+    pub sess: u64,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+pub struct TokenService {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("kid", &self.kid)
+            .field("access_ttl_secs", &self.access_ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    pub fn new(
+        key: &SigningKey,
+        access_ttl_secs: u64,
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        Ok(Self {
+            kid: key.kid().to_owned(),
+            encoding: EncodingKey::from_secret(key.secret())?,
+            decoding: DecodingKey::from_secret(key.secret())?,
+            validation,
+            access_ttl_secs,
+        })
+    }
+
+    pub fn access_ttl_secs(&self) -> u64 {
+        self.access_ttl_secs
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs an access token for (user, device, session), valid from `now_secs`.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        session: u64,
+        now_secs: u64,
+    ) -> Result<String, ApiError> {
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            dev: device_id.to_owned(),
+            sess: session,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat: now_secs,
+            exp: now_secs + self.access_ttl_secs,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
+    }
+
+    /// Checks algorithm, key id, signature, expiry, audience and issuer.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| ApiError::unauthorized("invalid_token", "malformed token header"))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(ApiError::unauthorized(
+                "invalid_algorithm",
+                "only HS256 tokens are accepted",
+            ));
+        }
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(ApiError::unauthorized(
+                "unknown_key",
+                "token signed with an unknown key",
+            ));
+        }
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| {
+                let (code, message) = match err.kind() {
+                    ErrorKind::ExpiredSignature => ("token_expired", "token expired"),
+                    ErrorKind::InvalidAudience => {
+                        ("invalid_audience", "token for another audience")
+                    }
+                    ErrorKind::InvalidIssuer => ("invalid_issuer", "token from another issuer"),
+                    ErrorKind::InvalidSignature => ("invalid_signature", "bad token signature"),
+                    ErrorKind::InvalidAlgorithm => {
+                        ("invalid_algorithm", "only HS256 tokens are accepted")
+                    }
+                    _ => ("invalid_token", "malformed token"),
+                };
+                ApiError::unauthorized(code, message)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> TokenService {
+        TokenService::new(&SigningKey::from_secret(&[7; 32]).unwrap(), 60).unwrap()
+    }
+
+    fn code(err: ApiError) -> &'static str {
+        err.code()
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let svc = service();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = svc
+            .verify(&svc.issue("u1", "phone", 3, now).unwrap())
+            .unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.dev.as_str(), claims.sess),
+            ("u1", "phone", 3)
+        );
+        assert_eq!(claims.exp, now + 60);
+    }
+
+    #[test]
+    fn expired_and_foreign_key_tokens_are_refused() {
+        let svc = service();
+        let old = jsonwebtoken::get_current_timestamp() - 3_600;
+        assert_eq!(
+            code(
+                svc.verify(&svc.issue("u1", "p", 1, old).unwrap())
+                    .unwrap_err()
+            ),
+            "token_expired"
+        );
+        let other = TokenService::new(&SigningKey::from_secret(&[8; 32]).unwrap(), 60).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        assert_eq!(
+            code(
+                svc.verify(&other.issue("u1", "p", 1, now).unwrap())
+                    .unwrap_err()
+            ),
+            "unknown_key"
+        );
+        assert_eq!(
+            code(svc.verify("not.a.token").unwrap_err()),
+            "invalid_token"
+        );
+    }
+}

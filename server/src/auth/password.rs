@@ -1,0 +1,125 @@
+//! Password hashing with argon2id. Production uses argon2's default cost (19 MiB, 2 passes);
+//! the cost is configurable so that tests (which hash many passwords in debug builds) stay fast.
+//! A hash records its own parameters, so changing the cost never breaks existing accounts.
+//!
+//! Logins for unknown usernames are verified against a dummy hash of the same cost, so response
+//! time does not reveal which usernames exist. This module does not decide password policy
+//! beyond the minimum length.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::PasswordHasher;
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier, Version};
+
+/// Shortest password accepted for new or reset passwords (the demo accounts are seeded directly).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordCost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl PasswordCost {
+    /// argon2's recommended default (OWASP: 19 MiB, 2 iterations, 1 lane).
+    pub const DEFAULT: PasswordCost = PasswordCost {
+        memory_kib: Params::DEFAULT_M_COST,
+        iterations: Params::DEFAULT_T_COST,
+    };
+    /// The cheapest cost argon2 allows; for tests only.
+    pub const FAST_FOR_TESTS: PasswordCost = PasswordCost {
+        memory_kib: Params::MIN_M_COST,
+        iterations: 1,
+    };
+}
+
+impl Default for PasswordCost {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing: {0}")]
+pub struct PasswordError(String);
+
+#[derive(Debug)]
+pub struct Passwords {
+    argon2: Argon2<'static>,
+    dummy: OnceLock<String>,
+}
+
+impl Passwords {
+    pub fn new(cost: PasswordCost) -> Result<Self, PasswordError> {
+        let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
+            .map_err(|e| PasswordError(e.to_string()))?;
+        Ok(Self {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            dummy: OnceLock::new(),
+        })
+    }
+
+    /// A PHC string (`$argon2id$v=19$…`) with a fresh random salt.
+    pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        let hash: PasswordHash = self
+            .argon2
+            .hash_password(password.as_bytes())
+            .map_err(|e| PasswordError(e.to_string()))?;
+        Ok(hash.to_string())
+    }
+
+    /// Whether `password` matches `stored`; `None` (an account without password) never matches
+    /// but costs the same time as a real check.
+    pub fn verify(&self, password: &str, stored: Option<&str>) -> bool {
+        match stored.and_then(|s| PasswordHash::new(s).ok()) {
+            Some(hash) => self
+                .argon2
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok(),
+            None => {
+                self.burn_time(password);
+                false
+            }
+        }
+    }
+
+    /// Spends a password check's worth of time, for logins with unknown usernames.
+    pub fn burn_time(&self, password: &str) {
+        let dummy = self
+            .dummy
+            .get_or_init(|| self.hash("not a password of anyone").unwrap_or_default());
+        if let Ok(hash) = PasswordHash::new(dummy) {
+            let _ = self.argon2.verify_password(password.as_bytes(), &hash);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_differ_by_salt() {
+        let pw = Passwords::new(PasswordCost::FAST_FOR_TESTS).unwrap();
+        let a = pw.hash("correct horse").unwrap();
+        let b = pw.hash("correct horse").unwrap();
+        assert!(a.starts_with("$argon2id$"));
+        assert_ne!(a, b);
+        assert!(pw.verify("correct horse", Some(&a)));
+        assert!(!pw.verify("wrong horse", Some(&a)));
+        assert!(!pw.verify("correct horse", None));
+        assert!(!pw.verify("correct horse", Some("garbage")));
+    }
+
+    #[test]
+    fn hashes_keep_their_own_cost() {
+        let cheap = Passwords::new(PasswordCost::FAST_FOR_TESTS).unwrap();
+        let hash = cheap.hash("pw-123456").unwrap();
+        let other = Passwords::new(PasswordCost {
+            memory_kib: 64,
+            iterations: 2,
+        })
+        .unwrap();
+        assert!(other.verify("pw-123456", Some(&hash)));
+    }
+}

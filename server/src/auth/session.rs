@@ -1,0 +1,197 @@
+//! Login and refresh: checking credentials, binding the device, and granting a token pair.
+//!
+//! Runs on a blocking thread (argon2 and storage block). A refresh token is single-use: a
+//! successful refresh marks it used and grants a new pair in the same device session; presenting
+//! a used token again means it was copied, so the whole device session is revoked.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sync_core::model::User;
+use utoipa::ToSchema;
+
+use super::refresh::{hash_refresh_token, new_actor_id, new_refresh_token};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::storage::{DeviceRecord, RefreshRecord, RefreshUse};
+
+/// Longest accepted device id; device ids are chosen by the app (e.g. a UUID).
+const MAX_DEVICE_ID_CHARS: usize = 128;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// A stable id the app chose for this installation: letters, digits, `-`, `_`, `.`, `:`.
+    pub device_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// A granted token pair, with who it is for and the automerge actor id of this (user, device).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenGrant {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+    #[schema(value_type = Object)]
+    pub user: User,
+    pub device_id: String,
+    /// 32 hex characters; the device writes its automerge changes under this actor id.
+    pub actor_id: String,
+}
+
+fn valid_device_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.chars().count() <= MAX_DEVICE_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// Checks the password (throttled per username), binds the device and grants a token pair.
+pub fn login(
+    state: &AppState,
+    request: &LoginRequest,
+    now_ms: i64,
+) -> Result<TokenGrant, ApiError> {
+    if !valid_device_id(&request.device_id) {
+        return Err(ApiError::BadRequest(format!(
+            "device_id must be 1-{MAX_DEVICE_ID_CHARS} characters of letters, digits, '-', '_', '.', ':'"
+        )));
+    }
+    let username = request.username.trim();
+    if let Err(retry) = state.login_limiter.check(username, Instant::now()) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: retry.as_secs().max(1),
+        });
+    }
+    let record = state.store.find_user_by_username(username)?;
+    let verified = match &record {
+        Some(r) => state
+            .passwords
+            .verify(&request.password, r.password_hash.as_deref()),
+        None => {
+            state.passwords.burn_time(&request.password);
+            false
+        }
+    };
+    let record = match record {
+        Some(r) if verified => r,
+        _ => {
+            state.login_limiter.record_failure(username, Instant::now());
+            return Err(ApiError::unauthorized(
+                "invalid_credentials",
+                "wrong username or password",
+            ));
+        }
+    };
+    state.login_limiter.record_success(username);
+    if !record.user.active {
+        return Err(ApiError::unauthorized(
+            "user_inactive",
+            "account is not active",
+        ));
+    }
+    let device = state.store.start_session(
+        &record.user.id,
+        &request.device_id,
+        &new_actor_id()?,
+        now_ms,
+    )?;
+    tracing::info!(user = %record.user.id, device = %device.device_id, session = device.session, "login");
+    grant(state, record.user, &device, now_ms)
+}
+
+/// Exchanges a refresh token for a new pair; reuse of a spent token revokes the device.
+pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant, ApiError> {
+    let spent = |message: &str| ApiError::unauthorized("invalid_refresh_token", message);
+    let record = match state
+        .store
+        .consume_refresh_token(&hash_refresh_token(token), now_ms)?
+    {
+        RefreshUse::Unknown => return Err(spent("unknown refresh token")),
+        RefreshUse::Reused(record) => {
+            state
+                .store
+                .revoke_device(&record.user_id, &record.device_id, now_ms)?;
+            tracing::warn!(user = %record.user_id, device = %record.device_id, "refresh token reused; device revoked");
+            return Err(ApiError::unauthorized(
+                "refresh_token_reused",
+                "refresh token already used; this device has been signed out",
+            ));
+        }
+        RefreshUse::Fresh(record) => record,
+    };
+    if record.expires_at_ms <= now_ms {
+        return Err(spent("refresh token expired"));
+    }
+    let device = state
+        .store
+        .get_device(&record.user_id, &record.device_id)?
+        .filter(|d| d.accepts(record.session))
+        .ok_or_else(|| {
+            ApiError::unauthorized("device_revoked", "this device's session has ended")
+        })?;
+    let user = state
+        .store
+        .get_user(&record.user_id)?
+        .filter(|u| u.user.active)
+        .ok_or_else(|| ApiError::unauthorized("user_inactive", "account is not active"))?;
+    grant(state, user.user, &device, now_ms)
+}
+
+fn grant(
+    state: &AppState,
+    user: User,
+    device: &DeviceRecord,
+    now_ms: i64,
+) -> Result<TokenGrant, ApiError> {
+    let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
+    let access_token = state
+        .tokens
+        .issue(&user.id, &device.device_id, device.session, now_secs)?;
+    let (refresh_token, token_hash) = new_refresh_token()?;
+    let refresh_ttl_ms =
+        i64::try_from(state.refresh_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    state.store.put_refresh_token(&RefreshRecord {
+        token_hash,
+        user_id: user.id.clone(),
+        device_id: device.device_id.clone(),
+        session: device.session,
+        expires_at_ms: now_ms.saturating_add(refresh_ttl_ms),
+        used_at_ms: None,
+    })?;
+    Ok(TokenGrant {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: state.tokens.access_ttl_secs(),
+        refresh_token,
+        refresh_expires_in: state.refresh_ttl_secs,
+        user,
+        device_id: device.device_id.clone(),
+        actor_id: device.actor_id.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_device_id;
+
+    #[test]
+    fn device_ids_are_restricted() {
+        assert!(valid_device_id("0190f3a2-7c1e-7000-8000-000000000001"));
+        assert!(valid_device_id("pixel-7:main"));
+        assert!(!valid_device_id(""));
+        assert!(!valid_device_id("phone 1"));
+        assert!(!valid_device_id(&"x".repeat(129)));
+    }
+}

@@ -1,0 +1,127 @@
+//! The command line of the `chiefsync` binary. Every flag can also be set through an environment
+//! variable (`CHIEFSYNC_…`), which is how containers and service managers configure it.
+//!
+//! This module only parses; it turns the flags into [`Settings`] and does no I/O.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::state::Settings;
+
+/// ChiefSync server: patrols and problem rectification for river, forest and field chiefs.
+#[derive(Debug, Parser)]
+#[command(name = "chiefsync", version)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "CHIEFSYNC_ADDR",
+        default_value = "127.0.0.1:8080",
+        value_name = "HOST:PORT"
+    )]
+    pub addr: String,
+
+    /// Directory for the database and the generated token signing key.
+    #[arg(
+        long,
+        env = "CHIEFSYNC_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Lifetime of access tokens, seconds.
+    #[arg(long, env = "CHIEFSYNC_ACCESS_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub access_ttl_secs: u64,
+
+    /// Lifetime of refresh tokens, seconds (default 30 days).
+    #[arg(long, env = "CHIEFSYNC_REFRESH_TTL_SECS", default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh_ttl_secs: u64,
+
+    /// Secret (at least 32 bytes) that signs access tokens. When absent, a random key is
+    /// generated once and kept in DIR/jwt-signing.key (mode 0600), so tokens survive restarts.
+    #[arg(
+        long,
+        env = "CHIEFSYNC_SIGNING_KEY",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub signing_key: Option<String>,
+
+    /// Seed the Tianqiao demo (divisions, rivers, forests, farmland, demo accounts with password
+    /// `demo`) on first start; later starts seed nothing.
+    #[arg(long, env = "CHIEFSYNC_DEMO")]
+    pub demo: bool,
+
+    /// HTTP worker threads (default: one per CPU).
+    #[arg(long, env = "CHIEFSYNC_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Log format on stderr. The level is set with RUST_LOG (default `info`).
+    #[arg(long, env = "CHIEFSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an administrator account and exit. The password is read from the environment
+    /// variable CHIEFSYNC_ADMIN_PASSWORD, or else from the first line of standard input; it
+    /// must have at least 8 characters.
+    CreateAdmin {
+        /// Login name of the new administrator.
+        #[arg(long, env = "CHIEFSYNC_ADMIN_USERNAME")]
+        username: String,
+        /// Name shown in the dashboard (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+/// Environment variable holding the password for `create-admin`.
+pub const ADMIN_PASSWORD_ENV: &str = "CHIEFSYNC_ADMIN_PASSWORD";
+
+impl Cli {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            signing_key: self.signing_key.clone(),
+            access_ttl_secs: self.access_ttl_secs,
+            refresh_ttl_secs: self.refresh_ttl_secs,
+            ..Settings::new(&self.data_dir)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_subcommand_parse() {
+        let cli = Cli::try_parse_from(["chiefsync", "--demo"]).unwrap();
+        assert!(cli.demo);
+        assert_eq!(cli.addr, "127.0.0.1:8080");
+        assert_eq!(cli.settings().access_ttl_secs, 900);
+        assert_eq!(cli.settings().refresh_ttl_secs, 2_592_000);
+        let cli = Cli::try_parse_from(["chiefsync", "create-admin", "--username", "root"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::CreateAdmin { ref username, .. }) if username == "root")
+        );
+        assert!(Cli::try_parse_from(["chiefsync", "--access-ttl-secs", "0"]).is_err());
+    }
+}

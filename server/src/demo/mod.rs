@@ -1,0 +1,188 @@
+//! The Tianqiao demo, seeded by `--demo` on first start only: divisions, river segments,
+//! forests and farmland grids, categories, check items and patrol rules, and the demo accounts
+//! (password `demo`).
+//!
+//! A marker in the store records that seeding finished; later starts find it and seed nothing.
+//! Every item has a fixed id and is skipped if already present, so a start interrupted midway
+//! completes the seed on the next start without duplicates. [`facts`] returns what was seeded
+//! (users, divisions, assets) for code that builds sample documents on top of it.
+
+mod people;
+mod places;
+
+pub use people::{
+    user_id, DemoPerson, ADMIN, CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF, HANDLER,
+    LOGIN_USERNAMES, SUPERVISOR,
+};
+
+use sync_core::model::{Asset, Division, User};
+
+use crate::reference;
+use crate::state::{now_ms, AppState};
+use crate::storage::{StoreError, UserRecord};
+
+/// Meta key of the marker written when seeding finished.
+pub const SEEDED_MARKER: &str = "demo.seeded";
+/// The password of every demo account.
+pub const DEMO_PASSWORD: &str = "demo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("hashing the demo password: {0}")]
+    Password(String),
+}
+
+/// Everything the demo seeds, by fixed ids.
+#[derive(Debug, Clone)]
+pub struct DemoFacts {
+    pub people: Vec<DemoPerson>,
+    pub divisions: Vec<Division>,
+    pub assets: Vec<Asset>,
+}
+
+impl DemoFacts {
+    pub fn user(&self, username: &str) -> Option<&User> {
+        self.people
+            .iter()
+            .map(|p| &p.user)
+            .find(|u| u.username == username)
+    }
+
+    pub fn asset(&self, id: &str) -> Option<&Asset> {
+        self.assets.iter().find(|a| a.id == id)
+    }
+}
+
+pub fn facts() -> DemoFacts {
+    DemoFacts {
+        people: people::people(),
+        divisions: places::divisions(),
+        assets: places::assets(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedOutcome {
+    Seeded,
+    AlreadySeeded,
+}
+
+/// Seeds the demo unless the marker says it was seeded before.
+pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
+    let store = &state.store;
+    if store.get_meta(SEEDED_MARKER)?.is_some() {
+        tracing::info!("demo data already present; nothing seeded");
+        return Ok(SeedOutcome::AlreadySeeded);
+    }
+    let facts = facts();
+    let now = now_ms();
+    for division in &facts.divisions {
+        if store.get_division(&division.code)?.is_none() {
+            store.put_division(division)?;
+        }
+    }
+    for asset in &facts.assets {
+        if store.get_asset(&asset.id)?.is_none() {
+            store.put_asset(asset)?;
+        }
+    }
+    reference::seed_defaults(store.as_ref())?;
+    // One hash shared by all demo accounts: the password is public anyway, and hashing it once
+    // keeps the first start quick even in debug builds.
+    let hash = state
+        .passwords
+        .hash(DEMO_PASSWORD)
+        .map_err(|e| DemoError::Password(e.to_string()))?;
+    for person in &facts.people {
+        if store.get_user(&person.user.id)?.is_none() {
+            store.create_user(&UserRecord {
+                user: person.user.clone(),
+                password_hash: person.can_log_in.then(|| hash.clone()),
+                created_at_ms: now,
+                updated_at_ms: now,
+            })?;
+        }
+    }
+    store.put_meta(SEEDED_MARKER, now.to_string().as_bytes())?;
+    tracing::info!(
+        divisions = facts.divisions.len(),
+        assets = facts.assets.len(),
+        people = facts.people.len(),
+        "seeded the Tianqiao demo"
+    );
+    Ok(SeedOutcome::Seeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::check_geometry;
+    use std::collections::HashSet;
+    use sync_core::model::{Geometry, Role};
+
+    #[test]
+    fn demo_data_is_consistent() {
+        let facts = facts();
+        let codes: HashSet<_> = facts.divisions.iter().map(|d| d.code.clone()).collect();
+        assert_eq!(facts.divisions.len(), 1 + 14 + 8);
+        for d in &facts.divisions {
+            if let Some(parent) = &d.parent {
+                assert!(codes.contains(parent) && parent.contains(&d.code), "{d:?}");
+            }
+        }
+        for a in &facts.assets {
+            assert!(codes.contains(&a.division), "{}", a.id);
+            check_geometry(&a.geometry).unwrap_or_else(|e| panic!("{}: {e}", a.id));
+            let points: Vec<[f64; 2]> = match &a.geometry {
+                Geometry::LineString(line) => line.clone(),
+                Geometry::Polygon(rings) => rings.concat(),
+            };
+            for [lon, lat] in points {
+                assert!(
+                    (116.90..=117.06).contains(&lon) && (36.66..=36.86).contains(&lat),
+                    "{}",
+                    a.id
+                );
+            }
+        }
+        let river_segments = facts
+            .assets
+            .iter()
+            .filter(|a| a.id.starts_with("river-"))
+            .count();
+        assert!(river_segments >= 14, "{river_segments}");
+        for name in LOGIN_USERNAMES {
+            assert!(facts.user(name).is_some(), "{name}");
+        }
+        for person in &facts.people {
+            if let Role::Chief {
+                system,
+                level,
+                jurisdiction,
+            } = &person.user.role
+            {
+                assert_eq!(
+                    jurisdiction.division.level(),
+                    *level,
+                    "{}",
+                    person.user.username
+                );
+                for id in &jurisdiction.assets {
+                    let asset = facts.asset(id).unwrap_or_else(|| panic!("{id}"));
+                    assert_eq!(asset.system, *system, "{id}");
+                }
+            }
+        }
+        let chief_assets = |name: &str| match &facts.user(name).unwrap().role {
+            Role::Chief { jurisdiction, .. } => jurisdiction.assets.clone(),
+            _ => panic!("{name} is a chief"),
+        };
+        let (a, b) = (chief_assets(CHIEF), chief_assets(CHIEF_2));
+        assert!(
+            a.iter().all(|x| !b.contains(x)),
+            "the two village chiefs patrol different segments"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! `chiefsync`: parses the command line, sets up logging, opens the state and either creates an
+//! administrator or serves until SIGINT/SIGTERM, then flushes the store.
+
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use actix_web::web;
+use clap::Parser;
+use server::config::{Cli, Command, LogFormat, ADMIN_PASSWORD_ENV};
+use server::state::now_ms;
+use server::{accounts, http_server, AppState};
+use sync_core::model::Role;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "chiefsync stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn run(cli: Cli) -> Result<(), BoxError> {
+    let state = AppState::open(&cli.settings())?;
+    match &cli.command {
+        Some(Command::CreateAdmin {
+            username,
+            display_name,
+        }) => create_admin(&state, username, display_name.as_deref()),
+        None => {
+            if cli.demo {
+                server::demo::seed(&state)?;
+            }
+            let listener = TcpListener::bind(&cli.addr)?;
+            tracing::info!(addr = %listener.local_addr()?, data_dir = %cli.data_dir.display(), "serving");
+            let state = web::Data::new(state);
+            let server = http_server(state.clone(), listener, cli.workers)?;
+            actix_web::rt::System::new().block_on(server)?;
+            state.store.flush()?;
+            tracing::info!("stopped; store flushed");
+            Ok(())
+        }
+    }
+}
+
+fn create_admin(
+    state: &AppState,
+    username: &str,
+    display_name: Option<&str>,
+) -> Result<(), BoxError> {
+    let password = match std::env::var(ADMIN_PASSWORD_ENV) {
+        Ok(password) => password,
+        Err(_) => {
+            eprintln!("password for {username} (or set {ADMIN_PASSWORD_ENV}):");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let record = accounts::new_user(
+        &state.passwords,
+        username,
+        display_name.unwrap_or(username),
+        Role::Admin,
+        &password,
+        now_ms(),
+    )?;
+    state.store.create_user(&record)?;
+    tracing::info!(user = %record.user.id, %username, "administrator created");
+    Ok(())
+}

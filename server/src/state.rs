@@ -1,0 +1,106 @@
+//! The application state shared by every worker: the store, token and password services, the
+//! login limiter and the metrics registry, built once from [`Settings`].
+//!
+//! Opening the state is the only place that touches the data directory (sled database and
+//! signing key file); handlers reach storage through `AppState::store` only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::auth::jwt::TokenService;
+use crate::auth::password::{PasswordCost, PasswordError, Passwords};
+use crate::auth::rate_limit::{LoginLimit, LoginLimiter};
+use crate::auth::signing_key::{SigningKey, SigningKeyError};
+use crate::metrics::Metrics;
+use crate::storage::{SledStore, Store, StoreError};
+
+/// Everything the service needs to start, independent of how it was configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// The token signing key; generated into the data dir when `None`.
+    pub signing_key: Option<String>,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub password_cost: PasswordCost,
+    pub login_limit: LoginLimit,
+}
+
+impl Settings {
+    /// Production defaults for a data directory (the command line overrides each of them).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            signing_key: None,
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            password_cost: PasswordCost::DEFAULT,
+            login_limit: LoginLimit::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
+    #[error("token keys: {0}")]
+    Tokens(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub tokens: TokenService,
+    pub passwords: Passwords,
+    pub login_limiter: LoginLimiter,
+    pub metrics: Metrics,
+    pub refresh_ttl_secs: u64,
+}
+
+impl AppState {
+    /// Opens the sled database under `data_dir/db` and loads (or creates) the signing key.
+    pub fn open(settings: &Settings) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartupError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        })?;
+        let store = SledStore::open(&settings.data_dir.join("db"))?;
+        let key = SigningKey::load_or_create(settings.signing_key.as_deref(), &settings.data_dir)?;
+        Self::with_store(Arc::new(store), &key, settings)
+    }
+
+    /// Builds the state over an already opened store.
+    pub fn with_store(
+        store: Arc<dyn Store>,
+        key: &SigningKey,
+        settings: &Settings,
+    ) -> Result<Self, StartupError> {
+        Ok(Self {
+            store,
+            tokens: TokenService::new(key, settings.access_ttl_secs)?,
+            passwords: Passwords::new(settings.password_cost)?,
+            login_limiter: LoginLimiter::new(settings.login_limit),
+            metrics: Metrics::new(),
+            refresh_ttl_secs: settings.refresh_ttl_secs,
+        })
+    }
+}
+
+/// Wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

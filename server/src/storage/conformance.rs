@@ -1,0 +1,372 @@
+//! The storage conformance suite, written once and run against every [`Store`] backend
+//! (`store_conformance_tests!(harness)` in the backend's test module).
+//!
+//! A [`Harness`] opens the backend's store; calling `open` again after dropping the previous
+//! handle must reopen the same data, which is how "reopen after close" is tested. Test-only.
+
+use std::sync::Arc;
+
+use sync_core::model::{
+    Asset, Division, DivisionCode, Geometry, Jurisdiction, Level, Role, System, User,
+};
+
+use super::{RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
+
+/// Opens a backend's store; a second `open` after the first handle is dropped sees the same data.
+pub(crate) trait Harness {
+    fn open(&self) -> Arc<dyn Store>;
+}
+
+/// Expands to one `#[test]` per conformance case, each with a fresh harness from `$harness`.
+macro_rules! store_conformance_tests {
+    ($harness:expr) => {
+        store_conformance_tests!(@cases $harness;
+            users_round_trip,
+            users_conflict_on_id_and_username,
+            update_user_renames_and_refuses_unknown,
+            sessions_keep_actor_and_retire_old_sessions,
+            revocation_is_kept_until_next_login,
+            refresh_tokens_are_consumed_once,
+            concurrent_refresh_has_one_winner,
+            divisions_and_assets_round_trip,
+            meta_round_trip,
+            documents_round_trip_by_kind,
+            reopen_after_close_keeps_everything,
+        );
+    };
+    (@cases $harness:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::storage::conformance::$case(&$harness);
+            }
+        )+
+    };
+}
+
+fn code(s: &str) -> DivisionCode {
+    DivisionCode::new(s).expect("valid code")
+}
+
+fn user(id: &str, username: &str) -> UserRecord {
+    UserRecord {
+        user: User {
+            id: id.into(),
+            username: username.into(),
+            display_name: format!("{username} 河长"),
+            role: Role::Chief {
+                system: System::River,
+                level: Level::Village,
+                jurisdiction: Jurisdiction {
+                    division: code("370105014201"),
+                    assets: vec!["river-1".into()],
+                },
+            },
+            active: true,
+        },
+        password_hash: Some("$argon2id$stub".into()),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+fn division(c: &str, name: &str, parent: Option<&str>) -> Division {
+    Division {
+        code: code(c),
+        name: name.into(),
+        parent: parent.map(code),
+    }
+}
+
+fn asset(id: &str) -> Asset {
+    Asset {
+        id: id.into(),
+        system: System::River,
+        name: "小清河 1".into(),
+        division: code("370105014201"),
+        geometry: Geometry::LineString(vec![[116.95, 36.70], [116.96, 36.71]]),
+    }
+}
+
+fn refresh(hash: &str) -> RefreshRecord {
+    RefreshRecord {
+        token_hash: hash.into(),
+        user_id: "u1".into(),
+        device_id: "phone".into(),
+        session: 1,
+        expires_at_ms: 10_000,
+        used_at_ms: None,
+    }
+}
+
+pub(crate) fn users_round_trip(h: &impl Harness) {
+    let store = h.open();
+    let b = user("u2", "Bravo");
+    let a = user("u1", "alpha");
+    store.create_user(&b).unwrap();
+    store.create_user(&a).unwrap();
+    assert_eq!(store.get_user("u1").unwrap(), Some(a.clone()));
+    assert_eq!(store.get_user("nobody").unwrap(), None);
+    assert_eq!(
+        store.find_user_by_username("ALPHA").unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.find_user_by_username("bravo").unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(store.find_user_by_username("charlie").unwrap(), None);
+    assert_eq!(store.list_users().unwrap(), vec![a, b]);
+}
+
+pub(crate) fn users_conflict_on_id_and_username(h: &impl Harness) {
+    let store = h.open();
+    store.create_user(&user("u1", "alpha")).unwrap();
+    let same_id = store.create_user(&user("u1", "other"));
+    assert!(
+        matches!(same_id, Err(StoreError::Conflict(_))),
+        "{same_id:?}"
+    );
+    let same_name = store.create_user(&user("u9", "Alpha"));
+    assert!(
+        matches!(same_name, Err(StoreError::Conflict(_))),
+        "{same_name:?}"
+    );
+    assert_eq!(store.list_users().unwrap().len(), 1);
+    assert_eq!(store.find_user_by_username("other").unwrap(), None);
+}
+
+pub(crate) fn update_user_renames_and_refuses_unknown(h: &impl Harness) {
+    let store = h.open();
+    store.create_user(&user("u1", "alpha")).unwrap();
+    store.create_user(&user("u2", "bravo")).unwrap();
+
+    let mut renamed = user("u1", "alpha-2");
+    renamed.user.active = false;
+    store.update_user(&renamed).unwrap();
+    assert_eq!(store.get_user("u1").unwrap(), Some(renamed.clone()));
+    assert_eq!(store.find_user_by_username("alpha").unwrap(), None);
+    assert_eq!(
+        store.find_user_by_username("alpha-2").unwrap(),
+        Some(renamed)
+    );
+
+    let collision = store.update_user(&user("u1", "BRAVO"));
+    assert!(
+        matches!(collision, Err(StoreError::Conflict(_))),
+        "{collision:?}"
+    );
+    let unknown = store.update_user(&user("u3", "charlie"));
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(store.find_user_by_username("charlie").unwrap(), None);
+}
+
+pub(crate) fn sessions_keep_actor_and_retire_old_sessions(h: &impl Harness) {
+    let store = h.open();
+    let first = store
+        .start_session("u1", "phone", "aa".repeat(16).as_str(), 100)
+        .unwrap();
+    assert_eq!(first.actor_id, "aa".repeat(16));
+    assert_eq!(first.session, 1);
+    assert!(first.accepts(1));
+
+    let second = store
+        .start_session("u1", "phone", "bb".repeat(16).as_str(), 200)
+        .unwrap();
+    assert_eq!(
+        second.actor_id, first.actor_id,
+        "actor id is bound once per (user, device)"
+    );
+    assert_eq!(second.session, 2);
+    assert_eq!(second.created_at_ms, 100);
+    assert_eq!(second.last_login_ms, 200);
+    assert!(!second.accepts(1) && second.accepts(2));
+
+    let other_user = store
+        .start_session("u2", "phone", "cc".repeat(16).as_str(), 300)
+        .unwrap();
+    assert_eq!(other_user.actor_id, "cc".repeat(16));
+    assert_eq!(store.get_device("u1", "phone").unwrap(), Some(second));
+    assert_eq!(store.get_device("u1", "tablet").unwrap(), None);
+    let listed: Vec<_> = store
+        .list_devices()
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.user_id, d.device_id))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("u1".into(), "phone".into()), ("u2".into(), "phone".into())]
+    );
+}
+
+pub(crate) fn revocation_is_kept_until_next_login(h: &impl Harness) {
+    let store = h.open();
+    assert_eq!(store.revoke_device("u1", "phone", 50).unwrap(), None);
+    store
+        .start_session("u1", "phone", &"ab".repeat(16), 100)
+        .unwrap();
+    let revoked = store.revoke_device("u1", "phone", 150).unwrap().unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(150));
+    assert!(!revoked.accepts(1));
+    let again = store.revoke_device("u1", "phone", 160).unwrap().unwrap();
+    assert_eq!(
+        again.revoked_at_ms,
+        Some(150),
+        "the first revocation time is kept"
+    );
+    assert_eq!(store.get_device("u1", "phone").unwrap(), Some(again));
+
+    let relogin = store
+        .start_session("u1", "phone", &"cd".repeat(16), 200)
+        .unwrap();
+    assert_eq!(relogin.revoked_at_ms, None);
+    assert!(relogin.accepts(2) && !relogin.accepts(1));
+}
+
+pub(crate) fn refresh_tokens_are_consumed_once(h: &impl Harness) {
+    let store = h.open();
+    assert_eq!(
+        store.consume_refresh_token("nope", 1).unwrap(),
+        RefreshUse::Unknown
+    );
+    store.put_refresh_token(&refresh("h1")).unwrap();
+    assert_eq!(
+        store.consume_refresh_token("h1", 5).unwrap(),
+        RefreshUse::Fresh(refresh("h1"))
+    );
+    let used = RefreshRecord {
+        used_at_ms: Some(5),
+        ..refresh("h1")
+    };
+    assert_eq!(
+        store.consume_refresh_token("h1", 6).unwrap(),
+        RefreshUse::Reused(used)
+    );
+}
+
+pub(crate) fn concurrent_refresh_has_one_winner(h: &impl Harness) {
+    let store = h.open();
+    store.put_refresh_token(&refresh("race")).unwrap();
+    let outcomes: Vec<RefreshUse> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                scope.spawn(move || store.consume_refresh_token("race", i).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let fresh = outcomes
+        .iter()
+        .filter(|o| matches!(o, RefreshUse::Fresh(_)))
+        .count();
+    assert_eq!(fresh, 1, "{outcomes:?}");
+}
+
+pub(crate) fn divisions_and_assets_round_trip(h: &impl Harness) {
+    let store = h.open();
+    let village = division("370105014201", "小寨村", Some("370105014000"));
+    let sub = division("370105014000", "桑梓店街道", Some("370105000000"));
+    store.put_division(&village).unwrap();
+    store.put_division(&sub).unwrap();
+    assert_eq!(
+        store.get_division(&code("370105014000")).unwrap(),
+        Some(sub.clone())
+    );
+    assert_eq!(store.get_division(&code("370105001000")).unwrap(), None);
+    assert_eq!(store.list_divisions().unwrap(), vec![sub, village.clone()]);
+    let renamed = Division {
+        name: "小寨村村委会".into(),
+        ..village
+    };
+    store.put_division(&renamed).unwrap();
+    assert_eq!(store.get_division(&renamed.code).unwrap(), Some(renamed));
+
+    let a = asset("river-2");
+    let b = asset("river-1");
+    store.put_asset(&a).unwrap();
+    store.put_asset(&b).unwrap();
+    assert_eq!(store.get_asset("river-2").unwrap(), Some(a.clone()));
+    assert_eq!(store.get_asset("river-3").unwrap(), None);
+    assert_eq!(store.list_assets().unwrap(), vec![b, a.clone()]);
+    let moved = Asset {
+        geometry: Geometry::LineString(vec![[117.0, 36.7], [117.01, 36.7]]),
+        ..a
+    };
+    store.put_asset(&moved).unwrap();
+    assert_eq!(store.get_asset("river-2").unwrap(), Some(moved));
+}
+
+pub(crate) fn meta_round_trip(h: &impl Harness) {
+    let store = h.open();
+    assert_eq!(store.get_meta("k").unwrap(), None);
+    store.put_meta("k", b"v1").unwrap();
+    store.put_meta("k", b"v2").unwrap();
+    assert_eq!(store.get_meta("k").unwrap(), Some(b"v2".to_vec()));
+}
+
+pub(crate) fn documents_round_trip_by_kind(h: &impl Harness) {
+    let store = h.open();
+    store.put_document("p2", "patrol", b"patrol two").unwrap();
+    store.put_document("i1", "issue", b"issue one").unwrap();
+    store.put_document("p1", "patrol", b"").unwrap();
+    store
+        .put_document("p2", "patrol", b"patrol two, merged")
+        .unwrap();
+    let doc = store.get_document("p2").unwrap().unwrap();
+    assert_eq!(
+        (doc.kind.as_str(), doc.bytes.as_slice()),
+        ("patrol", &b"patrol two, merged"[..])
+    );
+    assert_eq!(store.get_document("p1").unwrap().unwrap().bytes, b"");
+    assert_eq!(store.get_document("p3").unwrap(), None);
+    assert_eq!(store.list_documents("patrol").unwrap(), vec!["p1", "p2"]);
+    assert_eq!(store.list_documents("issue").unwrap(), vec!["i1"]);
+    assert!(store.list_documents("patrols").unwrap().is_empty());
+    let clash = store.put_document("i1", "patrol", b"x");
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    assert_eq!(
+        store.get_document("i1").unwrap().unwrap().bytes,
+        b"issue one"
+    );
+}
+
+pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {
+    {
+        let store = h.open();
+        store.create_user(&user("u1", "alpha")).unwrap();
+        store
+            .start_session("u1", "phone", &"ef".repeat(16), 10)
+            .unwrap();
+        store.put_refresh_token(&refresh("h1")).unwrap();
+        store.consume_refresh_token("h1", 11).unwrap();
+        store
+            .put_division(&division("370105000000", "天桥区", None))
+            .unwrap();
+        store.put_asset(&asset("river-1")).unwrap();
+        store.put_meta("demo", b"seeded").unwrap();
+        store.put_document("i1", "issue", b"bytes").unwrap();
+    }
+    let store = h.open();
+    assert_eq!(
+        store.find_user_by_username("alpha").unwrap(),
+        Some(user("u1", "alpha"))
+    );
+    assert_eq!(
+        store.get_device("u1", "phone").unwrap().unwrap().actor_id,
+        "ef".repeat(16)
+    );
+    assert!(matches!(
+        store.consume_refresh_token("h1", 12).unwrap(),
+        RefreshUse::Reused(_)
+    ));
+    assert_eq!(store.list_divisions().unwrap().len(), 1);
+    assert_eq!(store.get_asset("river-1").unwrap(), Some(asset("river-1")));
+    assert_eq!(store.get_meta("demo").unwrap(), Some(b"seeded".to_vec()));
+    assert_eq!(store.list_documents("issue").unwrap(), vec!["i1"]);
+    assert_eq!(store.get_document("i1").unwrap().unwrap().bytes, b"bytes");
+}

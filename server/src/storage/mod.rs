@@ -1,0 +1,175 @@
+//! Server storage behind one trait, so a distributed backend (PostgreSQL) can replace sled
+//! later without touching a handler.
+//!
+//! [`Store`] is synchronous and may block: handlers call it inside `web::block`. Every mutating
+//! call is durable when it returns `Ok` (the sled backend flushes before returning), so a
+//! handler that acknowledges a write after the call never acknowledges something a crash could
+//! lose. Atomic read-modify-write steps that auth relies on (binding a device, consuming a
+//! refresh token) are single trait methods rather than get-then-put sequences in handlers.
+//!
+//! This module holds record types and the trait only; it does not decide who may read what.
+//! Every backend must pass the one conformance suite in `conformance` (run for sled in
+//! `sled_store`).
+
+#[cfg(test)]
+#[macro_use]
+pub(crate) mod conformance;
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use serde::{Deserialize, Serialize};
+use sync_core::model::{Asset, Division, DivisionCode, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with this key (user id, username, division code, asset id …) already exists.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The record to update does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The backend failed (I/O, lock, closed database).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt record {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+}
+
+/// A user as stored: the shared [`User`] plus what only the server keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub user: User,
+    /// Argon2 PHC string; `None` for people who are on record as chiefs but never log in.
+    pub password_hash: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One (user, device) binding. The actor id is chosen once, at the first login of the pair, and
+/// every later login of the pair gets the same one, so a device's automerge changes stay
+/// attributable across logins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub user_id: String,
+    pub device_id: String,
+    /// 32 lower-case hex characters (16 random bytes): the automerge actor id of this pair.
+    pub actor_id: String,
+    /// Incremented by every password login; tokens carry it, so a new login or a revocation
+    /// retires every token issued before.
+    pub session: u64,
+    pub created_at_ms: i64,
+    pub last_login_ms: i64,
+    /// Set by revocation (by an admin, a supervisor, or refresh-token reuse); cleared by the
+    /// next password login, which starts a new session.
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl DeviceRecord {
+    /// Whether tokens of `session` are still honoured.
+    pub fn accepts(&self, session: u64) -> bool {
+        self.revoked_at_ms.is_none() && self.session == session
+    }
+}
+
+/// A refresh token as stored: only the SHA-256 of the opaque token, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub token_hash: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub session: u64,
+    pub expires_at_ms: i64,
+    /// When the token was exchanged; a second exchange is a reuse.
+    pub used_at_ms: Option<i64>,
+}
+
+/// The outcome of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    Unknown,
+    /// First use: the record is now marked used.
+    Fresh(RefreshRecord),
+    /// The token had been exchanged before (the record as it was).
+    Reused(RefreshRecord),
+}
+
+/// A saved automerge document with the kind label it was stored under (`patrol`, `issue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDocument {
+    pub id: String,
+    pub kind: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything the server persists. Implementations must be safe to share between workers.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Inserts a new user; `Conflict` if the id or (case-insensitively) the username is taken.
+    fn create_user(&self, record: &UserRecord) -> Result<(), StoreError>;
+    /// Replaces an existing user; `NotFound` if absent, `Conflict` if a rename collides.
+    fn update_user(&self, record: &UserRecord) -> Result<(), StoreError>;
+    fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Case-insensitive lookup.
+    fn find_user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// All users, ordered by id.
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Starts a login session for (user, device): creates the binding with `new_actor_id` on the
+    /// first login, otherwise keeps its actor id, increments the session and clears revocation.
+    fn start_session(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        new_actor_id: &str,
+        now_ms: i64,
+    ) -> Result<DeviceRecord, StoreError>;
+    fn get_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceRecord>, StoreError>;
+    /// Marks the binding revoked (keeping the first revocation time); `None` if unknown.
+    fn revoke_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<DeviceRecord>, StoreError>;
+    /// All bindings, ordered by (user id, device id).
+    fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    fn put_refresh_token(&self, record: &RefreshRecord) -> Result<(), StoreError>;
+    /// Atomically marks the token used and reports whether it was fresh, reused or unknown.
+    fn consume_refresh_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<RefreshUse, StoreError>;
+
+    /// Inserts or replaces a division.
+    fn put_division(&self, division: &Division) -> Result<(), StoreError>;
+    fn get_division(&self, code: &DivisionCode) -> Result<Option<Division>, StoreError>;
+    /// All divisions, ordered by code (so parents come before children).
+    fn list_divisions(&self) -> Result<Vec<Division>, StoreError>;
+
+    /// Inserts or replaces an asset.
+    fn put_asset(&self, asset: &Asset) -> Result<(), StoreError>;
+    fn get_asset(&self, id: &str) -> Result<Option<Asset>, StoreError>;
+    /// All assets, ordered by id.
+    fn list_assets(&self) -> Result<Vec<Asset>, StoreError>;
+
+    /// Server settings and markers (reference-data overrides, the demo marker).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Inserts or replaces a saved automerge document; `Conflict` if the id is already stored
+    /// under another kind.
+    fn put_document(&self, id: &str, kind: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    fn get_document(&self, id: &str) -> Result<Option<StoredDocument>, StoreError>;
+    /// Ids of the documents of one kind, ordered.
+    fn list_documents(&self, kind: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Makes everything written so far durable (called again at shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,433 @@
+//! The sled backend of [`Store`]: one tree per record type, JSON values, secondary indexes kept
+//! in the same transaction as the records they index, and a flush before every mutating call
+//! returns.
+//!
+//! Keys: users by id, `usernames` by lower-cased username → user id, devices by
+//! `user_id \0 device_id`, refresh tokens by hash, divisions by code, assets by id, documents
+//! by id (value: kind length, kind, bytes) with `documents_by_kind` keyed `kind \0 id`.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+use sync_core::model::{Asset, Division, DivisionCode};
+
+use super::{
+    DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, StoredDocument, UserRecord,
+};
+
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    users: Tree,
+    usernames: Tree,
+    devices: Tree,
+    refresh: Tree,
+    divisions: Tree,
+    assets: Tree,
+    meta: Tree,
+    documents: Tree,
+    documents_by_kind: Tree,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`. Fails if another process holds it.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(dir).map_err(backend)?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(Self {
+            users: tree("users")?,
+            usernames: tree("usernames")?,
+            devices: tree("devices")?,
+            refresh: tree("refresh_tokens")?,
+            divisions: tree("divisions")?,
+            assets: tree("assets")?,
+            meta: tree("meta")?,
+            documents: tree("documents")?,
+            documents_by_kind: tree("documents_by_kind")?,
+            db,
+        })
+    }
+
+    fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(backend)
+    }
+}
+
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn get_json<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+    match tree.get(key).map_err(backend)? {
+        Some(bytes) => decode(key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn list_json<T: DeserializeOwned>(tree: &Tree) -> Result<Vec<T>, StoreError> {
+    tree.iter()
+        .map(|item| {
+            let (key, value) = item.map_err(backend)?;
+            decode(&key, &value)
+        })
+        .collect()
+}
+
+fn device_key(user_id: &str, device_id: &str) -> Vec<u8> {
+    [user_id.as_bytes(), b"\0", device_id.as_bytes()].concat()
+}
+
+fn username_key(username: &str) -> Vec<u8> {
+    username.to_lowercase().into_bytes()
+}
+
+/// Reads a JSON value inside a transaction, aborting with `Corrupt` if it does not decode.
+fn tx_get<T: DeserializeOwned>(
+    tx: &TransactionalTree,
+    key: &[u8],
+) -> Result<Option<T>, ConflictableTransactionError<StoreError>> {
+    match tx.get(key)? {
+        Some(bytes) => decode(key, &bytes)
+            .map(Some)
+            .map_err(ConflictableTransactionError::Abort),
+        None => Ok(None),
+    }
+}
+
+fn tx_encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ConflictableTransactionError<StoreError>> {
+    encode(value).map_err(ConflictableTransactionError::Abort)
+}
+
+fn tx_result<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+    result.map_err(|err| match err {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => backend(err),
+    })
+}
+
+fn abort<T>(err: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(err))
+}
+
+impl Store for SledStore {
+    fn create_user(&self, record: &UserRecord) -> Result<(), StoreError> {
+        let id = record.user.id.as_bytes();
+        let name = username_key(&record.user.username);
+        let value = encode(record)?;
+        tx_result(
+            (&self.users, &self.usernames).transaction(|(users, usernames)| {
+                if users.get(id)?.is_some() {
+                    return abort(StoreError::Conflict(format!("user id {}", record.user.id)));
+                }
+                if usernames.get(&name)?.is_some() {
+                    return abort(StoreError::Conflict(format!(
+                        "username {}",
+                        record.user.username
+                    )));
+                }
+                users.insert(id, value.as_slice())?;
+                usernames.insert(name.as_slice(), id)?;
+                Ok(())
+            }),
+        )?;
+        self.durable()
+    }
+
+    fn update_user(&self, record: &UserRecord) -> Result<(), StoreError> {
+        let id = record.user.id.as_bytes();
+        let name = username_key(&record.user.username);
+        let value = encode(record)?;
+        tx_result(
+            (&self.users, &self.usernames).transaction(|(users, usernames)| {
+                let Some(old) = tx_get::<UserRecord>(users, id)? else {
+                    return abort(StoreError::NotFound(format!("user {}", record.user.id)));
+                };
+                let old_name = username_key(&old.user.username);
+                if old_name != name {
+                    if usernames.get(&name)?.is_some() {
+                        return abort(StoreError::Conflict(format!(
+                            "username {}",
+                            record.user.username
+                        )));
+                    }
+                    usernames.remove(old_name.as_slice())?;
+                    usernames.insert(name.as_slice(), id)?;
+                }
+                users.insert(id, value.as_slice())?;
+                Ok(())
+            }),
+        )?;
+        self.durable()
+    }
+
+    fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        get_json(&self.users, id.as_bytes())
+    }
+
+    fn find_user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        match self
+            .usernames
+            .get(username_key(username))
+            .map_err(backend)?
+        {
+            Some(id) => get_json(&self.users, &id),
+            None => Ok(None),
+        }
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        list_json(&self.users)
+    }
+
+    fn start_session(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        new_actor_id: &str,
+        now_ms: i64,
+    ) -> Result<DeviceRecord, StoreError> {
+        let key = device_key(user_id, device_id);
+        let record = tx_result(self.devices.transaction(|devices| {
+            let record = match tx_get::<DeviceRecord>(devices, &key)? {
+                Some(old) => DeviceRecord {
+                    session: old.session + 1,
+                    last_login_ms: now_ms,
+                    revoked_at_ms: None,
+                    ..old
+                },
+                None => DeviceRecord {
+                    user_id: user_id.to_owned(),
+                    device_id: device_id.to_owned(),
+                    actor_id: new_actor_id.to_owned(),
+                    session: 1,
+                    created_at_ms: now_ms,
+                    last_login_ms: now_ms,
+                    revoked_at_ms: None,
+                },
+            };
+            devices.insert(key.as_slice(), tx_encode(&record)?)?;
+            Ok(record)
+        }))?;
+        self.durable()?;
+        Ok(record)
+    }
+
+    fn get_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        get_json(&self.devices, &device_key(user_id, device_id))
+    }
+
+    fn revoke_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let key = device_key(user_id, device_id);
+        let record = tx_result(self.devices.transaction(|devices| {
+            let Some(old) = tx_get::<DeviceRecord>(devices, &key)? else {
+                return Ok(None);
+            };
+            let record = DeviceRecord {
+                revoked_at_ms: old.revoked_at_ms.or(Some(now_ms)),
+                ..old
+            };
+            devices.insert(key.as_slice(), tx_encode(&record)?)?;
+            Ok(Some(record))
+        }))?;
+        self.durable()?;
+        Ok(record)
+    }
+
+    fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        list_json(&self.devices)
+    }
+
+    fn put_refresh_token(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        self.refresh
+            .insert(record.token_hash.as_bytes(), encode(record)?)
+            .map_err(backend)?;
+        self.durable()
+    }
+
+    fn consume_refresh_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<RefreshUse, StoreError> {
+        let key = token_hash.as_bytes();
+        let outcome = tx_result(self.refresh.transaction(|refresh| {
+            let Some(record) = tx_get::<RefreshRecord>(refresh, key)? else {
+                return Ok(RefreshUse::Unknown);
+            };
+            if record.used_at_ms.is_some() {
+                return Ok(RefreshUse::Reused(record));
+            }
+            let used = RefreshRecord {
+                used_at_ms: Some(now_ms),
+                ..record.clone()
+            };
+            refresh.insert(key, tx_encode(&used)?)?;
+            Ok(RefreshUse::Fresh(record))
+        }))?;
+        self.durable()?;
+        Ok(outcome)
+    }
+
+    fn put_division(&self, division: &Division) -> Result<(), StoreError> {
+        self.divisions
+            .insert(division.code.as_str().as_bytes(), encode(division)?)
+            .map_err(backend)?;
+        self.durable()
+    }
+
+    fn get_division(&self, code: &DivisionCode) -> Result<Option<Division>, StoreError> {
+        get_json(&self.divisions, code.as_str().as_bytes())
+    }
+
+    fn list_divisions(&self) -> Result<Vec<Division>, StoreError> {
+        list_json(&self.divisions)
+    }
+
+    fn put_asset(&self, asset: &Asset) -> Result<(), StoreError> {
+        self.assets
+            .insert(asset.id.as_bytes(), encode(asset)?)
+            .map_err(backend)?;
+        self.durable()
+    }
+
+    fn get_asset(&self, id: &str) -> Result<Option<Asset>, StoreError> {
+        get_json(&self.assets, id.as_bytes())
+    }
+
+    fn list_assets(&self) -> Result<Vec<Asset>, StoreError> {
+        list_json(&self.assets)
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .meta
+            .get(key.as_bytes())
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key.as_bytes(), value).map_err(backend)?;
+        self.durable()
+    }
+
+    fn put_document(&self, id: &str, kind: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let kind_len = u8::try_from(kind.len())
+            .map_err(|_| StoreError::Backend(format!("document kind too long: {kind}")))?;
+        let value = [&[kind_len][..], kind.as_bytes(), bytes].concat();
+        let index_key = [kind.as_bytes(), b"\0", id.as_bytes()].concat();
+        tx_result((&self.documents, &self.documents_by_kind).transaction(
+            |(documents, by_kind)| {
+                if let Some(old) = documents.get(id.as_bytes())? {
+                    let (old_kind, _) =
+                        split_document(id, &old).map_err(ConflictableTransactionError::Abort)?;
+                    if old_kind != kind {
+                        return abort(StoreError::Conflict(format!(
+                            "document {id} is stored as {old_kind}, not {kind}"
+                        )));
+                    }
+                }
+                documents.insert(id.as_bytes(), value.as_slice())?;
+                by_kind.insert(index_key.as_slice(), &[][..])?;
+                Ok(())
+            },
+        ))?;
+        self.durable()
+    }
+
+    fn get_document(&self, id: &str) -> Result<Option<StoredDocument>, StoreError> {
+        let Some(value) = self.documents.get(id.as_bytes()).map_err(backend)? else {
+            return Ok(None);
+        };
+        let (kind, bytes) = split_document(id, &value)?;
+        Ok(Some(StoredDocument {
+            id: id.to_owned(),
+            kind,
+            bytes: bytes.to_vec(),
+        }))
+    }
+
+    fn list_documents(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = [kind.as_bytes(), b"\0"].concat();
+        self.documents_by_kind
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|key| {
+                let key = key.map_err(backend)?;
+                Ok(String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+}
+
+/// Splits a stored document value into its kind label and the automerge bytes.
+fn split_document<'a>(id: &str, value: &'a [u8]) -> Result<(String, &'a [u8]), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        key: id.to_owned(),
+        detail: "document value shorter than its kind label".into(),
+    };
+    let (&len, rest) = value.split_first().ok_or_else(corrupt)?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err(corrupt());
+    }
+    let (kind, bytes) = rest.split_at(len);
+    Ok((String::from_utf8_lossy(kind).into_owned(), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::SledStore;
+    use crate::storage::conformance::Harness;
+    use crate::storage::Store;
+
+    /// A sled database in a temporary directory that can be closed and opened again.
+    struct SledHarness {
+        dir: tempfile::TempDir,
+    }
+
+    impl SledHarness {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("temp dir"),
+            }
+        }
+    }
+
+    impl Harness for SledHarness {
+        fn open(&self) -> Arc<dyn Store> {
+            Arc::new(SledStore::open(self.dir.path()).expect("open sled"))
+        }
+    }
+
+    store_conformance_tests!(SledHarness::new());
+}

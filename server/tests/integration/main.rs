@@ -1,0 +1,12 @@
+//! Integration tests against a real server: each test starts the service on 127.0.0.1 (port 0)
+//! over a temporary sled directory and talks to it through an HTTP client. One binary with
+//! modules, so the suite links once.
+
+mod harness;
+
+mod admin;
+mod auth;
+mod demo;
+mod ops;
+mod reference;
+mod tokens;
