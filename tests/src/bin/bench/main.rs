@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod photo;
 mod track;
 
 #[derive(Parser)]
@@ -26,10 +27,30 @@ enum Bench {
         #[arg(long, default_value_t = 9)]
         runs: u64,
     },
+    /// Preparing a 12-megapixel photo on the phone and thumbnailing it on the server, beside
+    /// ImageMagick's `convert -resize 1920x1920 -quality 80` on the same file.
+    Photo {
+        /// Timed runs of each step; the median is printed.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 4_000)]
+        width: u32,
+        #[arg(long, default_value_t = 3_000)]
+        height: u32,
+        /// A real camera JPEG to measure instead of the painted one.
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() {
     match Cli::parse().bench {
         Bench::Track { points, runs } => track::run(points, runs),
+        Bench::Photo {
+            runs,
+            width,
+            height,
+            input,
+        } => photo::run(runs, width, height, input.as_deref()),
     }
 }

@@ -1,0 +1,274 @@
+//! Evidence checks: what is doubtful about a photo offered as proof of a patrol or a problem.
+//!
+//! The server records the flags with the photo and the issue detail shows them to supervisors,
+//! each with its numbers. They inform a person's judgement; nothing is corrected or refused
+//! because of them, and a photo with flags is still stored. The checks use what the phone read
+//! from the photo's EXIF into its [`PhotoRef`]; a check whose input is missing is skipped and the
+//! gap itself is flagged. This module does no I/O.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::geo;
+use crate::model::PhotoRef;
+
+/// Thresholds of the evidence checks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvidenceRules {
+    /// A photo may be taken this long before its patrol starts or after it ends (a chief
+    /// photographs the river gate on arrival, or a problem after stopping the patrol).
+    pub window_slack_ms: i64,
+    /// A capture time later than the server's receive time by more than this means the phone's
+    /// clock (or its time zone) is wrong.
+    pub max_clock_skew_ms: i64,
+    /// A photo taken farther than this from the place it documents is doubtful. Generous, since
+    /// problems are often photographed from across a river and phone GPS drifts by tens of metres.
+    pub max_distance_m: f64,
+}
+
+impl Default for EvidenceRules {
+    fn default() -> Self {
+        Self {
+            window_slack_ms: 15 * 60_000,
+            max_clock_skew_ms: 5 * 60_000,
+            max_distance_m: 500.0,
+        }
+    }
+}
+
+/// One doubt about a photo, with the numbers a supervisor needs to weigh it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "flag", rename_all = "snake_case")]
+pub enum EvidenceFlag {
+    /// The photo's EXIF lacks the capture time and/or the position (stripped by an editing or
+    /// messaging app, or a camera without GPS); the checks needing them were skipped.
+    MissingExif { capture_time: bool, position: bool },
+    /// Taken this many minutes outside the record's time window: negative before it opened,
+    /// positive after it closed (counted from the window itself, not from the slack).
+    TakenOutsideWindow { minutes: i64 },
+    /// The capture time is this many seconds after the server received the photo.
+    ClockSkew { seconds: i64 },
+    /// Taken this many metres from the nearest point of the place it documents.
+    FarFromPlace { metres: f64 },
+}
+
+impl fmt::Display for EvidenceFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            EvidenceFlag::MissingExif {
+                capture_time,
+                position,
+            } => {
+                let missing = match (capture_time, position) {
+                    (true, true) => "capture time and position",
+                    (true, false) => "capture time",
+                    _ => "position",
+                };
+                write!(f, "the photo does not record its {missing}")
+            }
+            EvidenceFlag::TakenOutsideWindow { minutes } if minutes < 0 => write!(
+                f,
+                "taken {} min before the patrol started",
+                minutes.unsigned_abs()
+            ),
+            EvidenceFlag::TakenOutsideWindow { minutes } => {
+                write!(f, "taken {minutes} min after the patrol ended")
+            }
+            EvidenceFlag::ClockSkew { seconds } => write!(
+                f,
+                "capture time is {seconds} s after the server received it: the phone's clock is wrong"
+            ),
+            EvidenceFlag::FarFromPlace { metres } => {
+                write!(f, "taken {metres:.0} m from the place it documents")
+            }
+        }
+    }
+}
+
+/// The doubts about `photo`.
+///
+/// `window` is the record's `(start, end)` in Unix milliseconds (a patrol's start and end; for a
+/// patrol still under way, end at the receive time), or `None` to skip that check.
+/// `received_at_ms` is when the server received the photo. `reference_points` are `[lon, lat]`:
+/// one point for an issue's location, or a patrol's track as a line; empty skips the distance
+/// check.
+pub fn evidence_checks(
+    photo: &PhotoRef,
+    window: Option<(i64, i64)>,
+    received_at_ms: i64,
+    reference_points: &[[f64; 2]],
+    rules: &EvidenceRules,
+) -> Vec<EvidenceFlag> {
+    let mut flags = Vec::new();
+    if photo.taken_at_ms.is_none() || photo.position.is_none() {
+        flags.push(EvidenceFlag::MissingExif {
+            capture_time: photo.taken_at_ms.is_none(),
+            position: photo.position.is_none(),
+        });
+    }
+    if let Some(taken) = photo.taken_at_ms {
+        if let Some((start, end)) = window {
+            let outside_by = if taken < start.saturating_sub(rules.window_slack_ms) {
+                Some(taken.saturating_sub(start))
+            } else if taken > end.saturating_add(rules.window_slack_ms) {
+                Some(taken.saturating_sub(end))
+            } else {
+                None
+            };
+            if let Some(ms) = outside_by {
+                flags.push(EvidenceFlag::TakenOutsideWindow {
+                    minutes: (ms as f64 / 60_000.0).round() as i64,
+                });
+            }
+        }
+        let ahead = taken.saturating_sub(received_at_ms);
+        if ahead > rules.max_clock_skew_ms {
+            flags.push(EvidenceFlag::ClockSkew {
+                seconds: ahead / 1_000,
+            });
+        }
+    }
+    if let (Some([lon, lat]), false) = (photo.position, reference_points.is_empty()) {
+        let metres = geo::distance_to_polyline_m(lat, lon, reference_points);
+        if metres > rules.max_distance_m {
+            flags.push(EvidenceFlag::FarFromPlace {
+                metres: metres.round(),
+            });
+        }
+    }
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PhotoRole;
+
+    const MIN: i64 = 60_000;
+    /// 2025-11-28 09:00 in Jinan.
+    const T0: i64 = 1_764_291_600_000;
+    /// A stretch of 小清河 in 天桥区, `[lon, lat]`.
+    const RIVER: [[f64; 2]; 3] = [[116.970, 36.720], [116.980, 36.722], [116.990, 36.723]];
+
+    fn photo(taken_at_ms: Option<i64>, position: Option<[f64; 2]>) -> PhotoRef {
+        PhotoRef {
+            sha256: "ab".repeat(32),
+            role: PhotoRole::Evidence,
+            taken_at_ms,
+            position,
+            bytes: 300_000,
+        }
+    }
+
+    fn check(p: &PhotoRef, received: i64, place: &[[f64; 2]]) -> Vec<EvidenceFlag> {
+        evidence_checks(
+            p,
+            Some((T0, T0 + 60 * MIN)),
+            received,
+            place,
+            &EvidenceRules::default(),
+        )
+    }
+
+    #[test]
+    fn a_photo_taken_on_the_river_during_the_patrol_raises_nothing() {
+        let on_bank = photo(Some(T0 + 20 * MIN), Some([116.980, 36.7225]));
+        assert!(check(&on_bank, T0 + 2 * 60 * MIN, &RIVER).is_empty());
+        // Within the slack on both ends.
+        let early = photo(Some(T0 - 10 * MIN), Some(RIVER[0]));
+        assert!(check(&early, T0 + 2 * 60 * MIN, &RIVER).is_empty());
+    }
+
+    #[test]
+    fn missing_exif_is_flagged_and_the_dependent_checks_skipped() {
+        let bare = photo(None, None);
+        assert_eq!(
+            check(&bare, T0, &RIVER),
+            vec![EvidenceFlag::MissingExif {
+                capture_time: true,
+                position: true
+            }]
+        );
+        let no_gps = photo(Some(T0 + 5 * MIN), None);
+        assert_eq!(
+            check(&no_gps, T0 + 90 * MIN, &RIVER),
+            vec![EvidenceFlag::MissingExif {
+                capture_time: false,
+                position: true
+            }]
+        );
+        assert_eq!(
+            EvidenceFlag::MissingExif {
+                capture_time: false,
+                position: true
+            }
+            .to_string(),
+            "the photo does not record its position"
+        );
+    }
+
+    #[test]
+    fn photos_taken_outside_the_patrol_say_by_how_many_minutes() {
+        let place = [RIVER[1]];
+        let before = photo(Some(T0 - 3 * 60 * MIN), Some(RIVER[1]));
+        assert_eq!(
+            check(&before, T0 + 2 * 60 * MIN, &place),
+            vec![EvidenceFlag::TakenOutsideWindow { minutes: -180 }]
+        );
+        let after = photo(Some(T0 + 60 * MIN + 40 * MIN), Some(RIVER[1]));
+        let flags = check(&after, T0 + 5 * 60 * MIN, &place);
+        assert_eq!(
+            flags,
+            vec![EvidenceFlag::TakenOutsideWindow { minutes: 40 }]
+        );
+        assert_eq!(flags[0].to_string(), "taken 40 min after the patrol ended");
+        assert!(evidence_checks(&before, None, T0, &place, &EvidenceRules::default()).is_empty());
+    }
+
+    #[test]
+    fn a_capture_time_after_receipt_is_clock_skew() {
+        let received = T0 + 30 * MIN;
+        let from_the_future = photo(Some(received + 2 * 60 * MIN), Some(RIVER[0]));
+        let flags = evidence_checks(
+            &from_the_future,
+            None,
+            received,
+            &RIVER,
+            &EvidenceRules::default(),
+        );
+        assert_eq!(flags, vec![EvidenceFlag::ClockSkew { seconds: 7_200 }]);
+        // A few minutes ahead is within the tolerance; weeks behind is a phone that was offline.
+        let slightly = photo(Some(received + 2 * MIN), Some(RIVER[0]));
+        assert!(
+            evidence_checks(&slightly, None, received, &RIVER, &EvidenceRules::default())
+                .is_empty()
+        );
+        let weeks_old = photo(Some(received - 21 * 24 * 60 * MIN), Some(RIVER[0]));
+        assert!(evidence_checks(
+            &weeks_old,
+            None,
+            received,
+            &RIVER,
+            &EvidenceRules::default()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn far_photos_give_the_distance_to_the_place_or_track() {
+        // About 2.2 km north of the river line.
+        let far = photo(Some(T0 + 10 * MIN), Some([116.980, 36.742]));
+        let flags = check(&far, T0 + 90 * MIN, &RIVER);
+        let [EvidenceFlag::FarFromPlace { metres }] = flags[..] else {
+            panic!("expected FarFromPlace, got {flags:?}");
+        };
+        assert!((2_150.0..2_250.0).contains(&metres), "{metres}");
+        // Near the line between two track points counts as near, though far from each point.
+        let between = photo(Some(T0 + 10 * MIN), Some([116.980, 36.7218]));
+        let ends_only = [RIVER[0], RIVER[2]];
+        assert!(check(&between, T0 + 90 * MIN, &ends_only).is_empty());
+        // No reference place: nothing to compare with.
+        assert!(check(&far, T0 + 90 * MIN, &[]).is_empty());
+    }
+}
