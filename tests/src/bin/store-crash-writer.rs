@@ -21,10 +21,9 @@ fn doc_id(n: u64) -> String {
 }
 
 fn doc_kind(n: u64) -> DocKind {
-    if n % DOCS % 2 == 0 {
-        DocKind::Patrol
-    } else {
-        DocKind::Issue
+    match n % DOCS {
+        1 | 3 => DocKind::Issue,
+        _ => DocKind::Patrol,
     }
 }
 
