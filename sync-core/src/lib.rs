@@ -8,6 +8,7 @@ pub mod authz;
 pub mod client;
 pub mod doc;
 pub mod geo;
+pub mod hub;
 pub mod model;
 pub mod photo;
 pub mod protocol;

@@ -1,0 +1,103 @@
+//! `POST /docs/{id}/automerge-sync`: one standard automerge sync message in, the server's next
+//! message out, with the same authorization as the batch protocol. A message's changes are
+//! authorized before anything is merged; if any is refused, none is merged.
+
+use automerge::sync::{self, SyncDoc};
+use automerge::AutoCommit;
+
+use super::{to_hex, AuditEntry, Caller, Hub, HubError, HubStore};
+use crate::authz::{authorize_batch, in_scope, DocMeta};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutomergeSyncOutcome {
+    /// The server's next sync message (HTTP 200).
+    Reply(Vec<u8>),
+    /// The server has nothing to send (HTTP 204).
+    NothingToSend,
+}
+
+impl<S: HubStore> Hub<S> {
+    pub fn automerge_sync(
+        &self,
+        caller: &Caller,
+        doc_id: &str,
+        message: &[u8],
+        now_ms: i64,
+    ) -> Result<AutomergeSyncOutcome, HubError> {
+        let mut message = sync::Message::decode(message)
+            .map_err(|e| HubError::MalformedMessage(e.to_string()))?;
+        let _guard = self.lock(doc_id);
+        let stored = self.store.document(doc_id)?;
+        let mut doc = match &stored {
+            Some(stored) if !in_scope(&caller.user, &stored.meta) => {
+                return Err(HubError::UnknownDocument(doc_id.to_string()))
+            }
+            Some(stored) => AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
+                id: doc_id.to_string(),
+                reason: e.to_string(),
+            })?,
+            None => AutoCommit::new(),
+        };
+
+        if !message.changes.is_empty() {
+            // Unpack the message's chunks (single changes or a compressed bundle) on a scratch
+            // copy to see which changes it carries, without merging them anywhere yet.
+            let mut scratch = doc.fork();
+            let before = scratch.get_heads();
+            for chunk in message.changes.iter() {
+                scratch
+                    .load_incremental(chunk)
+                    .map_err(|e| HubError::MalformedMessage(e.to_string()))?;
+            }
+            let changes = scratch.get_changes(&before);
+            let mut merged = doc.fork();
+            let outcome =
+                authorize_batch(&caller.user, &caller.actor, doc_id, &mut merged, changes);
+            if let Some((_, why)) = outcome.refused.first() {
+                return Err(HubError::Refused {
+                    code: why.code().to_string(),
+                    message: why.to_string(),
+                });
+            }
+            if !outcome.accepted.is_empty() {
+                let meta = DocMeta::of(&merged).map_err(|e| HubError::Refused {
+                    code: "schema".into(),
+                    message: e.to_string(),
+                })?;
+                let audit: Vec<AuditEntry> = outcome
+                    .accepted
+                    .iter()
+                    .map(|hash| AuditEntry {
+                        doc_id: doc_id.to_string(),
+                        change: to_hex(&hash.0),
+                        user: caller.user.id.clone(),
+                        device: caller.device.clone(),
+                        actor: caller.actor.to_hex_string(),
+                        received_at_ms: now_ms,
+                    })
+                    .collect();
+                self.store
+                    .save_document(doc_id, &meta, &merged.save(), &audit)?;
+                doc = merged;
+            }
+            // The changes are merged (or were not allowed); the message still carries the
+            // peer's heads, needs and bloom filter for the sync state.
+            message.changes = Vec::<Vec<u8>>::new().into();
+        }
+
+        let mut state = match self.store.sync_state(&caller.device, doc_id)? {
+            Some(bytes) => sync::State::decode(&bytes).unwrap_or_default(),
+            None => sync::State::new(),
+        };
+        doc.sync()
+            .receive_sync_message(&mut state, message)
+            .map_err(|e| HubError::MalformedMessage(e.to_string()))?;
+        let reply = doc.sync().generate_sync_message(&mut state);
+        self.store
+            .put_sync_state(&caller.device, doc_id, &state.encode())?;
+        Ok(match reply {
+            Some(reply) => AutomergeSyncOutcome::Reply(reply.encode()),
+            None => AutomergeSyncOutcome::NothingToSend,
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! `POST /sync`: one request with a device's changes for many documents, one response with
+//! everything the device lacks in its scope.
+
+use std::collections::BTreeSet;
+
+use automerge::{AutoCommit, Change, ChangeHash};
+
+use super::{to_hex, AuditEntry, Caller, Hub, HubError, HubStore, StoredDoc};
+use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::doc::DocKind;
+use crate::protocol::{DocUpdate, Hash, RefusedChange, SyncRequest, SyncResponse};
+
+fn load(stored: &StoredDoc, id: &str) -> Result<AutoCommit, HubError> {
+    AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
+        id: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn heads_of(doc: &mut AutoCommit) -> Vec<Hash> {
+    doc.get_heads().into_iter().map(|h| h.0).collect()
+}
+
+/// The server's changes the device lacks, given hashes it is known to have; hashes the server
+/// does not hold are ignored rather than trusted.
+fn changes_after(doc: &mut AutoCommit, have: &[Hash]) -> Vec<Vec<u8>> {
+    let have: Vec<ChangeHash> = have
+        .iter()
+        .map(|h| ChangeHash(*h))
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .collect();
+    doc.get_changes(&have)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect()
+}
+
+/// A fingerprint of what decides a user's scope; when it changes, the next sync re-routes.
+fn scope_key(caller: &Caller) -> String {
+    serde_json::json!({ "role": caller.user.role, "active": caller.user.active }).to_string()
+}
+
+impl<S: HubStore> Hub<S> {
+    /// Handles one batch sync request. Nothing is acknowledged before it is stored durably; a
+    /// retried request changes nothing twice.
+    pub fn sync(
+        &self,
+        caller: &Caller,
+        request: &SyncRequest,
+        now_ms: i64,
+    ) -> Result<SyncResponse, HubError> {
+        // Parse everything before touching anything: a malformed body changes nothing.
+        let mut pushes = Vec::with_capacity(request.docs.len());
+        for push in &request.docs {
+            let changes = push
+                .changes
+                .iter()
+                .map(|raw| {
+                    Change::from_bytes(raw.clone())
+                        .map_err(|e| HubError::MalformedChange(format!("{}: {e}", push.doc_id)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            pushes.push((push, changes));
+        }
+
+        let mut updates = Vec::new();
+        let mut touched = BTreeSet::new();
+        let mut device_docs = Vec::new();
+        for (push, changes) in pushes {
+            let (update, heads) =
+                self.receive(caller, &push.doc_id, &push.server_heads, changes, now_ms)?;
+            touched.insert(push.doc_id.clone());
+            if let Some(heads) = heads {
+                device_docs.push((push.doc_id.clone(), heads));
+            }
+            updates.push(update);
+        }
+
+        let head = self.store.feed_head()?;
+        let scope = scope_key(caller);
+        let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
+        let candidates = if rescope {
+            self.store.all_documents()?
+        } else {
+            self.store.changed_since(request.cursor, head)?
+        };
+        let mut removed = Vec::new();
+        let mut forget = Vec::new();
+        for meta in candidates {
+            if touched.contains(&meta.id) {
+                continue;
+            }
+            let held = self.store.device_doc(&caller.device, &meta.id)?;
+            if !in_scope(&caller.user, &meta) {
+                if held.is_some() {
+                    removed.push(meta.id.clone());
+                    forget.push((meta.id.clone(), None));
+                }
+                continue;
+            }
+            let Some(stored) = self.store.document(&meta.id)? else {
+                continue;
+            };
+            let mut doc = load(&stored, &meta.id)?;
+            let known = held.clone().unwrap_or_default();
+            let changes = changes_after(&mut doc, known.known(request.cursor));
+            if changes.is_empty() {
+                continue;
+            }
+            let heads = heads_of(&mut doc);
+            device_docs.push((meta.id.clone(), heads.clone()));
+            updates.push(DocUpdate {
+                doc_id: meta.id.clone(),
+                kind: Some(meta.kind),
+                heads,
+                changes,
+                refused: Vec::new(),
+                missing: Vec::new(),
+                snapshot: None,
+            });
+        }
+        if rescope {
+            let in_scope_now: BTreeSet<String> = updates.iter().map(|u| u.doc_id.clone()).collect();
+            for (id, _) in self.store.device_docs(&caller.device)? {
+                let still = match self.store.document(&id)? {
+                    Some(stored) => in_scope(&caller.user, &stored.meta),
+                    None => false,
+                };
+                if !still && !in_scope_now.contains(&id) && !touched.contains(&id) {
+                    removed.push(id.clone());
+                    forget.push((id, None));
+                }
+            }
+        }
+
+        let mut records = forget;
+        for (id, heads) in device_docs {
+            let previous = self
+                .store
+                .device_doc(&caller.device, &id)?
+                .unwrap_or_default();
+            records.push((id, Some(previous.sent(request.cursor, heads, head.max(1)))));
+        }
+        self.store.put_device_docs(&caller.device, &records)?;
+        if rescope {
+            self.store.put_device_scope(&caller.device, &scope)?;
+        }
+        Ok(SyncResponse {
+            cursor: head.max(1),
+            docs: updates,
+            removed,
+        })
+    }
+
+    /// Authorizes and merges one document's pushed changes; returns the update for the device
+    /// and the heads it will hold afterwards (`None` when the server holds nothing of it).
+    fn receive(
+        &self,
+        caller: &Caller,
+        doc_id: &str,
+        server_heads: &[Hash],
+        changes: Vec<Change>,
+        now_ms: i64,
+    ) -> Result<(DocUpdate, Option<Vec<Hash>>), HubError> {
+        let _guard = self.lock(doc_id);
+        let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
+        let stored = self.store.document(doc_id)?;
+        if let Some(stored) = &stored {
+            if !in_scope(&caller.user, &stored.meta) {
+                // Out of scope looks exactly like unknown, so ids do not leak.
+                let refused = refuse_all(&pushed, "not_found", "no such document in your scope");
+                return Ok((empty_update(doc_id, None, refused), None));
+            }
+        }
+        let mut doc = match &stored {
+            Some(stored) => load(stored, doc_id)?,
+            None => AutoCommit::new(),
+        };
+        let outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
+        if !outcome.accepted.is_empty() {
+            let meta = DocMeta::of(&doc).map_err(|e| HubError::Damaged {
+                id: doc_id.to_string(),
+                reason: e.to_string(),
+            })?;
+            let audit: Vec<AuditEntry> = outcome
+                .accepted
+                .iter()
+                .map(|hash| AuditEntry {
+                    doc_id: doc_id.to_string(),
+                    change: to_hex(&hash.0),
+                    user: caller.user.id.clone(),
+                    device: caller.device.clone(),
+                    actor: caller.actor.to_hex_string(),
+                    received_at_ms: now_ms,
+                })
+                .collect();
+            self.store
+                .save_document(doc_id, &meta, &doc.save(), &audit)?;
+        }
+        let exists = !doc.get_heads().is_empty();
+        let kind = if exists {
+            DocMeta::of(&doc).ok().map(|m| m.kind)
+        } else {
+            None
+        };
+        let mut have = server_heads.to_vec();
+        have.extend(&pushed);
+        let refused: Vec<RefusedChange> = outcome
+            .refused
+            .iter()
+            .map(|(hash, why)| RefusedChange {
+                hash: hash.0,
+                code: why.code().to_string(),
+                message: why.to_string(),
+            })
+            .collect();
+        let snapshot = (!refused.is_empty() && exists).then(|| doc.save());
+        let heads = heads_of(&mut doc);
+        let update = DocUpdate {
+            doc_id: doc_id.to_string(),
+            kind,
+            changes: if snapshot.is_some() {
+                Vec::new()
+            } else {
+                changes_after(&mut doc, &have)
+            },
+            heads: heads.clone(),
+            refused,
+            missing: outcome.missing_deps.iter().map(|h| h.0).collect(),
+            snapshot,
+        };
+        Ok((update, exists.then_some(heads)))
+    }
+}
+
+fn refuse_all(hashes: &[Hash], code: &str, message: &str) -> Vec<RefusedChange> {
+    hashes
+        .iter()
+        .map(|hash| RefusedChange {
+            hash: *hash,
+            code: code.to_string(),
+            message: message.to_string(),
+        })
+        .collect()
+}
+
+fn empty_update(doc_id: &str, kind: Option<DocKind>, refused: Vec<RefusedChange>) -> DocUpdate {
+    DocUpdate {
+        doc_id: doc_id.to_string(),
+        kind,
+        heads: Vec::new(),
+        changes: Vec::new(),
+        refused,
+        missing: Vec::new(),
+        snapshot: None,
+    }
+}

@@ -1,0 +1,192 @@
+//! The server's side of sync, sans-IO: what to accept from a device, what to send back, and
+//! what to remember per device. The server binary supplies storage ([`HubStore`]) and HTTP;
+//! every decision lives here, beside the client engine it talks to.
+//!
+//! For each pushed document the hub authorizes every change against the state its author saw
+//! (`authz`), merges and stores what is allowed, and answers with the server's changes the
+//! device lacks. Then it walks the change feed from the device's cursor (or, when the user's
+//! role or jurisdiction changed, every document) and sends what changed in the device's scope.
+//! What it sent is remembered as *pending* per (device, document) and becomes *confirmed* when
+//! the device presents the response's cursor, so a lost response costs a resend, never a gap.
+
+mod automerge_sync;
+mod batch;
+
+pub use automerge_sync::AutomergeSyncOutcome;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash as _, Hasher};
+use std::sync::{Mutex, MutexGuard};
+
+use automerge::ActorId;
+use serde::{Deserialize, Serialize};
+
+use crate::authz::DocMeta;
+use crate::model::User;
+use crate::protocol::{Hash, ProtocolError};
+
+/// A document as the server stores it: routing facts beside the saved bytes.
+#[derive(Debug, Clone)]
+pub struct StoredDoc {
+    pub meta: DocMeta,
+    pub bytes: Vec<u8>,
+}
+
+/// One accepted change: who sent it, from which device, when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub doc_id: String,
+    /// Lower-case hex of the change hash.
+    pub change: String,
+    pub user: String,
+    pub device: String,
+    pub actor: String,
+    pub received_at_ms: i64,
+}
+
+/// What the server believes one device holds of one document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDoc {
+    /// Heads the device is known to have.
+    pub confirmed: Vec<Hash>,
+    /// Heads sent in the response that carried `pending_cursor`; confirmed once the device
+    /// presents that cursor.
+    pub pending: Vec<Hash>,
+    pub pending_cursor: u64,
+}
+
+impl DeviceDoc {
+    /// The heads the device has, given the cursor it presented.
+    pub fn known(&self, cursor: u64) -> &[Hash] {
+        if self.pending_cursor > 0 && cursor >= self.pending_cursor {
+            &self.pending
+        } else {
+            &self.confirmed
+        }
+    }
+
+    fn sent(&self, cursor: u64, heads: Vec<Hash>, response_cursor: u64) -> Self {
+        Self {
+            confirmed: self.known(cursor).to_vec(),
+            pending: heads,
+            pending_cursor: response_cursor,
+        }
+    }
+}
+
+/// The storage a hub needs. Every write is durable when it returns (the server flushes).
+pub trait HubStore: Send + Sync {
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError>;
+    /// Stores a document's new full save with its routing facts and audit entries, and appends
+    /// it to the change feed. Returns the feed position.
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError>;
+    /// The latest feed position (0 when nothing was ever stored).
+    fn feed_head(&self) -> Result<u64, HubError>;
+    /// Routing facts of every document whose latest feed position is in `(after, upto]`.
+    fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError>;
+    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError>;
+    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError>;
+    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError>;
+    /// Replaces (`Some`) or forgets (`None`) what the device holds of each document.
+    fn put_device_docs(
+        &self,
+        device: &str,
+        docs: &[(String, Option<DeviceDoc>)],
+    ) -> Result<(), HubError>;
+    /// A fingerprint of the user's scope at the device's last sync.
+    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError>;
+    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError>;
+    /// Standard automerge sync state per (device, document).
+    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError>;
+    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("malformed change: {0}")]
+    MalformedChange(String),
+    #[error("malformed automerge sync message: {0}")]
+    MalformedMessage(String),
+    #[error("no document {0}")]
+    UnknownDocument(String),
+    #[error("change refused: {code}: {message}")]
+    Refused { code: String, message: String },
+    #[error("stored document {id} is damaged: {reason}")]
+    Damaged { id: String, reason: String },
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl HubError {
+    /// A stable code for the JSON error body.
+    pub fn code(&self) -> &str {
+        match self {
+            HubError::Protocol(e) => e.code(),
+            HubError::MalformedChange(_) => "malformed_change",
+            HubError::MalformedMessage(_) => "malformed_message",
+            HubError::UnknownDocument(_) => "not_found",
+            HubError::Refused { code, .. } => code,
+            HubError::Damaged { .. } => "damaged",
+            HubError::Storage(_) => "storage",
+        }
+    }
+
+    /// Whether the caller sent something wrong (4xx) rather than the server failing (5xx).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, HubError::Damaged { .. } | HubError::Storage(_))
+    }
+}
+
+/// The authenticated caller: the user, their device, and the actor bound to that pair.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub device: String,
+    pub actor: ActorId,
+}
+
+/// Documents are read, authorized, merged and written under a lock, so two devices pushing to
+/// the same document never overwrite each other's merge. Locks are striped by document id.
+const STRIPES: usize = 64;
+
+#[derive(Debug)]
+pub struct Hub<S> {
+    store: S,
+    stripes: Vec<Mutex<()>>,
+}
+
+impl<S: HubStore> Hub<S> {
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn lock(&self, doc_id: &str) -> MutexGuard<'_, ()> {
+        let mut hasher = DefaultHasher::new();
+        doc_id.hash(&mut hasher);
+        let stripe = &self.stripes[(hasher.finish() as usize) % STRIPES];
+        // A panic while holding the lock cannot leave a half-written document: writes are
+        // single durable store calls, so the poisoned flag carries no meaning here.
+        stripe
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
