@@ -11,6 +11,9 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use sync_core::hub::HubError;
+use sync_core::protocol::ProtocolError;
+
 use crate::storage::StoreError;
 
 /// The body of every error response.
@@ -46,6 +49,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("storage failure")]
     Storage(StoreError),
+    /// A sync or document decision of the hub (malformed body, refused change, unknown id).
+    #[error("{0}")]
+    Hub(HubError),
     #[error("internal failure")]
     Internal(String),
 }
@@ -58,7 +64,7 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized { code, .. } => code,
@@ -69,7 +75,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Storage(_) | ApiError::Internal(_) => "internal",
+            ApiError::Hub(err) if err.is_client_error() => err.code(),
+            ApiError::Storage(_) | ApiError::Internal(_) | ApiError::Hub(_) => "internal",
         }
     }
 
@@ -108,6 +115,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<HubError> for ApiError {
+    fn from(err: HubError) -> Self {
+        ApiError::Hub(err)
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(err: actix_web::error::BlockingError) -> Self {
         ApiError::Internal(err.to_string())
@@ -125,6 +138,17 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Hub(err) => match err {
+                HubError::Protocol(ProtocolError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+                HubError::Protocol(_)
+                | HubError::MalformedChange(_)
+                | HubError::MalformedMessage(_) => StatusCode::BAD_REQUEST,
+                HubError::UnknownDocument(_) => StatusCode::NOT_FOUND,
+                HubError::Refused { .. } => StatusCode::FORBIDDEN,
+                HubError::Damaged { .. } | HubError::Storage(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +161,10 @@ impl ResponseError for ApiError {
             }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal failure");
+                "internal server error".to_owned()
+            }
+            ApiError::Hub(err) if !err.is_client_error() => {
+                tracing::error!(error = %err, "document storage failure");
                 "internal server error".to_owned()
             }
             other => other.to_string(),

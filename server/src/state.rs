@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sync_core::hub::Hub;
+
 use crate::auth::jwt::TokenService;
 use crate::auth::password::{PasswordCost, PasswordError, Passwords};
 use crate::auth::rate_limit::{LoginLimit, LoginLimiter};
@@ -61,6 +63,8 @@ pub enum StartupError {
 #[derive(Debug)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Sync decisions over the same store (documents, feed, per-device records).
+    pub hub: Arc<Hub<Arc<dyn Store>>>,
     pub tokens: TokenService,
     pub passwords: Passwords,
     pub login_limiter: LoginLimiter,
@@ -87,6 +91,7 @@ impl AppState {
         settings: &Settings,
     ) -> Result<Self, StartupError> {
         Ok(Self {
+            hub: Arc::new(Hub::new(store.clone())),
             store,
             tokens: TokenService::new(key, settings.access_ttl_secs)?,
             passwords: Passwords::new(settings.password_cost)?,

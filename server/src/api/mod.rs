@@ -3,14 +3,17 @@
 //! served undocumented. `configure` adds the body limits and JSON error handlers around it.
 //!
 //! Handlers live in `auth` (login, refresh, me, device revocation), `admin_users` and
-//! `admin_places` (administration), `reference` (device reference data) and `ops` (health,
-//! metrics, OpenAPI). They stay thin: authorization decisions and storage calls, nothing else.
+//! `admin_places` (administration), `reference` (device reference data), `sync` (batch and
+//! automerge sync), `docs` (document listing, views, history) and `ops` (health, metrics,
+//! OpenAPI). They stay thin: authorization decisions and storage calls, nothing else.
 
 pub mod admin_places;
 pub mod admin_users;
 pub mod auth;
+pub mod docs;
 pub mod ops;
 pub mod reference;
+pub mod sync;
 
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -60,6 +63,11 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(auth::me)
                 .service(auth::revoke_device)
                 .service(reference::get_reference)
+                .service(sync::sync)
+                .service(sync::automerge_sync)
+                .service(docs::list_docs)
+                .service(docs::get_doc)
+                .service(docs::doc_history)
                 .service(admin_users::list_users)
                 .service(admin_users::create_user)
                 .service(admin_users::get_user)

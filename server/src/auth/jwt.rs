@@ -140,8 +140,8 @@ mod tests {
         TokenService::new(&SigningKey::from_secret(&[7; 32]).unwrap(), 60).unwrap()
     }
 
-    fn code(err: ApiError) -> &'static str {
-        err.code()
+    fn code(err: ApiError) -> String {
+        err.code().to_owned()
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! completes the seed on the next start without duplicates. [`facts`] returns what was seeded
 //! (users, divisions, assets) for code that builds sample documents on top of it.
 
+mod documents;
 mod people;
 mod places;
 
@@ -32,6 +33,10 @@ pub enum DemoError {
     Store(#[from] StoreError),
     #[error("hashing the demo password: {0}")]
     Password(String),
+    #[error("building the demo documents: {0}")]
+    Document(#[from] sync_core::doc::DocError),
+    #[error(transparent)]
+    Hub(#[from] sync_core::hub::HubError),
 }
 
 /// Everything the demo seeds, by fixed ids.
@@ -105,11 +110,19 @@ pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
             })?;
         }
     }
+    let documents = documents::build(&facts, now)?;
+    for document in &documents {
+        let doc = automerge::AutoCommit::load(&document.bytes)
+            .map_err(|e| sync_core::doc::DocError::Schema(e.to_string()))?;
+        let meta = sync_core::authz::DocMeta::of(&doc)?;
+        store.save_document(&document.id, &meta, &document.bytes, &[])?;
+    }
     store.put_meta(SEEDED_MARKER, now.to_string().as_bytes())?;
     tracing::info!(
         divisions = facts.divisions.len(),
         assets = facts.assets.len(),
         people = facts.people.len(),
+        documents = documents.len(),
         "seeded the Tianqiao demo"
     );
     Ok(SeedOutcome::Seeded)

@@ -10,6 +10,10 @@ use sync_core::model::{
     Asset, Division, DivisionCode, Geometry, Jurisdiction, Level, Role, System, User,
 };
 
+use sync_core::authz::DocMeta;
+use sync_core::doc::DocKind;
+use sync_core::hub::{AuditEntry, DeviceDoc};
+
 use super::{RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 
 /// Opens a backend's store; a second `open` after the first handle is dropped sees the same data.
@@ -30,7 +34,8 @@ macro_rules! store_conformance_tests {
             concurrent_refresh_has_one_winner,
             divisions_and_assets_round_trip,
             meta_round_trip,
-            documents_round_trip_by_kind,
+            documents_feed_and_audit,
+            device_records_round_trip,
             reopen_after_close_keeps_everything,
         );
     };
@@ -309,30 +314,113 @@ pub(crate) fn meta_round_trip(h: &impl Harness) {
     assert_eq!(store.get_meta("k").unwrap(), Some(b"v2".to_vec()));
 }
 
-pub(crate) fn documents_round_trip_by_kind(h: &impl Harness) {
+fn doc_meta(id: &str, kind: DocKind) -> DocMeta {
+    DocMeta {
+        id: id.to_owned(),
+        kind,
+        system: System::River,
+        asset: "river-1".into(),
+        division: DivisionCode::new("370105001000").unwrap(),
+        owner: "u1".into(),
+        assignee: None,
+        status: None,
+    }
+}
+
+fn audit(doc: &str, change: &str, at: i64) -> AuditEntry {
+    AuditEntry {
+        doc_id: doc.into(),
+        change: change.into(),
+        user: "u1".into(),
+        device: "u1/phone".into(),
+        actor: "ab".repeat(16),
+        received_at_ms: at,
+    }
+}
+
+pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
     let store = h.open();
-    store.put_document("p2", "patrol", b"patrol two").unwrap();
-    store.put_document("i1", "issue", b"issue one").unwrap();
-    store.put_document("p1", "patrol", b"").unwrap();
-    store
-        .put_document("p2", "patrol", b"patrol two, merged")
+    assert_eq!(store.feed_head().unwrap(), 0);
+    let p2 = doc_meta("p2", DocKind::Patrol);
+    let i1 = doc_meta("i1", DocKind::Issue);
+    assert_eq!(
+        store
+            .save_document("p2", &p2, b"two", &[audit("p2", "aa", 5)])
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.save_document("i1", &i1, b"one", &[]).unwrap(), 2);
+    // A second save moves the document to the end of the feed and keeps the first audit entry
+    // of a change that arrives again.
+    let seq = store
+        .save_document(
+            "p2",
+            &p2,
+            b"two, merged",
+            &[audit("p2", "aa", 9), audit("p2", "bb", 7)],
+        )
         .unwrap();
-    let doc = store.get_document("p2").unwrap().unwrap();
+    assert_eq!(seq, 3);
+    assert_eq!(store.feed_head().unwrap(), 3);
+    let doc = store.document("p2").unwrap().unwrap();
     assert_eq!(
-        (doc.kind.as_str(), doc.bytes.as_slice()),
-        ("patrol", &b"patrol two, merged"[..])
+        (doc.meta, doc.bytes.as_slice()),
+        (p2.clone(), &b"two, merged"[..])
     );
-    assert_eq!(store.get_document("p1").unwrap().unwrap().bytes, b"");
-    assert_eq!(store.get_document("p3").unwrap(), None);
-    assert_eq!(store.list_documents("patrol").unwrap(), vec!["p1", "p2"]);
-    assert_eq!(store.list_documents("issue").unwrap(), vec!["i1"]);
-    assert!(store.list_documents("patrols").unwrap().is_empty());
-    let clash = store.put_document("i1", "patrol", b"x");
-    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    assert!(store.document("p3").unwrap().is_none());
+    let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.changed_since(0, 3).unwrap()), vec!["i1", "p2"]);
+    assert_eq!(ids(store.changed_since(2, 3).unwrap()), vec!["p2"]);
+    assert_eq!(ids(store.changed_since(0, 2).unwrap()), vec!["i1"]);
+    assert!(store.changed_since(3, 3).unwrap().is_empty());
+    assert_eq!(ids(store.all_documents().unwrap()), vec!["i1", "p2"]);
+    let history = store.history("p2").unwrap();
+    assert_eq!(history, vec![audit("p2", "aa", 5), audit("p2", "bb", 7)]);
+    assert!(store.history("i1").unwrap().is_empty());
+}
+
+pub(crate) fn device_records_round_trip(h: &impl Harness) {
+    let store = h.open();
+    let held = DeviceDoc {
+        confirmed: vec![[1; 32]],
+        pending: vec![[2; 32]],
+        pending_cursor: 4,
+    };
+    store
+        .put_device_docs(
+            "u1/phone",
+            &[
+                ("p1".into(), Some(held.clone())),
+                ("p2".into(), Some(DeviceDoc::default())),
+            ],
+        )
+        .unwrap();
+    store
+        .put_device_docs("u2/phone", &[("p1".into(), Some(DeviceDoc::default()))])
+        .unwrap();
     assert_eq!(
-        store.get_document("i1").unwrap().unwrap().bytes,
-        b"issue one"
+        store.device_doc("u1/phone", "p1").unwrap(),
+        Some(held.clone())
     );
+    store
+        .put_device_docs("u1/phone", &[("p2".into(), None)])
+        .unwrap();
+    assert_eq!(
+        store.device_docs("u1/phone").unwrap(),
+        vec![("p1".to_string(), held)]
+    );
+    assert_eq!(store.device_scope("u1/phone").unwrap(), None);
+    store.put_device_scope("u1/phone", "chief").unwrap();
+    assert_eq!(
+        store.device_scope("u1/phone").unwrap().as_deref(),
+        Some("chief")
+    );
+    store.put_sync_state("u1/phone", "p1", b"state").unwrap();
+    assert_eq!(
+        store.sync_state("u1/phone", "p1").unwrap(),
+        Some(b"state".to_vec())
+    );
+    assert_eq!(store.sync_state("u2/phone", "p1").unwrap(), None);
 }
 
 pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {
@@ -349,7 +437,9 @@ pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {
             .unwrap();
         store.put_asset(&asset("river-1")).unwrap();
         store.put_meta("demo", b"seeded").unwrap();
-        store.put_document("i1", "issue", b"bytes").unwrap();
+        store
+            .save_document("i1", &doc_meta("i1", DocKind::Issue), b"bytes", &[])
+            .unwrap();
     }
     let store = h.open();
     assert_eq!(
@@ -367,6 +457,6 @@ pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {
     assert_eq!(store.list_divisions().unwrap().len(), 1);
     assert_eq!(store.get_asset("river-1").unwrap(), Some(asset("river-1")));
     assert_eq!(store.get_meta("demo").unwrap(), Some(b"seeded".to_vec()));
-    assert_eq!(store.list_documents("issue").unwrap(), vec!["i1"]);
-    assert_eq!(store.get_document("i1").unwrap().unwrap().bytes, b"bytes");
+    assert_eq!(store.document("i1").unwrap().unwrap().bytes, b"bytes");
+    assert_eq!(store.feed_head().unwrap(), 1);
 }

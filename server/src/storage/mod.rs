@@ -14,11 +14,13 @@
 #[cfg(test)]
 #[macro_use]
 pub(crate) mod conformance;
+mod sled_documents;
 mod sled_store;
 
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
+use sync_core::hub::HubStore;
 use sync_core::model::{Asset, Division, DivisionCode, User};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,16 +97,9 @@ pub enum RefreshUse {
     Reused(RefreshRecord),
 }
 
-/// A saved automerge document with the kind label it was stored under (`patrol`, `issue`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredDocument {
-    pub id: String,
-    pub kind: String,
-    pub bytes: Vec<u8>,
-}
-
 /// Everything the server persists. Implementations must be safe to share between workers.
-pub trait Store: Send + Sync + std::fmt::Debug {
+/// Documents, the change feed and per-device sync records are the sync hub's [`HubStore`].
+pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
     /// Inserts a new user; `Conflict` if the id or (case-insensitively) the username is taken.
     fn create_user(&self, record: &UserRecord) -> Result<(), StoreError>;
     /// Replaces an existing user; `NotFound` if absent, `Conflict` if a rename collides.
@@ -162,13 +157,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Server settings and markers (reference-data overrides, the demo marker).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
-
-    /// Inserts or replaces a saved automerge document; `Conflict` if the id is already stored
-    /// under another kind.
-    fn put_document(&self, id: &str, kind: &str, bytes: &[u8]) -> Result<(), StoreError>;
-    fn get_document(&self, id: &str) -> Result<Option<StoredDocument>, StoreError>;
-    /// Ids of the documents of one kind, ordered.
-    fn list_documents(&self, kind: &str) -> Result<Vec<String>, StoreError>;
 
     /// Makes everything written so far durable (called again at shutdown).
     fn flush(&self) -> Result<(), StoreError>;

@@ -3,10 +3,11 @@
 //! returns.
 //!
 //! Keys: users by id, `usernames` by lower-cased username → user id, devices by
-//! `user_id \0 device_id`, refresh tokens by hash, divisions by code, assets by id, documents
-//! by id (value: kind length, kind, bytes) with `documents_by_kind` keyed `kind \0 id`.
+//! `user_id \0 device_id`, refresh tokens by hash, divisions by code, assets by id. Documents,
+//! the change feed and per-device sync records are in `sled_documents`.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,22 +15,28 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 use sync_core::model::{Asset, Division, DivisionCode};
 
-use super::{
-    DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, StoredDocument, UserRecord,
-};
+use super::{DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
-    db: sled::Db,
+    pub(super) db: sled::Db,
     users: Tree,
     usernames: Tree,
     devices: Tree,
     refresh: Tree,
     divisions: Tree,
     assets: Tree,
-    meta: Tree,
-    documents: Tree,
-    documents_by_kind: Tree,
+    pub(super) meta: Tree,
+    pub(super) doc_meta: Tree,
+    pub(super) doc_bytes: Tree,
+    pub(super) doc_seq: Tree,
+    pub(super) feed: Tree,
+    pub(super) audit: Tree,
+    pub(super) device_docs: Tree,
+    pub(super) device_scope: Tree,
+    pub(super) sync_states: Tree,
+    /// Serializes feed positions (see `sled_documents`).
+    pub(super) feed_lock: Arc<Mutex<()>>,
 }
 
 impl SledStore {
@@ -45,8 +52,15 @@ impl SledStore {
             divisions: tree("divisions")?,
             assets: tree("assets")?,
             meta: tree("meta")?,
-            documents: tree("documents")?,
-            documents_by_kind: tree("documents_by_kind")?,
+            doc_meta: tree("doc_meta")?,
+            doc_bytes: tree("doc_bytes")?,
+            doc_seq: tree("doc_seq")?,
+            feed: tree("feed")?,
+            audit: tree("audit")?,
+            device_docs: tree("device_docs")?,
+            device_scope: tree("device_scope")?,
+            sync_states: tree("sync_states")?,
+            feed_lock: Arc::new(Mutex::new(())),
             db,
         })
     }
@@ -334,72 +348,9 @@ impl Store for SledStore {
         self.durable()
     }
 
-    fn put_document(&self, id: &str, kind: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let kind_len = u8::try_from(kind.len())
-            .map_err(|_| StoreError::Backend(format!("document kind too long: {kind}")))?;
-        let value = [&[kind_len][..], kind.as_bytes(), bytes].concat();
-        let index_key = [kind.as_bytes(), b"\0", id.as_bytes()].concat();
-        tx_result((&self.documents, &self.documents_by_kind).transaction(
-            |(documents, by_kind)| {
-                if let Some(old) = documents.get(id.as_bytes())? {
-                    let (old_kind, _) =
-                        split_document(id, &old).map_err(ConflictableTransactionError::Abort)?;
-                    if old_kind != kind {
-                        return abort(StoreError::Conflict(format!(
-                            "document {id} is stored as {old_kind}, not {kind}"
-                        )));
-                    }
-                }
-                documents.insert(id.as_bytes(), value.as_slice())?;
-                by_kind.insert(index_key.as_slice(), &[][..])?;
-                Ok(())
-            },
-        ))?;
-        self.durable()
-    }
-
-    fn get_document(&self, id: &str) -> Result<Option<StoredDocument>, StoreError> {
-        let Some(value) = self.documents.get(id.as_bytes()).map_err(backend)? else {
-            return Ok(None);
-        };
-        let (kind, bytes) = split_document(id, &value)?;
-        Ok(Some(StoredDocument {
-            id: id.to_owned(),
-            kind,
-            bytes: bytes.to_vec(),
-        }))
-    }
-
-    fn list_documents(&self, kind: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = [kind.as_bytes(), b"\0"].concat();
-        self.documents_by_kind
-            .scan_prefix(&prefix)
-            .keys()
-            .map(|key| {
-                let key = key.map_err(backend)?;
-                Ok(String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
-            })
-            .collect()
-    }
-
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
     }
-}
-
-/// Splits a stored document value into its kind label and the automerge bytes.
-fn split_document<'a>(id: &str, value: &'a [u8]) -> Result<(String, &'a [u8]), StoreError> {
-    let corrupt = || StoreError::Corrupt {
-        key: id.to_owned(),
-        detail: "document value shorter than its kind label".into(),
-    };
-    let (&len, rest) = value.split_first().ok_or_else(corrupt)?;
-    let len = usize::from(len);
-    if rest.len() < len {
-        return Err(corrupt());
-    }
-    let (kind, bytes) = rest.split_at(len);
-    Ok((String::from_utf8_lossy(kind).into_owned(), bytes))
 }
 
 #[cfg(test)]

@@ -44,9 +44,11 @@
 mod issue;
 mod patrol;
 mod value;
+mod view;
 
 pub use issue::{Issue, IssueDoc, NewIssue};
 pub use patrol::{CheckEntry, NewPatrol, Patrol, PatrolDoc};
+pub use view::DocView;
 
 use automerge::{
     ActorId, AutoCommit, AutomergeError, ChangeHash, ReadDoc, ScalarValue, Value, ROOT,

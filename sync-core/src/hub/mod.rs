@@ -105,6 +105,61 @@ pub trait HubStore: Send + Sync {
     /// Standard automerge sync state per (device, document).
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError>;
     fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError>;
+    /// Every accepted change of one document, in the order it was received.
+    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError>;
+}
+
+/// A shared store is a store: the server hands the hub an `Arc<dyn Store>`.
+impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
+        (**self).document(id)
+    }
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        (**self).save_document(id, meta, bytes, audit)
+    }
+    fn feed_head(&self) -> Result<u64, HubError> {
+        (**self).feed_head()
+    }
+    fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError> {
+        (**self).changed_since(after, upto)
+    }
+    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
+        (**self).all_documents()
+    }
+    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
+        (**self).device_docs(device)
+    }
+    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError> {
+        (**self).device_doc(device, doc_id)
+    }
+    fn put_device_docs(
+        &self,
+        device: &str,
+        docs: &[(String, Option<DeviceDoc>)],
+    ) -> Result<(), HubError> {
+        (**self).put_device_docs(device, docs)
+    }
+    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError> {
+        (**self).device_scope(device)
+    }
+    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
+        (**self).put_device_scope(device, scope)
+    }
+    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
+        (**self).sync_state(device, doc_id)
+    }
+    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError> {
+        (**self).put_sync_state(device, doc_id, state)
+    }
+    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
+        (**self).history(doc_id)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,211 @@
+//! Documents in the caller's scope: the listing a foreign automerge client discovers ids and
+//! heads from, a JSON view of one document, and its audit history for supervisors. A document
+//! outside the caller's scope is answered exactly like one that does not exist.
+
+use actix_web::{get, web, HttpResponse};
+use automerge::AutoCommit;
+use serde::{Deserialize, Serialize};
+use sync_core::authz::{in_scope, DocMeta};
+use sync_core::doc::{DocKind, DocView};
+use sync_core::hub::{AuditEntry, HubError, HubStore};
+use sync_core::model::Role;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 500;
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// `issue` or `patrol`; both when absent.
+    pub kind: Option<String>,
+    /// Continue after this document id (the previous page's `next`).
+    pub after: Option<String>,
+    /// Page size, at most 500 (default 100).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocEntry {
+    pub id: String,
+    /// `issue` or `patrol`.
+    pub kind: String,
+    /// Hex change hashes of the server's current heads.
+    pub heads: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocPage {
+    pub docs: Vec<DocEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+fn parse_kind(kind: Option<&str>) -> Result<Option<DocKind>, ApiError> {
+    match kind {
+        None => Ok(None),
+        Some("issue") => Ok(Some(DocKind::Issue)),
+        Some("patrol") => Ok(Some(DocKind::Patrol)),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "kind must be issue or patrol, not {other}"
+        ))),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no document {id} in your scope"))
+}
+
+/// Ids, kinds and heads of the documents in the caller's scope, ordered by id, paged.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, body = DocPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+#[get("/docs")]
+pub async fn list_docs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = parse_kind(query.kind.as_deref())?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let after = query.after.clone();
+    let store = state.store.clone();
+    let page = web::block(move || -> Result<DocPage, ApiError> {
+        let mut metas: Vec<DocMeta> = store
+            .all_documents()?
+            .into_iter()
+            .filter(|m| kind.is_none_or(|k| m.kind == k))
+            .filter(|m| after.as_ref().is_none_or(|a| m.id > *a))
+            .filter(|m| in_scope(&caller.user, m))
+            .collect();
+        metas.sort_by(|a, b| a.id.cmp(&b.id));
+        let more = metas.len() > limit;
+        metas.truncate(limit);
+        let mut docs = Vec::with_capacity(metas.len());
+        for meta in &metas {
+            let Some(stored) = store.document(&meta.id)? else {
+                continue;
+            };
+            let mut doc = AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
+                id: meta.id.clone(),
+                reason: e.to_string(),
+            })?;
+            docs.push(DocEntry {
+                id: meta.id.clone(),
+                kind: meta.kind.as_str().to_owned(),
+                heads: doc.get_heads().iter().map(|h| h.to_string()).collect(),
+            });
+        }
+        let next = more.then(|| metas.last().map(|m| m.id.clone())).flatten();
+        Ok(DocPage { docs, next })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The JSON view of one document in the caller's scope: the record, the derived workflow state
+/// (issues) or track measures (patrols), and the heads.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "document id")),
+    responses(
+        (status = 200, description = "DocView: {kind, heads, record, state | track_stats + track}"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown or outside the caller's scope"),
+    )
+)]
+#[get("/docs/{id}")]
+pub async fn get_doc(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let store = state.store.clone();
+    let view = web::block(move || -> Result<DocView, ApiError> {
+        let stored = store
+            .document(&id)?
+            .filter(|s| in_scope(&caller.user, &s.meta))
+            .ok_or_else(|| not_found(&id))?;
+        DocView::of_bytes(&stored.bytes).map_err(|e| {
+            ApiError::from(HubError::Damaged {
+                id: id.clone(),
+                reason: e.to_string(),
+            })
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Who changed a document, from which device, and when the server received each change.
+/// Supervisors and administrators only.
+#[utoipa::path(
+    tag = "documents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "document id")),
+    responses(
+        (status = 200, body = Vec<AuditRow>),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not a supervisor or administrator"),
+        (status = 404, body = ErrorBody, description = "unknown or outside the caller's scope"),
+    )
+)]
+#[get("/docs/{id}/history")]
+pub async fn doc_history(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let store = state.store.clone();
+    let rows = web::block(move || -> Result<Vec<AuditRow>, ApiError> {
+        let stored = store.document(&id)?;
+        if !stored.is_some_and(|s| in_scope(&caller.user, &s.meta)) {
+            return Err(not_found(&id));
+        }
+        if !matches!(caller.user.role, Role::Supervisor { .. } | Role::Admin) {
+            return Err(ApiError::Forbidden(
+                "document history is shown to supervisors".into(),
+            ));
+        }
+        Ok(store
+            .history(&id)?
+            .into_iter()
+            .map(AuditRow::from)
+            .collect())
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// One accepted change as the audit shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditRow {
+    /// Hex change hash.
+    pub change: String,
+    pub user: String,
+    /// `user/device` of the sending device.
+    pub device: String,
+    pub actor: String,
+    pub received_at_ms: i64,
+}
+
+impl From<AuditEntry> for AuditRow {
+    fn from(entry: AuditEntry) -> Self {
+        Self {
+            change: entry.change,
+            user: entry.user,
+            device: entry.device,
+            actor: entry.actor,
+            received_at_ms: entry.received_at_ms,
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Sync endpoints: `POST /sync` (ChiefSync's batch protocol) and
+//! `POST /docs/{id}/automerge-sync` (one standard automerge sync message). Both hand the
+//! decision to sync-core's hub; this file only reads bodies, runs the hub off the async workers
+//! and writes the answer.
+
+use actix_web::http::header::ContentType;
+use actix_web::{post, web, HttpResponse};
+use sync_core::hub::{AutomergeSyncOutcome, Caller as HubCaller};
+use sync_core::protocol::{SyncRequest, MAX_MESSAGE_BYTES};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::{now_ms, AppState};
+
+/// Largest sync body read: the protocol's own limit.
+pub const SYNC_LIMIT_BYTES: usize = MAX_MESSAGE_BYTES;
+
+/// The hub's view of the caller. Devices are keyed by user and device id together, so two
+/// people sharing a phone never share sync records.
+pub fn hub_caller(caller: &Caller) -> Result<HubCaller, ApiError> {
+    let actor = sync_core::doc::parse_actor(&caller.device.actor_id)
+        .map_err(|e| ApiError::Internal(format!("stored actor id: {e}")))?;
+    Ok(HubCaller {
+        user: caller.user.clone(),
+        device: format!("{}/{}", caller.user.id, caller.device.device_id),
+        actor,
+    })
+}
+
+/// Reads a raw body up to `limit` bytes; a longer body is a 413 before it is all read.
+pub async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes.to_vec()),
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!("reading body: {e}"))),
+        Err(_) => Err(ApiError::PayloadTooLarge(format!(
+            "body exceeds the limit of {limit} bytes"
+        ))),
+    }
+}
+
+/// One batch sync: the device's changes for any number of documents and its cursor in; the
+/// server's changes in the device's scope since that cursor out (binary, see
+/// `sync_core::protocol`). Refused changes are listed per document and never merged.
+#[utoipa::path(
+    tag = "sync",
+    security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "SyncRequest (CSYN envelope)"),
+    responses(
+        (status = 200, content_type = "application/octet-stream", description = "SyncResponse (CSYN envelope)"),
+        (status = 400, body = ErrorBody, description = "malformed envelope or change"),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+    )
+)]
+#[post("/sync")]
+pub async fn sync(
+    state: web::Data<AppState>,
+    caller: Caller,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, SYNC_LIMIT_BYTES).await?;
+    let request = SyncRequest::decode(&body).map_err(sync_core::hub::HubError::from)?;
+    let who = hub_caller(&caller)?;
+    let hub = state.hub.clone();
+    let started = std::time::Instant::now();
+    let response = web::block(move || hub.sync(&who, &request, now_ms())).await??;
+    tracing::info!(
+        user = %caller.user.id,
+        device = %caller.device.device_id,
+        documents = response.docs.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "sync"
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::octet_stream())
+        .body(response.encode()))
+}
+
+/// One standard automerge sync message for one document (from any automerge implementation).
+/// Answers the server's next message, or 204 when there is nothing to send. The sync state is
+/// kept per (device, document); a message whose changes are not all allowed is refused whole.
+#[utoipa::path(
+    tag = "sync",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "document id")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "automerge sync message"),
+    responses(
+        (status = 200, content_type = "application/octet-stream", description = "the server's next sync message"),
+        (status = 204, description = "nothing to send"),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a change in the message is not allowed"),
+        (status = 404, body = ErrorBody, description = "no such document in the caller's scope"),
+        (status = 413, body = ErrorBody),
+    )
+)]
+#[post("/docs/{id}/automerge-sync")]
+pub async fn automerge_sync(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, SYNC_LIMIT_BYTES).await?;
+    let who = hub_caller(&caller)?;
+    let hub = state.hub.clone();
+    let id = id.into_inner();
+    let outcome = web::block(move || hub.automerge_sync(&who, &id, &body, now_ms())).await??;
+    Ok(match outcome {
+        AutomergeSyncOutcome::Reply(message) => HttpResponse::Ok()
+            .content_type(ContentType::octet_stream())
+            .body(message),
+        AutomergeSyncOutcome::NothingToSend => HttpResponse::NoContent().finish(),
+    })
+}

@@ -1,0 +1,266 @@
+//! The sync hub's storage on sled: patrol and issue documents with their routing facts, the
+//! change feed devices sync from, the audit of accepted changes, and what each device holds.
+//!
+//! Trees and keys:
+//! - `doc_meta`: id → JSON [`DocMeta`] (what routing and listings read without loading bytes);
+//! - `doc_bytes`: id → CRC-32 (big-endian) + the full automerge save, so a damaged document is
+//!   reported, never loaded as valid data;
+//! - `doc_seq`: id → its latest feed position; `feed`: position (big-endian u64) → id. A
+//!   document appears in the feed once, at its latest position;
+//! - `audit`: `id \0 change-hash` → JSON [`AuditEntry`]; a retried change keeps its first entry;
+//! - `device_docs`: `device \0 id` → JSON [`DeviceDoc`]; `device_scope`: device → fingerprint;
+//! - `sync_states`: `device \0 id` → the standard automerge sync state.
+//!
+//! Feed positions are handed out under one lock and committed in the same transaction as the
+//! document, so a reader that sees position `n` sees every position below it: a device cursor
+//! never skips a document saved concurrently.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use sync_core::authz::DocMeta;
+use sync_core::hub::{AuditEntry, DeviceDoc, HubError, HubStore, StoredDoc};
+
+use super::sled_store::SledStore;
+
+const FEED_HEAD: &[u8] = b"feed.head";
+
+fn storage(err: impl std::fmt::Display) -> HubError {
+    HubError::Storage(err.to_string())
+}
+
+fn pair(a: &str, b: &str) -> Vec<u8> {
+    [a.as_bytes(), b"\0", b.as_bytes()].concat()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, HubError> {
+    serde_json::to_vec(value).map_err(storage)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T, HubError> {
+    serde_json::from_slice(bytes).map_err(|e| HubError::Damaged {
+        id: id.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn seq_bytes(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn seq_of(id: &str, bytes: &[u8]) -> Result<u64, HubError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| HubError::Damaged {
+        id: id.to_owned(),
+        reason: "feed position is not 8 bytes".into(),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+impl SledStore {
+    fn docs_durable(&self) -> Result<(), HubError> {
+        self.db.flush().map(drop).map_err(storage)
+    }
+}
+
+impl HubStore for SledStore {
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
+        let Some(meta) = self.doc_meta.get(id).map_err(storage)? else {
+            return Ok(None);
+        };
+        let meta: DocMeta = from_json(id, &meta)?;
+        let value = self
+            .doc_bytes
+            .get(id)
+            .map_err(storage)?
+            .ok_or_else(|| HubError::Damaged {
+                id: id.to_owned(),
+                reason: "routing facts without document bytes".into(),
+            })?;
+        if value.len() < 4 {
+            return Err(HubError::Damaged {
+                id: id.to_owned(),
+                reason: "document value shorter than its checksum".into(),
+            });
+        }
+        let (sum, bytes) = value.split_at(4);
+        let expected = u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]]);
+        if crc32fast::hash(bytes) != expected {
+            return Err(HubError::Damaged {
+                id: id.to_owned(),
+                reason: "checksum mismatch".into(),
+            });
+        }
+        Ok(Some(StoredDoc {
+            meta,
+            bytes: bytes.to_vec(),
+        }))
+    }
+
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        let meta_json = to_json(meta)?;
+        let value = [&crc32fast::hash(bytes).to_be_bytes()[..], bytes].concat();
+        let audit: Vec<(Vec<u8>, Vec<u8>)> = audit
+            .iter()
+            .map(|entry| Ok((pair(&entry.doc_id, &entry.change), to_json(entry)?)))
+            .collect::<Result<_, HubError>>()?;
+        let _feed = self
+            .feed_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result: Result<u64, TransactionError<HubError>> = (
+            &self.doc_meta,
+            &self.doc_bytes,
+            &self.doc_seq,
+            &self.feed,
+            &self.audit,
+            &self.meta,
+        )
+            .transaction(|(metas, docs, seqs, feed, audits, counters)| {
+                let abort = ConflictableTransactionError::Abort;
+                let head = match counters.get(FEED_HEAD)? {
+                    Some(v) => seq_of("feed.head", &v).map_err(abort)?,
+                    None => 0,
+                };
+                let seq = head + 1;
+                if let Some(old) = seqs.get(id)? {
+                    feed.remove(&seq_of(id, &old).map_err(abort)?.to_be_bytes()[..])?;
+                }
+                metas.insert(id.as_bytes(), meta_json.as_slice())?;
+                docs.insert(id.as_bytes(), value.as_slice())?;
+                seqs.insert(id.as_bytes(), &seq_bytes(seq)[..])?;
+                feed.insert(&seq_bytes(seq)[..], id.as_bytes())?;
+                counters.insert(FEED_HEAD, &seq_bytes(seq)[..])?;
+                for (key, entry) in &audit {
+                    if audits.get(key.as_slice())?.is_none() {
+                        audits.insert(key.as_slice(), entry.as_slice())?;
+                    }
+                }
+                Ok(seq)
+            });
+        let seq = result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => storage(e),
+        })?;
+        self.docs_durable()?;
+        Ok(seq)
+    }
+
+    fn feed_head(&self) -> Result<u64, HubError> {
+        match self.meta.get(FEED_HEAD).map_err(storage)? {
+            Some(v) => seq_of("feed.head", &v),
+            None => Ok(0),
+        }
+    }
+
+    fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let mut metas = Vec::new();
+        for entry in self.feed.range(seq_bytes(after + 1)..=seq_bytes(upto)) {
+            let (_, id) = entry.map_err(storage)?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(meta) = self.doc_meta.get(id.as_bytes()).map_err(storage)? {
+                metas.push(from_json(&id, &meta)?);
+            }
+        }
+        Ok(metas)
+    }
+
+    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
+        self.doc_meta
+            .iter()
+            .map(|entry| {
+                let (id, meta) = entry.map_err(storage)?;
+                from_json(&String::from_utf8_lossy(&id), &meta)
+            })
+            .collect()
+    }
+
+    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
+        let prefix = pair(device, "");
+        self.device_docs
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(storage)?;
+                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let held = from_json(&id, &value)?;
+                Ok((id, held))
+            })
+            .collect()
+    }
+
+    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError> {
+        match self
+            .device_docs
+            .get(pair(device, doc_id))
+            .map_err(storage)?
+        {
+            Some(value) => Ok(Some(from_json(doc_id, &value)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_device_docs(
+        &self,
+        device: &str,
+        docs: &[(String, Option<DeviceDoc>)],
+    ) -> Result<(), HubError> {
+        let mut batch = sled::Batch::default();
+        for (id, held) in docs {
+            match held {
+                Some(held) => batch.insert(pair(device, id), to_json(held)?),
+                None => batch.remove(pair(device, id)),
+            }
+        }
+        self.device_docs.apply_batch(batch).map_err(storage)?;
+        self.docs_durable()
+    }
+
+    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError> {
+        Ok(self
+            .device_scope
+            .get(device)
+            .map_err(storage)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
+        self.device_scope.insert(device, scope).map_err(storage)?;
+        self.docs_durable()
+    }
+
+    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
+        Ok(self
+            .sync_states
+            .get(pair(device, doc_id))
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Not flushed on its own: a lost sync state only costs the peers one more exchange.
+    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError> {
+        self.sync_states
+            .insert(pair(device, doc_id), state)
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
+        let mut entries: Vec<AuditEntry> = self
+            .audit
+            .scan_prefix(pair(doc_id, ""))
+            .map(|entry| {
+                let (_, value) = entry.map_err(storage)?;
+                from_json(doc_id, &value)
+            })
+            .collect::<Result<_, _>>()?;
+        entries.sort_by(|a, b| (a.received_at_ms, &a.change).cmp(&(b.received_at_ms, &b.change)));
+        Ok(entries)
+    }
+}
