@@ -13,6 +13,7 @@ pub mod model;
 pub mod photo;
 pub mod protocol;
 pub mod rules;
+pub mod stats;
 pub mod store;
 pub mod track;
 pub mod workflow;
