@@ -1,1 +1,49 @@
-//! placeholder
+//! ChiefSync on the phone: the library the Android (Kotlin) and iOS (Swift) apps call, through
+//! UniFFI bindings generated from this crate (namespace `chiefsync`).
+//!
+//! It is a thin façade over sync-core: [`FieldClient`] opens the device store, signs in,
+//! records patrols and issues, attaches photos and syncs; every rule it applies is sync-core's.
+//! What lives here and nowhere else is the phone's HTTP (`http`), the session and reference
+//! data it keeps (`session`), the photo upload loop (`upload`) and the conversion of every
+//! sync-core error into the one [`ChiefsyncError`] the apps see (`error`). No call panics across
+//! the boundary: foreign input is checked and every failure is a typed error.
+//!
+//! Rust programs (the field simulator, tests) use the same [`FieldClient`] directly, with
+//! [`FieldClient::open`] and a [`ClientConfig`] that can bring its own [`Clock`].
+//!
+//! ```no_run
+//! use mobile_ffi::{CheckResult, FieldClient};
+//!
+//! let phone = FieldClient::new("/data/chiefsync".into(), "https://chiefsync.example.cn".into())?;
+//! phone.login("demo-chief".into(), "demo".into())?;
+//! let asset = phone.assets()?.remove(0);
+//! let patrol = phone.start_patrol(asset.id)?;
+//! phone.add_track_point(patrol.clone(), 36.70, 117.00, 1_764_291_600_000, 5.0)?;
+//! phone.set_check_item(patrol.clone(), "river.banks".into(), CheckResult::Ok, String::new())?;
+//! let summary = phone.finish_patrol(patrol, "水面清洁".into())?;
+//! println!("{} m, counts: {}", summary.distance_m, summary.valid);
+//! let report = phone.sync()?;
+//! println!("sent {} documents", report.docs_sent);
+//! # Ok::<(), mobile_ffi::ChiefsyncError>(())
+//! ```
+
+uniffi::setup_scaffolding!("chiefsync");
+
+mod client;
+mod error;
+mod http;
+mod issue;
+mod patrol;
+mod session;
+mod types;
+mod upload;
+
+pub use client::{ClientConfig, Clock, FieldClient, SystemClock};
+pub use error::ChiefsyncError;
+pub use sync_core::model::{CheckResult, Level, PhotoRole, Severity, System};
+pub use sync_core::workflow::EventKind;
+pub use types::{
+    Asset, AssigneeDraft, Category, CheckEntry, CheckItem, EventDraft, IssueDetail, IssueDraft,
+    IssueFilter, IssueStatus, IssueSummary, Me, PatrolFlag, PatrolSummary, PendingUpload, PhotoRef,
+    QuarantinedChange, SyncReport, TimelineItem, UploadStatus,
+};

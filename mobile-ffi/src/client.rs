@@ -1,0 +1,334 @@
+//! `FieldClient`: one phone's ChiefSync, the object the apps hold.
+//!
+//! It owns the device store (sled, in the app's data directory), the prepared photos beside it,
+//! the signed-in session and the reference data of the user's jurisdiction. Patrols
+//! (`patrol.rs`), issues and photos (`issue.rs`) and photo uploads (`upload.rs`) add their
+//! methods in their own files. Every call blocks: apps call it off the UI thread. Edits and
+//! syncs of documents take turns on one lock, so a sync never drops an edit made while it ran.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use automerge::ActorId;
+use sync_core::client::{ClientError, SyncClient, Transport};
+use sync_core::doc::{self, DocKind, IssueDoc, PatrolDoc, Record};
+use sync_core::photo::PrepareOptions;
+use sync_core::store::LocalStore;
+
+use crate::error::{ChiefsyncError, Result};
+use crate::http::Api;
+use crate::patrol::PendingTrack;
+use crate::session::{Account, Session};
+use crate::types::{
+    Asset, Category, CheckItem, LocalFacts, Me, PendingUpload, QuarantinedChange, SyncReport,
+};
+use crate::upload;
+
+/// Where the time comes from. Apps use the phone's clock; the field simulator runs a week of
+/// patrols in minutes with its own.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The phone's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// How a `FieldClient` is opened from Rust (the apps use the constructor with defaults).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The app's private data directory; the store lives in `store/`, photos in `photos/`.
+    pub data_dir: PathBuf,
+    /// The server's root URL, e.g. `https://chiefsync.example.cn`.
+    pub server_url: String,
+    pub clock: Arc<dyn Clock>,
+    pub photos: PrepareOptions,
+}
+
+impl ClientConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, server_url: impl Into<String>) -> Self {
+        ClientConfig {
+            data_dir: data_dir.into(),
+            server_url: server_url.into(),
+            clock: Arc::new(SystemClock),
+            photos: PrepareOptions::default(),
+        }
+    }
+}
+
+/// One phone: its store, its session and its way to the server. `Send + Sync`; share it in an
+/// `Arc` (the constructors return one).
+#[derive(Debug, uniffi::Object)]
+pub struct FieldClient {
+    pub(crate) store: Arc<LocalStore>,
+    pub(crate) account: Account,
+    pub(crate) photo_dir: PathBuf,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) photos: PrepareOptions,
+    /// Serializes loading, editing and saving documents with each other and with sync.
+    docs: Mutex<()>,
+    /// Track points not yet in their patrol document, by patrol id (also kept in the store).
+    pub(crate) tracks: Mutex<HashMap<String, PendingTrack>>,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // What these locks guard is written to the store in single atomic steps, so a panic in
+    // another holder leaves nothing half-done.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The sync engine's way to the server: `POST /sync` with the session's token. Keeps the
+/// typed error of a failed round trip, which the engine's own error type cannot carry.
+struct HttpTransport<'a> {
+    account: &'a Account,
+    failure: Option<ChiefsyncError>,
+}
+
+impl Transport for HttpTransport<'_> {
+    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let account = self.account;
+        account
+            .authorized(|token| account.api().sync(token, &body))
+            .map_err(|err| {
+                let detail = err.to_string();
+                self.failure = Some(err);
+                ClientError::Transport(detail)
+            })
+    }
+}
+
+impl FieldClient {
+    /// Opens (or creates) the phone's store under `config.data_dir`.
+    pub fn open(config: ClientConfig) -> Result<Arc<Self>> {
+        let store = Arc::new(LocalStore::open(config.data_dir.join("store"))?);
+        let api = Api::new(&config.server_url)?;
+        let account = Account::open(store.clone(), api)?;
+        Ok(Arc::new(FieldClient {
+            store,
+            account,
+            photo_dir: config.data_dir.join("photos"),
+            clock: config.clock,
+            photos: config.photos,
+            docs: Mutex::new(()),
+            tracks: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The device store, for Rust callers that inspect it (the simulator, tests).
+    pub fn store(&self) -> &LocalStore {
+        &self.store
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn lock_docs(&self) -> MutexGuard<'_, ()> {
+        lock(&self.docs)
+    }
+
+    /// The stored user and the actor their edits are written with.
+    pub(crate) fn author(&self) -> Result<(Session, ActorId)> {
+        let session = self.account.user()?;
+        let actor = session.actor()?;
+        Ok((session, actor))
+    }
+
+    fn load(&self, id: &str, kind: DocKind) -> Result<automerge::AutoCommit> {
+        let what = kind.as_str();
+        let bytes = self
+            .store
+            .load_doc(id)?
+            .ok_or_else(|| ChiefsyncError::not_found(format!("no {what} {id} on this device")))?;
+        let (am, header) = doc::load(&bytes)?;
+        if header.kind != kind {
+            return Err(ChiefsyncError::not_found(format!(
+                "{id} is a {}, not a {what}",
+                header.kind.as_str()
+            )));
+        }
+        Ok(am)
+    }
+
+    /// Loads a patrol to read it or to edit it as `actor`. Call with the document lock held
+    /// when the patrol will be saved.
+    pub(crate) fn patrol_doc(&self, id: &str, actor: Option<&ActorId>) -> Result<PatrolDoc> {
+        let doc = PatrolDoc::from_automerge(self.load(id, DocKind::Patrol)?)?;
+        Ok(match actor {
+            Some(actor) => doc.with_actor(actor.clone()),
+            None => doc,
+        })
+    }
+
+    pub(crate) fn issue_doc(&self, id: &str, actor: Option<&ActorId>) -> Result<IssueDoc> {
+        let doc = IssueDoc::from_automerge(self.load(id, DocKind::Issue)?)?;
+        Ok(match actor {
+            Some(actor) => doc.with_actor(actor.clone()),
+            None => doc,
+        })
+    }
+
+    /// Persists a document's new changes (flushed before returning) and marks it for sync.
+    pub(crate) fn save(&self, record: &mut impl Record, kind: DocKind, id: &str) -> Result<()> {
+        SyncClient::new(&self.store).save(record, kind, id)?;
+        Ok(())
+    }
+
+    /// What the device knows about a record beyond its document.
+    pub(crate) fn local_facts(&self, id: &str) -> Result<LocalFacts> {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(LocalFacts {
+            photos_pending: count(self.store.pending_for(id)?.len()),
+            quarantined: count(self.store.quarantined_for(id)?.len()),
+            synced: !SyncClient::new(&self.store).dirty()?.contains(id),
+        })
+    }
+}
+
+#[uniffi::export]
+impl FieldClient {
+    /// Opens (or creates) the phone's store in `data_dir` (the app's private files directory)
+    /// for the server at `server_url`.
+    #[uniffi::constructor]
+    pub fn new(data_dir: String, server_url: String) -> Result<Arc<Self>> {
+        if data_dir.trim().is_empty() {
+            return Err(ChiefsyncError::invalid("data_dir is empty"));
+        }
+        Self::open(ClientConfig::new(data_dir, server_url))
+    }
+
+    /// Signs in on this device and downloads the jurisdiction's reference data. The actor id
+    /// the server binds to (user, device) is kept: every change is written under it. Another
+    /// user may take over the device only when the previous user's work is on the server.
+    pub fn login(&self, username: String, password: String) -> Result<Me> {
+        let store = self.store.clone();
+        let session = self.account.login(&username, &password, |previous| {
+            let unsynced = SyncClient::new(&store).dirty()?;
+            if unsynced.is_empty() {
+                Ok(())
+            } else {
+                Err(ChiefsyncError::UnsyncedWork {
+                    detail: format!(
+                        "{} has {} records not yet on the server; sign in as them and sync first",
+                        previous.user.username,
+                        unsynced.len()
+                    ),
+                })
+            }
+        })?;
+        // Signed in either way; without reference data the app asks to sync before recording.
+        let _ = self.account.refresh_reference();
+        Ok(Me::of(&session.user, &session.device_id, &session.actor_id))
+    }
+
+    /// Forgets the tokens. Recorded work stays on the device and goes up after the next login.
+    pub fn logout(&self) -> Result<()> {
+        self.account.logout()
+    }
+
+    /// The signed-in user, or `NotLoggedIn`.
+    pub fn me(&self) -> Result<Me> {
+        let session = self.account.signed_in()?;
+        Ok(Me::of(&session.user, &session.device_id, &session.actor_id))
+    }
+
+    /// The assets of the jurisdiction (from the last downloaded reference data).
+    pub fn assets(&self) -> Result<Vec<Asset>> {
+        self.account
+            .reference()?
+            .assets
+            .iter()
+            .map(Asset::of)
+            .collect()
+    }
+
+    /// The check items of the jurisdiction's systems.
+    pub fn check_items(&self) -> Result<Vec<CheckItem>> {
+        Ok(self
+            .account
+            .reference()?
+            .check_items
+            .iter()
+            .map(|c| CheckItem {
+                code: c.code.clone(),
+                system: c.system,
+                name_zh: c.name_zh.clone(),
+            })
+            .collect())
+    }
+
+    /// The problem categories a chief can report.
+    pub fn categories(&self) -> Result<Vec<Category>> {
+        Ok(self
+            .account
+            .reference()?
+            .categories
+            .iter()
+            .map(|c| Category {
+                code: c.code.clone(),
+                system: c.system,
+                name_zh: c.name_zh.clone(),
+                name_en: c.name_en.clone(),
+            })
+            .collect())
+    }
+
+    /// Sends every local change, receives what changed in the jurisdiction, refreshes the
+    /// reference data and uploads waiting photos. Fails only when the documents could not be
+    /// synced (no network, signed out); photo and reference problems are listed in the report.
+    pub fn sync(&self) -> Result<SyncReport> {
+        self.account.signed_in()?;
+        let now = self.now();
+        let mut report = {
+            let _docs = self.lock_docs();
+            let mut transport = HttpTransport {
+                account: &self.account,
+                failure: None,
+            };
+            match SyncClient::new(&self.store).sync(&mut transport, now) {
+                Ok(report) => SyncReport::of(&report),
+                Err(err) => return Err(transport.failure.take().unwrap_or_else(|| err.into())),
+            }
+        };
+        match self.account.refresh_reference() {
+            Ok(changed) => report.reference_updated = changed,
+            Err(err) => report.errors.push(format!("reference data: {err}")),
+        }
+        upload::upload_due(self, now, &mut report);
+        Ok(report)
+    }
+
+    /// Photos the server does not have yet (waiting, uploading or refused), for the upload
+    /// screen.
+    pub fn pending_uploads(&self) -> Result<Vec<PendingUpload>> {
+        Ok(self
+            .store
+            .outbox()?
+            .into_iter()
+            .filter(|e| e.state != sync_core::store::UploadState::Done)
+            .map(PendingUpload::of)
+            .collect())
+    }
+
+    /// Changes the server refused, with its reasons; they are never dropped silently.
+    pub fn quarantine(&self) -> Result<Vec<QuarantinedChange>> {
+        Ok(self
+            .store
+            .quarantined()?
+            .into_iter()
+            .map(QuarantinedChange::from)
+            .collect())
+    }
+}
