@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::jobs::WorkflowSettings;
 use crate::state::Settings;
 
 /// ChiefSync server: patrols and problem rectification for river, forest and field chiefs.
@@ -62,6 +63,28 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Hours after a missed rectification deadline before the deadline job escalates (督办).
+    #[arg(
+        long,
+        env = "CHIEFSYNC_OVERDUE_GRACE_HOURS",
+        default_value_t = 0,
+        value_name = "HOURS"
+    )]
+    pub overdue_grace_hours: u32,
+
+    /// Seconds between runs of the deadline job.
+    #[arg(long, env = "CHIEFSYNC_DEADLINE_CHECK_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
+    pub deadline_check_secs: u64,
+
+    /// Open issues of the same category closer than this many metres are possible duplicates.
+    #[arg(
+        long,
+        env = "CHIEFSYNC_DUPLICATE_RADIUS_M",
+        default_value_t = 50.0,
+        value_name = "METRES"
+    )]
+    pub duplicate_radius_m: f64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -96,6 +119,11 @@ impl Cli {
             signing_key: self.signing_key.clone(),
             access_ttl_secs: self.access_ttl_secs,
             refresh_ttl_secs: self.refresh_ttl_secs,
+            workflow: WorkflowSettings {
+                overdue_grace_ms: i64::from(self.overdue_grace_hours) * 3_600_000,
+                deadline_check_every: std::time::Duration::from_secs(self.deadline_check_secs),
+                duplicate_radius_m: self.duplicate_radius_m.max(0.0),
+            },
             ..Settings::new(&self.data_dir)
         }
     }
@@ -123,5 +151,8 @@ mod tests {
             matches!(cli.command, Some(Command::CreateAdmin { ref username, .. }) if username == "root")
         );
         assert!(Cli::try_parse_from(["chiefsync", "--access-ttl-secs", "0"]).is_err());
+        let cli = Cli::try_parse_from(["chiefsync", "--overdue-grace-hours", "24"]).unwrap();
+        assert_eq!(cli.settings().workflow.overdue_grace_ms, 86_400_000);
+        assert_eq!(cli.settings().workflow.deadline_check_every.as_secs(), 300);
     }
 }

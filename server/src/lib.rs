@@ -9,10 +9,12 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod geometry;
+pub mod jobs;
 pub mod metrics;
 pub mod reference;
 mod serve;

@@ -53,7 +53,12 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             tracing::info!(addr = %listener.local_addr()?, data_dir = %cli.data_dir.display(), "serving");
             let state = web::Data::new(state);
             let server = http_server(state.clone(), listener, cli.workers)?;
-            actix_web::rt::System::new().block_on(server)?;
+            actix_web::rt::System::new().block_on(async {
+                let deadlines = server::jobs::spawn(state.clone());
+                let served = server.await;
+                deadlines.abort();
+                served
+            })?;
             state.store.flush()?;
             tracing::info!("stopped; store flushed");
             Ok(())

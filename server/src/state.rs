@@ -14,6 +14,7 @@ use crate::auth::jwt::TokenService;
 use crate::auth::password::{PasswordCost, PasswordError, Passwords};
 use crate::auth::rate_limit::{LoginLimit, LoginLimiter};
 use crate::auth::signing_key::{SigningKey, SigningKeyError};
+use crate::jobs::WorkflowSettings;
 use crate::metrics::Metrics;
 use crate::storage::{SledStore, Store, StoreError};
 
@@ -27,6 +28,8 @@ pub struct Settings {
     pub refresh_ttl_secs: u64,
     pub password_cost: PasswordCost,
     pub login_limit: LoginLimit,
+    /// Deadline job and duplicate detection.
+    pub workflow: WorkflowSettings,
 }
 
 impl Settings {
@@ -39,6 +42,7 @@ impl Settings {
             refresh_ttl_secs: 30 * 24 * 3600,
             password_cost: PasswordCost::DEFAULT,
             login_limit: LoginLimit::default(),
+            workflow: WorkflowSettings::default(),
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct AppState {
     pub login_limiter: LoginLimiter,
     pub metrics: Metrics,
     pub refresh_ttl_secs: u64,
+    pub workflow: WorkflowSettings,
 }
 
 impl AppState {
@@ -98,6 +103,7 @@ impl AppState {
             login_limiter: LoginLimiter::new(settings.login_limit),
             metrics: Metrics::new(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
+            workflow: settings.workflow.clone(),
         })
     }
 }

@@ -11,7 +11,9 @@ pub mod admin_places;
 pub mod admin_users;
 pub mod auth;
 pub mod docs;
+pub mod issues;
 pub mod ops;
+pub mod patrols;
 pub mod reference;
 pub mod sync;
 
@@ -68,6 +70,12 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(docs::list_docs)
                 .service(docs::get_doc)
                 .service(docs::doc_history)
+                .service(issues::list_issues)
+                .service(issues::get_issue)
+                .service(issues::post_event)
+                .service(patrols::list_patrols)
+                .service(patrols::get_patrol)
+                .service(patrols::list_reminders)
                 .service(admin_users::list_users)
                 .service(admin_users::create_user)
                 .service(admin_users::get_user)

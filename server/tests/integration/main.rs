@@ -8,6 +8,8 @@ mod admin;
 mod auth;
 mod cli;
 mod demo;
+mod issues;
 mod ops;
+mod phone;
 mod reference;
 mod tokens;

@@ -11,8 +11,12 @@
 
 mod automerge_sync;
 mod batch;
+mod web;
 
 pub use automerge_sync::AutomergeSyncOutcome;
+pub use web::{
+    event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
+};
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher};

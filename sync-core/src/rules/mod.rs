@@ -9,9 +9,11 @@
 //! who may patrol what (that is authorization) and stores nothing.
 
 mod quota;
+mod reminder;
 mod validate;
 
 pub use quota::{civil_from_days, days_from_civil, Compliance, Period, Quota, CHINA_OFFSET_MS};
+pub use reminder::{quota_progress, QuotaProgress};
 pub use validate::{validate, PatrolFlag, PatrolValidation, SPEED_WINDOW_MS};
 
 use crate::model::{DivisionCode, Level, System};

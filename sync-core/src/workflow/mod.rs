@@ -49,6 +49,8 @@
 //! ```
 
 mod check;
+mod deadline;
+mod duplicates;
 mod event;
 mod fold;
 mod relations;
@@ -58,6 +60,8 @@ mod table;
 mod tests;
 
 pub use check::{allowed_actions, authorize, check, TransitionError};
+pub use deadline::{escalated_since_assignment, needs_escalation};
+pub use duplicates::{possible_duplicates, DuplicateCandidate};
 pub use event::{Action, Assignee, Event, EventKind};
 pub use fold::{fold, IssueState, TimelineEntry};
 pub use relations::{relations, IssueContext, SYSTEM_USER};

@@ -1,0 +1,350 @@
+//! The rectification workflow over HTTP: the issue list with filters and paging, one issue's
+//! record, timeline and photos, and actions taken from the web.
+//!
+//! An action is appended by the server under its own automerge actor, in the user's name, after
+//! the same authorization as a phone's change (scope, then the workflow table) — see
+//! `sync_core::hub::Hub::act`. It lands in the change feed, so phones receive it at their next
+//! sync. Invalid transitions answer 409 with the allowed next steps, forbidden ones 403, bad
+//! payloads 422. The handlers stay thin: the board's shapes are in `crate::board`.
+
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sync_core::hub::{ActError, WEB_DEVICE};
+use sync_core::model::{DivisionCode, Severity, System};
+use sync_core::workflow::{self, Action, TransitionError};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::board::{self, IssueRow, PhotoView, TimelineRow};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::{now_ms, AppState};
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct IssueQuery {
+    /// Comma-separated statuses: reported, accepted, assigned, submitted, closed, invalid,
+    /// duplicate.
+    pub status: Option<String>,
+    /// river, forest or field.
+    pub system: Option<String>,
+    /// A 12-digit division code; issues inside it match.
+    pub division: Option<String>,
+    pub asset: Option<String>,
+    /// Department name or user id the issue is assigned to.
+    pub assignee: Option<String>,
+    pub category: Option<String>,
+    /// general, urgent or critical.
+    pub severity: Option<String>,
+    /// true: only issues past their deadline; false: only those that are not.
+    pub overdue: Option<bool>,
+    /// true: only possible duplicates of an earlier open issue nearby.
+    pub possible_duplicate: Option<bool>,
+    /// Reported at or after this time (Unix ms).
+    pub reported_from: Option<i64>,
+    /// Reported before this time (Unix ms).
+    pub reported_to: Option<i64>,
+    /// Rows to skip (default 0).
+    pub offset: Option<usize>,
+    /// Page size, at most 500 (default 50).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuePage {
+    /// Rows matching the filters, before paging.
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    /// Newest report first.
+    pub items: Vec<IssueRow>,
+    /// Matching rows per status, for the board's columns.
+    pub by_status: std::collections::BTreeMap<String, usize>,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::BadRequest(message)
+}
+
+struct Filters {
+    statuses: Option<Vec<sync_core::workflow::Status>>,
+    system: Option<System>,
+    division: Option<DivisionCode>,
+    severity: Option<Severity>,
+}
+
+fn parse_filters(q: &IssueQuery) -> Result<Filters, ApiError> {
+    Ok(Filters {
+        statuses: q
+            .status
+            .as_deref()
+            .map(board::parse_statuses)
+            .transpose()
+            .map_err(bad)?,
+        system: q
+            .system
+            .as_deref()
+            .map(|s| System::parse(s).ok_or_else(|| bad(format!("unknown system {s}"))))
+            .transpose()?,
+        division: q
+            .division
+            .as_deref()
+            .map(|d| DivisionCode::new(d).map_err(|e| bad(e.to_string())))
+            .transpose()?,
+        severity: q
+            .severity
+            .as_deref()
+            .map(|s| Severity::parse(s).ok_or_else(|| bad(format!("unknown severity {s}"))))
+            .transpose()?,
+    })
+}
+
+fn matches(row: &IssueRow, q: &IssueQuery, f: &Filters) -> bool {
+    let status_ok = f.statuses.as_ref().is_none_or(|list| {
+        list.iter()
+            .any(|s| row.status.as_deref() == Some(s.as_str()))
+    });
+    status_ok
+        && f.system.is_none_or(|s| row.system == s.as_str())
+        && f.division.as_ref().is_none_or(|d| {
+            DivisionCode::new(row.division.as_str()).is_ok_and(|code| d.contains(&code))
+        })
+        && q.asset.as_ref().is_none_or(|a| row.asset == *a)
+        && q.assignee
+            .as_ref()
+            .is_none_or(|a| row.assignee.as_ref().is_some_and(|x| x.name == *a))
+        && q.category.as_ref().is_none_or(|c| row.category == *c)
+        && f.severity.is_none_or(|s| row.severity == s.as_str())
+        && q.overdue
+            .is_none_or(|want| row.overdue_days.is_some() == want)
+        && q.possible_duplicate
+            .is_none_or(|want| row.possible_duplicate_of.is_some() == want)
+        && q.reported_from.is_none_or(|t| row.reported_at_ms >= t)
+        && q.reported_to.is_none_or(|t| row.reported_at_ms < t)
+}
+
+/// Whether the server holds a photo. Photos are stored by the blob service; until a server
+/// keeps them, completeness is reported as unknown rather than guessed.
+fn blob_lookup(_state: &AppState) -> impl Fn(&str) -> Option<bool> {
+    |_sha: &str| None
+}
+
+/// Issues in the caller's scope with their derived workflow state, filtered and paged.
+#[utoipa::path(
+    tag = "issues",
+    security(("bearer" = [])),
+    params(IssueQuery),
+    responses(
+        (status = 200, body = IssuePage),
+        (status = 400, body = ErrorBody, description = "an unknown status, system, severity or division code"),
+        (status = 401, body = ErrorBody),
+    )
+)]
+#[get("/issues")]
+pub async fn list_issues(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<IssueQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let filters = parse_filters(&q)?;
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let radius = state.workflow.duplicate_radius_m;
+    let page = web::block(move || -> Result<IssuePage, ApiError> {
+        let issues = board::issues_in_scope(state.store.as_ref(), &caller.user)?;
+        let duplicates = board::duplicates_among(&issues, radius);
+        let stored = blob_lookup(&state);
+        let now = now_ms();
+        let mut rows: Vec<IssueRow> = issues
+            .iter()
+            .map(|i| {
+                let dup = duplicates.get(&i.record.id).cloned();
+                IssueRow::of(i, now, dup, board::completeness(i, &stored))
+            })
+            .filter(|row| matches(row, &q, &filters))
+            .collect();
+        rows.sort_by(|a, b| (b.reported_at_ms, &b.id).cmp(&(a.reported_at_ms, &a.id)));
+        let mut by_status = std::collections::BTreeMap::new();
+        for row in &rows {
+            if let Some(s) = &row.status {
+                *by_status.entry(s.clone()).or_insert(0) += 1;
+            }
+        }
+        Ok(IssuePage {
+            total: rows.len(),
+            offset,
+            limit,
+            items: rows.into_iter().skip(offset).take(limit).collect(),
+            by_status,
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssueDetail {
+    #[serde(flatten)]
+    pub row: IssueRow,
+    pub rejections: u32,
+    /// The issue this one was closed as a duplicate of.
+    pub duplicate_of: Option<String>,
+    pub patrol: Option<String>,
+    /// Every event in list order, superseded ones included and marked.
+    pub timeline: Vec<TimelineRow>,
+    pub photos: Vec<PhotoView>,
+    /// The event kinds the caller may append now (the dashboard shows only these buttons).
+    pub allowed_actions: Vec<String>,
+    /// The event kinds anyone may append now.
+    pub next_steps: Vec<String>,
+}
+
+/// One issue: record, derived state, timeline (who, device, device time, server receive time,
+/// superseded events marked), photos with evidence warnings, and the caller's allowed actions.
+#[utoipa::path(
+    tag = "issues",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "issue id")),
+    responses(
+        (status = 200, body = IssueDetail),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "unknown or outside the caller's scope"),
+    )
+)]
+#[get("/issues/{id}")]
+pub async fn get_issue(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let detail = web::block(move || -> Result<IssueDetail, ApiError> {
+        let store = state.store.as_ref();
+        let issue = board::issue_in_scope(store, &caller.user, &id)?
+            .ok_or_else(|| ApiError::NotFound(format!("no issue {id} in your scope")))?;
+        let now = now_ms();
+        let siblings = board::issues_in_scope(store, &caller.user)?;
+        let dup = board::duplicates_among(&siblings, state.workflow.duplicate_radius_m).remove(&id);
+        let stored = blob_lookup(&state);
+        let timeline = board::timeline(&issue, &store.history(&id)?);
+        let photos = board::photos(&issue, &timeline, &stored, now);
+        Ok(IssueDetail {
+            row: IssueRow::of(&issue, now, dup, board::completeness(&issue, &stored)),
+            rejections: issue.state.rejections,
+            duplicate_of: issue.state.duplicate_of.clone(),
+            patrol: issue.record.patrol.clone(),
+            allowed_actions: board::allowed_for(&caller.user, &issue)
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            next_steps: issue
+                .state
+                .next_steps()
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            timeline,
+            photos,
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Appended {
+    pub event_id: String,
+    pub kind: String,
+    /// The issue's status after the event.
+    pub status: Option<String>,
+    /// What the caller may append next.
+    pub allowed_actions: Vec<String>,
+}
+
+fn transition_error(err: &TransitionError) -> HttpResponse {
+    let message = err.to_string();
+    match err {
+        TransitionError::InvalidTransition {
+            status, allowed, ..
+        } => HttpResponse::Conflict().json(json!({
+            "error": "invalid_transition",
+            "message": message,
+            "status": status,
+            "allowed": allowed,
+        })),
+        TransitionError::Forbidden { who, needs, .. } => HttpResponse::Forbidden().json(json!({
+            "error": "forbidden",
+            "message": message,
+            "who": who,
+            "needs": needs,
+        })),
+        TransitionError::Invalid { .. } => HttpResponse::UnprocessableEntity().json(json!({
+            "error": "invalid_payload",
+            "message": message,
+        })),
+    }
+}
+
+/// Appends a workflow event from the web: `{"kind": "accepted"}`,
+/// `{"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": …}`,
+/// `{"kind": "verified", "note": …}`, `{"kind": "rejected", "reason": …}`,
+/// `{"kind": "invalidated", "reason": …}`, `{"kind": "duplicate_of", "issue": …}`,
+/// `{"kind": "escalated", "note": …}`, `{"kind": "reopened", "reason": …}`,
+/// `{"kind": "comment", "text": …}` (and `rectification_submitted` with `note` and `photos` for
+/// assignees). The server appends it in the caller's name from device `web`, after the same
+/// checks as sync; phones get it at their next sync.
+#[utoipa::path(
+    tag = "issues",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "issue id")),
+    request_body(content = Object, description = "a workflow action: kind plus its payload"),
+    responses(
+        (status = 201, body = Appended),
+        (status = 400, body = ErrorBody, description = "not a workflow action"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the caller stands in no relation to the issue that allows this action; `who` and `needs` list the relations"),
+        (status = 404, body = ErrorBody, description = "unknown or outside the caller's scope"),
+        (status = 409, body = ErrorBody, description = "not allowed in the issue's status; `allowed` lists the next steps"),
+        (status = 422, body = ErrorBody, description = "the payload is unusable, e.g. a rejection without a reason"),
+    )
+)]
+#[post("/issues/{id}/events")]
+pub async fn post_event(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let action: Action = serde_json::from_value(body.into_inner())
+        .map_err(|e| bad(format!("not a workflow action: {e}")))?;
+    let id = id.into_inner();
+    let hub = state.hub.clone();
+    let user = caller.user.clone();
+    let outcome = web::block(move || hub.act(&user, WEB_DEVICE, &id, action, now_ms())).await?;
+    match outcome {
+        Ok(acted) => {
+            tracing::info!(
+                user = %caller.user.id,
+                event = %acted.event.id,
+                kind = %acted.event.action.kind(),
+                "workflow action from the web"
+            );
+            let who = workflow::relations(&caller.user, &acted.context, &acted.state);
+            let allowed = workflow::allowed_actions(&acted.state, &who);
+            Ok(HttpResponse::Created().json(Appended {
+                event_id: acted.event.id.clone(),
+                kind: acted.event.action.kind().as_str().into(),
+                status: acted.state.status.map(|s| s.as_str().into()),
+                allowed_actions: allowed.iter().map(|k| k.as_str().to_string()).collect(),
+            }))
+        }
+        Err(ActError::Transition(err)) => Ok(transition_error(&err)),
+        Err(ActError::NotFound(id)) => {
+            Err(ApiError::NotFound(format!("no issue {id} in your scope")))
+        }
+        Err(ActError::Hub(err)) => Err(err.into()),
+    }
+}

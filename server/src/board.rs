@@ -1,0 +1,361 @@
+//! The issue board's read model: stored issue documents turned into list rows (derived status,
+//! assignee, deadline, overdue days, photo completeness, possible duplicate) and into the detail
+//! a supervisor reviews (timeline with who, device and receive time; photos with evidence
+//! checks; the actions the viewer may take).
+//!
+//! Every rule comes from sync-core (the fold, the transition table, `relations`, the duplicate
+//! and evidence checks); this module only gathers documents in the caller's scope and shapes
+//! them for the API. It does no HTTP.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use sync_core::authz::in_scope;
+use sync_core::doc::{DocKind, Issue, IssueDoc};
+use sync_core::hub::{event_receipts, AuditEntry, HubError};
+use sync_core::model::{PhotoRef, PhotoRole, User};
+use sync_core::photo::{evidence_checks, EvidenceRules};
+use sync_core::workflow::{
+    self, possible_duplicates, Action, Assignee, DuplicateCandidate, EventKind, IssueState, Status,
+};
+use utoipa::ToSchema;
+
+use crate::storage::Store;
+
+/// One issue as loaded for the board.
+#[derive(Debug, Clone)]
+pub struct LoadedIssue {
+    pub record: Issue,
+    pub state: IssueState,
+    pub bytes: Vec<u8>,
+}
+
+fn damaged(id: &str, e: impl ToString) -> HubError {
+    HubError::Damaged {
+        id: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn load(id: &str, bytes: Vec<u8>) -> Result<LoadedIssue, HubError> {
+    let issue = IssueDoc::load(&bytes).map_err(|e| damaged(id, e))?;
+    Ok(LoadedIssue {
+        record: issue.view().map_err(|e| damaged(id, e))?,
+        state: issue.state().map_err(|e| damaged(id, e))?,
+        bytes,
+    })
+}
+
+/// Every issue `user` may see, in no particular order.
+pub fn issues_in_scope(store: &dyn Store, user: &User) -> Result<Vec<LoadedIssue>, HubError> {
+    let mut out = Vec::new();
+    for meta in store.all_documents()? {
+        if meta.kind != DocKind::Issue || !in_scope(user, &meta) {
+            continue;
+        }
+        if let Some(stored) = store.document(&meta.id)? {
+            out.push(load(&meta.id, stored.bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+/// One issue in scope, or `None` when unknown or out of scope (indistinguishable on purpose).
+pub fn issue_in_scope(
+    store: &dyn Store,
+    user: &User,
+    id: &str,
+) -> Result<Option<LoadedIssue>, HubError> {
+    match store.document(id)? {
+        Some(stored) if stored.meta.kind == DocKind::Issue && in_scope(user, &stored.meta) => {
+            Ok(Some(load(id, stored.bytes)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The possible duplicates among `issues`: issue id → the earlier open issue it may repeat.
+pub fn duplicates_among(issues: &[LoadedIssue], radius_m: f64) -> BTreeMap<String, String> {
+    let candidates: Vec<DuplicateCandidate> = issues
+        .iter()
+        .map(|i| DuplicateCandidate {
+            id: i.record.id.clone(),
+            category: i.record.category.clone(),
+            location: i.record.location,
+            reported_at_ms: i.record.reported_at_ms,
+            status: i.state.status,
+        })
+        .collect();
+    possible_duplicates(&candidates, radius_m)
+}
+
+/// Whom an issue is assigned to, flat for the API.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AssigneeView {
+    /// `department` or `user`.
+    pub kind: String,
+    pub name: String,
+}
+
+impl From<&Assignee> for AssigneeView {
+    fn from(a: &Assignee) -> Self {
+        let kind = match a {
+            Assignee::Department(_) => "department",
+            Assignee::User(_) => "user",
+        };
+        Self {
+            kind: kind.into(),
+            name: a.name().to_string(),
+        }
+    }
+}
+
+/// Which referenced photos the server holds.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PhotoCompleteness {
+    pub referenced: usize,
+    /// Referenced photos not (yet) uploaded; `None` when this server keeps no photos.
+    pub missing: Option<Vec<String>>,
+    pub complete: Option<bool>,
+}
+
+/// Every photo hash an issue references: its photos and the after photos of rectifications.
+pub fn referenced_photos(issue: &LoadedIssue) -> BTreeSet<String> {
+    let mut all: BTreeSet<String> = issue
+        .record
+        .photos
+        .iter()
+        .map(|p| p.sha256.clone())
+        .collect();
+    for entry in &issue.state.timeline {
+        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
+            all.extend(photos.iter().cloned());
+        }
+    }
+    all
+}
+
+/// Completeness given a lookup that says whether a blob is stored (`None`: unknown).
+pub fn completeness(
+    issue: &LoadedIssue,
+    stored: &dyn Fn(&str) -> Option<bool>,
+) -> PhotoCompleteness {
+    let all = referenced_photos(issue);
+    let mut missing = Some(Vec::new());
+    for sha in &all {
+        match (stored(sha), missing.as_mut()) {
+            (Some(false), Some(list)) => list.push(sha.clone()),
+            (None, _) => missing = None,
+            _ => {}
+        }
+    }
+    PhotoCompleteness {
+        referenced: all.len(),
+        complete: missing.as_ref().map(Vec::is_empty),
+        missing,
+    }
+}
+
+/// A row of the issue list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IssueRow {
+    pub id: String,
+    /// `river`, `forest` or `field`.
+    pub system: String,
+    pub category: String,
+    /// `general`, `urgent` or `critical`.
+    pub severity: String,
+    pub asset: String,
+    pub division: String,
+    /// `[lon, lat]`
+    pub location: [f64; 2],
+    pub reporter: String,
+    pub reported_at_ms: i64,
+    pub description: String,
+    /// Derived by the workflow fold: `reported`, `accepted`, `assigned`, `submitted`, `closed`,
+    /// `invalid` or `duplicate`.
+    pub status: Option<String>,
+    /// The status as chief offices name it (待受理, 整改中 …).
+    pub status_zh: Option<String>,
+    pub assignee: Option<AssigneeView>,
+    pub deadline_ms: Option<i64>,
+    /// Whole days past the deadline while the rectification is late.
+    pub overdue_days: Option<i64>,
+    pub escalations: u32,
+    pub photos: PhotoCompleteness,
+    /// An earlier open issue of the same category nearby, when this one may repeat it.
+    pub possible_duplicate_of: Option<String>,
+}
+
+impl IssueRow {
+    pub fn of(
+        issue: &LoadedIssue,
+        now_ms: i64,
+        duplicate_of: Option<String>,
+        photos: PhotoCompleteness,
+    ) -> Self {
+        let (r, s) = (&issue.record, &issue.state);
+        Self {
+            id: r.id.clone(),
+            system: r.system.as_str().into(),
+            category: r.category.clone(),
+            severity: r.severity.as_str().into(),
+            asset: r.asset.clone(),
+            division: r.division.as_str().into(),
+            location: r.location,
+            reporter: r.reporter.clone(),
+            reported_at_ms: r.reported_at_ms,
+            description: r.description.clone(),
+            status: s.status.map(|st| st.as_str().into()),
+            status_zh: s.status.map(|st| st.name_zh().into()),
+            assignee: s.assignee.as_ref().map(AssigneeView::from),
+            deadline_ms: s.deadline_ms,
+            overdue_days: s.overdue_days(now_ms),
+            escalations: s.escalations,
+            photos,
+            possible_duplicate_of: duplicate_of,
+        }
+    }
+}
+
+/// One event of the timeline, with where it came from.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TimelineRow {
+    pub id: String,
+    pub kind: String,
+    /// The user in whose name the event was appended.
+    pub by: String,
+    /// The device that recorded it (`web` for the dashboard, `deadline-job` for escalations).
+    pub device: String,
+    /// Device time, Unix milliseconds.
+    pub at_ms: i64,
+    /// When the server accepted the change carrying the event; `None` for seeded events.
+    pub received_at_ms: Option<i64>,
+    /// The `user/device` that delivered it, from the audit trail.
+    pub received_from: Option<String>,
+    /// Why the event did not count (a conflicting offline transition), or `None`.
+    pub superseded: Option<String>,
+    /// The event's payload (assignee and deadline, reason, note, photos …).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// A photo with its evidence checks.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PhotoView {
+    pub sha256: String,
+    /// `before`, `after` or `evidence`.
+    pub role: String,
+    pub taken_at_ms: Option<i64>,
+    /// `[lon, lat]` from EXIF.
+    pub position: Option<[f64; 2]>,
+    /// Whether the server holds the photo; `None` when unknown.
+    pub stored: Option<bool>,
+    /// Doubts about the photo as evidence, each explained with its numbers.
+    pub warnings: Vec<String>,
+}
+
+pub fn timeline(issue: &LoadedIssue, history: &[AuditEntry]) -> Vec<TimelineRow> {
+    let receipts = event_receipts(&issue.bytes, history).unwrap_or_default();
+    issue
+        .state
+        .timeline
+        .iter()
+        .map(|entry| {
+            let e = &entry.event;
+            let receipt = receipts.get(&e.id);
+            let mut payload = serde_json::to_value(&e.action).unwrap_or_default();
+            if let Some(map) = payload.as_object_mut() {
+                map.remove("kind");
+            }
+            TimelineRow {
+                id: e.id.clone(),
+                kind: e.action.kind().as_str().into(),
+                by: e.by.clone(),
+                device: e.device.clone(),
+                at_ms: e.at_ms,
+                received_at_ms: receipt.map(|r| r.received_at_ms),
+                received_from: receipt.map(|r| r.device.clone()),
+                superseded: entry.superseded.clone(),
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// The issue's photos (before photos of the report, after photos of rectifications) with
+/// evidence checks against the issue's location and the time the server received them.
+pub fn photos(
+    issue: &LoadedIssue,
+    timeline: &[TimelineRow],
+    stored: &dyn Fn(&str) -> Option<bool>,
+    now_ms: i64,
+) -> Vec<PhotoView> {
+    let rules = EvidenceRules::default();
+    let reported_received = timeline
+        .iter()
+        .find(|t| t.kind == EventKind::Reported.as_str())
+        .and_then(|t| t.received_at_ms);
+    // An after photo was received with the rectification that lists it.
+    let mut after_received: HashMap<String, Option<i64>> = HashMap::new();
+    for (entry, row) in issue.state.timeline.iter().zip(timeline) {
+        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
+            for sha in photos {
+                after_received
+                    .entry(sha.clone())
+                    .or_insert(row.received_at_ms);
+            }
+        }
+    }
+    let mut refs: Vec<PhotoRef> = issue.record.photos.clone();
+    for sha in after_received.keys() {
+        if !refs.iter().any(|p| &p.sha256 == sha) {
+            refs.push(PhotoRef {
+                sha256: sha.clone(),
+                role: PhotoRole::After,
+                taken_at_ms: None,
+                position: None,
+                bytes: 0,
+            });
+        }
+    }
+    refs.iter()
+        .map(|p| {
+            let received = match p.role {
+                PhotoRole::After => after_received.get(&p.sha256).copied().flatten(),
+                _ => reported_received,
+            }
+            .unwrap_or(now_ms);
+            let flags = evidence_checks(p, None, received, &[issue.record.location], &rules);
+            PhotoView {
+                sha256: p.sha256.clone(),
+                role: p.role.as_str().into(),
+                taken_at_ms: p.taken_at_ms,
+                position: p.position,
+                stored: stored(&p.sha256),
+                warnings: flags.iter().map(ToString::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+/// What `user` may append to the issue now, from the transition table.
+pub fn allowed_for(user: &User, issue: &LoadedIssue) -> Vec<EventKind> {
+    let ctx = workflow::IssueContext {
+        system: issue.record.system,
+        division: issue.record.division.clone(),
+        asset: issue.record.asset.clone(),
+        reporter: issue.record.reporter.clone(),
+    };
+    let who = workflow::relations(user, &ctx, &issue.state);
+    workflow::allowed_actions(&issue.state, &who)
+}
+
+/// Parses a comma-separated list of statuses.
+pub fn parse_statuses(list: &str) -> Result<Vec<Status>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Status::parse(s).ok_or_else(|| format!("unknown status {s}")))
+        .collect()
+}

@@ -1,0 +1,256 @@
+//! Background work on a timer: the deadline job (督办) and patrol-quota reminders.
+//!
+//! Every `deadline_check_every` the job looks at each assigned issue; one whose deadline passed
+//! more than the grace period ago gets an `escalated` event, appended by the server in the name
+//! of the system user through the hub (`Hub::escalate_if_overdue`), so the supervisor and the
+//! chiefs above see it on the board and on their phones. Whether an issue is due is decided by
+//! sync-core from the document itself (one escalation per assignment), under the document's
+//! lock, so the job is idempotent across runs and restarts and needs no bookkeeping of its own.
+//!
+//! Reminders list the chiefs whose patrol quota for the current period is not yet met; the
+//! same computation serves `GET /api/v1/reminders` and the job's log line.
+
+use std::time::Duration;
+
+use actix_web::web;
+use serde::Serialize;
+use sync_core::doc::{DocKind, IssueDoc, PatrolDoc};
+use sync_core::hub::{ActError, HubError, HubStore};
+use sync_core::model::{Level, Role, System, User};
+use sync_core::rules::{quota_progress, validate, Period, QuotaProgress, RuleSet};
+use sync_core::workflow::{needs_escalation, Status};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::state::{now_ms, AppState};
+use crate::storage::{Store, StoreError};
+
+/// Settings of the workflow's background work and of duplicate detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowSettings {
+    /// How long after a missed deadline an issue is escalated.
+    pub overdue_grace_ms: i64,
+    /// How often the deadline job runs.
+    pub deadline_check_every: Duration,
+    /// Two open issues of the same category closer than this are possible duplicates.
+    pub duplicate_radius_m: f64,
+}
+
+impl Default for WorkflowSettings {
+    fn default() -> Self {
+        Self {
+            overdue_grace_ms: 0,
+            deadline_check_every: Duration::from_secs(300),
+            duplicate_radius_m: 50.0,
+        }
+    }
+}
+
+/// What one run of the deadline job did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadlineRun {
+    /// Assigned issues looked at.
+    pub checked: usize,
+    /// Of those, issues past their deadline.
+    pub overdue: usize,
+    /// Issues escalated in this run.
+    pub escalated: Vec<String>,
+}
+
+/// One run of the deadline job at `now_ms`.
+pub fn run_deadlines(state: &AppState, now_ms: i64) -> Result<DeadlineRun, HubError> {
+    let grace = state.workflow.overdue_grace_ms;
+    let mut run = DeadlineRun::default();
+    for meta in state.store.all_documents()? {
+        if meta.kind != DocKind::Issue || meta.status != Some(Status::Assigned) {
+            continue;
+        }
+        let Some(stored) = state.store.document(&meta.id)? else {
+            continue;
+        };
+        // A cheap look without the lock first; the hub decides again under it.
+        let Ok(issue_state) = IssueDoc::load(&stored.bytes).and_then(|i| i.state()) else {
+            tracing::warn!(issue = %meta.id, "deadline job cannot read issue");
+            continue;
+        };
+        run.checked += 1;
+        if issue_state.overdue_days(now_ms).is_some() {
+            run.overdue += 1;
+        }
+        if !needs_escalation(&issue_state, now_ms, grace) {
+            continue;
+        }
+        match state.hub.escalate_if_overdue(&meta.id, now_ms, grace) {
+            Ok(Some(acted)) => {
+                tracing::info!(issue = %meta.id, event = %acted.event.id, "escalated overdue issue");
+                run.escalated.push(meta.id.clone());
+            }
+            Ok(None) => {}
+            Err(ActError::Hub(err)) => return Err(err),
+            Err(err) => tracing::warn!(issue = %meta.id, error = %err, "escalation refused"),
+        }
+    }
+    Ok(run)
+}
+
+/// A chief whose patrol quota for the current period is not yet met.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reminder {
+    pub chief: String,
+    pub username: String,
+    pub display_name: String,
+    #[schema(value_type = String)]
+    pub system: System,
+    #[schema(value_type = String)]
+    pub level: Level,
+    pub division: String,
+    #[schema(value_type = String)]
+    pub period: Period,
+    pub period_start_ms: i64,
+    /// The quota is due before this instant.
+    pub period_end_ms: i64,
+    pub required: u32,
+    /// Valid patrols so far in this period.
+    pub done: u32,
+}
+
+fn reminder(user: &User, progress: &QuotaProgress) -> Option<Reminder> {
+    let Role::Chief {
+        system,
+        level,
+        jurisdiction,
+    } = &user.role
+    else {
+        return None;
+    };
+    Some(Reminder {
+        chief: user.id.clone(),
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        system: *system,
+        level: *level,
+        division: jurisdiction.division.as_str().to_string(),
+        period: progress.period,
+        period_start_ms: progress.period_start_ms,
+        period_end_ms: progress.period_end_ms,
+        required: progress.required,
+        done: progress.done,
+    })
+}
+
+fn rules(store: &dyn Store) -> Result<RuleSet, StoreError> {
+    match store.get_meta(crate::reference::RULES_KEY)? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: crate::reference::RULES_KEY.into(),
+            detail: e.to_string(),
+        }),
+        None => Ok(RuleSet::default()),
+    }
+}
+
+/// Whether `viewer` oversees `chief`: the chief themself, an admin, or a supervisor of the
+/// chief's system over a division containing the chief's.
+fn oversees(viewer: &User, chief: &User) -> bool {
+    match (&viewer.role, &chief.role) {
+        (_, _) if viewer.id == chief.id => true,
+        (Role::Admin, _) => true,
+        (
+            Role::Supervisor { system, division },
+            Role::Chief {
+                system: s,
+                jurisdiction,
+                ..
+            },
+        ) => system == s && division.contains(&jurisdiction.division),
+        _ => false,
+    }
+}
+
+/// The active chiefs `viewer` oversees whose quota for the period containing `now_ms` is not
+/// met yet, counting valid patrols only (checked with the rules that apply to each chief).
+pub fn reminders(store: &dyn Store, viewer: &User, now_ms: i64) -> Result<Vec<Reminder>, ApiError> {
+    let rules = rules(store)?;
+    let assets = store.list_assets()?;
+    let patrols: Vec<_> = store
+        .all_documents()?
+        .into_iter()
+        .filter(|m| m.kind == DocKind::Patrol)
+        .collect();
+    let mut out = Vec::new();
+    for record in store.list_users()? {
+        let chief = record.user;
+        let Role::Chief {
+            system,
+            level,
+            jurisdiction,
+        } = &chief.role
+        else {
+            continue;
+        };
+        if !chief.active || !oversees(viewer, &chief) {
+            continue;
+        }
+        let Some(quota) = rules.quota_for(*system, *level) else {
+            continue;
+        };
+        let patrol_rules = rules.rules_for(*system, *level, &jurisdiction.division);
+        let mut starts = Vec::new();
+        for meta in patrols.iter().filter(|m| m.owner == chief.id) {
+            let Some(stored) = store.document(&meta.id)? else {
+                continue;
+            };
+            let Ok(patrol) = PatrolDoc::load(&stored.bytes) else {
+                continue;
+            };
+            let (Ok(view), Ok(track)) = (patrol.view(), patrol.track()) else {
+                continue;
+            };
+            let corridor = assets
+                .iter()
+                .find(|a| a.id == view.asset)
+                .map(|a| &a.geometry);
+            let mock = view.flags.get("mock_location").copied().unwrap_or(false);
+            if validate(&track, corridor, mock, patrol_rules).is_valid() {
+                starts.push(view.started_at_ms);
+            }
+        }
+        let progress = quota_progress(quota, &starts, now_ms);
+        if !progress.is_met() {
+            out.extend(reminder(&chief, &progress));
+        }
+    }
+    out.sort_by(|a, b| (a.period_end_ms, &a.chief).cmp(&(b.period_end_ms, &b.chief)));
+    Ok(out)
+}
+
+/// Starts the deadline job on the current actix runtime: a run right away, then one every
+/// `deadline_check_every`. Work runs off the async workers.
+pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(state.workflow.deadline_check_every);
+        loop {
+            tick.tick().await;
+            let job = state.clone();
+            let result = web::block(move || {
+                let now = now_ms();
+                let run = run_deadlines(&job, now)?;
+                let due = reminders(job.store.as_ref(), &sync_core::hub::system_user(), now)
+                    .map(|r| r.len())
+                    .unwrap_or(0);
+                Ok::<_, HubError>((run, due))
+            })
+            .await;
+            match result {
+                Ok(Ok((run, due))) => tracing::info!(
+                    checked = run.checked,
+                    overdue = run.overdue,
+                    escalated = run.escalated.len(),
+                    chiefs_behind_quota = due,
+                    "deadline job"
+                ),
+                Ok(Err(err)) => tracing::error!(error = %err, "deadline job failed"),
+                Err(err) => tracing::error!(error = %err, "deadline job did not run"),
+            }
+        }
+    })
+}

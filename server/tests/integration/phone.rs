@@ -1,0 +1,126 @@
+//! A phone for the tests: sync-core's own `SyncClient` over a real sled `LocalStore`, talking to
+//! the test server's `/api/v1/sync` over HTTP. The engine is blocking (as on a phone), so each
+//! sync runs on a plain thread with its own small HTTP runtime while the test's runtime waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use automerge::ActorId;
+use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
+use sync_core::doc::{parse_actor, DocKind, IssueDoc};
+use sync_core::model::User;
+use sync_core::store::LocalStore;
+
+use crate::harness::TestServer;
+
+pub struct Phone {
+    pub user: User,
+    pub actor: ActorId,
+    pub device: String,
+    base: std::sync::Mutex<String>,
+    token: String,
+    store: LocalStore,
+    _dir: tempfile::TempDir,
+}
+
+struct Http {
+    url: String,
+    token: String,
+}
+
+impl Transport for Http {
+    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let (url, token) = (self.url.clone(), self.token.clone());
+        actix_web::rt::System::new().block_on(async move {
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish();
+            let mut res = client
+                .post(url)
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .insert_header(("Content-Type", "application/octet-stream"))
+                .send_body(body)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let bytes = res
+                .body()
+                .limit(64 * 1024 * 1024)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            if res.status().is_success() {
+                Ok(bytes.to_vec())
+            } else {
+                Err(ClientError::Transport(format!(
+                    "{}: {}",
+                    res.status(),
+                    String::from_utf8_lossy(&bytes)
+                )))
+            }
+        })
+    }
+}
+
+/// Runs blocking phone work on its own thread (outside any async runtime) and awaits it.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    actix_web::rt::task::spawn_blocking(move || {
+        std::thread::spawn(work)
+            .join()
+            .expect("phone thread panicked")
+    })
+    .await
+    .expect("blocking task")
+}
+
+impl Phone {
+    /// Logs in as a demo user from `device` with an empty store.
+    pub async fn login(server: &TestServer, username: &str, device: &str) -> Arc<Phone> {
+        let grant = server.login(username, device).await;
+        let dir = tempfile::tempdir().unwrap();
+        Arc::new(Phone {
+            user: serde_json::from_value(grant["user"].clone()).unwrap(),
+            actor: parse_actor(grant["actor_id"].as_str().unwrap()).unwrap(),
+            device: device.to_string(),
+            base: std::sync::Mutex::new(server.base.clone()),
+            token: grant["access_token"].as_str().unwrap().to_string(),
+            store: LocalStore::open(dir.path().join("store")).unwrap(),
+            _dir: dir,
+        })
+    }
+
+    /// One sync with the server, at device time `now_ms`.
+    pub async fn sync(self: &Arc<Self>, now_ms: i64) -> SyncReport {
+        let phone = self.clone();
+        off_runtime(move || {
+            let mut http = Http {
+                url: format!("{}/api/v1/sync", phone.base.lock().unwrap()),
+                token: phone.token.clone(),
+            };
+            SyncClient::new(&phone.store).sync(&mut http, now_ms)
+        })
+        .await
+        .expect("sync")
+    }
+
+    /// Points the phone at a restarted server (its session and store carry over).
+    pub fn reconnect(&self, server: &TestServer) {
+        *self.base.lock().unwrap() = server.base.clone();
+    }
+
+    /// The device's copy of an issue, continuing with this device's actor.
+    pub fn issue(&self, id: &str) -> Option<IssueDoc> {
+        let bytes = self.store.load_doc(id).unwrap()?;
+        Some(
+            IssueDoc::load(&bytes)
+                .unwrap()
+                .with_actor(self.actor.clone()),
+        )
+    }
+
+    /// Saves an offline edit; it goes up at the next sync.
+    pub fn save(&self, record: &mut IssueDoc) {
+        let id = record.id().to_string();
+        SyncClient::new(&self.store)
+            .save(record, DocKind::Issue, &id)
+            .unwrap();
+    }
+}

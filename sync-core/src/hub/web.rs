@@ -1,0 +1,282 @@
+//! Acting on an issue from the server itself: supervisors and handlers on the web dashboard, and
+//! the deadline job. The server appends the event under its own automerge actor, in the name of
+//! the user, after the same checks a phone's change goes through (scope, then the workflow's
+//! `authorize`), and stores it like any accepted change: routing facts recomputed, an audit
+//! entry for the user, a new feed position — so phones receive it at their next sync.
+//!
+//! The read, check and write happen under the document's lock, so a web action and a phone's
+//! push never overwrite each other and the deadline job's "escalate once" holds under
+//! concurrency. Also here: which accepted change first carried each event, for timelines.
+
+use std::collections::{BTreeSet, HashMap};
+
+use automerge::{ActorId, AutoCommit, ChangeHash};
+
+use super::{to_hex, AuditEntry, Hub, HubError, HubStore};
+use crate::authz::{in_scope, DocMeta};
+use crate::doc::{DocError, DocKind, IssueDoc, Record};
+use crate::model::{Role, User};
+use crate::workflow::{self, Action, Event, IssueContext, IssueState, TransitionError};
+
+/// The device name audit entries carry for actions taken on the web dashboard.
+pub const WEB_DEVICE: &str = "web";
+/// The device name of the server's deadline job.
+pub const DEADLINE_JOB_DEVICE: &str = "deadline-job";
+
+/// The automerge actor the server writes with. No device is ever bound to it, so a phone that
+/// sent a change under it would be refused.
+pub fn server_actor() -> ActorId {
+    ActorId::from(b"chiefsync-server".as_slice())
+}
+
+/// The user the deadline job acts as: related to every issue as `Who::System` only.
+pub fn system_user() -> User {
+    User {
+        id: workflow::SYSTEM_USER.to_string(),
+        username: workflow::SYSTEM_USER.to_string(),
+        display_name: "督办系统".to_string(),
+        role: Role::Admin,
+        active: true,
+    }
+}
+
+/// What the server appended.
+#[derive(Debug, Clone)]
+pub struct Acted {
+    pub event: Event,
+    /// The issue's state after the event.
+    pub state: IssueState,
+    /// Where the issue sits, for working out what the user may do next.
+    pub context: IssueContext,
+    /// The feed position of the save.
+    pub feed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// Unknown, not an issue, or outside the user's scope (all look the same, so ids don't leak).
+    #[error("no issue {0} in your scope")]
+    NotFound(String),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
+fn damaged(id: &str, e: impl ToString) -> HubError {
+    HubError::Damaged {
+        id: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl<S: HubStore> Hub<S> {
+    /// Appends `action` to the issue `doc_id` on behalf of `user` (from `device`, e.g.
+    /// [`WEB_DEVICE`]), if the issue is in the user's scope and the workflow allows it.
+    pub fn act(
+        &self,
+        user: &User,
+        device: &str,
+        doc_id: &str,
+        action: Action,
+        now_ms: i64,
+    ) -> Result<Acted, ActError> {
+        self.append(user, device, doc_id, now_ms, |_| Some(action))?
+            .ok_or_else(|| ActError::NotFound(doc_id.to_string()))
+    }
+
+    /// The deadline job's step for one issue: appends an `escalated` event if
+    /// [`workflow::needs_escalation`] says so, decided under the document's lock. `None` when
+    /// nothing was due.
+    pub fn escalate_if_overdue(
+        &self,
+        doc_id: &str,
+        now_ms: i64,
+        grace_ms: i64,
+    ) -> Result<Option<Acted>, ActError> {
+        let days = grace_ms / 86_400_000;
+        self.append(
+            &system_user(),
+            DEADLINE_JOB_DEVICE,
+            doc_id,
+            now_ms,
+            |state| {
+                workflow::needs_escalation(state, now_ms, grace_ms).then(|| Action::Escalated {
+                    note: match state.overdue_days(now_ms) {
+                        Some(late) if days > 0 => {
+                            format!("超期{late}天未整改（宽限{days}天），系统自动督办")
+                        }
+                        Some(late) => format!("超期{late}天未整改，系统自动督办"),
+                        None => "超期未整改，系统自动督办".to_string(),
+                    },
+                })
+            },
+        )
+    }
+
+    fn append(
+        &self,
+        user: &User,
+        device: &str,
+        doc_id: &str,
+        now_ms: i64,
+        decide: impl FnOnce(&IssueState) -> Option<Action>,
+    ) -> Result<Option<Acted>, ActError> {
+        let _guard = self.lock(doc_id);
+        let stored = self
+            .store
+            .document(doc_id)?
+            .filter(|s| s.meta.kind == DocKind::Issue && in_scope(user, &s.meta))
+            .ok_or_else(|| ActError::NotFound(doc_id.to_string()))?;
+        let mut issue = IssueDoc::load(&stored.bytes)
+            .map_err(|e| damaged(doc_id, e))?
+            .with_actor(server_actor());
+        let before = issue.state().map_err(|e| damaged(doc_id, e))?;
+        let Some(action) = decide(&before) else {
+            return Ok(None);
+        };
+        let event = match issue.act(user, device, now_ms, action) {
+            Ok(event) => event,
+            Err(DocError::Transition(e)) => return Err(ActError::Transition(e)),
+            Err(e) => return Err(damaged(doc_id, e).into()),
+        };
+        let change = issue
+            .am_mut()
+            .get_last_local_change()
+            .ok_or_else(|| damaged(doc_id, "the appended event made no change"))?;
+        let meta = DocMeta::of(issue.am()).map_err(|e| damaged(doc_id, e))?;
+        let audit = AuditEntry {
+            doc_id: doc_id.to_string(),
+            change: to_hex(&change.hash().0),
+            user: user.id.clone(),
+            device: device.to_string(),
+            actor: server_actor().to_hex_string(),
+            received_at_ms: now_ms,
+        };
+        let feed = self
+            .store
+            .save_document(doc_id, &meta, &issue.save(), &[audit])?;
+        let state = issue.state().map_err(|e| damaged(doc_id, e))?;
+        let context = issue.context().map_err(|e| damaged(doc_id, e))?;
+        Ok(Some(Acted {
+            event,
+            state,
+            context,
+            feed,
+        }))
+    }
+}
+
+/// For each event id of an issue, the audit entry of the accepted change that appended it.
+/// Events written before the server kept an audit (e.g. seeded ones) have none.
+pub fn event_receipts(
+    bytes: &[u8],
+    history: &[AuditEntry],
+) -> Result<HashMap<String, AuditEntry>, DocError> {
+    let mut doc = AutoCommit::load(bytes)?;
+    let mut found = HashMap::new();
+    for entry in history {
+        let Some(hash) = parse_hash(&entry.change) else {
+            continue;
+        };
+        let Some(change) = doc.get_change_by_hash(&hash) else {
+            continue;
+        };
+        let deps = change.deps().to_vec();
+        let before = event_ids_at(&mut doc, &deps);
+        for id in event_ids_at(&mut doc, &[hash]) {
+            if !before.contains(&id) {
+                found.entry(id).or_insert_with(|| entry.clone());
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn parse_hash(hex: &str) -> Option<ChangeHash> {
+    hex.parse().ok()
+}
+
+/// The event ids in the document as of `heads` (none before the document had events).
+fn event_ids_at(doc: &mut AutoCommit, heads: &[ChangeHash]) -> BTreeSet<String> {
+    if heads.is_empty() {
+        return BTreeSet::new();
+    }
+    doc.fork_at(heads)
+        .ok()
+        .and_then(|fork| IssueDoc::from_automerge(fork).ok())
+        .and_then(|issue| issue.events().ok())
+        .map(|events| events.into_iter().map(|e| e.id).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::{actor_for, NewIssue};
+    use crate::model::{DivisionCode, Jurisdiction, Level, Severity, System};
+
+    fn chief() -> User {
+        User {
+            id: "u-chief".into(),
+            username: "chief".into(),
+            display_name: "河长".into(),
+            role: Role::Chief {
+                system: System::River,
+                level: Level::Village,
+                jurisdiction: Jurisdiction {
+                    division: DivisionCode::new("370105014201").unwrap(),
+                    assets: vec!["xqh-01".into()],
+                },
+            },
+            active: true,
+        }
+    }
+
+    fn receipt(doc: &mut IssueDoc, device: &str, at: i64) -> AuditEntry {
+        let change = doc.am_mut().get_last_local_change().unwrap();
+        AuditEntry {
+            doc_id: doc.id().to_string(),
+            change: to_hex(&change.hash().0),
+            user: "u-chief".into(),
+            device: device.into(),
+            actor: String::new(),
+            received_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn each_event_is_credited_to_the_change_that_appended_it() {
+        let chief = chief();
+        let new = NewIssue {
+            system: System::River,
+            category: "river.garbage".into(),
+            severity: Severity::General,
+            asset: "xqh-01".into(),
+            division: DivisionCode::new("370105014201").unwrap(),
+            location: [116.98, 36.72],
+            description: "垃圾".into(),
+            patrol: None,
+        };
+        let mut issue = IssueDoc::report(actor_for(1), &chief, "phone", 10, &new).unwrap();
+        issue.am_mut().commit();
+        // The report arrived without an audit entry (as seeded documents do).
+        issue.set_description("河面垃圾").unwrap();
+        issue.am_mut().commit();
+        let edit = receipt(&mut issue, "phone", 20);
+        let comment = issue
+            .act(
+                &chief,
+                "phone",
+                30,
+                Action::Comment {
+                    text: "补充".into(),
+                },
+            )
+            .unwrap();
+        let commented = receipt(&mut issue, "phone", 40);
+        let found = event_receipts(&issue.save(), &[edit, commented.clone()]).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[&comment.id], commented);
+    }
+}
