@@ -55,6 +55,8 @@ pub struct SyncReport {
     pub refused: usize,
     pub bytes_up: usize,
     pub bytes_down: usize,
+    /// Documents forgotten because they left the user's scope.
+    pub removed: usize,
 }
 
 #[derive(Debug)]
@@ -218,6 +220,14 @@ impl<'a> SyncClient<'a> {
                 // The server lost what we thought it had: resend the whole history next time.
                 self.put_server_heads(&update.doc_id, &[])?;
                 again = true;
+            }
+        }
+        for doc_id in &response.removed {
+            // A document that left the user's scope is forgotten, unless it holds local work
+            // the server has not taken yet: that stays until it is sent (and refused or kept).
+            if !dirty.contains(doc_id) {
+                self.store.remove_doc(doc_id)?;
+                report.removed += 1;
             }
         }
         self.put_dirty(&dirty)?;

@@ -63,6 +63,10 @@ impl<S: HubStore> Hub<S> {
             pushes.push((push, changes));
         }
 
+        // The response's cursor is the feed position *before* this request's own saves: a
+        // document another device changes while this request runs gets a later position, so
+        // the next sync from this cursor still finds it, even if this request pushed to it too.
+        let head = self.store.feed_head()?;
         let mut updates = Vec::new();
         let mut touched = BTreeSet::new();
         let mut device_docs = Vec::new();
@@ -76,7 +80,6 @@ impl<S: HubStore> Hub<S> {
             updates.push(update);
         }
 
-        let head = self.store.feed_head()?;
         let scope = scope_key(caller);
         let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
         let candidates = if rescope {
@@ -139,14 +142,14 @@ impl<S: HubStore> Hub<S> {
                 .store
                 .device_doc(&caller.device, &id)?
                 .unwrap_or_default();
-            records.push((id, Some(previous.sent(request.cursor, heads, head.max(1)))));
+            records.push((id, Some(previous.sent(request.cursor, heads, head))));
         }
         self.store.put_device_docs(&caller.device, &records)?;
         if rescope {
             self.store.put_device_scope(&caller.device, &scope)?;
         }
         Ok(SyncResponse {
-            cursor: head.max(1),
+            cursor: head,
             docs: updates,
             removed,
         })

@@ -169,6 +169,27 @@ impl LocalStore {
         self.commit(batch)
     }
 
+    /// Forgets a document the device no longer receives (it left the user's scope): its base,
+    /// chunks, index entry and sync states, in one atomic step. Unknown ids are a no-op.
+    pub fn remove_doc(&self, doc_id: &str) -> Result<(), StoreError> {
+        check_id("document id", doc_id)?;
+        let _guard = self.lock();
+        let head_key = key(&["doc", doc_id, "head"]);
+        let Some(head) = self.read_json::<DocHead>(&head_key)? else {
+            return Ok(());
+        };
+        let mut batch: Vec<BatchOp> = Vec::new();
+        for area in [prefix(&["doc", doc_id]), prefix(&["sync", doc_id])] {
+            for (key, _) in self.storage.scan_prefix(&area)? {
+                batch.push(BatchOp::Delete { key });
+            }
+        }
+        batch.push(BatchOp::Delete {
+            key: key(&["docs", head.kind.as_str(), doc_id]),
+        });
+        self.commit(batch)
+    }
+
     /// Ids of the stored documents of one kind, in id order.
     pub fn doc_ids(&self, kind: DocKind) -> Result<Vec<String>, StoreError> {
         let index = prefix(&["docs", kind.as_str()]);

@@ -1,0 +1,217 @@
+//! A simulated phone: logs in over HTTP, keeps its documents in a real device store (sled), and
+//! syncs with sync-core's engine through `POST /api/v1/sync`, exactly as the app does.
+
+use std::path::Path;
+use std::time::Duration;
+
+use automerge::ActorId;
+use serde_json::{json, Value};
+use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
+use sync_core::doc::{parse_actor, DocKind, IssueDoc, PatrolDoc, Record};
+use sync_core::model::User;
+use sync_core::store::LocalStore;
+
+/// A blocking HTTP agent for loopback tests: errors are answers, not failures.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// An HTTP answer: status and body (JSON when it parses).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub bytes: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+
+    /// Asserts a JSON error body with this status and code.
+    pub fn expect_error(&self, status: u16, code: &str) {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        assert_eq!(body["error"], code, "{body}");
+        assert!(body["message"].is_string(), "{body}");
+    }
+}
+
+fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut response = result.expect("request reaches the server");
+    let status = response.status().as_u16();
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_vec()
+        .expect("response body");
+    Answer { status, bytes }
+}
+
+/// Logs in and returns the token grant (access token, user, actor id).
+pub fn login(base: &str, username: &str, password: &str, device_id: &str) -> Value {
+    let reply = answer(
+        agent()
+            .post(format!("{base}/api/v1/auth/login"))
+            .send_json(json!({
+                "username": username,
+                "password": password,
+                "device_id": device_id,
+            })),
+    );
+    assert_eq!(reply.status, 200, "login {username}: {}", reply.json());
+    reply.json()
+}
+
+/// `GET` with a bearer token.
+pub fn get(base: &str, token: &str, path: &str) -> Answer {
+    answer(
+        agent()
+            .get(format!("{base}{path}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call(),
+    )
+}
+
+/// `POST` of raw bytes with a bearer token (`None`: no Authorization header).
+pub fn post_bytes(base: &str, token: Option<&str>, path: &str, body: &[u8]) -> Answer {
+    let mut request = agent()
+        .post(format!("{base}{path}"))
+        .content_type("application/octet-stream");
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    answer(request.send(body))
+}
+
+/// `POST` of JSON with a bearer token.
+pub fn post_json(base: &str, token: &str, path: &str, body: &Value) -> Answer {
+    answer(
+        agent()
+            .post(format!("{base}{path}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body),
+    )
+}
+
+/// `PUT`/`PATCH`-style JSON with a method of the caller's choosing.
+pub fn send_json(base: &str, token: &str, method: &str, path: &str, body: &Value) -> Answer {
+    let url = format!("{base}{path}");
+    let auth = format!("Bearer {token}");
+    let request = match method {
+        "PUT" => agent().put(url),
+        "PATCH" => agent().patch(url),
+        _ => agent().post(url),
+    };
+    answer(request.header("Authorization", auth).send_json(body))
+}
+
+/// The sync transport of a phone: one POST per round trip.
+struct HttpTransport<'a> {
+    base: &'a str,
+    token: &'a str,
+}
+
+impl Transport for HttpTransport<'_> {
+    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let reply = post_bytes(self.base, Some(self.token), "/api/v1/sync", &body);
+        if reply.status == 200 {
+            Ok(reply.bytes)
+        } else {
+            Err(ClientError::Transport(format!(
+                "{}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.bytes)
+            )))
+        }
+    }
+}
+
+/// One chief's (or supervisor's, or handler's) phone.
+#[derive(Debug)]
+pub struct Phone {
+    pub base: String,
+    pub user: User,
+    pub device_id: String,
+    pub actor: ActorId,
+    pub token: String,
+    pub store: LocalStore,
+}
+
+impl Phone {
+    /// Logs in as `username` (password `demo`) from `device_id`, with its store in `dir`.
+    pub fn login(base: &str, username: &str, device_id: &str, dir: &Path) -> Self {
+        let grant = login(base, username, "demo", device_id);
+        Self {
+            base: base.to_owned(),
+            user: serde_json::from_value(grant["user"].clone()).expect("user in the grant"),
+            device_id: device_id.to_owned(),
+            actor: parse_actor(grant["actor_id"].as_str().expect("actor id")).expect("actor"),
+            token: grant["access_token"].as_str().expect("token").to_owned(),
+            store: LocalStore::open(dir).expect("open the device store"),
+        }
+    }
+
+    pub fn client(&self) -> SyncClient<'_> {
+        SyncClient::new(&self.store)
+    }
+
+    /// One sync with the server.
+    pub fn sync(&self, now_ms: i64) -> Result<SyncReport, ClientError> {
+        let mut transport = HttpTransport {
+            base: &self.base,
+            token: &self.token,
+        };
+        self.client().sync(&mut transport, now_ms)
+    }
+
+    /// The device's copy of an issue, continuing with this device's actor.
+    pub fn issue(&self, id: &str) -> Option<IssueDoc> {
+        let bytes = self.store.load_doc(id).expect("device store")?;
+        Some(
+            IssueDoc::load(&bytes)
+                .expect("issue loads")
+                .with_actor(self.actor.clone()),
+        )
+    }
+
+    /// The device's copy of a patrol, continuing with this device's actor.
+    pub fn patrol(&self, id: &str) -> Option<PatrolDoc> {
+        let bytes = self.store.load_doc(id).expect("device store")?;
+        Some(
+            PatrolDoc::load(&bytes)
+                .expect("patrol loads")
+                .with_actor(self.actor.clone()),
+        )
+    }
+
+    /// Saves local edits of a record (offline; they go up at the next sync).
+    pub fn save(&self, record: &mut impl Record, kind: DocKind, id: &str) {
+        self.client()
+            .save(record, kind, id)
+            .expect("save on the device");
+    }
+
+    /// Heads of every document the device holds, as hex, by id.
+    pub fn heads(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for kind in [
+            sync_core::store::DocKind::Patrol,
+            sync_core::store::DocKind::Issue,
+        ] {
+            for id in self.store.doc_ids(kind).expect("doc ids") {
+                let mut doc = self.client().load(&id).expect("load").expect("present");
+                let mut heads: Vec<String> =
+                    doc.get_heads().iter().map(|h| h.to_string()).collect();
+                heads.sort();
+                out.insert(id, heads);
+            }
+        }
+        out
+    }
+}
