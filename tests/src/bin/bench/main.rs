@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 
 mod photo;
+mod sync;
 mod track;
 
 #[derive(Parser)]
@@ -41,6 +42,13 @@ enum Bench {
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
+    /// One chief's phone syncing: ChiefSync's batch protocol beside plain automerge sync
+    /// messages on the same documents (round trips, bytes, time).
+    Sync {
+        /// Timed runs of each scenario and protocol; the median is printed.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() {
@@ -52,5 +60,6 @@ fn main() {
             height,
             input,
         } => photo::run(runs, width, height, input.as_deref()),
+        Bench::Sync { runs } => sync::run(runs),
     }
 }
