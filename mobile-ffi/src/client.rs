@@ -112,8 +112,8 @@ impl Transport for HttpTransport<'_> {
 impl FieldClient {
     /// Opens (or creates) the phone's store under `config.data_dir`.
     pub fn open(config: ClientConfig) -> Result<Arc<Self>> {
-        let store = Arc::new(LocalStore::open(config.data_dir.join("store"))?);
         let api = Api::new(&config.server_url)?;
+        let store = Arc::new(LocalStore::open(config.data_dir.join("store"))?);
         let account = Account::open(store.clone(), api)?;
         Ok(Arc::new(FieldClient {
             store,

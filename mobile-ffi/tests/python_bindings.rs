@@ -1,0 +1,127 @@
+//! The generated bindings, used from another language: Python bindings are generated from the
+//! built library with this crate's `uniffi-bindgen`, and `tests/python/field_client.py` drives
+//! a real server (started here on 127.0.0.1, Tianqiao demo seeded) through them, as an app
+//! would. Kotlin and Swift bindings are generated too, to prove the interface translates.
+#![cfg(feature = "bindgen")]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use actix_web::web;
+use server::auth::password::PasswordCost;
+use server::{http_server, AppState, Settings};
+
+const BINDGEN: &str = env!("CARGO_BIN_EXE_uniffi-bindgen");
+
+/// A demo server in its own thread, serving until the test process ends.
+fn start_demo_server(dir: &Path) -> String {
+    let settings = Settings {
+        signing_key: Some("python-binding-test-signing-key-0123456789".into()),
+        password_cost: PasswordCost::FAST_FOR_TESTS,
+        ..Settings::new(dir)
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let state = AppState::open(&settings).expect("open server state");
+            server::demo::seed(&state).expect("seed the demo");
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            let base = format!("http://{}", listener.local_addr().expect("local address"));
+            let server = http_server(web::Data::new(state), listener, Some(2)).expect("server");
+            tx.send(base).expect("hand over the address");
+            server.await.expect("server runs");
+        });
+    });
+    rx.recv().expect("server started")
+}
+
+/// The cdylib cargo built beside this test (`target/<profile>/libmobile_ffi.so` or the like).
+fn built_library() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let name = format!(
+        "{}mobile_ffi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let library = profile_dir.join(name);
+    assert!(library.exists(), "{} was not built", library.display());
+    library
+}
+
+fn generate(library: &Path, language: &str, out: &Path) {
+    let output = Command::new(BINDGEN)
+        .arg("generate")
+        .arg(library)
+        .args(["--language", language, "--no-format", "--metadata-no-deps"])
+        .arg("--out-dir")
+        .arg(out)
+        .output()
+        .expect("run uniffi-bindgen");
+    assert!(
+        output.status.success(),
+        "uniffi-bindgen {language}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A camera-sized JPEG with texture, so preparing it really downscales and re-encodes.
+fn camera_photo(path: &Path) {
+    let picture = image::RgbImage::from_fn(2400, 1800, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    });
+    picture.save(path).expect("write the camera photo");
+}
+
+#[test]
+fn python_drives_a_chief_and_a_supervisor_against_a_real_server() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let base = start_demo_server(&dir.path().join("server"));
+
+    let library = built_library();
+    let bindings = dir.path().join("bindings");
+    generate(&library, "python", &bindings);
+    std::fs::copy(&library, bindings.join(library.file_name().unwrap())).unwrap();
+    for language in ["kotlin", "swift"] {
+        generate(&library, language, &dir.path().join(language));
+    }
+    assert!(dir
+        .path()
+        .join("kotlin/uniffi/chiefsync/chiefsync.kt")
+        .exists());
+    assert!(dir.path().join("swift/chiefsync.swift").exists());
+    assert!(dir.path().join("swift/chiefsyncFFI.h").exists());
+
+    let photo = dir.path().join("IMG_0001.jpg");
+    camera_photo(&photo);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/field_client.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .env("PYTHONPATH", &bindings)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("CHIEFSYNC_URL", &base)
+        .env("CHIEFSYNC_DATA", dir.path().join("phones"))
+        .env("CHIEFSYNC_PHOTO", &photo)
+        .output()
+        .expect("python3 runs (Python 3.8 or newer is needed, no packages)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "python: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all steps passed"), "{stdout}");
+    println!(
+        "bindings generated and exercised in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
