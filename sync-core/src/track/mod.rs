@@ -104,8 +104,10 @@ impl Quantized {
     }
 
     fn in_range(&self) -> bool {
-        self.lat.abs() <= MAX_LAT_MICRODEGREES
-            && self.lon.abs() <= MAX_LON_MICRODEGREES
+        // `unsigned_abs`: a decoded i64::MIN has no i64 absolute value (`abs` panics in debug
+        // builds and in release returns a negative number that passes the check).
+        self.lat.unsigned_abs() <= MAX_LAT_MICRODEGREES as u64
+            && self.lon.unsigned_abs() <= MAX_LON_MICRODEGREES as u64
             && (0..=MAX_ACCURACY_DM).contains(&self.accuracy_dm)
     }
 
