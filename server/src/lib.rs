@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod reference;
 mod serve;
 pub mod state;
+pub mod stats;
 pub mod storage;
 
 pub use api::{configure, openapi};

@@ -73,6 +73,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub login_limiter: LoginLimiter,
     pub metrics: Metrics,
+    /// Statistics' per-document facts, kept current with the change feed.
+    pub stats: crate::stats::StatsCache,
     pub refresh_ttl_secs: u64,
     pub workflow: WorkflowSettings,
 }
@@ -102,6 +104,7 @@ impl AppState {
             passwords: Passwords::new(settings.password_cost)?,
             login_limiter: LoginLimiter::new(settings.login_limit),
             metrics: Metrics::new(),
+            stats: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
             workflow: settings.workflow.clone(),
         })

@@ -15,6 +15,7 @@ pub mod issues;
 pub mod ops;
 pub mod patrols;
 pub mod reference;
+pub mod stats;
 pub mod sync;
 
 use actix_web::{web, App, HttpRequest, HttpResponse};
@@ -58,6 +59,7 @@ fn routes(cfg: &mut ServiceConfig) {
     cfg.service(ops::healthz)
         .service(ops::metrics)
         .service(ops::openapi_json)
+        .service(stats::report_page)
         .service(
             scope("/api/v1")
                 .service(auth::login)
@@ -70,6 +72,13 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(docs::list_docs)
                 .service(docs::get_doc)
                 .service(docs::doc_history)
+                .service(stats::patrol_stats)
+                .service(stats::issue_stats)
+                .service(stats::hotspot_stats)
+                .service(stats::issues_geojson)
+                .service(stats::patrols_geojson)
+                .service(stats::report_svg)
+                .service(stats::report_html)
                 .service(issues::list_issues)
                 .service(issues::get_issue)
                 .service(issues::post_event)

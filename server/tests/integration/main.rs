@@ -12,4 +12,5 @@ mod issues;
 mod ops;
 mod phone;
 mod reference;
+mod stats;
 mod tokens;

@@ -127,7 +127,7 @@ pub struct IssueReport {
     pub totals: IssueCounts,
 }
 
-fn matches(issue: &IssueFact, reference: &Reference, filter: &Filter) -> bool {
+pub(super) fn matches(issue: &IssueFact, reference: &Reference, filter: &Filter) -> bool {
     filter.place_matches(issue.system, &issue.division, Some(&issue.asset))
         && filter
             .level

@@ -119,6 +119,20 @@ impl Filter {
         }
     }
 
+    /// Whether a patrol walked in the window is selected (`level` is its chief's level).
+    pub fn selects_patrol(&self, patrol: &PatrolFact, reference: &Reference) -> bool {
+        self.window.contains(patrol.at_ms)
+            && self.place_matches(patrol.system, &patrol.division, Some(&patrol.asset))
+            && self
+                .level
+                .is_none_or(|l| patrol.chief_level(reference) == l)
+    }
+
+    /// Whether an issue reported in the window is selected (`level` is its reporter's level).
+    pub fn selects_issue(&self, issue: &IssueFact, reference: &Reference) -> bool {
+        self.window.contains(issue.reported_at_ms) && issues::matches(issue, reference, self)
+    }
+
     fn place_matches(&self, system: System, division: &DivisionCode, asset: Option<&str>) -> bool {
         self.system.is_none_or(|s| s == system)
             && self.division.as_ref().is_none_or(|d| d.contains(division))
