@@ -21,6 +21,7 @@ mod serve;
 pub mod state;
 pub mod stats;
 pub mod storage;
+pub mod web;
 
 pub use api::{configure, openapi};
 pub use error::ApiError;

@@ -59,6 +59,9 @@ fn routes(cfg: &mut ServiceConfig) {
     cfg.service(ops::healthz)
         .service(ops::metrics)
         .service(ops::openapi_json)
+        .service(crate::web::index)
+        .service(crate::web::app_js)
+        .service(crate::web::app_css)
         .service(stats::report_page)
         .service(
             scope("/api/v1")
