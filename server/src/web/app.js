@@ -448,8 +448,15 @@ async function showMap() {
     el("h1", {}, "地图"),
     el("p", { class: "legend" },
       el("span", {}, "— 河段"), el("span", {}, "▰ 林区"), el("span", {}, "▰ 农田网格"),
-      STATUSES.map(([k, zh, c]) => el("span", {}, el("i", { class: "dot", style: "background:" + c }), zh))),
+      STATUSES.map(([, zh, c]) => el("span", {}, legendDot(c), zh))),
     map);
+}
+
+// The CSP forbids style attributes; setting the property through the DOM is allowed.
+function legendDot(color) {
+  const dot = el("i", { class: "dot" });
+  dot.style.background = color;
+  return dot;
 }
 
 // ---- patrols and reminders -----------------------------------------------------------------
