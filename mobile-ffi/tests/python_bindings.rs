@@ -4,39 +4,13 @@
 //! would. Kotlin and Swift bindings are generated too, to prove the interface translates.
 #![cfg(feature = "bindgen")]
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::Instant;
 
-use actix_web::web;
-use server::auth::password::PasswordCost;
-use server::{http_server, AppState, Settings};
-
 const BINDGEN: &str = env!("CARGO_BIN_EXE_uniffi-bindgen");
-
-/// A demo server in its own thread, serving until the test process ends.
-fn start_demo_server(dir: &Path) -> String {
-    let settings = Settings {
-        signing_key: Some("python-binding-test-signing-key-0123456789".into()),
-        password_cost: PasswordCost::FAST_FOR_TESTS,
-        ..Settings::new(dir)
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let state = AppState::open(&settings).expect("open server state");
-            server::demo::seed(&state).expect("seed the demo");
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-            let base = format!("http://{}", listener.local_addr().expect("local address"));
-            let server = http_server(web::Data::new(state), listener, Some(2)).expect("server");
-            tx.send(base).expect("hand over the address");
-            server.await.expect("server runs");
-        });
-    });
-    rx.recv().expect("server started")
-}
 
 /// The cdylib cargo built beside this test (`target/<profile>/libmobile_ffi.so` or the like).
 fn built_library() -> PathBuf {
@@ -83,7 +57,7 @@ fn camera_photo(path: &Path) {
 fn python_drives_a_chief_and_a_supervisor_against_a_real_server() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let base = start_demo_server(&dir.path().join("server"));
+    let base = common::start_demo_server(&dir.path().join("server"), 900);
 
     let library = built_library();
     let bindings = dir.path().join("bindings");

@@ -1,0 +1,34 @@
+//! A real ChiefSync server with the Tianqiao demo, started in its own thread on 127.0.0.1 for
+//! the phone's tests; it serves until the test process ends.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::mpsc;
+
+use actix_web::web;
+use server::auth::password::PasswordCost;
+use server::{http_server, AppState, Settings};
+
+/// Starts the demo server over `dir` with access tokens living `access_ttl_secs`; returns its
+/// root URL.
+pub fn start_demo_server(dir: &Path, access_ttl_secs: u64) -> String {
+    let settings = Settings {
+        signing_key: Some("phone-test-signing-key-0123456789abcdef".into()),
+        password_cost: PasswordCost::FAST_FOR_TESTS,
+        access_ttl_secs,
+        ..Settings::new(dir)
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let state = AppState::open(&settings).expect("open server state");
+            server::demo::seed(&state).expect("seed the demo");
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            let base = format!("http://{}", listener.local_addr().expect("local address"));
+            let server = http_server(web::Data::new(state), listener, Some(2)).expect("server");
+            tx.send(base).expect("hand over the address");
+            server.await.expect("server runs");
+        });
+    });
+    rx.recv().expect("server started")
+}
