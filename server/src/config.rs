@@ -85,6 +85,10 @@ pub struct Cli {
     )]
     pub duplicate_radius_m: f64,
 
+    /// Largest photo accepted, bytes (default 8 MiB).
+    #[arg(long, env = "CHIEFSYNC_MAX_PHOTO_BYTES", default_value_t = crate::blobs::DEFAULT_MAX_PHOTO_BYTES, value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
+    pub max_photo_bytes: u64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -119,6 +123,7 @@ impl Cli {
             signing_key: self.signing_key.clone(),
             access_ttl_secs: self.access_ttl_secs,
             refresh_ttl_secs: self.refresh_ttl_secs,
+            max_photo_bytes: self.max_photo_bytes,
             workflow: WorkflowSettings {
                 overdue_grace_ms: i64::from(self.overdue_grace_hours) * 3_600_000,
                 deadline_check_every: std::time::Duration::from_secs(self.deadline_check_secs),

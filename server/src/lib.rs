@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod blobs;
 pub mod board;
 pub mod config;
 pub mod demo;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod geometry;
 pub mod jobs;
 pub mod metrics;
+pub mod photos;
 pub mod reference;
 mod serve;
 pub mod state;

@@ -28,6 +28,8 @@ pub struct Settings {
     pub refresh_ttl_secs: u64,
     pub password_cost: PasswordCost,
     pub login_limit: LoginLimit,
+    /// Largest photo accepted, bytes.
+    pub max_photo_bytes: u64,
     /// Deadline job and duplicate detection.
     pub workflow: WorkflowSettings,
 }
@@ -42,6 +44,7 @@ impl Settings {
             refresh_ttl_secs: 30 * 24 * 3600,
             password_cost: PasswordCost::DEFAULT,
             login_limit: LoginLimit::default(),
+            max_photo_bytes: crate::blobs::DEFAULT_MAX_PHOTO_BYTES,
             workflow: WorkflowSettings::default(),
         }
     }
@@ -62,6 +65,8 @@ pub enum StartupError {
     Tokens(#[from] jsonwebtoken::errors::Error),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    #[error(transparent)]
+    Blobs(#[from] crate::blobs::BlobError),
 }
 
 #[derive(Debug)]
@@ -73,6 +78,9 @@ pub struct AppState {
     pub passwords: Passwords,
     pub login_limiter: LoginLimiter,
     pub metrics: Metrics,
+    /// Photo blobs under `data_dir/blobs`, and which documents reference each.
+    pub blobs: Arc<crate::blobs::Blobs>,
+    pub photo_index: crate::photos::PhotoIndex,
     /// Statistics' per-document facts, kept current with the change feed.
     pub stats: crate::stats::StatsCache,
     pub refresh_ttl_secs: u64,
@@ -104,6 +112,13 @@ impl AppState {
             passwords: Passwords::new(settings.password_cost)?,
             login_limiter: LoginLimiter::new(settings.login_limit),
             metrics: Metrics::new(),
+            blobs: Arc::new(crate::blobs::Blobs::new(
+                Box::new(crate::blobs::FileBlobs::open(
+                    &settings.data_dir.join("blobs"),
+                )?),
+                settings.max_photo_bytes,
+            )),
+            photo_index: crate::photos::PhotoIndex::new(),
             stats: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
             workflow: settings.workflow.clone(),

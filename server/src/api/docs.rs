@@ -13,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::state::AppState;
+use crate::photos::{completeness, EvidenceContext, PhotoCompleteness};
+use crate::state::{now_ms, AppState};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 500;
@@ -109,14 +110,23 @@ pub async fn list_docs(
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// A document's view and whether the photos it references have arrived.
+#[derive(Debug, Serialize)]
+struct DocReply {
+    #[serde(flatten)]
+    view: DocView,
+    photos: PhotoCompleteness,
+}
+
 /// The JSON view of one document in the caller's scope: the record, the derived workflow state
-/// (issues) or track measures (patrols), and the heads.
+/// (issues) or track measures (patrols), the heads, and `photos`: which referenced photos are
+/// stored, which are missing, and the evidence doubts about each.
 #[utoipa::path(
     tag = "documents",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "document id")),
     responses(
-        (status = 200, description = "DocView: {kind, heads, record, state | track_stats + track}"),
+        (status = 200, description = "DocView: {kind, heads, record, state | track_stats + track, photos: PhotoCompleteness}"),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown or outside the caller's scope"),
     )
@@ -128,21 +138,29 @@ pub async fn get_doc(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let store = state.store.clone();
-    let view = web::block(move || -> Result<DocView, ApiError> {
-        let stored = store
+    let state = state.into_inner();
+    let reply = web::block(move || -> Result<DocReply, ApiError> {
+        let stored = state
+            .store
             .document(&id)?
             .filter(|s| in_scope(&caller.user, &s.meta))
             .ok_or_else(|| not_found(&id))?;
-        DocView::of_bytes(&stored.bytes).map_err(|e| {
+        let view = DocView::of_bytes(&stored.bytes).map_err(|e| {
             ApiError::from(HubError::Damaged {
                 id: id.clone(),
                 reason: e.to_string(),
             })
-        })
+        })?;
+        let referenced = match &view {
+            DocView::Patrol { record, .. } => &record.photos,
+            DocView::Issue { record, .. } => &record.photos,
+        };
+        let context = EvidenceContext::of_view(&*state.store, &view, now_ms());
+        let photos = completeness(&state, referenced, &context);
+        Ok(DocReply { view, photos })
     })
     .await??;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(reply))
 }
 
 /// Who changed a document, from which device, and when the server received each change.

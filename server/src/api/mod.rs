@@ -10,6 +10,7 @@
 pub mod admin_places;
 pub mod admin_users;
 pub mod auth;
+pub mod blobs;
 pub mod docs;
 pub mod issues;
 pub mod ops;
@@ -75,6 +76,10 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(docs::list_docs)
                 .service(docs::get_doc)
                 .service(docs::doc_history)
+                .service(blobs::head_blob)
+                .service(blobs::put_blob)
+                .service(blobs::get_thumbnail)
+                .service(blobs::get_blob)
                 .service(stats::patrol_stats)
                 .service(stats::issue_stats)
                 .service(stats::hotspot_stats)

@@ -6,6 +6,7 @@ mod harness;
 
 mod admin;
 mod auth;
+mod blobs;
 mod cli;
 mod demo;
 mod issues;

@@ -1,0 +1,170 @@
+//! Photos as evidence on the server: which photos a record references have arrived, and what is
+//! doubtful about each of them.
+//!
+//! When a blob arrives the server records its receive time with it (`blobs::BlobRecord`). The
+//! capture time and position come from the document's [`PhotoRef`] (the phone read them from
+//! EXIF before re-encoding), and the record supplies the time window and the place. From those
+//! fixed facts [`photo_status`] runs sync-core's [`evidence_checks`]; the flags are computed
+//! when asked, not stored, so a patrol that ends after its photos arrived is judged against its
+//! real window. Nothing is corrected: doubts are shown to supervisors, each with its numbers.
+//!
+//! [`PhotoIndex`] says which documents reference a blob, which is who may download it. This
+//! module does no HTTP.
+
+mod index;
+
+pub use index::{referenced_photos, PhotoIndex};
+
+use serde::{Deserialize, Serialize};
+use sync_core::doc::{DocView, Issue, Patrol, PatrolDoc};
+use sync_core::hub::HubStore;
+use sync_core::model::{PhotoRef, PhotoRole, TrackPoint};
+use sync_core::photo::{evidence_checks, EvidenceFlag, EvidenceRules};
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+/// What a record's photos are judged against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceContext {
+    /// The patrol's `(start, end)`, Unix milliseconds; `None` skips the time-window check.
+    /// Applied to before and evidence photos only: after photos are taken when the problem is
+    /// rectified, days later.
+    pub window: Option<(i64, i64)>,
+    /// `[lon, lat]`: the issue's location, or the patrol's track; empty skips the distance check.
+    pub place: Vec<[f64; 2]>,
+    pub rules: EvidenceRules,
+}
+
+impl EvidenceContext {
+    /// A patrol's photos against its time window (until `now_ms` while still under way) and its
+    /// track.
+    pub fn of_patrol(patrol: &Patrol, track: &[TrackPoint], now_ms: i64) -> Self {
+        Self {
+            window: Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms))),
+            place: track.iter().map(|p| [p.lon, p.lat]).collect(),
+            rules: EvidenceRules::default(),
+        }
+    }
+
+    /// An issue's photos against its location and, when it was raised on a patrol, that
+    /// patrol's `(start, end)`.
+    pub fn of_issue(issue: &Issue, patrol_window: Option<(i64, i64)>) -> Self {
+        Self {
+            window: patrol_window,
+            place: vec![issue.location],
+            rules: EvidenceRules::default(),
+        }
+    }
+
+    /// The context of a document view; for an issue raised on a patrol the patrol is read from
+    /// `store` for its window (skipped when it has not arrived yet).
+    pub fn of_view<S: HubStore + ?Sized>(store: &S, view: &DocView, now_ms: i64) -> Self {
+        match view {
+            DocView::Patrol { record, track, .. } => Self::of_patrol(record, track, now_ms),
+            DocView::Issue { record, .. } => {
+                let window = record
+                    .patrol
+                    .as_deref()
+                    .and_then(|id| patrol_window(store, id, now_ms));
+                Self::of_issue(record, window)
+            }
+        }
+    }
+}
+
+fn patrol_window<S: HubStore + ?Sized>(store: &S, id: &str, now_ms: i64) -> Option<(i64, i64)> {
+    let stored = store.document(id).ok()??;
+    let patrol = PatrolDoc::load(&stored.bytes).ok()?.view().ok()?;
+    Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms)))
+}
+
+/// One referenced photo: whether the server holds it, and its doubts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PhotoStatus {
+    pub sha256: String,
+    #[schema(value_type = String, example = "before")]
+    pub role: PhotoRole,
+    /// Whether the blob is stored, complete and verified.
+    pub present: bool,
+    /// When the server received the photo, Unix milliseconds.
+    pub received_at_ms: Option<i64>,
+    /// `{"flag": "missing_exif" | "taken_outside_window" | "clock_skew" | "far_from_place", …}`
+    /// with the numbers. The clock-skew check waits for the photo to arrive.
+    #[schema(value_type = Vec<Object>)]
+    pub evidence: Vec<EvidenceFlag>,
+    /// The same doubts in words, for people.
+    pub evidence_text: Vec<String>,
+}
+
+/// Whether every photo a record references has arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PhotoCompleteness {
+    pub complete: bool,
+    /// Names of the referenced photos not yet stored.
+    pub missing: Vec<String>,
+    pub photos: Vec<PhotoStatus>,
+}
+
+/// The status of each of `photos` (in order) against `context`.
+///
+/// A blob whose record cannot be read is reported as not present (and logged): the server
+/// cannot serve it, so the record is not complete.
+pub fn photo_status(
+    state: &AppState,
+    photos: &[PhotoRef],
+    context: &EvidenceContext,
+) -> Vec<PhotoStatus> {
+    photos
+        .iter()
+        .map(|photo| {
+            let record = state
+                .blobs
+                .store()
+                .record(&photo.sha256)
+                .unwrap_or_else(|err| {
+                    tracing::error!(sha256 = %photo.sha256, error = %err, "cannot read a photo's record");
+                    None
+                });
+            let received_at_ms = record.map(|r| r.received_at_ms);
+            let window = match photo.role {
+                PhotoRole::After => None,
+                PhotoRole::Before | PhotoRole::Evidence => context.window,
+            };
+            let evidence = evidence_checks(
+                photo,
+                window,
+                received_at_ms.unwrap_or(i64::MAX),
+                &context.place,
+                &context.rules,
+            );
+            PhotoStatus {
+                sha256: photo.sha256.clone(),
+                role: photo.role,
+                present: received_at_ms.is_some(),
+                received_at_ms,
+                evidence_text: evidence.iter().map(ToString::to_string).collect(),
+                evidence,
+            }
+        })
+        .collect()
+}
+
+/// [`photo_status`] with the summary a record's view shows.
+pub fn completeness(
+    state: &AppState,
+    photos: &[PhotoRef],
+    context: &EvidenceContext,
+) -> PhotoCompleteness {
+    let photos = photo_status(state, photos, context);
+    let missing: Vec<String> = photos
+        .iter()
+        .filter(|p| !p.present)
+        .map(|p| p.sha256.clone())
+        .collect();
+    PhotoCompleteness {
+        complete: missing.is_empty(),
+        missing,
+        photos,
+    }
+}
