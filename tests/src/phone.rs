@@ -41,16 +41,22 @@ impl Answer {
     }
 }
 
-fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    let mut response = result.expect("request reaches the server");
+fn try_answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Answer, String> {
+    let mut response = result.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let bytes = response
         .body_mut()
         .with_config()
         .limit(64 * 1024 * 1024)
         .read_to_vec()
-        .expect("response body");
-    Answer { status, bytes }
+        .map_err(|e| e.to_string())?;
+    Ok(Answer { status, bytes })
+}
+
+fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    try_answer(result).expect("request reaches the server")
 }
 
 /// Logs in and returns the token grant (access token, user, actor id).
@@ -119,7 +125,16 @@ struct HttpTransport<'a> {
 
 impl Transport for HttpTransport<'_> {
     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        let reply = post_bytes(self.base, Some(self.token), "/api/v1/sync", &body);
+        // A server that is down or dies mid-request is an error the engine reports; the
+        // device keeps its changes and sends them again next time.
+        let reply = try_answer(
+            agent()
+                .post(format!("{}/api/v1/sync", self.base))
+                .content_type("application/octet-stream")
+                .header("Authorization", format!("Bearer {}", self.token))
+                .send(&body[..]),
+        )
+        .map_err(ClientError::Transport)?;
         if reply.status == 200 {
             Ok(reply.bytes)
         } else {

@@ -1,0 +1,287 @@
+//! Crash test of the server: 20 phones keep editing and syncing while the server is killed
+//! with SIGKILL 50 times at random moments and started again on the same data directory.
+//!
+//! Afterwards sled opens cleanly, every change the server acknowledged (a sync that returned)
+//! is in its store before any phone syncs again, and after a final sync every phone holds
+//! exactly the server's version of every document. The kill delays come from a seeded
+//! generator; the seed is printed and can be replayed with `SERVER_CRASH_SEED=<seed>`.
+#![cfg(unix)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use automerge::{AutoCommit, ChangeHash};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use server::demo::{self, CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF};
+use server::storage::SledStore;
+use sync_core::doc::{DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
+use sync_core::hub::HubStore;
+use sync_core::model::{Role, Severity, System};
+use sync_core::track::walk_along;
+use tests::phone::Phone;
+
+const KILLS: usize = 50;
+const DEVICES_PER_CHIEF: usize = 5;
+const NOW: i64 = 1_764_400_000_000;
+
+fn start(data: &Path, addr: &str) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-server"))
+        .arg(data)
+        .arg(addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .expect("read the server's first line");
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "the server opens its data after a kill"
+    );
+    child
+}
+
+fn kill(mut child: Child) {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+/// One edit a chief makes on the phone: a patrol, a problem report, or a better description of
+/// a problem they reported (possibly from another of their devices, concurrently).
+fn edit(phone: &Phone, rng: &mut StdRng, n: usize) {
+    let Role::Chief { jurisdiction, .. } = &phone.user.role else {
+        unreachable!("only chiefs patrol here")
+    };
+    let asset = demo::facts()
+        .asset(&jurisdiction.assets[0])
+        .unwrap()
+        .clone();
+    let at = NOW + n as i64 * 60_000;
+    match rng.random_range(0..3) {
+        0 => {
+            let mut patrol = PatrolDoc::create(
+                phone.actor.clone(),
+                &NewPatrol {
+                    system: asset.system,
+                    asset: asset.id.clone(),
+                    chief: phone.user.id.clone(),
+                    division: asset.division.clone(),
+                    device: phone.device_id.clone(),
+                    started_at_ms: at,
+                },
+            )
+            .unwrap();
+            patrol
+                .append_track(&walk_along(&asset.geometry, at, 30, rng.random()))
+                .unwrap();
+            let id = patrol.view().unwrap().id;
+            phone.save(&mut patrol, DocKind::Patrol, &id);
+        }
+        1 => {
+            let mut issue = IssueDoc::report(
+                phone.actor.clone(),
+                &phone.user,
+                &phone.device_id,
+                at,
+                &NewIssue {
+                    system: asset.system,
+                    category: match asset.system {
+                        System::River => "river.garbage",
+                        System::Forest => "forest.fire_hazard",
+                        System::Field => "field.non_agricultural",
+                    }
+                    .into(),
+                    severity: Severity::General,
+                    asset: asset.id.clone(),
+                    division: asset.division.clone(),
+                    location: [117.0, 36.75],
+                    description: format!("{} 第{n}次发现", phone.device_id),
+                    patrol: None,
+                },
+            )
+            .unwrap();
+            let id = issue.view().unwrap().id;
+            phone.save(&mut issue, DocKind::Issue, &id);
+        }
+        _ => {
+            let ids = phone
+                .store
+                .doc_ids(sync_core::store::DocKind::Issue)
+                .unwrap();
+            let own: Vec<String> = ids
+                .into_iter()
+                .filter(|id| phone.issue(id).unwrap().view().unwrap().reporter == phone.user.id)
+                .collect();
+            if let Some(id) = own.get(rng.random_range(0..own.len().max(1))) {
+                let mut issue = phone.issue(id).unwrap();
+                issue
+                    .set_description(&format!("{} 补充 {n}", phone.device_id))
+                    .unwrap();
+                phone.save(&mut issue, DocKind::Issue, id);
+            }
+        }
+    }
+}
+
+/// Opens the server's store in this process (the server is not running) and returns the
+/// heads of every document, checking each one loads.
+fn stored_heads(data: &Path) -> BTreeMap<String, (AutoCommit, Vec<String>)> {
+    let store = SledStore::open(&data.join("db")).expect("sled opens cleanly after the kills");
+    let mut out = BTreeMap::new();
+    for meta in store.all_documents().unwrap() {
+        let stored = store
+            .document(&meta.id)
+            .unwrap()
+            .expect("listed documents exist");
+        let mut doc = AutoCommit::load(&stored.bytes).expect("stored documents load");
+        let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
+        heads.sort();
+        out.insert(meta.id, (doc, heads));
+    }
+    out
+}
+
+#[test]
+fn acknowledged_changes_survive_fifty_server_kills_and_every_phone_converges() {
+    let seed = std::env::var("SERVER_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("SERVER_CRASH_SEED={seed}");
+    let data = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let base = format!("http://{addr}");
+    let mut server = start(data.path(), &addr);
+
+    let stores: Vec<_> = (0..4 * DEVICES_PER_CHIEF)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let phones: Vec<Phone> = [CHIEF, CHIEF_2, FOREST_CHIEF, FIELD_CHIEF]
+        .iter()
+        .flat_map(|user| (0..DEVICES_PER_CHIEF).map(move |d| (*user, d)))
+        .zip(&stores)
+        .map(|((user, d), store)| Phone::login(&base, user, &format!("{user}-{d}"), store.path()))
+        .collect();
+
+    // Every change a phone had when a sync of it returned: the server acknowledged it.
+    let acknowledged: Mutex<BTreeMap<String, BTreeSet<String>>> = Mutex::new(BTreeMap::new());
+    let stop = AtomicBool::new(false);
+    let (synced, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let started = Instant::now();
+    let server = std::thread::scope(|s| {
+        for (i, phone) in phones.iter().enumerate() {
+            let (acknowledged, stop, synced, failed) = (&acknowledged, &stop, &synced, &failed);
+            s.spawn(move || {
+                let mut rng = StdRng::seed_from_u64(seed ^ (i as u64 + 1));
+                let mut n = 0;
+                let mut pending = false;
+                while !stop.load(Ordering::Relaxed) {
+                    if !pending {
+                        n += 1;
+                        edit(phone, &mut rng, n);
+                    }
+                    let before = phone.heads();
+                    match phone.sync(NOW) {
+                        Ok(report) => {
+                            assert_eq!(report.refused, 0, "{}: {report:?}", phone.device_id);
+                            let mut acked = acknowledged.lock().unwrap();
+                            for (id, heads) in before {
+                                acked.entry(id).or_default().extend(heads);
+                            }
+                            pending = false;
+                            synced.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            pending = true;
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(rng.random_range(5..40)));
+                }
+            });
+        }
+
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..KILLS {
+            std::thread::sleep(Duration::from_millis(rng.random_range(80..500)));
+            kill(server);
+            server = start(data.path(), &addr);
+        }
+        stop.store(true, Ordering::Relaxed);
+        server
+    });
+    kill(server);
+    let acknowledged = acknowledged.into_inner().unwrap();
+    println!(
+        "{KILLS} kills in {:.1} s: {} syncs returned, {} cut by a kill, {} documents acknowledged",
+        started.elapsed().as_secs_f64(),
+        synced.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        acknowledged.len()
+    );
+    assert!(
+        synced.load(Ordering::Relaxed) > 100,
+        "the phones kept syncing"
+    );
+    assert!(
+        failed.load(Ordering::Relaxed) > 0,
+        "some syncs were cut by a kill"
+    );
+
+    // Before any phone syncs again: everything acknowledged is on the server.
+    let mut stored = stored_heads(data.path());
+    for (id, heads) in &acknowledged {
+        let (doc, _) = stored
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("acknowledged document {id} is missing"));
+        for head in heads {
+            let hash: ChangeHash = head.parse().unwrap();
+            assert!(
+                doc.get_change_by_hash(&hash).is_some(),
+                "acknowledged change {head} of {id} is missing"
+            );
+        }
+    }
+
+    // Every phone syncs twice more (the first may carry edits cut by the last kill); then
+    // they all hold the server's version of everything in their scope.
+    let server = start(data.path(), &addr);
+    for _ in 0..2 {
+        for phone in &phones {
+            let report = phone.sync(NOW).unwrap();
+            assert_eq!(report.refused, 0, "{report:?}");
+        }
+    }
+    kill(server);
+    let stored = stored_heads(data.path());
+    for phone in &phones {
+        for (id, heads) in phone.heads() {
+            assert_eq!(
+                Some(&heads),
+                stored.get(&id).map(|(_, h)| h),
+                "{} and {id}",
+                phone.device_id
+            );
+        }
+    }
+}
