@@ -38,6 +38,11 @@ mod session;
 mod types;
 mod upload;
 
+/// The demo server the unit tests sign in to (shared with the integration tests).
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_server;
+
 pub use client::{ClientConfig, Clock, FieldClient, SystemClock};
 pub use error::ChiefsyncError;
 pub use sync_core::model::{CheckResult, Level, PhotoRole, Severity, System};

@@ -294,3 +294,78 @@ impl FieldClient {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+    use std::sync::Arc;
+
+    const T0: i64 = 1_764_291_600_000;
+
+    fn walk(n: usize) -> Vec<TrackPoint> {
+        track::walking_track(36.70, 117.00, T0, n, 3)
+    }
+
+    fn open(dir: &std::path::Path, base: &str) -> Arc<FieldClient> {
+        FieldClient::open(ClientConfig::new(dir, base)).unwrap()
+    }
+
+    fn add(phone: &FieldClient, patrol: &str, points: &[TrackPoint]) {
+        for p in points {
+            phone
+                .add_track_point(patrol.into(), p.lat, p.lon, p.t_ms, p.accuracy_m)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_chunk_saved_just_before_a_crash_is_not_appended_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = crate::test_server::start_demo_server(&dir.path().join("server"), 900);
+        let phone_dir = dir.path().join("phone");
+        let phone = open(&phone_dir, &base);
+        let me = phone.login("demo-chief".into(), "demo".into()).unwrap();
+        let patrol = phone.start_patrol(me.assets[0].clone()).unwrap();
+        let points = walk(CHUNK_POINTS + 1);
+        add(&phone, &patrol, &points[..CHUNK_POINTS]);
+
+        // The app died after the full chunk reached the document but before its buffer was
+        // emptied: the store still holds the buffer as it was before the chunk.
+        let before = PendingTrack {
+            base_points: 0,
+            points: points[..CHUNK_POINTS].to_vec(),
+        };
+        phone
+            .store()
+            .put_meta(&pending_key(&patrol), &before.encode())
+            .unwrap();
+        drop(phone);
+
+        let phone = open(&phone_dir, &base);
+        add(&phone, &patrol, &points[CHUNK_POINTS..]);
+        let summary = phone.finish_patrol(patrol.clone(), String::new()).unwrap();
+        assert_eq!(summary.points, CHUNK_POINTS as u64 + 1);
+        let stored = phone.patrol_doc(&patrol, None).unwrap().track().unwrap();
+        let expected: Vec<TrackPoint> = points.iter().map(track::quantize).collect();
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn the_buffer_round_trips_and_refuses_damage() {
+        let pending = PendingTrack {
+            base_points: 120,
+            points: walk(7),
+        };
+        let back = PendingTrack::decode(&pending.encode()).unwrap().unwrap();
+        assert_eq!(back.base_points, 120);
+        assert_eq!(back.points.len(), 7);
+        assert!(PendingTrack::decode(&[]).unwrap().is_none());
+        let mut damaged = pending.encode();
+        damaged.truncate(12);
+        assert!(matches!(
+            PendingTrack::decode(&damaged),
+            Err(ChiefsyncError::Storage { .. })
+        ));
+    }
+}
