@@ -114,7 +114,7 @@ impl From<&Assignee> for AssigneeView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct PhotoCompleteness {
     pub referenced: usize,
-    /// Referenced photos not (yet) uploaded; `None` when this server keeps no photos.
+    /// Referenced photos not (yet) uploaded; `None` when a photo's record could not be read.
     pub missing: Option<Vec<String>>,
     pub complete: Option<bool>,
 }
@@ -182,7 +182,7 @@ pub struct IssueRow {
     /// Whole days past the deadline while the rectification is late.
     pub overdue_days: Option<i64>,
     pub escalations: u32,
-    pub photos: PhotoCompleteness,
+    pub photo_completeness: PhotoCompleteness,
     /// An earlier open issue of the same category nearby, when this one may repeat it.
     pub possible_duplicate_of: Option<String>,
 }
@@ -212,7 +212,7 @@ impl IssueRow {
             deadline_ms: s.deadline_ms,
             overdue_days: s.overdue_days(now_ms),
             escalations: s.escalations,
-            photos,
+            photo_completeness: photos,
             possible_duplicate_of: duplicate_of,
         }
     }

@@ -125,10 +125,16 @@ fn matches(row: &IssueRow, q: &IssueQuery, f: &Filters) -> bool {
         && q.reported_to.is_none_or(|t| row.reported_at_ms < t)
 }
 
-/// Whether the server holds a photo. Photos are stored by the blob service; until a server
-/// keeps them, completeness is reported as unknown rather than guessed.
-fn blob_lookup(_state: &AppState) -> impl Fn(&str) -> Option<bool> {
-    |_sha: &str| None
+/// Whether the server holds a photo, complete and verified; `None` when its record cannot be
+/// read (logged), so completeness is reported as unknown rather than guessed.
+fn blob_lookup(state: &AppState) -> impl Fn(&str) -> Option<bool> + '_ {
+    move |sha: &str| match state.blobs.store().record(sha) {
+        Ok(record) => Some(record.is_some()),
+        Err(err) => {
+            tracing::error!(sha256 = %sha, error = %err, "cannot read a photo's record");
+            None
+        }
+    }
 }
 
 /// Issues in the caller's scope with their derived workflow state, filtered and paged.

@@ -256,7 +256,7 @@ function card(row) {
   if (row.overdue_days) badges.push(el("span", { class: "badge late" }, "超期" + row.overdue_days + "天"));
   if (row.escalations) badges.push(el("span", { class: "badge late" }, "督办×" + row.escalations));
   if (row.possible_duplicate_of) badges.push(el("span", { class: "badge dup" }, "疑似重复"));
-  if (row.photos && row.photos.complete === false) badges.push(el("span", { class: "badge dup" }, "照片未齐"));
+  if (row.photo_completeness && row.photo_completeness.complete === false) badges.push(el("span", { class: "badge dup" }, "照片未齐"));
   return el("a", { class: "card sev-" + row.severity, href: "#/issue/" + encodeURIComponent(row.id), "data-issue": row.id },
     el("div", {}, row.description),
     el("div", { class: "meta" }, SEVERITY[row.severity] || row.severity, " · ", row.category),

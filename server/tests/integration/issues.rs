@@ -325,6 +325,10 @@ async fn every_web_transition_and_its_refusals() {
     assert_eq!(timeline[3]["payload"]["assignee"]["department"], "区水务局");
     assert_eq!(detail["allowed_actions"], json!(["reopened", "comment"]));
     assert_eq!(detail["photos"].as_array().unwrap().len(), 2);
+    // Neither after photo was uploaded.
+    assert_eq!(detail["photo_completeness"]["referenced"], 2);
+    assert_eq!(detail["photo_completeness"]["complete"], false);
+    assert_eq!(detail["photos"][0]["stored"], false);
     assert_eq!(detail["photos"][0]["role"], "after");
     assert_eq!(
         detail["photos"][0]["warnings"][0],

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod blobs;
 mod cli;
+mod dashboard;
 mod demo;
 mod issues;
 mod ops;
