@@ -112,6 +112,9 @@ pub enum Command {
         #[arg(long)]
         display_name: Option<String>,
     },
+    /// Check every stored document against its checksum and load it; print the damaged ones
+    /// as JSON and exit with status 1 if there are any. Run it with the server stopped.
+    Verify,
 }
 
 /// Environment variable holding the password for `create-admin`.

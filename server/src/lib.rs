@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod geometry;
+pub mod integrity;
 pub mod jobs;
 pub mod metrics;
 pub mod photos;

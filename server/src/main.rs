@@ -45,6 +45,15 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             username,
             display_name,
         }) => create_admin(&state, username, display_name.as_deref()),
+        Some(Command::Verify) => {
+            let report = server::integrity::check_documents(state.store.as_ref())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.damaged.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} damaged documents", report.damaged.len()).into())
+            }
+        }
         None => {
             if cli.demo {
                 server::demo::seed(&state)?;

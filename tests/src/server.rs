@@ -91,6 +91,16 @@ impl RunningServer {
         if let Some(state) = self.state.take() {
             state.store.flush().expect("flush on stop");
         }
+        // The workers drop their handles on the state a moment after the server stops; wait
+        // until the database is free, so the caller may open it at once.
+        let db = self.data_dir.join("db");
+        for _ in 0..200 {
+            match sled::open(&db) {
+                Ok(_) => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(25)),
+            }
+        }
+        panic!("the server did not release {}", db.display());
     }
 }
 

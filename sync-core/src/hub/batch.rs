@@ -101,10 +101,11 @@ impl<S: HubStore> Hub<S> {
                 }
                 continue;
             }
-            let Some(stored) = self.store.document(&meta.id)? else {
+            // A damaged stored document is reported by the server's integrity check; it must
+            // not stop every device in its scope from syncing everything else.
+            let Some(mut doc) = self.readable(&meta.id)? else {
                 continue;
             };
-            let mut doc = load(&stored, &meta.id)?;
             let known = held.clone().unwrap_or_default();
             let changes = changes_after(&mut doc, known.known(request.cursor));
             if changes.is_empty() {
@@ -125,9 +126,11 @@ impl<S: HubStore> Hub<S> {
         if rescope {
             let in_scope_now: BTreeSet<String> = updates.iter().map(|u| u.doc_id.clone()).collect();
             for (id, _) in self.store.device_docs(&caller.device)? {
-                let still = match self.store.document(&id)? {
-                    Some(stored) => in_scope(&caller.user, &stored.meta),
-                    None => false,
+                let still = match self.store.document(&id) {
+                    Ok(Some(stored)) => in_scope(&caller.user, &stored.meta),
+                    Ok(None) => false,
+                    Err(HubError::Damaged { .. }) => true,
+                    Err(err) => return Err(err),
                 };
                 if !still && !in_scope_now.contains(&id) && !touched.contains(&id) {
                     removed.push(id.clone());
@@ -153,6 +156,19 @@ impl<S: HubStore> Hub<S> {
             docs: updates,
             removed,
         })
+    }
+
+    /// The stored document, or `None` when it is absent or damaged.
+    fn readable(&self, id: &str) -> Result<Option<AutoCommit>, HubError> {
+        match self.store.document(id) {
+            Ok(Some(stored)) => match load(&stored, id) {
+                Ok(doc) => Ok(Some(doc)),
+                Err(HubError::Damaged { .. }) => Ok(None),
+                Err(err) => Err(err),
+            },
+            Ok(None) | Err(HubError::Damaged { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// Authorizes and merges one document's pushed changes; returns the update for the device
