@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod blobs;
 mod photo;
 mod sync;
 mod track;
@@ -49,6 +50,13 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// The server's side of photo uploads: whole and chunked, duplicates, thumbnails, and
+    /// rebuilding the photo index after a restart.
+    Blobs {
+        /// Photos uploaded each way; the median is printed.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() {
@@ -61,5 +69,6 @@ fn main() {
             input,
         } => photo::run(runs, width, height, input.as_deref()),
         Bench::Sync { runs } => sync::run(runs),
+        Bench::Blobs { runs } => blobs::run(runs),
     }
 }
