@@ -89,14 +89,20 @@ impl Inner {
             return Ok(());
         }
         for meta in store.changed_since(self.cursor, head)? {
-            let Some(stored) = store.document(&meta.id)? else {
-                continue;
+            // A damaged document must not stop every photo from being served; its own photos
+            // stay unreachable until it is repaired (`chiefsync verify` reports it).
+            let stored = match store.document(&meta.id) {
+                Ok(Some(stored)) => stored,
+                Ok(None) => continue,
+                Err(err @ HubError::Damaged { .. }) => {
+                    tracing::error!(doc = %meta.id, error = %err, "cannot index the photos of a document");
+                    continue;
+                }
+                Err(err) => return Err(err),
             };
             let photos = match referenced_photos(meta.kind, &stored.bytes) {
                 Ok(photos) => photos,
                 Err(err) => {
-                    // A damaged document must not stop every photo from being served; its own
-                    // photos stay unreachable until it is repaired.
                     tracing::error!(doc = %meta.id, error = %err, "cannot index the photos of a document");
                     continue;
                 }
