@@ -1,5 +1,8 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = chiefsync_fuzz::harness::authz_changes(data);
-});
+libfuzzer_sys::fuzz_target!(
+    init: chiefsync_fuzz::report_only_uncaught_panics(),
+    |data: &[u8]| {
+        let _ = chiefsync_fuzz::harness::authz_changes(data);
+    }
+);

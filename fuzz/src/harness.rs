@@ -58,7 +58,7 @@ pub enum Refused {
     /// A change or sync message that automerge itself does not parse.
     Automerge(String),
     /// Changes that authorization refused, with their codes.
-    Authz(Vec<&'static str>),
+    Authz(Vec<String>),
     /// Too few bytes to mean anything to the target.
     Empty,
 }
@@ -120,8 +120,17 @@ pub fn hub_sync(data: &[u8]) -> Result<(), Refused> {
     let response = hub.sync(caller, &request, T0).map_err(Refused::Hub)?;
     // What the hub says must be something a device can decode.
     let bytes = response.encode();
-    assert_eq!(SyncResponse::decode(&bytes), Ok(response));
-    Ok(())
+    assert_eq!(SyncResponse::decode(&bytes).as_ref(), Ok(&response));
+    let refused: Vec<String> = response
+        .docs
+        .iter()
+        .flat_map(|d| d.refused.iter().map(|r| r.code.clone()))
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Refused::Authz(refused))
+    }
 }
 
 /// `POST /docs/{id}/automerge-sync`: one standard automerge sync message for a fixture
@@ -196,7 +205,11 @@ pub fn authz_changes(data: &[u8]) -> Result<(), Refused> {
         Ok(())
     } else {
         Err(Refused::Authz(
-            outcome.refused.iter().map(|(_, why)| why.code()).collect(),
+            outcome
+                .refused
+                .iter()
+                .map(|(_, why)| why.code().to_string())
+                .collect(),
         ))
     }
 }

@@ -89,10 +89,15 @@ impl<S: HubStore> Hub<S> {
             Some(bytes) => sync::State::decode(&bytes).unwrap_or_default(),
             None => sync::State::new(),
         };
-        doc.sync()
-            .receive_sync_message(&mut state, message)
-            .map_err(|e| HubError::MalformedMessage(e.to_string()))?;
-        let reply = doc.sync().generate_sync_message(&mut state);
+        // Automerge trusts the peer's bloom filters: one that claims entries but carries no
+        // bits makes it divide by zero. A hostile message must cost its sender a refusal, not
+        // the server a worker; the state it left behind is not stored.
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            doc.sync().receive_sync_message(&mut state, message)?;
+            Ok(doc.sync().generate_sync_message(&mut state))
+        }))
+        .map_err(|_| HubError::MalformedMessage("the message breaks the sync protocol".into()))?
+        .map_err(|e: automerge::AutomergeError| HubError::MalformedMessage(e.to_string()))?;
         self.store
             .put_sync_state(&caller.device, doc_id, &state.encode())?;
         Ok(match reply {
