@@ -1,0 +1,387 @@
+//! What happens in the field: each person's phone is a `FieldClient` (mobile-ffi, the library
+//! the apps use), driven with a simulated clock. Chiefs patrol offline for days; the office and
+//! the departments then work the reported problems through the loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use mobile_ffi::{
+    AssigneeDraft, CheckResult, ClientConfig, Clock, EventDraft, FieldClient, IssueDraft,
+    IssueFilter, PhotoRole, Severity,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sync_core::model::{Asset, TrackPoint};
+use sync_core::track::walk_along;
+use sync_core::workflow::Status;
+
+use crate::http::{Relay, Result};
+use crate::people::{department, Person, PASSWORD};
+
+pub const MINUTE_MS: i64 = 60_000;
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The phone's clock, moved by the simulation.
+#[derive(Debug, Default)]
+pub struct SimClock(AtomicI64);
+
+impl SimClock {
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+pub struct Phone {
+    pub person: Person,
+    pub client: Arc<FieldClient>,
+    pub clock: Arc<SimClock>,
+    /// Set for phones whose first sync loses the server's answer.
+    pub relay: Option<Relay>,
+    dir: PathBuf,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Phone {
+    pub fn open(
+        dir: &Path,
+        server: &str,
+        person: Person,
+        interrupted: bool,
+        now: i64,
+    ) -> Result<Self> {
+        let relay = if interrupted {
+            Some(Relay::start(server)?)
+        } else {
+            None
+        };
+        let clock = Arc::new(SimClock::default());
+        clock.set(now);
+        let mut config = ClientConfig::new(dir, relay.as_ref().map_or(server, |r| r.url.as_str()));
+        config.clock = clock.clone();
+        let client = FieldClient::open(config).map_err(err)?;
+        client
+            .login(person.user.username.clone(), PASSWORD.into())
+            .map_err(|e| format!("{} logs in: {e}", person.user.username))?;
+        Ok(Phone {
+            person,
+            client,
+            clock,
+            relay,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// A small camera JPEG, different for every `n`, written where the camera would leave it.
+    fn take_photo(&self, n: u64) -> Result<String> {
+        let picture = image::RgbImage::from_fn(480, 360, |x, y| {
+            let v = (x as u64 * 7 + y as u64 * 13 + n * 101) % 251;
+            image::Rgb([v as u8, (v * 3 % 251) as u8, (x ^ y) as u8])
+        });
+        let path = self.dir.join(format!("camera-{n}.jpg"));
+        image::DynamicImage::ImageRgb8(picture)
+            .save_with_format(&path, image::ImageFormat::Jpeg)
+            .map_err(err)?;
+        Ok(path.to_string_lossy().into_owned())
+    }
+}
+
+/// How a simulated patrol goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Normal,
+    /// Six minutes: too short to count.
+    TooShort,
+    /// Driven along the river at about 13 m/s.
+    Driven,
+    /// A mock-location app: fixes jump kilometres away.
+    Spoofed,
+}
+
+fn track(walk: Walk, asset: &Asset, start: i64, rng: &mut StdRng) -> Vec<TrackPoint> {
+    let seed = rng.random();
+    match walk {
+        Walk::Normal | Walk::Spoofed => {
+            let mut points = walk_along(&asset.geometry, start, rng.random_range(900..2_400), seed);
+            if walk == Walk::Spoofed {
+                let len = points.len();
+                for i in [len / 3, len / 2, 2 * len / 3] {
+                    points[i].lat += 0.05;
+                }
+            }
+            points
+        }
+        Walk::TooShort => walk_along(&asset.geometry, start, 360, seed),
+        Walk::Driven => walk_along(&asset.geometry, start, 12_000, seed)
+            .into_iter()
+            .step_by(10)
+            .enumerate()
+            .map(|(i, p)| TrackPoint {
+                t_ms: start + 1_000 * i as i64,
+                ..p
+            })
+            .collect(),
+    }
+}
+
+/// What one chief's phone recorded, as the statistics should count it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChiefLog {
+    pub patrols: u64,
+    pub valid: u64,
+    pub km: f64,
+    pub issues: Vec<String>,
+    pub photos: u64,
+}
+
+/// `days` days of a chief's work, offline, from `first_day` (a China-time midnight).
+pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result<ChiefLog> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let asset = phone
+        .person
+        .asset
+        .clone()
+        .ok_or("a chief without an asset")?;
+    let items: Vec<String> = phone
+        .client
+        .check_items()
+        .map_err(err)?
+        .into_iter()
+        .filter(|c| c.system == asset.system)
+        .map(|c| c.code)
+        .collect();
+    let categories: Vec<String> = phone
+        .client
+        .categories()
+        .map_err(err)?
+        .into_iter()
+        .filter(|c| c.system == asset.system)
+        .map(|c| c.code)
+        .collect();
+    let mut log = ChiefLog::default();
+    for day in 0..days {
+        if !rng.random_bool(0.7) {
+            continue;
+        }
+        let start =
+            first_day + i64::from(day) * DAY_MS + rng.random_range(8 * 60..16 * 60) * MINUTE_MS;
+        let walk = match rng.random_range(0..100) {
+            0..8 => Walk::TooShort,
+            8..14 => Walk::Driven,
+            14..20 => Walk::Spoofed,
+            _ => Walk::Normal,
+        };
+        phone.clock.set(start);
+        let patrol = phone.client.start_patrol(asset.id.clone()).map_err(err)?;
+        let points = track(walk, &asset, start, &mut rng);
+        for p in &points {
+            phone.clock.set(p.t_ms);
+            phone
+                .client
+                .add_track_point(patrol.clone(), p.lat, p.lon, p.t_ms, p.accuracy_m)
+                .map_err(err)?;
+        }
+        for item in &items {
+            let result = if rng.random_bool(0.1) {
+                CheckResult::Problem
+            } else {
+                CheckResult::Ok
+            };
+            phone
+                .client
+                .set_check_item(patrol.clone(), item.clone(), result, String::new())
+                .map_err(err)?;
+        }
+        if walk == Walk::Spoofed {
+            phone
+                .client
+                .set_patrol_flag(patrol.clone(), "mock_location".into(), true)
+                .map_err(err)?;
+        }
+        if !categories.is_empty() && rng.random_bool(0.35) {
+            let at = points[points.len() / 2];
+            let issue = phone
+                .client
+                .report_issue(IssueDraft {
+                    category: categories[rng.random_range(0..categories.len())].clone(),
+                    severity: match rng.random_range(0..10) {
+                        0 => Severity::Critical,
+                        1..3 => Severity::Urgent,
+                        _ => Severity::General,
+                    },
+                    asset_id: asset.id.clone(),
+                    lat: at.lat,
+                    lon: at.lon,
+                    description: format!("巡查发现问题，第{}天", day + 1),
+                    patrol_id: Some(patrol.clone()),
+                })
+                .map_err(err)?;
+            let photo = phone.take_photo(seed.wrapping_mul(1_000) + u64::from(day))?;
+            phone
+                .client
+                .attach_photo(issue.clone(), photo, PhotoRole::Before)
+                .map_err(err)?;
+            log.photos += 1;
+            log.issues.push(issue);
+        }
+        let end = points.last().map_or(start, |p| p.t_ms) + 1_000;
+        phone.clock.set(end);
+        let summary = phone
+            .client
+            .finish_patrol(patrol, "巡查完毕".into())
+            .map_err(err)?;
+        log.patrols += 1;
+        log.valid += u64::from(summary.valid);
+        log.km += summary.distance_m / 1_000.0;
+    }
+    Ok(log)
+}
+
+/// Issues of this run (`ours`) in `status` on the phone, with their system.
+fn with_status(
+    phone: &Phone,
+    ours: &BTreeSet<String>,
+    status: Status,
+) -> Result<Vec<(String, String)>> {
+    Ok(phone
+        .client
+        .issues(IssueFilter {
+            status: Some(status),
+            open_only: false,
+            asset_id: None,
+        })
+        .map_err(err)?
+        .into_iter()
+        .filter(|s| ours.contains(&s.issue_id))
+        .map(|s| (s.issue_id, format!("{:?}", s.system).to_lowercase()))
+        .collect())
+}
+
+fn act(phone: &Phone, issue: &str, event: EventDraft) -> Result<()> {
+    phone
+        .client
+        .append_event(issue.to_owned(), event)
+        .map_err(|e| format!("{} on {issue}: {e}", phone.person.user.username))
+}
+
+/// The office accepts and assigns what was reported (a few are not real problems).
+pub fn office_assigns(
+    phone: &Phone,
+    ours: &BTreeSet<String>,
+    now: i64,
+    rng: &mut StdRng,
+) -> Result<BTreeMap<String, Status>> {
+    let mut outcome = BTreeMap::new();
+    for (id, system) in with_status(phone, ours, Status::Reported)? {
+        if rng.random_bool(0.1) {
+            act(
+                phone,
+                &id,
+                EventDraft::Invalidate {
+                    reason: "现场核实不属于问题".into(),
+                },
+            )?;
+            outcome.insert(id, Status::Invalid);
+            continue;
+        }
+        act(phone, &id, EventDraft::Accept)?;
+        let system = sync_core::model::System::parse(&system).ok_or("system")?;
+        act(
+            phone,
+            &id,
+            EventDraft::Assign {
+                assignee: AssigneeDraft::Department {
+                    name: department(system).into(),
+                },
+                deadline_ms: now + 7 * DAY_MS,
+            },
+        )?;
+        outcome.insert(id, Status::Assigned);
+    }
+    Ok(outcome)
+}
+
+/// The department rectifies most of what it was given, naming an "after" photo. The phone
+/// library attaches photos by adding them to the issue's photo list, which only the reporter
+/// and supervisors may edit, so the photo is prepared with sync-core and uploaded by the
+/// simulator itself (`camera`, the handler's own account). Returns the new statuses and the
+/// photos uploaded.
+pub fn handler_rectifies(
+    phone: &Phone,
+    ours: &BTreeSet<String>,
+    camera: &crate::http::Api,
+    rng: &mut StdRng,
+    n: u64,
+) -> Result<(BTreeMap<String, Status>, u64)> {
+    let mut outcome = BTreeMap::new();
+    let mut uploaded = 0;
+    for (k, (id, _)) in with_status(phone, ours, Status::Assigned)?
+        .into_iter()
+        .enumerate()
+    {
+        if !rng.random_bool(0.8) {
+            continue;
+        }
+        let file = phone.take_photo(n * 100_000 + k as u64)?;
+        let raw = std::fs::read(&file).map_err(err)?;
+        let prepared =
+            sync_core::photo::prepare(&raw, &sync_core::photo::PrepareOptions::default())
+                .map_err(err)?;
+        let sha256 = prepared.photo_ref(PhotoRole::After).sha256;
+        if matches!(camera.put_blob(&sha256, &prepared.jpeg)?, 200 | 201) {
+            uploaded += 1;
+        }
+        act(
+            phone,
+            &id,
+            EventDraft::SubmitRectification {
+                note: "已清理完毕".into(),
+                photos: vec![sha256],
+            },
+        )?;
+        outcome.insert(id, Status::Submitted);
+    }
+    Ok((outcome, uploaded))
+}
+
+/// The office verifies most rectifications and sends the rest back.
+pub fn office_verifies(
+    phone: &Phone,
+    ours: &BTreeSet<String>,
+    rng: &mut StdRng,
+) -> Result<BTreeMap<String, Status>> {
+    let mut outcome = BTreeMap::new();
+    for (id, _) in with_status(phone, ours, Status::Submitted)? {
+        if rng.random_bool(0.75) {
+            act(
+                phone,
+                &id,
+                EventDraft::Verify {
+                    note: "现场核查通过，销号".into(),
+                },
+            )?;
+            outcome.insert(id, Status::Closed);
+        } else {
+            act(
+                phone,
+                &id,
+                EventDraft::Reject {
+                    reason: "整改不到位".into(),
+                },
+            )?;
+            outcome.insert(id, Status::Assigned);
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,573 @@
+//! `fieldsim`: a district's days of offline field work against a running ChiefSync server.
+//!
+//! Through the admin API it creates chiefs spread over the server's systems, levels and assets,
+//! a supervisor and a department handler per system. Each person's phone is mobile-ffi's
+//! `FieldClient`, exactly as the apps use it, with its own store and a simulated clock. Chiefs
+//! patrol offline for `--days` days (1 Hz tracks along their asset; some too short, driven or
+//! spoofed), fill in check items and report problems with photos. Then every chief's phone
+//! syncs, concurrently and in random order, some losing the server's answer and retrying; the
+//! office accepts and assigns, the departments rectify, the office verifies or rejects; every
+//! phone syncs once more, and each phone's documents are compared with what the server holds in
+//! that person's scope.
+//!
+//! ```sh
+//! cargo run --release -p server -- --demo --data-dir /tmp/cs &
+//! cargo run --release -p tests --bin fieldsim -- --server http://127.0.0.1:8080 --devices 50 --days 7 --seed 1
+//! ```
+
+mod field;
+mod http;
+mod people;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use sync_core::workflow::Status;
+
+use field::{ChiefLog, Phone, DAY_MS};
+use http::{Api, Result};
+
+#[derive(Parser, Debug)]
+#[command(about = "Simulates a district's days of offline field work against a ChiefSync server")]
+struct Cli {
+    /// The server's root URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Chiefs' phones to simulate.
+    #[arg(long, default_value_t = 20)]
+    devices: usize,
+    /// Days of offline work before the phones sync.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Seed of everything random; also names the accounts (`sim<seed>-…`), so use a new seed
+    /// for another run against the same server.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value = "demo-admin")]
+    admin_user: String,
+    #[arg(long, default_value = "demo")]
+    admin_password: String,
+    /// Phones working or syncing at the same time.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Share of phones whose first sync loses the server's answer and is retried.
+    #[arg(long, default_value_t = 0.2)]
+    interrupted: f64,
+    /// Where the phones keep their stores (default: a temporary directory, removed at the end).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Also print the figures the statistics must show: patrols, valid patrols and km per
+    /// chief, problems by status.
+    #[arg(long)]
+    expect: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// China time is UTC+8 all year.
+const CHINA_OFFSET_MS: i64 = 8 * 3_600_000;
+
+fn china_midnight(ms: i64) -> i64 {
+    (ms + CHINA_OFFSET_MS).div_euclid(DAY_MS) * DAY_MS - CHINA_OFFSET_MS
+}
+
+fn china_date(ms: i64) -> String {
+    let (y, m, d) = sync_core::rules::civil_from_days((ms + CHINA_OFFSET_MS).div_euclid(DAY_MS));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Runs `work` over `items` on `threads` threads, ticking `bar`; the first error wins.
+fn pool<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    bar: &ProgressBar,
+    work: impl Fn(usize, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<R>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1).min(items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() {
+                    break;
+                }
+                let result = work(i, &items[i]);
+                bar.inc(1);
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run".into())))
+        .collect()
+}
+
+/// What one phone's sync cost.
+#[derive(Debug, Default, Clone)]
+struct SyncFigures {
+    attempts: u32,
+    round_trips: u32,
+    bytes_up: u64,
+    bytes_down: u64,
+    changes: u64,
+    refused: u64,
+    photos_uploaded: u64,
+    photos_waiting: u64,
+    photo_bytes_up: u64,
+    photo_errors: Vec<String>,
+    latency: Duration,
+}
+
+/// Syncs until it succeeds; a phone with a relay loses the first answer on purpose.
+fn sync(phone: &Phone, lose_answer: bool) -> Result<SyncFigures> {
+    let mut figures = SyncFigures::default();
+    if let (true, Some(relay)) = (lose_answer, &phone.relay) {
+        relay.arm();
+    }
+    loop {
+        figures.attempts += 1;
+        let started = Instant::now();
+        match phone.client.sync() {
+            Ok(report) => {
+                figures.latency = started.elapsed();
+                figures.round_trips = report.round_trips;
+                figures.bytes_up = report.bytes_up;
+                figures.bytes_down = report.bytes_down;
+                figures.changes = u64::from(report.changes_sent);
+                figures.refused = u64::from(report.refused);
+                figures.photos_uploaded = u64::from(report.photos_uploaded);
+                figures.photos_waiting = u64::from(report.photos_waiting);
+                figures.photo_bytes_up = report.photo_bytes_up;
+                figures.photo_errors = report.errors;
+                return Ok(figures);
+            }
+            Err(e) if figures.attempts < 5 => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100 * u64::from(figures.attempts)));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{} could not sync after {} attempts: {e}",
+                    phone.person.user.username, figures.attempts
+                ))
+            }
+        }
+    }
+}
+
+/// Documents on a phone: id → sorted hex heads.
+fn phone_heads(phone: &Phone) -> Result<BTreeMap<String, Vec<String>>> {
+    let store = phone.client.store();
+    let mut out = BTreeMap::new();
+    for kind in [
+        sync_core::store::DocKind::Patrol,
+        sync_core::store::DocKind::Issue,
+    ] {
+        for id in store.doc_ids(kind).map_err(|e| e.to_string())? {
+            let bytes = store
+                .load_doc(&id)
+                .map_err(|e| e.to_string())?
+                .ok_or("listed document missing")?;
+            let mut doc = automerge::AutoCommit::load(&bytes).map_err(|e| e.to_string())?;
+            let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
+            heads.sort();
+            out.insert(id, heads);
+        }
+    }
+    Ok(out)
+}
+
+/// Documents where a phone and the server disagree about what the person should hold.
+fn differences(phone: &Phone, server: &str) -> Result<usize> {
+    let checker = Api::login(
+        server,
+        &phone.person.user.username,
+        people::PASSWORD,
+        "fieldsim-check",
+    )?;
+    let expected = checker.doc_heads()?;
+    let held = phone_heads(phone)?;
+    let missing_or_different = expected
+        .iter()
+        .filter(|(id, heads)| held.get(*id) != Some(*heads))
+        .count();
+    let extra = held.keys().filter(|id| !expected.contains_key(*id)).count();
+    Ok(missing_or_different + extra)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn run(cli: &Cli) -> Result<Value> {
+    let started = Instant::now();
+    let quiet = !console_is_interactive();
+    let admin = Api::login(
+        &cli.server,
+        &cli.admin_user,
+        &cli.admin_password,
+        "fieldsim-admin",
+    )?;
+    let people = people::create_people(&admin, cli.devices, cli.seed)?;
+    let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let root = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let now = now_ms();
+    let today = china_midnight(now);
+    let first_day = today - i64::from(cli.days) * DAY_MS;
+    let mut rng = StdRng::seed_from_u64(cli.seed);
+
+    // Phones: every chief's, then the offices' and the departments'.
+    let interrupted: Vec<bool> = (0..people.chiefs.len())
+        .map(|_| rng.random_bool(cli.interrupted.clamp(0.0, 1.0)))
+        .collect();
+    let setup = bar(people.chiefs.len(), quiet, "phones sign in");
+    let chiefs = pool(&people.chiefs, cli.concurrency, &setup, |i, person| {
+        Phone::open(
+            &root.join(format!("chief-{i:04}")),
+            &cli.server,
+            person.clone(),
+            interrupted[i],
+            now,
+        )
+    })?;
+    setup.finish();
+    let open_staff = |list: &[people::Person], what: &str| -> Result<Vec<Phone>> {
+        list.iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Phone::open(
+                    &root.join(format!("{what}-{i}")),
+                    &cli.server,
+                    p.clone(),
+                    false,
+                    now,
+                )
+            })
+            .collect()
+    };
+    let offices = open_staff(&people.supervisors, "office")?;
+    let handlers = open_staff(&people.handlers, "handler")?;
+
+    // Offline days.
+    let days = bar(chiefs.len(), quiet, "days offline");
+    let logs: Vec<ChiefLog> = pool(&chiefs, cli.concurrency, &days, |i, phone| {
+        field::chief_days(
+            phone,
+            first_day,
+            cli.days,
+            cli.seed.wrapping_mul(1_000_003) + i as u64,
+        )
+    })?;
+    days.finish();
+
+    // Everyone back in signal: chiefs sync concurrently in random order.
+    let mut order: Vec<usize> = (0..chiefs.len()).collect();
+    order.shuffle(&mut rng);
+    let sync_started = Instant::now();
+    let back = bar(order.len(), quiet, "chiefs sync");
+    let mut figures = pool(&order, cli.concurrency, &back, |_, &i| {
+        sync(&chiefs[i], true)
+    })?;
+    back.finish();
+    let sync_wall = sync_started.elapsed();
+
+    // The loop: assign, rectify, verify, each on its own phone, synced between steps.
+    let staff_now = now_ms();
+    let mut outcome: BTreeMap<String, Status> = BTreeMap::new();
+    for log in &logs {
+        for id in &log.issues {
+            outcome.insert(id.clone(), Status::Reported);
+        }
+    }
+    let ours: BTreeSet<String> = outcome.keys().cloned().collect();
+    let mut staff_sync = |phone: &Phone| -> Result<()> {
+        phone.clock.set(now_ms());
+        figures.push(sync(phone, false)?);
+        Ok(())
+    };
+    for office in &offices {
+        staff_sync(office)?;
+        outcome.extend(field::office_assigns(office, &ours, staff_now, &mut rng)?);
+        staff_sync(office)?;
+    }
+    let mut after_photos = 0;
+    for (n, handler) in handlers.iter().enumerate() {
+        staff_sync(handler)?;
+        let camera = Api::login(
+            &cli.server,
+            &handler.person.user.username,
+            people::PASSWORD,
+            "fieldsim-camera",
+        )?;
+        let (done, uploaded) =
+            field::handler_rectifies(handler, &ours, &camera, &mut rng, n as u64 + 1)?;
+        outcome.extend(done);
+        after_photos += uploaded;
+        staff_sync(handler)?;
+    }
+    for office in &offices {
+        staff_sync(office)?;
+        outcome.extend(field::office_verifies(office, &ours, &mut rng)?);
+        staff_sync(office)?;
+    }
+
+    // Every phone syncs once more, then each is compared with the server.
+    let everyone: Vec<&Phone> = chiefs.iter().chain(&offices).chain(&handlers).collect();
+    let last = bar(everyone.len(), quiet, "final sync");
+    for phone in &everyone {
+        phone.clock.set(now_ms());
+    }
+    figures.extend(pool(&everyone, cli.concurrency, &last, |_, phone| {
+        sync(phone, false)
+    })?);
+    last.finish();
+    let check = bar(everyone.len(), quiet, "convergence check");
+    let lost: usize = pool(&everyone, cli.concurrency, &check, |_, phone| {
+        differences(phone, &cli.server)
+    })?
+    .into_iter()
+    .sum();
+    check.finish();
+    let mut quarantine_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for phone in &everyone {
+        for change in phone.client.quarantine().map_err(|e| e.to_string())? {
+            *quarantine_reasons
+                .entry(format!(
+                    "{}: {}",
+                    phone.person.user.role.name(),
+                    change.reason
+                ))
+                .or_default() += 1;
+        }
+    }
+    let quarantined: usize = quarantine_reasons.values().sum();
+    let documents = admin.doc_heads()?.len();
+
+    let chief_syncs = &figures[..order.len()];
+    let mut trips: Vec<f64> = chief_syncs
+        .iter()
+        .map(|f| f64::from(f.round_trips))
+        .collect();
+    trips.sort_by(f64::total_cmp);
+    let mut latency: Vec<f64> = chief_syncs
+        .iter()
+        .map(|f| f.latency.as_secs_f64() * 1_000.0)
+        .collect();
+    latency.sort_by(f64::total_cmp);
+    let sum = |f: &dyn Fn(&SyncFigures) -> u64| figures.iter().map(f).sum::<u64>();
+    let photo_errors: Vec<&String> = figures.iter().flat_map(|f| &f.photo_errors).collect();
+    let photos_taken: u64 = logs.iter().map(|l| l.photos).sum::<u64>();
+    let waiting_at_end: u64 = figures[figures.len() - everyone.len()..]
+        .iter()
+        .map(|f| f.photos_waiting)
+        .sum();
+
+    let mut out = json!({
+        "server": cli.server,
+        "seed": cli.seed,
+        "devices": chiefs.len(),
+        "staff_devices": offices.len() + handlers.len(),
+        "days": cli.days,
+        "documents": documents,
+        "patrols": logs.iter().map(|l| l.patrols).sum::<u64>(),
+        "issues": outcome.len(),
+        "changes": sum(&|f| f.changes),
+        "bytes_up": sum(&|f| f.bytes_up),
+        "bytes_down": sum(&|f| f.bytes_down),
+        "round_trips": { "median": percentile(&trips, 50.0), "max": trips.last().copied().unwrap_or(0.0) },
+        "sync_latency_ms": { "p50": percentile(&latency, 50.0), "p99": percentile(&latency, 99.0) },
+        "chief_sync_wall_s": sync_wall.as_secs_f64(),
+        "wall_s": started.elapsed().as_secs_f64(),
+        "interrupted": chief_syncs.iter().filter(|f| f.attempts > 1).count(),
+        "retries": figures.iter().map(|f| u64::from(f.attempts - 1)).sum::<u64>(),
+        "photos": {
+            "attached_by_chiefs": photos_taken,
+            "uploaded": sum(&|f| f.photos_uploaded),
+            "after_photos_uploaded": after_photos,
+            "bytes_up": sum(&|f| f.photo_bytes_up),
+            "waiting_at_end": waiting_at_end,
+            "skipped_reason": photo_errors.first().map(|e| e.as_str()),
+        },
+        "refusals": sum(&|f| f.refused),
+        "quarantined": quarantined,
+        "quarantine_reasons": quarantine_reasons,
+        "lost": lost,
+    });
+    if cli.expect {
+        out["expect"] = expectation(&chiefs, &logs, &outcome, first_day, today);
+    }
+    Ok(out)
+}
+
+/// The figures the server's statistics must show for this run.
+fn expectation(
+    chiefs: &[Phone],
+    logs: &[ChiefLog],
+    outcome: &BTreeMap<String, Status>,
+    first_day: i64,
+    today: i64,
+) -> Value {
+    let rows: Vec<Value> = chiefs
+        .iter()
+        .zip(logs)
+        .map(|(phone, log)| {
+            json!({
+                "chief": phone.person.user.id,
+                "username": phone.person.user.username,
+                "patrols": log.patrols,
+                "valid": log.valid,
+                "km": (log.km * 1_000.0).round() / 1_000.0,
+            })
+        })
+        .collect();
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    for status in outcome.values() {
+        *by_status.entry(status.as_str()).or_default() += 1;
+    }
+    json!({
+        "from": china_date(first_day),
+        "to": china_date(today - 1),
+        "chiefs": rows,
+        "valid_patrols": logs.iter().map(|l| l.valid).sum::<u64>(),
+        "km": (logs.iter().map(|l| l.km).sum::<f64>() * 1_000.0).round() / 1_000.0,
+        "issues_by_status": by_status,
+    })
+}
+
+fn console_is_interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+fn print_summary(out: &Value) {
+    println!(
+        "fieldsim: {} chiefs' phones (+{} office/department), {} days offline, seed {}",
+        out["devices"], out["staff_devices"], out["days"], out["seed"]
+    );
+    println!(
+        "  recorded      {} patrols, {} problems; server holds {} documents",
+        out["patrols"], out["issues"], out["documents"]
+    );
+    println!(
+        "  wire          {} changes, {} bytes up, {} bytes down",
+        out["changes"], out["bytes_up"], out["bytes_down"]
+    );
+    println!(
+        "  chiefs' sync  round trips median {} max {}; latency p50 {:.1} ms p99 {:.1} ms; all in {:.2} s",
+        out["round_trips"]["median"],
+        out["round_trips"]["max"],
+        out["sync_latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        out["sync_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        out["chief_sync_wall_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "  interruptions {} answers lost, {} retries",
+        out["interrupted"], out["retries"]
+    );
+    let photos = &out["photos"];
+    println!(
+        "  photos        {} of {} chiefs' photos uploaded ({} bytes), {} after photos, {} still waiting{}",
+        photos["uploaded"],
+        photos["attached_by_chiefs"],
+        photos["bytes_up"],
+        photos["after_photos_uploaded"],
+        photos["waiting_at_end"],
+        photos["skipped_reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  refusals      {} (quarantined on phones: {})",
+        out["refusals"], out["quarantined"]
+    );
+    for (reason, count) in out["quarantine_reasons"].as_object().into_iter().flatten() {
+        println!("                {count} × {reason}");
+    }
+    println!("  lost          {}", out["lost"]);
+    println!(
+        "  wall time     {:.1} s",
+        out["wall_s"].as_f64().unwrap_or(0.0)
+    );
+    if let Some(expect) = out.get("expect") {
+        println!(
+            "expected statistics {} .. {}: {} valid patrols, {} km, problems {}",
+            expect["from"].as_str().unwrap_or(""),
+            expect["to"].as_str().unwrap_or(""),
+            expect["valid_patrols"],
+            expect["km"],
+            expect["issues_by_status"]
+        );
+        for row in expect["chiefs"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<22} patrols {:>3} valid {:>3} km {:>8.3}",
+                row["username"].as_str().unwrap_or(""),
+                row["patrols"],
+                row["valid"],
+                row["km"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(out) => {
+            if cli.json {
+                println!("{out}");
+            } else {
+                print_summary(&out);
+            }
+            if out["lost"].as_u64() != Some(0) {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("fieldsim: {e}");
+            std::process::exit(2);
+        }
+    }
+}
