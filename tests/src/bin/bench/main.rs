@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 
 mod blobs;
+mod export;
 mod photo;
 mod sync;
 mod track;
@@ -57,6 +58,25 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Exporting a district-year of statistics as XLSX and CSV (reports, tables, files timed
+    /// apart), and building the facts from real documents on a sample, extrapolated.
+    Export {
+        /// Timed exports; the median is printed.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 2_000)]
+        chiefs: usize,
+        #[arg(long, default_value_t = 100_000)]
+        patrols: usize,
+        #[arg(long, default_value_t = 20_000)]
+        issues: usize,
+        /// Patrol documents with 1 Hz tracks whose facts are built from the saved bytes.
+        #[arg(long, default_value_t = 1_000)]
+        sample_patrols: usize,
+        /// Issue documents with workflow events whose facts are built from the saved bytes.
+        #[arg(long, default_value_t = 200)]
+        sample_issues: usize,
+    },
 }
 
 fn main() {
@@ -69,6 +89,21 @@ fn main() {
             input,
         } => photo::run(runs, width, height, input.as_deref()),
         Bench::Sync { runs } => sync::run(runs),
+        Bench::Export {
+            runs,
+            chiefs,
+            patrols,
+            issues,
+            sample_patrols,
+            sample_issues,
+        } => export::run(&export::Params {
+            runs,
+            chiefs,
+            patrols,
+            issues,
+            sample_patrols,
+            sample_issues,
+        }),
         Bench::Blobs { runs } => blobs::run(runs),
     }
 }
