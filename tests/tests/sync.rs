@@ -384,12 +384,15 @@ fn automerge_sync_loop(
     Ok(trips)
 }
 
+/// Makes a forbidden change on a copy of a document, as the given phone.
+type Write = Box<dyn Fn(&Phone, &mut AutoCommit)>;
+
 struct Forbidden {
     name: &'static str,
     phone: usize,
     doc: String,
     /// Makes the forbidden change on a copy of the document.
-    write: Box<dyn Fn(&Phone, &mut AutoCommit)>,
+    write: Write,
 }
 
 #[test]
