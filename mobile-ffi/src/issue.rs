@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sync_core::doc::{self, DocKind, NewIssue};
 use sync_core::model::PhotoRole;
-use sync_core::photo::attach_photo;
+use sync_core::photo::{attach_photo, stage_photo};
 use sync_core::workflow;
 
 use crate::client::FieldClient;
@@ -148,7 +148,7 @@ impl FieldClient {
         file_path: String,
         role: PhotoRole,
     ) -> Result<PhotoRef> {
-        let (_, actor) = self.author()?;
+        let (session, actor) = self.author()?;
         let file = Path::new(&file_path);
         let _docs = self.lock_docs();
         let bytes = self.store.load_doc(&record_id)?.ok_or_else(|| {
@@ -171,16 +171,29 @@ impl FieldClient {
             }
             DocKind::Issue => {
                 let mut issue = self.issue_doc(&record_id, Some(&actor))?;
-                let photo = attach_photo(
-                    &self.store,
-                    &mut issue,
-                    file,
-                    role,
-                    &self.photos,
-                    &self.photo_dir,
-                )?;
-                self.save(&mut issue, kind, &record_id)?;
-                photo
+                if issue.edits_record(&session.user)? {
+                    let photo = attach_photo(
+                        &self.store,
+                        &mut issue,
+                        file,
+                        role,
+                        &self.photos,
+                        &self.photo_dir,
+                    )?;
+                    self.save(&mut issue, kind, &record_id)?;
+                    photo
+                } else {
+                    // A handler's after photo: uploaded with the issue's photos, referenced by
+                    // the rectification event the app appends next, not by the record.
+                    stage_photo(
+                        &self.store,
+                        &record_id,
+                        file,
+                        role,
+                        &self.photos,
+                        &self.photo_dir,
+                    )?
+                }
             }
         };
         Ok(PhotoRef::of(&photo))

@@ -159,3 +159,102 @@ fn an_unreachable_server_is_a_network_error_and_the_work_stays() {
     assert_eq!(online.sync().unwrap().docs_sent, 1);
     assert!(online.patrol(patrol).unwrap().synced);
 }
+
+fn signed_in(
+    dir: &std::path::Path,
+    base: &str,
+    user: &str,
+    clock: Arc<TestClock>,
+) -> Arc<FieldClient> {
+    let config = ClientConfig {
+        clock,
+        ..ClientConfig::new(dir, base)
+    };
+    let phone = FieldClient::open(config).expect("open the phone's store");
+    phone.login(user.into(), "demo".into()).unwrap();
+    phone
+}
+
+#[test]
+fn a_handler_rectifies_with_an_after_photo_from_the_phone() {
+    use mobile_ffi::{AssigneeDraft, EventDraft, IssueDraft, PhotoRole, Severity};
+
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::start_demo_server(&dir.path().join("server"), 900);
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let chief = chief(&dir.path().join("chief"), &base, clock.clone());
+    let office = signed_in(
+        &dir.path().join("office"),
+        &base,
+        "demo-supervisor",
+        clock.clone(),
+    );
+    let handler = signed_in(
+        &dir.path().join("handler"),
+        &base,
+        "demo-handler",
+        clock.clone(),
+    );
+    let asset = chief.me().unwrap().assets[0].clone();
+    let issue = chief
+        .report_issue(IssueDraft {
+            category: "river.garbage".into(),
+            severity: Severity::General,
+            asset_id: asset,
+            lat: 36.75,
+            lon: 117.0,
+            description: "河面漂浮垃圾".into(),
+            patrol_id: None,
+        })
+        .unwrap();
+    chief.sync().unwrap();
+    office.sync().unwrap();
+    office
+        .append_event(issue.clone(), EventDraft::Accept)
+        .unwrap();
+    let assign = EventDraft::Assign {
+        assignee: AssigneeDraft::Department {
+            name: "区水务局".into(),
+        },
+        deadline_ms: T0 + 7 * 86_400_000,
+    };
+    office.append_event(issue.clone(), assign).unwrap();
+    assert_eq!(office.sync().unwrap().refused, 0);
+
+    // The handler photographs the cleaned river and submits: the photo goes with the event,
+    // not into the reporter's photo list, so nothing is refused.
+    handler.sync().unwrap();
+    let file = dir.path().join("after.jpg");
+    image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    })
+    .save(&file)
+    .unwrap();
+    let photo = handler
+        .attach_photo(issue.clone(), file.display().to_string(), PhotoRole::After)
+        .unwrap();
+    handler
+        .append_event(
+            issue.clone(),
+            EventDraft::SubmitRectification {
+                note: "已打捞清理".into(),
+                photos: vec![photo.sha256.clone()],
+            },
+        )
+        .unwrap();
+    let report = handler.sync().unwrap();
+    assert_eq!(
+        (report.refused, report.photos_uploaded),
+        (0, 1),
+        "{report:?}"
+    );
+    assert!(handler.quarantine().unwrap().is_empty());
+
+    office.sync().unwrap();
+    let seen = office.issue(issue).unwrap();
+    assert!(
+        format!("{:?}", seen.summary.status).contains("Submitted"),
+        "{:?}",
+        seen.summary.status
+    );
+}

@@ -14,7 +14,7 @@ use super::schema::{self, Diff, Reading};
 use super::Refusal;
 use crate::doc::{Issue, Patrol};
 use crate::model::{Role, User};
-use crate::workflow::{self, Event, IssueContext, Who};
+use crate::workflow::{self, Event, IssueContext};
 
 /// The record fields of an issue, as opposed to its workflow events.
 const ISSUE_RECORD: &[&str] = &["description", "severity", "photos"];
@@ -133,10 +133,7 @@ fn issue_rules(
             return Err(Refusal::OutOfScope);
         }
         let who = workflow::relations(user, &ctx, &state);
-        let may_edit = who
-            .iter()
-            .any(|w| matches!(w, Who::Reporter | Who::Supervisor));
-        if diff.touched(ISSUE_RECORD) && !may_edit {
+        if diff.touched(ISSUE_RECORD) && !workflow::edits_record(&who) {
             return Err(Refusal::NotOwner(
                 "only the reporter or a supervisor of the issue edits its description, \
                  severity and photos"

@@ -186,6 +186,12 @@ impl IssueDoc {
         value::push_record(&mut self.doc, &events, event)
     }
 
+    /// Whether `user` may edit this issue's record fields (description, severity, photo list).
+    pub fn edits_record(&self, user: &User) -> Result<bool, DocError> {
+        let who = workflow::relations(user, &self.context()?, &self.state()?);
+        Ok(workflow::edits_record(&who))
+    }
+
     pub fn set_description(&mut self, text: &str) -> Result<(), DocError> {
         let obj = self.obj("description")?;
         self.doc.update_text(&obj, text)?;

@@ -65,11 +65,13 @@ pub fn original_path(photo_dir: &Path, sha256: &str, format: PhotoFormat) -> Pat
         .join(format!("{sha256}.{}", format.extension()))
 }
 
-/// Prepares the camera photo `file`, stores it in `photo_dir`, puts it in the outbox and
-/// references it from `record` in `role`. Returns the reference, whether new or already there.
-pub fn attach_photo(
+/// Prepares the camera photo `file`, stores it in `photo_dir` and puts it in the outbox under
+/// `record_id`, without referencing it from the record: for an after photo a handler takes,
+/// which travels in the rectification event (the photo list is its reporter's and
+/// supervisors'). Returns the reference to put in the event.
+pub fn stage_photo(
     store: &LocalStore,
-    record: &mut impl PhotoTarget,
+    record_id: &str,
     file: &Path,
     role: PhotoRole,
     opts: &PrepareOptions,
@@ -92,12 +94,25 @@ pub fn attach_photo(
     })?;
     store.enqueue_photo(
         &prepared.sha256,
-        record.record_id(),
+        record_id,
         path_text,
         prepared.jpeg.len() as u64,
     )?;
 
-    let photo = prepared.photo_ref(role);
+    Ok(prepared.photo_ref(role))
+}
+
+/// Prepares the camera photo `file`, stores it in `photo_dir`, puts it in the outbox and
+/// references it from `record` in `role`. Returns the reference, whether new or already there.
+pub fn attach_photo(
+    store: &LocalStore,
+    record: &mut impl PhotoTarget,
+    file: &Path,
+    role: PhotoRole,
+    opts: &PrepareOptions,
+    photo_dir: &Path,
+) -> Result<PhotoRef, PhotoError> {
+    let photo = stage_photo(store, record.record_id(), file, role, opts, photo_dir)?;
     let referenced = record
         .photos()?
         .iter()

@@ -48,7 +48,7 @@ mod verify;
 #[cfg(test)]
 mod testimg;
 
-pub use attach::{attach_photo, original_path, photo_path, PhotoTarget};
+pub use attach::{attach_photo, original_path, photo_path, stage_photo, PhotoTarget};
 pub use evidence::{evidence_checks, EvidenceFlag, EvidenceRules};
 pub use exif::{ExifFacts, CHINA_OFFSET_MINUTES};
 pub use prepare::{prepare, PrepareOptions, PreparedPhoto};

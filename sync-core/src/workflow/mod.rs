@@ -64,5 +64,5 @@ pub use deadline::{escalated_since_assignment, needs_escalation};
 pub use duplicates::{possible_duplicates, DuplicateCandidate};
 pub use event::{Action, Assignee, Event, EventKind};
 pub use fold::{fold, IssueState, TimelineEntry};
-pub use relations::{relations, IssueContext, SYSTEM_USER};
+pub use relations::{edits_record, relations, IssueContext, SYSTEM_USER};
 pub use table::{kinds_allowed_in, Status, Transition, Who, TRANSITIONS};

@@ -62,3 +62,10 @@ pub fn relations(user: &User, ctx: &IssueContext, state: &IssueState) -> Vec<Who
     }
     who
 }
+
+/// Whether someone in these relations to an issue may edit its record fields (description,
+/// severity, photo list): its reporter or a supervisor. Everyone else speaks through events.
+pub fn edits_record(who: &[Who]) -> bool {
+    who.iter()
+        .any(|w| matches!(w, Who::Reporter | Who::Supervisor))
+}
