@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 mod blobs;
 mod export;
 mod photo;
-mod repo;
 mod sync;
 mod track;
 
@@ -78,23 +77,6 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         sample_issues: usize,
     },
-    /// Documents merged per second: ChiefSync beside the automerge-repo sync server (Node),
-    /// the same phones' documents pushed to both (needs node and npm).
-    Repo {
-        #[arg(long, default_value_t = 500)]
-        patrols: usize,
-        #[arg(long, default_value_t = 500)]
-        issues: usize,
-        /// Phones pushing concurrently.
-        #[arg(long, default_value_t = 10)]
-        devices: usize,
-        /// Length of each patrol's 1 Hz track, in seconds.
-        #[arg(long, default_value_t = 300)]
-        track_secs: u32,
-        /// Runs on fresh servers; the median is printed.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-    },
 }
 
 fn main() {
@@ -107,13 +89,6 @@ fn main() {
             input,
         } => photo::run(runs, width, height, input.as_deref()),
         Bench::Sync { runs } => sync::run(runs),
-        Bench::Repo {
-            patrols,
-            issues,
-            devices,
-            track_secs,
-            runs,
-        } => repo::run(patrols, issues, devices, track_secs, runs),
         Bench::Blobs { runs } => blobs::run(runs),
         Bench::Export {
             runs,

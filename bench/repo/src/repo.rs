@@ -126,7 +126,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn package_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/automerge-repo-server")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../automerge-repo-server")
 }
 
 fn fail(message: &str) -> ! {
