@@ -19,6 +19,11 @@
 //! phone waits for a response, as an app syncing in the background allows; today that loses
 //! edits: `SyncClient::apply_response` clears a pushed document's unsent mark even when it
 //! was edited after the request was built, so the later edit is never sent.
+//!
+//! Runs past the default also meet a second defect (seed 1980 is one): a handler's change
+//! refused as `not_found` because the issue was reassigned away stays in the phone's copy of
+//! the issue (no snapshot realigns it, so that ids do not leak); when the issue is assigned
+//! back, the phone holds a change the server never accepted and shows a state nobody else sees.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -853,6 +858,7 @@ fn phones_and_server_converge_under_network_faults() {
     };
     let started = Instant::now();
     let mut total = Figures::default();
+    let mut failures = Vec::new();
     for seed in first..first + count {
         let outcome = catch_unwind(AssertUnwindSafe(|| run(seed, trace)))
             .unwrap_or_else(|panic| Err(format!("panicked: {panic:?}")));
@@ -869,10 +875,10 @@ fn phones_and_server_converge_under_network_faults() {
                 total.stale_unsent_marks += f.stale_unsent_marks;
                 total.refused_out_of_scope += f.refused_out_of_scope;
             }
-            Err(why) => panic!(
-                "seed {seed} did not converge: {why}\n\
-                 replay it with CHIEFSYNC_SIM_SEED={seed} cargo test -p tests --test convergence_sim"
-            ),
+            Err(why) => {
+                eprintln!("seed {seed} did not converge: {why}");
+                failures.push(seed);
+            }
         }
     }
     eprintln!(
@@ -892,4 +898,11 @@ fn phones_and_server_converge_under_network_faults() {
         total.stale_unsent_marks,
         total.refused_out_of_scope,
     );
+    if let Some(seed) = failures.first() {
+        panic!(
+            "{} of {count} seeds did not converge: {failures:?}\n\
+             replay one with CHIEFSYNC_SIM_SEED={seed} cargo test -p tests --test convergence_sim",
+            failures.len()
+        );
+    }
 }
