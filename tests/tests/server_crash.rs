@@ -31,7 +31,18 @@ const KILLS: usize = 50;
 const DEVICES_PER_CHIEF: usize = 5;
 const NOW: i64 = 1_764_400_000_000;
 
-fn start(data: &Path, addr: &str) -> Child {
+/// The running server process; killed with SIGKILL when dropped, so a failing test never
+/// leaves a server behind.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &Path, addr: &str) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crash-server"))
         .arg(data)
         .arg(addr)
@@ -39,8 +50,10 @@ fn start(data: &Path, addr: &str) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the server");
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
+    BufReader::new(stdout)
         .read_line(&mut line)
         .expect("read the server's first line");
     assert_eq!(
@@ -48,12 +61,12 @@ fn start(data: &Path, addr: &str) -> Child {
         "ready",
         "the server opens its data after a kill"
     );
-    child
+    server
 }
 
-fn kill(mut child: Child) {
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+/// SIGKILL, then reap.
+fn kill(server: Server) {
+    drop(server);
 }
 
 /// One edit a chief makes on the phone: a patrol, a problem report, or a better description of
