@@ -25,6 +25,16 @@ fn built_library() -> PathBuf {
         std::env::consts::DLL_SUFFIX
     );
     let library = profile_dir.join(name);
+    if !library.exists() {
+        // `cargo test --workspace` builds this crate's library as a dependency of other
+        // packages' tests too, and then leaves out the cdylib; build it here, once.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "mobile-ffi", "--lib"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the cdylib");
+        assert!(status.success(), "cargo build -p mobile-ffi --lib failed");
+    }
     assert!(library.exists(), "{} was not built", library.display());
     library
 }
