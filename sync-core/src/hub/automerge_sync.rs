@@ -5,7 +5,7 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
 
-use super::{to_hex, AuditEntry, Caller, Hub, HubError, HubStore};
+use super::{Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,18 +64,7 @@ impl<S: HubStore> Hub<S> {
                     code: "schema".into(),
                     message: e.to_string(),
                 })?;
-                let audit: Vec<AuditEntry> = outcome
-                    .accepted
-                    .iter()
-                    .map(|hash| AuditEntry {
-                        doc_id: doc_id.to_string(),
-                        change: to_hex(&hash.0),
-                        user: caller.user.id.clone(),
-                        device: caller.device.clone(),
-                        actor: caller.actor.to_hex_string(),
-                        received_at_ms: now_ms,
-                    })
-                    .collect();
+                let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
                 self.store
                     .save_document(doc_id, &meta, &merged.save(), &audit)?;
                 doc = merged;

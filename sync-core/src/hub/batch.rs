@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use automerge::{AutoCommit, Change, ChangeHash};
 
-use super::{to_hex, AuditEntry, Caller, Hub, HubError, HubStore, StoredDoc};
+use super::{Caller, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::doc::DocKind;
 use crate::protocol::{DocUpdate, Hash, RefusedChange, SyncRequest, SyncResponse};
@@ -201,18 +201,7 @@ impl<S: HubStore> Hub<S> {
                 id: doc_id.to_string(),
                 reason: e.to_string(),
             })?;
-            let audit: Vec<AuditEntry> = outcome
-                .accepted
-                .iter()
-                .map(|hash| AuditEntry {
-                    doc_id: doc_id.to_string(),
-                    change: to_hex(&hash.0),
-                    user: caller.user.id.clone(),
-                    device: caller.device.clone(),
-                    actor: caller.actor.to_hex_string(),
-                    received_at_ms: now_ms,
-                })
-                .collect();
+            let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
             self.store
                 .save_document(doc_id, &meta, &doc.save(), &audit)?;
         }

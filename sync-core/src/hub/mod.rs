@@ -212,6 +212,28 @@ pub struct Caller {
     pub actor: ActorId,
 }
 
+impl Caller {
+    /// The audit entries of this caller's accepted changes to one document.
+    pub fn audit(
+        &self,
+        doc_id: &str,
+        accepted: &[automerge::ChangeHash],
+        received_at_ms: i64,
+    ) -> Vec<AuditEntry> {
+        accepted
+            .iter()
+            .map(|hash| AuditEntry {
+                doc_id: doc_id.to_string(),
+                change: to_hex(&hash.0),
+                user: self.user.id.clone(),
+                device: self.device.clone(),
+                actor: self.actor.to_hex_string(),
+                received_at_ms,
+            })
+            .collect()
+    }
+}
+
 /// Documents are read, authorized, merged and written under a lock, so two devices pushing to
 /// the same document never overwrite each other's merge. Locks are striped by document id.
 const STRIPES: usize = 64;
