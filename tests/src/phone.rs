@@ -7,9 +7,10 @@ use std::time::Duration;
 use automerge::ActorId;
 use serde_json::{json, Value};
 use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
-use sync_core::doc::{parse_actor, DocKind, IssueDoc, PatrolDoc, Record};
-use sync_core::model::User;
+use sync_core::doc::{parse_actor, DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
+use sync_core::model::{Severity, System, User};
 use sync_core::store::LocalStore;
+use sync_core::track::walk_along;
 
 /// A blocking HTTP agent for loopback tests: errors are answers, not failures.
 pub fn agent() -> ureq::Agent {
@@ -228,5 +229,72 @@ impl Phone {
             }
         }
         out
+    }
+}
+
+impl Phone {
+    /// Records a patrol of `points` 1 Hz fixes along a demo asset, saved on the device.
+    pub fn record_patrol(
+        &self,
+        asset_id: &str,
+        started_ms: i64,
+        points: usize,
+        seed: u64,
+    ) -> (String, PatrolDoc) {
+        let asset = server::demo::facts()
+            .asset(asset_id)
+            .expect("a demo asset")
+            .clone();
+        let mut patrol = PatrolDoc::create(
+            self.actor.clone(),
+            &NewPatrol {
+                system: asset.system,
+                asset: asset.id.clone(),
+                chief: self.user.id.clone(),
+                division: asset.division.clone(),
+                device: self.device_id.clone(),
+                started_at_ms: started_ms,
+            },
+        )
+        .expect("create the patrol");
+        patrol
+            .append_track(&walk_along(&asset.geometry, started_ms, points, seed))
+            .expect("record the track");
+        let id = patrol.view().expect("patrol view").id;
+        self.save(&mut patrol, DocKind::Patrol, &id);
+        (id, patrol)
+    }
+
+    /// Reports a problem of the asset's system on a demo asset, saved on the device.
+    pub fn report(&self, asset_id: &str, at_ms: i64, text: &str) -> String {
+        let asset = server::demo::facts()
+            .asset(asset_id)
+            .expect("a demo asset")
+            .clone();
+        let category = match asset.system {
+            System::River => "river.garbage",
+            System::Forest => "forest.fire_hazard",
+            System::Field => "field.non_agricultural",
+        };
+        let mut issue = IssueDoc::report(
+            self.actor.clone(),
+            &self.user,
+            &self.device_id,
+            at_ms,
+            &NewIssue {
+                system: asset.system,
+                category: category.into(),
+                severity: Severity::General,
+                asset: asset.id.clone(),
+                division: asset.division.clone(),
+                location: [117.0, 36.75],
+                description: text.into(),
+                patrol: None,
+            },
+        )
+        .expect("report the issue");
+        let id = issue.view().expect("issue view").id;
+        self.save(&mut issue, DocKind::Issue, &id);
+        id
     }
 }

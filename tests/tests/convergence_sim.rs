@@ -15,10 +15,9 @@
 //! 250), `CHIEFSYNC_SIM_FIRST` moves the first one, and `CHIEFSYNC_SIM_SEED=<n>` replays one
 //! seed with a trace of what happened.
 //!
-//! People work between syncs. `CHIEFSYNC_SIM_WORK_DURING_SYNC=1` lets them edit while their
-//! phone waits for a response, as an app syncing in the background allows; today that loses
-//! edits: `SyncClient::apply_response` clears a pushed document's unsent mark even when it
-//! was edited after the request was built, so the later edit is never sent.
+//! People also edit while their phone waits for a response, as an app syncing in the
+//! background allows (`CHIEFSYNC_SIM_WORK_DURING_SYNC=0` turns that off): an edit saved after
+//! the request was built must still be sent by a later sync.
 //!
 //! Runs past the default also meet a second defect (seed 1980 is one): a handler's change
 //! refused as `not_found` because the issue was reassigned away stays in the phone's copy of
@@ -288,7 +287,7 @@ impl World {
             next_attempt: 1,
             tick: 0,
             trace,
-            work_during_sync: env("CHIEFSYNC_SIM_WORK_DURING_SYNC") == Some(1),
+            work_during_sync: env("CHIEFSYNC_SIM_WORK_DURING_SYNC") != Some(0),
         }
     }
 

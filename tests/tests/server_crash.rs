@@ -19,12 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use automerge::{AutoCommit, ChangeHash};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use server::demo::{self, CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF};
+use server::demo::{CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF};
 use server::storage::SledStore;
-use sync_core::doc::{DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
+use sync_core::doc::DocKind;
 use sync_core::hub::HubStore;
-use sync_core::model::{Role, Severity, System};
-use sync_core::track::walk_along;
+use sync_core::model::Role;
 use tests::phone::Phone;
 
 const KILLS: usize = 50;
@@ -75,56 +74,14 @@ fn edit(phone: &Phone, rng: &mut StdRng, n: usize) {
     let Role::Chief { jurisdiction, .. } = &phone.user.role else {
         unreachable!("only chiefs patrol here")
     };
-    let asset = demo::facts()
-        .asset(&jurisdiction.assets[0])
-        .unwrap()
-        .clone();
+    let asset = &jurisdiction.assets[0];
     let at = NOW + n as i64 * 60_000;
     match rng.random_range(0..3) {
         0 => {
-            let mut patrol = PatrolDoc::create(
-                phone.actor.clone(),
-                &NewPatrol {
-                    system: asset.system,
-                    asset: asset.id.clone(),
-                    chief: phone.user.id.clone(),
-                    division: asset.division.clone(),
-                    device: phone.device_id.clone(),
-                    started_at_ms: at,
-                },
-            )
-            .unwrap();
-            patrol
-                .append_track(&walk_along(&asset.geometry, at, 30, rng.random()))
-                .unwrap();
-            let id = patrol.view().unwrap().id;
-            phone.save(&mut patrol, DocKind::Patrol, &id);
+            phone.record_patrol(asset, at, 30, rng.random());
         }
         1 => {
-            let mut issue = IssueDoc::report(
-                phone.actor.clone(),
-                &phone.user,
-                &phone.device_id,
-                at,
-                &NewIssue {
-                    system: asset.system,
-                    category: match asset.system {
-                        System::River => "river.garbage",
-                        System::Forest => "forest.fire_hazard",
-                        System::Field => "field.non_agricultural",
-                    }
-                    .into(),
-                    severity: Severity::General,
-                    asset: asset.id.clone(),
-                    division: asset.division.clone(),
-                    location: [117.0, 36.75],
-                    description: format!("{} 第{n}次发现", phone.device_id),
-                    patrol: None,
-                },
-            )
-            .unwrap();
-            let id = issue.view().unwrap().id;
-            phone.save(&mut issue, DocKind::Issue, &id);
+            phone.report(asset, at, &format!("{} 第{n}次发现", phone.device_id));
         }
         _ => {
             let ids = phone

@@ -13,11 +13,10 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use server::demo::{self, CHIEF, CHIEF_2, FOREST_CHIEF, HANDLER, SUPERVISOR};
-use sync_core::doc::{actor_for, DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
+use sync_core::doc::{actor_for, DocKind, IssueDoc, NewIssue, PatrolDoc, Record};
 use sync_core::hub::HubStore;
 use sync_core::model::{Role, Severity, System, User};
 use sync_core::protocol::{DocPush, SyncRequest, MAX_MESSAGE_BYTES};
-use sync_core::track::walk_along;
 use sync_core::workflow::{Action, Assignee, Status};
 use tests::phone::{self, Phone};
 use tests::server::RunningServer;
@@ -45,54 +44,11 @@ fn heads_of(server: &RunningServer, id: &str) -> Vec<String> {
 }
 
 fn new_patrol(phone: &Phone, asset_id: &str, started: i64, seed: u64) -> (String, PatrolDoc) {
-    let asset = demo::facts().asset(asset_id).unwrap().clone();
-    let mut patrol = PatrolDoc::create(
-        phone.actor.clone(),
-        &NewPatrol {
-            system: asset.system,
-            asset: asset.id.clone(),
-            chief: phone.user.id.clone(),
-            division: asset.division.clone(),
-            device: phone.device_id.clone(),
-            started_at_ms: started,
-        },
-    )
-    .unwrap();
-    patrol
-        .append_track(&walk_along(&asset.geometry, started, 120, seed))
-        .unwrap();
-    let id = patrol.view().unwrap().id;
-    phone.save(&mut patrol, DocKind::Patrol, &id);
-    (id, patrol)
+    phone.record_patrol(asset_id, started, 120, seed)
 }
 
 fn new_issue(phone: &Phone, asset_id: &str, at: i64, text: &str) -> String {
-    let asset = demo::facts().asset(asset_id).unwrap().clone();
-    let mut issue = IssueDoc::report(
-        phone.actor.clone(),
-        &phone.user,
-        &phone.device_id,
-        at,
-        &NewIssue {
-            system: asset.system,
-            category: match asset.system {
-                System::River => "river.garbage",
-                System::Forest => "forest.fire_hazard",
-                System::Field => "field.non_agricultural",
-            }
-            .into(),
-            severity: Severity::General,
-            asset: asset.id.clone(),
-            division: asset.division.clone(),
-            location: [117.0, 36.75],
-            description: text.into(),
-            patrol: None,
-        },
-    )
-    .unwrap();
-    let id = issue.view().unwrap().id;
-    phone.save(&mut issue, DocKind::Issue, &id);
-    id
+    phone.report(asset_id, at, text)
 }
 
 fn demo_server(dir: &Path) -> RunningServer {
@@ -961,4 +917,48 @@ fn a_new_jurisdiction_adds_and_removes_documents_at_the_next_sync() {
         after.iter().any(|id| !before.contains(id)),
         "the new one arrived"
     );
+}
+
+#[test]
+fn an_edit_saved_while_a_sync_is_on_its_way_is_sent_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server(dir.path());
+    let store = tempfile::tempdir().unwrap();
+    let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
+    chief.sync(NOW).unwrap();
+    let id = new_issue(&chief, "river-thh-01", NOW, "护栏损坏");
+
+    // The app's background sync builds its request; meanwhile the chief keeps typing.
+    let client = chief.client();
+    let request = client.build_request().unwrap();
+    let mut issue = chief.issue(&id).unwrap();
+    issue.set_description("护栏损坏，约3米").unwrap();
+    chief.save(&mut issue, DocKind::Issue, &id);
+    let reply = phone::post_bytes(
+        &server.base,
+        Some(&chief.token),
+        "/api/v1/sync",
+        &request.encode(),
+    );
+    let response = sync_core::protocol::SyncResponse::decode(&reply.bytes).unwrap();
+    let mut report = sync_core::client::SyncReport::default();
+    client
+        .apply_response(&request, &response, NOW, &mut report)
+        .unwrap();
+    assert!(
+        client.dirty().unwrap().contains(&id),
+        "the edit is still to send"
+    );
+
+    chief.sync(NOW).unwrap();
+    let stored = server.state().store.document(&id).unwrap().unwrap();
+    assert_eq!(
+        IssueDoc::load(&stored.bytes)
+            .unwrap()
+            .view()
+            .unwrap()
+            .description,
+        "护栏损坏，约3米"
+    );
+    assert!(client.dirty().unwrap().is_empty());
 }

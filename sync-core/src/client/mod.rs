@@ -212,9 +212,13 @@ impl<'a> SyncClient<'a> {
             }
             if update.missing.is_empty() {
                 self.put_server_heads(&update.doc_id, &update.heads)?;
-                let pushed = request.docs.iter().any(|p| p.doc_id == update.doc_id);
-                if pushed {
-                    dirty.remove(&update.doc_id);
+                let push = request.docs.iter().find(|p| p.doc_id == update.doc_id);
+                if let Some(push) = push {
+                    // An edit saved while the request was on its way is not in it: the
+                    // document stays marked until that edit has been sent too.
+                    if !self.edited_since(push, &update.heads)? {
+                        dirty.remove(&update.doc_id);
+                    }
                 }
             } else {
                 // The server lost what we thought it had: resend the whole history next time.
@@ -234,6 +238,25 @@ impl<'a> SyncClient<'a> {
         self.store
             .put_meta(CURSOR_KEY, &response.cursor.to_le_bytes())?;
         Ok(again)
+    }
+
+    /// Whether the device's copy has a head that neither the pushed request nor the server's
+    /// answer knows: a local edit saved after the request was built.
+    fn edited_since(&self, push: &DocPush, server_heads: &[Hash]) -> Result<bool, ClientError> {
+        let Some(mut doc) = self.load(&push.doc_id)? else {
+            return Ok(false);
+        };
+        let pushed: BTreeSet<Hash> = push
+            .changes
+            .iter()
+            .filter_map(|raw| Change::from_bytes(raw.clone()).ok())
+            .map(|c| c.hash().0)
+            .collect();
+        Ok(doc.get_heads().iter().any(|h| {
+            !pushed.contains(&h.0)
+                && !server_heads.contains(&h.0)
+                && !push.server_heads.contains(&h.0)
+        }))
     }
 
     fn merge_changes(&self, update: &DocUpdate) -> Result<(), ClientError> {
