@@ -767,13 +767,11 @@ impl World {
         }
         for (n, phone) in self.phones.iter().enumerate() {
             // The one refusal honest people meet: the server judges scope by the document as
-            // it is now, so an issue reassigned elsewhere while its handler worked offline
-            // refuses the handler's change (kept in the phone's quarantine, not lost).
+            // it is at that moment, so an issue reassigned elsewhere while its handler worked
+            // offline refuses the handler's change (kept in the phone's quarantine, not lost,
+            // and taken out of the phone's copy), even if the issue comes back to them later.
             for q in phone.store.quarantined().map_err(|e| e.to_string())? {
-                let left_scope = metas
-                    .iter()
-                    .any(|m| m.id == q.doc_id && !in_scope(&phone.caller.user, m));
-                if !(left_scope && q.reason.starts_with("not_found")) {
+                if !q.reason.starts_with("not_found") {
                     return Err(format!(
                         "phone-{n}: an honest change was refused: {} on {}",
                         q.reason, q.doc_id

@@ -198,6 +198,9 @@ impl<'a> SyncClient<'a> {
             report.refused += update.refused.len();
             if !update.refused.is_empty() {
                 self.quarantine(update, now_ms)?;
+                if update.snapshot.is_none() {
+                    self.drop_refused(update)?;
+                }
             }
             if let Some(snapshot) = &update.snapshot {
                 AutoCommit::load(snapshot).map_err(|e| ClientError::BadChange(e.to_string()))?;
@@ -257,6 +260,36 @@ impl<'a> SyncClient<'a> {
                 && !server_heads.contains(&h.0)
                 && !push.server_heads.contains(&h.0)
         }))
+    }
+
+    /// Takes refused changes (already quarantined) and everything built on them out of the
+    /// device's copy, when the server sent no version to realign with (a document that is no
+    /// longer in the user's scope): the copy must never show what the server did not accept.
+    fn drop_refused(&self, update: &DocUpdate) -> Result<(), ClientError> {
+        let Some(mut doc) = self.load(&update.doc_id)? else {
+            return Ok(());
+        };
+        let mut dropped: BTreeSet<Hash> = update.refused.iter().map(|r| r.hash).collect();
+        let mut kept = Vec::new();
+        // Changes come in causal order, so a change's dependencies are decided before it.
+        for change in doc.get_changes(&[]) {
+            let hash = change.hash().0;
+            if dropped.contains(&hash) || change.deps().iter().any(|d| dropped.contains(&d.0)) {
+                dropped.insert(hash);
+            } else {
+                kept.push(change.clone());
+            }
+        }
+        if kept.is_empty() {
+            self.store.remove_doc(&update.doc_id)?;
+            return Ok(());
+        }
+        let mut rebuilt = AutoCommit::new();
+        rebuilt
+            .apply_changes(kept)
+            .map_err(|e| ClientError::BadChange(e.to_string()))?;
+        self.store.compact_doc(&update.doc_id, &rebuilt.save())?;
+        Ok(())
     }
 
     fn merge_changes(&self, update: &DocUpdate) -> Result<(), ClientError> {
