@@ -26,14 +26,16 @@ fn built_library() -> PathBuf {
     );
     let library = profile_dir.join(name);
     if !library.exists() {
-        // `cargo test --workspace` builds this crate's library as a dependency of other
-        // packages' tests too, and then leaves out the cdylib; build it here, once.
+        // `cargo test` builds this crate's library only as the tests' rlib and leaves out the
+        // cdylib. Ask for it with the same selection `cargo test --workspace` made (libraries,
+        // binaries and tests of the whole workspace, so the same features): everything else is
+        // already fresh and only the cdylib is linked.
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "mobile-ffi", "--lib"])
+            .args(["build", "--workspace", "--lib", "--bins", "--tests"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build for the cdylib");
-        assert!(status.success(), "cargo build -p mobile-ffi --lib failed");
+        assert!(status.success(), "building the cdylib failed");
     }
     assert!(library.exists(), "{} was not built", library.display());
     library
