@@ -12,7 +12,7 @@
 //! the server after newer ones (a proxy retrying, a stuck connection).
 //!
 //! Everything random comes from the seed. `CHIEFSYNC_SIM_SEEDS=5000` runs more seeds (default
-//! 250), `CHIEFSYNC_SIM_FIRST` moves the first one, and `CHIEFSYNC_SIM_SEED=<n>` replays one
+//! 150), `CHIEFSYNC_SIM_FIRST` moves the first one, and `CHIEFSYNC_SIM_SEED=<n>` replays one
 //! seed with a trace of what happened.
 //!
 //! People also edit while their phone waits for a response, as an app syncing in the
@@ -46,7 +46,7 @@ use sync_core::workflow::{self, Action, Assignee, EventKind};
 
 /// 2026-05-01 00:00 China time; one simulated tick is one second.
 const T0: i64 = 1_777_564_800_000;
-const DEFAULT_SEEDS: u64 = 250;
+const DEFAULT_SEEDS: u64 = 150;
 /// Ticks of faulty network before it heals.
 const CHAOS_TICKS: u64 = 80;
 /// Documents per run, so that a run's cost stays bounded.
