@@ -131,22 +131,14 @@ impl FieldClient {
         }
         let reference = self.account.reference()?;
         let session = self.account.session();
-        let (level, division) = match session.as_ref().map(|s| &s.user.role) {
-            Some(Role::Chief {
-                level,
-                jurisdiction,
-                ..
-            }) => (*level, jurisdiction.division.clone()),
-            _ => (patrol.division.level(), patrol.division.clone()),
-        };
-        let rules = reference.rules.rules_for(patrol.system, level, &division);
-        let geometry = reference
-            .assets
-            .iter()
-            .find(|a| a.id == patrol.asset)
-            .map(|a| &a.geometry);
-        let mock = patrol.flags.get("mock_location").copied().unwrap_or(false);
-        let validation = sync_core::rules::validate(&points, geometry, mock, rules);
+        let chief = session.as_ref().map(|s| &s.user.role);
+        let validation = sync_core::rules::validate_patrol(
+            &patrol,
+            &points,
+            chief,
+            &reference.rules,
+            &reference.assets,
+        );
         let facts = self.local_facts(&patrol.id)?;
         Ok(PatrolSummary::of(
             patrol,

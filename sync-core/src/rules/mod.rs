@@ -141,6 +141,33 @@ impl RuleSet {
     }
 }
 
+/// Checks a patrol with the rules for its chief — the chief's level and division when `chief`
+/// is their role, else the patrol's own division — against the corridor of its asset, with the
+/// phone's mock-location flag. The phone's summary and the statistics both judge this way.
+pub fn validate_patrol(
+    patrol: &crate::doc::Patrol,
+    points: &[crate::model::TrackPoint],
+    chief: Option<&crate::model::Role>,
+    rules: &RuleSet,
+    assets: &[crate::model::Asset],
+) -> PatrolValidation {
+    let (level, division) = match chief {
+        Some(crate::model::Role::Chief {
+            level,
+            jurisdiction,
+            ..
+        }) => (*level, jurisdiction.division.clone()),
+        _ => (patrol.division.level(), patrol.division.clone()),
+    };
+    let rules = rules.rules_for(patrol.system, level, &division);
+    let corridor = assets
+        .iter()
+        .find(|a| a.id == patrol.asset)
+        .map(|a| &a.geometry);
+    let mock = patrol.flags.get("mock_location").copied().unwrap_or(false);
+    validate(points, corridor, mock, rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

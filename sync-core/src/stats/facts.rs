@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Reference;
 use crate::doc::{self, DocError, DocKind, Issue, IssueDoc, Patrol, PatrolDoc};
 use crate::model::{DivisionCode, Level, Role, Severity, System, TrackPoint};
-use crate::rules::{validate, PatrolFlag};
+use crate::rules::{validate_patrol, PatrolFlag};
 use crate::workflow::{EventKind, IssueState};
 
 /// A patrol whose first GPS fix and the phone's start time differ by more than this is flagged
@@ -43,22 +43,8 @@ impl PatrolFact {
     /// reference data; the patrol's own division when the chief is unknown) against the
     /// asset's corridor.
     pub fn of(patrol: &Patrol, points: &[TrackPoint], reference: &Reference) -> Self {
-        let (level, division) = match reference.user(&patrol.chief).map(|u| &u.role) {
-            Some(Role::Chief {
-                level,
-                jurisdiction,
-                ..
-            }) => (*level, jurisdiction.division.clone()),
-            _ => (patrol.division.level(), patrol.division.clone()),
-        };
-        let rules = reference.rules.rules_for(patrol.system, level, &division);
-        let corridor = reference
-            .assets
-            .iter()
-            .find(|a| a.id == patrol.asset)
-            .map(|a| &a.geometry);
-        let mock = patrol.flags.get("mock_location").copied().unwrap_or(false);
-        let check = validate(points, corridor, mock, rules);
+        let chief = reference.user(&patrol.chief).map(|u| &u.role);
+        let check = validate_patrol(patrol, points, chief, reference.rules, reference.assets);
         let first_fix = check.stats.started_ms;
         let skewed_start =
             first_fix.is_some_and(|t| (t - patrol.started_at_ms).abs() > CLOCK_SKEW_TOLERANCE_MS);
