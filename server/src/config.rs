@@ -85,6 +85,10 @@ pub struct Cli {
     )]
     pub duplicate_radius_m: f64,
 
+    /// Days after which a photo upload left unfinished is removed (default 7).
+    #[arg(long, env = "CHIEFSYNC_ABANDONED_UPLOAD_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..), value_name = "DAYS")]
+    pub abandoned_upload_days: u32,
+
     /// Largest photo accepted, bytes (default 8 MiB).
     #[arg(long, env = "CHIEFSYNC_MAX_PHOTO_BYTES", default_value_t = crate::blobs::DEFAULT_MAX_PHOTO_BYTES, value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
     pub max_photo_bytes: u64,
@@ -131,6 +135,9 @@ impl Cli {
                 overdue_grace_ms: i64::from(self.overdue_grace_hours) * 3_600_000,
                 deadline_check_every: std::time::Duration::from_secs(self.deadline_check_secs),
                 duplicate_radius_m: self.duplicate_radius_m.max(0.0),
+                abandoned_upload_after: std::time::Duration::from_secs(
+                    u64::from(self.abandoned_upload_days) * 86_400,
+                ),
             },
             ..Settings::new(&self.data_dir)
         }

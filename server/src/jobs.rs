@@ -1,4 +1,5 @@
-//! Background work on a timer: the deadline job (督办) and patrol-quota reminders.
+//! Background work on a timer: the deadline job (督办), patrol-quota reminders, and removing
+//! photo uploads abandoned half-way.
 //!
 //! Every `deadline_check_every` the job looks at each assigned issue; one whose deadline passed
 //! more than the grace period ago gets an `escalated` event, appended by the server in the name
@@ -34,6 +35,9 @@ pub struct WorkflowSettings {
     pub deadline_check_every: Duration,
     /// Two open issues of the same category closer than this are possible duplicates.
     pub duplicate_radius_m: f64,
+    /// A photo upload left unfinished this long is removed by the job (the phone starts it
+    /// again from the beginning if it ever comes back).
+    pub abandoned_upload_after: Duration,
 }
 
 impl Default for WorkflowSettings {
@@ -42,6 +46,7 @@ impl Default for WorkflowSettings {
             overdue_grace_ms: 0,
             deadline_check_every: Duration::from_secs(300),
             duplicate_radius_m: 50.0,
+            abandoned_upload_after: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -237,15 +242,23 @@ pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> 
                 let due = reminders(job.store.as_ref(), &sync_core::hub::system_user(), now)
                     .map(|r| r.len())
                     .unwrap_or(0);
-                Ok::<_, HubError>((run, due))
+                let cutoff = std::time::SystemTime::now()
+                    .checked_sub(job.workflow.abandoned_upload_after)
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                let expired = job.blobs.expire_abandoned(cutoff).unwrap_or_else(|err| {
+                    tracing::error!(error = %err, "removing abandoned uploads failed");
+                    0
+                });
+                Ok::<_, HubError>((run, due, expired))
             })
             .await;
             match result {
-                Ok(Ok((run, due))) => tracing::info!(
+                Ok(Ok((run, due, expired))) => tracing::info!(
                     checked = run.checked,
                     overdue = run.overdue,
                     escalated = run.escalated.len(),
                     chiefs_behind_quota = due,
+                    abandoned_uploads_removed = expired,
                     "deadline job"
                 ),
                 Ok(Err(err)) => tracing::error!(error = %err, "deadline job failed"),

@@ -20,6 +20,7 @@ macro_rules! blob_conformance_tests {
             commit_is_visible_whole_and_once,
             partial_uploads_resume_and_replace_resent_chunks,
             partial_uploads_are_kept_per_uploader,
+            idle_partial_uploads_expire_and_fresh_ones_stay,
             thumbnails_round_trip,
             damaged_bytes_are_reported_not_served,
             names_that_are_not_hashes_are_refused,
@@ -164,4 +165,40 @@ pub(crate) fn reopen_keeps_blobs_partials_and_thumbnails(h: &impl Harness) {
     assert_eq!(store.read(&record.sha256).unwrap(), Some(bytes));
     assert!(store.thumbnail(&record.sha256).unwrap().is_some());
     assert_eq!(store.partial_len(&k).unwrap(), Some(1_234));
+}
+
+pub(crate) fn idle_partial_uploads_expire_and_fresh_ones_stay(h: &impl Harness) {
+    use std::time::{Duration, SystemTime};
+
+    let store = h.open();
+    let (record, bytes) = sample(7);
+    let chief = key(&record.sha256, "u-demo-chief");
+    let other = key(&record.sha256, "u-demo-chief-2");
+    store.write_partial(&chief, 0, &bytes[..1_000]).unwrap();
+    store.write_partial(&other, 0, &bytes[..2_000]).unwrap();
+    // Nothing is idle since an hour ago.
+    let hour_ago = SystemTime::now() - Duration::from_secs(3_600);
+    assert!(store.idle_partials(hour_ago).unwrap().is_empty());
+    // Both are idle since a moment from now; removing one leaves the other uploader's bytes.
+    let soon = SystemTime::now() + Duration::from_secs(60);
+    let idle = store.idle_partials(soon).unwrap();
+    assert_eq!(idle.len(), 2);
+    assert!(idle.iter().all(|p| p.sha256 == record.sha256));
+    assert!(
+        !store.discard_idle(&idle[0], hour_ago).unwrap(),
+        "not idle by that cutoff"
+    );
+    assert!(store.discard_idle(&idle[0], soon).unwrap());
+    assert!(!store.discard_idle(&idle[0], soon).unwrap(), "already gone");
+    let left = [&chief, &other]
+        .iter()
+        .filter(|k| store.partial_len(k).unwrap().is_some())
+        .count();
+    assert_eq!(left, 1);
+    // A name that is not one of the store's partials is refused, never turned into a path.
+    let forged = super::IdlePartial {
+        sha256: record.sha256.clone(),
+        name: format!("{}/../../objects", record.sha256),
+    };
+    assert!(store.discard_idle(&forged, soon).is_err());
 }

@@ -18,10 +18,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::{is_sha256, BlobError, BlobRecord, BlobStore, UploadKey};
+use super::{is_sha256, BlobError, BlobRecord, BlobStore, IdlePartial, UploadKey};
 
 #[derive(Debug)]
 pub struct FileBlobs {
@@ -214,6 +215,45 @@ impl BlobStore for FileBlobs {
         match fs::remove_file(self.incoming(key)?) {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
+        }
+    }
+
+    fn idle_partials(&self, cutoff: SystemTime) -> Result<Vec<IdlePartial>, BlobError> {
+        let mut idle = Vec::new();
+        for entry in fs::read_dir(self.root.join("incoming"))? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Some((sha256, _user)) = name.split_once('.') else {
+                continue;
+            };
+            if is_sha256(sha256) && entry.metadata()?.modified()? < cutoff {
+                idle.push(IdlePartial {
+                    sha256: sha256.to_owned(),
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(idle)
+    }
+
+    fn discard_idle(&self, partial: &IdlePartial, cutoff: SystemTime) -> Result<bool, BlobError> {
+        if !partial.name.starts_with(checked(&partial.sha256)?) || partial.name.contains('/') {
+            return Err(
+                io::Error::new(ErrorKind::InvalidInput, "not a partial upload name").into(),
+            );
+        }
+        let path = self.root.join("incoming").join(&partial.name);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.modified()? < cutoff => {
+                fs::remove_file(&path)?;
+                sync_dir(path.parent().expect("incoming has a directory"))?;
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 

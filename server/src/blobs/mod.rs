@@ -20,6 +20,7 @@ pub use files::FileBlobs;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher};
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sync_core::photo::{
@@ -80,10 +81,23 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn write_partial(&self, key: &UploadKey, offset: u64, bytes: &[u8]) -> Result<u64, BlobError>;
     fn read_partial(&self, key: &UploadKey) -> Result<Vec<u8>, BlobError>;
     fn discard_partial(&self, key: &UploadKey) -> Result<(), BlobError>;
+    /// Interrupted uploads nobody has written to since `cutoff`.
+    fn idle_partials(&self, cutoff: SystemTime) -> Result<Vec<IdlePartial>, BlobError>;
+    /// Removes `partial` if it is still untouched since `cutoff`; whether it was removed.
+    fn discard_idle(&self, partial: &IdlePartial, cutoff: SystemTime) -> Result<bool, BlobError>;
 
     /// A cached thumbnail, verified against its checksum.
     fn thumbnail(&self, sha256: &str) -> Result<Option<Vec<u8>>, BlobError>;
     fn put_thumbnail(&self, sha256: &str, jpeg: &[u8]) -> Result<(), BlobError>;
+}
+
+/// An interrupted upload found idle, named as the store names it (uploader ids are not kept in
+/// the clear, so it is not an [`UploadKey`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdlePartial {
+    pub sha256: String,
+    /// The store's own name of this uploader's partial.
+    pub name: String,
 }
 
 /// Whether `name` is a blob name: 64 lower-case hex digits. Checked before a name reaches a path.
@@ -270,6 +284,18 @@ impl Blobs {
         })
     }
 
+    /// Removes interrupted uploads untouched since `cutoff` (phones that gave a photo up, or were
+    /// reset) and returns how many. Each is removed under its blob's lock after checking again
+    /// that it is still idle, so an upload resumed at that moment keeps its bytes.
+    pub fn expire_abandoned(&self, cutoff: SystemTime) -> Result<usize, BlobError> {
+        let mut removed = 0;
+        for partial in self.store.idle_partials(cutoff)? {
+            let _guard = self.lock(&partial.sha256);
+            removed += usize::from(self.store.discard_idle(&partial, cutoff)?);
+        }
+        Ok(removed)
+    }
+
     /// A complete blob with its record.
     pub fn read(&self, sha256: &str) -> Result<Option<(BlobRecord, Vec<u8>)>, BlobError> {
         let Some(record) = self.store.record(sha256)? else {
@@ -338,5 +364,46 @@ mod tests {
         assert!(!is_sha256(&"AB".repeat(32)));
         assert!(!is_sha256(&"a".repeat(63)));
         assert!(!is_sha256(&format!("../{}", "a".repeat(61))));
+    }
+
+    #[test]
+    fn abandoned_uploads_expire_and_the_phone_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::new(Box::new(FileBlobs::open(dir.path()).unwrap()), 1 << 20);
+        let key = UploadKey {
+            sha256: "ab".repeat(32),
+            user: "u-demo-chief".into(),
+        };
+        let range = ChunkRange {
+            first: 0,
+            last: 99,
+            total: 1_000,
+        };
+        let put = blobs.put_chunk(&key, range, &[7; 100], 0).unwrap();
+        assert_eq!(put, Put::Partial(100));
+        let now = SystemTime::now();
+        assert_eq!(
+            blobs
+                .expire_abandoned(now - std::time::Duration::from_secs(60))
+                .unwrap(),
+            0
+        );
+        assert_eq!(blobs.held(&key).unwrap(), Held::Partial(100));
+        let later = now + std::time::Duration::from_secs(60);
+        assert_eq!(blobs.expire_abandoned(later).unwrap(), 1);
+        assert_eq!(blobs.held(&key).unwrap(), Held::Missing);
+        // The phone asks for its offset, hears nothing is held, and sends from the start.
+        let again = ChunkRange {
+            first: 100,
+            last: 199,
+            total: 1_000,
+        };
+        assert!(matches!(
+            blobs.put_chunk(&key, again, &[7; 100], 0),
+            Err(UploadError::OffsetMismatch {
+                first: 100,
+                held: 0
+            })
+        ));
     }
 }
