@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod blobs;
 mod export;
 mod photo;
+mod server;
 mod sync;
 mod track;
 
@@ -77,6 +78,20 @@ enum Bench {
         #[arg(long, default_value_t = 200)]
         sample_issues: usize,
     },
+    /// The field simulator (1,000 chiefs' phones × 7 days by default) against a release
+    /// server on this machine: time of each phase, merged and converged, wire figures, lost,
+    /// and the server's peak memory.
+    Server {
+        #[arg(long, default_value_t = 1_000)]
+        devices: usize,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Phones working or syncing at the same time.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
 }
 
 fn main() {
@@ -90,6 +105,17 @@ fn main() {
         } => photo::run(runs, width, height, input.as_deref()),
         Bench::Sync { runs } => sync::run(runs),
         Bench::Blobs { runs } => blobs::run(runs),
+        Bench::Server {
+            devices,
+            days,
+            seed,
+            concurrency,
+        } => server::run(&server::Params {
+            devices,
+            days,
+            seed,
+            concurrency,
+        }),
         Bench::Export {
             runs,
             chiefs,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mobile_ffi::{
     AssigneeDraft, CheckResult, ClientConfig, Clock, EventDraft, FieldClient, IssueDraft,
@@ -13,8 +13,10 @@ use mobile_ffi::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sync_core::client::SyncClient;
+use sync_core::doc::{parse_actor, DocKind, PatrolDoc};
 use sync_core::model::{Asset, TrackPoint};
-use sync_core::track::walk_along;
+use sync_core::track::{walk_along, CHUNK_POINTS};
 use sync_core::workflow::Status;
 
 use crate::http::{Relay, Result};
@@ -39,14 +41,18 @@ impl Clock for SimClock {
     }
 }
 
+/// One person's phone. Its `FieldClient` is opened when the phone is used and closed after
+/// each step of the simulation (`close`), as an app is started and stopped: a thousand open
+/// device stores would hold a thousand caches at once.
 #[derive(Debug)]
 pub struct Phone {
     pub person: Person,
-    pub client: Arc<FieldClient>,
+    client: Mutex<Option<Arc<FieldClient>>>,
     pub clock: Arc<SimClock>,
     /// Set for phones whose first sync loses the server's answer.
     pub relay: Option<Relay>,
     dir: PathBuf,
+    server_url: String,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -68,19 +74,37 @@ impl Phone {
         };
         let clock = Arc::new(SimClock::default());
         clock.set(now);
-        let mut config = ClientConfig::new(dir, relay.as_ref().map_or(server, |r| r.url.as_str()));
-        config.clock = clock.clone();
-        let client = FieldClient::open(config).map_err(err)?;
-        client
-            .login(person.user.username.clone(), PASSWORD.into())
-            .map_err(|e| format!("{} logs in: {e}", person.user.username))?;
-        Ok(Phone {
+        let phone = Phone {
+            server_url: relay.as_ref().map_or(server, |r| r.url.as_str()).to_owned(),
             person,
-            client,
+            client: Mutex::new(None),
             clock,
             relay,
             dir: dir.to_path_buf(),
-        })
+        };
+        phone
+            .client()?
+            .login(phone.person.user.username.clone(), PASSWORD.into())
+            .map_err(|e| format!("{} logs in: {e}", phone.person.user.username))?;
+        Ok(phone)
+    }
+
+    /// The phone's `FieldClient`, opened on its store if it is closed.
+    pub fn client(&self) -> Result<Arc<FieldClient>> {
+        let mut open = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = open.as_ref() {
+            return Ok(client.clone());
+        }
+        let mut config = ClientConfig::new(&self.dir, &self.server_url);
+        config.clock = self.clock.clone();
+        let client = FieldClient::open(config).map_err(err)?;
+        *open = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Closes the app: the store is released once the last call using it returns.
+    pub fn close(&self) {
+        self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// A small camera JPEG, different for every `n`, written where the camera would leave it.
@@ -135,6 +159,51 @@ fn track(walk: Walk, asset: &Asset, start: i64, rng: &mut StdRng) -> Vec<TrackPo
     }
 }
 
+/// How GPS fixes reach a patrol document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Recorder {
+    /// Fix by fix through `FieldClient::add_track_point`, each fix flushed to the phone's crash
+    /// buffer before the next: the app's own path, point for point.
+    Fix,
+    /// A minute of fixes at a time: each chunk appended to the patrol document and saved as
+    /// the app's recorder does when its buffer fills (same chunks, same document). Only the
+    /// per-fix crash buffer, which never leaves the phone, is not written.
+    Chunk,
+}
+
+/// Records `points` into the patrol as the chosen recorder does.
+fn record(phone: &Phone, recorder: Recorder, patrol: &str, points: &[TrackPoint]) -> Result<()> {
+    match recorder {
+        Recorder::Fix => {
+            for p in points {
+                phone.clock.set(p.t_ms);
+                phone
+                    .client()?
+                    .add_track_point(patrol.to_owned(), p.lat, p.lon, p.t_ms, p.accuracy_m)
+                    .map_err(err)?;
+            }
+        }
+        Recorder::Chunk => {
+            let client = phone.client()?;
+            let store = client.store();
+            let actor = parse_actor(&client.me().map_err(err)?.actor_id).map_err(err)?;
+            let bytes = store
+                .load_doc(patrol)
+                .map_err(err)?
+                .ok_or("a started patrol is not in the store")?;
+            let mut doc = PatrolDoc::load(&bytes).map_err(err)?.with_actor(actor);
+            for chunk in points.chunks(CHUNK_POINTS) {
+                phone.clock.set(chunk[chunk.len() - 1].t_ms);
+                doc.append_track(chunk).map_err(err)?;
+                SyncClient::new(store)
+                    .save(&mut doc, DocKind::Patrol, patrol)
+                    .map_err(err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What one chief's phone recorded, as the statistics should count it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChiefLog {
@@ -146,7 +215,13 @@ pub struct ChiefLog {
 }
 
 /// `days` days of a chief's work, offline, from `first_day` (a China-time midnight).
-pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result<ChiefLog> {
+pub fn chief_days(
+    phone: &Phone,
+    recorder: Recorder,
+    first_day: i64,
+    days: u32,
+    seed: u64,
+) -> Result<ChiefLog> {
     let mut rng = StdRng::seed_from_u64(seed);
     let asset = phone
         .person
@@ -154,7 +229,7 @@ pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result
         .clone()
         .ok_or("a chief without an asset")?;
     let items: Vec<String> = phone
-        .client
+        .client()?
         .check_items()
         .map_err(err)?
         .into_iter()
@@ -162,7 +237,7 @@ pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result
         .map(|c| c.code)
         .collect();
     let categories: Vec<String> = phone
-        .client
+        .client()?
         .categories()
         .map_err(err)?
         .into_iter()
@@ -183,15 +258,12 @@ pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result
             _ => Walk::Normal,
         };
         phone.clock.set(start);
-        let patrol = phone.client.start_patrol(asset.id.clone()).map_err(err)?;
+        let patrol = phone
+            .client()?
+            .start_patrol(asset.id.clone())
+            .map_err(err)?;
         let points = track(walk, &asset, start, &mut rng);
-        for p in &points {
-            phone.clock.set(p.t_ms);
-            phone
-                .client
-                .add_track_point(patrol.clone(), p.lat, p.lon, p.t_ms, p.accuracy_m)
-                .map_err(err)?;
-        }
+        record(phone, recorder, &patrol, &points)?;
         for item in &items {
             let result = if rng.random_bool(0.1) {
                 CheckResult::Problem
@@ -199,20 +271,20 @@ pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result
                 CheckResult::Ok
             };
             phone
-                .client
+                .client()?
                 .set_check_item(patrol.clone(), item.clone(), result, String::new())
                 .map_err(err)?;
         }
         if walk == Walk::Spoofed {
             phone
-                .client
+                .client()?
                 .set_patrol_flag(patrol.clone(), "mock_location".into(), true)
                 .map_err(err)?;
         }
         if !categories.is_empty() && rng.random_bool(0.35) {
             let at = points[points.len() / 2];
             let issue = phone
-                .client
+                .client()?
                 .report_issue(IssueDraft {
                     category: categories[rng.random_range(0..categories.len())].clone(),
                     severity: match rng.random_range(0..10) {
@@ -229,7 +301,7 @@ pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result
                 .map_err(err)?;
             let photo = phone.take_photo(seed.wrapping_mul(1_000) + u64::from(day))?;
             phone
-                .client
+                .client()?
                 .attach_photo(issue.clone(), photo, PhotoRole::Before)
                 .map_err(err)?;
             log.photos += 1;
@@ -238,7 +310,7 @@ pub fn chief_days(phone: &Phone, first_day: i64, days: u32, seed: u64) -> Result
         let end = points.last().map_or(start, |p| p.t_ms) + 1_000;
         phone.clock.set(end);
         let summary = phone
-            .client
+            .client()?
             .finish_patrol(patrol, "巡查完毕".into())
             .map_err(err)?;
         log.patrols += 1;
@@ -255,7 +327,7 @@ fn with_status(
     status: Status,
 ) -> Result<Vec<(String, String)>> {
     Ok(phone
-        .client
+        .client()?
         .issues(IssueFilter {
             status: Some(status),
             open_only: false,
@@ -270,7 +342,7 @@ fn with_status(
 
 fn act(phone: &Phone, issue: &str, event: EventDraft) -> Result<()> {
     phone
-        .client
+        .client()?
         .append_event(issue.to_owned(), event)
         .map_err(|e| format!("{} on {issue}: {e}", phone.person.user.username))
 }

@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use sync_core::workflow::Status;
 
-use field::{ChiefLog, Phone, DAY_MS};
+use field::{ChiefLog, Phone, Recorder, DAY_MS};
 use http::{Api, Result};
 
 #[derive(Parser, Debug)]
@@ -56,6 +56,10 @@ struct Cli {
     admin_user: String,
     #[arg(long, default_value = "demo")]
     admin_password: String,
+    /// How GPS fixes are recorded: `fix` through the phone library fix by fix (the app's path,
+    /// each fix flushed), `chunk` a minute at a time into the same documents (much faster).
+    #[arg(long, value_enum, default_value_t = Recorder::Fix)]
+    recorder: Recorder,
     /// Phones working or syncing at the same time.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -68,6 +72,10 @@ struct Cli {
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
+    /// The server's process id, when it runs on this machine: the CPU time it spends in each
+    /// phase is reported beside the simulator's own (Linux, from /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Also print the figures the statistics must show: patrols, valid patrols and km per
     /// chief, problems by status.
     #[arg(long)]
@@ -123,6 +131,103 @@ fn pool<T: Sync, R: Send>(
         .collect()
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`; `None` where
+/// there is no such file.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the third, the state.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Where a phase's time went: wall time, and CPU time of the server and of the simulator.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spent {
+    wall: Duration,
+    server_cpu: f64,
+    simulator_cpu: f64,
+}
+
+/// The time of each phase of a run, in the order they ran.
+#[derive(Debug)]
+struct Phases {
+    list: Vec<(&'static str, Spent)>,
+    server_pid: Option<String>,
+    since: Instant,
+    server_cpu: f64,
+    simulator_cpu: f64,
+}
+
+impl Phases {
+    fn start(server_pid: Option<u32>) -> Self {
+        let server_pid = server_pid.map(|p| p.to_string());
+        Phases {
+            server_cpu: server_pid.as_deref().and_then(cpu_seconds).unwrap_or(0.0),
+            simulator_cpu: cpu_seconds("self").unwrap_or(0.0),
+            list: Vec::new(),
+            server_pid,
+            since: Instant::now(),
+        }
+    }
+
+    /// Ends the running phase, adding its time to `name`, and starts the next one.
+    fn lap(&mut self, name: &'static str) {
+        let server_cpu = self
+            .server_pid
+            .as_deref()
+            .and_then(cpu_seconds)
+            .unwrap_or(0.0);
+        let simulator_cpu = cpu_seconds("self").unwrap_or(0.0);
+        let spent = Spent {
+            wall: self.since.elapsed(),
+            server_cpu: server_cpu - self.server_cpu,
+            simulator_cpu: simulator_cpu - self.simulator_cpu,
+        };
+        (self.since, self.server_cpu, self.simulator_cpu) =
+            (Instant::now(), server_cpu, simulator_cpu);
+        match self.list.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => {
+                total.wall += spent.wall;
+                total.server_cpu += spent.server_cpu;
+                total.simulator_cpu += spent.simulator_cpu;
+            }
+            None => self.list.push((name, spent)),
+        }
+    }
+
+    fn wall(&self, name: &str) -> f64 {
+        self.list
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0.0, |(_, s)| s.wall.as_secs_f64())
+    }
+
+    /// `[{"phase", "wall_s", "simulator_cpu_s", "server_cpu_s"?}]` in the order they ran.
+    fn json(&self) -> Value {
+        let round = |v: f64| (v * 1_000.0).round() / 1_000.0;
+        self.list
+            .iter()
+            .map(|(n, s)| {
+                let mut phase = json!({
+                    "phase": n,
+                    "wall_s": round(s.wall.as_secs_f64()),
+                    "simulator_cpu_s": round(s.simulator_cpu),
+                });
+                if self.server_pid.is_some() {
+                    phase["server_cpu_s"] = json!(round(s.server_cpu));
+                }
+                phase
+            })
+            .collect()
+    }
+}
+
+/// The phases during which the server merges and everyone converges: every sync and the
+/// comparison of every phone with the server. The offline days and the staff's own edits are
+/// people's time, not the system's.
+const MERGE_PHASES: [&str; 4] = ["chiefs_sync", "staff_sync", "final_sync", "check"];
+
 /// What one phone's sync cost.
 #[derive(Debug, Default, Clone)]
 struct SyncFigures {
@@ -131,6 +236,7 @@ struct SyncFigures {
     bytes_up: u64,
     bytes_down: u64,
     changes: u64,
+    docs_received: u64,
     refused: u64,
     photos_uploaded: u64,
     photos_waiting: u64,
@@ -148,13 +254,14 @@ fn sync(phone: &Phone, lose_answer: bool) -> Result<SyncFigures> {
     loop {
         figures.attempts += 1;
         let started = Instant::now();
-        match phone.client.sync() {
+        match phone.client()?.sync() {
             Ok(report) => {
                 figures.latency = started.elapsed();
                 figures.round_trips = report.round_trips;
                 figures.bytes_up = report.bytes_up;
                 figures.bytes_down = report.bytes_down;
                 figures.changes = u64::from(report.changes_sent);
+                figures.docs_received = u64::from(report.docs_received);
                 figures.refused = u64::from(report.refused);
                 figures.photos_uploaded = u64::from(report.photos_uploaded);
                 figures.photos_waiting = u64::from(report.photos_waiting);
@@ -178,7 +285,8 @@ fn sync(phone: &Phone, lose_answer: bool) -> Result<SyncFigures> {
 
 /// Documents on a phone: id → sorted hex heads.
 fn phone_heads(phone: &Phone) -> Result<BTreeMap<String, Vec<String>>> {
-    let store = phone.client.store();
+    let client = phone.client()?;
+    let store = client.store();
     let mut out = BTreeMap::new();
     for kind in [
         sync_core::store::DocKind::Patrol,
@@ -198,14 +306,9 @@ fn phone_heads(phone: &Phone) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(out)
 }
 
-/// Documents where a phone and the server disagree about what the person should hold.
-fn differences(phone: &Phone, server: &str) -> Result<usize> {
-    let checker = Api::login(
-        server,
-        &phone.person.user.username,
-        people::PASSWORD,
-        "fieldsim-check",
-    )?;
+/// Documents where a phone and the server disagree about what the person should hold, asked of
+/// the server as that person (`checker`, signed in on a device of its own).
+fn differences(phone: &Phone, checker: &Api) -> Result<usize> {
     let expected = checker.doc_heads()?;
     let held = phone_heads(phone)?;
     let missing_or_different = expected
@@ -240,6 +343,7 @@ fn bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
 
 fn run(cli: &Cli) -> Result<Value> {
     let started = Instant::now();
+    let mut phases = Phases::start(cli.server_pid);
     let quiet = !console_is_interactive();
     let admin = Api::login(
         &cli.server,
@@ -247,7 +351,8 @@ fn run(cli: &Cli) -> Result<Value> {
         &cli.admin_password,
         "fieldsim-admin",
     )?;
-    let people = people::create_people(&admin, cli.devices, cli.seed)?;
+    let people = people::create_people(&admin, cli.devices, cli.seed, cli.concurrency)?;
+    phases.lap("accounts");
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let root = cli
         .data_dir
@@ -271,6 +376,7 @@ fn run(cli: &Cli) -> Result<Value> {
             interrupted[i],
             now,
         )
+        .inspect(Phone::close)
     })?;
     setup.finish();
     let open_staff = |list: &[people::Person], what: &str| -> Result<Vec<Phone>> {
@@ -289,29 +395,56 @@ fn run(cli: &Cli) -> Result<Value> {
     };
     let offices = open_staff(&people.supervisors, "office")?;
     let handlers = open_staff(&people.handlers, "handler")?;
+    // The convergence check asks the server as each person, from a device of its own; signing
+    // those in now keeps the password hashing out of the check's time.
+    let everyone_people: Vec<&people::Person> = chiefs
+        .iter()
+        .chain(&offices)
+        .chain(&handlers)
+        .map(|p| &p.person)
+        .collect();
+    let checkers = pool(
+        &everyone_people,
+        cli.concurrency,
+        &ProgressBar::hidden(),
+        |_, p| {
+            Api::login(
+                &cli.server,
+                &p.user.username,
+                people::PASSWORD,
+                "fieldsim-check",
+            )
+        },
+    )?;
+    phases.lap("sign_in");
 
     // Offline days.
     let days = bar(chiefs.len(), quiet, "days offline");
     let logs: Vec<ChiefLog> = pool(&chiefs, cli.concurrency, &days, |i, phone| {
-        field::chief_days(
+        let log = field::chief_days(
             phone,
+            cli.recorder,
             first_day,
             cli.days,
             cli.seed.wrapping_mul(1_000_003) + i as u64,
-        )
+        );
+        phone.close();
+        log
     })?;
     days.finish();
+    phases.lap("offline");
 
     // Everyone back in signal: chiefs sync concurrently in random order.
     let mut order: Vec<usize> = (0..chiefs.len()).collect();
     order.shuffle(&mut rng);
-    let sync_started = Instant::now();
     let back = bar(order.len(), quiet, "chiefs sync");
     let mut figures = pool(&order, cli.concurrency, &back, |_, &i| {
-        sync(&chiefs[i], true)
+        let figures = sync(&chiefs[i], true);
+        chiefs[i].close();
+        figures
     })?;
     back.finish();
-    let sync_wall = sync_started.elapsed();
+    phases.lap("chiefs_sync");
 
     // The loop: assign, rectify, verify, each on its own phone, synced between steps.
     let staff_now = now_ms();
@@ -323,8 +456,10 @@ fn run(cli: &Cli) -> Result<Value> {
     }
     let ours: BTreeSet<String> = outcome.keys().cloned().collect();
     let mut staff_sync = |phone: &Phone| -> Result<()> {
+        phases.lap("staff_work");
         phone.clock.set(now_ms());
         figures.push(sync(phone, false)?);
+        phases.lap("staff_sync");
         Ok(())
     };
     for office in &offices {
@@ -360,19 +495,25 @@ fn run(cli: &Cli) -> Result<Value> {
         phone.clock.set(now_ms());
     }
     figures.extend(pool(&everyone, cli.concurrency, &last, |_, phone| {
-        sync(phone, false)
+        let figures = sync(phone, false);
+        phone.close();
+        figures
     })?);
     last.finish();
+    phases.lap("final_sync");
     let check = bar(everyone.len(), quiet, "convergence check");
-    let lost: usize = pool(&everyone, cli.concurrency, &check, |_, phone| {
-        differences(phone, &cli.server)
-    })?
-    .into_iter()
-    .sum();
+    let checked = pool(&everyone, cli.concurrency, &check, |i, phone| {
+        let lost = differences(phone, &checkers[i]);
+        let quarantine = phone.client()?.quarantine().map_err(|e| e.to_string());
+        phone.close();
+        Ok((lost?, quarantine?))
+    })?;
     check.finish();
+    phases.lap("check");
+    let lost: usize = checked.iter().map(|(lost, _)| lost).sum();
     let mut quarantine_reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for phone in &everyone {
-        for change in phone.client.quarantine().map_err(|e| e.to_string())? {
+    for (phone, (_, quarantine)) in everyone.iter().zip(&checked) {
+        for change in quarantine {
             *quarantine_reasons
                 .entry(format!(
                     "{}: {}",
@@ -418,7 +559,10 @@ fn run(cli: &Cli) -> Result<Value> {
         "bytes_down": sum(&|f| f.bytes_down),
         "round_trips": { "median": percentile(&trips, 50.0), "max": trips.last().copied().unwrap_or(0.0) },
         "sync_latency_ms": { "p50": percentile(&latency, 50.0), "p99": percentile(&latency, 99.0) },
-        "chief_sync_wall_s": sync_wall.as_secs_f64(),
+        "docs_received": sum(&|f| f.docs_received),
+        "chief_sync_wall_s": phases.wall("chiefs_sync"),
+        "phases": phases.json(),
+        "merged_and_converged_s": MERGE_PHASES.iter().map(|p| phases.wall(p)).sum::<f64>(),
         "wall_s": started.elapsed().as_secs_f64(),
         "interrupted": chief_syncs.iter().filter(|f| f.attempts > 1).count(),
         "retries": figures.iter().map(|f| u64::from(f.attempts - 1)).sum::<u64>(),
@@ -527,8 +671,21 @@ fn print_summary(out: &Value) {
         println!("                {count} × {reason}");
     }
     println!("  lost          {}", out["lost"]);
+    for phase in out["phases"].as_array().into_iter().flatten() {
+        let name = phase["phase"].as_str().unwrap_or("");
+        let server = phase["server_cpu_s"]
+            .as_f64()
+            .map(|s| format!(", server CPU {s:.1} s"))
+            .unwrap_or_default();
+        println!(
+            "  {name:<13} {:>7.1} s wall, simulator CPU {:.1} s{server}",
+            phase["wall_s"].as_f64().unwrap_or(0.0),
+            phase["simulator_cpu_s"].as_f64().unwrap_or(0.0)
+        );
+    }
     println!(
-        "  wall time     {:.1} s",
+        "  merged and converged {:.1} s (every sync and the check); wall time {:.1} s",
+        out["merged_and_converged_s"].as_f64().unwrap_or(0.0),
         out["wall_s"].as_f64().unwrap_or(0.0)
     );
     if let Some(expect) = out.get("expect") {

@@ -61,7 +61,7 @@ fn at_level<'a>(
         .find(|d| d.level() == level && d.code.contains(place))
 }
 
-pub fn create_people(admin: &Api, devices: usize, seed: u64) -> Result<People> {
+pub fn create_people(admin: &Api, devices: usize, seed: u64, concurrency: usize) -> Result<People> {
     let decode = |e: serde_json::Error| e.to_string();
     let divisions: Vec<Division> =
         serde_json::from_value(admin.ok("GET", "/api/v1/admin/divisions", None)?)
@@ -79,7 +79,7 @@ pub fn create_people(admin: &Api, devices: usize, seed: u64) -> Result<People> {
         .code
         .clone();
 
-    let mut chiefs = Vec::with_capacity(devices);
+    let mut wanted_chiefs = Vec::with_capacity(devices);
     for i in 0..devices {
         let asset = &assets[i % assets.len()];
         // Mostly village chiefs, then subdistrict, a few district chiefs, as in the district.
@@ -102,12 +102,21 @@ pub fn create_people(admin: &Api, devices: usize, seed: u64) -> Result<People> {
             },
         };
         let name = format!("{}{}{}号", division.name, asset.system.chief_title(), i + 1);
-        let user = create(admin, &format!("sim{seed}-chief-{i:04}"), &name, &role)?;
-        chiefs.push(Person {
-            user,
-            asset: Some(asset.clone()),
-        });
+        wanted_chiefs.push((format!("sim{seed}-chief-{i:04}"), name, role, asset));
     }
+    // One account at a time per connection: the server hashes each password (argon2), which
+    // is the whole cost of creating an account, so a batch endpoint would save nothing.
+    let chiefs = crate::pool(
+        &wanted_chiefs,
+        concurrency,
+        &indicatif::ProgressBar::hidden(),
+        |_, (username, name, role, asset)| {
+            Ok(Person {
+                user: create(admin, username, name, role)?,
+                asset: Some((*asset).clone()),
+            })
+        },
+    )?;
 
     let (mut supervisors, mut handlers) = (Vec::new(), Vec::new());
     for system in System::ALL {
