@@ -1,9 +1,10 @@
 //! Access tokens: HS256 JWTs with `sub` (user id), `dev` (device id), `sess` (device session),
-//! `iss`, `aud`, `iat`, `exp` and the signing key's `kid` in the header.
+//! `iss`, `aud`, `iat`, `nbf`, `exp` and the signing key's `kid` in the header.
 //!
 //! Verification refuses every algorithm but HS256 (including `none`, which the JWT library cannot
-//! even parse), an unknown `kid`, a bad signature, expiry, and a wrong audience or issuer, and
-//! names the failed check. Whether the user is active and the device session still live is
+//! even parse), an unknown `kid`, a bad signature, expiry, a `nbf` in the future, a wrong audience
+//! or issuer, and time claims that are not numbers (`"exp": "9999999999"`), and names the failed
+//! check. Whether the user is active and the device session still live is
 //! checked by the caller extractor against storage, not here.
 
 use jsonwebtoken::errors::ErrorKind;
@@ -15,7 +16,7 @@ use crate::error::ApiError;
 
 pub const ISSUER: &str = "chiefsync";
 pub const AUDIENCE: &str = "chiefsync-api";
-/// Clock skew tolerated on `exp`, seconds.
+/// Clock skew tolerated on `exp` and `nbf`, seconds.
 const LEEWAY_SECS: u64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,9 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     pub iat: u64,
+    /// Not before. Tokens signed before `nbf` was issued lack it; they are valid from `iat`.
+    #[serde(default)]
+    pub nbf: u64,
     pub exp: u64,
 }
 
@@ -55,6 +59,7 @@ impl TokenService {
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         Ok(Self {
             kid: key.kid().to_owned(),
@@ -88,6 +93,7 @@ impl TokenService {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: now_secs,
+            nbf: now_secs,
             exp: now_secs + self.access_ttl_secs,
         };
         let mut header = Header::new(Algorithm::HS256);
@@ -96,7 +102,7 @@ impl TokenService {
             .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
     }
 
-    /// Checks algorithm, key id, signature, expiry, audience and issuer.
+    /// Checks algorithm, key id, signature, expiry, not-before, audience and issuer.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::unauthorized("invalid_token", "malformed token header"))?;
@@ -112,23 +118,40 @@ impl TokenService {
                 "token signed with an unknown key",
             ));
         }
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|err| {
-                let (code, message) = match err.kind() {
-                    ErrorKind::ExpiredSignature => ("token_expired", "token expired"),
-                    ErrorKind::InvalidAudience => {
-                        ("invalid_audience", "token for another audience")
-                    }
-                    ErrorKind::InvalidIssuer => ("invalid_issuer", "token from another issuer"),
-                    ErrorKind::InvalidSignature => ("invalid_signature", "bad token signature"),
-                    ErrorKind::InvalidAlgorithm => {
-                        ("invalid_algorithm", "only HS256 tokens are accepted")
-                    }
-                    _ => ("invalid_token", "malformed token"),
-                };
-                ApiError::unauthorized(code, message)
-            })
+        // Decoded loosely first, so that the library's checks of the time, audience and issuer
+        // claims run (and name what failed) before the claims are read into their types.
+        let claims =
+            jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &self.validation)
+                .map(|data| data.claims)
+                .map_err(|err| {
+                    let (code, message) = match err.kind() {
+                        ErrorKind::ExpiredSignature => ("token_expired", "token expired"),
+                        ErrorKind::ImmatureSignature => {
+                            ("token_not_yet_valid", "token not valid yet (nbf)")
+                        }
+                        // A claim of the wrong type (`"exp": "9999999999"`) does not count as present.
+                        ErrorKind::InvalidClaimFormat(_) | ErrorKind::MissingRequiredClaim(_) => (
+                            "invalid_claim",
+                            "a token claim is missing or has the wrong type",
+                        ),
+                        ErrorKind::InvalidAudience => {
+                            ("invalid_audience", "token for another audience")
+                        }
+                        ErrorKind::InvalidIssuer => ("invalid_issuer", "token from another issuer"),
+                        ErrorKind::InvalidSignature => ("invalid_signature", "bad token signature"),
+                        ErrorKind::InvalidAlgorithm => {
+                            ("invalid_algorithm", "only HS256 tokens are accepted")
+                        }
+                        _ => ("invalid_token", "malformed token"),
+                    };
+                    ApiError::unauthorized(code, message)
+                })?;
+        serde_json::from_value(claims).map_err(|_| {
+            ApiError::unauthorized(
+                "invalid_claim",
+                "a token claim is missing or has the wrong type",
+            )
+        })
     }
 }
 
@@ -156,6 +179,15 @@ mod tests {
             ("u1", "phone", 3)
         );
         assert_eq!(claims.exp, now + 60);
+        assert_eq!((claims.iss.as_str(), claims.nbf), (ISSUER, now));
+    }
+
+    #[test]
+    fn a_token_from_the_future_is_refused_until_its_nbf() {
+        let svc = service();
+        let later = jsonwebtoken::get_current_timestamp() + 3_600;
+        let token = svc.issue("u1", "p", 1, later).unwrap();
+        assert_eq!(code(svc.verify(&token).unwrap_err()), "token_not_yet_valid");
     }
 
     #[test]

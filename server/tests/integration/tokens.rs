@@ -145,6 +145,157 @@ async fn forged_and_stale_tokens_get_401() {
     raw.expect_error(401, "missing_token");
 }
 
+/// Signs `claims` with `secret` under `kid`, as someone holding another key would.
+fn sign_with(secret: &[u8], kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
+}
+
+fn claims_with(changes: Value) -> Value {
+    let mut claims = claims("u-demo-chief", "phone", 1);
+    for (key, value) in changes.as_object().unwrap() {
+        match value {
+            Value::Null => claims.as_object_mut().unwrap().remove(key),
+            _ => claims
+                .as_object_mut()
+                .unwrap()
+                .insert(key.clone(), value.clone()),
+        };
+    }
+    claims
+}
+
+#[actix_web::test]
+async fn tokens_from_another_key_the_future_or_another_issuer_get_401() {
+    let s = TestServer::demo().await;
+    let grant = s.login(CHIEF, "phone").await;
+    let issued = grant["access_token"].as_str().unwrap();
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(issued.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["iss"], ISSUER, "{payload}");
+    let nbf = payload["nbf"].as_u64().expect("issued tokens carry nbf");
+    assert!(
+        nbf <= now() && nbf >= payload["iat"].as_u64().unwrap(),
+        "{payload}"
+    );
+
+    let kid = s.state.tokens.kid().to_owned();
+    let other_secret = b"another-server-signing-key-9876543210-abc";
+    let other_kid = server::auth::signing_key::SigningKey::from_secret(other_secret)
+        .unwrap()
+        .kid()
+        .to_owned();
+    // Each refused token differs from an accepted one in the single claim or key named.
+    let accepted = [
+        ("as issued", claims_with(json!({}))),
+        ("nbf now", claims_with(json!({"nbf": now()}))),
+        (
+            "nbf within the clock leeway",
+            claims_with(json!({"nbf": now() + 2})),
+        ),
+        (
+            "numeric exp far ahead",
+            claims_with(json!({"exp": 9_999_999_999u64})),
+        ),
+    ];
+    for (name, claims) in accepted {
+        let reply = s
+            .get("/api/v1/me", &sign(Algorithm::HS256, &kid, &claims))
+            .await;
+        assert!(
+            reply.status.is_success(),
+            "{name}: {} {}",
+            reply.status,
+            reply.body
+        );
+    }
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "another key under our kid",
+            sign_with(other_secret, &kid, &claims_with(json!({}))),
+            "invalid_signature",
+        ),
+        (
+            "another key under its own kid",
+            sign_with(other_secret, &other_kid, &claims_with(json!({}))),
+            "unknown_key",
+        ),
+        (
+            "nbf an hour ahead",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                &claims_with(json!({"nbf": now() + 3600})),
+            ),
+            "token_not_yet_valid",
+        ),
+        (
+            "nbf as a string",
+            sign(Algorithm::HS256, &kid, &claims_with(json!({"nbf": "0"}))),
+            "invalid_claim",
+        ),
+        (
+            "exp as a string",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                &claims_with(json!({"exp": "9999999999"})),
+            ),
+            "invalid_claim",
+        ),
+        (
+            "exp missing",
+            sign(Algorithm::HS256, &kid, &claims_with(json!({"exp": null}))),
+            "invalid_claim",
+        ),
+        (
+            "iss of another service",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                &claims_with(json!({"iss": "keycloak"})),
+            ),
+            "invalid_issuer",
+        ),
+        (
+            "iss empty",
+            sign(Algorithm::HS256, &kid, &claims_with(json!({"iss": ""}))),
+            "invalid_issuer",
+        ),
+        (
+            "sess as a string",
+            sign(Algorithm::HS256, &kid, &claims_with(json!({"sess": "1"}))),
+            "invalid_claim",
+        ),
+        (
+            "iss missing",
+            sign(Algorithm::HS256, &kid, &claims_with(json!({"iss": null}))),
+            "invalid_claim",
+        ),
+        (
+            "iss as a list holding ours",
+            sign(
+                Algorithm::HS256,
+                &kid,
+                &claims_with(json!({"iss": ["keycloak", ISSUER]})),
+            ),
+            "invalid_claim",
+        ),
+    ];
+    for (name, token, code) in cases {
+        let reply = s.get("/api/v1/me", &token).await;
+        assert_eq!(reply.status.as_u16(), 401, "{name}: {}", reply.body);
+        assert_eq!(reply.body["error"], code, "{name}: {}", reply.body);
+        assert!(reply.body["message"].is_string(), "{name}: {}", reply.body);
+    }
+}
+
 #[actix_web::test]
 async fn revoked_devices_and_deactivated_users_fail_at_once() {
     let s = TestServer::demo().await;
