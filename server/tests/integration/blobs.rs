@@ -384,6 +384,154 @@ async fn refused_uploads_get_their_status_and_leave_nothing_behind() {
         .expect(201, "");
 }
 
+/// Uploads `body` whole, declared as `content_type` (the type a client claims, which must not
+/// matter).
+async fn put_as(s: &TestServer, token: &str, body: &[u8], content_type: &str) -> Raw {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut res = client
+        .put(format!("{}/api/v1/blobs/{}", s.base, sha256_hex(body)))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .insert_header(("Content-Type", content_type))
+        .insert_header(("Content-Disposition", "attachment; filename=\"photo.jpg\""))
+        .send_body(body.to_vec())
+        .await
+        .expect("request sent");
+    let body = res.body().await.expect("body").to_vec();
+    Raw {
+        status: res.status(),
+        headers: res.headers().clone(),
+        body,
+    }
+}
+
+/// A minimal ZIP archive holding one stored file, as a GIFAR-style polyglot appends it.
+fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {
+    let crc = crc32fast::hash(data);
+    let mut out = Vec::new();
+    let local = |out: &mut Vec<u8>, sig: &[u8]| {
+        out.extend_from_slice(sig);
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+    };
+    local(&mut out, b"PK\x03\x04");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(data);
+    let directory = out.len() as u32;
+    out.extend_from_slice(b"PK\x01\x02\x14\x00");
+    local(&mut out, b"");
+    out.extend_from_slice(&[0; 12]);
+    out.extend_from_slice(name.as_bytes());
+    let directory_len = out.len() as u32 - directory;
+    out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+    out.extend_from_slice(&directory_len.to_le_bytes());
+    out.extend_from_slice(&directory.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// A JPEG with a comment segment right after its start-of-image marker.
+fn with_comment(jpeg: &[u8], comment: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&(comment.len() as u16 + 2).to_be_bytes());
+    out.extend_from_slice(comment);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[actix_web::test]
+async fn markup_and_polyglots_sent_as_jpeg_are_refused_by_their_bytes() {
+    let s = TestServer::demo().await;
+    let chief = s.token(CHIEF, "phone-1").await;
+    let photo = jpeg(400, 300, 6);
+    let page = b"<!DOCTYPE html><html><body><script>fetch('/api/v1/issues')</script></body></html>";
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect width="9" height="9"/></svg>"#;
+    let xml_svg = [b"<?xml version=\"1.0\"?>\n".as_slice(), svg].concat();
+    let mut png = Vec::new();
+    DynamicImage::ImageRgb8(RgbImage::from_pixel(32, 32, image::Rgb([20, 90, 160])))
+        .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+        .unwrap();
+    // The comment is valid JPEG; it is the markup in the first kilobyte that is refused.
+    let commented = with_comment(&photo, b"<html><script>alert(1)</script></html>");
+    let jpeg_magic_html = [b"\xFF\xD8\xFF\xE0".as_slice(), page].concat();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("an HTML page", page.to_vec(), "not_an_image"),
+        ("an SVG named photo.jpg", svg.to_vec(), "not_an_image"),
+        ("an SVG with an XML declaration", xml_svg, "not_an_image"),
+        (
+            "HTML behind a JPEG signature",
+            jpeg_magic_html,
+            "corrupt_image",
+        ),
+        (
+            "a JPEG followed by a page",
+            [photo.as_slice(), page].concat(),
+            "unsupported_image",
+        ),
+        (
+            "a JPEG that is also a ZIP (GIFAR)",
+            [
+                photo.as_slice(),
+                &zip_with("Evil.class", b"\xCA\xFE\xBA\xBE"),
+            ]
+            .concat(),
+            "unsupported_image",
+        ),
+        (
+            "a JPEG whose ZIP directory hides in a comment",
+            {
+                let zip = zip_with("x.html", page);
+                let mut out = with_comment(&photo, b"x");
+                // The archive's end record must end the file: put the JPEG's end inside the
+                // archive comment instead.
+                out.truncate(out.len() - 2);
+                let mut tail = zip;
+                let n = tail.len();
+                tail[n - 2..].copy_from_slice(&2u16.to_le_bytes());
+                out.extend_from_slice(&tail);
+                out.extend_from_slice(&[0xFF, 0xD9]);
+                out
+            },
+            "",
+        ),
+        ("markup in a JPEG comment", commented, "unsupported_image"),
+        (
+            "a PNG followed by a page",
+            [png.as_slice(), page].concat(),
+            "unsupported_image",
+        ),
+    ];
+    for (name, body, code) in &cases {
+        let reply = put_as(&s, &chief, body, "image/jpeg").await;
+        assert_eq!(
+            reply.status.as_u16(),
+            422,
+            "{name}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        if !code.is_empty() {
+            assert_eq!(reply.json()["error"], *code, "{name}: {}", reply.json());
+        }
+        assert!(reply.json()["message"].is_string(), "{name}");
+        assert_eq!(
+            head(&s, &chief, &sha256_hex(body)).await.status,
+            StatusCode::NOT_FOUND,
+            "{name} was kept"
+        );
+    }
+    // The very same picture without the extra bytes is a photo, whatever type it is sent as.
+    put_as(&s, &chief, &photo, "text/html")
+        .await
+        .expect(201, "");
+    put_as(&s, &chief, &png, "image/jpeg").await.expect(201, "");
+}
+
 /// Creates a patrol of `demo-chief` on his first river segment referencing `photos`, and pushes
 /// it through `/sync` as his phone would. Returns the patrol id.
 async fn push_patrol(
@@ -498,6 +646,17 @@ async fn photos_are_served_to_those_who_see_a_referencing_document() {
         let got = send(&s, "GET", &format!("/api/v1/blobs/{sha}"), token, &[], None).await;
         got.expect(200, "");
         assert_eq!(got.headers.get("content-type").unwrap(), "image/jpeg");
+        assert_eq!(
+            got.headers.get("x-content-type-options").unwrap(),
+            "nosniff"
+        );
+        assert!(got
+            .headers
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("sandbox"));
         assert_eq!(got.body, photo);
     }
     // A chief of another village does not see the patrol, so not its photos either.

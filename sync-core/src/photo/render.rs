@@ -106,8 +106,14 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, Pho
 }
 
 /// Whether a JPEG's segments and entropy-coded scans run, in order, to an end-of-image marker.
-/// Bytes after the marker (some phones append their own data there) are allowed.
+/// Bytes after the marker (some phones append their own data to camera files) are allowed here;
+/// the server's upload check refuses them.
 fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
+    jpeg_end(bytes).is_some()
+}
+
+/// Where a JPEG's end-of-image marker ends, following its segments and scans in order.
+pub(super) fn jpeg_end(bytes: &[u8]) -> Option<usize> {
     const EOI: u8 = 0xD9;
     const SOS: u8 = 0xDA;
     let standalone = |marker: u8| (0xD0..=0xD7).contains(&marker) || marker == 0x01;
@@ -116,40 +122,34 @@ fn jpeg_reaches_its_end(bytes: &[u8]) -> bool {
     loop {
         // A marker: 0xFF, possibly padded with more 0xFF, then its code.
         if bytes.get(at) != Some(&0xFF) {
-            return false;
+            return None;
         }
         while bytes.get(at) == Some(&0xFF) {
             at += 1;
         }
-        let Some(&marker) = bytes.get(at) else {
-            return false;
-        };
+        let &marker = bytes.get(at)?;
         at += 1;
         if marker == EOI {
-            return true;
+            return Some(at);
         }
         if standalone(marker) {
             continue;
         }
-        let Some(length) = bytes.get(at..at + 2) else {
-            return false;
-        };
+        let length = bytes.get(at..at + 2)?;
         at += usize::from(u16::from_be_bytes([length[0], length[1]]));
         if at > bytes.len() {
-            return false;
+            return None;
         }
         if marker == SOS {
             // Entropy-coded data runs to the next 0xFF that is neither a stuffed zero nor a
             // restart marker.
             loop {
-                let Some(offset) = bytes[at..].iter().position(|&b| b == 0xFF) else {
-                    return false;
-                };
+                let offset = bytes[at..].iter().position(|&b| b == 0xFF)?;
                 at += offset;
                 match bytes.get(at + 1) {
                     Some(&next) if next == 0x00 || (0xD0..=0xD7).contains(&next) => at += 2,
                     Some(_) => break,
-                    None => return false,
+                    None => return None,
                 }
             }
         }

@@ -3,9 +3,17 @@
 //! them (off the async workers, since decoding takes tens of milliseconds) and map the errors to
 //! statuses — [`PhotoError::TooLarge`] to 413, the other refusals to 422.
 //!
+//! A photo is judged by its bytes, never by the type or name it was sent with. Phones upload
+//! only what they re-encoded themselves, so an accepted upload is exactly one picture: nothing
+//! after the JPEG's end-of-image marker, the PNG's `IEND` or the WebP's RIFF length, no ZIP
+//! directory inside it, and no HTML, SVG or XML markup in its first kilobyte (where old browsers
+//! looked when guessing a type). That refuses HTML or SVG sent as `image/jpeg` and polyglots
+//! (a JPEG followed by a page or script, a JPEG that is also a ZIP/JAR) — the bytes the server
+//! stores and serves are the picture and nothing else.
+//!
 //! This module neither stores nor serves anything.
 
-use super::render::{decode, render};
+use super::render::{decode, jpeg_end, render};
 use super::{sha256_hex, DecodeLimits, PhotoError, PhotoFormat};
 
 /// The long side of a dashboard thumbnail, pixels.
@@ -66,12 +74,105 @@ pub fn validate_upload(
     // A full decode, not just the header: a photo cut short in transit decodes no further
     // than the cut and is refused here rather than shown grey on the dashboard.
     let decoded = decode(bytes, &limits.decode)?;
+    only_the_picture(bytes, decoded.format)?;
     Ok(ImageInfo {
         format: decoded.format,
         width: decoded.image.width(),
         height: decoded.image.height(),
         bytes: size,
     })
+}
+
+/// Refuses bytes that are something besides the picture (see the module overview).
+fn only_the_picture(bytes: &[u8], format: PhotoFormat) -> Result<(), PhotoError> {
+    let refuse = |detail: String| Err(PhotoError::Unsupported { detail });
+    let end = match format {
+        PhotoFormat::Jpeg => jpeg_end(bytes),
+        PhotoFormat::Png => png_end(bytes),
+        PhotoFormat::WebP => webp_end(bytes),
+    };
+    match end {
+        Some(end) if end == bytes.len() => {}
+        Some(end) => {
+            return refuse(format!(
+                "{} bytes follow the end of the {format} picture",
+                bytes.len() - end
+            ))
+        }
+        None => return refuse(format!("the {format} picture has no proper end")),
+    }
+    let head = &bytes[..bytes.len().min(1024)];
+    if let Some(tag) = MARKUP.iter().find(|tag| contains_ignoring_case(head, tag)) {
+        return refuse(format!(
+            "markup ({}) inside the picture's header",
+            String::from_utf8_lossy(tag)
+        ));
+    }
+    if ends_with_zip_directory(bytes) {
+        return refuse("the picture is also a ZIP archive".into());
+    }
+    Ok(())
+}
+
+/// Starts of HTML, SVG and XML documents that browsers or plugins act on; long enough that
+/// compressed picture data does not spell one by chance (a four-letter tag in the random part
+/// of a photo's first kilobyte: about one photo in a million).
+const MARKUP: &[&[u8]] = &[
+    b"<html",
+    b"<head",
+    b"<body",
+    b"<script",
+    b"<svg",
+    b"<iframe",
+    b"<!doctype",
+    b"<?xml",
+    b"<meta",
+    b"<object",
+    b"<embed",
+];
+
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// Whether a ZIP end-of-central-directory record closes the file, as ZIP readers (and Java
+/// applets, the GIFAR attack) look for it: its signature, then a comment that runs exactly to
+/// the end. Picture data matching all of that by chance is vanishingly unlikely.
+fn ends_with_zip_directory(bytes: &[u8]) -> bool {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    const EOCD_LEN: usize = 22;
+    let from = bytes.len().saturating_sub(EOCD_LEN + usize::from(u16::MAX));
+    (from..bytes.len().saturating_sub(EOCD_LEN - 1)).any(|at| {
+        bytes[at..].starts_with(EOCD) && {
+            let comment = u16::from_le_bytes([bytes[at + 20], bytes[at + 21]]);
+            at + EOCD_LEN + usize::from(comment) == bytes.len()
+        }
+    })
+}
+
+/// Where a PNG's `IEND` chunk ends.
+fn png_end(bytes: &[u8]) -> Option<usize> {
+    let mut at = 8;
+    loop {
+        let length = u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        let kind = bytes.get(at + 4..at + 8)?;
+        at = at.checked_add(12)?.checked_add(length)?;
+        if at > bytes.len() {
+            return None;
+        }
+        if kind == b"IEND" {
+            return Some(at);
+        }
+    }
+}
+
+/// Where a WebP's RIFF container ends, by its declared size (padded to even).
+fn webp_end(bytes: &[u8]) -> Option<usize> {
+    let size = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
+    let end = 8usize.checked_add(size)?.checked_add(size % 2)?;
+    (end <= bytes.len()).then_some(end)
 }
 
 /// A JPEG at most `max_side` pixels on its long side, upright, for the dashboard's lists.
@@ -146,6 +247,60 @@ mod tests {
         assert!(matches!(
             refuse(&png_header_only(100_000, 100_000), &UploadLimits::default()),
             PhotoError::TooManyPixels { .. }
+        ));
+    }
+
+    fn unsupported(bytes: &[u8]) -> String {
+        match validate_upload(bytes, &sha256_hex(bytes), &UploadLimits::default()) {
+            Err(PhotoError::Unsupported { detail }) => detail,
+            other => panic!("expected a refusal as unsupported, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_picture_is_accepted_never_what_follows_or_hides_in_it() {
+        let photo = jpeg(&textured(320, 240));
+        let page = b"<html><body><script>alert(document.domain)</script></body></html>";
+        assert!(unsupported(&[photo.as_slice(), page].concat()).contains("follow the end"));
+        // Camera files with trailing bytes are the phone's to prepare, not the server's to keep.
+        assert!(unsupported(&[photo.as_slice(), &[0u8; 16]].concat()).contains("16 bytes"));
+        let png = encode(&textured(64, 64), ImageFormat::Png);
+        assert!(unsupported(&[png.as_slice(), page].concat()).contains("png"));
+        let webp = encode(&textured(64, 64), ImageFormat::WebP);
+        validate_upload(&webp, &sha256_hex(&webp), &UploadLimits::default()).unwrap();
+        assert!(unsupported(&[webp.as_slice(), page].concat()).contains("webp"));
+
+        let mut commented = photo[..2].to_vec();
+        commented.extend_from_slice(&[0xFF, 0xFE, 0x00, 0x0E]);
+        commented.extend_from_slice(b"<SVG onload");
+        commented.push(b' ');
+        commented.extend_from_slice(&photo[2..]);
+        assert!(unsupported(&commented).contains("<svg"));
+
+        for text in [&page[..], b"<svg xmlns='http://www.w3.org/2000/svg'/>"] {
+            assert!(matches!(
+                validate_upload(text, &sha256_hex(text), &UploadLimits::default()),
+                Err(PhotoError::NotAnImage)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_zip_directory_closing_the_file_is_found_wherever_the_picture_ends() {
+        let mut archive = b"PK\x03\x04 some stored file".to_vec();
+        archive.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+        archive.extend_from_slice(&[0; 8]);
+        // The comment length covers the JPEG end marker that follows the record.
+        archive.extend_from_slice(&2u16.to_le_bytes());
+        let mut polyglot = vec![0xFF, 0xD8, 0x12, 0x34];
+        polyglot.extend_from_slice(&archive);
+        polyglot.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(ends_with_zip_directory(&polyglot));
+        assert!(!ends_with_zip_directory(&polyglot[..polyglot.len() - 1]));
+        let photo = jpeg(&textured(320, 240));
+        assert!(!ends_with_zip_directory(&photo));
+        assert!(ends_with_zip_directory(
+            &[photo.as_slice(), &archive[..archive.len() - 2], &[0, 0]].concat()
         ));
     }
 
