@@ -153,6 +153,9 @@ impl ResponseError for ApiError {
                 HubError::Damaged { .. } | HubError::Storage(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
+                HubError::Limit(limit) if limit.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
+                HubError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                HubError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             },
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -175,7 +178,9 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited { retry_after_secs } = self {
+        if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::Hub(HubError::RateLimited { retry_after_secs }) = self
+        {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         if let ApiError::Unauthorized { .. } = self {

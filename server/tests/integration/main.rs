@@ -10,6 +10,7 @@ mod blobs;
 mod cli;
 mod dashboard;
 mod demo;
+mod hostile_sync;
 mod issues;
 mod ops;
 mod phone;

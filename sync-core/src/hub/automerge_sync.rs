@@ -1,10 +1,15 @@
 //! `POST /docs/{id}/automerge-sync`: one standard automerge sync message in, the server's next
 //! message out, with the same authorization as the batch protocol. A message's changes are
 //! authorized before anything is merged; if any is refused, none is merged.
+//!
+//! A peer that never stops talking is stopped: each (device, document) may send a bounded number
+//! of messages per minute, and each message's lists, bloom filters and changes are bounded
+//! (see `limits`) before automerge reads them, so one request is bounded work.
 
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
 
+use super::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use super::{Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 
@@ -24,8 +29,15 @@ impl<S: HubStore> Hub<S> {
         message: &[u8],
         now_ms: i64,
     ) -> Result<AutomergeSyncOutcome, HubError> {
+        self.sync_rounds
+            .admit(&caller.device, doc_id, now_ms)
+            .map_err(|retry_after_secs| HubError::RateLimited { retry_after_secs })?;
         let mut message = sync::Message::decode(message)
             .map_err(|e| HubError::MalformedMessage(e.to_string()))?;
+        check_sync_message(&mut message)?;
+        for chunk in message.changes.iter() {
+            check_chunks(chunk, Chunks::Any).map_err(|p| p.into_hub(HubError::MalformedMessage))?;
+        }
         let _guard = self.lock(doc_id);
         let stored = self.store.document(doc_id)?;
         let mut doc = match &stored {
@@ -50,6 +62,7 @@ impl<S: HubStore> Hub<S> {
                     .map_err(|e| HubError::MalformedMessage(e.to_string()))?;
             }
             let changes = scratch.get_changes(&before);
+            check_changes(&changes, stored.as_ref().map_or(0, |s| s.bytes.len()))?;
             let mut merged = doc.fork();
             let outcome =
                 authorize_batch(&caller.user, &caller.actor, doc_id, &mut merged, changes);

@@ -52,6 +52,7 @@ impl<S: HubStore> Hub<S> {
         // Parse everything before touching anything: a malformed body changes nothing.
         let mut pushes = Vec::with_capacity(request.docs.len());
         for push in &request.docs {
+            self.check_push(push)?;
             let changes = push
                 .changes
                 .iter()

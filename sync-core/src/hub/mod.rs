@@ -11,6 +11,7 @@
 
 mod automerge_sync;
 mod batch;
+pub mod limits;
 mod web;
 
 pub use automerge_sync::AutomergeSyncOutcome;
@@ -182,6 +183,10 @@ pub enum HubError {
     Damaged { id: String, reason: String },
     #[error("storage: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Limit(#[from] limits::LimitError),
+    #[error("too many automerge sync messages for this document; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl HubError {
@@ -195,6 +200,8 @@ impl HubError {
             HubError::Refused { code, .. } => code,
             HubError::Damaged { .. } => "damaged",
             HubError::Storage(_) => "storage",
+            HubError::Limit(limit) => limit.code(),
+            HubError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -242,6 +249,7 @@ const STRIPES: usize = 64;
 pub struct Hub<S> {
     store: S,
     stripes: Vec<Mutex<()>>,
+    sync_rounds: limits::SyncRounds,
 }
 
 impl<S: HubStore> Hub<S> {
@@ -249,6 +257,7 @@ impl<S: HubStore> Hub<S> {
         Self {
             store,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            sync_rounds: limits::SyncRounds::default(),
         }
     }
 
