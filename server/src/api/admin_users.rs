@@ -243,7 +243,9 @@ pub async fn deactivate_user(
     apply_update(state, caller, id.into_inner(), change).await
 }
 
-/// Sets a new password (at least 8 characters).
+/// Sets a new password (at least 8 characters) and ends every session of the account, so
+/// whoever knew the old password is signed out; the user's phones log in again and keep their
+/// device, actor and unsent work.
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(("id" = String, Path)), request_body = ResetPassword,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[post("/admin/users/{id}/password")]
@@ -265,7 +267,15 @@ pub async fn reset_password(
         record.password_hash = Some(hash);
         record.updated_at_ms = now_ms();
         state.store.update_user(&record)?;
-        tracing::info!(by = %caller.user.id, user = %record.user.id, "password reset");
+        let now = now_ms();
+        let mut ended = 0;
+        for device in state.store.list_devices()? {
+            if device.user_id == record.user.id && device.revoked_at_ms.is_none() {
+                state.store.revoke_device(&device.user_id, &device.device_id, now)?;
+                ended += 1;
+            }
+        }
+        tracing::info!(by = %caller.user.id, user = %record.user.id, sessions_ended = ended, "password reset");
         Ok::<_, ApiError>(())
     })
     .await??;

@@ -50,10 +50,9 @@ async fn users_can_be_created_changed_deactivated_and_reset() {
         .expect_error(400, "bad_request");
 
     let login = s.login_reply("new-chief", "s3cret-pass", "p1").await;
-    let chief_token = login.expect_ok()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let login = login.expect_ok();
+    let chief_token = login["access_token"].as_str().unwrap().to_owned();
+    let chief_refresh = login["refresh_token"].as_str().unwrap().to_owned();
 
     let fetched = s.get(&format!("/api/v1/admin/users/{id}"), &admin).await;
     assert_eq!(fetched.expect_ok()["user"]["username"], "new-chief");
@@ -104,6 +103,18 @@ async fn users_can_be_created_changed_deactivated_and_reset() {
         )
         .await;
     assert_eq!(reset.status.as_u16(), 204, "{}", reset.body);
+    // Whoever knew the old password is signed out everywhere: access and refresh tokens die.
+    s.get("/api/v1/me", &chief_token)
+        .await
+        .expect_error(401, "device_revoked");
+    s.request(
+        "POST",
+        "/api/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": chief_refresh})),
+    )
+    .await
+    .expect_error(401, "device_revoked");
     s.login_reply("new-chief", "s3cret-pass", "p1")
         .await
         .expect_error(401, "invalid_credentials");
