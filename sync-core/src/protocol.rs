@@ -7,24 +7,47 @@
 //! since the cursor. When the device knows which server heads it last saw, one round trip is
 //! enough; the server asks for a second only when it lacks a change's dependencies.
 //!
-//! Wire format: the magic `CSYN`, one version byte, then the message in postcard (a compact,
-//! well-specified serde format). Decoding refuses a wrong magic or version, trailing bytes and
-//! anything over [`MAX_MESSAGE_BYTES`] before it allocates. This module holds types and codecs
-//! only; the device's engine is `client`, the server's handling lives in the server.
+//! Wire format (version 2): the magic `CSYN`, the version byte, a body byte (0: plain, 1:
+//! raw DEFLATE), then the message in postcard (a compact, well-specified serde format) shaped
+//! for the wire rather than for the program, so that a one-event sync costs little more than
+//! its change:
+//! - a document id that is a canonical UUID travels as its 16 bytes, any other id as text;
+//! - the server heads a device pushes on are usually exactly the dependencies of its first new
+//!   change (it built the change on what the server sent), and then say so in one byte;
+//! - the server's heads after merging exactly what was pushed are implied by the push
+//!   ([`Heads::AsPushed`]), and a document accepted with nothing else to say is one short entry;
+//! - a body of many changes is deflated as a whole, which removes what changes repeat (actor
+//!   ids, keys, dependency hashes of the change before).
+//!
+//! Decoding refuses a wrong magic or version, trailing bytes and anything over
+//! [`MAX_MESSAGE_BYTES`] (before or after inflating) before it allocates. Version 1 bodies are
+//! refused with [`ProtocolError::UnsupportedVersion`]. This module holds types and codecs only;
+//! the device's engine is `client`, the server's handling is `hub`.
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+
+use automerge::Change;
+use flate2::{read::DeflateDecoder, write::DeflateEncoder, Compression};
+use serde::{Deserialize, Serialize};
 
 use crate::doc::DocKind;
 
 pub const MAGIC: [u8; 4] = *b"CSYN";
-pub const PROTOCOL_VERSION: u8 = 1;
-/// The largest request or response either side accepts.
+/// Version 2: compact ids, implied heads and whole-body compression (version 1 was the plain
+/// postcard of the in-memory types).
+pub const PROTOCOL_VERSION: u8 = 2;
+/// The largest request or response either side accepts, on the wire and once inflated.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Bodies shorter than this are sent plain: DEFLATE gains nothing on one small change.
+const COMPRESS_FROM_BYTES: usize = 512;
+const BODY_PLAIN: u8 = 0;
+const BODY_DEFLATE: u8 = 1;
 
 /// An automerge change hash (SHA-256 of the change).
 pub type Hash = [u8; 32];
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncRequest {
     /// The server's change-feed position the device has fully received (0 at first sync).
     pub cursor: u64,
@@ -32,7 +55,7 @@ pub struct SyncRequest {
 }
 
 /// A device's new changes to one document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocPush {
     pub doc_id: String,
     /// The heads of the server's version the device last received (empty for a new document).
@@ -41,7 +64,7 @@ pub struct DocPush {
     pub changes: Vec<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncResponse {
     /// The cursor to present next time; only after applying this response.
     pub cursor: u64,
@@ -50,14 +73,24 @@ pub struct SyncResponse {
     pub removed: Vec<String>,
 }
 
-/// What the server has to say about one document.
+/// The server's heads of a document after a sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Heads {
+    /// The heads of the device's own push: its `server_heads` with its pushed changes on top
+    /// ([`DocPush::heads_after`]). The server says this when it merged exactly what was pushed
+    /// and holds nothing else, so the device learns its heads without 32 bytes each.
+    AsPushed,
+    Listed(Vec<Hash>),
+}
+
+/// What the server has to say about one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocUpdate {
     pub doc_id: String,
     /// `None` only when the server holds nothing of the document (its creation was refused).
     pub kind: Option<DocKind>,
     /// The server's heads after this sync; the device keeps them as its `server_heads`.
-    pub heads: Vec<Hash>,
+    pub heads: Heads,
     /// Server changes the device lacks, in causal order.
     pub changes: Vec<Vec<u8>>,
     /// The device's changes the server refused; never merged.
@@ -83,7 +116,10 @@ pub enum ProtocolError {
     TooLarge(usize),
     #[error("not a ChiefSync sync message")]
     BadMagic,
-    #[error("sync protocol version {0} is not supported (this build speaks {PROTOCOL_VERSION})")]
+    #[error(
+        "sync protocol version {0} is not supported (this build speaks {PROTOCOL_VERSION}); \
+         update the app or the server"
+    )]
     UnsupportedVersion(u8),
     #[error("malformed sync message: {0}")]
     Malformed(String),
@@ -100,26 +136,312 @@ impl ProtocolError {
     }
 }
 
+/// The heads of a document holding `server_heads` and then `changes`: every one of them that
+/// no change depends on, sorted as automerge sorts heads.
+pub fn heads_after(server_heads: &[Hash], changes: &[Change]) -> Vec<Hash> {
+    let deps: BTreeSet<Hash> = changes
+        .iter()
+        .flat_map(|c| c.deps().iter().map(|d| d.0))
+        .collect();
+    let all: BTreeSet<Hash> = server_heads
+        .iter()
+        .copied()
+        .chain(changes.iter().map(|c| c.hash().0))
+        .collect();
+    all.difference(&deps).copied().collect()
+}
+
+impl DocPush {
+    /// What [`Heads::AsPushed`] stands for in the answer to this push.
+    pub fn heads_after(&self) -> Result<Vec<Hash>, ProtocolError> {
+        let changes = self
+            .changes
+            .iter()
+            .map(|raw| {
+                Change::try_from(&raw[..]).map_err(|e| {
+                    ProtocolError::Malformed(format!("pushed change of {}: {e}", self.doc_id))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(heads_after(&self.server_heads, &changes))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wire shapes
+
+/// A document id: a canonical (lower-case, hyphenated) UUID as its 16 bytes, anything else as
+/// text, so every id comes back exactly as it was.
+#[derive(Serialize, Deserialize)]
+enum WireId {
+    Uuid([u8; 16]),
+    Text(String),
+}
+
+impl WireId {
+    fn of(id: &str) -> Self {
+        match uuid::Uuid::try_parse(id) {
+            Ok(uuid) if uuid.hyphenated().to_string() == id => WireId::Uuid(uuid.into_bytes()),
+            _ => WireId::Text(id.to_owned()),
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            WireId::Uuid(bytes) => uuid::Uuid::from_bytes(bytes).hyphenated().to_string(),
+            WireId::Text(text) => text,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRequest {
+    cursor: u64,
+    docs: Vec<WirePush>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireServerHeads {
+    /// Exactly the dependencies of the first pushed change.
+    DepsOfFirstChange,
+    Listed(Vec<Hash>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WirePush {
+    id: WireId,
+    server_heads: WireServerHeads,
+    changes: Vec<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireResponse {
+    cursor: u64,
+    docs: Vec<WireUpdate>,
+    removed: Vec<WireId>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireUpdate {
+    /// Merged exactly as pushed, nothing refused, nothing more for the device.
+    Accepted { id: WireId, kind: DocKind },
+    Full {
+        id: WireId,
+        kind: Option<DocKind>,
+        heads: Heads,
+        changes: Vec<Vec<u8>>,
+        refused: Vec<RefusedChange>,
+        missing: Vec<Hash>,
+        snapshot: Option<Vec<u8>>,
+    },
+}
+
+/// The dependencies written in the header of an uncompressed automerge change chunk (magic,
+/// checksum, type 1, length, then the dependency list), or `None` for anything else. Read by
+/// hand so that a compressed chunk is never inflated here.
+fn first_change_deps(raw: &[u8]) -> Option<Vec<Hash>> {
+    fn uleb(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let rest = raw.strip_prefix(&[0x85, 0x6f, 0x4a, 0x83])?;
+    let (&kind, mut rest) = rest.get(4..)?.split_first()?;
+    if kind != 1 {
+        return None;
+    }
+    let len = usize::try_from(uleb(&mut rest)?).ok()?;
+    let mut body = rest.get(..len)?;
+    let count = usize::try_from(uleb(&mut body)?).ok()?;
+    let hashes = body.get(..count.checked_mul(32)?)?;
+    Some(
+        hashes
+            .chunks_exact(32)
+            .map(|h| h.try_into().expect("32-byte chunks"))
+            .collect(),
+    )
+}
+
+impl From<&DocPush> for WirePush {
+    fn from(push: &DocPush) -> Self {
+        let implied = !push.server_heads.is_empty()
+            && push
+                .changes
+                .first()
+                .and_then(|c| first_change_deps(c))
+                .as_ref()
+                == Some(&push.server_heads);
+        WirePush {
+            id: WireId::of(&push.doc_id),
+            server_heads: if implied {
+                WireServerHeads::DepsOfFirstChange
+            } else {
+                WireServerHeads::Listed(push.server_heads.clone())
+            },
+            changes: push.changes.clone(),
+        }
+    }
+}
+
+impl TryFrom<WirePush> for DocPush {
+    type Error = ProtocolError;
+
+    fn try_from(push: WirePush) -> Result<Self, ProtocolError> {
+        let doc_id = push.id.into_string();
+        let server_heads = match push.server_heads {
+            WireServerHeads::Listed(heads) => heads,
+            WireServerHeads::DepsOfFirstChange => push
+                .changes
+                .first()
+                .and_then(|c| first_change_deps(c))
+                .ok_or_else(|| {
+                    ProtocolError::Malformed(format!(
+                        "{doc_id}: server heads refer to a first change that does not name its \
+                         dependencies"
+                    ))
+                })?,
+        };
+        Ok(DocPush {
+            doc_id,
+            server_heads,
+            changes: push.changes,
+        })
+    }
+}
+
+impl From<&DocUpdate> for WireUpdate {
+    fn from(update: &DocUpdate) -> Self {
+        let id = WireId::of(&update.doc_id);
+        match update {
+            DocUpdate {
+                kind: Some(kind),
+                heads: Heads::AsPushed,
+                changes,
+                refused,
+                missing,
+                snapshot: None,
+                ..
+            } if changes.is_empty() && refused.is_empty() && missing.is_empty() => {
+                WireUpdate::Accepted { id, kind: *kind }
+            }
+            _ => WireUpdate::Full {
+                id,
+                kind: update.kind,
+                heads: update.heads.clone(),
+                changes: update.changes.clone(),
+                refused: update.refused.clone(),
+                missing: update.missing.clone(),
+                snapshot: update.snapshot.clone(),
+            },
+        }
+    }
+}
+
+impl From<WireUpdate> for DocUpdate {
+    fn from(update: WireUpdate) -> Self {
+        match update {
+            WireUpdate::Accepted { id, kind } => DocUpdate {
+                doc_id: id.into_string(),
+                kind: Some(kind),
+                heads: Heads::AsPushed,
+                changes: Vec::new(),
+                refused: Vec::new(),
+                missing: Vec::new(),
+                snapshot: None,
+            },
+            WireUpdate::Full {
+                id,
+                kind,
+                heads,
+                changes,
+                refused,
+                missing,
+                snapshot,
+            } => DocUpdate {
+                doc_id: id.into_string(),
+                kind,
+                heads,
+                changes,
+                refused,
+                missing,
+                snapshot,
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The envelope
+
 fn encode<T: Serialize>(message: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
+    let body = postcard::to_allocvec(message).expect("postcard encodes protocol types");
+    let mut out = Vec::with_capacity(body.len() / 2 + 8);
     out.extend_from_slice(&MAGIC);
     out.push(PROTOCOL_VERSION);
-    // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
-    postcard::to_io(message, &mut out).expect("postcard encodes protocol types into a Vec");
+    if body.len() >= COMPRESS_FROM_BYTES {
+        out.push(BODY_DEFLATE);
+        let mut deflate = DeflateEncoder::new(out, Compression::default());
+        deflate
+            .write_all(&body)
+            .expect("deflating into a Vec cannot fail");
+        let out = deflate.finish().expect("deflating into a Vec cannot fail");
+        if out.len() < body.len() + 6 {
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 6);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.push(BODY_PLAIN);
+    out.extend_from_slice(&body);
     out
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ProtocolError::TooLarge(bytes.len()));
     }
     let Some(rest) = bytes.strip_prefix(&MAGIC) else {
         return Err(ProtocolError::BadMagic);
     };
-    let (&version, body) = rest.split_first().ok_or(ProtocolError::BadMagic)?;
+    let (&version, rest) = rest.split_first().ok_or(ProtocolError::BadMagic)?;
     if version != PROTOCOL_VERSION {
         return Err(ProtocolError::UnsupportedVersion(version));
     }
+    let (&body_kind, body) = rest
+        .split_first()
+        .ok_or_else(|| ProtocolError::Malformed("no body".into()))?;
+    let inflated;
+    let body = match body_kind {
+        BODY_PLAIN => body,
+        BODY_DEFLATE => {
+            // Inflated into a bounded buffer: a small body that claims gigabytes stops at the
+            // limit instead of at the allocator.
+            let mut out = Vec::new();
+            DeflateDecoder::new(body)
+                .take(MAX_MESSAGE_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ProtocolError::Malformed(format!("deflated body: {e}")))?;
+            if out.len() > MAX_MESSAGE_BYTES {
+                return Err(ProtocolError::TooLarge(out.len()));
+            }
+            inflated = out;
+            &inflated[..]
+        }
+        other => {
+            return Err(ProtocolError::Malformed(format!(
+                "unknown body encoding {other}"
+            )))
+        }
+    };
     let (message, trailing) =
         postcard::take_from_bytes(body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     if !trailing.is_empty() {
@@ -133,38 +455,74 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
 
 impl SyncRequest {
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        encode(&WireRequest {
+            cursor: self.cursor,
+            docs: self.docs.iter().map(WirePush::from).collect(),
+        })
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        decode(bytes)
+        let wire: WireRequest = decode(bytes)?;
+        Ok(SyncRequest {
+            cursor: wire.cursor,
+            docs: wire
+                .docs
+                .into_iter()
+                .map(DocPush::try_from)
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 
 impl SyncResponse {
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        encode(&WireResponse {
+            cursor: self.cursor,
+            docs: self.docs.iter().map(WireUpdate::from).collect(),
+            removed: self.removed.iter().map(|id| WireId::of(id)).collect(),
+        })
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        decode(bytes)
+        let wire: WireResponse = decode(bytes)?;
+        Ok(SyncResponse {
+            cursor: wire.cursor,
+            docs: wire.docs.into_iter().map(DocUpdate::from).collect(),
+            removed: wire.removed.into_iter().map(WireId::into_string).collect(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use automerge::{transaction::Transactable, AutoCommit, ROOT};
     use proptest::prelude::*;
+
+    const DOC: &str = "0193c7a0-0000-7000-8000-000000000001";
 
     fn request() -> SyncRequest {
         SyncRequest {
             cursor: 42,
             docs: vec![DocPush {
-                doc_id: "0193c7a0-0000-7000-8000-000000000001".into(),
+                doc_id: DOC.into(),
                 server_heads: vec![[7; 32]],
                 changes: vec![vec![1, 2, 3], vec![4; 300]],
             }],
         }
+    }
+
+    /// A document the server sent the device, and one new change the device made on it.
+    fn edited() -> (Vec<Hash>, Vec<u8>) {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "status", "reported").unwrap();
+        doc.commit();
+        let server: Vec<Hash> = doc.get_heads().iter().map(|h| h.0).collect();
+        doc.put(ROOT, "comment", "垃圾仍在").unwrap();
+        doc.commit();
+        let heads: Vec<_> = server.iter().map(|h| automerge::ChangeHash(*h)).collect();
+        let change = doc.get_changes(&heads)[0].raw_bytes().to_vec();
+        (server, change)
     }
 
     #[test]
@@ -173,22 +531,126 @@ mod tests {
         assert_eq!(SyncRequest::decode(&req.encode()), Ok(req));
         let resp = SyncResponse {
             cursor: 43,
-            docs: vec![DocUpdate {
-                doc_id: "d".into(),
-                kind: Some(DocKind::Issue),
-                heads: vec![[1; 32], [2; 32]],
-                changes: vec![vec![9; 10]],
-                refused: vec![RefusedChange {
-                    hash: [3; 32],
-                    code: "not_owner".into(),
-                    message: "only the patrol's chief edits it".into(),
-                }],
-                missing: vec![],
-                snapshot: Some(vec![5; 20]),
-            }],
-            removed: vec!["gone".into()],
+            docs: vec![
+                DocUpdate {
+                    doc_id: "d".into(),
+                    kind: Some(DocKind::Issue),
+                    heads: Heads::Listed(vec![[1; 32], [2; 32]]),
+                    changes: vec![vec![9; 10]],
+                    refused: vec![RefusedChange {
+                        hash: [3; 32],
+                        code: "not_owner".into(),
+                        message: "only the patrol's chief edits it".into(),
+                    }],
+                    missing: vec![],
+                    snapshot: Some(vec![5; 20]),
+                },
+                DocUpdate {
+                    doc_id: DOC.into(),
+                    kind: Some(DocKind::Patrol),
+                    heads: Heads::AsPushed,
+                    changes: vec![],
+                    refused: vec![],
+                    missing: vec![],
+                    snapshot: None,
+                },
+            ],
+            removed: vec!["gone".into(), DOC.into()],
         };
         assert_eq!(SyncResponse::decode(&resp.encode()), Ok(resp));
+    }
+
+    #[test]
+    fn ids_heads_and_acceptance_travel_compactly() {
+        let (server, change) = edited();
+        let push = DocPush {
+            doc_id: DOC.into(),
+            server_heads: server.clone(),
+            changes: vec![change.clone()],
+        };
+        let request = SyncRequest {
+            cursor: 300,
+            docs: vec![push.clone()],
+        };
+        let bytes = request.encode();
+        assert_eq!(SyncRequest::decode(&bytes), Ok(request));
+        // Envelope 6, cursor 2, one push: id 17, heads 1, change count 1, length 1 or 2.
+        assert!(bytes.len() <= change.len() + 30, "{} bytes", bytes.len());
+
+        // Not a UUID in canonical form, and heads that are not the change's dependencies: sent
+        // as they are.
+        for id in ["issue-x", "0193C7A0-0000-7000-8000-000000000001"] {
+            let odd = SyncRequest {
+                cursor: 0,
+                docs: vec![DocPush {
+                    doc_id: id.into(),
+                    server_heads: vec![[9; 32]],
+                    changes: vec![change.clone()],
+                }],
+            };
+            assert_eq!(SyncRequest::decode(&odd.encode()), Ok(odd));
+        }
+
+        let accepted = SyncResponse {
+            cursor: 301,
+            docs: vec![DocUpdate {
+                doc_id: DOC.into(),
+                kind: Some(DocKind::Issue),
+                heads: Heads::AsPushed,
+                changes: vec![],
+                refused: vec![],
+                missing: vec![],
+                snapshot: None,
+            }],
+            removed: vec![],
+        };
+        let bytes = accepted.encode();
+        assert!(bytes.len() <= 30, "{} bytes", bytes.len());
+        assert_eq!(SyncResponse::decode(&bytes), Ok(accepted));
+
+        let changed = automerge::Change::try_from(&change[..]).unwrap();
+        assert_eq!(push.heads_after(), Ok(vec![changed.hash().0]));
+    }
+
+    #[test]
+    fn heads_after_a_push_are_what_no_pushed_change_depends_on() {
+        let (server, change) = edited();
+        let change = automerge::Change::try_from(&change[..]).unwrap();
+        assert_eq!(heads_after(&server, &[]), server);
+        assert_eq!(
+            heads_after(&server, std::slice::from_ref(&change)),
+            vec![change.hash().0]
+        );
+        // A server head the change was not built on stays a head.
+        let mut other = vec![[0xff; 32], change.hash().0];
+        other.sort();
+        assert_eq!(heads_after(&[[0xff; 32]], &[change]), other);
+    }
+
+    #[test]
+    fn large_bodies_are_deflated_and_stay_bounded() {
+        let mut big = request();
+        big.docs[0].changes = vec![vec![7; 100_000]; 3];
+        let bytes = big.encode();
+        assert_eq!(bytes[5], BODY_DEFLATE);
+        assert!(bytes.len() < 10_000, "{} bytes", bytes.len());
+        assert_eq!(SyncRequest::decode(&bytes), Ok(big));
+
+        // A small body that inflates beyond the limit is refused at the limit.
+        let mut bomb = MAGIC.to_vec();
+        bomb.push(PROTOCOL_VERSION);
+        bomb.push(BODY_DEFLATE);
+        let mut deflate = DeflateEncoder::new(bomb, Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..=MAX_MESSAGE_BYTES >> 20 {
+            deflate.write_all(&zeros).unwrap();
+        }
+        let bomb = deflate.finish().unwrap();
+        assert!(bomb.len() < 100_000);
+        assert!(matches!(
+            SyncRequest::decode(&bomb),
+            Err(ProtocolError::TooLarge(n)) if n > MAX_MESSAGE_BYTES
+        ));
     }
 
     #[test]
@@ -205,10 +667,22 @@ mod tests {
             SyncRequest::decode(&future),
             Err(ProtocolError::UnsupportedVersion(PROTOCOL_VERSION + 1))
         );
+        // A version 1 body, as phones before version 2 send it, gets a clear refusal.
+        let mut old = bytes.clone();
+        old[4] = 1;
+        let refused = SyncRequest::decode(&old).unwrap_err();
+        assert_eq!(refused, ProtocolError::UnsupportedVersion(1));
+        assert_eq!(refused.code(), "unsupported_version");
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(matches!(
             SyncRequest::decode(&trailing),
+            Err(ProtocolError::Malformed(_))
+        ));
+        let mut unknown_body = bytes.clone();
+        unknown_body[5] = 7;
+        assert!(matches!(
+            SyncRequest::decode(&unknown_body),
             Err(ProtocolError::Malformed(_))
         ));
         for cut in 5..bytes.len() {
@@ -217,6 +691,23 @@ mod tests {
                 "truncated at {cut}"
             );
         }
+        // Heads said to be the first change's dependencies, with a change that names none.
+        let mut implied = MAGIC.to_vec();
+        implied.extend([PROTOCOL_VERSION, BODY_PLAIN]);
+        let mut body = postcard::to_allocvec(&WireRequest {
+            cursor: 0,
+            docs: vec![WirePush {
+                id: WireId::Text("issue-x".into()),
+                server_heads: WireServerHeads::DepsOfFirstChange,
+                changes: vec![vec![1, 2, 3]],
+            }],
+        })
+        .unwrap();
+        implied.append(&mut body);
+        assert!(matches!(
+            SyncRequest::decode(&implied),
+            Err(ProtocolError::Malformed(_))
+        ));
         let huge = vec![0u8; MAX_MESSAGE_BYTES + 1];
         assert_eq!(
             SyncRequest::decode(&huge),
@@ -227,18 +718,26 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            let mut bytes = MAGIC.to_vec();
-            bytes.push(PROTOCOL_VERSION);
-            bytes.extend(body);
-            let _ = SyncRequest::decode(&bytes);
-            let _ = SyncResponse::decode(&bytes);
+            for kind in [BODY_PLAIN, BODY_DEFLATE] {
+                let mut bytes = MAGIC.to_vec();
+                bytes.push(PROTOCOL_VERSION);
+                bytes.push(kind);
+                bytes.extend(&body);
+                if let Ok(request) = SyncRequest::decode(&bytes) {
+                    prop_assert_eq!(SyncRequest::decode(&request.encode()), Ok(request));
+                }
+                if let Ok(response) = SyncResponse::decode(&bytes) {
+                    prop_assert_eq!(SyncResponse::decode(&response.encode()), Ok(response));
+                }
+            }
         }
 
         #[test]
         fn a_declared_length_beyond_the_body_is_refused(len in 1_000u32..u32::MAX) {
-            // A push claiming a huge change list must fail without allocating it.
+            // A request claiming a huge push list must fail without allocating it.
             let mut bytes = MAGIC.to_vec();
             bytes.push(PROTOCOL_VERSION);
+            bytes.push(BODY_PLAIN);
             bytes.push(0); // cursor
             let mut n = len;
             while n >= 0x80 {

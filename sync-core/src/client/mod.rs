@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use crate::doc::{self, DocKind, Record};
-use crate::protocol::{DocPush, DocUpdate, Hash, ProtocolError, SyncRequest, SyncResponse};
+use crate::protocol::{DocPush, DocUpdate, Hash, Heads, ProtocolError, SyncRequest, SyncResponse};
 use crate::store::{self, LocalStore, QuarantinedChange, StoreError};
 
 /// The peer name under which the server's heads are kept in the store's sync state.
@@ -73,6 +73,28 @@ fn to_store_kind(kind: DocKind) -> store::DocKind {
 
 fn hex(hash: &[u8]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The server's heads of a document after this answer, with [`Heads::AsPushed`] resolved
+/// against what the request pushed.
+fn server_heads_after(
+    request: &SyncRequest,
+    update: &DocUpdate,
+) -> Result<Vec<Hash>, ProtocolError> {
+    match &update.heads {
+        Heads::Listed(heads) => Ok(heads.clone()),
+        Heads::AsPushed => request
+            .docs
+            .iter()
+            .find(|p| p.doc_id == update.doc_id)
+            .ok_or_else(|| {
+                ProtocolError::Malformed(format!(
+                    "{}: heads as pushed for a document the request did not push",
+                    update.doc_id
+                ))
+            })?
+            .heads_after(),
+    }
 }
 
 impl<'a> SyncClient<'a> {
@@ -192,7 +214,13 @@ impl<'a> SyncClient<'a> {
     ) -> Result<bool, ClientError> {
         let mut again = false;
         let mut dirty = self.dirty()?;
-        for update in &response.docs {
+        // An answer that does not fit the request is refused before any of it is applied.
+        let heads = response
+            .docs
+            .iter()
+            .map(|update| server_heads_after(request, update))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (update, heads) in response.docs.iter().zip(heads) {
             report.docs_received += usize::from(!update.changes.is_empty());
             report.changes_received += update.changes.len();
             report.refused += update.refused.len();
@@ -214,12 +242,12 @@ impl<'a> SyncClient<'a> {
                 self.merge_changes(update)?;
             }
             if update.missing.is_empty() {
-                self.put_server_heads(&update.doc_id, &update.heads)?;
+                self.put_server_heads(&update.doc_id, &heads)?;
                 let push = request.docs.iter().find(|p| p.doc_id == update.doc_id);
                 if let Some(push) = push {
                     // An edit saved while the request was on its way is not in it: the
                     // document stays marked until that edit has been sent too.
-                    if !self.edited_since(push, &update.heads)? {
+                    if !self.edited_since(push, &heads)? {
                         dirty.remove(&update.doc_id);
                     }
                 }

@@ -8,7 +8,7 @@ use automerge::{AutoCommit, Change, ChangeHash};
 use super::{Caller, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::doc::DocKind;
-use crate::protocol::{DocUpdate, Hash, RefusedChange, SyncRequest, SyncResponse};
+use crate::protocol::{self, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse};
 
 fn load(stored: &StoredDoc, id: &str) -> Result<AutoCommit, HubError> {
     AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
@@ -71,9 +71,25 @@ impl<S: HubStore> Hub<S> {
         let mut updates = Vec::new();
         let mut touched = BTreeSet::new();
         let mut device_docs = Vec::new();
+        // The device resolves `Heads::AsPushed` by the document's id, so a document pushed twice
+        // in one request gets its heads listed.
+        let mut seen = BTreeSet::new();
+        let twice: BTreeSet<&str> = request
+            .docs
+            .iter()
+            .filter(|p| !seen.insert(p.doc_id.as_str()))
+            .map(|p| p.doc_id.as_str())
+            .collect();
         for (push, changes) in pushes {
-            let (update, heads) =
-                self.receive(caller, &push.doc_id, &push.server_heads, changes, now_ms)?;
+            let once = !twice.contains(push.doc_id.as_str());
+            let (update, heads) = self.receive(
+                caller,
+                &push.doc_id,
+                &push.server_heads,
+                changes,
+                once,
+                now_ms,
+            )?;
             touched.insert(push.doc_id.clone());
             if let Some(heads) = heads {
                 device_docs.push((push.doc_id.clone(), heads));
@@ -117,7 +133,7 @@ impl<S: HubStore> Hub<S> {
             updates.push(DocUpdate {
                 doc_id: meta.id.clone(),
                 kind: Some(meta.kind),
-                heads,
+                heads: Heads::Listed(heads),
                 changes,
                 refused: Vec::new(),
                 missing: Vec::new(),
@@ -180,10 +196,12 @@ impl<S: HubStore> Hub<S> {
         doc_id: &str,
         server_heads: &[Hash],
         changes: Vec<Change>,
+        only_push: bool,
         now_ms: i64,
     ) -> Result<(DocUpdate, Option<Vec<Hash>>), HubError> {
         let _guard = self.lock(doc_id);
         let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
+        let as_pushed = only_push.then(|| protocol::heads_after(server_heads, &changes));
         let stored = self.store.document(doc_id)?;
         if let Some(stored) = &stored {
             if !in_scope(&caller.user, &stored.meta) {
@@ -233,7 +251,11 @@ impl<S: HubStore> Hub<S> {
             } else {
                 changes_after(&mut doc, &have)
             },
-            heads: heads.clone(),
+            heads: if as_pushed.as_ref() == Some(&heads) {
+                Heads::AsPushed
+            } else {
+                Heads::Listed(heads.clone())
+            },
             refused,
             missing: outcome.missing_deps.iter().map(|h| h.0).collect(),
             snapshot,
@@ -257,7 +279,7 @@ fn empty_update(doc_id: &str, kind: Option<DocKind>, refused: Vec<RefusedChange>
     DocUpdate {
         doc_id: doc_id.to_string(),
         kind,
-        heads: Vec::new(),
+        heads: Heads::Listed(Vec::new()),
         changes: Vec::new(),
         refused,
         missing: Vec::new(),
