@@ -1,7 +1,8 @@
 //! The field simulator end to end: a real server in this process (sled in a temporary
 //! directory, HTTP on 127.0.0.1), the `fieldsim` program run against it as an operator would,
 //! and its figures checked against what the server says: every phone converged, and the patrol
-//! statistics show what the simulator expects.
+//! statistics show what the simulator expects. Once with the phone library's own recorder (fix by
+//! fix) and once with the simulator's minute-chunk recorder the `server` bench uses.
 
 use std::process::Command;
 
@@ -11,12 +12,29 @@ use tests::server::RunningServer;
 
 #[test]
 fn a_small_district_converges_and_the_statistics_match() {
+    district(5, "fix");
+}
+
+#[test]
+fn recorded_a_minute_at_a_time_the_statistics_match_too() {
+    district(3, "chunk");
+}
+
+fn district(devices: usize, recorder: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = RunningServer::start(dir.path(), true);
     let output = Command::new(env!("CARGO_BIN_EXE_fieldsim"))
         .args(["--server", &server.base])
-        .args(["--devices", "5", "--days", "2", "--seed", "11"])
+        .args([
+            "--devices",
+            &devices.to_string(),
+            "--days",
+            "2",
+            "--seed",
+            "11",
+        ])
         .args(["--concurrency", "4", "--interrupted", "0.5"])
+        .args(["--recorder", recorder])
         .args(["--json", "--expect"])
         .output()
         .expect("run fieldsim");
@@ -31,7 +49,7 @@ fn a_small_district_converges_and_the_statistics_match() {
     assert_eq!(run["lost"], 0, "{run}");
     assert_eq!(run["refusals"], 0, "{run}");
     assert_eq!(run["quarantined"], 0, "{run}");
-    assert_eq!(run["devices"], 5);
+    assert_eq!(run["devices"], devices);
     assert!(run["patrols"].as_u64().unwrap_or(0) > 0, "{run}");
     assert_eq!(run["round_trips"]["max"], 1.0, "{run}");
     assert_eq!(run["photos"]["waiting_at_end"], 0, "{run}");
