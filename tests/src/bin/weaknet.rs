@@ -99,6 +99,9 @@ async fn record(
             .map(str::to_owned)
     };
     let range = header(&req, "Content-Range");
+    // The phone's port tells its connections apart: after a cut, the killed phone's kernel may
+    // still deliver the rest of a request it had buffered.
+    let port = req.peer_addr().map(|a| a.port());
     let payload = req.extract::<web::Payload>().await?;
     let body = match payload.to_bytes_limited(64 * 1024 * 1024).await {
         Ok(Ok(body)) => body,
@@ -109,7 +112,7 @@ async fn record(
             };
             println!(
                 "{}",
-                json!({ "method": method, "path": path, "range": range, "cut": why })
+                json!({ "method": method, "path": path, "range": range, "port": port, "cut": why })
             );
             return Err(actix_web::error::ErrorBadRequest(why));
         }
@@ -136,6 +139,7 @@ async fn record(
             "range": range,
             "offset": offset,
             "docs": docs,
+            "port": port,
         })
     );
     Ok(response)
