@@ -478,7 +478,9 @@ fn a_sync_cut_at_a_random_moment_resumes_without_sending_finished_work_again() {
     // the server holds whole. Before the cut, accepted chunks follow each other.
     let mut first_seen = BTreeMap::new();
     for record in &records[..resumed_from] {
-        first_seen.entry(record["port"].as_u64()).or_insert("before");
+        first_seen
+            .entry(record["port"].as_u64())
+            .or_insert("before");
     }
     for record in &records[resumed_from..] {
         let first = if record["method"] == "PUT" {
