@@ -93,6 +93,11 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_MAX_PHOTO_BYTES", default_value_t = crate::blobs::DEFAULT_MAX_PHOTO_BYTES, value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
     pub max_photo_bytes: u64,
 
+    /// Sync and photo upload requests served at once; beyond that the server answers 503 with
+    /// Retry-After and phones come back later.
+    #[arg(long, env = "CHIEFSYNC_MAX_IN_FLIGHT", default_value_t = crate::shed::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
+    pub max_in_flight: usize,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -131,6 +136,7 @@ impl Cli {
             access_ttl_secs: self.access_ttl_secs,
             refresh_ttl_secs: self.refresh_ttl_secs,
             max_photo_bytes: self.max_photo_bytes,
+            max_in_flight: self.max_in_flight,
             workflow: WorkflowSettings {
                 overdue_grace_ms: i64::from(self.overdue_grace_hours) * 3_600_000,
                 deadline_check_every: std::time::Duration::from_secs(self.deadline_check_secs),
@@ -169,5 +175,12 @@ mod tests {
         let cli = Cli::try_parse_from(["chiefsync", "--overdue-grace-hours", "24"]).unwrap();
         assert_eq!(cli.settings().workflow.overdue_grace_ms, 86_400_000);
         assert_eq!(cli.settings().workflow.deadline_check_every.as_secs(), 300);
+        assert_eq!(
+            cli.settings().max_in_flight,
+            crate::shed::DEFAULT_MAX_IN_FLIGHT
+        );
+        let cli = Cli::try_parse_from(["chiefsync", "--max-in-flight", "8"]).unwrap();
+        assert_eq!(cli.settings().max_in_flight, 8);
+        assert!(Cli::try_parse_from(["chiefsync", "--max-in-flight", "0"]).is_err());
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod photos;
 pub mod reference;
 mod serve;
+pub mod shed;
 pub mod state;
 pub mod stats;
 pub mod storage;

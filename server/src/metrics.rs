@@ -13,6 +13,7 @@ use actix_web::web;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -42,6 +43,10 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: DurationFamily,
+    /// Requests answered 503 by load shedding (`crate::shed`), by route pattern.
+    shed: Family<RouteLabels, Counter>,
+    /// Sync and upload requests in progress (what `--max-in-flight` limits).
+    in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -65,11 +70,38 @@ impl Metrics {
             "HTTP request handling time by route pattern",
             durations.clone(),
         );
+        let shed = Family::<RouteLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "load_shed",
+            "Sync and upload requests answered 503 with Retry-After because too many were in progress",
+            shed.clone(),
+        );
+        registry.register(
+            "sync_in_flight",
+            "Sync and upload requests in progress",
+            in_flight.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
+            shed,
+            in_flight,
         }
+    }
+
+    pub fn count_shed(&self, route: &str) {
+        self.shed
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn set_in_flight(&self, requests: usize) {
+        self.in_flight
+            .set(i64::try_from(requests).unwrap_or(i64::MAX));
     }
 
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {

@@ -1,6 +1,6 @@
-//! Building the HTTP server around the app: state, request metrics and logging, and the routes of
-//! `api::configure`. The binary and the integration tests start the service through this one
-//! function, so tests exercise exactly what production runs.
+//! Building the HTTP server around the app: state, load shedding, request metrics and logging,
+//! and the routes of `api::configure`. The binary and the integration tests start the service
+//! through this one function, so tests exercise exactly what production runs.
 
 use std::net::TcpListener;
 
@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::metrics::track_requests;
+use crate::shed::shed_load;
 use crate::state::AppState;
 
 /// A running-on-await server listening on `listener`. Stops gracefully on SIGINT/SIGTERM or
@@ -22,6 +23,8 @@ pub fn http_server(
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(track_requests))
+            // Wrapped last, so outermost: a shed request costs nothing more.
+            .wrap(from_fn(shed_load))
             .configure(crate::api::configure)
     })
     .listen(listener)?;

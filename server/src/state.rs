@@ -32,6 +32,8 @@ pub struct Settings {
     pub max_photo_bytes: u64,
     /// Deadline job and duplicate detection.
     pub workflow: WorkflowSettings,
+    /// Sync and upload requests served at once; more are shed with 503 (`crate::shed`).
+    pub max_in_flight: usize,
 }
 
 impl Settings {
@@ -46,6 +48,7 @@ impl Settings {
             login_limit: LoginLimit::default(),
             max_photo_bytes: crate::blobs::DEFAULT_MAX_PHOTO_BYTES,
             workflow: WorkflowSettings::default(),
+            max_in_flight: crate::shed::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct AppState {
     pub stats: crate::stats::StatsCache,
     pub refresh_ttl_secs: u64,
     pub workflow: WorkflowSettings,
+    /// Sync and upload requests in progress, against `Settings::max_in_flight`.
+    pub load: crate::shed::LoadShed,
 }
 
 impl AppState {
@@ -122,6 +127,7 @@ impl AppState {
             stats: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
             workflow: settings.workflow.clone(),
+            load: crate::shed::LoadShed::new(settings.max_in_flight),
         })
     }
 }

@@ -1,11 +1,17 @@
 //! A simulated phone: logs in over HTTP, keeps its documents in a real device store (sled), and
 //! syncs with sync-core's engine through `POST /api/v1/sync`, exactly as the app does.
+//! [`Phone::sync`] makes one attempt per round trip; [`Phone::sync_over`] goes through a
+//! [`Link`] that keeps its connections, times requests out and retries by sync-core's
+//! [`RetryPolicy`], as the app does in the field.
 
 use std::path::Path;
 use std::time::Duration;
 
 use automerge::ActorId;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use sync_core::client::retry::{parse_retry_after, retryable_io, retryable_status, RetryPolicy};
 use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
 use sync_core::doc::{parse_actor, DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
 use sync_core::model::{Severity, System, User};
@@ -148,6 +154,111 @@ impl Transport for HttpTransport<'_> {
     }
 }
 
+/// A phone's connection to the server as the app keeps it: one agent whose connections are
+/// reused, request timeouts, and retries with backoff and jitter by a [`RetryPolicy`]
+/// (honouring `Retry-After`). It counts what it retried, for the load figures.
+#[derive(Debug)]
+pub struct Link {
+    agent: ureq::Agent,
+    policy: RetryPolicy,
+    rng: StdRng,
+    /// Answers 503 (load shed) that were sent again.
+    pub shed: u64,
+    /// Other retried failures: gateway statuses and connections cut after they were made.
+    pub cut: u64,
+    /// Time spent waiting before retries.
+    pub waited: Duration,
+}
+
+impl Link {
+    /// A link retrying by `policy`, its jitter drawn from `seed`.
+    pub fn new(policy: RetryPolicy, seed: u64) -> Self {
+        Self {
+            agent: ureq::Agent::config_builder()
+                .timeout_connect(Some(Duration::from_secs(10)))
+                .timeout_global(Some(Duration::from_secs(60)))
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            policy,
+            rng: StdRng::seed_from_u64(seed),
+            shed: 0,
+            cut: 0,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// One POST of `body`, sent again while the policy allows after a retryable failure.
+    /// Returns the 200 body; any other outcome is the last failure.
+    fn post(&mut self, url: &str, token: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let mut failed = 0;
+        loop {
+            let sent = self
+                .agent
+                .post(url)
+                .content_type("application/octet-stream")
+                .header("Authorization", format!("Bearer {token}"))
+                .send(body);
+            let (retry_after, error) = match sent {
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    let bytes = response
+                        .body_mut()
+                        .with_config()
+                        .limit(64 * 1024 * 1024)
+                        .read_to_vec()
+                        .map_err(|e| ClientError::Transport(e.to_string()))?;
+                    if status == 200 {
+                        return Ok(bytes);
+                    }
+                    let error = ClientError::Transport(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                    ));
+                    if !retryable_status(status) {
+                        return Err(error);
+                    }
+                    if status == 503 {
+                        self.shed += 1;
+                    } else {
+                        self.cut += 1;
+                    }
+                    (retry_after, error)
+                }
+                Err(ureq::Error::Io(e)) if retryable_io(e.kind()) => {
+                    self.cut += 1;
+                    (None, ClientError::Transport(e.to_string()))
+                }
+                Err(e) => return Err(ClientError::Transport(e.to_string())),
+            };
+            failed += 1;
+            let Some(wait) = self.policy.delay(failed, retry_after, self.rng.random()) else {
+                return Err(error);
+            };
+            self.waited += wait;
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// The sync transport over a [`Link`].
+struct LinkTransport<'a> {
+    url: String,
+    token: &'a str,
+    link: &'a mut Link,
+}
+
+impl Transport for LinkTransport<'_> {
+    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        self.link.post(&self.url, self.token, &body)
+    }
+}
+
 /// One chief's (or supervisor's, or handler's) phone.
 #[derive(Debug)]
 pub struct Phone {
@@ -182,6 +293,16 @@ impl Phone {
         let mut transport = HttpTransport {
             base: &self.base,
             token: &self.token,
+        };
+        self.client().sync(&mut transport, now_ms)
+    }
+
+    /// One sync over `link`: each round trip retried by the link's policy.
+    pub fn sync_over(&self, link: &mut Link, now_ms: i64) -> Result<SyncReport, ClientError> {
+        let mut transport = LinkTransport {
+            url: format!("{}/api/v1/sync", self.base),
+            token: &self.token,
+            link,
         };
         self.client().sync(&mut transport, now_ms)
     }

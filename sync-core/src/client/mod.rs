@@ -9,6 +9,8 @@
 //! refuses are moved into the store's quarantine and the document is realigned with the
 //! server's version, so the device keeps syncing and nothing is lost silently.
 
+pub mod retry;
+
 use std::collections::BTreeSet;
 
 use automerge::{AutoCommit, Change, ChangeHash};
