@@ -2,6 +2,8 @@
 //! memory can be read from `/proc`), a fleet of village chiefs created through the admin API,
 //! each with a phone (a real device store on sled) and a [`Link`] that retries by sync-core's
 //! policy, the chief's work between syncs, and the figures (percentiles, `/metrics`, RSS).
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
