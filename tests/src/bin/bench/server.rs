@@ -136,8 +136,10 @@ pub fn run(params: &Params) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let Ok(out) = serde_json::from_str::<Value>(stdout.trim()) else {
         eprintln!("fieldsim failed ({}): {stdout}", output.status);
+        drop(run);
         std::process::exit(1);
     };
+    drop(run);
 
     println!(
         "server bench: fieldsim {} chiefs' phones (+{} office/department) × {} days against a release server (2 workers), seed {}",
