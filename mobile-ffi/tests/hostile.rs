@@ -1081,12 +1081,9 @@ fn calls_out_of_order_and_on_missing_things_are_errors_not_panics() {
 }
 
 /// The extreme times: every call that takes or shows a time, with `i64::MIN` and `i64::MAX`
-/// as fix times, deadlines and the phone's clock. Collects every panic and names the calls.
-///
-/// Ignored until sync-core's time arithmetic saturates: today the patrol validation
-/// (`rules::validate`, the fastest-window speed) subtracts two fix times and overflows.
+/// as fix times, deadlines and the phone's clock. Collects every panic and names the calls
+/// (it found the patrol validation's fastest-window speed subtracting two fix times).
 #[test]
-#[ignore = "sync-core's patrol validation overflows on i64::MIN/MAX fix times"]
 fn extreme_timestamps_are_errors_not_panics() {
     let w = world();
     let dir = tempfile::tempdir().unwrap();

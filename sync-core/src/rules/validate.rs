@@ -237,11 +237,11 @@ fn fastest_window_mps(run: &[TrackPoint]) -> f64 {
     let mut end = 0;
     for (start, a) in run.iter().enumerate() {
         end = end.max(start + 1);
-        while end < run.len() && run[end].t_ms - a.t_ms < SPEED_WINDOW_MS {
+        while end < run.len() && run[end].t_ms.saturating_sub(a.t_ms) < SPEED_WINDOW_MS {
             end += 1;
         }
         let Some(b) = run.get(end) else { break };
-        let seconds = (b.t_ms - a.t_ms) as f64 / 1000.0;
+        let seconds = b.t_ms.saturating_sub(a.t_ms) as f64 / 1000.0;
         fastest = fastest.max(haversine_m(a.lat, a.lon, b.lat, b.lon) / seconds);
     }
     fastest
