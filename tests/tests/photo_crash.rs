@@ -124,7 +124,11 @@ fn held(base: &str, token: &str, sha256: &str, size: u64) -> Option<u64> {
             // Every byte held but not stored (killed before the commit): the phone owes the
             // last byte again, which makes the server check and commit the photo.
             let stored = header("Upload-Complete").as_deref() != Some("?0");
-            Some(if !stored && offset == size { offset - 1 } else { offset })
+            Some(if !stored && offset == size {
+                offset - 1
+            } else {
+                offset
+            })
         }
         _ => None,
     }
