@@ -4,10 +4,18 @@
 //! non-2xx answer becomes a typed [`ChiefsyncError`] from the server's JSON error body
 //! `{"error": code, "message": text}`; a connection that fails becomes `Network`. This module
 //! knows nothing of tokens' lifetimes or of the store: `session` and `upload` decide when to call.
+//!
+//! Every request carries timeouts, and a request the server shed (503 with `Retry-After`) or a
+//! gateway could not deliver is sent again after the wait sync-core's [`RetryPolicy::PHONE`]
+//! gives (backoff with jitter, never sooner than `Retry-After`). Sync, reference and photo
+//! requests are idempotent, so they are also sent again when the connection broke midway;
+//! login and refresh only after a 503, which the server answers before doing anything.
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sync_core::client::retry::{parse_retry_after, retryable_io, retryable_status, RetryPolicy};
 use sync_core::model::User;
 use ureq::http::Response;
 use ureq::Body;
@@ -57,6 +65,23 @@ pub enum PutOutcome {
 pub struct Api {
     base: String,
     agent: ureq::Agent,
+    policy: RetryPolicy,
+}
+
+/// Whether a request may be sent again after its connection broke midway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Sending it twice has the effect of sending it once (sync, reference, photo bytes).
+    Idempotent,
+    /// Only when the server said it did nothing (503): a second login or refresh could
+    /// spend a refresh token whose answer was lost.
+    OnlyIfShed,
+}
+
+/// A random number in `[0, 1)` for the retry jitter. `RandomState` is seeded per process from
+/// the OS and differs per instance, which is all jitter needs: phones must not wait in step.
+fn jitter() -> f64 {
+    (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A whole answer: status, the headers we read, body.
@@ -160,7 +185,53 @@ impl Api {
         Ok(Api {
             base: format!("{base}/api/v1"),
             agent,
+            policy: RetryPolicy::PHONE,
         })
+    }
+
+    /// Sends the request `send` builds, again after the policy's wait while the failure is
+    /// one worth retrying. The last answer (or failure) is returned as it came.
+    fn send(
+        &self,
+        resend: Resend,
+        mut send: impl FnMut() -> std::result::Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>> {
+        let mut failed = 0;
+        loop {
+            let retry_after = match send() {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let again = match resend {
+                        Resend::Idempotent => retryable_status(status),
+                        Resend::OnlyIfShed => status == 503,
+                    };
+                    if !again {
+                        return Ok(response);
+                    }
+                    let retry_after = response
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    failed += 1;
+                    match self.policy.delay(failed, retry_after, jitter()) {
+                        Some(wait) => wait,
+                        None => return Ok(response),
+                    }
+                }
+                Err(ureq::Error::Io(e))
+                    if resend == Resend::Idempotent && retryable_io(e.kind()) =>
+                {
+                    failed += 1;
+                    match self.policy.delay(failed, None, jitter()) {
+                        Some(wait) => wait,
+                        None => return Err(ureq::Error::Io(e).into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            std::thread::sleep(retry_after);
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -173,13 +244,17 @@ impl Api {
             "password": password,
             "device_id": device_id,
         });
-        let answer = Answer::read(self.agent.post(self.url("/auth/login")).send_json(body)?)?;
+        let answer = Answer::read(self.send(Resend::OnlyIfShed, || {
+            self.agent.post(self.url("/auth/login")).send_json(&body)
+        })?)?;
         Ok(serde_json::from_slice(&answer.ok()?)?)
     }
 
     pub fn refresh(&self, refresh_token: &str) -> Result<Grant> {
         let body = serde_json::json!({ "refresh_token": refresh_token });
-        let answer = Answer::read(self.agent.post(self.url("/auth/refresh")).send_json(body)?)?;
+        let answer = Answer::read(self.send(Resend::OnlyIfShed, || {
+            self.agent.post(self.url("/auth/refresh")).send_json(&body)
+        })?)?;
         Ok(serde_json::from_slice(&answer.ok()?)?)
     }
 
@@ -189,14 +264,16 @@ impl Api {
         token: &str,
         etag: Option<&str>,
     ) -> Result<Option<(Vec<u8>, Option<String>)>> {
-        let mut request = self
-            .agent
-            .get(self.url("/reference"))
-            .header("Authorization", format!("Bearer {token}"));
-        if let Some(etag) = etag {
-            request = request.header("If-None-Match", etag);
-        }
-        let response = request.call()?;
+        let response = self.send(Resend::Idempotent, || {
+            let mut request = self
+                .agent
+                .get(self.url("/reference"))
+                .header("Authorization", format!("Bearer {token}"));
+            if let Some(etag) = etag {
+                request = request.header("If-None-Match", etag);
+            }
+            request.call()
+        })?;
         let tag = response
             .headers()
             .get("ETag")
@@ -211,22 +288,24 @@ impl Api {
 
     /// One round trip of the batch sync protocol: request bytes in, response bytes out.
     pub fn sync(&self, token: &str, body: &[u8]) -> Result<Vec<u8>> {
-        let response = self
-            .agent
-            .post(self.url("/sync"))
-            .header("Authorization", format!("Bearer {token}"))
-            .content_type("application/octet-stream")
-            .send(body)?;
+        let response = self.send(Resend::Idempotent, || {
+            self.agent
+                .post(self.url("/sync"))
+                .header("Authorization", format!("Bearer {token}"))
+                .content_type("application/octet-stream")
+                .send(body)
+        })?;
         Answer::read(response)?.ok()
     }
 
     /// How much of photo `sha256` (of `size` bytes) the server holds.
     pub fn blob_head(&self, token: &str, sha256: &str, size: u64) -> Result<BlobHead> {
-        let response = self
-            .agent
-            .head(self.url(&format!("/blobs/{sha256}")))
-            .header("Authorization", format!("Bearer {token}"))
-            .call()?;
+        let response = self.send(Resend::Idempotent, || {
+            self.agent
+                .head(self.url(&format!("/blobs/{sha256}")))
+                .header("Authorization", format!("Bearer {token}"))
+                .call()
+        })?;
         let answer = Answer::read(response)?;
         match answer.status {
             404 => Ok(BlobHead::Missing),
@@ -254,18 +333,20 @@ impl Api {
         chunk: &[u8],
     ) -> Result<PutOutcome> {
         let end = start + chunk.len() as u64;
-        let mut request = self
-            .agent
-            .put(self.url(&format!("/blobs/{sha256}")))
-            .header("Authorization", format!("Bearer {token}"))
-            .content_type("application/octet-stream");
-        if start != 0 || end != size {
-            request = request.header(
-                "Content-Range",
-                format!("bytes {start}-{}/{size}", end.saturating_sub(1)),
-            );
-        }
-        let answer = Answer::read(request.send(chunk)?)?;
+        let answer = Answer::read(self.send(Resend::Idempotent, || {
+            let mut request = self
+                .agent
+                .put(self.url(&format!("/blobs/{sha256}")))
+                .header("Authorization", format!("Bearer {token}"))
+                .content_type("application/octet-stream");
+            if start != 0 || end != size {
+                request = request.header(
+                    "Content-Range",
+                    format!("bytes {start}-{}/{size}", end.saturating_sub(1)),
+                );
+            }
+            request.send(chunk)
+        })?)?;
         let (code, message) = answer.code_and_message();
         Ok(match answer.status {
             200..=299 => PutOutcome::Stored(answer.upload_offset.unwrap_or(end).min(size)),
@@ -274,5 +355,78 @@ impl Api {
             400 | 413 | 415 | 422 => PutOutcome::Refused(format!("{code}: {message}")),
             _ => return Err(answer.error()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server that answers each connection with the next canned response, reading the
+    /// request (headers and a `Content-Length` body) first.
+    fn canned(responses: Vec<&'static str>) -> (String, std::thread::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = std::thread::spawn(move || {
+            let mut served = 0;
+            for response in responses {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                reader.get_mut().write_all(response.as_bytes()).unwrap();
+                served += 1;
+            }
+            served
+        });
+        (url, served)
+    }
+
+    const SHED: &str = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Type: application/json\r\nContent-Length: 41\r\nConnection: close\r\n\r\n{\"error\":\"overloaded\",\"message\":\"later.\"}";
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+
+    #[test]
+    fn a_shed_sync_is_sent_again_and_succeeds() {
+        let (url, served) = canned(vec![SHED, SHED, OK]);
+        let api = Api::new(&url).unwrap();
+        assert_eq!(api.sync("token", b"request").unwrap(), b"ok");
+        assert_eq!(served.join().unwrap(), 3);
+    }
+
+    #[test]
+    fn retries_end_with_the_servers_error_when_the_policy_gives_up() {
+        let (url, served) = canned(vec![SHED, SHED]);
+        let mut api = Api::new(&url).unwrap();
+        api.policy = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::PHONE
+        };
+        let err = api.sync("token", b"request").unwrap_err();
+        assert!(
+            matches!(&err, ChiefsyncError::Server { status: 503, code, .. } if code == "overloaded"),
+            "{err:?}"
+        );
+        assert_eq!(served.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn jitter_is_in_range_and_varies() {
+        let draws: Vec<f64> = (0..100).map(|_| jitter()).collect();
+        assert!(draws.iter().all(|j| (0.0..1.0).contains(j)));
+        assert!(draws.windows(2).any(|w| w[0] != w[1]));
     }
 }
