@@ -29,5 +29,5 @@ pub mod web;
 
 pub use api::{configure, openapi};
 pub use error::ApiError;
-pub use serve::http_server;
+pub use serve::{http_server, CLIENT_REQUEST_TIMEOUT};
 pub use state::{AppState, Settings};

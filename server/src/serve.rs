@@ -12,6 +12,9 @@ use crate::metrics::track_requests;
 use crate::shed::shed_load;
 use crate::state::AppState;
 
+/// How long a client may take to send its request head.
+pub const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A running-on-await server listening on `listener`. Stops gracefully on SIGINT/SIGTERM or
 /// through its handle; the caller flushes the store afterwards.
 pub fn http_server(
@@ -27,6 +30,10 @@ pub fn http_server(
             .wrap(from_fn(shed_load))
             .configure(crate::api::configure)
     })
+    // A phone on a field link (300 ms round trips, lost packets) can take several seconds to
+    // get its request head through; actix's default of 5 s answered such phones 408. Set
+    // before `listen`, which takes the settings as they are.
+    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
     .listen(listener)?;
     if let Some(workers) = workers {
         server = server.workers(workers);

@@ -75,6 +75,7 @@ fn serve(data_dir: &Path, addr: &str) -> Result<()> {
             .wrap(from_fn(record))
             .configure(server::configure)
     })
+    .client_request_timeout(server::CLIENT_REQUEST_TIMEOUT)
     .listen(listener)?
     .workers(2)
     .run();
