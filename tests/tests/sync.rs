@@ -711,6 +711,53 @@ fn a_refused_offline_change_goes_to_quarantine_and_the_phone_keeps_syncing() {
 }
 
 #[test]
+fn an_edit_over_the_servers_limits_is_held_back_and_the_rest_of_the_work_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server(dir.path());
+    let store = tempfile::tempdir().unwrap();
+    let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
+    chief.sync(NOW).unwrap();
+    let id = new_issue(&chief, "river-thh-01", NOW, "河道淤堵");
+    chief.sync(NOW).unwrap();
+    let before = heads_of(&server, &id);
+
+    // Offline, a description pasted far over the operations one change may hold (text is one
+    // operation per character), then a patrol.
+    let mut issue = chief.issue(&id).unwrap();
+    let pasted = "淤".repeat(sync_core::hub::limits::MAX_CHANGE_OPS + 1);
+    issue.set_description(&pasted).unwrap();
+    chief.save(&mut issue, DocKind::Issue, &id);
+    let (patrol, _) = new_patrol(&chief, "river-thh-01", NOW, 4);
+    let report = chief.sync(NOW).unwrap();
+
+    // The sync went through: the patrol arrived, the oversized edit never left the phone.
+    assert_eq!((report.refused, report.round_trips), (1, 1), "{report:?}");
+    assert_eq!(chief.heads()[&patrol], heads_of(&server, &patrol));
+    assert_eq!(
+        heads_of(&server, &id),
+        before,
+        "the server's issue is unchanged"
+    );
+    let quarantined = chief.store.quarantined().unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].doc_id, id);
+    assert!(!quarantined[0].change.is_empty(), "the edit is kept");
+    assert!(
+        quarantined[0].reason.starts_with("too_many_ops"),
+        "{}",
+        quarantined[0].reason
+    );
+    // The phone's copy shows what the server holds, and the next sync has nothing to send.
+    assert_eq!(chief.heads()[&id], before);
+    assert_eq!(
+        chief.issue(&id).unwrap().view().unwrap().description,
+        "河道淤堵"
+    );
+    let again = chief.sync(NOW).unwrap();
+    assert_eq!((again.refused, again.docs_sent), (0, 0), "{again:?}");
+}
+
+#[test]
 fn malformed_truncated_and_oversized_bodies_get_4xx_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = demo_server(dir.path());

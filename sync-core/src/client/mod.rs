@@ -16,7 +16,10 @@ use std::collections::BTreeSet;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use crate::doc::{self, DocKind, Record};
-use crate::protocol::{DocPush, DocUpdate, Hash, Heads, ProtocolError, SyncRequest, SyncResponse};
+use crate::hub::limits::check_changes;
+use crate::protocol::{
+    DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
+};
 use crate::store::{self, LocalStore, QuarantinedChange, StoreError};
 
 /// The peer name under which the server's heads are kept in the store's sync state.
@@ -372,13 +375,58 @@ impl<'a> SyncClient<'a> {
         Ok(())
     }
 
+    /// Takes out of the way, before anything is sent, every local change the server would
+    /// refuse by its limits (`hub::limits`: size, operations, string length, nesting), and
+    /// everything built on it: they go to the quarantine with the reason, exactly as a change
+    /// the server refused, so one oversized edit cannot fail every sync of the phone.
+    pub fn hold_back_oversized(&self, now_ms: i64) -> Result<usize, ClientError> {
+        let mut held_back = 0;
+        for doc_id in self.dirty()? {
+            let Some(mut doc) = self.load(&doc_id)? else {
+                continue;
+            };
+            let server_heads = self.server_heads(&doc_id)?;
+            let refused: Vec<RefusedChange> = doc
+                .get_changes(&server_heads)
+                .into_iter()
+                .filter_map(|change| {
+                    let why = check_changes(std::slice::from_ref(&change), 0).err()?;
+                    Some(RefusedChange {
+                        hash: change.hash().0,
+                        code: why.code().to_string(),
+                        message: why.to_string(),
+                    })
+                })
+                .collect();
+            if refused.is_empty() {
+                continue;
+            }
+            held_back += refused.len();
+            let update = DocUpdate {
+                doc_id: doc_id.clone(),
+                kind: None,
+                heads: Heads::Listed(Vec::new()),
+                changes: Vec::new(),
+                refused,
+                missing: Vec::new(),
+                snapshot: None,
+            };
+            self.quarantine(&update, now_ms)?;
+            self.drop_refused(&update)?;
+        }
+        Ok(held_back)
+    }
+
     /// One full sync: push, receive, and a second round trip only if the server asks for it.
     pub fn sync(
         &self,
         transport: &mut dyn Transport,
         now_ms: i64,
     ) -> Result<SyncReport, ClientError> {
-        let mut report = SyncReport::default();
+        let mut report = SyncReport {
+            refused: self.hold_back_oversized(now_ms)?,
+            ..SyncReport::default()
+        };
         loop {
             let request = self.build_request()?;
             report.docs_sent += request.docs.len();

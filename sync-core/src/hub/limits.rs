@@ -321,7 +321,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Checks changes before they are merged into a document whose save is `stored_bytes` long.
-pub(super) fn check_changes(changes: &[Change], stored_bytes: usize) -> Result<(), LimitError> {
+pub fn check_changes(changes: &[Change], stored_bytes: usize) -> Result<(), LimitError> {
     let mut added = 0usize;
     // Every container the changes create, with the container it is created in (`None`: the
     // root or one that already exists). Collected first, so the order changes arrive in
