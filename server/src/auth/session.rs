@@ -111,7 +111,44 @@ pub fn login(
     grant(state, record.user, &device, now_ms)
 }
 
-/// Exchanges a refresh token for a new pair; reuse of a spent token revokes the device.
+/// How long after its exchange a refresh token may be presented again as a retry: a phone whose
+/// answer was lost (signal gone, server killed between commit and response) sends the same
+/// token again and must not be signed out for it.
+pub const REFRESH_RETRY_MS: i64 = 60_000;
+
+/// Whether presenting the spent `record` again is the same phone retrying: within
+/// [`REFRESH_RETRY_MS`] of its exchange, and the token issued in exchange (if it was stored) was
+/// never used — which this call makes sure of by spending it, so only the newest pair works.
+fn is_retry(state: &AppState, record: &RefreshRecord, now_ms: i64) -> Result<bool, ApiError> {
+    let Some(used_at) = record.used_at_ms else {
+        return Ok(false);
+    };
+    if now_ms.saturating_sub(used_at) > REFRESH_RETRY_MS {
+        return Ok(false);
+    }
+    let Some(successor) = &record.replaced_by else {
+        // Spent, but the answer was never stored: the server stopped in between.
+        return Ok(true);
+    };
+    Ok(
+        match state.store.consume_refresh_token(successor, now_ms)? {
+            RefreshUse::Fresh(unused) => {
+                // The successor the phone never received is dead: presenting it later counts as
+                // reuse, never as another retry.
+                state.store.put_refresh_token(&RefreshRecord {
+                    used_at_ms: Some(now_ms),
+                    replaced_by: Some(record.token_hash.clone()),
+                    ..unused
+                })?;
+                true
+            }
+            RefreshUse::Reused(_) | RefreshUse::Unknown => false,
+        },
+    )
+}
+
+/// Exchanges a refresh token for a new pair; reuse of a spent token revokes the device, except
+/// a retry shortly after the exchange whose answer the phone never received.
 pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant, ApiError> {
     let spent = |message: &str| ApiError::unauthorized("invalid_refresh_token", message);
     let record = match state
@@ -119,6 +156,10 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
         .consume_refresh_token(&hash_refresh_token(token), now_ms)?
     {
         RefreshUse::Unknown => return Err(spent("unknown refresh token")),
+        RefreshUse::Reused(record) if is_retry(state, &record, now_ms)? => {
+            tracing::info!(user = %record.user_id, device = %record.device_id, "refresh retried after a lost answer");
+            record
+        }
         RefreshUse::Reused(record) => {
             state
                 .store
@@ -146,7 +187,14 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
         .get_user(&record.user_id)?
         .filter(|u| u.user.active)
         .ok_or_else(|| ApiError::unauthorized("user_inactive", "account is not active"))?;
-    grant(state, user.user, &device, now_ms)
+    let granted = grant(state, user.user, &device, now_ms)?;
+    // The spent token remembers its successor, so a retry can tell whether that was used.
+    state.store.put_refresh_token(&RefreshRecord {
+        used_at_ms: Some(record.used_at_ms.unwrap_or(now_ms)),
+        replaced_by: Some(hash_refresh_token(&granted.refresh_token)),
+        ..record
+    })?;
+    Ok(granted)
 }
 
 fn grant(
@@ -169,6 +217,7 @@ fn grant(
         session: device.session,
         expires_at_ms: now_ms.saturating_add(refresh_ttl_ms),
         used_at_ms: None,
+        replaced_by: None,
     })?;
     Ok(TokenGrant {
         access_token,

@@ -101,6 +101,7 @@ fn refresh(hash: &str) -> RefreshRecord {
         session: 1,
         expires_at_ms: 10_000,
         used_at_ms: None,
+        replaced_by: None,
     }
 }
 

@@ -83,8 +83,11 @@ pub struct RefreshRecord {
     pub device_id: String,
     pub session: u64,
     pub expires_at_ms: i64,
-    /// When the token was exchanged; a second exchange is a reuse.
+    /// When the token was exchanged; a second exchange is a reuse (or, shortly after, a retry).
     pub used_at_ms: Option<i64>,
+    /// The hash of the token issued in exchange, once it is stored.
+    #[serde(default)]
+    pub replaced_by: Option<String>,
 }
 
 /// The outcome of presenting a refresh token.

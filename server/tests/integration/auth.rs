@@ -96,6 +96,16 @@ async fn refresh_rotates_and_reuse_revokes_the_device() {
         .await
         .expect_ok();
 
+    // The phone goes on with r2, so r1 presented again is not a retry but a copy.
+    let r3 = s
+        .request(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": r2})),
+        )
+        .await;
+    let r3 = r3.expect_ok()["refresh_token"].as_str().unwrap().to_owned();
     let reuse = s
         .request(
             "POST",
@@ -113,7 +123,7 @@ async fn refresh_rotates_and_reuse_revokes_the_device() {
         "POST",
         "/api/v1/auth/refresh",
         None,
-        Some(json!({"refresh_token": r2})),
+        Some(json!({"refresh_token": r3})),
     )
     .await
     .expect_error(401, "device_revoked");
@@ -194,4 +204,50 @@ async fn failed_logins_are_throttled_per_username() {
     assert!((1..=300).contains(&retry), "{retry}");
     // Other usernames are unaffected.
     s.login(CHIEF_2, "phone").await;
+}
+
+#[actix_web::test]
+async fn a_refresh_retried_after_a_lost_answer_still_works_and_only_the_newest_pair_lives() {
+    let s = TestServer::demo().await;
+    let grant = s.login(CHIEF, "phone").await;
+    let r1 = grant["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |token: String| {
+        let s = &s;
+        async move {
+            s.request(
+                "POST",
+                "/api/v1/auth/refresh",
+                None,
+                Some(json!({ "refresh_token": token })),
+            )
+            .await
+        }
+    };
+    // The answer to the first exchange is lost on the way (the phone never sees r2_lost).
+    let lost = refresh(r1.clone()).await;
+    let r2_lost = lost.expect_ok()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The phone sends r1 again, up to five times, as its retries do: each answer works.
+    let mut newest = String::new();
+    for _ in 0..5 {
+        let again = refresh(r1.clone()).await;
+        let again = again.expect_ok().clone();
+        newest = again["refresh_token"].as_str().unwrap().to_owned();
+        s.get("/api/v1/me", again["access_token"].as_str().unwrap())
+            .await
+            .expect_ok();
+    }
+    // The phone goes on with the newest pair.
+    let next = refresh(newest.clone()).await;
+    let next = next.expect_ok()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A pair it never received is dead: presenting it is reuse, and the device is signed out.
+    refresh(r2_lost)
+        .await
+        .expect_error(401, "refresh_token_reused");
+    refresh(next).await.expect_error(401, "device_revoked");
 }
