@@ -20,6 +20,9 @@ use crate::board::{self, IssueRow, PhotoView, TimelineRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
+/// Header naming a web action so that replaying the request acts once (a UUID).
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
 
@@ -301,7 +304,9 @@ fn transition_error(err: &TransitionError) -> HttpResponse {
 /// `{"kind": "escalated", "note": …}`, `{"kind": "reopened", "reason": …}`,
 /// `{"kind": "comment", "text": …}` (and `rectification_submitted` with `note` and `photos` for
 /// assignees). The server appends it in the caller's name from device `web`, after the same
-/// checks as sync; phones get it at their next sync.
+/// checks as sync; phones get it at their next sync. With an `Idempotency-Key: <uuid>` header
+/// the action happens once: the key becomes the event's id, and a replay answers the event
+/// already appended (201, same `event_id`) without appending another.
 #[utoipa::path(
     tag = "issues",
     security(("bearer" = [])),
@@ -319,6 +324,7 @@ fn transition_error(err: &TransitionError) -> HttpResponse {
 )]
 #[post("/issues/{id}/events")]
 pub async fn post_event(
+    request: actix_web::HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
@@ -326,10 +332,20 @@ pub async fn post_event(
 ) -> Result<HttpResponse, ApiError> {
     let action: Action = serde_json::from_value(body.into_inner())
         .map_err(|e| bad(format!("not a workflow action: {e}")))?;
+    let key = request
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| bad("the Idempotency-Key header is not text".into()))?;
     let id = id.into_inner();
     let hub = state.hub.clone();
     let user = caller.user.clone();
-    let outcome = web::block(move || hub.act(&user, WEB_DEVICE, &id, action, now_ms())).await?;
+    let outcome = web::block(move || match key {
+        Some(key) => hub.act_once(&user, WEB_DEVICE, &id, &key, action, now_ms()),
+        None => hub.act(&user, WEB_DEVICE, &id, action, now_ms()),
+    })
+    .await?;
     match outcome {
         Ok(acted) => {
             tracing::info!(
@@ -351,6 +367,10 @@ pub async fn post_event(
         Err(ActError::NotFound(id)) => {
             Err(ApiError::NotFound(format!("no issue {id} in your scope")))
         }
+        Err(ActError::KeyReused(message)) => Err(ApiError::Unprocessable {
+            code: "idempotency_key_reused",
+            message,
+        }),
         Err(ActError::Hub(err)) => Err(err.into()),
     }
 }

@@ -146,9 +146,19 @@ async function refresh() {
 }
 
 // Calls the API; on an expired access token refreshes once, otherwise ends the session.
-async function api(method, path, body, raw) {
+// A random UUID (version 4) from the browser's CSPRNG; crypto.randomUUID needs a secure
+// context, which a server reached by plain http on the office network is not.
+function uuid4() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+}
+
+async function api(method, path, body, raw, extraHeaders) {
   for (let attempt = 0; attempt < 2; attempt++) {
-    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(TOKEN) || "") };
+    const headers = { Authorization: "Bearer " + (sessionStorage.getItem(TOKEN) || ""), ...extraHeaders };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const r = await fetch("/api/v1" + path, {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
@@ -321,6 +331,8 @@ function actionForm(kind, issue, done) {
   form.append(el("div", { class: "actions" },
     el("button", { type: "submit", id: "action-submit" }, "确认" + spec.label),
     el("button", { type: "button", on: { click: () => form.remove() } }, "取消")));
+  // One key per form: a double click or a resent request acts once.
+  const actionKey = uuid4();
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = form.elements;
@@ -330,7 +342,8 @@ function actionForm(kind, issue, done) {
       body.deadline_ms = chinaDateToMs(f.deadline.value, true) - 1;
     }
     for (const k of ["note", "reason", "text", "issue"]) if (f[k]) body[k] = f[k].value.trim();
-    const r = await api("POST", "/issues/" + encodeURIComponent(issue.id) + "/events", body);
+    const r = await api("POST", "/issues/" + encodeURIComponent(issue.id) + "/events", body,
+      false, { "Idempotency-Key": actionKey });
     if (r.ok) { flash(spec.label + "成功"); done(); return; }
     let message = (r.body && r.body.message) || "操作失败";
     if (r.status === 409 && r.body.allowed) {

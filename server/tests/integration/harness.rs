@@ -115,8 +115,23 @@ impl TestServer {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        self.request_with(method, path, token, body, &[]).await
+    }
+
+    /// [`TestServer::request`] with extra headers.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let method = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
         if let Some(token) = token {
             req = req.insert_header(("Authorization", format!("Bearer {token}")));
         }

@@ -559,3 +559,67 @@ async fn reminders_and_patrols_for_supervisors() {
     assert_eq!(detail["asset_detail"]["geometry"]["type"], "LineString");
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn a_web_action_replayed_with_its_idempotency_key_happens_once() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let reported = demo_issue(&s, &sup, "河面漂浮生活垃圾").await;
+    let id = reported["id"].as_str().unwrap().to_owned();
+    let events = format!("/api/v1/issues/{id}/events");
+    let timeline_len = || async {
+        let detail = s.get(&format!("/api/v1/issues/{id}"), &sup).await;
+        detail.expect_ok()["timeline"].as_array().unwrap().len()
+    };
+    let before = timeline_len().await;
+
+    // A comment may be appended any number of times, so only the key keeps a resent request
+    // from appending it again. Sent five times (answers lost, a double click): one event.
+    let key = "0190f3a2-7c1e-7000-8000-00000000c0de";
+    let comment = json!({"kind": "comment", "text": "已电话通知村委会"});
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let r = s
+            .request_with(
+                "POST",
+                &events,
+                Some(&sup),
+                Some(comment.clone()),
+                &[("Idempotency-Key", key)],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+        ids.push(r.body["event_id"].as_str().unwrap().to_owned());
+    }
+    assert!(ids.iter().all(|i| i == key), "{ids:?}");
+    assert_eq!(timeline_len().await, before + 1);
+
+    // The same key for another action is refused, and changes nothing.
+    let other = json!({"kind": "comment", "text": "另一条"});
+    s.request_with(
+        "POST",
+        &events,
+        Some(&sup),
+        Some(other),
+        &[("Idempotency-Key", key)],
+    )
+    .await
+    .expect_error(422, "idempotency_key_reused");
+    s.request_with(
+        "POST",
+        &events,
+        Some(&sup),
+        Some(comment.clone()),
+        &[("Idempotency-Key", "not-a-uuid")],
+    )
+    .await
+    .expect_error(422, "idempotency_key_reused");
+    assert_eq!(timeline_len().await, before + 1);
+    // Without a key every request is a new action.
+    for _ in 0..2 {
+        let r = s.post(&events, &sup, comment.clone()).await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+    }
+    assert_eq!(timeline_len().await, before + 3);
+    s.stop().await;
+}

@@ -168,10 +168,23 @@ impl IssueDoc {
         at_ms: i64,
         action: Action,
     ) -> Result<Event, DocError> {
+        self.act_as(super::new_doc_id(), user, device, at_ms, action)
+    }
+
+    /// [`IssueDoc::act`] with the event's id chosen by the caller (the web's idempotency key, so
+    /// that a replayed request finds its event instead of appending another).
+    pub fn act_as(
+        &mut self,
+        event_id: String,
+        user: &User,
+        device: &str,
+        at_ms: i64,
+        action: Action,
+    ) -> Result<Event, DocError> {
         let state = self.state()?;
         workflow::authorize(user, &self.context()?, &self.id, &state, &action)?;
         let event = Event {
-            id: super::new_doc_id(),
+            id: event_id,
             by: user.id.clone(),
             device: device.to_string(),
             at_ms,

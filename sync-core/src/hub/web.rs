@@ -48,7 +48,7 @@ pub struct Acted {
     pub state: IssueState,
     /// Where the issue sits, for working out what the user may do next.
     pub context: IssueContext,
-    /// The feed position of the save.
+    /// The feed position of the save (0 for a replay, which saved nothing).
     pub feed: u64,
 }
 
@@ -59,6 +59,9 @@ pub enum ActError {
     NotFound(String),
     #[error(transparent)]
     Transition(#[from] TransitionError),
+    /// An idempotency key that is not a UUID, or names another action or user's event.
+    #[error("{0}")]
+    KeyReused(String),
     #[error(transparent)]
     Hub(#[from] HubError),
 }
@@ -81,8 +84,38 @@ impl<S: HubStore> Hub<S> {
         action: Action,
         now_ms: i64,
     ) -> Result<Acted, ActError> {
-        self.append(user, device, doc_id, now_ms, |_| Some(action))?
+        self.append(user, device, doc_id, now_ms, None, |_| Some(action))?
             .ok_or_else(|| ActError::NotFound(doc_id.to_string()))
+    }
+
+    /// [`Hub::act`] exactly once per `event_id` (a UUID the client chose for this action): a
+    /// replay — after a lost answer, or a crash between the save and the answer — finds the
+    /// event already in the document, decided under the document's lock, and appends nothing.
+    /// The same id with another action or user is [`ActError::KeyReused`].
+    pub fn act_once(
+        &self,
+        user: &User,
+        device: &str,
+        doc_id: &str,
+        event_id: &str,
+        action: Action,
+        now_ms: i64,
+    ) -> Result<Acted, ActError> {
+        if uuid::Uuid::parse_str(event_id).is_err() {
+            return Err(ActError::KeyReused(format!(
+                "the idempotency key {event_id:?} is not a UUID"
+            )));
+        }
+        let event_id = event_id.to_ascii_lowercase();
+        self.append(
+            user,
+            device,
+            doc_id,
+            now_ms,
+            Some((event_id, action.clone())),
+            |_| Some(action),
+        )?
+        .ok_or_else(|| ActError::NotFound(doc_id.to_string()))
     }
 
     /// The deadline job's step for one issue: appends an `escalated` event if
@@ -100,6 +133,7 @@ impl<S: HubStore> Hub<S> {
             DEADLINE_JOB_DEVICE,
             doc_id,
             now_ms,
+            None,
             |state| {
                 workflow::needs_escalation(state, now_ms, grace_ms).then(|| Action::Escalated {
                     note: match state.overdue_days(now_ms) {
@@ -120,6 +154,7 @@ impl<S: HubStore> Hub<S> {
         device: &str,
         doc_id: &str,
         now_ms: i64,
+        once: Option<(String, Action)>,
         decide: impl FnOnce(&IssueState) -> Option<Action>,
     ) -> Result<Option<Acted>, ActError> {
         let _guard = self.lock(doc_id);
@@ -132,10 +167,31 @@ impl<S: HubStore> Hub<S> {
             .map_err(|e| damaged(doc_id, e))?
             .with_actor(server_actor());
         let before = issue.state().map_err(|e| damaged(doc_id, e))?;
+        if let Some((event_id, action)) = &once {
+            let events = issue.events().map_err(|e| damaged(doc_id, e))?;
+            if let Some(event) = events.into_iter().find(|e| &e.id == event_id) {
+                if event.by != user.id || &event.action != action {
+                    return Err(ActError::KeyReused(format!(
+                        "the idempotency key {event_id} belongs to another action"
+                    )));
+                }
+                let context = issue.context().map_err(|e| damaged(doc_id, e))?;
+                return Ok(Some(Acted {
+                    event,
+                    state: before,
+                    context,
+                    feed: 0,
+                }));
+            }
+        }
         let Some(action) = decide(&before) else {
             return Ok(None);
         };
-        let event = match issue.act(user, device, now_ms, action) {
+        let acted = match &once {
+            Some((event_id, _)) => issue.act_as(event_id.clone(), user, device, now_ms, action),
+            None => issue.act(user, device, now_ms, action),
+        };
+        let event = match acted {
             Ok(event) => event,
             Err(DocError::Transition(e)) => return Err(ActError::Transition(e)),
             Err(e) => return Err(damaged(doc_id, e).into()),
