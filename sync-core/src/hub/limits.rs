@@ -76,6 +76,10 @@ pub enum LimitError {
         count: u64,
         max: u64,
     },
+    /// A change whose header parses but whose operations automerge cannot read (it panics on
+    /// some hostile bytes; the check catches that).
+    #[error("a change's operations cannot be read")]
+    Unreadable,
 }
 
 impl LimitError {
@@ -87,6 +91,7 @@ impl LimitError {
             LimitError::TooDeep { .. } => "too_deep",
             LimitError::DocumentTooLarge { .. } => "document_too_large",
             LimitError::SyncMessage { .. } => "sync_message_too_big",
+            LimitError::Unreadable => "malformed_change",
         }
     }
 
@@ -321,7 +326,17 @@ impl<'a> Reader<'a> {
 }
 
 /// Checks changes before they are merged into a document whose save is `stored_bytes` long.
+/// Reading a hostile change's operations can panic inside automerge; that is
+/// [`LimitError::Unreadable`], never a crash (the fuzzer found one: an operation naming an actor
+/// the change does not list).
 pub fn check_changes(changes: &[Change], stored_bytes: usize) -> Result<(), LimitError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check_readable_changes(changes, stored_bytes)
+    }))
+    .unwrap_or(Err(LimitError::Unreadable))
+}
+
+fn check_readable_changes(changes: &[Change], stored_bytes: usize) -> Result<(), LimitError> {
     let mut added = 0usize;
     // Every container the changes create, with the container it is created in (`None`: the
     // root or one that already exists). Collected first, so the order changes arrive in
