@@ -543,9 +543,11 @@ fn photo_uploads_cut_by_server_kills_resume_and_every_acknowledged_photo_arrives
         load(&tally.resumed),
         load(&tally.resumed_bytes_saved) as f64 / 1e6,
     );
+    // Whether a kill lands mid-photo is up to chance (on a fast machine every upload may finish
+    // between kills); when one did, catching up must have resumed it from the middle.
     assert!(
-        load(&tally.resumed) > 0,
-        "some upload resumed in the middle of a photo ({partials} were cut mid-photo)"
+        partials == 0 || load(&tally.resumed) > 0,
+        "{partials} uploads were cut mid-photo, but none resumed in the middle of its photo"
     );
     // Every photo of an acknowledged record downloads whole, for its chief.
     let owner: BTreeMap<&str, &str> = phones
