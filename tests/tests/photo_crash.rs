@@ -15,10 +15,8 @@
 #![cfg(unix)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -41,36 +39,8 @@ const DEVICES_PER_CHIEF: usize = 2;
 const CAMERA_WIDTH: u32 = 960;
 const CAMERA_HEIGHT: u32 = 720;
 
-/// The running server process; killed with SIGKILL when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &Path, addr: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-server"))
-        .arg(data)
-        .arg(addr)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the server's first line");
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "the server opens its data after a kill"
-    );
-    server
+fn start(data: &Path, addr: &str) -> tests::crash::KilledServer {
+    tests::crash::start(env!("CARGO_BIN_EXE_crash-server"), data, addr)
 }
 
 /// The phone's clock: an hour passes between two syncs, so a photo whose upload failed is due

@@ -8,10 +8,8 @@
 #![cfg(unix)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,41 +28,12 @@ const KILLS: usize = 50;
 const DEVICES_PER_CHIEF: usize = 5;
 const NOW: i64 = 1_764_400_000_000;
 
-/// The running server process; killed with SIGKILL when dropped, so a failing test never
-/// leaves a server behind.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &Path, addr: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-server"))
-        .arg(data)
-        .arg(addr)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the server's first line");
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "the server opens its data after a kill"
-    );
-    server
+fn start(data: &Path, addr: &str) -> tests::crash::KilledServer {
+    tests::crash::start(env!("CARGO_BIN_EXE_crash-server"), data, addr)
 }
 
 /// SIGKILL, then reap.
-fn kill(server: Server) {
+fn kill(server: tests::crash::KilledServer) {
     drop(server);
 }
 

@@ -1,0 +1,42 @@
+//! The server process the crash tests kill: `crash-server` on a data directory, started and
+//! waited for until it has opened its data, and killed with SIGKILL when dropped, so a failing
+//! test never leaves a server behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running server process; SIGKILLed when dropped.
+#[derive(Debug)]
+pub struct KilledServer(Child);
+
+impl Drop for KilledServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the `crash-server` binary at `bin` (`env!("CARGO_BIN_EXE_crash-server")`) on `data`
+/// and `addr`, and returns once it says it is ready.
+pub fn start(bin: &str, data: &Path, addr: &str) -> KilledServer {
+    let mut child = Command::new(bin)
+        .arg(data)
+        .arg(addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the server");
+    let stdout = child.stdout.take().expect("the server's stdout is piped");
+    let server = KilledServer(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the server's first line");
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "the server opens its data after a kill"
+    );
+    server
+}
