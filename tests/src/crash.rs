@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A running server process; SIGKILLed when dropped.
 #[derive(Debug)]
@@ -39,4 +40,29 @@ pub fn start(bin: &str, data: &Path, addr: &str) -> KilledServer {
         "the server opens its data after a kill"
     );
     server
+}
+
+/// The seed of a randomized test: from the environment variable `var` to replay a run, else
+/// from the clock; printed either way, so a failure can be replayed.
+pub fn seed(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("the clock is after 1970")
+                .as_nanos() as u64
+        });
+    println!("{var}={seed}");
+    seed
+}
+
+/// A free port on 127.0.0.1 for a server started in another process, as `host:port`.
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port();
+    format!("127.0.0.1:{port}")
 }

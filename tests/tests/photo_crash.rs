@@ -15,7 +15,6 @@
 #![cfg(unix)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -300,23 +299,9 @@ fn stored_photo_refs(data: &Path) -> BTreeMap<String, BTreeSet<String>> {
 /// test found the phone taking such a partial for a stored photo, which then never arrived).
 #[test]
 fn photo_uploads_cut_by_server_kills_resume_and_every_acknowledged_photo_arrives_once() {
-    let seed = std::env::var("PHOTO_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("PHOTO_CRASH_SEED={seed}");
+    let seed = tests::crash::seed("PHOTO_CRASH_SEED");
     let data = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = tests::crash::free_addr();
     let base = format!("http://{addr}");
     let mut server = start(data.path(), &addr);
 

@@ -8,11 +8,10 @@
 #![cfg(unix)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use automerge::{AutoCommit, ChangeHash};
 use rand::rngs::StdRng;
@@ -92,23 +91,9 @@ fn stored_heads(data: &Path) -> BTreeMap<String, (AutoCommit, Vec<String>)> {
 
 #[test]
 fn acknowledged_changes_survive_fifty_server_kills_and_every_phone_converges() {
-    let seed = std::env::var("SERVER_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("SERVER_CRASH_SEED={seed}");
+    let seed = tests::crash::seed("SERVER_CRASH_SEED");
     let data = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = tests::crash::free_addr();
     let base = format!("http://{addr}");
     let mut server = start(data.path(), &addr);
 

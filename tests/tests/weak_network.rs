@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,17 +47,7 @@ fn testbed() -> Option<Testbed> {
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("WEAK_NETWORK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("WEAK_NETWORK_SEED={seed}");
-    seed
+    tests::crash::seed("WEAK_NETWORK_SEED")
 }
 
 /// A role of the `weaknet` program in a namespace: killed when dropped; its JSON lines arrive
