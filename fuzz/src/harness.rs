@@ -748,6 +748,11 @@ impl HubStore for MemStore {
             .cloned()
             .unwrap_or_default())
     }
+
+    /// Memory is as durable as it gets.
+    fn durable(&self) -> Result<(), HubError> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //! outside the caller's scope is answered exactly like one that does not exist.
 
 use actix_web::{get, web, HttpResponse};
-use automerge::AutoCommit;
+use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocKind, DocView};
@@ -77,6 +77,7 @@ pub async fn list_docs(
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let after = query.after.clone();
     let store = state.store.clone();
+    let hub = state.hub.clone();
     let page = web::block(move || -> Result<DocPage, ApiError> {
         let mut metas: Vec<DocMeta> = store
             .all_documents()?
@@ -90,17 +91,18 @@ pub async fn list_docs(
         metas.truncate(limit);
         let mut docs = Vec::with_capacity(metas.len());
         for meta in &metas {
-            let Some(stored) = store.document(&meta.id)? else {
+            // Heads come from the documents as devices receive them: decoded once per save.
+            let Some(doc) = hub.doc_changes(&meta.id)? else {
                 continue;
             };
-            let mut doc = AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
-                id: meta.id.clone(),
-                reason: e.to_string(),
-            })?;
             docs.push(DocEntry {
                 id: meta.id.clone(),
                 kind: meta.kind.as_str().to_owned(),
-                heads: doc.get_heads().iter().map(|h| h.to_string()).collect(),
+                heads: doc
+                    .heads()
+                    .iter()
+                    .map(|h| ChangeHash(*h).to_string())
+                    .collect(),
             });
         }
         let next = more.then(|| metas.last().map(|m| m.id.clone())).flatten();

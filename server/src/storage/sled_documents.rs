@@ -55,12 +55,6 @@ fn seq_of(id: &str, bytes: &[u8]) -> Result<u64, HubError> {
     Ok(u64::from_be_bytes(array))
 }
 
-impl SledStore {
-    fn docs_durable(&self) -> Result<(), HubError> {
-        self.db.flush().map(drop).map_err(storage)
-    }
-}
-
 impl HubStore for SledStore {
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
         let Some(meta) = self.doc_meta.get(id).map_err(storage)? else {
@@ -142,12 +136,10 @@ impl HubStore for SledStore {
                 }
                 Ok(seq)
             });
-        let seq = result.map_err(|e| match e {
+        result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => storage(e),
-        })?;
-        self.docs_durable()?;
-        Ok(seq)
+        })
     }
 
     fn feed_head(&self) -> Result<u64, HubError> {
@@ -218,8 +210,7 @@ impl HubStore for SledStore {
                 None => batch.remove(pair(device, id)),
             }
         }
-        self.device_docs.apply_batch(batch).map_err(storage)?;
-        self.docs_durable()
+        self.device_docs.apply_batch(batch).map_err(storage)
     }
 
     fn device_scope(&self, device: &str) -> Result<Option<String>, HubError> {
@@ -232,7 +223,7 @@ impl HubStore for SledStore {
 
     fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
         self.device_scope.insert(device, scope).map_err(storage)?;
-        self.docs_durable()
+        Ok(())
     }
 
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
@@ -262,5 +253,10 @@ impl HubStore for SledStore {
             .collect::<Result<_, _>>()?;
         entries.sort_by(|a, b| (a.received_at_ms, &a.change).cmp(&(b.received_at_ms, &b.change)));
         Ok(entries)
+    }
+
+    /// One flush of sled's log makes every earlier write durable, in order.
+    fn durable(&self) -> Result<(), HubError> {
+        self.db.flush().map(drop).map_err(storage)
     }
 }

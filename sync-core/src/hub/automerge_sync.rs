@@ -80,6 +80,7 @@ impl<S: HubStore> Hub<S> {
                 let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
                 self.store
                     .save_document(doc_id, &meta, &merged.save(), &audit)?;
+                self.store.durable()?;
                 doc = merged;
             }
             // The changes are merged (or were not allowed); the message still carries the

@@ -2,9 +2,11 @@
 //! everything the device lacks in its scope.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use automerge::{AutoCommit, Change, ChangeHash};
 
+use super::delivery::DocChanges;
 use super::{Caller, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::doc::DocKind;
@@ -120,15 +122,15 @@ impl<S: HubStore> Hub<S> {
             }
             // A damaged stored document is reported by the server's integrity check; it must
             // not stop every device in its scope from syncing everything else.
-            let Some(mut doc) = self.readable(&meta.id)? else {
+            let Some(doc) = self.deliverable(&meta.id)? else {
                 continue;
             };
             let known = held.clone().unwrap_or_default();
-            let changes = changes_after(&mut doc, known.known(request.cursor));
+            let changes = doc.after(known.known(request.cursor));
             if changes.is_empty() {
                 continue;
             }
-            let heads = heads_of(&mut doc);
+            let heads = doc.heads().to_vec();
             device_docs.push((meta.id.clone(), heads.clone()));
             updates.push(DocUpdate {
                 doc_id: meta.id.clone(),
@@ -168,6 +170,8 @@ impl<S: HubStore> Hub<S> {
         if rescope {
             self.store.put_device_scope(&caller.device, &scope)?;
         }
+        // The answer acknowledges the merged changes: durable first.
+        self.store.durable()?;
         Ok(SyncResponse {
             cursor: head,
             docs: updates,
@@ -175,15 +179,11 @@ impl<S: HubStore> Hub<S> {
         })
     }
 
-    /// The stored document, or `None` when it is absent or damaged.
-    fn readable(&self, id: &str) -> Result<Option<AutoCommit>, HubError> {
-        match self.store.document(id) {
-            Ok(Some(stored)) => match load(&stored, id) {
-                Ok(doc) => Ok(Some(doc)),
-                Err(HubError::Damaged { .. }) => Ok(None),
-                Err(err) => Err(err),
-            },
-            Ok(None) | Err(HubError::Damaged { .. }) => Ok(None),
+    /// The stored document's changes, or `None` when it is absent or damaged.
+    fn deliverable(&self, id: &str) -> Result<Option<Arc<DocChanges>>, HubError> {
+        match self.doc_changes(id) {
+            Ok(doc) => Ok(doc),
+            Err(HubError::Damaged { .. }) => Ok(None),
             Err(err) => Err(err),
         }
     }

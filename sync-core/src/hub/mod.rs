@@ -11,6 +11,7 @@
 
 mod automerge_sync;
 mod batch;
+pub mod delivery;
 pub mod limits;
 mod web;
 
@@ -21,7 +22,7 @@ pub use web::{
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use automerge::ActorId;
 use serde::{Deserialize, Serialize};
@@ -79,7 +80,10 @@ impl DeviceDoc {
     }
 }
 
-/// The storage a hub needs. Every write is durable when it returns (the server flushes).
+/// The storage a hub needs. Writes become durable when [`HubStore::durable`] returns; the hub
+/// calls it once per request, before its answer acknowledges anything, instead of once per
+/// document (a chief's week is a dozen documents in one sync). Writes are durable in the order
+/// they were made, so nothing a device was told about can outlive what it depends on.
 pub trait HubStore: Send + Sync {
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError>;
     /// Stores a document's new full save with its routing facts and audit entries, and appends
@@ -112,6 +116,8 @@ pub trait HubStore: Send + Sync {
     fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError>;
     /// Every accepted change of one document, in the order it was received.
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError>;
+    /// Makes every write so far durable.
+    fn durable(&self) -> Result<(), HubError>;
 }
 
 /// A shared store is a store: the server hands the hub an `Arc<dyn Store>`.
@@ -164,6 +170,9 @@ impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
     }
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
         (**self).history(doc_id)
+    }
+    fn durable(&self) -> Result<(), HubError> {
+        (**self).durable()
     }
 }
 
@@ -250,6 +259,7 @@ pub struct Hub<S> {
     store: S,
     stripes: Vec<Mutex<()>>,
     sync_rounds: limits::SyncRounds,
+    delivery: delivery::DeliveryCache,
 }
 
 impl<S: HubStore> Hub<S> {
@@ -258,7 +268,22 @@ impl<S: HubStore> Hub<S> {
             store,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             sync_rounds: limits::SyncRounds::default(),
+            delivery: delivery::DeliveryCache::default(),
         }
+    }
+
+    /// The decoded changes of a stored document, as devices receive them; `None` when it is
+    /// absent.
+    pub fn doc_changes(&self, id: &str) -> Result<Option<Arc<delivery::DocChanges>>, HubError> {
+        match self.store.document(id)? {
+            Some(stored) => self.delivery.changes(id, &stored).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Documents and bytes the delivery cache holds.
+    pub fn delivery_cache_size(&self) -> (usize, usize) {
+        self.delivery.size()
     }
 
     pub fn store(&self) -> &S {

@@ -212,6 +212,7 @@ impl<S: HubStore> Hub<S> {
         let feed = self
             .store
             .save_document(doc_id, &meta, &issue.save(), &[audit])?;
+        self.store.durable()?;
         let state = issue.state().map_err(|e| damaged(doc_id, e))?;
         let context = issue.context().map_err(|e| damaged(doc_id, e))?;
         Ok(Some(Acted {

@@ -1,0 +1,307 @@
+//! The changes of stored documents, decoded once per saved version and shared by every device
+//! they are delivered to.
+//!
+//! Sending a document to a device used to mean loading its automerge save and re-encoding its
+//! changes, once per receiving device: a problem in a subdistrict reaches every chief of that
+//! subdistrict, their supervisors and its handler, and a week of a district's patrols reaches
+//! each district chief. Decoding is most of what a sync response costs, so the hub keeps the
+//! decoded changes of recently delivered documents, bounded in bytes, least recently used first
+//! out.
+//!
+//! An entry is valid only for the exact saved bytes it was read from: every read compares the
+//! stored save with the entry's, so a document changed by any writer (a sync, a web action, the
+//! deadline job, another process) is decoded again and never served stale.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use automerge::Automerge;
+use lru::LruCache;
+
+use super::{HubError, StoredDoc};
+use crate::protocol::Hash;
+
+/// What the delivery cache may hold, in bytes of saves and changes (a district's week of
+/// documents is about 100–200 MB of changes; a larger district keeps its busiest documents).
+pub const DEFAULT_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+
+/// One change as stored: the positions of its dependencies and its encoding.
+#[derive(Debug)]
+struct Entry {
+    deps: Vec<usize>,
+    raw: Vec<u8>,
+}
+
+/// A saved document's changes in causal order, with its heads.
+#[derive(Debug)]
+pub struct DocChanges {
+    saved: Vec<u8>,
+    heads: Vec<Hash>,
+    changes: Vec<Entry>,
+    index: HashMap<Hash, usize>,
+}
+
+impl DocChanges {
+    /// Decodes a document's save.
+    pub fn read(id: &str, saved: &[u8]) -> Result<Self, HubError> {
+        let doc = Automerge::load(saved).map_err(|e| HubError::Damaged {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        let heads = doc.get_heads().into_iter().map(|h| h.0).collect();
+        let mut index = HashMap::new();
+        let mut changes = Vec::new();
+        // `get_changes` lists every change after its dependencies.
+        for change in doc.get_changes(&[]) {
+            let deps = change
+                .deps()
+                .iter()
+                .filter_map(|dep| index.get(&dep.0).copied())
+                .collect();
+            index.insert(change.hash().0, changes.len());
+            changes.push(Entry {
+                deps,
+                raw: change.raw_bytes().to_vec(),
+            });
+        }
+        Ok(Self {
+            saved: saved.to_vec(),
+            heads,
+            changes,
+            index,
+        })
+    }
+
+    pub fn heads(&self) -> &[Hash] {
+        &self.heads
+    }
+
+    /// The changes a replica holding the heads `have` lacks, in causal order. Hashes this
+    /// document does not hold are ignored rather than trusted.
+    pub fn after(&self, have: &[Hash]) -> Vec<Vec<u8>> {
+        let mut held = vec![false; self.changes.len()];
+        let mut stack: Vec<usize> = have
+            .iter()
+            .filter_map(|h| self.index.get(h).copied())
+            .collect();
+        while let Some(at) = stack.pop() {
+            if !held[at] {
+                held[at] = true;
+                stack.extend(&self.changes[at].deps);
+            }
+        }
+        self.changes
+            .iter()
+            .zip(held)
+            .filter(|(_, held)| !held)
+            .map(|(entry, _)| entry.raw.clone())
+            .collect()
+    }
+
+    /// Bytes this entry keeps alive.
+    fn weight(&self) -> usize {
+        let per_change = std::mem::size_of::<Entry>() + 64;
+        self.saved.len()
+            + self
+                .changes
+                .iter()
+                .map(|c| c.raw.len() + c.deps.len() * 8 + per_change)
+                .sum::<usize>()
+    }
+
+    #[cfg(test)]
+    fn hashes(&self) -> Vec<Hash> {
+        let mut hashes = vec![[0; 32]; self.changes.len()];
+        for (hash, at) in &self.index {
+            hashes[*at] = *hash;
+        }
+        hashes
+    }
+}
+
+#[derive(Debug)]
+struct Held {
+    entries: LruCache<String, Arc<DocChanges>>,
+    bytes: usize,
+}
+
+/// Decoded documents, least recently used evicted first once over the budget.
+#[derive(Debug)]
+pub struct DeliveryCache {
+    held: Mutex<Held>,
+    budget: usize,
+}
+
+impl DeliveryCache {
+    pub fn new(budget: usize) -> Self {
+        Self {
+            held: Mutex::new(Held {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            budget,
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // Every update below leaves the map and its byte count consistent between statements
+        // that can panic, so a poisoned lock holds nothing half-done.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The decoded changes of `stored`, from the cache when it holds this exact save.
+    pub fn changes(&self, id: &str, stored: &StoredDoc) -> Result<Arc<DocChanges>, HubError> {
+        if let Some(hit) = self.held().entries.get(id) {
+            if hit.saved == stored.bytes {
+                return Ok(hit.clone());
+            }
+        }
+        // Decoded outside the lock: other deliveries go on meanwhile.
+        let fresh = Arc::new(DocChanges::read(id, &stored.bytes)?);
+        let weight = fresh.weight();
+        let mut held = self.held();
+        if let Some(old) = held.entries.pop(id) {
+            held.bytes -= old.weight();
+        }
+        if weight <= self.budget {
+            held.entries.put(id.to_string(), fresh.clone());
+            held.bytes += weight;
+            while held.bytes > self.budget {
+                let Some((_, evicted)) = held.entries.pop_lru() else {
+                    break;
+                };
+                held.bytes -= evicted.weight();
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Entries and bytes held now.
+    pub fn size(&self) -> (usize, usize) {
+        let held = self.held();
+        (held.entries.len(), held.bytes)
+    }
+}
+
+impl Default for DeliveryCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_BUDGET_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ReadDoc, ROOT};
+
+    use super::*;
+    use crate::authz::DocMeta;
+    use crate::doc::DocKind;
+    use crate::model::{DivisionCode, System};
+
+    fn stored(doc: &mut AutoCommit) -> StoredDoc {
+        StoredDoc {
+            meta: DocMeta {
+                id: "x".into(),
+                kind: DocKind::Patrol,
+                system: System::River,
+                asset: "a".into(),
+                division: DivisionCode::new("370105000000").expect("code"),
+                owner: "u".into(),
+                assignee: None,
+                status: None,
+            },
+            bytes: doc.save(),
+        }
+    }
+
+    fn edit(doc: &mut AutoCommit, key: &str) -> Hash {
+        doc.put(ROOT, key, key).expect("put");
+        doc.commit();
+        doc.get_heads()[0].0
+    }
+
+    #[test]
+    fn after_sends_exactly_what_a_replica_lacks_in_causal_order() {
+        let mut doc = AutoCommit::new();
+        let a = edit(&mut doc, "a");
+        let mut fork = doc.fork();
+        let b = edit(&mut doc, "b");
+        let c = edit(&mut fork, "c");
+        doc.merge(&mut fork).expect("merge");
+        let d = edit(&mut doc, "d");
+        let changes = DocChanges::read("x", &doc.save()).expect("read");
+
+        assert_eq!(changes.after(&[]).len(), 4);
+        assert_eq!(changes.hashes()[0], a);
+        let mut expected = |have: &[Hash]| -> Vec<Vec<u8>> {
+            let have: Vec<_> = have.iter().map(|h| automerge::ChangeHash(*h)).collect();
+            doc.get_changes(&have)
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect()
+        };
+        for have in [vec![], vec![a], vec![b], vec![c], vec![b, c], vec![d]] {
+            let mut got = changes.after(&have);
+            let mut want = expected(&have);
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "have {have:?}");
+        }
+        // A hash the document does not hold is ignored, not taken as holding everything.
+        assert_eq!(changes.after(&[[7; 32]]).len(), 4);
+        assert_eq!(changes.heads(), &[d][..]);
+        // Dependencies come before the changes that need them.
+        let order = changes.hashes();
+        let at = |h: Hash| order.iter().position(|x| *x == h).expect("listed");
+        assert!(at(a) < at(b) && at(a) < at(c) && at(b) < at(d) && at(c) < at(d));
+        assert_eq!(doc.get(ROOT, "d").expect("read").map(|_| ()), Some(()));
+    }
+
+    #[test]
+    fn a_changed_save_is_decoded_again_and_the_budget_holds() {
+        let mut doc = AutoCommit::new();
+        edit(&mut doc, "a");
+        let first = stored(&mut doc);
+        let cache = DeliveryCache::new(1 << 20);
+        let one = cache.changes("x", &first).expect("decode");
+        let again = cache.changes("x", &first).expect("hit");
+        assert!(Arc::ptr_eq(&one, &again), "the same save is decoded once");
+
+        edit(&mut doc, "b");
+        let second = stored(&mut doc);
+        let two = cache.changes("x", &second).expect("decode");
+        assert!(!Arc::ptr_eq(&one, &two));
+        assert_eq!(two.after(&[]).len(), 2, "a new save is never served stale");
+        assert_eq!(cache.size().0, 1);
+
+        // A budget smaller than two documents keeps one.
+        let small = DeliveryCache::new(two.weight() + 10);
+        small.changes("x", &second).expect("decode");
+        small.changes("y", &second).expect("decode");
+        let (entries, bytes) = small.size();
+        assert_eq!(entries, 1);
+        assert!(bytes <= two.weight() + 10);
+        // A document larger than the whole budget is served, not kept.
+        let tiny = DeliveryCache::new(8);
+        assert_eq!(
+            tiny.changes("x", &second).expect("decode").after(&[]).len(),
+            2
+        );
+        assert_eq!(tiny.size(), (0, 0));
+    }
+
+    #[test]
+    fn a_damaged_save_is_reported() {
+        let mut doc = AutoCommit::new();
+        edit(&mut doc, "a");
+        let mut damaged = stored(&mut doc);
+        damaged.bytes.truncate(damaged.bytes.len() / 2);
+        let cache = DeliveryCache::default();
+        assert!(matches!(
+            cache.changes("x", &damaged),
+            Err(HubError::Damaged { .. })
+        ));
+        assert_eq!(cache.size(), (0, 0));
+    }
+}
