@@ -145,6 +145,19 @@ pub fn run(params: &Params) {
         "server bench: fieldsim {} chiefs' phones (+{} office/department) × {} days against a release server (2 workers), seed {}",
         out["devices"], out["staff_devices"], out["days"], out["seed"]
     );
+    println!(
+        "  chiefs        {} district, {} subdistrict, {} village level ({} villages, {} village stretches added)",
+        out["levels"]["district"],
+        out["levels"]["subdistrict"],
+        out["levels"]["village"],
+        out["places_created"]["villages"],
+        out["places_created"]["stretches"]
+    );
+    let received = &out["docs_received_by_level"];
+    println!(
+        "  fan-out       documents received by district chiefs {}, subdistrict {}, village {} (first and final sync)",
+        received["district"], received["subdistrict"], received["village"]
+    );
     println!("  phase           wall s   server CPU s   simulator CPU s");
     for phase in out["phases"].as_array().into_iter().flatten() {
         println!(

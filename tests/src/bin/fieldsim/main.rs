@@ -1,7 +1,8 @@
 //! `fieldsim`: a district's days of offline field work against a running ChiefSync server.
 //!
-//! Through the admin API it creates chiefs spread over the server's systems, levels and assets,
-//! a supervisor and a department handler per system. Each person's phone is mobile-ffi's
+//! Through the admin API it creates a district's chief hierarchy over the server's systems and
+//! assets (a few district and subdistrict chiefs, most at village level on their own stretch:
+//! see `people`), a supervisor and a department handler per system. Each person's phone is mobile-ffi's
 //! `FieldClient`, exactly as the apps use it, with its own store and a simulated clock. Chiefs
 //! patrol offline for `--days` days (1 Hz tracks along their asset; some too short, driven or
 //! spoofed), fill in check items and report problems with photos. Then every chief's phone
@@ -525,6 +526,25 @@ fn run(cli: &Cli) -> Result<Value> {
     }
     let quarantined: usize = quarantine_reasons.values().sum();
     let documents = admin.doc_heads()?.len();
+    // Chiefs per level, and the documents their phones received (first and final sync): the
+    // fan-out of routing by jurisdiction.
+    let level_of = |phone: &Phone| match &phone.person.user.role {
+        sync_core::model::Role::Chief { level, .. } => level.as_str(),
+        _ => "staff",
+    };
+    let mut levels: BTreeMap<&str, usize> = sync_core::model::Level::ALL
+        .iter()
+        .map(|l| (l.as_str(), 0))
+        .collect();
+    let mut received_by_level = levels.clone();
+    for phone in &chiefs {
+        *levels.entry(level_of(phone)).or_default() += 1;
+    }
+    let final_figures = &figures[figures.len() - everyone.len()..];
+    for (k, &i) in order.iter().enumerate() {
+        *received_by_level.entry(level_of(&chiefs[i])).or_default() +=
+            (figures[k].docs_received + final_figures[i].docs_received) as usize;
+    }
 
     let chief_syncs = &figures[..order.len()];
     let mut trips: Vec<f64> = chief_syncs
@@ -550,6 +570,9 @@ fn run(cli: &Cli) -> Result<Value> {
         "seed": cli.seed,
         "devices": chiefs.len(),
         "staff_devices": offices.len() + handlers.len(),
+        "levels": levels,
+        "docs_received_by_level": received_by_level,
+        "places_created": { "villages": people.divisions_created, "stretches": people.assets_created },
         "days": cli.days,
         "documents": documents,
         "patrols": logs.iter().map(|l| l.patrols).sum::<u64>(),
@@ -629,6 +652,20 @@ fn print_summary(out: &Value) {
     println!(
         "fieldsim: {} chiefs' phones (+{} office/department), {} days offline, seed {}",
         out["devices"], out["staff_devices"], out["days"], out["seed"]
+    );
+    let levels = &out["levels"];
+    println!(
+        "  chiefs        {} district, {} subdistrict, {} village level; {} villages and {} village stretches added",
+        levels["district"],
+        levels["subdistrict"],
+        levels["village"],
+        out["places_created"]["villages"],
+        out["places_created"]["stretches"]
+    );
+    let received = &out["docs_received_by_level"];
+    println!(
+        "  fan-out       documents received by district chiefs {}, subdistrict {}, village {}",
+        received["district"], received["subdistrict"], received["village"]
     );
     println!(
         "  recorded      {} patrols, {} problems; server holds {} documents",
