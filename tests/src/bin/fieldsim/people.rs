@@ -4,11 +4,14 @@
 //!
 //! For `N` chiefs about 2 % lead at district level (at least one per system with assets once
 //! there are enough chiefs), about 8 % at subdistrict level and the rest at village/community
-//! level; each level is shared out over the systems in proportion to the server's assets, and
-//! within a system over its assets in turn. A district chief's jurisdiction is the district
-//! plus the reach (forest, farmland grid) they lead; a subdistrict chief's is the subdistrict
-//! holding that asset plus the asset. A village chief is responsible for their own stretch: a new
-//! asset `{asset}·{village}段` (`片` for forests, `网格` for farmland) in a village or community
+//! level; each level is shared out over the systems in proportion to the server's assets.
+//! Within a system district and village chiefs take its assets in turn, subdistrict chiefs its
+//! subdistricts in turn, at most [`SUBDISTRICT_CHIEFS_PER_SUBDISTRICT`] per subdistrict (the
+//! demo's farmland all lies in 桑梓店): the rest become village chiefs.
+//!
+//! A district chief's jurisdiction is the district plus the reach (forest, farmland grid) they
+//! lead; a subdistrict chief's is the subdistrict holding that asset plus the asset. A village
+//! chief is responsible for their own stretch: a new asset `{asset}·{village}段` (`片` for forests, `网格` for farmland) in a village or community
 //! of the asset's subdistrict, with the asset's geometry (the demo's geometry is plausible, not
 //! surveyed, and a walk along the whole asset keeps the mix of valid and invalid patrols).
 //! Villages are created as needed, at most [`VILLAGES_PER_SUBDISTRICT`] per subdistrict (real
@@ -39,6 +42,10 @@ pub const PASSWORD: &str = "fieldsim-passphrase";
 
 /// Villages or communities the simulator uses per subdistrict.
 pub const VILLAGES_PER_SUBDISTRICT: usize = 30;
+
+/// Subdistrict chiefs of one system in one subdistrict at most (a real one has a few: the
+/// party secretary, the head, a deputy or two); more become village chiefs.
+pub const SUBDISTRICT_CHIEFS_PER_SUBDISTRICT: usize = 6;
 
 /// Share of the chiefs at district and at subdistrict level; the rest are village chiefs.
 const DISTRICT_SHARE: f64 = 0.02;
@@ -175,6 +182,23 @@ fn shares(count: usize, weights: &[usize]) -> Vec<usize> {
         n[i] -= 1;
     }
     n
+}
+
+/// `count` chiefs over groups of `sizes` members, a group at a time in turn and each group's
+/// members in turn, at most `cap` per group: (group, member) of each one placed.
+fn spread(count: usize, sizes: &[usize], cap: usize) -> Vec<(usize, usize)> {
+    let mut placed = Vec::with_capacity(count);
+    for round in 0..cap {
+        for (group, &size) in sizes.iter().enumerate() {
+            if placed.len() == count {
+                return placed;
+            }
+            if size > 0 {
+                placed.push((group, round % size));
+            }
+        }
+    }
+    placed
 }
 
 /// The villages or communities of one subdistrict the simulator may use: those the server has,
@@ -343,39 +367,66 @@ pub fn create_people(admin: &Api, devices: usize, seed: u64, concurrency: usize)
         stretches: BTreeMap::new(),
         new_villages: BTreeMap::new(),
     };
-    let mut wanted: Vec<Wanted> = Vec::with_capacity(devices);
-    for (level, count) in Level::ALL
-        .into_iter()
-        .zip(level_counts(devices, systems.len()))
+    // Who leads what, level by level: district chiefs take the system's assets in turn,
+    // subdistrict chiefs its subdistricts in turn (a handful each at most, the rest joining the
+    // village chiefs), village chiefs its assets in turn.
+    let [at_district, at_subdistrict, at_village] = level_counts(devices, systems.len());
+    let mut leads: [Vec<&Asset>; 3] = Default::default();
+    for (((_, parents), district_n), (subdistrict_n, village_n)) in
+        systems.iter().zip(shares(at_district, &weights)).zip(
+            shares(at_subdistrict, &weights)
+                .into_iter()
+                .zip(shares(at_village, &weights)),
+        )
     {
-        for ((_, parents), count) in systems.iter().zip(shares(count, &weights)) {
-            for k in 0..count {
-                let parent = parents[k % parents.len()];
-                let subdistrict = at_level(&divisions, &parent.division, Level::Subdistrict);
-                // An asset with no subdistrict above it can only be led from the district.
-                let chief = match (level, subdistrict) {
-                    (Level::Village, Some(subdistrict)) => {
-                        let village = plan.village_for(parent, subdistrict);
-                        let asset = plan.stretch(seed, parent, &village);
-                        Wanted {
-                            level,
-                            division: village,
-                            asset,
-                        }
-                    }
-                    (Level::Subdistrict, Some(subdistrict)) => Wanted {
-                        level: Level::Subdistrict,
-                        division: subdistrict.clone(),
-                        asset: parent.clone(),
-                    },
-                    _ => Wanted {
-                        level: Level::District,
-                        division: district.clone(),
-                        asset: parent.clone(),
-                    },
-                };
-                wanted.push(chief);
+        leads[0].extend((0..district_n).map(|k| parents[k % parents.len()]));
+        let mut groups: Vec<(&DivisionCode, Vec<&Asset>)> = Vec::new();
+        for &parent in parents {
+            let Some(subdistrict) = at_level(&divisions, &parent.division, Level::Subdistrict)
+            else {
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|(code, _)| **code == subdistrict.code)
+            {
+                Some((_, members)) => members.push(parent),
+                None => groups.push((&subdistrict.code, vec![parent])),
             }
+        }
+        let sizes: Vec<usize> = groups.iter().map(|(_, members)| members.len()).collect();
+        let placed = spread(subdistrict_n, &sizes, SUBDISTRICT_CHIEFS_PER_SUBDISTRICT);
+        leads[1].extend(placed.iter().map(|&(g, m)| groups[g].1[m]));
+        let village_n = village_n + subdistrict_n - placed.len();
+        leads[2].extend((0..village_n).map(|k| parents[k % parents.len()]));
+    }
+    let mut wanted: Vec<Wanted> = Vec::with_capacity(devices);
+    for (level, parents) in Level::ALL.into_iter().zip(leads) {
+        for parent in parents {
+            let subdistrict = at_level(&divisions, &parent.division, Level::Subdistrict);
+            // An asset with no subdistrict above it can only be led from the district.
+            let chief = match (level, subdistrict) {
+                (Level::Village, Some(subdistrict)) => {
+                    let village = plan.village_for(parent, subdistrict);
+                    let asset = plan.stretch(seed, parent, &village);
+                    Wanted {
+                        level,
+                        division: village,
+                        asset,
+                    }
+                }
+                (Level::Subdistrict, Some(subdistrict)) => Wanted {
+                    level,
+                    division: subdistrict.clone(),
+                    asset: parent.clone(),
+                },
+                _ => Wanted {
+                    level: Level::District,
+                    division: district.clone(),
+                    asset: parent.clone(),
+                },
+            };
+            wanted.push(chief);
         }
     }
 
@@ -471,5 +522,12 @@ mod tests {
         assert_eq!(shares(1, &[18, 6, 6]), [1, 0, 0]);
         assert_eq!(shares(225, &[18, 6, 6]), [135, 45, 45]);
         assert_eq!(shares(4, &[28, 1, 1]), [2, 1, 1]);
+    }
+
+    #[test]
+    fn subdistricts_take_chiefs_in_turn_up_to_a_handful() {
+        assert_eq!(spread(4, &[2, 1, 3], 6), [(0, 0), (1, 0), (2, 0), (0, 1)]);
+        assert_eq!(spread(16, &[6], 6).len(), 6);
+        assert_eq!(spread(3, &[], 6), []);
     }
 }
