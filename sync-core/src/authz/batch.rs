@@ -12,7 +12,8 @@ use std::collections::{BinaryHeap, HashMap};
 use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 
 use super::change::{admit, guarded};
-use super::schema;
+use super::meta::DocMeta;
+use super::schema::{self, Frame, Reading};
 use super::Refusal;
 use crate::model::User;
 
@@ -26,6 +27,8 @@ pub struct BatchOutcome {
     /// Dependencies neither the document nor the batch holds. The changes needing them were
     /// neither applied nor refused; the device should send them again with these.
     pub missing_deps: Vec<ChangeHash>,
+    /// The routing facts of the document after the accepted changes (`None` when none was).
+    pub meta: Option<DocMeta>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,8 @@ pub fn authorize_batch(
     }
 
     let mut verdicts = vec![Verdict::Waiting; pending.len()];
+    // The frame of `doc` as it stands, when the last accepted change left it.
+    let mut frame = None;
     for i in causal_order(&pending, &index) {
         let change = &pending[i];
         let mut refused_dep = None;
@@ -79,10 +84,12 @@ pub fn authorize_batch(
         let result = match refused_dep {
             Some(dep) => Err(Refusal::DependsOnRefused(dep)),
             None if waits => continue,
-            None => merge(user, bound_actor, doc_id, doc, change),
+            None => merge(user, bound_actor, doc_id, doc, frame.take(), change),
         };
         verdicts[i] = match result {
-            Ok(()) => {
+            Ok((now, reading)) => {
+                frame = now;
+                outcome.meta = Some(DocMeta::from_reading(&reading));
                 outcome.accepted.push(change.hash());
                 Verdict::Accepted
             }
@@ -125,14 +132,16 @@ fn causal_order(pending: &[Change], index: &HashMap<ChangeHash, usize>) -> Vec<u
     order
 }
 
-/// Authorizes one change whose dependencies `doc` holds, and merges it if allowed.
+/// Authorizes one change whose dependencies `doc` holds, and merges it if allowed. Returns
+/// the merged document's frame when it is known without reading it again, and its reading.
 fn merge(
     user: &User,
     bound_actor: &ActorId,
     doc_id: &str,
     doc: &mut AutoCommit,
+    frame: Option<Frame>,
     change: &Change,
-) -> Result<(), Refusal> {
+) -> Result<(Option<Frame>, Reading), Refusal> {
     let mut heads = doc.get_heads();
     heads.sort();
     let mut deps = change.deps().to_vec();
@@ -141,24 +150,33 @@ fn merge(
     if deps == heads {
         // The author saw exactly what the server holds, so the checked copy is the merge.
         let copy = doc.clone();
-        *doc = admit(user, bound_actor, doc_id, doc, copy, change)?;
-        return Ok(());
+        let admitted = admit(user, bound_actor, doc_id, doc, frame, copy, change)?;
+        *doc = admitted.doc;
+        return Ok((Some(admitted.frame), admitted.reading));
     }
     // Made concurrently with changes the server already has: judge it against what its author
     // saw, then check that merging it into the present leaves the document well formed.
-    let merged = guarded(|| {
+    let (merged, reading) = guarded(|| {
         let before = doc
             .fork_at(change.deps())
             .map_err(|e| Refusal::Malformed(e.to_string()))?;
-        admit(user, bound_actor, doc_id, &before, before.clone(), change)?;
+        admit(
+            user,
+            bound_actor,
+            doc_id,
+            &before,
+            None,
+            before.clone(),
+            change,
+        )?;
         let mut merged = doc.clone();
         merged
             .apply_changes([change.clone()])
             .map_err(|e| Refusal::Malformed(e.to_string()))?;
         let (merged, reading) = schema::read(doc_id, merged)?;
         schema::frame(reading.kind(), doc, &merged)?;
-        Ok(merged)
+        Ok((merged, reading))
     })?;
     *doc = merged;
-    Ok(())
+    Ok((None, reading))
 }

@@ -10,7 +10,7 @@ use std::panic::{self, AssertUnwindSafe};
 use automerge::{ActorId, AutoCommit, Change};
 
 use super::meta::{in_scope, DocMeta};
-use super::schema::{self, Diff, Reading};
+use super::schema::{self, Diff, Frame, Reading};
 use super::Refusal;
 use crate::doc::{Issue, Patrol};
 use crate::model::{Role, User};
@@ -29,19 +29,37 @@ pub fn authorize_change(
     before: &AutoCommit,
     change: &Change,
 ) -> Result<(), Refusal> {
-    admit(user, bound_actor, doc_id, before, before.clone(), change).map(|_| ())
+    admit(
+        user,
+        bound_actor,
+        doc_id,
+        before,
+        None,
+        before.clone(),
+        change,
+    )
+    .map(|_| ())
+}
+
+/// What an allowed change leaves: the document with the change applied, its frame and reading.
+pub(super) struct Admitted {
+    pub doc: AutoCommit,
+    pub frame: Frame,
+    pub reading: Reading,
 }
 
 /// `authorize_change` with the copy of `before` to apply the change to supplied by the caller,
-/// who gets it back with the change applied when the change is allowed.
+/// who gets it back with the change applied when the change is allowed; `before_frame` is
+/// `before`'s frame when the caller has it already.
 pub(super) fn admit(
     user: &User,
     bound_actor: &ActorId,
     doc_id: &str,
     before: &AutoCommit,
+    before_frame: Option<Frame>,
     mut after: AutoCommit,
     change: &Change,
-) -> Result<AutoCommit, Refusal> {
+) -> Result<Admitted, Refusal> {
     if change.actor_id() != bound_actor {
         return Err(Refusal::ActorNotBound {
             actor: change.actor_id().clone(),
@@ -56,21 +74,35 @@ pub(super) fn admit(
         after
             .apply_changes([change.clone()])
             .map_err(|e| Refusal::Malformed(e.to_string()))?;
-        if after.get_change_by_hash(&change.hash()).is_none() {
+        // A change new to the document is one of its heads once applied (nothing there can
+        // depend on it); one still waiting for dependencies is not.
+        if !after.get_heads().contains(&change.hash())
+            && after.get_change_by_hash(&change.hash()).is_none()
+        {
             return Err(Refusal::Malformed(
                 "it depends on changes the document does not have".into(),
             ));
         }
         let (after, reading) = schema::read(doc_id, after)?;
         let existed = !before.is_empty();
-        let diff = schema::diff(reading.kind(), existed.then_some(before), &after)?;
+        let was = match (existed, before_frame) {
+            (false, _) => None,
+            (true, Some(frame)) => Some(frame),
+            (true, None) => Some(Frame::of(before)?),
+        };
+        let frame = Frame::of(&after)?;
+        let diff = schema::diff(reading.kind(), was.as_ref(), &frame)?;
         match &reading {
             Reading::Patrol(patrol) => patrol_rules(user, existed, patrol)?,
             Reading::Issue { issue, events } => {
                 issue_rules(user, existed, &diff, issue, events)?;
             }
         }
-        Ok(after)
+        Ok(Admitted {
+            doc: after,
+            frame,
+            reading,
+        })
     })
 }
 

@@ -137,10 +137,31 @@ pub(super) fn read(doc_id: &str, doc: AutoCommit) -> Result<(AutoCommit, Reading
     })
 }
 
-fn root_values(doc: &AutoCommit) -> Result<HashMap<String, MapValue>, DocError> {
-    match doc.hydrate(ROOT, None)? {
-        hydrate::Value::Map(map) => Ok(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        _ => Err(DocError::Schema("the root is not a map".into())),
+/// A document's root as the rules compare it: every root value, and which object each root
+/// key of either kind holds. Read once per document state: the state after one change of a
+/// batch is the state before the next.
+#[derive(Debug, Clone)]
+pub(super) struct Frame {
+    values: HashMap<String, MapValue>,
+    objects: HashMap<&'static str, Option<ObjId>>,
+}
+
+impl Frame {
+    pub fn of(doc: &AutoCommit) -> Result<Frame, DocError> {
+        let values = match doc.hydrate(ROOT, None)? {
+            hydrate::Value::Map(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => return Err(DocError::Schema("the root is not a map".into())),
+        };
+        let objects = PATROL
+            .iter()
+            .chain(ISSUE)
+            .map(|&(key, _)| (key, object(doc, key)))
+            .collect();
+        Ok(Frame { values, objects })
+    }
+
+    fn object(&self, key: &str) -> Option<&ObjId> {
+        self.objects.get(key).and_then(Option::as_ref)
     }
 }
 
@@ -178,32 +199,27 @@ impl Diff {
     }
 }
 
-/// Compares `after` (a readable document of `kind`) with `before` (`None` for a new document):
-/// header fields and containers unchanged, lists grown only at their end, and every appended
-/// entry well formed.
-pub(super) fn diff(
-    kind: DocKind,
-    before: Option<&AutoCommit>,
-    after: &AutoCommit,
-) -> Result<Diff, Refusal> {
-    let now = root_values(after)?;
-    let was = match before {
-        Some(before) => {
-            let was = root_values(before)?;
-            check_frame(kind, before, &was, after, &now)?;
-            was
+/// Compares `now` (the frame of a readable document of `kind`) with `was` (`None` for a new
+/// document): header fields and containers unchanged, lists grown only at their end, and every
+/// appended entry well formed.
+pub(super) fn diff(kind: DocKind, was: Option<&Frame>, now: &Frame) -> Result<Diff, Refusal> {
+    let empty = HashMap::new();
+    let old_values = match was {
+        Some(was) => {
+            check_frame(kind, was, now)?;
+            &was.values
         }
         None => {
             // One change cannot conflict with itself unless it was forged to.
-            if let Some((key, _)) = now.iter().find(|(_, v)| v.conflict) {
+            if let Some((key, _)) = now.values.iter().find(|(_, v)| v.conflict) {
                 return Err(Refusal::Schema(format!("{key} holds conflicting values")));
             }
-            HashMap::new()
+            &empty
         }
     };
     let mut diff = Diff::default();
     for &(key, rule) in rules(kind) {
-        let (old, new) = (was.get(key), now.get(key));
+        let (old, new) = (old_values.get(key), now.values.get(key));
         match rule {
             Rule::Header => {}
             Rule::Edited => {
@@ -232,30 +248,22 @@ pub(super) fn diff(
 /// every container the same object. Used for each change and for the merged result, which can
 /// differ when a change was made concurrently with what the server already holds.
 pub(super) fn frame(kind: DocKind, before: &AutoCommit, after: &AutoCommit) -> Result<(), Refusal> {
-    let was = root_values(before)?;
-    let now = root_values(after)?;
-    check_frame(kind, before, &was, after, &now)
+    check_frame(kind, &Frame::of(before)?, &Frame::of(after)?)
 }
 
-fn check_frame(
-    kind: DocKind,
-    before: &AutoCommit,
-    was: &HashMap<String, MapValue>,
-    after: &AutoCommit,
-    now: &HashMap<String, MapValue>,
-) -> Result<(), Refusal> {
+fn check_frame(kind: DocKind, was: &Frame, now: &Frame) -> Result<(), Refusal> {
     for &(key, rule) in rules(kind) {
-        let replaced = object(before, key) != object(after, key);
+        let replaced = was.object(key) != now.object(key);
         match rule {
-            Rule::Header if replaced || was.get(key) != now.get(key) => {
+            Rule::Header if replaced || was.values.get(key) != now.values.get(key) => {
                 return Err(Refusal::ImmutableField { field: key.into() })
             }
-            Rule::Edited if replaced && object(before, key).is_some() => {
+            Rule::Edited if replaced && was.object(key).is_some() => {
                 return Err(Refusal::Schema(format!(
                     "{key} was replaced by a new object instead of being edited"
                 )))
             }
-            Rule::Appended(_) if replaced || now.get(key).is_some_and(|v| v.conflict) => {
+            Rule::Appended(_) if replaced || now.values.get(key).is_some_and(|v| v.conflict) => {
                 return Err(Refusal::HistoryRewrite { list: key.into() })
             }
             _ => {}

@@ -8,7 +8,7 @@ use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
 use super::{Caller, Hub, HubError, HubStore, StoredDoc};
-use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::authz::{authorize_batch, in_scope};
 use crate::doc::DocKind;
 use crate::protocol::{self, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse};
 
@@ -26,6 +26,10 @@ fn heads_of(doc: &mut AutoCommit) -> Vec<Hash> {
 /// The server's changes the device lacks, given hashes it is known to have; hashes the server
 /// does not hold are ignored rather than trusted.
 fn changes_after(doc: &mut AutoCommit, have: &[Hash]) -> Vec<Vec<u8>> {
+    // Usually the device has just pushed everything the server holds beyond what it had.
+    if doc.get_heads().iter().all(|h| have.contains(&h.0)) {
+        return Vec::new();
+    }
     let have: Vec<ChangeHash> = have
         .iter()
         .map(|h| ChangeHash(*h))
@@ -215,20 +219,16 @@ impl<S: HubStore> Hub<S> {
             None => AutoCommit::new(),
         };
         let outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
-        if !outcome.accepted.is_empty() {
-            let meta = DocMeta::of(&doc).map_err(|e| HubError::Damaged {
-                id: doc_id.to_string(),
-                reason: e.to_string(),
-            })?;
+        if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
             let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
             self.store
-                .save_document(doc_id, &meta, &doc.save(), &audit)?;
+                .save_document(doc_id, meta, &doc.save(), &audit)?;
         }
         let exists = !doc.get_heads().is_empty();
-        let kind = if exists {
-            DocMeta::of(&doc).ok().map(|m| m.kind)
-        } else {
-            None
+        let kind = match (&outcome.meta, &stored) {
+            (Some(meta), _) => Some(meta.kind),
+            (None, Some(stored)) => Some(stored.meta.kind),
+            (None, None) => None,
         };
         let mut have = server_heads.to_vec();
         have.extend(&pushed);
