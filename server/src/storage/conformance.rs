@@ -375,6 +375,22 @@ pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
     assert_eq!(ids(store.changed_since(0, 2).unwrap()), vec!["i1"]);
     assert!(store.changed_since(3, 3).unwrap().is_empty());
     assert_eq!(ids(store.all_documents().unwrap()), vec!["i1", "p2"]);
+    // Routing facts that change with a save are read as saved, by every way of listing them,
+    // however often they were read before.
+    let mut moved = i1.clone();
+    moved.owner = "someone else".into();
+    assert_eq!(store.save_document("i1", &moved, b"one, moved", &[]).unwrap(), 4);
+    let owner = |metas: Vec<DocMeta>, id: &str| {
+        metas
+            .into_iter()
+            .find(|m| m.id == id)
+            .map(|m| m.owner)
+            .expect("listed")
+    };
+    assert_eq!(owner(store.changed_since(3, 4).unwrap(), "i1"), moved.owner);
+    assert_eq!(owner(store.all_documents().unwrap(), "i1"), moved.owner);
+    assert_eq!(owner(store.all_documents().unwrap(), "p2"), p2.owner);
+    assert_eq!(store.document("i1").unwrap().unwrap().meta, moved);
     let history = store.history("p2").unwrap();
     assert_eq!(history, vec![audit("p2", "aa", 5), audit("p2", "bb", 7)]);
     assert!(store.history("i1").unwrap().is_empty());

@@ -14,6 +14,12 @@
 //! Feed positions are handed out under one lock and committed in the same transaction as the
 //! document, so a reader that sees position `n` sees every position below it: a device cursor
 //! never skips a document saved concurrently.
+//!
+//! Every sync walks the routing facts of the documents changed since the device's cursor (a
+//! phone back in signal: every document of the district), so parsed facts are kept in memory
+//! with the feed position they were read at ([`MetaMemo`]). A reader uses them only when that
+//! position is the document's current one (from the feed or `doc_seq`, read in the same pass),
+//! and otherwise reads the stored JSON: the memo can be late, never wrong.
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -53,6 +59,49 @@ fn seq_of(id: &str, bytes: &[u8]) -> Result<u64, HubError> {
         reason: "feed position is not 8 bytes".into(),
     })?;
     Ok(u64::from_be_bytes(array))
+}
+
+/// Parsed routing facts by document id, with the feed position of the save they describe.
+#[derive(Debug, Default)]
+pub struct MetaMemo {
+    facts: std::sync::RwLock<std::collections::HashMap<String, (u64, DocMeta)>>,
+}
+
+impl MetaMemo {
+    fn get(&self, id: &str, seq: u64) -> Option<DocMeta> {
+        let facts = self.facts.read().unwrap_or_else(|p| p.into_inner());
+        match facts.get(id) {
+            Some((at, meta)) if *at == seq => Some(meta.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `meta` as the facts at `seq` unless newer ones are kept already.
+    fn put(&self, id: &str, seq: u64, meta: &DocMeta) {
+        let mut facts = self.facts.write().unwrap_or_else(|p| p.into_inner());
+        match facts.get(id) {
+            Some((at, _)) if *at >= seq => {}
+            _ => {
+                facts.insert(id.to_owned(), (seq, meta.clone()));
+            }
+        }
+    }
+}
+
+impl SledStore {
+    /// The routing facts of `id`, whose feed position is `seq` (just read from the feed or
+    /// `doc_seq`). Stored facts read after that position are at least as new as it.
+    fn meta_at(&self, id: &str, seq: u64) -> Result<Option<DocMeta>, HubError> {
+        if let Some(meta) = self.metas.get(id, seq) {
+            return Ok(Some(meta));
+        }
+        let Some(json) = self.doc_meta.get(id.as_bytes()).map_err(storage)? else {
+            return Ok(None);
+        };
+        let meta: DocMeta = from_json(id, &json)?;
+        self.metas.put(id, seq, &meta);
+        Ok(Some(meta))
+    }
 }
 
 impl HubStore for SledStore {
@@ -136,10 +185,12 @@ impl HubStore for SledStore {
                 }
                 Ok(seq)
             });
-        result.map_err(|e| match e {
+        let seq = result.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => storage(e),
-        })
+        })?;
+        self.metas.put(id, seq, meta);
+        Ok(seq)
     }
 
     fn feed_head(&self) -> Result<u64, HubError> {
@@ -155,23 +206,25 @@ impl HubStore for SledStore {
         }
         let mut metas = Vec::new();
         for entry in self.feed.range(seq_bytes(after + 1)..=seq_bytes(upto)) {
-            let (_, id) = entry.map_err(storage)?;
+            let (seq, id) = entry.map_err(storage)?;
             let id = String::from_utf8_lossy(&id).into_owned();
-            if let Some(meta) = self.doc_meta.get(id.as_bytes()).map_err(storage)? {
-                metas.push(from_json(&id, &meta)?);
+            if let Some(meta) = self.meta_at(&id, seq_of(&id, &seq)?)? {
+                metas.push(meta);
             }
         }
         Ok(metas)
     }
 
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
-        self.doc_meta
-            .iter()
-            .map(|entry| {
-                let (id, meta) = entry.map_err(storage)?;
-                from_json(&String::from_utf8_lossy(&id), &meta)
-            })
-            .collect()
+        let mut metas = Vec::new();
+        for entry in self.doc_seq.iter() {
+            let (id, seq) = entry.map_err(storage)?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(meta) = self.meta_at(&id, seq_of(&id, &seq)?)? {
+                metas.push(meta);
+            }
+        }
+        Ok(metas)
     }
 
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {

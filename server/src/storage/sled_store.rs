@@ -37,6 +37,9 @@ pub struct SledStore {
     pub(super) sync_states: Tree,
     /// Serializes feed positions (see `sled_documents`).
     pub(super) feed_lock: Arc<Mutex<()>>,
+    /// Routing facts already read, with the feed position they belong to (see
+    /// `sled_documents`).
+    pub(super) metas: Arc<super::sled_documents::MetaMemo>,
 }
 
 impl SledStore {
@@ -61,6 +64,7 @@ impl SledStore {
             device_scope: tree("device_scope")?,
             sync_states: tree("sync_states")?,
             feed_lock: Arc::new(Mutex::new(())),
+            metas: Arc::default(),
             db,
         })
     }
