@@ -1,13 +1,16 @@
 //! `POST /sync`: one request with a device's changes for many documents, one response with
 //! everything the device lacks in its scope.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
-use super::{Caller, Hub, HubError, HubStore, StoredDoc};
+use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
+
+/// Above this many changed documents, what the device holds is read in one pass.
+const HELD_IN_ONE_PASS: usize = 64;
 use crate::authz::{authorize_batch, in_scope};
 use crate::doc::DocKind;
 use crate::protocol::{self, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse};
@@ -110,13 +113,31 @@ impl<S: HubStore> Hub<S> {
         } else {
             self.store.changed_since(request.cursor, head)?
         };
+        // What the device holds: asked document by document when few changed, read in one
+        // pass when many did (a phone back after days offline, a chief whose scope changed).
+        let held_all: Option<HashMap<String, DeviceDoc>> = if candidates.len() > HELD_IN_ONE_PASS {
+            Some(
+                self.store
+                    .device_docs(&caller.device)?
+                    .into_iter()
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let held_of = |id: &str| -> Result<Option<DeviceDoc>, HubError> {
+            match &held_all {
+                Some(all) => Ok(all.get(id).cloned()),
+                None => self.store.device_doc(&caller.device, id),
+            }
+        };
         let mut removed = Vec::new();
         let mut forget = Vec::new();
         for meta in candidates {
             if touched.contains(&meta.id) {
                 continue;
             }
-            let held = self.store.device_doc(&caller.device, &meta.id)?;
+            let held = held_of(&meta.id)?;
             if !in_scope(&caller.user, &meta) {
                 if held.is_some() {
                     removed.push(meta.id.clone());
@@ -164,10 +185,13 @@ impl<S: HubStore> Hub<S> {
 
         let mut records = forget;
         for (id, heads) in device_docs {
-            let previous = self
-                .store
-                .device_doc(&caller.device, &id)?
-                .unwrap_or_default();
+            let previous = if touched.contains(&id) {
+                // Pushed documents may be new to the device's records since the pass above.
+                self.store.device_doc(&caller.device, &id)?
+            } else {
+                held_of(&id)?
+            }
+            .unwrap_or_default();
             records.push((id, Some(previous.sent(request.cursor, heads, head))));
         }
         self.store.put_device_docs(&caller.device, &records)?;
