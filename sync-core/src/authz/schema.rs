@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use automerge::hydrate::{self, MapValue};
-use automerge::{AutoCommit, ObjId, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{AutoCommit, ObjId, ReadDoc, ScalarValue, ValueRef, ROOT};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Number, Value as Json};
 
@@ -152,11 +152,17 @@ impl Frame {
             hydrate::Value::Map(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             _ => return Err(DocError::Schema("the root is not a map".into())),
         };
-        let objects = PATROL
+        // One pass over the root instead of a lookup per key.
+        let mut objects: HashMap<&'static str, Option<ObjId>> = PATROL
             .iter()
             .chain(ISSUE)
-            .map(|&(key, _)| (key, object(doc, key)))
+            .map(|&(key, _)| (key, None))
             .collect();
+        for item in doc.map_range(ROOT, ..) {
+            if let (Some(slot), ValueRef::Object(_)) = (objects.get_mut(&*item.key), &item.value) {
+                *slot = Some(item.id());
+            }
+        }
         Ok(Frame { values, objects })
     }
 
@@ -165,13 +171,6 @@ impl Frame {
     }
 }
 
-/// The object stored under a root key, if it is an object.
-fn object(doc: &AutoCommit, key: &str) -> Option<ObjId> {
-    match doc.get(ROOT, key) {
-        Ok(Some((Value::Object(_), id))) => Some(id),
-        _ => None,
-    }
-}
 
 /// What one change did to a document that already existed, or what a new document holds.
 #[derive(Debug, Default)]
