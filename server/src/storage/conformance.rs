@@ -379,7 +379,12 @@ pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
     // however often they were read before.
     let mut moved = i1.clone();
     moved.owner = "someone else".into();
-    assert_eq!(store.save_document("i1", &moved, b"one, moved", &[]).unwrap(), 4);
+    assert_eq!(
+        store
+            .save_document("i1", &moved, b"one, moved", &[])
+            .unwrap(),
+        4
+    );
     let owner = |metas: Vec<DocMeta>, id: &str| {
         metas
             .into_iter()
