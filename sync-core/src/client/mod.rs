@@ -11,7 +11,7 @@
 
 pub mod retry;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::{AutoCommit, Change, ChangeHash};
 
@@ -20,7 +20,7 @@ use crate::hub::limits::check_changes;
 use crate::protocol::{
     DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
 };
-use crate::store::{self, LocalStore, QuarantinedChange, StoreError};
+use crate::store::{self, LocalStore, QuarantinedChange, StoreBatch, StoreError};
 
 /// The peer name under which the server's heads are kept in the store's sync state.
 const SERVER_PEER: &str = "server";
@@ -64,6 +64,13 @@ pub struct SyncReport {
     pub removed: usize,
 }
 
+/// What building a request saw of the documents it pushes: each one's store version when it
+/// was read, so the answer can tell whether it was edited since without loading it again.
+#[derive(Debug, Default)]
+struct Built {
+    versions: HashMap<String, u64>,
+}
+
 #[derive(Debug)]
 pub struct SyncClient<'a> {
     store: &'a LocalStore,
@@ -74,6 +81,15 @@ fn to_store_kind(kind: DocKind) -> store::DocKind {
         DocKind::Patrol => store::DocKind::Patrol,
         DocKind::Issue => store::DocKind::Issue,
     }
+}
+
+fn encode_dirty(dirty: &BTreeSet<String>) -> Result<Vec<u8>, ClientError> {
+    Ok(
+        serde_json::to_vec(dirty).map_err(|source| StoreError::Codec {
+            key: DIRTY_KEY.into(),
+            source,
+        })?,
+    )
 }
 
 fn hex(hash: &[u8]) -> String {
@@ -145,11 +161,7 @@ impl<'a> SyncClient<'a> {
     }
 
     fn put_dirty(&self, dirty: &BTreeSet<String>) -> Result<(), ClientError> {
-        let bytes = serde_json::to_vec(dirty).map_err(|source| StoreError::Codec {
-            key: DIRTY_KEY.into(),
-            source,
-        })?;
-        self.store.put_meta(DIRTY_KEY, &bytes)?;
+        self.store.put_meta(DIRTY_KEY, &encode_dirty(dirty)?)?;
         Ok(())
     }
 
@@ -173,28 +185,46 @@ impl<'a> SyncClient<'a> {
             .collect())
     }
 
-    fn put_server_heads(&self, doc_id: &str, heads: &[Hash]) -> Result<(), ClientError> {
-        self.store
-            .put_sync_state(doc_id, SERVER_PEER, &heads.concat())?;
-        Ok(())
-    }
-
     /// The request for the next round trip: every dirty document's changes since the server
     /// heads the device last received.
     pub fn build_request(&self) -> Result<SyncRequest, ClientError> {
+        Ok(self.build(None)?.0)
+    }
+
+    /// Builds the request, reading each dirty document once. With `hold_back_at`, changes the
+    /// server would refuse by its limits are first taken out of the way (as
+    /// [`Self::hold_back_oversized`]); returns how many were.
+    fn build(&self, hold_back_at: Option<i64>) -> Result<(SyncRequest, Built, usize), ClientError> {
         let mut docs = Vec::new();
+        let mut built = Built::default();
+        let mut held_back = 0;
         for doc_id in self.dirty()? {
+            // The version is read before the document, so an edit in between shows as a
+            // newer version when the answer comes, never as an older one.
+            let mut version = self.store.doc_version(&doc_id)?;
             let Some(mut doc) = self.load(&doc_id)? else {
                 continue;
             };
             let server_heads = self.server_heads(&doc_id)?;
-            let changes: Vec<Vec<u8>> = doc
-                .get_changes(&server_heads)
-                .iter()
-                .map(|c| c.raw_bytes().to_vec())
-                .collect();
+            let mut changes = doc.get_changes(&server_heads);
+            if let Some(now_ms) = hold_back_at {
+                let held = self.hold_back(&doc_id, &changes, now_ms)?;
+                if held > 0 {
+                    held_back += held;
+                    version = self.store.doc_version(&doc_id)?;
+                    let Some(realigned) = self.load(&doc_id)? else {
+                        continue;
+                    };
+                    doc = realigned;
+                    changes = doc.get_changes(&server_heads);
+                }
+            }
+            let changes: Vec<Vec<u8>> = changes.iter().map(|c| c.raw_bytes().to_vec()).collect();
             if changes.is_empty() {
                 continue;
+            }
+            if let Some(version) = version {
+                built.versions.insert(doc_id.clone(), version);
             }
             docs.push(DocPush {
                 doc_id,
@@ -202,17 +232,35 @@ impl<'a> SyncClient<'a> {
                 changes,
             });
         }
-        Ok(SyncRequest {
+        let request = SyncRequest {
             cursor: self.cursor()?,
             docs,
-        })
+        };
+        Ok((request, built, held_back))
     }
 
     /// Applies the server's answer. Returns whether another round trip is needed (the server
     /// lacked dependencies of some pushed changes).
+    ///
+    /// Everything the answer brings (documents, the server heads they bring the device to,
+    /// the dirty marks it clears, documents that left the scope and the cursor) is stored in one
+    /// atomic batch with one flush: after a crash the device holds either all of it or none of
+    /// it and fetches it again. Local work is never part of that batch; refused changes go to
+    /// the quarantine, flushed, before the batch that realigns their document.
     pub fn apply_response(
         &self,
         request: &SyncRequest,
+        response: &SyncResponse,
+        now_ms: i64,
+        report: &mut SyncReport,
+    ) -> Result<bool, ClientError> {
+        self.apply(request, None, response, now_ms, report)
+    }
+
+    fn apply(
+        &self,
+        request: &SyncRequest,
+        built: Option<&Built>,
         response: &SyncResponse,
         now_ms: i64,
         report: &mut SyncReport,
@@ -225,40 +273,61 @@ impl<'a> SyncClient<'a> {
             .iter()
             .map(|update| server_heads_after(request, update))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut batch = StoreBatch::new();
+        let mut in_batch: HashSet<&str> = HashSet::new();
         for (update, heads) in response.docs.iter().zip(heads) {
+            if !in_batch.insert(&update.doc_id) {
+                // The same document twice in one answer: the second builds on the first.
+                self.store.commit_batch(std::mem::take(&mut batch))?;
+                in_batch.clear();
+                in_batch.insert(&update.doc_id);
+            }
             report.docs_received += usize::from(!update.changes.is_empty());
             report.changes_received += update.changes.len();
             report.refused += update.refused.len();
-            if !update.refused.is_empty() {
+            let mut touched = !update.refused.is_empty();
+            if touched {
                 self.quarantine(update, now_ms)?;
                 if update.snapshot.is_none() {
                     self.drop_refused(update)?;
                 }
             }
-            if let Some(snapshot) = &update.snapshot {
-                AutoCommit::load(snapshot).map_err(|e| ClientError::BadChange(e.to_string()))?;
-                if self.store.load_doc(&update.doc_id)?.is_some() {
-                    self.store.compact_doc(&update.doc_id, snapshot)?;
+            let merged = if let Some(snapshot) = &update.snapshot {
+                touched = true;
+                let doc = AutoCommit::load(snapshot)
+                    .map_err(|e| ClientError::BadChange(e.to_string()))?;
+                if self.store.has_doc(&update.doc_id)? {
+                    batch.compact_doc(&update.doc_id, snapshot.clone())?;
                 } else if let Some(kind) = update.kind {
-                    self.store
-                        .append_doc_changes(&update.doc_id, to_store_kind(kind), snapshot)?;
+                    batch.append_doc_changes(
+                        &update.doc_id,
+                        to_store_kind(kind),
+                        snapshot.clone(),
+                    )?;
                 }
+                Some(doc)
             } else {
-                self.merge_changes(update)?;
-            }
+                self.merge_changes(update, &mut batch)?
+            };
             if update.missing.is_empty() {
-                self.put_server_heads(&update.doc_id, &heads)?;
+                batch.put_sync_state(&update.doc_id, SERVER_PEER, &heads.concat())?;
                 let push = request.docs.iter().find(|p| p.doc_id == update.doc_id);
                 if let Some(push) = push {
                     // An edit saved while the request was on its way is not in it: the
                     // document stays marked until that edit has been sent too.
-                    if !self.edited_since(push, &heads)? {
+                    let unchanged = !touched
+                        && built
+                            .and_then(|b| b.versions.get(&update.doc_id))
+                            .is_some_and(|&v| {
+                                self.store.doc_version(&update.doc_id).ok() == Some(Some(v))
+                            });
+                    if unchanged || !self.edited_since(push, &heads, merged)? {
                         dirty.remove(&update.doc_id);
                     }
                 }
             } else {
                 // The server lost what we thought it had: resend the whole history next time.
-                self.put_server_heads(&update.doc_id, &[])?;
+                batch.put_sync_state(&update.doc_id, SERVER_PEER, &[])?;
                 again = true;
             }
         }
@@ -266,33 +335,48 @@ impl<'a> SyncClient<'a> {
             // A document that left the user's scope is forgotten, unless it holds local work
             // the server has not taken yet: that stays until it is sent (and refused or kept).
             if !dirty.contains(doc_id) {
-                self.store.remove_doc(doc_id)?;
+                batch.remove_doc(doc_id)?;
                 report.removed += 1;
             }
         }
-        self.put_dirty(&dirty)?;
-        self.store
-            .put_meta(CURSOR_KEY, &response.cursor.to_le_bytes())?;
+        batch.put_meta(DIRTY_KEY, &encode_dirty(&dirty)?)?;
+        batch.put_meta(CURSOR_KEY, &response.cursor.to_le_bytes())?;
+        self.store.commit_batch(batch)?;
         Ok(again)
     }
 
     /// Whether the device's copy has a head that neither the pushed request nor the server's
-    /// answer knows: a local edit saved after the request was built.
-    fn edited_since(&self, push: &DocPush, server_heads: &[Hash]) -> Result<bool, ClientError> {
-        let Some(mut doc) = self.load(&push.doc_id)? else {
-            return Ok(false);
+    /// answer knows: a local edit saved after the request was built. `merged` is the copy as
+    /// this answer leaves it, when it is at hand; otherwise it is loaded.
+    fn edited_since(
+        &self,
+        push: &DocPush,
+        server_heads: &[Hash],
+        merged: Option<AutoCommit>,
+    ) -> Result<bool, ClientError> {
+        let mut doc = match merged {
+            Some(doc) => doc,
+            None => match self.load(&push.doc_id)? {
+                Some(doc) => doc,
+                None => return Ok(false),
+            },
         };
+        let unknown: Vec<Hash> = doc
+            .get_heads()
+            .iter()
+            .map(|h| h.0)
+            .filter(|h| !server_heads.contains(h) && !push.server_heads.contains(h))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(false);
+        }
         let pushed: BTreeSet<Hash> = push
             .changes
             .iter()
             .filter_map(|raw| Change::from_bytes(raw.clone()).ok())
             .map(|c| c.hash().0)
             .collect();
-        Ok(doc.get_heads().iter().any(|h| {
-            !pushed.contains(&h.0)
-                && !server_heads.contains(&h.0)
-                && !push.server_heads.contains(&h.0)
-        }))
+        Ok(unknown.iter().any(|h| !pushed.contains(h)))
     }
 
     /// Takes refused changes (already quarantined) and everything built on them out of the
@@ -325,9 +409,15 @@ impl<'a> SyncClient<'a> {
         Ok(())
     }
 
-    fn merge_changes(&self, update: &DocUpdate) -> Result<(), ClientError> {
+    /// Adds the server's changes of one document to `batch`, and returns the merged copy when
+    /// it had to be built anyway.
+    fn merge_changes(
+        &self,
+        update: &DocUpdate,
+        batch: &mut StoreBatch,
+    ) -> Result<Option<AutoCommit>, ClientError> {
         let (false, Some(kind)) = (update.changes.is_empty(), update.kind) else {
-            return Ok(());
+            return Ok(None);
         };
         let changes = update
             .changes
@@ -347,9 +437,8 @@ impl<'a> SyncClient<'a> {
         } else {
             doc.save()
         };
-        self.store
-            .append_doc_changes(&update.doc_id, to_store_kind(kind), &bytes)?;
-        Ok(())
+        batch.append_doc_changes(&update.doc_id, to_store_kind(kind), bytes)?;
+        Ok(Some(doc))
     }
 
     /// Keeps every refused local change, with the server's reason, before the document is
@@ -386,34 +475,45 @@ impl<'a> SyncClient<'a> {
                 continue;
             };
             let server_heads = self.server_heads(&doc_id)?;
-            let refused: Vec<RefusedChange> = doc
-                .get_changes(&server_heads)
-                .into_iter()
-                .filter_map(|change| {
-                    let why = check_changes(std::slice::from_ref(&change), 0).err()?;
-                    Some(RefusedChange {
-                        hash: change.hash().0,
-                        code: why.code().to_string(),
-                        message: why.to_string(),
-                    })
-                })
-                .collect();
-            if refused.is_empty() {
-                continue;
-            }
-            held_back += refused.len();
-            let update = DocUpdate {
-                doc_id: doc_id.clone(),
-                kind: None,
-                heads: Heads::Listed(Vec::new()),
-                changes: Vec::new(),
-                refused,
-                missing: Vec::new(),
-                snapshot: None,
-            };
-            self.quarantine(&update, now_ms)?;
-            self.drop_refused(&update)?;
+            held_back += self.hold_back(&doc_id, &doc.get_changes(&server_heads), now_ms)?;
         }
+        Ok(held_back)
+    }
+
+    /// Quarantines those of `changes` (a document's unsent changes) the server would refuse by
+    /// its limits, and takes them and what is built on them out of the document.
+    fn hold_back(
+        &self,
+        doc_id: &str,
+        changes: &[Change],
+        now_ms: i64,
+    ) -> Result<usize, ClientError> {
+        let refused: Vec<RefusedChange> = changes
+            .iter()
+            .filter_map(|change| {
+                let why = check_changes(std::slice::from_ref(change), 0).err()?;
+                Some(RefusedChange {
+                    hash: change.hash().0,
+                    code: why.code().to_string(),
+                    message: why.to_string(),
+                })
+            })
+            .collect();
+        if refused.is_empty() {
+            return Ok(0);
+        }
+        let held_back = refused.len();
+        let update = DocUpdate {
+            doc_id: doc_id.to_owned(),
+            kind: None,
+            heads: Heads::Listed(Vec::new()),
+            changes: Vec::new(),
+            refused,
+            missing: Vec::new(),
+            snapshot: None,
+        };
+        self.quarantine(&update, now_ms)?;
+        self.drop_refused(&update)?;
         Ok(held_back)
     }
 
@@ -423,12 +523,12 @@ impl<'a> SyncClient<'a> {
         transport: &mut dyn Transport,
         now_ms: i64,
     ) -> Result<SyncReport, ClientError> {
-        let mut report = SyncReport {
-            refused: self.hold_back_oversized(now_ms)?,
-            ..SyncReport::default()
-        };
+        let mut report = SyncReport::default();
         loop {
-            let request = self.build_request()?;
+            // Oversized local changes are held back once, before the first round trip.
+            let hold_back_at = (report.round_trips == 0).then_some(now_ms);
+            let (request, built, held_back) = self.build(hold_back_at)?;
+            report.refused += held_back;
             report.docs_sent += request.docs.len();
             report.changes_sent += request.docs.iter().map(|d| d.changes.len()).sum::<usize>();
             let body = request.encode();
@@ -437,7 +537,7 @@ impl<'a> SyncClient<'a> {
             report.bytes_down += answer.len();
             report.round_trips += 1;
             let response = SyncResponse::decode(&answer)?;
-            let again = self.apply_response(&request, &response, now_ms, &mut report)?;
+            let again = self.apply(&request, Some(&built), &response, now_ms, &mut report)?;
             if !again || report.round_trips >= MAX_ROUND_TRIPS {
                 return Ok(report);
             }

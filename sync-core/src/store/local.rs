@@ -5,6 +5,7 @@
 //! survives `kill -9`. Documents are opaque bytes here; this module must not parse automerge.
 //! The photo outbox and the quarantine add their methods in their own files.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,7 +52,8 @@ pub struct IntegrityReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DocHead {
     kind: DocKind,
-    /// Sequence number of the next chunk; never reused, also not after compaction.
+    /// Sequence number of the next chunk; never reused, also not after compaction (which
+    /// advances it too, so it versions the document's stored contents).
     next_seq: u64,
     /// Chunks stored since the last compaction.
     chunks: u64,
@@ -90,35 +92,54 @@ impl LocalStore {
     ) -> Result<u64, StoreError> {
         check_id("document id", doc_id)?;
         let _guard = self.lock();
-        let head_key = key(&["doc", doc_id, "head"]);
-        let mut head = match self.read_json::<DocHead>(&head_key)? {
-            Some(head) if head.kind != kind => {
-                return Err(StoreError::KindMismatch {
-                    doc_id: doc_id.to_owned(),
-                    stored: head.kind,
-                    requested: kind,
-                });
-            }
-            Some(head) => head,
-            None => DocHead {
-                kind,
-                next_seq: 0,
-                chunks: 0,
-            },
-        };
-        if bytes.is_empty() {
-            return Ok(head.chunks);
+        let mut writes = Writes::new(self);
+        let chunks = writes.append_doc(doc_id, kind, bytes)?;
+        writes.commit()?;
+        Ok(chunks)
+    }
+
+    /// A number that grows with every write to the document (appended chunk, compaction), or
+    /// `None` if it is not stored: equal numbers mean the same stored contents.
+    pub fn doc_version(&self, doc_id: &str) -> Result<Option<u64>, StoreError> {
+        check_id("document id", doc_id)?;
+        Ok(self
+            .read_json::<DocHead>(&key(&["doc", doc_id, "head"]))?
+            .map(|head| head.next_seq))
+    }
+
+    /// Whether the document is stored, without reading its contents.
+    pub fn has_doc(&self, doc_id: &str) -> Result<bool, StoreError> {
+        check_id("document id", doc_id)?;
+        Ok(self.storage.get(&key(&["doc", doc_id, "head"]))?.is_some())
+    }
+
+    /// Applies every write of `batch` in one atomic step with one flush: after a crash either
+    /// all of them are stored or none. Writes apply in the order they were added, each seeing
+    /// the ones before it (a chunk appended, then the document compacted, removes that chunk
+    /// too). An empty batch touches nothing.
+    pub fn commit_batch(&self, batch: StoreBatch) -> Result<(), StoreError> {
+        if batch.writes.is_empty() {
+            return Ok(());
         }
-        let chunk_key = chunk_key(doc_id, head.next_seq);
-        head.next_seq += 1;
-        head.chunks += 1;
-        let index_key = key(&["docs", kind.as_str(), doc_id]);
-        self.commit(vec![
-            put(chunk_key.clone(), seal(&chunk_key, bytes)),
-            put(index_key.clone(), seal(&index_key, &[])),
-            put_json(head_key, &head)?,
-        ])?;
-        Ok(head.chunks)
+        let _guard = self.lock();
+        let mut writes = Writes::new(self);
+        for write in batch.writes {
+            match write {
+                Write::AppendDoc {
+                    doc_id,
+                    kind,
+                    bytes,
+                } => {
+                    writes.append_doc(&doc_id, kind, &bytes)?;
+                }
+                Write::CompactDoc { doc_id, full_save } => {
+                    writes.compact_doc(&doc_id, &full_save)?
+                }
+                Write::RemoveDoc { doc_id } => writes.remove_doc(&doc_id)?,
+                Write::Put { key, value } => writes.put(key, value),
+            }
+        }
+        writes.commit()
     }
 
     /// The document as one byte string: its base save followed by every chunk in order, which
@@ -150,23 +171,9 @@ impl LocalStore {
     pub fn compact_doc(&self, doc_id: &str, full_save: &[u8]) -> Result<(), StoreError> {
         check_id("document id", doc_id)?;
         let _guard = self.lock();
-        let head_key = key(&["doc", doc_id, "head"]);
-        let Some(mut head) = self.read_json::<DocHead>(&head_key)? else {
-            return Err(StoreError::UnknownDoc {
-                doc_id: doc_id.to_owned(),
-            });
-        };
-        head.chunks = 0;
-        let base_key = key(&["doc", doc_id, "base"]);
-        let mut batch: Vec<BatchOp> = self
-            .storage
-            .scan_prefix(&prefix(&["doc", doc_id, "chunk"]))?
-            .into_iter()
-            .map(|(key, _)| BatchOp::Delete { key })
-            .collect();
-        batch.push(put(base_key.clone(), seal(&base_key, full_save)));
-        batch.push(put_json(head_key, &head)?);
-        self.commit(batch)
+        let mut writes = Writes::new(self);
+        writes.compact_doc(doc_id, full_save)?;
+        writes.commit()
     }
 
     /// Forgets a document the device no longer receives (it left the user's scope): its base,
@@ -174,20 +181,9 @@ impl LocalStore {
     pub fn remove_doc(&self, doc_id: &str) -> Result<(), StoreError> {
         check_id("document id", doc_id)?;
         let _guard = self.lock();
-        let head_key = key(&["doc", doc_id, "head"]);
-        let Some(head) = self.read_json::<DocHead>(&head_key)? else {
-            return Ok(());
-        };
-        let mut batch: Vec<BatchOp> = Vec::new();
-        for area in [prefix(&["doc", doc_id]), prefix(&["sync", doc_id])] {
-            for (key, _) in self.storage.scan_prefix(&area)? {
-                batch.push(BatchOp::Delete { key });
-            }
-        }
-        batch.push(BatchOp::Delete {
-            key: key(&["docs", head.kind.as_str(), doc_id]),
-        });
-        self.commit(batch)
+        let mut writes = Writes::new(self);
+        writes.remove_doc(doc_id)?;
+        writes.commit()
     }
 
     /// Ids of the stored documents of one kind, in id order.
@@ -272,6 +268,249 @@ impl LocalStore {
             Some(v) => Ok(Some(codec::unseal_json(k, &v)?)),
             None => Ok(None),
         }
+    }
+}
+
+/// Writes collected for [`LocalStore::commit_batch`]: stored together, atomically, with one
+/// flush. Ids are checked as writes are added, so a bad id fails before anything is stored.
+#[derive(Debug, Default)]
+pub struct StoreBatch {
+    writes: Vec<Write>,
+}
+
+#[derive(Debug)]
+enum Write {
+    AppendDoc {
+        doc_id: String,
+        kind: DocKind,
+        bytes: Vec<u8>,
+    },
+    CompactDoc {
+        doc_id: String,
+        full_save: Vec<u8>,
+    },
+    RemoveDoc {
+        doc_id: String,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+}
+
+impl StoreBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// How many writes the batch holds.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// As [`LocalStore::append_doc_changes`].
+    pub fn append_doc_changes(
+        &mut self,
+        doc_id: &str,
+        kind: DocKind,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        check_id("document id", doc_id)?;
+        self.writes.push(Write::AppendDoc {
+            doc_id: doc_id.to_owned(),
+            kind,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// As [`LocalStore::compact_doc`]; the document must be stored, or created earlier in the
+    /// batch, when the batch commits.
+    pub fn compact_doc(&mut self, doc_id: &str, full_save: Vec<u8>) -> Result<(), StoreError> {
+        check_id("document id", doc_id)?;
+        self.writes.push(Write::CompactDoc {
+            doc_id: doc_id.to_owned(),
+            full_save,
+        });
+        Ok(())
+    }
+
+    /// As [`LocalStore::remove_doc`].
+    pub fn remove_doc(&mut self, doc_id: &str) -> Result<(), StoreError> {
+        check_id("document id", doc_id)?;
+        self.writes.push(Write::RemoveDoc {
+            doc_id: doc_id.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// As [`LocalStore::put_sync_state`].
+    pub fn put_sync_state(
+        &mut self,
+        doc_id: &str,
+        peer: &str,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        check_id("document id", doc_id)?;
+        check_id("peer id", peer)?;
+        let k = key(&["sync", doc_id, peer]);
+        let value = seal(&k, state);
+        self.writes.push(Write::Put { key: k, value });
+        Ok(())
+    }
+
+    /// As [`LocalStore::put_meta`].
+    pub fn put_meta(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_id("metadata name", name)?;
+        let k = key(&["meta", name]);
+        let value = seal(&k, value);
+        self.writes.push(Write::Put { key: k, value });
+        Ok(())
+    }
+}
+
+/// Turns document writes into storage operations under the store's lock, keeping track of what
+/// earlier writes of the same batch did (document heads, keys put), so later ones build on them.
+struct Writes<'a> {
+    store: &'a LocalStore,
+    ops: Vec<BatchOp>,
+    /// Document heads as this batch leaves them; `None`: the document is gone.
+    heads: HashMap<String, Option<DocHead>>,
+    /// Keys this batch puts, for prefix scans that must see them.
+    put_keys: BTreeSet<Vec<u8>>,
+}
+
+impl<'a> Writes<'a> {
+    fn new(store: &'a LocalStore) -> Self {
+        Self {
+            store,
+            ops: Vec::new(),
+            heads: HashMap::new(),
+            put_keys: BTreeSet::new(),
+        }
+    }
+
+    fn head(&mut self, doc_id: &str) -> Result<Option<DocHead>, StoreError> {
+        if let Some(head) = self.heads.get(doc_id) {
+            return Ok(head.clone());
+        }
+        let head = self
+            .store
+            .read_json::<DocHead>(&key(&["doc", doc_id, "head"]))?;
+        self.heads.insert(doc_id.to_owned(), head.clone());
+        Ok(head)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.put_keys.insert(key.clone());
+        self.ops.push(put(key, value));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.put_keys.remove(&key);
+        self.ops.push(BatchOp::Delete { key });
+    }
+
+    fn set_head(&mut self, doc_id: &str, head: DocHead) -> Result<(), StoreError> {
+        let head_key = key(&["doc", doc_id, "head"]);
+        let op = put_json(head_key.clone(), &head)?;
+        self.put_keys.insert(head_key);
+        self.ops.push(op);
+        self.heads.insert(doc_id.to_owned(), Some(head));
+        Ok(())
+    }
+
+    /// Stored keys under `prefix` together with those this batch has put so far.
+    fn keys_under(&self, prefix: &[u8]) -> Result<BTreeSet<Vec<u8>>, StoreError> {
+        let mut keys: BTreeSet<Vec<u8>> = self
+            .store
+            .storage
+            .scan_prefix(prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        keys.extend(
+            self.put_keys
+                .range(prefix.to_vec()..)
+                .take_while(|k| k.starts_with(prefix))
+                .cloned(),
+        );
+        Ok(keys)
+    }
+
+    fn append_doc(&mut self, doc_id: &str, kind: DocKind, bytes: &[u8]) -> Result<u64, StoreError> {
+        let mut head = match self.head(doc_id)? {
+            Some(head) if head.kind != kind => {
+                return Err(StoreError::KindMismatch {
+                    doc_id: doc_id.to_owned(),
+                    stored: head.kind,
+                    requested: kind,
+                });
+            }
+            Some(head) => head,
+            None => DocHead {
+                kind,
+                next_seq: 0,
+                chunks: 0,
+            },
+        };
+        if bytes.is_empty() {
+            return Ok(head.chunks);
+        }
+        let chunk_key = chunk_key(doc_id, head.next_seq);
+        head.next_seq += 1;
+        head.chunks += 1;
+        let chunks = head.chunks;
+        let index_key = key(&["docs", kind.as_str(), doc_id]);
+        let chunk = seal(&chunk_key, bytes);
+        self.put(chunk_key, chunk);
+        let index = seal(&index_key, &[]);
+        self.put(index_key, index);
+        self.set_head(doc_id, head)?;
+        Ok(chunks)
+    }
+
+    fn compact_doc(&mut self, doc_id: &str, full_save: &[u8]) -> Result<(), StoreError> {
+        let Some(mut head) = self.head(doc_id)? else {
+            return Err(StoreError::UnknownDoc {
+                doc_id: doc_id.to_owned(),
+            });
+        };
+        head.chunks = 0;
+        // Compaction changes what is stored, so it counts as a write for `doc_version`.
+        head.next_seq += 1;
+        for chunk in self.keys_under(&prefix(&["doc", doc_id, "chunk"]))? {
+            self.delete(chunk);
+        }
+        let base_key = key(&["doc", doc_id, "base"]);
+        let base = seal(&base_key, full_save);
+        self.put(base_key, base);
+        self.set_head(doc_id, head)
+    }
+
+    fn remove_doc(&mut self, doc_id: &str) -> Result<(), StoreError> {
+        let Some(head) = self.head(doc_id)? else {
+            return Ok(());
+        };
+        for area in [prefix(&["doc", doc_id]), prefix(&["sync", doc_id])] {
+            for k in self.keys_under(&area)? {
+                self.delete(k);
+            }
+        }
+        self.delete(key(&["docs", head.kind.as_str(), doc_id]));
+        self.heads.insert(doc_id.to_owned(), None);
+        Ok(())
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        self.store.commit(self.ops)
     }
 }
 
@@ -411,6 +650,181 @@ mod tests {
         let report = store.verify().unwrap();
         assert_eq!(report.corrupt, vec!["doc/p1/chunk/0000000000000001"]);
         assert!(report.checked >= 8);
+    }
+
+    /// Real sled underneath, counting the batches and flushes that reach it.
+    #[derive(Debug)]
+    struct Counting {
+        inner: SledStorage,
+        applies: std::sync::atomic::AtomicUsize,
+        flushes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Storage for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(key, value)
+        }
+        fn delete(&self, key: &[u8]) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+        fn scan_prefix(&self, prefix: &[u8]) -> Result<super::super::Entries, StoreError> {
+            self.inner.scan_prefix(prefix)
+        }
+        fn apply(&self, batch: Vec<BatchOp>) -> Result<(), StoreError> {
+            self.applies
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.apply(batch)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.flushes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.flush()
+        }
+    }
+
+    fn counting_store() -> (Arc<Counting>, LocalStore) {
+        let storage = Arc::new(Counting {
+            inner: SledStorage::temporary().unwrap(),
+            applies: Default::default(),
+            flushes: Default::default(),
+        });
+        (storage.clone(), LocalStore::new(storage))
+    }
+
+    fn counts(storage: &Counting) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (storage.applies.load(SeqCst), storage.flushes.load(SeqCst))
+    }
+
+    #[test]
+    fn a_batch_is_one_atomic_write_and_one_flush() {
+        let (storage, store) = counting_store();
+        store
+            .append_doc_changes("old", DocKind::Issue, b"o")
+            .unwrap();
+        store.put_sync_state("old", "server", b"h0").unwrap();
+        let before = counts(&storage);
+        let mut batch = StoreBatch::new();
+        batch
+            .append_doc_changes("p1", DocKind::Patrol, b"a".to_vec())
+            .unwrap();
+        batch.put_sync_state("p1", "server", b"h1").unwrap();
+        batch
+            .append_doc_changes("i1", DocKind::Issue, b"b".to_vec())
+            .unwrap();
+        batch.remove_doc("old").unwrap();
+        batch.put_meta("cursor", b"9").unwrap();
+        assert_eq!(batch.len(), 5);
+        store.commit_batch(batch).unwrap();
+        let after = counts(&storage);
+        assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
+        assert_eq!(store.load_doc("p1").unwrap().unwrap(), b"a");
+        assert_eq!(store.load_doc("i1").unwrap().unwrap(), b"b");
+        assert_eq!(store.sync_state("p1", "server").unwrap().unwrap(), b"h1");
+        assert_eq!(store.load_doc("old").unwrap(), None);
+        assert_eq!(store.sync_state("old", "server").unwrap(), None);
+        assert!(store.doc_ids(DocKind::Issue).unwrap() == vec!["i1"]);
+        assert_eq!(store.meta("cursor").unwrap().unwrap(), b"9");
+        // An empty batch does not touch the disk.
+        store.commit_batch(StoreBatch::new()).unwrap();
+        assert_eq!(counts(&storage), after);
+    }
+
+    #[test]
+    fn a_batch_with_a_failing_write_stores_nothing() {
+        let (storage, store) = counting_store();
+        store
+            .append_doc_changes("d", DocKind::Patrol, b"a")
+            .unwrap();
+        let before = counts(&storage);
+        let mut batch = StoreBatch::new();
+        batch
+            .append_doc_changes("new", DocKind::Issue, b"x".to_vec())
+            .unwrap();
+        batch.put_meta("cursor", b"5").unwrap();
+        batch
+            .append_doc_changes("d", DocKind::Issue, b"b".to_vec())
+            .unwrap();
+        assert!(matches!(
+            store.commit_batch(batch),
+            Err(StoreError::KindMismatch { .. })
+        ));
+        assert_eq!(counts(&storage), before);
+        assert_eq!(store.load_doc("new").unwrap(), None);
+        assert_eq!(store.meta("cursor").unwrap(), None);
+        assert_eq!(store.load_doc("d").unwrap().unwrap(), b"a");
+        let mut bad = StoreBatch::new();
+        assert!(bad.append_doc_changes("", DocKind::Issue, vec![1]).is_err());
+        assert!(bad.put_meta("a\0b", b"x").is_err());
+        assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn writes_in_a_batch_build_on_the_ones_before() {
+        let store = temp_store();
+        store
+            .append_doc_changes("p", DocKind::Patrol, b"a")
+            .unwrap();
+        let mut batch = StoreBatch::new();
+        batch
+            .append_doc_changes("p", DocKind::Patrol, b"b".to_vec())
+            .unwrap();
+        batch
+            .append_doc_changes("p", DocKind::Patrol, b"c".to_vec())
+            .unwrap();
+        batch
+            .append_doc_changes("q", DocKind::Patrol, b"q1".to_vec())
+            .unwrap();
+        batch.compact_doc("q", b"Q".to_vec()).unwrap();
+        batch
+            .append_doc_changes("q", DocKind::Patrol, b"2".to_vec())
+            .unwrap();
+        batch
+            .append_doc_changes("gone", DocKind::Issue, b"g".to_vec())
+            .unwrap();
+        batch.put_sync_state("gone", "server", b"h").unwrap();
+        batch.remove_doc("gone").unwrap();
+        store.commit_batch(batch).unwrap();
+        assert_eq!(store.load_doc("p").unwrap().unwrap(), b"abc");
+        assert_eq!(store.load_doc("q").unwrap().unwrap(), b"Q2");
+        assert_eq!(store.load_doc("gone").unwrap(), None);
+        assert_eq!(store.sync_state("gone", "server").unwrap(), None);
+        assert!(store.doc_ids(DocKind::Issue).unwrap().is_empty());
+        assert_eq!(store.verify().unwrap().corrupt, Vec::<String>::new());
+        // Compacting a document that neither the store nor the batch has fails the batch.
+        let mut batch = StoreBatch::new();
+        batch.compact_doc("missing", b"x".to_vec()).unwrap();
+        assert!(matches!(
+            store.commit_batch(batch),
+            Err(StoreError::UnknownDoc { .. })
+        ));
+    }
+
+    #[test]
+    fn the_document_version_grows_with_every_write() {
+        let store = temp_store();
+        assert_eq!(store.doc_version("p").unwrap(), None);
+        assert!(!store.has_doc("p").unwrap());
+        store
+            .append_doc_changes("p", DocKind::Patrol, b"a")
+            .unwrap();
+        let v1 = store.doc_version("p").unwrap().unwrap();
+        assert!(store.has_doc("p").unwrap());
+        store.append_doc_changes("p", DocKind::Patrol, b"").unwrap();
+        assert_eq!(store.doc_version("p").unwrap(), Some(v1));
+        store
+            .append_doc_changes("p", DocKind::Patrol, b"b")
+            .unwrap();
+        let v2 = store.doc_version("p").unwrap().unwrap();
+        assert!(v2 > v1);
+        store.compact_doc("p", b"ab").unwrap();
+        let v3 = store.doc_version("p").unwrap().unwrap();
+        assert!(v3 > v2);
+        store.remove_doc("p").unwrap();
+        assert_eq!(store.doc_version("p").unwrap(), None);
     }
 
     #[test]
