@@ -29,6 +29,8 @@ const DIRTY_KEY: &str = "sync.dirty";
 /// The protocol needs at most two round trips; a third covers a server that lost a
 /// dependency twice in a row before the engine gives up for this attempt.
 const MAX_ROUND_TRIPS: u32 = 3;
+/// A document sent with this many chunks since its last compaction is compacted.
+const COMPACT_AFTER_CHUNKS: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -201,7 +203,7 @@ impl<'a> SyncClient<'a> {
         for doc_id in self.dirty()? {
             // The version is read before the document, so an edit in between shows as a
             // newer version when the answer comes, never as an older one.
-            let mut version = self.store.doc_version(&doc_id)?;
+            let mut stat = self.store.doc_stat(&doc_id)?;
             let Some(mut doc) = self.load(&doc_id)? else {
                 continue;
             };
@@ -211,7 +213,7 @@ impl<'a> SyncClient<'a> {
                 let held = self.hold_back(&doc_id, &changes, now_ms)?;
                 if held > 0 {
                     held_back += held;
-                    version = self.store.doc_version(&doc_id)?;
+                    stat = self.store.doc_stat(&doc_id)?;
                     let Some(realigned) = self.load(&doc_id)? else {
                         continue;
                     };
@@ -223,7 +225,20 @@ impl<'a> SyncClient<'a> {
             if changes.is_empty() {
                 continue;
             }
-            if let Some(version) = version {
+            if let Some(stat) = stat {
+                let mut version = stat.version;
+                // A document saved edit by edit (a patrol's track, a chunk a minute) loads
+                // change by change; while it is at hand, one full save makes every later load
+                // (the next edit, the next sync) read it in one piece.
+                // (Never while the copy waits for a missing change: a full save leaves out
+                // changes waiting for it.)
+                if stat.chunks >= COMPACT_AFTER_CHUNKS && doc.get_missing_deps(&[]).is_empty() {
+                    if let Some(compacted) =
+                        self.store.compact_doc_at(&doc_id, version, &doc.save())?
+                    {
+                        version = compacted;
+                    }
+                }
                 built.versions.insert(doc_id.clone(), version);
             }
             docs.push(DocPush {

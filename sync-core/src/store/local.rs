@@ -39,6 +39,13 @@ impl fmt::Display for DocKind {
     }
 }
 
+/// What the store knows of a document without reading it: see [`LocalStore::doc_stat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocStat {
+    pub version: u64,
+    pub chunks: u64,
+}
+
 /// What [`LocalStore::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntegrityReport {
@@ -101,10 +108,46 @@ impl LocalStore {
     /// A number that grows with every write to the document (appended chunk, compaction), or
     /// `None` if it is not stored: equal numbers mean the same stored contents.
     pub fn doc_version(&self, doc_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.doc_stat(doc_id)?.map(|stat| stat.version))
+    }
+
+    /// The document's version (as [`Self::doc_version`]) and how many chunks it has gathered
+    /// since its last compaction, or `None` if it is not stored.
+    pub fn doc_stat(&self, doc_id: &str) -> Result<Option<DocStat>, StoreError> {
         check_id("document id", doc_id)?;
         Ok(self
             .read_json::<DocHead>(&key(&["doc", doc_id, "head"]))?
-            .map(|head| head.next_seq))
+            .map(|head| DocStat {
+                version: head.next_seq,
+                chunks: head.chunks,
+            }))
+    }
+
+    /// Compacts the document as [`Self::compact_doc`] does, but only if it is still at
+    /// `version`, i.e. `full_save` was made from exactly what is stored; a document written
+    /// meanwhile is left as it is. Returns the new version if it compacted.
+    pub fn compact_doc_at(
+        &self,
+        doc_id: &str,
+        version: u64,
+        full_save: &[u8],
+    ) -> Result<Option<u64>, StoreError> {
+        check_id("document id", doc_id)?;
+        let _guard = self.lock();
+        let mut writes = Writes::new(self);
+        match writes.head(doc_id)? {
+            Some(head) if head.next_seq == version => {}
+            _ => return Ok(None),
+        }
+        writes.compact_doc(doc_id, full_save)?;
+        let version = writes
+            .heads
+            .get(doc_id)
+            .cloned()
+            .flatten()
+            .map(|h| h.next_seq);
+        writes.commit()?;
+        Ok(version)
     }
 
     /// Whether the document is stored, without reading its contents.
@@ -825,6 +868,34 @@ mod tests {
         assert!(v3 > v2);
         store.remove_doc("p").unwrap();
         assert_eq!(store.doc_version("p").unwrap(), None);
+    }
+
+    #[test]
+    fn compaction_at_a_version_leaves_a_document_written_since_alone() {
+        let store = temp_store();
+        store
+            .append_doc_changes("p", DocKind::Patrol, b"a")
+            .unwrap();
+        store
+            .append_doc_changes("p", DocKind::Patrol, b"b")
+            .unwrap();
+        let seen = store.doc_stat("p").unwrap().unwrap();
+        assert_eq!(seen.chunks, 2);
+        store
+            .append_doc_changes("p", DocKind::Patrol, b"c")
+            .unwrap();
+        assert_eq!(
+            store.compact_doc_at("p", seen.version, b"AB").unwrap(),
+            None
+        );
+        assert_eq!(store.load_doc("p").unwrap().unwrap(), b"abc");
+        let now = store.doc_stat("p").unwrap().unwrap();
+        let compacted = store.compact_doc_at("p", now.version, b"ABC").unwrap();
+        assert_eq!(compacted, store.doc_version("p").unwrap());
+        assert!(compacted.unwrap() > now.version);
+        assert_eq!(store.load_doc("p").unwrap().unwrap(), b"ABC");
+        assert_eq!(store.doc_stat("p").unwrap().unwrap().chunks, 0);
+        assert_eq!(store.compact_doc_at("missing", 0, b"x").unwrap(), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ mod outbox;
 mod quarantine;
 mod storage;
 
-pub use local::{DocKind, IntegrityReport, LocalStore, StoreBatch};
+pub use local::{DocKind, DocStat, IntegrityReport, LocalStore, StoreBatch};
 pub use outbox::{OutboxEntry, UploadState};
 pub use quarantine::QuarantinedChange;
 pub use storage::{BatchOp, Entries, SledStorage, Storage};
