@@ -171,7 +171,6 @@ impl Frame {
     }
 }
 
-
 /// What one change did to a document that already existed, or what a new document holds.
 #[derive(Debug, Default)]
 pub(super) struct Diff {

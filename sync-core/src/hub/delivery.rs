@@ -9,21 +9,21 @@
 //! out.
 //!
 //! An entry is valid only for the exact saved bytes it was read from: every read compares the
-//! SHA-256 of the stored save with the entry's, so a document changed by any writer (a sync, a
-//! web action, the deadline job, another process) is decoded again and never served stale.
+//! stored save with the entry's, so a document changed by any writer (a sync, a web action, the
+//! deadline job, another process) is decoded again and never served stale. (Comparing a digest
+//! instead would save the copy but cost a SHA-256 of every delivered save.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use automerge::Automerge;
 use lru::LruCache;
-use sha2::{Digest, Sha256};
 
 use super::{HubError, StoredDoc};
 use crate::protocol::Hash;
 
-/// What the delivery cache may hold, in bytes of changes: a district's week at 1,000 chiefs
-/// (6,500 documents) is about 300 MB; a larger district keeps its most recently sent ones.
+/// What the delivery cache may hold, in bytes of saves and changes: a district's week at 1,000
+/// chiefs (6,500 documents) fits; a larger district keeps its most recently sent ones.
 pub const DEFAULT_BUDGET_BYTES: usize = 512 * 1024 * 1024;
 
 /// One change as stored: the positions of its dependencies and its encoding.
@@ -36,8 +36,7 @@ struct Entry {
 /// A saved document's changes in causal order, with its heads.
 #[derive(Debug)]
 pub struct DocChanges {
-    /// SHA-256 of the save this was read from.
-    saved: [u8; 32],
+    saved: Vec<u8>,
     heads: Vec<Hash>,
     changes: Vec<Entry>,
     index: HashMap<Hash, usize>,
@@ -67,7 +66,7 @@ impl DocChanges {
             });
         }
         Ok(Self {
-            saved: digest(saved),
+            saved: saved.to_vec(),
             heads,
             changes,
             index,
@@ -103,7 +102,7 @@ impl DocChanges {
     /// Bytes this entry keeps alive.
     fn weight(&self) -> usize {
         let per_change = std::mem::size_of::<Entry>() + 64;
-        std::mem::size_of::<Self>()
+        self.saved.len()
             + self
                 .changes
                 .iter()
@@ -119,10 +118,6 @@ impl DocChanges {
         }
         hashes
     }
-}
-
-fn digest(saved: &[u8]) -> [u8; 32] {
-    Sha256::digest(saved).into()
 }
 
 #[derive(Debug)]
@@ -157,9 +152,8 @@ impl DeliveryCache {
 
     /// The decoded changes of `stored`, from the cache when it holds this exact save.
     pub fn changes(&self, id: &str, stored: &StoredDoc) -> Result<Arc<DocChanges>, HubError> {
-        let saved = digest(&stored.bytes);
         if let Some(hit) = self.held().entries.get(id) {
-            if hit.saved == saved {
+            if hit.saved == stored.bytes {
                 return Ok(hit.clone());
             }
         }
