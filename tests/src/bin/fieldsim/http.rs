@@ -185,6 +185,15 @@ impl Relay {
     }
 }
 
+/// Answers the relays dropped, across all phones.
+static ANSWERS_LOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many server answers the relays have dropped so far (the phone library retries them
+/// itself, so the phones' own attempt counts do not show them).
+pub fn answers_lost() -> u64 {
+    ANSWERS_LOST.load(Ordering::SeqCst)
+}
+
 fn answer(mut server: TcpStream, mut phone: TcpStream, armed: &AtomicBool) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -193,6 +202,7 @@ fn answer(mut server: TcpStream, mut phone: TcpStream, armed: &AtomicBool) {
             Ok(n) => n,
         };
         if armed.swap(false, Ordering::SeqCst) {
+            ANSWERS_LOST.fetch_add(1, Ordering::SeqCst);
             break;
         }
         if phone.write_all(&buf[..n]).is_err() {

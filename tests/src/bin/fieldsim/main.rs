@@ -587,7 +587,7 @@ fn run(cli: &Cli) -> Result<Value> {
         "phases": phases.json(),
         "merged_and_converged_s": MERGE_PHASES.iter().map(|p| phases.wall(p)).sum::<f64>(),
         "wall_s": started.elapsed().as_secs_f64(),
-        "interrupted": chief_syncs.iter().filter(|f| f.attempts > 1).count(),
+        "interrupted": http::answers_lost(),
         "retries": figures.iter().map(|f| u64::from(f.attempts - 1)).sum::<u64>(),
         "photos": {
             "attached_by_chiefs": photos_taken,
