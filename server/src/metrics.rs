@@ -47,6 +47,9 @@ pub struct Metrics {
     shed: Family<RouteLabels, Counter>,
     /// Sync and upload requests in progress (what `--max-in-flight` limits).
     in_flight: Gauge,
+    /// Documents and bytes in the hub's delivery cache (`sync_core::hub::delivery`).
+    cached_documents: Gauge,
+    cached_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,13 +85,33 @@ impl Metrics {
             "Sync and upload requests in progress",
             in_flight.clone(),
         );
+        let (cached_documents, cached_bytes) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "delivery_cache_documents",
+            "Stored documents whose decoded changes are kept for delivery",
+            cached_documents.clone(),
+        );
+        registry.register(
+            "delivery_cache_bytes",
+            "Bytes the delivery cache holds (bounded at 512 MiB)",
+            cached_bytes.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
             shed,
             in_flight,
+            cached_documents,
+            cached_bytes,
         }
+    }
+
+    pub fn set_delivery_cache(&self, (documents, bytes): (usize, usize)) {
+        self.cached_documents
+            .set(i64::try_from(documents).unwrap_or(i64::MAX));
+        self.cached_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn count_shed(&self, route: &str) {

@@ -33,6 +33,9 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<web::Json<Health>, Ap
 #[utoipa::path(tag = "ops", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .metrics
+        .set_delivery_cache(state.hub.delivery_cache_size());
     let text = state
         .metrics
         .encode()

@@ -32,6 +32,13 @@ async fn healthz_and_metrics() {
         "{text}"
     );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    // Nothing was delivered yet, so the delivery cache holds nothing.
+    for line in [
+        "chiefsync_delivery_cache_documents 0",
+        "chiefsync_delivery_cache_bytes 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
 }
 
 #[actix_web::test]
