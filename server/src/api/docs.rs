@@ -79,14 +79,8 @@ pub async fn list_docs(
     let store = state.store.clone();
     let hub = state.hub.clone();
     let page = web::block(move || -> Result<DocPage, ApiError> {
-        let mut metas: Vec<DocMeta> = store
-            .all_documents()?
-            .into_iter()
-            .filter(|m| kind.is_none_or(|k| m.kind == k))
-            .filter(|m| after.as_ref().is_none_or(|a| m.id > *a))
-            .filter(|m| in_scope(&caller.user, m))
-            .collect();
-        metas.sort_by(|a, b| a.id.cmp(&b.id));
+        let keep = |m: &DocMeta| kind.is_none_or(|k| m.kind == k) && in_scope(&caller.user, m);
+        let mut metas = store.documents_page(after.as_deref(), limit + 1, &keep)?;
         let more = metas.len() > limit;
         metas.truncate(limit);
         let mut docs = Vec::with_capacity(metas.len());

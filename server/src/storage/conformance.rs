@@ -396,6 +396,31 @@ pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
     assert_eq!(owner(store.all_documents().unwrap(), "i1"), moved.owner);
     assert_eq!(owner(store.all_documents().unwrap(), "p2"), p2.owner);
     assert_eq!(store.document("i1").unwrap().unwrap().meta, moved);
+    // Pages come in id order, after the given id, only with what `keep` accepts.
+    let every = |_: &DocMeta| true;
+    assert_eq!(
+        ids(store.documents_page(None, 10, &every).unwrap()),
+        vec!["i1", "p2"]
+    );
+    assert_eq!(
+        ids(store.documents_page(None, 1, &every).unwrap()),
+        vec!["i1"]
+    );
+    assert_eq!(
+        ids(store.documents_page(Some("i1"), 10, &every).unwrap()),
+        vec!["p2"]
+    );
+    assert!(store
+        .documents_page(Some("p2"), 10, &every)
+        .unwrap()
+        .is_empty());
+    let patrols = |m: &DocMeta| m.kind == DocKind::Patrol;
+    assert_eq!(
+        ids(store.documents_page(None, 1, &patrols).unwrap()),
+        vec!["p2"]
+    );
+    let page = store.documents_page(None, 10, &every).unwrap();
+    assert_eq!(page[0], moved, "a page shows the facts as last saved");
     let history = store.history("p2").unwrap();
     assert_eq!(history, vec![audit("p2", "aa", 5), audit("p2", "bb", 7)]);
     assert!(store.history("i1").unwrap().is_empty());

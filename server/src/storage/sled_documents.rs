@@ -69,9 +69,14 @@ pub struct MetaMemo {
 
 impl MetaMemo {
     fn get(&self, id: &str, seq: u64) -> Option<DocMeta> {
+        self.with(id, seq, |meta| meta.clone())
+    }
+
+    /// `read` of the facts at `seq`, without copying them; `None` when they are not kept.
+    fn with<T>(&self, id: &str, seq: u64, read: impl FnOnce(&DocMeta) -> T) -> Option<T> {
         let facts = self.facts.read().unwrap_or_else(|p| p.into_inner());
         match facts.get(id) {
-            Some((at, meta)) if *at == seq => Some(meta.clone()),
+            Some((at, meta)) if *at == seq => Some(read(meta)),
             _ => None,
         }
     }
@@ -225,6 +230,39 @@ impl HubStore for SledStore {
             }
         }
         Ok(metas)
+    }
+
+    fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        use std::ops::Bound;
+        // `doc_seq` is keyed by id, so ids come in order and the walk ends with the page;
+        // facts are copied only for documents the page keeps.
+        let start = match after {
+            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut page = Vec::new();
+        for entry in self.doc_seq.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            if page.len() >= limit {
+                break;
+            }
+            let (id, seq) = entry.map_err(storage)?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            let seq = seq_of(&id, &seq)?;
+            let kept = match self
+                .metas
+                .with(&id, seq, |meta| keep(meta).then(|| meta.clone()))
+            {
+                Some(kept) => kept,
+                None => self.meta_at(&id, seq)?.filter(|meta| keep(meta)),
+            };
+            page.extend(kept);
+        }
+        Ok(page)
     }
 
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {

@@ -100,6 +100,24 @@ pub trait HubStore: Send + Sync {
     /// Routing facts of every document whose latest feed position is in `(after, upto]`.
     fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError>;
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError>;
+    /// Up to `limit` routing facts that `keep` accepts, of the documents whose ids come after
+    /// `after`, in id order (a page of a listing). Stores that can walk their ids in order
+    /// should stop at the page's end instead of reading every document.
+    fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        let mut metas: Vec<DocMeta> = self
+            .all_documents()?
+            .into_iter()
+            .filter(|m| after.is_none_or(|a| m.id.as_str() > a) && keep(m))
+            .collect();
+        metas.sort_by(|a, b| a.id.cmp(&b.id));
+        metas.truncate(limit);
+        Ok(metas)
+    }
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError>;
     fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError>;
     /// Replaces (`Some`) or forgets (`None`) what the device holds of each document.
@@ -142,6 +160,14 @@ impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
     }
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
         (**self).all_documents()
+    }
+    fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        (**self).documents_page(after, limit, keep)
     }
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
         (**self).device_docs(device)
