@@ -1,16 +1,19 @@
 //! Patrols on the phone: start, record the track point by point, check items, finish.
 //!
 //! A patrol document stores its track as compact chunks of about a minute each
-//! (`sync_core::track`). Points arrive one by one at 1 Hz, so until a chunk is full they wait in
-//! a small record of the store (written and flushed with each point): a phone killed mid-patrol
-//! loses no fix. That record also notes how many points the document held when it began; a
-//! chunk that reached the document just before a crash is therefore never appended twice.
+//! (`sync_core::track`). Points arrive one by one at 1 Hz and wait in a small record of the store
+//! (written and flushed with each point) until ten minutes of them ([`CHANGE_POINTS`]) go into the
+//! document as one change, or the patrol ends: a phone killed mid-patrol loses no fix, and the
+//! server, the supervisors' phones and the wire carry one change per ten minutes of walking
+//! instead of one per minute. That record also notes how many points the document held when it
+//! began; points that reached the document just before a crash are therefore never appended
+//! twice.
 
 use std::collections::hash_map::Entry;
 
 use sync_core::doc::{DocKind, NewPatrol, Patrol, PatrolDoc};
 use sync_core::model::{CheckResult, Role, TrackPoint};
-use sync_core::track::{self, CHUNK_POINTS};
+use sync_core::track::{self, CHANGE_POINTS};
 
 use crate::client::{lock, FieldClient};
 use crate::error::{ChiefsyncError, Result};
@@ -87,7 +90,7 @@ impl FieldClient {
         Ok(())
     }
 
-    /// Appends the buffered points to the document as one chunk, then empties the buffer.
+    /// Appends the buffered points to the document in one change, then empties the buffer.
     fn flush_track(&self, patrol_id: &str, pending: &mut PendingTrack) -> Result<()> {
         if pending.points.is_empty() {
             return Ok(());
@@ -187,7 +190,7 @@ impl FieldClient {
     }
 
     /// Records one GPS fix. Cheap enough for 1 Hz: the fix is flushed to the store at once and
-    /// reaches the document with the next minute's chunk.
+    /// reaches the document with the next ten minutes' change (or when the patrol ends).
     pub fn add_track_point(
         &self,
         patrol_id: String,
@@ -208,7 +211,7 @@ impl FieldClient {
             t_ms: timestamp_ms,
             accuracy_m,
         });
-        if pending.points.len() >= CHUNK_POINTS {
+        if pending.points.len() >= CHANGE_POINTS {
             self.flush_track(&patrol_id, pending)
         } else {
             self.store_pending(&patrol_id, pending)
@@ -292,6 +295,7 @@ mod tests {
     use super::*;
     use crate::client::ClientConfig;
     use std::sync::Arc;
+    use sync_core::doc::Record;
 
     const T0: i64 = 1_764_291_600_000;
 
@@ -319,14 +323,21 @@ mod tests {
         let phone = open(&phone_dir, &base);
         let me = phone.login("demo-chief".into(), "demo".into()).unwrap();
         let patrol = phone.start_patrol(me.assets[0].clone()).unwrap();
-        let points = walk(CHUNK_POINTS + 1);
-        add(&phone, &patrol, &points[..CHUNK_POINTS]);
+        let points = walk(CHANGE_POINTS + 1);
+        add(&phone, &patrol, &points[..CHANGE_POINTS]);
+        let mut in_doc = phone.patrol_doc(&patrol, None).unwrap();
+        assert_eq!(in_doc.track().unwrap().len(), CHANGE_POINTS);
+        assert_eq!(
+            in_doc.am_mut().get_changes(&[]).len(),
+            2,
+            "the patrol's start and its first ten minutes"
+        );
 
-        // The app died after the full chunk reached the document but before its buffer was
-        // emptied: the store still holds the buffer as it was before the chunk.
+        // The app died after the full buffer reached the document but before it was emptied:
+        // the store still holds the buffer as it was before the change.
         let before = PendingTrack {
             base_points: 0,
-            points: points[..CHUNK_POINTS].to_vec(),
+            points: points[..CHANGE_POINTS].to_vec(),
         };
         phone
             .store()
@@ -335,9 +346,9 @@ mod tests {
         drop(phone);
 
         let phone = open(&phone_dir, &base);
-        add(&phone, &patrol, &points[CHUNK_POINTS..]);
+        add(&phone, &patrol, &points[CHANGE_POINTS..]);
         let summary = phone.finish_patrol(patrol.clone(), String::new()).unwrap();
-        assert_eq!(summary.points, CHUNK_POINTS as u64 + 1);
+        assert_eq!(summary.points, CHANGE_POINTS as u64 + 1);
         let stored = phone.patrol_doc(&patrol, None).unwrap().track().unwrap();
         let expected: Vec<TrackPoint> = points.iter().map(track::quantize).collect();
         assert_eq!(stored, expected);

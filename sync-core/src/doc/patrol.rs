@@ -115,18 +115,21 @@ impl PatrolDoc {
         }
     }
 
-    /// Appends one compact chunk of track points (the phone buffers about a minute of fixes).
+    /// Appends track points as compact chunks of at most [`track::CHUNK_POINTS`] each (the phone
+    /// buffers [`track::CHANGE_POINTS`] fixes and appends them in one change).
     pub fn append_track(&mut self, points: &[TrackPoint]) -> Result<(), DocError> {
         if points.is_empty() {
             return Ok(());
         }
         let track = self.obj("track")?;
-        let index = self.doc.length(&track);
-        self.doc.insert(
-            &track,
-            index,
-            ScalarValue::Bytes(track::encode_chunk(points)),
-        )?;
+        for chunk in points.chunks(track::CHUNK_POINTS) {
+            let index = self.doc.length(&track);
+            self.doc.insert(
+                &track,
+                index,
+                ScalarValue::Bytes(track::encode_chunk(chunk)),
+            )?;
+        }
         Ok(())
     }
 

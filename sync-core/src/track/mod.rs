@@ -47,6 +47,12 @@ use serde::{Deserialize, Serialize};
 /// chunk it had not yet appended.
 pub const CHUNK_POINTS: usize = 60;
 
+/// Points a phone buffers (each fix kept in its crash buffer) before writing them into the
+/// patrol document: ten minutes at 1 Hz, as ten chunks in one automerge change. Every change is
+/// authorized, stored, delivered and applied on its own, so a patrol written a minute at a time
+/// cost the server, every supervisor's phone and the wire ten times as many of them.
+pub const CHANGE_POINTS: usize = 10 * CHUNK_POINTS;
+
 /// The chunk format written by [`encode_chunk`].
 pub const FORMAT_VERSION: u8 = 1;
 

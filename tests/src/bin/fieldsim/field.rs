@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use sync_core::client::SyncClient;
 use sync_core::doc::{parse_actor, DocKind, PatrolDoc};
 use sync_core::model::{Asset, TrackPoint};
-use sync_core::track::{walk_along, CHUNK_POINTS};
+use sync_core::track::{walk_along, CHANGE_POINTS};
 use sync_core::workflow::Status;
 
 use crate::http::{Relay, Result};
@@ -169,8 +169,8 @@ pub enum Recorder {
     /// Fix by fix through `FieldClient::add_track_point`, each fix flushed to the phone's crash
     /// buffer before the next: the app's own path, point for point.
     Fix,
-    /// A minute of fixes at a time: each chunk appended to the patrol document and saved as
-    /// the app's recorder does when its buffer fills (same chunks, same document). Only the
+    /// Ten minutes of fixes at a time: appended to the patrol document and saved as the app's
+    /// recorder does when its buffer fills (same chunks, same changes, same document). Only the
     /// per-fix crash buffer, which never leaves the phone, is not written.
     Chunk,
 }
@@ -196,7 +196,7 @@ fn record(phone: &Phone, recorder: Recorder, patrol: &str, points: &[TrackPoint]
                 .map_err(err)?
                 .ok_or("a started patrol is not in the store")?;
             let mut doc = PatrolDoc::load(&bytes).map_err(err)?.with_actor(actor);
-            for chunk in points.chunks(CHUNK_POINTS) {
+            for chunk in points.chunks(CHANGE_POINTS) {
                 phone.clock.set(chunk[chunk.len() - 1].t_ms);
                 doc.append_track(chunk).map_err(err)?;
                 SyncClient::new(store)
