@@ -447,10 +447,13 @@ impl<'a> SyncClient<'a> {
         };
         doc.apply_changes(changes)
             .map_err(|e| ClientError::BadChange(e.to_string()))?;
+        // A document new to the phone is kept as one uncompressed save: compressing it cost a
+        // supervisor's phone receiving a district's week more than applying the changes did,
+        // and loading it later skips inflating it.
         let bytes = if existed {
             doc.save_incremental()
         } else {
-            doc.save()
+            doc.save_nocompress()
         };
         batch.append_doc_changes(&update.doc_id, to_store_kind(kind), bytes)?;
         Ok(Some(doc))
