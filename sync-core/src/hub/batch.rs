@@ -109,7 +109,11 @@ impl<S: HubStore> Hub<S> {
         let scope = scope_key(caller);
         let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
         let candidates = if rescope {
-            self.store.all_documents()?
+            // Only what is in scope now: documents the device holds that left its scope are
+            // found by the pass over its records below. Copying the routing facts of every
+            // document on the server for each phone's first sync cost more than routing them.
+            self.store
+                .documents_page(None, usize::MAX, &|meta| in_scope(&caller.user, meta))?
         } else {
             self.store.changed_since(request.cursor, head)?
         };
