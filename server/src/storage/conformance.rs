@@ -396,6 +396,10 @@ pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
     assert_eq!(owner(store.all_documents().unwrap(), "i1"), moved.owner);
     assert_eq!(owner(store.all_documents().unwrap(), "p2"), p2.owner);
     assert_eq!(store.document("i1").unwrap().unwrap().meta, moved);
+    // Each save is numbered by its feed position: the delivery cache names versions by it.
+    assert_eq!(store.document_seq("i1").unwrap(), Some(4));
+    assert_eq!(store.document_seq("p2").unwrap(), Some(3));
+    assert_eq!(store.document_seq("p3").unwrap(), None);
     // Pages come in id order, after the given id, only with what `keep` accepts.
     let every = |_: &DocMeta| true;
     assert_eq!(

@@ -232,6 +232,13 @@ impl HubStore for SledStore {
         Ok(metas)
     }
 
+    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
+        match self.doc_seq.get(id.as_bytes()).map_err(storage)? {
+            Some(seq) => Ok(Some(seq_of(id, &seq)?)),
+            None => Ok(None),
+        }
+    }
+
     fn documents_page(
         &self,
         after: Option<&str>,

@@ -8,10 +8,12 @@
 //! decoded changes of recently delivered documents, bounded in bytes, least recently used first
 //! out.
 //!
-//! An entry is valid only for the exact saved bytes it was read from: every read compares the
-//! stored save with the entry's, so a document changed by any writer (a sync, a web action, the
-//! deadline job, another process) is decoded again and never served stale. (Comparing a digest
-//! instead would save the copy but cost a SHA-256 of every delivered save.)
+//! An entry is valid only for the exact version it was read from. Stores that number their saves
+//! (the feed position each save gets, in the same atomic write as the save) name the version by
+//! that number, so a hit reads neither the save nor its routing facts; for other stores every read
+//! compares the stored save with a copy the entry keeps. Either way a document changed by any
+//! writer (a sync, a web action, the deadline job) is decoded again and never served stale.
+//! (Comparing a digest instead of a copy would cost a SHA-256 of every delivered save.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,18 +35,27 @@ struct Entry {
     raw: Vec<u8>,
 }
 
+/// Which stored version of a document an entry was decoded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    /// The save's position in the store's change feed ([`super::HubStore::document_seq`]).
+    Seq(u64),
+    /// The save itself, for stores that do not number their saves.
+    Saved(Vec<u8>),
+}
+
 /// A saved document's changes in causal order, with its heads.
 #[derive(Debug)]
 pub struct DocChanges {
-    saved: Vec<u8>,
+    version: Version,
     heads: Vec<Hash>,
     changes: Vec<Entry>,
     index: HashMap<Hash, usize>,
 }
 
 impl DocChanges {
-    /// Decodes a document's save.
-    pub fn read(id: &str, saved: &[u8]) -> Result<Self, HubError> {
+    /// Decodes a document's save; `seq` is its feed position when the store numbers its saves.
+    pub fn read(id: &str, saved: &[u8], seq: Option<u64>) -> Result<Self, HubError> {
         let doc = Automerge::load(saved).map_err(|e| HubError::Damaged {
             id: id.to_string(),
             reason: e.to_string(),
@@ -66,7 +77,10 @@ impl DocChanges {
             });
         }
         Ok(Self {
-            saved: saved.to_vec(),
+            version: match seq {
+                Some(seq) => Version::Seq(seq),
+                None => Version::Saved(saved.to_vec()),
+            },
             heads,
             changes,
             index,
@@ -102,7 +116,11 @@ impl DocChanges {
     /// Bytes this entry keeps alive.
     fn weight(&self) -> usize {
         let per_change = std::mem::size_of::<Entry>() + 64;
-        self.saved.len()
+        let saved = match &self.version {
+            Version::Seq(_) => 0,
+            Version::Saved(bytes) => bytes.len(),
+        };
+        saved
             + self
                 .changes
                 .iter()
@@ -150,15 +168,35 @@ impl DeliveryCache {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The decoded changes of `stored`, from the cache when it holds this exact save.
-    pub fn changes(&self, id: &str, stored: &StoredDoc) -> Result<Arc<DocChanges>, HubError> {
+    /// The entry of the save at feed position `seq`, if the cache holds it.
+    pub fn at(&self, id: &str, seq: u64) -> Option<Arc<DocChanges>> {
+        let mut held = self.held();
+        match held.entries.get(id) {
+            Some(hit) if hit.version == Version::Seq(seq) => Some(hit.clone()),
+            _ => None,
+        }
+    }
+
+    /// The decoded changes of `stored` (saved at feed position `seq` when the store numbers its
+    /// saves), from the cache when it holds this exact version.
+    pub fn changes(
+        &self,
+        id: &str,
+        stored: &StoredDoc,
+        seq: Option<u64>,
+    ) -> Result<Arc<DocChanges>, HubError> {
         if let Some(hit) = self.held().entries.get(id) {
-            if hit.saved == stored.bytes {
+            let same = match (&hit.version, seq) {
+                (Version::Seq(at), Some(seq)) => *at == seq,
+                (Version::Saved(saved), None) => *saved == stored.bytes,
+                _ => false,
+            };
+            if same {
                 return Ok(hit.clone());
             }
         }
         // Decoded outside the lock: other deliveries go on meanwhile.
-        let fresh = Arc::new(DocChanges::read(id, &stored.bytes)?);
+        let fresh = Arc::new(DocChanges::read(id, &stored.bytes, seq)?);
         let weight = fresh.weight();
         let mut held = self.held();
         if let Some(old) = held.entries.pop(id) {
@@ -231,7 +269,7 @@ mod tests {
         let c = edit(&mut fork, "c");
         doc.merge(&mut fork).expect("merge");
         let d = edit(&mut doc, "d");
-        let changes = DocChanges::read("x", &doc.save()).expect("read");
+        let changes = DocChanges::read("x", &doc.save(), None).expect("read");
 
         assert_eq!(changes.after(&[]).len(), 4);
         assert_eq!(changes.hashes()[0], a);
@@ -265,31 +303,58 @@ mod tests {
         edit(&mut doc, "a");
         let first = stored(&mut doc);
         let cache = DeliveryCache::new(1 << 20);
-        let one = cache.changes("x", &first).expect("decode");
-        let again = cache.changes("x", &first).expect("hit");
+        let one = cache.changes("x", &first, None).expect("decode");
+        let again = cache.changes("x", &first, None).expect("hit");
         assert!(Arc::ptr_eq(&one, &again), "the same save is decoded once");
 
         edit(&mut doc, "b");
         let second = stored(&mut doc);
-        let two = cache.changes("x", &second).expect("decode");
+        let two = cache.changes("x", &second, None).expect("decode");
         assert!(!Arc::ptr_eq(&one, &two));
         assert_eq!(two.after(&[]).len(), 2, "a new save is never served stale");
         assert_eq!(cache.size().0, 1);
 
         // A budget smaller than two documents keeps one.
         let small = DeliveryCache::new(two.weight() + 10);
-        small.changes("x", &second).expect("decode");
-        small.changes("y", &second).expect("decode");
+        small.changes("x", &second, None).expect("decode");
+        small.changes("y", &second, None).expect("decode");
         let (entries, bytes) = small.size();
         assert_eq!(entries, 1);
         assert!(bytes <= two.weight() + 10);
         // A document larger than the whole budget is served, not kept.
         let tiny = DeliveryCache::new(8);
         assert_eq!(
-            tiny.changes("x", &second).expect("decode").after(&[]).len(),
+            tiny.changes("x", &second, None)
+                .expect("decode")
+                .after(&[])
+                .len(),
             2
         );
         assert_eq!(tiny.size(), (0, 0));
+    }
+
+    #[test]
+    fn a_numbered_save_is_found_by_its_number_and_only_by_it() {
+        let mut doc = AutoCommit::new();
+        edit(&mut doc, "a");
+        let first = stored(&mut doc);
+        let cache = DeliveryCache::new(1 << 20);
+        assert!(cache.at("x", 7).is_none());
+        let one = cache.changes("x", &first, Some(7)).expect("decode");
+        let hit = cache.at("x", 7).expect("held at 7");
+        assert!(Arc::ptr_eq(&one, &hit));
+        assert_eq!(one.weight(), cache.size().1, "no copy of the save is kept");
+
+        // The next save has another number: the entry is not served for it, nor for the save
+        // compared byte for byte.
+        edit(&mut doc, "b");
+        let second = stored(&mut doc);
+        assert!(cache.at("x", 8).is_none());
+        let two = cache.changes("x", &second, Some(8)).expect("decode");
+        assert_eq!(two.after(&[]).len(), 2);
+        assert!(cache.at("x", 7).is_none(), "the older version is gone");
+        let by_bytes = cache.changes("x", &second, None).expect("decode");
+        assert!(!Arc::ptr_eq(&two, &by_bytes));
     }
 
     #[test]
@@ -300,7 +365,7 @@ mod tests {
         damaged.bytes.truncate(damaged.bytes.len() / 2);
         let cache = DeliveryCache::default();
         assert!(matches!(
-            cache.changes("x", &damaged),
+            cache.changes("x", &damaged, Some(1)),
             Err(HubError::Damaged { .. })
         ));
         assert_eq!(cache.size(), (0, 0));

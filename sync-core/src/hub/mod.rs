@@ -100,6 +100,13 @@ pub trait HubStore: Send + Sync {
     /// Routing facts of every document whose latest feed position is in `(after, upto]`.
     fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError>;
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError>;
+    /// The feed position of the document's latest save, written atomically with it, so it names
+    /// the stored version. `None` for an unknown document, or from a store that does not number
+    /// its saves (the delivery cache then compares saves byte for byte).
+    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
+        let _ = id;
+        Ok(None)
+    }
     /// Up to `limit` routing facts that `keep` accepts, of the documents whose ids come after
     /// `after`, in id order (a page of a listing). Stores that can walk their ids in order
     /// should stop at the page's end instead of reading every document.
@@ -160,6 +167,9 @@ impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
     }
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
         (**self).all_documents()
+    }
+    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
+        (**self).document_seq(id)
     }
     fn documents_page(
         &self,
@@ -301,8 +311,14 @@ impl<S: HubStore> Hub<S> {
     /// The decoded changes of a stored document, as devices receive them; `None` when it is
     /// absent.
     pub fn doc_changes(&self, id: &str) -> Result<Option<Arc<delivery::DocChanges>>, HubError> {
+        // The number is read before the save: a save read afterwards is at least that new, so
+        // an entry is never labelled newer than what it holds.
+        let seq = self.store.document_seq(id)?;
+        if let Some(hit) = seq.and_then(|seq| self.delivery.at(id, seq)) {
+            return Ok(Some(hit));
+        }
         match self.store.document(id)? {
-            Some(stored) => self.delivery.changes(id, &stored).map(Some),
+            Some(stored) => self.delivery.changes(id, &stored, seq).map(Some),
             None => Ok(None),
         }
     }
