@@ -184,8 +184,9 @@ fn patrol(who: &Caller, asset: &Asset, day: usize) -> Edit {
     )
     .expect("patrol");
     let walk = walk_along(&asset.geometry, started, 1_800, day as u64);
-    for chunk in walk.chunks(track::CHUNK_POINTS) {
-        doc.append_track(chunk).expect("track chunk");
+    // As the phone's recorder writes it: ten minutes of fixes per change.
+    for part in walk.chunks(track::CHANGE_POINTS) {
+        doc.append_track(part).expect("track chunks");
         doc.am_mut().commit();
     }
     for item in sync_core::model::default_check_items()
