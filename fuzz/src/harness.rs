@@ -662,12 +662,17 @@ impl HubStore for MemStore {
         Ok(self.tables().feed)
     }
 
-    fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError> {
+    fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
         Ok(self
             .tables()
             .docs
             .values()
-            .filter(|(_, at)| *at > after && *at <= upto)
+            .filter(|(doc, at)| *at > after && *at <= upto && keep(&doc.meta))
             .map(|(doc, _)| doc.meta.clone())
             .collect())
     }

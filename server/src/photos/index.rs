@@ -88,7 +88,7 @@ impl Inner {
         if head <= self.cursor {
             return Ok(());
         }
-        for meta in store.changed_since(self.cursor, head)? {
+        for meta in store.changed_since(self.cursor, head, &|_| true)? {
             // A damaged document must not stop every photo from being served; its own photos
             // stay unreachable until it is repaired (`chiefsync verify` reports it).
             let stored = match store.document(&meta.id) {

@@ -124,7 +124,7 @@ impl StatsCache {
         }
         if head > cached.cursor {
             let view = reference.view();
-            for meta in store.changed_since(cached.cursor, head)? {
+            for meta in store.changed_since(cached.cursor, head, &|_| true)? {
                 let Some(stored) = store.document(&meta.id)? else {
                     continue;
                 };

@@ -370,10 +370,16 @@ pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
     );
     assert!(store.document("p3").unwrap().is_none());
     let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.changed_since(0, 3).unwrap()), vec!["i1", "p2"]);
-    assert_eq!(ids(store.changed_since(2, 3).unwrap()), vec!["p2"]);
-    assert_eq!(ids(store.changed_since(0, 2).unwrap()), vec!["i1"]);
-    assert!(store.changed_since(3, 3).unwrap().is_empty());
+    let every = |_: &DocMeta| true;
+    assert_eq!(
+        ids(store.changed_since(0, 3, &every).unwrap()),
+        vec!["i1", "p2"]
+    );
+    let issues = |m: &DocMeta| m.kind == DocKind::Issue;
+    assert_eq!(ids(store.changed_since(0, 3, &issues).unwrap()), vec!["i1"]);
+    assert_eq!(ids(store.changed_since(2, 3, &every).unwrap()), vec!["p2"]);
+    assert_eq!(ids(store.changed_since(0, 2, &every).unwrap()), vec!["i1"]);
+    assert!(store.changed_since(3, 3, &every).unwrap().is_empty());
     assert_eq!(ids(store.all_documents().unwrap()), vec!["i1", "p2"]);
     // Routing facts that change with a save are read as saved, by every way of listing them,
     // however often they were read before.
@@ -392,7 +398,10 @@ pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
             .map(|m| m.owner)
             .expect("listed")
     };
-    assert_eq!(owner(store.changed_since(3, 4).unwrap(), "i1"), moved.owner);
+    assert_eq!(
+        owner(store.changed_since(3, 4, &every).unwrap(), "i1"),
+        moved.owner
+    );
     assert_eq!(owner(store.all_documents().unwrap(), "i1"), moved.owner);
     assert_eq!(owner(store.all_documents().unwrap(), "p2"), p2.owner);
     assert_eq!(store.document("i1").unwrap().unwrap().meta, moved);
@@ -401,7 +410,6 @@ pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
     assert_eq!(store.document_seq("p2").unwrap(), Some(3));
     assert_eq!(store.document_seq("p3").unwrap(), None);
     // Pages come in id order, after the given id, only with what `keep` accepts.
-    let every = |_: &DocMeta| true;
     assert_eq!(
         ids(store.documents_page(None, 10, &every).unwrap()),
         vec!["i1", "p2"]
@@ -453,9 +461,21 @@ pub(crate) fn device_records_round_trip(h: &impl Harness) {
         store.device_doc("u1/phone", "p1").unwrap(),
         Some(held.clone())
     );
+    let ids = |device: &str| {
+        let mut ids: Vec<String> = store.device_doc_ids(device).unwrap().into_iter().collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids("u1/phone"), vec!["p1", "p2"]);
+    assert_eq!(ids("u2/phone"), vec!["p1"]);
+    assert!(
+        ids("u1/tablet").is_empty(),
+        "a device is not a prefix of another"
+    );
     store
         .put_device_docs("u1/phone", &[("p2".into(), None)])
         .unwrap();
+    assert_eq!(ids("u1/phone"), vec!["p1"]);
     assert_eq!(
         store.device_docs("u1/phone").unwrap(),
         vec![("p1".to_string(), held)]

@@ -21,6 +21,8 @@
 //! position is the document's current one (from the feed or `doc_seq`, read in the same pass),
 //! and otherwise reads the stored JSON: the memo can be late, never wrong.
 
+use std::collections::HashSet;
+
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use sync_core::authz::DocMeta;
@@ -106,6 +108,22 @@ impl SledStore {
         let meta: DocMeta = from_json(id, &json)?;
         self.metas.put(id, seq, &meta);
         Ok(Some(meta))
+    }
+
+    /// The routing facts of `id` at `seq` if `keep` accepts them, copied only then.
+    fn kept_at(
+        &self,
+        id: &str,
+        seq: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Option<DocMeta>, HubError> {
+        match self
+            .metas
+            .with(id, seq, |meta| keep(meta).then(|| meta.clone()))
+        {
+            Some(kept) => Ok(kept),
+            None => Ok(self.meta_at(id, seq)?.filter(|meta| keep(meta))),
+        }
     }
 }
 
@@ -205,7 +223,12 @@ impl HubStore for SledStore {
         }
     }
 
-    fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError> {
+    fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
         if upto <= after {
             return Ok(Vec::new());
         }
@@ -213,9 +236,7 @@ impl HubStore for SledStore {
         for entry in self.feed.range(seq_bytes(after + 1)..=seq_bytes(upto)) {
             let (seq, id) = entry.map_err(storage)?;
             let id = String::from_utf8_lossy(&id).into_owned();
-            if let Some(meta) = self.meta_at(&id, seq_of(&id, &seq)?)? {
-                metas.push(meta);
-            }
+            metas.extend(self.kept_at(&id, seq_of(&id, &seq)?, keep)?);
         }
         Ok(metas)
     }
@@ -259,15 +280,7 @@ impl HubStore for SledStore {
             }
             let (id, seq) = entry.map_err(storage)?;
             let id = String::from_utf8_lossy(&id).into_owned();
-            let seq = seq_of(&id, &seq)?;
-            let kept = match self
-                .metas
-                .with(&id, seq, |meta| keep(meta).then(|| meta.clone()))
-            {
-                Some(kept) => kept,
-                None => self.meta_at(&id, seq)?.filter(|meta| keep(meta)),
-            };
-            page.extend(kept);
+            page.extend(self.kept_at(&id, seq_of(&id, &seq)?, keep)?);
         }
         Ok(page)
     }
@@ -281,6 +294,18 @@ impl HubStore for SledStore {
                 let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
                 let held = from_json(&id, &value)?;
                 Ok((id, held))
+            })
+            .collect()
+    }
+
+    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
+        let prefix = pair(device, "");
+        self.device_docs
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|key| {
+                let key = key.map_err(storage)?;
+                Ok(String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
             })
             .collect()
     }

@@ -11,7 +11,7 @@ use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 
 /// Above this many changed documents, what the device holds is read in one pass.
 const HELD_IN_ONE_PASS: usize = 64;
-use crate::authz::{authorize_batch, in_scope};
+use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::doc::DocKind;
 use crate::protocol::{self, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse};
 
@@ -108,14 +108,16 @@ impl<S: HubStore> Hub<S> {
 
         let scope = scope_key(caller);
         let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
+        // Only documents in scope, or held by the device (one that left its scope is removed
+        // from it): copying the routing facts of every changed document for every phone cost
+        // more than routing them.
+        let held_ids = self.store.device_doc_ids(&caller.device)?;
+        let wanted =
+            |meta: &DocMeta| in_scope(&caller.user, meta) || held_ids.contains(meta.id.as_str());
         let candidates = if rescope {
-            // Only what is in scope now: documents the device holds that left its scope are
-            // found by the pass over its records below. Copying the routing facts of every
-            // document on the server for each phone's first sync cost more than routing them.
-            self.store
-                .documents_page(None, usize::MAX, &|meta| in_scope(&caller.user, meta))?
+            self.store.documents_page(None, usize::MAX, &wanted)?
         } else {
-            self.store.changed_since(request.cursor, head)?
+            self.store.changed_since(request.cursor, head, &wanted)?
         };
         // What the device holds: asked document by document when few changed, read in one
         // pass when many did (a phone back after days offline, a chief whose scope changed).
@@ -130,6 +132,9 @@ impl<S: HubStore> Hub<S> {
             None
         };
         let held_of = |id: &str| -> Result<Option<DeviceDoc>, HubError> {
+            if !held_ids.contains(id) {
+                return Ok(None);
+            }
             match &held_all {
                 Some(all) => Ok(all.get(id).cloned()),
                 None => self.store.device_doc(&caller.device, id),

@@ -21,6 +21,7 @@ pub use web::{
 };
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
 use std::hash::{Hash as _, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -97,8 +98,15 @@ pub trait HubStore: Send + Sync {
     ) -> Result<u64, HubError>;
     /// The latest feed position (0 when nothing was ever stored).
     fn feed_head(&self) -> Result<u64, HubError>;
-    /// Routing facts of every document whose latest feed position is in `(after, upto]`.
-    fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError>;
+    /// Routing facts that `keep` accepts, of every document whose latest feed position is in
+    /// `(after, upto]`, in feed order. Facts are copied only for the documents kept: a village
+    /// chief's sync walks a whole district's changes to find its own few.
+    fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError>;
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError>;
     /// The feed position of the document's latest save, written atomically with it, so it names
     /// the stored version. `None` for an unknown document, or from a store that does not number
@@ -126,6 +134,14 @@ pub trait HubStore: Send + Sync {
         Ok(metas)
     }
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError>;
+    /// The ids of the documents the device holds, without what it holds of each.
+    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
+        Ok(self
+            .device_docs(device)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
     fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError>;
     /// Replaces (`Some`) or forgets (`None`) what the device holds of each document.
     fn put_device_docs(
@@ -162,8 +178,13 @@ impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
     fn feed_head(&self) -> Result<u64, HubError> {
         (**self).feed_head()
     }
-    fn changed_since(&self, after: u64, upto: u64) -> Result<Vec<DocMeta>, HubError> {
-        (**self).changed_since(after, upto)
+    fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        (**self).changed_since(after, upto, keep)
     }
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
         (**self).all_documents()
@@ -181,6 +202,9 @@ impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
     }
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
         (**self).device_docs(device)
+    }
+    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
+        (**self).device_doc_ids(device)
     }
     fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError> {
         (**self).device_doc(device, doc_id)
