@@ -4,7 +4,7 @@
 //! so that offline edits merge field by field instead of clobbering a whole record.
 
 use automerge::{
-    transaction::Transactable, AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value,
+    hydrate, transaction::Transactable, AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Number, Value as Json};
@@ -80,35 +80,26 @@ fn to_scalar(value: &Json) -> ScalarValue {
     }
 }
 
-/// Reads the object `obj` (map, list or text) as JSON.
+/// Reads the object `obj` (map, list or text) as JSON: the value each key or index shows, with
+/// byte values as null. One pass over the object's operations (`hydrate`): looking its keys up
+/// one by one seeks through the document for each, which made reading a patrol's check items
+/// most of what authorizing a change to it cost.
 pub(crate) fn read_json(doc: &AutoCommit, obj: &ObjId) -> Result<Json, DocError> {
-    match doc.object_type(obj)? {
-        ObjType::Map | ObjType::Table => {
-            let mut out = Map::new();
-            for key in doc.keys(obj) {
-                if let Some((value, id)) = doc.get(obj, key.as_str())? {
-                    out.insert(key, value_json(doc, value, &id)?);
-                }
-            }
-            Ok(Json::Object(out))
-        }
-        ObjType::List => {
-            let mut out = Vec::with_capacity(doc.length(obj));
-            for index in 0..doc.length(obj) {
-                if let Some((value, id)) = doc.get(obj, index)? {
-                    out.push(value_json(doc, value, &id)?);
-                }
-            }
-            Ok(Json::Array(out))
-        }
-        ObjType::Text => Ok(Json::String(doc.text(obj)?)),
-    }
+    Ok(hydrated_json(&doc.hydrate(obj, None)?))
 }
 
-fn value_json(doc: &AutoCommit, value: Value<'_>, id: &ObjId) -> Result<Json, DocError> {
-    Ok(match value {
-        Value::Object(_) => read_json(doc, id)?,
-        Value::Scalar(scalar) => match scalar.as_ref() {
+fn hydrated_json(value: &hydrate::Value) -> Json {
+    match value {
+        hydrate::Value::Map(map) => Json::Object(
+            map.iter()
+                .map(|(key, item)| (key.clone(), hydrated_json(&item.value)))
+                .collect(),
+        ),
+        hydrate::Value::List(list) => {
+            Json::Array(list.iter().map(|item| hydrated_json(&item.value)).collect())
+        }
+        hydrate::Value::Text(text) => Json::String(text.to_string()),
+        hydrate::Value::Scalar(scalar) => match scalar {
             ScalarValue::Str(s) => Json::String(s.to_string()),
             ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Json::Number((*i).into()),
             ScalarValue::Uint(u) => Json::Number((*u).into()),
@@ -117,7 +108,7 @@ fn value_json(doc: &AutoCommit, value: Value<'_>, id: &ObjId) -> Result<Json, Do
             ScalarValue::Boolean(b) => Json::Bool(*b),
             ScalarValue::Bytes(_) | ScalarValue::Unknown { .. } | ScalarValue::Null => Json::Null,
         },
-    })
+    }
 }
 
 /// Reads every map in the list `list` as a `T`; a record that does not parse is a schema error.
