@@ -959,6 +959,11 @@ fn a_new_jurisdiction_adds_and_removes_documents_at_the_next_sync() {
         .collect();
     assert_eq!(after, expected);
     assert!(report.removed > 0 && report.docs_received > 0, "{report:?}");
+    let left = before.iter().filter(|id| !after.contains(id)).count();
+    assert_eq!(
+        report.removed, left,
+        "each document that left is removed once"
+    );
     assert!(!after.contains(&reported), "left with the old jurisdiction");
     assert!(
         after.iter().any(|id| !before.contains(id)),

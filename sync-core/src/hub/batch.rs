@@ -185,7 +185,12 @@ impl<S: HubStore> Hub<S> {
                     Err(HubError::Damaged { .. }) => true,
                     Err(err) => return Err(err),
                 };
-                if !still && !in_scope_now.contains(&id) && !touched.contains(&id) {
+                // The listing above includes what the device holds, so some are removed already.
+                if !still
+                    && !in_scope_now.contains(&id)
+                    && !touched.contains(&id)
+                    && !removed.contains(&id)
+                {
                     removed.push(id.clone());
                     forget.push((id, None));
                 }
