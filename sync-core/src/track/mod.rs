@@ -43,8 +43,8 @@ use crate::geo::{haversine_m, METRES_PER_DEGREE};
 use crate::model::TrackPoint;
 use serde::{Deserialize, Serialize};
 
-/// Suggested points per chunk: a minute at 1 Hz, so a phone killed mid-patrol loses at most the
-/// chunk it had not yet appended.
+/// Points per chunk: a minute at 1 Hz. The phone keeps every fix in its crash buffer until it
+/// writes [`CHANGE_POINTS`] of them into the document, so a phone killed mid-patrol loses none.
 pub const CHUNK_POINTS: usize = 60;
 
 /// Points a phone buffers (each fix kept in its crash buffer) before writing them into the
