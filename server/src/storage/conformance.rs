@@ -530,4 +530,23 @@ pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {
     assert_eq!(store.get_meta("demo").unwrap(), Some(b"seeded".to_vec()));
     assert_eq!(store.document("i1").unwrap().unwrap().bytes, b"bytes");
     assert_eq!(store.feed_head().unwrap(), 1);
+    // Every walk over the documents finds them after a reopen, with their facts.
+    let every = |_: &DocMeta| true;
+    let issue = doc_meta("i1", DocKind::Issue);
+    assert_eq!(
+        store.changed_since(0, 1, &every).unwrap(),
+        vec![issue.clone()]
+    );
+    assert_eq!(
+        store.documents_page(None, 10, &every).unwrap(),
+        vec![issue.clone()]
+    );
+    assert_eq!(store.all_documents().unwrap(), vec![issue]);
+    assert_eq!(
+        store
+            .save_document("p1", &doc_meta("p1", DocKind::Patrol), b"more", &[])
+            .unwrap(),
+        2,
+        "feed positions continue after a reopen"
+    );
 }

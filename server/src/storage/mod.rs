@@ -14,6 +14,7 @@
 #[cfg(test)]
 #[macro_use]
 pub(crate) mod conformance;
+mod doc_index;
 mod sled_documents;
 mod sled_store;
 

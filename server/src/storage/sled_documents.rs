@@ -5,8 +5,8 @@
 //! - `doc_meta`: id → JSON [`DocMeta`] (what routing and listings read without loading bytes);
 //! - `doc_bytes`: id → CRC-32 (big-endian) + the full automerge save, so a damaged document is
 //!   reported, never loaded as valid data;
-//! - `doc_seq`: id → its latest feed position; `feed`: position (big-endian u64) → id. A
-//!   document appears in the feed once, at its latest position;
+//! - `doc_seq`: id → its latest feed position (big-endian u64). A document appears in the feed
+//!   once, at its latest position; the feed in position order is built from these in memory;
 //! - `audit`: `id \0 change-hash` → JSON [`AuditEntry`]; a retried change keeps its first entry;
 //! - `device_docs`: `device \0 id` → JSON [`DeviceDoc`]; `device_scope`: device → fingerprint;
 //! - `sync_states`: `device \0 id` → the standard automerge sync state.
@@ -15,11 +15,9 @@
 //! document, so a reader that sees position `n` sees every position below it: a device cursor
 //! never skips a document saved concurrently.
 //!
-//! Every sync walks the routing facts of the documents changed since the device's cursor (a
-//! phone back in signal: every document of the district), so parsed facts are kept in memory
-//! with the feed position they were read at ([`MetaMemo`]). A reader uses them only when that
-//! position is the document's current one (from the feed or `doc_seq`, read in the same pass),
-//! and otherwise reads the stored JSON: the memo can be late, never wrong.
+//! Routing facts and feed positions are also kept in memory, complete (`doc_index`): every
+//! walk over them (the feed since a device's cursor, a page of ids, every document) reads that
+//! index instead of sled's trees; sled's copies are what the index is read from at start.
 
 use std::collections::HashSet;
 
@@ -28,6 +26,7 @@ use sled::Transactional;
 use sync_core::authz::DocMeta;
 use sync_core::hub::{AuditEntry, DeviceDoc, HubError, HubStore, StoredDoc};
 
+use super::doc_index::DocIndex;
 use super::sled_store::SledStore;
 
 const FEED_HEAD: &[u8] = b"feed.head";
@@ -63,67 +62,30 @@ fn seq_of(id: &str, bytes: &[u8]) -> Result<u64, HubError> {
     Ok(u64::from_be_bytes(array))
 }
 
-/// Parsed routing facts by document id, with the feed position of the save they describe.
-#[derive(Debug, Default)]
-pub struct MetaMemo {
-    facts: std::sync::RwLock<std::collections::HashMap<String, (u64, DocMeta)>>,
-}
-
-impl MetaMemo {
-    fn get(&self, id: &str, seq: u64) -> Option<DocMeta> {
-        self.with(id, seq, |meta| meta.clone())
-    }
-
-    /// `read` of the facts at `seq`, without copying them; `None` when they are not kept.
-    fn with<T>(&self, id: &str, seq: u64, read: impl FnOnce(&DocMeta) -> T) -> Option<T> {
-        let facts = self.facts.read().unwrap_or_else(|p| p.into_inner());
-        match facts.get(id) {
-            Some((at, meta)) if *at == seq => Some(read(meta)),
-            _ => None,
-        }
-    }
-
-    /// Keeps `meta` as the facts at `seq` unless newer ones are kept already.
-    fn put(&self, id: &str, seq: u64, meta: &DocMeta) {
-        let mut facts = self.facts.write().unwrap_or_else(|p| p.into_inner());
-        match facts.get(id) {
-            Some((at, _)) if *at >= seq => {}
-            _ => {
-                facts.insert(id.to_owned(), (seq, meta.clone()));
-            }
-        }
-    }
-}
-
 impl SledStore {
-    /// The routing facts of `id`, whose feed position is `seq` (just read from the feed or
-    /// `doc_seq`). Stored facts read after that position are at least as new as it.
-    fn meta_at(&self, id: &str, seq: u64) -> Result<Option<DocMeta>, HubError> {
-        if let Some(meta) = self.metas.get(id, seq) {
-            return Ok(Some(meta));
-        }
-        let Some(json) = self.doc_meta.get(id.as_bytes()).map_err(storage)? else {
-            return Ok(None);
+    /// The in-memory index of what sled holds: every document's latest feed position and parsed
+    /// routing facts, and the feed head. Read once, when the store opens.
+    pub(super) fn read_doc_index(
+        doc_meta: &sled::Tree,
+        doc_seq: &sled::Tree,
+        counters: &sled::Tree,
+    ) -> Result<DocIndex, HubError> {
+        let head = match counters.get(FEED_HEAD).map_err(storage)? {
+            Some(v) => seq_of("feed.head", &v)?,
+            None => 0,
         };
-        let meta: DocMeta = from_json(id, &json)?;
-        self.metas.put(id, seq, &meta);
-        Ok(Some(meta))
-    }
-
-    /// The routing facts of `id` at `seq` if `keep` accepts them, copied only then.
-    fn kept_at(
-        &self,
-        id: &str,
-        seq: u64,
-        keep: &dyn Fn(&DocMeta) -> bool,
-    ) -> Result<Option<DocMeta>, HubError> {
-        match self
-            .metas
-            .with(id, seq, |meta| keep(meta).then(|| meta.clone()))
-        {
-            Some(kept) => Ok(kept),
-            None => Ok(self.meta_at(id, seq)?.filter(|meta| keep(meta))),
+        let mut docs = Vec::new();
+        for entry in doc_seq.iter() {
+            let (id, seq) = entry.map_err(storage)?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            let seq = seq_of(&id, &seq)?;
+            let meta = match doc_meta.get(id.as_bytes()).map_err(storage)? {
+                Some(json) => from_json(&id, &json).map_err(|e| e.to_string()),
+                None => Err("a feed position without routing facts".to_owned()),
+            };
+            docs.push((id, seq, meta));
         }
+        Ok(DocIndex::new(head, docs))
     }
 }
 
@@ -182,24 +144,19 @@ impl HubStore for SledStore {
             &self.doc_meta,
             &self.doc_bytes,
             &self.doc_seq,
-            &self.feed,
             &self.audit,
             &self.meta,
         )
-            .transaction(|(metas, docs, seqs, feed, audits, counters)| {
+            .transaction(|(metas, docs, seqs, audits, counters)| {
                 let abort = ConflictableTransactionError::Abort;
                 let head = match counters.get(FEED_HEAD)? {
                     Some(v) => seq_of("feed.head", &v).map_err(abort)?,
                     None => 0,
                 };
                 let seq = head + 1;
-                if let Some(old) = seqs.get(id)? {
-                    feed.remove(&seq_of(id, &old).map_err(abort)?.to_be_bytes()[..])?;
-                }
                 metas.insert(id.as_bytes(), meta_json.as_slice())?;
                 docs.insert(id.as_bytes(), value.as_slice())?;
                 seqs.insert(id.as_bytes(), &seq_bytes(seq)[..])?;
-                feed.insert(&seq_bytes(seq)[..], id.as_bytes())?;
                 counters.insert(FEED_HEAD, &seq_bytes(seq)[..])?;
                 for (key, entry) in &audit {
                     if audits.get(key.as_slice())?.is_none() {
@@ -212,15 +169,12 @@ impl HubStore for SledStore {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => storage(e),
         })?;
-        self.metas.put(id, seq, meta);
+        self.index.saved(id, seq, meta);
         Ok(seq)
     }
 
     fn feed_head(&self) -> Result<u64, HubError> {
-        match self.meta.get(FEED_HEAD).map_err(storage)? {
-            Some(v) => seq_of("feed.head", &v),
-            None => Ok(0),
-        }
+        Ok(self.index.head())
     }
 
     fn changed_since(
@@ -229,28 +183,11 @@ impl HubStore for SledStore {
         upto: u64,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
-        if upto <= after {
-            return Ok(Vec::new());
-        }
-        let mut metas = Vec::new();
-        for entry in self.feed.range(seq_bytes(after + 1)..=seq_bytes(upto)) {
-            let (seq, id) = entry.map_err(storage)?;
-            let id = String::from_utf8_lossy(&id).into_owned();
-            metas.extend(self.kept_at(&id, seq_of(&id, &seq)?, keep)?);
-        }
-        Ok(metas)
+        self.index.changed_since(after, upto, keep)
     }
 
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
-        let mut metas = Vec::new();
-        for entry in self.doc_seq.iter() {
-            let (id, seq) = entry.map_err(storage)?;
-            let id = String::from_utf8_lossy(&id).into_owned();
-            if let Some(meta) = self.meta_at(&id, seq_of(&id, &seq)?)? {
-                metas.push(meta);
-            }
-        }
-        Ok(metas)
+        self.index.page(None, usize::MAX, &|_| true)
     }
 
     fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
@@ -266,23 +203,7 @@ impl HubStore for SledStore {
         limit: usize,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
-        use std::ops::Bound;
-        // `doc_seq` is keyed by id, so ids come in order and the walk ends with the page;
-        // facts are copied only for documents the page keeps.
-        let start = match after {
-            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut page = Vec::new();
-        for entry in self.doc_seq.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
-            if page.len() >= limit {
-                break;
-            }
-            let (id, seq) = entry.map_err(storage)?;
-            let id = String::from_utf8_lossy(&id).into_owned();
-            page.extend(self.kept_at(&id, seq_of(&id, &seq)?, keep)?);
-        }
-        Ok(page)
+        self.index.page(after, limit, keep)
     }
 
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {

@@ -30,16 +30,14 @@ pub struct SledStore {
     pub(super) doc_meta: Tree,
     pub(super) doc_bytes: Tree,
     pub(super) doc_seq: Tree,
-    pub(super) feed: Tree,
     pub(super) audit: Tree,
     pub(super) device_docs: Tree,
     pub(super) device_scope: Tree,
     pub(super) sync_states: Tree,
     /// Serializes feed positions (see `sled_documents`).
     pub(super) feed_lock: Arc<Mutex<()>>,
-    /// Routing facts already read, with the feed position they belong to (see
-    /// `sled_documents`).
-    pub(super) metas: Arc<super::sled_documents::MetaMemo>,
+    /// Every document's routing facts and feed position, in memory (see `doc_index`).
+    pub(super) index: Arc<super::doc_index::DocIndex>,
 }
 
 impl SledStore {
@@ -47,6 +45,8 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::open(dir).map_err(backend)?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let (meta, doc_meta, doc_seq) = (tree("meta")?, tree("doc_meta")?, tree("doc_seq")?);
+        let index = Self::read_doc_index(&doc_meta, &doc_seq, &meta).map_err(backend)?;
         Ok(Self {
             users: tree("users")?,
             usernames: tree("usernames")?,
@@ -54,17 +54,16 @@ impl SledStore {
             refresh: tree("refresh_tokens")?,
             divisions: tree("divisions")?,
             assets: tree("assets")?,
-            meta: tree("meta")?,
-            doc_meta: tree("doc_meta")?,
+            meta,
+            doc_meta,
             doc_bytes: tree("doc_bytes")?,
-            doc_seq: tree("doc_seq")?,
-            feed: tree("feed")?,
+            doc_seq,
             audit: tree("audit")?,
             device_docs: tree("device_docs")?,
             device_scope: tree("device_scope")?,
             sync_states: tree("sync_states")?,
             feed_lock: Arc::new(Mutex::new(())),
-            metas: Arc::default(),
+            index: Arc::new(index),
             db,
         })
     }

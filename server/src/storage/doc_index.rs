@@ -1,0 +1,186 @@
+//! Every stored document's routing facts and feed position, in memory.
+//!
+//! Each sync walks routing facts: a phone's first sync every document on the server (to find
+//! those in its scope), a later one every document changed since its cursor, and a listing of
+//! `GET /docs` every document after the page's start. Walking sled's trees for that cost more
+//! than the routing itself (at 1,000 phones, comparing every phone with the server spent most
+//! of its server time stepping through sled's nodes), so the store keeps the same facts in
+//! ordered maps: by id for pages, by feed position for the feed.
+//!
+//! The index is read from sled when the store opens and changed only by a save, under the lock
+//! that hands out feed positions, after the save's transaction has committed. Every reader
+//! (the feed head included) reads the index, so a reader that sees position `n` sees every
+//! position below it, as with sled's trees. The facts are the parsed JSON of `doc_meta`: their
+//! memory is what parsing them on every walk used to keep anyway.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use sync_core::authz::DocMeta;
+use sync_core::hub::HubError;
+
+/// One document: its latest feed position and its facts, or why the stored facts did not
+/// parse (reported as damage to whoever walks over it, as reading them from sled would).
+#[derive(Debug)]
+struct Indexed {
+    seq: u64,
+    meta: Result<DocMeta, String>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    head: u64,
+    by_id: BTreeMap<Arc<str>, Indexed>,
+    feed: BTreeMap<u64, Arc<str>>,
+}
+
+#[derive(Debug, Default)]
+pub struct DocIndex {
+    index: RwLock<Index>,
+}
+
+fn damaged(id: &str, reason: &str) -> HubError {
+    HubError::Damaged {
+        id: id.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+impl DocIndex {
+    /// An index of `docs` (id, latest feed position, parsed facts) with the feed at `head`.
+    pub fn new(head: u64, docs: Vec<(String, u64, Result<DocMeta, String>)>) -> Self {
+        let mut index = Index {
+            head,
+            ..Index::default()
+        };
+        for (id, seq, meta) in docs {
+            let id: Arc<str> = id.into();
+            index.feed.insert(seq, id.clone());
+            index.by_id.insert(id, Indexed { seq, meta });
+        }
+        Self {
+            index: RwLock::new(index),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a committed save; the caller holds the lock that hands out feed positions.
+    pub fn saved(&self, id: &str, seq: u64, meta: &DocMeta) {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let id: Arc<str> = id.into();
+        let meta = Ok(meta.clone());
+        if let Some(old) = index.by_id.insert(id.clone(), Indexed { seq, meta }) {
+            index.feed.remove(&old.seq);
+        }
+        index.feed.insert(seq, id);
+        index.head = index.head.max(seq);
+    }
+
+    pub fn head(&self) -> u64 {
+        self.read().head
+    }
+
+    /// Facts `keep` accepts, copied only then; damage is an error.
+    fn kept(
+        id: &str,
+        doc: &Indexed,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Option<DocMeta>, HubError> {
+        match &doc.meta {
+            Ok(meta) => Ok(keep(meta).then(|| meta.clone())),
+            Err(reason) => Err(damaged(id, reason)),
+        }
+    }
+
+    /// Facts `keep` accepts of documents whose latest position is in `(after, upto]`, in feed
+    /// order.
+    pub fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let index = self.read();
+        let mut metas = Vec::new();
+        for (_, id) in index.feed.range(after + 1..=upto) {
+            if let Some(doc) = index.by_id.get(id) {
+                metas.extend(Self::kept(id, doc, keep)?);
+            }
+        }
+        Ok(metas)
+    }
+
+    /// Up to `limit` facts `keep` accepts, of documents whose ids come after `after`, in id order.
+    pub fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let index = self.read();
+        let mut page = Vec::new();
+        for (id, doc) in index.by_id.range::<str, _>((start, Bound::Unbounded)) {
+            if page.len() >= limit {
+                break;
+            }
+            page.extend(Self::kept(id, doc, keep)?);
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_core::doc::DocKind;
+    use sync_core::model::System;
+
+    fn meta(id: &str) -> DocMeta {
+        DocMeta {
+            id: id.into(),
+            kind: DocKind::Patrol,
+            system: System::River,
+            asset: "river-1".into(),
+            division: "370105001000".to_owned().try_into().expect("division code"),
+            owner: "chief".into(),
+            assignee: None,
+            status: None,
+        }
+    }
+
+    #[test]
+    fn damaged_facts_are_reported_by_every_walk_over_them() {
+        let index = DocIndex::new(
+            2,
+            vec![
+                ("a".into(), 1, Ok(meta("a"))),
+                ("b".into(), 2, Err("expected value at line 1".into())),
+            ],
+        );
+        let every = |_: &DocMeta| true;
+        let err = index
+            .page(None, 10, &every)
+            .expect_err("damage is an error");
+        assert!(
+            matches!(&err, HubError::Damaged { id, .. } if id == "b"),
+            "{err:?}"
+        );
+        assert!(index.changed_since(0, 2, &every).is_err());
+        // Walks that stop before it are not affected.
+        assert_eq!(index.page(None, 1, &every).expect("first page").len(), 1);
+        assert_eq!(index.changed_since(0, 1, &every).expect("feed").len(), 1);
+        // A new save replaces the damaged facts.
+        index.saved("b", 3, &meta("b"));
+        assert_eq!(index.page(None, 10, &every).expect("page").len(), 2);
+        assert_eq!(index.changed_since(2, 3, &every).expect("feed").len(), 1);
+        assert_eq!(index.head(), 3);
+    }
+}
