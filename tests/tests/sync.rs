@@ -1014,3 +1014,86 @@ fn an_edit_saved_while_a_sync_is_on_its_way_is_sent_by_the_next_one() {
     );
     assert!(client.dirty().unwrap().is_empty());
 }
+
+/// A document new to a phone comes whole, as the server stores it, in an answer that is not
+/// deflated again; a phone that holds a copy the server's records of it do not know of merges
+/// the whole document into that copy instead of replacing it.
+#[test]
+fn a_document_new_to_a_phone_comes_whole_and_a_copy_it_holds_is_merged_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server(dir.path());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let chief = Phone::login(&server.base, CHIEF, "chief-phone", a.path());
+    chief.sync(NOW).unwrap();
+    let (id, _) = new_patrol(&chief, &first_asset(&chief.user), NOW, 3);
+    chief.sync(NOW).unwrap();
+
+    // The supervisor's phone has never synced: everything in its scope is new to it.
+    let supervisor = Phone::login(&server.base, SUPERVISOR, "supervisor-phone", b.path());
+    let client = supervisor.client();
+    let request = client.build_request().unwrap();
+    assert!(request.docs.is_empty());
+    // Meanwhile the phone comes to hold a copy of the patrol with a change of its own.
+    let stored = server.state().store.document(&id).unwrap().unwrap();
+    let mut copy = PatrolDoc::load(&stored.bytes)
+        .unwrap()
+        .with_actor(supervisor.actor.clone());
+    copy.am_mut().put(ROOT, "seen_by", "supervisor").unwrap();
+    copy.am_mut().commit();
+    supervisor.save(&mut copy, DocKind::Patrol, &id);
+
+    let reply = phone::post_bytes(
+        &server.base,
+        Some(&supervisor.token),
+        "/api/v1/sync",
+        &request.encode(),
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.bytes[5], 0,
+        "an answer of whole documents is sent plain, not deflated again"
+    );
+    let response = sync_core::protocol::SyncResponse::decode(&reply.bytes).unwrap();
+    assert!(
+        response.docs.len() > 1,
+        "the demo's documents and the patrol"
+    );
+    for update in &response.docs {
+        let stored = server
+            .state()
+            .store
+            .document(&update.doc_id)
+            .unwrap()
+            .unwrap();
+        assert!(update.changes.is_empty() && update.refused.is_empty());
+        assert_eq!(
+            update.snapshot.as_deref(),
+            Some(stored.bytes.as_slice()),
+            "{} comes whole, as stored",
+            update.doc_id
+        );
+    }
+    let mut report = sync_core::client::SyncReport::default();
+    client
+        .apply_response(&request, &response, NOW, &mut report)
+        .unwrap();
+    assert_eq!(report.docs_received, response.docs.len(), "{report:?}");
+
+    // Documents the phone did not hold are stored as the server holds them.
+    let held = supervisor.heads();
+    let on_server = server_heads(&server);
+    for update in response.docs.iter().filter(|u| u.doc_id != id) {
+        assert_eq!(held.get(&update.doc_id), on_server.get(&update.doc_id));
+    }
+    // The copy keeps its own change and gains the server's.
+    let mut merged = supervisor.patrol(&id).unwrap();
+    assert!(merged.am().get(ROOT, "seen_by").unwrap().is_some());
+    let mut server_doc = AutoCommit::load(&stored.bytes).unwrap();
+    for head in server_doc.get_heads() {
+        assert!(merged.am_mut().get_change_by_hash(&head).is_some());
+    }
+    assert_eq!(
+        merged.view().unwrap(),
+        PatrolDoc::load(&stored.bytes).unwrap().view().unwrap()
+    );
+}
