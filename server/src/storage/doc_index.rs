@@ -20,19 +20,20 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use sync_core::authz::DocMeta;
 use sync_core::hub::HubError;
 
-/// One document: its latest feed position and its facts, or why the stored facts did not
+/// One document at its latest feed position: its id and facts, or why the stored facts did not
 /// parse (reported as damage to whoever walks over it, as reading them from sled would).
 #[derive(Debug)]
 struct Indexed {
-    seq: u64,
+    id: Arc<str>,
     meta: Result<DocMeta, String>,
 }
 
+/// The feed holds the facts, so a walk over it compares numbers, not ids; ids lead to positions.
 #[derive(Debug, Default)]
 struct Index {
     head: u64,
-    by_id: BTreeMap<Arc<str>, Indexed>,
-    feed: BTreeMap<u64, Arc<str>>,
+    by_id: BTreeMap<Arc<str>, u64>,
+    feed: BTreeMap<u64, Indexed>,
 }
 
 #[derive(Debug, Default)]
@@ -56,8 +57,8 @@ impl DocIndex {
         };
         for (id, seq, meta) in docs {
             let id: Arc<str> = id.into();
-            index.feed.insert(seq, id.clone());
-            index.by_id.insert(id, Indexed { seq, meta });
+            index.by_id.insert(id.clone(), seq);
+            index.feed.insert(seq, Indexed { id, meta });
         }
         Self {
             index: RwLock::new(index),
@@ -72,11 +73,11 @@ impl DocIndex {
     pub fn saved(&self, id: &str, seq: u64, meta: &DocMeta) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         let id: Arc<str> = id.into();
-        let meta = Ok(meta.clone());
-        if let Some(old) = index.by_id.insert(id.clone(), Indexed { seq, meta }) {
-            index.feed.remove(&old.seq);
+        if let Some(old) = index.by_id.insert(id.clone(), seq) {
+            index.feed.remove(&old);
         }
-        index.feed.insert(seq, id);
+        let meta = Ok(meta.clone());
+        index.feed.insert(seq, Indexed { id, meta });
         index.head = index.head.max(seq);
     }
 
@@ -85,14 +86,10 @@ impl DocIndex {
     }
 
     /// Facts `keep` accepts, copied only then; damage is an error.
-    fn kept(
-        id: &str,
-        doc: &Indexed,
-        keep: &dyn Fn(&DocMeta) -> bool,
-    ) -> Result<Option<DocMeta>, HubError> {
+    fn kept(doc: &Indexed, keep: &dyn Fn(&DocMeta) -> bool) -> Result<Option<DocMeta>, HubError> {
         match &doc.meta {
             Ok(meta) => Ok(keep(meta).then(|| meta.clone())),
-            Err(reason) => Err(damaged(id, reason)),
+            Err(reason) => Err(damaged(&doc.id, reason)),
         }
     }
 
@@ -109,10 +106,8 @@ impl DocIndex {
         }
         let index = self.read();
         let mut metas = Vec::new();
-        for (_, id) in index.feed.range(after + 1..=upto) {
-            if let Some(doc) = index.by_id.get(id) {
-                metas.extend(Self::kept(id, doc, keep)?);
-            }
+        for (_, doc) in index.feed.range(after + 1..=upto) {
+            metas.extend(Self::kept(doc, keep)?);
         }
         Ok(metas)
     }
@@ -127,11 +122,13 @@ impl DocIndex {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let index = self.read();
         let mut page = Vec::new();
-        for (id, doc) in index.by_id.range::<str, _>((start, Bound::Unbounded)) {
+        for (_, seq) in index.by_id.range::<str, _>((start, Bound::Unbounded)) {
             if page.len() >= limit {
                 break;
             }
-            page.extend(Self::kept(id, doc, keep)?);
+            if let Some(doc) = index.feed.get(seq) {
+                page.extend(Self::kept(doc, keep)?);
+            }
         }
         Ok(page)
     }
