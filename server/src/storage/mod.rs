@@ -15,6 +15,7 @@
 #[macro_use]
 pub(crate) mod conformance;
 mod doc_index;
+mod listed;
 mod sled_documents;
 mod sled_store;
 

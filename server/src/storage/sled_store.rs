@@ -15,6 +15,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 use sync_core::model::{Asset, Division, DivisionCode};
 
+use super::listed::Listed;
 use super::{DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct SledStore {
     pub(super) sync_states: Tree,
     /// Serializes feed positions (see `sled_documents`).
     pub(super) feed_lock: Arc<Mutex<()>>,
+    /// Divisions and assets as last listed (see `listed`).
+    divisions_listed: Arc<Listed<Division>>,
+    assets_listed: Arc<Listed<Asset>>,
     /// Every document's routing facts and feed position, in memory (see `doc_index`).
     pub(super) index: Arc<super::doc_index::DocIndex>,
 }
@@ -63,6 +67,8 @@ impl SledStore {
             device_scope: tree("device_scope")?,
             sync_states: tree("sync_states")?,
             feed_lock: Arc::new(Mutex::new(())),
+            divisions_listed: Arc::default(),
+            assets_listed: Arc::default(),
             index: Arc::new(index),
             db,
         })
@@ -312,6 +318,7 @@ impl Store for SledStore {
         self.divisions
             .insert(division.code.as_str().as_bytes(), encode(division)?)
             .map_err(backend)?;
+        self.divisions_listed.changed();
         self.durable()
     }
 
@@ -320,13 +327,14 @@ impl Store for SledStore {
     }
 
     fn list_divisions(&self) -> Result<Vec<Division>, StoreError> {
-        list_json(&self.divisions)
+        self.divisions_listed.get_or(|| list_json(&self.divisions))
     }
 
     fn put_asset(&self, asset: &Asset) -> Result<(), StoreError> {
         self.assets
             .insert(asset.id.as_bytes(), encode(asset)?)
             .map_err(backend)?;
+        self.assets_listed.changed();
         self.durable()
     }
 
@@ -335,7 +343,7 @@ impl Store for SledStore {
     }
 
     fn list_assets(&self) -> Result<Vec<Asset>, StoreError> {
-        list_json(&self.assets)
+        self.assets_listed.get_or(|| list_json(&self.assets))
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
