@@ -1097,3 +1097,73 @@ fn a_document_new_to_a_phone_comes_whole_and_a_copy_it_holds_is_merged_not_repla
         PatrolDoc::load(&stored.bytes).unwrap().view().unwrap()
     );
 }
+
+/// A phone back with many documents has them received on every core of the server; each
+/// answer still belongs to its own document, in the order pushed, refusals included.
+#[test]
+fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server(dir.path());
+    let store = tempfile::tempdir().unwrap();
+    let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
+    chief.sync(NOW).unwrap();
+    let asset = first_asset(&chief.user);
+    let mut ids: Vec<String> = (0..40)
+        .map(|n| new_issue(&chief, &asset, NOW + n, &format!("问题 {n}")))
+        .collect();
+    // One in the middle names another chief as its reporter: refused, alone.
+    let other = demo::facts().user(CHIEF_2).unwrap().clone();
+    let facts = demo::facts();
+    let place = facts.asset(&first_asset(&other)).unwrap();
+    let mut forged = IssueDoc::report(
+        chief.actor.clone(),
+        &other,
+        "chief-phone",
+        NOW,
+        &NewIssue {
+            system: place.system,
+            category: "river.garbage".into(),
+            severity: Severity::General,
+            asset: place.id.clone(),
+            division: place.division.clone(),
+            location: [117.0, 36.75],
+            description: "冒名上报".into(),
+            patrol: None,
+        },
+    )
+    .unwrap();
+    let forged_id = forged.view().unwrap().id;
+    chief.save(&mut forged, DocKind::Issue, &forged_id);
+    ids.insert(20, forged_id.clone());
+
+    let client = chief.client();
+    let request = client.build_request().unwrap();
+    assert!(request.docs.len() >= 41, "{} pushed", request.docs.len());
+    let reply = phone::post_bytes(
+        &server.base,
+        Some(&chief.token),
+        "/api/v1/sync",
+        &request.encode(),
+    );
+    assert_eq!(reply.status, 200);
+    let response = sync_core::protocol::SyncResponse::decode(&reply.bytes).unwrap();
+    let answered: Vec<&str> = response.docs.iter().map(|u| u.doc_id.as_str()).collect();
+    let pushed: Vec<&str> = request.docs.iter().map(|p| p.doc_id.as_str()).collect();
+    assert_eq!(
+        &answered[..pushed.len()],
+        &pushed[..],
+        "answers in push order"
+    );
+    for update in &response.docs[..pushed.len()] {
+        let refused = !update.refused.is_empty();
+        assert_eq!(refused, update.doc_id == forged_id, "{}", update.doc_id);
+    }
+    let on_server = server_heads(&server);
+    for id in ids.iter().filter(|id| **id != forged_id) {
+        let mine = chief.issue(id).unwrap().heads();
+        let mut mine: Vec<String> = mine.iter().map(|h| h.to_string()).collect();
+        mine.sort();
+        assert_eq!(on_server.get(id), Some(&mine), "{id} stored as pushed");
+    }
+    assert!(!on_server.contains_key(&forged_id));
+}

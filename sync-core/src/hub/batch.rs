@@ -11,9 +11,17 @@ use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 
 /// Above this many changed documents, what the device holds is read in one pass.
 const HELD_IN_ONE_PASS: usize = 64;
+/// From this many pushed documents, they are received on every core.
+const RECEIVE_IN_PARALLEL_FROM: usize = 32;
+
+/// A pushed document's update for the device, and the heads the device holds afterwards
+/// (`None` when the server holds nothing of it).
+type Received = (DocUpdate, Option<Vec<Hash>>);
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::doc::DocKind;
-use crate::protocol::{self, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse};
+use crate::protocol::{
+    self, DocPush, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse,
+};
 
 fn load(stored: &StoredDoc, id: &str) -> Result<AutoCommit, HubError> {
     AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
@@ -89,16 +97,9 @@ impl<S: HubStore> Hub<S> {
             .filter(|p| !seen.insert(p.doc_id.as_str()))
             .map(|p| p.doc_id.as_str())
             .collect();
-        for (push, changes) in pushes {
-            let once = !twice.contains(push.doc_id.as_str());
-            let (update, heads) = self.receive(
-                caller,
-                &push.doc_id,
-                &push.server_heads,
-                changes,
-                once,
-                now_ms,
-            )?;
+        let received = self.receive_all(caller, pushes, &twice, now_ms);
+        for (push, outcome) in request.docs.iter().zip(received) {
+            let (update, heads) = outcome?;
             touched.insert(push.doc_id.clone());
             if let Some(heads) = heads {
                 device_docs.push((push.doc_id.clone(), heads));
@@ -229,6 +230,65 @@ impl<S: HubStore> Hub<S> {
         })
     }
 
+    /// Receives every pushed document, in the order pushed. A large push (an office accepting
+    /// a district's problems at once) is shared out over the machine's cores in contiguous
+    /// runs: documents are independent of each other, each is locked while it is merged, and
+    /// every save is its own atomic write. A document pushed twice in one request is received
+    /// in order, so such a request is received on one thread.
+    fn receive_all(
+        &self,
+        caller: &Caller,
+        pushes: Vec<(&DocPush, Vec<Change>)>,
+        twice: &BTreeSet<&str>,
+        now_ms: i64,
+    ) -> Vec<Result<Received, HubError>> {
+        let receive = |(push, changes): (&DocPush, Vec<Change>)| {
+            let once = !twice.contains(push.doc_id.as_str());
+            self.receive(
+                caller,
+                &push.doc_id,
+                &push.server_heads,
+                changes,
+                once,
+                now_ms,
+            )
+        };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if pushes.len() < RECEIVE_IN_PARALLEL_FROM || threads < 2 || !twice.is_empty() {
+            // Stops at the first failure, as the request does.
+            let mut received = Vec::with_capacity(pushes.len());
+            for push in pushes {
+                let outcome = receive(push);
+                let failed = outcome.is_err();
+                received.push(outcome);
+                if failed {
+                    break;
+                }
+            }
+            return received;
+        }
+        let per_thread = pushes.len().div_ceil(threads);
+        let mut runs: Vec<Vec<(&DocPush, Vec<Change>)>> = Vec::new();
+        let mut pushes = pushes.into_iter().peekable();
+        while pushes.peek().is_some() {
+            runs.push(pushes.by_ref().take(per_thread).collect());
+        }
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = runs
+                .into_iter()
+                .map(|run| scope.spawn(|| run.into_iter().map(receive).collect::<Vec<_>>()))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
     /// The stored document's changes, or `None` when it is absent or damaged.
     fn deliverable(&self, id: &str) -> Result<Option<Arc<DocChanges>>, HubError> {
         match self.doc_changes(id) {
@@ -248,7 +308,7 @@ impl<S: HubStore> Hub<S> {
         changes: Vec<Change>,
         only_push: bool,
         now_ms: i64,
-    ) -> Result<(DocUpdate, Option<Vec<Hash>>), HubError> {
+    ) -> Result<Received, HubError> {
         let _guard = self.lock(doc_id);
         let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
         let as_pushed = only_push.then(|| protocol::heads_after(server_heads, &changes));
