@@ -88,8 +88,9 @@ enum Bench {
         days: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Phones working or syncing at the same time.
-        #[arg(long, default_value_t = 8)]
+        /// Phones working or syncing at the same time. In the field all of them may come
+        /// back at once; at 8 the server waited for phones between requests.
+        #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
 }
