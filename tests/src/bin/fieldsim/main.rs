@@ -83,6 +83,11 @@ struct Cli {
     expect: bool,
 }
 
+/// Phones do not use glibc's allocator (Android's is scudo or jemalloc); with 16 phones' stores
+/// in one process, glibc's per-thread arenas zeroed fresh pages for every sled buffer.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
