@@ -8,6 +8,11 @@ use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
 use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
+use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::doc::DocKind;
+use crate::protocol::{
+    self, DocPush, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse,
+};
 
 /// Above this many changed documents, what the device holds is read in one pass.
 const HELD_IN_ONE_PASS: usize = 64;
@@ -17,11 +22,6 @@ const RECEIVE_IN_PARALLEL_FROM: usize = 32;
 /// A pushed document's update for the device, and the heads the device holds afterwards
 /// (`None` when the server holds nothing of it).
 type Received = (DocUpdate, Option<Vec<Hash>>);
-use crate::authz::{authorize_batch, in_scope, DocMeta};
-use crate::doc::DocKind;
-use crate::protocol::{
-    self, DocPush, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse,
-};
 
 fn load(stored: &StoredDoc, id: &str) -> Result<AutoCommit, HubError> {
     AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {

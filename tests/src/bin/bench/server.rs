@@ -1,8 +1,9 @@
 //! `server`: a district's week against a release server on this machine. Builds and starts the
 //! `chiefsync` binary (release, Tianqiao demo, data on disk, production password hashing), runs
-//! `fieldsim` against it (1,000 chiefs' phones × 7 days by default) and prints the time of each
-//! phase, the merged-and-converged time (every sync and the comparison of every phone with the
-//! server), the wire figures, `lost` and the server's peak memory (VmHWM from /proc).
+//! `fieldsim` against it (1,000 chiefs' phones × 7 days by default, 16 at a time) and prints the
+//! time of each phase, the merged-and-converged time (every sync and the comparison of every
+//! phone with the server), the wire figures, `lost` and the server's peak memory (VmHWM from
+//! /proc).
 //!
 //! The phones record their tracks a minute at a time (`--recorder chunk`: the same chunks and
 //! documents the app's recorder writes) and keep their stores in /dev/shm when it exists: the
