@@ -1167,3 +1167,62 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
     }
     assert!(!on_server.contains_key(&forged_id));
 }
+
+/// A whole document that does not load, or comes without its kind, is a typed error, and the
+/// phone stores nothing of that answer: not the document, not its heads, not the cursor.
+#[test]
+fn a_malformed_whole_document_is_refused_and_stores_nothing() {
+    use sync_core::client::{ClientError, SyncReport};
+    use sync_core::protocol::{DocUpdate, Heads, ProtocolError, SyncResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server(dir.path());
+    let store = tempfile::tempdir().unwrap();
+    let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
+    let client = chief.client();
+    let request = client.build_request().unwrap();
+    let cursor = client.cursor().unwrap();
+    let good = server.state().store.all_documents().unwrap()[0].clone();
+    let saved = server
+        .state()
+        .store
+        .document(&good.id)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let answer = |snapshot: Vec<u8>, kind| SyncResponse {
+        cursor: cursor + 100,
+        docs: vec![DocUpdate {
+            doc_id: good.id.clone(),
+            kind,
+            heads: Heads::Listed(vec![[7; 32]]),
+            changes: Vec::new(),
+            refused: Vec::new(),
+            missing: Vec::new(),
+            snapshot: Some(snapshot),
+        }],
+        removed: Vec::new(),
+    };
+    let mut report = SyncReport::default();
+    let corrupt = client.apply_response(
+        &request,
+        &answer(b"not a document".to_vec(), Some(good.kind)),
+        NOW,
+        &mut report,
+    );
+    assert!(
+        matches!(corrupt, Err(ClientError::BadChange(_))),
+        "{corrupt:?}"
+    );
+    let kindless = client.apply_response(&request, &answer(saved, None), NOW, &mut report);
+    assert!(
+        matches!(
+            kindless,
+            Err(ClientError::Protocol(ProtocolError::Malformed(_)))
+        ),
+        "{kindless:?}"
+    );
+    assert!(chief.store.load_doc(&good.id).unwrap().is_none());
+    assert_eq!(client.cursor().unwrap(), cursor);
+    assert!(chief.heads().is_empty());
+}

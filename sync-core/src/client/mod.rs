@@ -312,7 +312,7 @@ impl<'a> SyncClient<'a> {
                 }
             }
             let merged = if let (true, Some(snapshot)) = (whole, &update.snapshot) {
-                self.receive_whole(update, snapshot, &mut batch)?
+                Some(self.receive_whole(update, snapshot, &mut batch)?)
             } else if let Some(snapshot) = &update.snapshot {
                 touched = true;
                 let doc = AutoCommit::load(snapshot)
@@ -473,10 +473,14 @@ impl<'a> SyncClient<'a> {
         update: &DocUpdate,
         saved: &[u8],
         batch: &mut StoreBatch,
-    ) -> Result<Option<AutoCommit>, ClientError> {
-        let Some(kind) = update.kind else {
-            return Ok(None);
-        };
+    ) -> Result<AutoCommit, ClientError> {
+        // Without its kind it could not be stored, yet its heads would be recorded as held.
+        let kind = update.kind.ok_or_else(|| {
+            ProtocolError::Malformed(format!(
+                "{}: a whole document without its kind",
+                update.doc_id
+            ))
+        })?;
         let mut theirs =
             AutoCommit::load(saved).map_err(|e| ClientError::BadChange(e.to_string()))?;
         let (doc, bytes) = match self.load(&update.doc_id)? {
@@ -492,7 +496,7 @@ impl<'a> SyncClient<'a> {
             }
         };
         batch.append_doc_changes(&update.doc_id, to_store_kind(kind), bytes)?;
-        Ok(Some(doc))
+        Ok(doc)
     }
 
     /// Keeps every refused local change, with the server's reason, before the document is
