@@ -552,8 +552,6 @@ pub struct SyncReport {
     pub docs_sent: u32,
     pub changes_sent: u32,
     pub docs_received: u32,
-    /// Changes merged from the server; a document new to the device comes whole and counts as
-    /// one.
     pub changes_received: u32,
     /// Local changes the server refused, now in the quarantine.
     pub refused: u32,

@@ -17,10 +17,7 @@
 //! - the server's heads after merging exactly what was pushed are implied by the push
 //!   ([`Heads::AsPushed`]), and a document accepted with nothing else to say is one short entry;
 //! - a body of many changes is deflated as a whole, which removes what changes repeat (actor
-//!   ids, keys, dependency hashes of the change before);
-//! - a document new to the device travels whole, as the server stores it (an automerge save,
-//!   already compressed and smaller than its changes deflated), and a body that is mostly
-//!   such saves is not deflated again.
+//!   ids, keys, dependency hashes of the change before).
 //!
 //! Decoding refuses a wrong magic or version, trailing bytes and anything over
 //! [`MAX_MESSAGE_BYTES`] (before or after inflating) before it allocates. Version 1 bodies are
@@ -101,10 +98,7 @@ pub struct DocUpdate {
     /// Dependencies the server lacks: the device sends every change after these in a second
     /// round trip.
     pub missing: Vec<Hash>,
-    /// The whole server document (its automerge save). With refusals: the device must realign
-    /// with it (its copy is replaced; the refused changes are in its quarantine). Without: the
-    /// document is new to the device and comes whole instead of as `changes`; a device that
-    /// has a copy after all merges it.
+    /// The whole server document, sent when the device must realign after a refusal.
     pub snapshot: Option<Vec<u8>>,
 }
 
@@ -386,16 +380,13 @@ impl From<WireUpdate> for DocUpdate {
 // ---------------------------------------------------------------------------------------------
 // The envelope
 
-/// Encodes `message`, of which `compressed` bytes are compressed already (whole documents'
-/// saves): the body is deflated only when it is long and at least half of it is not, since
-/// deflating saves again costs the server more than the bytes it saves.
-fn encode<T: Serialize>(message: &T, compressed: usize) -> Vec<u8> {
+fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
     let body = postcard::to_allocvec(message).expect("postcard encodes protocol types");
     let mut out = Vec::with_capacity(body.len() / 2 + 8);
     out.extend_from_slice(&MAGIC);
     out.push(PROTOCOL_VERSION);
-    if body.len() >= COMPRESS_FROM_BYTES && body.len().saturating_sub(compressed) >= compressed {
+    if body.len() >= COMPRESS_FROM_BYTES {
         out.push(BODY_DEFLATE);
         let mut deflate = DeflateEncoder::new(out, Compression::default());
         deflate
@@ -464,13 +455,10 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
 
 impl SyncRequest {
     pub fn encode(&self) -> Vec<u8> {
-        encode(
-            &WireRequest {
-                cursor: self.cursor,
-                docs: self.docs.iter().map(WirePush::from).collect(),
-            },
-            0,
-        )
+        encode(&WireRequest {
+            cursor: self.cursor,
+            docs: self.docs.iter().map(WirePush::from).collect(),
+        })
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
@@ -488,20 +476,11 @@ impl SyncRequest {
 
 impl SyncResponse {
     pub fn encode(&self) -> Vec<u8> {
-        let whole: usize = self
-            .docs
-            .iter()
-            .filter_map(|d| d.snapshot.as_ref())
-            .map(Vec::len)
-            .sum();
-        encode(
-            &WireResponse {
-                cursor: self.cursor,
-                docs: self.docs.iter().map(WireUpdate::from).collect(),
-                removed: self.removed.iter().map(|id| WireId::of(id)).collect(),
-            },
-            whole,
-        )
+        encode(&WireResponse {
+            cursor: self.cursor,
+            docs: self.docs.iter().map(WireUpdate::from).collect(),
+            removed: self.removed.iter().map(|id| WireId::of(id)).collect(),
+        })
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {

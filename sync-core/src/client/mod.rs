@@ -58,8 +58,6 @@ pub struct SyncReport {
     pub docs_sent: usize,
     pub changes_sent: usize,
     pub docs_received: usize,
-    /// Changes merged from the server; a document new to the device comes whole and counts as
-    /// one.
     pub changes_received: usize,
     pub refused: usize,
     pub bytes_up: usize,
@@ -299,10 +297,8 @@ impl<'a> SyncClient<'a> {
                 in_batch.clear();
                 in_batch.insert(&update.doc_id);
             }
-            // A document new to the device comes whole (a save without refusals).
-            let whole = update.refused.is_empty() && update.snapshot.is_some();
-            report.docs_received += usize::from(!update.changes.is_empty() || whole);
-            report.changes_received += update.changes.len() + usize::from(whole);
+            report.docs_received += usize::from(!update.changes.is_empty());
+            report.changes_received += update.changes.len();
             report.refused += update.refused.len();
             let mut touched = !update.refused.is_empty();
             if touched {
@@ -311,9 +307,7 @@ impl<'a> SyncClient<'a> {
                     self.drop_refused(update)?;
                 }
             }
-            let merged = if let (true, Some(snapshot)) = (whole, &update.snapshot) {
-                Some(self.receive_whole(update, snapshot, &mut batch)?)
-            } else if let Some(snapshot) = &update.snapshot {
+            let merged = if let Some(snapshot) = &update.snapshot {
                 touched = true;
                 let doc = AutoCommit::load(snapshot)
                     .map_err(|e| ClientError::BadChange(e.to_string()))?;
@@ -463,40 +457,6 @@ impl<'a> SyncClient<'a> {
         };
         batch.append_doc_changes(&update.doc_id, to_store_kind(kind), bytes)?;
         Ok(Some(doc))
-    }
-
-    /// Adds a document the server sent whole to `batch`: kept as one uncompressed save when the
-    /// device has no copy, merged into the copy when it has one (it may hold changes the
-    /// server's records of this device do not know of). Returns the merged copy.
-    fn receive_whole(
-        &self,
-        update: &DocUpdate,
-        saved: &[u8],
-        batch: &mut StoreBatch,
-    ) -> Result<AutoCommit, ClientError> {
-        // Without its kind it could not be stored, yet its heads would be recorded as held.
-        let kind = update.kind.ok_or_else(|| {
-            ProtocolError::Malformed(format!(
-                "{}: a whole document without its kind",
-                update.doc_id
-            ))
-        })?;
-        let mut theirs =
-            AutoCommit::load(saved).map_err(|e| ClientError::BadChange(e.to_string()))?;
-        let (doc, bytes) = match self.load(&update.doc_id)? {
-            Some(mut mine) => {
-                mine.merge(&mut theirs)
-                    .map_err(|e| ClientError::BadChange(e.to_string()))?;
-                let bytes = mine.save_incremental();
-                (mine, bytes)
-            }
-            None => {
-                let bytes = theirs.save_nocompress();
-                (theirs, bytes)
-            }
-        };
-        batch.append_doc_changes(&update.doc_id, to_store_kind(kind), bytes)?;
-        Ok(doc)
     }
 
     /// Keeps every refused local change, with the server's reason, before the document is

@@ -161,16 +161,8 @@ impl<S: HubStore> Hub<S> {
                 continue;
             };
             let known = held.clone().unwrap_or_default();
-            let have = known.known(request.cursor);
-            // A device that holds nothing of the document gets it whole, as stored: the save is
-            // already compressed and smaller than its changes, so the answer is not deflated
-            // again for it, and the phone loads one save instead of applying every change.
-            let (changes, whole) = if have.is_empty() {
-                (Vec::new(), Some(doc.saved().to_vec()))
-            } else {
-                (doc.after(have), None)
-            };
-            if changes.is_empty() && whole.is_none() {
+            let changes = doc.after(known.known(request.cursor));
+            if changes.is_empty() {
                 continue;
             }
             let heads = doc.heads().to_vec();
@@ -182,7 +174,7 @@ impl<S: HubStore> Hub<S> {
                 changes,
                 refused: Vec::new(),
                 missing: Vec::new(),
-                snapshot: whole,
+                snapshot: None,
             });
         }
         if rescope {

@@ -40,16 +40,14 @@ struct Entry {
 pub enum Version {
     /// The save's position in the store's change feed ([`super::HubStore::document_seq`]).
     Seq(u64),
-    /// A store that does not number its saves: the entry's save is compared with the stored one.
-    Unnumbered,
+    /// The save itself, for stores that do not number their saves.
+    Saved(Vec<u8>),
 }
 
-/// A saved document's changes in causal order, with its heads, and the save itself: a device
-/// that holds nothing of the document receives it whole.
+/// A saved document's changes in causal order, with its heads.
 #[derive(Debug)]
 pub struct DocChanges {
     version: Version,
-    saved: Vec<u8>,
     heads: Vec<Hash>,
     changes: Vec<Entry>,
     index: HashMap<Hash, usize>,
@@ -79,8 +77,10 @@ impl DocChanges {
             });
         }
         Ok(Self {
-            version: seq.map_or(Version::Unnumbered, Version::Seq),
-            saved: saved.to_vec(),
+            version: match seq {
+                Some(seq) => Version::Seq(seq),
+                None => Version::Saved(saved.to_vec()),
+            },
             heads,
             changes,
             index,
@@ -89,11 +89,6 @@ impl DocChanges {
 
     pub fn heads(&self) -> &[Hash] {
         &self.heads
-    }
-
-    /// The automerge save the changes were read from, as the store holds it (compressed).
-    pub fn saved(&self) -> &[u8] {
-        &self.saved
     }
 
     /// The changes a replica holding the heads `have` lacks, in causal order. Hashes this
@@ -121,7 +116,11 @@ impl DocChanges {
     /// Bytes this entry keeps alive.
     fn weight(&self) -> usize {
         let per_change = std::mem::size_of::<Entry>() + 64;
-        self.saved.len()
+        let saved = match &self.version {
+            Version::Seq(_) => 0,
+            Version::Saved(bytes) => bytes.len(),
+        };
+        saved
             + self
                 .changes
                 .iter()
@@ -189,7 +188,7 @@ impl DeliveryCache {
         if let Some(hit) = self.held().entries.get(id) {
             let same = match (&hit.version, seq) {
                 (Version::Seq(at), Some(seq)) => *at == seq,
-                (Version::Unnumbered, None) => hit.saved == stored.bytes,
+                (Version::Saved(saved), None) => *saved == stored.bytes,
                 _ => false,
             };
             if same {
