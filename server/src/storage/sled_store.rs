@@ -386,8 +386,22 @@ mod tests {
     }
 
     impl Harness for SledHarness {
+        /// sled releases its file lock from its flusher thread after the last handle drops, so
+        /// a reopen right after a close may find the lock still held for a moment.
         fn open(&self) -> Arc<dyn Store> {
-            Arc::new(SledStore::open(self.dir.path()).expect("open sled"))
+            let mut tries = 0;
+            loop {
+                match SledStore::open(self.dir.path()) {
+                    Ok(store) => return Arc::new(store),
+                    Err(err)
+                        if tries < 50 && err.to_string().contains("could not acquire lock") =>
+                    {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(err) => panic!("open sled: {err}"),
+                }
+            }
         }
     }
 
