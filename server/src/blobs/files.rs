@@ -30,7 +30,9 @@ pub struct FileBlobs {
 }
 
 impl FileBlobs {
-    /// Opens (or creates) the blob directory and removes temporary files a crash left behind.
+    /// Opens (or creates) the blob directory and removes what a crash left behind: temporary
+    /// files, and partial uploads of photos already stored (a crash between a photo's commit and
+    /// the removal of its partial leaves one, which no upload would ever resume or finish).
     pub fn open(root: &Path) -> Result<Self, BlobError> {
         for dir in ["objects", "thumbs", "incoming", "tmp"] {
             fs::create_dir_all(root.join(dir))?;
@@ -38,9 +40,25 @@ impl FileBlobs {
         for entry in fs::read_dir(root.join("tmp"))? {
             fs::remove_file(entry?.path())?;
         }
-        Ok(Self {
+        let blobs = Self {
             root: root.to_owned(),
-        })
+        };
+        let mut removed = false;
+        for entry in fs::read_dir(root.join("incoming"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some((sha256, _user)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                continue;
+            };
+            if is_sha256(sha256) && blobs.object(sha256, "")?.exists() {
+                fs::remove_file(entry.path())?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&root.join("incoming"))?;
+        }
+        Ok(blobs)
     }
 
     fn object(&self, sha256: &str, suffix: &str) -> Result<PathBuf, BlobError> {
@@ -273,7 +291,8 @@ impl BlobStore for FileBlobs {
 mod tests {
     use super::FileBlobs;
     use crate::blobs::conformance::Harness;
-    use crate::blobs::BlobStore;
+    use crate::blobs::{BlobRecord, BlobStore, UploadKey};
+    use sync_core::photo::PhotoFormat;
 
     struct FileHarness {
         dir: tempfile::TempDir,
@@ -310,5 +329,36 @@ mod tests {
         std::fs::write(&leftover, b"half").unwrap();
         drop(FileBlobs::open(dir.path()).unwrap());
         assert!(!leftover.exists());
+    }
+
+    #[test]
+    fn partials_of_stored_photos_are_removed_at_open_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FileBlobs::open(dir.path()).unwrap();
+        let stored = b"a stored photo".to_vec();
+        let other = b"a photo still uploading".to_vec();
+        let key = |bytes: &[u8]| UploadKey {
+            sha256: sync_core::photo::sha256_hex(bytes),
+            user: "u-demo-chief".into(),
+        };
+        // As a crash between the commit and the removal of the partial leaves them.
+        blobs.write_partial(&key(&stored), 0, &stored).unwrap();
+        blobs.write_partial(&key(&other), 0, &other[..5]).unwrap();
+        let record = BlobRecord {
+            sha256: key(&stored).sha256,
+            format: PhotoFormat::Jpeg,
+            width: 1,
+            height: 1,
+            bytes: stored.len() as u64,
+            received_at_ms: 1_764_291_600_000,
+            uploaded_by: "u-demo-chief".into(),
+        };
+        assert!(blobs.commit(&record, &stored).unwrap());
+        drop(blobs);
+
+        let blobs = FileBlobs::open(dir.path()).unwrap();
+        assert_eq!(blobs.partial_len(&key(&stored)).unwrap(), None);
+        assert_eq!(blobs.partial_len(&key(&other)).unwrap(), Some(5));
+        assert_eq!(blobs.read(&record.sha256).unwrap(), Some(stored));
     }
 }
