@@ -441,19 +441,23 @@ impl<'a> SyncClient<'a> {
                 Change::from_bytes(raw.clone()).map_err(|e| ClientError::BadChange(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (mut doc, existed) = match self.load(&update.doc_id)? {
-            Some(doc) => (doc, true),
-            None => (AutoCommit::new(), false),
+        let (mut doc, held) = match self.load(&update.doc_id)? {
+            Some(mut doc) => {
+                let heads = doc.get_heads();
+                (doc, Some(heads))
+            }
+            None => (AutoCommit::new(), None),
         };
         doc.apply_changes(changes)
             .map_err(|e| ClientError::BadChange(e.to_string()))?;
-        // A document new to the phone is kept as one uncompressed save: compressing it cost a
-        // supervisor's phone receiving a district's week more than applying the changes did,
-        // and loading it later skips inflating it.
-        let bytes = if existed {
-            doc.save_incremental()
-        } else {
-            doc.save_nocompress()
+        // A copy the phone holds gains only the changes new to it (a copy loaded from the store
+        // would otherwise re-encode and append its whole history). A document new to the phone
+        // is kept as one uncompressed save: compressing it cost a supervisor's phone receiving a
+        // district's week more than applying the changes did, and loading it later skips
+        // inflating it.
+        let bytes = match held {
+            Some(heads) => doc.save_after(&heads),
+            None => doc.save_nocompress(),
         };
         batch.append_doc_changes(&update.doc_id, to_store_kind(kind), bytes)?;
         Ok(Some(doc))
