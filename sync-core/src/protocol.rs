@@ -28,11 +28,11 @@
 //! the device's engine is `client`, the server's handling is `hub`.
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use automerge::Change;
-use flate2::{read::DeflateDecoder, Compress, Compression, FlushCompress};
+use flate2::{read::DeflateDecoder, write::DeflateEncoder, Compress, Compression, FlushCompress};
 use serde::{Deserialize, Serialize};
 
 use crate::doc::DocKind;
@@ -384,26 +384,27 @@ impl From<WireUpdate> for DocUpdate {
 // ---------------------------------------------------------------------------------------------
 // The envelope
 
-/// The envelope's first bytes (magic, version, how the body is encoded), with room for `body`.
-fn envelope(body_kind: u8, body: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body + 6);
-    out.extend_from_slice(&MAGIC);
-    out.push(PROTOCOL_VERSION);
-    out.push(body_kind);
-    out
-}
-
 fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
     let body = postcard::to_allocvec(message).expect("postcard encodes protocol types");
+    let mut out = Vec::with_capacity(body.len() / 2 + 8);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
     if body.len() >= COMPRESS_FROM_BYTES {
-        let mut out = envelope(BODY_DEFLATE, body.len() / 2);
-        deflate_run(&body, &mut out, FlushCompress::Finish);
+        out.push(BODY_DEFLATE);
+        let mut deflate = DeflateEncoder::new(out, Compression::default());
+        deflate
+            .write_all(&body)
+            .expect("deflating into a Vec cannot fail");
+        let out = deflate.finish().expect("deflating into a Vec cannot fail");
         if out.len() < body.len() + 6 {
             return out;
         }
     }
-    let mut out = envelope(BODY_PLAIN, body.len());
+    let mut out = Vec::with_capacity(body.len() + 6);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.push(BODY_PLAIN);
     out.extend_from_slice(&body);
     out
 }
@@ -577,7 +578,10 @@ impl SyncResponse {
             return self.encode();
         }
         let spliced: usize = fitting.iter().flatten().map(|p| p.deflated.len()).sum();
-        let mut out = envelope(BODY_DEFLATE, spliced + 1024);
+        let mut out = Vec::with_capacity(spliced + 1024);
+        out.extend_from_slice(&MAGIC);
+        out.push(PROTOCOL_VERSION);
+        out.push(BODY_DEFLATE);
         // The postcard of `WireResponse`, field by field: the cursor, the length of `docs` and
         // each update in turn, then `removed`.
         let mut run = postcard::to_allocvec(&(self.cursor, self.docs.len()))
@@ -615,9 +619,7 @@ impl SyncResponse {
 mod tests {
     use super::*;
     use automerge::{transaction::Transactable, AutoCommit, ROOT};
-    use flate2::write::DeflateEncoder;
     use proptest::prelude::*;
-    use std::io::Write;
 
     const DOC: &str = "0193c7a0-0000-7000-8000-000000000001";
 

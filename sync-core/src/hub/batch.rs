@@ -193,7 +193,7 @@ impl<S: HubStore> Hub<S> {
                 continue;
             }
             packed.resize(updates.len(), None);
-            if changes.len() == doc.change_count() {
+            if changes.len() == doc.len() {
                 packed.push(Some(doc.whole()));
             }
             let heads = doc.heads().to_vec();

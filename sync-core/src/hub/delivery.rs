@@ -65,36 +65,29 @@ impl DocChanges {
         })?;
         let heads: Vec<Hash> = doc.get_heads().into_iter().map(|h| h.0).collect();
         let mut index = HashMap::new();
-        let mut deps = Vec::new();
-        let mut raws = Vec::new();
+        let mut changes = Vec::new();
         // `get_changes` lists every change after its dependencies.
         for change in doc.get_changes(&[]) {
-            deps.push(
-                change
-                    .deps()
-                    .iter()
-                    .filter_map(|dep| index.get(&dep.0).copied())
-                    .collect(),
-            );
-            index.insert(change.hash().0, raws.len());
-            raws.push(change.raw_bytes().to_vec());
+            let deps = change
+                .deps()
+                .iter()
+                .filter_map(|dep| index.get(&dep.0).copied())
+                .collect();
+            index.insert(change.hash().0, changes.len());
+            changes.push(Entry {
+                deps,
+                raw: change.raw_bytes().to_vec(),
+            });
         }
-        // Packed from the changes themselves, which the entries then keep.
-        let mut update = DocUpdate {
+        let whole = Arc::new(PackedUpdate::of(&DocUpdate {
             doc_id: id.to_owned(),
             kind: Some(kind),
             heads: Heads::Listed(heads.clone()),
-            changes: raws,
+            changes: changes.iter().map(|c| c.raw.clone()).collect(),
             refused: Vec::new(),
             missing: Vec::new(),
             snapshot: None,
-        };
-        let whole = Arc::new(PackedUpdate::of(&update));
-        let changes = deps
-            .into_iter()
-            .zip(std::mem::take(&mut update.changes))
-            .map(|(deps, raw)| Entry { deps, raw })
-            .collect();
+        }));
         Ok(Self {
             version: match seq {
                 Some(seq) => Version::Seq(seq),
@@ -112,8 +105,12 @@ impl DocChanges {
     }
 
     /// How many changes the document holds.
-    pub fn change_count(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
     }
 
     /// The update carrying every change (heads listed), packed, for a device that holds none.
