@@ -429,9 +429,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
         BODY_DEFLATE => {
             // Inflated into a bounded buffer: a small body that claims gigabytes stops at the
             // limit instead of at the allocator.
-            // Answers inflate to under twice their size: room for that up front saves growing
-            // (and copying) a district chief's megabytes step by step.
-            let mut out = Vec::with_capacity(body.len().saturating_mul(2).min(MAX_MESSAGE_BYTES));
+            let mut out = Vec::new();
             DeflateDecoder::new(body)
                 .take(MAX_MESSAGE_BYTES as u64 + 1)
                 .read_to_end(&mut out)
@@ -514,6 +512,7 @@ pub struct PackedUpdate {
     kind: Option<DocKind>,
     heads: Heads,
     changes: usize,
+    plain_len: usize,
     deflated: Vec<u8>,
 }
 
@@ -529,6 +528,7 @@ impl PackedUpdate {
             kind: update.kind,
             heads: update.heads.clone(),
             changes: update.changes.len(),
+            plain_len: plain.len(),
             deflated,
         }
     }
@@ -577,8 +577,7 @@ impl SyncResponse {
         if fitting.iter().all(Option::is_none) {
             return self.encode();
         }
-        let spliced: usize = fitting.iter().flatten().map(|p| p.deflated.len()).sum();
-        let mut out = Vec::with_capacity(spliced + 1024);
+        let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
         out.push(PROTOCOL_VERSION);
         out.push(BODY_DEFLATE);
