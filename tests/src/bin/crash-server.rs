@@ -11,6 +11,10 @@ use actix_web::web;
 use server::auth::password::PasswordCost;
 use server::{demo, http_server, AppState, Settings};
 
+/// The allocator `chiefsync` runs with, so the service killed here is the one that is deployed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(data_dir), Some(addr)) = (args.next(), args.next()) else {

@@ -15,6 +15,12 @@ use server::auth::password::PasswordCost;
 use server::config::Cli;
 use server::{demo, http_server, AppState, Settings};
 
+/// The allocator `chiefsync` runs with: the memory this server's tests bound is the memory the
+/// real server would hold. (The system allocator keeps freed memory in per-thread arenas and
+/// would make them measure a server nobody runs.)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     let settings = Settings {
