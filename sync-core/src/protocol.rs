@@ -17,7 +17,10 @@
 //! - the server's heads after merging exactly what was pushed are implied by the push
 //!   ([`Heads::AsPushed`]), and a document accepted with nothing else to say is one short entry;
 //! - a body of many changes is deflated as a whole, which removes what changes repeat (actor
-//!   ids, keys, dependency hashes of the change before).
+//!   ids, keys, dependency hashes of the change before);
+//! - a document update the server sends to many devices alike (a document new to each of them)
+//!   can be deflated once and spliced into every answer ([`PackedUpdate`]): deflate streams join
+//!   where a full flush ends one, so the body on the wire is the same kind of stream.
 //!
 //! Decoding refuses a wrong magic or version, trailing bytes and anything over
 //! [`MAX_MESSAGE_BYTES`] (before or after inflating) before it allocates. Version 1 bodies are
@@ -25,10 +28,11 @@
 //! the device's engine is `client`, the server's handling is `hub`.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Read;
+use std::sync::Arc;
 
 use automerge::Change;
-use flate2::{read::DeflateDecoder, write::DeflateEncoder, Compression};
+use flate2::{read::DeflateDecoder, Compress, Compression, FlushCompress};
 use serde::{Deserialize, Serialize};
 
 use crate::doc::DocKind;
@@ -380,27 +384,26 @@ impl From<WireUpdate> for DocUpdate {
 // ---------------------------------------------------------------------------------------------
 // The envelope
 
+/// The envelope's first bytes (magic, version, how the body is encoded), with room for `body`.
+fn envelope(body_kind: u8, body: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body + 6);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.push(body_kind);
+    out
+}
+
 fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
     let body = postcard::to_allocvec(message).expect("postcard encodes protocol types");
-    let mut out = Vec::with_capacity(body.len() / 2 + 8);
-    out.extend_from_slice(&MAGIC);
-    out.push(PROTOCOL_VERSION);
     if body.len() >= COMPRESS_FROM_BYTES {
-        out.push(BODY_DEFLATE);
-        let mut deflate = DeflateEncoder::new(out, Compression::default());
-        deflate
-            .write_all(&body)
-            .expect("deflating into a Vec cannot fail");
-        let out = deflate.finish().expect("deflating into a Vec cannot fail");
+        let mut out = envelope(BODY_DEFLATE, body.len() / 2);
+        deflate_run(&body, &mut out, FlushCompress::Finish);
         if out.len() < body.len() + 6 {
             return out;
         }
     }
-    let mut out = Vec::with_capacity(body.len() + 6);
-    out.extend_from_slice(&MAGIC);
-    out.push(PROTOCOL_VERSION);
-    out.push(BODY_PLAIN);
+    let mut out = envelope(BODY_PLAIN, body.len());
     out.extend_from_slice(&body);
     out
 }
@@ -425,7 +428,9 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
         BODY_DEFLATE => {
             // Inflated into a bounded buffer: a small body that claims gigabytes stops at the
             // limit instead of at the allocator.
-            let mut out = Vec::new();
+            // Answers inflate to under twice their size: room for that up front saves growing
+            // (and copying) a district chief's megabytes step by step.
+            let mut out = Vec::with_capacity(body.len().saturating_mul(2).min(MAX_MESSAGE_BYTES));
             DeflateDecoder::new(body)
                 .take(MAX_MESSAGE_BYTES as u64 + 1)
                 .read_to_end(&mut out)
@@ -474,6 +479,76 @@ impl SyncRequest {
     }
 }
 
+/// Deflates `data` into `out` with a compressor of its own, ending with `flush`. A run ended
+/// by a full flush is byte-aligned and refers to nothing before it, so runs from different
+/// compressors concatenate into one deflate stream; the stream's last run ends with `Finish`.
+fn deflate_run(data: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
+    let mut deflate = Compress::new(Compression::default(), false);
+    out.reserve(data.len() / 2 + 64);
+    loop {
+        let consumed = deflate.total_in() as usize;
+        let status = deflate
+            .compress_vec(&data[consumed..], out, flush)
+            .expect("deflating into a Vec cannot fail");
+        let done = deflate.total_in() as usize == data.len()
+            && match flush {
+                FlushCompress::Finish => status == flate2::Status::StreamEnd,
+                // A flush is complete once it left room in the output.
+                _ => out.len() < out.capacity(),
+            };
+        if done {
+            return;
+        }
+        out.reserve(out.capacity().max(64));
+    }
+}
+
+/// One document update, encoded and deflated on its own so that it can be spliced into any
+/// answer that carries exactly this update. The hub keeps one for every stored version of a
+/// document it sends whole (a week's patrol reaches every district chief's phone), so such an
+/// update is deflated once rather than once per phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedUpdate {
+    doc_id: String,
+    kind: Option<DocKind>,
+    heads: Heads,
+    changes: usize,
+    deflated: Vec<u8>,
+}
+
+impl PackedUpdate {
+    pub fn of(update: &DocUpdate) -> Self {
+        let plain = postcard::to_allocvec(&WireUpdate::from(update))
+            .expect("postcard encodes protocol types");
+        let mut deflated = Vec::new();
+        deflate_run(&plain, &mut deflated, FlushCompress::Full);
+        deflated.shrink_to_fit();
+        Self {
+            doc_id: update.doc_id.clone(),
+            kind: update.kind,
+            heads: update.heads.clone(),
+            changes: update.changes.len(),
+            deflated,
+        }
+    }
+
+    /// Whether this is the packed form of `update` (made from the same stored version).
+    fn packs(&self, update: &DocUpdate) -> bool {
+        self.doc_id == update.doc_id
+            && self.kind == update.kind
+            && self.heads == update.heads
+            && self.changes == update.changes.len()
+            && update.refused.is_empty()
+            && update.missing.is_empty()
+            && update.snapshot.is_none()
+    }
+
+    /// Bytes this packed update keeps alive.
+    pub fn weight(&self) -> usize {
+        self.deflated.capacity() + self.doc_id.len() + std::mem::size_of::<Self>()
+    }
+}
+
 impl SyncResponse {
     pub fn encode(&self) -> Vec<u8> {
         encode(&WireResponse {
@@ -481,6 +556,49 @@ impl SyncResponse {
             docs: self.docs.iter().map(WireUpdate::from).collect(),
             removed: self.removed.iter().map(|id| WireId::of(id)).collect(),
         })
+    }
+
+    /// Encodes the response as [`Self::encode`] does, splicing in `packed[i]` for `docs[i]`
+    /// where it is the packed form of that update. The body is always deflated then; an update
+    /// that `packed` does not fit is encoded afresh, so a stale packing cannot change the answer.
+    pub fn encode_packed(&self, packed: &[Option<Arc<PackedUpdate>>]) -> Vec<u8> {
+        let fitting: Vec<Option<&PackedUpdate>> = self
+            .docs
+            .iter()
+            .enumerate()
+            .map(|(i, update)| {
+                packed
+                    .get(i)
+                    .and_then(Option::as_deref)
+                    .filter(|p| p.packs(update))
+            })
+            .collect();
+        if fitting.iter().all(Option::is_none) {
+            return self.encode();
+        }
+        let spliced: usize = fitting.iter().flatten().map(|p| p.deflated.len()).sum();
+        let mut out = envelope(BODY_DEFLATE, spliced + 1024);
+        // The postcard of `WireResponse`, field by field: the cursor, the length of `docs` and
+        // each update in turn, then `removed`.
+        let mut run = postcard::to_allocvec(&(self.cursor, self.docs.len()))
+            .expect("postcard encodes protocol types");
+        for (update, packed) in self.docs.iter().zip(&fitting) {
+            match packed {
+                Some(packed) => {
+                    deflate_run(&run, &mut out, FlushCompress::Full);
+                    run.clear();
+                    out.extend_from_slice(&packed.deflated);
+                }
+                None => {
+                    run = postcard::to_extend(&WireUpdate::from(update), std::mem::take(&mut run))
+                        .expect("postcard encodes protocol types")
+                }
+            }
+        }
+        let removed: Vec<WireId> = self.removed.iter().map(|id| WireId::of(id)).collect();
+        let run = postcard::to_extend(&removed, run).expect("postcard encodes protocol types");
+        deflate_run(&run, &mut out, FlushCompress::Finish);
+        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
@@ -497,7 +615,9 @@ impl SyncResponse {
 mod tests {
     use super::*;
     use automerge::{transaction::Transactable, AutoCommit, ROOT};
+    use flate2::write::DeflateEncoder;
     use proptest::prelude::*;
+    use std::io::Write;
 
     const DOC: &str = "0193c7a0-0000-7000-8000-000000000001";
 
@@ -651,6 +771,98 @@ mod tests {
             SyncRequest::decode(&bomb),
             Err(ProtocolError::TooLarge(n)) if n > MAX_MESSAGE_BYTES
         ));
+    }
+
+    /// A document sent whole: every change of a small issue document, its heads listed.
+    fn whole(doc_id: &str, edits: usize) -> DocUpdate {
+        let mut doc = AutoCommit::new();
+        for i in 0..edits {
+            doc.put(ROOT, "status", format!("step {i} of {doc_id}"))
+                .unwrap();
+            doc.commit();
+        }
+        DocUpdate {
+            doc_id: doc_id.into(),
+            kind: Some(DocKind::Issue),
+            heads: Heads::Listed(doc.get_heads().iter().map(|h| h.0).collect()),
+            changes: doc
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect(),
+            refused: vec![],
+            missing: vec![],
+            snapshot: None,
+        }
+    }
+
+    #[test]
+    fn packed_updates_splice_into_one_deflated_body_that_decodes_as_usual() {
+        let docs: Vec<DocUpdate> = (0..6)
+            .map(|i| whole(&format!("0193c7a0-0000-7000-8000-00000000000{i}"), 3 + i))
+            .collect();
+        let response = SyncResponse {
+            cursor: 7_000,
+            docs: docs.clone(),
+            removed: vec!["gone".into(), DOC.into()],
+        };
+        let packed: Vec<Option<Arc<PackedUpdate>>> = docs
+            .iter()
+            .map(|d| Some(Arc::new(PackedUpdate::of(d))))
+            .collect();
+        // Packed first, last, adjacent, between fresh ones, and none at all.
+        for pattern in [
+            [true, true, true, true, true, true],
+            [true, false, false, true, true, false],
+            [false, true, false, false, false, true],
+            [false; 6],
+        ] {
+            let chosen: Vec<_> = packed
+                .iter()
+                .zip(pattern)
+                .map(|(p, on)| p.clone().filter(|_| on))
+                .collect();
+            let bytes = response.encode_packed(&chosen);
+            assert_eq!(
+                SyncResponse::decode(&bytes),
+                Ok(response.clone()),
+                "{pattern:?}"
+            );
+            if pattern.contains(&true) {
+                assert_eq!(bytes[5], BODY_DEFLATE);
+                // Each run deflated apart costs a little; the body stays close to the whole's.
+                assert!(
+                    bytes.len() <= response.encode().len() * 3 / 2 + 64,
+                    "{pattern:?}: {} bytes against {}",
+                    bytes.len(),
+                    response.encode().len()
+                );
+            } else {
+                assert_eq!(bytes, response.encode());
+            }
+        }
+
+        // A packing of another version (or of another document) is not used: the answer stays
+        // exactly what the response says.
+        let mut newer = response.clone();
+        newer.docs[0] = whole(&docs[0].doc_id, 9);
+        newer.docs[1].doc_id = docs[2].doc_id.clone();
+        let stale = vec![packed[0].clone(), packed[2].clone(), packed[2].clone()];
+        assert_eq!(
+            SyncResponse::decode(&newer.encode_packed(&stale)),
+            Ok(newer.clone())
+        );
+        // Nor for an update that also refuses changes.
+        let mut refusing = response.clone();
+        refusing.docs[0].refused.push(RefusedChange {
+            hash: [3; 32],
+            code: "not_owner".into(),
+            message: "only the patrol's chief edits it".into(),
+        });
+        assert_eq!(
+            SyncResponse::decode(&refusing.encode_packed(&packed)),
+            Ok(refusing)
+        );
     }
 
     #[test]

@@ -819,11 +819,11 @@ struct Link<'a> {
 impl Transport for Link<'_> {
     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         let request = SyncRequest::decode(&body)?;
-        let response = self
+        let answer = self
             .hub
-            .sync(self.caller, &request, self.now_ms)
+            .answer(self.caller, &request, self.now_ms)
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(response.encode())
+        Ok(answer.encode())
     }
 }
 

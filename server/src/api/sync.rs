@@ -66,8 +66,8 @@ pub async fn sync(
     // sync) run beside the merge, off the few workers that serve every connection.
     let (documents, answer) = web::block(move || -> Result<_, ApiError> {
         let request = SyncRequest::decode(&body).map_err(sync_core::hub::HubError::from)?;
-        let response = hub.sync(&who, &request, now_ms())?;
-        Ok((response.docs.len(), response.encode()))
+        let answer = hub.answer(&who, &request, now_ms())?;
+        Ok((answer.response.docs.len(), answer.encode()))
     })
     .await??;
     tracing::info!(

@@ -11,7 +11,7 @@ use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::doc::DocKind;
 use crate::protocol::{
-    self, DocPush, DocUpdate, Hash, Heads, RefusedChange, SyncRequest, SyncResponse,
+    self, DocPush, DocUpdate, Hash, Heads, PackedUpdate, RefusedChange, SyncRequest, SyncResponse,
 };
 
 /// Above this many changed documents, what the device holds is read in one pass.
@@ -57,6 +57,21 @@ fn scope_key(caller: &Caller) -> String {
     serde_json::json!({ "role": caller.user.role, "active": caller.user.active }).to_string()
 }
 
+/// A sync response, with the packed form of every document it sends whole (kept by the hub for
+/// each stored version), ready to be encoded for the wire.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: SyncResponse,
+    packed: Vec<Option<Arc<PackedUpdate>>>,
+}
+
+impl Answer {
+    /// The response's bytes on the wire, as [`SyncResponse::encode_packed`] makes them.
+    pub fn encode(&self) -> Vec<u8> {
+        self.response.encode_packed(&self.packed)
+    }
+}
+
 impl<S: HubStore> Hub<S> {
     /// Handles one batch sync request. Nothing is acknowledged before it is stored durably; a
     /// retried request changes nothing twice.
@@ -66,6 +81,16 @@ impl<S: HubStore> Hub<S> {
         request: &SyncRequest,
         now_ms: i64,
     ) -> Result<SyncResponse, HubError> {
+        Ok(self.answer(caller, request, now_ms)?.response)
+    }
+
+    /// [`Self::sync`], answered with the packed documents it sends whole, for the wire.
+    pub fn answer(
+        &self,
+        caller: &Caller,
+        request: &SyncRequest,
+        now_ms: i64,
+    ) -> Result<Answer, HubError> {
         // Parse everything before touching anything: a malformed body changes nothing.
         let mut pushes = Vec::with_capacity(request.docs.len());
         for push in &request.docs {
@@ -143,6 +168,8 @@ impl<S: HubStore> Hub<S> {
         };
         let mut removed = Vec::new();
         let mut forget = Vec::new();
+        // `packed[i]`, when there, is `updates[i]` packed.
+        let mut packed: Vec<Option<Arc<PackedUpdate>>> = Vec::new();
         for meta in candidates {
             if touched.contains(&meta.id) {
                 continue;
@@ -164,6 +191,10 @@ impl<S: HubStore> Hub<S> {
             let changes = doc.after(known.known(request.cursor));
             if changes.is_empty() {
                 continue;
+            }
+            packed.resize(updates.len(), None);
+            if changes.len() == doc.change_count() {
+                packed.push(Some(doc.whole()));
             }
             let heads = doc.heads().to_vec();
             device_docs.push((meta.id.clone(), heads.clone()));
@@ -215,10 +246,13 @@ impl<S: HubStore> Hub<S> {
         }
         // The answer acknowledges the merged changes: durable first.
         self.store.durable()?;
-        Ok(SyncResponse {
-            cursor: head,
-            docs: updates,
-            removed,
+        Ok(Answer {
+            response: SyncResponse {
+                cursor: head,
+                docs: updates,
+                removed,
+            },
+            packed,
         })
     }
 

@@ -22,7 +22,8 @@ use automerge::Automerge;
 use lru::LruCache;
 
 use super::{HubError, StoredDoc};
-use crate::protocol::Hash;
+use crate::doc::DocKind;
+use crate::protocol::{DocUpdate, Hash, Heads, PackedUpdate};
 
 /// What the delivery cache may hold, in bytes of saves and changes: a district's week at 1,000
 /// chiefs (6,500 documents) fits; a larger district keeps its most recently sent ones.
@@ -44,38 +45,56 @@ pub enum Version {
     Saved(Vec<u8>),
 }
 
-/// A saved document's changes in causal order, with its heads.
+/// A saved document's changes in causal order, with its heads, and the update that sends all of
+/// them, packed: the answer to every device that holds nothing of this version yet.
 #[derive(Debug)]
 pub struct DocChanges {
     version: Version,
     heads: Vec<Hash>,
     changes: Vec<Entry>,
     index: HashMap<Hash, usize>,
+    whole: Arc<PackedUpdate>,
 }
 
 impl DocChanges {
     /// Decodes a document's save; `seq` is its feed position when the store numbers its saves.
-    pub fn read(id: &str, saved: &[u8], seq: Option<u64>) -> Result<Self, HubError> {
+    pub fn read(id: &str, kind: DocKind, saved: &[u8], seq: Option<u64>) -> Result<Self, HubError> {
         let doc = Automerge::load(saved).map_err(|e| HubError::Damaged {
             id: id.to_string(),
             reason: e.to_string(),
         })?;
-        let heads = doc.get_heads().into_iter().map(|h| h.0).collect();
+        let heads: Vec<Hash> = doc.get_heads().into_iter().map(|h| h.0).collect();
         let mut index = HashMap::new();
-        let mut changes = Vec::new();
+        let mut deps = Vec::new();
+        let mut raws = Vec::new();
         // `get_changes` lists every change after its dependencies.
         for change in doc.get_changes(&[]) {
-            let deps = change
-                .deps()
-                .iter()
-                .filter_map(|dep| index.get(&dep.0).copied())
-                .collect();
-            index.insert(change.hash().0, changes.len());
-            changes.push(Entry {
-                deps,
-                raw: change.raw_bytes().to_vec(),
-            });
+            deps.push(
+                change
+                    .deps()
+                    .iter()
+                    .filter_map(|dep| index.get(&dep.0).copied())
+                    .collect(),
+            );
+            index.insert(change.hash().0, raws.len());
+            raws.push(change.raw_bytes().to_vec());
         }
+        // Packed from the changes themselves, which the entries then keep.
+        let mut update = DocUpdate {
+            doc_id: id.to_owned(),
+            kind: Some(kind),
+            heads: Heads::Listed(heads.clone()),
+            changes: raws,
+            refused: Vec::new(),
+            missing: Vec::new(),
+            snapshot: None,
+        };
+        let whole = Arc::new(PackedUpdate::of(&update));
+        let changes = deps
+            .into_iter()
+            .zip(std::mem::take(&mut update.changes))
+            .map(|(deps, raw)| Entry { deps, raw })
+            .collect();
         Ok(Self {
             version: match seq {
                 Some(seq) => Version::Seq(seq),
@@ -84,11 +103,22 @@ impl DocChanges {
             heads,
             changes,
             index,
+            whole,
         })
     }
 
     pub fn heads(&self) -> &[Hash] {
         &self.heads
+    }
+
+    /// How many changes the document holds.
+    pub fn change_count(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// The update carrying every change (heads listed), packed, for a device that holds none.
+    pub fn whole(&self) -> Arc<PackedUpdate> {
+        self.whole.clone()
     }
 
     /// The changes a replica holding the heads `have` lacks, in causal order. Hashes this
@@ -121,6 +151,7 @@ impl DocChanges {
             Version::Saved(bytes) => bytes.len(),
         };
         saved
+            + self.whole.weight()
             + self
                 .changes
                 .iter()
@@ -196,7 +227,7 @@ impl DeliveryCache {
             }
         }
         // Decoded outside the lock: other deliveries go on meanwhile.
-        let fresh = Arc::new(DocChanges::read(id, &stored.bytes, seq)?);
+        let fresh = Arc::new(DocChanges::read(id, stored.meta.kind, &stored.bytes, seq)?);
         let weight = fresh.weight();
         let mut held = self.held();
         if let Some(old) = held.entries.pop(id) {
@@ -269,7 +300,7 @@ mod tests {
         let c = edit(&mut fork, "c");
         doc.merge(&mut fork).expect("merge");
         let d = edit(&mut doc, "d");
-        let changes = DocChanges::read("x", &doc.save(), None).expect("read");
+        let changes = DocChanges::read("x", DocKind::Issue, &doc.save(), None).expect("read");
 
         assert_eq!(changes.after(&[]).len(), 4);
         assert_eq!(changes.hashes()[0], a);

@@ -16,6 +16,7 @@ pub mod limits;
 mod web;
 
 pub use automerge_sync::AutomergeSyncOutcome;
+pub use batch::Answer;
 pub use web::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };

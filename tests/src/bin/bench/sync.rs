@@ -369,11 +369,11 @@ struct InProcess<'a> {
 impl Transport for InProcess<'_> {
     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         let request = SyncRequest::decode(&body)?;
-        let response = self
+        let answer = self
             .hub
-            .sync(self.caller, &request, NOW)
+            .answer(self.caller, &request, NOW)
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(response.encode())
+        Ok(answer.encode())
     }
 }
 
