@@ -26,5 +26,11 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    repo::run(cli.patrols, cli.issues, cli.devices, cli.track_secs, cli.runs);
+    repo::run(
+        cli.patrols,
+        cli.issues,
+        cli.devices,
+        cli.track_secs,
+        cli.runs,
+    );
 }
