@@ -6,7 +6,8 @@
 //! Prints throughput (syncs/s), p50/p99 sync latency as the chief sees it (retries included),
 //! the 503s retried, and the server's memory. Asserts no errors (a sync that still fails after
 //! its retries) and that the server's peak memory (`VmHWM`) stays within [`GROWTH_BOUND_MIB`]
-//! of its memory after the warm-up. Timings are printed, never asserted.
+//! of its memory after the warm-up, with at most [`THREAD_BOUND`] threads. Timings are printed,
+//! never asserted.
 //!
 //! `CHIEFSYNC_LOAD_SECONDS` (default 15) and `CHIEFSYNC_LOAD_DEVICES` (default 200) change it:
 //! `CHIEFSYNC_LOAD_SECONDS=60 cargo test --release -p tests --test load -- --nocapture`.
@@ -32,6 +33,12 @@ use fleet::{ms, quantile, ServerProcess, NOW};
 /// A server that queued requests without bound or leaked per request would pass this within
 /// seconds at these rates.
 const GROWTH_BOUND_MIB: u64 = 200;
+
+/// Most threads the server may run under this load. Its work is CPU-bound, so it needs a few
+/// threads per core (actix's workers, two blocking threads per worker, sled's and the jobs'
+/// own); a blocking pool that grew a thread per request in flight (actix's default allows 512)
+/// would hold dozens, each with an allocator heap of its own.
+const THREAD_BOUND: u64 = 32;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -132,11 +139,12 @@ fn two_hundred_phones_syncing_for_a_bounded_time_get_no_errors_and_bounded_memor
         ms(handling),
     );
     println!(
-        "load: server RSS {} MiB after setup, {} MiB after the warm-up, {} MiB at the end; peak {} MiB (bound: warm-up + {GROWTH_BOUND_MIB} MiB)",
+        "load: server RSS {} MiB after setup, {} MiB after the warm-up, {} MiB at the end; peak {} MiB (bound: warm-up + {GROWTH_BOUND_MIB} MiB); {} threads after the warm-up (bound {THREAD_BOUND})",
         before.rss_kib / 1024,
         warm.rss_kib / 1024,
         after.rss_kib / 1024,
         after.hwm_kib / 1024,
+        warm.threads,
     );
 
     assert!(tally.errors.is_empty(), "errors: {:?}", tally.errors);
@@ -144,6 +152,11 @@ fn two_hundred_phones_syncing_for_a_bounded_time_get_no_errors_and_bounded_memor
     assert!(
         after.hwm_kib <= warm.rss_kib + GROWTH_BOUND_MIB * 1024,
         "the server's memory grew beyond the bound"
+    );
+    assert!(
+        warm.threads <= THREAD_BOUND,
+        "the server ran {} threads under load",
+        warm.threads
     );
     assert!(fleet::healthy(&base), "the server still answers");
 }

@@ -67,7 +67,8 @@ impl ServerProcess {
         self.child.try_wait().expect("poll the server").is_none()
     }
 
-    /// Resident memory now and at its peak (`VmRSS`, `VmHWM` of `/proc/<pid>/status`), KiB.
+    /// Resident memory now and at its peak (`VmRSS`, `VmHWM` of `/proc/<pid>/status`), KiB,
+    /// and the threads it runs now.
     pub fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("read the server's /proc status");
@@ -81,6 +82,7 @@ impl ServerProcess {
         Memory {
             rss_kib: field("VmRSS:"),
             hwm_kib: field("VmHWM:"),
+            threads: field("Threads:"),
         }
     }
 
@@ -123,6 +125,7 @@ impl Drop for ServerProcess {
 pub struct Memory {
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    pub threads: u64,
 }
 
 /// Creates `n` village chiefs (`{prefix}-{i}`) spread over the demo's assets, each
