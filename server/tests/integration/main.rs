@@ -5,6 +5,7 @@
 mod harness;
 
 mod admin;
+mod attacks;
 mod auth;
 mod blobs;
 mod cli;
