@@ -759,6 +759,37 @@ impl HubStore for MemStore {
     fn durable(&self) -> Result<(), HubError> {
         Ok(())
     }
+
+    /// The two river segments of the fixtures' chiefs, along the fixtures' walk.
+    fn asset(&self, id: &str) -> Result<Option<sync_core::model::Asset>, HubError> {
+        let village = match id {
+            "xqh-01" => VILLAGE,
+            "xqh-02" => "370105014202",
+            _ => return Ok(None),
+        };
+        Ok(Some(sync_core::model::Asset {
+            id: id.into(),
+            system: System::River,
+            name: "小清河".into(),
+            division: code(village),
+            geometry: sync_core::model::Geometry::LineString(vec![
+                [116.97, 36.72],
+                [116.99, 36.72],
+            ]),
+        }))
+    }
+
+    fn categories(&self) -> Result<Vec<sync_core::model::Category>, HubError> {
+        Ok(sync_core::model::default_categories())
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>, HubError> {
+        Ok(people().into_iter().map(|c| c.user).find(|u| u.id == id))
+    }
+
+    fn department_exists(&self, name: &str) -> Result<bool, HubError> {
+        Ok(name == WATER_BUREAU)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -227,8 +227,12 @@ pub struct TimelineRow {
     pub by: String,
     /// The device that recorded it (`web` for the dashboard, `deadline-job` for escalations).
     pub device: String,
-    /// Device time, Unix milliseconds.
+    /// Device time, Unix milliseconds, as the phone recorded it.
     pub at_ms: i64,
+    /// The time that counts for deadlines and statistics: the device time bounded by the
+    /// server's receive times (never before what the sender had seen, never after this
+    /// event's arrival). Differs from `at_ms` only when the device clock was out of bounds.
+    pub counted_at_ms: i64,
     /// When the server accepted the change carrying the event; `None` for seeded events.
     pub received_at_ms: Option<i64>,
     /// The `user/device` that delivered it, from the audit trail.
@@ -274,7 +278,8 @@ pub fn timeline(issue: &LoadedIssue, history: &[AuditEntry]) -> Vec<TimelineRow>
                 by: e.by.clone(),
                 device: e.device.clone(),
                 at_ms: e.at_ms,
-                received_at_ms: receipt.map(|r| r.received_at_ms),
+                counted_at_ms: entry.at_ms,
+                received_at_ms: entry.received_at_ms.or(receipt.map(|r| r.received_at_ms)),
                 received_from: receipt.map(|r| r.device.clone()),
                 superseded: entry.superseded.clone(),
                 payload,

@@ -75,6 +75,11 @@ pub fn seed_defaults(store: &dyn Store) -> Result<(), StoreError> {
     put_setting_if_absent(store, RULES_KEY, &RuleSet::default())
 }
 
+/// The problem categories in force: the stored setting, or sync-core's defaults.
+pub fn categories(store: &dyn Store) -> Result<Vec<Category>, StoreError> {
+    setting(store, CATEGORIES_KEY, default_categories)
+}
+
 /// (area the user sees, system filter, explicitly assigned assets); `None` area means everywhere.
 fn scope_of(role: &Role) -> (Option<&DivisionCode>, Option<System>, &[String]) {
     match role {
@@ -130,7 +135,7 @@ pub fn for_user(store: &dyn Store, user: &User) -> Result<ReferenceData, StoreEr
         .filter_map(|code| all_divisions.get(code).cloned())
         .collect();
 
-    let categories = setting(store, CATEGORIES_KEY, default_categories)?
+    let categories = categories(store)?
         .into_iter()
         .filter(|c: &Category| system.is_none_or(|s| s == c.system))
         .collect();

@@ -12,7 +12,7 @@ use sync_core::model::{
 
 use sync_core::authz::DocMeta;
 use sync_core::doc::DocKind;
-use sync_core::hub::{AuditEntry, DeviceDoc};
+use sync_core::hub::{AuditEntry, DeviceDoc, HubStore};
 
 use super::{RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 
@@ -33,6 +33,7 @@ macro_rules! store_conformance_tests {
             refresh_tokens_are_consumed_once,
             concurrent_refresh_has_one_winner,
             divisions_and_assets_round_trip,
+            assignment_targets_read_the_users,
             meta_round_trip,
             documents_feed_and_audit,
             device_records_round_trip,
@@ -304,7 +305,40 @@ pub(crate) fn divisions_and_assets_round_trip(h: &impl Harness) {
         ..a
     };
     store.put_asset(&moved).unwrap();
-    assert_eq!(store.get_asset("river-2").unwrap(), Some(moved));
+    assert_eq!(store.get_asset("river-2").unwrap(), Some(moved.clone()));
+    // What the hub places new records against reads the same reference data.
+    assert_eq!(HubStore::asset(&*store, "river-2").unwrap(), Some(moved));
+    assert_eq!(HubStore::asset(&*store, "river-3").unwrap(), None);
+    assert_eq!(
+        HubStore::categories(&*store).unwrap(),
+        sync_core::model::default_categories()
+    );
+    let only = vec![sync_core::model::default_categories().remove(0)];
+    store
+        .put_meta(
+            crate::reference::CATEGORIES_KEY,
+            &serde_json::to_vec(&only).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(HubStore::categories(&*store).unwrap(), only);
+}
+
+pub(crate) fn assignment_targets_read_the_users(h: &impl Harness) {
+    let store = h.open();
+    let mut handler = user("u-handler", "handler");
+    handler.user.role = Role::Handler {
+        department: "区水务局".into(),
+    };
+    store.create_user(&handler).unwrap();
+    store.create_user(&user("u-chief", "chief")).unwrap();
+    assert_eq!(
+        HubStore::user(&*store, "u-chief").unwrap().map(|u| u.id),
+        Some("u-chief".to_string())
+    );
+    assert_eq!(HubStore::user(&*store, "u-nobody").unwrap(), None);
+    assert!(HubStore::department_exists(&*store, "区水务局").unwrap());
+    assert!(!HubStore::department_exists(&*store, "区水务局 ").unwrap());
+    assert!(!HubStore::department_exists(&*store, "区林业局").unwrap());
 }
 
 pub(crate) fn meta_round_trip(h: &impl Harness) {

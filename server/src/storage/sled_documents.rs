@@ -25,9 +25,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use sync_core::authz::DocMeta;
 use sync_core::hub::{AuditEntry, DeviceDoc, HubError, HubStore, StoredDoc};
+use sync_core::model::{Asset, Category, Role, User};
 
 use super::doc_index::DocIndex;
 use super::sled_store::SledStore;
+use super::Store;
 
 const FEED_HEAD: &[u8] = b"feed.head";
 
@@ -302,5 +304,23 @@ impl HubStore for SledStore {
     /// One flush of sled's log makes every earlier write durable, in order.
     fn durable(&self) -> Result<(), HubError> {
         self.db.flush().map(drop).map_err(storage)
+    }
+    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {
+        Store::get_asset(self, id).map_err(|e| HubError::Storage(e.to_string()))
+    }
+    fn categories(&self) -> Result<Vec<Category>, HubError> {
+        crate::reference::categories(self).map_err(|e| HubError::Storage(e.to_string()))
+    }
+    fn user(&self, id: &str) -> Result<Option<User>, HubError> {
+        Ok(Store::get_user(self, id)
+            .map_err(|e| HubError::Storage(e.to_string()))?
+            .map(|record| record.user))
+    }
+    fn department_exists(&self, name: &str) -> Result<bool, HubError> {
+        let users = Store::list_users(self).map_err(|e| HubError::Storage(e.to_string()))?;
+        Ok(users.iter().any(|r| {
+            r.user.active
+                && matches!(&r.user.role, Role::Handler { department } if department == name)
+        }))
     }
 }

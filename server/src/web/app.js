@@ -374,7 +374,8 @@ async function showIssue(id) {
       el("td", {}, KIND[t.kind] || t.kind),
       el("td", {}, t.by),
       el("td", {}, t.device),
-      el("td", {}, fmtTime(t.at_ms)),
+      el("td", {}, fmtTime(t.counted_at_ms),
+        t.counted_at_ms !== t.at_ms ? el("div", { class: "meta" }, "设备时间 " + fmtTime(t.at_ms)) : null),
       el("td", {}, t.received_at_ms ? fmtTime(t.received_at_ms) + (t.received_from ? "（" + t.received_from + "）" : "") : "—"),
       el("td", { class: t.superseded ? "why" : "" }, t.superseded ? "已被取代：" + t.superseded : describe(t))))));
   view.replaceChildren(

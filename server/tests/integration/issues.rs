@@ -7,7 +7,7 @@ use server::demo::{self, CHIEF, CHIEF_2, HANDLER, SUPERVISOR};
 use server::jobs::run_deadlines;
 use server::state::now_ms;
 use sync_core::doc::{IssueDoc, NewIssue};
-use sync_core::model::{DivisionCode, Role, Severity, System};
+use sync_core::model::{DivisionCode, Geometry, Role, Severity, System};
 use sync_core::workflow::{Action, Status};
 
 use crate::harness::TestServer;
@@ -470,7 +470,10 @@ async fn the_deadline_job_escalates_each_overdue_issue_once_across_restarts() {
             severity: Severity::Urgent,
             asset: asset.id.clone(),
             division: asset.division.clone(),
-            location: [117.0, 36.75],
+            location: match &asset.geometry {
+                Geometry::LineString(line) => line[0],
+                Geometry::Polygon(rings) => rings[0][0],
+            },
             description: "岸边倾倒渣土".into(),
             patrol: None,
         },

@@ -15,6 +15,7 @@ use super::change::{admit, guarded};
 use super::meta::DocMeta;
 use super::schema::{self, Frame, Reading};
 use super::Refusal;
+use crate::doc::Appended;
 use crate::model::User;
 
 /// What became of a device's batch.
@@ -29,6 +30,9 @@ pub struct BatchOutcome {
     pub missing_deps: Vec<ChangeHash>,
     /// The routing facts of the document after the accepted changes (`None` when none was).
     pub meta: Option<DocMeta>,
+    /// The workflow events the accepted changes appended, in the order they were accepted:
+    /// what the server gives receipts to (`IssueDoc::accept`).
+    pub appended: Vec<Appended>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +91,9 @@ pub fn authorize_batch(
             None => merge(user, bound_actor, doc_id, doc, frame.take(), change),
         };
         verdicts[i] = match result {
-            Ok((now, reading)) => {
+            Ok((now, reading, appended)) => {
                 frame = now;
+                outcome.appended.extend(appended);
                 outcome.meta = Some(DocMeta::from_reading(&reading));
                 outcome.accepted.push(change.hash());
                 Verdict::Accepted
@@ -133,7 +138,8 @@ fn causal_order(pending: &[Change], index: &HashMap<ChangeHash, usize>) -> Vec<u
 }
 
 /// Authorizes one change whose dependencies `doc` holds, and merges it if allowed. Returns
-/// the merged document's frame when it is known without reading it again, and its reading.
+/// the merged document's frame when it is known without reading it again, its reading, and
+/// the events the change appended.
 fn merge(
     user: &User,
     bound_actor: &ActorId,
@@ -141,7 +147,7 @@ fn merge(
     doc: &mut AutoCommit,
     frame: Option<Frame>,
     change: &Change,
-) -> Result<(Option<Frame>, Reading), Refusal> {
+) -> Result<(Option<Frame>, Reading, Vec<Appended>), Refusal> {
     let mut heads = doc.get_heads();
     heads.sort();
     let mut deps = change.deps().to_vec();
@@ -152,15 +158,15 @@ fn merge(
         let copy = doc.clone();
         let admitted = admit(user, bound_actor, doc_id, doc, frame, copy, change)?;
         *doc = admitted.doc;
-        return Ok((Some(admitted.frame), admitted.reading));
+        return Ok((Some(admitted.frame), admitted.reading, admitted.appended));
     }
     // Made concurrently with changes the server already has: judge it against what its author
     // saw, then check that merging it into the present leaves the document well formed.
-    let (merged, reading) = guarded(|| {
+    let (merged, reading, appended) = guarded(|| {
         let before = doc
             .fork_at(change.deps())
             .map_err(|e| Refusal::Malformed(e.to_string()))?;
-        admit(
+        let admitted = admit(
             user,
             bound_actor,
             doc_id,
@@ -175,8 +181,17 @@ fn merge(
             .map_err(|e| Refusal::Malformed(e.to_string()))?;
         let (merged, reading) = schema::read(doc_id, merged)?;
         schema::frame(reading.kind(), doc, &merged)?;
-        Ok((merged, reading))
+        // Unique among the events its author saw is not enough: an id taken by an event the
+        // author had not seen would make the fold take one for a repeat of the other.
+        if let Reading::Issue { events, .. } = &reading {
+            for new in &admitted.appended {
+                if events.iter().filter(|e| e.id == new.event).count() > 1 {
+                    return Err(Refusal::DuplicateEvent(new.event.clone()));
+                }
+            }
+        }
+        Ok((merged, reading, admitted.appended))
     })?;
     *doc = merged;
-    Ok((None, reading))
+    Ok((None, reading, appended))
 }

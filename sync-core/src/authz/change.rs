@@ -12,9 +12,9 @@ use automerge::{ActorId, AutoCommit, Change};
 use super::meta::{in_scope, DocMeta};
 use super::schema::{self, Diff, Frame, Reading};
 use super::Refusal;
-use crate::doc::{Issue, Patrol};
+use crate::doc::{Appended, Issue, Patrol};
 use crate::model::{Role, User};
-use crate::workflow::{self, Event, IssueContext};
+use crate::workflow::{self, Event, IssueContext, Receipt};
 
 /// The record fields of an issue, as opposed to its workflow events.
 const ISSUE_RECORD: &[&str] = &["description", "severity", "photos"];
@@ -41,11 +41,13 @@ pub fn authorize_change(
     .map(|_| ())
 }
 
-/// What an allowed change leaves: the document with the change applied, its frame and reading.
+/// What an allowed change leaves: the document with the change applied, its frame and reading,
+/// and the events it appended.
 pub(super) struct Admitted {
     pub doc: AutoCommit,
     pub frame: Frame,
     pub reading: Reading,
+    pub appended: Vec<Appended>,
 }
 
 /// `authorize_change` with the copy of `before` to apply the change to supplied by the caller,
@@ -92,16 +94,22 @@ pub(super) fn admit(
         };
         let frame = Frame::of(&after)?;
         let diff = schema::diff(reading.kind(), was.as_ref(), &frame)?;
-        match &reading {
-            Reading::Patrol(patrol) => patrol_rules(user, existed, patrol)?,
-            Reading::Issue { issue, events } => {
-                issue_rules(user, existed, &diff, issue, events)?;
+        let appended = match &reading {
+            Reading::Patrol(patrol) => {
+                patrol_rules(user, existed, patrol)?;
+                Vec::new()
             }
-        }
+            Reading::Issue {
+                issue,
+                events,
+                receipts,
+            } => issue_rules(user, existed, &diff, issue, events, receipts)?,
+        };
         Ok(Admitted {
             doc: after,
             frame,
             reading,
+            appended,
         })
     })
 }
@@ -144,16 +152,23 @@ fn patrol_rules(user: &User, existed: bool, patrol: &Patrol) -> Result<(), Refus
 
 /// The issue's rules. Who the user is towards the issue is worked out from the events the
 /// author had seen; each appended event is judged against the state folded from the events
-/// before it, so a change carrying "assign, then comment" is judged step by step.
+/// before it, so a change carrying "assign, then comment" is judged step by step. Returns the
+/// appended events, each with the latest server receive time its author had seen.
 fn issue_rules(
     user: &User,
     existed: bool,
     diff: &Diff,
     issue: &Issue,
     events: &[Event],
-) -> Result<(), Refusal> {
+    receipts: &[Receipt],
+) -> Result<Vec<Appended>, Refusal> {
     let seen = diff.appended("events").start.min(events.len());
-    let mut state = workflow::fold(&events[..seen]);
+    let mut state = workflow::fold_ordered(&events[..seen], receipts);
+    let not_before_ms = receipts
+        .iter()
+        .filter_map(|r| r.received_ms)
+        .max()
+        .unwrap_or(i64::MIN);
     let ctx = IssueContext {
         system: issue.system,
         division: issue.division.clone(),
@@ -184,6 +199,7 @@ fn issue_rules(
             ));
         }
     }
+    let mut appended = Vec::with_capacity(events.len() - seen);
     for (index, event) in events.iter().enumerate().skip(seen) {
         if event.by != user.id {
             return Err(Refusal::ForgedAuthor {
@@ -192,11 +208,21 @@ fn issue_rules(
                 user: user.id.clone(),
             });
         }
+        if workflow::SERVER_DEVICES.contains(&event.device.as_str()) {
+            return Err(Refusal::ForgedDevice {
+                event: event.id.clone(),
+                device: event.device.clone(),
+            });
+        }
         if events[..index].iter().any(|e| e.id == event.id) {
             return Err(Refusal::DuplicateEvent(event.id.clone()));
         }
         workflow::authorize(user, &ctx, &issue.id, &state, &event.action)?;
         state.apply(event);
+        appended.push(Appended {
+            event: event.id.clone(),
+            not_before_ms,
+        });
     }
-    Ok(())
+    Ok(appended)
 }

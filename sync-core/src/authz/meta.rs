@@ -37,7 +37,11 @@ impl DocMeta {
     pub(super) fn from_reading(reading: &Reading) -> DocMeta {
         match reading {
             Reading::Patrol(patrol) => Self::of_patrol(patrol),
-            Reading::Issue { issue, events } => Self::of_issue(issue, &workflow::fold(events)),
+            Reading::Issue {
+                issue,
+                events,
+                receipts,
+            } => Self::of_issue(issue, &workflow::fold_ordered(events, receipts)),
         }
     }
 

@@ -2,9 +2,12 @@
 //! calls this for every change a device sends before anything is merged or stored.
 //!
 //! A change is judged against the document as its author saw it (the state at the change's
-//! dependencies), never against the server's merged state: two supervisors who both saw a
-//! submitted rectification may both act offline, both changes are accepted, and the workflow
-//! fold later marks one of them superseded. What is checked, in this order:
+//! dependencies): two supervisors who both saw a submitted rectification may both act offline,
+//! both changes are accepted. What their events then do is decided by the server's order, not
+//! by the sender: the server gives every event it accepts a receipt after all the events it
+//! accepted before (`IssueDoc::accept`), judged against that state with the sender's role, and
+//! the fold follows the receipts, so a late event counts or is marked superseded but never
+//! rewrites what came before it. What is checked, in this order:
 //!
 //! 1. the change's actor is the one bound to the authenticated (user, device) and the user is
 //!    active;
@@ -14,7 +17,8 @@
 //! 4. the user may touch the document at all (`meta::in_scope`), owns what they create, and
 //!    may change what changed: on a patrol only its chief; on an issue the record fields only
 //!    its reporter or a supervisor, and every appended event is in the user's own name and
-//!    allowed by the workflow's transition table (`change`).
+//!    allowed by the workflow's transition table (`change`), with an id no other event of the
+//!    merged document has; the server's receipts (`order`) are never touched by a device.
 //!
 //! `batch` runs a device's changes for one document through these checks in causal order.
 //! This module is sans-IO: no storage, no clock, no HTTP; the server supplies the documents.
@@ -70,6 +74,7 @@
 mod batch;
 mod change;
 mod meta;
+mod placement;
 mod schema;
 
 #[cfg(test)]
@@ -78,6 +83,7 @@ mod tests;
 pub use batch::{authorize_batch, BatchOutcome};
 pub use change::authorize_change;
 pub use meta::{in_scope, DocMeta};
+pub use placement::{check_placement, Placement, MAX_REPORT_DISTANCE_M};
 
 use automerge::{ActorId, ChangeHash};
 
@@ -112,6 +118,12 @@ pub enum Refusal {
     },
     #[error("event id {0} is already in the timeline")]
     DuplicateEvent(String),
+    #[error("{field} is written by the server alone")]
+    ServerOnly { field: String },
+    #[error("event {event} claims to come from {device}, a name only the server writes")]
+    ForgedDevice { event: String, device: String },
+    #[error("the record's place does not agree with the reference data: {0}")]
+    Misplaced(String),
     #[error(transparent)]
     Transition(#[from] TransitionError),
     #[error("depends on a refused change ({0})")]
@@ -132,6 +144,9 @@ impl Refusal {
             Refusal::NotOwner(_) => "not_owner",
             Refusal::ForgedAuthor { .. } => "forged_author",
             Refusal::DuplicateEvent(_) => "duplicate_event",
+            Refusal::ServerOnly { .. } => "server_only",
+            Refusal::Misplaced(_) => "misplaced",
+            Refusal::ForgedDevice { .. } => "forged_device",
             Refusal::Transition(_) => "transition",
             Refusal::DependsOnRefused(_) => "depends_on_refused",
         }

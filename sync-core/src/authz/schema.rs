@@ -21,13 +21,15 @@ use super::Refusal;
 use crate::doc::{self, DocError, DocKind, Issue, IssueDoc, Patrol, PatrolDoc, Record};
 use crate::model::PhotoRef;
 use crate::track;
-use crate::workflow::Event;
+use crate::workflow::{Event, Receipt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rule {
     Header,
     Edited,
     Appended(Element),
+    /// Written by the server alone (the issue's receipts): no device change may touch it.
+    Server,
 }
 
 /// What each append-only list holds.
@@ -77,6 +79,7 @@ const ISSUE: &[(&str, Rule)] = &[
     ("description", Rule::Edited),
     ("photos", Rule::Appended(Element::Photo)),
     ("events", Rule::Appended(Element::Event)),
+    ("order", Rule::Server),
 ];
 
 fn rules(kind: DocKind) -> &'static [(&'static str, Rule)] {
@@ -91,7 +94,11 @@ fn rules(kind: DocKind) -> &'static [(&'static str, Rule)] {
 #[derive(Debug, Clone)]
 pub(super) enum Reading {
     Patrol(Patrol),
-    Issue { issue: Issue, events: Vec<Event> },
+    Issue {
+        issue: Issue,
+        events: Vec<Event>,
+        receipts: Vec<Receipt>,
+    },
 }
 
 impl Reading {
@@ -131,6 +138,7 @@ pub(super) fn read(doc_id: &str, doc: AutoCommit) -> Result<(AutoCommit, Reading
             let reading = Reading::Issue {
                 issue: issue.view()?,
                 events: issue.events()?,
+                receipts: issue.receipts()?,
             };
             (std::mem::take(issue.am_mut()), reading)
         }
@@ -220,6 +228,11 @@ pub(super) fn diff(kind: DocKind, was: Option<&Frame>, now: &Frame) -> Result<Di
         let (old, new) = (old_values.get(key), now.values.get(key));
         match rule {
             Rule::Header => {}
+            Rule::Server => {
+                if old != new {
+                    return Err(Refusal::ServerOnly { field: key.into() });
+                }
+            }
             Rule::Edited => {
                 if old != new {
                     diff.edited.push(key);
@@ -263,6 +276,9 @@ fn check_frame(kind: DocKind, was: &Frame, now: &Frame) -> Result<(), Refusal> {
             }
             Rule::Appended(_) if replaced || now.values.get(key).is_some_and(|v| v.conflict) => {
                 return Err(Refusal::HistoryRewrite { list: key.into() })
+            }
+            Rule::Server if replaced && was.object(key).is_some() => {
+                return Err(Refusal::ServerOnly { field: key.into() })
             }
             _ => {}
         }

@@ -2,8 +2,16 @@
 //!
 //! Root keys: `system`, `category`, `severity`, `asset`, `division`, `location` (map {lon, lat}),
 //! `reporter`, `reported_at`, `patrol` (the patrol it was found on, or absent), `description`
-//! (text), `photos` (list of photo references) and `events` (list of workflow events). Status,
-//! assignee, deadline and overdue are never stored: they are `workflow::fold` over `events`.
+//! (text), `photos` (list of photo references), `events` (list of workflow events) and, from
+//! schema 2, `order`: the server's receipts ([`Receipt`]), one per event it accepted, in the
+//! order it accepted them. Only the server writes `order`; it is absent until the server
+//! accepts its first event of the issue. Status, assignee, deadline and overdue are never
+//! stored: they are `workflow::fold_ordered` over `events` and `order`.
+//!
+//! Documents of schema 1 have no `order` and are read in list order, as they always were. When
+//! the server accepts the next event of such an issue it first lists the events already there,
+//! in list order (each at its own device time), then the new one, so their history reads the
+//! same as before and everything after it follows the server's order.
 
 use automerge::{
     transaction::Transactable, ActorId, AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value,
@@ -15,7 +23,7 @@ use super::{
     init, load_kind, root_opt_i64, root_scalar, root_str, value, DocError, DocKind, Record,
 };
 use crate::model::{DivisionCode, PhotoRef, Severity, System, User};
-use crate::workflow::{self, Action, Event, IssueContext, IssueState};
+use crate::workflow::{self, Action, Event, IssueContext, IssueState, Receipt, Targets};
 
 /// What a chief enters when reporting a problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +54,15 @@ pub struct Issue {
     pub patrol: Option<String>,
     pub description: String,
     pub photos: Vec<PhotoRef>,
+}
+
+/// An event a device's change appended, as the server's authorization found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub event: String,
+    /// The latest server receive time of what the sender had seen when it appended the event:
+    /// the event cannot have happened before it.
+    pub not_before_ms: i64,
 }
 
 #[derive(Debug)]
@@ -154,9 +171,89 @@ impl IssueDoc {
         value::read_records(&self.doc, &self.obj("events")?)
     }
 
-    /// The derived workflow state: a pure fold over the events.
+    /// The server's receipts, in the order it accepted the events (empty before the server
+    /// accepted any, and for documents written before it kept receipts).
+    pub fn receipts(&self) -> Result<Vec<Receipt>, DocError> {
+        match self.doc.get(ROOT, "order")? {
+            None => Ok(Vec::new()),
+            Some((Value::Object(ObjType::List), list)) => value::read_records(&self.doc, &list),
+            Some(_) => Err(DocError::Schema("order is not a list".into())),
+        }
+    }
+
+    /// The derived workflow state: a pure fold over the events in the server's order.
     pub fn state(&self) -> Result<IssueState, DocError> {
-        Ok(workflow::fold(&self.events()?))
+        Ok(workflow::fold_ordered(&self.events()?, &self.receipts()?))
+    }
+
+    /// The server accepts the events `appended` (in the order it took them), sent by `user`:
+    /// each gets a receipt at `now_ms`, and counts only if `user` may append it to the state
+    /// every event accepted before it left — so an event built on old heads is judged after
+    /// everything the server already holds, exactly as an honest phone's late event is. Each
+    /// event's time is its device time bounded to `[not_before_ms, now_ms]`. Events without a
+    /// receipt from before (a schema 1 document) are listed first, in list order. The targets
+    /// an event names (assignee, duplicate) are checked against `targets`. For the server
+    /// only: phones never write receipts.
+    pub fn accept(
+        &mut self,
+        user: &User,
+        appended: &[Appended],
+        now_ms: i64,
+        targets: &dyn Targets,
+    ) -> Result<(), DocError> {
+        let events = self.events()?;
+        let mut receipts = self.receipts()?;
+        let order = match self.doc.get(ROOT, "order")? {
+            Some((Value::Object(ObjType::List), list)) => list,
+            None => self.doc.put_object(ROOT, "order", ObjType::List)?,
+            Some(_) => return Err(DocError::Schema("order is not a list".into())),
+        };
+        // The events without a receipt that are not being accepted now: schema 1 history.
+        let unlisted: Vec<&Event> = events
+            .iter()
+            .filter(|e| !receipts.iter().any(|r| r.event == e.id))
+            .filter(|e| !appended.iter().any(|a| a.event == e.id))
+            .collect();
+        for event in unlisted {
+            let receipt = Receipt {
+                event: event.id.clone(),
+                received_ms: None,
+                at_ms: event.at_ms.min(now_ms),
+                superseded: None,
+            };
+            value::push_record(&mut self.doc, &order, &receipt)?;
+            receipts.push(receipt);
+        }
+        // The state every accepted event left: events without a receipt are not part of it.
+        let accepted: Vec<Event> = events
+            .iter()
+            .filter(|e| receipts.iter().any(|r| r.event == e.id))
+            .cloned()
+            .collect();
+        let mut state = workflow::fold_ordered(&accepted, &receipts);
+        let ctx = self.context()?;
+        for new in appended {
+            let Some(event) = events.iter().find(|e| e.id == new.event) else {
+                continue;
+            };
+            if receipts.iter().any(|r| r.event == new.event) {
+                continue;
+            }
+            let superseded = workflow::authorize(user, &ctx, &self.id, &state, &event.action)
+                .and_then(|()| workflow::check_targets(user, &ctx, &event.action, targets))
+                .err()
+                .map(|why| why.to_string());
+            let receipt = Receipt {
+                event: event.id.clone(),
+                received_ms: Some(now_ms),
+                at_ms: event.at_ms.clamp(new.not_before_ms.min(now_ms), now_ms),
+                superseded,
+            };
+            value::push_record(&mut self.doc, &order, &receipt)?;
+            state.apply_received(event, Some(&receipt));
+            receipts.push(receipt);
+        }
+        Ok(())
     }
 
     /// Appends `action` by `user` if the transition table allows it in the current state;
@@ -252,5 +349,158 @@ impl IssueDoc {
             description: doc.text(self.obj("description")?)?,
             photos: value::read_records(doc, &self.obj("photos")?)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::actor_for;
+    use crate::model::{Jurisdiction, Level, Role};
+    use crate::workflow::Status;
+
+    struct NoTargets;
+    impl Targets for NoTargets {
+        fn user(&self, _: &str) -> Option<User> {
+            None
+        }
+        fn department(&self, _: &str) -> bool {
+            false
+        }
+        fn issue(&self, _: &str) -> Option<(System, DivisionCode)> {
+            None
+        }
+    }
+
+    fn chief() -> User {
+        User {
+            id: "u-chief".into(),
+            username: "chief".into(),
+            display_name: "小寨村河长".into(),
+            role: Role::Chief {
+                system: System::River,
+                level: Level::Village,
+                jurisdiction: Jurisdiction {
+                    division: DivisionCode::new("370105014201").unwrap(),
+                    assets: vec!["xqh-01".into()],
+                },
+            },
+            active: true,
+        }
+    }
+
+    fn issue(at_ms: i64) -> IssueDoc {
+        let new = NewIssue {
+            system: System::River,
+            category: "river.garbage".into(),
+            severity: Severity::General,
+            asset: "xqh-01".into(),
+            division: DivisionCode::new("370105014201").unwrap(),
+            location: [116.98, 36.72],
+            description: "垃圾".into(),
+            patrol: None,
+        };
+        IssueDoc::report(actor_for(1), &chief(), "phone", at_ms, &new).unwrap()
+    }
+
+    #[test]
+    fn accepting_lists_earlier_events_first_and_bounds_the_new_ones_times() {
+        // A schema 1 issue: a report and a comment, no receipts.
+        let mut doc = issue(1_000);
+        let comment = doc
+            .act(
+                &chief(),
+                "phone",
+                2_000,
+                Action::Comment { text: "补".into() },
+            )
+            .unwrap();
+        let late = doc
+            .act(
+                &chief(),
+                "phone",
+                50_000,
+                Action::Comment { text: "后".into() },
+            )
+            .unwrap();
+        let mut server = IssueDoc::from_automerge(doc.am().clone())
+            .unwrap()
+            .with_actor(actor_for(9));
+        server
+            .accept(
+                &chief(),
+                &[Appended {
+                    event: late.id.clone(),
+                    not_before_ms: 5_000,
+                }],
+                9_000,
+                &NoTargets,
+            )
+            .unwrap();
+        let receipts = server.receipts().unwrap();
+        let order: Vec<&str> = receipts.iter().map(|r| r.event.as_str()).collect();
+        let events = server.events().unwrap();
+        assert_eq!(
+            order,
+            [events[0].id.as_str(), comment.id.as_str(), late.id.as_str()]
+        );
+        // Stamped in the future: it counts at its arrival.
+        assert_eq!(receipts[2].at_ms, 9_000);
+        assert_eq!(receipts[2].received_ms, Some(9_000));
+        assert_eq!(receipts[0].received_ms, None);
+        let state = server.state().unwrap();
+        assert_eq!(state.status, Some(Status::Reported));
+        assert_eq!(state.timeline[2].at_ms, 9_000);
+        assert_eq!(state.timeline[2].event.at_ms, 50_000);
+    }
+
+    #[test]
+    fn an_event_the_sender_may_no_longer_append_is_received_as_superseded() {
+        let doc = issue(1_000);
+        let mut server = IssueDoc::from_automerge(doc.am().clone())
+            .unwrap()
+            .with_actor(actor_for(9));
+        let reported = server.events().unwrap()[0].id.clone();
+        server
+            .accept(
+                &chief(),
+                &[Appended {
+                    event: reported,
+                    not_before_ms: i64::MIN,
+                }],
+                2_000,
+                &NoTargets,
+            )
+            .unwrap();
+        // The chief appends an acceptance, which only a supervisor may do.
+        let mut forged = IssueDoc::from_automerge(server.am().clone())
+            .unwrap()
+            .with_actor(actor_for(1));
+        let event = Event {
+            id: crate::doc::new_doc_id(),
+            by: "u-chief".into(),
+            device: "phone".into(),
+            at_ms: 3_000,
+            action: Action::Accepted,
+        };
+        forged.push_event(&event).unwrap();
+        let mut server = IssueDoc::from_automerge(forged.am().clone())
+            .unwrap()
+            .with_actor(actor_for(9));
+        server
+            .accept(
+                &chief(),
+                &[Appended {
+                    event: event.id.clone(),
+                    not_before_ms: 2_000,
+                }],
+                4_000,
+                &NoTargets,
+            )
+            .unwrap();
+        let state = server.state().unwrap();
+        assert_eq!(state.status, Some(Status::Reported));
+        let why = state.timeline[1].superseded.as_deref().unwrap();
+        assert!(why.contains("supervisor"), "{why}");
     }
 }

@@ -46,7 +46,7 @@ mod patrol;
 mod value;
 mod view;
 
-pub use issue::{Issue, IssueDoc, NewIssue};
+pub use issue::{Appended, Issue, IssueDoc, NewIssue};
 pub use patrol::{CheckEntry, NewPatrol, Patrol, PatrolDoc};
 pub use view::DocView;
 
@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 
 /// The schema version this build writes. Documents with a higher version are refused rather than
 /// misread; older versions are read by the code paths that still understand them.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

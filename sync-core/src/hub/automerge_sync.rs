@@ -64,8 +64,11 @@ impl<S: HubStore> Hub<S> {
             let changes = scratch.get_changes(&before);
             check_changes(&changes, stored.as_ref().map_or(0, |s| s.bytes.len()))?;
             let mut merged = doc.fork();
-            let outcome =
+            let mut outcome =
                 authorize_batch(&caller.user, &caller.actor, doc_id, &mut merged, changes);
+            if stored.is_none() {
+                self.place_new(&mut merged, &mut outcome)?;
+            }
             if let Some((_, why)) = outcome.refused.first() {
                 return Err(HubError::Refused {
                     code: why.code().to_string(),
@@ -73,10 +76,20 @@ impl<S: HubStore> Hub<S> {
                 });
             }
             if !outcome.accepted.is_empty() {
-                let meta = DocMeta::of(&merged).map_err(|e| HubError::Refused {
-                    code: "schema".into(),
-                    message: e.to_string(),
-                })?;
+                let meta = if outcome.appended.is_empty() {
+                    DocMeta::of(&merged).map_err(|e| HubError::Refused {
+                        code: "schema".into(),
+                        message: e.to_string(),
+                    })?
+                } else {
+                    self.give_receipts(
+                        &caller.user,
+                        doc_id,
+                        &mut merged,
+                        &outcome.appended,
+                        now_ms,
+                    )?
+                };
                 let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
                 self.store
                     .save_document(doc_id, &meta, &merged.save(), &audit)?;

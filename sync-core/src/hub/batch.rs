@@ -8,7 +8,7 @@ use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
 use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
-use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::authz::{authorize_batch, check_placement, in_scope, BatchOutcome, DocMeta, Placement};
 use crate::doc::DocKind;
 use crate::protocol::{
     self, DocPush, DocUpdate, Hash, Heads, PackedUpdate, RefusedChange, SyncRequest, SyncResponse,
@@ -350,7 +350,15 @@ impl<S: HubStore> Hub<S> {
             Some(stored) => load(stored, doc_id)?,
             None => AutoCommit::new(),
         };
-        let outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
+        let mut outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
+        if stored.is_none() {
+            self.place_new(&mut doc, &mut outcome)?;
+        }
+        if !outcome.appended.is_empty() {
+            let meta =
+                self.give_receipts(&caller.user, doc_id, &mut doc, &outcome.appended, now_ms)?;
+            outcome.meta = Some(meta);
+        }
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
             let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
             self.store
@@ -393,6 +401,37 @@ impl<S: HubStore> Hub<S> {
             snapshot,
         };
         Ok((update, exists.then_some(heads)))
+    }
+}
+
+impl<S: HubStore> Hub<S> {
+    /// Checks where a document created by `outcome`'s changes says it is against the reference
+    /// data; when it disagrees, every accepted change is refused instead (they all build on the
+    /// one that created it) and `doc` is left empty, as it was.
+    pub(super) fn place_new(
+        &self,
+        doc: &mut AutoCommit,
+        outcome: &mut BatchOutcome,
+    ) -> Result<(), HubError> {
+        if outcome.accepted.is_empty() {
+            return Ok(());
+        }
+        let placement = Placement::of(doc).map_err(|e| HubError::MalformedChange(e.to_string()))?;
+        let asset = self.store.asset(&placement.asset)?;
+        let categories = match placement.category {
+            Some(_) => self.store.categories()?,
+            None => Vec::new(),
+        };
+        if let Err(why) = check_placement(&placement, asset.as_ref(), &categories) {
+            *doc = AutoCommit::new();
+            outcome.meta = None;
+            outcome.appended.clear();
+            outcome.refused.splice(
+                0..0,
+                outcome.accepted.drain(..).map(|hash| (hash, why.clone())),
+            );
+        }
+        Ok(())
     }
 }
 

@@ -30,7 +30,7 @@ use automerge::ActorId;
 use serde::{Deserialize, Serialize};
 
 use crate::authz::DocMeta;
-use crate::model::User;
+use crate::model::{Asset, Category, User};
 use crate::protocol::{Hash, ProtocolError};
 
 /// A document as the server stores it: routing facts beside the saved bytes.
@@ -160,6 +160,14 @@ pub trait HubStore: Send + Sync {
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError>;
     /// Makes every write so far durable.
     fn durable(&self) -> Result<(), HubError>;
+    /// The reference data's asset of this id, which a new record is placed against.
+    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError>;
+    /// The reference data's problem categories.
+    fn categories(&self) -> Result<Vec<Category>, HubError>;
+    /// The user of this id (an assignment's target).
+    fn user(&self, id: &str) -> Result<Option<User>, HubError>;
+    /// Whether an active handler works for the department of exactly this name.
+    fn department_exists(&self, name: &str) -> Result<bool, HubError>;
 }
 
 /// A shared store is a store: the server hands the hub an `Arc<dyn Store>`.
@@ -234,6 +242,18 @@ impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
     }
     fn durable(&self) -> Result<(), HubError> {
         (**self).durable()
+    }
+    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {
+        (**self).asset(id)
+    }
+    fn categories(&self) -> Result<Vec<Category>, HubError> {
+        (**self).categories()
+    }
+    fn user(&self, id: &str) -> Result<Option<User>, HubError> {
+        (**self).user(id)
+    }
+    fn department_exists(&self, name: &str) -> Result<bool, HubError> {
+        (**self).department_exists(name)
     }
 }
 

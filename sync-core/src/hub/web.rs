@@ -14,14 +14,11 @@ use automerge::{ActorId, AutoCommit, ChangeHash};
 
 use super::{to_hex, AuditEntry, Hub, HubError, HubStore};
 use crate::authz::{in_scope, DocMeta};
-use crate::doc::{DocError, DocKind, IssueDoc, Record};
-use crate::model::{Role, User};
-use crate::workflow::{self, Action, Event, IssueContext, IssueState, TransitionError};
+use crate::doc::{Appended, DocError, DocKind, IssueDoc, Record};
+use crate::model::{DivisionCode, Role, System, User};
+use crate::workflow::{self, Action, Event, IssueContext, IssueState, Targets, TransitionError};
 
-/// The device name audit entries carry for actions taken on the web dashboard.
-pub const WEB_DEVICE: &str = "web";
-/// The device name of the server's deadline job.
-pub const DEADLINE_JOB_DEVICE: &str = "deadline-job";
+pub use crate::workflow::{DEADLINE_JOB_DEVICE, WEB_DEVICE};
 
 /// The automerge actor the server writes with. No device is ever bound to it, so a phone that
 /// sent a change under it would be refused.
@@ -187,6 +184,11 @@ impl<S: HubStore> Hub<S> {
         let Some(action) = decide(&before) else {
             return Ok(None);
         };
+        // The targets are checked before anything is appended: a web action naming a user,
+        // department or issue that is not there is refused, not recorded as superseded.
+        let targets = self.targets([&action])?;
+        let context = issue.context().map_err(|e| damaged(doc_id, e))?;
+        workflow::check_targets(user, &context, &action, &targets)?;
         let acted = match &once {
             Some((event_id, _)) => issue.act_as(event_id.clone(), user, device, now_ms, action),
             None => issue.act(user, device, now_ms, action),
@@ -196,6 +198,17 @@ impl<S: HubStore> Hub<S> {
             Err(DocError::Transition(e)) => return Err(ActError::Transition(e)),
             Err(e) => return Err(damaged(doc_id, e).into()),
         };
+        issue
+            .accept(
+                user,
+                &[Appended {
+                    event: event.id.clone(),
+                    not_before_ms: now_ms,
+                }],
+                now_ms,
+                &targets,
+            )
+            .map_err(|e| damaged(doc_id, e))?;
         let change = issue
             .am_mut()
             .get_last_local_change()
@@ -214,13 +227,102 @@ impl<S: HubStore> Hub<S> {
             .save_document(doc_id, &meta, &issue.save(), &[audit])?;
         self.store.durable()?;
         let state = issue.state().map_err(|e| damaged(doc_id, e))?;
-        let context = issue.context().map_err(|e| damaged(doc_id, e))?;
         Ok(Some(Acted {
             event,
             state,
             context,
             feed,
         }))
+    }
+}
+
+/// The targets some actions name, fetched from the store before they are checked, so that a
+/// storage failure fails the request instead of deciding the check.
+#[derive(Debug, Default)]
+pub(super) struct Fetched {
+    users: HashMap<String, User>,
+    departments: BTreeSet<String>,
+    issues: HashMap<String, (System, DivisionCode)>,
+}
+
+impl Targets for Fetched {
+    fn user(&self, id: &str) -> Option<User> {
+        self.users.get(id).cloned()
+    }
+    fn department(&self, name: &str) -> bool {
+        self.departments.contains(name)
+    }
+    fn issue(&self, id: &str) -> Option<(System, DivisionCode)> {
+        self.issues.get(id).cloned()
+    }
+}
+
+impl<S: HubStore> Hub<S> {
+    /// Fetches what `actions` name as targets.
+    pub(super) fn targets<'a>(
+        &self,
+        actions: impl IntoIterator<Item = &'a Action>,
+    ) -> Result<Fetched, HubError> {
+        let mut fetched = Fetched::default();
+        for action in actions {
+            let (user, department, issue) = workflow::named_targets(action);
+            if let Some(id) = user {
+                if let Some(found) = self.store.user(id)? {
+                    fetched.users.insert(id.to_string(), found);
+                }
+            }
+            if let Some(name) = department {
+                if self.store.department_exists(name)? {
+                    fetched.departments.insert(name.to_string());
+                }
+            }
+            if let Some(id) = issue {
+                match self.store.document(id) {
+                    Ok(Some(stored)) if stored.meta.kind == DocKind::Issue => {
+                        fetched
+                            .issues
+                            .insert(id.to_string(), (stored.meta.system, stored.meta.division));
+                    }
+                    Ok(_) | Err(HubError::Damaged { .. }) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Gives receipts to the events of `doc` (an issue) that the server just accepted from
+    /// `user`, in one change under the server's actor, and returns the routing facts after.
+    pub(super) fn give_receipts(
+        &self,
+        user: &User,
+        doc_id: &str,
+        doc: &mut AutoCommit,
+        appended: &[Appended],
+        now_ms: i64,
+    ) -> Result<DocMeta, HubError> {
+        let mut issue = IssueDoc::from_automerge(std::mem::take(doc))
+            .map_err(|e| damaged(doc_id, e))?
+            .with_actor(server_actor());
+        let accepted = issue
+            .events()
+            .map_err(|e| damaged(doc_id, e))
+            .and_then(|events| {
+                let actions = events
+                    .iter()
+                    .filter(|e| appended.iter().any(|a| a.event == e.id))
+                    .map(|e| &e.action);
+                self.targets(actions)
+            })
+            .and_then(|targets| {
+                issue
+                    .accept(user, appended, now_ms, &targets)
+                    .map_err(|e| damaged(doc_id, e))
+            });
+        issue.am_mut().commit();
+        *doc = std::mem::take(issue.am_mut());
+        accepted?;
+        DocMeta::of(doc).map_err(|e| damaged(doc_id, e))
     }
 }
 

@@ -109,7 +109,8 @@ impl IssueFact {
             division: issue.division.clone(),
             location: issue.location,
             reporter: issue.reporter.clone(),
-            reported_at_ms: issue.reported_at_ms,
+            // The report's time as the server bounded it, once the server accepted it.
+            reported_at_ms: state.reported_at_ms.unwrap_or(issue.reported_at_ms),
             state,
             reopened,
         }

@@ -6,6 +6,13 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The device name events carry when appended on the web dashboard.
+pub const WEB_DEVICE: &str = "web";
+/// The device name of the server's deadline job.
+pub const DEADLINE_JOB_DEVICE: &str = "deadline-job";
+/// Device names only the server writes: a phone's event claiming one is refused.
+pub const SERVER_DEVICES: [&str; 2] = [WEB_DEVICE, DEADLINE_JOB_DEVICE];
+
 /// Who is told to rectify an issue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

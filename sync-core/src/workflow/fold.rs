@@ -1,10 +1,17 @@
 //! The fold: an issue's status, assignee, deadline and timeline derived from its event list.
 //!
-//! The fold is pure and follows list order only (device clocks are not trusted for ordering), so
-//! every replica that holds the same list computes the same state. An event that does not fit
-//! the state reached so far stays in the timeline, marked superseded with the reason, and
-//! changes nothing. The fold never looks at who appended an event: that was authorized before
-//! the event was accepted into the document.
+//! The fold is pure and follows the order in which the server accepted the events: the
+//! document's list of [`Receipt`]s, which only the server writes. Events the server has not
+//! accepted yet (a phone's own unsent work) follow, provisionally, in list order. Nothing a
+//! sender steers — insert positions, op counters, reused ids — moves an event before one the
+//! server already accepted, so every replica that holds the same document computes the same
+//! state, and no late event rewrites what came before it. Device clocks are not trusted for
+//! ordering, and the times that count are bounded by the server's receive times.
+//!
+//! An event that does not fit the state reached so far stays in the timeline, marked superseded
+//! with the reason, and changes nothing. The fold never looks at who appended an event: that
+//! was authorized when the change was merged, and judged again against the accepted state when
+//! the server accepted the event (the receipt's `superseded`).
 
 use super::check::admissible;
 use super::event::{Action, Assignee, Event, EventKind};
@@ -13,6 +20,27 @@ use serde::{Deserialize, Serialize};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The server's record of accepting one event: its place in the issue's effective order (the
+/// position of the receipt in the document's `order` list), when it arrived, the time that
+/// counts for it, and whether it counted in the state the server held when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The event's id.
+    pub event: String,
+    /// Server time when the change carrying the event was accepted, Unix milliseconds; `None`
+    /// for events the server listed from before it kept receipts (their arrival is unknown).
+    pub received_ms: Option<i64>,
+    /// The device's time bounded by what the server knows: never earlier than the latest
+    /// receive time of what the sender had seen, never later than `received_ms`. Deadlines,
+    /// overdue days and statistics use this time.
+    pub at_ms: i64,
+    /// Why the event did not count when the server accepted it, judged against the accepted
+    /// state with the sender's role (e.g. a former assignee's rectification). `None` when the
+    /// fold decides alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<String>,
+}
+
 /// One event as the issue's history shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
@@ -20,6 +48,12 @@ pub struct TimelineEntry {
     /// Why the event did not count, e.g. "verified is not allowed when the issue is closed";
     /// `None` when it did.
     pub superseded: Option<String>,
+    /// The time that counts for the event: the device time bounded by the server's receive
+    /// times once the server accepted it, the device time while it is provisional.
+    pub at_ms: i64,
+    /// When the server accepted the event; `None` while it is only on a phone (provisional)
+    /// or for events written before the server kept receipts.
+    pub received_at_ms: Option<i64>,
 }
 
 /// Everything derived from an issue's events.
@@ -45,25 +79,52 @@ pub struct IssueState {
     pub timeline: Vec<TimelineEntry>,
 }
 
-/// Folds an issue's events, in list order, into its state.
+/// Folds an issue's events, in list order, into its state: the order of a document without
+/// receipts (one written before the server kept them, or events no server has accepted yet).
 pub fn fold(events: &[Event]) -> IssueState {
+    fold_ordered(events, &[])
+}
+
+/// Folds an issue's events into its state in the effective order: first the events with a
+/// receipt, in receipt order, each at its bounded time; then the rest in list order. A receipt
+/// binds the first event of its id not bound yet; receipts naming no event are skipped.
+pub fn fold_ordered(events: &[Event], receipts: &[Receipt]) -> IssueState {
     let mut state = IssueState::default();
-    for event in events {
+    let mut bound = vec![false; events.len()];
+    for receipt in receipts {
+        let found = events
+            .iter()
+            .enumerate()
+            .position(|(i, e)| !bound[i] && e.id == receipt.event);
+        if let Some(i) = found {
+            bound[i] = true;
+            state.apply_received(&events[i], Some(receipt));
+        }
+    }
+    for (event, _) in events.iter().zip(&bound).filter(|(_, b)| !**b) {
         state.apply(event);
     }
     state
 }
 
 impl IssueState {
-    /// Folds one more event in: what `fold` does for each event, for callers that keep the
-    /// state and see the list grow at its end.
+    /// Folds one more provisional event in (no receipt): what `fold` does for each event, for
+    /// callers that keep the state and see the list grow at its end.
     pub fn apply(&mut self, event: &Event) {
+        self.apply_received(event, None);
+    }
+
+    /// Folds one more event in, with the server's receipt when it has one.
+    pub fn apply_received(&mut self, event: &Event, receipt: Option<&Receipt>) {
+        let at_ms = receipt.map_or(event.at_ms, |r| r.at_ms);
         let superseded = if self.timeline.iter().any(|e| e.event.id == event.id) {
             Some(format!("repeats event {}", event.id))
+        } else if let Some(why) = receipt.and_then(|r| r.superseded.clone()) {
+            Some(why)
         } else {
             match admissible(self, &event.action) {
                 Ok(()) => {
-                    self.take(event);
+                    self.take(event, at_ms);
                     None
                 }
                 Err(why) => Some(why.to_string()),
@@ -72,11 +133,12 @@ impl IssueState {
         self.timeline.push(TimelineEntry {
             event: event.clone(),
             superseded,
+            at_ms,
+            received_at_ms: receipt.and_then(|r| r.received_ms),
         });
     }
 
-    fn take(&mut self, event: &Event) {
-        let at = event.at_ms;
+    fn take(&mut self, event: &Event, at: i64) {
         match &event.action {
             Action::Reported => {
                 self.reporter = Some(event.by.clone());

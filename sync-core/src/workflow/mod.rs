@@ -55,6 +55,7 @@ mod event;
 mod fold;
 mod relations;
 mod table;
+mod targets;
 
 #[cfg(test)]
 mod tests;
@@ -62,7 +63,10 @@ mod tests;
 pub use check::{allowed_actions, authorize, check, TransitionError};
 pub use deadline::{escalated_since_assignment, needs_escalation};
 pub use duplicates::{possible_duplicates, DuplicateCandidate};
-pub use event::{Action, Assignee, Event, EventKind};
-pub use fold::{fold, IssueState, TimelineEntry};
+pub use event::{
+    Action, Assignee, Event, EventKind, DEADLINE_JOB_DEVICE, SERVER_DEVICES, WEB_DEVICE,
+};
+pub use fold::{fold, fold_ordered, IssueState, Receipt, TimelineEntry};
 pub use relations::{edits_record, relations, IssueContext, SYSTEM_USER};
 pub use table::{kinds_allowed_in, Status, Transition, Who, TRANSITIONS};
+pub use targets::{check_targets, named_targets, Targets};

@@ -3,6 +3,7 @@
 //! nothing is mocked.
 
 mod properties;
+mod receipts;
 mod scenarios;
 mod table_cases;
 
