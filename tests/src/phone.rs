@@ -408,7 +408,7 @@ impl Phone {
                 severity: Severity::General,
                 asset: asset.id.clone(),
                 division: asset.division.clone(),
-                location: [117.0, 36.75],
+                location: spot_on(&asset.geometry),
                 description: text.into(),
                 patrol: None,
             },
@@ -417,5 +417,14 @@ impl Phone {
         let id = issue.view().expect("issue view").id;
         self.save(&mut issue, DocKind::Issue, &id);
         id
+    }
+}
+
+/// A point on an asset, where its chief would stand to report a problem: the middle vertex of a
+/// river line, the first corner of an area.
+pub fn spot_on(geometry: &sync_core::model::Geometry) -> [f64; 2] {
+    match geometry {
+        sync_core::model::Geometry::LineString(line) => line[line.len() / 2],
+        sync_core::model::Geometry::Polygon(rings) => rings[0][0],
     }
 }

@@ -31,13 +31,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use automerge::AutoCommit;
-use server::storage::SledStore;
+use server::storage::{SledStore, Store, UserRecord};
 use sync_core::authz::in_scope;
 use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
 use sync_core::doc::{actor_for, DocKind, DocView, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
 use sync_core::hub::{Caller, Hub, HubStore};
 use sync_core::model::{
-    CheckResult, DivisionCode, Jurisdiction, Level, Role, Severity, System, User,
+    Asset, CheckResult, DivisionCode, Geometry, Jurisdiction, Level, Role, Severity, System, User,
 };
 use sync_core::protocol::{SyncRequest, SyncResponse};
 use sync_core::store::{LocalStore, SledStorage};
@@ -149,6 +149,40 @@ fn patch(persona: Persona) -> (&'static str, &'static str, f64, f64) {
         Persona::ChiefB => ("xqh-02", VILLAGE_B, 36.70, 116.99),
         _ => ("xqh-01", VILLAGE_A, 36.72, 116.98),
     }
+}
+
+/// The server's store with the reference data new records are placed against and assignments
+/// are checked against: the two chiefs' river segments and every persona.
+fn reference_store(dir: &std::path::Path) -> SledStore {
+    let store = SledStore::open(dir).expect("server store");
+    for persona in [Persona::ChiefA, Persona::ChiefB] {
+        let (asset, village, lat, lon) = patch(persona);
+        store
+            .put_asset(&Asset {
+                id: asset.into(),
+                system: System::River,
+                name: asset.into(),
+                division: code(village),
+                geometry: Geometry::LineString(vec![[lon - 0.01, lat], [lon + 0.01, lat]]),
+            })
+            .expect("asset");
+    }
+    for persona in [
+        Persona::ChiefA,
+        Persona::ChiefB,
+        Persona::Office,
+        Persona::Handler,
+    ] {
+        store
+            .create_user(&UserRecord {
+                user: user(persona),
+                password_hash: None,
+                created_at_ms: T0,
+                updated_at_ms: T0,
+            })
+            .expect("user");
+    }
+    store
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,7 +301,7 @@ impl World {
             });
         }
         let hub_dir = tempfile::tempdir().expect("temporary directory for the server");
-        let hub = Hub::new(SledStore::open(hub_dir.path()).expect("server store"));
+        let hub = Hub::new(reference_store(hub_dir.path()));
         if trace {
             eprintln!("seed {seed}: {count} phones, {faults:?}");
         }

@@ -18,7 +18,7 @@ use sync_core::hub::HubStore;
 use sync_core::model::{Role, Severity, System, User};
 use sync_core::protocol::{DocPush, SyncRequest, MAX_MESSAGE_BYTES};
 use sync_core::workflow::{Action, Assignee, Status};
-use tests::phone::{self, Phone};
+use tests::phone::{self, spot_on, Phone};
 use tests::server::RunningServer;
 
 const DAY_MS: i64 = 86_400_000;
@@ -276,10 +276,11 @@ fn the_common_case_takes_one_round_trip() {
     supervisor.save(&mut issue, DocKind::Issue, &id);
     let up = supervisor.sync(NOW).unwrap();
     assert_eq!((up.round_trips, up.refused), (1, 0), "{up:?}");
+    // The acceptance, and the server's receipt of it.
     let down = chief.sync(NOW).unwrap();
     assert_eq!(
         (down.round_trips, down.changes_received),
-        (1, 1),
+        (1, 2),
         "{down:?}"
     );
     assert_eq!(
@@ -596,8 +597,13 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
     let mut doc = IssueDoc::load(&stored.bytes)
         .unwrap()
         .with_actor(supervisor.actor.clone());
-    doc.act(&supervisor.user, "web", NOW, Action::Accepted)
-        .unwrap();
+    doc.act(
+        &supervisor.user,
+        &supervisor.device_id,
+        NOW,
+        Action::Accepted,
+    )
+    .unwrap();
     let mut doc = doc.am().clone();
     automerge_sync_loop(&server.base, &supervisor.token, &issue, &mut doc).unwrap();
     let accepted = server.state().store.document(&issue).unwrap().unwrap();
@@ -898,8 +904,8 @@ fn a_plain_automerge_client_discovers_syncs_and_creates_documents() {
             category: "river.outfall".into(),
             severity: Severity::Urgent,
             asset: asset.id,
+            location: spot_on(&asset.geometry),
             division: asset.division,
-            location: [117.0, 36.75],
             description: "新发现排污口".into(),
             patrol: None,
         },
@@ -1043,7 +1049,7 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
             severity: Severity::General,
             asset: place.id.clone(),
             division: place.division.clone(),
-            location: [117.0, 36.75],
+            location: spot_on(&place.geometry),
             description: "冒名上报".into(),
             patrol: None,
         },
@@ -1077,10 +1083,17 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
     }
     let on_server = server_heads(&server);
     for id in ids.iter().filter(|id| **id != forged_id) {
-        let mine = chief.issue(id).unwrap().heads();
-        let mut mine: Vec<String> = mine.iter().map(|h| h.to_string()).collect();
-        mine.sort();
-        assert_eq!(on_server.get(id), Some(&mine), "{id} stored as pushed");
+        // Stored as pushed: everything the phone sent, plus the server's receipt of the report.
+        let stored = server.state().store.document(id).unwrap().unwrap();
+        let doc = AutoCommit::load(&stored.bytes).unwrap();
+        for head in chief.issue(id).unwrap().heads() {
+            assert!(
+                doc.get_change_by_hash(&head).is_some(),
+                "{id} stored as pushed"
+            );
+        }
+        let receipts = IssueDoc::from_automerge(doc).unwrap().receipts().unwrap();
+        assert_eq!(receipts.len(), 1, "{id}");
     }
     assert!(!on_server.contains_key(&forged_id));
 }
