@@ -196,13 +196,14 @@ fn a_handler_rectifies_with_an_after_photo_from_the_phone() {
         clock.clone(),
     );
     let asset = chief.me().unwrap().assets[0].clone();
+    let (lat, lon) = common::spot(&asset);
     let issue = chief
         .report_issue(IssueDraft {
             category: "river.garbage".into(),
             severity: Severity::General,
             asset_id: asset,
-            lat: 36.75,
-            lon: 117.0,
+            lat,
+            lon,
             description: "河面漂浮垃圾".into(),
             patrol_id: None,
         })

@@ -936,8 +936,8 @@ fn calls_out_of_order_and_on_missing_things_are_errors_not_panics() {
             category: "river.garbage".into(),
             severity: Severity::General,
             asset_id: me.assets[0].clone(),
-            lat: 36.7,
-            lon: 117.0,
+            lat: common::spot(&me.assets[0]).0,
+            lon: common::spot(&me.assets[0]).1,
             description: "垃圾".into(),
             patrol_id: None,
         })
@@ -1115,8 +1115,8 @@ fn extreme_timestamps_are_errors_not_panics() {
             category: "river.garbage".into(),
             severity: Severity::General,
             asset_id: chief.assets[0].clone(),
-            lat: 36.7,
-            lon: 117.0,
+            lat: common::spot(&chief.assets[0]).0,
+            lon: common::spot(&chief.assets[0]).1,
             description: "垃圾".into(),
             patrol_id: None,
         })

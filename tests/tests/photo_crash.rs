@@ -67,6 +67,8 @@ struct Phone {
     client: Arc<FieldClient>,
     clock: Arc<HourPerSync>,
     asset: String,
+    /// `[lon, lat]` on the asset, where problems are reported.
+    spot: [f64; 2],
     system: System,
     dir: PathBuf,
 }
@@ -148,8 +150,8 @@ impl Phone {
                     category: category.into(),
                     severity: Severity::General,
                     asset_id: self.asset.clone(),
-                    lat: 36.7,
-                    lon: 117.0,
+                    lat: self.spot[1],
+                    lon: self.spot[0],
                     description: format!("{} 第{n}次发现", self.user),
                     patrol_id: None,
                 })
@@ -342,6 +344,12 @@ fn photo_uploads_cut_by_server_kills_resume_and_every_acknowledged_photo_arrives
                 client,
                 clock,
                 asset: me.assets[0].clone(),
+                spot: tests::phone::spot_on(
+                    &server::demo::facts()
+                        .asset(&me.assets[0])
+                        .expect("demo asset")
+                        .geometry,
+                ),
                 system: me.system.unwrap(),
                 dir: home.path().to_owned(),
             }

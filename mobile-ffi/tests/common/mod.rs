@@ -32,3 +32,18 @@ pub fn start_demo_server(dir: &Path, access_ttl_secs: u64) -> String {
     });
     rx.recv().expect("server started")
 }
+
+/// `(lat, lon)` of a point on the demo asset `id`, where its chief would stand to report: the
+/// server refuses reports placed far from their asset.
+#[allow(dead_code)] // not every test binary reports problems
+pub fn spot(id: &str) -> (f64, f64) {
+    let [lon, lat] = match &server::demo::facts()
+        .asset(id)
+        .expect("demo asset")
+        .geometry
+    {
+        sync_core::model::Geometry::LineString(line) => line[line.len() / 2],
+        sync_core::model::Geometry::Polygon(rings) => rings[0][0],
+    };
+    (lat, lon)
+}
