@@ -213,6 +213,9 @@ impl<S: HubStore> Hub<S> {
             .am_mut()
             .get_last_local_change()
             .ok_or_else(|| damaged(doc_id, "the appended event made no change"))?;
+        // The limits a phone's change meets, for the same event typed on the web.
+        super::limits::check_changes(std::slice::from_ref(&change), stored.bytes.len())
+            .map_err(HubError::from)?;
         let meta = DocMeta::of(issue.am()).map_err(|e| damaged(doc_id, e))?;
         let audit = AuditEntry {
             doc_id: doc_id.to_string(),

@@ -507,3 +507,26 @@ async fn a_phone_cannot_sign_its_events_as_the_web_desk_or_the_deadline_job() {
     }
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn a_web_comment_meets_the_limits_a_phones_comment_meets() {
+    use sync_core::hub::limits::MAX_STRING_BYTES;
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let chief = Phone::login(&s, CHIEF, "chief-phone").await;
+    let id = reported(&chief, "超长评论测试").await;
+    let before = detail(&s, &sup, &id).await;
+    // Under the JSON body limit, over the string limit every phone change meets.
+    let long = "河".repeat(MAX_STRING_BYTES / 3 + 1);
+    let reply = s
+        .post(
+            &format!("/api/v1/issues/{id}/events"),
+            &sup,
+            json!({"kind": "comment", "text": long}),
+        )
+        .await;
+    reply.expect_error(422, "string_too_long");
+    let after = detail(&s, &sup, &id).await;
+    assert_eq!(before["timeline"], after["timeline"]);
+    s.stop().await;
+}
