@@ -183,11 +183,17 @@ fn merge(
         schema::frame(reading.kind(), doc, &merged)?;
         // Unique among the events its author saw is not enough: an id taken by an event the
         // author had not seen would make the fold take one for a repeat of the other.
-        if let Reading::Issue { events, .. } = &reading {
-            for new in &admitted.appended {
-                if events.iter().filter(|e| e.id == new.event).count() > 1 {
-                    return Err(Refusal::DuplicateEvent(new.event.clone()));
-                }
+        if let (Reading::Issue { events, .. }, false) = (&reading, admitted.appended.is_empty()) {
+            let mut count: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+            for event in events {
+                *count.entry(event.id.as_str()).or_default() += 1;
+            }
+            if let Some(new) = admitted
+                .appended
+                .iter()
+                .find(|a| count.get(a.event.as_str()).copied().unwrap_or(0) > 1)
+            {
+                return Err(Refusal::DuplicateEvent(new.event.clone()));
             }
         }
         Ok((merged, reading, admitted.appended))

@@ -5,6 +5,7 @@
 //! rules are the transition table's (`workflow::authorize`), and this module must not grow
 //! rules of its own about event kinds.
 
+use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 
 use automerge::{ActorId, AutoCommit, Change};
@@ -200,7 +201,8 @@ fn issue_rules(
         }
     }
     let mut appended = Vec::with_capacity(events.len() - seen);
-    for (index, event) in events.iter().enumerate().skip(seen) {
+    let mut ids: HashSet<&str> = events[..seen].iter().map(|e| e.id.as_str()).collect();
+    for event in &events[seen..] {
         if event.by != user.id {
             return Err(Refusal::ForgedAuthor {
                 event: event.id.clone(),
@@ -214,7 +216,7 @@ fn issue_rules(
                 device: event.device.clone(),
             });
         }
-        if events[..index].iter().any(|e| e.id == event.id) {
+        if !ids.insert(event.id.as_str()) {
             return Err(Refusal::DuplicateEvent(event.id.clone()));
         }
         workflow::authorize(user, &ctx, &issue.id, &state, &event.action)?;

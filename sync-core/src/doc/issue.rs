@@ -13,6 +13,8 @@
 //! in list order (each at its own device time), then the new one, so their history reads the
 //! same as before and everything after it follows the server's order.
 
+use std::collections::{HashMap, HashSet};
+
 use automerge::{
     transaction::Transactable, ActorId, AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value,
     ROOT,
@@ -209,10 +211,11 @@ impl IssueDoc {
             Some(_) => return Err(DocError::Schema("order is not a list".into())),
         };
         // The events without a receipt that are not being accepted now: schema 1 history.
+        let listed: HashSet<String> = receipts.iter().map(|r| r.event.clone()).collect();
+        let new: HashSet<&str> = appended.iter().map(|a| a.event.as_str()).collect();
         let unlisted: Vec<&Event> = events
             .iter()
-            .filter(|e| !receipts.iter().any(|r| r.event == e.id))
-            .filter(|e| !appended.iter().any(|a| a.event == e.id))
+            .filter(|e| !listed.contains(&e.id) && !new.contains(e.id.as_str()))
             .collect();
         for event in unlisted {
             let receipt = Receipt {
@@ -225,18 +228,24 @@ impl IssueDoc {
             receipts.push(receipt);
         }
         // The state every accepted event left: events without a receipt are not part of it.
+        let listed: HashSet<&str> = receipts.iter().map(|r| r.event.as_str()).collect();
         let accepted: Vec<Event> = events
             .iter()
-            .filter(|e| receipts.iter().any(|r| r.event == e.id))
+            .filter(|e| listed.contains(e.id.as_str()))
             .cloned()
             .collect();
         let mut state = workflow::fold_ordered(&accepted, &receipts);
         let ctx = self.context()?;
+        let mut by_id: HashMap<&str, &Event> = HashMap::with_capacity(events.len());
+        for event in &events {
+            by_id.entry(event.id.as_str()).or_insert(event);
+        }
+        let mut received: HashSet<String> = receipts.iter().map(|r| r.event.clone()).collect();
         for new in appended {
-            let Some(event) = events.iter().find(|e| e.id == new.event) else {
+            let Some(event) = by_id.get(new.event.as_str()).copied() else {
                 continue;
             };
-            if receipts.iter().any(|r| r.event == new.event) {
+            if !received.insert(new.event.clone()) {
                 continue;
             }
             let superseded = workflow::authorize(user, &ctx, &self.id, &state, &event.action)

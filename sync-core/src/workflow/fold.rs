@@ -17,6 +17,7 @@ use super::check::admissible;
 use super::event::{Action, Assignee, Event, EventKind};
 use super::table::{kinds_allowed_in, Status, Transition};
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -75,9 +76,30 @@ pub struct IssueState {
     pub duplicate_of: Option<String>,
     pub escalations: u32,
     pub rejections: u32,
-    /// Every event in list order, superseded ones included.
+    /// Every event in the order it counts in, superseded ones included.
     pub timeline: Vec<TimelineEntry>,
+    /// The ids in the timeline, to tell a repeat without scanning it.
+    #[serde(skip)]
+    pub(crate) seen: Seen,
 }
+
+/// The ids of the timeline's events, kept beside it so that a repeat is found without scanning
+/// the timeline. Derived from the timeline: it never makes two states unequal, and it is built
+/// again when it does not cover the timeline (a state read back from JSON).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seen {
+    ids: HashSet<String>,
+    /// How many timeline entries `ids` covers.
+    entries: usize,
+}
+
+impl PartialEq for Seen {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Seen {}
 
 /// Folds an issue's events, in list order, into its state: the order of a document without
 /// receipts (one written before the server kept them, or events no server has accepted yet).
@@ -91,11 +113,15 @@ pub fn fold(events: &[Event]) -> IssueState {
 pub fn fold_ordered(events: &[Event], receipts: &[Receipt]) -> IssueState {
     let mut state = IssueState::default();
     let mut bound = vec![false; events.len()];
+    // Each id's events in list order, so that binding costs a lookup, not a scan of the list.
+    let mut by_id: HashMap<&str, VecDeque<usize>> = HashMap::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        by_id.entry(event.id.as_str()).or_default().push_back(i);
+    }
     for receipt in receipts {
-        let found = events
-            .iter()
-            .enumerate()
-            .position(|(i, e)| !bound[i] && e.id == receipt.event);
+        let found = by_id
+            .get_mut(receipt.event.as_str())
+            .and_then(VecDeque::pop_front);
         if let Some(i) = found {
             bound[i] = true;
             state.apply_received(&events[i], Some(receipt));
@@ -117,7 +143,14 @@ impl IssueState {
     /// Folds one more event in, with the server's receipt when it has one.
     pub fn apply_received(&mut self, event: &Event, receipt: Option<&Receipt>) {
         let at_ms = receipt.map_or(event.at_ms, |r| r.at_ms);
-        let superseded = if self.timeline.iter().any(|e| e.event.id == event.id) {
+        if self.seen.entries != self.timeline.len() {
+            self.seen = Seen {
+                ids: self.timeline.iter().map(|e| e.event.id.clone()).collect(),
+                entries: self.timeline.len(),
+            };
+        }
+        self.seen.entries += 1;
+        let superseded = if !self.seen.ids.insert(event.id.clone()) {
             Some(format!("repeats event {}", event.id))
         } else if let Some(why) = receipt.and_then(|r| r.superseded.clone()) {
             Some(why)
