@@ -192,7 +192,10 @@ async fn a_supervisor_closes_the_loop_in_a_real_browser() {
             severity: Severity::Urgent,
             asset: asset.id.clone(),
             division: DivisionCode::new(asset.division.as_str()).unwrap(),
-            location: [116.99, 36.74],
+            location: match &asset.geometry {
+                sync_core::model::Geometry::LineString(line) => line[line.len() / 2],
+                sync_core::model::Geometry::Polygon(rings) => rings[0][0],
+            },
             description: "河岸新倾倒建筑垃圾（浏览器测试）".into(),
             patrol: None,
         },
