@@ -47,13 +47,19 @@ fn load(id: &str, bytes: Vec<u8>) -> Result<LoadedIssue, HubError> {
 }
 
 /// Every issue `user` may see, in no particular order.
-pub fn issues_in_scope(store: &dyn Store, user: &User) -> Result<Vec<LoadedIssue>, HubError> {
+pub fn issues_in_scope(
+    store: &dyn Store,
+    user: &User,
+    work: &mut crate::derived::Work,
+) -> Result<Vec<LoadedIssue>, HubError> {
     let mut out = Vec::new();
     for meta in store.all_documents()? {
         if meta.kind != DocKind::Issue || !in_scope(user, &meta) {
             continue;
         }
         if let Some(stored) = store.document(&meta.id)? {
+            work.loaded += 1;
+            work.folded += 1;
             out.push(load(&meta.id, stored.bytes)?);
         }
     }
@@ -65,9 +71,12 @@ pub fn issue_in_scope(
     store: &dyn Store,
     user: &User,
     id: &str,
+    work: &mut crate::derived::Work,
 ) -> Result<Option<LoadedIssue>, HubError> {
     match store.document(id)? {
         Some(stored) if stored.meta.kind == DocKind::Issue && in_scope(user, &stored.meta) => {
+            work.loaded += 1;
+            work.folded += 1;
             Ok(Some(load(id, stored.bytes)?))
         }
         _ => Ok(None),
@@ -75,7 +84,12 @@ pub fn issue_in_scope(
 }
 
 /// The possible duplicates among `issues`: issue id → the earlier open issue it may repeat.
-pub fn duplicates_among(issues: &[LoadedIssue], radius_m: f64) -> BTreeMap<String, String> {
+pub fn duplicates_among(
+    issues: &[LoadedIssue],
+    radius_m: f64,
+    work: &mut crate::derived::Work,
+) -> BTreeMap<String, String> {
+    work.compared += (issues.len() * issues.len()) as u64;
     let candidates: Vec<DuplicateCandidate> = issues
         .iter()
         .map(|i| DuplicateCandidate {

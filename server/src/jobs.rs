@@ -173,7 +173,12 @@ fn oversees(viewer: &User, chief: &User) -> bool {
 
 /// The active chiefs `viewer` oversees whose quota for the period containing `now_ms` is not
 /// met yet, counting valid patrols only (checked with the rules that apply to each chief).
-pub fn reminders(store: &dyn Store, viewer: &User, now_ms: i64) -> Result<Vec<Reminder>, ApiError> {
+pub fn reminders(
+    store: &dyn Store,
+    viewer: &User,
+    now_ms: i64,
+    work: &mut crate::derived::Work,
+) -> Result<Vec<Reminder>, ApiError> {
     let rules = rules(store)?;
     let assets = store.list_assets()?;
     let patrols: Vec<_> = store
@@ -204,6 +209,7 @@ pub fn reminders(store: &dyn Store, viewer: &User, now_ms: i64) -> Result<Vec<Re
             let Some(stored) = store.document(&meta.id)? else {
                 continue;
             };
+            work.loaded += 1;
             let Ok(patrol) = PatrolDoc::load(&stored.bytes) else {
                 continue;
             };
@@ -215,6 +221,7 @@ pub fn reminders(store: &dyn Store, viewer: &User, now_ms: i64) -> Result<Vec<Re
                 .find(|a| a.id == view.asset)
                 .map(|a| &a.geometry);
             let mock = view.flags.get("mock_location").copied().unwrap_or(false);
+            work.validated += 1;
             if validate(&track, corridor, mock, patrol_rules).is_valid() {
                 starts.push(view.started_at_ms);
             }
@@ -239,7 +246,9 @@ pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> 
             let result = web::block(move || {
                 let now = now_ms();
                 let run = run_deadlines(&job, now)?;
-                let due = reminders(job.store.as_ref(), &sync_core::hub::system_user(), now)
+                let mut work = crate::derived::Work::default();
+                let system = sync_core::hub::system_user();
+                let due = reminders(job.store.as_ref(), &system, now, &mut work)
                     .map(|r| r.len())
                     .unwrap_or(0);
                 let cutoff = std::time::SystemTime::now()

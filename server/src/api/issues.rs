@@ -163,8 +163,10 @@ pub async fn list_issues(
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let radius = state.workflow.duplicate_radius_m;
     let page = web::block(move || -> Result<IssuePage, ApiError> {
-        let issues = board::issues_in_scope(state.store.as_ref(), &caller.user)?;
-        let duplicates = board::duplicates_among(&issues, radius);
+        let mut work = crate::derived::Work::default();
+        let issues = board::issues_in_scope(state.store.as_ref(), &caller.user, &mut work)?;
+        let duplicates = board::duplicates_among(&issues, radius, &mut work);
+        state.metrics.count_work("/api/v1/issues", &work);
         let stored = blob_lookup(&state);
         let now = now_ms();
         let mut rows: Vec<IssueRow> = issues
@@ -232,11 +234,14 @@ pub async fn get_issue(
     let id = id.into_inner();
     let detail = web::block(move || -> Result<IssueDetail, ApiError> {
         let store = state.store.as_ref();
-        let issue = board::issue_in_scope(store, &caller.user, &id)?
+        let mut work = crate::derived::Work::default();
+        let issue = board::issue_in_scope(store, &caller.user, &id, &mut work)?
             .ok_or_else(|| ApiError::NotFound(format!("no issue {id} in your scope")))?;
         let now = now_ms();
-        let siblings = board::issues_in_scope(store, &caller.user)?;
-        let dup = board::duplicates_among(&siblings, state.workflow.duplicate_radius_m).remove(&id);
+        let siblings = board::issues_in_scope(store, &caller.user, &mut work)?;
+        let dup = board::duplicates_among(&siblings, state.workflow.duplicate_radius_m, &mut work)
+            .remove(&id);
+        state.metrics.count_work("/api/v1/issues/{id}", &work);
         let stored = blob_lookup(&state);
         let timeline = board::timeline(&issue, &store.history(&id)?);
         let photos = board::photos(&issue, &timeline, &stored, now);

@@ -140,6 +140,7 @@ pub async fn list_patrols(
     let rows = web::block(move || -> Result<Vec<PatrolRow>, ApiError> {
         let store = state.store.as_ref();
         let rules = rule_set(store);
+        let mut work = crate::derived::Work::default();
         let mut rows = Vec::new();
         for meta in store.all_documents()? {
             let wanted = meta.kind == DocKind::Patrol
@@ -150,9 +151,12 @@ pub async fn list_patrols(
                 continue;
             }
             if let Some(stored) = store.document(&meta.id)? {
+                work.loaded += 1;
+                work.validated += 1;
                 rows.push(row(&check(store, &rules, &meta.id, &stored.bytes)?));
             }
         }
+        state.metrics.count_work("/api/v1/patrols", &work);
         rows.sort_by(|a, b| (b.started_at_ms, &b.id).cmp(&(a.started_at_ms, &a.id)));
         rows.truncate(limit);
         Ok(rows)
@@ -210,7 +214,12 @@ pub async fn list_reminders(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let rows =
-        web::block(move || jobs::reminders(state.store.as_ref(), &caller.user, now_ms())).await??;
+    let rows = web::block(move || {
+        let mut work = crate::derived::Work::default();
+        let rows = jobs::reminders(state.store.as_ref(), &caller.user, now_ms(), &mut work);
+        state.metrics.count_work("/api/v1/reminders", &work);
+        rows
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(rows))
 }

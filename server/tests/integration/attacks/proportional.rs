@@ -1,1 +1,218 @@
-//! Attacks: proportional.
+//! Attacks: proportional. A chief (or a script with a chief's account) can report and patrol
+//! as much as they like; the supervisor's board, patrol list and reminders must still cost a
+//! page, not the whole district. Each test grows the store tenfold through the real store and
+//! counts, with the server's own `chiefsync_board_work` metric, the documents a request loaded,
+//! folded and validated and the duplicate candidates it compared. Wall-clock times are printed
+//! for the curious, never asserted.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::Value;
+use server::demo::{self, CHIEF, SUPERVISOR};
+use server::state::now_ms;
+use sync_core::authz::DocMeta;
+use sync_core::doc::{actor_for, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
+use sync_core::hub::HubStore;
+use sync_core::model::{Role, Severity, System, User};
+use sync_core::track::{walk_along, CHUNK_POINTS};
+
+use crate::harness::TestServer;
+
+/// Documents of each kind in the smaller store; the larger one holds ten times as many.
+const N: usize = 30;
+const PAGE: usize = 20;
+
+/// The work counters for one route, by kind of work (`loaded`, `folded`, `validated`,
+/// `compared`).
+async fn work(s: &TestServer, route: &str) -> BTreeMap<String, u64> {
+    let reply = s.request("GET", "/metrics", None, None).await;
+    let text = reply.body.as_str().expect("metrics are text").to_owned();
+    let mut out = BTreeMap::new();
+    let prefix = format!("chiefsync_board_work_total{{request=\"{route}\",work=\"");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(&prefix) {
+            let (kind, value) = rest.split_once("\"} ").expect("a counter line");
+            out.insert(kind.to_owned(), value.trim().parse().expect("a count"));
+        }
+    }
+    out
+}
+
+/// The work one GET did: the counters' difference across it.
+async fn work_of(s: &TestServer, path: &str, route: &str, token: &str) -> BTreeMap<String, u64> {
+    let before = work(s, route).await;
+    let started = Instant::now();
+    s.get(path, token).await.expect_ok();
+    let elapsed = started.elapsed();
+    let after = work(s, route).await;
+    let delta: BTreeMap<String, u64> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    println!("GET {path}: {delta:?} in {elapsed:?}");
+    delta
+}
+
+fn total(work: &BTreeMap<String, u64>) -> u64 {
+    work.values().sum()
+}
+
+/// The first river segment in the chief's jurisdiction.
+fn chiefs_river(chief: &User) -> String {
+    match &chief.role {
+        Role::Chief { jurisdiction, .. } => jurisdiction.assets[0].clone(),
+        _ => panic!("{} is a chief", chief.username),
+    }
+}
+
+/// Stores `count` more issues reported by demo-chief on its own river, spread one every
+/// ~130 m so that no two are within the duplicate radius, starting at number `from`.
+fn report_issues(s: &TestServer, from: usize, count: usize) {
+    let facts = demo::facts();
+    let chief = facts.user(CHIEF).unwrap();
+    let asset = facts.asset(&chiefs_river(chief)).unwrap();
+    let now = now_ms();
+    for n in from..from + count {
+        let mut issue = IssueDoc::report(
+            actor_for(7_000 + n as u64),
+            chief,
+            "flood-phone",
+            now - n as i64 * 60_000,
+            &NewIssue {
+                system: System::River,
+                category: "river.garbage".into(),
+                severity: Severity::General,
+                asset: asset.id.clone(),
+                division: asset.division.clone(),
+                location: [
+                    116.90 + 0.0015 * (n % 100) as f64,
+                    36.70 + 0.0015 * (n / 100) as f64,
+                ],
+                description: format!("第{n}处垃圾"),
+                patrol: None,
+            },
+        )
+        .unwrap();
+        let bytes = issue.save();
+        let meta = DocMeta::of(&automerge::AutoCommit::load(&bytes).unwrap()).unwrap();
+        s.state
+            .store
+            .save_document(issue.id(), &meta, &bytes, &[])
+            .unwrap();
+    }
+}
+
+/// Stores `count` more patrols walked by demo-chief along its river today.
+fn walk_patrols(s: &TestServer, from: usize, count: usize) {
+    let facts = demo::facts();
+    let chief = facts.user(CHIEF).unwrap();
+    let asset = facts.asset(&chiefs_river(chief)).unwrap();
+    let now = now_ms();
+    for n in from..from + count {
+        let started = now - 3_600_000 - n as i64 * 1_000;
+        let mut patrol = PatrolDoc::create(
+            actor_for(9_000 + n as u64),
+            &NewPatrol {
+                system: asset.system,
+                asset: asset.id.clone(),
+                chief: chief.id.clone(),
+                division: asset.division.clone(),
+                device: "flood-phone".into(),
+                started_at_ms: started,
+            },
+        )
+        .unwrap();
+        let walk = walk_along(&asset.geometry, started, 120, n as u64);
+        for chunk in walk.chunks(CHUNK_POINTS) {
+            patrol.append_track(chunk).unwrap();
+        }
+        patrol.finish(walk.last().unwrap().t_ms).unwrap();
+        let bytes = patrol.save();
+        let meta = DocMeta::of(&automerge::AutoCommit::load(&bytes).unwrap()).unwrap();
+        s.state
+            .store
+            .save_document(patrol.id(), &meta, &bytes, &[])
+            .unwrap();
+    }
+}
+
+/// The work of each request a supervisor's desk makes, after one request has caught up with
+/// what changed.
+async fn desk_work(s: &TestServer, sup: &str) -> Vec<(String, BTreeMap<String, u64>)> {
+    let list = format!("/api/v1/issues?limit={PAGE}");
+    let patrols = format!("/api/v1/patrols?limit={PAGE}");
+    let first = s.get(&list, sup).await;
+    let id = first.expect_ok()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one = format!("/api/v1/issues/{id}");
+    let requests = [
+        (list.as_str(), "/api/v1/issues"),
+        (one.as_str(), "/api/v1/issues/{id}"),
+        (patrols.as_str(), "/api/v1/patrols"),
+        ("/api/v1/reminders", "/api/v1/reminders"),
+    ];
+    for (path, _) in &requests {
+        s.get(path, sup).await.expect_ok();
+    }
+    let mut out = Vec::new();
+    for (path, route) in requests {
+        out.push((route.to_owned(), work_of(s, path, route, sup).await));
+    }
+    out
+}
+
+#[actix_web::test]
+async fn a_store_ten_times_larger_costs_a_supervisors_desk_the_same() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    report_issues(&s, 0, N);
+    walk_patrols(&s, 0, N);
+    let small = desk_work(&s, &sup).await;
+    let changes_before = total(&work(&s, "changes").await);
+
+    report_issues(&s, N, 9 * N);
+    walk_patrols(&s, N, 9 * N);
+    let large = desk_work(&s, &sup).await;
+    // Catching up with the feed re-read each new document once, not the store.
+    let caught_up = total(&work(&s, "changes").await) - changes_before;
+    assert!(
+        caught_up <= (2 * 9 * N * 2) as u64,
+        "catching up with {} new documents did {caught_up} units of work",
+        2 * 9 * N
+    );
+
+    for ((route, small), (_, large)) in small.iter().zip(&large) {
+        assert_eq!(
+            small, large,
+            "{route}: the same request did more work in a store ten times larger"
+        );
+        assert!(
+            total(large) <= (2 * PAGE) as u64,
+            "{route}: {large:?} for a page of {PAGE}"
+        );
+    }
+    // The pages still hold what they held: the newest issues and patrols.
+    let page = s
+        .get(&format!("/api/v1/issues?limit={PAGE}"), &sup)
+        .await
+        .expect_ok()
+        .clone();
+    assert!(page["total"].as_u64().unwrap() >= (10 * N) as u64, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), PAGE);
+    let patrols = s
+        .get(&format!("/api/v1/patrols?limit={PAGE}"), &sup)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(patrols.as_array().unwrap().len(), PAGE);
+    assert!(patrols
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p: &Value| p["valid"].is_boolean()));
+    s.stop().await;
+}
