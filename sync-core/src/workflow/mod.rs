@@ -61,7 +61,7 @@ mod tests;
 
 pub use check::{allowed_actions, authorize, check, TransitionError};
 pub use deadline::{escalated_since_assignment, needs_escalation};
-pub use duplicates::{possible_duplicates, DuplicateCandidate};
+pub use duplicates::{possible_duplicates, DuplicateCandidate, DuplicateIndex};
 pub use event::{Action, Assignee, Event, EventKind};
 pub use fold::{fold, IssueState, TimelineEntry};
 pub use relations::{edits_record, relations, IssueContext, SYSTEM_USER};
