@@ -104,8 +104,8 @@ fn report_issues(s: &TestServer, from: usize, count: usize) {
     }
 }
 
-/// Stores `count` more patrols walked by demo-chief along its river today.
-fn walk_patrols(s: &TestServer, from: usize, count: usize) {
+/// Stores `count` more patrols walked by demo-chief along its river an hour ago, `seconds` long.
+fn walk_patrols(s: &TestServer, from: usize, count: usize, seconds: usize) {
     let facts = demo::facts();
     let chief = facts.user(CHIEF).unwrap();
     let asset = facts.asset(&chiefs_river(chief)).unwrap();
@@ -124,7 +124,7 @@ fn walk_patrols(s: &TestServer, from: usize, count: usize) {
             },
         )
         .unwrap();
-        let walk = walk_along(&asset.geometry, started, 120, n as u64);
+        let walk = walk_along(&asset.geometry, started, seconds, n as u64);
         for chunk in walk.chunks(CHUNK_POINTS) {
             patrol.append_track(chunk).unwrap();
         }
@@ -179,12 +179,12 @@ async fn a_store_ten_times_larger_costs_a_supervisors_desk_the_same() {
     let s = TestServer::demo().await;
     let sup = s.token(SUPERVISOR, "pc").await;
     report_issues(&s, 0, N);
-    walk_patrols(&s, 0, N);
+    walk_patrols(&s, 0, N, 120);
     let small = desk_work(&s, &sup).await;
     let changes_before = work(&s, "changes").await;
 
     report_issues(&s, N, 9 * N);
-    walk_patrols(&s, N, 9 * N);
+    walk_patrols(&s, N, 9 * N, 120);
     let large = desk_work(&s, &sup).await;
     // Catching up with the feed re-read each new document once, not the store: 9N issues
     // loaded and folded, 9N patrols loaded.
@@ -224,5 +224,65 @@ async fn a_store_ten_times_larger_costs_a_supervisors_desk_the_same() {
         .unwrap()
         .iter()
         .all(|p: &Value| p["valid"].is_boolean()));
+    s.stop().await;
+}
+
+/// Kept verdicts are not stale: when an admin moves the river a patrol was walked along, the
+/// patrol list and the patrol judge it again against the new course, and a web action shows
+/// on the board at once.
+#[actix_web::test]
+async fn kept_facts_follow_what_they_were_derived_from() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let admin = s.token(demo::ADMIN, "admin-pc").await;
+    walk_patrols(&s, 0, 1, 25 * 60);
+    report_issues(&s, 0, 1);
+    let facts = demo::facts();
+    let river = chiefs_river(facts.user(CHIEF).unwrap());
+    let newest = |list: &Value| list[0].clone();
+    let list = format!("/api/v1/patrols?limit=1&asset={river}");
+    let before = newest(s.get(&list, &sup).await.expect_ok());
+    assert_eq!(before["valid"], true, "{before}");
+
+    // The river moves two kilometres north (as if first drawn in the wrong place).
+    let mut asset = serde_json::to_value(facts.asset(&river).unwrap()).unwrap();
+    for point in asset["geometry"]["coordinates"].as_array_mut().unwrap() {
+        point[1] = (point[1].as_f64().unwrap() + 0.02).into();
+    }
+    s.request(
+        "PUT",
+        &format!("/api/v1/admin/assets/{river}"),
+        Some(&admin),
+        Some(asset),
+    )
+    .await
+    .expect_ok();
+    let after = newest(s.get(&list, &sup).await.expect_ok());
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(after["valid"], false, "{after}");
+    let detail = s
+        .get(
+            &format!("/api/v1/patrols/{}", after["id"].as_str().unwrap()),
+            &sup,
+        )
+        .await;
+    assert_eq!(detail.expect_ok()["valid"], false, "{}", detail.body);
+
+    // An issue accepted from the web is listed as accepted by the next page.
+    let page = s.get("/api/v1/issues?limit=1", &sup).await;
+    let id = page.expect_ok()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(page.body["items"][0]["status"], "reported");
+    s.post(
+        &format!("/api/v1/issues/{id}/events"),
+        &sup,
+        serde_json::json!({"kind": "accepted"}),
+    )
+    .await
+    .expect_ok();
+    let page = s.get("/api/v1/issues?limit=1&status=accepted", &sup).await;
+    assert_eq!(page.expect_ok()["items"][0]["id"], id.as_str());
     s.stop().await;
 }
