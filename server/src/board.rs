@@ -4,8 +4,9 @@
 //! checks; the actions the viewer may take).
 //!
 //! Every rule comes from sync-core (the fold, the transition table, `relations`, the duplicate
-//! and evidence checks); this module only gathers documents in the caller's scope and shapes
-//! them for the API. It does no HTTP.
+//! and evidence checks); this module only reads issues (one for the detail, a summary of each
+//! for the list, which `crate::derived` keeps between requests) and shapes them for the API. It
+//! does no HTTP.
 
 use std::collections::{BTreeSet, HashMap};
 
