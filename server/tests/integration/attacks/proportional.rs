@@ -286,3 +286,38 @@ async fn kept_facts_follow_what_they_were_derived_from() {
     assert_eq!(page.expect_ok()["items"][0]["id"], id.as_str());
     s.stop().await;
 }
+
+/// An issue whose stored bytes do not read is reported to whoever's board holds it (500 with a
+/// JSON error, as when every document was read on every request), never listed as something
+/// else; once a readable version is stored the board lists it.
+#[actix_web::test]
+async fn an_unreadable_issue_is_reported_until_it_reads_again() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    report_issues(&s, 0, 1);
+    let page = s.get("/api/v1/issues?limit=1", &sup).await;
+    let id = page.expect_ok()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = s.state.store.document(&id).unwrap().unwrap();
+
+    s.state
+        .store
+        .save_document(&id, &stored.meta, b"not an automerge document", &[])
+        .unwrap();
+    s.get("/api/v1/issues?limit=1", &sup)
+        .await
+        .expect_error(500, "internal");
+    // A chief of the forest system does not hold it, and their board is unaffected.
+    let forest = s.token(demo::FOREST_CHIEF, "forest-phone").await;
+    s.get("/api/v1/issues", &forest).await.expect_ok();
+
+    s.state
+        .store
+        .save_document(&id, &stored.meta, &stored.bytes, &[])
+        .unwrap();
+    let page = s.get("/api/v1/issues?limit=1", &sup).await;
+    assert_eq!(page.expect_ok()["items"][0]["id"], id.as_str());
+    s.stop().await;
+}
