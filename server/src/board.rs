@@ -4,22 +4,22 @@
 //! checks; the actions the viewer may take).
 //!
 //! Every rule comes from sync-core (the fold, the transition table, `relations`, the duplicate
-//! and evidence checks); this module only gathers documents in the caller's scope and shapes
-//! them for the API. It does no HTTP.
+//! and evidence checks); this module only reads issues (one for the detail, a summary of each
+//! for the list, which `crate::derived` keeps between requests) and shapes them for the API. It
+//! does no HTTP.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
-use sync_core::authz::in_scope;
+use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocKind, Issue, IssueDoc};
 use sync_core::hub::{event_receipts, AuditEntry, HubError};
 use sync_core::model::{PhotoRef, PhotoRole, User};
 use sync_core::photo::{evidence_checks, EvidenceRules};
-use sync_core::workflow::{
-    self, possible_duplicates, Action, Assignee, DuplicateCandidate, EventKind, IssueState, Status,
-};
+use sync_core::workflow::{self, Action, Assignee, EventKind, IssueState, Status};
 use utoipa::ToSchema;
 
+use crate::derived::Work;
 use crate::storage::Store;
 
 /// One issue as loaded for the board.
@@ -46,18 +46,31 @@ fn load(id: &str, bytes: Vec<u8>) -> Result<LoadedIssue, HubError> {
     })
 }
 
-/// Every issue `user` may see, in no particular order.
-pub fn issues_in_scope(store: &dyn Store, user: &User) -> Result<Vec<LoadedIssue>, HubError> {
-    let mut out = Vec::new();
-    for meta in store.all_documents()? {
-        if meta.kind != DocKind::Issue || !in_scope(user, &meta) {
-            continue;
-        }
-        if let Some(stored) = store.document(&meta.id)? {
-            out.push(load(&meta.id, stored.bytes)?);
-        }
+/// An issue as the board keeps it between requests (`crate::derived`): its routing facts,
+/// record and folded workflow state, without the timeline (only the detail shows it, and folds
+/// the document itself), and every photo it references.
+#[derive(Debug, Clone)]
+pub struct IssueSummary {
+    pub meta: DocMeta,
+    pub record: Issue,
+    pub state: IssueState,
+    pub photos: BTreeSet<String>,
+}
+
+impl IssueSummary {
+    pub fn load(meta: DocMeta, id: &str, bytes: &[u8]) -> Result<Self, HubError> {
+        let issue = IssueDoc::load(bytes).map_err(|e| damaged(id, e))?;
+        let record = issue.view().map_err(|e| damaged(id, e))?;
+        let mut state = issue.state().map_err(|e| damaged(id, e))?;
+        let photos = referenced_photos(&record, &state);
+        state.timeline = Vec::new();
+        Ok(Self {
+            meta,
+            record,
+            state,
+            photos,
+        })
     }
-    Ok(out)
 }
 
 /// One issue in scope, or `None` when unknown or out of scope (indistinguishable on purpose).
@@ -65,28 +78,16 @@ pub fn issue_in_scope(
     store: &dyn Store,
     user: &User,
     id: &str,
+    work: &mut Work,
 ) -> Result<Option<LoadedIssue>, HubError> {
     match store.document(id)? {
         Some(stored) if stored.meta.kind == DocKind::Issue && in_scope(user, &stored.meta) => {
+            work.loaded += 1;
+            work.folded += 1;
             Ok(Some(load(id, stored.bytes)?))
         }
         _ => Ok(None),
     }
-}
-
-/// The possible duplicates among `issues`: issue id → the earlier open issue it may repeat.
-pub fn duplicates_among(issues: &[LoadedIssue], radius_m: f64) -> BTreeMap<String, String> {
-    let candidates: Vec<DuplicateCandidate> = issues
-        .iter()
-        .map(|i| DuplicateCandidate {
-            id: i.record.id.clone(),
-            category: i.record.category.clone(),
-            location: i.record.location,
-            reported_at_ms: i.record.reported_at_ms,
-            status: i.state.status,
-        })
-        .collect();
-    possible_duplicates(&candidates, radius_m)
 }
 
 /// Whom an issue is assigned to, flat for the API.
@@ -120,14 +121,9 @@ pub struct PhotoCompleteness {
 }
 
 /// Every photo hash an issue references: its photos and the after photos of rectifications.
-pub fn referenced_photos(issue: &LoadedIssue) -> BTreeSet<String> {
-    let mut all: BTreeSet<String> = issue
-        .record
-        .photos
-        .iter()
-        .map(|p| p.sha256.clone())
-        .collect();
-    for entry in &issue.state.timeline {
+pub fn referenced_photos(record: &Issue, state: &IssueState) -> BTreeSet<String> {
+    let mut all: BTreeSet<String> = record.photos.iter().map(|p| p.sha256.clone()).collect();
+    for entry in &state.timeline {
         if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
             all.extend(photos.iter().cloned());
         }
@@ -137,12 +133,11 @@ pub fn referenced_photos(issue: &LoadedIssue) -> BTreeSet<String> {
 
 /// Completeness given a lookup that says whether a blob is stored (`None`: unknown).
 pub fn completeness(
-    issue: &LoadedIssue,
+    all: &BTreeSet<String>,
     stored: &dyn Fn(&str) -> Option<bool>,
 ) -> PhotoCompleteness {
-    let all = referenced_photos(issue);
     let mut missing = Some(Vec::new());
-    for sha in &all {
+    for sha in all {
         match (stored(sha), missing.as_mut()) {
             (Some(false), Some(list)) => list.push(sha.clone()),
             (None, _) => missing = None,
@@ -189,12 +184,11 @@ pub struct IssueRow {
 
 impl IssueRow {
     pub fn of(
-        issue: &LoadedIssue,
+        (r, s): (&Issue, &IssueState),
         now_ms: i64,
         duplicate_of: Option<String>,
         photos: PhotoCompleteness,
     ) -> Self {
-        let (r, s) = (&issue.record, &issue.state);
         Self {
             id: r.id.clone(),
             system: r.system.as_str().into(),

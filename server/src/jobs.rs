@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use actix_web::web;
 use serde::Serialize;
-use sync_core::doc::{DocKind, IssueDoc, PatrolDoc};
+use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::hub::{ActError, HubError, HubStore};
 use sync_core::model::{Level, Role, System, User};
-use sync_core::rules::{quota_progress, validate, Period, QuotaProgress, RuleSet};
+use sync_core::rules::{quota_progress, Period, QuotaProgress, RuleSet};
 use sync_core::workflow::{needs_escalation, Status};
 use utoipa::ToSchema;
 
+use crate::derived::{self, Judging, Work, CHANGES};
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
 use crate::storage::{Store, StoreError};
@@ -173,53 +174,54 @@ fn oversees(viewer: &User, chief: &User) -> bool {
 
 /// The active chiefs `viewer` oversees whose quota for the period containing `now_ms` is not
 /// met yet, counting valid patrols only (checked with the rules that apply to each chief).
-pub fn reminders(store: &dyn Store, viewer: &User, now_ms: i64) -> Result<Vec<Reminder>, ApiError> {
-    let rules = rules(store)?;
-    let assets = store.list_assets()?;
-    let patrols: Vec<_> = store
-        .all_documents()?
-        .into_iter()
-        .filter(|m| m.kind == DocKind::Patrol)
-        .collect();
-    let mut out = Vec::new();
+/// Only patrols that started in the current period are looked at, each judged once until it,
+/// its chief, its asset or the rules change (`crate::derived`).
+pub fn reminders(
+    state: &AppState,
+    viewer: &User,
+    now_ms: i64,
+    work: &mut Work,
+) -> Result<Vec<Reminder>, ApiError> {
+    let store = state.store.as_ref();
+    let judging = Judging::new(rules(store)?);
+    let (kept, caught_up) = state.derived.current(store)?;
+    state.metrics.count_work(CHANGES, &caught_up);
+    let mut due = Vec::new();
     for record in store.list_users()? {
         let chief = record.user;
-        let Role::Chief {
-            system,
-            level,
-            jurisdiction,
-        } = &chief.role
-        else {
+        let Role::Chief { system, level, .. } = &chief.role else {
             continue;
         };
         if !chief.active || !oversees(viewer, &chief) {
             continue;
         }
-        let Some(quota) = rules.quota_for(*system, *level) else {
+        let Some(quota) = judging.rules.quota_for(*system, *level).cloned() else {
             continue;
         };
-        let patrol_rules = rules.rules_for(*system, *level, &jurisdiction.division);
+        let period = quota.period.index(now_ms);
+        let (start, end) = (
+            quota.period.start_ms(period),
+            quota.period.start_ms(period + 1),
+        );
+        let patrols: Vec<_> = kept.patrols_of(&chief.id, start, end).cloned().collect();
+        due.push((chief, quota, patrols));
+    }
+    drop(kept);
+    let mut out = Vec::new();
+    for (chief, quota, patrols) in due {
         let mut starts = Vec::new();
-        for meta in patrols.iter().filter(|m| m.owner == chief.id) {
-            let Some(stored) = store.document(&meta.id)? else {
-                continue;
-            };
-            let Ok(patrol) = PatrolDoc::load(&stored.bytes) else {
-                continue;
-            };
-            let (Ok(view), Ok(track)) = (patrol.view(), patrol.track()) else {
-                continue;
-            };
-            let corridor = assets
-                .iter()
-                .find(|a| a.id == view.asset)
-                .map(|a| &a.geometry);
-            let mock = view.flags.get("mock_location").copied().unwrap_or(false);
-            if validate(&track, corridor, mock, patrol_rules).is_valid() {
-                starts.push(view.started_at_ms);
+        for patrol in patrols {
+            match derived::judge(store, &judging, &patrol, false, work) {
+                Ok(judged) if judged.validation.is_valid() => {
+                    starts.push(patrol.record.started_at_ms);
+                }
+                Ok(_) => {}
+                // A patrol that cannot be read does not count, as before.
+                Err(HubError::Damaged { .. }) => {}
+                Err(err) => return Err(err.into()),
             }
         }
-        let progress = quota_progress(quota, &starts, now_ms);
+        let progress = quota_progress(&quota, &starts, now_ms);
         if !progress.is_met() {
             out.extend(reminder(&chief, &progress));
         }
@@ -239,7 +241,9 @@ pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> 
             let result = web::block(move || {
                 let now = now_ms();
                 let run = run_deadlines(&job, now)?;
-                let due = reminders(job.store.as_ref(), &sync_core::hub::system_user(), now)
+                let mut work = Work::default();
+                let system = sync_core::hub::system_user();
+                let due = reminders(&job, &system, now, &mut work)
                     .map(|r| r.len())
                     .unwrap_or(0);
                 let cutoff = std::time::SystemTime::now()

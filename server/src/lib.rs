@@ -13,6 +13,7 @@ pub mod blobs;
 pub mod board;
 pub mod config;
 pub mod demo;
+pub mod derived;
 pub mod error;
 pub mod geometry;
 pub mod integrity;

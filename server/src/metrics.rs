@@ -31,6 +31,15 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Work done for the board, the patrol list and reminders: `request` is the route pattern, or
+/// `changes` for documents re-read because the change feed says they changed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkLabels {
+    pub request: String,
+    /// `loaded`, `folded`, `validated` (documents) or `compared` (duplicate candidates).
+    pub work: String,
+}
+
 type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -50,6 +59,8 @@ pub struct Metrics {
     /// Documents and bytes in the hub's delivery cache (`sync_core::hub::delivery`).
     cached_documents: Gauge,
     cached_bytes: Gauge,
+    /// Documents loaded, folded and validated, and duplicate candidates compared, per request.
+    board_work: Family<WorkLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,6 +107,12 @@ impl Metrics {
             "Bytes the delivery cache holds (bounded at 512 MiB)",
             cached_bytes.clone(),
         );
+        let board_work = Family::<WorkLabels, Counter>::default();
+        registry.register(
+            "board_work",
+            "Documents loaded, folded and validated, and duplicate candidates compared, for the issue board, patrol list and reminders, by route (changes: documents re-read because they changed)",
+            board_work.clone(),
+        );
         Self {
             registry,
             requests,
@@ -104,6 +121,21 @@ impl Metrics {
             in_flight,
             cached_documents,
             cached_bytes,
+            board_work,
+        }
+    }
+
+    /// Adds what one request (or one catch-up with the feed) did.
+    pub fn count_work(&self, request: &str, work: &crate::derived::Work) {
+        for (name, n) in work.named() {
+            if n > 0 {
+                self.board_work
+                    .get_or_create(&WorkLabels {
+                        request: request.to_owned(),
+                        work: name.to_owned(),
+                    })
+                    .inc_by(n);
+            }
         }
     }
 

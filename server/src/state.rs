@@ -86,6 +86,9 @@ pub struct AppState {
     pub photo_index: crate::photos::PhotoIndex,
     /// Statistics' per-document facts, kept current with the change feed.
     pub stats: crate::stats::StatsCache,
+    /// The board's, patrol list's and reminders' per-document facts, kept current with the
+    /// change feed.
+    pub derived: crate::derived::Derived,
     pub refresh_ttl_secs: u64,
     pub workflow: WorkflowSettings,
     /// Sync and upload requests in progress, against `Settings::max_in_flight`.
@@ -125,6 +128,7 @@ impl AppState {
             )),
             photo_index: crate::photos::PhotoIndex::new(),
             stats: Default::default(),
+            derived: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
             workflow: settings.workflow.clone(),
             load: crate::shed::LoadShed::new(settings.max_in_flight),

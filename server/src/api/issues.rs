@@ -10,13 +10,16 @@
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sync_core::authz::in_scope;
+use sync_core::doc::DocKind;
 use sync_core::hub::{ActError, WEB_DEVICE};
 use sync_core::model::{DivisionCode, Severity, System};
 use sync_core::workflow::{self, Action, TransitionError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::board::{self, IssueRow, PhotoView, TimelineRow};
+use crate::board::{self, IssueRow, IssueSummary, PhotoView, TimelineRow};
+use crate::derived::{Work, CHANGES};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
@@ -104,28 +107,35 @@ fn parse_filters(q: &IssueQuery) -> Result<Filters, ApiError> {
     })
 }
 
-fn matches(row: &IssueRow, q: &IssueQuery, f: &Filters) -> bool {
-    let status_ok = f.statuses.as_ref().is_none_or(|list| {
-        list.iter()
-            .any(|s| row.status.as_deref() == Some(s.as_str()))
-    });
+/// Whether a kept issue passes the filters; the possible duplicate is asked for only when the
+/// filter needs it.
+fn matches(
+    issue: &IssueSummary,
+    now: i64,
+    q: &IssueQuery,
+    f: &Filters,
+    duplicate: &mut dyn FnMut() -> Option<String>,
+) -> bool {
+    let (r, s) = (&issue.record, &issue.state);
+    let status_ok = f
+        .statuses
+        .as_ref()
+        .is_none_or(|list| list.iter().any(|st| s.status == Some(*st)));
     status_ok
-        && f.system.is_none_or(|s| row.system == s.as_str())
-        && f.division.as_ref().is_none_or(|d| {
-            DivisionCode::new(row.division.as_str()).is_ok_and(|code| d.contains(&code))
-        })
-        && q.asset.as_ref().is_none_or(|a| row.asset == *a)
+        && f.system.is_none_or(|sys| r.system == sys)
+        && f.division.as_ref().is_none_or(|d| d.contains(&r.division))
+        && q.asset.as_ref().is_none_or(|a| r.asset == *a)
         && q.assignee
             .as_ref()
-            .is_none_or(|a| row.assignee.as_ref().is_some_and(|x| x.name == *a))
-        && q.category.as_ref().is_none_or(|c| row.category == *c)
-        && f.severity.is_none_or(|s| row.severity == s.as_str())
+            .is_none_or(|a| s.assignee.as_ref().is_some_and(|x| x.name() == a))
+        && q.category.as_ref().is_none_or(|c| r.category == *c)
+        && f.severity.is_none_or(|sev| r.severity == sev)
         && q.overdue
-            .is_none_or(|want| row.overdue_days.is_some() == want)
+            .is_none_or(|want| s.overdue_days(now).is_some() == want)
+        && q.reported_from.is_none_or(|t| r.reported_at_ms >= t)
+        && q.reported_to.is_none_or(|t| r.reported_at_ms < t)
         && q.possible_duplicate
-            .is_none_or(|want| row.possible_duplicate_of.is_some() == want)
-        && q.reported_from.is_none_or(|t| row.reported_at_ms >= t)
-        && q.reported_to.is_none_or(|t| row.reported_at_ms < t)
+            .is_none_or(|want| duplicate().is_some() == want)
 }
 
 /// Whether the server holds a photo, complete and verified; `None` when its record cannot be
@@ -163,30 +173,52 @@ pub async fn list_issues(
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let radius = state.workflow.duplicate_radius_m;
     let page = web::block(move || -> Result<IssuePage, ApiError> {
-        let issues = board::issues_in_scope(state.store.as_ref(), &caller.user)?;
-        let duplicates = board::duplicates_among(&issues, radius);
-        let stored = blob_lookup(&state);
+        let (kept, caught_up) = state.derived.current(state.store.as_ref())?;
+        state.metrics.count_work(CHANGES, &caught_up);
+        let user = &caller.user;
+        kept.damage_in_scope(user, DocKind::Issue)?;
+        let mut work = Work::default();
         let now = now_ms();
-        let mut rows: Vec<IssueRow> = issues
-            .iter()
-            .map(|i| {
-                let dup = duplicates.get(&i.record.id).cloned();
-                IssueRow::of(i, now, dup, board::completeness(i, &stored))
-            })
-            .filter(|row| matches(row, &q, &filters))
-            .collect();
-        rows.sort_by(|a, b| (b.reported_at_ms, &b.id).cmp(&(a.reported_at_ms, &a.id)));
+        let mut page = Vec::new();
+        let mut total = 0;
         let mut by_status = std::collections::BTreeMap::new();
-        for row in &rows {
-            if let Some(s) = &row.status {
-                *by_status.entry(s.clone()).or_insert(0) += 1;
+        // Newest report first; only the page's rows are shaped (and their photos looked up).
+        for issue in kept.issues_newest_first() {
+            if !in_scope(user, &issue.meta) {
+                continue;
+            }
+            let id = issue.record.id.as_str();
+            let mut dup = None;
+            let mut duplicate = || {
+                dup.get_or_insert_with(|| kept.duplicate_of(user, id, radius, &mut work))
+                    .clone()
+            };
+            if !matches(issue, now, &q, &filters, &mut duplicate) {
+                continue;
+            }
+            if (offset..offset.saturating_add(limit)).contains(&total) {
+                page.push((issue.clone(), duplicate()));
+            }
+            total += 1;
+            if let Some(st) = issue.state.status {
+                *by_status.entry(st.as_str().to_owned()).or_insert(0) += 1;
             }
         }
+        drop(kept);
+        let stored = blob_lookup(&state);
+        let items = page
+            .into_iter()
+            .map(|(issue, dup)| {
+                let photos = board::completeness(&issue.photos, &stored);
+                IssueRow::of((&issue.record, &issue.state), now, dup, photos)
+            })
+            .collect();
+        state.metrics.count_work("/api/v1/issues", &work);
         Ok(IssuePage {
-            total: rows.len(),
+            total,
             offset,
             limit,
-            items: rows.into_iter().skip(offset).take(limit).collect(),
+            items,
             by_status,
         })
     })
@@ -232,16 +264,30 @@ pub async fn get_issue(
     let id = id.into_inner();
     let detail = web::block(move || -> Result<IssueDetail, ApiError> {
         let store = state.store.as_ref();
-        let issue = board::issue_in_scope(store, &caller.user, &id)?
+        let mut work = Work::default();
+        let issue = board::issue_in_scope(store, &caller.user, &id, &mut work)?
             .ok_or_else(|| ApiError::NotFound(format!("no issue {id} in your scope")))?;
         let now = now_ms();
-        let siblings = board::issues_in_scope(store, &caller.user)?;
-        let dup = board::duplicates_among(&siblings, state.workflow.duplicate_radius_m).remove(&id);
+        let dup = {
+            let (kept, caught_up) = state.derived.current(store)?;
+            state.metrics.count_work(CHANGES, &caught_up);
+            let radius = state.workflow.duplicate_radius_m;
+            kept.duplicate_of(&caller.user, &id, radius, &mut work)
+        };
+        state.metrics.count_work("/api/v1/issues/{id}", &work);
         let stored = blob_lookup(&state);
         let timeline = board::timeline(&issue, &store.history(&id)?);
         let photos = board::photos(&issue, &timeline, &stored, now);
         Ok(IssueDetail {
-            row: IssueRow::of(&issue, now, dup, board::completeness(&issue, &stored)),
+            row: IssueRow::of(
+                (&issue.record, &issue.state),
+                now,
+                dup,
+                board::completeness(
+                    &board::referenced_photos(&issue.record, &issue.state),
+                    &stored,
+                ),
+            ),
             rejections: issue.state.rejections,
             duplicate_of: issue.state.duplicate_of.clone(),
             patrol: issue.record.patrol.clone(),

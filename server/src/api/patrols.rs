@@ -2,16 +2,18 @@
 //! the rules that apply to its chief, by sync-core's `rules::validate`), the recent patrols in
 //! scope, and reminders for chiefs whose patrol quota for the current period is not yet met.
 
+use std::sync::Arc;
+
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sync_core::authz::in_scope;
-use sync_core::doc::{DocKind, Patrol, PatrolDoc};
-use sync_core::hub::HubError;
-use sync_core::model::{Asset, Role, TrackPoint};
-use sync_core::rules::{validate, PatrolValidation, RuleSet};
+use sync_core::doc::{DocKind, Patrol};
+use sync_core::model::{Asset, TrackPoint};
+use sync_core::rules::{PatrolValidation, RuleSet};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
+use crate::derived::{self, Judging, PatrolSummary, Work, CHANGES};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::{self, Reminder};
 use crate::state::{now_ms, AppState};
@@ -59,13 +61,6 @@ pub struct PatrolDetail {
     pub asset_detail: Option<Asset>,
 }
 
-struct Checked {
-    record: Patrol,
-    track: Vec<TrackPoint>,
-    validation: PatrolValidation,
-    asset: Option<Asset>,
-}
-
 fn rule_set(store: &dyn Store) -> RuleSet {
     store
         .get_meta(crate::reference::RULES_KEY)
@@ -75,50 +70,18 @@ fn rule_set(store: &dyn Store) -> RuleSet {
         .unwrap_or_default()
 }
 
-fn check(store: &dyn Store, rules: &RuleSet, id: &str, bytes: &[u8]) -> Result<Checked, ApiError> {
-    let damaged = |e: sync_core::doc::DocError| {
-        ApiError::from(HubError::Damaged {
-            id: id.to_string(),
-            reason: e.to_string(),
-        })
-    };
-    let patrol = PatrolDoc::load(bytes).map_err(damaged)?;
-    let record = patrol.view().map_err(damaged)?;
-    let track = patrol.track().map_err(damaged)?;
-    let asset = store.get_asset(&record.asset)?;
-    let chief = store.get_user(&record.chief)?.map(|r| r.user);
-    let level = match chief.as_ref().map(|u| &u.role) {
-        Some(Role::Chief { level, .. }) => *level,
-        _ => record.division.level(),
-    };
-    let patrol_rules = rules.rules_for(record.system, level, &record.division);
-    let mock = record.flags.get("mock_location").copied().unwrap_or(false);
-    let validation = validate(
-        &track,
-        asset.as_ref().map(|a| &a.geometry),
-        mock,
-        patrol_rules,
-    );
-    Ok(Checked {
-        record,
-        track,
-        validation,
-        asset,
-    })
-}
-
-fn row(c: &Checked) -> PatrolRow {
+fn row(record: &Patrol, validation: &PatrolValidation) -> PatrolRow {
     PatrolRow {
-        id: c.record.id.clone(),
-        chief: c.record.chief.clone(),
-        asset: c.record.asset.clone(),
-        system: c.record.system.as_str().into(),
-        started_at_ms: c.record.started_at_ms,
-        ended_at_ms: c.record.ended_at_ms,
-        distance_m: c.validation.stats.distance_m,
-        duration_ms: c.validation.stats.duration_ms,
-        valid: c.validation.is_valid(),
-        flags: c.validation.flags.iter().map(ToString::to_string).collect(),
+        id: record.id.clone(),
+        chief: record.chief.clone(),
+        asset: record.asset.clone(),
+        system: record.system.as_str().into(),
+        started_at_ms: record.started_at_ms,
+        ended_at_ms: record.ended_at_ms,
+        distance_m: validation.stats.distance_m,
+        duration_ms: validation.stats.duration_ms,
+        valid: validation.is_valid(),
+        flags: validation.flags.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -139,22 +102,29 @@ pub async fn list_patrols(
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let rows = web::block(move || -> Result<Vec<PatrolRow>, ApiError> {
         let store = state.store.as_ref();
-        let rules = rule_set(store);
-        let mut rows = Vec::new();
-        for meta in store.all_documents()? {
-            let wanted = meta.kind == DocKind::Patrol
-                && in_scope(&caller.user, &meta)
-                && q.chief.as_ref().is_none_or(|c| meta.owner == *c)
-                && q.asset.as_ref().is_none_or(|a| meta.asset == *a);
-            if !wanted {
-                continue;
-            }
-            if let Some(stored) = store.document(&meta.id)? {
-                rows.push(row(&check(store, &rules, &meta.id, &stored.bytes)?));
-            }
+        let (kept, caught_up) = state.derived.current(store)?;
+        state.metrics.count_work(CHANGES, &caught_up);
+        kept.damage_in_scope(&caller.user, DocKind::Patrol)?;
+        // Newest first; only the page's patrols are judged.
+        let page: Vec<_> = kept
+            .patrols_newest_first()
+            .filter(|p| {
+                in_scope(&caller.user, &p.meta)
+                    && q.chief.as_ref().is_none_or(|c| p.meta.owner == *c)
+                    && q.asset.as_ref().is_none_or(|a| p.meta.asset == *a)
+            })
+            .take(limit)
+            .cloned()
+            .collect();
+        drop(kept);
+        let judging = Judging::new(rule_set(store));
+        let mut work = Work::default();
+        let mut rows = Vec::with_capacity(page.len());
+        for patrol in &page {
+            let judged = derived::judge(store, &judging, patrol, false, &mut work)?;
+            rows.push(row(&patrol.record, &judged.validation));
         }
-        rows.sort_by(|a, b| (b.started_at_ms, &b.id).cmp(&(a.started_at_ms, &a.id)));
-        rows.truncate(limit);
+        state.metrics.count_work("/api/v1/patrols", &work);
         Ok(rows)
     })
     .await??;
@@ -181,17 +151,36 @@ pub async fn get_patrol(
     let id = id.into_inner();
     let detail = web::block(move || -> Result<PatrolDetail, ApiError> {
         let store = state.store.as_ref();
-        let stored = store
-            .document(&id)?
-            .filter(|s| s.meta.kind == DocKind::Patrol && in_scope(&caller.user, &s.meta))
-            .ok_or_else(|| ApiError::NotFound(format!("no patrol {id} in your scope")))?;
-        let checked = check(store, &rule_set(store), &id, &stored.bytes)?;
+        let (kept, caught_up) = state.derived.current(store)?;
+        state.metrics.count_work(CHANGES, &caught_up);
+        let patrol = kept
+            .patrol(&id)
+            .filter(|p| in_scope(&caller.user, &p.meta))
+            .cloned();
+        drop(kept);
+        let patrol = match patrol {
+            Some(patrol) => patrol,
+            // Stored since, or damaged (then reading it says so, as it always did).
+            None => match store.document(&id)? {
+                Some(stored)
+                    if stored.meta.kind == DocKind::Patrol
+                        && in_scope(&caller.user, &stored.meta) =>
+                {
+                    Arc::new(PatrolSummary::load(stored.meta, &stored.bytes)?)
+                }
+                _ => return Err(ApiError::NotFound(format!("no patrol {id} in your scope"))),
+            },
+        };
+        let judging = Judging::new(rule_set(store));
+        let mut work = Work::default();
+        let judged = derived::judge(store, &judging, &patrol, true, &mut work)?;
+        state.metrics.count_work("/api/v1/patrols/{id}", &work);
         Ok(PatrolDetail {
-            row: row(&checked),
-            inside_share: checked.validation.inside_share,
-            record: checked.record,
-            track: checked.track,
-            asset_detail: checked.asset,
+            row: row(&patrol.record, &judged.validation),
+            inside_share: judged.validation.inside_share,
+            record: patrol.record.clone(),
+            track: judged.track.unwrap_or_default(),
+            asset_detail: judged.asset,
         })
     })
     .await??;
@@ -210,7 +199,12 @@ pub async fn list_reminders(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let rows =
-        web::block(move || jobs::reminders(state.store.as_ref(), &caller.user, now_ms())).await??;
+    let rows = web::block(move || {
+        let mut work = Work::default();
+        let rows = jobs::reminders(&state, &caller.user, now_ms(), &mut work);
+        state.metrics.count_work("/api/v1/reminders", &work);
+        rows
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(rows))
 }

@@ -62,7 +62,7 @@ mod tests;
 
 pub use check::{allowed_actions, authorize, check, TransitionError};
 pub use deadline::{escalated_since_assignment, needs_escalation};
-pub use duplicates::{possible_duplicates, DuplicateCandidate};
+pub use duplicates::{possible_duplicates, DuplicateCandidate, DuplicateIndex};
 pub use event::{
     Action, Assignee, Event, EventKind, DEADLINE_JOB_DEVICE, SERVER_DEVICES, WEB_DEVICE,
 };
