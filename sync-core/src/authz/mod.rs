@@ -70,6 +70,7 @@
 mod batch;
 mod change;
 mod meta;
+mod oversight;
 mod schema;
 
 #[cfg(test)]
@@ -78,6 +79,7 @@ mod tests;
 pub use batch::{authorize_batch, BatchOutcome};
 pub use change::authorize_change;
 pub use meta::{in_scope, DocMeta};
+pub use oversight::oversees;
 
 use automerge::{ActorId, ChangeHash};
 
