@@ -220,7 +220,7 @@ async fn slow_bodies_from_one_user_leave_the_places_of_other_phones_free_and_are
 #[actix_web::test]
 async fn a_flood_of_random_sign_ins_does_not_delay_signed_in_phones() {
     let s = Tuned::demo(|settings| settings.password_cost = PasswordCost::DEFAULT).await;
-    let local = awc::Client::default();
+    let local = client_from(loopback(1));
     let (status, grant) = login_from(&local, &s.base, CHIEF, "demo", "phone").await;
     assert_eq!(status, 200, "{grant}");
     let token = grant["access_token"].as_str().unwrap().to_owned();
