@@ -159,21 +159,25 @@ pub async fn create_user(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let request = body.into_inner();
-    let view = web::block(move || {
-        check_role(state.store.as_ref(), &request.role)?;
-        let record = accounts::new_user(
-            &state.passwords,
-            request.username.trim(),
-            request.display_name.trim(),
-            request.role,
-            &request.password,
-            now_ms(),
-        )?;
-        state.store.create_user(&record)?;
-        tracing::info!(by = %caller.user.id, user = %record.user.id, "user created");
-        Ok::<_, ApiError>(UserView::from(record))
-    })
-    .await??;
+    // Hashing the password runs on the password threads, like every argon2 call.
+    let pool = state.clone();
+    let view = pool
+        .password_pool
+        .run(move || {
+            check_role(state.store.as_ref(), &request.role)?;
+            let record = accounts::new_user(
+                &state.passwords,
+                request.username.trim(),
+                request.display_name.trim(),
+                request.role,
+                &request.password,
+                now_ms(),
+            )?;
+            state.store.create_user(&record)?;
+            tracing::info!(by = %caller.user.id, user = %record.user.id, "user created");
+            Ok::<_, ApiError>(UserView::from(record))
+        })?
+        .await??;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -277,7 +281,8 @@ pub async fn reset_password(
     caller.require_admin()?;
     let password = body.into_inner().password;
     check_password(&password)?;
-    web::block(move || {
+    let pool = state.clone();
+    pool.password_pool.run(move || {
         let mut record = load(state.store.as_ref(), &id)?;
         let hash = state
             .passwords
@@ -289,7 +294,7 @@ pub async fn reset_password(
         let ended = end_sessions(state.store.as_ref(), &record.user.id, now_ms())?;
         tracing::info!(by = %caller.user.id, user = %record.user.id, sessions_ended = ended, "password reset");
         Ok::<_, ApiError>(())
-    })
+    })?
     .await??;
     Ok(HttpResponse::NoContent().finish())
 }
