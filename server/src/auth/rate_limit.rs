@@ -5,7 +5,8 @@
 //!   `Retry-After`) until the oldest failure leaves the window — without its password being
 //!   checked, so guessing cannot continue.
 //! - per client address, over all usernames: one place trying many accounts (or random names,
-//!   each costing an argon2 check).
+//!   each costing an argon2 check). A successful sign-in from the address forgets them, so an
+//!   office behind one address does not wait for a colleague's typos.
 //! - per username, over all addresses: many places guessing one account.
 //!
 //! The last two may be run up by strangers, so they never stop a sign-in from a device the
@@ -186,12 +187,16 @@ impl LoginLimiter {
         counts.usernames.record(username, window, now);
     }
 
-    /// The owner got in from this address: their own typos there are forgotten. Failures
-    /// counted for the address or the username stay, since strangers may have made them.
+    /// Someone got into their account from this address: the typos made there are forgotten,
+    /// for this username and for the address as a whole (an office behind one address should
+    /// not wait for its colleagues' mistakes once someone there has signed in). Failures counted
+    /// for the username from elsewhere stay, since strangers may have made them.
     pub fn record_success(&self, attempt: &Attempt<'_>) {
-        let key = (client_key(attempt.address), attempt.username.to_lowercase());
+        let address = client_key(attempt.address);
+        let key = (address, attempt.username.to_lowercase());
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.pairs.clear(&key);
+        counts.addresses.clear(&address);
     }
 }
 
@@ -259,14 +264,18 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_the_owners_own_failures_only() {
+    fn success_clears_the_failures_of_its_address_only() {
         let limiter = LoginLimiter::new(limit());
         let t0 = Instant::now();
         for _ in 0..3 {
             limiter.record_failure(&attempt(HOME, "carol", false), t0);
         }
+        limiter.record_failure(&attempt(HOME, "dave", false), t0);
+        limiter.record_failure(&attempt(HOME, "erin", false), t0);
+        assert!(limiter.check(&attempt(HOME, "frank", false), t0).is_err());
         limiter.record_success(&attempt(HOME, "carol", true));
         assert!(limiter.check(&attempt(HOME, "carol", true), t0).is_ok());
+        assert!(limiter.check(&attempt(HOME, "frank", false), t0).is_ok());
         limiter.record_failure(&attempt(AWAY, "carol", false), t0);
         // Four failures for carol overall: new devices wait.
         assert!(limiter.check(&attempt(HOME, "carol", false), t0).is_err());
