@@ -98,6 +98,24 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_MAX_IN_FLIGHT", default_value_t = crate::shed::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
     pub max_in_flight: usize,
 
+    /// Of those, at most this many for one user; beyond that the user's next one is answered
+    /// 503 with Retry-After.
+    #[arg(long, env = "CHIEFSYNC_MAX_IN_FLIGHT_PER_USER", default_value_t = crate::shed::DEFAULT_MAX_IN_FLIGHT_PER_USER, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
+    pub max_in_flight_per_user: usize,
+
+    /// Seconds a request body may take before it must arrive at --body-min-rate.
+    #[arg(long, env = "CHIEFSYNC_BODY_GRACE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
+    pub body_grace_secs: u64,
+
+    /// Bytes per second a request body must average after the grace; a slower one ends its
+    /// request with 408 and a closed connection.
+    #[arg(long, env = "CHIEFSYNC_BODY_MIN_RATE", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES_PER_SEC")]
+    pub body_min_rate: u64,
+
+    /// Threads that check passwords; sign-ins beyond them wait in a short queue, or get 503.
+    #[arg(long, env = "CHIEFSYNC_PASSWORD_THREADS", default_value_t = crate::auth::password::DEFAULT_PASSWORD_THREADS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
+    pub password_threads: usize,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -137,6 +155,12 @@ impl Cli {
             refresh_ttl_secs: self.refresh_ttl_secs,
             max_photo_bytes: self.max_photo_bytes,
             max_in_flight: self.max_in_flight,
+            max_in_flight_per_user: self.max_in_flight_per_user,
+            body_rate: crate::shed::BodyRate {
+                grace: std::time::Duration::from_secs(self.body_grace_secs),
+                min_bytes_per_sec: self.body_min_rate,
+            },
+            password_threads: self.password_threads,
             workflow: WorkflowSettings {
                 overdue_grace_ms: i64::from(self.overdue_grace_hours) * 3_600_000,
                 deadline_check_every: std::time::Duration::from_secs(self.deadline_check_secs),
@@ -182,5 +206,21 @@ mod tests {
         let cli = Cli::try_parse_from(["chiefsync", "--max-in-flight", "8"]).unwrap();
         assert_eq!(cli.settings().max_in_flight, 8);
         assert!(Cli::try_parse_from(["chiefsync", "--max-in-flight", "0"]).is_err());
+        let defaults = Cli::try_parse_from(["chiefsync"]).unwrap().settings();
+        assert_eq!(defaults.body_rate, crate::shed::BodyRate::default());
+        assert_eq!(defaults.max_in_flight_per_user, 4);
+        let cli = Cli::try_parse_from([
+            "chiefsync",
+            "--body-grace-secs",
+            "5",
+            "--body-min-rate",
+            "100",
+            "--password-threads",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(cli.settings().body_rate.grace.as_secs(), 5);
+        assert_eq!(cli.settings().body_rate.min_bytes_per_sec, 100);
+        assert_eq!(cli.settings().password_threads, 1);
     }
 }

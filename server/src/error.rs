@@ -50,6 +50,12 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     #[error("too many failed logins; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// 503 with `Retry-After`: the server is busy with others; the same request may succeed later.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("storage failure")]
     Storage(StoreError),
     /// A sync or document decision of the hub (malformed body, refused change, unknown id).
@@ -79,6 +85,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Hub(err) if err.is_client_error() => err.code(),
             ApiError::Storage(_) | ApiError::Internal(_) | ApiError::Hub(_) => "internal",
         }
@@ -143,6 +150,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Hub(err) => match err {
                 HubError::Protocol(ProtocolError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
                 HubError::Protocol(_)
@@ -179,6 +187,9 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::Overloaded {
+            retry_after_secs, ..
+        }
         | ApiError::Hub(HubError::RateLimited { retry_after_secs }) = self
         {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));

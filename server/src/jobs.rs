@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use serde::Serialize;
+use sync_core::authz::oversees;
 use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::hub::{ActError, HubError, HubStore};
 use sync_core::model::{Level, Role, System, User};
@@ -151,24 +152,6 @@ fn rules(store: &dyn Store) -> Result<RuleSet, StoreError> {
             detail: e.to_string(),
         }),
         None => Ok(RuleSet::default()),
-    }
-}
-
-/// Whether `viewer` oversees `chief`: the chief themself, an admin, or a supervisor of the
-/// chief's system over a division containing the chief's.
-fn oversees(viewer: &User, chief: &User) -> bool {
-    match (&viewer.role, &chief.role) {
-        (_, _) if viewer.id == chief.id => true,
-        (Role::Admin, _) => true,
-        (
-            Role::Supervisor { system, division },
-            Role::Chief {
-                system: s,
-                jurisdiction,
-                ..
-            },
-        ) => system == s && division.contains(&jurisdiction.division),
-        _ => false,
     }
 }
 

@@ -12,7 +12,8 @@ use crate::metrics::track_requests;
 use crate::shed::shed_load;
 use crate::state::AppState;
 
-/// How long a client may take to send its request head.
+/// How long a client may take to send its request head. The body that follows is held to
+/// `shed::BodyRate` (actix itself times only the head).
 pub const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Threads per worker for the work run off the async workers (`web::block`: syncs, photos,

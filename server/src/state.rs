@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sync_core::hub::Hub;
 
 use crate::auth::jwt::TokenService;
-use crate::auth::password::{PasswordCost, PasswordError, Passwords};
+use crate::auth::password::{PasswordCost, PasswordError, PasswordPool, Passwords, PASSWORD_QUEUE};
 use crate::auth::rate_limit::{LoginLimit, LoginLimiter};
 use crate::auth::signing_key::{SigningKey, SigningKeyError};
 use crate::jobs::WorkflowSettings;
@@ -34,6 +34,12 @@ pub struct Settings {
     pub workflow: WorkflowSettings,
     /// Sync and upload requests served at once; more are shed with 503 (`crate::shed`).
     pub max_in_flight: usize,
+    /// Of those, at most this many for one user (`crate::shed`).
+    pub max_in_flight_per_user: usize,
+    /// How slowly a request body may arrive before the request is ended (`crate::shed`).
+    pub body_rate: crate::shed::BodyRate,
+    /// Threads that check and hash passwords (`crate::auth::password::PasswordPool`).
+    pub password_threads: usize,
 }
 
 impl Settings {
@@ -49,6 +55,9 @@ impl Settings {
             max_photo_bytes: crate::blobs::DEFAULT_MAX_PHOTO_BYTES,
             workflow: WorkflowSettings::default(),
             max_in_flight: crate::shed::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_per_user: crate::shed::DEFAULT_MAX_IN_FLIGHT_PER_USER,
+            body_rate: crate::shed::BodyRate::default(),
+            password_threads: crate::auth::password::DEFAULT_PASSWORD_THREADS,
         }
     }
 }
@@ -68,6 +77,8 @@ pub enum StartupError {
     Tokens(#[from] jsonwebtoken::errors::Error),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    #[error("starting the password threads: {0}")]
+    PasswordThreads(std::io::Error),
     #[error(transparent)]
     Blobs(#[from] crate::blobs::BlobError),
 }
@@ -79,6 +90,8 @@ pub struct AppState {
     pub hub: Arc<Hub<Arc<dyn Store>>>,
     pub tokens: TokenService,
     pub passwords: Passwords,
+    /// Where password checks run, off the blocking threads.
+    pub password_pool: PasswordPool,
     pub login_limiter: LoginLimiter,
     pub metrics: Metrics,
     /// Photo blobs under `data_dir/blobs`, and which documents reference each.
@@ -118,6 +131,8 @@ impl AppState {
             store,
             tokens: TokenService::new(key, settings.access_ttl_secs)?,
             passwords: Passwords::new(settings.password_cost)?,
+            password_pool: PasswordPool::new(settings.password_threads, PASSWORD_QUEUE)
+                .map_err(StartupError::PasswordThreads)?,
             login_limiter: LoginLimiter::new(settings.login_limit),
             metrics: Metrics::new(),
             blobs: Arc::new(crate::blobs::Blobs::new(
@@ -131,7 +146,11 @@ impl AppState {
             derived: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
             workflow: settings.workflow.clone(),
-            load: crate::shed::LoadShed::new(settings.max_in_flight),
+            load: crate::shed::LoadShed::new(
+                settings.max_in_flight,
+                settings.max_in_flight_per_user,
+                settings.body_rate,
+            ),
         })
     }
 }

@@ -1,8 +1,9 @@
 //! Administration of accounts (admin only): create, read, update (display name, role with its
 //! level and jurisdiction, active flag), deactivate, reset password, and list devices.
 //!
-//! A deactivated user's devices fail on their next request, because the caller extractor checks
-//! the account on every request; nothing needs revoking separately.
+//! Deactivating an account ends every session of it, as a password reset does: its devices fail
+//! on their next request, and reactivating the account later revives none of their old tokens —
+//! the user's phones sign in again (keeping their device, actor and unsent work).
 
 use actix_web::{get, patch, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,18 @@ fn check_role(store: &dyn Store, role: &Role) -> Result<(), ApiError> {
     }
 }
 
+/// Revokes every live device session of the user; how many there were.
+fn end_sessions(store: &dyn Store, user_id: &str, now_ms: i64) -> Result<usize, ApiError> {
+    let mut ended = 0;
+    for device in store.list_devices()? {
+        if device.user_id == user_id && device.revoked_at_ms.is_none() {
+            store.revoke_device(&device.user_id, &device.device_id, now_ms)?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
 fn load(store: &dyn Store, id: &str) -> Result<UserRecord, ApiError> {
     store
         .get_user(id)?
@@ -146,21 +159,25 @@ pub async fn create_user(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let request = body.into_inner();
-    let view = web::block(move || {
-        check_role(state.store.as_ref(), &request.role)?;
-        let record = accounts::new_user(
-            &state.passwords,
-            request.username.trim(),
-            request.display_name.trim(),
-            request.role,
-            &request.password,
-            now_ms(),
-        )?;
-        state.store.create_user(&record)?;
-        tracing::info!(by = %caller.user.id, user = %record.user.id, "user created");
-        Ok::<_, ApiError>(UserView::from(record))
-    })
-    .await??;
+    // Hashing the password runs on the password threads, like every argon2 call.
+    let pool = state.clone();
+    let view = pool
+        .password_pool
+        .run(move || {
+            check_role(state.store.as_ref(), &request.role)?;
+            let record = accounts::new_user(
+                &state.passwords,
+                request.username.trim(),
+                request.display_name.trim(),
+                request.role,
+                &request.password,
+                now_ms(),
+            )?;
+            state.store.create_user(&record)?;
+            tracing::info!(by = %caller.user.id, user = %record.user.id, "user created");
+            Ok::<_, ApiError>(UserView::from(record))
+        })?
+        .await??;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -220,14 +237,20 @@ async fn apply_update(
         }
         record.updated_at_ms = now_ms();
         store.update_user(&record)?;
-        tracing::info!(by = %caller.user.id, user = %record.user.id, "user updated");
+        // Stored inactive first, so no device can refresh in between.
+        let ended = if record.user.active {
+            0
+        } else {
+            end_sessions(store.as_ref(), &record.user.id, now_ms())?
+        };
+        tracing::info!(by = %caller.user.id, user = %record.user.id, sessions_ended = ended, "user updated");
         Ok::<_, ApiError>(record)
     })
     .await??;
     Ok(web::Json(record.into()))
 }
 
-/// Deactivates an account; its devices stop working at once.
+/// Deactivates an account and ends every session of it; its devices stop working at once.
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/admin/users/{id}/deactivate")]
@@ -258,7 +281,8 @@ pub async fn reset_password(
     caller.require_admin()?;
     let password = body.into_inner().password;
     check_password(&password)?;
-    web::block(move || {
+    let pool = state.clone();
+    pool.password_pool.run(move || {
         let mut record = load(state.store.as_ref(), &id)?;
         let hash = state
             .passwords
@@ -267,17 +291,10 @@ pub async fn reset_password(
         record.password_hash = Some(hash);
         record.updated_at_ms = now_ms();
         state.store.update_user(&record)?;
-        let now = now_ms();
-        let mut ended = 0;
-        for device in state.store.list_devices()? {
-            if device.user_id == record.user.id && device.revoked_at_ms.is_none() {
-                state.store.revoke_device(&device.user_id, &device.device_id, now)?;
-                ended += 1;
-            }
-        }
+        let ended = end_sessions(state.store.as_ref(), &record.user.id, now_ms())?;
         tracing::info!(by = %caller.user.id, user = %record.user.id, sessions_ended = ended, "password reset");
         Ok::<_, ApiError>(())
-    })
+    })?
     .await??;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,12 +1,15 @@
-//! Login, refresh, the caller's own record, and device revocation.
+//! Login, refresh, logout, the caller's own record, and device revocation.
 //!
-//! A supervisor may revoke the devices of users whose division lies inside the supervisor's
-//! division; an admin may revoke any device. Revocation ends every token of that device session
-//! at once (the caller extractor checks the session on each request).
+//! Whoever oversees a user (`sync_core::authz::oversees`: the user, a supervisor of the user's
+//! system over the user's division, an admin) may revoke that user's devices. Revocation ends
+//! every token of that device session at once (the caller extractor checks the session on each
+//! request). A device id the caller may not revoke gets the same answer as one that does not
+//! exist, so the endpoint cannot be used to find out which device ids are in use.
 
-use actix_web::{get, post, web};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use sync_core::model::{DivisionCode, Role, User};
+use sync_core::authz::oversees;
+use sync_core::model::User;
 use utoipa::ToSchema;
 
 use crate::auth::session::{self, LoginRequest, RefreshRequest, TokenGrant};
@@ -49,10 +52,15 @@ pub struct Revoked {
 #[post("/auth/login")]
 pub async fn login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<web::Json<TokenGrant>, ApiError> {
-    let request = body.into_inner();
-    let grant = web::block(move || session::login(&state, &request, now_ms())).await??;
+    // The connection's own address: a header naming another could be sent by anyone.
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .ok_or_else(|| ApiError::Internal("a sign-in without a peer address".into()))?;
+    let grant = session::login(state, body.into_inner(), address).await?;
     Ok(web::Json(grant))
 }
 
@@ -73,6 +81,24 @@ pub async fn refresh(
     Ok(web::Json(grant))
 }
 
+/// Signs a device out with its refresh token (the access token may have expired while the
+/// desk sat idle): the device's session ends, so neither its access token nor its refresh token
+/// works any more. Always 204, whether or not the token was still live.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 204), (status = 400, body = ErrorBody))
+)]
+#[post("/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let token = body.into_inner().refresh_token;
+    web::block(move || session::logout(&state, &token, now_ms())).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// The authenticated user, device and actor id.
 #[utoipa::path(
     tag = "auth",
@@ -88,25 +114,6 @@ pub async fn me(caller: Caller) -> web::Json<Me> {
     })
 }
 
-/// The division a user answers for, if any.
-pub fn division_of(role: &Role) -> Option<&DivisionCode> {
-    match role {
-        Role::Chief { jurisdiction, .. } => Some(&jurisdiction.division),
-        Role::Supervisor { division, .. } => Some(division),
-        Role::Handler { .. } | Role::Admin => None,
-    }
-}
-
-fn may_revoke(caller: &User, owner: &User) -> bool {
-    match &caller.role {
-        Role::Admin => true,
-        Role::Supervisor { division, .. } => {
-            division_of(&owner.role).is_some_and(|d| division.contains(d))
-        }
-        _ => false,
-    }
-}
-
 /// Ends every token of this device id (for each user bound to it that the caller oversees).
 #[utoipa::path(
     tag = "auth",
@@ -115,8 +122,7 @@ fn may_revoke(caller: &User, owner: &User) -> bool {
     responses(
         (status = 200, body = Revoked),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "not an admin or the supervisor of the device's user"),
-        (status = 404, body = ErrorBody, description = "no such device"),
+        (status = 404, body = ErrorBody, description = "no device with this id that the caller oversees"),
     )
 )]
 #[post("/devices/{device_id}/revoke")]
@@ -128,21 +134,16 @@ pub async fn revoke_device(
     let device_id = path.into_inner();
     let store = state.store.clone();
     let revoked = web::block(move || {
-        let bindings: Vec<_> = store
-            .list_devices()?
-            .into_iter()
-            .filter(|d| d.device_id == device_id)
-            .collect();
-        if bindings.is_empty() {
-            return Err(ApiError::NotFound(format!("device {device_id}")));
-        }
         let now = now_ms();
         let mut revoked = Vec::new();
-        for binding in bindings {
+        for binding in store.list_devices()? {
+            if binding.device_id != device_id {
+                continue;
+            }
             let Some(owner) = store.get_user(&binding.user_id)? else {
                 continue;
             };
-            if may_revoke(&caller.user, &owner.user) {
+            if oversees(&caller.user, &owner.user) {
                 store.revoke_device(&binding.user_id, &binding.device_id, now)?;
                 revoked.push(RevokedDevice {
                     user_id: binding.user_id,
@@ -150,10 +151,12 @@ pub async fn revoke_device(
                 });
             }
         }
+        // Unknown and not overseen answer alike: whether a device id exists is nobody's
+        // business but its overseers'.
         if revoked.is_empty() {
-            return Err(ApiError::Forbidden(
-                "only an admin or the user's supervisor may revoke this device".into(),
-            ));
+            return Err(ApiError::NotFound(format!(
+                "no device {device_id} that you oversee"
+            )));
         }
         tracing::info!(by = %caller.user.id, device = %device_id, count = revoked.len(), "device revoked");
         Ok(revoked)

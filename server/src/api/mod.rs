@@ -68,6 +68,7 @@ fn routes(cfg: &mut ServiceConfig) {
             scope("/api/v1")
                 .service(auth::login)
                 .service(auth::refresh)
+                .service(auth::logout)
                 .service(auth::me)
                 .service(auth::revoke_device)
                 .service(reference::get_reference)

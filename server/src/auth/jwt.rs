@@ -10,6 +10,7 @@
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::signing_key::SigningKey;
 use crate::error::ApiError;
@@ -102,6 +103,17 @@ impl TokenService {
             .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
     }
 
+    /// The refresh token that replaces `token` when it is exchanged: an HMAC of it under the
+    /// signing key, so a retried exchange answers the very same successor without the server
+    /// ever storing a token itself, and nobody without the key can compute it. The message is
+    /// prefixed so it can never be mistaken for the signing input of an access token.
+    pub fn successor_refresh_token(&self, token: &str) -> Result<String, ApiError> {
+        let message = format!("chiefsync refresh successor\0{token}");
+        let mac = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::HS256)
+            .map_err(|e| ApiError::Internal(format!("deriving a refresh token: {e}")))?;
+        Ok(hex::encode(Sha256::digest(mac.as_bytes())))
+    }
+
     /// Checks algorithm, key id, signature, expiry, not-before, audience and issuer.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let header = jsonwebtoken::decode_header(token)
@@ -180,6 +192,17 @@ mod tests {
         );
         assert_eq!(claims.exp, now + 60);
         assert_eq!((claims.iss.as_str(), claims.nbf), (ISSUER, now));
+    }
+
+    #[test]
+    fn successors_are_fixed_per_token_and_key() {
+        let svc = service();
+        let first = svc.successor_refresh_token("r1").unwrap();
+        assert_eq!(first, svc.successor_refresh_token("r1").unwrap());
+        assert_eq!(first.len(), 64);
+        assert_ne!(first, svc.successor_refresh_token("r2").unwrap());
+        let other = TokenService::new(&SigningKey::from_secret(&[8; 32]).unwrap(), 60).unwrap();
+        assert_ne!(first, other.successor_refresh_token("r1").unwrap());
     }
 
     #[test]

@@ -1,15 +1,29 @@
 //! Login and refresh: checking credentials, binding the device, and granting a token pair.
 //!
-//! Runs on a blocking thread (argon2 and storage block). A refresh token is single-use: a
-//! successful refresh marks it used and grants a new pair in the same device session; presenting
-//! a used token again means it was copied, so the whole device session is revoked.
+//! A sign-in looks the account up on a blocking thread, is throttled (`rate_limit`: by client
+//! address and username, and for devices the account does not know also by address and by
+//! username alone), and has its password checked on the password threads
+//! (`password::PasswordPool`), never on the blocking threads every signed-in request needs.
+//!
+//! A refresh token is single-use: a successful refresh marks it used and grants a new pair in
+//! the same device session. Its successor is derived from it (`TokenService::
+//! successor_refresh_token`), so an exchange retried shortly after — the phone's answer was
+//! lost, or it sent the same token twice at once — answers the very same successor, and a
+//! token never has two. Presenting a used token whose successor was used already means it was
+//! copied, so the whole device session is revoked. Exchanges run one at a time, so two copies
+//! of a token arriving together are decided one after the other.
 
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Instant;
 
+use actix_web::web;
 use serde::{Deserialize, Serialize};
 use sync_core::model::User;
 use utoipa::ToSchema;
 
+use super::password::PoolBusy;
+use super::rate_limit::Attempt;
 use super::refresh::{hash_refresh_token, new_actor_id, new_refresh_token};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -57,58 +71,93 @@ fn valid_device_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
-/// Checks the password (throttled per username), binds the device and grants a token pair.
-pub fn login(
-    state: &AppState,
-    request: &LoginRequest,
-    now_ms: i64,
+impl From<PoolBusy> for ApiError {
+    fn from(_: PoolBusy) -> Self {
+        ApiError::Overloaded {
+            message: "too many sign-ins at once; try again in a moment".into(),
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// Checks the password (throttled, see the module), binds the device and grants a token pair.
+/// `address` is the client's network address.
+pub async fn login(
+    state: web::Data<AppState>,
+    request: LoginRequest,
+    address: IpAddr,
 ) -> Result<TokenGrant, ApiError> {
     if !valid_device_id(&request.device_id) {
         return Err(ApiError::BadRequest(format!(
             "device_id must be 1-{MAX_DEVICE_ID_CHARS} characters of letters, digits, '-', '_', '.', ':'"
         )));
     }
-    let username = request.username.trim();
-    if let Err(retry) = state.login_limiter.check(username, Instant::now()) {
+    let LoginRequest {
+        username,
+        password,
+        device_id,
+    } = request;
+    let username = username.trim().to_owned();
+    let (record, known_device) = {
+        let (state, username, device_id) = (state.clone(), username.clone(), device_id.clone());
+        web::block(move || -> Result<_, ApiError> {
+            let record = state.store.find_user_by_username(&username)?;
+            let known = match &record {
+                Some(r) => state
+                    .store
+                    .get_device(&r.user.id, &device_id)?
+                    .is_some_and(|d| d.revoked_at_ms.is_none()),
+                None => false,
+            };
+            Ok((record, known))
+        })
+        .await??
+    };
+    let attempt = Attempt {
+        address,
+        username: &username,
+        known_device,
+    };
+    if let Err(retry) = state.login_limiter.check(&attempt, Instant::now()) {
         return Err(ApiError::RateLimited {
             retry_after_secs: retry.as_secs().max(1),
         });
     }
-    let record = state.store.find_user_by_username(username)?;
-    let verified = match &record {
-        Some(r) => state
-            .passwords
-            .verify(&request.password, r.password_hash.as_deref()),
-        None => {
-            state.passwords.burn_time(&request.password);
-            false
-        }
-    };
+    // An unknown username is checked against a dummy hash, so it takes as long.
+    let hash = record.as_ref().and_then(|r| r.password_hash.clone());
+    let checker = state.clone();
+    let verified = state
+        .password_pool
+        .run(move || checker.passwords.verify(&password, hash.as_deref()))?
+        .await?;
     let record = match record {
         Some(r) if verified => r,
         _ => {
-            state.login_limiter.record_failure(username, Instant::now());
+            state.login_limiter.record_failure(&attempt, Instant::now());
             return Err(ApiError::unauthorized(
                 "invalid_credentials",
                 "wrong username or password",
             ));
         }
     };
-    state.login_limiter.record_success(username);
+    state.login_limiter.record_success(&attempt);
     if !record.user.active {
         return Err(ApiError::unauthorized(
             "user_inactive",
             "account is not active",
         ));
     }
-    let device = state.store.start_session(
-        &record.user.id,
-        &request.device_id,
-        &new_actor_id()?,
-        now_ms,
-    )?;
-    tracing::info!(user = %record.user.id, device = %device.device_id, session = device.session, "login");
-    grant(state, record.user, &device, now_ms)
+    web::block(move || {
+        let now_ms = crate::state::now_ms();
+        let device =
+            state
+                .store
+                .start_session(&record.user.id, &device_id, &new_actor_id()?, now_ms)?;
+        tracing::info!(user = %record.user.id, device = %device.device_id, session = device.session, "login");
+        let (refresh_token, _) = new_refresh_token()?;
+        grant(&state, record.user, &device, now_ms, refresh_token)
+    })
+    .await?
 }
 
 /// How long after its exchange a refresh token may be presented again as a retry: a phone whose
@@ -116,48 +165,59 @@ pub fn login(
 /// token again and must not be signed out for it.
 pub const REFRESH_RETRY_MS: i64 = 60_000;
 
+/// Refresh exchanges, one at a time (see the module). One store per process.
+static EXCHANGES: Mutex<()> = Mutex::new(());
+
 /// Whether presenting the spent `record` again is the same phone retrying: within
-/// [`REFRESH_RETRY_MS`] of its exchange, and the token issued in exchange (if it was stored) was
-/// never used — which this call makes sure of by spending it, so only the newest pair works.
-fn is_retry(state: &AppState, record: &RefreshRecord, now_ms: i64) -> Result<bool, ApiError> {
+/// [`REFRESH_RETRY_MS`] of its exchange, and its successor (`successor_hash`) was never used.
+fn is_retry(
+    state: &AppState,
+    record: &RefreshRecord,
+    successor_hash: &str,
+    now_ms: i64,
+) -> Result<bool, ApiError> {
     let Some(used_at) = record.used_at_ms else {
         return Ok(false);
     };
     if now_ms.saturating_sub(used_at) > REFRESH_RETRY_MS {
         return Ok(false);
     }
-    let Some(successor) = &record.replaced_by else {
-        // Spent, but the answer was never stored: the server stopped in between.
-        return Ok(true);
-    };
+    if record
+        .replaced_by
+        .as_deref()
+        .is_some_and(|stored| stored != successor_hash)
+    {
+        // Exchanged under another signing key; that successor cannot be given again.
+        return Ok(false);
+    }
     Ok(
-        match state.store.consume_refresh_token(successor, now_ms)? {
+        match state.store.consume_refresh_token(successor_hash, now_ms)? {
+            // Unused: put back as it was, and given again below.
             RefreshUse::Fresh(unused) => {
-                // The successor the phone never received is dead: presenting it later counts as
-                // reuse, never as another retry.
-                state.store.put_refresh_token(&RefreshRecord {
-                    used_at_ms: Some(now_ms),
-                    replaced_by: Some(record.token_hash.clone()),
-                    ..unused
-                })?;
+                state.store.put_refresh_token(&unused)?;
                 true
             }
-            RefreshUse::Reused(_) | RefreshUse::Unknown => false,
+            // Spent, but the answer was never stored: the server stopped in between.
+            RefreshUse::Unknown => true,
+            RefreshUse::Reused(_) => false,
         },
     )
 }
 
 /// Exchanges a refresh token for a new pair; reuse of a spent token revokes the device, except
-/// a retry shortly after the exchange whose answer the phone never received.
+/// a retry shortly after the exchange, which gets the same successor again.
 pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant, ApiError> {
+    let _one_at_a_time = EXCHANGES.lock().unwrap_or_else(|e| e.into_inner());
     let spent = |message: &str| ApiError::unauthorized("invalid_refresh_token", message);
+    let successor = state.tokens.successor_refresh_token(token)?;
+    let successor_hash = hash_refresh_token(&successor);
     let record = match state
         .store
         .consume_refresh_token(&hash_refresh_token(token), now_ms)?
     {
         RefreshUse::Unknown => return Err(spent("unknown refresh token")),
-        RefreshUse::Reused(record) if is_retry(state, &record, now_ms)? => {
-            tracing::info!(user = %record.user_id, device = %record.device_id, "refresh retried after a lost answer");
+        RefreshUse::Reused(record) if is_retry(state, &record, &successor_hash, now_ms)? => {
+            tracing::info!(user = %record.user_id, device = %record.device_id, "refresh retried");
             record
         }
         RefreshUse::Reused(record) => {
@@ -187,14 +247,37 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
         .get_user(&record.user_id)?
         .filter(|u| u.user.active)
         .ok_or_else(|| ApiError::unauthorized("user_inactive", "account is not active"))?;
-    let granted = grant(state, user.user, &device, now_ms)?;
+    let granted = grant(state, user.user, &device, now_ms, successor)?;
     // The spent token remembers its successor, so a retry can tell whether that was used.
     state.store.put_refresh_token(&RefreshRecord {
         used_at_ms: Some(record.used_at_ms.unwrap_or(now_ms)),
-        replaced_by: Some(hash_refresh_token(&granted.refresh_token)),
+        replaced_by: Some(successor_hash),
         ..record
     })?;
     Ok(granted)
+}
+
+/// Ends the device session `token` belongs to, if it is still that session's (signing out).
+pub fn logout(state: &AppState, token: &str, now_ms: i64) -> Result<(), ApiError> {
+    let _one_at_a_time = EXCHANGES.lock().unwrap_or_else(|e| e.into_inner());
+    let record = match state
+        .store
+        .consume_refresh_token(&hash_refresh_token(token), now_ms)?
+    {
+        RefreshUse::Unknown => return Ok(()),
+        RefreshUse::Fresh(record) | RefreshUse::Reused(record) => record,
+    };
+    let current = state
+        .store
+        .get_device(&record.user_id, &record.device_id)?
+        .is_some_and(|d| d.accepts(record.session));
+    if current {
+        state
+            .store
+            .revoke_device(&record.user_id, &record.device_id, now_ms)?;
+        tracing::info!(user = %record.user_id, device = %record.device_id, "logout");
+    }
+    Ok(())
 }
 
 fn grant(
@@ -202,16 +285,16 @@ fn grant(
     user: User,
     device: &DeviceRecord,
     now_ms: i64,
+    refresh_token: String,
 ) -> Result<TokenGrant, ApiError> {
     let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
     let access_token = state
         .tokens
         .issue(&user.id, &device.device_id, device.session, now_secs)?;
-    let (refresh_token, token_hash) = new_refresh_token()?;
     let refresh_ttl_ms =
         i64::try_from(state.refresh_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     state.store.put_refresh_token(&RefreshRecord {
-        token_hash,
+        token_hash: hash_refresh_token(&refresh_token),
         user_id: user.id.clone(),
         device_id: device.device_id.clone(),
         session: device.session,

@@ -128,7 +128,15 @@ function currentUser() {
   try { return JSON.parse(sessionStorage.getItem(USER)); } catch { return null; }
 }
 
+// Ends the session on the server too, so the refresh token left behind is worthless.
 function logout(message) {
+  const refreshToken = sessionStorage.getItem(REFRESH);
+  if (refreshToken) {
+    fetch("/api/v1/auth/logout", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: refreshToken }),
+    }).catch(() => {});
+  }
   for (const k of [TOKEN, REFRESH, USER]) sessionStorage.removeItem(k);
   showLogin(message || "");
 }

@@ -152,16 +152,17 @@ async fn admin_and_supervisor_revoke_devices_others_may_not() {
     let chief = s.token(CHIEF, "chief-phone").await;
     let chief2 = s.token(CHIEF_2, "chief2-phone").await;
 
+    // A device the caller does not oversee answers like one that does not exist.
     s.post("/api/v1/devices/chief-phone/revoke", &chief2, json!({}))
         .await
-        .expect_error(403, "forbidden");
+        .expect_error(404, "not_found");
     s.post("/api/v1/devices/no-such-device/revoke", &admin, json!({}))
         .await
         .expect_error(404, "not_found");
     // The district river office oversees the village chiefs but not the admin.
     s.post("/api/v1/devices/admin-pc/revoke", &supervisor, json!({}))
         .await
-        .expect_error(403, "forbidden");
+        .expect_error(404, "not_found");
 
     let revoked = s
         .post("/api/v1/devices/chief-phone/revoke", &supervisor, json!({}))
@@ -207,7 +208,7 @@ async fn failed_logins_are_throttled_per_username() {
 }
 
 #[actix_web::test]
-async fn a_refresh_retried_after_a_lost_answer_still_works_and_only_the_newest_pair_lives() {
+async fn a_refresh_retried_after_a_lost_answer_gets_the_same_successor_and_a_copy_is_caught() {
     let s = TestServer::demo().await;
     let grant = s.login(CHIEF, "phone").await;
     let r1 = grant["refresh_token"].as_str().unwrap().to_owned();
@@ -229,25 +230,23 @@ async fn a_refresh_retried_after_a_lost_answer_still_works_and_only_the_newest_p
         .as_str()
         .unwrap()
         .to_owned();
-    // The phone sends r1 again, up to five times, as its retries do: each answer works.
-    let mut newest = String::new();
+    // The phone sends r1 again, up to five times, as its retries do: each answer works and
+    // carries the same successor.
     for _ in 0..5 {
         let again = refresh(r1.clone()).await;
         let again = again.expect_ok().clone();
-        newest = again["refresh_token"].as_str().unwrap().to_owned();
+        assert_eq!(again["refresh_token"], r2_lost.as_str());
         s.get("/api/v1/me", again["access_token"].as_str().unwrap())
             .await
             .expect_ok();
     }
-    // The phone goes on with the newest pair.
-    let next = refresh(newest.clone()).await;
+    // The phone goes on with it.
+    let next = refresh(r2_lost.clone()).await;
     let next = next.expect_ok()["refresh_token"]
         .as_str()
         .unwrap()
         .to_owned();
-    // A pair it never received is dead: presenting it is reuse, and the device is signed out.
-    refresh(r2_lost)
-        .await
-        .expect_error(401, "refresh_token_reused");
+    // r1 once more, now that its successor was used, is a copy: the device is signed out.
+    refresh(r1).await.expect_error(401, "refresh_token_reused");
     refresh(next).await.expect_error(401, "device_revoked");
 }

@@ -74,6 +74,7 @@
 mod batch;
 mod change;
 mod meta;
+mod oversight;
 mod placement;
 mod schema;
 
@@ -83,6 +84,7 @@ mod tests;
 pub use batch::{authorize_batch, BatchOutcome};
 pub use change::authorize_change;
 pub use meta::{in_scope, DocMeta};
+pub use oversight::oversees;
 pub use placement::{check_placement, Placement, MAX_REPORT_DISTANCE_M};
 
 use automerge::{ActorId, ChangeHash};
