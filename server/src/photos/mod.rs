@@ -16,9 +16,10 @@ mod index;
 pub use index::{referenced_photos, PhotoIndex};
 
 use serde::{Deserialize, Serialize};
-use sync_core::doc::{DocView, Issue, Patrol, PatrolDoc};
+use sync_core::authz::in_scope;
+use sync_core::doc::{DocKind, DocView, Issue, Patrol, PatrolDoc};
 use sync_core::hub::HubStore;
-use sync_core::model::{PhotoRef, PhotoRole, TrackPoint};
+use sync_core::model::{PhotoRef, PhotoRole, TrackPoint, User};
 use sync_core::photo::{evidence_checks, EvidenceFlag, EvidenceRules};
 use utoipa::ToSchema;
 
@@ -57,24 +58,39 @@ impl EvidenceContext {
         }
     }
 
-    /// The context of a document view; for an issue raised on a patrol the patrol is read from
-    /// `store` for its window (skipped when it has not arrived yet).
-    pub fn of_view<S: HubStore + ?Sized>(store: &S, view: &DocView, now_ms: i64) -> Self {
+    /// The context of a document view as `viewer` sees it; for an issue raised on a patrol the
+    /// patrol is read from `store` for its window, skipped when it has not arrived yet or is
+    /// outside the viewer's scope. The issue names its patrol freely, and the window's times
+    /// would show in the doubts, so a patrol the viewer may not see counts as not arrived.
+    pub fn of_view<S: HubStore + ?Sized>(
+        store: &S,
+        viewer: &User,
+        view: &DocView,
+        now_ms: i64,
+    ) -> Self {
         match view {
             DocView::Patrol { record, track, .. } => Self::of_patrol(record, track, now_ms),
             DocView::Issue { record, .. } => {
                 let window = record
                     .patrol
                     .as_deref()
-                    .and_then(|id| patrol_window(store, id, now_ms));
+                    .and_then(|id| patrol_window(store, viewer, id, now_ms));
                 Self::of_issue(record, window)
             }
         }
     }
 }
 
-fn patrol_window<S: HubStore + ?Sized>(store: &S, id: &str, now_ms: i64) -> Option<(i64, i64)> {
+fn patrol_window<S: HubStore + ?Sized>(
+    store: &S,
+    viewer: &User,
+    id: &str,
+    now_ms: i64,
+) -> Option<(i64, i64)> {
     let stored = store.document(id).ok()??;
+    if stored.meta.kind != DocKind::Patrol || !in_scope(viewer, &stored.meta) {
+        return None;
+    }
     let patrol = PatrolDoc::load(&stored.bytes).ok()?.view().ok()?;
     Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms)))
 }
