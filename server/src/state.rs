@@ -34,6 +34,8 @@ pub struct Settings {
     pub workflow: WorkflowSettings,
     /// Sync and upload requests served at once; more are shed with 503 (`crate::shed`).
     pub max_in_flight: usize,
+    /// Photo bytes per user and day, and how long an unreferenced photo is kept.
+    pub photos: crate::photos::PhotoSettings,
 }
 
 impl Settings {
@@ -49,6 +51,7 @@ impl Settings {
             max_photo_bytes: crate::blobs::DEFAULT_MAX_PHOTO_BYTES,
             workflow: WorkflowSettings::default(),
             max_in_flight: crate::shed::DEFAULT_MAX_IN_FLIGHT,
+            photos: crate::photos::PhotoSettings::default(),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct AppState {
     /// Photo blobs under `data_dir/blobs`, and which documents reference each.
     pub blobs: Arc<crate::blobs::Blobs>,
     pub photo_index: crate::photos::PhotoIndex,
+    pub photo_quota: crate::photos::UploadQuota,
+    pub photo_settings: crate::photos::PhotoSettings,
     /// Statistics' per-document facts, kept current with the change feed.
     pub stats: crate::stats::StatsCache,
     pub refresh_ttl_secs: u64,
@@ -124,6 +129,8 @@ impl AppState {
                 settings.max_photo_bytes,
             )),
             photo_index: crate::photos::PhotoIndex::new(),
+            photo_quota: crate::photos::UploadQuota::new(settings.photos.daily_bytes_per_user),
+            photo_settings: settings.photos.clone(),
             stats: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
             workflow: settings.workflow.clone(),

@@ -8,12 +8,18 @@
 //! when asked, not stored, so a patrol that ends after its photos arrived is judged against its
 //! real window. Nothing is corrected: doubts are shown to supervisors, each with its numbers.
 //!
-//! [`PhotoIndex`] says which documents reference a blob, which is who may download it. This
-//! module does no HTTP.
+//! [`PhotoIndex`] says which documents reference a blob, which is who may download it (see
+//! `index` for the rule). [`UploadQuota`] bounds the bytes each user may send in a day, and
+//! [`collect_unreferenced`] removes photos that no record has referenced for a grace period
+//! after they arrived. This module does no HTTP.
 
 mod index;
+mod quota;
 
-pub use index::{referenced_photos, PhotoIndex};
+pub use index::{referenced_photos, PhotoIndex, Uploader};
+pub use quota::{QuotaCheck, UploadQuota, DEFAULT_DAILY_PHOTO_BYTES};
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sync_core::authz::in_scope;
@@ -23,7 +29,52 @@ use sync_core::model::{PhotoRef, PhotoRole, TrackPoint, User};
 use sync_core::photo::{evidence_checks, EvidenceFlag, EvidenceRules};
 use utoipa::ToSchema;
 
+use crate::blobs::BlobError;
 use crate::state::AppState;
+
+/// Default time a stored photo may wait for a record to reference it: a phone sends its
+/// photos and its records in the same sync, so a week covers any interrupted one.
+pub const DEFAULT_UNREFERENCED_PHOTO_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+/// The photo bounds an operator can set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhotoSettings {
+    /// Bytes each user may upload per day (China's calendar day); beyond it uploads are
+    /// answered 429 until the next day.
+    pub daily_bytes_per_user: u64,
+    /// A stored photo that no record references this long after it arrived is removed.
+    pub unreferenced_after: Duration,
+}
+
+impl Default for PhotoSettings {
+    fn default() -> Self {
+        Self {
+            daily_bytes_per_user: DEFAULT_DAILY_PHOTO_BYTES,
+            unreferenced_after: DEFAULT_UNREFERENCED_PHOTO_AFTER,
+        }
+    }
+}
+
+/// Removes the stored photos that no record references and that arrived longer than
+/// `unreferenced_after` before `now_ms` (uploads a phone never followed with its record, and
+/// pictures sent only to fill the disk); returns how many. A photo referenced by any record,
+/// however the reference was made, stays.
+pub fn collect_unreferenced(state: &AppState, now_ms: i64) -> Result<usize, BlobError> {
+    let grace =
+        i64::try_from(state.photo_settings.unreferenced_after.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms.saturating_sub(grace);
+    let removed = state.blobs.remove_unreferenced(cutoff, &|sha256| {
+        state
+            .photo_index
+            .referenced(&*state.store, sha256)
+            .map(|referenced| !referenced)
+            .map_err(|err| BlobError::Io(std::io::Error::other(err.to_string())))
+    })?;
+    if removed > 0 {
+        tracing::info!(removed, "unreferenced photos removed");
+    }
+    Ok(removed)
+}
 
 /// What a record's photos are judged against.
 #[derive(Debug, Clone, PartialEq)]
