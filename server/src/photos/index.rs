@@ -29,7 +29,7 @@ use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocError, DocKind, IssueDoc, PatrolDoc};
 use sync_core::hub::{HubError, HubStore};
 use sync_core::model::User;
-use sync_core::workflow::{self, Action};
+use sync_core::workflow::{self, Action, IssueContext, IssueState};
 
 /// The user whose upload stored a photo, as the access rule needs him: his id (from the
 /// photo's receipt record) and, when his account still exists, his role.
@@ -180,11 +180,45 @@ impl Inner {
     }
 }
 
-/// Whether the document (`kind`, `bytes`) references `sha256` by the hand of `uploader`: the
-/// patrol's chief; the issue's reporter or, for the issue's own photos, anyone who may edit its
-/// record (its supervisors); the author of a rectification naming it as an after photo. Roles
-/// are taken as the uploader's account has them now, active or not: a chief who has left still
-/// took his photos.
+/// Who may put photos into a record's own photo list: a patrol's chief; an issue's reporter or
+/// anyone who may edit its record (its supervisors).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordEditors {
+    Patrol {
+        chief: String,
+    },
+    Issue {
+        context: IssueContext,
+        state: Box<IssueState>,
+    },
+}
+
+impl RecordEditors {
+    /// Whether `uploader` is one of them. Roles are taken as the uploader's account has them
+    /// now, active or not: a chief who has left still took his photos.
+    pub fn include(&self, uploader: &Uploader) -> bool {
+        match self {
+            RecordEditors::Patrol { chief } => *chief == uploader.id,
+            RecordEditors::Issue { context, state } => {
+                if context.reporter == uploader.id {
+                    return true;
+                }
+                let Some(user) = &uploader.user else {
+                    return false;
+                };
+                let user = User {
+                    active: true,
+                    ..user.clone()
+                };
+                workflow::edits_record(&workflow::relations(&user, context, state))
+            }
+        }
+    }
+}
+
+/// Whether the document (`kind`, `bytes`) references `sha256` by the hand of `uploader`: in its
+/// own photo list when he is one of its [`RecordEditors`]; as an after photo when he submitted
+/// that rectification.
 fn attached_by(
     kind: DocKind,
     bytes: &[u8],
@@ -194,7 +228,10 @@ fn attached_by(
     match kind {
         DocKind::Patrol => {
             let patrol = PatrolDoc::load(bytes)?.view()?;
-            Ok(patrol.chief == uploader.id && patrol.photos.iter().any(|p| p.sha256 == sha256))
+            let editors = RecordEditors::Patrol {
+                chief: patrol.chief,
+            };
+            Ok(editors.include(uploader) && patrol.photos.iter().any(|p| p.sha256 == sha256))
         }
         DocKind::Issue => {
             let issue = IssueDoc::load(bytes)?;
@@ -205,22 +242,14 @@ fn attached_by(
                     }
                 }
             }
-            let record = issue.view()?;
-            if !record.photos.iter().any(|p| p.sha256 == sha256) {
+            if !issue.view()?.photos.iter().any(|p| p.sha256 == sha256) {
                 return Ok(false);
             }
-            if record.reporter == uploader.id {
-                return Ok(true);
-            }
-            let Some(user) = &uploader.user else {
-                return Ok(false);
+            let editors = RecordEditors::Issue {
+                context: issue.context()?,
+                state: Box::new(issue.state()?),
             };
-            let user = User {
-                active: true,
-                ..user.clone()
-            };
-            let who = workflow::relations(&user, &issue.context()?, &issue.state()?);
-            Ok(workflow::edits_record(&who))
+            Ok(editors.include(uploader))
         }
     }
 }

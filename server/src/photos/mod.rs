@@ -16,7 +16,7 @@
 mod index;
 mod quota;
 
-pub use index::{referenced_photos, PhotoIndex, Uploader};
+pub use index::{referenced_photos, PhotoIndex, RecordEditors, Uploader};
 pub use quota::{QuotaCheck, UploadQuota, DEFAULT_DAILY_PHOTO_BYTES};
 
 use std::time::Duration;
@@ -27,6 +27,7 @@ use sync_core::doc::{DocKind, DocView, Issue, Patrol, PatrolDoc};
 use sync_core::hub::HubStore;
 use sync_core::model::{PhotoRef, PhotoRole, TrackPoint, User};
 use sync_core::photo::{evidence_checks, EvidenceFlag, EvidenceRules};
+use sync_core::workflow::{IssueContext, IssueState};
 use utoipa::ToSchema;
 
 use crate::blobs::BlobError;
@@ -86,6 +87,10 @@ pub struct EvidenceContext {
     /// `[lon, lat]`: the issue's location, or the patrol's track; empty skips the distance check.
     pub place: Vec<[f64; 2]>,
     pub rules: EvidenceRules,
+    /// Who may put photos into the record: a stored photo that someone else uploaded is shown as
+    /// not received, since a record can name any hash and would otherwise tell whether, and
+    /// when, a photo it has no claim to arrived.
+    pub editors: RecordEditors,
 }
 
 impl EvidenceContext {
@@ -96,16 +101,28 @@ impl EvidenceContext {
             window: Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms))),
             place: track.iter().map(|p| [p.lon, p.lat]).collect(),
             rules: EvidenceRules::default(),
+            editors: RecordEditors::Patrol {
+                chief: patrol.chief.clone(),
+            },
         }
     }
 
     /// An issue's photos against its location and, when it was raised on a patrol, that
     /// patrol's `(start, end)`.
-    pub fn of_issue(issue: &Issue, patrol_window: Option<(i64, i64)>) -> Self {
+    pub fn of_issue(issue: &Issue, state: &IssueState, patrol_window: Option<(i64, i64)>) -> Self {
         Self {
             window: patrol_window,
             place: vec![issue.location],
             rules: EvidenceRules::default(),
+            editors: RecordEditors::Issue {
+                context: IssueContext {
+                    system: issue.system,
+                    division: issue.division.clone(),
+                    asset: issue.asset.clone(),
+                    reporter: issue.reporter.clone(),
+                },
+                state: Box::new(state.clone()),
+            },
         }
     }
 
@@ -121,12 +138,12 @@ impl EvidenceContext {
     ) -> Self {
         match view {
             DocView::Patrol { record, track, .. } => Self::of_patrol(record, track, now_ms),
-            DocView::Issue { record, .. } => {
+            DocView::Issue { record, state, .. } => {
                 let window = record
                     .patrol
                     .as_deref()
                     .and_then(|id| patrol_window(store, viewer, id, now_ms));
-                Self::of_issue(record, window)
+                Self::of_issue(record, state, window)
             }
         }
     }
@@ -176,7 +193,9 @@ pub struct PhotoCompleteness {
 /// The status of each of `photos` (in order) against `context`.
 ///
 /// A blob whose record cannot be read is reported as not present (and logged): the server
-/// cannot serve it, so the record is not complete.
+/// cannot serve it, so the record is not complete. So is a blob uploaded by someone who may not
+/// put photos into this record (`context.editors`): it is not this record's photo until its
+/// editors send it themselves.
 pub fn photo_status(
     state: &AppState,
     photos: &[PhotoRef],
@@ -192,7 +211,8 @@ pub fn photo_status(
                 .unwrap_or_else(|err| {
                     tracing::error!(sha256 = %photo.sha256, error = %err, "cannot read a photo's record");
                     None
-                });
+                })
+                .filter(|r| context.editors.include(&uploader(state, &r.uploaded_by)));
             let received_at_ms = record.map(|r| r.received_at_ms);
             let window = match photo.role {
                 PhotoRole::After => None,
@@ -215,6 +235,19 @@ pub fn photo_status(
             }
         })
         .collect()
+}
+
+/// The uploader `id` with his account, if it still exists (a store failure is logged and
+/// reads as no account: only his id then counts).
+fn uploader(state: &AppState, id: &str) -> Uploader {
+    let user = state.store.get_user(id).unwrap_or_else(|err| {
+        tracing::error!(user = %id, error = %err, "cannot read a photo's uploader");
+        None
+    });
+    Uploader {
+        id: id.to_owned(),
+        user: user.map(|found| found.user),
+    }
 }
 
 /// [`photo_status`] with the summary a record's view shows.

@@ -277,7 +277,7 @@ async fn a_hash_copied_into_ones_own_record_opens_no_photo() {
     put_photo(&s.base, &chief, &sha, &photo).await;
     let taken = now_ms() - 60_000;
     let here = on_asset("river-thh-01");
-    report(
+    let genuine = report(
         &owner,
         "river-thh-01",
         "river.garbage",
@@ -286,7 +286,7 @@ async fn a_hash_copied_into_ones_own_record_opens_no_photo() {
     )
     .await;
     let never = sha256_hex(b"a photo nobody uploaded");
-    report(
+    let copied = report(
         &thief,
         "river-thh-03",
         "river.garbage",
@@ -313,6 +313,22 @@ async fn a_hash_copied_into_ones_own_record_opens_no_photo() {
             assert_eq!(got.status, StatusCode::OK, "{path}");
         }
     }
+    // His record's view does not tell him that the photo arrived, nor when: it reads like the
+    // photo nobody uploaded. The genuine record shows it received.
+    let view = s.get(&format!("/api/v1/docs/{copied}"), &thief_token).await;
+    let photos = view.expect_ok()["photos"]["photos"].clone();
+    assert_eq!(photos[0]["sha256"], sha.as_str());
+    for key in ["present", "received_at_ms", "evidence"] {
+        assert_eq!(photos[0][key], photos[1][key], "{key}: {photos}");
+    }
+    assert_eq!(
+        view.body["photos"]["missing"],
+        json!([sha.clone(), never.clone()])
+    );
+    let view = s.get(&format!("/api/v1/docs/{genuine}"), &supervisor).await;
+    let first = &view.expect_ok()["photos"]["photos"][0];
+    assert_eq!(first["present"], true, "{first}");
+    assert!(first["received_at_ms"].is_i64(), "{first}");
     s.stop().await;
 }
 
