@@ -33,8 +33,9 @@ use utoipa::ToSchema;
 use crate::blobs::BlobError;
 use crate::state::AppState;
 
-/// Default time a stored photo may wait for a record to reference it: a phone sends its
-/// photos and its records in the same sync, so a week covers any interrupted one.
+/// Default time a stored photo may wait for a record to reference it. A phone sends its records
+/// before its photos in each sync, so a photo normally arrives already referenced; a week
+/// covers any record held up on the way.
 pub const DEFAULT_UNREFERENCED_PHOTO_AFTER: Duration = Duration::from_secs(7 * 86_400);
 
 /// The photo bounds an operator can set.
