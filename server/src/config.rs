@@ -93,6 +93,16 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_MAX_PHOTO_BYTES", default_value_t = crate::blobs::DEFAULT_MAX_PHOTO_BYTES, value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
     pub max_photo_bytes: u64,
 
+    /// Photo bytes each user may upload per day (China's calendar day, default 256 MiB); beyond
+    /// that uploads are answered 429 until the next day.
+    #[arg(long, env = "CHIEFSYNC_PHOTO_BYTES_PER_USER_PER_DAY", default_value_t = crate::photos::DEFAULT_DAILY_PHOTO_BYTES, value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
+    pub photo_bytes_per_user_per_day: u64,
+
+    /// Days a stored photo may wait for a record to reference it before it is removed
+    /// (default 7).
+    #[arg(long, env = "CHIEFSYNC_UNREFERENCED_PHOTO_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..), value_name = "DAYS")]
+    pub unreferenced_photo_days: u32,
+
     /// Sync and photo upload requests served at once; beyond that the server answers 503 with
     /// Retry-After and phones come back later.
     #[arg(long, env = "CHIEFSYNC_MAX_IN_FLIGHT", default_value_t = crate::shed::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
@@ -167,6 +177,12 @@ impl Cli {
                 duplicate_radius_m: self.duplicate_radius_m.max(0.0),
                 abandoned_upload_after: std::time::Duration::from_secs(
                     u64::from(self.abandoned_upload_days) * 86_400,
+                ),
+            },
+            photos: crate::photos::PhotoSettings {
+                daily_bytes_per_user: self.photo_bytes_per_user_per_day,
+                unreferenced_after: std::time::Duration::from_secs(
+                    u64::from(self.unreferenced_photo_days) * 86_400,
                 ),
             },
             ..Settings::new(&self.data_dir)

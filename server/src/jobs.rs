@@ -236,6 +236,9 @@ pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> 
                     tracing::error!(error = %err, "removing abandoned uploads failed");
                     0
                 });
+                if let Err(err) = crate::photos::collect_unreferenced(&job, now) {
+                    tracing::error!(error = %err, "removing unreferenced photos failed");
+                }
                 Ok::<_, HubError>((run, due, expired))
             })
             .await;

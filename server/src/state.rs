@@ -40,6 +40,8 @@ pub struct Settings {
     pub body_rate: crate::shed::BodyRate,
     /// Threads that check and hash passwords (`crate::auth::password::PasswordPool`).
     pub password_threads: usize,
+    /// Photo bytes per user and day, and how long an unreferenced photo is kept.
+    pub photos: crate::photos::PhotoSettings,
 }
 
 impl Settings {
@@ -58,6 +60,7 @@ impl Settings {
             max_in_flight_per_user: crate::shed::DEFAULT_MAX_IN_FLIGHT_PER_USER,
             body_rate: crate::shed::BodyRate::default(),
             password_threads: crate::auth::password::DEFAULT_PASSWORD_THREADS,
+            photos: crate::photos::PhotoSettings::default(),
         }
     }
 }
@@ -97,6 +100,8 @@ pub struct AppState {
     /// Photo blobs under `data_dir/blobs`, and which documents reference each.
     pub blobs: Arc<crate::blobs::Blobs>,
     pub photo_index: crate::photos::PhotoIndex,
+    pub photo_quota: crate::photos::UploadQuota,
+    pub photo_settings: crate::photos::PhotoSettings,
     /// Statistics' per-document facts, kept current with the change feed.
     pub stats: crate::stats::StatsCache,
     /// The board's, patrol list's and reminders' per-document facts, kept current with the
@@ -142,6 +147,8 @@ impl AppState {
                 settings.max_photo_bytes,
             )),
             photo_index: crate::photos::PhotoIndex::new(),
+            photo_quota: crate::photos::UploadQuota::new(settings.photos.daily_bytes_per_user),
+            photo_settings: settings.photos.clone(),
             stats: Default::default(),
             derived: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,

@@ -1,6 +1,10 @@
-//! Photo blobs over HTTP: resumable, hash-verified upload (`PUT`, `HEAD`) by any signed-in user,
-//! and download of the photo and its thumbnail (`GET`) by those who may see a document that
-//! references it.
+//! Photo blobs over HTTP: resumable, hash-verified upload (`PUT`, `HEAD`) by any signed-in user
+//! within a daily quota, and download of the photo and its thumbnail (`GET`) by those who may see
+//! a record that references it by its uploader's hand (`photos::PhotoIndex`).
+//!
+//! A photo's name is its hash, which can leak; so no answer tells a caller that a photo is
+//! stored unless he uploaded it, may see it, or has just sent all of its bytes. For anyone else
+//! `HEAD` and `PUT` answer exactly as for a photo the server does not have.
 //!
 //! The upload contract the phones rely on:
 //! - `PUT /blobs/{sha256}` with the whole photo as the body; or with
@@ -11,7 +15,9 @@
 //!   the configured limit; 422 when it does not hash to its name or is not a sound JPEG, PNG or
 //!   WebP within the decode limits — then the partial bytes are discarded.
 //! - `HEAD /blobs/{sha256}`: 200 with `Upload-Offset` (the whole size when complete) and
-//!   `Upload-Complete: ?1` or `?0`; 404 when nothing is held.
+//!   `Upload-Complete: ?1` or `?0`; 404 when nothing is held for this caller.
+//! - 429 `photo_quota_exceeded` with `Retry-After` once the caller has sent his bytes for the
+//!   day (`--photo-bytes-per-user-per-day`).
 //!
 //! Decoding and file I/O run in `web::block`; this file only parses requests and shapes answers.
 
@@ -26,7 +32,9 @@ use super::sync::read_body;
 use crate::auth::Caller;
 use crate::blobs::{is_sha256, BlobError, ChunkRange, Held, Put, UploadError, UploadKey};
 use crate::error::{ApiError, ErrorBody};
+use crate::photos::{QuotaCheck, Uploader};
 use crate::state::{now_ms, AppState};
+use sync_core::model::User;
 
 /// The bytes held, in every upload answer.
 pub const UPLOAD_OFFSET: &str = "Upload-Offset";
@@ -78,6 +86,51 @@ fn refused(err: PhotoError) -> ApiError {
     }
 }
 
+/// What the caller may know of a stored photo.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    /// That it is stored: he uploaded it or may see it.
+    shown: bool,
+    /// Its bytes: a record in his scope references it by its uploader's hand.
+    visible: bool,
+}
+
+/// Works out [`Access`] for `user` to the photo `sha256`, from its receipt record and the
+/// records that reference it. Blocking.
+fn access(state: &AppState, user: &User, sha256: &str) -> Result<Access, ApiError> {
+    let Some(record) = state.blobs.store().record(sha256).map_err(internal)? else {
+        return Ok(Access {
+            shown: false,
+            visible: false,
+        });
+    };
+    let uploader = Uploader {
+        user: state
+            .store
+            .get_user(&record.uploaded_by)?
+            .map(|found| found.user),
+        id: record.uploaded_by,
+    };
+    let visible = state
+        .photo_index
+        .visible_to(&*state.store, user, sha256, &uploader)?;
+    Ok(Access {
+        shown: visible || uploader.id == user.id,
+        visible,
+    })
+}
+
+fn quota_exceeded(limit: u64, retry_after_secs: u64) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+        .json(ErrorBody {
+            error: "photo_quota_exceeded".into(),
+            message: format!(
+                "you have uploaded your {limit} bytes of photos for today; retry in {retry_after_secs} s"
+            ),
+        })
+}
+
 fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((UPLOAD_OFFSET, offset.to_string()))
@@ -108,6 +161,7 @@ fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) 
         (status = 409, body = ErrorBody, description = "the chunk starts after the bytes held (Upload-Offset)"),
         (status = 413, body = ErrorBody, description = "larger than the configured limit"),
         (status = 422, body = ErrorBody, description = "hash_mismatch, not_an_image, unsupported_image, corrupt_image or image_too_large"),
+        (status = 429, body = ErrorBody, description = "photo_quota_exceeded: the caller's bytes for the day are used up (Retry-After)"),
     )
 )]
 #[put("/blobs/{sha256}")]
@@ -136,6 +190,22 @@ pub async fn put_blob(
         }
     }
     let limit = range.map_or(max, |r| r.chunk_len());
+    // Refused before the body is read when its announced length is over the day's quota.
+    let announced = range.map(|r| r.chunk_len()).or_else(|| {
+        req.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    if let QuotaCheck::Exceeded {
+        limit,
+        retry_after_secs,
+    } = state
+        .photo_quota
+        .check(&caller.user.id, announced.unwrap_or(1).min(max), now_ms())
+    {
+        return Ok(quota_exceeded(limit, retry_after_secs));
+    }
     let body = read_body(payload, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
         .map_err(|err| match (range, err) {
@@ -153,16 +223,31 @@ pub async fn put_blob(
             )));
         }
     }
+    let received = body.len() as u64;
+    if let QuotaCheck::Exceeded {
+        limit,
+        retry_after_secs,
+    } = state.photo_quota.check(&caller.user.id, received, now_ms())
+    {
+        return Ok(quota_exceeded(limit, retry_after_secs));
+    }
+    state
+        .photo_quota
+        .charge(&caller.user.id, received, now_ms());
     let key = UploadKey {
         sha256: sha256.clone(),
         user: caller.user.id.clone(),
     };
-    let blobs = state.blobs.clone();
-    let outcome = web::block(move || match range {
-        None => blobs.put_whole(&key, &body, now_ms()),
-        Some(range) => blobs.put_chunk(&key, range, &body, now_ms()),
+    let work = state.clone();
+    let user = caller.user.clone();
+    let outcome = web::block(move || -> Result<_, ApiError> {
+        let shown = access(&work, &user, &key.sha256)?.shown;
+        Ok(match range {
+            None => work.blobs.put_whole(&key, &body, now_ms(), shown),
+            Some(range) => work.blobs.put_chunk(&key, range, &body, now_ms(), shown),
+        })
     })
-    .await?;
+    .await??;
     match outcome {
         Ok(Put::Created(bytes)) => {
             tracing::info!(sha256 = %sha256, bytes, user = %caller.user.id, "photo stored");
@@ -184,9 +269,11 @@ pub async fn put_blob(
     }
 }
 
-/// How much of a photo the server holds: `Upload-Offset` (the whole size once complete) and
-/// `Upload-Complete`; 404 when nothing is held. Any signed-in user may ask, so a phone knows
-/// whether to send a photo another phone already sent.
+/// How much of a photo the server holds for the caller: `Upload-Offset` (the whole size once
+/// complete) and `Upload-Complete`; 404 when nothing is held. Complete is said only to the
+/// photo's uploader and those who may see it (so a phone of the same user, or a supervisor,
+/// need not send it again); anyone else hears only of his own partial upload, exactly as if the
+/// photo were not stored.
 #[utoipa::path(
     tag = "photos",
     security(("bearer" = [])),
@@ -195,7 +282,7 @@ pub async fn put_blob(
         (status = 200, description = "held: Upload-Offset and Upload-Complete headers"),
         (status = 400, description = "not a SHA-256 name"),
         (status = 401, description = "not signed in"),
-        (status = 404, description = "nothing held"),
+        (status = 404, description = "nothing held for the caller"),
     )
 )]
 #[head("/blobs/{sha256}")]
@@ -206,12 +293,14 @@ pub async fn head_blob(
 ) -> Result<HttpResponse, ApiError> {
     let key = UploadKey {
         sha256: blob_name(path)?,
-        user: caller.user.id,
+        user: caller.user.id.clone(),
     };
-    let blobs = state.blobs.clone();
-    let held = web::block(move || blobs.held(&key))
-        .await?
-        .map_err(internal)?;
+    let work = state.clone();
+    let held = web::block(move || -> Result<Held, ApiError> {
+        let shown = access(&work, &caller.user, &key.sha256)?.shown;
+        work.blobs.held(&key, shown).map_err(internal)
+    })
+    .await??;
     let (offset, complete) = match held {
         Held::Complete(n) => (n, true),
         Held::Partial(n) => (n, false),
@@ -224,7 +313,8 @@ pub async fn head_blob(
         .finish())
 }
 
-/// Whether the caller may see a document referencing the blob; checked before any byte is read.
+/// Whether the caller may see a record referencing the blob by its uploader's hand; checked
+/// before any byte is read.
 async fn authorize(
     state: &web::Data<AppState>,
     caller: Caller,
@@ -232,12 +322,9 @@ async fn authorize(
 ) -> Result<(), ApiError> {
     let state = state.clone();
     let name = sha256.to_owned();
-    let visible = web::block(move || {
-        state
-            .photo_index
-            .visible_to(&*state.store, &caller.user, &name)
-    })
-    .await??;
+    let visible = web::block(move || access(&state, &caller.user, &name))
+        .await??
+        .visible;
     if visible {
         Ok(())
     } else {

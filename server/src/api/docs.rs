@@ -151,7 +151,7 @@ pub async fn get_doc(
             DocView::Patrol { record, .. } => &record.photos,
             DocView::Issue { record, .. } => &record.photos,
         };
-        let context = EvidenceContext::of_view(&*state.store, &view, now_ms());
+        let context = EvidenceContext::of_view(&*state.store, &caller.user, &view, now_ms());
         let photos = completeness(&state, referenced, &context);
         Ok(DocReply { view, photos })
     })

@@ -13,7 +13,7 @@ use serde_json::json;
 use sync_core::authz::in_scope;
 use sync_core::doc::DocKind;
 use sync_core::hub::{ActError, WEB_DEVICE};
-use sync_core::model::{DivisionCode, Severity, System};
+use sync_core::model::{DivisionCode, Role, Severity, System};
 use sync_core::workflow::{self, Action, TransitionError};
 use utoipa::{IntoParams, ToSchema};
 
@@ -243,8 +243,9 @@ pub struct IssueDetail {
     pub next_steps: Vec<String>,
 }
 
-/// One issue: record, derived state, timeline (who, device, device time, server receive time,
-/// superseded events marked), photos with evidence warnings, and the caller's allowed actions.
+/// One issue: record, derived state, timeline (who, device, device time, superseded events
+/// marked; the server receive time and the delivering `user/device` for supervisors and
+/// administrators only), photos with evidence warnings, and the caller's allowed actions.
 #[utoipa::path(
     tag = "issues",
     security(("bearer" = [])),
@@ -276,8 +277,17 @@ pub async fn get_issue(
         };
         state.metrics.count_work("/api/v1/issues/{id}", &work);
         let stored = blob_lookup(&state);
-        let timeline = board::timeline(&issue, &store.history(&id)?);
+        let mut timeline = board::timeline(&issue, &store.history(&id)?);
         let photos = board::photos(&issue, &timeline, &stored, now);
+        // Which user and device delivered each change, and when, is the audit trail
+        // (`/docs/{id}/history`): supervisors and administrators only. The photo checks above
+        // still use the receive times.
+        if !matches!(caller.user.role, Role::Supervisor { .. } | Role::Admin) {
+            for row in &mut timeline {
+                row.received_from = None;
+                row.received_at_ms = None;
+            }
+        }
         Ok(IssueDetail {
             row: IssueRow::of(
                 (&issue.record, &issue.state),

@@ -64,6 +64,7 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(crate::web::app_js)
         .service(crate::web::app_css)
         .service(stats::report_page)
+        .service(stats::report_js)
         .service(
             scope("/api/v1")
                 .service(auth::login)

@@ -60,6 +60,13 @@ impl Output {
             } => {
                 let mut response = HttpResponse::Ok();
                 response.content_type(content_type);
+                // A document or chart a browser could render on its own gets the pages'
+                // protections; a table file is at least never read as another type.
+                if content_type.starts_with("text/html") || content_type.starts_with("image/svg") {
+                    crate::web::page_headers(&mut response, page::REPORT_CSP);
+                } else {
+                    response.insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+                }
                 if let Some(name) = filename {
                     response.insert_header((
                         header::CONTENT_DISPOSITION,
@@ -471,7 +478,21 @@ pub async fn report_html(
 )]
 #[get("/report")]
 pub async fn report_page() -> HttpResponse {
-    HttpResponse::Ok()
+    crate::web::page_headers(&mut HttpResponse::Ok(), page::SHELL_CSP)
         .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(page::SHELL)
+}
+
+/// The monthly report page's script.
+#[utoipa::path(
+    tag = "statistics",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript"))
+)]
+#[get("/report.js")]
+pub async fn report_js() -> HttpResponse {
+    crate::web::page_headers(&mut HttpResponse::Ok(), page::SHELL_CSP)
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(page::SHELL_JS)
 }

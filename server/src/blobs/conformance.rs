@@ -25,6 +25,7 @@ macro_rules! blob_conformance_tests {
             damaged_bytes_are_reported_not_served,
             names_that_are_not_hashes_are_refused,
             reopen_keeps_blobs_partials_and_thumbnails,
+            stored_blobs_are_listed_and_removed_whole,
         );
     };
     (@cases $harness:expr; $($case:ident),+ $(,)?) => {
@@ -201,4 +202,34 @@ pub(crate) fn idle_partial_uploads_expire_and_fresh_ones_stay(h: &impl Harness) 
         name: format!("{}/../../objects", record.sha256),
     };
     assert!(store.discard_idle(&forged, soon).is_err());
+}
+
+pub(crate) fn stored_blobs_are_listed_and_removed_whole(h: &impl Harness) {
+    let store = h.open();
+    assert!(store.stored().unwrap().is_empty());
+    let (kept, kept_bytes) = sample(19);
+    let (gone, gone_bytes) = sample(21);
+    let (partial, partial_bytes) = sample(23);
+    store.commit(&kept, &kept_bytes).unwrap();
+    store.commit(&gone, &gone_bytes).unwrap();
+    store.put_thumbnail(&gone.sha256, b"thumb").unwrap();
+    let k = key(&partial.sha256, "u-demo-chief");
+    store.write_partial(&k, 0, &partial_bytes[..100]).unwrap();
+    // Partial uploads are not stored blobs.
+    let mut expected = vec![kept.sha256.clone(), gone.sha256.clone()];
+    expected.sort();
+    assert_eq!(store.stored().unwrap(), expected);
+
+    assert!(store.remove(&gone.sha256).unwrap());
+    assert!(!store.remove(&gone.sha256).unwrap(), "already gone");
+    assert_eq!(store.record(&gone.sha256).unwrap(), None);
+    assert_eq!(store.read(&gone.sha256).unwrap(), None);
+    assert_eq!(store.thumbnail(&gone.sha256).unwrap(), None);
+    assert_eq!(store.stored().unwrap(), vec![kept.sha256.clone()]);
+    assert_eq!(store.read(&kept.sha256).unwrap(), Some(kept_bytes));
+    assert_eq!(store.partial_len(&k).unwrap(), Some(100));
+    assert!(store.remove("../db").is_err());
+    // The same photo can be stored again afterwards.
+    assert!(store.commit(&gone, &gone_bytes).unwrap());
+    assert_eq!(store.read(&gone.sha256).unwrap(), Some(gone_bytes));
 }

@@ -285,6 +285,47 @@ impl BlobStore for FileBlobs {
     fn put_thumbnail(&self, sha256: &str, jpeg: &[u8]) -> Result<(), BlobError> {
         self.write_atomic(&self.thumb(sha256)?, &seal(jpeg))
     }
+
+    fn stored(&self) -> Result<Vec<String>, BlobError> {
+        let mut names = Vec::new();
+        for shard in fs::read_dir(self.root.join("objects"))? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                if let Ok(name) = entry?.file_name().into_string() {
+                    if is_sha256(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn remove(&self, sha256: &str) -> Result<bool, BlobError> {
+        let object = self.object(sha256, "")?;
+        let thumb = self.thumb(sha256)?;
+        let removed = remove_if_exists(&object)?;
+        if removed {
+            sync_dir(object.parent().expect("blob paths have a directory"))?;
+        }
+        remove_if_exists(&self.object(sha256, ".record")?)?;
+        if remove_if_exists(&thumb)? {
+            sync_dir(thumb.parent().expect("thumbnail paths have a directory"))?;
+        }
+        Ok(removed)
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<bool, BlobError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

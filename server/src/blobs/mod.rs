@@ -89,6 +89,13 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// A cached thumbnail, verified against its checksum.
     fn thumbnail(&self, sha256: &str) -> Result<Option<Vec<u8>>, BlobError>;
     fn put_thumbnail(&self, sha256: &str, jpeg: &[u8]) -> Result<(), BlobError>;
+
+    /// Names of every complete blob.
+    fn stored(&self) -> Result<Vec<String>, BlobError>;
+    /// Removes a complete blob with its record and thumbnail; whether there was one. The
+    /// bytes go first, so a blob is never half there: after a crash at most a record is left,
+    /// which the next commit of the same name overwrites.
+    fn remove(&self, sha256: &str) -> Result<bool, BlobError>;
 }
 
 /// An interrupted upload found idle, named as the store names it (uploader ids are not kept in
@@ -206,10 +213,14 @@ impl Blobs {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// What the server holds of `key.sha256`: complete (for anyone), or `key.user`'s partial.
-    pub fn held(&self, key: &UploadKey) -> Result<Held, BlobError> {
-        if let Some(record) = self.store.record(&key.sha256)? {
-            return Ok(Held::Complete(record.bytes));
+    /// What the server holds of `key.sha256` for `key.user`: complete when `shown` (the caller
+    /// uploaded it or may see it; see `photos`), else only the user's own partial upload, so
+    /// that asking never tells anyone else whether a photo is stored.
+    pub fn held(&self, key: &UploadKey, shown: bool) -> Result<Held, BlobError> {
+        if shown {
+            if let Some(record) = self.store.record(&key.sha256)? {
+                return Ok(Held::Complete(record.bytes));
+            }
         }
         Ok(match self.store.partial_len(key)? {
             Some(n) => Held::Partial(n),
@@ -217,16 +228,21 @@ impl Blobs {
         })
     }
 
-    /// A whole photo in one body.
+    /// A whole photo in one body. A photo already stored is answered as such at once only when
+    /// `shown` (as in [`Blobs::held`]); anyone else's bytes are checked like a new photo's
+    /// first, so only someone holding the photo learns that the server has it.
     pub fn put_whole(
         &self,
         key: &UploadKey,
         bytes: &[u8],
         now_ms: i64,
+        shown: bool,
     ) -> Result<Put, UploadError> {
         let _guard = self.lock(&key.sha256);
-        if let Some(record) = self.store.record(&key.sha256)? {
-            return Ok(Put::AlreadyStored(record.bytes));
+        if shown {
+            if let Some(record) = self.store.record(&key.sha256)? {
+                return Ok(Put::AlreadyStored(record.bytes));
+            }
         }
         let put = self.finish(key, bytes, now_ms)?;
         // A whole body replaces any earlier attempt in chunks.
@@ -235,18 +251,22 @@ impl Blobs {
     }
 
     /// One chunk. The photo is checked and committed when its last byte arrives; a refused
-    /// photo's partial bytes are discarded, so the next attempt starts from zero.
+    /// photo's partial bytes are discarded, so the next attempt starts from zero. `shown` as in
+    /// [`Blobs::put_whole`]: others upload a stored photo to its end before hearing so.
     pub fn put_chunk(
         &self,
         key: &UploadKey,
         range: ChunkRange,
         bytes: &[u8],
         now_ms: i64,
+        shown: bool,
     ) -> Result<Put, UploadError> {
         let _guard = self.lock(&key.sha256);
-        if let Some(record) = self.store.record(&key.sha256)? {
-            self.store.discard_partial(key)?;
-            return Ok(Put::AlreadyStored(record.bytes));
+        if shown {
+            if let Some(record) = self.store.record(&key.sha256)? {
+                self.store.discard_partial(key)?;
+                return Ok(Put::AlreadyStored(record.bytes));
+            }
         }
         let held = self.store.partial_len(key)?.unwrap_or(0);
         if range.first > held {
@@ -292,6 +312,27 @@ impl Blobs {
         for partial in self.store.idle_partials(cutoff)? {
             let _guard = self.lock(&partial.sha256);
             removed += usize::from(self.store.discard_idle(&partial, cutoff)?);
+        }
+        Ok(removed)
+    }
+
+    /// Removes complete blobs received before `cutoff_ms` that `unreferenced` says no record
+    /// references, and returns how many. Each is asked about again under its blob's lock, so a
+    /// photo whose record arrives at that moment stays.
+    pub fn remove_unreferenced(
+        &self,
+        cutoff_ms: i64,
+        unreferenced: &dyn Fn(&str) -> Result<bool, BlobError>,
+    ) -> Result<usize, BlobError> {
+        let mut removed = 0;
+        for sha256 in self.store.stored()? {
+            let _guard = self.lock(&sha256);
+            let Some(record) = self.store.record(&sha256)? else {
+                continue;
+            };
+            if record.received_at_ms < cutoff_ms && unreferenced(&sha256)? {
+                removed += usize::from(self.store.remove(&sha256)?);
+            }
         }
         Ok(removed)
     }
@@ -379,7 +420,7 @@ mod tests {
             last: 99,
             total: 1_000,
         };
-        let put = blobs.put_chunk(&key, range, &[7; 100], 0).unwrap();
+        let put = blobs.put_chunk(&key, range, &[7; 100], 0, true).unwrap();
         assert_eq!(put, Put::Partial(100));
         let now = SystemTime::now();
         assert_eq!(
@@ -388,10 +429,10 @@ mod tests {
                 .unwrap(),
             0
         );
-        assert_eq!(blobs.held(&key).unwrap(), Held::Partial(100));
+        assert_eq!(blobs.held(&key, true).unwrap(), Held::Partial(100));
         let later = now + std::time::Duration::from_secs(60);
         assert_eq!(blobs.expire_abandoned(later).unwrap(), 1);
-        assert_eq!(blobs.held(&key).unwrap(), Held::Missing);
+        assert_eq!(blobs.held(&key, true).unwrap(), Held::Missing);
         // The phone asks for its offset, hears nothing is held, and sends from the start.
         let again = ChunkRange {
             first: 100,
@@ -399,7 +440,7 @@ mod tests {
             total: 1_000,
         };
         assert!(matches!(
-            blobs.put_chunk(&key, again, &[7; 100], 0),
+            blobs.put_chunk(&key, again, &[7; 100], 0, true),
             Err(UploadError::OffsetMismatch {
                 first: 100,
                 held: 0

@@ -1,5 +1,15 @@
 //! Which documents reference which photo: the index that decides who may download a blob.
 //!
+//! A photo's name is only its hash, and anyone who learns a hash can write it into a record of
+//! his own. So a reference shows a photo only when it was made by the person who uploaded the
+//! photo, acting within his role: the patrol's chief for a patrol's photos; for an issue's own
+//! photos its reporter or a supervisor of it (who may edit its record); for after photos the
+//! one who submitted that rectification. A user may download a photo when a record in his scope
+//! references it in that way. The honest cases keep working: a supervisor opening an issue in
+//! his division sees the reporter's photos, the chief sees his own, the handler his after
+//! photos; a chief who copies another's hash into his own record sees nothing, and the record
+//! shows the photo as not received.
+//!
 //! The index follows the hub's change feed rather than hooks in handlers: every writer of a
 //! document (batch sync, automerge sync, workflow actions from the dashboard, the deadline job,
 //! the demo seed) goes through `save_document`, which appends to the feed, so nothing that
@@ -19,7 +29,15 @@ use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocError, DocKind, IssueDoc, PatrolDoc};
 use sync_core::hub::{HubError, HubStore};
 use sync_core::model::User;
-use sync_core::workflow::Action;
+use sync_core::workflow::{self, Action, IssueContext, IssueState};
+
+/// The user whose upload stored a photo, as the access rule needs him: his id (from the
+/// photo's receipt record) and, when his account still exists, his role.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    pub id: String,
+    pub user: Option<User>,
+}
 
 #[derive(Debug, Default)]
 pub struct PhotoIndex {
@@ -63,17 +81,42 @@ impl PhotoIndex {
             .collect())
     }
 
-    /// Whether `user` may see a document that references `sha256`.
+    /// Whether any document references `sha256`, however made.
+    pub fn referenced<S: HubStore + ?Sized>(
+        &self,
+        store: &S,
+        sha256: &str,
+    ) -> Result<bool, HubError> {
+        let mut inner = self.lock();
+        inner.catch_up(store)?;
+        Ok(inner.blobs.contains_key(sha256))
+    }
+
+    /// Whether `user` may see the photo `sha256` that `uploader` uploaded: whether a document
+    /// in his scope references it by its uploader's hand (see the module's rule).
     pub fn visible_to<S: HubStore + ?Sized>(
         &self,
         store: &S,
         user: &User,
         sha256: &str,
+        uploader: &Uploader,
     ) -> Result<bool, HubError> {
-        Ok(self
-            .documents(store, sha256)?
-            .iter()
-            .any(|meta| in_scope(user, meta)))
+        for meta in self.documents(store, sha256)? {
+            if !in_scope(user, &meta) {
+                continue;
+            }
+            let Some(stored) = store.document(&meta.id)? else {
+                continue;
+            };
+            match attached_by(meta.kind, &stored.bytes, sha256, uploader) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(doc = %meta.id, error = %err, "cannot read who attached a photo");
+                }
+            }
+        }
+        Ok(false)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -134,6 +177,80 @@ impl Inner {
                 .insert(meta.id.clone());
         }
         self.docs.insert(meta.id.clone(), Indexed { meta, photos });
+    }
+}
+
+/// Who may put photos into a record's own photo list: a patrol's chief; an issue's reporter or
+/// anyone who may edit its record (its supervisors).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordEditors {
+    Patrol {
+        chief: String,
+    },
+    Issue {
+        context: IssueContext,
+        state: Box<IssueState>,
+    },
+}
+
+impl RecordEditors {
+    /// Whether `uploader` is one of them. Roles are taken as the uploader's account has them
+    /// now, active or not: a chief who has left still took his photos.
+    pub fn include(&self, uploader: &Uploader) -> bool {
+        match self {
+            RecordEditors::Patrol { chief } => *chief == uploader.id,
+            RecordEditors::Issue { context, state } => {
+                if context.reporter == uploader.id {
+                    return true;
+                }
+                let Some(user) = &uploader.user else {
+                    return false;
+                };
+                let user = User {
+                    active: true,
+                    ..user.clone()
+                };
+                workflow::edits_record(&workflow::relations(&user, context, state))
+            }
+        }
+    }
+}
+
+/// Whether the document (`kind`, `bytes`) references `sha256` by the hand of `uploader`: in its
+/// own photo list when he is one of its [`RecordEditors`]; as an after photo when he submitted
+/// that rectification.
+fn attached_by(
+    kind: DocKind,
+    bytes: &[u8],
+    sha256: &str,
+    uploader: &Uploader,
+) -> Result<bool, DocError> {
+    match kind {
+        DocKind::Patrol => {
+            let patrol = PatrolDoc::load(bytes)?.view()?;
+            let editors = RecordEditors::Patrol {
+                chief: patrol.chief,
+            };
+            Ok(editors.include(uploader) && patrol.photos.iter().any(|p| p.sha256 == sha256))
+        }
+        DocKind::Issue => {
+            let issue = IssueDoc::load(bytes)?;
+            for event in issue.events()? {
+                if let Action::RectificationSubmitted { photos, .. } = &event.action {
+                    if event.by == uploader.id && photos.iter().any(|p| p == sha256) {
+                        return Ok(true);
+                    }
+                }
+            }
+            if !issue.view()?.photos.iter().any(|p| p.sha256 == sha256) {
+                return Ok(false);
+            }
+            let editors = RecordEditors::Issue {
+                context: issue.context()?,
+                state: Box::new(issue.state()?),
+            };
+            Ok(editors.include(uploader))
+        }
     }
 }
 

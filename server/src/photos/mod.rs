@@ -8,21 +8,75 @@
 //! when asked, not stored, so a patrol that ends after its photos arrived is judged against its
 //! real window. Nothing is corrected: doubts are shown to supervisors, each with its numbers.
 //!
-//! [`PhotoIndex`] says which documents reference a blob, which is who may download it. This
-//! module does no HTTP.
+//! [`PhotoIndex`] says which documents reference a blob, which is who may download it (see
+//! `index` for the rule). [`UploadQuota`] bounds the bytes each user may send in a day, and
+//! [`collect_unreferenced`] removes photos that no record has referenced for a grace period
+//! after they arrived. This module does no HTTP.
 
 mod index;
+mod quota;
 
-pub use index::{referenced_photos, PhotoIndex};
+pub use index::{referenced_photos, PhotoIndex, RecordEditors, Uploader};
+pub use quota::{QuotaCheck, UploadQuota, DEFAULT_DAILY_PHOTO_BYTES};
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sync_core::doc::{DocView, Issue, Patrol, PatrolDoc};
+use sync_core::authz::in_scope;
+use sync_core::doc::{DocKind, DocView, Issue, Patrol, PatrolDoc};
 use sync_core::hub::HubStore;
-use sync_core::model::{PhotoRef, PhotoRole, TrackPoint};
+use sync_core::model::{PhotoRef, PhotoRole, TrackPoint, User};
 use sync_core::photo::{evidence_checks, EvidenceFlag, EvidenceRules};
+use sync_core::workflow::{IssueContext, IssueState};
 use utoipa::ToSchema;
 
+use crate::blobs::BlobError;
 use crate::state::AppState;
+
+/// Default time a stored photo may wait for a record to reference it. A phone sends its records
+/// before its photos in each sync, so a photo normally arrives already referenced; a week
+/// covers any record held up on the way.
+pub const DEFAULT_UNREFERENCED_PHOTO_AFTER: Duration = Duration::from_secs(7 * 86_400);
+
+/// The photo bounds an operator can set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhotoSettings {
+    /// Bytes each user may upload per day (China's calendar day); beyond it uploads are
+    /// answered 429 until the next day.
+    pub daily_bytes_per_user: u64,
+    /// A stored photo that no record references this long after it arrived is removed.
+    pub unreferenced_after: Duration,
+}
+
+impl Default for PhotoSettings {
+    fn default() -> Self {
+        Self {
+            daily_bytes_per_user: DEFAULT_DAILY_PHOTO_BYTES,
+            unreferenced_after: DEFAULT_UNREFERENCED_PHOTO_AFTER,
+        }
+    }
+}
+
+/// Removes the stored photos that no record references and that arrived longer than
+/// `unreferenced_after` before `now_ms` (uploads a phone never followed with its record, and
+/// pictures sent only to fill the disk); returns how many. A photo referenced by any record,
+/// however the reference was made, stays.
+pub fn collect_unreferenced(state: &AppState, now_ms: i64) -> Result<usize, BlobError> {
+    let grace =
+        i64::try_from(state.photo_settings.unreferenced_after.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms.saturating_sub(grace);
+    let removed = state.blobs.remove_unreferenced(cutoff, &|sha256| {
+        state
+            .photo_index
+            .referenced(&*state.store, sha256)
+            .map(|referenced| !referenced)
+            .map_err(|err| BlobError::Io(std::io::Error::other(err.to_string())))
+    })?;
+    if removed > 0 {
+        tracing::info!(removed, "unreferenced photos removed");
+    }
+    Ok(removed)
+}
 
 /// What a record's photos are judged against.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +88,10 @@ pub struct EvidenceContext {
     /// `[lon, lat]`: the issue's location, or the patrol's track; empty skips the distance check.
     pub place: Vec<[f64; 2]>,
     pub rules: EvidenceRules,
+    /// Who may put photos into the record: a stored photo that someone else uploaded is shown as
+    /// not received, since a record can name any hash and would otherwise tell whether, and
+    /// when, a photo it has no claim to arrived.
+    pub editors: RecordEditors,
 }
 
 impl EvidenceContext {
@@ -44,37 +102,64 @@ impl EvidenceContext {
             window: Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms))),
             place: track.iter().map(|p| [p.lon, p.lat]).collect(),
             rules: EvidenceRules::default(),
+            editors: RecordEditors::Patrol {
+                chief: patrol.chief.clone(),
+            },
         }
     }
 
     /// An issue's photos against its location and, when it was raised on a patrol, that
     /// patrol's `(start, end)`.
-    pub fn of_issue(issue: &Issue, patrol_window: Option<(i64, i64)>) -> Self {
+    pub fn of_issue(issue: &Issue, state: &IssueState, patrol_window: Option<(i64, i64)>) -> Self {
         Self {
             window: patrol_window,
             place: vec![issue.location],
             rules: EvidenceRules::default(),
+            editors: RecordEditors::Issue {
+                context: IssueContext {
+                    system: issue.system,
+                    division: issue.division.clone(),
+                    asset: issue.asset.clone(),
+                    reporter: issue.reporter.clone(),
+                },
+                state: Box::new(state.clone()),
+            },
         }
     }
 
-    /// The context of a document view; for an issue raised on a patrol the patrol is read from
-    /// `store` for its window (skipped when it has not arrived yet).
-    pub fn of_view<S: HubStore + ?Sized>(store: &S, view: &DocView, now_ms: i64) -> Self {
+    /// The context of a document view as `viewer` sees it; for an issue raised on a patrol the
+    /// patrol is read from `store` for its window, skipped when it has not arrived yet or is
+    /// outside the viewer's scope. The issue names its patrol freely, and the window's times
+    /// would show in the doubts, so a patrol the viewer may not see counts as not arrived.
+    pub fn of_view<S: HubStore + ?Sized>(
+        store: &S,
+        viewer: &User,
+        view: &DocView,
+        now_ms: i64,
+    ) -> Self {
         match view {
             DocView::Patrol { record, track, .. } => Self::of_patrol(record, track, now_ms),
-            DocView::Issue { record, .. } => {
+            DocView::Issue { record, state, .. } => {
                 let window = record
                     .patrol
                     .as_deref()
-                    .and_then(|id| patrol_window(store, id, now_ms));
-                Self::of_issue(record, window)
+                    .and_then(|id| patrol_window(store, viewer, id, now_ms));
+                Self::of_issue(record, state, window)
             }
         }
     }
 }
 
-fn patrol_window<S: HubStore + ?Sized>(store: &S, id: &str, now_ms: i64) -> Option<(i64, i64)> {
+fn patrol_window<S: HubStore + ?Sized>(
+    store: &S,
+    viewer: &User,
+    id: &str,
+    now_ms: i64,
+) -> Option<(i64, i64)> {
     let stored = store.document(id).ok()??;
+    if stored.meta.kind != DocKind::Patrol || !in_scope(viewer, &stored.meta) {
+        return None;
+    }
     let patrol = PatrolDoc::load(&stored.bytes).ok()?.view().ok()?;
     Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms)))
 }
@@ -109,7 +194,9 @@ pub struct PhotoCompleteness {
 /// The status of each of `photos` (in order) against `context`.
 ///
 /// A blob whose record cannot be read is reported as not present (and logged): the server
-/// cannot serve it, so the record is not complete.
+/// cannot serve it, so the record is not complete. So is a blob uploaded by someone who may not
+/// put photos into this record (`context.editors`): it is not this record's photo until its
+/// editors send it themselves.
 pub fn photo_status(
     state: &AppState,
     photos: &[PhotoRef],
@@ -125,7 +212,8 @@ pub fn photo_status(
                 .unwrap_or_else(|err| {
                     tracing::error!(sha256 = %photo.sha256, error = %err, "cannot read a photo's record");
                     None
-                });
+                })
+                .filter(|r| context.editors.include(&uploader(state, &r.uploaded_by)));
             let received_at_ms = record.map(|r| r.received_at_ms);
             let window = match photo.role {
                 PhotoRole::After => None,
@@ -148,6 +236,19 @@ pub fn photo_status(
             }
         })
         .collect()
+}
+
+/// The uploader `id` with his account, if it still exists (a store failure is logged and
+/// reads as no account: only his id then counts).
+fn uploader(state: &AppState, id: &str) -> Uploader {
+    let user = state.store.get_user(id).unwrap_or_else(|err| {
+        tracing::error!(user = %id, error = %err, "cannot read a photo's uploader");
+        None
+    });
+    Uploader {
+        id: id.to_owned(),
+        user: user.map(|found| found.user),
+    }
 }
 
 /// [`photo_status`] with the summary a record's view shows.

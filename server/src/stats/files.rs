@@ -17,6 +17,19 @@ pub struct Heading {
 /// UTF-8 byte-order mark.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// A text cell as a spreadsheet program reads it back as text. Excel and WPS take a cell that
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula, so a category or
+/// department name typed on a phone could open links or run commands on a supervisor's
+/// computer; such a cell is written with a leading apostrophe, which those programs show as
+/// plain text (OWASP's advice for CSV injection). Numbers are never text cells, so a negative
+/// figure stays a number. XLSX needs none of this: its text cells are typed as strings.
+pub fn inert(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_owned(),
+    }
+}
+
 /// One table as CSV: the byte-order mark, the Chinese titles, then the rows.
 pub fn csv(table: &Table) -> Result<Vec<u8>, csv::Error> {
     let mut out = BOM.to_vec();
@@ -25,7 +38,7 @@ pub fn csv(table: &Table) -> Result<Vec<u8>, csv::Error> {
         writer.write_record(table.columns.iter().map(|c| c.title))?;
         for row in &table.rows {
             writer.write_record(row.iter().map(|cell| match cell {
-                Cell::Text(s) => s.clone(),
+                Cell::Text(s) => inert(s),
                 Cell::Count(n) => n.to_string(),
                 Cell::Number(x) => x.to_string(),
                 Cell::Empty => String::new(),
@@ -96,4 +109,26 @@ pub fn xlsx(heading: &Heading, tables: &[Table]) -> Result<Vec<u8>, XlsxError> {
         }
     }
     workbook.save_to_buffer()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_text_that_a_spreadsheet_would_run_is_marked() {
+        for formula in [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(inert(formula), format!("'{formula}"));
+        }
+        for plain in ["河道垃圾", "river.garbage", "", "a=b", "'quoted"] {
+            assert_eq!(inert(plain), plain);
+        }
+    }
 }

@@ -170,11 +170,16 @@ pub const SHELL: &str = r#"<!DOCTYPE html>
 <form id="login" hidden><b>登录</b> <input id="u" placeholder="用户名" autocomplete="username">
 <input id="p" type="password" placeholder="密码" autocomplete="current-password"> <button>登录</button> <span id="msg"></span></form>
 <form id="period"><label>开始 <input type="date" name="from"></label><label>结束 <input type="date" name="to"></label>
-<button>生成月报</button> <button type="button" onclick="window.print()">打印</button></form>
+<button>生成月报</button> <button type="button" id="print">打印</button></form>
 </div>
 <div id="out">加载中…</div>
-<script>
-const KEY = "chiefsync.access_token";
+<script src="/report.js"></script>
+</body></html>
+"#;
+
+/// The script of the report page, served as `/report.js` so the page's Content-Security-Policy
+/// can refuse every inline script.
+pub const SHELL_JS: &str = r#"const KEY = "chiefsync.access_token";
 const token = () => sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
 const q = new URLSearchParams(location.search);
 const period = document.getElementById("period");
@@ -185,6 +190,7 @@ if (!q.get("from")) {
   period.elements.from.value = first.toISOString().slice(0, 10);
   period.elements.to.value = now.toISOString().slice(0, 10);
 }
+document.getElementById("print").onclick = () => window.print();
 period.onsubmit = (e) => { e.preventDefault(); load(); };
 document.getElementById("login").onsubmit = async (e) => {
   e.preventDefault();
@@ -208,6 +214,16 @@ async function load() {
   out.replaceChildren(...doc.head.querySelectorAll("style"), ...doc.body.childNodes);
 }
 load();
-</script>
-</body></html>
 "#;
+
+/// The report page's policy: its own script only; inline styles, since the report document's
+/// stylesheet and its SVG charts are placed into the page.
+pub const SHELL_CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                             img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; \
+                             form-action 'self'; frame-ancestors 'none'";
+
+/// The report document's policy, should it be opened on its own: nothing runs or loads, its
+/// own stylesheet and SVG apply.
+pub const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                              base-uri 'none'; form-action 'none'; frame-ancestors 'none'";

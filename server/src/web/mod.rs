@@ -10,7 +10,7 @@
 //! which buttons appear comes from the API's `allowed_actions`.
 
 use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::{get, HttpResponse};
+use actix_web::{get, HttpResponse, HttpResponseBuilder};
 
 const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
@@ -20,19 +20,32 @@ const APP_CSS: &str = include_str!("app.css");
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
                    connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// The headers of everything a browser may render from this server (the dashboard, the
+/// monthly report page and document, charts): `csp`, which must forbid framing
+/// (`frame-ancestors 'none'`); no framing for browsers that predate it either, so no other
+/// site can overlay a supervisor's page and steer his clicks; served as the declared type only;
+/// and no addresses (which name records) sent on to other sites.
+pub fn page_headers<'a>(
+    response: &'a mut HttpResponseBuilder,
+    csp: &str,
+) -> &'a mut HttpResponseBuilder {
+    debug_assert!(csp.contains("frame-ancestors 'none'"));
+    response
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp.to_owned()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+}
+
 fn asset(content_type: &str, body: &'static str, cache: bool) -> HttpResponse {
     let directives = if cache {
         vec![CacheDirective::Private, CacheDirective::MaxAge(300)]
     } else {
         vec![CacheDirective::NoCache]
     };
-    HttpResponse::Ok()
+    page_headers(&mut HttpResponse::Ok(), CSP)
         .content_type(content_type)
         .insert_header(CacheControl(directives))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .body(body)
 }
 

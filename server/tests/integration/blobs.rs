@@ -223,9 +223,17 @@ async fn whole_upload_is_stored_once_and_a_duplicate_changes_nothing() {
     // Another phone sends the same photo: 200, nothing rewritten, first receipt kept.
     let other = s.token(SUPERVISOR, "pc").await;
     put(&s, &other, &sha, &photo).await.expect(200, "");
+    // A chunk from someone who neither uploaded the photo nor may see it is kept like any new
+    // upload's: only a caller who sent every byte hears that the photo is stored.
     let again = put_chunk(&s, &other, &sha, &photo, 0, 1000).await;
-    again.expect(200, "");
-    assert_eq!(again.offset(), Some(photo.len() as u64));
+    again.expect(202, "");
+    assert_eq!(again.offset(), Some(1000));
+    let last = put_chunk(&s, &other, &sha, &photo, 1000, photo.len()).await;
+    last.expect(200, "");
+    assert_eq!(last.offset(), Some(photo.len() as u64));
+    // The uploader's own phone hears it at once.
+    let mine = put_chunk(&s, &chief, &sha, &photo, 0, 1000).await;
+    mine.expect(200, "");
     assert_eq!(s.state.blobs.store().record(&sha).unwrap(), Some(record));
     assert_eq!(s.state.blobs.store().read(&sha).unwrap(), Some(photo));
 }

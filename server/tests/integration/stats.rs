@@ -392,7 +392,11 @@ async fn hotspots_charts_and_the_monthly_report() {
 
     let page = s.request("GET", "/report", None, None).await;
     assert_eq!(page.status.as_u16(), 200);
-    assert!(page
+    assert!(page.body.as_str().unwrap().contains("/report.js"));
+    // The page's script, served on its own so that the page runs no inline script.
+    let script = s.request("GET", "/report.js", None, None).await;
+    assert_eq!(script.status.as_u16(), 200);
+    assert!(script
         .body
         .as_str()
         .unwrap()

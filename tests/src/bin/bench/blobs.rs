@@ -53,11 +53,13 @@ pub fn run(runs: usize) {
             user: "u-demo-chief".into(),
         };
         let started = Instant::now();
-        blobs.put_whole(&key(&pair[0]), &pair[0], 0).expect("whole");
+        blobs
+            .put_whole(&key(&pair[0]), &pair[0], 0, true)
+            .expect("whole");
         whole.push(ms(started));
         let started = Instant::now();
         blobs
-            .put_whole(&key(&pair[0]), &pair[0], 0)
+            .put_whole(&key(&pair[0]), &pair[0], 0, true)
             .expect("duplicate");
         duplicate.push(ms(started));
 
@@ -71,7 +73,7 @@ pub fn run(runs: usize) {
                 total: photo.len() as u64,
             };
             blobs
-                .put_chunk(&key(photo), range, &photo[first..end], 0)
+                .put_chunk(&key(photo), range, &photo[first..end], 0, true)
                 .expect("chunk");
         }
         chunked.push(ms(started));

@@ -1,0 +1,123 @@
+//! How many photo bytes each user may send in a day, so that one account (a lost phone, a
+//! script with a stolen token) cannot fill the server's disk with pictures no record needs.
+//!
+//! Every byte of an upload request counts when it arrives, whether it completes a photo, is a
+//! chunk, repeats a photo already stored or is refused: each was received and handled. The day
+//! is China's calendar day (UTC+8), when the chiefs work. The counts live in memory: a restart
+//! forgives the day, which only the operator can cause.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Default bytes per user and day: about 500 prepared photos, or 30 full-resolution originals
+/// at the 8 MiB limit, far beyond a day of patrols and reports.
+pub const DEFAULT_DAILY_PHOTO_BYTES: u64 = 256 * 1024 * 1024;
+
+const DAY_MS: i64 = 86_400_000;
+/// China Standard Time, UTC+8, in milliseconds.
+const CHINA_OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// What the quota says about the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaCheck {
+    Allowed,
+    /// Over the day's bytes; `retry_after_secs` is the time until the next day starts.
+    Exceeded {
+        limit: u64,
+        retry_after_secs: u64,
+    },
+}
+
+#[derive(Debug)]
+pub struct UploadQuota {
+    daily_bytes: u64,
+    /// User id → (day number, bytes received that day).
+    used: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+fn day_of(now_ms: i64) -> i64 {
+    (now_ms + CHINA_OFFSET_MS).div_euclid(DAY_MS)
+}
+
+impl UploadQuota {
+    pub fn new(daily_bytes: u64) -> Self {
+        Self {
+            daily_bytes,
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn daily_bytes(&self) -> u64 {
+        self.daily_bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, u64)>> {
+        // Each update is a single insert: a panic elsewhere leaves a usable map.
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes `user` has sent today.
+    pub fn used(&self, user: &str, now_ms: i64) -> u64 {
+        match self.lock().get(user) {
+            Some((day, bytes)) if *day == day_of(now_ms) => *bytes,
+            _ => 0,
+        }
+    }
+
+    /// Whether `user` may send `bytes` more today.
+    pub fn check(&self, user: &str, bytes: u64, now_ms: i64) -> QuotaCheck {
+        if self.used(user, now_ms).saturating_add(bytes) <= self.daily_bytes {
+            return QuotaCheck::Allowed;
+        }
+        let next_day_ms = (day_of(now_ms) + 1) * DAY_MS - CHINA_OFFSET_MS;
+        QuotaCheck::Exceeded {
+            limit: self.daily_bytes,
+            retry_after_secs: u64::try_from((next_day_ms - now_ms + 999) / 1000).unwrap_or(1),
+        }
+    }
+
+    /// Counts `bytes` received from `user`.
+    pub fn charge(&self, user: &str, bytes: u64, now_ms: i64) {
+        let today = day_of(now_ms);
+        let mut used = self.lock();
+        let entry = used.entry(user.to_owned()).or_insert((today, 0));
+        if entry.0 != today {
+            *entry = (today, 0);
+        }
+        entry.1 = entry.1.saturating_add(bytes);
+        // Yesterday's counts are dropped once a day's table would otherwise only grow.
+        if used.len() > 10_000 {
+            used.retain(|_, (day, _)| *day == today);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_of_bytes_per_user_renewed_at_midnight_in_china() {
+        let quota = UploadQuota::new(1_000);
+        // 23:59 in Beijing (15:59 UTC) on the 20 428th day since 1970.
+        let late = 20_429 * DAY_MS - CHINA_OFFSET_MS - 60_000;
+        assert_eq!(quota.check("u-a", 1_000, late), QuotaCheck::Allowed);
+        quota.charge("u-a", 900, late);
+        assert_eq!(quota.check("u-a", 100, late), QuotaCheck::Allowed);
+        assert_eq!(
+            quota.check("u-a", 101, late),
+            QuotaCheck::Exceeded {
+                limit: 1_000,
+                retry_after_secs: 60
+            }
+        );
+        // Another user has his own day.
+        assert_eq!(quota.check("u-b", 1_000, late), QuotaCheck::Allowed);
+        // A minute later it is a new day in Beijing.
+        let next = late + 60_000;
+        assert_eq!(quota.used("u-a", next), 0);
+        assert_eq!(quota.check("u-a", 1_000, next), QuotaCheck::Allowed);
+        quota.charge("u-a", 10, next);
+        assert_eq!(quota.used("u-a", next), 10);
+    }
+}
