@@ -76,7 +76,7 @@ mod schema;
 mod tests;
 
 pub use batch::{authorize_batch, BatchOutcome};
-pub use change::authorize_change;
+pub use change::{authorize_change, MAX_OP_COUNTER_SLACK};
 pub use meta::{in_scope, DocMeta};
 
 use automerge::{ActorId, ChangeHash};
@@ -116,6 +116,11 @@ pub enum Refusal {
     Transition(#[from] TransitionError),
     #[error("depends on a refused change ({0})")]
     DependsOnRefused(ChangeHash),
+    #[error(
+        "the change numbers its operations from {start_op}, but what it was made on justifies \
+         at most {justified}"
+    )]
+    OpCounterJump { start_op: u64, justified: u64 },
 }
 
 impl Refusal {
@@ -134,6 +139,7 @@ impl Refusal {
             Refusal::DuplicateEvent(_) => "duplicate_event",
             Refusal::Transition(_) => "transition",
             Refusal::DependsOnRefused(_) => "depends_on_refused",
+            Refusal::OpCounterJump { .. } => "op_counter_jump",
         }
     }
 }

@@ -92,6 +92,7 @@ impl<S: HubStore> Hub<S> {
         now_ms: i64,
     ) -> Result<Answer, HubError> {
         // Parse everything before touching anything: a malformed body changes nothing.
+        request.check()?;
         let mut pushes = Vec::with_capacity(request.docs.len());
         for push in &request.docs {
             self.check_push(push)?;
@@ -113,16 +114,7 @@ impl<S: HubStore> Hub<S> {
         let mut updates = Vec::new();
         let mut touched = BTreeSet::new();
         let mut device_docs = Vec::new();
-        // The device resolves `Heads::AsPushed` by the document's id, so a document pushed twice
-        // in one request gets its heads listed.
-        let mut seen = BTreeSet::new();
-        let twice: BTreeSet<&str> = request
-            .docs
-            .iter()
-            .filter(|p| !seen.insert(p.doc_id.as_str()))
-            .map(|p| p.doc_id.as_str())
-            .collect();
-        let received = self.receive_all(caller, pushes, &twice, now_ms);
+        let received = self.receive_all(caller, pushes, now_ms);
         for (push, outcome) in request.docs.iter().zip(received) {
             let (update, heads) = outcome?;
             touched.insert(push.doc_id.clone());
@@ -259,28 +251,18 @@ impl<S: HubStore> Hub<S> {
     /// Receives every pushed document, in the order pushed. A large push (an office accepting
     /// a district's problems at once) is shared out over the machine's cores in contiguous
     /// runs: documents are independent of each other, each is locked while it is merged, and
-    /// every save is its own atomic write. A document pushed twice in one request is received
-    /// in order, so such a request is received on one thread.
+    /// every save is its own atomic write (a request names each document once).
     fn receive_all(
         &self,
         caller: &Caller,
         pushes: Vec<(&DocPush, Vec<Change>)>,
-        twice: &BTreeSet<&str>,
         now_ms: i64,
     ) -> Vec<Result<Received, HubError>> {
         let receive = |(push, changes): (&DocPush, Vec<Change>)| {
-            let once = !twice.contains(push.doc_id.as_str());
-            self.receive(
-                caller,
-                &push.doc_id,
-                &push.server_heads,
-                changes,
-                once,
-                now_ms,
-            )
+            self.receive(caller, &push.doc_id, &push.server_heads, changes, now_ms)
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        if pushes.len() < RECEIVE_IN_PARALLEL_FROM || threads < 2 || !twice.is_empty() {
+        if pushes.len() < RECEIVE_IN_PARALLEL_FROM || threads < 2 {
             // Stops at the first failure, as the request does.
             let mut received = Vec::with_capacity(pushes.len());
             for push in pushes {
@@ -332,12 +314,11 @@ impl<S: HubStore> Hub<S> {
         doc_id: &str,
         server_heads: &[Hash],
         changes: Vec<Change>,
-        only_push: bool,
         now_ms: i64,
     ) -> Result<Received, HubError> {
         let _guard = self.lock(doc_id);
         let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
-        let as_pushed = only_push.then(|| protocol::heads_after(server_heads, &changes));
+        let as_pushed = protocol::heads_after(server_heads, &changes);
         let stored = self.store.document(doc_id)?;
         if let Some(stored) = &stored {
             if !in_scope(&caller.user, &stored.meta) {
@@ -383,7 +364,7 @@ impl<S: HubStore> Hub<S> {
             } else {
                 changes_after(&mut doc, &have)
             },
-            heads: if as_pushed.as_ref() == Some(&heads) {
+            heads: if as_pushed == heads {
                 Heads::AsPushed
             } else {
                 Heads::Listed(heads.clone())

@@ -48,6 +48,9 @@ pub const MAX_INFLATED_BYTES: usize = 8 * MAX_DOCUMENT_BYTES;
 pub const SYNC_MESSAGES_PER_MINUTE: u32 = 60;
 /// Messages one device may send about one document at once before the rate applies.
 pub const SYNC_MESSAGE_BURST: u32 = 60;
+/// Automerge sync messages one device may send per minute about all documents together,
+/// sustained and in a burst: a new document id would otherwise be a fresh allowance.
+pub const DEVICE_SYNC_MESSAGES_PER_MINUTE: u32 = 600;
 /// Most hashes in a message's `heads`, `need` or one `have`'s `last_sync`.
 pub const MAX_SYNC_HASHES: usize = 1024;
 /// Most `have` entries (bloom filters) in one message; automerge sends one.
@@ -460,23 +463,57 @@ pub(super) fn check_sync_message(message: &mut Message) -> Result<(), LimitError
     Ok(())
 }
 
-/// How many automerge sync messages each (device, document) may still send: a generic cell
-/// rate algorithm, [`SYNC_MESSAGES_PER_MINUTE`] sustained with bursts of
-/// [`SYNC_MESSAGE_BURST`]. Kept in memory: a restart forgets it, which only forgives.
+/// How many automerge sync messages each (device, document), and each device, may still send:
+/// a generic cell rate algorithm, [`SYNC_MESSAGES_PER_MINUTE`] sustained with bursts of
+/// [`SYNC_MESSAGE_BURST`] per document, and [`DEVICE_SYNC_MESSAGES_PER_MINUTE`] per device.
+/// Kept in memory: a restart forgets it, which only forgives.
 #[derive(Debug, Default)]
 pub(super) struct SyncRounds {
-    /// (device, document) → the time from which the next message conforms, ms.
-    next: Mutex<HashMap<(String, String), i64>>,
+    /// (device, document) → the time from which the next message conforms, ms; the device's
+    /// own allowance is kept under the document `None`.
+    next: Mutex<HashMap<(String, Option<String>), i64>>,
 }
 
 /// Above this many tracked pairs, those that have fully recovered are forgotten.
 const TRACKED_PAIRS: usize = 4096;
 
+/// A cell rate: `per_minute` sustained, `burst` at once.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_minute: u32,
+    burst: u32,
+}
+
+impl Rate {
+    fn interval(self) -> i64 {
+        60_000 / i64::from(self.per_minute)
+    }
+
+    /// When the next message conforms, from the stored time `at`; or after how many seconds
+    /// it will.
+    fn next(self, at: Option<i64>, now_ms: i64) -> Result<i64, u64> {
+        let tolerance = self.interval() * i64::from(self.burst - 1);
+        let conforming = at.unwrap_or(now_ms).max(now_ms);
+        if conforming - now_ms > tolerance {
+            let wait_ms = conforming - tolerance - now_ms;
+            return Err((wait_ms as u64).div_ceil(1000).max(1));
+        }
+        Ok(conforming + self.interval())
+    }
+}
+
 impl SyncRounds {
     /// Admits one message at `now_ms`, or says after how many seconds the next one will be.
+    /// A refused message uses up nothing.
     pub(super) fn admit(&self, device: &str, doc_id: &str, now_ms: i64) -> Result<(), u64> {
-        let interval = 60_000 / i64::from(SYNC_MESSAGES_PER_MINUTE);
-        let tolerance = interval * i64::from(SYNC_MESSAGE_BURST - 1);
+        let per_doc = Rate {
+            per_minute: SYNC_MESSAGES_PER_MINUTE,
+            burst: SYNC_MESSAGE_BURST,
+        };
+        let per_device = Rate {
+            per_minute: DEVICE_SYNC_MESSAGES_PER_MINUTE,
+            burst: DEVICE_SYNC_MESSAGES_PER_MINUTE,
+        };
         let mut next = self
             .next
             .lock()
@@ -484,15 +521,12 @@ impl SyncRounds {
         if next.len() > TRACKED_PAIRS {
             next.retain(|_, at| *at > now_ms);
         }
-        let at = next
-            .entry((device.to_owned(), doc_id.to_owned()))
-            .or_insert(now_ms);
-        let conforming = (*at).max(now_ms);
-        if conforming - now_ms > tolerance {
-            let wait_ms = conforming - tolerance - now_ms;
-            return Err((wait_ms as u64).div_ceil(1000).max(1));
-        }
-        *at = conforming + interval;
+        let doc_key = (device.to_owned(), Some(doc_id.to_owned()));
+        let device_key = (device.to_owned(), None);
+        let doc_next = per_doc.next(next.get(&doc_key).copied(), now_ms)?;
+        let device_next = per_device.next(next.get(&device_key).copied(), now_ms)?;
+        next.insert(doc_key, doc_next);
+        next.insert(device_key, device_next);
         Ok(())
     }
 }
