@@ -330,6 +330,7 @@ pub struct Hub<S> {
     store: S,
     stripes: Vec<Mutex<()>>,
     sync_rounds: limits::SyncRounds,
+    answer_budget: limits::AnswerBudget,
     delivery: delivery::DeliveryCache,
 }
 
@@ -339,6 +340,7 @@ impl<S: HubStore> Hub<S> {
             store,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             sync_rounds: limits::SyncRounds::default(),
+            answer_budget: limits::AnswerBudget::default(),
             delivery: delivery::DeliveryCache::default(),
         }
     }

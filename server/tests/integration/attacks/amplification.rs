@@ -394,3 +394,191 @@ async fn automerge_sync_for_made_up_ids_tells_nothing_and_keeps_nothing() {
     let chief_device = format!("{}/phone-1", demo::facts().user(CHIEF).unwrap().id);
     assert_eq!(s.state.store.sync_states(&chief_device).unwrap().len(), 1);
 }
+
+/// Every document id an answer carries.
+fn ids(response: &SyncResponse) -> Vec<String> {
+    response.docs.iter().map(|d| d.doc_id.clone()).collect()
+}
+
+/// Syncs from `cursor` until an answer brings nothing; returns every id received, the answers
+/// it took and the last cursor. Each answer carries at most `most` documents.
+async fn sync_to_the_end(
+    s: &TestServer,
+    token: &str,
+    mut cursor: u64,
+    most: usize,
+) -> (Vec<String>, usize, u64) {
+    let mut received = Vec::new();
+    let mut answers = 0;
+    loop {
+        let response = sync(s, token, &SyncRequest { cursor, docs: vec![] })
+            .await
+            .sync();
+        answers += 1;
+        assert!(answers < 100, "the pages never end");
+        assert!(response.docs.len() <= most, "{:?}", ids(&response));
+        cursor = response.cursor;
+        if response.docs.is_empty() {
+            return (received, answers, cursor);
+        }
+        received.extend(ids(&response));
+    }
+}
+
+/// A sync answer used to carry everything the device lacked, however large: a district's
+/// documents, or a thousand large documents pushed with nothing in them, each answered whole.
+/// Now an answer carries at most `MAX_ANSWER_BYTES` of documents and `MAX_ANSWER_DOCS`
+/// documents besides the pushed ones; the rest come at the next sync, from the answer's cursor,
+/// and a lost answer is sent again. Pushes whose answers alone exceed the budget are a 413.
+/// (The server's limits are lowered here so that a few patrols exceed them.)
+#[actix_web::test]
+async fn an_answer_is_bounded_and_the_rest_comes_at_the_next_sync() {
+    use sync_core::hub::limits::{AnswerLimits, MAX_ANSWER_BYTES, MAX_ANSWER_DOCS};
+
+    let s = TestServer::demo().await;
+    assert_eq!(
+        s.state.hub.answer_limits(),
+        AnswerLimits {
+            bytes: MAX_ANSWER_BYTES,
+            docs: MAX_ANSWER_DOCS
+        }
+    );
+    let grant = s.login(CHIEF, "phone-1").await;
+    let token = grant["access_token"].as_str().unwrap().to_owned();
+    let mut patrols = Vec::new();
+    for seed in 0..4 {
+        let mut patrol = new_patrol(&grant, 30, seed);
+        let id = patrol.id().to_owned();
+        let changes = raw_changes(patrol.am_mut(), &[]);
+        patrols.push((id, changes));
+    }
+    let request = SyncRequest {
+        cursor: 0,
+        docs: patrols
+            .iter()
+            .map(|(id, changes)| push(id, changes.clone()))
+            .collect(),
+    };
+    assert!(sync(&s, &token, &request)
+        .await
+        .sync()
+        .docs
+        .iter()
+        .all(|d| d.refused.is_empty()));
+
+    // Everything in one answer, as before.
+    let laptop = s.token(CHIEF, "laptop").await;
+    let (all, answers, _) = sync_to_the_end(&s, &laptop, 0, usize::MAX).await;
+    assert_eq!(answers, 2);
+    for (id, _) in &patrols {
+        assert!(all.contains(id));
+    }
+
+    // One document per answer: a new tablet's first sync comes in pages, each document once.
+    s.state.hub.set_answer_limits(AnswerLimits {
+        bytes: 1,
+        docs: MAX_ANSWER_DOCS,
+    });
+    let tablet = s.token(CHIEF, "tablet").await;
+    let (paged, answers, cursor) = sync_to_the_end(&s, &tablet, 0, 1).await;
+    let mut sorted = paged.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), paged.len(), "a document came twice: {paged:?}");
+    let mut expected = all.clone();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(answers, all.len() + 1);
+
+    // New patrols reach the tablet from its cursor, two per answer; an answer lost on the way
+    // is sent again.
+    s.state.hub.set_answer_limits(AnswerLimits {
+        bytes: MAX_ANSWER_BYTES,
+        docs: 2,
+    });
+    let mut newer = Vec::new();
+    for seed in 10..15 {
+        let mut patrol = new_patrol(&grant, 30, seed);
+        newer.push(patrol.id().to_owned());
+        let changes = raw_changes(patrol.am_mut(), &[]);
+        let request = SyncRequest {
+            cursor: 0,
+            docs: vec![push(patrol.id(), changes)],
+        };
+        sync(&s, &token, &request).await.sync();
+    }
+    let first = sync(&s, &tablet, &SyncRequest { cursor, docs: vec![] })
+        .await
+        .sync();
+    assert_eq!(first.docs.len(), 2, "{:?}", ids(&first));
+    let (rest, _, _) = sync_to_the_end(&s, &tablet, cursor, 2).await;
+    assert_eq!(rest[..2], ids(&first)[..], "the lost answer came again");
+    let mut got = rest.clone();
+    got.sort();
+    newer.sort();
+    assert_eq!(got, newer);
+
+    // Pushes that claim to hold nothing of large documents, each answered whole: refused at
+    // the limit.
+    s.state.hub.set_answer_limits(AnswerLimits {
+        bytes: 1,
+        docs: MAX_ANSWER_DOCS,
+    });
+    let pull = SyncRequest {
+        cursor: 0,
+        docs: patrols.iter().map(|(id, _)| push(id, Vec::new())).collect(),
+    };
+    sync(&s, &token, &pull)
+        .await
+        .refused(413, "answer_too_large");
+}
+
+/// Operations compress to almost nothing on the wire: one request of 401 pushes, each carrying
+/// the same change of 5,000 operations (a few hundred bytes), asked the server to check and
+/// merge two million operations. Now a request holds at most `MAX_REQUEST_OPS` operations,
+/// counted from the changes' headers before any is read, or it is a 422 that stores nothing.
+#[actix_web::test]
+async fn a_request_of_millions_of_operations_is_refused_before_it_is_read() {
+    use sync_core::hub::limits::MAX_REQUEST_OPS;
+
+    let s = TestServer::demo().await;
+    let grant = s.login(CHIEF, "phone-1").await;
+    let token = grant["access_token"].as_str().unwrap().to_owned();
+    let actor = parse_actor(grant["actor_id"].as_str().unwrap()).unwrap();
+    let mut doc = AutoCommit::new().with_actor(actor);
+    let list = doc
+        .put_object(ROOT, "track", automerge::ObjType::List)
+        .unwrap();
+    for i in 0..4_999 {
+        doc.insert(&list, i, automerge::ScalarValue::Null).unwrap();
+    }
+    doc.commit();
+    let change = raw_changes(&mut doc, &[]).remove(0);
+    assert!(change.len() < 16 * 1024, "{} bytes", change.len());
+    let count = MAX_REQUEST_OPS / 5_000 + 1;
+    let request = SyncRequest {
+        cursor: 0,
+        docs: (0..count)
+            .map(|i| push(&format!("0193c7a0-0000-7000-8000-{i:012}"), vec![change.clone()]))
+            .collect(),
+    };
+    let started = Instant::now();
+    sync(&s, &token, &request)
+        .await
+        .refused(422, "request_too_many_ops");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let kept: Vec<_> = (0..count)
+        .filter(|i| {
+            s.state
+                .store
+                .document(&format!("0193c7a0-0000-7000-8000-{i:012}"))
+                .unwrap()
+                .is_some()
+        })
+        .collect();
+    assert!(kept.is_empty());
+}
