@@ -921,6 +921,53 @@ mod tests {
     }
 
     #[test]
+    fn a_request_names_each_document_once_with_a_valid_id() {
+        let push = |id: &str| DocPush {
+            doc_id: id.into(),
+            server_heads: vec![],
+            changes: vec![],
+        };
+        let request = |ids: &[&str]| SyncRequest {
+            cursor: 0,
+            docs: ids.iter().map(|id| push(id)).collect(),
+        };
+        assert_eq!(request(&[DOC, "issue-x"]).check(), Ok(()));
+        let twice = request(&[DOC, "issue-x", DOC]);
+        assert_eq!(
+            SyncRequest::decode(&twice.encode()),
+            Err(ProtocolError::DuplicateDocument(DOC.into()))
+        );
+        assert_eq!(
+            twice.check().unwrap_err().code(),
+            "duplicate_document",
+            "the hub checks requests that were not decoded too"
+        );
+        let long = "x".repeat(MAX_DOC_ID_BYTES + 1);
+        for bad in ["", long.as_str(), "a\0b", "line\nbreak"] {
+            assert!(
+                matches!(
+                    SyncRequest::decode(&request(&[bad]).encode()),
+                    Err(ProtocolError::BadDocumentId(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(check_doc_id(&"x".repeat(MAX_DOC_ID_BYTES)), Ok(()));
+        let ids: Vec<String> = (0..=MAX_PUSHED_DOCS).map(|i| format!("doc-{i}")).collect();
+        let many = SyncRequest {
+            cursor: 0,
+            docs: ids.iter().map(|id| push(id)).collect(),
+        };
+        assert_eq!(
+            SyncRequest::decode(&many.encode()),
+            Err(ProtocolError::TooManyDocuments {
+                count: MAX_PUSHED_DOCS + 1,
+                max: MAX_PUSHED_DOCS
+            })
+        );
+    }
+
+    #[test]
     fn envelope_errors_are_typed() {
         let bytes = request().encode();
         assert_eq!(

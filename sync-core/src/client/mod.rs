@@ -18,8 +18,8 @@ use automerge::{AutoCommit, Change, ChangeHash};
 use crate::doc::{self, DocKind, Record};
 use crate::hub::limits::{check_changes, MAX_REQUEST_OPS};
 use crate::protocol::{
-    MAX_PUSHED_DOCS,
     DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
+    MAX_PUSHED_DOCS,
 };
 use crate::store::{self, LocalStore, QuarantinedChange, StoreBatch, StoreError};
 

@@ -299,7 +299,8 @@ impl<S: HubStore> Hub<S> {
             if before > budget {
                 return Err(too_large(before));
             }
-            let received = self.receive(caller, &push.doc_id, &push.server_heads, changes, now_ms)?;
+            let received =
+                self.receive(caller, &push.doc_id, &push.server_heads, changes, now_ms)?;
             let bytes = update_bytes(&received.0);
             let before = spent.fetch_add(bytes, Ordering::Relaxed);
             let now = before + bytes;

@@ -613,9 +613,8 @@ impl<S: HubStore> Hub<S> {
             .iter()
             .flat_map(|(_, changes)| changes.iter().map(Change::len))
             .fold(0, usize::saturating_add);
-        over(ops, MAX_REQUEST_OPS, |ops, max| LimitError::RequestTooManyOps {
-            ops,
-            max,
+        over(ops, MAX_REQUEST_OPS, |ops, max| {
+            LimitError::RequestTooManyOps { ops, max }
         })?;
         for (push, changes) in pushes {
             check_changes(changes, self.stored_bytes(&push.doc_id)?)?;
@@ -646,6 +645,8 @@ impl<S: HubStore> Hub<S> {
         self.answer_budget
             .bytes
             .store(limits.bytes, Ordering::Relaxed);
-        self.answer_budget.docs.store(limits.docs, Ordering::Relaxed);
+        self.answer_budget
+            .docs
+            .store(limits.docs, Ordering::Relaxed);
     }
 }

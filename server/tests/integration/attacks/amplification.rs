@@ -279,7 +279,13 @@ async fn a_change_numbering_its_operations_near_the_end_of_the_range_is_refused(
 }
 
 async fn automerge_sync(s: &TestServer, token: &str, id: &str, message: Vec<u8>) -> Answer {
-    post(s, &format!("/api/v1/docs/{id}/automerge-sync"), token, message).await
+    post(
+        s,
+        &format!("/api/v1/docs/{id}/automerge-sync"),
+        token,
+        message,
+    )
+    .await
 }
 
 /// The handler (the weakest role) posted one empty automerge sync message for each of hundreds
@@ -411,9 +417,16 @@ async fn sync_to_the_end(
     let mut received = Vec::new();
     let mut answers = 0;
     loop {
-        let response = sync(s, token, &SyncRequest { cursor, docs: vec![] })
-            .await
-            .sync();
+        let response = sync(
+            s,
+            token,
+            &SyncRequest {
+                cursor,
+                docs: vec![],
+            },
+        )
+        .await
+        .sync();
         answers += 1;
         assert!(answers < 100, "the pages never end");
         assert!(response.docs.len() <= most, "{:?}", ids(&response));
@@ -484,7 +497,11 @@ async fn an_answer_is_bounded_and_the_rest_comes_at_the_next_sync() {
     let mut sorted = paged.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(sorted.len(), paged.len(), "a document came twice: {paged:?}");
+    assert_eq!(
+        sorted.len(),
+        paged.len(),
+        "a document came twice: {paged:?}"
+    );
     let mut expected = all.clone();
     expected.sort();
     assert_eq!(sorted, expected);
@@ -507,9 +524,16 @@ async fn an_answer_is_bounded_and_the_rest_comes_at_the_next_sync() {
         };
         sync(&s, &token, &request).await.sync();
     }
-    let first = sync(&s, &tablet, &SyncRequest { cursor, docs: vec![] })
-        .await
-        .sync();
+    let first = sync(
+        &s,
+        &tablet,
+        &SyncRequest {
+            cursor,
+            docs: vec![],
+        },
+    )
+    .await
+    .sync();
     assert_eq!(first.docs.len(), 2, "{:?}", ids(&first));
     let (rest, _, _) = sync_to_the_end(&s, &tablet, cursor, 2).await;
     assert_eq!(rest[..2], ids(&first)[..], "the lost answer came again");
@@ -559,7 +583,12 @@ async fn a_request_of_millions_of_operations_is_refused_before_it_is_read() {
     let request = SyncRequest {
         cursor: 0,
         docs: (0..count)
-            .map(|i| push(&format!("0193c7a0-0000-7000-8000-{i:012}"), vec![change.clone()]))
+            .map(|i| {
+                push(
+                    &format!("0193c7a0-0000-7000-8000-{i:012}"),
+                    vec![change.clone()],
+                )
+            })
             .collect(),
     };
     let started = Instant::now();
