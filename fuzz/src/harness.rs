@@ -746,6 +746,24 @@ impl HubStore for MemStore {
         Ok(())
     }
 
+    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError> {
+        Ok(self
+            .tables()
+            .sync_states
+            .iter()
+            .filter(|((d, _), _)| d == device)
+            .map(|((_, id), state)| (id.clone(), state.clone()))
+            .collect())
+    }
+
+    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError> {
+        let mut tables = self.tables();
+        for id in doc_ids {
+            tables.sync_states.remove(&pair(device, id));
+        }
+        Ok(())
+    }
+
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
         Ok(self
             .tables()

@@ -43,6 +43,13 @@ pub const MAGIC: [u8; 4] = *b"CSYN";
 pub const PROTOCOL_VERSION: u8 = 2;
 /// The largest request or response either side accepts, on the wire and once inflated.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Most documents one request may push. A phone pushes the documents it changed since its last
+/// sync (a week offline is a few dozen), and every pushed document is loaded, merged and
+/// answered; a phone with more sends the rest at its next sync.
+pub const MAX_PUSHED_DOCS: usize = 1_000;
+/// Longest document id, in bytes. Ids are UUIDs (36 bytes); the id names a key in every store
+/// and a lock stripe, so one request cannot make the server hash or keep megabytes of it.
+pub const MAX_DOC_ID_BYTES: usize = 128;
 /// Bodies shorter than this are sent plain: DEFLATE gains nothing on one small change.
 const COMPRESS_FROM_BYTES: usize = 512;
 const BODY_PLAIN: u8 = 0;
@@ -127,6 +134,12 @@ pub enum ProtocolError {
     UnsupportedVersion(u8),
     #[error("malformed sync message: {0}")]
     Malformed(String),
+    #[error("document {0} is pushed more than once in one request; send its changes together")]
+    DuplicateDocument(String),
+    #[error("{count} documents pushed in one request, over the limit of {max}; send the rest in the next request")]
+    TooManyDocuments { count: usize, max: usize },
+    #[error("document id {0:?} is not a document id (1 to {MAX_DOC_ID_BYTES} bytes, no control characters)")]
+    BadDocumentId(String),
 }
 
 impl ProtocolError {
@@ -136,8 +149,20 @@ impl ProtocolError {
             ProtocolError::BadMagic => "bad_magic",
             ProtocolError::UnsupportedVersion(_) => "unsupported_version",
             ProtocolError::Malformed(_) => "malformed",
+            ProtocolError::DuplicateDocument(_) => "duplicate_document",
+            ProtocolError::TooManyDocuments { .. } => "too_many_documents",
+            ProtocolError::BadDocumentId(_) => "bad_document_id",
         }
     }
+}
+
+/// Checks a document id as every endpoint receives it: non-empty, at most [`MAX_DOC_ID_BYTES`]
+/// bytes, no control characters. The error names at most the id's first 64 characters.
+pub fn check_doc_id(id: &str) -> Result<(), ProtocolError> {
+    if id.is_empty() || id.len() > MAX_DOC_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(ProtocolError::BadDocumentId(id.chars().take(64).collect()));
+    }
+    Ok(())
 }
 
 /// The heads of a document holding `server_heads` and then `changes`: every one of them that
@@ -459,6 +484,27 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
 }
 
 impl SyncRequest {
+    /// What every request must be, however it arrived: at most [`MAX_PUSHED_DOCS`] documents,
+    /// each named by a valid id, none twice. A document pushed twice would be loaded and
+    /// merged twice: one small request repeating a large document made the server load it
+    /// thousands of times.
+    pub fn check(&self) -> Result<(), ProtocolError> {
+        if self.docs.len() > MAX_PUSHED_DOCS {
+            return Err(ProtocolError::TooManyDocuments {
+                count: self.docs.len(),
+                max: MAX_PUSHED_DOCS,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for push in &self.docs {
+            check_doc_id(&push.doc_id)?;
+            if !seen.insert(push.doc_id.as_str()) {
+                return Err(ProtocolError::DuplicateDocument(push.doc_id.clone()));
+            }
+        }
+        Ok(())
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         encode(&WireRequest {
             cursor: self.cursor,
@@ -466,16 +512,25 @@ impl SyncRequest {
         })
     }
 
+    /// Decodes a request and [checks](Self::check) it.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let wire: WireRequest = decode(bytes)?;
-        Ok(SyncRequest {
+        if wire.docs.len() > MAX_PUSHED_DOCS {
+            return Err(ProtocolError::TooManyDocuments {
+                count: wire.docs.len(),
+                max: MAX_PUSHED_DOCS,
+            });
+        }
+        let request = SyncRequest {
             cursor: wire.cursor,
             docs: wire
                 .docs
                 .into_iter()
                 .map(DocPush::try_from)
                 .collect::<Result<_, _>>()?,
-        })
+        };
+        request.check()?;
+        Ok(request)
     }
 }
 
@@ -862,6 +917,53 @@ mod tests {
         assert_eq!(
             SyncResponse::decode(&refusing.encode_packed(&packed)),
             Ok(refusing)
+        );
+    }
+
+    #[test]
+    fn a_request_names_each_document_once_with_a_valid_id() {
+        let push = |id: &str| DocPush {
+            doc_id: id.into(),
+            server_heads: vec![],
+            changes: vec![],
+        };
+        let request = |ids: &[&str]| SyncRequest {
+            cursor: 0,
+            docs: ids.iter().map(|id| push(id)).collect(),
+        };
+        assert_eq!(request(&[DOC, "issue-x"]).check(), Ok(()));
+        let twice = request(&[DOC, "issue-x", DOC]);
+        assert_eq!(
+            SyncRequest::decode(&twice.encode()),
+            Err(ProtocolError::DuplicateDocument(DOC.into()))
+        );
+        assert_eq!(
+            twice.check().unwrap_err().code(),
+            "duplicate_document",
+            "the hub checks requests that were not decoded too"
+        );
+        let long = "x".repeat(MAX_DOC_ID_BYTES + 1);
+        for bad in ["", long.as_str(), "a\0b", "line\nbreak"] {
+            assert!(
+                matches!(
+                    SyncRequest::decode(&request(&[bad]).encode()),
+                    Err(ProtocolError::BadDocumentId(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(check_doc_id(&"x".repeat(MAX_DOC_ID_BYTES)), Ok(()));
+        let ids: Vec<String> = (0..=MAX_PUSHED_DOCS).map(|i| format!("doc-{i}")).collect();
+        let many = SyncRequest {
+            cursor: 0,
+            docs: ids.iter().map(|id| push(id)).collect(),
+        };
+        assert_eq!(
+            SyncRequest::decode(&many.encode()),
+            Err(ProtocolError::TooManyDocuments {
+                count: MAX_PUSHED_DOCS + 1,
+                max: MAX_PUSHED_DOCS
+            })
         );
     }
 

@@ -526,6 +526,30 @@ pub(crate) fn device_records_round_trip(h: &impl Harness) {
         Some(b"state".to_vec())
     );
     assert_eq!(store.sync_state("u2/phone", "p1").unwrap(), None);
+    // A device's states are listed and forgotten apart from every other device's.
+    store.put_sync_state("u1/phone", "p2", b"second").unwrap();
+    store.put_sync_state("u1/phone2", "p1", b"other").unwrap();
+    let mut states = store.sync_states("u1/phone").unwrap();
+    states.sort();
+    assert_eq!(
+        states,
+        vec![
+            ("p1".to_string(), b"state".to_vec()),
+            ("p2".to_string(), b"second".to_vec())
+        ]
+    );
+    store
+        .forget_sync_states("u1/phone", &["p1".into(), "never".into()])
+        .unwrap();
+    assert_eq!(
+        store.sync_states("u1/phone").unwrap(),
+        vec![("p2".to_string(), b"second".to_vec())]
+    );
+    assert_eq!(store.sync_state("u1/phone", "p1").unwrap(), None);
+    assert_eq!(
+        store.sync_states("u1/phone2").unwrap(),
+        vec![("p1".to_string(), b"other".to_vec())]
+    );
 }
 
 pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {

@@ -288,6 +288,26 @@ impl HubStore for SledStore {
         Ok(())
     }
 
+    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError> {
+        let prefix = pair(device, "");
+        self.sync_states
+            .scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(storage)?;
+                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                Ok((id, value.to_vec()))
+            })
+            .collect()
+    }
+
+    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError> {
+        let mut batch = sled::Batch::default();
+        for id in doc_ids {
+            batch.remove(pair(device, id));
+        }
+        self.sync_states.apply_batch(batch).map_err(storage)
+    }
+
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
         let mut entries: Vec<AuditEntry> = self
             .audit

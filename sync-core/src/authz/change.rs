@@ -17,6 +17,13 @@ use crate::doc::{Appended, Issue, Patrol};
 use crate::model::{Role, User};
 use crate::workflow::{self, Event, IssueContext, Receipt};
 
+/// How far past the operations of its dependencies a change may start numbering its own.
+/// Automerge starts a change right after the largest operation number it was made on, so an
+/// honest change has no slack at all; some is allowed for other implementations. Without a
+/// bound, one change starting near `u32::MAX` leaves no numbers for any later change, and the
+/// document can never take another edit.
+pub const MAX_OP_COUNTER_SLACK: u64 = 1_024;
+
 /// The record fields of an issue, as opposed to its workflow events.
 const ISSUE_RECORD: &[&str] = &["description", "severity", "photos"];
 
@@ -74,6 +81,7 @@ pub(super) fn admit(
         });
     }
     guarded(move || {
+        check_op_counter(&mut after, change)?;
         after
             .apply_changes([change.clone()])
             .map_err(|e| Refusal::Malformed(e.to_string()))?;
@@ -113,6 +121,29 @@ pub(super) fn admit(
             appended,
         })
     })
+}
+
+/// Refuses a change whose operation numbers start further past those of its dependencies
+/// (held by `before`, the document as its author saw it) than [`MAX_OP_COUNTER_SLACK`].
+fn check_op_counter(before: &mut AutoCommit, change: &Change) -> Result<(), Refusal> {
+    // Every change numbers its operations after all of its own dependencies', so the largest
+    // number among the dependencies is the largest the author had seen.
+    let seen = change
+        .deps()
+        .iter()
+        .filter_map(|dep| before.get_change_by_hash(dep))
+        .map(|dep| dep.max_op())
+        .max()
+        .unwrap_or(0);
+    let justified = seen + 1 + MAX_OP_COUNTER_SLACK;
+    let start_op = change.start_op().get();
+    if start_op > justified {
+        return Err(Refusal::OpCounterJump {
+            start_op,
+            justified,
+        });
+    }
+    Ok(())
 }
 
 /// Runs `check` so that a panic inside automerge on hostile bytes refuses the change instead of

@@ -82,7 +82,7 @@ mod schema;
 mod tests;
 
 pub use batch::{authorize_batch, BatchOutcome};
-pub use change::authorize_change;
+pub use change::{authorize_change, MAX_OP_COUNTER_SLACK};
 pub use meta::{in_scope, DocMeta};
 pub use oversight::oversees;
 pub use placement::{check_placement, Placement, MAX_REPORT_DISTANCE_M};
@@ -130,6 +130,11 @@ pub enum Refusal {
     Transition(#[from] TransitionError),
     #[error("depends on a refused change ({0})")]
     DependsOnRefused(ChangeHash),
+    #[error(
+        "the change numbers its operations from {start_op}, but what it was made on justifies \
+         at most {justified}"
+    )]
+    OpCounterJump { start_op: u64, justified: u64 },
 }
 
 impl Refusal {
@@ -151,6 +156,7 @@ impl Refusal {
             Refusal::ForgedDevice { .. } => "forged_device",
             Refusal::Transition(_) => "transition",
             Refusal::DependsOnRefused(_) => "depends_on_refused",
+            Refusal::OpCounterJump { .. } => "op_counter_jump",
         }
     }
 }

@@ -16,9 +16,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use crate::doc::{self, DocKind, Record};
-use crate::hub::limits::check_changes;
+use crate::hub::limits::{check_changes, MAX_REQUEST_OPS};
 use crate::protocol::{
     DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
+    MAX_PUSHED_DOCS,
 };
 use crate::store::{self, LocalStore, QuarantinedChange, StoreBatch, StoreError};
 
@@ -198,6 +199,7 @@ impl<'a> SyncClient<'a> {
     /// [`Self::hold_back_oversized`]); returns how many were.
     fn build(&self, hold_back_at: Option<i64>) -> Result<(SyncRequest, Built, usize), ClientError> {
         let mut docs = Vec::new();
+        let mut ops = 0usize;
         let mut built = Built::default();
         let mut held_back = 0;
         for doc_id in self.dirty()? {
@@ -221,10 +223,19 @@ impl<'a> SyncClient<'a> {
                     changes = doc.get_changes(&server_heads);
                 }
             }
+            // A request carries what the server takes in one: the other documents stay marked
+            // and go in the next request.
+            let doc_ops: usize = changes.iter().map(|c| c.len()).sum();
+            if !docs.is_empty()
+                && (docs.len() >= MAX_PUSHED_DOCS || ops + doc_ops > MAX_REQUEST_OPS)
+            {
+                break;
+            }
             let changes: Vec<Vec<u8>> = changes.iter().map(|c| c.raw_bytes().to_vec()).collect();
             if changes.is_empty() {
                 continue;
             }
+            ops += doc_ops;
             if let Some(stat) = stat {
                 let mut version = stat.version;
                 // A document saved edit by edit (a patrol's track, a chunk a minute) loads

@@ -2,9 +2,15 @@
 //! message out, with the same authorization as the batch protocol. A message's changes are
 //! authorized before anything is merged; if any is refused, none is merged.
 //!
-//! A peer that never stops talking is stopped: each (device, document) may send a bounded number
-//! of messages per minute, and each message's lists, bloom filters and changes are bounded
-//! (see `limits`) before automerge reads them, so one request is bounded work.
+//! A peer that never stops talking is stopped: each (device, document) and each device may send
+//! a bounded number of messages per minute, and each message's lists, bloom filters and changes
+//! are bounded (see `limits`) before automerge reads them, so one request is bounded work.
+//!
+//! A document outside the caller's scope is answered exactly as one that does not exist: the
+//! server talks about an empty document, so no answer tells whether an id is taken. The server
+//! keeps a sync state only for documents that exist in the caller's scope, at most
+//! [`MAX_SYNC_STATES_PER_DEVICE`] per device (the least recently used go first), and forgets
+//! one unused for [`SYNC_STATE_TTL_MS`]: a lost state costs the peers one more exchange.
 
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
@@ -12,6 +18,25 @@ use automerge::AutoCommit;
 use super::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use super::{Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::protocol::check_doc_id;
+
+/// Most automerge sync states the server keeps for one device.
+pub const MAX_SYNC_STATES_PER_DEVICE: usize = 1_000;
+/// A sync state unused this long is forgotten (30 days).
+pub const SYNC_STATE_TTL_MS: i64 = 30 * 24 * 3_600_000;
+
+/// A stored sync state: when it was last used (ms, little-endian), then automerge's encoding.
+fn stamped(now_ms: i64, state: &sync::State) -> Vec<u8> {
+    let mut out = now_ms.to_le_bytes().to_vec();
+    out.extend(state.encode());
+    out
+}
+
+/// When a stored state was last used, and automerge's encoding of it.
+fn unstamp(stored: &[u8]) -> Option<(i64, &[u8])> {
+    let (at, state) = stored.split_first_chunk::<8>()?;
+    Some((i64::from_le_bytes(*at), state))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AutomergeSyncOutcome {
@@ -29,6 +54,7 @@ impl<S: HubStore> Hub<S> {
         message: &[u8],
         now_ms: i64,
     ) -> Result<AutomergeSyncOutcome, HubError> {
+        check_doc_id(doc_id)?;
         self.sync_rounds
             .admit(&caller.device, doc_id, now_ms)
             .map_err(|retry_after_secs| HubError::RateLimited { retry_after_secs })?;
@@ -40,10 +66,12 @@ impl<S: HubStore> Hub<S> {
         }
         let _guard = self.lock(doc_id);
         let stored = self.store.document(doc_id)?;
-        let mut doc = match &stored {
-            Some(stored) if !in_scope(&caller.user, &stored.meta) => {
-                return Err(HubError::UnknownDocument(doc_id.to_string()))
-            }
+        // Out of scope looks exactly like unknown: the caller talks with an empty document.
+        let hidden = stored
+            .as_ref()
+            .is_some_and(|s| !in_scope(&caller.user, &s.meta));
+        let visible = stored.filter(|_| !hidden);
+        let mut doc = match &visible {
             Some(stored) => AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
                 id: doc_id.to_string(),
                 reason: e.to_string(),
@@ -62,11 +90,11 @@ impl<S: HubStore> Hub<S> {
                     .map_err(|e| HubError::MalformedMessage(e.to_string()))?;
             }
             let changes = scratch.get_changes(&before);
-            check_changes(&changes, stored.as_ref().map_or(0, |s| s.bytes.len()))?;
+            check_changes(&changes, visible.as_ref().map_or(0, |s| s.bytes.len()))?;
             let mut merged = doc.fork();
             let mut outcome =
                 authorize_batch(&caller.user, &caller.actor, doc_id, &mut merged, changes);
-            if stored.is_none() {
+            if visible.is_none() {
                 self.place_new(&mut merged, &mut outcome)?;
             }
             if let Some((_, why)) = outcome.refused.first() {
@@ -76,6 +104,10 @@ impl<S: HubStore> Hub<S> {
                 });
             }
             if !outcome.accepted.is_empty() {
+                if hidden {
+                    // A new document under an id another document already has.
+                    return Err(HubError::UnknownDocument(doc_id.to_string()));
+                }
                 let meta = if outcome.appended.is_empty() {
                     DocMeta::of(&merged).map_err(|e| HubError::Refused {
                         code: "schema".into(),
@@ -101,10 +133,19 @@ impl<S: HubStore> Hub<S> {
             message.changes = Vec::<Vec<u8>>::new().into();
         }
 
-        let mut state = match self.store.sync_state(&caller.device, doc_id)? {
-            Some(bytes) => sync::State::decode(&bytes).unwrap_or_default(),
-            None => sync::State::new(),
+        // Only a document the caller holds in scope has a state worth keeping.
+        let keep = !doc.get_heads().is_empty();
+        let kept = if keep {
+            self.store.sync_state(&caller.device, doc_id)?
+        } else {
+            None
         };
+        let mut state = kept
+            .as_deref()
+            .and_then(unstamp)
+            .filter(|(at, _)| now_ms - at < SYNC_STATE_TTL_MS)
+            .and_then(|(_, bytes)| sync::State::decode(bytes).ok())
+            .unwrap_or_default();
         // Automerge trusts the peer's bloom filters: one that claims entries but carries no
         // bits makes it divide by zero. A hostile message must cost its sender a refusal, not
         // the server a worker; the state it left behind is not stored.
@@ -114,11 +155,42 @@ impl<S: HubStore> Hub<S> {
         }))
         .map_err(|_| HubError::MalformedMessage("the message breaks the sync protocol".into()))?
         .map_err(|e: automerge::AutomergeError| HubError::MalformedMessage(e.to_string()))?;
-        self.store
-            .put_sync_state(&caller.device, doc_id, &state.encode())?;
+        if keep {
+            if kept.is_none() {
+                self.make_room_for_a_sync_state(&caller.device, now_ms)?;
+            }
+            self.store
+                .put_sync_state(&caller.device, doc_id, &stamped(now_ms, &state))?;
+        }
         Ok(match reply {
             Some(reply) => AutomergeSyncOutcome::Reply(reply.encode()),
             None => AutomergeSyncOutcome::NothingToSend,
         })
+    }
+
+    /// Before a device's new sync state is stored: forgets its expired states and, when it
+    /// still holds [`MAX_SYNC_STATES_PER_DEVICE`], the least recently used ones.
+    fn make_room_for_a_sync_state(&self, device: &str, now_ms: i64) -> Result<(), HubError> {
+        let mut states: Vec<(i64, String)> = self
+            .store
+            .sync_states(device)?
+            .into_iter()
+            .map(|(id, stored)| (unstamp(&stored).map_or(i64::MIN, |(at, _)| at), id))
+            .collect();
+        states.sort();
+        let expired = states
+            .iter()
+            .take_while(|(at, _)| now_ms - at >= SYNC_STATE_TTL_MS)
+            .count();
+        let over = (states.len() + 1).saturating_sub(MAX_SYNC_STATES_PER_DEVICE);
+        let forget: Vec<String> = states
+            .into_iter()
+            .take(expired.max(over))
+            .map(|(_, id)| id)
+            .collect();
+        if forget.is_empty() {
+            return Ok(());
+        }
+        self.store.forget_sync_states(device, &forget)
     }
 }

@@ -2,11 +2,13 @@
 //! everything the device lacks in its scope.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
+use super::limits::LimitError;
 use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{authorize_batch, check_placement, in_scope, BatchOutcome, DocMeta, Placement};
 use crate::doc::DocKind;
@@ -92,19 +94,13 @@ impl<S: HubStore> Hub<S> {
         now_ms: i64,
     ) -> Result<Answer, HubError> {
         // Parse everything before touching anything: a malformed body changes nothing.
+        request.check()?;
         let mut pushes = Vec::with_capacity(request.docs.len());
         for push in &request.docs {
-            self.check_push(push)?;
-            let changes = push
-                .changes
-                .iter()
-                .map(|raw| {
-                    Change::from_bytes(raw.clone())
-                        .map_err(|e| HubError::MalformedChange(format!("{}: {e}", push.doc_id)))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            pushes.push((push, changes));
+            pushes.push((push, self.parse_push(push)?));
         }
+        self.check_pushes(&pushes)?;
+        let limits = self.answer_limits();
 
         // The response's cursor is the feed position *before* this request's own saves: a
         // document another device changes while this request runs gets a later position, so
@@ -113,16 +109,11 @@ impl<S: HubStore> Hub<S> {
         let mut updates = Vec::new();
         let mut touched = BTreeSet::new();
         let mut device_docs = Vec::new();
-        // The device resolves `Heads::AsPushed` by the document's id, so a document pushed twice
-        // in one request gets its heads listed.
-        let mut seen = BTreeSet::new();
-        let twice: BTreeSet<&str> = request
-            .docs
-            .iter()
-            .filter(|p| !seen.insert(p.doc_id.as_str()))
-            .map(|p| p.doc_id.as_str())
-            .collect();
-        let received = self.receive_all(caller, pushes, &twice, now_ms);
+        // What the answers to the pushes carry, counted as they are made: a request pushing
+        // many large documents it claims to hold nothing of is refused at the limit instead
+        // of gathering them all.
+        let spent = AtomicUsize::new(0);
+        let received = self.receive_all(caller, pushes, &spent, limits.bytes, now_ms);
         for (push, outcome) in request.docs.iter().zip(received) {
             let (update, heads) = outcome?;
             touched.insert(push.doc_id.clone());
@@ -170,12 +161,21 @@ impl<S: HubStore> Hub<S> {
         let mut forget = Vec::new();
         // `packed[i]`, when there, is `updates[i]` packed.
         let mut packed: Vec<Option<Arc<PackedUpdate>>> = Vec::new();
-        for meta in candidates {
+        // An answer carries at most `limits`; the documents past them come at the next sync.
+        // The answer's cursor then stops short of the first document left out (it and all
+        // after it have later feed positions), and what this answer sends is pending at that
+        // cursor; after a change of scope, the scope is recorded only once all was sent.
+        let mut spent = spent.into_inner();
+        let mut sent = 0usize;
+        let mut cursor = head;
+        let mut complete = true;
+        let mut pageable = true;
+        for (at, meta) in candidates.iter().enumerate() {
             if touched.contains(&meta.id) {
                 continue;
             }
             let held = held_of(&meta.id)?;
-            if !in_scope(&caller.user, &meta) {
+            if !in_scope(&caller.user, meta) {
                 if held.is_some() {
                     removed.push(meta.id.clone());
                     forget.push((meta.id.clone(), None));
@@ -192,6 +192,24 @@ impl<S: HubStore> Hub<S> {
             if changes.is_empty() {
                 continue;
             }
+            let size = changes.iter().map(Vec::len).sum::<usize>();
+            if pageable && sent > 0 && (spent + size > limits.bytes || sent >= limits.docs) {
+                if rescope {
+                    complete = false;
+                    break;
+                }
+                match self.resume_before(&candidates[at..], request.cursor, head)? {
+                    Some(resume) => {
+                        cursor = resume;
+                        complete = false;
+                        break;
+                    }
+                    // A store that does not number its saves cannot be paged: all is sent.
+                    None => pageable = false,
+                }
+            }
+            spent += size;
+            sent += 1;
             packed.resize(updates.len(), None);
             if changes.len() == doc.change_count() {
                 packed.push(Some(doc.whole()));
@@ -238,17 +256,17 @@ impl<S: HubStore> Hub<S> {
                 held_of(&id)?
             }
             .unwrap_or_default();
-            records.push((id, Some(previous.sent(request.cursor, heads, head))));
+            records.push((id, Some(previous.sent(request.cursor, heads, cursor))));
         }
         self.store.put_device_docs(&caller.device, &records)?;
-        if rescope {
+        if rescope && complete {
             self.store.put_device_scope(&caller.device, &scope)?;
         }
         // The answer acknowledges the merged changes: durable first.
         self.store.durable()?;
         Ok(Answer {
             response: SyncResponse {
-                cursor: head,
+                cursor,
                 docs: updates,
                 removed,
             },
@@ -259,28 +277,41 @@ impl<S: HubStore> Hub<S> {
     /// Receives every pushed document, in the order pushed. A large push (an office accepting
     /// a district's problems at once) is shared out over the machine's cores in contiguous
     /// runs: documents are independent of each other, each is locked while it is merged, and
-    /// every save is its own atomic write. A document pushed twice in one request is received
-    /// in order, so such a request is received on one thread.
+    /// every save is its own atomic write (a request names each document once). `spent` adds
+    /// up the document bytes of the answers; past `budget` (the first answer aside), the
+    /// request fails with [`LimitError::AnswerTooLarge`].
     fn receive_all(
         &self,
         caller: &Caller,
         pushes: Vec<(&DocPush, Vec<Change>)>,
-        twice: &BTreeSet<&str>,
+        spent: &AtomicUsize,
+        budget: usize,
         now_ms: i64,
     ) -> Vec<Result<Received, HubError>> {
+        let too_large = |bytes: usize| {
+            HubError::Limit(LimitError::AnswerTooLarge {
+                bytes: bytes as u64,
+                max: budget as u64,
+            })
+        };
         let receive = |(push, changes): (&DocPush, Vec<Change>)| {
-            let once = !twice.contains(push.doc_id.as_str());
-            self.receive(
-                caller,
-                &push.doc_id,
-                &push.server_heads,
-                changes,
-                once,
-                now_ms,
-            )
+            let before = spent.load(Ordering::Relaxed);
+            if before > budget {
+                return Err(too_large(before));
+            }
+            let received =
+                self.receive(caller, &push.doc_id, &push.server_heads, changes, now_ms)?;
+            let bytes = update_bytes(&received.0);
+            let before = spent.fetch_add(bytes, Ordering::Relaxed);
+            let now = before + bytes;
+            // The first document is answered whatever its size, so no push is refused forever.
+            if now > budget && before > 0 {
+                return Err(too_large(now));
+            }
+            Ok(received)
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        if pushes.len() < RECEIVE_IN_PARALLEL_FROM || threads < 2 || !twice.is_empty() {
+        if pushes.len() < RECEIVE_IN_PARALLEL_FROM || threads < 2 {
             // Stops at the first failure, as the request does.
             let mut received = Vec::with_capacity(pushes.len());
             for push in pushes {
@@ -315,6 +346,25 @@ impl<S: HubStore> Hub<S> {
         })
     }
 
+    /// The cursor from which a sync finds every document of `rest` again: just before the
+    /// earliest feed position among them (a document saved since has a later one). `None`
+    /// when the store does not number its saves or no such cursor is past `after`.
+    fn resume_before(
+        &self,
+        rest: &[DocMeta],
+        after: u64,
+        head: u64,
+    ) -> Result<Option<u64>, HubError> {
+        let mut resume = head;
+        for meta in rest {
+            match self.store.document_seq(&meta.id)? {
+                Some(seq) => resume = resume.min(seq.saturating_sub(1)),
+                None => return Ok(None),
+            }
+        }
+        Ok((resume > after).then_some(resume))
+    }
+
     /// The stored document's changes, or `None` when it is absent or damaged.
     fn deliverable(&self, id: &str) -> Result<Option<Arc<DocChanges>>, HubError> {
         match self.doc_changes(id) {
@@ -332,12 +382,11 @@ impl<S: HubStore> Hub<S> {
         doc_id: &str,
         server_heads: &[Hash],
         changes: Vec<Change>,
-        only_push: bool,
         now_ms: i64,
     ) -> Result<Received, HubError> {
         let _guard = self.lock(doc_id);
         let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
-        let as_pushed = only_push.then(|| protocol::heads_after(server_heads, &changes));
+        let as_pushed = protocol::heads_after(server_heads, &changes);
         let stored = self.store.document(doc_id)?;
         if let Some(stored) = &stored {
             if !in_scope(&caller.user, &stored.meta) {
@@ -391,7 +440,7 @@ impl<S: HubStore> Hub<S> {
             } else {
                 changes_after(&mut doc, &have)
             },
-            heads: if as_pushed.as_ref() == Some(&heads) {
+            heads: if as_pushed == heads {
                 Heads::AsPushed
             } else {
                 Heads::Listed(heads.clone())
@@ -433,6 +482,12 @@ impl<S: HubStore> Hub<S> {
         }
         Ok(())
     }
+}
+
+/// The document bytes an update carries: its changes and its snapshot.
+fn update_bytes(update: &DocUpdate) -> usize {
+    update.changes.iter().map(Vec::len).sum::<usize>()
+        + update.snapshot.as_ref().map_or(0, Vec::len)
 }
 
 fn refuse_all(hashes: &[Hash], code: &str, message: &str) -> Vec<RefusedChange> {

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use automerge::legacy::{Key, ObjectId, OpType};
@@ -48,6 +49,9 @@ pub const MAX_INFLATED_BYTES: usize = 8 * MAX_DOCUMENT_BYTES;
 pub const SYNC_MESSAGES_PER_MINUTE: u32 = 60;
 /// Messages one device may send about one document at once before the rate applies.
 pub const SYNC_MESSAGE_BURST: u32 = 60;
+/// Automerge sync messages one device may send per minute about all documents together,
+/// sustained and in a burst: a new document id would otherwise be a fresh allowance.
+pub const DEVICE_SYNC_MESSAGES_PER_MINUTE: u32 = 600;
 /// Most hashes in a message's `heads`, `need` or one `have`'s `last_sync`.
 pub const MAX_SYNC_HASHES: usize = 1024;
 /// Most `have` entries (bloom filters) in one message; automerge sends one.
@@ -56,6 +60,52 @@ pub const MAX_SYNC_HAVES: usize = 8;
 pub const MAX_BLOOM_PROBES: u64 = 32;
 /// Most bits per bloom filter entry; automerge uses 10.
 pub const MAX_BLOOM_BITS_PER_ENTRY: u64 = 64;
+
+/// Most document bytes (changes and snapshots) one `/sync` answer carries: what a phone can
+/// take in one response, well inside the protocol's own limit. Documents past it are sent at
+/// the next sync, which goes on from the answer's cursor.
+pub const MAX_ANSWER_BYTES: usize = 24 * 1024 * 1024;
+/// Most documents one `/sync` answer sends besides the pushed ones (each is loaded to be sent):
+/// a district chief's first sync after a week is some 6,500.
+pub const MAX_ANSWER_DOCS: usize = 10_000;
+/// Most operations all the changes of one `/sync` request may hold together: merging costs
+/// time in proportion to them, and a change's operations compress to almost nothing on the
+/// wire. A phone sends the documents that do not fit in its next request.
+pub const MAX_REQUEST_OPS: usize = 2_000_000;
+
+/// What one `/sync` answer may carry ([`MAX_ANSWER_BYTES`], [`MAX_ANSWER_DOCS`] unless set
+/// otherwise with [`Hub::set_answer_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerLimits {
+    pub bytes: usize,
+    pub docs: usize,
+}
+
+impl Default for AnswerLimits {
+    fn default() -> Self {
+        Self {
+            bytes: MAX_ANSWER_BYTES,
+            docs: MAX_ANSWER_DOCS,
+        }
+    }
+}
+
+/// The hub's answer limits, changeable while it serves.
+#[derive(Debug)]
+pub(super) struct AnswerBudget {
+    bytes: AtomicUsize,
+    docs: AtomicUsize,
+}
+
+impl Default for AnswerBudget {
+    fn default() -> Self {
+        let limits = AnswerLimits::default();
+        Self {
+            bytes: AtomicUsize::new(limits.bytes),
+            docs: AtomicUsize::new(limits.docs),
+        }
+    }
+}
 
 /// A limit a request went over. Sizes answer 413, shapes 422.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +126,16 @@ pub enum LimitError {
         count: u64,
         max: u64,
     },
+    #[error(
+        "the changes of one request hold {ops} operations, over the limit of {max}; send the \
+         other documents in the next request"
+    )]
+    RequestTooManyOps { ops: u64, max: u64 },
+    #[error(
+        "answering the pushed documents takes {bytes} bytes, over the limit of {max} bytes \
+         for one answer; push fewer documents at once"
+    )]
+    AnswerTooLarge { bytes: u64, max: u64 },
     /// A change whose header parses but whose operations automerge cannot read (it panics on
     /// some hostile bytes; the check catches that).
     #[error("a change's operations cannot be read")]
@@ -91,6 +151,8 @@ impl LimitError {
             LimitError::TooDeep { .. } => "too_deep",
             LimitError::DocumentTooLarge { .. } => "document_too_large",
             LimitError::SyncMessage { .. } => "sync_message_too_big",
+            LimitError::RequestTooManyOps { .. } => "request_too_many_ops",
+            LimitError::AnswerTooLarge { .. } => "answer_too_large",
             LimitError::Unreadable => "malformed_change",
         }
     }
@@ -99,7 +161,9 @@ impl LimitError {
     pub fn is_too_large(&self) -> bool {
         matches!(
             self,
-            LimitError::ChangeTooLarge { .. } | LimitError::DocumentTooLarge { .. }
+            LimitError::ChangeTooLarge { .. }
+                | LimitError::DocumentTooLarge { .. }
+                | LimitError::AnswerTooLarge { .. }
         )
     }
 }
@@ -460,23 +524,57 @@ pub(super) fn check_sync_message(message: &mut Message) -> Result<(), LimitError
     Ok(())
 }
 
-/// How many automerge sync messages each (device, document) may still send: a generic cell
-/// rate algorithm, [`SYNC_MESSAGES_PER_MINUTE`] sustained with bursts of
-/// [`SYNC_MESSAGE_BURST`]. Kept in memory: a restart forgets it, which only forgives.
+/// How many automerge sync messages each (device, document), and each device, may still send:
+/// a generic cell rate algorithm, [`SYNC_MESSAGES_PER_MINUTE`] sustained with bursts of
+/// [`SYNC_MESSAGE_BURST`] per document, and [`DEVICE_SYNC_MESSAGES_PER_MINUTE`] per device.
+/// Kept in memory: a restart forgets it, which only forgives.
 #[derive(Debug, Default)]
 pub(super) struct SyncRounds {
-    /// (device, document) → the time from which the next message conforms, ms.
-    next: Mutex<HashMap<(String, String), i64>>,
+    /// (device, document) → the time from which the next message conforms, ms; the device's
+    /// own allowance is kept under the document `None`.
+    next: Mutex<HashMap<(String, Option<String>), i64>>,
 }
 
 /// Above this many tracked pairs, those that have fully recovered are forgotten.
 const TRACKED_PAIRS: usize = 4096;
 
+/// A cell rate: `per_minute` sustained, `burst` at once.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_minute: u32,
+    burst: u32,
+}
+
+impl Rate {
+    fn interval(self) -> i64 {
+        60_000 / i64::from(self.per_minute)
+    }
+
+    /// When the next message conforms, from the stored time `at`; or after how many seconds
+    /// it will.
+    fn next(self, at: Option<i64>, now_ms: i64) -> Result<i64, u64> {
+        let tolerance = self.interval() * i64::from(self.burst - 1);
+        let conforming = at.unwrap_or(now_ms).max(now_ms);
+        if conforming - now_ms > tolerance {
+            let wait_ms = conforming - tolerance - now_ms;
+            return Err((wait_ms as u64).div_ceil(1000).max(1));
+        }
+        Ok(conforming + self.interval())
+    }
+}
+
 impl SyncRounds {
     /// Admits one message at `now_ms`, or says after how many seconds the next one will be.
+    /// A refused message uses up nothing.
     pub(super) fn admit(&self, device: &str, doc_id: &str, now_ms: i64) -> Result<(), u64> {
-        let interval = 60_000 / i64::from(SYNC_MESSAGES_PER_MINUTE);
-        let tolerance = interval * i64::from(SYNC_MESSAGE_BURST - 1);
+        let per_doc = Rate {
+            per_minute: SYNC_MESSAGES_PER_MINUTE,
+            burst: SYNC_MESSAGE_BURST,
+        };
+        let per_device = Rate {
+            per_minute: DEVICE_SYNC_MESSAGES_PER_MINUTE,
+            burst: DEVICE_SYNC_MESSAGES_PER_MINUTE,
+        };
         let mut next = self
             .next
             .lock()
@@ -484,31 +582,44 @@ impl SyncRounds {
         if next.len() > TRACKED_PAIRS {
             next.retain(|_, at| *at > now_ms);
         }
-        let at = next
-            .entry((device.to_owned(), doc_id.to_owned()))
-            .or_insert(now_ms);
-        let conforming = (*at).max(now_ms);
-        if conforming - now_ms > tolerance {
-            let wait_ms = conforming - tolerance - now_ms;
-            return Err((wait_ms as u64).div_ceil(1000).max(1));
-        }
-        *at = conforming + interval;
+        let doc_key = (device.to_owned(), Some(doc_id.to_owned()));
+        let device_key = (device.to_owned(), None);
+        let doc_next = per_doc.next(next.get(&doc_key).copied(), now_ms)?;
+        let device_next = per_device.next(next.get(&device_key).copied(), now_ms)?;
+        next.insert(doc_key, doc_next);
+        next.insert(device_key, device_next);
         Ok(())
     }
 }
 
 impl<S: HubStore> Hub<S> {
-    /// Checks one document's push of a `/sync` request against every limit, before anything
-    /// of the request is parsed by automerge or stored.
-    pub(super) fn check_push(&self, push: &DocPush) -> Result<(), HubError> {
+    /// Reads one document's push of a `/sync` request: every chunk is checked before automerge
+    /// parses it. Nothing is merged or stored.
+    pub(super) fn parse_push(&self, push: &DocPush) -> Result<Vec<Change>, HubError> {
         let malformed = |why: String| HubError::MalformedChange(format!("{}: {why}", push.doc_id));
         let mut changes = Vec::with_capacity(push.changes.len());
         for raw in &push.changes {
             check_chunks(raw, Chunks::ChangesOnly).map_err(|p| p.into_hub(malformed))?;
             changes.push(Change::try_from(&raw[..]).map_err(|e| malformed(e.to_string()))?);
         }
-        let stored = self.stored_bytes(&push.doc_id)?;
-        Ok(check_changes(&changes, stored)?)
+        Ok(changes)
+    }
+
+    /// Checks every push of a `/sync` request against every limit, before anything of it is
+    /// merged or stored: the operations of the whole request first (counted from the changes'
+    /// headers), then each document's changes.
+    pub(super) fn check_pushes(&self, pushes: &[(&DocPush, Vec<Change>)]) -> Result<(), HubError> {
+        let ops: usize = pushes
+            .iter()
+            .flat_map(|(_, changes)| changes.iter().map(Change::len))
+            .fold(0, usize::saturating_add);
+        over(ops, MAX_REQUEST_OPS, |ops, max| {
+            LimitError::RequestTooManyOps { ops, max }
+        })?;
+        for (push, changes) in pushes {
+            check_changes(changes, self.stored_bytes(&push.doc_id)?)?;
+        }
+        Ok(())
     }
 
     /// The saved size of a stored document (0 when absent or damaged: a damaged document is
@@ -519,5 +630,23 @@ impl<S: HubStore> Hub<S> {
             Err(HubError::Damaged { .. }) => Ok(0),
             Err(err) => Err(err),
         }
+    }
+
+    /// What one `/sync` answer may carry now.
+    pub fn answer_limits(&self) -> AnswerLimits {
+        AnswerLimits {
+            bytes: self.answer_budget.bytes.load(Ordering::Relaxed),
+            docs: self.answer_budget.docs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Changes what one `/sync` answer may carry, for the requests that start from now on.
+    pub fn set_answer_limits(&self, limits: AnswerLimits) {
+        self.answer_budget
+            .bytes
+            .store(limits.bytes, Ordering::Relaxed);
+        self.answer_budget
+            .docs
+            .store(limits.docs, Ordering::Relaxed);
     }
 }

