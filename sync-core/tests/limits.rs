@@ -451,3 +451,58 @@ fn bloom_filters_that_would_cost_more_than_they_say_are_refused() {
         }
     }
 }
+
+/// automerge-sync keeps a state per (device, document) only for documents in scope, at most
+/// `MAX_SYNC_STATES_PER_DEVICE` per device with the least recently used forgotten first, and
+/// forgets one unused for `SYNC_STATE_TTL_MS`.
+#[test]
+fn sync_states_are_bounded_per_device_and_expire() {
+    use sync_core::hub::{MAX_SYNC_STATES_PER_DEVICE, SYNC_STATE_TTL_MS};
+
+    let fixture = Fixture::get();
+    let (patrol, issue) = (fixture.doc_id(true), fixture.doc_id(false));
+    let hub = Hub::new(fixture.store());
+    let store = hub.store();
+    let device = chief().device;
+    let opening = message_from(&mut AutoCommit::new(), &mut sync::State::new());
+    let ids = |store: &MemStore| -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .sync_states(&device)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    hub.automerge_sync(&chief(), patrol, &opening, T0).unwrap();
+    assert_eq!(ids(store), vec![patrol.to_string()]);
+    // A made-up document keeps nothing.
+    hub.automerge_sync(&chief(), "no-such-document", &opening, T0)
+        .unwrap();
+    assert_eq!(ids(store), vec![patrol.to_string()]);
+    // Past its lifetime the patrol's state is forgotten when the next one is stored.
+    hub.automerge_sync(&chief(), issue, &opening, T0 + SYNC_STATE_TTL_MS)
+        .unwrap();
+    assert_eq!(ids(store), vec![issue.to_string()]);
+
+    // A device holding the most states: storing one more forgets the least recently used.
+    // States are stored as the hub stamps them: the time of last use, then automerge's bytes.
+    let now = T0 + SYNC_STATE_TTL_MS + 1_000;
+    store
+        .forget_sync_states(&device, &[issue.to_string()])
+        .unwrap();
+    for i in 0..MAX_SYNC_STATES_PER_DEVICE {
+        let mut stamped = (now - 1_000 + i as i64).to_le_bytes().to_vec();
+        stamped.extend(sync::State::new().encode());
+        store
+            .put_sync_state(&device, &format!("doc-{i:04}"), &stamped)
+            .unwrap();
+    }
+    hub.automerge_sync(&chief(), patrol, &opening, now).unwrap();
+    let kept = ids(store);
+    assert_eq!(kept.len(), MAX_SYNC_STATES_PER_DEVICE);
+    assert!(kept.contains(&patrol.to_string()));
+    assert!(!kept.contains(&"doc-0000".to_string()), "the oldest stays");
+}

@@ -47,9 +47,10 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "SyncRequest (CSYN envelope)"),
     responses(
         (status = 200, content_type = "application/octet-stream", description = "SyncResponse (CSYN envelope)"),
-        (status = 400, body = ErrorBody, description = "malformed envelope or change"),
+        (status = 400, body = ErrorBody, description = "malformed envelope or change, a document pushed twice, over 1,000 documents, or an id that is not a document id"),
         (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "over a size limit, or the answers to the pushes exceed what one answer carries"),
+        (status = 422, body = ErrorBody, description = "over a shape limit, e.g. more operations than one request may hold"),
     )
 )]
 #[post("/sync")]
@@ -83,8 +84,10 @@ pub async fn sync(
 }
 
 /// One standard automerge sync message for one document (from any automerge implementation).
-/// Answers the server's next message, or 204 when there is nothing to send. The sync state is
-/// kept per (device, document); a message whose changes are not all allowed is refused whole.
+/// Answers the server's next message, or 204 when there is nothing to send. A document outside
+/// the caller's scope is answered as one that does not exist (an empty document). The sync state
+/// is kept per (device, document) for documents in the caller's scope only; a message whose
+/// changes are not all allowed is refused whole.
 #[utoipa::path(
     tag = "sync",
     security(("bearer" = [])),
@@ -93,10 +96,11 @@ pub async fn sync(
     responses(
         (status = 200, content_type = "application/octet-stream", description = "the server's next sync message"),
         (status = 204, description = "nothing to send"),
-        (status = 400, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "malformed message, or an id that is not a document id"),
         (status = 403, body = ErrorBody, description = "a change in the message is not allowed"),
-        (status = 404, body = ErrorBody, description = "no such document in the caller's scope"),
+        (status = 404, body = ErrorBody, description = "the message creates a document under an id another document has"),
         (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many messages from this device, or about this document"),
     )
 )]
 #[post("/docs/{id}/automerge-sync")]

@@ -10,8 +10,11 @@
 //!   is counted from the root, or from the container that already exists in the document, whose
 //!   own depth the schema check bounds (a patrol or an issue is at most five containers deep).
 //! - Then the document: its stored size plus what the changes add.
-//! - For `automerge-sync`: a bounded number of messages per (device, document) per minute
-//!   ([`SyncRounds`]) and bounded lists and bloom filters in each message
+//! - For a whole `/sync` request: the operations of all its changes together
+//!   ([`MAX_REQUEST_OPS`]), and what its answer may carry ([`AnswerLimits`]): the hub sends
+//!   documents past the budget at the next sync.
+//! - For `automerge-sync`: a bounded number of messages per (device, document) and per device
+//!   per minute ([`SyncRounds`]) and bounded lists and bloom filters in each message
 //!   ([`check_sync_message`]), so a peer looping forever or asking for everything a million
 //!   times is answered with a refusal instead of work.
 //!
