@@ -8,7 +8,7 @@
 //! for the list, which `crate::derived` keeps between requests) and shapes them for the API. It
 //! does no HTTP.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use sync_core::authz::{in_scope, DocMeta};
@@ -55,6 +55,8 @@ pub struct IssueSummary {
     pub record: Issue,
     pub state: IssueState,
     pub photos: BTreeSet<String>,
+    /// Who submitted each after photo, for [`IssuePhotos`].
+    pub after_by: AfterBy,
 }
 
 impl IssueSummary {
@@ -63,13 +65,53 @@ impl IssueSummary {
         let record = issue.view().map_err(|e| damaged(id, e))?;
         let mut state = issue.state().map_err(|e| damaged(id, e))?;
         let photos = referenced_photos(&record, &state);
+        let after_by = after_photos_by(&state);
         state.timeline = Vec::new();
         Ok(Self {
             meta,
             record,
             state,
             photos,
+            after_by,
         })
+    }
+}
+
+/// After photo → the users whose rectifications listed it.
+pub type AfterBy = BTreeMap<String, BTreeSet<String>>;
+
+/// Who submitted each after photo of an issue (from its full timeline).
+pub fn after_photos_by(state: &IssueState) -> AfterBy {
+    let mut by = AfterBy::new();
+    for entry in &state.timeline {
+        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
+            for sha in photos {
+                by.entry(sha.clone())
+                    .or_default()
+                    .insert(entry.event.by.clone());
+            }
+        }
+    }
+    by
+}
+
+/// Whose uploads count as an issue's photos: a stored photo is this issue's only when one who
+/// may put it there uploaded it (its reporter or a supervisor for its own photos, the author of
+/// a rectification for that rectification's after photos). A record can name any hash; shown
+/// otherwise, the board would tell a chief who copied a hash whether that photo arrived.
+#[derive(Debug)]
+pub struct IssuePhotos<'a> {
+    pub editors: crate::photos::RecordEditors,
+    pub after_by: &'a AfterBy,
+}
+
+impl IssuePhotos<'_> {
+    pub fn counts(&self, sha: &str, uploader: &crate::photos::Uploader) -> bool {
+        self.editors.include(uploader)
+            || self
+                .after_by
+                .get(sha)
+                .is_some_and(|by| by.contains(&uploader.id))
     }
 }
 

@@ -11,16 +11,17 @@ use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sync_core::authz::in_scope;
-use sync_core::doc::DocKind;
+use sync_core::doc::{DocKind, Issue};
 use sync_core::hub::{ActError, WEB_DEVICE};
 use sync_core::model::{DivisionCode, Role, Severity, System};
-use sync_core::workflow::{self, Action, TransitionError};
+use sync_core::workflow::{self, Action, IssueContext, IssueState, TransitionError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::board::{self, IssueRow, IssueSummary, PhotoView, TimelineRow};
 use crate::derived::{Work, CHANGES};
 use crate::error::{ApiError, ErrorBody};
+use crate::photos::{uploader, RecordEditors};
 use crate::state::{now_ms, AppState};
 
 /// Header naming a web action so that replaying the request acts once (a UUID).
@@ -138,11 +139,30 @@ fn matches(
             .is_none_or(|want| duplicate().is_some() == want)
 }
 
-/// Whether the server holds a photo, complete and verified; `None` when its record cannot be
-/// read (logged), so completeness is reported as unknown rather than guessed.
-fn blob_lookup(state: &AppState) -> impl Fn(&str) -> Option<bool> + '_ {
+/// Whether the server holds a photo as this issue's: complete, verified, and uploaded by one
+/// who may put it there (`board::IssuePhotos`); `None` when its record cannot be read (logged),
+/// so completeness is reported as unknown rather than guessed.
+fn blob_lookup<'a>(
+    state: &'a AppState,
+    record: &Issue,
+    issue_state: &IssueState,
+    after_by: &'a board::AfterBy,
+) -> impl Fn(&str) -> Option<bool> + 'a {
+    let photos = board::IssuePhotos {
+        editors: RecordEditors::Issue {
+            context: IssueContext {
+                system: record.system,
+                division: record.division.clone(),
+                asset: record.asset.clone(),
+                reporter: record.reporter.clone(),
+            },
+            state: Box::new(issue_state.clone()),
+        },
+        after_by,
+    };
     move |sha: &str| match state.blobs.store().record(sha) {
-        Ok(record) => Some(record.is_some()),
+        Ok(Some(record)) => Some(photos.counts(sha, &uploader(state, &record.uploaded_by))),
+        Ok(None) => Some(false),
         Err(err) => {
             tracing::error!(sha256 = %sha, error = %err, "cannot read a photo's record");
             None
@@ -205,10 +225,10 @@ pub async fn list_issues(
             }
         }
         drop(kept);
-        let stored = blob_lookup(&state);
         let items = page
             .into_iter()
             .map(|(issue, dup)| {
+                let stored = blob_lookup(&state, &issue.record, &issue.state, &issue.after_by);
                 let photos = board::completeness(&issue.photos, &stored);
                 IssueRow::of((&issue.record, &issue.state), now, dup, photos)
             })
@@ -276,7 +296,8 @@ pub async fn get_issue(
             kept.duplicate_of(&caller.user, &id, radius, &mut work)
         };
         state.metrics.count_work("/api/v1/issues/{id}", &work);
-        let stored = blob_lookup(&state);
+        let after_by = board::after_photos_by(&issue.state);
+        let stored = blob_lookup(&state, &issue.record, &issue.state, &after_by);
         let mut timeline = board::timeline(&issue, &store.history(&id)?);
         let photos = board::photos(&issue, &timeline, &stored, now);
         // Which user and device delivered each change, and when, is the audit trail

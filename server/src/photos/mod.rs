@@ -240,7 +240,7 @@ pub fn photo_status(
 
 /// The uploader `id` with his account, if it still exists (a store failure is logged and
 /// reads as no account: only his id then counts).
-fn uploader(state: &AppState, id: &str) -> Uploader {
+pub fn uploader(state: &AppState, id: &str) -> Uploader {
     let user = state.store.get_user(id).unwrap_or_else(|err| {
         tracing::error!(user = %id, error = %err, "cannot read a photo's uploader");
         None

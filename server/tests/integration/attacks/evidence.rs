@@ -357,6 +357,44 @@ async fn a_hash_copied_into_ones_own_record_opens_no_photo() {
     let first = &view.expect_ok()["photos"]["photos"][0];
     assert_eq!(first["present"], true, "{first}");
     assert!(first["received_at_ms"].is_i64(), "{first}");
+    // The issue page and the issue list say the same: the copied photo is not his report's.
+    let page = s
+        .get(&format!("/api/v1/issues/{copied}"), &thief_token)
+        .await;
+    let page = page.expect_ok();
+    assert_eq!(
+        page["photos"][0]["stored"], page["photos"][1]["stored"],
+        "{page}"
+    );
+    assert_eq!(page["photos"][0]["stored"], false, "{page}");
+    assert_eq!(
+        page["photo_completeness"]["missing"],
+        json!([sha.clone(), never.clone()]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>())
+    );
+    let list = s.get("/api/v1/issues?limit=500", &thief_token).await;
+    let row = list.expect_ok()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == copied.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["photo_completeness"]["referenced"], 2, "{row}");
+    assert_eq!(
+        row["photo_completeness"]["missing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{row}"
+    );
+    // The genuine issue's page shows its photo stored, to its supervisor.
+    let page = s
+        .get(&format!("/api/v1/issues/{genuine}"), &supervisor)
+        .await;
+    assert_eq!(page.expect_ok()["photos"][0]["stored"], true);
     s.stop().await;
 }
 
