@@ -114,11 +114,21 @@ impl<S: HubStore> Hub<S> {
                         message: e.to_string(),
                     })?
                 } else {
+                    // What the server's sync state says this device holds.
+                    let held = self
+                        .store
+                        .sync_state(&caller.device, doc_id)?
+                        .as_deref()
+                        .and_then(unstamp)
+                        .and_then(|(_, bytes)| sync::State::decode(bytes).ok())
+                        .map(|state| state.shared_heads)
+                        .unwrap_or_default();
                     self.give_receipts(
                         &caller.user,
                         doc_id,
                         &mut merged,
                         &outcome.appended,
+                        &held,
                         now_ms,
                     )?
                 };

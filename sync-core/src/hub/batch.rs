@@ -404,8 +404,27 @@ impl<S: HubStore> Hub<S> {
             self.place_new(&mut doc, &mut outcome)?;
         }
         if !outcome.appended.is_empty() {
-            let meta =
-                self.give_receipts(&caller.user, doc_id, &mut doc, &outcome.appended, now_ms)?;
+            // What the server sent this device of the document (delivered or on its way), and
+            // what the device says it holds.
+            let sent = self
+                .store
+                .device_doc(&caller.device, doc_id)?
+                .unwrap_or_default();
+            let held: Vec<ChangeHash> = sent
+                .confirmed
+                .iter()
+                .chain(&sent.pending)
+                .chain(server_heads)
+                .map(|h| ChangeHash(*h))
+                .collect();
+            let meta = self.give_receipts(
+                &caller.user,
+                doc_id,
+                &mut doc,
+                &outcome.appended,
+                &held,
+                now_ms,
+            )?;
             outcome.meta = Some(meta);
         }
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {

@@ -296,14 +296,27 @@ impl<S: HubStore> Hub<S> {
 
     /// Gives receipts to the events of `doc` (an issue) that the server just accepted from
     /// `user`, in one change under the server's actor, and returns the routing facts after.
+    /// `held` are heads the server knows the sending device holds (what it sent the device):
+    /// no event counts earlier than the receipts there, whatever dependencies its change names
+    /// (a sender may leave the server's receipts out of them).
     pub(super) fn give_receipts(
         &self,
         user: &User,
         doc_id: &str,
         doc: &mut AutoCommit,
         appended: &[Appended],
+        held: &[ChangeHash],
         now_ms: i64,
     ) -> Result<DocMeta, HubError> {
+        let floor = received_floor(doc, held);
+        let appended: Vec<Appended> = appended
+            .iter()
+            .map(|a| Appended {
+                event: a.event.clone(),
+                not_before_ms: a.not_before_ms.max(floor),
+            })
+            .collect();
+        let appended = appended.as_slice();
         let mut issue = IssueDoc::from_automerge(std::mem::take(doc))
             .map_err(|e| damaged(doc_id, e))?
             .with_actor(server_actor());
@@ -327,6 +340,27 @@ impl<S: HubStore> Hub<S> {
         accepted?;
         DocMeta::of(doc).map_err(|e| damaged(doc_id, e))
     }
+}
+
+/// The latest server receive time among the receipts of `doc` as of `heads` (those of them
+/// `doc` holds); `i64::MIN` when there are none.
+fn received_floor(doc: &mut AutoCommit, heads: &[ChangeHash]) -> i64 {
+    let mut heads: Vec<ChangeHash> = heads
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .copied()
+        .collect();
+    heads.sort();
+    heads.dedup();
+    if heads.is_empty() {
+        return i64::MIN;
+    }
+    doc.fork_at(&heads)
+        .ok()
+        .and_then(|fork| IssueDoc::from_automerge(fork).ok())
+        .and_then(|issue| issue.receipts().ok())
+        .and_then(|receipts| receipts.iter().filter_map(|r| r.received_ms).max())
+        .unwrap_or(i64::MIN)
 }
 
 /// For each event id of an issue, the audit entry of the accepted change that appended it.

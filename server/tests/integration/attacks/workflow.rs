@@ -530,3 +530,74 @@ async fn a_web_comment_meets_the_limits_a_phones_comment_meets() {
     assert_eq!(before["timeline"], after["timeline"]);
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn leaving_the_servers_receipts_out_of_a_changes_dependencies_does_not_lower_its_time() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let chief = Phone::login(&s, CHIEF, "chief-phone").await;
+    let office = Phone::login(&s, SUPERVISOR, "sup-phone").await;
+    let id = reported(&chief, "依赖省略测试").await;
+    act(&s, &sup, &id, json!({"kind": "accepted"})).await;
+    let accepted_at = now_ms();
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The office assigns from a phone: the event and the server's receipt of it are two changes.
+    office.sync(now_ms()).await;
+    let mut on_office = office.issue(&id).unwrap();
+    on_office
+        .act(
+            &office.user,
+            &office.device,
+            now_ms(),
+            Action::Assigned {
+                assignee: Assignee::User(chief.user.id.clone()),
+                deadline_ms: now_ms() + DAY,
+            },
+        )
+        .unwrap();
+    let assignment = on_office.am_mut().get_last_local_change().unwrap().hash();
+    office.save(&mut on_office);
+    office.sync(now_ms()).await;
+    chief.sync(now_ms()).await;
+    let assigned = detail(&s, &sup, &id).await;
+    let assigned_received = assigned["timeline"].as_array().unwrap().last().unwrap()
+        ["received_at_ms"]
+        .as_i64()
+        .unwrap();
+
+    // The chief builds on the assignment alone, leaving its receipt out, and stamps the
+    // rectification between the acceptance and the assignment.
+    let mut held = chief.issue(&id).unwrap();
+    let mut forked = IssueDoc::from_automerge(held.am_mut().fork_at(&[assignment]).unwrap())
+        .unwrap()
+        .with_actor(chief.actor.clone());
+    let backdated = accepted_at + 50;
+    forked
+        .act(
+            &chief.user,
+            &chief.device,
+            backdated,
+            Action::RectificationSubmitted {
+                note: "早已清理".into(),
+                photos: vec!["ab".repeat(32)],
+            },
+        )
+        .unwrap();
+    chief.save(&mut forked);
+    let report = chief.sync(now_ms()).await;
+    assert_eq!(report.refused, 0, "{report:?}");
+    let after = detail(&s, &sup, &id).await;
+    let last = after["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "rectification_submitted", "{after}");
+    assert_eq!(last["at_ms"], backdated);
+    assert!(
+        last["counted_at_ms"].as_i64().unwrap() >= assigned_received,
+        "counted before the assignment it answers reached the chief: {last}"
+    );
+    s.stop().await;
+}
