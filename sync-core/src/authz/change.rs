@@ -251,10 +251,12 @@ fn issue_rules(
             return Err(Refusal::DuplicateEvent(event.id.clone()));
         }
         workflow::authorize(user, &ctx, &issue.id, &state, &event.action)?;
+        let judged = state.submission.clone();
         state.apply(event);
         appended.push(Appended {
             event: event.id.clone(),
             not_before_ms,
+            judged,
         });
     }
     Ok(appended)

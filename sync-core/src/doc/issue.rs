@@ -58,6 +58,24 @@ pub struct Issue {
     pub photos: Vec<PhotoRef>,
 }
 
+/// Why a verification or rejection does not count: it was made on a rectification other than
+/// the one that counts now (an offline supervisor's verdict on a submission that was rejected
+/// and submitted again meanwhile). `None` for every other event.
+fn stale_verdict(action: &Action, judged: Option<&str>, state: &IssueState) -> Option<String> {
+    if !matches!(action, Action::Verified { .. } | Action::Rejected { .. }) {
+        return None;
+    }
+    let current = state.submission.as_deref();
+    (judged != current).then(|| {
+        format!(
+            "{} judges rectification {}, but the one to judge is {}",
+            action.kind(),
+            judged.unwrap_or("none"),
+            current.unwrap_or("none")
+        )
+    })
+}
+
 /// An event a device's change appended, as the server's authorization found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -65,6 +83,9 @@ pub struct Appended {
     /// The latest server receive time of what the sender had seen when it appended the event:
     /// the event cannot have happened before it.
     pub not_before_ms: i64,
+    /// The rectification that counted in the state the sender saw (`IssueState::submission`):
+    /// a verification or rejection judges that one, and no other.
+    pub judged: Option<String>,
 }
 
 #[derive(Debug)]
@@ -251,7 +272,8 @@ impl IssueDoc {
             let superseded = workflow::authorize(user, &ctx, &self.id, &state, &event.action)
                 .and_then(|()| workflow::check_targets(user, &ctx, &event.action, targets))
                 .err()
-                .map(|why| why.to_string());
+                .map(|why| why.to_string())
+                .or_else(|| stale_verdict(&event.action, new.judged.as_deref(), &state));
             let receipt = Receipt {
                 event: event.id.clone(),
                 received_ms: Some(now_ms),
@@ -441,6 +463,7 @@ mod tests {
                 &[Appended {
                     event: late.id.clone(),
                     not_before_ms: 5_000,
+                    judged: None,
                 }],
                 9_000,
                 &NoTargets,
@@ -476,6 +499,7 @@ mod tests {
                 &[Appended {
                     event: reported,
                     not_before_ms: i64::MIN,
+                    judged: None,
                 }],
                 2_000,
                 &NoTargets,
@@ -502,6 +526,7 @@ mod tests {
                 &[Appended {
                     event: event.id.clone(),
                     not_before_ms: 2_000,
+                    judged: None,
                 }],
                 4_000,
                 &NoTargets,

@@ -204,6 +204,7 @@ impl<S: HubStore> Hub<S> {
                 &[Appended {
                     event: event.id.clone(),
                     not_before_ms: now_ms,
+                    judged: before.submission.clone(),
                 }],
                 now_ms,
                 &targets,
@@ -312,8 +313,8 @@ impl<S: HubStore> Hub<S> {
         let appended: Vec<Appended> = appended
             .iter()
             .map(|a| Appended {
-                event: a.event.clone(),
                 not_before_ms: a.not_before_ms.max(floor),
+                ..a.clone()
             })
             .collect();
         let appended = appended.as_slice();

@@ -71,6 +71,9 @@ pub struct IssueState {
     pub deadline_ms: Option<i64>,
     /// The latest rectification submission that counted.
     pub submitted_at_ms: Option<i64>,
+    /// That submission's event id: what a verification or rejection judges.
+    #[serde(default)]
+    pub submission: Option<String>,
     /// When the issue was finished: verified, invalidated or marked duplicate.
     pub closed_at_ms: Option<i64>,
     pub duplicate_of: Option<String>,
@@ -186,7 +189,10 @@ impl IssueState {
                 self.assignee = Some(assignee.clone());
                 self.deadline_ms = Some(*deadline_ms);
             }
-            Action::RectificationSubmitted { .. } => self.submitted_at_ms = Some(at),
+            Action::RectificationSubmitted { .. } => {
+                self.submitted_at_ms = Some(at);
+                self.submission = Some(event.id.clone());
+            }
             Action::Verified { .. } | Action::Invalidated { .. } => self.closed_at_ms = Some(at),
             Action::DuplicateOf { issue } => {
                 self.duplicate_of = Some(issue.clone());
@@ -199,6 +205,7 @@ impl IssueState {
                 self.assignee = None;
                 self.deadline_ms = None;
                 self.submitted_at_ms = None;
+                self.submission = None;
                 self.closed_at_ms = None;
                 self.duplicate_of = None;
             }

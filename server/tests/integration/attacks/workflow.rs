@@ -601,3 +601,83 @@ async fn leaving_the_servers_receipts_out_of_a_changes_dependencies_does_not_low
     );
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn an_offline_verification_does_not_close_a_rectification_its_author_never_saw() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let handler = s.token(HANDLER, "handler-pc").await;
+    let chief = Phone::login(&s, CHIEF, "chief-phone").await;
+    let id = reported(&chief, "过期核查测试").await;
+    act(&s, &sup, &id, json!({"kind": "accepted"})).await;
+    act(
+        &s,
+        &sup,
+        &id,
+        json!({"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": now_ms() + 7 * DAY}),
+    )
+    .await;
+    act(
+        &s,
+        &handler,
+        &id,
+        json!({"kind": "rectification_submitted", "note": "第一次", "photos": ["ab".repeat(32)]}),
+    )
+    .await;
+    // A supervisor's phone holds the first rectification and goes offline.
+    let office = Phone::login(&s, SUPERVISOR, "sup-phone").await;
+    office.sync(now_ms()).await;
+    // Meanwhile the office rejects it from the desk and the bureau submits again.
+    act(
+        &s,
+        &sup,
+        &id,
+        json!({"kind": "rejected", "reason": "仍有垃圾"}),
+    )
+    .await;
+    act(
+        &s,
+        &handler,
+        &id,
+        json!({"kind": "rectification_submitted", "note": "第二次", "photos": ["cd".repeat(32)]}),
+    )
+    .await;
+    // The offline phone verifies what it saw: the first rectification.
+    let mut on_phone = office.issue(&id).unwrap();
+    on_phone
+        .act(
+            &office.user,
+            &office.device,
+            now_ms(),
+            Action::Verified {
+                note: "合格".into(),
+            },
+        )
+        .unwrap();
+    office.save(&mut on_phone);
+    office.sync(now_ms()).await;
+
+    let after = detail(&s, &sup, &id).await;
+    assert_eq!(
+        after["status"], "submitted",
+        "nobody judged the second one: {after}"
+    );
+    let last = after["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "verified");
+    assert!(
+        last["superseded"]
+            .as_str()
+            .unwrap()
+            .contains("judges rectification"),
+        "{last}"
+    );
+    // Verified from the desk, on the rectification it shows, it closes.
+    act(&s, &sup, &id, json!({"kind": "verified", "note": "合格"})).await;
+    assert_eq!(detail(&s, &sup, &id).await["status"], "closed");
+    s.stop().await;
+}
