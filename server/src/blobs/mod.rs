@@ -63,6 +63,11 @@ pub enum BlobError {
     Corrupt { what: String, detail: String },
 }
 
+/// What [`Blobs::remove_unreferenced`] asks about each old blob: given its name and a way to
+/// remove it, whether it removed it.
+pub type Collect<'a> =
+    dyn Fn(&str, &dyn Fn() -> Result<bool, BlobError>) -> Result<bool, BlobError> + 'a;
+
 /// Where blobs live. Every mutating call is durable when it returns; a complete blob becomes
 /// visible all at once or not at all.
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -316,13 +321,15 @@ impl Blobs {
         Ok(removed)
     }
 
-    /// Removes complete blobs received before `cutoff_ms` that `unreferenced` says no record
-    /// references, and returns how many. Each is asked about again under its blob's lock, so a
-    /// photo whose record arrives at that moment stays.
+    /// Offers each complete blob received before `cutoff_ms` to `collect`, under the blob's
+    /// lock (so no upload of it runs meanwhile), with a `remove` that deletes it and says
+    /// whether it was there; returns how many `collect` removed. The caller decides whether no
+    /// record references the blob, and calls `remove` while holding whatever makes that answer
+    /// still true at the moment of the removal (`photos::collect_unreferenced`).
     pub fn remove_unreferenced(
         &self,
         cutoff_ms: i64,
-        unreferenced: &dyn Fn(&str) -> Result<bool, BlobError>,
+        collect: &Collect<'_>,
     ) -> Result<usize, BlobError> {
         let mut removed = 0;
         for sha256 in self.store.stored()? {
@@ -330,8 +337,10 @@ impl Blobs {
             let Some(record) = self.store.record(&sha256)? else {
                 continue;
             };
-            if record.received_at_ms < cutoff_ms && unreferenced(&sha256)? {
-                removed += usize::from(self.store.remove(&sha256)?);
+            if record.received_at_ms < cutoff_ms
+                && collect(&sha256, &|| self.store.remove(&sha256))?
+            {
+                removed += 1;
             }
         }
         Ok(removed)

@@ -21,6 +21,12 @@
 //! walks every document once); it holds about 150 bytes per reference. Photos are append-only
 //! in documents, but routing facts change (an issue is reassigned), so a document's entry is
 //! replaced whole each time it changes.
+//!
+//! A document that cannot be read (damaged, or whose photo list does not load) is skipped and
+//! remembered until a later save of it reads: its photos may be referenced without the index
+//! knowing. While any is skipped, [`PhotoIndex::referenced`] answers yes for every photo, so
+//! that collecting unreferenced photos cannot delete evidence a damaged record holds (the
+//! index is rebuilt after every restart, so an older entry of it cannot be relied on).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -51,6 +57,8 @@ struct Inner {
     docs: HashMap<String, Indexed>,
     /// Blob name → ids of the documents referencing it.
     blobs: HashMap<String, BTreeSet<String>>,
+    /// Documents whose photos could not be read when they last changed.
+    unreadable: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -81,7 +89,8 @@ impl PhotoIndex {
             .collect())
     }
 
-    /// Whether any document references `sha256`, however made.
+    /// Whether any document references `sha256`, however made; yes for every photo while a
+    /// document could not be read ([`PhotoIndex::unreadable`]), since it may be among its.
     pub fn referenced<S: HubStore + ?Sized>(
         &self,
         store: &S,
@@ -89,7 +98,15 @@ impl PhotoIndex {
     ) -> Result<bool, HubError> {
         let mut inner = self.lock();
         inner.catch_up(store)?;
-        Ok(inner.blobs.contains_key(sha256))
+        Ok(!inner.unreadable.is_empty() || inner.blobs.contains_key(sha256))
+    }
+
+    /// The documents whose photos could not be read at their latest save (damaged, or not
+    /// loading), in id order: their photos are unknown until they are repaired.
+    pub fn unreadable<S: HubStore + ?Sized>(&self, store: &S) -> Result<Vec<String>, HubError> {
+        let mut inner = self.lock();
+        inner.catch_up(store)?;
+        Ok(inner.unreadable.iter().cloned().collect())
     }
 
     /// Whether `user` may see the photo `sha256` that `uploader` uploaded: whether a document
@@ -133,12 +150,17 @@ impl Inner {
         }
         for meta in store.changed_since(self.cursor, head, &|_| true)? {
             // A damaged document must not stop every photo from being served; its own photos
-            // stay unreachable until it is repaired (`chiefsync verify` reports it).
+            // stay unreachable until it is repaired (`chiefsync verify` reports it). It is
+            // remembered, so that no photo counts as unreferenced meanwhile.
             let stored = match store.document(&meta.id) {
                 Ok(Some(stored)) => stored,
-                Ok(None) => continue,
+                Ok(None) => {
+                    self.unreadable.remove(&meta.id);
+                    continue;
+                }
                 Err(err @ HubError::Damaged { .. }) => {
                     tracing::error!(doc = %meta.id, error = %err, "cannot index the photos of a document");
+                    self.unreadable.insert(meta.id.clone());
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -147,9 +169,11 @@ impl Inner {
                 Ok(photos) => photos,
                 Err(err) => {
                     tracing::error!(doc = %meta.id, error = %err, "cannot index the photos of a document");
+                    self.unreadable.insert(meta.id.clone());
                     continue;
                 }
             };
+            self.unreadable.remove(&meta.id);
             self.replace(stored.meta, photos);
         }
         self.cursor = head;

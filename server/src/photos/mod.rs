@@ -61,16 +61,41 @@ impl Default for PhotoSettings {
 /// `unreferenced_after` before `now_ms` (uploads a phone never followed with its record, and
 /// pictures sent only to fill the disk); returns how many. A photo referenced by any record,
 /// however the reference was made, stays.
+///
+/// Nothing is removed while a document cannot be read (damaged, or its photos do not load):
+/// its photos are unknown, and may be the only copy of a record's evidence. The run says so in
+/// the log and removes nothing until the document reads again.
+///
+/// A photo found unreferenced is asked about again, and removed, with document saves held back
+/// (`Store::hold_saves`) and under its blob's lock: a record saved before that moment is in the
+/// index when it is asked, so a week-old photo a record has just named stays; one saved after
+/// it names a photo already gone, and the record shows it as not received, as for any photo
+/// that has not arrived. Asking first without holding saves keeps that wait to the few photos
+/// that are removed.
 pub fn collect_unreferenced(state: &AppState, now_ms: i64) -> Result<usize, BlobError> {
+    let store = &*state.store;
+    let hub = |err: sync_core::hub::HubError| BlobError::Io(std::io::Error::other(err.to_string()));
+    let unreadable = state.photo_index.unreadable(store).map_err(hub)?;
+    if let Some(first) = unreadable.first() {
+        tracing::warn!(
+            documents = unreadable.len(),
+            first = %first,
+            "unreferenced photos are not removed while documents cannot be read: their photos are unknown (each was logged when it failed to index)"
+        );
+        return Ok(0);
+    }
     let grace =
         i64::try_from(state.photo_settings.unreferenced_after.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_ms.saturating_sub(grace);
-    let removed = state.blobs.remove_unreferenced(cutoff, &|sha256| {
-        state
-            .photo_index
-            .referenced(&*state.store, sha256)
-            .map(|referenced| !referenced)
-            .map_err(|err| BlobError::Io(std::io::Error::other(err.to_string())))
+    let removed = state.blobs.remove_unreferenced(cutoff, &|sha256, remove| {
+        if state.photo_index.referenced(store, sha256).map_err(hub)? {
+            return Ok(false);
+        }
+        let _saves = store.hold_saves();
+        if state.photo_index.referenced(store, sha256).map_err(hub)? {
+            return Ok(false);
+        }
+        remove()
     })?;
     if removed > 0 {
         tracing::info!(removed, "unreferenced photos removed");

@@ -36,6 +36,7 @@ macro_rules! store_conformance_tests {
             assignment_targets_read_the_users,
             meta_round_trip,
             documents_feed_and_audit,
+            saves_wait_while_held,
             device_records_round_trip,
             reopen_after_close_keeps_everything,
         );
@@ -371,6 +372,31 @@ fn audit(doc: &str, change: &str, at: i64) -> AuditEntry {
         actor: "ab".repeat(16),
         received_at_ms: at,
     }
+}
+
+/// While `hold_saves`' guard is held no save completes, and once it drops the waiting save
+/// lands: photo collection relies on this to decide and remove without a reference appearing
+/// in between.
+pub(crate) fn saves_wait_while_held(h: &impl Harness) {
+    let store = h.open();
+    store
+        .save_document("p1", &doc_meta("p1", DocKind::Patrol), b"one", &[])
+        .unwrap();
+    let held = store.hold_saves();
+    let saver = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store
+                .save_document("p2", &doc_meta("p2", DocKind::Patrol), b"two", &[])
+                .unwrap()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(store.feed_head().unwrap(), 1);
+    assert!(store.document("p2").unwrap().is_none());
+    drop(held);
+    assert_eq!(saver.join().unwrap(), 2);
+    assert_eq!(store.feed_head().unwrap(), 2);
 }
 
 pub(crate) fn documents_feed_and_audit(h: &impl Harness) {

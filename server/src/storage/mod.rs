@@ -165,4 +165,11 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
 
     /// Makes everything written so far durable (called again at shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Holds back every document save until the guard drops: a save under way when this is
+    /// called has finished, with its feed position visible, before it returns. What is read
+    /// from the documents while the guard is held stays true until it drops (photo collection
+    /// decides and removes under it, so no record can gain a reference to a photo in between).
+    /// Hold it briefly: every sync that stores something waits.
+    fn hold_saves(&self) -> std::sync::MutexGuard<'_, ()>;
 }

@@ -362,6 +362,14 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
     }
+
+    /// The lock that hands out feed positions: `save_document` holds it from its transaction
+    /// until the in-memory index has the save.
+    fn hold_saves(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.feed_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[cfg(test)]

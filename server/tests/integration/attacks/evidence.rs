@@ -610,6 +610,76 @@ async fn photos_no_record_references_are_collected_after_the_grace_period() {
     s.stop().await;
 }
 
+/// A record whose bytes no longer read (damage on disk) holds evidence photos, and the server
+/// restarts, so the photo index is rebuilt without them. Before, collecting unreferenced photos
+/// skipped the record, counted its photos as referenced by nothing, and deleted them once the
+/// grace period had passed. Now nothing is collected while a document cannot be read; once it
+/// reads again, only the photo no record references goes.
+#[actix_web::test]
+async fn photos_of_a_record_that_cannot_be_read_are_never_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), true).await;
+    let chief = s.token(CHIEF, "chief-pc").await;
+    let phone = Phone::login(&s, CHIEF, "chief-phone").await;
+    let evidence = jpeg(320, 240, 71);
+    let orphan = jpeg(320, 240, 72);
+    let (evidence_sha, orphan_sha) = (sha256_hex(&evidence), sha256_hex(&orphan));
+    for (sha, bytes) in [(&evidence_sha, &evidence), (&orphan_sha, &orphan)] {
+        assert_eq!(
+            put_photo(&s.base, &chief, sha, bytes).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let id = report(
+        &phone,
+        "river-thh-01",
+        "river.garbage",
+        None,
+        &[evidence_photo(
+            &evidence_sha,
+            evidence.len(),
+            now_ms(),
+            on_asset("river-thh-01"),
+        )],
+    )
+    .await;
+    let stored = s.state.store.document(&id).unwrap().unwrap();
+    s.state
+        .store
+        .save_document(&id, &stored.meta, b"not an automerge document", &[])
+        .unwrap();
+    s.stop().await;
+
+    let s = TestServer::start_in(dir.path(), false).await;
+    let grace = server::photos::DEFAULT_UNREFERENCED_PHOTO_AFTER.as_millis() as i64;
+    let late = now_ms() + grace + 60_000;
+    assert_eq!(
+        server::photos::collect_unreferenced(&s.state, late).unwrap(),
+        0,
+        "nothing is removed while a record cannot be read"
+    );
+    let store = s.state.blobs.store();
+    assert!(store.record(&evidence_sha).unwrap().is_some());
+    assert!(store.record(&orphan_sha).unwrap().is_some());
+    assert_eq!(
+        s.state.photo_index.unreadable(&*s.state.store).unwrap(),
+        vec![id.clone()]
+    );
+
+    // Repaired (its good bytes saved again): the orphan goes, the evidence stays.
+    s.state
+        .store
+        .save_document(&id, &stored.meta, &stored.bytes, &[])
+        .unwrap();
+    assert_eq!(
+        server::photos::collect_unreferenced(&s.state, late).unwrap(),
+        1
+    );
+    assert!(store.record(&evidence_sha).unwrap().is_some());
+    assert_eq!(store.record(&orphan_sha).unwrap(), None);
+    s.stop().await;
+}
+
 /// A chief names, in a report of his own, a patrol of another village (patrol ids travel in
 /// records and logs). Before, the report's view judged its photos against that patrol's window
 /// and so printed the patrol's start and end. A patrol outside the viewer's scope now counts as
