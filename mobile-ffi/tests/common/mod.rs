@@ -11,13 +11,24 @@ use server::{http_server, AppState, Settings};
 
 /// Starts the demo server over `dir` with access tokens living `access_ttl_secs`; returns its
 /// root URL.
+#[allow(dead_code)] // not every test binary uses the defaults
 pub fn start_demo_server(dir: &Path, access_ttl_secs: u64) -> String {
-    let settings = Settings {
+    start_tuned_demo_server(dir, access_ttl_secs, |_| {})
+}
+
+/// [`start_demo_server`] with settings changed by `tune`.
+pub fn start_tuned_demo_server(
+    dir: &Path,
+    access_ttl_secs: u64,
+    tune: impl FnOnce(&mut Settings),
+) -> String {
+    let mut settings = Settings {
         signing_key: Some("phone-test-signing-key-0123456789abcdef".into()),
         password_cost: PasswordCost::FAST_FOR_TESTS,
         access_ttl_secs,
         ..Settings::new(dir)
     };
+    tune(&mut settings);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {

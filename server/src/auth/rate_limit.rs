@@ -5,8 +5,10 @@
 //!   `Retry-After`) until the oldest failure leaves the window — without its password being
 //!   checked, so guessing cannot continue.
 //! - per client address, over all usernames: one place trying many accounts (or random names,
-//!   each costing an argon2 check). A successful sign-in from the address forgets them, so an
-//!   office behind one address does not wait for a colleague's typos.
+//!   each costing an argon2 check). A successful sign-in from the address forgets only the
+//!   failures made there for the username that signed in (its owner's own typos), never those
+//!   made for other usernames: otherwise someone spraying passwords over many accounts would
+//!   clear the count by signing into his own account every few tries.
 //! - per username, over all addresses: many places guessing one account.
 //!
 //! The last two may be run up by strangers, so they never stop a sign-in from a device the
@@ -20,8 +22,9 @@
 //! failure is only recorded after a password check, and those are bounded by the password
 //! threads (`password::PasswordPool`); entries leave with their last failure.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -57,11 +60,12 @@ pub struct Attempt<'a> {
     pub known_device: bool,
 }
 
-/// Failure times per key, oldest first.
+/// Failure times per key, oldest first, each with a tag (for the per-address count, which
+/// username it was made for).
 #[derive(Debug)]
-struct Failures<K>(HashMap<K, VecDeque<Instant>>);
+struct Failures<K, T = ()>(HashMap<K, VecDeque<(Instant, T)>>);
 
-impl<K: Hash + Eq> Failures<K> {
+impl<K: Hash + Eq, T: PartialEq> Failures<K, T> {
     fn new() -> Self {
         Self(HashMap::new())
     }
@@ -73,31 +77,41 @@ impl<K: Hash + Eq> Failures<K> {
         if times.len() < max {
             return None;
         }
-        let oldest = times.front().copied().unwrap_or(now);
+        let oldest = times.front().map_or(now, |(t, _)| *t);
         Some((oldest + window).saturating_duration_since(now))
     }
 
-    fn record(&mut self, key: K, window: Duration, now: Instant) {
+    fn record(&mut self, key: K, tag: T, window: Duration, now: Instant) {
         // Keys whose failures have all expired go, so guessing cannot grow the map for good.
         self.0.retain(|_, times| {
             times
                 .back()
-                .is_some_and(|t| now.duration_since(*t) < window)
+                .is_some_and(|(t, _)| now.duration_since(*t) < window)
         });
         let times = self.0.entry(key).or_default();
         expire(times, window, now);
-        times.push_back(now);
+        times.push_back((now, tag));
     }
 
     fn clear(&mut self, key: &K) {
         self.0.remove(key);
     }
+
+    /// Forgets the failures of `key` tagged `tag`, keeping the others.
+    fn forgive(&mut self, key: &K, tag: &T) {
+        if let Some(times) = self.0.get_mut(key) {
+            times.retain(|(_, t)| t != tag);
+            if times.is_empty() {
+                self.0.remove(key);
+            }
+        }
+    }
 }
 
-fn expire(times: &mut VecDeque<Instant>, window: Duration, now: Instant) {
+fn expire<T>(times: &mut VecDeque<(Instant, T)>, window: Duration, now: Instant) {
     while times
         .front()
-        .is_some_and(|t| now.duration_since(*t) >= window)
+        .is_some_and(|(t, _)| now.duration_since(*t) >= window)
     {
         times.pop_front();
     }
@@ -120,7 +134,9 @@ fn client_key(address: IpAddr) -> IpAddr {
 #[derive(Debug)]
 struct Counts {
     pairs: Failures<(IpAddr, String)>,
-    addresses: Failures<IpAddr>,
+    /// Tagged with a keyed hash of the username (its process-random key keeps a stranger from
+    /// choosing a name that collides with another): a success forgives its username's share.
+    addresses: Failures<IpAddr, u64>,
     usernames: Failures<String>,
 }
 
@@ -128,6 +144,7 @@ struct Counts {
 pub struct LoginLimiter {
     limit: LoginLimit,
     counts: Mutex<Counts>,
+    names: RandomState,
 }
 
 impl LoginLimiter {
@@ -139,6 +156,7 @@ impl LoginLimiter {
                 addresses: Failures::new(),
                 usernames: Failures::new(),
             }),
+            names: RandomState::new(),
         }
     }
 
@@ -180,23 +198,28 @@ impl LoginLimiter {
         let address = client_key(attempt.address);
         let username = attempt.username.to_lowercase();
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let tag = self.names.hash_one(&username);
         counts
             .pairs
-            .record((address, username.clone()), window, now);
-        counts.addresses.record(address, window, now);
-        counts.usernames.record(username, window, now);
+            .record((address, username.clone()), (), window, now);
+        counts.addresses.record(address, tag, window, now);
+        counts.usernames.record(username, (), window, now);
     }
 
-    /// Someone got into their account from this address: the typos made there are forgotten,
-    /// for this username and for the address as a whole (an office behind one address should
-    /// not wait for its colleagues' mistakes once someone there has signed in). Failures counted
-    /// for the username from elsewhere stay, since strangers may have made them.
+    /// Someone got into their account from this address: the typos made there for this
+    /// username are forgotten, in its own count and in the address's. Failures made from the
+    /// address for other usernames stay: a success proves nothing about them, and forgetting
+    /// them let one address spray guesses over many accounts without end by signing into an
+    /// account of its own between rounds. Failures counted for the username from elsewhere stay
+    /// too, since strangers may have made them.
     pub fn record_success(&self, attempt: &Attempt<'_>) {
         let address = client_key(attempt.address);
-        let key = (address, attempt.username.to_lowercase());
+        let username = attempt.username.to_lowercase();
+        let tag = self.names.hash_one(&username);
+        let key = (address, username);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.pairs.clear(&key);
-        counts.addresses.clear(&address);
+        counts.addresses.forgive(&address, &tag);
     }
 }
 
@@ -279,6 +302,23 @@ mod tests {
         limiter.record_failure(&attempt(AWAY, "carol", false), t0);
         // Four failures for carol overall: new devices wait.
         assert!(limiter.check(&attempt(HOME, "carol", false), t0).is_err());
+    }
+
+    #[test]
+    fn signing_into_ones_own_account_forgives_no_guesses_at_others() {
+        let limiter = LoginLimiter::new(limit());
+        let t0 = Instant::now();
+        // The attacker's own typo, then guesses at four other accounts with a sign-in of his
+        // own between each.
+        limiter.record_failure(&attempt(AWAY, "mallory", false), t0);
+        for name in ["a1", "a2", "a3", "a4", "a5"] {
+            assert!(limiter.check(&attempt(AWAY, name, false), t0).is_ok());
+            limiter.record_failure(&attempt(AWAY, name, false), t0);
+            limiter.record_success(&attempt(AWAY, "Mallory", true));
+        }
+        // Five guesses at others stay counted: the address is held back for new devices.
+        assert!(limiter.check(&attempt(AWAY, "a6", false), t0).is_err());
+        assert!(limiter.check(&attempt(AWAY, "mallory", true), t0).is_ok());
     }
 
     #[test]

@@ -274,6 +274,51 @@ async fn one_address_trying_many_usernames_is_throttled() {
     s.login(CHIEF, "phone").await;
 }
 
+/// One address sprays wrong passwords over many usernames and signs into an account of its own
+/// every few tries. Before, each of those sign-ins forgave every failure counted for the
+/// address, so the spray never reached the per-address limit. Now a success forgives only the
+/// failures made for its own username.
+#[actix_web::test]
+async fn signing_into_ones_own_account_does_not_forgive_guesses_at_others() {
+    let s = TestServer::demo().await;
+    let attacker = client_from(loopback(12));
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        if i % 3 == 0 {
+            let (status, body) = login_from(
+                &attacker,
+                &s.base,
+                CHIEF_2,
+                demo::DEMO_PASSWORD,
+                "own-phone",
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (status, _) = login_from(&attacker, &s.base, &format!("user-{i}"), "x", "d").await;
+        statuses.push(status);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    // His own account still signs in from the device it already uses; a new device of another
+    // account, from his address, waits.
+    let (status, body) = login_from(
+        &attacker,
+        &s.base,
+        CHIEF_2,
+        demo::DEMO_PASSWORD,
+        "own-phone",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        login_from(&attacker, &s.base, CHIEF, demo::DEMO_PASSWORD, "new-phone").await;
+    assert_eq!(status, 429, "{body}");
+    // Another address is not affected.
+    s.login(CHIEF, "phone").await;
+    s.stop().await;
+}
+
 #[actix_web::test]
 async fn strangers_cannot_lock_an_owner_out() {
     let s = TestServer::demo().await;
