@@ -3,8 +3,9 @@
 //! every decision lives here, beside the client engine it talks to.
 //!
 //! For each pushed document the hub authorizes every change against the state its author saw
-//! (`authz`), merges and stores what is allowed, and answers with the server's changes the
-//! device lacks. Then it walks the change feed from the device's cursor (or, when the user's
+//! (`authz`), places a new document against the reference data, gives every workflow event it
+//! accepts a receipt in the server's order (`IssueDoc::accept`), stores what is allowed, and
+//! answers with the server's changes the device lacks (its receipts among them). Then it walks the change feed from the device's cursor (or, when the user's
 //! role or jurisdiction changed, every document) and sends what changed in the device's scope.
 //! What it sent is remembered as *pending* per (device, document) and becomes *confirmed* when
 //! the device presents the response's cursor, so a lost response costs a resend, never a gap.
