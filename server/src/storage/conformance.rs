@@ -340,6 +340,16 @@ pub(crate) fn assignment_targets_read_the_users(h: &impl Harness) {
     assert!(HubStore::department_exists(&*store, "区水务局").unwrap());
     assert!(!HubStore::department_exists(&*store, "区水务局 ").unwrap());
     assert!(!HubStore::department_exists(&*store, "区林业局").unwrap());
+    // Moved to another department, or deactivated: the answer follows at once.
+    handler.user.role = Role::Handler {
+        department: "区林业局".into(),
+    };
+    store.update_user(&handler).unwrap();
+    assert!(!HubStore::department_exists(&*store, "区水务局").unwrap());
+    assert!(HubStore::department_exists(&*store, "区林业局").unwrap());
+    handler.user.active = false;
+    store.update_user(&handler).unwrap();
+    assert!(!HubStore::department_exists(&*store, "区林业局").unwrap());
 }
 
 pub(crate) fn meta_round_trip(h: &impl Harness) {

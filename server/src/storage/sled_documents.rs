@@ -25,7 +25,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use sync_core::authz::DocMeta;
 use sync_core::hub::{AuditEntry, DeviceDoc, HubError, HubStore, StoredDoc};
-use sync_core::model::{Asset, Category, Role, User};
+use sync_core::model::{Asset, Category, User};
 
 use super::doc_index::DocIndex;
 use super::sled_store::SledStore;
@@ -337,10 +337,11 @@ impl HubStore for SledStore {
             .map(|record| record.user))
     }
     fn department_exists(&self, name: &str) -> Result<bool, HubError> {
-        let users = Store::list_users(self).map_err(|e| HubError::Storage(e.to_string()))?;
-        Ok(users.iter().any(|r| {
-            r.user.active
-                && matches!(&r.user.role, Role::Handler { department } if department == name)
-        }))
+        let departments = self
+            .active_departments()
+            .map_err(|e| HubError::Storage(e.to_string()))?;
+        Ok(departments
+            .binary_search_by(|d| d.as_str().cmp(name))
+            .is_ok())
     }
 }

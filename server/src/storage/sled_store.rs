@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
-use sync_core::model::{Asset, Division, DivisionCode};
+use sync_core::model::{Asset, Division, DivisionCode, Role};
 
 use super::listed::Listed;
 use super::{DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
@@ -40,11 +40,31 @@ pub struct SledStore {
     /// Divisions and assets as last listed (see `listed`).
     divisions_listed: Arc<Listed<Division>>,
     assets_listed: Arc<Listed<Asset>>,
+    /// The departments active handlers work for, as last listed: every assignment checks its
+    /// target against them, and an office assigns a district's problems in one sync.
+    departments_listed: Arc<Listed<String>>,
     /// Every document's routing facts and feed position, in memory (see `doc_index`).
     pub(super) index: Arc<super::doc_index::DocIndex>,
 }
 
 impl SledStore {
+    /// The departments active handlers work for (kept parsed between user writes).
+    pub(super) fn active_departments(&self) -> Result<Vec<String>, StoreError> {
+        self.departments_listed.get_or(|| {
+            let mut departments: Vec<String> = list_json::<UserRecord>(&self.users)?
+                .into_iter()
+                .filter(|r| r.user.active)
+                .filter_map(|r| match r.user.role {
+                    Role::Handler { department } => Some(department),
+                    _ => None,
+                })
+                .collect();
+            departments.sort();
+            departments.dedup();
+            Ok(departments)
+        })
+    }
+
     /// Opens (or creates) the database in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::open(dir).map_err(backend)?;
@@ -69,6 +89,7 @@ impl SledStore {
             feed_lock: Arc::new(Mutex::new(())),
             divisions_listed: Arc::default(),
             assets_listed: Arc::default(),
+            departments_listed: Arc::default(),
             index: Arc::new(index),
             db,
         })
@@ -167,6 +188,7 @@ impl Store for SledStore {
                 Ok(())
             }),
         )?;
+        self.departments_listed.changed();
         self.durable()
     }
 
@@ -194,6 +216,7 @@ impl Store for SledStore {
                 Ok(())
             }),
         )?;
+        self.departments_listed.changed();
         self.durable()
     }
 
