@@ -526,3 +526,45 @@ async fn device_revocation_reveals_no_device_ids_and_keeps_to_the_supervisors_sy
         .await
         .expect_error(401, "device_revoked");
 }
+
+/// Logout is open to anyone (its token is the credential), so it is attacked like a sign-in: a
+/// stranger's made-up tokens, another user's access token in place of a refresh token, a huge
+/// body and a flood must end no one's session but the one whose refresh token was presented.
+#[actix_web::test]
+async fn logout_ends_only_the_session_of_the_refresh_token_presented() {
+    let s = TestServer::demo().await;
+    let victim = s.login(CHIEF, "chief-phone").await;
+    let victim_access = victim["access_token"].as_str().unwrap().to_owned();
+    let victim_refresh = victim["refresh_token"].as_str().unwrap().to_owned();
+    let logout = |body: serde_json::Value| {
+        let s = &s;
+        async move {
+            s.request("POST", "/api/v1/auth/logout", None, Some(body))
+                .await
+        }
+    };
+    // A flood of made-up tokens, and the victim's access token where a refresh token belongs.
+    for n in 0..200 {
+        let reply = logout(json!({ "refresh_token": format!("guess-{n}") })).await;
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+    let reply = logout(json!({ "refresh_token": victim_access })).await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    // A body over the JSON limit, and a body of the wrong shape: a JSON error, nothing ended.
+    let huge = logout(json!({ "refresh_token": "x".repeat(300 * 1024) })).await;
+    assert_eq!(huge.status, 413, "{}", huge.body);
+    assert!(huge.body["error"].is_string(), "{}", huge.body);
+    let wrong = logout(json!({ "token": victim_refresh })).await;
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    assert!(wrong.body["error"].is_string(), "{}", wrong.body);
+    // The victim's session lives on: the access token works and the refresh token rotates.
+    s.get("/api/v1/me", &victim_access).await.expect_ok();
+    s.request(
+        "POST",
+        "/api/v1/auth/refresh",
+        None,
+        Some(json!({ "refresh_token": victim_refresh })),
+    )
+    .await
+    .expect_ok();
+}
