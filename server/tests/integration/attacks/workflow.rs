@@ -73,6 +73,18 @@ async fn detail(s: &TestServer, token: &str, id: &str) -> Value {
         .clone()
 }
 
+/// The office accepts the issue and hands it to 区水务局 with a week's deadline, from the desk.
+async fn accept_and_assign_to_the_bureau(s: &TestServer, sup: &str, id: &str) {
+    act(s, sup, id, json!({"kind": "accepted"})).await;
+    act(
+        s,
+        sup,
+        id,
+        json!({"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": now_ms() + 7 * DAY}),
+    )
+    .await;
+}
+
 #[actix_web::test]
 async fn a_comment_reusing_a_verifications_id_cannot_reopen_a_closed_issue() {
     let s = TestServer::demo().await;
@@ -80,14 +92,7 @@ async fn a_comment_reusing_a_verifications_id_cannot_reopen_a_closed_issue() {
     let handler = s.token(HANDLER, "handler-pc").await;
     let chief = Phone::login(&s, CHIEF, "chief-phone").await;
     let id = reported(&chief, "河面漂浮垃圾，待清理").await;
-    act(&s, &sup, &id, json!({"kind": "accepted"})).await;
-    act(
-        &s,
-        &sup,
-        &id,
-        json!({"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": now_ms() + 7 * DAY}),
-    )
-    .await;
+    accept_and_assign_to_the_bureau(&s, &sup, &id).await;
     act(
         &s,
         &handler,
@@ -609,14 +614,7 @@ async fn an_offline_verification_does_not_close_a_rectification_its_author_never
     let handler = s.token(HANDLER, "handler-pc").await;
     let chief = Phone::login(&s, CHIEF, "chief-phone").await;
     let id = reported(&chief, "过期核查测试").await;
-    act(&s, &sup, &id, json!({"kind": "accepted"})).await;
-    act(
-        &s,
-        &sup,
-        &id,
-        json!({"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": now_ms() + 7 * DAY}),
-    )
-    .await;
+    accept_and_assign_to_the_bureau(&s, &sup, &id).await;
     act(
         &s,
         &handler,
