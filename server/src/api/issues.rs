@@ -230,7 +230,9 @@ pub async fn list_issues(
             .map(|(issue, dup)| {
                 let stored = blob_lookup(&state, &issue.record, &issue.state, &issue.after_by);
                 let photos = board::completeness(&issue.photos, &stored);
-                IssueRow::of((&issue.record, &issue.state), now, dup, photos)
+                let mut row = IssueRow::of((&issue.record, &issue.state), now, dup, photos);
+                row.public = crate::public::api::mark(&state, &row.id);
+                row
             })
             .collect();
         state.metrics.count_work("/api/v1/issues", &work);
