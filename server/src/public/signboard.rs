@@ -84,7 +84,7 @@ pub fn chiefs_of(asset: &Asset, users: &[User]) -> Vec<BoardChief> {
             {
                 let (post, name) = match u.display_name.rsplit_once(' ') {
                     Some((post, name)) => (post.to_string(), name.to_string()),
-                    None => (level_title(*level, *system), u.display_name.clone()),
+                    None => (u.display_name.clone(), String::new()),
                 };
                 Some((
                     *level,
@@ -124,10 +124,22 @@ fn qr_path(link: &str) -> (String, usize) {
         .or_else(|_| QrCode::new(link.as_bytes()))
         .expect("a report link fits in a QR code");
     let width = code.width();
+    // One rectangle per horizontal run of dark modules, each a hair taller and wider than its
+    // modules, so no light seam shows between neighbours once rasterized or printed.
+    let colors = code.to_colors();
     let mut d = String::new();
-    for (i, color) in code.to_colors().iter().enumerate() {
-        if *color == Color::Dark {
-            d.push_str(&format!("M{} {}h1v1h-1z", i % width, i / width));
+    for y in 0..width {
+        let mut x = 0;
+        while x < width {
+            if colors[y * width + x] != Color::Dark {
+                x += 1;
+                continue;
+            }
+            let start = x;
+            while x < width && colors[y * width + x] == Color::Dark {
+                x += 1;
+            }
+            d.push_str(&format!("M{start} {y}h{}v1.04h-{}z", x - start, x - start));
         }
     }
     (d, width)
@@ -147,9 +159,14 @@ const FONT: &str = "Noto Sans CJK SC, Noto Sans SC, Source Han Sans SC, sans-ser
 /// The board as an SVG document in millimetres.
 pub fn svg(board: &Board, sheet: Sheet) -> String {
     let (w, h) = sheet.size();
-    // Everything is laid out on an A4-wide grid of 210 units and scaled to the sheet.
-    let scale = w / 210.0;
-    let inner_h = h / scale;
+    // Laid out on a grid of units scaled to the sheet: A4 is 210 × 297 units with the QR code
+    // at the foot; the board is 300 × 200 with the QR code in a column on the right.
+    let (gw, gh): (f64, f64) = match sheet {
+        Sheet::A4 => (210.0, 297.0),
+        Sheet::Board => (300.0, 200.0),
+    };
+    let scale = w / gw;
+    let inner_h = gh;
     let system = board.asset.system;
     let title = format!("{}制公示牌", system.chief_title());
     let (qr, modules) = qr_path(&board.link);
@@ -159,11 +176,14 @@ pub fn svg(board: &Board, sheet: Sheet) -> String {
     ));
     out.push_str(&format!(r#"<g transform="scale({scale})">"#));
     out.push_str(&format!(
-        r##"<rect x="0" y="0" width="210" height="{inner_h}" fill="#ffffff"/><rect x="4" y="4" width="202" height="{}" fill="none" stroke="#1d4e89" stroke-width="1.5"/>"##,
+        r##"<rect x="0" y="0" width="{gw}" height="{inner_h}" fill="#ffffff"/><rect x="4" y="4" width="{}" height="{}" fill="none" stroke="#1d4e89" stroke-width="1.5"/>"##,
+        gw - 8.0,
         inner_h - 8.0
     ));
     out.push_str(&format!(
-        r##"<rect x="4" y="4" width="202" height="24" fill="#1d4e89"/><text x="105" y="21" font-size="13" fill="#ffffff" text-anchor="middle" font-weight="bold">{}</text>"##,
+        r##"<rect x="4" y="4" width="{}" height="24" fill="#1d4e89"/><text x="{}" y="21" font-size="13" fill="#ffffff" text-anchor="middle" font-weight="bold">{}</text>"##,
+        gw - 8.0,
+        gw / 2.0,
         escape(&title)
     ));
     let mut y = 40.0;
@@ -209,23 +229,27 @@ pub fn svg(board: &Board, sheet: Sheet) -> String {
             escape(&line)
         ));
     }
-    // The QR code and the phone number at the foot of the sheet.
-    let qr_size = 56.0;
-    let qr_y = (inner_h - qr_size - 22.0).max(y + 8.0);
+    // The QR code and the phone number: at the foot of an A4 sheet, on the right of a board.
+    let (qr_x, qr_y, qr_size, tx, ty) = match sheet {
+        Sheet::A4 => {
+            let qr_y = (inner_h - 56.0 - 22.0).max(y + 8.0);
+            (12.0, qr_y, 56.0, 76.0, qr_y)
+        }
+        Sheet::Board => (200.0, 36.0, 84.0, 200.0, 128.0),
+    };
     let unit = qr_size / (modules as f64 + 8.0);
     out.push_str(&format!(
-        r##"<rect x="12" y="{qr_y}" width="{qr_size}" height="{qr_size}" fill="#ffffff"/><g transform="translate({} {}) scale({unit})"><path d="{qr}" fill="#000000"/></g>"##,
-        12.0 + 4.0 * unit,
+        r##"<rect x="{qr_x}" y="{qr_y}" width="{qr_size}" height="{qr_size}" fill="#ffffff"/><g transform="translate({} {}) scale({unit})"><path d="{qr}" fill="#000000"/></g>"##,
+        qr_x + 4.0 * unit,
         qr_y + 4.0 * unit
     ));
-    let tx = 76.0;
     out.push_str(&format!(
         r##"<text x="{tx}" y="{}" font-size="5.5" font-weight="bold">发现问题请扫码举报</text><text x="{tx}" y="{}" font-size="4.2" fill="#444444">无需注册，可拍照、定位，并查询处理结果</text><text x="{tx}" y="{}" font-size="5" fill="#1d4e89">监督电话：{}</text><text x="{tx}" y="{}" font-size="3.6" fill="#444444">生态环境问题也可拨打 12369 举报</text>"##,
-        qr_y + 12.0,
-        qr_y + 20.0,
-        qr_y + 32.0,
+        ty + 12.0,
+        ty + 20.0,
+        ty + 32.0,
         escape(&board.phone),
-        qr_y + 40.0
+        ty + 40.0
     ));
     out.push_str("</g></svg>");
     out
