@@ -312,15 +312,18 @@ pub async fn get_issue(
             }
         }
         Ok(IssueDetail {
-            row: IssueRow::of(
-                (&issue.record, &issue.state),
-                now,
-                dup,
-                board::completeness(
-                    &board::referenced_photos(&issue.record, &issue.state),
-                    &stored,
-                ),
-            ),
+            row: IssueRow {
+                public: crate::public::api::mark(&state, &id),
+                ..IssueRow::of(
+                    (&issue.record, &issue.state),
+                    now,
+                    dup,
+                    board::completeness(
+                        &board::referenced_photos(&issue.record, &issue.state),
+                        &stored,
+                    ),
+                )
+            },
             rejections: issue.state.rejections,
             duplicate_of: issue.state.duplicate_of.clone(),
             patrol: issue.record.patrol.clone(),

@@ -40,6 +40,28 @@ fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> HttpRes
     })
 }
 
+/// A refusal decided before any answer is built: status, code and message of the JSON error.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn response(self) -> HttpResponse {
+        refuse(self.status, self.code, self.message)
+    }
+}
+
 fn rate_limited(code: &str, message: &str, retry_after_secs: u64) -> HttpResponse {
     HttpResponse::TooManyRequests()
         .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
@@ -480,7 +502,7 @@ pub struct Tracking {
 
 const NEXT_STEPS: &str = "您的举报已登记，并已推送给该处的河湖长和区河长办。一般1个工作日内受理，受理后交办责任单位整改；整改完成并经核查后销号。您可随时凭查询码查看进度，销号后可查看整改后照片并评价是否满意。";
 
-fn check_phone(phone: Option<&str>) -> Result<Option<String>, HttpResponse> {
+fn check_phone(phone: Option<&str>) -> Result<Option<String>, Refusal> {
     let Some(phone) = phone.map(str::trim).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
@@ -491,7 +513,7 @@ fn check_phone(phone: Option<&str>) -> Result<Option<String>, HttpResponse> {
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | ' '))
     {
-        return Err(refuse(
+        return Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "bad_phone",
             "a phone number is 7 to 20 digits, with - + or spaces",
@@ -500,8 +522,8 @@ fn check_phone(phone: Option<&str>) -> Result<Option<String>, HttpResponse> {
     Ok(Some(phone.to_string()))
 }
 
-fn too_long(field: &str, max: usize) -> HttpResponse {
-    refuse(
+fn too_long(field: &str, max: usize) -> Refusal {
+    Refusal::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "field_too_long",
         format!("{field} is longer than {max} characters"),
@@ -515,7 +537,7 @@ fn check_report(
     category: &str,
     description: &str,
     location: [f64; 2],
-) -> Result<(), HttpResponse> {
+) -> Result<(), Refusal> {
     let limits = state.public.limits();
     if description.chars().count() > limits.description_chars {
         return Err(too_long("description", limits.description_chars));
@@ -530,7 +552,7 @@ fn check_report(
         })
         .unwrap_or(false);
     if !known {
-        return Err(refuse(
+        return Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_category",
             format!("{category:?} is not a problem category of this asset"),
@@ -540,7 +562,7 @@ fn check_report(
     let far = !(lon.is_finite() && lat.is_finite())
         || distance_to_geometry_m(lat, lon, &asset.geometry) > MAX_DISTANCE_M;
     if far {
-        return Err(refuse(
+        return Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "far_from_asset",
             format!("the position is more than {MAX_DISTANCE_M} m from the asset"),
@@ -592,7 +614,7 @@ pub async fn post_public_report(
     };
     let phone = match check_phone(report.phone.as_deref()) {
         Ok(p) => p,
-        Err(refusal) => return Ok(refusal),
+        Err(refusal) => return Ok(refusal.response()),
     };
     if report.photos.len() > limits.photos_per_report {
         return Ok(refuse(
@@ -623,7 +645,7 @@ pub async fn post_public_report(
         &report.description,
         report.location,
     ) {
-        return Ok(refusal);
+        return Ok(refusal.response());
     }
     if let Err(wait) = state.public.counters.take(
         &format!("report:{}", client_address(&req)),
@@ -868,7 +890,7 @@ pub async fn post_feedback(
     let body = body.into_inner();
     let max = state.public.limits().reason_chars;
     if body.reason.chars().count() > max {
-        return Ok(too_long("reason", max));
+        return Ok(too_long("reason", max).response());
     }
     if !body.satisfied && body.reason.trim().is_empty() {
         return Ok(refuse(
@@ -1072,7 +1094,7 @@ pub async fn post_office_report(
         .ok_or_else(|| ApiError::BadRequest("source is hotline or letter".into()))?;
     let phone = match check_phone(report.phone.as_deref()) {
         Ok(p) => p,
-        Err(refusal) => return Ok(refusal),
+        Err(refusal) => return Ok(refusal.response()),
     };
     let id = report.asset.clone();
     let work = state.clone();
@@ -1092,7 +1114,7 @@ pub async fn post_office_report(
         &report.description,
         location,
     ) {
-        return Ok(refusal);
+        return Ok(refusal.response());
     }
     let base = base_url(&req);
     let now = now_ms();

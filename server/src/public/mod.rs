@@ -59,6 +59,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(pages::report_js)
         .service(pages::track_js)
         .service(pages::public_css)
+        .service(pages::office_page)
+        .service(pages::office_js)
         .service(pages::signboards_page);
 }
 

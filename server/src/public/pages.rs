@@ -17,6 +17,8 @@ const TRACK_HTML: &str = include_str!("../web/public/track.html");
 const REPORT_JS: &str = include_str!("../web/public/report.js");
 const TRACK_JS: &str = include_str!("../web/public/track.js");
 const PUBLIC_CSS: &str = include_str!("../web/public/public.css");
+const OFFICE_HTML: &str = include_str!("../web/public/office.html");
+const OFFICE_JS: &str = include_str!("../web/public/office.js");
 
 /// The dashboard's policy, plus the phone's camera pictures shown as blob: thumbnails.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
@@ -63,6 +65,21 @@ pub async fn report_js() -> HttpResponse {
 #[get("/public/track.js")]
 pub async fn track_js() -> HttpResponse {
     page("text/javascript; charset=utf-8", TRACK_JS)
+}
+
+/// The office's form for hotline (12369) and letter (信访) reports; it uses the dashboard's
+/// session of the same tab.
+#[utoipa::path(tag = "public", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+#[get("/office/report")]
+pub async fn office_page() -> HttpResponse {
+    page("text/html; charset=utf-8", OFFICE_HTML)
+}
+
+/// The office form's script.
+#[utoipa::path(tag = "public", responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
+#[get("/public/office.js")]
+pub async fn office_js() -> HttpResponse {
+    page("text/javascript; charset=utf-8", OFFICE_JS)
 }
 
 /// The public pages' stylesheet.

@@ -296,6 +296,11 @@ async fn a_public_report_goes_round_the_loop_and_the_answer_comes_back() {
         .unwrap();
     assert_eq!(row["status"], "closed", "not reopened by itself");
     assert_eq!(row["public"]["not_satisfied"], "岸边仍有垃圾");
+    let detail = s.get(&format!("/api/v1/issues/{issue}"), &supervisor).await;
+    assert_eq!(
+        detail.expect_ok()["public"]["not_satisfied"],
+        "岸边仍有垃圾"
+    );
 
     // A hotline report entered by the office, into the same loop.
     let hotline = s
@@ -1049,6 +1054,36 @@ async fn a_resident_reports_from_the_signboard_and_hears_back_in_a_real_phone_br
     )
     .await;
     screenshot(&client, "public-board-flag-phone.png").await;
+
+    // The office's form for a 12369 call, opened from the dashboard in the same session.
+    client
+        .goto(&format!("{}/office/report", s.base))
+        .await
+        .unwrap();
+    wait_for(&client, "#office-form:not([hidden]) #category option").await;
+    client
+        .find(Locator::Css("#description"))
+        .await
+        .unwrap()
+        .send_keys("12369来电：河道有异味")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#office-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let code = wait_for(&client, "#office-done:not([hidden]) #office-code")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let case = server::public::cases::case(s.state.store.as_ref(), &code, now_ms())
+        .unwrap()
+        .expect("the hotline report was recorded");
+    assert_eq!(case.source, sync_core::public::IssueSource::Hotline);
     client.close().await.unwrap();
     s.stop().await;
 }
