@@ -112,7 +112,7 @@ pub fn public_timeline(state: &IssueState) -> Vec<PublicStep> {
         .filter(|e| e.superseded.is_none())
         .filter_map(|e| {
             let text = match &e.event.action {
-                Action::Reported => "问题已登记，等待河湖长办受理".to_string(),
+                Action::Reported => "问题已登记，等待受理".to_string(),
                 Action::Accepted => "已受理".to_string(),
                 Action::Assigned { assignee, .. } => match assignee {
                     Assignee::Department(d) => format!("已交办{d}整改"),

@@ -500,7 +500,13 @@ pub struct Tracking {
     pub next: String,
 }
 
-const NEXT_STEPS: &str = "您的举报已登记，并已推送给该处的河湖长和区河长办。一般1个工作日内受理，受理后交办责任单位整改；整改完成并经核查后销号。您可随时凭查询码查看进度，销号后可查看整改后照片并评价是否满意。";
+/// What happens next, told to the person in the words of the asset's system.
+fn next_steps(system: System) -> String {
+    let title = system.chief_title();
+    format!(
+        "您的举报已登记，并已推送给该处的{title}和区{title}办。{title}办受理后交办责任单位整改；整改完成并经核查后销号。您可随时凭查询码查看进度，销号后可查看整改后照片并评价是否满意。"
+    )
+}
 
 fn check_phone(phone: Option<&str>) -> Result<Option<String>, Refusal> {
     let Some(phone) = phone.map(str::trim).filter(|p| !p.is_empty()) else {
@@ -691,6 +697,7 @@ pub async fn post_public_report(
                 bytes,
             });
         }
+        let next = next_steps(asset.system);
         let reporter = rules::public_reporter(asset.system, &asset.division);
         let new = new_issue(
             &asset,
@@ -712,7 +719,7 @@ pub async fn post_public_report(
         Ok(Tracking {
             link: format!("{link_base}/t/{}", case.code),
             code: case.code,
-            next: NEXT_STEPS.into(),
+            next,
         })
     })
     .await??;

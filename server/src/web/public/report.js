@@ -300,6 +300,8 @@ async function start() {
     box.appendChild(label);
   }
   $("retention").textContent = String(asset.phone_retention_days);
+  for (const el of document.querySelectorAll("#phone-why .office")) el.textContent = asset.chief_title + "办";
+  for (const el of document.querySelectorAll("#phone-why .chief")) el.textContent = asset.chief_title;
   const phone = asset.supervision_phone ? "监督电话：" + asset.supervision_phone + "　" : "";
   $("footer").textContent = phone + "生态环境问题也可拨打12369。";
   drawMap();

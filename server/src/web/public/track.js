@@ -52,7 +52,7 @@ async function load() {
   $("rate").hidden = !body.may_rate;
   if (body.feedback) {
     const f = body.feedback;
-    show($("rated"), f.satisfaction === "satisfied" ? "您已评价：满意。谢谢！" : "您已评价：不满意（" + f.reason + "）。区河长办将复查处理。");
+    show($("rated"), f.satisfaction === "satisfied" ? "您已评价：满意。谢谢！" : "您已评价：不满意（" + f.reason + "）。主管部门将复查处理。");
     $("rated").dataset.satisfaction = f.satisfaction;
   }
 }
