@@ -1087,3 +1087,62 @@ async fn a_resident_reports_from_the_signboard_and_hears_back_in_a_real_phone_br
     client.close().await.unwrap();
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn a_phone_cannot_pass_its_report_off_as_the_publics() {
+    let s = TestServer::demo().await;
+    let chief = Phone::login(&s, CHIEF, "chief-phone").await;
+    let facts = server::demo::facts();
+    let asset = facts.asset(ASSET).unwrap();
+    let new = sync_core::doc::NewIssue {
+        system: asset.system,
+        category: "river.garbage".into(),
+        severity: sync_core::model::Severity::General,
+        asset: asset.id.clone(),
+        division: asset.division.clone(),
+        location: middle(&asset.geometry),
+        description: "自称群众举报".into(),
+        patrol: None,
+    };
+    // A new issue that claims the public as its source is refused whole.
+    let mut forged = sync_core::doc::IssueDoc::report(
+        chief.actor.clone(),
+        &chief.user,
+        &chief.device,
+        now_ms(),
+        &new,
+    )
+    .unwrap();
+    forged
+        .set_source(sync_core::public::IssueSource::Public)
+        .unwrap();
+    let forged_id = forged.id().to_string();
+    chief.save(&mut forged);
+    let report = chief.sync(now_ms()).await;
+    assert_eq!(report.refused, 1, "{report:?}");
+    assert!(s.state.store.document(&forged_id).unwrap().is_none());
+
+    // Nor may a phone relabel a resident's report it holds.
+    s.state.public.set_limits(PublicLimits {
+        pow_bits: 8,
+        ..PublicLimits::default()
+    });
+    let (_, issue, _) = file_report(&s).await;
+    let other = Phone::login(&s, CHIEF, "chief-phone-2").await;
+    other.sync(now_ms()).await;
+    let mut held = other.issue(&issue).unwrap();
+    held.set_source(sync_core::public::IssueSource::Patrol)
+        .unwrap();
+    other.save(&mut held);
+    let report = other.sync(now_ms()).await;
+    assert_eq!(report.refused, 1, "{report:?}");
+    let stored = s.state.store.document(&issue).unwrap().unwrap();
+    assert_eq!(
+        sync_core::doc::IssueDoc::load(&stored.bytes)
+            .unwrap()
+            .source()
+            .unwrap(),
+        sync_core::public::IssueSource::Public
+    );
+    s.stop().await;
+}
