@@ -222,6 +222,10 @@ pub struct IssueRow {
     pub photo_completeness: PhotoCompleteness,
     /// An earlier open issue of the same category nearby, when this one may repeat it.
     pub possible_duplicate_of: Option<String>,
+    /// Reports from the public, the hotline or letters: their source, and a resident's "not
+    /// satisfied" for the office to look at (`crate::public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public: Option<crate::public::api::PublicMark>,
 }
 
 impl IssueRow {
@@ -250,6 +254,7 @@ impl IssueRow {
             escalations: s.escalations,
             photo_completeness: photos,
             possible_duplicate_of: duplicate_of,
+            public: None,
         }
     }
 }

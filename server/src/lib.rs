@@ -20,6 +20,7 @@ pub mod integrity;
 pub mod jobs;
 pub mod metrics;
 pub mod photos;
+pub mod public;
 pub mod reference;
 mod serve;
 pub mod shed;

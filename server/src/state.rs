@@ -111,6 +111,8 @@ pub struct AppState {
     pub workflow: WorkflowSettings,
     /// Sync and upload requests in progress, against `Settings::max_in_flight`.
     pub load: crate::shed::LoadShed,
+    /// The public channel: challenges, tickets and rate counters (`crate::public`).
+    pub public: crate::public::PublicState,
 }
 
 impl AppState {
@@ -158,6 +160,7 @@ impl AppState {
                 settings.max_in_flight_per_user,
                 settings.body_rate,
             ),
+            public: Default::default(),
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod hub;
 pub mod model;
 pub mod photo;
 pub mod protocol;
+pub mod public;
 pub mod rules;
 pub mod stats;
 pub mod store;

@@ -70,7 +70,7 @@ fn internal(err: BlobError) -> ApiError {
     ApiError::Internal(err.to_string())
 }
 
-fn refused(err: PhotoError) -> ApiError {
+pub(crate) fn refused(err: PhotoError) -> ApiError {
     let code = match &err {
         PhotoError::TooLarge { .. } => return ApiError::PayloadTooLarge(err.to_string()),
         PhotoError::HashMismatch { .. } => "hash_mismatch",

@@ -230,7 +230,9 @@ pub async fn list_issues(
             .map(|(issue, dup)| {
                 let stored = blob_lookup(&state, &issue.record, &issue.state, &issue.after_by);
                 let photos = board::completeness(&issue.photos, &stored);
-                IssueRow::of((&issue.record, &issue.state), now, dup, photos)
+                let mut row = IssueRow::of((&issue.record, &issue.state), now, dup, photos);
+                row.public = crate::public::api::mark(&state, &row.id);
+                row
             })
             .collect();
         state.metrics.count_work("/api/v1/issues", &work);
@@ -310,15 +312,18 @@ pub async fn get_issue(
             }
         }
         Ok(IssueDetail {
-            row: IssueRow::of(
-                (&issue.record, &issue.state),
-                now,
-                dup,
-                board::completeness(
-                    &board::referenced_photos(&issue.record, &issue.state),
-                    &stored,
-                ),
-            ),
+            row: IssueRow {
+                public: crate::public::api::mark(&state, &id),
+                ..IssueRow::of(
+                    (&issue.record, &issue.state),
+                    now,
+                    dup,
+                    board::completeness(
+                        &board::referenced_photos(&issue.record, &issue.state),
+                        &stored,
+                    ),
+                )
+            },
             rejections: issue.state.rejections,
             duplicate_of: issue.state.duplicate_of.clone(),
             patrol: issue.record.patrol.clone(),

@@ -65,6 +65,7 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(crate::web::app_css)
         .service(stats::report_page)
         .service(stats::report_js)
+        .configure(crate::public::routes)
         .service(
             scope("/api/v1")
                 .service(auth::login)
@@ -107,7 +108,8 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(admin_places::update_division)
                 .service(admin_places::list_assets)
                 .service(admin_places::create_asset)
-                .service(admin_places::update_asset),
+                .service(admin_places::update_asset)
+                .configure(crate::public::api_routes),
         );
 }
 

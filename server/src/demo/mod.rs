@@ -94,6 +94,14 @@ pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
         }
     }
     reference::seed_defaults(store.as_ref())?;
+    // The supervision phone numbers printed on the demo's signboards (made-up numbers).
+    for (system, phone) in [
+        (sync_core::model::System::River, "0531-85901369"),
+        (sync_core::model::System::Forest, "0531-85901370"),
+        (sync_core::model::System::Field, "0531-85901371"),
+    ] {
+        crate::public::cases::set_supervision_phone(store.as_ref(), system, phone)?;
+    }
     // One hash shared by all demo accounts: the password is public anyway, and hashing it once
     // keeps the first start quick even in debug builds.
     let hash = state

@@ -275,6 +275,8 @@ function card(row) {
   if (row.escalations) badges.push(el("span", { class: "badge late" }, "督办×" + row.escalations));
   if (row.possible_duplicate_of) badges.push(el("span", { class: "badge dup" }, "疑似重复"));
   if (row.photo_completeness && row.photo_completeness.complete === false) badges.push(el("span", { class: "badge dup" }, "照片未齐"));
+  if (row.public) badges.push(el("span", { class: "badge dup public-source" }, row.public.source_zh));
+  if (row.public && row.public.not_satisfied) badges.push(el("span", { class: "badge late public-unsatisfied", title: row.public.not_satisfied }, "群众不满意：" + row.public.not_satisfied));
   return el("a", { class: "card sev-" + row.severity, href: "#/issue/" + encodeURIComponent(row.id), "data-issue": row.id },
     el("div", {}, row.description),
     el("div", { class: "meta" }, SEVERITY[row.severity] || row.severity, " · ", row.category),

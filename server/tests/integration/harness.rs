@@ -20,7 +20,7 @@ pub struct TestServer {
     pub state: web::Data<AppState>,
     pub seeded: Option<SeedOutcome>,
     handle: ServerHandle,
-    client: awc::Client,
+    pub client: awc::Client,
     _dir: Option<tempfile::TempDir>,
 }
 

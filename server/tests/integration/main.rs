@@ -15,6 +15,7 @@ mod hostile_sync;
 mod issues;
 mod ops;
 mod phone;
+mod public;
 mod reference;
 mod stats;
 mod tokens;

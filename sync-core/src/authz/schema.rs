@@ -80,6 +80,9 @@ const ISSUE: &[(&str, Rule)] = &[
     ("photos", Rule::Appended(Element::Photo)),
     ("events", Rule::Appended(Element::Event)),
     ("order", Rule::Server),
+    // How a report from outside reached the loop (`public::IssueSource`): only the server
+    // records it, so no phone can pass its report off as a resident's.
+    ("source", Rule::Server),
 ];
 
 fn rules(kind: DocKind) -> &'static [(&'static str, Rule)] {

@@ -344,6 +344,23 @@ impl IssueDoc {
         Ok(())
     }
 
+    /// Records how the problem reached the loop (`source` root key); only the server writes
+    /// it, when it records a report from the public or an office. Issues without it were found
+    /// on patrol.
+    pub fn set_source(&mut self, source: crate::public::IssueSource) -> Result<(), DocError> {
+        self.doc.put(ROOT, "source", source.as_str())?;
+        Ok(())
+    }
+
+    /// How the problem reached the loop; [`crate::public::IssueSource::Patrol`] when unsaid.
+    pub fn source(&self) -> Result<crate::public::IssueSource, DocError> {
+        Ok(match root_scalar(&self.doc, "source")? {
+            Some(ScalarValue::Str(s)) => crate::public::IssueSource::parse(&s)
+                .ok_or_else(|| DocError::Schema(format!("unknown source {s}")))?,
+            _ => crate::public::IssueSource::Patrol,
+        })
+    }
+
     pub fn add_photo(&mut self, photo: &PhotoRef) -> Result<(), DocError> {
         let photos = self.obj("photos")?;
         value::push_record(&mut self.doc, &photos, photo)

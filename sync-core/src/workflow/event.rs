@@ -10,8 +10,11 @@ use std::fmt;
 pub const WEB_DEVICE: &str = "web";
 /// The device name of the server's deadline job.
 pub const DEADLINE_JOB_DEVICE: &str = "deadline-job";
+/// The device name of reports the server records for the public (signboard QR code, hotline,
+/// letters).
+pub const PUBLIC_DEVICE: &str = "public-report";
 /// Device names only the server writes: a phone's event claiming one is refused.
-pub const SERVER_DEVICES: [&str; 2] = [WEB_DEVICE, DEADLINE_JOB_DEVICE];
+pub const SERVER_DEVICES: [&str; 3] = [WEB_DEVICE, DEADLINE_JOB_DEVICE, PUBLIC_DEVICE];
 
 /// Who is told to rectify an issue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -64,7 +64,8 @@ pub use check::{allowed_actions, authorize, check, TransitionError};
 pub use deadline::{escalated_since_assignment, needs_escalation};
 pub use duplicates::{possible_duplicates, DuplicateCandidate, DuplicateIndex};
 pub use event::{
-    Action, Assignee, Event, EventKind, DEADLINE_JOB_DEVICE, SERVER_DEVICES, WEB_DEVICE,
+    Action, Assignee, Event, EventKind, DEADLINE_JOB_DEVICE, PUBLIC_DEVICE, SERVER_DEVICES,
+    WEB_DEVICE,
 };
 pub use fold::{fold, fold_ordered, IssueState, Receipt, TimelineEntry};
 pub use relations::{edits_record, relations, IssueContext, SYSTEM_USER};
