@@ -142,6 +142,34 @@ pub fn distance_to_patrols_m(g: &Geometry, patrols: &[[f64; 2]]) -> Option<f64> 
     Some(best)
 }
 
+/// Positions closer than this (degrees, about 0.1 mm) are the same: a stored position read back
+/// may differ from the computed one in its last bit.
+const SAME_POSITION_DEG: f64 = 1e-9;
+
+fn same_geometry(a: &Geometry, b: &Geometry) -> bool {
+    let same_line = |x: &[[f64; 2]], y: &[[f64; 2]]| {
+        x.len() == y.len()
+            && x.iter().zip(y).all(|(p, q)| {
+                (p[0] - q[0]).abs() < SAME_POSITION_DEG && (p[1] - q[1]).abs() < SAME_POSITION_DEG
+            })
+    };
+    match (a, b) {
+        (Geometry::LineString(x), Geometry::LineString(y)) => same_line(x, y),
+        (Geometry::Polygon(x), Geometry::Polygon(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(r, s)| same_line(r, s))
+        }
+        _ => false,
+    }
+}
+
+fn same_asset(a: &Asset, b: &Asset) -> bool {
+    a.id == b.id
+        && a.system == b.system
+        && a.name == b.name
+        && a.division == b.division
+        && same_geometry(&a.geometry, &b.geometry)
+}
+
 fn derived_id(system: &str, division: &str, name: &str) -> String {
     // FNV-1a over the identifying fields: stable across imports of the same file.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -267,7 +295,7 @@ pub fn plan_assets(
             geometry,
         };
         let outcome = match matched {
-            Some(before) if *before == after => Outcome::Unchanged,
+            Some(before) if same_asset(before, &after) => Outcome::Unchanged,
             Some(before) => Outcome::Change {
                 before: before.clone(),
                 after,
