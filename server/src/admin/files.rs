@@ -32,7 +32,11 @@ pub fn table(bytes: &[u8]) -> Result<Vec<Vec<String>>, ApiError> {
             .map_err(|e| refused(format!("无法读取工作表：{e}")))?;
         return Ok(range
             .rows()
-            .map(|row| row.iter().map(|c| c.to_string().trim().to_owned()).collect())
+            .map(|row| {
+                row.iter()
+                    .map(|c| c.to_string().trim().to_owned())
+                    .collect()
+            })
             .collect());
     }
     let text = std::str::from_utf8(bytes)
@@ -46,7 +50,12 @@ pub fn table(bytes: &[u8]) -> Result<Vec<Vec<String>>, ApiError> {
         .records()
         .map(|r| {
             r.map(|rec| rec.iter().map(|c| c.trim().to_owned()).collect())
-                .map_err(|e| refused(format!("CSV 第{}行无法读取：{e}", e.position().map_or(0, |p| p.line()))))
+                .map_err(|e| {
+                    refused(format!(
+                        "CSV 第{}行无法读取：{e}",
+                        e.position().map_or(0, |p| p.line())
+                    ))
+                })
         })
         .collect()
 }
@@ -108,13 +117,25 @@ pub fn roster_xlsx(rows: &[RosterRow]) -> Result<Vec<u8>, ApiError> {
     help.set_column_width(1, 80).map_err(xlsx_error)?;
     let lines = [
         ("姓名", "河长、林长或田长本人姓名"),
-        ("职务", "本人职务，如 区委书记、街道办事处主任、村党支部书记"),
+        (
+            "职务",
+            "本人职务，如 区委书记、街道办事处主任、村党支部书记",
+        ),
         ("层级", "区级、街道级（乡镇级）或村级，须与行政区划一致"),
         ("体系", "河长、林长或田长"),
-        ("行政区划", "区划名称（如 桑梓店街道）；重名时写上级，如 桑梓店街道/小寨村；也可填12位区划代码"),
-        ("负责河段/林区/网格", "已登记的河段、林区或网格名称，多个用顿号“、”分隔，须在该行政区划内"),
+        (
+            "行政区划",
+            "区划名称（如 桑梓店街道）；重名时写上级，如 桑梓店街道/小寨村；也可填12位区划代码",
+        ),
+        (
+            "负责河段/林区/网格",
+            "已登记的河段、林区或网格名称，多个用顿号“、”分隔，须在该行政区划内",
+        ),
         ("手机号", "11位手机号，作为登录账号；同一人只写一行"),
-        ("", "导入前先“预检”：逐行显示将新增、变更、不变或拒绝及原因；有拒绝行时整表不导入。"),
+        (
+            "",
+            "导入前先“预检”：逐行显示将新增、变更、不变或拒绝及原因；有拒绝行时整表不导入。",
+        ),
     ];
     for (i, (a, b)) in lines.iter().enumerate() {
         let r = u32::try_from(i).unwrap_or(0);
@@ -147,8 +168,16 @@ mod tests {
     #[test]
     fn the_template_and_an_export_read_back() {
         let row = RosterRow::from_cells(
-            &["张三", "街道办主任", "街道级", "河长", "桑梓店街道", "小清河桑梓店段、鹊山水库", "13800000001"]
-                .map(String::from),
+            &[
+                "张三",
+                "街道办主任",
+                "街道级",
+                "河长",
+                "桑梓店街道",
+                "小清河桑梓店段、鹊山水库",
+                "13800000001",
+            ]
+            .map(String::from),
         );
         assert!(roster_rows(&roster_xlsx(&[]).unwrap()).unwrap().is_empty());
         let back = roster_rows(&roster_xlsx(std::slice::from_ref(&row)).unwrap()).unwrap();

@@ -34,7 +34,9 @@ fn hash(user_id: &str, code: &str) -> String {
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    hex::encode(Sha256::digest(format!("{user_id}\0{normalized}").as_bytes()))
+    hex::encode(Sha256::digest(
+        format!("{user_id}\0{normalized}").as_bytes(),
+    ))
 }
 
 /// A fresh code for the user: the code to hand over (`XXXX-XXXX-XXXX`) and what is stored.
@@ -105,7 +107,12 @@ mod tests {
         let (code, stored) = issue("u1", 1_000).unwrap();
         assert_eq!(code.len(), 14);
         assert!(accepts(Some(&stored), "u1", &code, 2_000));
-        assert!(accepts(Some(&stored), "u1", &code.to_lowercase().replace('-', " "), 2_000));
+        assert!(accepts(
+            Some(&stored),
+            "u1",
+            &code.to_lowercase().replace('-', " "),
+            2_000
+        ));
         assert!(!accepts(Some(&stored), "u2", &code, 2_000));
         assert!(!accepts(Some(&stored), "u1", "2222-2222-2222", 2_000));
         assert!(!accepts(Some(&stored), "u1", &code, stored.expires_at_ms));

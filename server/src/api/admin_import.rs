@@ -166,7 +166,12 @@ fn current_roster(store: &dyn Store) -> Result<Vec<RosterRow>, ApiError> {
             system,
             level,
             jurisdiction,
-        } => (*system, *level, jurisdiction.division.clone(), u.username.clone()),
+        } => (
+            *system,
+            *level,
+            jurisdiction.division.clone(),
+            u.username.clone(),
+        ),
         _ => (
             sync_core::model::System::River,
             sync_core::model::Level::Village,
@@ -210,7 +215,11 @@ pub async fn roster_export(
     let store = state.store.clone();
     let rows = web::block(move || current_roster(store.as_ref())).await??;
     Ok(if format == "csv" {
-        file("text/csv; charset=utf-8", "河长名录.csv", roster_csv(&rows)?)
+        file(
+            "text/csv; charset=utf-8",
+            "河长名录.csv",
+            roster_csv(&rows)?,
+        )
     } else {
         file(XLSX, "河长名录.xlsx", roster_xlsx(&rows)?)
     })
@@ -388,7 +397,9 @@ pub async fn assets_import(
     caller.require_admin()?;
     let query = query.into_inner();
     let crs = CoordSystem::parse(&query.crs).ok_or_else(|| {
-        ApiError::BadRequest("crs must be wgs84, cgcs2000 or gcj02 (state the file's coordinate system)".into())
+        ApiError::BadRequest(
+            "crs must be wgs84, cgcs2000 or gcj02 (state the file's coordinate system)".into(),
+        )
     })?;
     let dry_run = query.dry_run.unwrap_or(true);
     let bytes = read_body(payload).await?;
@@ -487,7 +498,11 @@ pub async fn divisions_import(
             batch.meta.push(audit::entry(
                 &caller,
                 now,
-                if before.is_some() { "division_change" } else { "division_create" },
+                if before.is_some() {
+                    "division_change"
+                } else {
+                    "division_create"
+                },
                 &after.name,
                 before.and_then(audit::json),
                 audit::json(after),

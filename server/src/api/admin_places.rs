@@ -125,7 +125,14 @@ pub async fn create_division(
             )));
         }
         store.put_division(&division)?;
-        audit::record(store.as_ref(), &caller, "division_create", &division.name, None, audit::json(&division))?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "division_create",
+            &division.name,
+            None,
+            audit::json(&division),
+        )?;
         Ok(division)
     })
     .await??;
@@ -156,7 +163,14 @@ pub async fn update_division(
         };
         check_division(store.as_ref(), &division)?;
         store.put_division(&division)?;
-        audit::record(store.as_ref(), &caller, "division_change", &division.name, audit::json(&before), audit::json(&division))?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "division_change",
+            &division.name,
+            audit::json(&before),
+            audit::json(&division),
+        )?;
         Ok(division)
     })
     .await??;
@@ -194,7 +208,14 @@ pub async fn create_asset(
             return Err(ApiError::Conflict(format!("asset {} exists", asset.id)));
         }
         store.put_asset(&asset)?;
-        audit::record(store.as_ref(), &caller, "asset_create", &asset.name, None, audit::json(&asset))?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "asset_create",
+            &asset.name,
+            None,
+            audit::json(&asset),
+        )?;
         Ok(asset)
     })
     .await??;
@@ -227,7 +248,14 @@ pub async fn update_asset(
         };
         check_asset(store.as_ref(), &asset)?;
         store.put_asset(&asset)?;
-        audit::record(store.as_ref(), &caller, "asset_change", &asset.name, audit::json(&before), audit::json(&asset))?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "asset_change",
+            &asset.name,
+            audit::json(&before),
+            audit::json(&asset),
+        )?;
         Ok(asset)
     })
     .await??;

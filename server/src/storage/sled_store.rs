@@ -396,7 +396,13 @@ impl Store for SledStore {
         let encoded = |records: &[UserRecord]| -> Result<Vec<_>, StoreError> {
             records
                 .iter()
-                .map(|r| Ok((r.user.id.clone(), username_key(&r.user.username), encode(r)?)))
+                .map(|r| {
+                    Ok((
+                        r.user.id.clone(),
+                        username_key(&r.user.username),
+                        encode(r)?,
+                    ))
+                })
                 .collect()
         };
         let (new_users, changed_users) =

@@ -115,9 +115,13 @@ async function api(method, path, body, { raw = false, query = "" } = {}) {
   return r.json();
 }
 
+// The file last offered for download, as the browser saved it.
+let lastDownload = null;
+
 async function download(path, name) {
   const r = await api("GET", path, undefined, { raw: true });
   const blob = await r.blob();
+  lastDownload = blob;
   const url = URL.createObjectURL(blob);
   const a = el("a", { href: url, download: name, id: "last-download" });
   document.body.append(a);
@@ -436,7 +440,7 @@ function showCodes(slot, codes) {
 
 function planTable(id, report, describe) {
   const s = report.summary;
-  return el("div", { id },
+  return el("div", { id, "data-applied": report.applied },
     el("p", { class: "summary" },
       el("span", { "data-kind": "create" }, "新增 " + s.create), el("span", { "data-kind": "change" }, "变更 " + s.change),
       el("span", { "data-kind": "unchanged" }, "不变 " + s.unchanged), el("span", { "data-kind": "refused", class: s.refused ? "error" : "" }, "拒绝 " + s.refused),
@@ -686,6 +690,7 @@ ROUTES.rules = async () => {
 
 function short(v) {
   if (v === undefined || v === null) return "（无）";
+  if (typeof v === "object" && v.kind && v.kind !== "chief") return v.kind === "supervisor" ? SYSTEM[v.system] + "办 " + divisionPath(v.division) : v.kind === "handler" ? v.department : KIND[v.kind];
   if (typeof v === "object" && v.kind === "chief") return LEVEL[v.level] + SYSTEM[v.system] + " " + divisionPath(v.jurisdiction.division) + (v.jurisdiction.assets.length ? " 负责 " + v.jurisdiction.assets.map((id) => (data.byAsset.get(id) || { name: id }).name).join("、") : "");
   if (typeof v === "object" && v.type && v.coordinates) return v.type === "LineString" ? "线（" + v.coordinates.length + " 点）" : "面";
   if (Array.isArray(v)) return v.join("、");
@@ -693,10 +698,20 @@ function short(v) {
   return String(v);
 }
 
+// A record as a line of words: an asset, a division, a person.
+function describe(v) {
+  if (!v || typeof v !== "object") return short(v);
+  if (v.geometry) return v.name + "，" + SYSTEM_ASSET[v.system] + "，" + divisionPath(v.division) + "，" + short(v.geometry);
+  if (v.code && v.name !== undefined) return v.name + "（" + v.code + "）" + (v.parent ? "，上级 " + divisionPath(v.parent) : "");
+  if (v.role) return (v.display_name || "") + "，" + short(v.role) + (v.post ? "，" + v.post : "") + (v.username ? "，账号 " + v.username : "");
+  return short(v);
+}
+
 // Only what changed, field by field, in words.
 function diff(before, after) {
+  if (before && !after) return "删除：" + describe(before);
+  if (after && !before) return "新建：" + describe(after);
   if (typeof before !== "object" || typeof after !== "object" || !before || !after) {
-    if (before === null && after === null) return "";
     return short(before) + " → " + short(after);
   }
   const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];

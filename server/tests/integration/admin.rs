@@ -427,12 +427,42 @@ async fn a_roster_with_bad_rows_is_reported_row_by_row_and_nothing_is_applied() 
     let s = TestServer::demo().await;
     let admin = s.token(ADMIN, "pc").await;
     let users_before = user_count(&s, &admin).await;
-    let audit_before = s.get("/api/v1/admin/audit", &admin).await.expect_ok().as_array().unwrap().len();
-    let good = ["王河", "街道办主任", "街道级", "河长", "桑梓店街道", "", "13900000001"];
+    let audit_before = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len();
+    let good = [
+        "王河",
+        "街道办主任",
+        "街道级",
+        "河长",
+        "桑梓店街道",
+        "",
+        "13900000001",
+    ];
     let roster = csv_roster(&[
         good,
-        ["李无区", "", "街道级", "河长", "不存在街道", "", "13900000002"],
-        ["赵无河", "", "区级", "河长", "天桥区", "不存在的河段", "13900000003"],
+        [
+            "李无区",
+            "",
+            "街道级",
+            "河长",
+            "不存在街道",
+            "",
+            "13900000002",
+        ],
+        [
+            "赵无河",
+            "",
+            "区级",
+            "河长",
+            "天桥区",
+            "不存在的河段",
+            "13900000003",
+        ],
         ["王河", "", "街道级", "河长", "北园街道", "", "13900000001"],
         ["钱错级", "", "村级", "河长", "北园街道", "", "13900000004"],
         ["孙错号", "", "村级", "林长", "小寨村", "", "1390"],
@@ -449,18 +479,36 @@ async fn a_roster_with_bad_rows_is_reported_row_by_row_and_nothing_is_applied() 
     assert!(reasons(&dry, 3).contains("同一人"));
     assert!(reasons(&dry, 4).contains("不符"));
     assert!(reasons(&dry, 5).contains("11位"));
-    assert_eq!(dry["rows"][1]["row"], 3, "spreadsheet row numbers, header counted");
+    assert_eq!(
+        dry["rows"][1]["row"], 3,
+        "spreadsheet row numbers, header counted"
+    );
 
     // Applying the file is refused as a whole: not even the good row is stored.
     let (status, body) = upload(&s, "/admin/roster/import?dry_run=false", &admin, roster).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "import_refused");
     assert_eq!(user_count(&s, &admin).await, users_before);
-    let audit_after = s.get("/api/v1/admin/audit", &admin).await.expect_ok().as_array().unwrap().len();
-    assert_eq!(audit_after, audit_before, "nothing audited, nothing changed");
+    let audit_after = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        audit_after, audit_before,
+        "nothing audited, nothing changed"
+    );
 
     // A file that is not the template is refused before any row.
-    let (status, body) = upload(&s, "/admin/roster/import", &admin, "姓名,电话\n张三,1\n".into()).await;
+    let (status, body) = upload(
+        &s,
+        "/admin/roster/import",
+        &admin,
+        "姓名,电话\n张三,1\n".into(),
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
     // Only administrators import.
     let supervisor = s.token(SUPERVISOR, "pc").await;
@@ -477,16 +525,41 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     let river_in_sangzidian = facts
         .assets
         .iter()
-        .find(|a| a.system == sync_core::model::System::River && a.division.as_str().starts_with("370105014"))
+        .find(|a| {
+            a.system == sync_core::model::System::River
+                && a.division.as_str().starts_with("370105014")
+        })
         .unwrap()
         .name
         .clone();
     let rows = [
-        ["王河", "街道办主任", "街道级", "河长", "桑梓店街道", river_in_sangzidian.as_str(), "13900000011"],
-        ["周林", "村支书", "村级", "林长", "桑梓店街道/小寨村", "", "13900000012"],
+        [
+            "王河",
+            "街道办主任",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            river_in_sangzidian.as_str(),
+            "13900000011",
+        ],
+        [
+            "周林",
+            "村支书",
+            "村级",
+            "林长",
+            "桑梓店街道/小寨村",
+            "",
+            "13900000012",
+        ],
     ];
     let users_before = user_count(&s, &admin).await;
-    let (status, applied) = upload(&s, "/admin/roster/import?dry_run=false", &admin, csv_roster(&rows)).await;
+    let (status, applied) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&rows),
+    )
+    .await;
     assert_eq!(status, 200, "{applied}");
     assert_eq!(applied["applied"], true);
     assert_eq!(applied["summary"]["create"], 2);
@@ -494,7 +567,13 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     assert_eq!(user_count(&s, &admin).await, users_before + 2);
 
     // The same file again: every row unchanged, nothing written.
-    let (_, again) = upload(&s, "/admin/roster/import?dry_run=false", &admin, csv_roster(&rows)).await;
+    let (_, again) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&rows),
+    )
+    .await;
     assert_eq!(outcomes(&again), ["unchanged", "unchanged"], "{again}");
     assert!(again["setup_codes"].as_array().unwrap().is_empty());
     assert_eq!(user_count(&s, &admin).await, users_before + 2);
@@ -510,24 +589,51 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     assert!(round["summary"]["unchanged"].as_u64().unwrap() >= 3);
 
     // A chief moved to another post: a change with before and after, audited.
-    let moved = [["王河", "街道办主任", "街道级", "河长", "北园街道", "", "13900000011"]];
-    let (_, change) = upload(&s, "/admin/roster/import?dry_run=false", &admin, csv_roster(&moved)).await;
+    let moved = [[
+        "王河",
+        "街道办主任",
+        "街道级",
+        "河长",
+        "北园街道",
+        "",
+        "13900000011",
+    ]];
+    let (_, change) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&moved),
+    )
+    .await;
     assert_eq!(outcomes(&change), ["change"], "{change}");
     assert_eq!(change["rows"][0]["before"]["division_name"], "桑梓店街道");
     assert_eq!(change["rows"][0]["after"]["division_name"], "北园街道");
-    let audit = s.get("/api/v1/admin/audit", &admin).await.expect_ok().clone();
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .clone();
     let newest = &audit[0];
     assert_eq!(newest["action"], "roster_change");
     assert_eq!(newest["by_name"], facts.user(ADMIN).unwrap().display_name);
     assert_eq!(newest["before"]["division_name"], "桑梓店街道");
-    assert_eq!(newest["after"]["role"]["jurisdiction"]["division"], "370105012000");
+    assert_eq!(
+        newest["after"]["role"]["jurisdiction"]["division"],
+        "370105012000"
+    );
 
     // The template has the Chinese titles and nothing else on its first sheet.
     let template = download(&s, "/admin/roster/template.xlsx", &admin).await;
     use calamine::Reader;
     let mut book = calamine::Xlsx::new(std::io::Cursor::new(template)).unwrap();
     let sheet = book.worksheet_range_at(0).unwrap().unwrap();
-    let header: Vec<String> = sheet.rows().next().unwrap().iter().map(|c| c.to_string()).collect();
+    let header: Vec<String> = sheet
+        .rows()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     assert_eq!(header, sync_core::import::roster::COLUMNS);
     assert_eq!(sheet.height(), 1);
     s.stop().await;
@@ -547,40 +653,112 @@ async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refu
         .map(|p| sync_core::import::coords::wgs84_to_gcj02(*p))
         .collect();
     let good = feature("新开河桑梓店段", "河长", "桑梓店街道", line(&gcj));
-    let open_ring = feature("坏林区", "林长", "桑梓店街道",
-        json!({"type": "Polygon", "coordinates": [[[116.95, 36.80], [116.96, 36.80], [116.96, 36.81], [116.95, 36.81]]]}));
+    let open_ring = feature(
+        "坏林区",
+        "林长",
+        "桑梓店街道",
+        json!({"type": "Polygon", "coordinates": [[[116.95, 36.80], [116.96, 36.80], [116.96, 36.81], [116.95, 36.81]]]}),
+    );
     let nowhere = feature("无区划河段", "河长", "不存在街道", line(&gps));
-    let file = |features: Vec<Value>| serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features})).unwrap();
-    let assets_before = s.get("/api/v1/admin/assets", &admin).await.expect_ok().as_array().unwrap().len();
+    let file = |features: Vec<Value>| {
+        serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features})).unwrap()
+    };
+    let assets_before = s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len();
 
     // The coordinate system must be stated.
     let (status, _) = upload(&s, "/admin/assets/import", &admin, file(vec![good.clone()])).await;
     assert_eq!(status, 400);
-    let (status, dry) = upload(&s, "/admin/assets/import?crs=gcj02", &admin,
-        file(vec![good.clone(), open_ring, nowhere])).await;
+    let (status, dry) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02",
+        &admin,
+        file(vec![good.clone(), open_ring, nowhere]),
+    )
+    .await;
     assert_eq!(status, 200, "{dry}");
     assert_eq!(outcomes(&dry), ["create", "refused", "refused"]);
-    assert!(reasons(&dry, 1).contains("几何无效"), "{}", reasons(&dry, 1));
+    assert!(
+        reasons(&dry, 1).contains("几何无效"),
+        "{}",
+        reasons(&dry, 1)
+    );
     assert!(reasons(&dry, 2).contains("未登记"));
-    let (status, _) = upload(&s, "/admin/assets/import?crs=gcj02&dry_run=false", &admin,
-        file(vec![good.clone(), feature("坏", "林长", "桑梓店街道", Value::Null)])).await;
+    let (status, _) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        file(vec![
+            good.clone(),
+            feature("坏", "林长", "桑梓店街道", Value::Null),
+        ]),
+    )
+    .await;
     assert_eq!(status, 422);
-    assert_eq!(s.get("/api/v1/admin/assets", &admin).await.expect_ok().as_array().unwrap().len(), assets_before);
+    assert_eq!(
+        s.get("/api/v1/admin/assets", &admin)
+            .await
+            .expect_ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        assets_before
+    );
 
-    let (status, applied) = upload(&s, "/admin/assets/import?crs=gcj02&dry_run=false", &admin, file(vec![good.clone()])).await;
+    let (status, applied) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        file(vec![good.clone()]),
+    )
+    .await;
     assert_eq!(status, 200, "{applied}");
-    let id = applied["rows"][0]["after"]["id"].as_str().unwrap().to_owned();
-    let stored = s.get("/api/v1/admin/assets", &admin).await.expect_ok().clone();
-    let asset = stored.as_array().unwrap().iter().find(|a| a["id"] == id.as_str()).unwrap();
+    let id = applied["rows"][0]["after"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let asset = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
     for (i, p) in gps.iter().enumerate() {
         let got = &asset["geometry"]["coordinates"][i];
-        let d = sync_core::geo::haversine_m(p[1], p[0], got[1].as_f64().unwrap(), got[0].as_f64().unwrap());
+        let d = sync_core::geo::haversine_m(
+            p[1],
+            p[0],
+            got[1].as_f64().unwrap(),
+            got[0].as_f64().unwrap(),
+        );
         assert!(d < 0.1, "stored {d} m from the GPS position");
     }
     // Importing the same file again changes nothing; as WGS-84 the same numbers are a change.
-    let (_, again) = upload(&s, "/admin/assets/import?crs=gcj02&dry_run=false", &admin, file(vec![good.clone()])).await;
+    let (_, again) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        file(vec![good.clone()]),
+    )
+    .await;
     assert_eq!(outcomes(&again), ["unchanged"]);
-    let (_, as_wgs) = upload(&s, "/admin/assets/import?crs=wgs84", &admin, file(vec![good])).await;
+    let (_, as_wgs) = upload(
+        &s,
+        "/admin/assets/import?crs=wgs84",
+        &admin,
+        file(vec![good]),
+    )
+    .await;
     assert_eq!(outcomes(&as_wgs), ["change"]);
     s.stop().await;
 }
@@ -589,15 +767,28 @@ async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refu
 async fn divisions_import_from_a_code_list() {
     let s = TestServer::demo().await;
     let admin = s.token(ADMIN, "pc").await;
-    let list = "代码,名称\n370105014209,新建村\n370105099201,孤村\n".as_bytes().to_vec();
+    let list = "代码,名称\n370105014209,新建村\n370105099201,孤村\n"
+        .as_bytes()
+        .to_vec();
     let (_, dry) = upload(&s, "/admin/divisions/import", &admin, list).await;
     assert_eq!(outcomes(&dry), ["create", "refused"], "{dry}");
-    let list = "代码,名称\n370105014209,新建村\n370105014201,小寨村\n".as_bytes().to_vec();
+    let list = "代码,名称\n370105014209,新建村\n370105014201,小寨村\n"
+        .as_bytes()
+        .to_vec();
     let (status, applied) = upload(&s, "/admin/divisions/import?dry_run=false", &admin, list).await;
     assert_eq!(status, 200, "{applied}");
     assert_eq!(outcomes(&applied), ["create", "unchanged"]);
-    let divisions = s.get("/api/v1/admin/divisions", &admin).await.expect_ok().clone();
-    let new = divisions.as_array().unwrap().iter().find(|d| d["code"] == "370105014209").unwrap();
+    let divisions = s
+        .get("/api/v1/admin/divisions", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let new = divisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "370105014209")
+        .unwrap();
     assert_eq!(new["parent"], "370105014000");
     s.stop().await;
 }
@@ -610,38 +801,78 @@ async fn a_setup_code_sets_the_first_password_once_and_wrong_codes_are_throttled
         ["吴启", "", "街道级", "河长", "北园街道", "", "13900000021"],
         ["郑迟", "", "街道级", "河长", "北园街道", "", "13900000022"],
     ];
-    let (_, applied) = upload(&s, "/admin/roster/import?dry_run=false", &admin, csv_roster(&rows)).await;
-    let code = |i: usize| applied["setup_codes"][i]["code"].as_str().unwrap().to_owned();
-    let setup = |username: &str, code: &str, password: &str| {
-        json!({"username": username, "code": code, "password": password, "device_id": "first-phone"})
+    let (_, applied) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&rows),
+    )
+    .await;
+    let code = |i: usize| {
+        applied["setup_codes"][i]["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
+    let setup = |username: &str, code: &str, password: &str| json!({"username": username, "code": code, "password": password, "device_id": "first-phone"});
     // No password until the code is used: logging in fails.
-    s.login_reply("13900000021", "whatever-pass", "p").await.expect_error(401, "invalid_credentials");
+    s.login_reply("13900000021", "whatever-pass", "p")
+        .await
+        .expect_error(401, "invalid_credentials");
     // The code is not stored readable.
     let stored = s.state.store.list_meta("setup.code/").unwrap();
-    assert!(stored.iter().all(|(_, v)| !String::from_utf8_lossy(v).contains(&code(0))));
+    assert!(stored
+        .iter()
+        .all(|(_, v)| !String::from_utf8_lossy(v).contains(&code(0))));
 
     let post = |body: Value| s.request("POST", "/api/v1/auth/setup", None, Some(body));
-    post(setup("13900000021", "2222-3333-4444", "my-own-pass")).await.expect_error(401, "invalid_setup_code");
-    post(setup("13900000021", &code(0), "short")).await.expect_error(400, "bad_request");
-    post(setup("13900000021", &code(1), "my-own-pass")).await.expect_error(401, "invalid_setup_code");
+    post(setup("13900000021", "2222-3333-4444", "my-own-pass"))
+        .await
+        .expect_error(401, "invalid_setup_code");
+    post(setup("13900000021", &code(0), "short"))
+        .await
+        .expect_error(400, "bad_request");
+    post(setup("13900000021", &code(1), "my-own-pass"))
+        .await
+        .expect_error(401, "invalid_setup_code");
     let grant = post(setup("13900000021", &code(0).to_lowercase(), "my-own-pass")).await;
     let grant = grant.expect_ok();
     assert_eq!(grant["user"]["display_name"], "吴启");
     assert!(grant["access_token"].is_string());
     // Used once; the chosen password now works.
-    post(setup("13900000021", &code(0), "other-pass-1")).await.expect_error(401, "invalid_setup_code");
-    s.login_reply("13900000021", "my-own-pass", "p2").await.expect_ok();
+    post(setup("13900000021", &code(0), "other-pass-1"))
+        .await
+        .expect_error(401, "invalid_setup_code");
+    s.login_reply("13900000021", "my-own-pass", "p2")
+        .await
+        .expect_ok();
 
     // An expired code is refused like a wrong one.
-    let user = s.state.store.find_user_by_username("13900000022").unwrap().unwrap();
+    let user = s
+        .state
+        .store
+        .find_user_by_username("13900000022")
+        .unwrap()
+        .unwrap();
     let key = format!("setup.code/{}", user.user.id);
-    let mut record: Value = serde_json::from_slice(&s.state.store.get_meta(&key).unwrap().unwrap()).unwrap();
+    let mut record: Value =
+        serde_json::from_slice(&s.state.store.get_meta(&key).unwrap().unwrap()).unwrap();
     record["expires_at_ms"] = json!(server::state::now_ms() - 1);
-    s.state.store.put_meta(&key, &serde_json::to_vec(&record).unwrap()).unwrap();
-    post(setup("13900000022", &code(1), "my-own-pass")).await.expect_error(401, "invalid_setup_code");
+    s.state
+        .store
+        .put_meta(&key, &serde_json::to_vec(&record).unwrap())
+        .unwrap();
+    post(setup("13900000022", &code(1), "my-own-pass"))
+        .await
+        .expect_error(401, "invalid_setup_code");
     // A new code from the office works; guessing is throttled like passwords.
-    let fresh = s.post(&format!("/api/v1/admin/users/{}/setup-code", user.user.id), &admin, json!({})).await;
+    let fresh = s
+        .post(
+            &format!("/api/v1/admin/users/{}/setup-code", user.user.id),
+            &admin,
+            json!({}),
+        )
+        .await;
     let fresh = fresh.expect_ok()["code"].as_str().unwrap().to_owned();
     let mut limited = false;
     for _ in 0..8 {
@@ -654,7 +885,13 @@ async fn a_setup_code_sets_the_first_password_once_and_wrong_codes_are_throttled
     }
     assert!(limited, "wrong codes are throttled");
     // While throttled, even the right code waits.
-    assert_eq!(post(setup("13900000022", &fresh, "my-own-pass")).await.status.as_u16(), 429);
+    assert_eq!(
+        post(setup("13900000022", &fresh, "my-own-pass"))
+            .await
+            .status
+            .as_u16(),
+        429
+    );
     s.stop().await;
 }
 
@@ -665,18 +902,34 @@ async fn every_admin_change_is_audited_with_before_and_after() {
     let chief = s.state.store.find_user_by_username(CHIEF).unwrap().unwrap();
     let role = json!({"kind": "chief", "system": "river", "level": "subdistrict",
         "jurisdiction": {"division": "370105012000", "assets": []}});
-    s.request("PATCH", &format!("/api/v1/admin/users/{}", chief.user.id), Some(&admin), Some(json!({"role": role})))
+    s.request(
+        "PATCH",
+        &format!("/api/v1/admin/users/{}", chief.user.id),
+        Some(&admin),
+        Some(json!({"role": role})),
+    )
+    .await
+    .expect_ok();
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
         .await
-        .expect_ok();
-    let audit = s.get("/api/v1/admin/audit", &admin).await.expect_ok().clone();
+        .expect_ok()
+        .clone();
     let entry = &audit[0];
     assert_eq!(entry["action"], "user_update");
     assert_eq!(entry["target"], chief.user.display_name);
-    assert_eq!(entry["before"]["role"], serde_json::to_value(&chief.user.role).unwrap());
+    assert_eq!(
+        entry["before"]["role"],
+        serde_json::to_value(&chief.user.role).unwrap()
+    );
     assert_eq!(entry["after"]["role"], role);
     assert!(entry["at_ms"].as_i64().unwrap() > 0);
     // Only administrators read it.
-    s.get("/api/v1/admin/audit", &s.token(FIELD_CHIEF, "p").await).await.expect_error(403, "forbidden");
-    s.get("/api/v1/admin/audit", &s.token(HANDLER, "p").await).await.expect_error(403, "forbidden");
+    s.get("/api/v1/admin/audit", &s.token(FIELD_CHIEF, "p").await)
+        .await
+        .expect_error(403, "forbidden");
+    s.get("/api/v1/admin/audit", &s.token(HANDLER, "p").await)
+        .await
+        .expect_error(403, "forbidden");
     s.stop().await;
 }

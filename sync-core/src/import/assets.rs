@@ -225,8 +225,7 @@ pub fn plan_assets(
         if let (Some(system), Some(g)) = (system, &geometry) {
             let fits = matches!(
                 (system, g),
-                (crate::model::System::River, Geometry::LineString(_))
-                    | (_, Geometry::Polygon(_))
+                (crate::model::System::River, Geometry::LineString(_)) | (_, Geometry::Polygon(_))
             );
             if !fits {
                 reasons.push("林区、网格应为面".into());
@@ -342,10 +341,26 @@ mod tests {
         let gps = [[116.97, 36.80], [116.98, 36.81]];
         let gcj: Vec<[f64; 2]> = gps.iter().map(|p| wgs84_to_gcj02(*p)).collect();
         let bytes = collection(vec![
-            feature("新河段", "河长", json!({"type": "LineString", "coordinates": gcj})),
-            feature("远处河段", "河长", json!({"type": "LineString", "coordinates": [[118.5, 37.5], [118.6, 37.6]]})),
-            feature("坏林区", "林长", json!({"type": "Polygon", "coordinates": [[[116.9, 36.8], [116.91, 36.8], [116.9, 36.81]]]})),
-            feature("线林区", "林长", json!({"type": "LineString", "coordinates": gps})),
+            feature(
+                "新河段",
+                "河长",
+                json!({"type": "LineString", "coordinates": gcj}),
+            ),
+            feature(
+                "远处河段",
+                "河长",
+                json!({"type": "LineString", "coordinates": [[118.5, 37.5], [118.6, 37.6]]}),
+            ),
+            feature(
+                "坏林区",
+                "林长",
+                json!({"type": "Polygon", "coordinates": [[[116.9, 36.8], [116.91, 36.8], [116.9, 36.81]]]}),
+            ),
+            feature(
+                "线林区",
+                "林长",
+                json!({"type": "LineString", "coordinates": gps}),
+            ),
             feature("无几何", "河长", Value::Null),
         ]);
         let features = read_features(&bytes).unwrap();
@@ -354,7 +369,14 @@ mod tests {
             Geometry::Polygon(r) if r[0].first() != r[0].last() => Err("面未闭合".to_owned()),
             _ => Ok(()),
         };
-        let plan = plan_assets(&features, CoordSystem::Gcj02, &places, &[], &ring_closes, &gps);
+        let plan = plan_assets(
+            &features,
+            CoordSystem::Gcj02,
+            &places,
+            &[],
+            &ring_closes,
+            &gps,
+        );
         let Outcome::Create { after } = &plan[0].outcome else {
             panic!("{:?}", plan[0]);
         };
@@ -375,7 +397,17 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let again = plan_assets(&features[..2], CoordSystem::Gcj02, &places, &stored, &ok, &gps);
-        assert!(again.iter().all(|r| r.outcome == Outcome::Unchanged), "{again:?}");
+        let again = plan_assets(
+            &features[..2],
+            CoordSystem::Gcj02,
+            &places,
+            &stored,
+            &ok,
+            &gps,
+        );
+        assert!(
+            again.iter().all(|r| r.outcome == Outcome::Unchanged),
+            "{again:?}"
+        );
     }
 }

@@ -147,7 +147,10 @@ mod tests {
         for (wlat, wlon, glat, glon) in PUBLISHED {
             let got = wgs84_to_gcj02([wlon, wlat]);
             let off = metres(got, [glon, glat]);
-            assert!(off < 0.05, "{wlat},{wlon}: {off} m from the published GCJ-02 point");
+            assert!(
+                off < 0.05,
+                "{wlat},{wlon}: {off} m from the published GCJ-02 point"
+            );
         }
     }
 
@@ -156,7 +159,10 @@ mod tests {
         for (wlat, wlon, glat, glon) in PUBLISHED {
             let got = gcj02_to_wgs84([glon, glat]);
             let off = metres(got, [wlon, wlat]);
-            assert!(off < 0.1, "{glat},{glon}: {off} m from the published WGS-84 point");
+            assert!(
+                off < 0.1,
+                "{glat},{glon}: {off} m from the published WGS-84 point"
+            );
             // The offset undone is the hundreds of metres the import must not keep.
             assert!(metres([glon, glat], [wlon, wlat]) > 100.0);
         }

@@ -40,7 +40,12 @@ pub struct RosterRow {
 impl RosterRow {
     /// From the seven cells in template order (missing cells are blank).
     pub fn from_cells(cells: &[String]) -> Self {
-        let cell = |i: usize| cells.get(i).map(|s| s.trim().to_owned()).unwrap_or_default();
+        let cell = |i: usize| {
+            cells
+                .get(i)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
         Self {
             name: cell(0),
             post: cell(1),
@@ -458,24 +463,117 @@ mod tests {
         let (divisions, assets) = places();
         let places = Places::new(&divisions, &assets);
         let rows = vec![
-            (2, row(["张三", "街道办主任", "街道级", "河长", "桑梓店街道", "小清河桑梓店段", "13800000001"])),
-            (3, row(["李四", "", "街道级", "河长", "不存在街道", "", "13800000002"])),
-            (4, row(["王五", "", "街道级", "河长", "桑梓店街道", "不存在河段", "13800000003"])),
-            (5, row(["赵六", "", "街道级", "河长", "桑梓店街道", "小清河北园段", "13800000004"])),
-            (6, row(["钱七", "", "村级", "河长", "桑梓店街道", "", "13800000005"])),
-            (7, row(["孙八", "", "街道级", "河长", "桑梓店街道", "鹊山林区", "13800000006"])),
-            (8, row(["周九", "", "街道级", "河长", "桑梓店街道", "", "138"])),
-            (9, row(["张三", "", "街道级", "河长", "桑梓店街道", "", "13800000001"])),
-            (10, row(["吴十", "", "村级", "河长", "小寨村", "", "13800000007"])),
-            (11, row(["郑一", "", "村级", "河长", "桑梓店街道/小寨村", "", "13800000008"])),
-            (12, row(["", "", "省级", "海长", "桑梓店街道", "", "13800000009"])),
+            (
+                2,
+                row([
+                    "张三",
+                    "街道办主任",
+                    "街道级",
+                    "河长",
+                    "桑梓店街道",
+                    "小清河桑梓店段",
+                    "13800000001",
+                ]),
+            ),
+            (
+                3,
+                row([
+                    "李四",
+                    "",
+                    "街道级",
+                    "河长",
+                    "不存在街道",
+                    "",
+                    "13800000002",
+                ]),
+            ),
+            (
+                4,
+                row([
+                    "王五",
+                    "",
+                    "街道级",
+                    "河长",
+                    "桑梓店街道",
+                    "不存在河段",
+                    "13800000003",
+                ]),
+            ),
+            (
+                5,
+                row([
+                    "赵六",
+                    "",
+                    "街道级",
+                    "河长",
+                    "桑梓店街道",
+                    "小清河北园段",
+                    "13800000004",
+                ]),
+            ),
+            (
+                6,
+                row(["钱七", "", "村级", "河长", "桑梓店街道", "", "13800000005"]),
+            ),
+            (
+                7,
+                row([
+                    "孙八",
+                    "",
+                    "街道级",
+                    "河长",
+                    "桑梓店街道",
+                    "鹊山林区",
+                    "13800000006",
+                ]),
+            ),
+            (
+                8,
+                row(["周九", "", "街道级", "河长", "桑梓店街道", "", "138"]),
+            ),
+            (
+                9,
+                row([
+                    "张三",
+                    "",
+                    "街道级",
+                    "河长",
+                    "桑梓店街道",
+                    "",
+                    "13800000001",
+                ]),
+            ),
+            (
+                10,
+                row(["吴十", "", "村级", "河长", "小寨村", "", "13800000007"]),
+            ),
+            (
+                11,
+                row([
+                    "郑一",
+                    "",
+                    "村级",
+                    "河长",
+                    "桑梓店街道/小寨村",
+                    "",
+                    "13800000008",
+                ]),
+            ),
+            (
+                12,
+                row(["", "", "省级", "海长", "桑梓店街道", "", "13800000009"]),
+            ),
         ];
         let plan = plan_roster(&rows, &places, &HashMap::new());
         let reasons = |i: usize| match &plan[i].outcome {
             Outcome::Refused { reasons } => reasons.join("；"),
             other => panic!("row {} was not refused: {other:?}", plan[i].row),
         };
-        assert!(matches!(plan[0].outcome, Outcome::Create { .. }), "{:?}", plan[0]);
+        assert!(
+            matches!(plan[0].outcome, Outcome::Create { .. }),
+            "{:?}",
+            plan[0]
+        );
         assert!(reasons(1).contains("未登记"));
         assert!(reasons(2).contains("“不存在河段”未登记"));
         assert!(reasons(3).contains("不在桑梓店街道内"));
@@ -484,9 +582,16 @@ mod tests {
         assert!(reasons(6).contains("11位"));
         assert!(reasons(7).contains("与第2行是同一人"));
         assert!(reasons(8).contains("重名"));
-        assert!(matches!(plan[9].outcome, Outcome::Create { .. }), "{:?}", plan[9]);
+        assert!(
+            matches!(plan[9].outcome, Outcome::Create { .. }),
+            "{:?}",
+            plan[9]
+        );
         let all = reasons(10);
-        assert!(all.contains("缺少姓名") && all.contains("层级") && all.contains("体系"), "{all}");
+        assert!(
+            all.contains("缺少姓名") && all.contains("层级") && all.contains("体系"),
+            "{all}"
+        );
     }
 
     #[test]
