@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod files;
 pub mod setup;
+pub mod shapefile;
 pub mod web;
 
 use crate::error::ApiError;

@@ -5,7 +5,7 @@
 //!   runs dry (row by row: create, change, unchanged, refused and why) and then applies in one
 //!   transaction — all rows or none, never half — and the current roster exported in the same
 //!   template. People the roster creates get a one-time setup code instead of a password.
-//! - Asset boundaries as GeoJSON, in a stated coordinate system (GCJ-02 converted to WGS-84),
+//! - Asset boundaries as GeoJSON or a zipped Shapefile, in a stated coordinate system (GCJ-02 converted to WGS-84),
 //!   with a warning for assets far from where the district's patrols run.
 //! - Division code lists as CSV (`代码, 名称`).
 //! - The audit: who changed what, when, before and after.
@@ -382,10 +382,11 @@ fn patrol_positions(state: &AppState) -> Result<Vec<[f64; 2]>, ApiError> {
 }
 
 /// Imports assets from a GeoJSON `FeatureCollection` (properties `名称`, `体系`, `行政区划`,
-/// optional `编号`) in the stated coordinate system. A dry run (the default) stores nothing;
+/// optional `编号`) or a zipped Shapefile layer with those attributes, in the stated coordinate
+/// system. A dry run (the default) stores nothing;
 /// applying stores every feature or, if any is refused, none (422).
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(AssetImportQuery),
-    request_body(content = Object, description = "GeoJSON FeatureCollection", content_type = "application/geo+json"),
+    request_body(content = Object, description = "GeoJSON FeatureCollection, or a zipped Shapefile layer", content_type = "application/geo+json"),
     responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/admin/assets/import")]
 pub async fn assets_import(
@@ -404,10 +405,14 @@ pub async fn assets_import(
     let dry_run = query.dry_run.unwrap_or(true);
     let bytes = read_body(payload).await?;
     let report = web::block(move || {
-        let features = read_features(&bytes).map_err(|e| ApiError::Unprocessable {
-            code: "bad_import_file",
-            message: e.to_string(),
-        })?;
+        let features = if crate::admin::shapefile::is_zip(&bytes) {
+            crate::admin::shapefile::features(&bytes)?
+        } else {
+            read_features(&bytes).map_err(|e| ApiError::Unprocessable {
+                code: "bad_import_file",
+                message: e.to_string(),
+            })?
+        };
         let patrols = patrol_positions(&state)?;
         let _writes = admin_writes();
         let store = state.store.as_ref();

@@ -433,7 +433,8 @@ function showCodes(slot, codes) {
     el("div", { class: "scroll" }, el("table", {},
       el("thead", {}, el("tr", {}, el("th", {}, "姓名"), el("th", {}, "账号"), el("th", {}, "启用码"), el("th", {}, "签收"))),
       el("tbody", {}, codes.map((c) => el("tr", { "data-username": c.username, "data-code": c.code },
-        el("td", {}, c.display_name), el("td", {}, c.username), el("td", { class: "code" }, c.code), el("td", {}, "")))))))); 
+        el("td", {}, c.display_name), el("td", {}, c.username), el("td", { class: "code" }, c.code), el("td", {}, ""))))))));
+  slot.scrollIntoView({ block: "start" });
 }
 
 // ---- imports ----------------------------------------------------------------------------
@@ -523,8 +524,8 @@ ROUTES.import = async () => {
       path: "/admin/roster/import", describe: describeChief,
       onApplied: async (report) => { if (report.setup_codes.length) showCodes(codes, report.setup_codes); } }),
     codes,
-    importBlock({ key: "assets", title: "导入河段、林区、网格（GeoJSON）", accept: ".geojson,.json",
-      help: "要素属性：名称、体系（河长/林长/田长）、行政区划，可选 编号。必须选择文件的坐标系：GCJ-02 会换算为 GPS 坐标；离本区巡查轨迹很远的资产会提醒核对。",
+    importBlock({ key: "assets", title: "导入河段、林区、网格（GeoJSON 或 Shapefile 压缩包）", accept: ".geojson,.json,.zip",
+      help: "GeoJSON，或把一个图层的 .shp、.shx、.dbf、.cpg 打成 zip。要素属性：名称、体系（河长/林长/田长）、行政区划（Shapefile 可写“区划”），可选 编号；河段为线，林区、网格为面，每个要素一个部分。必须选择文件的坐标系：GCJ-02 会换算为 GPS 坐标；离本区巡查轨迹很远的资产会提醒核对。",
       extra: { node: crs, ready: () => !!crs.value, missing: "请选择文件的坐标系", query: () => "crs=" + encodeURIComponent(crs.value) },
       path: "/admin/assets/import", describe: describeAsset, onApplied: loadPlaces }),
     importBlock({ key: "divisions", title: "导入行政区划代码表", accept: ".csv,.xlsx", help: "两列：代码（12位统计用区划代码）、名称；第一行为表头。上级区划按代码确定，须已登记或在表中靠前。",
@@ -592,7 +593,7 @@ ROUTES.map = async () => {
         el("span", {}, el("i", { class: "l-field" }), "耕地网格"), el("span", {}, el("i", { class: "l-track" }), "近90天巡查轨迹")),
       map, info),
     el("div", { class: "card" }, el("div", { class: "toolbar" }, el("h2", {}, "资产"), filter,
-      el("a", { href: "#/import" }, "导入 GeoJSON")), list)));
+      el("a", { href: "#/import" }, "导入 GeoJSON / Shapefile")), list)));
 };
 
 // ---- divisions --------------------------------------------------------------------------
@@ -728,7 +729,7 @@ ROUTES.audit = async () => {
       el("thead", {}, el("tr", {}, ["时间", "操作人", "操作", "对象", "改动"].map((t) => el("th", {}, t)))),
       el("tbody", {}, entries.map((e) => el("tr", { "data-action": e.action },
         el("td", {}, fmtTime(e.at_ms)), el("td", {}, e.by_name), el("td", {}, ACTION[e.action] || e.action), el("td", {}, e.target),
-        el("td", { class: "diff" }, e.before || e.after ? diff(e.before, e.after) : "")))))))); 
+        el("td", { class: "diff" }, e.before || e.after ? diff(e.before, e.after) : ""))))))));
 };
 
 // ---- start ------------------------------------------------------------------------------

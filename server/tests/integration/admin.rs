@@ -933,3 +933,165 @@ async fn every_admin_change_is_audited_with_before_and_after() {
         .expect_error(403, "forbidden");
     s.stop().await;
 }
+
+/// A Shapefile layer as an office would zip it: `.shp`, `.shx`, `.dbf` (GBK, as Chinese GIS
+/// tools write it) and `.cpg`.
+fn zipped_shapefile(features: &[(&str, &str, &str, shapefile::Shape)]) -> Vec<u8> {
+    use shapefile::dbase::{self, FieldValue};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let shp = dir.path().join("资产.shp");
+    let table = dbase::TableWriterBuilder::with_encoding(dbase::encoding::EncodingRs::from(
+        encoding_rs::GBK,
+    ))
+    .add_character_field("名称".try_into().unwrap(), 60)
+    .add_character_field("体系".try_into().unwrap(), 10)
+    .add_character_field("区划".try_into().unwrap(), 40);
+    {
+        let mut writer = shapefile::Writer::from_path(&shp, table).unwrap();
+        for (name, system, division, shape) in features {
+            let mut record = dbase::Record::default();
+            record.insert("名称".into(), FieldValue::Character(Some((*name).into())));
+            record.insert("体系".into(), FieldValue::Character(Some((*system).into())));
+            record.insert(
+                "区划".into(),
+                FieldValue::Character(Some((*division).into())),
+            );
+            match shape {
+                shapefile::Shape::Polyline(line) => {
+                    writer.write_shape_and_record(line, &record).unwrap()
+                }
+                shapefile::Shape::Polygon(polygon) => {
+                    writer.write_shape_and_record(polygon, &record).unwrap()
+                }
+                other => panic!("not used here: {other}"),
+            }
+        }
+    }
+    std::fs::write(shp.with_extension("cpg"), "GBK").unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for ext in ["shp", "shx", "dbf", "cpg"] {
+        zip.start_file(
+            format!("资产.{ext}"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.write_all(&std::fs::read(shp.with_extension(ext)).unwrap())
+            .unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+#[actix_web::test]
+async fn a_zipped_shapefile_imports_like_geojson() {
+    use shapefile::{Point, Polygon, PolygonRing, Polyline, Shape};
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let gcj = |lon: f64, lat: f64| {
+        let [x, y] = sync_core::import::coords::wgs84_to_gcj02([lon, lat]);
+        Point::new(x, y)
+    };
+    let river = || {
+        Shape::Polyline(Polyline::new(vec![
+            gcj(116.975, 36.805),
+            gcj(116.985, 36.812),
+        ]))
+    };
+    let ring = vec![
+        gcj(116.95, 36.80),
+        gcj(116.95, 36.81),
+        gcj(116.96, 36.81),
+        gcj(116.96, 36.80),
+        gcj(116.95, 36.80),
+    ];
+    let forest = || Shape::Polygon(Polygon::new(PolygonRing::Outer(ring.clone())));
+    let two_parts = Shape::Polyline(Polyline::with_parts(vec![
+        vec![gcj(116.90, 36.80), gcj(116.91, 36.80)],
+        vec![gcj(116.92, 36.80), gcj(116.93, 36.80)],
+    ]));
+    // One layer per shape type, as GIS tools write them: rivers as lines, forests as areas.
+    let rivers = zipped_shapefile(&[
+        ("鹊山沉沙池河段", "河长", "桑梓店街道", river()),
+        ("两段河", "河长", "桑梓店街道", two_parts),
+    ]);
+    let (status, dry) = upload(&s, "/admin/assets/import?crs=gcj02", &admin, rivers.clone()).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(outcomes(&dry), ["create", "refused"], "{dry}");
+    assert_eq!(
+        dry["rows"][0]["after"]["name"], "鹊山沉沙池河段",
+        "GBK attributes decoded"
+    );
+    assert!(
+        reasons(&dry, 1).contains("多个部分"),
+        "{}",
+        reasons(&dry, 1)
+    );
+    let (status, _) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        rivers,
+    )
+    .await;
+    assert_eq!(status, 422, "one refused feature refuses the layer");
+
+    let forests = zipped_shapefile(&[("鹊山新造林", "林长", "桑梓店街道", forest())]);
+    let (status, applied) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        forests.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    let stored = s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert!(
+        !stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "鹊山沉沙池河段"),
+        "the refused layer stored nothing"
+    );
+    let forest = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "鹊山新造林")
+        .unwrap();
+    assert_eq!(forest["system"], "forest");
+    let corner = &forest["geometry"]["coordinates"][0][0];
+    let d = sync_core::geo::haversine_m(
+        36.80,
+        116.95,
+        corner[1].as_f64().unwrap(),
+        corner[0].as_f64().unwrap(),
+    );
+    assert!(d < 0.1, "{d} m from the GPS corner");
+    let (_, again) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        forests,
+    )
+    .await;
+    assert_eq!(outcomes(&again), ["unchanged"]);
+    // Not a Shapefile inside: refused before any row.
+    let mut empty = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    empty
+        .start_file("说明.txt", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let (status, body) = upload(
+        &s,
+        "/admin/assets/import?crs=wgs84",
+        &admin,
+        empty.finish().unwrap().into_inner(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    s.stop().await;
+}
