@@ -1,6 +1,8 @@
 //! First sign-in with a one-time setup code: someone the office imported (and so has no
 //! password) sends their username, the code the office handed them and the password they
-//! choose; the code is spent, the password stored, and the device signed in as by a login.
+//! choose; the code is spent, the password stored, every earlier session of the account ended
+//! (a code issued to someone who had a password is a reset), and the device signed in as by a
+//! login.
 //!
 //! Wrong codes are throttled by the same limiter as wrong passwords (per username, per address),
 //! and a wrong, spent, expired or never-issued code and an unknown username all get the same
@@ -122,6 +124,14 @@ pub async fn setup_password(
                 meta: vec![(setup::key(&record.user.id), setup::encode(&stored)?)],
                 ..AdminBatch::default()
             })?;
+        }
+        // Whoever signed in before the code was used (a code issued as a reset) is signed out.
+        for device in state.store.list_devices()? {
+            if device.user_id == record.user.id && device.revoked_at_ms.is_none() {
+                state
+                    .store
+                    .revoke_device(&device.user_id, &device.device_id, now)?;
+            }
         }
         tracing::info!(user = %record.user.id, "first password set with a setup code");
         session::start(&state, record.user, &device_id, now)

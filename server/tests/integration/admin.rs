@@ -843,9 +843,36 @@ async fn a_setup_code_sets_the_first_password_once_and_wrong_codes_are_throttled
     post(setup("13900000021", &code(0), "other-pass-1"))
         .await
         .expect_error(401, "invalid_setup_code");
-    s.login_reply("13900000021", "my-own-pass", "p2")
+    let old_session = s
+        .login_reply("13900000021", "my-own-pass", "p2")
+        .await
+        .expect_ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.get("/api/v1/me", &old_session).await.expect_ok();
+    // A new code for someone with a password is a reset: using it ends their other sessions.
+    let first = s
+        .state
+        .store
+        .find_user_by_username("13900000021")
+        .unwrap()
+        .unwrap();
+    let reset = s
+        .post(
+            &format!("/api/v1/admin/users/{}/setup-code", first.user.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    let reset = reset.expect_ok()["code"].as_str().unwrap().to_owned();
+    post(setup("13900000021", &reset, "a-newer-pass"))
         .await
         .expect_ok();
+    assert_eq!(s.get("/api/v1/me", &old_session).await.status.as_u16(), 401);
+    s.login_reply("13900000021", "my-own-pass", "p3")
+        .await
+        .expect_error(401, "invalid_credentials");
 
     // An expired code is refused like a wrong one.
     let user = s
@@ -1093,5 +1120,37 @@ async fn a_zipped_shapefile_imports_like_geojson() {
     )
     .await;
     assert_eq!(status, 422, "{body}");
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_batch_that_fails_part_way_stores_none_of_it() {
+    use server::storage::{AdminBatch, UserRecord};
+    let s = TestServer::demo().await;
+    let store = s.state.store.as_ref();
+    let facts = server::demo::facts();
+    let mut asset = facts.assets[0].clone();
+    asset.id = "batch-asset".into();
+    let taken = store.find_user_by_username(CHIEF).unwrap().unwrap();
+    let clash = UserRecord {
+        user: sync_core::model::User {
+            id: "another-id".into(),
+            ..taken.user.clone()
+        },
+        ..taken.clone()
+    };
+    let batch = AdminBatch {
+        assets: vec![asset],
+        meta: vec![("person.post/another-id".into(), b"x".to_vec())],
+        new_users: vec![clash],
+        ..AdminBatch::default()
+    };
+    assert!(matches!(
+        store.apply_admin_batch(&batch),
+        Err(server::storage::StoreError::Conflict(_))
+    ));
+    assert!(store.get_asset("batch-asset").unwrap().is_none());
+    assert!(store.get_meta("person.post/another-id").unwrap().is_none());
+    assert!(store.get_user("another-id").unwrap().is_none());
     s.stop().await;
 }

@@ -585,6 +585,23 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
         .unwrap();
     wait_for(&client, "svg#asset-map polyline").await;
     shot(&client, "map-phone").await;
+    client
+        .goto(&format!("{}/admin#/import", s.base))
+        .await
+        .unwrap();
+    wait_for(&client, "#download-template").await;
+    shot(&client, "import-phone").await;
+    client.set_window_size(1280, 800).await.unwrap();
+    client
+        .goto(&format!("{}/admin#/divisions", s.base))
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        &format!("#division-tree li[data-division='{}']", start.code),
+    )
+    .await;
+    shot(&client, "divisions").await;
     client.close().await.unwrap();
     drop(driver);
     s.stop().await;
