@@ -617,7 +617,7 @@ ROUTES.divisions = async () => {
   };
   const branch = (parent) => el("ul", {}, (children.get(parent) || []).map((d) => el("li", { "data-division": d.code },
     el("span", { class: "name" }, d.name), el("span", { class: "code" }, d.code),
-    el("span", { class: "count" }, LEVEL[divisionLevel(d.code)] + " · 资产 " + assetsIn(d.code) + " · 本级长 " + chiefsIn(d.code)),
+    el("span", { class: "count" }, LEVEL[divisionLevel(d.code)] + " · 资产 " + assetsIn(d.code) + " · 本级责任人 " + chiefsIn(d.code)),
     " ", el("button", { type: "button", class: "secondary", on: { click: () => rename(d) } }, "改名"),
     children.has(d.code) ? branch(d.code) : null)));
   const roots = data.divisions.filter((d) => !d.parent || !data.byCode.has(d.parent)).map((d) => d.parent || "");
