@@ -1154,3 +1154,78 @@ async fn a_batch_that_fails_part_way_stores_none_of_it() {
     assert!(store.get_user("another-id").unwrap().is_none());
     s.stop().await;
 }
+
+#[actix_web::test]
+async fn a_roster_that_moves_a_chief_changes_what_their_phone_receives() {
+    use sync_core::model::{DivisionCode, Level};
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let facts = server::demo::facts();
+    let issues = s
+        .get("/api/v1/issues?limit=200", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let rivers: Vec<&Value> = issues["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["system"] == "river")
+        .collect();
+    let problem = rivers[0];
+    let target = DivisionCode::new(problem["division"].as_str().unwrap()).unwrap();
+    let target = facts.divisions.iter().find(|d| d.code == target).unwrap();
+    let start = facts
+        .divisions
+        .iter()
+        .find(|d| {
+            d.code.level() == target.code.level()
+                && !rivers.iter().any(|i| {
+                    d.code
+                        .contains(&DivisionCode::new(i["division"].as_str().unwrap()).unwrap())
+                })
+        })
+        .expect("a division of the same level without river problems");
+    let level = sync_core::import::roster::level_name(target.code.level());
+    let path = |d: &sync_core::model::Division| match d.code.level() {
+        Level::Village => format!("桑梓店街道/{}", d.name),
+        _ => d.name.clone(),
+    };
+    let row = |d: &sync_core::model::Division| {
+        csv_roster(&[["冯河", "", level, "河长", &path(d), "", "13900000031"]])
+    };
+    let (_, applied) = upload(&s, "/admin/roster/import?dry_run=false", &admin, row(start)).await;
+    let code = applied["setup_codes"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let grant = s
+        .request(
+            "POST",
+            "/api/v1/auth/setup",
+            None,
+            Some(json!({"username": "13900000031", "code": code, "password": "feng-he-2026", "device_id": "feng-phone"})),
+        )
+        .await
+        .expect_ok()
+        .clone();
+    let phone = crate::phone::Phone::with_grant(&s, &grant, "feng-phone");
+    let id = problem["id"].as_str().unwrap();
+    phone.sync(server::state::now_ms()).await;
+    assert!(phone.issue(id).is_none());
+
+    let (_, moved) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        row(target),
+    )
+    .await;
+    assert_eq!(outcomes(&moved), ["change"], "{moved}");
+    phone.sync(server::state::now_ms()).await;
+    assert!(
+        phone.issue(id).is_some(),
+        "the new division's problem reached the moved chief's phone"
+    );
+    s.stop().await;
+}

@@ -343,6 +343,16 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
     .await
     .unwrap()
     .expect("a setup code for the new chief");
+    let second_phone = "13900001001";
+    let second_code = wait_for(
+        &client,
+        &format!("#codes tr[data-username='{second_phone}']"),
+    )
+    .await
+    .attr("data-code")
+    .await
+    .unwrap()
+    .expect("a setup code for the second chief");
     let codes = client
         .find_all(Locator::Css("#codes tbody tr"))
         .await
@@ -602,6 +612,50 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
     )
     .await;
     shot(&client, "divisions").await;
+
+    // Another imported chief chooses a password at first sign-in on the desk.
+    client
+        .find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#setup summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#setup-username")
+        .await
+        .send_keys(second_phone)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#setup-code"))
+        .await
+        .unwrap()
+        .send_keys(&second_code)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#setup-password"))
+        .await
+        .unwrap()
+        .send_keys("lijianguo-2026")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#setup-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#setup-result[data-done]").await;
+    s.login_reply(second_phone, "lijianguo-2026", "li-phone")
+        .await
+        .expect_ok();
     client.close().await.unwrap();
     drop(driver);
     s.stop().await;
