@@ -128,7 +128,7 @@ async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
     Ok(body)
 }
 
-fn file(content_type: &str, name: &str, bytes: Vec<u8>) -> HttpResponse {
+fn file(content_type: &str, name: &str, ascii_name: &str, bytes: Vec<u8>) -> HttpResponse {
     // RFC 5987 filename for the Chinese name, an ASCII one for old browsers.
     let encoded: String = name
         .bytes()
@@ -144,49 +144,40 @@ fn file(content_type: &str, name: &str, bytes: Vec<u8>) -> HttpResponse {
         .content_type(content_type)
         .insert_header((
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"roster.xlsx\"; filename*=UTF-8''{encoded}"),
+            format!("attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{encoded}"),
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(bytes)
 }
 
-/// The current roster's rows: every chief, by system, level and division.
+/// The current roster's rows: every active chief, by system, level, division and number.
 fn current_roster(store: &dyn Store) -> Result<Vec<RosterRow>, ApiError> {
     let (divisions, assets) = (store.list_divisions()?, store.list_assets()?);
     let places = Places::new(&divisions, &assets);
     let posts = posts(store)?;
-    let mut users: Vec<User> = store
+    let mut chiefs: Vec<User> = store
         .list_users()?
         .into_iter()
         .map(|r| r.user)
-        .filter(|u| u.active)
+        .filter(|u| u.active && matches!(u.role, Role::Chief { .. }))
         .collect();
-    users.sort_by_key(|u| match &u.role {
+    chiefs.sort_by_cached_key(|u| match &u.role {
         Role::Chief {
             system,
             level,
             jurisdiction,
-        } => (
+        } => Some((
             *system,
             *level,
             jurisdiction.division.clone(),
             u.username.clone(),
-        ),
-        _ => (
-            sync_core::model::System::River,
-            sync_core::model::Level::Village,
-            jurisdiction_none(),
-            u.username.clone(),
-        ),
+        )),
+        _ => None,
     });
-    Ok(users
+    Ok(chiefs
         .iter()
         .filter_map(|u| places.row_of(u, posts.get(&u.id).map_or("", String::as_str)))
         .collect())
-}
-
-fn jurisdiction_none() -> sync_core::model::DivisionCode {
-    sync_core::model::DivisionCode::new("999999999999").expect("12 digits")
 }
 
 /// The roster template: the seven column titles and a sheet of instructions.
@@ -195,7 +186,12 @@ fn jurisdiction_none() -> sync_core::model::DivisionCode {
 #[get("/admin/roster/template.xlsx")]
 pub async fn roster_template(caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    Ok(file(XLSX, "河长名录模板.xlsx", roster_xlsx(&[])?))
+    Ok(file(
+        XLSX,
+        "河长名录模板.xlsx",
+        "roster-template.xlsx",
+        roster_xlsx(&[])?,
+    ))
 }
 
 /// The current roster of active chiefs, in the template's columns.
@@ -218,10 +214,11 @@ pub async fn roster_export(
         file(
             "text/csv; charset=utf-8",
             "河长名录.csv",
+            "roster.csv",
             roster_csv(&rows)?,
         )
     } else {
-        file(XLSX, "河长名录.xlsx", roster_xlsx(&rows)?)
+        file(XLSX, "河长名录.xlsx", "roster.xlsx", roster_xlsx(&rows)?)
     })
 }
 

@@ -587,6 +587,10 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     assert_eq!(round["summary"]["create"], 0);
     assert_eq!(round["summary"]["change"], 0);
     assert!(round["summary"]["unchanged"].as_u64().unwrap() >= 3);
+    let exported_csv = download(&s, "/admin/roster/export?format=csv", &admin).await;
+    assert!(String::from_utf8_lossy(&exported_csv).contains("王河"));
+    let (_, round_csv) = upload(&s, "/admin/roster/import", &admin, exported_csv).await;
+    assert_eq!(round_csv["summary"], round["summary"], "{round_csv}");
 
     // A chief moved to another post: a change with before and after, audited.
     let moved = [[
