@@ -7,6 +7,7 @@
 //! re-implements them.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod blobs;

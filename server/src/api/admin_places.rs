@@ -2,13 +2,15 @@
 //! assets (river segments, forest areas, farmland grids with GeoJSON geometry).
 //!
 //! `POST` creates (409 if the code or id exists), `PUT` edits an existing one (404 otherwise).
-//! Geometry and the division hierarchy are validated before anything is stored.
+//! Geometry and the division hierarchy are validated before anything is stored; every change is
+//! written to the administrative audit with the record before and after.
 
 use actix_web::{get, post, put, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sync_core::model::{Asset, Division, DivisionCode, Geometry, System};
 use utoipa::ToSchema;
 
+use crate::admin::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::geometry::check_geometry;
@@ -123,6 +125,14 @@ pub async fn create_division(
             )));
         }
         store.put_division(&division)?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "division_create",
+            &division.name,
+            None,
+            audit::json(&division),
+        )?;
         Ok(division)
     })
     .await??;
@@ -148,11 +158,19 @@ pub async fn update_division(
     };
     let store = state.store.clone();
     let division = web::block(move || {
-        if store.get_division(&division.code)?.is_none() {
+        let Some(before) = store.get_division(&division.code)? else {
             return Err(ApiError::NotFound(format!("division {}", division.code)));
-        }
+        };
         check_division(store.as_ref(), &division)?;
         store.put_division(&division)?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "division_change",
+            &division.name,
+            audit::json(&before),
+            audit::json(&division),
+        )?;
         Ok(division)
     })
     .await??;
@@ -190,6 +208,14 @@ pub async fn create_asset(
             return Err(ApiError::Conflict(format!("asset {} exists", asset.id)));
         }
         store.put_asset(&asset)?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "asset_create",
+            &asset.name,
+            None,
+            audit::json(&asset),
+        )?;
         Ok(asset)
     })
     .await??;
@@ -217,11 +243,19 @@ pub async fn update_asset(
     };
     let store = state.store.clone();
     let asset = web::block(move || {
-        if store.get_asset(&asset.id)?.is_none() {
+        let Some(before) = store.get_asset(&asset.id)? else {
             return Err(ApiError::NotFound(format!("asset {}", asset.id)));
-        }
+        };
         check_asset(store.as_ref(), &asset)?;
         store.put_asset(&asset)?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "asset_change",
+            &asset.name,
+            audit::json(&before),
+            audit::json(&asset),
+        )?;
         Ok(asset)
     })
     .await??;

@@ -4,6 +4,9 @@
 //! Deactivating an account ends every session of it, as a password reset does: its devices fail
 //! on their next request, and reactivating the account later revives none of their old tokens —
 //! the user's phones sign in again (keeping their device, actor and unsent work).
+//!
+//! Every change is written to the administrative audit (`crate::admin::audit`) with the record
+//! before and after.
 
 use actix_web::{get, patch, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -11,6 +14,7 @@ use sync_core::model::{Role, User};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::accounts::{self, check_password};
+use crate::admin::{admin_writes, audit};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
@@ -174,6 +178,14 @@ pub async fn create_user(
                 now_ms(),
             )?;
             state.store.create_user(&record)?;
+            audit::record(
+                state.store.as_ref(),
+                &caller,
+                "user_create",
+                &record.user.display_name,
+                None,
+                audit::json(&record.user),
+            )?;
             tracing::info!(by = %caller.user.id, user = %record.user.id, "user created");
             Ok::<_, ApiError>(UserView::from(record))
         })?
@@ -224,7 +236,9 @@ async fn apply_update(
     }
     let store = state.store.clone();
     let record = web::block(move || {
+        let _writes = admin_writes();
         let mut record = load(store.as_ref(), &id)?;
+        let before = record.user.clone();
         if let Some(name) = change.display_name {
             record.user.display_name = name.trim().to_owned();
         }
@@ -237,6 +251,14 @@ async fn apply_update(
         }
         record.updated_at_ms = now_ms();
         store.update_user(&record)?;
+        audit::record(
+            store.as_ref(),
+            &caller,
+            "user_update",
+            &record.user.display_name,
+            audit::json(&before),
+            audit::json(&record.user),
+        )?;
         // Stored inactive first, so no device can refresh in between.
         let ended = if record.user.active {
             0
@@ -292,6 +314,14 @@ pub async fn reset_password(
         record.updated_at_ms = now_ms();
         state.store.update_user(&record)?;
         let ended = end_sessions(state.store.as_ref(), &record.user.id, now_ms())?;
+        audit::record(
+            state.store.as_ref(),
+            &caller,
+            "password_reset",
+            &record.user.display_name,
+            None,
+            None,
+        )?;
         tracing::info!(by = %caller.user.id, user = %record.user.id, sessions_ended = ended, "password reset");
         Ok::<_, ApiError>(())
     })?

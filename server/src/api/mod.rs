@@ -7,9 +7,11 @@
 //! automerge sync), `docs` (document listing, views, history) and `ops` (health, metrics,
 //! OpenAPI). They stay thin: authorization decisions and storage calls, nothing else.
 
+pub mod admin_import;
 pub mod admin_places;
 pub mod admin_users;
 pub mod auth;
+pub mod auth_setup;
 pub mod blobs;
 pub mod docs;
 pub mod issues;
@@ -63,6 +65,9 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(crate::web::index)
         .service(crate::web::app_js)
         .service(crate::web::app_css)
+        .service(crate::admin::web::admin_page)
+        .service(crate::admin::web::admin_js)
+        .service(crate::admin::web::admin_css)
         .service(stats::report_page)
         .service(stats::report_js)
         .configure(crate::public::routes)
@@ -109,6 +114,18 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(admin_places::list_assets)
                 .service(admin_places::create_asset)
                 .service(admin_places::update_asset)
+                .service(auth_setup::setup_password)
+                .service(admin_import::roster_template)
+                .service(admin_import::roster_export)
+                .service(admin_import::roster_import)
+                .service(admin_import::assets_import)
+                .service(admin_import::divisions_import)
+                .service(admin_import::audit_log)
+                .service(admin_import::list_posts)
+                .service(admin_import::set_post)
+                .service(admin_import::new_setup_code)
+                .service(admin_import::revoke_device)
+                .service(admin_import::list_people)
                 .configure(crate::public::api_routes),
         );
 }

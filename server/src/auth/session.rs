@@ -80,6 +80,32 @@ impl From<PoolBusy> for ApiError {
     }
 }
 
+/// 400 unless `id` is a well-formed device id.
+pub fn check_device_id(id: &str) -> Result<(), ApiError> {
+    if valid_device_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "device_id must be 1-{MAX_DEVICE_ID_CHARS} characters of letters, digits, '-', '_', '.', ':'"
+        )))
+    }
+}
+
+/// Binds the device to the user (a new session) and grants a token pair, as a login does once
+/// the credentials are checked.
+pub fn start(
+    state: &AppState,
+    user: User,
+    device_id: &str,
+    now_ms: i64,
+) -> Result<TokenGrant, ApiError> {
+    let device = state
+        .store
+        .start_session(&user.id, device_id, &new_actor_id()?, now_ms)?;
+    let (refresh_token, _) = new_refresh_token()?;
+    grant(state, user, &device, now_ms, refresh_token)
+}
+
 /// Checks the password (throttled, see the module), binds the device and grants a token pair.
 /// `address` is the client's network address.
 pub async fn login(

@@ -102,6 +102,20 @@ pub enum RefreshUse {
     Reused(RefreshRecord),
 }
 
+/// Everything one administrative action writes (an import applied, one edit), stored together
+/// or not at all: a roster of hundreds of chiefs is never left half-imported.
+#[derive(Debug, Clone, Default)]
+pub struct AdminBatch {
+    pub divisions: Vec<Division>,
+    pub assets: Vec<Asset>,
+    /// Inserted; `Conflict` if an id or username is taken.
+    pub new_users: Vec<UserRecord>,
+    /// Replaced; `NotFound` if absent. Usernames stay as they are.
+    pub changed_users: Vec<UserRecord>,
+    /// Settings and records beside them (posts, setup codes, the audit of the change).
+    pub meta: Vec<(String, Vec<u8>)>,
+}
+
 /// Everything the server persists. Implementations must be safe to share between workers.
 /// Documents, the change feed and per-device sync records are the sync hub's [`HubStore`].
 pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
@@ -162,6 +176,11 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
     /// Server settings and markers (reference-data overrides, the demo marker).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Every `(key, value)` whose key starts with `prefix`, ordered by key.
+    fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Applies the batch in one transaction: all of it is stored, or nothing.
+    fn apply_admin_batch(&self, batch: &AdminBatch) -> Result<(), StoreError>;
 
     /// Makes everything written so far durable (called again at shutdown).
     fn flush(&self) -> Result<(), StoreError>;

@@ -16,7 +16,7 @@ use sled::{Transactional, Tree};
 use sync_core::model::{Asset, Division, DivisionCode, Role};
 
 use super::listed::Listed;
-use super::{DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
+use super::{AdminBatch, DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -379,6 +379,90 @@ impl Store for SledStore {
 
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(key.as_bytes(), value).map_err(backend)?;
+        self.durable()
+    }
+
+    fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.meta
+            .scan_prefix(prefix.as_bytes())
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn apply_admin_batch(&self, batch: &AdminBatch) -> Result<(), StoreError> {
+        let encoded = |records: &[UserRecord]| -> Result<Vec<_>, StoreError> {
+            records
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.user.id.clone(),
+                        username_key(&r.user.username),
+                        encode(r)?,
+                    ))
+                })
+                .collect()
+        };
+        let (new_users, changed_users) =
+            (encoded(&batch.new_users)?, encoded(&batch.changed_users)?);
+        let divisions: Vec<_> = batch
+            .divisions
+            .iter()
+            .map(|d| Ok((d.code.as_str().to_owned(), encode(d)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let assets: Vec<_> = batch
+            .assets
+            .iter()
+            .map(|a| Ok((a.id.clone(), encode(a)?)))
+            .collect::<Result<_, StoreError>>()?;
+        tx_result(
+            (
+                &self.users,
+                &self.usernames,
+                &self.divisions,
+                &self.assets,
+                &self.meta,
+            )
+                .transaction(|(users, usernames, div_tree, asset_tree, meta)| {
+                    for (id, name, value) in &new_users {
+                        if users.get(id.as_bytes())?.is_some() {
+                            return abort(StoreError::Conflict(format!("user id {id}")));
+                        }
+                        if usernames.get(name)?.is_some() {
+                            return abort(StoreError::Conflict(format!(
+                                "username {}",
+                                String::from_utf8_lossy(name)
+                            )));
+                        }
+                        users.insert(id.as_bytes(), value.as_slice())?;
+                        usernames.insert(name.as_slice(), id.as_bytes())?;
+                    }
+                    for (id, name, value) in &changed_users {
+                        let Some(old) = tx_get::<UserRecord>(users, id.as_bytes())? else {
+                            return abort(StoreError::NotFound(format!("user {id}")));
+                        };
+                        if username_key(&old.user.username) != *name {
+                            return abort(StoreError::Conflict(format!("username of {id}")));
+                        }
+                        users.insert(id.as_bytes(), value.as_slice())?;
+                    }
+                    for (code, value) in &divisions {
+                        div_tree.insert(code.as_bytes(), value.as_slice())?;
+                    }
+                    for (id, value) in &assets {
+                        asset_tree.insert(id.as_bytes(), value.as_slice())?;
+                    }
+                    for (key, value) in &batch.meta {
+                        meta.insert(key.as_bytes(), value.as_slice())?;
+                    }
+                    Ok(())
+                }),
+        )?;
+        self.divisions_listed.changed();
+        self.assets_listed.changed();
+        self.departments_listed.changed();
         self.durable()
     }
 

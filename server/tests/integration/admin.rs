@@ -353,3 +353,883 @@ async fn every_admin_call_is_refused_for_non_admins() {
     );
     assert_eq!(chief.body["user"]["active"], true);
 }
+
+// ---- setting a district up from files ----------------------------------------------------
+
+/// Posts raw file bytes to an import endpoint as `token`; status and JSON body.
+async fn upload(s: &TestServer, path: &str, token: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let mut res = awc::Client::default()
+        .post(format!("{}/api/v1{path}", s.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .insert_header(("Content-Type", "application/octet-stream"))
+        .send_body(bytes)
+        .await
+        .unwrap();
+    let body = res.body().limit(64 * 1024 * 1024).await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+async fn download(s: &TestServer, path: &str, token: &str) -> Vec<u8> {
+    let mut res = awc::Client::default()
+        .get(format!("{}/api/v1{path}", s.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.body().limit(64 * 1024 * 1024).await.unwrap().to_vec()
+}
+
+fn csv_roster(rows: &[[&str; 7]]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(sync_core::import::roster::COLUMNS).unwrap();
+    for r in rows {
+        w.write_record(r).unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
+fn outcomes(report: &Value) -> Vec<String> {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn reasons(report: &Value, i: usize) -> String {
+    report["rows"][i]["reasons"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|x| x.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join("；")
+        })
+        .unwrap_or_default()
+}
+
+async fn user_count(s: &TestServer, admin: &str) -> usize {
+    s.get("/api/v1/admin/users", admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[actix_web::test]
+async fn a_roster_with_bad_rows_is_reported_row_by_row_and_nothing_is_applied() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let users_before = user_count(&s, &admin).await;
+    let audit_before = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len();
+    let good = [
+        "王河",
+        "街道办主任",
+        "街道级",
+        "河长",
+        "桑梓店街道",
+        "",
+        "13900000001",
+    ];
+    let roster = csv_roster(&[
+        good,
+        [
+            "李无区",
+            "",
+            "街道级",
+            "河长",
+            "不存在街道",
+            "",
+            "13900000002",
+        ],
+        [
+            "赵无河",
+            "",
+            "区级",
+            "河长",
+            "天桥区",
+            "不存在的河段",
+            "13900000003",
+        ],
+        ["王河", "", "街道级", "河长", "北园街道", "", "13900000001"],
+        ["钱错级", "", "村级", "河长", "北园街道", "", "13900000004"],
+        ["孙错号", "", "村级", "林长", "小寨村", "", "1390"],
+    ]);
+    let (status, dry) = upload(&s, "/admin/roster/import", &admin, roster.clone()).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["applied"], false);
+    assert_eq!(
+        outcomes(&dry),
+        ["create", "refused", "refused", "refused", "refused", "refused"]
+    );
+    assert!(reasons(&dry, 1).contains("未登记"), "{}", reasons(&dry, 1));
+    assert!(reasons(&dry, 2).contains("“不存在的河段”未登记"));
+    assert!(reasons(&dry, 3).contains("同一人"));
+    assert!(reasons(&dry, 4).contains("不符"));
+    assert!(reasons(&dry, 5).contains("11位"));
+    assert_eq!(
+        dry["rows"][1]["row"], 3,
+        "spreadsheet row numbers, header counted"
+    );
+
+    // Applying the file is refused as a whole: not even the good row is stored.
+    let (status, body) = upload(&s, "/admin/roster/import?dry_run=false", &admin, roster).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "import_refused");
+    assert_eq!(user_count(&s, &admin).await, users_before);
+    let audit_after = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        audit_after, audit_before,
+        "nothing audited, nothing changed"
+    );
+
+    // A file that is not the template is refused before any row.
+    let (status, body) = upload(
+        &s,
+        "/admin/roster/import",
+        &admin,
+        "姓名,电话\n张三,1\n".into(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    // Only administrators import.
+    let supervisor = s.token(SUPERVISOR, "pc").await;
+    let (status, _) = upload(&s, "/admin/roster/import", &supervisor, csv_roster(&[good])).await;
+    assert_eq!(status, 403);
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let facts = server::demo::facts();
+    let river_in_sangzidian = facts
+        .assets
+        .iter()
+        .find(|a| {
+            a.system == sync_core::model::System::River
+                && a.division.as_str().starts_with("370105014")
+        })
+        .unwrap()
+        .name
+        .clone();
+    let rows = [
+        [
+            "王河",
+            "街道办主任",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            river_in_sangzidian.as_str(),
+            "13900000011",
+        ],
+        [
+            "周林",
+            "村支书",
+            "村级",
+            "林长",
+            "桑梓店街道/小寨村",
+            "",
+            "13900000012",
+        ],
+    ];
+    let users_before = user_count(&s, &admin).await;
+    let (status, applied) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&rows),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["applied"], true);
+    assert_eq!(applied["summary"]["create"], 2);
+    assert_eq!(applied["setup_codes"].as_array().unwrap().len(), 2);
+    assert_eq!(user_count(&s, &admin).await, users_before + 2);
+
+    // The same file again: every row unchanged, nothing written.
+    let (_, again) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&rows),
+    )
+    .await;
+    assert_eq!(outcomes(&again), ["unchanged", "unchanged"], "{again}");
+    assert!(again["setup_codes"].as_array().unwrap().is_empty());
+    assert_eq!(user_count(&s, &admin).await, users_before + 2);
+
+    // The exported roster (demo chiefs included) re-imports as unchanged, as XLSX.
+    let exported = download(&s, "/admin/roster/export", &admin).await;
+    assert!(exported.starts_with(b"PK"));
+    let (status, round) = upload(&s, "/admin/roster/import", &admin, exported).await;
+    assert_eq!(status, 200, "{round}");
+    assert_eq!(round["summary"]["refused"], 0, "{round}");
+    assert_eq!(round["summary"]["create"], 0);
+    assert_eq!(round["summary"]["change"], 0);
+    assert!(round["summary"]["unchanged"].as_u64().unwrap() >= 3);
+    let exported_csv = download(&s, "/admin/roster/export?format=csv", &admin).await;
+    assert!(String::from_utf8_lossy(&exported_csv).contains("王河"));
+    let (_, round_csv) = upload(&s, "/admin/roster/import", &admin, exported_csv).await;
+    assert_eq!(round_csv["summary"], round["summary"], "{round_csv}");
+
+    // A chief moved to another post: a change with before and after, audited.
+    let moved = [[
+        "王河",
+        "街道办主任",
+        "街道级",
+        "河长",
+        "北园街道",
+        "",
+        "13900000011",
+    ]];
+    let (_, change) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&moved),
+    )
+    .await;
+    assert_eq!(outcomes(&change), ["change"], "{change}");
+    assert_eq!(change["rows"][0]["before"]["division_name"], "桑梓店街道");
+    assert_eq!(change["rows"][0]["after"]["division_name"], "北园街道");
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let newest = &audit[0];
+    assert_eq!(newest["action"], "roster_change");
+    assert_eq!(newest["by_name"], facts.user(ADMIN).unwrap().display_name);
+    assert_eq!(newest["before"]["division_name"], "桑梓店街道");
+    assert_eq!(
+        newest["after"]["role"]["jurisdiction"]["division"],
+        "370105012000"
+    );
+
+    // The template has the Chinese titles and nothing else on its first sheet.
+    let template = download(&s, "/admin/roster/template.xlsx", &admin).await;
+    use calamine::Reader;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(template)).unwrap();
+    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    let header: Vec<String> = sheet
+        .rows()
+        .next()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(header, sync_core::import::roster::COLUMNS);
+    assert_eq!(sheet.height(), 1);
+    s.stop().await;
+}
+
+fn feature(name: &str, system: &str, division: &str, geometry: Value) -> Value {
+    json!({"type": "Feature", "properties": {"名称": name, "体系": system, "行政区划": division}, "geometry": geometry})
+}
+
+#[actix_web::test]
+async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refuses_the_file() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let gps = [[116.975, 36.805], [116.985, 36.812]];
+    let gcj: Vec<[f64; 2]> = gps
+        .iter()
+        .map(|p| sync_core::import::coords::wgs84_to_gcj02(*p))
+        .collect();
+    let good = feature("新开河桑梓店段", "河长", "桑梓店街道", line(&gcj));
+    let open_ring = feature(
+        "坏林区",
+        "林长",
+        "桑梓店街道",
+        json!({"type": "Polygon", "coordinates": [[[116.95, 36.80], [116.96, 36.80], [116.96, 36.81], [116.95, 36.81]]]}),
+    );
+    let nowhere = feature("无区划河段", "河长", "不存在街道", line(&gps));
+    let file = |features: Vec<Value>| {
+        serde_json::to_vec(&json!({"type": "FeatureCollection", "features": features})).unwrap()
+    };
+    let assets_before = s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len();
+
+    // The coordinate system must be stated.
+    let (status, _) = upload(&s, "/admin/assets/import", &admin, file(vec![good.clone()])).await;
+    assert_eq!(status, 400);
+    let (status, dry) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02",
+        &admin,
+        file(vec![good.clone(), open_ring, nowhere]),
+    )
+    .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(outcomes(&dry), ["create", "refused", "refused"]);
+    assert!(
+        reasons(&dry, 1).contains("几何无效"),
+        "{}",
+        reasons(&dry, 1)
+    );
+    assert!(reasons(&dry, 2).contains("未登记"));
+    let (status, _) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        file(vec![
+            good.clone(),
+            feature("坏", "林长", "桑梓店街道", Value::Null),
+        ]),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        s.get("/api/v1/admin/assets", &admin)
+            .await
+            .expect_ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        assets_before
+    );
+
+    let (status, applied) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        file(vec![good.clone()]),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    let id = applied["rows"][0]["after"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let asset = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    for (i, p) in gps.iter().enumerate() {
+        let got = &asset["geometry"]["coordinates"][i];
+        let d = sync_core::geo::haversine_m(
+            p[1],
+            p[0],
+            got[1].as_f64().unwrap(),
+            got[0].as_f64().unwrap(),
+        );
+        assert!(d < 0.1, "stored {d} m from the GPS position");
+    }
+    // Importing the same file again changes nothing; as WGS-84 the same numbers are a change.
+    let (_, again) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        file(vec![good.clone()]),
+    )
+    .await;
+    assert_eq!(outcomes(&again), ["unchanged"]);
+    let (_, as_wgs) = upload(
+        &s,
+        "/admin/assets/import?crs=wgs84",
+        &admin,
+        file(vec![good]),
+    )
+    .await;
+    assert_eq!(outcomes(&as_wgs), ["change"]);
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn divisions_import_from_a_code_list() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let list = "代码,名称\n370105014209,新建村\n370105099201,孤村\n"
+        .as_bytes()
+        .to_vec();
+    let (_, dry) = upload(&s, "/admin/divisions/import", &admin, list).await;
+    assert_eq!(outcomes(&dry), ["create", "refused"], "{dry}");
+    let list = "代码,名称\n370105014209,新建村\n370105014201,小寨村\n"
+        .as_bytes()
+        .to_vec();
+    let (status, applied) = upload(&s, "/admin/divisions/import?dry_run=false", &admin, list).await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(outcomes(&applied), ["create", "unchanged"]);
+    let divisions = s
+        .get("/api/v1/admin/divisions", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let new = divisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "370105014209")
+        .unwrap();
+    assert_eq!(new["parent"], "370105014000");
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_setup_code_sets_the_first_password_once_and_wrong_codes_are_throttled() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let rows = [
+        ["吴启", "", "街道级", "河长", "北园街道", "", "13900000021"],
+        ["郑迟", "", "街道级", "河长", "北园街道", "", "13900000022"],
+    ];
+    let (_, applied) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        csv_roster(&rows),
+    )
+    .await;
+    let code = |i: usize| {
+        applied["setup_codes"][i]["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let setup = |username: &str, code: &str, password: &str| json!({"username": username, "code": code, "password": password, "device_id": "first-phone"});
+    // No password until the code is used: logging in fails.
+    s.login_reply("13900000021", "whatever-pass", "p")
+        .await
+        .expect_error(401, "invalid_credentials");
+    // The code is not stored readable.
+    let stored = s.state.store.list_meta("setup.code/").unwrap();
+    assert!(stored
+        .iter()
+        .all(|(_, v)| !String::from_utf8_lossy(v).contains(&code(0))));
+
+    let post = |body: Value| s.request("POST", "/api/v1/auth/setup", None, Some(body));
+    post(setup("13900000021", "2222-3333-4444", "my-own-pass"))
+        .await
+        .expect_error(401, "invalid_setup_code");
+    post(setup("13900000021", &code(0), "short"))
+        .await
+        .expect_error(400, "bad_request");
+    post(setup("13900000021", &code(1), "my-own-pass"))
+        .await
+        .expect_error(401, "invalid_setup_code");
+    let grant = post(setup("13900000021", &code(0).to_lowercase(), "my-own-pass")).await;
+    let grant = grant.expect_ok();
+    assert_eq!(grant["user"]["display_name"], "吴启");
+    assert!(grant["access_token"].is_string());
+    // Used once; the chosen password now works.
+    post(setup("13900000021", &code(0), "other-pass-1"))
+        .await
+        .expect_error(401, "invalid_setup_code");
+    let old_session = s
+        .login_reply("13900000021", "my-own-pass", "p2")
+        .await
+        .expect_ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.get("/api/v1/me", &old_session).await.expect_ok();
+    // A new code for someone with a password is a reset: using it ends their other sessions.
+    let first = s
+        .state
+        .store
+        .find_user_by_username("13900000021")
+        .unwrap()
+        .unwrap();
+    let reset = s
+        .post(
+            &format!("/api/v1/admin/users/{}/setup-code", first.user.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    let reset = reset.expect_ok()["code"].as_str().unwrap().to_owned();
+    post(setup("13900000021", &reset, "a-newer-pass"))
+        .await
+        .expect_ok();
+    assert_eq!(s.get("/api/v1/me", &old_session).await.status.as_u16(), 401);
+    s.login_reply("13900000021", "my-own-pass", "p3")
+        .await
+        .expect_error(401, "invalid_credentials");
+
+    // An expired code is refused like a wrong one.
+    let user = s
+        .state
+        .store
+        .find_user_by_username("13900000022")
+        .unwrap()
+        .unwrap();
+    let key = format!("setup.code/{}", user.user.id);
+    let mut record: Value =
+        serde_json::from_slice(&s.state.store.get_meta(&key).unwrap().unwrap()).unwrap();
+    record["expires_at_ms"] = json!(server::state::now_ms() - 1);
+    s.state
+        .store
+        .put_meta(&key, &serde_json::to_vec(&record).unwrap())
+        .unwrap();
+    post(setup("13900000022", &code(1), "my-own-pass"))
+        .await
+        .expect_error(401, "invalid_setup_code");
+    // A new code from the office works; guessing is throttled like passwords.
+    let fresh = s
+        .post(
+            &format!("/api/v1/admin/users/{}/setup-code", user.user.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    let fresh = fresh.expect_ok()["code"].as_str().unwrap().to_owned();
+    let mut limited = false;
+    for _ in 0..8 {
+        let r = post(setup("13900000022", "ZZZZ-ZZZZ-ZZZZ", "my-own-pass")).await;
+        if r.status.as_u16() == 429 {
+            limited = true;
+            break;
+        }
+        r.expect_error(401, "invalid_setup_code");
+    }
+    assert!(limited, "wrong codes are throttled");
+    // While throttled, even the right code waits.
+    assert_eq!(
+        post(setup("13900000022", &fresh, "my-own-pass"))
+            .await
+            .status
+            .as_u16(),
+        429
+    );
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn every_admin_change_is_audited_with_before_and_after() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let chief = s.state.store.find_user_by_username(CHIEF).unwrap().unwrap();
+    let role = json!({"kind": "chief", "system": "river", "level": "subdistrict",
+        "jurisdiction": {"division": "370105012000", "assets": []}});
+    s.request(
+        "PATCH",
+        &format!("/api/v1/admin/users/{}", chief.user.id),
+        Some(&admin),
+        Some(json!({"role": role})),
+    )
+    .await
+    .expect_ok();
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let entry = &audit[0];
+    assert_eq!(entry["action"], "user_update");
+    assert_eq!(entry["target"], chief.user.display_name);
+    assert_eq!(
+        entry["before"]["role"],
+        serde_json::to_value(&chief.user.role).unwrap()
+    );
+    assert_eq!(entry["after"]["role"], role);
+    assert!(entry["at_ms"].as_i64().unwrap() > 0);
+    // Only administrators read it.
+    s.get("/api/v1/admin/audit", &s.token(FIELD_CHIEF, "p").await)
+        .await
+        .expect_error(403, "forbidden");
+    s.get("/api/v1/admin/audit", &s.token(HANDLER, "p").await)
+        .await
+        .expect_error(403, "forbidden");
+    s.stop().await;
+}
+
+/// A Shapefile layer as an office would zip it: `.shp`, `.shx`, `.dbf` (GBK, as Chinese GIS
+/// tools write it) and `.cpg`.
+fn zipped_shapefile(features: &[(&str, &str, &str, shapefile::Shape)]) -> Vec<u8> {
+    use shapefile::dbase::{self, FieldValue};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let shp = dir.path().join("资产.shp");
+    let table = dbase::TableWriterBuilder::with_encoding(dbase::encoding::EncodingRs::from(
+        encoding_rs::GBK,
+    ))
+    .add_character_field("名称".try_into().unwrap(), 60)
+    .add_character_field("体系".try_into().unwrap(), 10)
+    .add_character_field("区划".try_into().unwrap(), 40);
+    {
+        let mut writer = shapefile::Writer::from_path(&shp, table).unwrap();
+        for (name, system, division, shape) in features {
+            let mut record = dbase::Record::default();
+            record.insert("名称".into(), FieldValue::Character(Some((*name).into())));
+            record.insert("体系".into(), FieldValue::Character(Some((*system).into())));
+            record.insert(
+                "区划".into(),
+                FieldValue::Character(Some((*division).into())),
+            );
+            match shape {
+                shapefile::Shape::Polyline(line) => {
+                    writer.write_shape_and_record(line, &record).unwrap()
+                }
+                shapefile::Shape::Polygon(polygon) => {
+                    writer.write_shape_and_record(polygon, &record).unwrap()
+                }
+                other => panic!("not used here: {other}"),
+            }
+        }
+    }
+    std::fs::write(shp.with_extension("cpg"), "GBK").unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for ext in ["shp", "shx", "dbf", "cpg"] {
+        zip.start_file(
+            format!("资产.{ext}"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.write_all(&std::fs::read(shp.with_extension(ext)).unwrap())
+            .unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+#[actix_web::test]
+async fn a_zipped_shapefile_imports_like_geojson() {
+    use shapefile::{Point, Polygon, PolygonRing, Polyline, Shape};
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let gcj = |lon: f64, lat: f64| {
+        let [x, y] = sync_core::import::coords::wgs84_to_gcj02([lon, lat]);
+        Point::new(x, y)
+    };
+    let river = || {
+        Shape::Polyline(Polyline::new(vec![
+            gcj(116.975, 36.805),
+            gcj(116.985, 36.812),
+        ]))
+    };
+    let ring = vec![
+        gcj(116.95, 36.80),
+        gcj(116.95, 36.81),
+        gcj(116.96, 36.81),
+        gcj(116.96, 36.80),
+        gcj(116.95, 36.80),
+    ];
+    let forest = || Shape::Polygon(Polygon::new(PolygonRing::Outer(ring.clone())));
+    let two_parts = Shape::Polyline(Polyline::with_parts(vec![
+        vec![gcj(116.90, 36.80), gcj(116.91, 36.80)],
+        vec![gcj(116.92, 36.80), gcj(116.93, 36.80)],
+    ]));
+    // One layer per shape type, as GIS tools write them: rivers as lines, forests as areas.
+    let rivers = zipped_shapefile(&[
+        ("鹊山沉沙池河段", "河长", "桑梓店街道", river()),
+        ("两段河", "河长", "桑梓店街道", two_parts),
+    ]);
+    let (status, dry) = upload(&s, "/admin/assets/import?crs=gcj02", &admin, rivers.clone()).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(outcomes(&dry), ["create", "refused"], "{dry}");
+    assert_eq!(
+        dry["rows"][0]["after"]["name"], "鹊山沉沙池河段",
+        "GBK attributes decoded"
+    );
+    assert!(
+        reasons(&dry, 1).contains("多个部分"),
+        "{}",
+        reasons(&dry, 1)
+    );
+    let (status, _) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        rivers,
+    )
+    .await;
+    assert_eq!(status, 422, "one refused feature refuses the layer");
+
+    let forests = zipped_shapefile(&[("鹊山新造林", "林长", "桑梓店街道", forest())]);
+    let (status, applied) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        forests.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    let stored = s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert!(
+        !stored
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "鹊山沉沙池河段"),
+        "the refused layer stored nothing"
+    );
+    let forest = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "鹊山新造林")
+        .unwrap();
+    assert_eq!(forest["system"], "forest");
+    let corner = &forest["geometry"]["coordinates"][0][0];
+    let d = sync_core::geo::haversine_m(
+        36.80,
+        116.95,
+        corner[1].as_f64().unwrap(),
+        corner[0].as_f64().unwrap(),
+    );
+    assert!(d < 0.1, "{d} m from the GPS corner");
+    let (_, again) = upload(
+        &s,
+        "/admin/assets/import?crs=gcj02&dry_run=false",
+        &admin,
+        forests,
+    )
+    .await;
+    assert_eq!(outcomes(&again), ["unchanged"]);
+    // Not a Shapefile inside: refused before any row.
+    let mut empty = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    empty
+        .start_file("说明.txt", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let (status, body) = upload(
+        &s,
+        "/admin/assets/import?crs=wgs84",
+        &admin,
+        empty.finish().unwrap().into_inner(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_batch_that_fails_part_way_stores_none_of_it() {
+    use server::storage::{AdminBatch, UserRecord};
+    let s = TestServer::demo().await;
+    let store = s.state.store.as_ref();
+    let facts = server::demo::facts();
+    let mut asset = facts.assets[0].clone();
+    asset.id = "batch-asset".into();
+    let taken = store.find_user_by_username(CHIEF).unwrap().unwrap();
+    let clash = UserRecord {
+        user: sync_core::model::User {
+            id: "another-id".into(),
+            ..taken.user.clone()
+        },
+        ..taken.clone()
+    };
+    let batch = AdminBatch {
+        assets: vec![asset],
+        meta: vec![("person.post/another-id".into(), b"x".to_vec())],
+        new_users: vec![clash],
+        ..AdminBatch::default()
+    };
+    assert!(matches!(
+        store.apply_admin_batch(&batch),
+        Err(server::storage::StoreError::Conflict(_))
+    ));
+    assert!(store.get_asset("batch-asset").unwrap().is_none());
+    assert!(store.get_meta("person.post/another-id").unwrap().is_none());
+    assert!(store.get_user("another-id").unwrap().is_none());
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn a_roster_that_moves_a_chief_changes_what_their_phone_receives() {
+    use sync_core::model::{DivisionCode, Level};
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let facts = server::demo::facts();
+    let issues = s
+        .get("/api/v1/issues?limit=200", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let rivers: Vec<&Value> = issues["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["system"] == "river")
+        .collect();
+    let problem = rivers[0];
+    let target = DivisionCode::new(problem["division"].as_str().unwrap()).unwrap();
+    let target = facts.divisions.iter().find(|d| d.code == target).unwrap();
+    let start = facts
+        .divisions
+        .iter()
+        .find(|d| {
+            d.code.level() == target.code.level()
+                && !rivers.iter().any(|i| {
+                    d.code
+                        .contains(&DivisionCode::new(i["division"].as_str().unwrap()).unwrap())
+                })
+        })
+        .expect("a division of the same level without river problems");
+    let level = sync_core::import::roster::level_name(target.code.level());
+    let path = |d: &sync_core::model::Division| match d.code.level() {
+        Level::Village => format!("桑梓店街道/{}", d.name),
+        _ => d.name.clone(),
+    };
+    let row = |d: &sync_core::model::Division| {
+        csv_roster(&[["冯河", "", level, "河长", &path(d), "", "13900000031"]])
+    };
+    let (_, applied) = upload(&s, "/admin/roster/import?dry_run=false", &admin, row(start)).await;
+    let code = applied["setup_codes"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let grant = s
+        .request(
+            "POST",
+            "/api/v1/auth/setup",
+            None,
+            Some(json!({"username": "13900000031", "code": code, "password": "feng-he-2026", "device_id": "feng-phone"})),
+        )
+        .await
+        .expect_ok()
+        .clone();
+    let phone = crate::phone::Phone::with_grant(&s, &grant, "feng-phone");
+    let id = problem["id"].as_str().unwrap();
+    phone.sync(server::state::now_ms()).await;
+    assert!(phone.issue(id).is_none());
+
+    let (_, moved) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        row(target),
+    )
+    .await;
+    assert_eq!(outcomes(&moved), ["change"], "{moved}");
+    phone.sync(server::state::now_ms()).await;
+    assert!(
+        phone.issue(id).is_some(),
+        "the new division's problem reached the moved chief's phone"
+    );
+    s.stop().await;
+}

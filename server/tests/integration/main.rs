@@ -5,6 +5,7 @@
 mod harness;
 
 mod admin;
+mod admin_desk;
 mod attacks;
 mod auth;
 mod blobs;

@@ -75,6 +75,11 @@ impl Phone {
     /// Logs in as a demo user from `device` with an empty store.
     pub async fn login(server: &TestServer, username: &str, device: &str) -> Arc<Phone> {
         let grant = server.login(username, device).await;
+        Self::with_grant(server, &grant, device)
+    }
+
+    /// A phone signed in with `grant` (from a login or a first sign-in with a setup code).
+    pub fn with_grant(server: &TestServer, grant: &serde_json::Value, device: &str) -> Arc<Phone> {
         let dir = tempfile::tempdir().unwrap();
         Arc::new(Phone {
             user: serde_json::from_value(grant["user"].clone()).unwrap(),
