@@ -42,6 +42,8 @@ pub struct Settings {
     pub password_threads: usize,
     /// Photo bytes per user and day, and how long an unreferenced photo is kept.
     pub photos: crate::photos::PhotoSettings,
+    /// The desk's basemap and photo pairing.
+    pub desk: crate::desk::DeskSettings,
 }
 
 impl Settings {
@@ -61,6 +63,7 @@ impl Settings {
             body_rate: crate::shed::BodyRate::default(),
             password_threads: crate::auth::password::DEFAULT_PASSWORD_THREADS,
             photos: crate::photos::PhotoSettings::default(),
+            desk: crate::desk::DeskSettings::default(),
         }
     }
 }
@@ -111,6 +114,8 @@ pub struct AppState {
     pub workflow: WorkflowSettings,
     /// Sync and upload requests in progress, against `Settings::max_in_flight`.
     pub load: crate::shed::LoadShed,
+    /// The desk's basemap and photo pairing.
+    pub desk: crate::desk::DeskSettings,
 }
 
 impl AppState {
@@ -158,6 +163,7 @@ impl AppState {
                 settings.max_in_flight_per_user,
                 settings.body_rate,
             ),
+            desk: settings.desk.clone(),
         })
     }
 }

@@ -63,6 +63,7 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(crate::web::index)
         .service(crate::web::app_js)
         .service(crate::web::app_css)
+        .service(crate::web::vendor_file)
         .service(stats::report_page)
         .service(stats::report_js)
         .service(
@@ -73,6 +74,7 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(auth::me)
                 .service(auth::revoke_device)
                 .service(reference::get_reference)
+                .service(crate::desk::get_desk)
                 .service(sync::sync)
                 .service(sync::automerge_sync)
                 .service(docs::list_docs)
