@@ -133,7 +133,12 @@ pub struct Cli {
     pub tile_url: Option<String>,
 
     /// Attribution shown in the corner of the map for the basemap (e.g. `天地图`).
-    #[arg(long, env = "CHIEFSYNC_TILE_ATTRIBUTION", default_value = "", value_name = "TEXT")]
+    #[arg(
+        long,
+        env = "CHIEFSYNC_TILE_ATTRIBUTION",
+        default_value = "",
+        value_name = "TEXT"
+    )]
     pub tile_attribution: String,
 
     /// Metres between an after-rectification photo and the nearest before photo beyond which

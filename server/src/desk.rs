@@ -181,7 +181,8 @@ mod tests {
     /// Every code the API can send has its label, so no page falls back to showing a code.
     #[test]
     fn tile_urls_are_checked_and_allowed_by_origin() {
-        let tdt = "https://t{s}.tianditu.gov.cn/vec_w/wmts?tk=KEY&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}";
+        let tdt =
+            "https://t{s}.tianditu.gov.cn/vec_w/wmts?tk=KEY&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}";
         assert_eq!(parse_tile_url(tdt).unwrap(), tdt);
         assert_eq!(tile_source(tdt).unwrap(), "https://*.tianditu.gov.cn");
         assert_eq!(
@@ -213,18 +214,40 @@ mod tests {
         let flags = [
             sync_core::rules::PatrolFlag::NoTrack,
             sync_core::rules::PatrolFlag::MockLocation,
-            sync_core::rules::PatrolFlag::TooShort { minutes: 1.0, required: 2.0 },
-            sync_core::rules::PatrolFlag::TooShortDistance { km: 1.0, required: 2.0 },
-            sync_core::rules::PatrolFlag::TooFast { speed_kmh: 1.0, limit_kmh: 2.0 },
-            sync_core::rules::PatrolFlag::Jump { at_ms: 0, metres: 1.0, seconds: 2.0 },
-            sync_core::rules::PatrolFlag::OutsideCorridor { inside_share: 0.1, required: 0.5 },
+            sync_core::rules::PatrolFlag::TooShort {
+                minutes: 1.0,
+                required: 2.0,
+            },
+            sync_core::rules::PatrolFlag::TooShortDistance {
+                km: 1.0,
+                required: 2.0,
+            },
+            sync_core::rules::PatrolFlag::TooFast {
+                speed_kmh: 1.0,
+                limit_kmh: 2.0,
+            },
+            sync_core::rules::PatrolFlag::Jump {
+                at_ms: 0,
+                metres: 1.0,
+                seconds: 2.0,
+            },
+            sync_core::rules::PatrolFlag::OutsideCorridor {
+                inside_share: 0.1,
+                required: 0.5,
+            },
         ];
         for f in flags {
             let v = serde_json::to_value(&f).unwrap();
             let code = v["flag"].as_str().unwrap();
-            let template = l["patrol_flag"][code].as_str().unwrap_or_else(|| panic!("{code}"));
+            let template = l["patrol_flag"][code]
+                .as_str()
+                .unwrap_or_else(|| panic!("{code}"));
             // Every number the template names is one the flag carries.
-            for name in template.split('{').skip(1).map(|s| s.split('}').next().unwrap()) {
+            for name in template
+                .split('{')
+                .skip(1)
+                .map(|s| s.split('}').next().unwrap())
+            {
                 let name = name.trim_end_matches('%');
                 assert!(v.get(name).is_some(), "{code} lacks {name}");
             }

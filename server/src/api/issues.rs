@@ -337,7 +337,10 @@ pub async fn get_issue(
                 .map(|k| k.as_str().to_string())
                 .collect(),
             pairs: sync_core::photo::pair_photos(
-                &photos.iter().map(board::PhotoView::as_ref).collect::<Vec<_>>(),
+                &photos
+                    .iter()
+                    .map(board::PhotoView::as_ref)
+                    .collect::<Vec<_>>(),
                 state.desk.pair_warn_m,
             ),
             timeline,

@@ -36,11 +36,31 @@ fn csp(state: Option<&AppState>) -> String {
 
 /// Leaflet, its stylesheet and the layer-control icons, with the license they ship under.
 const VENDOR: [(&str, &str, &[u8]); 5] = [
-    ("leaflet.js", "text/javascript; charset=utf-8", include_bytes!("vendor/leaflet.js")),
-    ("leaflet.css", "text/css; charset=utf-8", include_bytes!("vendor/leaflet.css")),
-    ("images/layers.png", "image/png", include_bytes!("vendor/images/layers.png")),
-    ("images/layers-2x.png", "image/png", include_bytes!("vendor/images/layers-2x.png")),
-    ("LICENSE.leaflet", "text/plain; charset=utf-8", include_bytes!("vendor/LICENSE.leaflet")),
+    (
+        "leaflet.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("vendor/leaflet.js"),
+    ),
+    (
+        "leaflet.css",
+        "text/css; charset=utf-8",
+        include_bytes!("vendor/leaflet.css"),
+    ),
+    (
+        "images/layers.png",
+        "image/png",
+        include_bytes!("vendor/images/layers.png"),
+    ),
+    (
+        "images/layers-2x.png",
+        "image/png",
+        include_bytes!("vendor/images/layers-2x.png"),
+    ),
+    (
+        "LICENSE.leaflet",
+        "text/plain; charset=utf-8",
+        include_bytes!("vendor/LICENSE.leaflet"),
+    ),
 ];
 
 /// The headers of everything a browser may render from this server (the dashboard, the
@@ -60,7 +80,12 @@ pub fn page_headers<'a>(
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
 }
 
-fn asset(content_type: &str, body: &'static [u8], cache: bool, state: Option<&AppState>) -> HttpResponse {
+fn asset(
+    content_type: &str,
+    body: &'static [u8],
+    cache: bool,
+    state: Option<&AppState>,
+) -> HttpResponse {
     let directives = if cache {
         vec![CacheDirective::Private, CacheDirective::MaxAge(300)]
     } else {
@@ -79,7 +104,12 @@ fn asset(content_type: &str, body: &'static [u8], cache: bool, state: Option<&Ap
 )]
 #[get("/")]
 pub async fn index(state: web::Data<AppState>) -> HttpResponse {
-    asset("text/html; charset=utf-8", INDEX_HTML.as_bytes(), false, Some(&state))
+    asset(
+        "text/html; charset=utf-8",
+        INDEX_HTML.as_bytes(),
+        false,
+        Some(&state),
+    )
 }
 
 /// The dashboard's script.
@@ -89,7 +119,12 @@ pub async fn index(state: web::Data<AppState>) -> HttpResponse {
 )]
 #[get("/web/app.js")]
 pub async fn app_js() -> HttpResponse {
-    asset("text/javascript; charset=utf-8", APP_JS.as_bytes(), true, None)
+    asset(
+        "text/javascript; charset=utf-8",
+        APP_JS.as_bytes(),
+        true,
+        None,
+    )
 }
 
 /// The dashboard's stylesheet.
@@ -134,8 +169,13 @@ mod tests {
             assert_eq!(hex::encode(Sha256::digest(body)), hash, "{name}");
         }
         let lock = include_str!("vendor/package-lock.json");
-        let version = lock.split("\"node_modules/leaflet\"").nth(1).expect("leaflet in the lock");
+        let version = lock
+            .split("\"node_modules/leaflet\"")
+            .nth(1)
+            .expect("leaflet in the lock");
         assert!(version.contains("\"version\": \"1.9.4\""));
-        assert!(std::str::from_utf8(VENDOR[0].2).unwrap().contains("Leaflet 1.9.4"));
+        assert!(std::str::from_utf8(VENDOR[0].2)
+            .unwrap()
+            .contains("Leaflet 1.9.4"));
     }
 }
