@@ -109,7 +109,7 @@ pub fn labels() -> Value {
         "status_order": ["reported", "accepted", "assigned", "submitted", "closed", "invalid", "duplicate"],
         "status_color": {
             "reported": "#52606d", "accepted": "#1d4ed8", "assigned": "#b45309",
-            "submitted": "#6d28d9", "closed": "#15803d", "invalid": "#6b7280", "duplicate": "#854d0e"
+            "submitted": "#6d28d9", "closed": "#15803d", "invalid": "#6b7280", "duplicate": "#be185d"
         },
         "severity": { "general": "一般", "urgent": "紧急", "critical": "特急" },
         "system": { "river": "河长制", "forest": "林长制", "field": "田长制" },

@@ -168,9 +168,11 @@ fn patrols_of(
 ) -> Result<Vec<Walked>, DocError> {
     let mut rng = Rng(0x5eed_0000 + n);
     let mut walked = Vec::new();
+    // 08:00 China time on the seeding day (00:00 UTC); patrols start between 8 and 11 o'clock.
+    let morning = (now_ms + 8 * 3_600_000).div_euclid(DAY_MS) * DAY_MS;
     let mut day = PATROL_DAYS - rng.below(3) as i64;
     while day > 0 {
-        let started = now_ms - day * DAY_MS + (rng.below(120) as i64 - 60) * MINUTE_MS;
+        let started = morning - day * DAY_MS + rng.below(180) as i64 * MINUTE_MS;
         // About one patrol in twelve is cut short and does not count.
         let minutes = if rng.below(12) == 0 {
             4 + rng.below(4)
