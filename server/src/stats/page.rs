@@ -43,7 +43,9 @@ h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;border-bottom:2px solid #2f6f
 .figure{border:1px solid #ccd;border-radius:4px;padding:8px 12px;min-width:120px}.figure b{display:block;font-size:20px}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{border:1px solid #bbb;padding:3px 6px;text-align:right}
 th{background:#ddebf7}td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}
-.chart{page-break-inside:avoid;margin:10px 0}@media print{body{margin:0}h2{page-break-after:avoid}}
+.chart{page-break-inside:avoid;margin:10px 0}
+@page{size:A4;margin:15mm 12mm}
+@media print{body{margin:0;max-width:none}h2{page-break-after:avoid}tr,.figure{page-break-inside:avoid}th{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 ";
 
 /// Everything the report shows.
@@ -162,15 +164,18 @@ pub fn report_html(c: &ReportContent) -> String {
 /// period. Self-contained; everything it loads comes from this server.
 pub const SHELL: &str = r#"<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>ChiefSync 月报</title>
-<style>body{font-family:sans-serif;margin:24px auto;max-width:820px}form{margin:8px 0}label{margin-right:10px}
-@media print{.controls{display:none}}#report{border:0;width:100%}</style></head>
+<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:24px auto;max-width:820px;padding:0 10px}form{margin:8px 0}label{margin-right:10px;display:inline-block}
+.note{background:#fef3c7;color:#713f12;padding:6px 10px;border-radius:4px}
+a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}
+@media print{.controls{display:none}body{margin:0;max-width:none}}#report{border:0;width:100%}</style></head>
 <body>
 <div class="controls">
 <p><a href="/">← 返回工作台</a></p>
-<form id="login" hidden><b>登录</b> <input id="u" placeholder="用户名" autocomplete="username">
-<input id="p" type="password" placeholder="密码" autocomplete="current-password"> <button>登录</button> <span id="msg"></span></form>
+<form id="login" hidden><b>登录</b> <input id="u" placeholder="用户名" aria-label="用户名" autocomplete="username">
+<input id="p" type="password" placeholder="密码" aria-label="密码" autocomplete="current-password"> <button>登录</button> <span id="msg" role="alert"></span></form>
 <form id="period"><label>开始 <input type="date" name="from"></label><label>结束 <input type="date" name="to"></label>
 <button>生成月报</button> <button type="button" id="print">打印</button></form>
+<p id="period-note" class="note" hidden></p>
 </div>
 <div id="out">加载中…</div>
 <script src="/report.js"></script>
@@ -184,11 +189,23 @@ const token = () => sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
 const q = new URLSearchParams(location.search);
 const period = document.getElementById("period");
 for (const k of ["from", "to"]) if (q.get(k)) period.elements[k].value = q.get(k);
+// By default the current month in China time; in its first week, which has too little to
+// report, the last complete month, and the page says so.
 if (!q.get("from")) {
   const now = new Date(Date.now() + 8 * 3600e3);
-  const first = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
-  period.elements.from.value = first.toISOString().slice(0, 10);
-  period.elements.to.value = now.toISOString().slice(0, 10);
+  const y = now.getUTCFullYear(), m = now.getUTCMonth();
+  const day = (d) => d.toISOString().slice(0, 10);
+  const note = document.getElementById("period-note");
+  if (now.getUTCDate() <= 7) {
+    period.elements.from.value = day(new Date(Date.UTC(y, m - 1, 1)));
+    period.elements.to.value = day(new Date(Date.UTC(y, m, 0)));
+    note.textContent = "本月（" + (m + 1) + "月）刚开始，默认显示上月（" + (new Date(Date.UTC(y, m - 1, 1)).getUTCMonth() + 1) + "月）的完整月报；可在上方改选日期。";
+  } else {
+    period.elements.from.value = day(new Date(Date.UTC(y, m, 1)));
+    period.elements.to.value = day(now);
+    note.textContent = "本月（" + (m + 1) + "月）截至今天的月报。";
+  }
+  note.hidden = false;
 }
 document.getElementById("print").onclick = () => window.print();
 period.onsubmit = (e) => { e.preventDefault(); load(); };
