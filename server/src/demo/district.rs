@@ -171,8 +171,14 @@ fn patrols_of(
     // 08:00 China time on the seeding day (00:00 UTC); patrols start between 8 and 11 o'clock.
     let morning = (now_ms + 8 * 3_600_000).div_euclid(DAY_MS) * DAY_MS;
     let mut day = PATROL_DAYS - rng.below(3) as i64;
-    while day > 0 {
-        let started = morning - day * DAY_MS + rng.below(180) as i64 * MINUTE_MS;
+    while day >= 0 {
+        // Today's patrols finished an hour ago, so the current month has patrols from its
+        // first hour on.
+        let started = if day == 0 {
+            now_ms - 60 * MINUTE_MS
+        } else {
+            morning - day * DAY_MS + rng.below(180) as i64 * MINUTE_MS
+        };
         // About one patrol in twelve is cut short and does not count.
         let minutes = if rng.below(12) == 0 {
             4 + rng.below(4)

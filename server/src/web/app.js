@@ -535,9 +535,9 @@ function escapeHtml(text) {
 }
 
 const ASSET_STYLE = {
-  river: { color: "#1d6fa5", weight: 4 },
-  forest: { color: "#2f7d32", weight: 1.5, fillColor: "#86c98b", fillOpacity: 0.5 },
-  field: { color: "#8a6410", weight: 1.5, fillColor: "#f3dc8b", fillOpacity: 0.6 },
+  river: { color: "#1d6fa5", weight: 4, className: "river" },
+  forest: { color: "#2f7d32", weight: 1.5, fillColor: "#86c98b", fillOpacity: 0.5, className: "forest" },
+  field: { color: "#8a6410", weight: 1.5, fillColor: "#f3dc8b", fillOpacity: 0.6, className: "field" },
 };
 
 function assetLayer(a) {
@@ -547,7 +547,7 @@ function assetLayer(a) {
 
 function issueMarker(i) {
   const m = L.circleMarker([i.location[1], i.location[0]], {
-    radius: 8, color: "#ffffff", weight: 2, fillColor: statusColor(i.status), fillOpacity: 0.95,
+    radius: 8, color: "#ffffff", weight: 2, fillColor: statusColor(i.status), fillOpacity: 0.95, className: "issue",
   });
   const link = el("a", { href: "#/issue/" + encodeURIComponent(i.id), class: "popup-link", "data-issue": i.id }, "查看问题详情 →");
   m.bindPopup(el("div", { class: "popup" },
@@ -599,7 +599,7 @@ async function showMap() {
   const rivers = layer("river"), forests = layer("forest"), fields = layer("field");
   const issues = L.featureGroup(page.items.map(issueMarker));
   const patrols = L.featureGroup(tracks.features.filter((f) => f.geometry).map((f) =>
-    L.geoJSON(f, { style: { color: f.properties.valid ? "#15803d" : "#b42318", weight: 2, opacity: 0.8, dashArray: f.properties.valid ? null : "4 4" } })
+    L.geoJSON(f, { style: { color: f.properties.valid ? "#15803d" : "#b42318", weight: 2, opacity: 0.8, dashArray: f.properties.valid ? null : "4 4", className: f.properties.valid ? "track valid" : "track invalid" } })
       .bindTooltip((f.properties.chief_name || personName(f.properties.chief)) + " · " + fmtDate(f.properties.at_ms) + " · " +
         (f.properties.valid ? "有效巡查" : "无效巡查"), { sticky: true })));
   const divisions = divisionOutlines();
