@@ -63,6 +63,7 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(crate::web::index)
         .service(crate::web::app_js)
         .service(crate::web::app_css)
+        .service(crate::web::vendor_image)
         .service(crate::web::vendor_file)
         .service(stats::report_page)
         .service(stats::report_js)

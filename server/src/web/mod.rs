@@ -137,19 +137,36 @@ pub async fn app_css() -> HttpResponse {
     asset("text/css; charset=utf-8", APP_CSS.as_bytes(), true, None)
 }
 
-/// The vendored map library's files (`/web/vendor/leaflet.js`, …).
-#[utoipa::path(
-    tag = "dashboard",
-    params(("file" = String, Path, description = "leaflet.js, leaflet.css, images/layers.png, images/layers-2x.png or LICENSE.leaflet")),
-    responses((status = 200, description = "the file"), (status = 404, description = "no such file"))
-)]
-#[get("/web/vendor/{file:.*}")]
-pub async fn vendor_file(file: web::Path<String>) -> Result<HttpResponse, crate::error::ApiError> {
+fn vendored(name: &str) -> Result<HttpResponse, crate::error::ApiError> {
     let (_, content_type, body) = VENDOR
         .iter()
-        .find(|(name, _, _)| *name == file.as_str())
-        .ok_or_else(|| crate::error::ApiError::NoRoute(format!("GET /web/vendor/{file}")))?;
+        .find(|(file, _, _)| *file == name)
+        .ok_or_else(|| {
+            crate::error::ApiError::NotFound(format!("no file {name} in the map library"))
+        })?;
     Ok(asset(content_type, body, true, None))
+}
+
+/// The vendored map library's files: `leaflet.js`, `leaflet.css`, `LICENSE.leaflet`.
+#[utoipa::path(
+    tag = "dashboard",
+    params(("file" = String, Path, description = "leaflet.js, leaflet.css or LICENSE.leaflet")),
+    responses((status = 200, description = "the file"), (status = 404, description = "no such file"))
+)]
+#[get("/web/vendor/{file}")]
+pub async fn vendor_file(file: web::Path<String>) -> Result<HttpResponse, crate::error::ApiError> {
+    vendored(&file)
+}
+
+/// The map library's layer-control icons, where its stylesheet looks for them.
+#[utoipa::path(
+    tag = "dashboard",
+    params(("file" = String, Path, description = "layers.png or layers-2x.png")),
+    responses((status = 200, description = "PNG", content_type = "image/png"), (status = 404, description = "no such file"))
+)]
+#[get("/web/vendor/images/{file}")]
+pub async fn vendor_image(file: web::Path<String>) -> Result<HttpResponse, crate::error::ApiError> {
+    vendored(&format!("images/{file}"))
 }
 
 #[cfg(test)]

@@ -750,6 +750,9 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
             .unwrap_or_else(|| panic!("no patrol figure in {figures}"));
         assert!(valid > 0, "this month's report has patrols: {figures}");
         check_page(&client, &out, &page("report"), &keys).await;
+        if size == "desktop" {
+            print_report(&client, &out).await;
+        }
     }
     for (page, t) in &timings {
         eprintln!("{page}: {} ms", t.as_millis());
@@ -757,4 +760,54 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
     client.close().await.unwrap();
     drop(driver);
     s.stop().await;
+}
+
+/// Prints the report page through Chromium's PDF output and turns the PDF into page images
+/// (poppler's pdftoppm, installed by `.ci/run`); the printed text has the report and none of
+/// the page's controls.
+async fn print_report(client: &Client, out: &std::path::Path) {
+    let pdf = client
+        .print(fantoccini::wd::PrintConfiguration::default())
+        .await
+        .expect("Chromium prints the report");
+    assert!(pdf.starts_with(b"%PDF"), "a PDF");
+    let file = out.join("report.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let tool = |name: &str| Command::new(name).arg("-v").output().is_ok();
+    if !tool("pdftoppm") || !tool("pdftotext") {
+        if std::env::var_os("CI").is_some() {
+            panic!("pdftoppm is missing under CI; .ci/run installs poppler-utils");
+        }
+        eprintln!("SKIPPED the printed report's page images: poppler-utils not installed");
+        return;
+    }
+    let pages = Command::new("pdftoppm")
+        .args(["-r", "50", "-png"])
+        .arg(&file)
+        .arg(out.join("report-print"))
+        .status()
+        .unwrap();
+    assert!(pages.success());
+    let images = std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("report-print"))
+        .count();
+    assert!(images >= 1, "the report prints on at least one page");
+    let text = Command::new("pdftotext")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("工作月报") && text.contains("巡查考核"),
+        "{text}"
+    );
+    for control in ["生成月报", "返回工作台", "打印"] {
+        assert!(
+            !text.contains(control),
+            "the printed report shows the control {control}"
+        );
+    }
 }
