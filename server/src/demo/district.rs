@@ -21,6 +21,10 @@ use super::{
     DemoFacts, DemoPerson, CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF, HANDLER, SUPERVISOR,
 };
 
+/// The district forest and field offices' accounts (password `demo`, district demo only).
+pub const FOREST_OFFICE: &str = "demo-forest-office";
+pub const FIELD_OFFICE: &str = "demo-field-office";
+
 const DAY_MS: i64 = 86_400_000;
 const MINUTE_MS: i64 = 60_000;
 /// Days of patrols before the seeding day.
@@ -79,23 +83,21 @@ fn user(username: &str, display_name: String, role: Role) -> DemoPerson {
 /// The offices, departments and generated chiefs the district demo adds.
 pub fn people(facts: &DemoFacts) -> Vec<DemoPerson> {
     let district = DivisionCode::new(super::places::DISTRICT).expect("district code");
+    // The forest and field offices sign in with the demo password too, to see their systems.
+    let office = |username: &str, name: &str, system: System| DemoPerson {
+        can_log_in: true,
+        ..user(
+            username,
+            name.into(),
+            Role::Supervisor {
+                system,
+                division: district.clone(),
+            },
+        )
+    };
     let mut out = vec![
-        user(
-            "demo-gen-forest-office",
-            "区林长办 孙丽".into(),
-            Role::Supervisor {
-                system: System::Forest,
-                division: district.clone(),
-            },
-        ),
-        user(
-            "demo-gen-field-office",
-            "区田长办 周伟".into(),
-            Role::Supervisor {
-                system: System::Field,
-                division: district.clone(),
-            },
-        ),
+        office(FOREST_OFFICE, "区林长办 孙丽", System::Forest),
+        office(FIELD_OFFICE, "区田长办 周伟", System::Field),
         user(
             "demo-gen-sanitation",
             "区环卫管护服务中心 钱进".into(),
@@ -405,8 +407,8 @@ pub fn build(
         }
         let office = find(match asset.system {
             System::River => SUPERVISOR,
-            System::Forest => "demo-gen-forest-office",
-            System::Field => "demo-gen-field-office",
+            System::Forest => FOREST_OFFICE,
+            System::Field => FIELD_OFFICE,
         })?;
         let (dept, handler) = department(asset.system, i);
         let handler = find(handler)?;
