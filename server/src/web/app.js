@@ -441,7 +441,8 @@ async function pairingPanel(issue) {
   const byId = new Map(issue.photos.map((p) => [p.sha256, p]));
   const box = el("div", { id: "pairs" });
   const warnM = DESK.pair_warn_m;
-  for (const pair of issue.pairs || []) {
+  // Every pair's photos are fetched at once; the pairs keep their order.
+  const rows = await Promise.all((issue.pairs || []).map(async (pair) => {
     const after = byId.get(pair.after);
     const before = pair.before && byId.get(pair.before);
     const note = pair.distance_m === null || pair.distance_m === undefined
@@ -449,12 +450,13 @@ async function pairingPanel(issue) {
       : el("p", { class: pair.far ? "distance far" : "distance", "data-distance": pair.distance_m },
         "两张照片拍摄地点相距 " + fmtMetres(pair.distance_m),
         pair.far ? "：超过 " + warnM + " 米，整改后照片可能不是在问题现场拍摄的" : "（在 " + warnM + " 米以内）");
-    box.append(el("div", { class: "pair" + (pair.far ? " far" : "") },
-      el("div", { class: "photos" },
-        before ? await photoFigure(before, "整改前 · " + fmtTime(before.taken_at_ms)) : el("p", {}, "没有整改前照片"),
-        await photoFigure(after, "整改后 · " + fmtTime(after.taken_at_ms))),
-      note));
-  }
+    const [beforeFig, afterFig] = await Promise.all([
+      before ? photoFigure(before, "整改前 · " + fmtTime(before.taken_at_ms)) : el("p", {}, "没有整改前照片"),
+      photoFigure(after, "整改后 · " + fmtTime(after.taken_at_ms)),
+    ]);
+    return el("div", { class: "pair" + (pair.far ? " far" : "") }, el("div", { class: "photos" }, beforeFig, afterFig), note);
+  }));
+  box.append(...rows);
   return box;
 }
 
@@ -583,10 +585,9 @@ function divisionOutlines() {
 async function showMap() {
   const view = document.getElementById("view");
   const since = fmtDate(Date.now() - 14 * DAY_MS);
-  const [page, tracks] = await Promise.all([
-    getJson("/issues?limit=500"),
-    getJson("/export/patrols.geojson?from=" + since).catch(() => ({ features: [] })),
-  ]);
+  const page = await getJson("/issues?limit=500");
+  // The tracks are the heaviest layer: the map shows first and they follow.
+  const tracks = getJson("/export/patrols.geojson?from=" + since).catch(() => ({ features: [] }));
   const node = el("div", { id: "map", class: "map", role: "region", "aria-label": "辖区地图：河段、林区、农田网格、问题与巡查轨迹" });
   view.replaceChildren(
     el("h1", {}, "地图"),
@@ -598,10 +599,12 @@ async function showMap() {
   const layer = (system) => L.featureGroup(REF.assets.filter((a) => a.system === system).map(assetLayer));
   const rivers = layer("river"), forests = layer("forest"), fields = layer("field");
   const issues = L.featureGroup(page.items.map(issueMarker));
-  const patrols = L.featureGroup(tracks.features.filter((f) => f.geometry).map((f) =>
+  const patrols = L.featureGroup();
+  const drawTracks = (collection) => collection.features.filter((f) => f.geometry).map((f) =>
     L.geoJSON(f, { style: { color: f.properties.valid ? "#15803d" : "#b42318", weight: 2, opacity: 0.8, dashArray: f.properties.valid ? null : "4 4", className: f.properties.valid ? "track valid" : "track invalid" } })
       .bindTooltip((f.properties.chief_name || personName(f.properties.chief)) + " · " + fmtDate(f.properties.at_ms) + " · " +
-        (f.properties.valid ? "有效巡查" : "无效巡查"), { sticky: true })));
+        (f.properties.valid ? "有效巡查" : "无效巡查"), { sticky: true })
+      .addTo(patrols));
   const divisions = divisionOutlines();
   for (const l of [divisions, fields, forests, rivers, patrols, issues]) l.addTo(map);
   L.control.layers(null, {
@@ -612,6 +615,8 @@ async function showMap() {
   const all = L.featureGroup([rivers, forests, fields, issues]);
   if (all.getLayers().length) map.fitBounds(all.getBounds(), { padding: [20, 20] });
   window.deskMap = map; // for the browser test: zoom level and popups
+  drawTracks(await tracks);
+  issues.bringToFront();
 }
 
 async function issueMap(issue) {
