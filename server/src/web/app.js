@@ -755,5 +755,10 @@ async function route() {
 
 document.getElementById("login").addEventListener("submit", login);
 document.getElementById("logout").addEventListener("click", () => logout(""));
-window.addEventListener("hashchange", route);
+// After a page change, focus moves to the new content, so keyboard and screen-reader users
+// start there rather than at the menu they just used.
+window.addEventListener("hashchange", async () => {
+  await route();
+  document.getElementById("view").focus({ preventScroll: true });
+});
 route();

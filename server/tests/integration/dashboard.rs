@@ -534,11 +534,33 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&out).unwrap();
     client.goto(&format!("{}/", s.base)).await.unwrap();
-    wait_for(&client, "#username")
-        .await
-        .send_keys(SUPERVISOR)
-        .await
-        .unwrap();
+    // Keyboard order of the sign-in form: user name, password, the button.
+    let username = wait_for(&client, "#username").await;
+    username.click().await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..2 {
+        client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap();
+        order.push(
+            client
+                .active_element()
+                .await
+                .unwrap()
+                .attr("id")
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        order,
+        [Some("password".to_owned()), Some("login-submit".to_owned())]
+    );
+    username.send_keys(SUPERVISOR).await.unwrap();
     client
         .find(Locator::Css("#password"))
         .await
