@@ -298,6 +298,9 @@ pub struct PhotoView {
     pub stored: Option<bool>,
     /// Doubts about the photo as evidence, each explained with its numbers.
     pub warnings: Vec<String>,
+    /// The same doubts by code with their numbers (`{"flag": "far_from_place", "metres": …}`).
+    #[schema(value_type = Vec<Object>)]
+    pub evidence: Vec<sync_core::photo::EvidenceFlag>,
 }
 
 pub fn timeline(issue: &LoadedIssue, history: &[AuditEntry]) -> Vec<TimelineRow> {
@@ -380,6 +383,7 @@ pub fn photos(
                 position: p.position,
                 stored: stored(&p.sha256),
                 warnings: flags.iter().map(ToString::to_string).collect(),
+                evidence: flags,
             }
         })
         .collect()
@@ -404,4 +408,21 @@ pub fn parse_statuses(list: &str) -> Result<Vec<Status>, String> {
         .filter(|s| !s.is_empty())
         .map(|s| Status::parse(s).ok_or_else(|| format!("unknown status {s}")))
         .collect()
+}
+
+impl PhotoView {
+    /// The photo reference the view was made from (for pairing by position).
+    pub fn as_ref(&self) -> PhotoRef {
+        PhotoRef {
+            sha256: self.sha256.clone(),
+            role: if self.role == PhotoRole::After.as_str() {
+                PhotoRole::After
+            } else {
+                PhotoRole::Before
+            },
+            taken_at_ms: self.taken_at_ms,
+            position: self.position,
+            bytes: 0,
+        }
+    }
 }

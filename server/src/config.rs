@@ -126,6 +126,26 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_PASSWORD_THREADS", default_value_t = crate::auth::password::DEFAULT_PASSWORD_THREADS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), value_name = "N")]
     pub password_threads: usize,
 
+    /// Basemap of the desk's maps: an XYZ tile URL template with `{z}`, `{x}`, `{y}` (and
+    /// optionally `{s}` for subdomains), e.g. 天地图 with its key. Without it the maps draw the
+    /// rivers, forests, farmland and issues on a plain background.
+    #[arg(long, env = "CHIEFSYNC_TILE_URL", value_parser = crate::desk::parse_tile_url, value_name = "URL")]
+    pub tile_url: Option<String>,
+
+    /// Attribution shown in the corner of the map for the basemap (e.g. `天地图`).
+    #[arg(
+        long,
+        env = "CHIEFSYNC_TILE_ATTRIBUTION",
+        default_value = "",
+        value_name = "TEXT"
+    )]
+    pub tile_attribution: String,
+
+    /// Metres between an after-rectification photo and the nearest before photo beyond which
+    /// the issue page warns that it was taken elsewhere.
+    #[arg(long, env = "CHIEFSYNC_PHOTO_PAIR_WARN_M", default_value_t = crate::desk::DEFAULT_PAIR_WARN_M, value_name = "METRES")]
+    pub photo_pair_warn_m: f64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -184,6 +204,11 @@ impl Cli {
                 unreferenced_after: std::time::Duration::from_secs(
                     u64::from(self.unreferenced_photo_days) * 86_400,
                 ),
+            },
+            desk: crate::desk::DeskSettings {
+                tile_url: self.tile_url.clone(),
+                tile_attribution: self.tile_attribution.clone(),
+                pair_warn_m: self.photo_pair_warn_m.max(0.0),
             },
             ..Settings::new(&self.data_dir)
         }

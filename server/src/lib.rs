@@ -15,6 +15,7 @@ pub mod board;
 pub mod config;
 pub mod demo;
 pub mod derived;
+pub mod desk;
 pub mod error;
 pub mod geometry;
 pub mod integrity;

@@ -62,7 +62,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         }
         None => {
             if cli.demo {
-                server::demo::seed(&state)?;
+                server::demo::seed_sized(&state, server::demo::DemoSize::District)?;
             }
             let listener = TcpListener::bind(&cli.addr)?;
             tracing::info!(addr = %listener.local_addr()?, data_dir = %cli.data_dir.display(), "serving");

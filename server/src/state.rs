@@ -42,6 +42,8 @@ pub struct Settings {
     pub password_threads: usize,
     /// Photo bytes per user and day, and how long an unreferenced photo is kept.
     pub photos: crate::photos::PhotoSettings,
+    /// The desk's basemap and photo pairing.
+    pub desk: crate::desk::DeskSettings,
 }
 
 impl Settings {
@@ -61,6 +63,7 @@ impl Settings {
             body_rate: crate::shed::BodyRate::default(),
             password_threads: crate::auth::password::DEFAULT_PASSWORD_THREADS,
             photos: crate::photos::PhotoSettings::default(),
+            desk: crate::desk::DeskSettings::default(),
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct AppState {
     pub load: crate::shed::LoadShed,
     /// The public channel: challenges, tickets and rate counters (`crate::public`).
     pub public: crate::public::PublicState,
+    /// The desk's basemap and photo pairing.
+    pub desk: crate::desk::DeskSettings,
 }
 
 impl AppState {
@@ -161,6 +166,7 @@ impl AppState {
                 settings.body_rate,
             ),
             public: Default::default(),
+            desk: settings.desk.clone(),
         })
     }
 }

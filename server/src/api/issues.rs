@@ -259,6 +259,10 @@ pub struct IssueDetail {
     /// Every event in list order, superseded ones included and marked.
     pub timeline: Vec<TimelineRow>,
     pub photos: Vec<PhotoView>,
+    /// Each after photo with the before photo taken nearest to it and their distance; `far`
+    /// beyond `--photo-pair-warn-m`.
+    #[schema(value_type = Vec<Object>)]
+    pub pairs: Vec<sync_core::photo::PhotoPair>,
     /// The event kinds the caller may append now (the dashboard shows only these buttons).
     pub allowed_actions: Vec<String>,
     /// The event kinds anyone may append now.
@@ -337,6 +341,13 @@ pub async fn get_issue(
                 .iter()
                 .map(|k| k.as_str().to_string())
                 .collect(),
+            pairs: sync_core::photo::pair_photos(
+                &photos
+                    .iter()
+                    .map(board::PhotoView::as_ref)
+                    .collect::<Vec<_>>(),
+                state.desk.pair_warn_m,
+            ),
             timeline,
             photos,
         })

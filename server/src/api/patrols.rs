@@ -44,6 +44,10 @@ pub struct PatrolRow {
     pub valid: bool,
     /// Why it does not count (or what is doubtful), explained with numbers.
     pub flags: Vec<String>,
+    /// The same flags by code with their numbers (`{"flag": "too_short", "minutes": …}`), which
+    /// the desk puts in Chinese.
+    #[schema(value_type = Vec<Object>)]
+    pub checks: Vec<sync_core::rules::PatrolFlag>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,6 +86,7 @@ fn row(record: &Patrol, validation: &PatrolValidation) -> PatrolRow {
         duration_ms: validation.stats.duration_ms,
         valid: validation.is_valid(),
         flags: validation.flags.iter().map(ToString::to_string).collect(),
+        checks: validation.flags.clone(),
     }
 }
 

@@ -455,6 +455,7 @@ pub async fn report_html(
             patrols: &parts.patrols,
             issues: &parts.issues,
             hotspots: &parts.hotspots,
+            asset_name: &|id| s.store.get_asset(id).ok().flatten().map(|a| a.name),
             charts: [
                 a.map_err(ApiError::Internal)?,
                 b.map_err(ApiError::Internal)?,

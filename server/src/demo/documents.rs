@@ -6,10 +6,11 @@
 use sync_core::doc::{
     self, actor_for, DocError, DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record,
 };
-use sync_core::model::{Asset, CheckResult, Severity, User};
+use sync_core::model::{Asset, CheckResult, PhotoRole, Severity, User};
 use sync_core::track::{self, walk_along};
 use sync_core::workflow::{Action, Assignee};
 
+use super::photos::{photo as painted, DemoPhoto};
 use super::{DemoFacts, CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF, HANDLER, SUPERVISOR};
 
 const DAY_MS: i64 = 86_400_000;
@@ -169,7 +170,15 @@ const STAGES: [(Stage, &str, Severity, &str); 10] = [
     ),
 ];
 
-fn issues(facts: &DemoFacts, now_ms: i64, out: &mut Vec<DemoDoc>) -> Result<(), DocError> {
+/// The river issues in every state. With `photos`, each gets a painted before photo and each
+/// rectification a painted after photo (the district demo); without, the rectifications name
+/// photos that never arrive (the small demo the tests start from).
+fn issues(
+    facts: &DemoFacts,
+    now_ms: i64,
+    out: &mut Vec<DemoDoc>,
+    mut photos: Option<&mut Vec<DemoPhoto>>,
+) -> Result<(), DocError> {
     let supervisor = person(facts, SUPERVISOR)?;
     let handler = person(facts, HANDLER)?;
     let mut first_id = None;
@@ -210,7 +219,37 @@ fn issues(facts: &DemoFacts, now_ms: i64, out: &mut Vec<DemoDoc>) -> Result<(), 
                 },
             )
         };
-        let photo = format!("{:064x}", 0xdead_0000_u64 + i as u64);
+        let mut photo = format!("{:064x}", 0xdead_0000_u64 + i as u64);
+        if let Some(photos) = photos.as_deref_mut() {
+            let before = painted(
+                asset.system,
+                PhotoRole::Before,
+                reported,
+                at,
+                i as u64,
+                &chief.id,
+            );
+            issue.add_photo(&before.photo_ref)?;
+            photos.push(before);
+            if matches!(
+                stage,
+                Stage::Submitted | Stage::Reworking | Stage::Closed | Stage::Reopened
+            ) {
+                let near = [at[0] + 0.00004 * (i % 3) as f64, at[1] + 0.00003];
+                let submitted = reported + 8 * 6 * 60 * MINUTE_MS;
+                let after = painted(
+                    asset.system,
+                    PhotoRole::After,
+                    submitted,
+                    near,
+                    i as u64,
+                    &handler.id,
+                );
+                issue.add_photo(&after.photo_ref)?;
+                photo = after.photo_ref.sha256.clone();
+                photos.push(after);
+            }
+        }
         let submit = |issue: &mut IssueDoc, n: i64| {
             issue.act(
                 handler,
@@ -313,11 +352,16 @@ fn issues(facts: &DemoFacts, now_ms: i64, out: &mut Vec<DemoDoc>) -> Result<(), 
     Ok(())
 }
 
-/// Builds every sample document, relative to `now_ms`.
-pub fn build(facts: &DemoFacts, now_ms: i64) -> Result<Vec<DemoDoc>, DocError> {
+/// Builds every sample document, relative to `now_ms`; with `photos`, the issues' photos are
+/// painted and collected there.
+pub fn build(
+    facts: &DemoFacts,
+    now_ms: i64,
+    photos: Option<&mut Vec<DemoPhoto>>,
+) -> Result<Vec<DemoDoc>, DocError> {
     let mut out = Vec::new();
     patrols(facts, now_ms, &mut out)?;
-    issues(facts, now_ms, &mut out)?;
+    issues(facts, now_ms, &mut out, photos)?;
     // Every document must load back as what it claims to be.
     for d in &out {
         let (_, header) = doc::load(&d.bytes)?;
@@ -334,7 +378,7 @@ mod tests {
 
     #[test]
     fn the_demo_has_patrols_and_issues_in_every_state() {
-        let docs = build(&crate::demo::facts(), 1_764_288_000_000).unwrap();
+        let docs = build(&crate::demo::facts(), 1_764_288_000_000, None).unwrap();
         let mut statuses = BTreeSet::new();
         let mut escalated = false;
         let mut invalid_patrols = 0;

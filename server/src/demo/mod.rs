@@ -7,8 +7,10 @@
 //! completes the seed on the next start without duplicates. [`facts`] returns what was seeded
 //! (users, divisions, assets) for code that builds sample documents on top of it.
 
+mod district;
 mod documents;
 mod people;
+mod photos;
 mod places;
 
 pub use people::{
@@ -37,6 +39,8 @@ pub enum DemoError {
     Document(#[from] sync_core::doc::DocError),
     #[error(transparent)]
     Hub(#[from] sync_core::hub::HubError),
+    #[error("storing a demo photo: {0}")]
+    Photo(String),
 }
 
 /// Everything the demo seeds, by fixed ids.
@@ -68,21 +72,44 @@ pub fn facts() -> DemoFacts {
     }
 }
 
+/// How much of the demo to seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DemoSize {
+    /// The demo accounts, places, three weeks of their patrols and ten river issues (photos
+    /// named but never uploaded): what most tests start from, seeded in well under a second.
+    #[default]
+    Small,
+    /// Small plus a district's worth (what `--demo` seeds): a chief for every other river
+    /// segment, forest and farmland grid with eight weeks of patrols, the forest and field
+    /// offices and departments, sixty more issues across all systems and states, and painted
+    /// before and after photos with EXIF time and position for every issue.
+    District,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeedOutcome {
     Seeded,
     AlreadySeeded,
 }
 
-/// Seeds the demo unless the marker says it was seeded before.
+/// Seeds the small demo unless the marker says it was seeded before.
 pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
+    seed_sized(state, DemoSize::Small)
+}
+
+/// Seeds the demo of `size` unless the marker says it was seeded before.
+pub fn seed_sized(state: &AppState, size: DemoSize) -> Result<SeedOutcome, DemoError> {
     let store = &state.store;
     if store.get_meta(SEEDED_MARKER)?.is_some() {
         tracing::info!("demo data already present; nothing seeded");
         return Ok(SeedOutcome::AlreadySeeded);
     }
-    let facts = facts();
+    let mut facts = facts();
     let now = now_ms();
+    let generated = match size {
+        DemoSize::Small => Vec::new(),
+        DemoSize::District => district::people(&facts),
+    };
     for division in &facts.divisions {
         if store.get_division(&division.code)?.is_none() {
             store.put_division(division)?;
@@ -108,7 +135,7 @@ pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
         .passwords
         .hash(DEMO_PASSWORD)
         .map_err(|e| DemoError::Password(e.to_string()))?;
-    for person in &facts.people {
+    for person in facts.people.iter().chain(&generated) {
         if store.get_user(&person.user.id)?.is_none() {
             store.create_user(&UserRecord {
                 user: person.user.clone(),
@@ -118,7 +145,25 @@ pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
             })?;
         }
     }
-    let documents = documents::build(&facts, now)?;
+    let mut painted = Vec::new();
+    let mut documents = match size {
+        DemoSize::Small => documents::build(&facts, now, None)?,
+        DemoSize::District => documents::build(&facts, now, Some(&mut painted))?,
+    };
+    if size == DemoSize::District {
+        documents.extend(district::build(&facts, &generated, now, &mut painted)?);
+        facts.people.extend(generated);
+    }
+    for photo in &painted {
+        let key = crate::blobs::UploadKey {
+            sha256: photo.photo_ref.sha256.clone(),
+            user: photo.uploader.clone(),
+        };
+        state
+            .blobs
+            .put_whole(&key, &photo.jpeg, now, false)
+            .map_err(|e| DemoError::Photo(e.to_string()))?;
+    }
     for document in &documents {
         let doc = automerge::AutoCommit::load(&document.bytes)
             .map_err(|e| sync_core::doc::DocError::Schema(e.to_string()))?;
@@ -131,6 +176,7 @@ pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
         assets = facts.assets.len(),
         people = facts.people.len(),
         documents = documents.len(),
+        photos = painted.len(),
         "seeded the Tianqiao demo"
     );
     Ok(SeedOutcome::Seeded)

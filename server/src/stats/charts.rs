@@ -40,6 +40,21 @@ fn short(label: &str, max_chars: usize) -> String {
     }
 }
 
+/// The top of a count axis and how many labels it gets: a whole number of steps of 1, 2, 5,
+/// 10, 20, 50 … above `top` (with a little headroom), at most six steps.
+fn count_axis(top: f64) -> (f64, usize) {
+    let wanted = (top * 1.1).ceil().max(1.0);
+    let mut step = 1.0;
+    for k in 0.. {
+        step = [1.0, 2.0, 5.0][k % 3] * 10f64.powi((k / 3) as i32);
+        if wanted / step <= 6.0 {
+            break;
+        }
+    }
+    let steps = (wanted / step).ceil();
+    (steps * step, steps as usize + 1)
+}
+
 fn bars(
     title: &str,
     labels: &[String],
@@ -63,7 +78,13 @@ fn bars(
             .flat_map(|s| s.values.iter().copied())
             .chain(target)
             .fold(0.0, f64::max);
-        let y_max = if top <= 0.0 { 1.0 } else { top * 1.15 };
+        // Counts get whole-number ticks: the axis ends on a whole step of 1, 2, 5, 10, …
+        // with at most six steps, and only whole numbers are labelled.
+        let (y_max, y_labels) = if percent {
+            (if top <= 0.0 { 1.0 } else { top * 1.15 }, 6)
+        } else {
+            count_axis(top)
+        };
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 20))
             .margin(12)
@@ -75,12 +96,14 @@ fn bars(
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(0)
-            .y_labels(6)
+            .y_labels(y_labels)
             .y_label_formatter(&|y| {
                 if percent {
                     format!("{:.0}%", y * 100.0)
-                } else {
+                } else if (y - y.round()).abs() < 1e-6 {
                     format!("{y:.0}")
+                } else {
+                    String::new()
                 }
             })
             .label_style((FONT, 12))
@@ -225,4 +248,42 @@ pub fn overdue_by_department(report: &IssueReport) -> Result<String, String> {
         false,
         None,
     )
+}
+
+#[cfg(test)]
+mod axis_tests {
+    use super::*;
+
+    #[test]
+    fn count_axes_have_whole_distinct_ticks() {
+        assert_eq!(count_axis(0.0), (1.0, 2));
+        assert_eq!(count_axis(1.0), (2.0, 3));
+        assert_eq!(count_axis(3.0), (4.0, 5));
+        assert_eq!(count_axis(7.0), (8.0, 5));
+        assert_eq!(count_axis(46.0), (60.0, 7));
+        let svg = bars(
+            "每周新增与销号",
+            &["第1周".into(), "第2周".into()],
+            &[Series {
+                name: "新增",
+                values: vec![1.0, 0.0],
+                color: BLUE,
+            }],
+            false,
+            None,
+        )
+        .unwrap();
+        // The y-axis labels are the text elements that are whole numbers: each appears once.
+        let labels: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| t.split('>').nth(1)?.split('<').next())
+            .map(str::trim)
+            .filter(|t| t.parse::<i64>().is_ok())
+            .collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(labels, unique, "{labels:?}");
+        assert!(labels.contains(&"0") && labels.contains(&"1"), "{labels:?}");
+    }
 }

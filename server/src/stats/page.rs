@@ -28,6 +28,28 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// Marks a division code after its name, `天桥区（370105000000）`, as a detail to copy rather
+/// than to read (`class="code"`: smaller and grey).
+fn codes_as_details(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find('（') {
+        let after = &rest[i + '（'.len_utf8()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        if digits == 12 && after[digits..].starts_with('）') {
+            let end = i + '（'.len_utf8() + digits + '）'.len_utf8();
+            out.push_str(&rest[..i]);
+            let _ = write!(out, "<span class=\"code\">{}</span>", &rest[i..end]);
+            rest = &rest[end..];
+        } else {
+            out.push_str(&rest[..i + '（'.len_utf8()]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{:.1}%", v * 100.0))
 }
@@ -43,18 +65,30 @@ h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;border-bottom:2px solid #2f6f
 .figure{border:1px solid #ccd;border-radius:4px;padding:8px 12px;min-width:120px}.figure b{display:block;font-size:20px}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{border:1px solid #bbb;padding:3px 6px;text-align:right}
 th{background:#ddebf7}td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}
-.chart{page-break-inside:avoid;margin:10px 0}@media print{body{margin:0}h2{page-break-after:avoid}}
+.wide{overflow-x:auto}.chart{page-break-inside:avoid;margin:10px 0}.code{color:#52606d;font-size:11px}
+@page{size:A4;margin:15mm 12mm}
+@media print{body{margin:0;max-width:none}h2{page-break-after:avoid}tr,.figure{page-break-inside:avoid}th{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 ";
 
 /// Everything the report shows.
-#[derive(Debug)]
 pub struct ReportContent<'a> {
     pub heading: &'a Heading,
     pub patrols: &'a PatrolReport,
     pub issues: &'a IssueReport,
     pub hotspots: &'a [Hotspot],
+    /// An asset's name by its id (hotspots name the asset they lie on).
+    pub asset_name: &'a dyn Fn(&str) -> Option<String>,
     /// SVG documents: compliance by division, opened vs closed per week, overdue by department.
     pub charts: [String; 3],
+}
+
+impl std::fmt::Debug for ReportContent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportContent")
+            .field("heading", &self.heading)
+            .field("hotspots", &self.hotspots.len())
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn report_html(c: &ReportContent) -> String {
@@ -66,7 +100,11 @@ pub fn report_html(c: &ReportContent) -> String {
         escape(&c.heading.title)
     );
     for line in &c.heading.lines {
-        let _ = write!(h, "<p class=\"meta\">{}</p>", escape(line));
+        let _ = write!(
+            h,
+            "<p class=\"meta\">{}</p>",
+            codes_as_details(&escape(line))
+        );
     }
     let p = &c.patrols.totals;
     let i = &c.issues.totals;
@@ -92,7 +130,7 @@ pub fn report_html(c: &ReportContent) -> String {
 
     h.push_str("<h2>一、巡查考核</h2>");
     let _ = write!(h, "<div class=\"chart\">{}</div>", c.charts[0]);
-    h.push_str("<table><tr><th>区划</th><th>责任人</th><th>零巡查</th><th>应巡</th><th>有效</th><th>无效</th><th>达标率</th><th>里程(公里)</th></tr>");
+    h.push_str("<div class=\"wide\"><table><tr><th>区划</th><th>责任人</th><th>零巡查</th><th>应巡</th><th>有效</th><th>无效</th><th>达标率</th><th>里程(公里)</th></tr>");
     for g in c.patrols.by_division.iter().chain([&c.patrols.totals]) {
         let _ = write!(
             h,
@@ -107,11 +145,11 @@ pub fn report_html(c: &ReportContent) -> String {
             g.km
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 
     h.push_str("<h2>二、问题处置</h2>");
     let _ = write!(h, "<div class=\"chart\">{}</div>", c.charts[1]);
-    h.push_str("<table><tr><th>区划</th><th>上报</th><th>销号</th><th>未办结</th><th>超期</th><th>按期整改率</th><th>办结天数中位数</th><th>P90</th></tr>");
+    h.push_str("<div class=\"wide\"><table><tr><th>区划</th><th>上报</th><th>销号</th><th>未办结</th><th>超期</th><th>按期整改率</th><th>办结天数中位数</th><th>P90</th></tr>");
     for g in &c.issues.by_division {
         let k = &g.counts;
         let _ = write!(
@@ -127,7 +165,7 @@ pub fn report_html(c: &ReportContent) -> String {
             num(k.p90_days_to_close)
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 
     h.push_str("<h2>三、责任部门超期情况</h2>");
     let _ = write!(h, "<div class=\"chart\">{}</div>", c.charts[2]);
@@ -136,14 +174,14 @@ pub fn report_html(c: &ReportContent) -> String {
     if c.hotspots.is_empty() {
         h.push_str("<p>本期无销号后复发的问题点位。</p>");
     } else {
-        h.push_str("<table><tr><th>排名</th><th>问题类别</th><th>资产</th><th>复发次数</th><th>问题数</th><th>在办</th><th>最近上报</th><th>位置</th></tr>");
+        h.push_str("<div class=\"wide\"><table><tr><th>排名</th><th>问题类别</th><th>资产</th><th>复发次数</th><th>问题数</th><th>在办</th><th>最近上报</th><th>位置</th></tr>");
         for s in c.hotspots.iter().take(20) {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.5}, {:.5}</td></tr>",
                 s.rank,
                 escape(&s.category_name),
-                escape(&s.asset),
+                escape(&(c.asset_name)(&s.asset).unwrap_or_else(|| "（已撤销的对象）".into())),
                 s.recurrences,
                 s.issues.len(),
                 s.open,
@@ -152,7 +190,7 @@ pub fn report_html(c: &ReportContent) -> String {
                 s.location[1]
             );
         }
-        h.push_str("</table>");
+        h.push_str("</table></div>");
     }
     h.push_str("</body></html>");
     h
@@ -162,15 +200,18 @@ pub fn report_html(c: &ReportContent) -> String {
 /// period. Self-contained; everything it loads comes from this server.
 pub const SHELL: &str = r#"<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>ChiefSync 月报</title>
-<style>body{font-family:sans-serif;margin:24px auto;max-width:820px}form{margin:8px 0}label{margin-right:10px}
-@media print{.controls{display:none}}#report{border:0;width:100%}</style></head>
+<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:24px auto;max-width:820px;padding:0 10px}form{margin:8px 0}label{margin-right:10px;display:inline-block}
+.note{background:#fef3c7;color:#713f12;padding:6px 10px;border-radius:4px}
+a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}
+@media print{.controls{display:none}body{margin:0;max-width:none}}#report{border:0;width:100%}</style></head>
 <body>
 <div class="controls">
 <p><a href="/">← 返回工作台</a></p>
-<form id="login" hidden><b>登录</b> <input id="u" placeholder="用户名" autocomplete="username">
-<input id="p" type="password" placeholder="密码" autocomplete="current-password"> <button>登录</button> <span id="msg"></span></form>
+<form id="login" hidden><b>登录</b> <input id="u" placeholder="用户名" aria-label="用户名" autocomplete="username">
+<input id="p" type="password" placeholder="密码" aria-label="密码" autocomplete="current-password"> <button>登录</button> <span id="msg" role="alert"></span></form>
 <form id="period"><label>开始 <input type="date" name="from"></label><label>结束 <input type="date" name="to"></label>
 <button>生成月报</button> <button type="button" id="print">打印</button></form>
+<p id="period-note" class="note" hidden></p>
 </div>
 <div id="out">加载中…</div>
 <script src="/report.js"></script>
@@ -184,11 +225,23 @@ const token = () => sessionStorage.getItem(KEY) || localStorage.getItem(KEY);
 const q = new URLSearchParams(location.search);
 const period = document.getElementById("period");
 for (const k of ["from", "to"]) if (q.get(k)) period.elements[k].value = q.get(k);
+// By default the current month in China time; in its first week, which has too little to
+// report, the last complete month, and the page says so.
 if (!q.get("from")) {
   const now = new Date(Date.now() + 8 * 3600e3);
-  const first = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
-  period.elements.from.value = first.toISOString().slice(0, 10);
-  period.elements.to.value = now.toISOString().slice(0, 10);
+  const y = now.getUTCFullYear(), m = now.getUTCMonth();
+  const day = (d) => d.toISOString().slice(0, 10);
+  const note = document.getElementById("period-note");
+  if (now.getUTCDate() <= 7) {
+    period.elements.from.value = day(new Date(Date.UTC(y, m - 1, 1)));
+    period.elements.to.value = day(new Date(Date.UTC(y, m, 0)));
+    note.textContent = "本月（" + (m + 1) + "月）刚开始，默认显示上月（" + (new Date(Date.UTC(y, m - 1, 1)).getUTCMonth() + 1) + "月）的完整月报；可在上方改选日期。";
+  } else {
+    period.elements.from.value = day(new Date(Date.UTC(y, m, 1)));
+    period.elements.to.value = day(now);
+    note.textContent = "本月（" + (m + 1) + "月）截至今天的月报。";
+  }
+  note.hidden = false;
 }
 document.getElementById("print").onclick = () => window.print();
 period.onsubmit = (e) => { e.preventDefault(); load(); };
@@ -227,3 +280,14 @@ pub const SHELL_CSP: &str =
 /// own stylesheet and SVG apply.
 pub const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
                               base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+#[cfg(test)]
+mod code_tests {
+    #[test]
+    fn division_codes_are_marked_as_details() {
+        assert_eq!(
+            super::codes_as_details("区划：天桥区（370105000000）；体系（全部）"),
+            "区划：天桥区<span class=\"code\">（370105000000）</span>；体系（全部）"
+        );
+    }
+}

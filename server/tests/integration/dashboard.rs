@@ -307,7 +307,7 @@ async fn a_supervisor_closes_the_loop_in_a_real_browser() {
     status_is(&client, "submitted").await;
     let photo = wait_for(
         &client,
-        &format!("#photos img[data-sha='{sha}'][src^='blob:']"),
+        &format!("#view img[data-sha='{sha}'][src^='blob:']"),
     )
     .await;
     let loaded = client
@@ -339,13 +339,13 @@ async fn a_supervisor_closes_the_loop_in_a_real_browser() {
 
     // The map draws the district's rivers and every issue, with no tile server.
     client.goto(&format!("{}/#/map", s.base)).await.unwrap();
-    wait_for(&client, &format!("svg#map circle.issue[data-issue='{id}']")).await;
+    wait_for(&client, &format!("#map path.issue[data-issue='{id}']")).await;
     let rivers = client
-        .find_all(Locator::Css("svg#map polyline.river"))
+        .find_all(Locator::Css("#map path.river"))
         .await
         .unwrap();
     let issues = client
-        .find_all(Locator::Css("svg#map circle.issue"))
+        .find_all(Locator::Css("#map path.issue"))
         .await
         .unwrap();
     assert!(rivers.len() >= 14, "{} river segments drawn", rivers.len());
@@ -361,4 +361,475 @@ async fn a_supervisor_closes_the_loop_in_a_real_browser() {
     assert_eq!(verified.device, "web");
     drop(driver);
     s.stop().await;
+}
+
+/// Everything the page shows, as text, except the copyable codes of detail rows (`.code`),
+/// and Leaflet's attribution.
+const VISIBLE_TEXT: &str = r#"
+const out = [];
+const walk = (node) => {
+  if (node.nodeType === Node.TEXT_NODE) { out.push(node.textContent); return; }
+  if (node.nodeType !== Node.ELEMENT_NODE) return;
+  if (node.matches(".code, .leaflet-control-attribution, script, style, [hidden]")) return;
+  const style = getComputedStyle(node);
+  if (style.display === "none" || style.visibility === "hidden") return;
+  for (const child of node.childNodes) walk(child);
+};
+walk(document.body);
+return out.join(" ");
+"#;
+
+/// The ASCII words of `text` that are codes people should not have to read: enum keys of the
+/// label table, user ids, asset ids, division codes, category codes (`river.garbage`),
+/// snake_case keys and document ids.
+fn raw_codes(text: &str, keys: &std::collections::BTreeSet<String>) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+        .map(|w| w.trim_matches(|c: char| c == '.' || c == '-'))
+        .filter(|w| !w.is_empty())
+        .filter(|w| {
+            let letters = w.chars().any(|c| c.is_ascii_alphabetic());
+            keys.contains(*w)
+                || w.starts_with("u-")
+                || ["river-", "forest-", "field-", "demo-"]
+                    .iter()
+                    .any(|p| w.starts_with(p))
+                || (w.len() == 12 && w.chars().all(|c| c.is_ascii_digit()))
+                || (letters && (w.contains('_') || w.contains('.')))
+                || w.matches('-').count() >= 3
+                || *w == "null"
+                || *w == "undefined"
+                || *w == "NaN"
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Saves a screenshot and checks the page for raw codes, for horizontal overflow on a phone,
+/// and for form controls without a label.
+async fn check_page(
+    client: &Client,
+    out: &std::path::Path,
+    name: &str,
+    keys: &std::collections::BTreeSet<String>,
+) {
+    std::fs::write(
+        out.join(format!("{name}.png")),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    let text = client.execute(VISIBLE_TEXT, vec![]).await.unwrap();
+    let text = text.as_str().unwrap();
+    let found = raw_codes(text, keys);
+    assert!(found.is_empty(), "{name} shows codes {found:?}");
+    let unlabelled = client
+        .execute(
+            "return [...document.querySelectorAll('#view input, #view select, #view textarea')]
+               .filter((c) => c.type !== 'hidden' && !c.closest('label') && !c.getAttribute('aria-label'))
+               .map((c) => c.name || c.id);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(unlabelled, json!([]), "{name}: controls without a label");
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 1,
+        "{name}: the page is {overflow} px wider than the screen"
+    );
+}
+
+/// Waits for `css` after navigating to `url` and returns how long the page took.
+async fn open(client: &Client, url: &str, css: &str) -> Duration {
+    let started = std::time::Instant::now();
+    client.goto(url).await.unwrap();
+    wait_for(client, css).await;
+    started.elapsed()
+}
+
+async fn images_loaded(client: &Client, css: &str) -> usize {
+    let reply = client
+        .execute(
+            &format!(
+                "const imgs = [...document.querySelectorAll({css:?})];
+                 return imgs.every((i) => i.complete && i.naturalWidth > 0) ? imgs.length : -1;"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let n = reply.as_i64().unwrap();
+    assert!(n >= 0, "an image under {css} did not load");
+    n as usize
+}
+
+/// The desk as a district uses it: the district demo (hundreds of patrols, tens of issues with
+/// painted photos) walked at desktop and phone sizes. Every page shows names, not codes; the
+/// photos and thumbnails load; the map zooms and an issue's popup opens the issue; this
+/// month's report has patrols; the before/after pairing shows a distance.
+#[actix_web::test]
+async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
+    let Some(binary) = chromedriver() else {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromedriver is missing under CI; .ci/run installs chromium-driver");
+        }
+        eprintln!("SKIPPED dashboard browser test: chromedriver not found on PATH");
+        return;
+    };
+    let s = TestServer::empty().await;
+    let seeding = std::time::Instant::now();
+    server::demo::seed_sized(&s.state, server::demo::DemoSize::District).expect("seed");
+    eprintln!("district demo seeded in {:?}", seeding.elapsed());
+    let token = s.token(SUPERVISOR, "desk-test").await;
+    let desk = s.get("/api/v1/desk", &token).await.expect_ok().clone();
+    let mut keys = std::collections::BTreeSet::new();
+    for table in desk["labels"].as_object().unwrap().values() {
+        if let Some(t) = table.as_object() {
+            keys.extend(t.keys().cloned());
+        }
+    }
+    // A closed issue whose after photo was taken near the before photo, and the patrols.
+    let closed = s
+        .get("/api/v1/issues?status=closed&limit=500", &token)
+        .await
+        .expect_ok()
+        .clone();
+    let mut paired = None;
+    for row in closed["items"].as_array().unwrap() {
+        let id = row["id"].as_str().unwrap();
+        let detail = s.get(&format!("/api/v1/issues/{id}"), &token).await;
+        let pairs = detail.body["pairs"].as_array().unwrap().clone();
+        if pairs.iter().any(|p| p["distance_m"].is_number()) && detail.body["patrol"].is_string() {
+            paired = Some(id.to_owned());
+            break;
+        }
+    }
+    let issue = paired.expect("a closed demo issue with paired photos");
+    let patrols = s
+        .get("/api/v1/patrols?limit=500", &token)
+        .await
+        .expect_ok()
+        .clone();
+    let patrols = patrols.as_array().unwrap();
+    assert!(
+        patrols.len() >= 150,
+        "{} patrols in the river office's scope",
+        patrols.len()
+    );
+    let invalid = patrols
+        .iter()
+        .find(|p| p["valid"] == false)
+        .expect("an invalid patrol")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let driver = start_driver(&binary).await;
+    let client = browser(&driver).await;
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&out).unwrap();
+    client.goto(&format!("{}/", s.base)).await.unwrap();
+    // Keyboard order of the sign-in form: user name, password, the button.
+    let username = wait_for(&client, "#username").await;
+    username.click().await.unwrap();
+    let mut order = Vec::new();
+    for _ in 0..2 {
+        client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap();
+        order.push(
+            client
+                .active_element()
+                .await
+                .unwrap()
+                .attr("id")
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        order,
+        [Some("password".to_owned()), Some("login-submit".to_owned())]
+    );
+    username.send_keys(SUPERVISOR).await.unwrap();
+    client
+        .find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys("demo")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, ".column .card").await;
+
+    let today = server::stats::query::day_string(now_ms());
+    let month_start = format!("{}-01", &today[..7]);
+    let mut timings = Vec::new();
+    for (size, (w, h)) in [("desktop", (1280u32, 800u32)), ("phone", (390, 844))] {
+        client.set_window_size(w, h).await.unwrap();
+        // The viewport, not the window, is what the page gets; make it exactly the size.
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await
+            .unwrap();
+        let (iw, ih) = (
+            inner[0].as_u64().unwrap() as u32,
+            inner[1].as_u64().unwrap() as u32,
+        );
+        client
+            .set_window_size(2 * w - iw, 2 * h - ih)
+            .await
+            .unwrap();
+        let page = |name: &str| format!("{size}-{name}");
+
+        // The board: hundreds of issues paged per column, searchable by names.
+        let t = open(&client, &format!("{}/#/board", s.base), ".column .card").await;
+        timings.push((page("board"), t));
+        check_page(&client, &out, &page("board"), &keys).await;
+        let total = client
+            .find(Locator::Css("#board-total"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        client
+            .goto(&format!("{}/#/board?q=%E5%B0%8F%E6%B8%85%E6%B2%B3", s.base))
+            .await
+            .unwrap();
+        wait_for(&client, "#filter-q[value='小清河']").await;
+        wait_for(&client, ".column .card").await;
+        let filtered = client
+            .find(Locator::Css("#board-total"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_ne!(total, filtered, "searching 小清河 narrows the board");
+        let metas = client.find_all(Locator::Css(".card .meta")).await.unwrap();
+        let mut any = false;
+        for m in metas {
+            any |= m.text().await.unwrap().contains("小清河");
+        }
+        assert!(any, "the cards found are on 小清河");
+
+        // The issue page: names, photos and thumbnails, the pairing with its distance, a small map.
+        let t = open(
+            &client,
+            &format!("{}/#/issue/{issue}", s.base),
+            "#pairs .distance[data-distance]",
+        )
+        .await;
+        timings.push((page("issue"), t));
+        wait_for(&client, "#issue-map path.issue").await;
+        wait_for(&client, "#pairs img.thumb[src^='blob:']").await;
+        let distance = client
+            .find(Locator::Css("#pairs .distance"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            distance.contains("相距") && distance.contains('米'),
+            "{distance}"
+        );
+        assert!(images_loaded(&client, "#pairs img").await >= 2);
+        // A thumbnail opens the full photo.
+        client
+            .find(Locator::Css("#pairs img.thumb"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(&client, "#pairs img.full").await;
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        images_loaded(&client, "#pairs img").await;
+        check_page(&client, &out, &page("issue"), &keys).await;
+
+        // The map: named layers, zoom, and an issue's popup that opens the issue.
+        let t = open(&client, &format!("{}/#/map", s.base), "#map path.issue").await;
+        timings.push((page("map"), t));
+        wait_for(&client, "#map path.river").await;
+        wait_for(&client, "#map path.track").await;
+        check_page(&client, &out, &page("map"), &keys).await;
+        let zoom = || async {
+            client
+                .execute("return window.deskMap.getZoom();", vec![])
+                .await
+                .unwrap()
+                .as_f64()
+                .unwrap()
+        };
+        let before = zoom().await;
+        client
+            .find(Locator::Css(".leaflet-control-zoom-in"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+        assert!(zoom().await > before, "the map zoomed in from {before}");
+        client
+            .execute(
+                "const m = document.querySelector(\"#map path.issue[data-issue='\" + arguments[0] + \"']\");
+                 window.deskMap.setView(window.deskMap.getCenter(), window.deskMap.getZoom(), { animate: false });
+                 m.dispatchEvent(new MouseEvent('click', { bubbles: true, clientX: 1, clientY: 1 }));",
+                vec![json!(issue)],
+            )
+            .await
+            .unwrap();
+        let link = wait_for(
+            &client,
+            &format!(".leaflet-popup a.popup-link[data-issue='{issue}']"),
+        )
+        .await;
+        // Past the popup's fade-in.
+        actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+        std::fs::write(
+            out.join(format!("{size}-map-popup.png")),
+            client.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        link.click().await.unwrap();
+        wait_for(&client, "#issue-status[data-status='closed']").await;
+        assert!(client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(&issue));
+
+        // Patrols: names and validity in Chinese with their numbers.
+        let t = open(
+            &client,
+            &format!("{}/#/patrols", s.base),
+            "#patrols tbody tr",
+        )
+        .await;
+        timings.push((page("patrols"), t));
+        check_page(&client, &out, &page("patrols"), &keys).await;
+        let t = open(
+            &client,
+            &format!("{}/#/patrol/{invalid}", s.base),
+            "#patrol-map path.river",
+        )
+        .await;
+        timings.push((page("patrol"), t));
+        let flags = wait_for(&client, "#view ul.warnings")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            flags.contains("分钟"),
+            "the short patrol says by how much: {flags}"
+        );
+        check_page(&client, &out, &page("patrol"), &keys).await;
+
+        let t = open(&client, &format!("{}/#/reminders", s.base), "#view h1").await;
+        timings.push((page("reminders"), t));
+        check_page(&client, &out, &page("reminders"), &keys).await;
+
+        // This month's report has patrols.
+        let t = open(
+            &client,
+            &format!("{}/report?from={month_start}&to={today}", s.base),
+            "#out .figure",
+        )
+        .await;
+        timings.push((page("report"), t));
+        let figures = client
+            .find(Locator::Css("#out .figures"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let valid: u64 = figures
+            .split("有效巡查")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no patrol figure in {figures}"));
+        assert!(valid > 0, "this month's report has patrols: {figures}");
+        check_page(&client, &out, &page("report"), &keys).await;
+        if size == "desktop" {
+            print_report(&client, &out).await;
+        }
+    }
+    for (page, t) in &timings {
+        eprintln!("{page}: {} ms", t.as_millis());
+    }
+    client.close().await.unwrap();
+    drop(driver);
+    s.stop().await;
+}
+
+/// Prints the report page through Chromium's PDF output and turns the PDF into page images
+/// (poppler's pdftoppm, installed by `.ci/run`); the printed text has the report and none of
+/// the page's controls.
+async fn print_report(client: &Client, out: &std::path::Path) {
+    let pdf = client
+        .print(fantoccini::wd::PrintConfiguration::default())
+        .await
+        .expect("Chromium prints the report");
+    assert!(pdf.starts_with(b"%PDF"), "a PDF");
+    let file = out.join("report.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let tool = |name: &str| Command::new(name).arg("-v").output().is_ok();
+    if !tool("pdftoppm") || !tool("pdftotext") {
+        if std::env::var_os("CI").is_some() {
+            panic!("pdftoppm is missing under CI; .ci/run installs poppler-utils");
+        }
+        eprintln!("SKIPPED the printed report's page images: poppler-utils not installed");
+        return;
+    }
+    let pages = Command::new("pdftoppm")
+        .args(["-r", "50", "-png"])
+        .arg(&file)
+        .arg(out.join("report-print"))
+        .status()
+        .unwrap();
+    assert!(pages.success());
+    let images = std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("report-print"))
+        .count();
+    assert!(images >= 1, "the report prints on at least one page");
+    let text = Command::new("pdftotext")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("工作月报") && text.contains("巡查考核"),
+        "{text}"
+    );
+    for control in ["生成月报", "返回工作台", "打印"] {
+        assert!(
+            !text.contains(control),
+            "the printed report shows the control {control}"
+        );
+    }
 }

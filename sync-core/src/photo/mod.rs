@@ -41,6 +41,7 @@
 mod attach;
 mod evidence;
 mod exif;
+mod pairing;
 mod prepare;
 mod render;
 mod verify;
@@ -51,6 +52,7 @@ mod testimg;
 pub use attach::{attach_photo, original_path, photo_path, stage_photo, PhotoTarget};
 pub use evidence::{evidence_checks, EvidenceFlag, EvidenceRules};
 pub use exif::{ExifFacts, CHINA_OFFSET_MINUTES};
+pub use pairing::{pair_photos, PhotoPair};
 pub use prepare::{prepare, PrepareOptions, PreparedPhoto};
 pub use verify::{
     thumbnail, validate_upload, ImageInfo, UploadLimits, THUMBNAIL_QUALITY, THUMBNAIL_SIDE,

@@ -1,0 +1,256 @@
+//! What the supervisor's desk needs besides the records themselves, in one call
+//! (`GET /api/v1/desk`): the one table of Chinese labels for every code the API speaks
+//! (statuses, severities, systems, levels, event kinds, photo roles, patrol-validity and
+//! photo-evidence flags with their numbers), the names of the people the caller's records name,
+//! and the map's basemap. The page renders codes only through this table, so a label is
+//! changed here once.
+//!
+//! People are named by their display name, which carries their post (小寨村河长 张建国): the
+//! law already puts chiefs' names on public signboards by every river, so any signed-in user
+//! may read them; nothing else about an account (username, role, devices) is given out.
+
+use std::collections::BTreeMap;
+
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// How the desk draws its maps and pairs photos.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeskSettings {
+    /// An XYZ tile URL template (`{z}/{x}/{y}`, optionally `{s}`), e.g. 天地图 with its key.
+    /// `None`: the vector layers on a plain background.
+    pub tile_url: Option<String>,
+    /// The basemap's attribution shown in the map's corner.
+    pub tile_attribution: String,
+    /// An after photo taken farther than this from its nearest before photo is flagged.
+    pub pair_warn_m: f64,
+}
+
+impl Default for DeskSettings {
+    fn default() -> Self {
+        Self {
+            tile_url: None,
+            tile_attribution: String::new(),
+            pair_warn_m: DEFAULT_PAIR_WARN_M,
+        }
+    }
+}
+
+/// After photos farther than this from the nearest before photo are flagged (metres).
+pub const DEFAULT_PAIR_WARN_M: f64 = 30.0;
+
+/// Checks a `--tile-url`: an http(s) address with `{z}`, `{x}` and `{y}`.
+pub fn parse_tile_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("the tile URL must start with http:// or https://")?;
+    for part in ["{z}", "{x}", "{y}"] {
+        if !url.contains(part) {
+            return Err(format!("the tile URL lacks {part}"));
+        }
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(['\'', '"', ' ', ';', ',']) {
+        return Err("the tile URL has no usable host".into());
+    }
+    Ok(url.to_owned())
+}
+
+/// The origin the browser fetches tiles from, as a Content-Security-Policy source: a
+/// subdomain placeholder (`t{s}.tianditu.gov.cn`) becomes a wildcard (`*.tianditu.gov.cn`).
+pub fn tile_source(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    let host = match host.split_once('.') {
+        Some((first, tail)) if first.contains('{') => format!("*.{tail}"),
+        _ => host.to_owned(),
+    };
+    if host.contains(['{', '}']) {
+        return None;
+    }
+    Some(format!("{scheme}://{host}"))
+}
+
+/// The basemap, if any, as the page needs it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MapConfig {
+    pub tile_url: Option<String>,
+    pub attribution: String,
+}
+
+/// The desk's reference data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeskData {
+    /// Code → Chinese label, by kind (see [`labels`]).
+    #[schema(value_type = Object)]
+    pub labels: Value,
+    /// User id → display name with post.
+    pub people: BTreeMap<String, String>,
+    pub map: MapConfig,
+    /// Metres beyond which an after photo is flagged as taken away from its before photo.
+    pub pair_warn_m: f64,
+}
+
+/// The one label table. Flag templates name the flag's numbers in braces; a `%` after a name
+/// shows a share (0–1) as a percentage.
+pub fn labels() -> Value {
+    json!({
+        "status": {
+            "reported": "待受理", "accepted": "已受理", "assigned": "整改中",
+            "submitted": "待核查", "closed": "已销号", "invalid": "无效", "duplicate": "重复"
+        },
+        "status_order": ["reported", "accepted", "assigned", "submitted", "closed", "invalid", "duplicate"],
+        "status_color": {
+            "reported": "#52606d", "accepted": "#1d4ed8", "assigned": "#b45309",
+            "submitted": "#6d28d9", "closed": "#15803d", "invalid": "#6b7280", "duplicate": "#be185d"
+        },
+        "severity": { "general": "一般", "urgent": "紧急", "critical": "特急" },
+        "system": { "river": "河长制", "forest": "林长制", "field": "田长制" },
+        "asset_kind": { "river": "河段", "forest": "林区", "field": "农田网格" },
+        "chief": { "river": "河长", "forest": "林长", "field": "田长" },
+        "level": { "district": "区级", "subdistrict": "街道（镇）级", "village": "村级" },
+        "event": {
+            "reported": "上报", "accepted": "受理", "assigned": "交办",
+            "rectification_submitted": "提交整改", "verified": "核查销号", "rejected": "退回整改",
+            "invalidated": "认定无效", "duplicate_of": "重复问题", "escalated": "督办",
+            "reopened": "重新打开", "comment": "备注"
+        },
+        "photo_role": { "before": "整改前", "after": "整改后", "evidence": "现场" },
+        "period": { "week": "本周", "month": "本月", "quarter": "本季度" },
+        "assignee_kind": { "department": "部门", "user": "人员" },
+        "patrol_flag": {
+            "no_track": "没有记录到轨迹",
+            "mock_location": "手机报告使用了虚拟定位",
+            "too_short": "巡查时长 {minutes} 分钟，不足规定的 {required} 分钟",
+            "too_short_distance": "巡查里程 {km} 公里，不足规定的 {required} 公里",
+            "too_fast": "最快一分钟平均速度 {speed_kmh} 公里/小时，超过步行或骑行的 {limit_kmh} 公里/小时",
+            "jump": "轨迹在 {seconds} 秒内跳变 {metres} 米",
+            "outside_corridor": "在管护范围内的轨迹占 {inside_share%}，不足规定的 {required%}"
+        },
+        "evidence_flag": {
+            "missing_exif": "照片没有记录拍摄时间或位置",
+            "taken_outside_window": "拍摄时间在巡查时段之外（相差 {minutes} 分钟）",
+            "clock_skew": "拍摄时间晚于服务器收到的时间 {seconds} 秒：手机时钟有误",
+            "far_from_place": "拍摄地点距问题位置 {metres} 米"
+        }
+    })
+}
+
+/// Labels, names and the map configuration for the signed-in desk.
+#[utoipa::path(
+    tag = "dashboard",
+    security(("bearer" = [])),
+    responses((status = 200, body = DeskData), (status = 401, body = ErrorBody))
+)]
+#[get("/desk")]
+pub async fn get_desk(
+    state: web::Data<AppState>,
+    _caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let users = web::block(move || store.list_users()).await??;
+    let people = users
+        .into_iter()
+        .map(|r| (r.user.id, r.user.display_name))
+        .collect();
+    let desk = &state.desk;
+    Ok(HttpResponse::Ok().json(DeskData {
+        labels: labels(),
+        people,
+        map: MapConfig {
+            tile_url: desk.tile_url.clone(),
+            attribution: desk.tile_attribution.clone(),
+        },
+        pair_warn_m: desk.pair_warn_m,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_core::model::{Level, Severity};
+    use sync_core::workflow::{EventKind, Status};
+
+    /// Every code the API can send has its label, so no page falls back to showing a code.
+    #[test]
+    fn tile_urls_are_checked_and_allowed_by_origin() {
+        let tdt =
+            "https://t{s}.tianditu.gov.cn/vec_w/wmts?tk=KEY&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}";
+        assert_eq!(parse_tile_url(tdt).unwrap(), tdt);
+        assert_eq!(tile_source(tdt).unwrap(), "https://*.tianditu.gov.cn");
+        assert_eq!(
+            tile_source("http://10.1.2.3:8081/{z}/{x}/{y}.png").unwrap(),
+            "http://10.1.2.3:8081"
+        );
+        assert!(parse_tile_url("ftp://x/{z}/{x}/{y}").is_err());
+        assert!(parse_tile_url("https://x/{z}/{x}").is_err());
+        assert!(parse_tile_url("https://x';/{z}/{x}/{y}").is_err());
+    }
+
+    #[test]
+    fn every_code_has_a_label() {
+        let l = labels();
+        for s in Status::ALL {
+            assert!(l["status"][s.as_str()].is_string(), "{}", s.as_str());
+            assert!(l["status_color"][s.as_str()].is_string(), "{}", s.as_str());
+        }
+        for k in EventKind::ALL {
+            assert!(l["event"][k.as_str()].is_string(), "{}", k.as_str());
+        }
+        for lv in Level::ALL {
+            assert!(l["level"][lv.as_str()].is_string(), "{}", lv.as_str());
+        }
+        for sev in [Severity::General, Severity::Urgent, Severity::Critical] {
+            let key = serde_json::to_value(sev).unwrap();
+            assert!(l["severity"][key.as_str().unwrap()].is_string());
+        }
+        let flags = [
+            sync_core::rules::PatrolFlag::NoTrack,
+            sync_core::rules::PatrolFlag::MockLocation,
+            sync_core::rules::PatrolFlag::TooShort {
+                minutes: 1.0,
+                required: 2.0,
+            },
+            sync_core::rules::PatrolFlag::TooShortDistance {
+                km: 1.0,
+                required: 2.0,
+            },
+            sync_core::rules::PatrolFlag::TooFast {
+                speed_kmh: 1.0,
+                limit_kmh: 2.0,
+            },
+            sync_core::rules::PatrolFlag::Jump {
+                at_ms: 0,
+                metres: 1.0,
+                seconds: 2.0,
+            },
+            sync_core::rules::PatrolFlag::OutsideCorridor {
+                inside_share: 0.1,
+                required: 0.5,
+            },
+        ];
+        for f in flags {
+            let v = serde_json::to_value(&f).unwrap();
+            let code = v["flag"].as_str().unwrap();
+            let template = l["patrol_flag"][code]
+                .as_str()
+                .unwrap_or_else(|| panic!("{code}"));
+            // Every number the template names is one the flag carries.
+            for name in template
+                .split('{')
+                .skip(1)
+                .map(|s| s.split('}').next().unwrap())
+            {
+                let name = name.trim_end_matches('%');
+                assert!(v.get(name).is_some(), "{code} lacks {name}");
+            }
+        }
+    }
+}
