@@ -15,7 +15,6 @@ pub mod config;
 pub mod demo;
 pub mod derived;
 pub mod error;
-pub mod geometry;
 pub mod integrity;
 pub mod jobs;
 pub mod metrics;

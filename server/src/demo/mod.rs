@@ -131,8 +131,8 @@ pub fn seed(state: &AppState) -> Result<SeedOutcome, DemoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::check_geometry;
     use std::collections::HashSet;
+    use sync_core::geo::check_geometry;
     use sync_core::model::{Geometry, Role};
 
     #[test]
