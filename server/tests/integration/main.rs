@@ -16,5 +16,6 @@ mod issues;
 mod ops;
 mod phone;
 mod reference;
+mod rules;
 mod stats;
 mod tokens;

@@ -49,7 +49,10 @@ mod verify;
 mod testimg;
 
 pub use attach::{attach_photo, original_path, photo_path, stage_photo, PhotoTarget};
-pub use evidence::{evidence_checks, EvidenceFlag, EvidenceRules};
+pub use evidence::{
+    evidence, evidence_checks, issue_photos, patrol_window, Arrival, EvidenceContext, EvidenceFlag,
+    EvidenceRules, PhotoEvidence,
+};
 pub use exif::{ExifFacts, CHINA_OFFSET_MINUTES};
 pub use prepare::{prepare, PrepareOptions, PreparedPhoto};
 pub use verify::{
