@@ -6,10 +6,11 @@
 
 use std::path::Path;
 
+use sync_core::authz::check_category;
 use sync_core::doc::{self, DocKind, NewIssue};
 use sync_core::model::PhotoRole;
 use sync_core::photo::{attach_photo, stage_photo};
-use sync_core::workflow;
+use sync_core::workflow::{self, IssueContext};
 
 use crate::client::FieldClient;
 use crate::error::{ChiefsyncError, Result};
@@ -25,8 +26,7 @@ impl FieldClient {
         let summary = IssueSummary::of(&issue, &state, self.now(), self.local_facts(issue_id)?);
         let allowed_actions = match self.account.session() {
             Some(session) => {
-                let who = workflow::relations(&session.user, &doc.context()?, &state);
-                workflow::allowed_actions(&state, &who)
+                workflow::allowed_actions(&session.user, &IssueContext::of(&issue), &state)
             }
             None => Vec::new(),
         };
@@ -61,16 +61,8 @@ impl FieldClient {
         let (session, actor) = self.author()?;
         let reference = self.account.reference()?;
         let asset = reference.asset(&draft.asset_id)?;
-        if !reference
-            .categories
-            .iter()
-            .any(|c| c.code == draft.category && c.system == asset.system)
-        {
-            return Err(ChiefsyncError::invalid(format!(
-                "category {} is not one of the {} categories",
-                draft.category, asset.system
-            )));
-        }
+        check_category(&draft.category, asset.system, &reference.categories)
+            .map_err(|e| ChiefsyncError::invalid(e.to_string()))?;
         let new = NewIssue {
             system: asset.system,
             category: draft.category,
@@ -113,15 +105,18 @@ impl FieldClient {
     /// The issues on this device (the user's jurisdiction), newest first.
     pub fn issues(&self, filter: IssueFilter) -> Result<Vec<IssueSummary>> {
         let now = self.now();
+        let wanted = workflow::IssueFilter {
+            statuses: filter.status.map(|s| vec![s]),
+            open: filter.open_only.then_some(true),
+            asset: filter.asset_id,
+            ..workflow::IssueFilter::default()
+        };
         let mut out = Vec::new();
         for id in self.store.doc_ids(sync_core::store::DocKind::Issue)? {
             let doc = self.issue_doc(&id, None)?;
             let issue = doc.view()?;
             let state = doc.state()?;
-            let keep = filter.status.is_none_or(|s| state.status == Some(s))
-                && (!filter.open_only || state.is_open())
-                && filter.asset_id.as_ref().is_none_or(|a| *a == issue.asset);
-            if keep {
+            if wanted.matches((&issue, &state), now, &mut || None) {
                 out.push(IssueSummary::of(
                     &issue,
                     &state,

@@ -612,13 +612,7 @@ impl From<sync_core::store::QuarantinedChange> for QuarantinedChange {
     }
 }
 
-/// Checks a coordinate from the phone's location service.
+/// Checks a coordinate from the phone's location service (`sync_core::geo::check_position`).
 pub(crate) fn check_position(lat: f64, lon: f64) -> Result<()> {
-    if lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0 {
-        Ok(())
-    } else {
-        Err(ChiefsyncError::invalid(format!(
-            "position ({lat}, {lon}) is not a WGS84 latitude and longitude"
-        )))
-    }
+    sync_core::geo::check_position([lon, lat]).map_err(|e| ChiefsyncError::invalid(e.to_string()))
 }

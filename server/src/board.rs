@@ -3,23 +3,24 @@
 //! a supervisor reviews (timeline with who, device and receive time; photos with evidence
 //! checks; the actions the viewer may take).
 //!
-//! Every rule comes from sync-core (the fold, the transition table, `relations`, the duplicate
-//! and evidence checks); this module only reads issues (one for the detail, a summary of each
+//! Every rule comes from sync-core (the fold, the transition table and `allowed_actions`, the
+//! duplicate index, `photo::evidence`); this module only reads issues (one for the detail, a summary of each
 //! for the list, which `crate::derived` keeps between requests) and shapes them for the API. It
 //! does no HTTP.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocKind, Issue, IssueDoc};
 use sync_core::hub::{event_receipts, AuditEntry, HubError};
 use sync_core::model::{PhotoRef, PhotoRole, User};
-use sync_core::photo::{evidence_checks, EvidenceRules};
-use sync_core::workflow::{self, Action, Assignee, EventKind, IssueState, Status};
+use sync_core::photo::{issue_photos, Arrival, PhotoEvidence};
+use sync_core::workflow::{self, Assignee, EventKind, IssueContext, IssueState};
 use utoipa::ToSchema;
 
 use crate::derived::Work;
+use crate::photos::{after_photos_by, AfterBy};
 use crate::storage::Store;
 
 /// One issue as loaded for the board.
@@ -55,7 +56,7 @@ pub struct IssueSummary {
     pub record: Issue,
     pub state: IssueState,
     pub photos: BTreeSet<String>,
-    /// Who submitted each after photo, for [`IssuePhotos`].
+    /// Who submitted each after photo, for `photos::RecordPhotos`.
     pub after_by: AfterBy,
 }
 
@@ -74,44 +75,6 @@ impl IssueSummary {
             photos,
             after_by,
         })
-    }
-}
-
-/// After photo → the users whose rectifications listed it.
-pub type AfterBy = BTreeMap<String, BTreeSet<String>>;
-
-/// Who submitted each after photo of an issue (from its full timeline).
-pub fn after_photos_by(state: &IssueState) -> AfterBy {
-    let mut by = AfterBy::new();
-    for entry in &state.timeline {
-        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
-            for sha in photos {
-                by.entry(sha.clone())
-                    .or_default()
-                    .insert(entry.event.by.clone());
-            }
-        }
-    }
-    by
-}
-
-/// Whose uploads count as an issue's photos: a stored photo is this issue's only when one who
-/// may put it there uploaded it (its reporter or a supervisor for its own photos, the author of
-/// a rectification for that rectification's after photos). A record can name any hash; shown
-/// otherwise, the board would tell a chief who copied a hash whether that photo arrived.
-#[derive(Debug)]
-pub struct IssuePhotos<'a> {
-    pub editors: crate::photos::RecordEditors,
-    pub after_by: &'a AfterBy,
-}
-
-impl IssuePhotos<'_> {
-    pub fn counts(&self, sha: &str, uploader: &crate::photos::Uploader) -> bool {
-        self.editors.include(uploader)
-            || self
-                .after_by
-                .get(sha)
-                .is_some_and(|by| by.contains(&uploader.id))
     }
 }
 
@@ -164,23 +127,20 @@ pub struct PhotoCompleteness {
 
 /// Every photo hash an issue references: its photos and the after photos of rectifications.
 pub fn referenced_photos(record: &Issue, state: &IssueState) -> BTreeSet<String> {
-    let mut all: BTreeSet<String> = record.photos.iter().map(|p| p.sha256.clone()).collect();
-    for entry in &state.timeline {
-        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
-            all.extend(photos.iter().cloned());
-        }
-    }
-    all
+    issue_photos(record, state)
+        .into_iter()
+        .map(|p| p.sha256)
+        .collect()
 }
 
-/// Completeness given a lookup that says whether a blob is stored (`None`: unknown).
+/// Completeness given each referenced photo's arrival (`photos::arrival`).
 pub fn completeness(
     all: &BTreeSet<String>,
-    stored: &dyn Fn(&str) -> Option<bool>,
+    arrival: &dyn Fn(&str) -> Arrival,
 ) -> PhotoCompleteness {
     let mut missing = Some(Vec::new());
     for sha in all {
-        match (stored(sha), missing.as_mut()) {
+        match (arrival(sha).stored(), missing.as_mut()) {
             (Some(false), Some(list)) => list.push(sha.clone()),
             (None, _) => missing = None,
             _ => {}
@@ -332,82 +292,25 @@ pub fn timeline(issue: &LoadedIssue, history: &[AuditEntry]) -> Vec<TimelineRow>
         .collect()
 }
 
-/// The issue's photos (before photos of the report, after photos of rectifications) with
-/// evidence checks against the issue's location and the time the server received them.
-pub fn photos(
-    issue: &LoadedIssue,
-    timeline: &[TimelineRow],
-    stored: &dyn Fn(&str) -> Option<bool>,
-    now_ms: i64,
-) -> Vec<PhotoView> {
-    let rules = EvidenceRules::default();
-    let reported_received = timeline
+/// The issue's photos as sync-core's `photo::evidence` judged them (`photos::issue_evidence`).
+pub fn photos(judged: &[PhotoEvidence]) -> Vec<PhotoView> {
+    judged
         .iter()
-        .find(|t| t.kind == EventKind::Reported.as_str())
-        .and_then(|t| t.received_at_ms);
-    // An after photo was received with the rectification that lists it.
-    let mut after_received: HashMap<String, Option<i64>> = HashMap::new();
-    for (entry, row) in issue.state.timeline.iter().zip(timeline) {
-        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
-            for sha in photos {
-                after_received
-                    .entry(sha.clone())
-                    .or_insert(row.received_at_ms);
-            }
-        }
-    }
-    let mut refs: Vec<PhotoRef> = issue.record.photos.clone();
-    for sha in after_received.keys() {
-        if !refs.iter().any(|p| &p.sha256 == sha) {
-            refs.push(PhotoRef {
-                sha256: sha.clone(),
-                role: PhotoRole::After,
-                taken_at_ms: None,
-                position: None,
-                bytes: 0,
-            });
-        }
-    }
-    refs.iter()
-        .map(|p| {
-            let received = match p.role {
-                PhotoRole::After => after_received.get(&p.sha256).copied().flatten(),
-                _ => reported_received,
-            }
-            .unwrap_or(now_ms);
-            let flags = evidence_checks(p, None, received, &[issue.record.location], &rules);
-            PhotoView {
-                sha256: p.sha256.clone(),
-                role: p.role.as_str().into(),
-                taken_at_ms: p.taken_at_ms,
-                position: p.position,
-                stored: stored(&p.sha256),
-                warnings: flags.iter().map(ToString::to_string).collect(),
-                evidence: flags,
-            }
+        .map(|p| PhotoView {
+            sha256: p.photo.sha256.clone(),
+            role: p.photo.role.as_str().into(),
+            taken_at_ms: p.photo.taken_at_ms,
+            position: p.photo.position,
+            stored: p.arrival.stored(),
+            warnings: p.flags.iter().map(ToString::to_string).collect(),
+            evidence: p.flags.clone(),
         })
         .collect()
 }
 
-/// What `user` may append to the issue now, from the transition table.
+/// What `user` may append to the issue now (sync-core's `workflow::allowed_actions`).
 pub fn allowed_for(user: &User, issue: &LoadedIssue) -> Vec<EventKind> {
-    let ctx = workflow::IssueContext {
-        system: issue.record.system,
-        division: issue.record.division.clone(),
-        asset: issue.record.asset.clone(),
-        reporter: issue.record.reporter.clone(),
-    };
-    let who = workflow::relations(user, &ctx, &issue.state);
-    workflow::allowed_actions(&issue.state, &who)
-}
-
-/// Parses a comma-separated list of statuses.
-pub fn parse_statuses(list: &str) -> Result<Vec<Status>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| Status::parse(s).ok_or_else(|| format!("unknown status {s}")))
-        .collect()
+    workflow::allowed_actions(user, &IssueContext::of(&issue.record), &issue.state)
 }
 
 impl PhotoView {

@@ -17,7 +17,6 @@ pub mod demo;
 pub mod derived;
 pub mod desk;
 pub mod error;
-pub mod geometry;
 pub mod integrity;
 pub mod jobs;
 pub mod metrics;

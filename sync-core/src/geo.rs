@@ -7,8 +7,73 @@
 //! kilometres) its error is far below GPS accuracy, and it keeps the maths plain. This module does
 //! no map matching, no coordinate-system conversion (GCJ-02/BD-09 are the caller's business) and
 //! no I/O.
+//!
+//! It also holds the one check of what a position is ([`check_position`]) and of an asset's
+//! shape ([`check_geometry`]), used by the phone for its own fixes, by the server for the
+//! geometry administrators send, and by the EXIF reader for a photo's GPS tags.
 
 use crate::model::Geometry;
+
+/// Why a position or an asset's geometry is unusable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GeometryError {
+    #[error("position {0:?} is not a WGS84 [longitude, latitude]")]
+    BadPosition([f64; 2]),
+    #[error("a LineString needs at least 2 positions, got {0}")]
+    ShortLine(usize),
+    #[error("a Polygon needs at least one ring")]
+    NoRings,
+    #[error("polygon ring {ring} needs at least 4 positions, got {len}")]
+    ShortRing { ring: usize, len: usize },
+    #[error("polygon ring {0} does not end where it starts")]
+    OpenRing(usize),
+}
+
+/// Whether `[lon, lat]` is a WGS84 position: both finite, the latitude within ±90° and the
+/// longitude within ±180°. A latitude and longitude swapped east of 90° E (all of China) fail.
+pub fn check_position([lon, lat]: [f64; 2]) -> Result<(), GeometryError> {
+    if lon.is_finite()
+        && lat.is_finite()
+        && (-180.0..=180.0).contains(&lon)
+        && (-90.0..=90.0).contains(&lat)
+    {
+        Ok(())
+    } else {
+        Err(GeometryError::BadPosition([lon, lat]))
+    }
+}
+
+/// Whether an asset's geometry is usable by the patrol and placement checks: every position a
+/// WGS84 `[lon, lat]`, a line of at least two positions, polygon rings of at least four that
+/// end where they start.
+pub fn check_geometry(geometry: &Geometry) -> Result<(), GeometryError> {
+    match geometry {
+        Geometry::LineString(line) => {
+            if line.len() < 2 {
+                return Err(GeometryError::ShortLine(line.len()));
+            }
+            line.iter().try_for_each(|p| check_position(*p))
+        }
+        Geometry::Polygon(rings) => {
+            if rings.is_empty() {
+                return Err(GeometryError::NoRings);
+            }
+            for (i, ring) in rings.iter().enumerate() {
+                if ring.len() < 4 {
+                    return Err(GeometryError::ShortRing {
+                        ring: i,
+                        len: ring.len(),
+                    });
+                }
+                ring.iter().try_for_each(|p| check_position(*p))?;
+                if ring.first() != ring.last() {
+                    return Err(GeometryError::OpenRing(i));
+                }
+            }
+            Ok(())
+        }
+    }
+}
 
 /// Mean Earth radius (IUGG), metres.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -152,6 +217,64 @@ fn closed_edges(ring: &[[f64; 2]]) -> impl Iterator<Item = ([f64; 2], [f64; 2])>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_and_geometry_are_checked_once_and_name_the_fault() {
+        assert_eq!(check_position([116.98, 36.72]), Ok(()));
+        assert_eq!(check_position([-180.0, 90.0]), Ok(()));
+        for bad in [
+            [116.98, 90.5],
+            [180.5, 36.72],
+            [f64::NAN, 36.72],
+            [116.98, f64::INFINITY],
+        ] {
+            assert!(check_position(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            check_position([36.72, 116.98]),
+            Err(GeometryError::BadPosition([36.72, 116.98])),
+            "latitude and longitude swapped"
+        );
+        let line = Geometry::LineString(vec![[116.98, 36.70], [116.99, 36.71]]);
+        assert_eq!(check_geometry(&line), Ok(()));
+        let square = vec![
+            [117.0, 36.7],
+            [117.01, 36.7],
+            [117.01, 36.71],
+            [117.0, 36.7],
+        ];
+        assert_eq!(
+            check_geometry(&Geometry::Polygon(vec![square.clone()])),
+            Ok(())
+        );
+        assert_eq!(
+            check_geometry(&Geometry::LineString(vec![[116.98, 36.70]])),
+            Err(GeometryError::ShortLine(1))
+        );
+        assert_eq!(
+            check_geometry(&Geometry::LineString(vec![[116.98, 36.7], [200.0, 36.7]])),
+            Err(GeometryError::BadPosition([200.0, 36.7]))
+        );
+        assert!(check_geometry(&Geometry::LineString(vec![[f64::NAN, 0.0], [0.0, 0.0]])).is_err());
+        let open = vec![
+            [117.0, 36.7],
+            [117.01, 36.7],
+            [117.01, 36.71],
+            [117.0, 36.71],
+        ];
+        assert_eq!(
+            check_geometry(&Geometry::Polygon(vec![open])),
+            Err(GeometryError::OpenRing(0))
+        );
+        assert_eq!(
+            check_geometry(&Geometry::Polygon(vec![])),
+            Err(GeometryError::NoRings)
+        );
+        assert_eq!(
+            check_geometry(&Geometry::Polygon(vec![square[..3].to_vec()])),
+            Err(GeometryError::ShortRing { ring: 0, len: 3 })
+        );
+    }
 
     /// Degrees of longitude spanning `metres` east–west at latitude `lat`.
     fn lon_degrees(metres: f64, lat: f64) -> f64 {

@@ -690,8 +690,7 @@ impl World {
             issue.set_description(&text)?;
         } else {
             let state = issue.state()?;
-            let who = workflow::relations(&user, &context, &state);
-            let allowed = workflow::allowed_actions(&state, &who);
+            let allowed = workflow::allowed_actions(&user, &context, &state);
             let Some(kind) = self.rng.pick(&allowed).copied() else {
                 return Ok(false);
             };

@@ -32,9 +32,9 @@ use crate::admin::files::{roster_csv, roster_rows, roster_xlsx, table, MAX_IMPOR
 use crate::admin::{admin_writes, audit, post_key, posts, setup};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::geometry::check_geometry;
 use crate::state::{now_ms, AppState};
 use crate::storage::{AdminBatch, Store, UserRecord};
+use sync_core::geo::check_geometry;
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 

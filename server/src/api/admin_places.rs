@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use crate::admin::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::geometry::check_geometry;
 use crate::state::AppState;
 use crate::storage::Store;
+use sync_core::geo::check_geometry;
 
 const MAX_ASSET_ID_CHARS: usize = 64;
 

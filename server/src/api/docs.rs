@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::photos::{completeness, EvidenceContext, PhotoCompleteness};
+use crate::photos::{view_evidence, PhotoCompleteness};
 use crate::state::{now_ms, AppState};
 
 const DEFAULT_PAGE: usize = 100;
@@ -147,12 +147,8 @@ pub async fn get_doc(
                 reason: e.to_string(),
             })
         })?;
-        let referenced = match &view {
-            DocView::Patrol { record, .. } => &record.photos,
-            DocView::Issue { record, .. } => &record.photos,
-        };
-        let context = EvidenceContext::of_view(&*state.store, &caller.user, &view, now_ms());
-        let photos = completeness(&state, referenced, &context);
+        let judged = view_evidence(&state, &caller.user, &view, now_ms());
+        let photos = PhotoCompleteness::of(&judged);
         Ok(DocReply { view, photos })
     })
     .await??;

@@ -7,21 +7,24 @@
 //! sync. Invalid transitions answer 409 with the allowed next steps, forbidden ones 403, bad
 //! payloads 422. The handlers stay thin: the board's shapes are in `crate::board`.
 
+use std::borrow::Cow;
+
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sync_core::authz::in_scope;
-use sync_core::doc::{DocKind, Issue};
+use sync_core::doc::DocKind;
 use sync_core::hub::{ActError, WEB_DEVICE};
 use sync_core::model::{DivisionCode, Role, Severity, System};
-use sync_core::workflow::{self, Action, IssueContext, IssueState, TransitionError};
+use sync_core::photo::{Arrival, PhotoEvidence};
+use sync_core::workflow::{self, Action, IssueFilter, TransitionError};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::board::{self, IssueRow, IssueSummary, PhotoView, TimelineRow};
+use crate::board::{self, IssueRow, PhotoView, TimelineRow};
 use crate::derived::{Work, CHANGES};
 use crate::error::{ApiError, ErrorBody};
-use crate::photos::{uploader, RecordEditors};
+use crate::photos::{self, RecordPhotos};
 use crate::state::{now_ms, AppState};
 
 /// Header naming a web action so that replaying the request acts once (a UUID).
@@ -75,21 +78,15 @@ fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
 }
 
-struct Filters {
-    statuses: Option<Vec<sync_core::workflow::Status>>,
-    system: Option<System>,
-    division: Option<DivisionCode>,
-    severity: Option<Severity>,
-}
-
-fn parse_filters(q: &IssueQuery) -> Result<Filters, ApiError> {
-    Ok(Filters {
+fn parse_filters(q: &IssueQuery) -> Result<IssueFilter, ApiError> {
+    Ok(IssueFilter {
         statuses: q
             .status
             .as_deref()
-            .map(board::parse_statuses)
+            .map(workflow::parse_statuses)
             .transpose()
             .map_err(bad)?,
+        open: None,
         system: q
             .system
             .as_deref()
@@ -100,74 +97,19 @@ fn parse_filters(q: &IssueQuery) -> Result<Filters, ApiError> {
             .as_deref()
             .map(|d| DivisionCode::new(d).map_err(|e| bad(e.to_string())))
             .transpose()?,
+        asset: q.asset.clone(),
+        assignee: q.assignee.clone(),
+        category: q.category.clone(),
         severity: q
             .severity
             .as_deref()
             .map(|s| Severity::parse(s).ok_or_else(|| bad(format!("unknown severity {s}"))))
             .transpose()?,
+        overdue: q.overdue,
+        possible_duplicate: q.possible_duplicate,
+        reported_from: q.reported_from,
+        reported_to: q.reported_to,
     })
-}
-
-/// Whether a kept issue passes the filters; the possible duplicate is asked for only when the
-/// filter needs it.
-fn matches(
-    issue: &IssueSummary,
-    now: i64,
-    q: &IssueQuery,
-    f: &Filters,
-    duplicate: &mut dyn FnMut() -> Option<String>,
-) -> bool {
-    let (r, s) = (&issue.record, &issue.state);
-    let status_ok = f
-        .statuses
-        .as_ref()
-        .is_none_or(|list| list.iter().any(|st| s.status == Some(*st)));
-    status_ok
-        && f.system.is_none_or(|sys| r.system == sys)
-        && f.division.as_ref().is_none_or(|d| d.contains(&r.division))
-        && q.asset.as_ref().is_none_or(|a| r.asset == *a)
-        && q.assignee
-            .as_ref()
-            .is_none_or(|a| s.assignee.as_ref().is_some_and(|x| x.name() == a))
-        && q.category.as_ref().is_none_or(|c| r.category == *c)
-        && f.severity.is_none_or(|sev| r.severity == sev)
-        && q.overdue
-            .is_none_or(|want| s.overdue_days(now).is_some() == want)
-        && q.reported_from.is_none_or(|t| r.reported_at_ms >= t)
-        && q.reported_to.is_none_or(|t| r.reported_at_ms < t)
-        && q.possible_duplicate
-            .is_none_or(|want| duplicate().is_some() == want)
-}
-
-/// Whether the server holds a photo as this issue's: complete, verified, and uploaded by one
-/// who may put it there (`board::IssuePhotos`); `None` when its record cannot be read (logged),
-/// so completeness is reported as unknown rather than guessed.
-fn blob_lookup<'a>(
-    state: &'a AppState,
-    record: &Issue,
-    issue_state: &IssueState,
-    after_by: &'a board::AfterBy,
-) -> impl Fn(&str) -> Option<bool> + 'a {
-    let photos = board::IssuePhotos {
-        editors: RecordEditors::Issue {
-            context: IssueContext {
-                system: record.system,
-                division: record.division.clone(),
-                asset: record.asset.clone(),
-                reporter: record.reporter.clone(),
-            },
-            state: Box::new(issue_state.clone()),
-        },
-        after_by,
-    };
-    move |sha: &str| match state.blobs.store().record(sha) {
-        Ok(Some(record)) => Some(photos.counts(sha, &uploader(state, &record.uploaded_by))),
-        Ok(None) => Some(false),
-        Err(err) => {
-            tracing::error!(sha256 = %sha, error = %err, "cannot read a photo's record");
-            None
-        }
-    }
 }
 
 /// Issues in the caller's scope with their derived workflow state, filtered and paged.
@@ -213,7 +155,7 @@ pub async fn list_issues(
                 dup.get_or_insert_with(|| kept.duplicate_of(user, id, radius, &mut work))
                     .clone()
             };
-            if !matches(issue, now, &q, &filters, &mut duplicate) {
+            if !filters.matches((&issue.record, &issue.state), now, &mut duplicate) {
                 continue;
             }
             if (offset..offset.saturating_add(limit)).contains(&total) {
@@ -228,8 +170,13 @@ pub async fn list_issues(
         let items = page
             .into_iter()
             .map(|(issue, dup)| {
-                let stored = blob_lookup(&state, &issue.record, &issue.state, &issue.after_by);
-                let photos = board::completeness(&issue.photos, &stored);
+                let record_photos = RecordPhotos::of_issue(
+                    &issue.record,
+                    &issue.state,
+                    Cow::Borrowed(&issue.after_by),
+                );
+                let arrival = |sha: &str| photos::arrival(&state, &record_photos, sha);
+                let photos = board::completeness(&issue.photos, &arrival);
                 let mut row = IssueRow::of((&issue.record, &issue.state), now, dup, photos);
                 row.public = crate::public::api::mark(&state, &row.id);
                 row
@@ -246,6 +193,14 @@ pub async fn list_issues(
     })
     .await??;
     Ok(HttpResponse::Ok().json(page))
+}
+
+/// A photo's arrival as the issue's judgement found it.
+fn judged_arrival(judged: &[PhotoEvidence], sha: &str) -> Arrival {
+    judged
+        .iter()
+        .find(|p| p.photo.sha256 == sha)
+        .map_or(Arrival::NotReceived, |p| p.arrival)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -302,13 +257,17 @@ pub async fn get_issue(
             kept.duplicate_of(&caller.user, &id, radius, &mut work)
         };
         state.metrics.count_work("/api/v1/issues/{id}", &work);
-        let after_by = board::after_photos_by(&issue.state);
-        let stored = blob_lookup(&state, &issue.record, &issue.state, &after_by);
+        let after_by = photos::after_photos_by(&issue.state);
+        let judged = photos::issue_evidence(
+            &state,
+            &caller.user,
+            (&issue.record, &issue.state),
+            &after_by,
+            now,
+        );
         let mut timeline = board::timeline(&issue, &store.history(&id)?);
-        let photos = board::photos(&issue, &timeline, &stored, now);
         // Which user and device delivered each change, and when, is the audit trail
-        // (`/docs/{id}/history`): supervisors and administrators only. The photo checks above
-        // still use the receive times.
+        // (`/docs/{id}/history`): supervisors and administrators only.
         if !matches!(caller.user.role, Role::Supervisor { .. } | Role::Admin) {
             for row in &mut timeline {
                 row.received_from = None;
@@ -324,7 +283,7 @@ pub async fn get_issue(
                     dup,
                     board::completeness(
                         &board::referenced_photos(&issue.record, &issue.state),
-                        &stored,
+                        &|sha: &str| judged_arrival(&judged, sha),
                     ),
                 )
             },
@@ -342,14 +301,14 @@ pub async fn get_issue(
                 .map(|k| k.as_str().to_string())
                 .collect(),
             pairs: sync_core::photo::pair_photos(
-                &photos
+                &board::photos(&judged)
                     .iter()
                     .map(board::PhotoView::as_ref)
                     .collect::<Vec<_>>(),
                 state.desk.pair_warn_m,
             ),
             timeline,
-            photos,
+            photos: board::photos(&judged),
         })
     })
     .await??;
@@ -447,8 +406,7 @@ pub async fn post_event(
                 kind = %acted.event.action.kind(),
                 "workflow action from the web"
             );
-            let who = workflow::relations(&caller.user, &acted.context, &acted.state);
-            let allowed = workflow::allowed_actions(&acted.state, &who);
+            let allowed = workflow::allowed_actions(&caller.user, &acted.context, &acted.state);
             Ok(HttpResponse::Created().json(Appended {
                 event_id: acted.event.id.clone(),
                 kind: acted.event.action.kind().as_str().into(),

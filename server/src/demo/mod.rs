@@ -185,8 +185,8 @@ pub fn seed_sized(state: &AppState, size: DemoSize) -> Result<SeedOutcome, DemoE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::check_geometry;
     use std::collections::HashSet;
+    use sync_core::geo::check_geometry;
     use sync_core::model::{Geometry, Role};
 
     #[test]

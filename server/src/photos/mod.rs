@@ -1,12 +1,15 @@
-//! Photos as evidence on the server: which photos a record references have arrived, and what is
-//! doubtful about each of them.
+//! Photo access on the server: which stored photos count as a record's, who may download a
+//! photo, how much each user may upload, and when an unreferenced photo is removed. The bytes
+//! themselves are `crate::blobs`; what is doubtful about a photo is sync-core's
+//! `photo::evidence`.
 //!
-//! When a blob arrives the server records its receive time with it (`blobs::BlobRecord`). The
-//! capture time and position come from the document's [`PhotoRef`] (the phone read them from
-//! EXIF before re-encoding), and the record supplies the time window and the place. From those
-//! fixed facts [`photo_status`] runs sync-core's [`evidence_checks`]; the flags are computed
-//! when asked, not stored, so a patrol that ends after its photos arrived is judged against its
-//! real window. Nothing is corrected: doubts are shown to supervisors, each with its numbers.
+//! When a blob arrives the server records its receive time with it (`blobs::BlobRecord`).
+//! [`arrival`] reads that receipt for a record, counting only uploads by those who may put the
+//! photo there ([`RecordPhotos`]); [`issue_evidence`] and [`view_evidence`] hand the record's
+//! photos, its context (an issue raised on a patrol the viewer may see: the patrol's window)
+//! and those arrivals to sync-core's `evidence`, the one judgement the issue page, the issue
+//! list and the document view all show. The flags are computed when asked, not stored, so a
+//! patrol that ends after its photos arrived is judged against its real window.
 //!
 //! [`PhotoIndex`] says which documents reference a blob, which is who may download it (see
 //! `index` for the rule). [`UploadQuota`] bounds the bytes each user may send in a day, and
@@ -19,15 +22,19 @@ mod quota;
 pub use index::{referenced_photos, PhotoIndex, RecordEditors, Uploader};
 pub use quota::{QuotaCheck, UploadQuota, DEFAULT_DAILY_PHOTO_BYTES};
 
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sync_core::authz::in_scope;
 use sync_core::doc::{DocKind, DocView, Issue, Patrol, PatrolDoc};
 use sync_core::hub::HubStore;
-use sync_core::model::{PhotoRef, PhotoRole, TrackPoint, User};
-use sync_core::photo::{evidence_checks, EvidenceFlag, EvidenceRules};
-use sync_core::workflow::{IssueContext, IssueState};
+use sync_core::model::{PhotoRole, User};
+use sync_core::photo::{
+    evidence, issue_photos, patrol_window, Arrival, EvidenceContext, EvidenceFlag, PhotoEvidence,
+};
+use sync_core::workflow::{Action, IssueContext, IssueState};
 use utoipa::ToSchema;
 
 use crate::blobs::BlobError;
@@ -103,90 +110,151 @@ pub fn collect_unreferenced(state: &AppState, now_ms: i64) -> Result<usize, Blob
     Ok(removed)
 }
 
-/// What a record's photos are judged against.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvidenceContext {
-    /// The patrol's `(start, end)`, Unix milliseconds; `None` skips the time-window check.
-    /// Applied to before and evidence photos only: after photos are taken when the problem is
-    /// rectified, days later.
-    pub window: Option<(i64, i64)>,
-    /// `[lon, lat]`: the issue's location, or the patrol's track; empty skips the distance check.
-    pub place: Vec<[f64; 2]>,
-    pub rules: EvidenceRules,
-    /// Who may put photos into the record: a stored photo that someone else uploaded is shown as
-    /// not received, since a record can name any hash and would otherwise tell whether, and
-    /// when, a photo it has no claim to arrived.
-    pub editors: RecordEditors,
-}
+/// After photo → the users whose rectifications listed it.
+pub type AfterBy = BTreeMap<String, BTreeSet<String>>;
 
-impl EvidenceContext {
-    /// A patrol's photos against its time window (until `now_ms` while still under way) and its
-    /// track.
-    pub fn of_patrol(patrol: &Patrol, track: &[TrackPoint], now_ms: i64) -> Self {
-        Self {
-            window: Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms))),
-            place: track.iter().map(|p| [p.lon, p.lat]).collect(),
-            rules: EvidenceRules::default(),
-            editors: RecordEditors::Patrol {
-                chief: patrol.chief.clone(),
-            },
-        }
-    }
-
-    /// An issue's photos against its location and, when it was raised on a patrol, that
-    /// patrol's `(start, end)`.
-    pub fn of_issue(issue: &Issue, state: &IssueState, patrol_window: Option<(i64, i64)>) -> Self {
-        Self {
-            window: patrol_window,
-            place: vec![issue.location],
-            rules: EvidenceRules::default(),
-            editors: RecordEditors::Issue {
-                context: IssueContext {
-                    system: issue.system,
-                    division: issue.division.clone(),
-                    asset: issue.asset.clone(),
-                    reporter: issue.reporter.clone(),
-                },
-                state: Box::new(state.clone()),
-            },
-        }
-    }
-
-    /// The context of a document view as `viewer` sees it; for an issue raised on a patrol the
-    /// patrol is read from `store` for its window, skipped when it has not arrived yet or is
-    /// outside the viewer's scope. The issue names its patrol freely, and the window's times
-    /// would show in the doubts, so a patrol the viewer may not see counts as not arrived.
-    pub fn of_view<S: HubStore + ?Sized>(
-        store: &S,
-        viewer: &User,
-        view: &DocView,
-        now_ms: i64,
-    ) -> Self {
-        match view {
-            DocView::Patrol { record, track, .. } => Self::of_patrol(record, track, now_ms),
-            DocView::Issue { record, state, .. } => {
-                let window = record
-                    .patrol
-                    .as_deref()
-                    .and_then(|id| patrol_window(store, viewer, id, now_ms));
-                Self::of_issue(record, state, window)
+/// Who submitted each after photo of an issue (from its full timeline).
+pub fn after_photos_by(state: &IssueState) -> AfterBy {
+    let mut by = AfterBy::new();
+    for entry in &state.timeline {
+        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
+            for sha in photos {
+                by.entry(sha.clone())
+                    .or_default()
+                    .insert(entry.event.by.clone());
             }
         }
     }
+    by
 }
 
-fn patrol_window<S: HubStore + ?Sized>(
+/// Whose uploads count as a record's photos: a stored photo is the record's only when one who
+/// may put it there uploaded it (a patrol's chief; an issue's reporter or a supervisor for its
+/// own photos, the author of a rectification for that rectification's after photos). A record
+/// can name any hash; shown otherwise, a record would tell a chief who copied a hash whether,
+/// and when, that photo arrived.
+#[derive(Debug)]
+pub struct RecordPhotos<'a> {
+    pub editors: RecordEditors,
+    pub after_by: Cow<'a, AfterBy>,
+}
+
+impl<'a> RecordPhotos<'a> {
+    pub fn of_patrol(patrol: &Patrol) -> Self {
+        Self {
+            editors: RecordEditors::Patrol {
+                chief: patrol.chief.clone(),
+            },
+            after_by: Cow::Owned(AfterBy::new()),
+        }
+    }
+
+    /// An issue's, with `after_by` from its full timeline ([`after_photos_by`]).
+    pub fn of_issue(issue: &Issue, state: &IssueState, after_by: Cow<'a, AfterBy>) -> Self {
+        Self {
+            editors: RecordEditors::Issue {
+                context: IssueContext::of(issue),
+                state: Box::new(state.clone()),
+            },
+            after_by,
+        }
+    }
+
+    /// Whether `uploader`'s upload of `sha` counts as this record's photo.
+    pub fn counts(&self, sha: &str, uploader: &Uploader) -> bool {
+        self.editors.include(uploader)
+            || self
+                .after_by
+                .get(sha)
+                .is_some_and(|by| by.contains(&uploader.id))
+    }
+}
+
+/// Whether and when the server received `sha` as one of `photos`: stored, complete, verified
+/// and uploaded by one who may put it there. A receipt that cannot be read is logged and
+/// answers [`Arrival::Unknown`].
+pub fn arrival(state: &AppState, photos: &RecordPhotos<'_>, sha: &str) -> Arrival {
+    match state.blobs.store().record(sha) {
+        Ok(Some(record)) if photos.counts(sha, &uploader(state, &record.uploaded_by)) => {
+            Arrival::Received {
+                at_ms: record.received_at_ms,
+            }
+        }
+        Ok(_) => Arrival::NotReceived,
+        Err(err) => {
+            tracing::error!(sha256 = %sha, error = %err, "cannot read a photo's record");
+            Arrival::Unknown
+        }
+    }
+}
+
+/// The window of the patrol an issue names, as `viewer` may see it: `None` when the patrol
+/// has not arrived, cannot be read, or is outside the viewer's scope. The issue names its
+/// patrol freely and the window's times would show in the doubts, so a patrol the viewer may
+/// not see counts as not arrived.
+pub fn issue_patrol_window<S: HubStore + ?Sized>(
     store: &S,
     viewer: &User,
-    id: &str,
+    issue: &Issue,
     now_ms: i64,
 ) -> Option<(i64, i64)> {
+    let id = issue.patrol.as_deref()?;
     let stored = store.document(id).ok()??;
     if stored.meta.kind != DocKind::Patrol || !in_scope(viewer, &stored.meta) {
         return None;
     }
     let patrol = PatrolDoc::load(&stored.bytes).ok()?.view().ok()?;
-    Some((patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms)))
+    Some(patrol_window(&patrol, now_ms))
+}
+
+/// An issue's photos ([`issue_photos`]) judged by sync-core's [`evidence`] as `viewer` sees
+/// them. `after_by` comes from the issue's full timeline.
+pub fn issue_evidence(
+    state: &AppState,
+    viewer: &User,
+    (record, issue_state): (&Issue, &IssueState),
+    after_by: &AfterBy,
+    now_ms: i64,
+) -> Vec<PhotoEvidence> {
+    let window = issue_patrol_window(&*state.store, viewer, record, now_ms);
+    let context = EvidenceContext::of_issue(record, window);
+    let photos = RecordPhotos::of_issue(record, issue_state, Cow::Borrowed(after_by));
+    evidence(
+        &issue_photos(record, issue_state),
+        &context,
+        &|sha: &str| arrival(state, &photos, sha),
+    )
+}
+
+/// A document's photos judged as `viewer` sees them: a patrol's against its window and track,
+/// an issue's as [`issue_evidence`].
+pub fn view_evidence(
+    state: &AppState,
+    viewer: &User,
+    view: &DocView,
+    now_ms: i64,
+) -> Vec<PhotoEvidence> {
+    match view {
+        DocView::Patrol { record, track, .. } => {
+            let photos = RecordPhotos::of_patrol(record);
+            evidence(
+                &record.photos,
+                &EvidenceContext::of_patrol(record, track, now_ms),
+                &|sha: &str| arrival(state, &photos, sha),
+            )
+        }
+        DocView::Issue {
+            record,
+            state: issue_state,
+            ..
+        } => issue_evidence(
+            state,
+            viewer,
+            (record, issue_state),
+            &after_photos_by(issue_state),
+            now_ms,
+        ),
+    }
 }
 
 /// One referenced photo: whether the server holds it, and its doubts.
@@ -216,53 +284,6 @@ pub struct PhotoCompleteness {
     pub photos: Vec<PhotoStatus>,
 }
 
-/// The status of each of `photos` (in order) against `context`.
-///
-/// A blob whose record cannot be read is reported as not present (and logged): the server
-/// cannot serve it, so the record is not complete. So is a blob uploaded by someone who may not
-/// put photos into this record (`context.editors`): it is not this record's photo until its
-/// editors send it themselves.
-pub fn photo_status(
-    state: &AppState,
-    photos: &[PhotoRef],
-    context: &EvidenceContext,
-) -> Vec<PhotoStatus> {
-    photos
-        .iter()
-        .map(|photo| {
-            let record = state
-                .blobs
-                .store()
-                .record(&photo.sha256)
-                .unwrap_or_else(|err| {
-                    tracing::error!(sha256 = %photo.sha256, error = %err, "cannot read a photo's record");
-                    None
-                })
-                .filter(|r| context.editors.include(&uploader(state, &r.uploaded_by)));
-            let received_at_ms = record.map(|r| r.received_at_ms);
-            let window = match photo.role {
-                PhotoRole::After => None,
-                PhotoRole::Before | PhotoRole::Evidence => context.window,
-            };
-            let evidence = evidence_checks(
-                photo,
-                window,
-                received_at_ms.unwrap_or(i64::MAX),
-                &context.place,
-                &context.rules,
-            );
-            PhotoStatus {
-                sha256: photo.sha256.clone(),
-                role: photo.role,
-                present: received_at_ms.is_some(),
-                received_at_ms,
-                evidence_text: evidence.iter().map(ToString::to_string).collect(),
-                evidence,
-            }
-        })
-        .collect()
-}
-
 /// The uploader `id` with his account, if it still exists (a store failure is logged and
 /// reads as no account: only his id then counts).
 pub fn uploader(state: &AppState, id: &str) -> Uploader {
@@ -276,21 +297,31 @@ pub fn uploader(state: &AppState, id: &str) -> Uploader {
     }
 }
 
-/// [`photo_status`] with the summary a record's view shows.
-pub fn completeness(
-    state: &AppState,
-    photos: &[PhotoRef],
-    context: &EvidenceContext,
-) -> PhotoCompleteness {
-    let photos = photo_status(state, photos, context);
-    let missing: Vec<String> = photos
-        .iter()
-        .filter(|p| !p.present)
-        .map(|p| p.sha256.clone())
-        .collect();
-    PhotoCompleteness {
-        complete: missing.is_empty(),
-        missing,
-        photos,
+impl PhotoCompleteness {
+    /// The summary a record's view shows of its judged photos. A photo whose receipt cannot
+    /// be read counts as not present: the server cannot serve it, so the record is not
+    /// complete.
+    pub fn of(judged: &[PhotoEvidence]) -> Self {
+        let photos: Vec<PhotoStatus> = judged
+            .iter()
+            .map(|p| PhotoStatus {
+                sha256: p.photo.sha256.clone(),
+                role: p.photo.role,
+                present: p.arrival.stored() == Some(true),
+                received_at_ms: p.arrival.received_at_ms(),
+                evidence_text: p.flags.iter().map(ToString::to_string).collect(),
+                evidence: p.flags.clone(),
+            })
+            .collect();
+        let missing: Vec<String> = photos
+            .iter()
+            .filter(|p| !p.present)
+            .map(|p| p.sha256.clone())
+            .collect();
+        Self {
+            complete: missing.is_empty(),
+            missing,
+            photos,
+        }
     }
 }

@@ -18,5 +18,6 @@ mod ops;
 mod phone;
 mod public;
 mod reference;
+mod rules;
 mod stats;
 mod tokens;

@@ -201,12 +201,7 @@ fn issue_rules(
         .filter_map(|r| r.received_ms)
         .max()
         .unwrap_or(i64::MIN);
-    let ctx = IssueContext {
-        system: issue.system,
-        division: issue.division.clone(),
-        asset: issue.asset.clone(),
-        reporter: issue.reporter.clone(),
-    };
+    let ctx = IssueContext::of(issue);
     if existed {
         if !in_scope(user, &DocMeta::of_issue(issue, &state)) {
             return Err(Refusal::OutOfScope);

@@ -85,7 +85,7 @@ pub use batch::{authorize_batch, BatchOutcome};
 pub use change::{authorize_change, MAX_OP_COUNTER_SLACK};
 pub use meta::{in_scope, DocMeta};
 pub use oversight::oversees;
-pub use placement::{check_placement, Placement, MAX_REPORT_DISTANCE_M};
+pub use placement::{check_category, check_placement, Placement, MAX_REPORT_DISTANCE_M};
 
 use automerge::{ActorId, ChangeHash};
 

@@ -63,6 +63,23 @@ impl Placement {
     }
 }
 
+/// Whether `code` is one of the problem categories of `system` (an asset's system) in the
+/// reference data's `categories`. The server refuses a new issue that fails it, and the phone
+/// asks the same before it records a report, so a chief is told at once rather than finding
+/// the report refused at the next sync.
+pub fn check_category(code: &str, system: System, categories: &[Category]) -> Result<(), Refusal> {
+    match categories.iter().find(|c| c.code == code) {
+        None => Err(Refusal::Misplaced(format!(
+            "there is no problem category {code}"
+        ))),
+        Some(c) if c.system != system => Err(Refusal::Misplaced(format!(
+            "category {code} belongs to the {} system, the asset to {system}",
+            c.system
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Whether `placement` agrees with `asset` (the reference data's asset of that id, `None` when
 /// there is none) and the reference data's `categories`.
 pub fn check_placement(
@@ -87,16 +104,7 @@ pub fn check_placement(
         ));
     }
     if let Some(code) = &placement.category {
-        match categories.iter().find(|c| &c.code == code) {
-            None => return misplaced(format!("there is no problem category {code}")),
-            Some(c) if c.system != asset.system => {
-                return misplaced(format!(
-                    "category {code} belongs to the {} system, the asset to {}",
-                    c.system, asset.system
-                ))
-            }
-            Some(_) => {}
-        }
+        check_category(code, asset.system, categories)?;
     }
     if let Some([lon, lat]) = placement.location {
         let away = geo::distance_to_geometry_m(lat, lon, &asset.geometry);
@@ -108,4 +116,37 @@ pub fn check_placement(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn category(code: &str, system: System) -> Category {
+        Category {
+            code: code.into(),
+            system,
+            name_zh: code.into(),
+            name_en: code.into(),
+        }
+    }
+
+    #[test]
+    fn a_category_must_exist_and_belong_to_the_assets_system() {
+        let categories = [
+            category("river.garbage", System::River),
+            category("forest.fire_hazard", System::Forest),
+        ];
+        assert_eq!(
+            check_category("river.garbage", System::River, &categories),
+            Ok(())
+        );
+        let Err(Refusal::Misplaced(why)) =
+            check_category("forest.fire_hazard", System::River, &categories)
+        else {
+            panic!("a forest category on a river asset was accepted");
+        };
+        assert!(why.contains("forest"), "{why}");
+        assert!(check_category("river.made-up", System::River, &categories).is_err());
+    }
 }

@@ -95,10 +95,6 @@ fn encode_dirty(dirty: &BTreeSet<String>) -> Result<Vec<u8>, ClientError> {
     )
 }
 
-fn hex(hash: &[u8]) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The server's heads of a document after this answer, with [`Heads::AsPushed`] resolved
 /// against what the request pushed.
 fn server_heads_after(
@@ -488,7 +484,7 @@ impl<'a> SyncClient<'a> {
                 .unwrap_or_default();
             self.store.quarantine(&QuarantinedChange {
                 doc_id: update.doc_id.clone(),
-                change_hash: hex(&refused.hash),
+                change_hash: hex::encode(refused.hash),
                 change,
                 reason: format!("{}: {}", refused.code, refused.message),
                 refused_at_ms: now_ms,

@@ -180,13 +180,7 @@ impl IssueDoc {
 
     /// Who reported what where: the facts the workflow's authorization needs.
     pub fn context(&self) -> Result<IssueContext, DocError> {
-        let issue = self.view()?;
-        Ok(IssueContext {
-            system: issue.system,
-            division: issue.division,
-            asset: issue.asset,
-            reporter: issue.reporter,
-        })
+        Ok(IssueContext::of(&self.view()?))
     }
 
     /// The workflow events in list order, the order every replica agrees on after a merge.

@@ -332,7 +332,7 @@ impl Caller {
             .iter()
             .map(|hash| AuditEntry {
                 doc_id: doc_id.to_string(),
-                change: to_hex(&hash.0),
+                change: hex::encode(hash.0),
                 user: self.user.id.clone(),
                 device: self.device.clone(),
                 actor: self.actor.to_hex_string(),
@@ -400,8 +400,4 @@ impl<S: HubStore> Hub<S> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use automerge::{ActorId, AutoCommit, ChangeHash};
 
-use super::{to_hex, AuditEntry, Hub, HubError, HubStore};
+use super::{AuditEntry, Hub, HubError, HubStore};
 use crate::authz::{in_scope, DocMeta};
 use crate::doc::{Appended, DocError, DocKind, IssueDoc, Record};
 use crate::model::{DivisionCode, Role, System, User};
@@ -220,7 +220,7 @@ impl<S: HubStore> Hub<S> {
         let meta = DocMeta::of(issue.am()).map_err(|e| damaged(doc_id, e))?;
         let audit = AuditEntry {
             doc_id: doc_id.to_string(),
-            change: to_hex(&change.hash().0),
+            change: hex::encode(change.hash().0),
             user: user.id.clone(),
             device: device.to_string(),
             actor: server_actor().to_hex_string(),
@@ -434,7 +434,7 @@ mod tests {
         let change = doc.am_mut().get_last_local_change().unwrap();
         AuditEntry {
             doc_id: doc.id().to_string(),
-            change: to_hex(&change.hash().0),
+            change: hex::encode(change.hash().0),
             user: "u-chief".into(),
             device: device.into(),
             actor: String::new(),

@@ -5,13 +5,22 @@
 //! because of them, and a photo with flags is still stored. The checks use what the phone read
 //! from the photo's EXIF into its [`PhotoRef`]; a check whose input is missing is skipped and the
 //! gap itself is flagged. This module does no I/O.
+//!
+//! [`evidence`] is the one judgement of a record's photos: the issue page of the dashboard, the
+//! issue list's completeness and the document view (`/docs/{id}`) all show what it answers, so
+//! they cannot warn differently about the same photo. A record's photos are judged against its
+//! [`EvidenceContext`] (an issue raised on a patrol: the patrol's time window too), each by
+//! when the server received the photo itself ([`Arrival`]).
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::doc::{Issue, Patrol};
 use crate::geo;
-use crate::model::PhotoRef;
+use crate::model::{PhotoRef, PhotoRole, TrackPoint};
+use crate::workflow::{Action, IssueState};
 
 /// Thresholds of the evidence checks.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,10 +149,145 @@ pub fn evidence_checks(
     flags
 }
 
+/// What a record's photos are judged against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceContext {
+    /// The patrol's `(start, end)`, Unix milliseconds; `None` skips the time-window check.
+    /// Applied to before and evidence photos only: after photos are taken when the problem is
+    /// rectified, days later.
+    pub window: Option<(i64, i64)>,
+    /// `[lon, lat]`: the issue's location, or the patrol's track; empty skips the distance check.
+    pub place: Vec<[f64; 2]>,
+    pub rules: EvidenceRules,
+}
+
+impl EvidenceContext {
+    /// A patrol's photos against its time window (until `now_ms` while still under way) and its
+    /// track.
+    pub fn of_patrol(patrol: &Patrol, track: &[TrackPoint], now_ms: i64) -> Self {
+        Self {
+            window: Some(patrol_window(patrol, now_ms)),
+            place: track.iter().map(|p| [p.lon, p.lat]).collect(),
+            rules: EvidenceRules::default(),
+        }
+    }
+
+    /// An issue's photos against its location and, when it was raised on a patrol the viewer
+    /// may see, that patrol's window ([`patrol_window`]).
+    pub fn of_issue(issue: &Issue, patrol_window: Option<(i64, i64)>) -> Self {
+        Self {
+            window: patrol_window,
+            place: vec![issue.location],
+            rules: EvidenceRules::default(),
+        }
+    }
+}
+
+/// A patrol's `(start, end)`, ending at `now_ms` while it is still under way.
+pub fn patrol_window(patrol: &Patrol, now_ms: i64) -> (i64, i64) {
+    (patrol.started_at_ms, patrol.ended_at_ms.unwrap_or(now_ms))
+}
+
+/// Where a referenced photo stands on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Stored, complete and verified as this record's photo (uploaded by one who may put it
+    /// there), received at this time.
+    Received { at_ms: i64 },
+    /// Not (yet) stored as this record's photo.
+    NotReceived,
+    /// Its receipt could not be read: whether it arrived is not known.
+    Unknown,
+}
+
+impl Arrival {
+    /// When it was received, if it was.
+    pub fn received_at_ms(self) -> Option<i64> {
+        match self {
+            Arrival::Received { at_ms } => Some(at_ms),
+            _ => None,
+        }
+    }
+
+    /// Whether the server holds it; `None` when unknown.
+    pub fn stored(self) -> Option<bool> {
+        match self {
+            Arrival::Received { .. } => Some(true),
+            Arrival::NotReceived => Some(false),
+            Arrival::Unknown => None,
+        }
+    }
+}
+
+/// One photo of a record as judged: where it stands and its doubts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoEvidence {
+    pub photo: PhotoRef,
+    pub arrival: Arrival,
+    pub flags: Vec<EvidenceFlag>,
+}
+
+/// Every photo an issue references, in order: the record's own photos, then the after photos
+/// named by rectifications (superseded ones included; their photos stay in the timeline) that
+/// the record does not list. An after photo named only by an event carries no EXIF facts in
+/// the issue, so it is judged as a photo that records neither time nor place.
+pub fn issue_photos(record: &Issue, state: &IssueState) -> Vec<PhotoRef> {
+    let mut refs = record.photos.clone();
+    let mut seen: BTreeSet<String> = refs.iter().map(|p| p.sha256.clone()).collect();
+    for entry in &state.timeline {
+        if let Action::RectificationSubmitted { photos, .. } = &entry.event.action {
+            for sha in photos {
+                if seen.insert(sha.clone()) {
+                    refs.push(PhotoRef {
+                        sha256: sha.clone(),
+                        role: PhotoRole::After,
+                        taken_at_ms: None,
+                        position: None,
+                        bytes: 0,
+                    });
+                }
+            }
+        }
+    }
+    refs
+}
+
+/// The judgement of each of `photos` (in order) against `context`, with `arrival` saying
+/// whether and when the server received each (by its SHA-256). The clock-skew check compares
+/// the capture time with the photo's own arrival, so it waits until the photo has arrived; the
+/// time window applies to before and evidence photos only.
+pub fn evidence(
+    photos: &[PhotoRef],
+    context: &EvidenceContext,
+    arrival: &dyn Fn(&str) -> Arrival,
+) -> Vec<PhotoEvidence> {
+    photos
+        .iter()
+        .map(|photo| {
+            let arrival = arrival(&photo.sha256);
+            let window = match photo.role {
+                PhotoRole::After => None,
+                PhotoRole::Before | PhotoRole::Evidence => context.window,
+            };
+            let flags = evidence_checks(
+                photo,
+                window,
+                arrival.received_at_ms().unwrap_or(i64::MAX),
+                &context.place,
+                &context.rules,
+            );
+            PhotoEvidence {
+                photo: photo.clone(),
+                arrival,
+                flags,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PhotoRole;
 
     const MIN: i64 = 60_000;
     /// 2025-11-28 09:00 in Jinan.
@@ -270,5 +414,48 @@ mod tests {
         assert!(check(&between, T0 + 90 * MIN, &ends_only).is_empty());
         // No reference place: nothing to compare with.
         assert!(check(&far, T0 + 90 * MIN, &[]).is_empty());
+    }
+
+    #[test]
+    fn evidence_judges_before_photos_by_the_window_and_waits_for_arrival_to_judge_the_clock() {
+        let context = EvidenceContext {
+            window: Some((T0, T0 + 60 * MIN)),
+            place: RIVER.to_vec(),
+            rules: EvidenceRules::default(),
+        };
+        let early = PhotoRef {
+            role: PhotoRole::Before,
+            ..photo(Some(T0 - 3 * 60 * MIN), Some(RIVER[1]))
+        };
+        let after = PhotoRef {
+            sha256: "cd".repeat(32),
+            role: PhotoRole::After,
+            ..early.clone()
+        };
+        let future = PhotoRef {
+            sha256: "ef".repeat(32),
+            ..photo(Some(T0 + 50 * MIN), Some(RIVER[1]))
+        };
+        let arrived = |sha: &str| match sha.as_bytes()[0] {
+            b'a' => Arrival::Received { at_ms: T0 },
+            b'c' => Arrival::Unknown,
+            _ => Arrival::NotReceived,
+        };
+        let judged = evidence(&[early, after, future.clone()], &context, &arrived);
+        assert_eq!(
+            judged[0].flags,
+            vec![EvidenceFlag::TakenOutsideWindow { minutes: -180 }]
+        );
+        assert_eq!(judged[0].arrival.stored(), Some(true));
+        // After photos are taken days later, on rectification: no window.
+        assert!(judged[1].flags.is_empty(), "{:?}", judged[1]);
+        assert_eq!(judged[1].arrival.stored(), None);
+        // Not arrived yet: the clock cannot be judged.
+        assert!(judged[2].flags.is_empty(), "{:?}", judged[2]);
+        let arrived_early = |_: &str| Arrival::Received { at_ms: T0 };
+        assert_eq!(
+            evidence(&[future], &context, &arrived_early)[0].flags,
+            vec![EvidenceFlag::ClockSkew { seconds: 3_000 }]
+        );
     }
 }

@@ -164,7 +164,7 @@ fn position(exif: &Exif) -> Option<[f64; 2]> {
     };
     let lat = sign(Tag::GPSLatitudeRef, b'N', b'S')? * degrees(exif, Tag::GPSLatitude)?;
     let lon = sign(Tag::GPSLongitudeRef, b'E', b'W')? * degrees(exif, Tag::GPSLongitude)?;
-    let on_earth = lat.abs() <= 90.0 && lon.abs() <= 180.0;
+    let on_earth = crate::geo::check_position([lon, lat]).is_ok();
     let no_fix = lat == 0.0 && lon == 0.0;
     (on_earth && !no_fix).then_some([lon, lat])
 }

@@ -9,9 +9,10 @@
 //! from the document. The original stays on the phone; it is never uploaded.
 //!
 //! For the server, [`validate_upload`] decides whether uploaded bytes may be stored under their
-//! name, [`thumbnail`] renders the small picture the dashboard shows, and [`evidence_checks`]
-//! explains what is doubtful about a photo (no EXIF, taken outside the patrol, clock skew, far
-//! from the place) without ever correcting it.
+//! name, [`thumbnail`] renders the small picture the dashboard shows, and [`evidence`] judges a
+//! record's photos: which have arrived and what is doubtful about each (no EXIF, taken outside
+//! the patrol, clock skew, far from the place), without ever correcting it — the one answer the
+//! issue page, the issue list and the document view show.
 //!
 //! Every decoder reads the image header first and refuses pictures whose dimensions or decoded
 //! size exceed the limits, so a decompression bomb is refused before any pixel memory is taken.
@@ -50,7 +51,10 @@ mod verify;
 mod testimg;
 
 pub use attach::{attach_photo, original_path, photo_path, stage_photo, PhotoTarget};
-pub use evidence::{evidence_checks, EvidenceFlag, EvidenceRules};
+pub use evidence::{
+    evidence, evidence_checks, issue_photos, patrol_window, Arrival, EvidenceContext, EvidenceFlag,
+    EvidenceRules, PhotoEvidence,
+};
 pub use exif::{ExifFacts, CHINA_OFFSET_MINUTES};
 pub use pairing::{pair_photos, PhotoPair};
 pub use prepare::{prepare, PrepareOptions, PreparedPhoto};

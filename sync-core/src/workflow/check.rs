@@ -82,9 +82,15 @@ pub fn check(state: &IssueState, who: &[Who], action: &Action) -> Result<(), Tra
     admissible(state, action)
 }
 
-/// The kinds someone standing in the relations `who` may append now, in table order. Payloads
-/// are not judged: a rejection is offered even though it will need a reason.
-pub fn allowed_actions(state: &IssueState, who: &[Who]) -> Vec<EventKind> {
+/// What `user` may append next to the issue of `ctx` in `state`, in table order: the one answer
+/// the dashboard's buttons, the API's `allowed_actions` and the phone's offered steps all show.
+/// Payloads are not judged: a rejection is offered even though it will need a reason.
+pub fn allowed_actions(user: &User, ctx: &IssueContext, state: &IssueState) -> Vec<EventKind> {
+    allowed_for_relations(state, &relations(user, ctx, state))
+}
+
+/// The kinds someone standing in the relations `who` may append now, in table order.
+pub fn allowed_for_relations(state: &IssueState, who: &[Who]) -> Vec<EventKind> {
     kinds_allowed_in(state.status)
         .into_iter()
         .filter(|kind| Transition::of(*kind).allowed_for(who))

@@ -52,6 +52,7 @@ mod check;
 mod deadline;
 mod duplicates;
 mod event;
+mod filter;
 mod fold;
 mod relations;
 mod table;
@@ -60,13 +61,14 @@ mod targets;
 #[cfg(test)]
 mod tests;
 
-pub use check::{allowed_actions, authorize, check, TransitionError};
+pub use check::{allowed_actions, allowed_for_relations, authorize, check, TransitionError};
 pub use deadline::{escalated_since_assignment, needs_escalation};
 pub use duplicates::{possible_duplicates, DuplicateCandidate, DuplicateIndex};
 pub use event::{
     Action, Assignee, Event, EventKind, DEADLINE_JOB_DEVICE, PUBLIC_DEVICE, SERVER_DEVICES,
     WEB_DEVICE,
 };
+pub use filter::{parse_statuses, IssueFilter};
 pub use fold::{fold, fold_ordered, IssueState, Receipt, TimelineEntry};
 pub use relations::{edits_record, relations, IssueContext, SYSTEM_USER};
 pub use table::{kinds_allowed_in, Status, Transition, Who, TRANSITIONS};

@@ -22,6 +22,19 @@ pub struct IssueContext {
     pub reporter: String,
 }
 
+impl IssueContext {
+    /// The context of a reported issue: every caller that judges an action on a stored issue
+    /// (the server's authorization, the board, the phone) builds it here.
+    pub fn of(issue: &crate::doc::Issue) -> Self {
+        Self {
+            system: issue.system,
+            division: issue.division.clone(),
+            asset: issue.asset.clone(),
+            reporter: issue.reporter.clone(),
+        }
+    }
+}
+
 /// Every relation `user` has to the issue, in `Who::ALL` order. An inactive user has none.
 pub fn relations(user: &User, ctx: &IssueContext, state: &IssueState) -> Vec<Who> {
     if !user.active {
