@@ -210,6 +210,7 @@ impl FieldClient {
             lon,
             t_ms: timestamp_ms,
             accuracy_m,
+            ..TrackPoint::default()
         });
         if pending.points.len() >= CHANGE_POINTS {
             self.flush_track(&patrol_id, pending)
