@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod photos;
 pub mod reference;
 mod serve;
+pub mod settings;
 pub mod shed;
 pub mod state;
 pub mod stats;

@@ -14,7 +14,7 @@ use crate::auth::jwt::TokenService;
 use crate::auth::password::{PasswordCost, PasswordError, PasswordPool, Passwords, PASSWORD_QUEUE};
 use crate::auth::rate_limit::{LoginLimit, LoginLimiter};
 use crate::auth::signing_key::{SigningKey, SigningKeyError};
-use crate::jobs::WorkflowSettings;
+use crate::settings::WorkflowSettings;
 use crate::metrics::Metrics;
 use crate::storage::{SledStore, Store, StoreError};
 

@@ -520,6 +520,18 @@ impl Provider {
         })
     }
 
+    /// The provider's name as [`Provider::from_name`] reads it (`"unknown"` for `Unknown`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Unknown => "unknown",
+            Provider::Gps => "gps",
+            Provider::Network => "network",
+            Provider::Fused => "fused",
+            Provider::Passive => "passive",
+            Provider::Accessory => "accessory",
+        }
+    }
+
     /// Reads the name an OS gives its provider (`"gps"`, `"network"`, `"fused"`, `"passive"`,
     /// `"accessory"`); anything else is `Unknown`.
     pub fn from_name(name: &str) -> Self {

@@ -68,7 +68,10 @@ fn expected(s: &TestServer, issues_now_ms: i64) -> (Value, Value) {
     let mut index = FactIndex::default();
     for meta in store.all_documents().unwrap() {
         let doc = store.document(&meta.id).unwrap().unwrap();
-        index.upsert_bytes(&doc.bytes, &reference.view()).unwrap();
+        let clock = server::derived::device_clock(store, &meta.id).unwrap();
+        index
+            .upsert_bytes_at(&doc.bytes, &reference.view(), &clock)
+            .unwrap();
     }
     let patrols = patrol_report(&index, &reference.view(), &filter);
     let issues = issue_report(&index, &reference.view(), &filter, issues_now_ms);

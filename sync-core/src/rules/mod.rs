@@ -192,6 +192,16 @@ pub fn validate_patrol(
     validate_at(points, corridor, mock, rules, clock)
 }
 
+/// When a patrol counts as walked (the period it counts for): its first fix, or the phone's
+/// start time without a track, bounded by `clock` (see [`times`]).
+pub fn counted_time(
+    started_at_ms: i64,
+    points: &[crate::model::TrackPoint],
+    clock: &DeviceClock,
+) -> i64 {
+    clock.bound(points.first().map_or(started_at_ms, |p| p.t_ms))
+}
+
 /// The patrol rules for a patrol of `system` by `chief` (see [`validate_patrol`]).
 pub fn rules_for_chief<'a>(
     rules: &'a RuleSet,

@@ -458,6 +458,7 @@ fn cover(points: &[TrackPoint], rules: &PatrolRules, jump_steps: &HashSet<usize>
     } else {
         0
     };
+    // `points` are at bounded times already: the first one's is the counted time.
     let mut c = Covered {
         at_ms: points.first().map(|p| p.t_ms),
         ..Covered::default()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Reference;
 use crate::doc::{self, DocError, DocKind, Issue, IssueDoc, Patrol, PatrolDoc};
 use crate::model::{DivisionCode, Level, Role, Severity, System, TrackPoint};
-use crate::rules::{validate_patrol, DeviceClock, PatrolFlag};
+use crate::rules::{counted_time, validate_patrol, DeviceClock, PatrolFlag};
 use crate::workflow::{EventKind, IssueState};
 
 /// A patrol whose first GPS fix and the phone's start time differ by more than this is flagged
@@ -70,10 +70,7 @@ impl PatrolFact {
             asset: patrol.asset.clone(),
             chief: patrol.chief.clone(),
             division: patrol.division.clone(),
-            at_ms: check
-                .covered
-                .at_ms
-                .unwrap_or_else(|| clock.bound(patrol.started_at_ms)),
+            at_ms: counted_time(patrol.started_at_ms, points, clock),
             km: check.km(),
             hours: check.hours(),
             valid: check.is_valid(),
