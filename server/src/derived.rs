@@ -98,8 +98,11 @@ pub fn device_clock(store: &dyn Store, doc_id: &str) -> Result<DeviceClock, HubE
     let Some(first) = history.iter().min_by_key(|e| e.received_at_ms) else {
         return Ok(DeviceClock::default());
     };
+    // The audit names the device as the sync session does: `user/device`.
+    let prefix = format!("{}/", first.user);
+    let device_id = first.device.strip_prefix(&prefix).unwrap_or(&first.device);
     let device = store
-        .get_device(&first.user, &first.device)
+        .get_device(&first.user, device_id)
         .map_err(|e| HubError::Storage(e.to_string()))?;
     Ok(DeviceClock {
         bound_ms: device.map(|d| d.created_at_ms),

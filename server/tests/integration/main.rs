@@ -14,6 +14,7 @@ mod demo;
 mod hostile_sync;
 mod issues;
 mod ops;
+mod patrol_evidence;
 mod phone;
 mod reference;
 mod stats;

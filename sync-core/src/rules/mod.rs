@@ -333,6 +333,59 @@ mod tests {
     }
 
     #[test]
+    fn the_chiefs_jurisdiction_picks_the_rules_never_the_patrols_division() {
+        use crate::doc::{actor_for, NewPatrol, PatrolDoc, Record};
+        use crate::model::{Jurisdiction, Role};
+        let mut lax = over(None, None, Some("370102000000"), 0.1);
+        lax.rules.min_minutes = 1.0;
+        let set = RuleSet {
+            overrides: vec![lax],
+            ..RuleSet::default()
+        };
+        let chief = Role::Chief {
+            system: System::River,
+            level: Level::Village,
+            jurisdiction: Jurisdiction {
+                division: code("370105014201"),
+                assets: vec![],
+            },
+        };
+        // The phone writes the lax district's division into the patrol.
+        let doc = PatrolDoc::create(
+            actor_for(1),
+            &NewPatrol {
+                system: System::River,
+                asset: "a".into(),
+                chief: "c".into(),
+                division: code("370102001001"),
+                device: "d".into(),
+                started_at_ms: 0,
+            },
+        )
+        .unwrap();
+        let patrol = doc.view().unwrap();
+        let walk = crate::track::walking_track(36.7, 117.0, 0, 5 * 60, 3);
+        let judged = |role: Option<&Role>| {
+            validate_patrol(&patrol, &walk, role, &set, &[], &DeviceClock::default())
+        };
+        let km = judged(Some(&chief)).km();
+        assert!((0.1..1.0).contains(&km), "{km}");
+        assert!(!judged(Some(&chief)).is_valid(), "the chief's own rules: 10 min, 1 km");
+        let lax_chief = Role::Chief {
+            system: System::River,
+            level: Level::Village,
+            jurisdiction: Jurisdiction {
+                division: code("370102001001"),
+                assets: vec![],
+            },
+        };
+        assert!(judged(Some(&lax_chief)).is_valid(), "a chief of the lax district");
+        // Without a chief role the default rules apply, not the written division's.
+        assert!(!judged(None).is_valid());
+        assert!(rules_for_chief(&set, System::River, None).min_km == 1.0);
+    }
+
+    #[test]
     fn rule_sets_travel_as_json() {
         let set = RuleSet {
             overrides: vec![over(Some(System::Forest), None, Some("370105014000"), 0.5)],
