@@ -461,3 +461,76 @@ async fn the_patrol_page_statistics_and_reminders_agree_on_the_week() {
     assert_eq!(due["done"], 0, "{due}");
     s.stop().await;
 }
+
+/// A report whose phone time is 2^53-1 (the largest integer a JavaScript client reads exactly):
+/// it counts at the server's receive time, so the office can assign it with an ordinary deadline,
+/// and the statistics and the GeoJSON export include it.
+#[actix_web::test]
+async fn a_report_dated_far_ahead_can_be_assigned_and_is_counted() {
+    use sync_core::doc::{IssueDoc, NewIssue};
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let phone = Phone::login(&s, CHIEF, "future-phone").await;
+    let asset = chief_asset();
+    let far = (1i64 << 53) - 1;
+    let location = match &asset.geometry {
+        sync_core::model::Geometry::LineString(line) => line[0],
+        _ => panic!("a river"),
+    };
+    let (from, to) = (
+        server::stats::query::day_string(now() - DAY_MS),
+        server::stats::query::day_string(now()),
+    );
+    let stats_path = format!("/api/v1/stats/issues?from={from}&to={to}");
+    let before = s.get(&stats_path, &sup).await.expect_ok()["totals"]["reported"]
+        .as_u64()
+        .unwrap();
+    let mut issue = IssueDoc::report(
+        phone.actor.clone(),
+        &phone.user,
+        &phone.device,
+        far,
+        &NewIssue {
+            system: asset.system,
+            category: "river.garbage".into(),
+            severity: sync_core::model::Severity::General,
+            asset: asset.id.clone(),
+            division: asset.division.clone(),
+            location,
+            description: "河面漂浮垃圾（手机时间错误）".into(),
+            patrol: None,
+        },
+    )
+    .unwrap();
+    phone.save(&mut issue);
+    let report = phone.sync(now()).await;
+    assert_eq!(report.refused, 0, "{report:?}");
+    let id = issue.id().to_string();
+
+    let events = format!("/api/v1/issues/{id}/events");
+    let accepted = s.post(&events, &sup, json!({"kind": "accepted"})).await;
+    assert_eq!(accepted.status.as_u16(), 201, "{}", accepted.body);
+    let assigned = s
+        .post(
+            &events,
+            &sup,
+            json!({"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": now() + 7 * DAY_MS}),
+        )
+        .await;
+    assert_eq!(assigned.status.as_u16(), 201, "{}", assigned.body);
+
+    let after = s.get(&stats_path, &sup).await.expect_ok()["totals"]["reported"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, before + 1, "counted on the day the server received it");
+    let geojson = s
+        .get(&format!("/api/v1/export/issues.geojson?from={from}&to={to}"), &sup)
+        .await;
+    let features = geojson.expect_ok()["features"].as_array().unwrap().clone();
+    assert!(
+        features.iter().any(|f| f["properties"]["id"] == id.as_str()),
+        "{} features, none is {id}",
+        features.len()
+    );
+    s.stop().await;
+}
