@@ -365,7 +365,11 @@ mod tests {
             .iter()
             .find(|f| f.code == "mock_fixes")
             .unwrap_or_else(|| panic!("{:?}", summary.flags));
-        assert!(flag.detail.contains(&format!("{mock} 个定位点")), "{}", flag.detail);
+        assert!(
+            flag.detail.contains(&format!("{mock} 个定位点")),
+            "{}",
+            flag.detail
+        );
     }
 
     fn points_len_four_fifths(n: usize) -> usize {

@@ -937,7 +937,15 @@ fn calls_out_of_order_and_on_missing_things_are_errors_not_panics() {
     let second = c.finish_patrol(patrol.clone(), "二".into()).unwrap();
     assert_eq!(first, second, "finishing twice changes nothing");
     assert!(c
-        .add_track_point(patrol.clone(), 36.7, 117.0, T0 + 1_000, 5.0, false, String::new())
+        .add_track_point(
+            patrol.clone(),
+            36.7,
+            117.0,
+            T0 + 1_000,
+            5.0,
+            false,
+            String::new()
+        )
         .is_err());
 
     // Ids of the wrong kind and hostile ids.

@@ -77,7 +77,12 @@ impl PatrolSummary {
         };
         let doc = PatrolDoc::load(bytes).map_err(damaged)?;
         let record = doc.view().map_err(damaged)?;
-        let first = doc.track().map_err(damaged)?.into_iter().take(1).collect::<Vec<_>>();
+        let first = doc
+            .track()
+            .map_err(damaged)?
+            .into_iter()
+            .take(1)
+            .collect::<Vec<_>>();
         let clock = device_clock(store, &meta.id)?;
         Ok(Self {
             at_ms: counted_time(record.started_at_ms, &first, &clock),
@@ -101,11 +106,14 @@ pub fn device_clock(store: &dyn Store, doc_id: &str) -> Result<DeviceClock, HubE
     // The audit names the device as the sync session does: `user/device`.
     let prefix = format!("{}/", first.user);
     let device_id = first.device.strip_prefix(&prefix).unwrap_or(&first.device);
-    let device = store
-        .get_device(&first.user, device_id)
-        .map_err(|e| HubError::Storage(e.to_string()))?;
+    let storage = |e: crate::storage::StoreError| HubError::Storage(e.to_string());
+    let device = store.get_device(&first.user, device_id).map_err(storage)?;
+    let grace = crate::settings::device_times(store)
+        .map_err(storage)?
+        .binding_grace_ms
+        .max(0);
     Ok(DeviceClock {
-        bound_ms: device.map(|d| d.created_at_ms),
+        bound_ms: device.map(|d| d.created_at_ms.saturating_sub(grace)),
         previous_sync_ms: None,
         received_ms: history.iter().map(|e| e.received_at_ms).max(),
     })

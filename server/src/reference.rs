@@ -18,9 +18,7 @@ use sync_core::model::{Asset, Category, CheckItem, Division, DivisionCode, Role,
 use sync_core::rules::RuleSet;
 use utoipa::ToSchema;
 
-pub use crate::settings::{
-    categories, seed_defaults, CATEGORIES_KEY, CHECK_ITEMS_KEY, RULES_KEY,
-};
+pub use crate::settings::{categories, seed_defaults, CATEGORIES_KEY, CHECK_ITEMS_KEY, RULES_KEY};
 use crate::settings::{check_items, patrol_rules};
 use crate::storage::{Store, StoreError};
 

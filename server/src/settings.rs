@@ -20,6 +20,19 @@ use crate::storage::{Store, StoreError};
 pub const CATEGORIES_KEY: &str = "reference.categories";
 pub const CHECK_ITEMS_KEY: &str = "reference.check_items";
 pub const RULES_KEY: &str = "reference.rules";
+pub const DEVICE_TIMES_KEY: &str = "settings.device_times";
+
+/// How the server bounds the times phones supply (see `sync_core::rules::times`), beyond the
+/// fixed tolerances there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DeviceTimes {
+    /// How long before a device's binding (first sign-in) its times still count, milliseconds.
+    /// 0 in production: a phone cannot record before it was signed in. A deployment that brings
+    /// in work recorded before its phones were bound (a simulation, a migration of earlier
+    /// records) sets it for the time that takes, and says so.
+    pub binding_grace_ms: i64,
+}
 
 /// Settings of the workflow's background work and of duplicate detection.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +99,11 @@ pub fn seed_defaults(store: &dyn Store) -> Result<(), StoreError> {
 /// reference data, `/patrols`, the reminders and the statistics alike.
 pub fn patrol_rules(store: &dyn Store) -> Result<RuleSet, StoreError> {
     setting(store, RULES_KEY, RuleSet::default)
+}
+
+/// How phone times are bounded ([`DeviceTimes`]; absent means none of its allowances).
+pub fn device_times(store: &dyn Store) -> Result<DeviceTimes, StoreError> {
+    setting(store, DEVICE_TIMES_KEY, DeviceTimes::default)
 }
 
 /// The problem categories in force.

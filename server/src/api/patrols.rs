@@ -84,7 +84,11 @@ fn row(patrol: &PatrolSummary, validation: &PatrolValidation) -> PatrolRow {
         distance_m: validation.covered.counted_m,
         duration_ms: validation.covered.walking_ms,
         valid: validation.is_valid(),
-        flags: validation.flags.iter().map(PatrolFlag::message_zh).collect(),
+        flags: validation
+            .flags
+            .iter()
+            .map(PatrolFlag::message_zh)
+            .collect(),
         flag_details: validation.flags.clone(),
     }
 }

@@ -33,6 +33,8 @@ pub struct ReferenceData {
     pub assets: Vec<Asset>,
     pub rules: RuleSet,
     pub categories: Vec<Category>,
+    /// How phone times are bounded: changing it re-judges every patrol.
+    pub device_times: crate::settings::DeviceTimes,
 }
 
 impl ReferenceData {
@@ -43,6 +45,7 @@ impl ReferenceData {
             assets: store.list_assets()?,
             rules: patrol_rules(store)?,
             categories: categories(store)?,
+            device_times: crate::settings::device_times(store)?,
         })
     }
 
@@ -60,7 +63,8 @@ impl ReferenceData {
     fn fingerprint(&self) -> u64 {
         let mut hasher = DefaultHasher::new();
         let json =
-            serde_json::to_vec(&(&self.users, &self.assets, &self.rules)).unwrap_or_default();
+            serde_json::to_vec(&(&self.users, &self.assets, &self.rules, &self.device_times))
+                .unwrap_or_default();
         json.hash(&mut hasher);
         hasher.finish()
     }
@@ -116,7 +120,9 @@ impl StatsCache {
                 // A patrol's times are bounded by what the server knows of the phone's clock,
                 // exactly as `/patrols` and the reminders bound them.
                 let clock = match meta.kind {
-                    sync_core::doc::DocKind::Patrol => crate::derived::device_clock(store, &meta.id)?,
+                    sync_core::doc::DocKind::Patrol => {
+                        crate::derived::device_clock(store, &meta.id)?
+                    }
                     sync_core::doc::DocKind::Issue => Default::default(),
                 };
                 if let Err(err) = cached.index.upsert_bytes_at(&stored.bytes, &view, &clock) {

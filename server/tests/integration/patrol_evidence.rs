@@ -111,7 +111,12 @@ fn east_of(asset: &Asset, metres: f64, t_ms: i64) -> TrackPoint {
     let ([lon0, lat0], [lon1, lat1]) = (line[0], line[1]);
     let length = sync_core::geo::haversine_m(lat0, lon0, lat1, lon1);
     let f = metres / length;
-    TrackPoint::new(lat0 + (lat1 - lat0) * f, lon0 + (lon1 - lon0) * f, t_ms, 5.0)
+    TrackPoint::new(
+        lat0 + (lat1 - lat0) * f,
+        lon0 + (lon1 - lon0) * f,
+        t_ms,
+        5.0,
+    )
 }
 
 /// The chief's phone, signed in `days` ago (its binding), logged in now.
@@ -140,11 +145,18 @@ async fn two_fixes_at_the_ends_of_a_segment_and_bouncing_are_not_patrols() {
     let t0 = now() - 12 * 3_600_000;
 
     // Two fixes 11 minutes apart, 1.4 km apart.
-    let sparse = [east_of(&asset, 0.0, t0), east_of(&asset, 1_400.0, t0 + 11 * MINUTE_MS)];
+    let sparse = [
+        east_of(&asset, 0.0, t0),
+        east_of(&asset, 1_400.0, t0 + 11 * MINUTE_MS),
+    ];
     let sparse = sync_patrol(&phone, &asset, asset.division.clone(), t0, &sparse).await;
     let detail = patrol_detail(&s, &sup, &sparse).await;
     assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
-    assert!(codes(&detail).contains(&"sparse_fixes".to_owned()), "{}", detail["flag_details"]);
+    assert!(
+        codes(&detail).contains(&"sparse_fixes".to_owned()),
+        "{}",
+        detail["flag_details"]
+    );
     assert_eq!(detail["distance_m"], 0.0, "a gap is not walking: {detail}");
     assert!(
         detail["flags"]
@@ -152,7 +164,8 @@ async fn two_fixes_at_the_ends_of_a_segment_and_bouncing_are_not_patrols() {
             .unwrap()
             .iter()
             .any(|f| f.as_str().unwrap().contains("最长间隔 660 秒")),
-        "{}", detail["flag_details"]
+        "{}",
+        detail["flag_details"]
     );
 
     // 100 fixes five minutes apart bouncing between the two ends: 139 km claimed.
@@ -167,7 +180,11 @@ async fn two_fixes_at_the_ends_of_a_segment_and_bouncing_are_not_patrols() {
     let jumpy = sync_patrol(&phone, &asset, asset.division.clone(), t0, &bouncing).await;
     let detail = patrol_detail(&s, &sup, &jumpy).await;
     assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
-    assert!(detail["distance_m"].as_f64().unwrap() < 1_000.0, "{}", detail["flag_details"]);
+    assert!(
+        detail["distance_m"].as_f64().unwrap() < 1_000.0,
+        "{}",
+        detail["flag_details"]
+    );
     let five_minutes: Vec<TrackPoint> = (0..100)
         .map(|i| {
             let x = if i % 2 == 0 { 0.0 } else { 1_400.0 };
@@ -177,8 +194,16 @@ async fn two_fixes_at_the_ends_of_a_segment_and_bouncing_are_not_patrols() {
     let slow = sync_patrol(&phone, &asset, asset.division.clone(), t0, &five_minutes).await;
     let detail = patrol_detail(&s, &sup, &slow).await;
     assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
-    assert!(codes(&detail).contains(&"sparse_fixes".to_owned()), "{}", detail["flag_details"]);
-    assert!(detail["distance_m"].as_f64().unwrap() < 1_000.0, "{}", detail["flag_details"]);
+    assert!(
+        codes(&detail).contains(&"sparse_fixes".to_owned()),
+        "{}",
+        detail["flag_details"]
+    );
+    assert!(
+        detail["distance_m"].as_f64().unwrap() < 1_000.0,
+        "{}",
+        detail["flag_details"]
+    );
     let dense: Vec<TrackPoint> = (0..1_800)
         .map(|i| {
             let phase = (i as f64 * 1.3) % 400.0;
@@ -189,13 +214,21 @@ async fn two_fixes_at_the_ends_of_a_segment_and_bouncing_are_not_patrols() {
     let retraced = sync_patrol(&phone, &asset, asset.division.clone(), t0, &dense).await;
     let detail = patrol_detail(&s, &sup, &retraced).await;
     assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
-    assert!(codes(&detail).contains(&"retraced".to_owned()), "{}", detail["flag_details"]);
+    assert!(
+        codes(&detail).contains(&"retraced".to_owned()),
+        "{}",
+        detail["flag_details"]
+    );
 
     // None of them counts, and their kilometres do not swell the chief's figures.
     let row = stats_row(&s, &sup, t0 - DAY_MS, now(), &phone.user.id).await;
     let detail_ids = [&sparse, &jumpy, &slow, &retraced];
     assert_eq!(row["valid"], 0, "{row}");
-    assert_eq!(row["invalid"].as_u64(), Some(detail_ids.len() as u64), "{row}");
+    assert_eq!(
+        row["invalid"].as_u64(),
+        Some(detail_ids.len() as u64),
+        "{row}"
+    );
     assert!(row["km"].as_f64().unwrap() < 4.0, "{row}");
     s.stop().await;
 }
@@ -216,10 +249,21 @@ async fn one_fix_dated_at_the_end_of_time_poisons_no_total() {
     let id = sync_patrol(&phone, &asset, asset.division.clone(), t0, &walk).await;
     let detail = patrol_detail(&s, &sup, &id).await;
     assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
-    assert!(codes(&detail).contains(&"time_out_of_bounds".to_owned()), "{}", detail["flag_details"]);
-    assert!(detail["duration_ms"].as_i64().unwrap() <= 13 * MINUTE_MS, "{}", detail["flag_details"]);
+    assert!(
+        codes(&detail).contains(&"time_out_of_bounds".to_owned()),
+        "{}",
+        detail["flag_details"]
+    );
+    assert!(
+        detail["duration_ms"].as_i64().unwrap() <= 13 * MINUTE_MS,
+        "{}",
+        detail["flag_details"]
+    );
     // Shown as recorded.
-    assert_eq!(detail["track"].as_array().unwrap().last().unwrap()["t_ms"], i64::MAX);
+    assert_eq!(
+        detail["track"].as_array().unwrap().last().unwrap()["t_ms"],
+        i64::MAX
+    );
 
     let row = stats_row(&s, &sup, t0 - DAY_MS, now(), &phone.user.id).await;
     assert!(row["hours"].as_f64().unwrap() < 1.0, "{row}");
@@ -290,7 +334,12 @@ async fn a_phone_offline_for_three_weeks_gets_its_patrols_where_they_belong() {
     for (walked, id) in &ids {
         let detail = patrol_detail(&s, &sup, id).await;
         assert_eq!(detail["valid"], true, "{}", detail["flag_details"]);
-        assert_eq!(detail["counted_at_ms"].as_i64(), Some(*walked), "{}", detail["flag_details"]);
+        assert_eq!(
+            detail["counted_at_ms"].as_i64(),
+            Some(*walked),
+            "{}",
+            detail["flag_details"]
+        );
         let week = Period::Week.index(*walked);
         let row = stats_row(
             &s,
@@ -366,7 +415,12 @@ async fn a_chief_cannot_pick_laxer_rules_by_writing_another_division() {
     let id = sync_patrol(&phone, &asset, asset.division.clone(), t0, &walk).await;
     let detail = patrol_detail(&s, &sup, &id).await;
     assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
-    assert_eq!(codes(&detail), ["too_short", "too_short_distance"], "{}", detail["flag_details"]);
+    assert_eq!(
+        codes(&detail),
+        ["too_short", "too_short_distance"],
+        "{}",
+        detail["flag_details"]
+    );
     let row = stats_row(&s, &sup, t0 - DAY_MS, now(), &phone.user.id).await;
     let listed = s
         .get(&format!("/api/v1/patrols?chief={}", phone.user.id), &sup)
@@ -374,7 +428,11 @@ async fn a_chief_cannot_pick_laxer_rules_by_writing_another_division() {
     let listed = listed.expect_ok()[0].clone();
     assert_eq!(listed["id"], id.as_str());
     assert_eq!(listed["valid"], false);
-    assert_eq!((row["valid"].as_u64(), row["invalid"].as_u64()), (Some(0), Some(1)), "{row}");
+    assert_eq!(
+        (row["valid"].as_u64(), row["invalid"].as_u64()),
+        (Some(0), Some(1)),
+        "{row}"
+    );
     s.stop().await;
 }
 
@@ -441,14 +499,25 @@ async fn the_patrol_page_statistics_and_reminders_agree_on_the_week() {
     let last_week = Period::Week.start_ms(week) - 2 * DAY_MS;
     let asset = chief_asset();
     let walk = walk_along(&asset.geometry, last_week, 25 * 60, 21);
-    let id = sync_patrol(&phone, &asset, asset.division.clone(), now() - MINUTE_MS, &walk).await;
+    let id = sync_patrol(
+        &phone,
+        &asset,
+        asset.division.clone(),
+        now() - MINUTE_MS,
+        &walk,
+    )
+    .await;
 
     let sup = s.token(SUPERVISOR, "pc").await;
     let detail = patrol_detail(&s, &sup, &id).await;
     assert_eq!(detail["valid"], true, "{}", detail["flag_details"]);
     assert_eq!(detail["counted_at_ms"].as_i64(), Some(last_week));
     let row = stats_row(&s, &sup, Period::Week.start_ms(week), now(), &chief.id).await;
-    assert_eq!((row["patrols"].as_u64(), row["periods_met"].as_u64()), (Some(0), Some(0)), "{row}");
+    assert_eq!(
+        (row["patrols"].as_u64(), row["periods_met"].as_u64()),
+        (Some(0), Some(0)),
+        "{row}"
+    );
     let reminders = s.get("/api/v1/reminders", &sup).await;
     let due = reminders
         .expect_ok()
@@ -522,13 +591,22 @@ async fn a_report_dated_far_ahead_can_be_assigned_and_is_counted() {
     let after = s.get(&stats_path, &sup).await.expect_ok()["totals"]["reported"]
         .as_u64()
         .unwrap();
-    assert_eq!(after, before + 1, "counted on the day the server received it");
+    assert_eq!(
+        after,
+        before + 1,
+        "counted on the day the server received it"
+    );
     let geojson = s
-        .get(&format!("/api/v1/export/issues.geojson?from={from}&to={to}"), &sup)
+        .get(
+            &format!("/api/v1/export/issues.geojson?from={from}&to={to}"),
+            &sup,
+        )
         .await;
     let features = geojson.expect_ok()["features"].as_array().unwrap().clone();
     assert!(
-        features.iter().any(|f| f["properties"]["id"] == id.as_str()),
+        features
+            .iter()
+            .any(|f| f["properties"]["id"] == id.as_str()),
         "{} features, none is {id}",
         features.len()
     );

@@ -136,9 +136,7 @@ impl Phone {
 
     /// Saves any document written on the phone (a patrol, say); it goes up at the next sync.
     pub fn save_record<R: Record>(&self, record: &mut R, kind: DocKind, id: &str) {
-        SyncClient::new(&self.store)
-            .save(record, kind, id)
-            .unwrap();
+        SyncClient::new(&self.store).save(record, kind, id).unwrap();
     }
 
     /// Saves an offline edit; it goes up at the next sync.

@@ -183,7 +183,8 @@ async fn compliance_counts_weeks_met_not_walks_on_the_demo() {
                 let code =
                     sync_core::model::DivisionCode::new(r["division"].as_str().unwrap()).unwrap();
                 group["key"] == "total"
-                    || sync_core::stats::rollup(&code, sync_core::model::Level::Subdistrict).as_str()
+                    || sync_core::stats::rollup(&code, sync_core::model::Level::Subdistrict)
+                        .as_str()
                         == group["key"].as_str().unwrap()
             })
             .collect();
@@ -191,12 +192,18 @@ async fn compliance_counts_weeks_met_not_walks_on_the_demo() {
         let (periods, met) = (sum("periods"), sum("periods_met"));
         assert_eq!(group["periods"].as_u64(), Some(periods), "{group}");
         assert_eq!(group["periods_met"].as_u64(), Some(met), "{group}");
-        let required: Vec<_> = rows.iter().filter(|r| r["periods"].as_u64() > Some(0)).collect();
+        let required: Vec<_> = rows
+            .iter()
+            .filter(|r| r["periods"].as_u64() > Some(0))
+            .collect();
         let full = required
             .iter()
             .filter(|r| r["periods_met"] == r["periods"])
             .count() as u64;
-        assert_eq!(group["chiefs_required"].as_u64(), Some(required.len() as u64));
+        assert_eq!(
+            group["chiefs_required"].as_u64(),
+            Some(required.len() as u64)
+        );
         assert_eq!(group["chiefs_compliant"].as_u64(), Some(full), "{group}");
         if periods > 0 {
             let c = group["compliance"].as_f64().unwrap();
@@ -209,7 +216,10 @@ async fn compliance_counts_weeks_met_not_walks_on_the_demo() {
         .iter()
         .find(|g| g["key"] == "370105014000")
         .unwrap();
-    assert!(sangzidian["compliance"].as_f64().unwrap() < 1.0, "{sangzidian}");
+    assert!(
+        sangzidian["compliance"].as_f64().unwrap() < 1.0,
+        "{sangzidian}"
+    );
 
     // CSV, XLSX and the report carry these same figures: `csv_and_xlsx_carry_the_json_figures`.
     s.stop().await;

@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn the_chiefs_jurisdiction_picks_the_rules_never_the_patrols_division() {
-        use crate::doc::{actor_for, NewPatrol, PatrolDoc, Record};
+        use crate::doc::{actor_for, NewPatrol, PatrolDoc};
         use crate::model::{Jurisdiction, Role};
         let mut lax = over(None, None, Some("370102000000"), 0.1);
         lax.rules.min_minutes = 1.0;
@@ -370,7 +370,10 @@ mod tests {
         };
         let km = judged(Some(&chief)).km();
         assert!((0.1..1.0).contains(&km), "{km}");
-        assert!(!judged(Some(&chief)).is_valid(), "the chief's own rules: 10 min, 1 km");
+        assert!(
+            !judged(Some(&chief)).is_valid(),
+            "the chief's own rules: 10 min, 1 km"
+        );
         let lax_chief = Role::Chief {
             system: System::River,
             level: Level::Village,
@@ -379,7 +382,10 @@ mod tests {
                 assets: vec![],
             },
         };
-        assert!(judged(Some(&lax_chief)).is_valid(), "a chief of the lax district");
+        assert!(
+            judged(Some(&lax_chief)).is_valid(),
+            "a chief of the lax district"
+        );
         // Without a chief role the default rules apply, not the written division's.
         assert!(!judged(None).is_valid());
         assert!(rules_for_chief(&set, System::River, None).min_km == 1.0);

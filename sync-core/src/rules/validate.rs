@@ -488,7 +488,8 @@ fn cover(points: &[TrackPoint], rules: &PatrolRules, jump_steps: &HashSet<usize>
         c.walking_ms = c.walking_ms.saturating_add(dt.max(0));
         let metres = haversine_m(w[0].lat, w[0].lon, w[1].lat, w[1].lon);
         c.path_m += metres;
-        let samples = ((metres / (GROUND_CELL_M / 2.0)).ceil() as usize).clamp(1, MAX_SAMPLES_PER_STEP);
+        let samples =
+            ((metres / (GROUND_CELL_M / 2.0)).ceil() as usize).clamp(1, MAX_SAMPLES_PER_STEP);
         for k in 1..=samples {
             let f = k as f64 / samples as f64;
             cells.insert(cell(
@@ -673,7 +674,10 @@ mod tests {
         gap.drain(300..600);
         let flags = check(&gap, false).flags;
         assert!(flags.iter().all(|f| f.code() != "jump"), "{flags:?}");
-        assert!(flags.iter().any(|f| f.code() == "sparse_fixes"), "{flags:?}");
+        assert!(
+            flags.iter().any(|f| f.code() == "sparse_fixes"),
+            "{flags:?}"
+        );
     }
 
     #[test]
@@ -697,11 +701,18 @@ mod tests {
                 ..
             }] => {
                 assert_eq!((*minutes, *km), (0.0, 0.0));
-                assert_eq!((*lost_share, *longest_gap_s, *max_gap_s), (1.0, 660.0, 120.0));
+                assert_eq!(
+                    (*lost_share, *longest_gap_s, *max_gap_s),
+                    (1.0, 660.0, 120.0)
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(v.flags[2].message_zh().contains("最长间隔 660 秒"), "{}", v.flags[2]);
+        assert!(
+            v.flags[2].message_zh().contains("最长间隔 660 秒"),
+            "{}",
+            v.flags[2]
+        );
     }
 
     #[test]
@@ -757,7 +768,13 @@ mod tests {
             received_ms: Some(T0 + 3_600_000),
             ..DeviceClock::default()
         };
-        let v = validate_at(&track, Some(&river()), false, &PatrolRules::default(), &clock);
+        let v = validate_at(
+            &track,
+            Some(&river()),
+            false,
+            &PatrolRules::default(),
+            &clock,
+        );
         assert!(v.hours() < 0.21, "{}", v.hours());
         match v.flags.iter().find(|f| f.code() == "time_out_of_bounds") {
             Some(PatrolFlag::TimeOutOfBounds {
@@ -789,7 +806,11 @@ mod tests {
         assert_eq!(v.covered.walking_ms, 0, "every fix is held at the floor");
         assert!(v.flags.iter().any(|f| matches!(
             f,
-            PatrolFlag::TimeOutOfBounds { early: 901, late: 0, .. }
+            PatrolFlag::TimeOutOfBounds {
+                early: 901,
+                late: 0,
+                ..
+            }
         )));
         assert!(!v.is_valid());
         // The same walk recorded after the binding counts as recorded.
@@ -821,7 +842,10 @@ mod tests {
                 share: 0.25
             }]
         );
-        assert_eq!(v.flags[0].message_zh(), "手机系统标记 225 个定位点为模拟定位，占 25%");
+        assert_eq!(
+            v.flags[0].message_zh(),
+            "手机系统标记 225 个定位点为模拟定位，占 25%"
+        );
     }
 
     #[test]

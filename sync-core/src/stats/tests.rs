@@ -297,7 +297,10 @@ fn patrol_compliance_matches_the_hand_count() {
     assert_eq!((report.totals.periods, report.totals.periods_met), (11, 6));
     assert!((report.totals.compliance.unwrap() - 6.0 / 11.0).abs() < 1e-12);
     assert_eq!(
-        (report.totals.chiefs_required, report.totals.chiefs_compliant),
+        (
+            report.totals.chiefs_required,
+            report.totals.chiefs_compliant
+        ),
         (5, 2)
     );
     assert_eq!(report.totals.chiefs_compliant_share, Some(0.4));

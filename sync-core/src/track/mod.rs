@@ -440,10 +440,7 @@ mod tests {
         *bad.last_mut().unwrap() = 7 << 1;
         assert_eq!(
             decode_chunk(&bad),
-            Err(TrackError::UnknownSource {
-                index: 0,
-                byte: 14
-            })
+            Err(TrackError::UnknownSource { index: 0, byte: 14 })
         );
     }
 
