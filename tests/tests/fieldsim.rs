@@ -15,7 +15,6 @@
 use std::process::Command;
 
 use serde_json::{json, Value};
-use sync_core::hub::HubStore;
 use tests::phone::{get, login};
 use tests::server::RunningServer;
 

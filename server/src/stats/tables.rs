@@ -145,7 +145,11 @@ pub fn patrol_tables(report: &PatrolReport) -> Vec<Table> {
                 let reasons: Vec<String> = r
                     .invalid_reasons
                     .iter()
-                    .map(|c| format!("{}×{}", c.reason, c.count))
+                    .map(|c| {
+                        let name = sync_core::rules::PatrolFlag::name_zh_of(&c.reason)
+                            .unwrap_or(c.reason.as_str());
+                        format!("{name}×{}", c.count)
+                    })
                     .collect();
                 vec![
                     text(&r.chief),

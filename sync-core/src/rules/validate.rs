@@ -135,19 +135,26 @@ impl PatrolFlag {
 
     /// The flag's short name for tables and reason lists (无效原因).
     pub fn name_zh(&self) -> &'static str {
-        match self {
-            PatrolFlag::NoTrack => "无轨迹",
-            PatrolFlag::MockLocation => "模拟定位",
-            PatrolFlag::MockFixes { .. } => "模拟定位点",
-            PatrolFlag::TooShort { .. } => "时长不足",
-            PatrolFlag::TooShortDistance { .. } => "里程不足",
-            PatrolFlag::TooFast { .. } => "速度过快",
-            PatrolFlag::Jump { .. } => "位置跳变",
-            PatrolFlag::OutsideCorridor { .. } => "偏离巡查对象",
-            PatrolFlag::SparseFixes { .. } => "定位点过稀",
-            PatrolFlag::Retraced { .. } => "往返重复",
-            PatrolFlag::TimeOutOfBounds { .. } => "时间异常",
-        }
+        Self::name_zh_of(self.code()).unwrap_or("其他")
+    }
+
+    /// The short Chinese name of the flag with stable code `code` (as statistics list reasons),
+    /// `None` for a code no flag has.
+    pub fn name_zh_of(code: &str) -> Option<&'static str> {
+        Some(match code {
+            "no_track" => "无轨迹",
+            "mock_location" => "模拟定位",
+            "mock_fixes" => "模拟定位点",
+            "too_short" => "时长不足",
+            "too_short_distance" => "里程不足",
+            "too_fast" => "速度过快",
+            "jump" => "位置跳变",
+            "outside_corridor" => "偏离巡查对象",
+            "sparse_fixes" => "定位点过稀",
+            "retraced" => "往返重复",
+            "time_out_of_bounds" => "时间异常",
+            _ => return None,
+        })
     }
 
     /// The flag in one Chinese sentence with its numbers, for chiefs, supervisors and offices.
@@ -947,6 +954,9 @@ mod tests {
             "no_track"
         );
         assert_eq!(flag.code(), "too_short");
+        assert_eq!(flag.name_zh(), "时长不足");
+        assert_eq!(PatrolFlag::name_zh_of("retraced"), Some("往返重复"));
+        assert_eq!(PatrolFlag::name_zh_of("no_such_flag"), None);
         assert_eq!(flag.to_string(), "巡查时长 4.5 分钟，要求至少 10 分钟");
     }
 }
