@@ -18,7 +18,7 @@
 //! phone.login("demo-chief".into(), "demo".into())?;
 //! let asset = phone.assets()?.remove(0);
 //! let patrol = phone.start_patrol(asset.id)?;
-//! phone.add_track_point(patrol.clone(), 36.70, 117.00, 1_764_291_600_000, 5.0)?;
+//! phone.add_track_point(patrol.clone(), 36.70, 117.00, 1_764_291_600_000, 5.0, false, String::new())?;
 //! phone.set_check_item(patrol.clone(), "river.banks".into(), CheckResult::Ok, String::new())?;
 //! let summary = phone.finish_patrol(patrol, "水面清洁".into())?;
 //! println!("{} m, counts: {}", summary.distance_m, summary.valid);

@@ -12,7 +12,7 @@
 use std::collections::hash_map::Entry;
 
 use sync_core::doc::{DocKind, NewPatrol, Patrol, PatrolDoc};
-use sync_core::model::{CheckResult, Role, TrackPoint};
+use sync_core::model::{CheckResult, Provider, Role, TrackPoint};
 use sync_core::track::{self, CHANGE_POINTS};
 
 use crate::client::{lock, FieldClient};
@@ -141,6 +141,8 @@ impl FieldClient {
             chief,
             &reference.rules,
             &reference.assets,
+            // A phone knows no more of its own clock than it says.
+            &sync_core::rules::DeviceClock::default(),
         );
         let facts = self.local_facts(&patrol.id)?;
         Ok(PatrolSummary::of(
@@ -191,6 +193,14 @@ impl FieldClient {
 
     /// Records one GPS fix. Cheap enough for 1 Hz: the fix is flushed to the store at once and
     /// reaches the document with the next ten minutes' change (or when the patrol ends).
+    ///
+    /// `mock` is the operating system's own verdict on the fix — Android's
+    /// `Location.isMock()`, iOS's `sourceInformation.isSimulatedBySoftware` — and `provider` the
+    /// OS's name for its source (`"gps"`, `"network"`, `"fused"`, `"passive"`; `"accessory"` for
+    /// iOS's `isProducedByAccessory`; anything else is recorded as unknown). A patrol with mock
+    /// fixes does not count, and says which share of its fixes were mock.
+    #[uniffi::method(default(mock = false, provider = ""))]
+    #[allow(clippy::too_many_arguments)]
     pub fn add_track_point(
         &self,
         patrol_id: String,
@@ -198,6 +208,8 @@ impl FieldClient {
         lon: f64,
         timestamp_ms: i64,
         accuracy_m: f32,
+        mock: bool,
+        provider: String,
     ) -> Result<()> {
         check_position(lat, lon)?;
         let mut tracks = lock(&self.tracks);
@@ -210,6 +222,8 @@ impl FieldClient {
             lon,
             t_ms: timestamp_ms,
             accuracy_m,
+            mock,
+            provider: Provider::from_name(&provider),
         });
         if pending.points.len() >= CHANGE_POINTS {
             self.flush_track(&patrol_id, pending)
@@ -310,9 +324,56 @@ mod tests {
     fn add(phone: &FieldClient, patrol: &str, points: &[TrackPoint]) {
         for p in points {
             phone
-                .add_track_point(patrol.into(), p.lat, p.lon, p.t_ms, p.accuracy_m)
+                .add_track_point(
+                    patrol.into(),
+                    p.lat,
+                    p.lon,
+                    p.t_ms,
+                    p.accuracy_m,
+                    p.mock,
+                    p.provider.name().into(),
+                )
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn the_os_verdict_on_each_fix_reaches_the_patrol_and_its_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = crate::test_server::start_demo_server(&dir.path().join("server"), 900);
+        let phone = open(&dir.path().join("phone"), &base);
+        let me = phone.login("demo-chief".into(), "demo".into()).unwrap();
+        let patrol = phone.start_patrol(me.assets[0].clone()).unwrap();
+        let mut points = walk(CHANGE_POINTS + 20);
+        for (i, p) in points.iter_mut().enumerate() {
+            p.provider = sync_core::model::Provider::Fused;
+            // The last fifth of the walk came from a mock-location app, and Android said so.
+            p.mock = i >= points_len_four_fifths(CHANGE_POINTS + 20);
+        }
+        add(&phone, &patrol, &points);
+        let summary = phone.finish_patrol(patrol.clone(), String::new()).unwrap();
+        let stored = phone.patrol_doc(&patrol, None).unwrap().track().unwrap();
+        assert_eq!(stored.len(), points.len());
+        assert!(stored
+            .iter()
+            .all(|p| p.provider == sync_core::model::Provider::Fused));
+        let mock = stored.iter().filter(|p| p.mock).count();
+        assert_eq!(mock, points.iter().filter(|p| p.mock).count());
+        assert!(!summary.valid);
+        let flag = summary
+            .flags
+            .iter()
+            .find(|f| f.code == "mock_fixes")
+            .unwrap_or_else(|| panic!("{:?}", summary.flags));
+        assert!(
+            flag.detail.contains(&format!("{mock} 个定位点")),
+            "{}",
+            flag.detail
+        );
+    }
+
+    fn points_len_four_fifths(n: usize) -> usize {
+        n * 4 / 5
     }
 
     #[test]

@@ -195,6 +195,8 @@ pub struct PatrolSummary {
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
     pub points: u64,
+    /// Distance and walking time as the statistics count them (breaks, jumps and retracing
+    /// left out).
     pub distance_m: f64,
     pub duration_ms: i64,
     pub max_speed_mps: f64,
@@ -238,8 +240,8 @@ impl PatrolSummary {
             started_at_ms: patrol.started_at_ms,
             ended_at_ms: patrol.ended_at_ms,
             points: stats.points as u64,
-            distance_m: stats.distance_m,
-            duration_ms: stats.duration_ms,
+            distance_m: validation.covered.counted_m,
+            duration_ms: validation.covered.walking_ms,
             max_speed_mps: stats.max_speed_mps,
             inside_share: validation.inside_share,
             valid: validation.is_valid(),

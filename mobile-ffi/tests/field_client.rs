@@ -65,7 +65,15 @@ fn threads_record_and_sync_through_one_shared_client_with_its_own_clock() {
             for i in 0..600 {
                 let (lat, lon) = fix(&geometry, i);
                 phone
-                    .add_track_point(patrol.clone(), lat, lon, T0 + i * 1000, 4.0)
+                    .add_track_point(
+                        patrol.clone(),
+                        lat,
+                        lon,
+                        T0 + i * 1000,
+                        4.0,
+                        false,
+                        String::new(),
+                    )
                     .unwrap();
             }
         })

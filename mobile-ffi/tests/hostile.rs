@@ -665,7 +665,7 @@ impl Device {
                 .start_patrol(self.text(asset))
                 .map(|id| self.learn(Kind::Patrol, id)),
             Call::AddTrackPoint(p, lat, lon, t, acc) => {
-                c.add_track_point(self.text(p), *lat, *lon, *t, *acc)
+                c.add_track_point(self.text(p), *lat, *lon, *t, *acc, false, String::new())
             }
             Call::Walk(p, seed) => {
                 let patrol = self.text(p);
@@ -678,6 +678,8 @@ impl Device {
                         117.00 + wiggle,
                         start.saturating_add(i * 1_000),
                         4.0,
+                        false,
+                        String::new(),
                     )
                 })
             }
@@ -929,13 +931,21 @@ fn calls_out_of_order_and_on_missing_things_are_errors_not_panics() {
     // Signed in: a patrol finished twice, then edited.
     let me = c.login("demo-chief".into(), "demo".into()).unwrap();
     let patrol = c.start_patrol(me.assets[0].clone()).unwrap();
-    c.add_track_point(patrol.clone(), 36.7, 117.0, T0, 5.0)
+    c.add_track_point(patrol.clone(), 36.7, 117.0, T0, 5.0, false, String::new())
         .unwrap();
     let first = c.finish_patrol(patrol.clone(), "一".into()).unwrap();
     let second = c.finish_patrol(patrol.clone(), "二".into()).unwrap();
     assert_eq!(first, second, "finishing twice changes nothing");
     assert!(c
-        .add_track_point(patrol.clone(), 36.7, 117.0, T0 + 1_000, 5.0)
+        .add_track_point(
+            patrol.clone(),
+            36.7,
+            117.0,
+            T0 + 1_000,
+            5.0,
+            false,
+            String::new()
+        )
         .is_err());
 
     // Ids of the wrong kind and hostile ids.
@@ -968,7 +978,7 @@ fn calls_out_of_order_and_on_missing_things_are_errors_not_panics() {
         (0.0, -181.0),
     ] {
         assert!(matches!(
-            c.add_track_point(patrol.clone(), lat, lon, T0, 5.0),
+            c.add_track_point(patrol.clone(), lat, lon, T0, 5.0, false, String::new()),
             Err(ChiefsyncError::InvalidInput { .. })
         ));
     }
@@ -976,7 +986,7 @@ fn calls_out_of_order_and_on_missing_things_are_errors_not_panics() {
     let open = c.start_patrol(me.assets[0].clone()).unwrap();
     for t in [-FAR, FAR, -1, 0, T0, -FAR] {
         no_panic("add_track_point", || {
-            c.add_track_point(open.clone(), 36.7, 117.0, t, f32::NAN)
+            c.add_track_point(open.clone(), 36.7, 117.0, t, f32::NAN, false, String::new())
         })
         .unwrap()
         .unwrap();
@@ -1108,7 +1118,7 @@ fn extreme_timestamps_are_errors_not_panics() {
         let patrol = c.start_patrol(chief.assets[0].clone()).unwrap();
         for t in [T0, extreme, T0 + 1_000, -extreme.saturating_add(1)] {
             attempt("add_track_point", &mut || {
-                c.add_track_point(patrol.clone(), 36.7, 117.0, t, 5.0)
+                c.add_track_point(patrol.clone(), 36.7, 117.0, t, 5.0, false, String::new())
             });
         }
         attempt("patrol", &mut || c.patrol(patrol.clone()).map(drop));

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::jobs::WorkflowSettings;
+use crate::settings::WorkflowSettings;
 use crate::state::Settings;
 
 /// ChiefSync server: patrols and problem rectification for river, forest and field chiefs.

@@ -3,8 +3,9 @@
 //!
 //! For every issue the server keeps its record and folded workflow state (the status, assignee,
 //! deadline and photos a list row shows), in report order and in the duplicate search's grid
-//! (`sync_core::workflow::DuplicateIndex`); for every patrol its record, in start order and by
-//! chief, and its validity verdict once a page or a reminder asked for it. The facts follow the
+//! (`sync_core::workflow::DuplicateIndex`); for every patrol its record, what the server knows of
+//! the clock of the phone that sent it, the time it counts as walked (in that order and by
+//! chief), and its validity verdict once a page or a reminder asked for it. The facts follow the
 //! change feed as the statistics do: a request first re-reads the documents saved since the last
 //! one (each changed document once), then reads the kept facts. A verdict is kept with what it
 //! was judged against (the rules, the chief's role, the asset), so changing any of them judges
@@ -24,7 +25,7 @@ use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocKind, Patrol, PatrolDoc};
 use sync_core::hub::HubError;
 use sync_core::model::User;
-use sync_core::rules::{validate_patrol, PatrolValidation, RuleSet};
+use sync_core::rules::{counted_time, validate_patrol, DeviceClock, PatrolValidation, RuleSet};
 use sync_core::workflow::{DuplicateCandidate, DuplicateIndex};
 
 use crate::board::{self, IssueSummary};
@@ -60,24 +61,62 @@ impl Work {
 pub struct PatrolSummary {
     pub meta: DocMeta,
     pub record: Patrol,
+    /// What the server knows of the sending phone's clock ([`device_clock`]).
+    pub clock: DeviceClock,
+    /// When the patrol counts as walked: `rules::counted_time` of its first fix.
+    pub at_ms: i64,
     /// The verdict with the fingerprint of what it was judged against.
     verdict: Mutex<Option<(u64, Arc<PatrolValidation>)>>,
 }
 
 impl PatrolSummary {
-    pub fn load(meta: DocMeta, bytes: &[u8]) -> Result<Self, HubError> {
-        let record = PatrolDoc::load(bytes)
-            .and_then(|doc| doc.view())
-            .map_err(|e| HubError::Damaged {
-                id: meta.id.clone(),
-                reason: e.to_string(),
-            })?;
+    pub fn load(store: &dyn Store, meta: DocMeta, bytes: &[u8]) -> Result<Self, HubError> {
+        let damaged = |e: sync_core::doc::DocError| HubError::Damaged {
+            id: meta.id.clone(),
+            reason: e.to_string(),
+        };
+        let doc = PatrolDoc::load(bytes).map_err(damaged)?;
+        let record = doc.view().map_err(damaged)?;
+        let first = doc
+            .track()
+            .map_err(damaged)?
+            .into_iter()
+            .take(1)
+            .collect::<Vec<_>>();
+        let clock = device_clock(store, &meta.id)?;
         Ok(Self {
+            at_ms: counted_time(record.started_at_ms, &first, &clock),
+            clock,
             meta,
             record,
             verdict: Mutex::new(None),
         })
     }
+}
+
+/// What the server knows of the clock of the phone that sent a document: when its device was
+/// bound (the first sign-in of the user on it, from the device record) and when the server
+/// received the document's changes (the audit; the latest one bounds the times it carries).
+/// A document stored without an audit (seeded, or from before the audit) has no bounds.
+pub fn device_clock(store: &dyn Store, doc_id: &str) -> Result<DeviceClock, HubError> {
+    let history = store.history(doc_id)?;
+    let Some(first) = history.iter().min_by_key(|e| e.received_at_ms) else {
+        return Ok(DeviceClock::default());
+    };
+    // The audit names the device as the sync session does: `user/device`.
+    let prefix = format!("{}/", first.user);
+    let device_id = first.device.strip_prefix(&prefix).unwrap_or(&first.device);
+    let storage = |e: crate::storage::StoreError| HubError::Storage(e.to_string());
+    let device = store.get_device(&first.user, device_id).map_err(storage)?;
+    let grace = crate::settings::device_times(store)
+        .map_err(storage)?
+        .binding_grace_ms
+        .max(0);
+    Ok(DeviceClock {
+        bound_ms: device.map(|d| d.created_at_ms.saturating_sub(grace)),
+        previous_sync_ms: None,
+        received_ms: history.iter().map(|e| e.received_at_ms).max(),
+    })
 }
 
 /// The kept facts, as of feed position `cursor`.
@@ -106,7 +145,7 @@ impl Kept {
             self.duplicates.remove(id);
         }
         if let Some(old) = self.patrols.remove(id) {
-            let started = old.record.started_at_ms;
+            let started = old.at_ms;
             self.patrol_order.remove(&(started, id.to_owned()));
             self.patrols_by_chief
                 .remove(&(old.meta.owner.clone(), started, id.to_owned()));
@@ -132,7 +171,7 @@ impl Kept {
     fn put_patrol(&mut self, summary: PatrolSummary) {
         let id = summary.meta.id.clone();
         self.remove(&id);
-        let started = summary.record.started_at_ms;
+        let started = summary.at_ms;
         self.patrol_order.insert((started, id.clone()));
         self.patrols_by_chief
             .insert((summary.meta.owner.clone(), started, id.clone()));
@@ -188,7 +227,7 @@ impl Kept {
         self.patrols.get(id)
     }
 
-    /// Every patrol, newest start first (ties: larger id first).
+    /// Every patrol, newest first by the time it counts as walked (ties: larger id first).
     pub fn patrols_newest_first(&self) -> impl Iterator<Item = &Arc<PatrolSummary>> + '_ {
         self.patrol_order
             .iter()
@@ -196,7 +235,7 @@ impl Kept {
             .filter_map(|(_, id)| self.patrols.get(id))
     }
 
-    /// The chief's patrols that started in `[from_ms, until_ms)`.
+    /// The chief's patrols that count as walked in `[from_ms, until_ms)`.
     pub fn patrols_of(
         &self,
         chief: &str,
@@ -273,7 +312,7 @@ fn reread(
             board::IssueSummary::load(stored.meta.clone(), &id, &stored.bytes)
                 .map(|summary| kept.put_issue(summary))
         }
-        DocKind::Patrol => PatrolSummary::load(stored.meta.clone(), &stored.bytes)
+        DocKind::Patrol => PatrolSummary::load(store, stored.meta.clone(), &stored.bytes)
             .map(|summary| kept.put_patrol(summary)),
     };
     if let Err(HubError::Damaged { reason, .. }) = outcome {
@@ -372,6 +411,7 @@ pub fn judge(
                 chief.as_ref(),
                 &judging.rules,
                 &assets,
+                &patrol.clock,
             ));
             *patrol.verdict.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some((inputs, judged.clone()));

@@ -125,15 +125,6 @@ pub fn labels() -> Value {
         "photo_role": { "before": "整改前", "after": "整改后", "evidence": "现场" },
         "period": { "week": "本周", "month": "本月", "quarter": "本季度" },
         "assignee_kind": { "department": "部门", "user": "人员" },
-        "patrol_flag": {
-            "no_track": "没有记录到轨迹",
-            "mock_location": "手机报告使用了虚拟定位",
-            "too_short": "巡查时长 {minutes} 分钟，不足规定的 {required} 分钟",
-            "too_short_distance": "巡查里程 {km} 公里，不足规定的 {required} 公里",
-            "too_fast": "最快一分钟平均速度 {speed_kmh} 公里/小时，超过步行或骑行的 {limit_kmh} 公里/小时",
-            "jump": "轨迹在 {seconds} 秒内跳变 {metres} 米",
-            "outside_corridor": "在管护范围内的轨迹占 {inside_share%}，不足规定的 {required%}"
-        },
         "evidence_flag": {
             "missing_exif": "照片没有记录拍摄时间或位置",
             "taken_outside_window": "拍摄时间在巡查时段之外（相差 {minutes} 分钟）",
@@ -210,47 +201,6 @@ mod tests {
         for sev in [Severity::General, Severity::Urgent, Severity::Critical] {
             let key = serde_json::to_value(sev).unwrap();
             assert!(l["severity"][key.as_str().unwrap()].is_string());
-        }
-        let flags = [
-            sync_core::rules::PatrolFlag::NoTrack,
-            sync_core::rules::PatrolFlag::MockLocation,
-            sync_core::rules::PatrolFlag::TooShort {
-                minutes: 1.0,
-                required: 2.0,
-            },
-            sync_core::rules::PatrolFlag::TooShortDistance {
-                km: 1.0,
-                required: 2.0,
-            },
-            sync_core::rules::PatrolFlag::TooFast {
-                speed_kmh: 1.0,
-                limit_kmh: 2.0,
-            },
-            sync_core::rules::PatrolFlag::Jump {
-                at_ms: 0,
-                metres: 1.0,
-                seconds: 2.0,
-            },
-            sync_core::rules::PatrolFlag::OutsideCorridor {
-                inside_share: 0.1,
-                required: 0.5,
-            },
-        ];
-        for f in flags {
-            let v = serde_json::to_value(&f).unwrap();
-            let code = v["flag"].as_str().unwrap();
-            let template = l["patrol_flag"][code]
-                .as_str()
-                .unwrap_or_else(|| panic!("{code}"));
-            // Every number the template names is one the flag carries.
-            for name in template
-                .split('{')
-                .skip(1)
-                .map(|s| s.split('}').next().unwrap())
-            {
-                let name = name.trim_end_matches('%');
-                assert!(v.get(name).is_some(), "{code} lacks {name}");
-            }
         }
     }
 }

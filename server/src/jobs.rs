@@ -11,47 +11,19 @@
 //! Reminders list the chiefs whose patrol quota for the current period is not yet met; the
 //! same computation serves `GET /api/v1/reminders` and the job's log line.
 
-use std::time::Duration;
-
 use actix_web::web;
 use serde::Serialize;
 use sync_core::authz::oversees;
 use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::hub::{ActError, HubError, HubStore};
 use sync_core::model::{Level, Role, System, User};
-use sync_core::rules::{quota_progress, Period, QuotaProgress, RuleSet};
+use sync_core::rules::{quota_progress, Period, QuotaProgress};
 use sync_core::workflow::{needs_escalation, Status};
 use utoipa::ToSchema;
 
 use crate::derived::{self, Judging, Work, CHANGES};
 use crate::error::ApiError;
 use crate::state::{now_ms, AppState};
-use crate::storage::{Store, StoreError};
-
-/// Settings of the workflow's background work and of duplicate detection.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkflowSettings {
-    /// How long after a missed deadline an issue is escalated.
-    pub overdue_grace_ms: i64,
-    /// How often the deadline job runs.
-    pub deadline_check_every: Duration,
-    /// Two open issues of the same category closer than this are possible duplicates.
-    pub duplicate_radius_m: f64,
-    /// A photo upload left unfinished this long is removed by the job (the phone starts it
-    /// again from the beginning if it ever comes back).
-    pub abandoned_upload_after: Duration,
-}
-
-impl Default for WorkflowSettings {
-    fn default() -> Self {
-        Self {
-            overdue_grace_ms: 0,
-            deadline_check_every: Duration::from_secs(300),
-            duplicate_radius_m: 50.0,
-            abandoned_upload_after: Duration::from_secs(7 * 86_400),
-        }
-    }
-}
 
 /// What one run of the deadline job did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,19 +117,9 @@ fn reminder(user: &User, progress: &QuotaProgress) -> Option<Reminder> {
     })
 }
 
-fn rules(store: &dyn Store) -> Result<RuleSet, StoreError> {
-    match store.get_meta(crate::reference::RULES_KEY)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            key: crate::reference::RULES_KEY.into(),
-            detail: e.to_string(),
-        }),
-        None => Ok(RuleSet::default()),
-    }
-}
-
 /// The active chiefs `viewer` oversees whose quota for the period containing `now_ms` is not
 /// met yet, counting valid patrols only (checked with the rules that apply to each chief).
-/// Only patrols that started in the current period are looked at, each judged once until it,
+/// Only patrols that count as walked in the current period are looked at, each judged once until it,
 /// its chief, its asset or the rules change (`crate::derived`).
 pub fn reminders(
     state: &AppState,
@@ -166,7 +128,7 @@ pub fn reminders(
     work: &mut Work,
 ) -> Result<Vec<Reminder>, ApiError> {
     let store = state.store.as_ref();
-    let judging = Judging::new(rules(store)?);
+    let judging = Judging::new(crate::settings::patrol_rules(store)?);
     let (kept, caught_up) = state.derived.current(store)?;
     state.metrics.count_work(CHANGES, &caught_up);
     let mut due = Vec::new();
@@ -196,7 +158,7 @@ pub fn reminders(
         for patrol in patrols {
             match derived::judge(store, &judging, &patrol, false, work) {
                 Ok(judged) if judged.validation.is_valid() => {
-                    starts.push(patrol.record.started_at_ms);
+                    starts.push(patrol.at_ms);
                 }
                 Ok(_) => {}
                 // A patrol that cannot be read does not count, as before.

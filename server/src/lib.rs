@@ -24,6 +24,7 @@ pub mod photos;
 pub mod public;
 pub mod reference;
 mod serve;
+pub mod settings;
 pub mod shed;
 pub mod state;
 pub mod stats;

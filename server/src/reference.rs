@@ -7,25 +7,20 @@
 //! - an admin or a department handler (who may be assigned problems anywhere): everything.
 //!
 //! Categories and check items are those of the user's system when it has one. Categories, check
-//! items and rules are server-owned settings stored in meta and fall back to sync-core's
-//! defaults. This module decides scope; it does not serve HTTP.
+//! items and rules are server-owned settings, read by `crate::settings` (absent ones are
+//! sync-core's defaults, damaged ones an error). This module decides scope; it does not serve
+//! HTTP.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sync_core::model::{
-    default_categories, default_check_items, Asset, Category, CheckItem, Division, DivisionCode,
-    Role, System, User,
-};
+use sync_core::model::{Asset, Category, CheckItem, Division, DivisionCode, Role, System, User};
 use sync_core::rules::RuleSet;
 use utoipa::ToSchema;
 
+pub use crate::settings::{categories, seed_defaults, CATEGORIES_KEY, CHECK_ITEMS_KEY, RULES_KEY};
+use crate::settings::{check_items, patrol_rules};
 use crate::storage::{Store, StoreError};
-
-pub const CATEGORIES_KEY: &str = "reference.categories";
-pub const CHECK_ITEMS_KEY: &str = "reference.check_items";
-pub const RULES_KEY: &str = "reference.rules";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReferenceData {
@@ -40,44 +35,6 @@ pub struct ReferenceData {
     pub check_items: Vec<CheckItem>,
     #[schema(value_type = Object)]
     pub rules: RuleSet,
-}
-
-fn setting<T: DeserializeOwned>(
-    store: &dyn Store,
-    key: &str,
-    default: impl FnOnce() -> T,
-) -> Result<T, StoreError> {
-    match store.get_meta(key)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            key: key.to_owned(),
-            detail: e.to_string(),
-        }),
-        None => Ok(default()),
-    }
-}
-
-fn put_setting_if_absent<T: Serialize>(
-    store: &dyn Store,
-    key: &str,
-    value: &T,
-) -> Result<(), StoreError> {
-    if store.get_meta(key)?.is_none() {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
-        store.put_meta(key, &bytes)?;
-    }
-    Ok(())
-}
-
-/// Stores sync-core's default categories, check items and rules as this server's settings.
-pub fn seed_defaults(store: &dyn Store) -> Result<(), StoreError> {
-    put_setting_if_absent(store, CATEGORIES_KEY, &default_categories())?;
-    put_setting_if_absent(store, CHECK_ITEMS_KEY, &default_check_items())?;
-    put_setting_if_absent(store, RULES_KEY, &RuleSet::default())
-}
-
-/// The problem categories in force: the stored setting, or sync-core's defaults.
-pub fn categories(store: &dyn Store) -> Result<Vec<Category>, StoreError> {
-    setting(store, CATEGORIES_KEY, default_categories)
 }
 
 /// (area the user sees, system filter, explicitly assigned assets); `None` area means everywhere.
@@ -139,7 +96,7 @@ pub fn for_user(store: &dyn Store, user: &User) -> Result<ReferenceData, StoreEr
         .into_iter()
         .filter(|c: &Category| system.is_none_or(|s| s == c.system))
         .collect();
-    let check_items = setting(store, CHECK_ITEMS_KEY, default_check_items)?
+    let check_items = check_items(store)?
         .into_iter()
         .filter(|c: &CheckItem| system.is_none_or(|s| s == c.system))
         .collect();
@@ -148,6 +105,6 @@ pub fn for_user(store: &dyn Store, user: &User) -> Result<ReferenceData, StoreEr
         assets,
         categories,
         check_items,
-        rules: setting(store, RULES_KEY, RuleSet::default)?,
+        rules: patrol_rules(store)?,
     })
 }

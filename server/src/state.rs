@@ -14,8 +14,8 @@ use crate::auth::jwt::TokenService;
 use crate::auth::password::{PasswordCost, PasswordError, PasswordPool, Passwords, PASSWORD_QUEUE};
 use crate::auth::rate_limit::{LoginLimit, LoginLimiter};
 use crate::auth::signing_key::{SigningKey, SigningKeyError};
-use crate::jobs::WorkflowSettings;
 use crate::metrics::Metrics;
+use crate::settings::WorkflowSettings;
 use crate::storage::{SledStore, Store, StoreError};
 
 /// Everything the service needs to start, independent of how it was configured.

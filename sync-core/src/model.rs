@@ -443,7 +443,7 @@ pub struct PhotoRef {
 }
 
 /// One GPS fix of a patrol track.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrackPoint {
     pub lat: f64,
     pub lon: f64,
@@ -451,6 +451,99 @@ pub struct TrackPoint {
     pub t_ms: i64,
     /// Horizontal accuracy reported by the phone, metres.
     pub accuracy_m: f32,
+    /// The operating system's own verdict that the fix did not come from the phone's receiver:
+    /// Android's mock-location flag (`Location.isMock()`), iOS's simulated-by-software flag.
+    #[serde(default)]
+    pub mock: bool,
+    /// Which of the phone's location sources produced the fix, as the OS names it.
+    #[serde(default)]
+    pub provider: Provider,
+}
+
+impl TrackPoint {
+    /// A fix from an unknown source that the OS did not call simulated.
+    pub fn new(lat: f64, lon: f64, t_ms: i64, accuracy_m: f32) -> Self {
+        Self {
+            lat,
+            lon,
+            t_ms,
+            accuracy_m,
+            mock: false,
+            provider: Provider::Unknown,
+        }
+    }
+}
+
+/// The location source of a fix as the phone's OS reports it (Android's provider name; iOS
+/// tells only whether an accessory produced the fix).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Not reported (fixes recorded before phones said, or an OS that does not tell).
+    #[default]
+    Unknown,
+    /// Satellite receiver (`gps`).
+    Gps,
+    /// Cell and Wi-Fi positioning (`network`).
+    Network,
+    /// Google's fused provider (`fused`).
+    Fused,
+    /// Another app's fixes (`passive`).
+    Passive,
+    /// An external receiver (iOS `isProducedByAccessory`).
+    Accessory,
+}
+
+impl Provider {
+    /// The provider's number in a track chunk (three bits).
+    pub fn code(self) -> u8 {
+        match self {
+            Provider::Unknown => 0,
+            Provider::Gps => 1,
+            Provider::Network => 2,
+            Provider::Fused => 3,
+            Provider::Passive => 4,
+            Provider::Accessory => 5,
+        }
+    }
+
+    /// The provider numbered `code`; `None` for a number no provider has.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Provider::Unknown,
+            1 => Provider::Gps,
+            2 => Provider::Network,
+            3 => Provider::Fused,
+            4 => Provider::Passive,
+            5 => Provider::Accessory,
+            _ => return None,
+        })
+    }
+
+    /// The provider's name as [`Provider::from_name`] reads it (`"unknown"` for `Unknown`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Unknown => "unknown",
+            Provider::Gps => "gps",
+            Provider::Network => "network",
+            Provider::Fused => "fused",
+            Provider::Passive => "passive",
+            Provider::Accessory => "accessory",
+        }
+    }
+
+    /// Reads the name an OS gives its provider (`"gps"`, `"network"`, `"fused"`, `"passive"`,
+    /// `"accessory"`); anything else is `Unknown`.
+    pub fn from_name(name: &str) -> Self {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "gps" => Provider::Gps,
+            "network" => Provider::Network,
+            "fused" => Provider::Fused,
+            "passive" => Provider::Passive,
+            "accessory" => Provider::Accessory,
+            _ => Provider::Unknown,
+        }
+    }
 }
 
 #[cfg(test)]

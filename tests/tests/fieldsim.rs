@@ -1,12 +1,20 @@
 //! The field simulator end to end: a real server in this process (sled in a temporary
 //! directory, HTTP on 127.0.0.1), the `fieldsim` program run against it as an operator would,
 //! and its figures checked against what the server says: every phone converged, and the patrol
-//! statistics show what the simulator expects. Once with the phone library's own recorder (fix by
-//! fix) and once with the simulator's minute-chunk recorder the `server` bench uses.
+//! statistics show what the simulator expects, to the patrol: every fabricated patrol (sparse,
+//! bouncing, backdated, dated at the end of time, spoofed) is invalid on the server for the reasons
+//! the simulator predicts, and every honest one is judged as the phone judged it. Once with the
+//! phone library's own recorder (fix by fix) and once with the simulator's minute-chunk recorder
+//! the `server` bench uses.
+//!
+//! The simulated days lie before the run, but the phones are signed in (bound) when the run
+//! starts; the server is told to accept times up to five days before a binding
+//! (`settings.device_times`), as a deployment bringing in earlier work would. A walk backdated 60
+//! days is still out of bounds.
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tests::phone::{get, login};
 use tests::server::RunningServer;
 
@@ -23,17 +31,26 @@ fn recorded_a_minute_at_a_time_the_statistics_match_too() {
 fn district(devices: usize, recorder: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = RunningServer::start(dir.path(), true);
+    server
+        .state()
+        .store
+        .put_meta(
+            server::settings::DEVICE_TIMES_KEY,
+            &serde_json::to_vec(&json!({"binding_grace_ms": 5 * 86_400_000i64})).unwrap(),
+        )
+        .expect("device time settings");
     let output = Command::new(env!("CARGO_BIN_EXE_fieldsim"))
         .args(["--server", &server.base])
         .args([
             "--devices",
             &devices.to_string(),
             "--days",
-            "2",
+            "3",
             "--seed",
-            "11",
+            "17",
         ])
         .args(["--concurrency", "4", "--interrupted", "0.5"])
+        .args(["--fabricated", "0.6"])
         .args(["--recorder", recorder])
         .args(["--json", "--expect"])
         .output()
@@ -90,5 +107,42 @@ fn district(devices: usize, recorder: &str) {
             "km {got} vs {wanted} for {want}"
         );
     }
+    // Patrol by patrol: the server agrees with the simulator's prediction, reasons included.
+    let predicted = expect["patrols"].as_array().expect("patrols");
+    let fabricated = predicted.iter().filter(|p| p["fabricated"] == true).count();
+    assert_eq!(
+        expect["fabricated_patrols"].as_u64(),
+        Some(fabricated as u64)
+    );
+    for want in predicted {
+        let id = want["id"].as_str().expect("id");
+        let got = get(&server.base, token, &format!("/api/v1/patrols/{id}"));
+        assert_eq!(got.status, 200, "{id}: {}", got.json());
+        let got = got.json();
+        assert_eq!(
+            got["valid"], want["valid"],
+            "{want} vs {}",
+            got["flag_details"]
+        );
+        let codes: Vec<&str> = got["flag_details"]
+            .as_array()
+            .expect("flag details")
+            .iter()
+            .filter_map(|f| f["flag"].as_str())
+            .collect();
+        for reason in want["reasons"].as_array().expect("reasons") {
+            assert!(
+                codes.contains(&reason.as_str().expect("reason")),
+                "{want}: server flags {codes:?}"
+            );
+        }
+        if want["fabricated"] == true {
+            assert_eq!(got["valid"], false, "a fabricated patrol passed: {want}");
+        }
+    }
+    eprintln!(
+        "{} patrols compared one by one, {fabricated} of them fabricated",
+        predicted.len()
+    );
     server.stop();
 }

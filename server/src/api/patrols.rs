@@ -1,6 +1,8 @@
-//! Patrols for supervisors: a patrol's track over its asset with its validity flags (checked with
-//! the rules that apply to its chief, by sync-core's `rules::validate`), the recent patrols in
-//! scope, and reminders for chiefs whose patrol quota for the current period is not yet met.
+//! Patrols for supervisors: a patrol's track over its asset with its validity flags (checked by
+//! sync-core's one patrol rule, `rules::validate_patrol`, with the rules of its chief as the
+//! server knows them and its times bounded by what the server knows of the phone), the recent
+//! patrols in scope, and reminders for chiefs whose patrol quota for the current period is not
+//! yet met.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sync_core::authz::in_scope;
 use sync_core::doc::{DocKind, Patrol};
 use sync_core::model::{Asset, TrackPoint};
-use sync_core::rules::{PatrolValidation, RuleSet};
+use sync_core::rules::{PatrolFlag, PatrolValidation};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
@@ -17,7 +19,6 @@ use crate::derived::{self, Judging, PatrolSummary, Work, CHANGES};
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::{self, Reminder};
 use crate::state::{now_ms, AppState};
-use crate::storage::Store;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
@@ -37,17 +38,22 @@ pub struct PatrolRow {
     pub chief: String,
     pub asset: String,
     pub system: String,
+    /// The phone's start and end times, as recorded.
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
+    /// When the patrol counts as walked: its first fix bounded by what the server knows of the
+    /// phone's clock (the period it counts for, in statistics and reminders alike).
+    pub counted_at_ms: i64,
+    /// Distance and walking time that count (breaks, jumps and retracing left out), as in the
+    /// statistics.
     pub distance_m: f64,
     pub duration_ms: i64,
     pub valid: bool,
-    /// Why it does not count (or what is doubtful), explained with numbers.
+    /// Why it does not count, one Chinese sentence with its numbers per flag.
     pub flags: Vec<String>,
-    /// The same flags by code with their numbers (`{"flag": "too_short", "minutes": …}`), which
-    /// the desk puts in Chinese.
+    /// The same flags with their stable code (`flag`) and numbers, for clients that render them.
     #[schema(value_type = Vec<Object>)]
-    pub checks: Vec<sync_core::rules::PatrolFlag>,
+    pub flag_details: Vec<PatrolFlag>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -65,16 +71,8 @@ pub struct PatrolDetail {
     pub asset_detail: Option<Asset>,
 }
 
-fn rule_set(store: &dyn Store) -> RuleSet {
-    store
-        .get_meta(crate::reference::RULES_KEY)
-        .ok()
-        .flatten()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
-fn row(record: &Patrol, validation: &PatrolValidation) -> PatrolRow {
+fn row(patrol: &PatrolSummary, validation: &PatrolValidation) -> PatrolRow {
+    let record = &patrol.record;
     PatrolRow {
         id: record.id.clone(),
         chief: record.chief.clone(),
@@ -82,11 +80,16 @@ fn row(record: &Patrol, validation: &PatrolValidation) -> PatrolRow {
         system: record.system.as_str().into(),
         started_at_ms: record.started_at_ms,
         ended_at_ms: record.ended_at_ms,
-        distance_m: validation.stats.distance_m,
-        duration_ms: validation.stats.duration_ms,
+        counted_at_ms: patrol.at_ms,
+        distance_m: validation.covered.counted_m,
+        duration_ms: validation.covered.walking_ms,
         valid: validation.is_valid(),
-        flags: validation.flags.iter().map(ToString::to_string).collect(),
-        checks: validation.flags.clone(),
+        flags: validation
+            .flags
+            .iter()
+            .map(PatrolFlag::message_zh)
+            .collect(),
+        flag_details: validation.flags.clone(),
     }
 }
 
@@ -122,12 +125,12 @@ pub async fn list_patrols(
             .cloned()
             .collect();
         drop(kept);
-        let judging = Judging::new(rule_set(store));
+        let judging = Judging::new(crate::settings::patrol_rules(store)?);
         let mut work = Work::default();
         let mut rows = Vec::with_capacity(page.len());
         for patrol in &page {
             let judged = derived::judge(store, &judging, patrol, false, &mut work)?;
-            rows.push(row(&patrol.record, &judged.validation));
+            rows.push(row(patrol, &judged.validation));
         }
         state.metrics.count_work("/api/v1/patrols", &work);
         Ok(rows)
@@ -171,17 +174,17 @@ pub async fn get_patrol(
                     if stored.meta.kind == DocKind::Patrol
                         && in_scope(&caller.user, &stored.meta) =>
                 {
-                    Arc::new(PatrolSummary::load(stored.meta, &stored.bytes)?)
+                    Arc::new(PatrolSummary::load(store, stored.meta, &stored.bytes)?)
                 }
                 _ => return Err(ApiError::NotFound(format!("no patrol {id} in your scope"))),
             },
         };
-        let judging = Judging::new(rule_set(store));
+        let judging = Judging::new(crate::settings::patrol_rules(store)?);
         let mut work = Work::default();
         let judged = derived::judge(store, &judging, &patrol, true, &mut work)?;
         state.metrics.count_work("/api/v1/patrols/{id}", &work);
         Ok(PatrolDetail {
-            row: row(&patrol.record, &judged.validation),
+            row: row(&patrol, &judged.validation),
             inside_share: judged.validation.inside_share,
             record: patrol.record.clone(),
             track: judged.track.unwrap_or_default(),

@@ -18,12 +18,11 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-use serde::de::DeserializeOwned;
-use sync_core::model::{default_categories, Asset, Category, Division, User};
+use sync_core::model::{Asset, Category, Division, User};
 use sync_core::rules::RuleSet;
 use sync_core::stats::{FactIndex, Reference};
 
-use crate::reference::{CATEGORIES_KEY, RULES_KEY};
+use crate::settings::{categories, patrol_rules};
 use crate::storage::{Store, StoreError};
 
 /// The reference data statistics read, owned.
@@ -34,6 +33,8 @@ pub struct ReferenceData {
     pub assets: Vec<Asset>,
     pub rules: RuleSet,
     pub categories: Vec<Category>,
+    /// How phone times are bounded: changing it re-judges every patrol.
+    pub device_times: crate::settings::DeviceTimes,
 }
 
 impl ReferenceData {
@@ -42,8 +43,9 @@ impl ReferenceData {
             users: store.list_users()?.into_iter().map(|r| r.user).collect(),
             divisions: store.list_divisions()?,
             assets: store.list_assets()?,
-            rules: setting(store, RULES_KEY, RuleSet::default)?,
-            categories: setting(store, CATEGORIES_KEY, default_categories)?,
+            rules: patrol_rules(store)?,
+            categories: categories(store)?,
+            device_times: crate::settings::device_times(store)?,
         })
     }
 
@@ -61,23 +63,10 @@ impl ReferenceData {
     fn fingerprint(&self) -> u64 {
         let mut hasher = DefaultHasher::new();
         let json =
-            serde_json::to_vec(&(&self.users, &self.assets, &self.rules)).unwrap_or_default();
+            serde_json::to_vec(&(&self.users, &self.assets, &self.rules, &self.device_times))
+                .unwrap_or_default();
         json.hash(&mut hasher);
         hasher.finish()
-    }
-}
-
-fn setting<T: DeserializeOwned>(
-    store: &dyn Store,
-    key: &str,
-    default: impl FnOnce() -> T,
-) -> Result<T, StoreError> {
-    match store.get_meta(key)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            key: key.to_owned(),
-            detail: e.to_string(),
-        }),
-        None => Ok(default()),
     }
 }
 
@@ -128,7 +117,15 @@ impl StatsCache {
                 let Some(stored) = store.document(&meta.id)? else {
                     continue;
                 };
-                if let Err(err) = cached.index.upsert_bytes(&stored.bytes, &view) {
+                // A patrol's times are bounded by what the server knows of the phone's clock,
+                // exactly as `/patrols` and the reminders bound them.
+                let clock = match meta.kind {
+                    sync_core::doc::DocKind::Patrol => {
+                        crate::derived::device_clock(store, &meta.id)?
+                    }
+                    sync_core::doc::DocKind::Issue => Default::default(),
+                };
+                if let Err(err) = cached.index.upsert_bytes_at(&stored.bytes, &view, &clock) {
                     tracing::warn!(doc = %meta.id, %err, "document left out of statistics");
                 }
             }

@@ -111,7 +111,8 @@ pub fn report_html(c: &ReportContent) -> String {
     let figures = [
         ("责任人", p.chiefs.to_string()),
         ("有效巡查", format!("{} / 应巡 {}", p.valid, p.required)),
-        ("巡查达标率", pct(p.compliance)),
+        ("周期达标率", pct(p.compliance)),
+        ("全部达标人数占比", pct(p.chiefs_compliant_share)),
         ("巡查里程", format!("{:.1} 公里", p.km)),
         ("上报问题", i.reported.to_string()),
         ("已销号", i.closed.to_string()),
@@ -130,11 +131,11 @@ pub fn report_html(c: &ReportContent) -> String {
 
     h.push_str("<h2>一、巡查考核</h2>");
     let _ = write!(h, "<div class=\"chart\">{}</div>", c.charts[0]);
-    h.push_str("<div class=\"wide\"><table><tr><th>区划</th><th>责任人</th><th>零巡查</th><th>应巡</th><th>有效</th><th>无效</th><th>达标率</th><th>里程(公里)</th></tr>");
+    h.push_str("<div class=\"wide\"><table><tr><th>区划</th><th>责任人</th><th>零巡查</th><th>应巡</th><th>有效</th><th>无效</th><th>周期达标率</th><th>全部达标人数</th><th>里程(公里)</th></tr>");
     for g in c.patrols.by_division.iter().chain([&c.patrols.totals]) {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{:.1}</td></tr>",
             escape(&g.name),
             g.chiefs,
             g.chiefs_without_patrols,
@@ -142,6 +143,8 @@ pub fn report_html(c: &ReportContent) -> String {
             g.valid,
             g.invalid,
             pct(g.compliance),
+            g.chiefs_compliant,
+            g.chiefs_required,
             g.km
         );
     }

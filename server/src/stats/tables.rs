@@ -66,7 +66,7 @@ fn text(s: impl Into<String>) -> Cell {
     Cell::Text(s.into())
 }
 
-const PATROL_GROUP_COLUMNS: [Column; 12] = [
+const PATROL_GROUP_COLUMNS: [Column; 17] = [
     col("key", "代码", Kind::Text),
     col("name", "名称", Kind::Text),
     col("chiefs", "责任人数", Kind::Count),
@@ -75,7 +75,12 @@ const PATROL_GROUP_COLUMNS: [Column; 12] = [
     col("patrols", "巡查次数", Kind::Count),
     col("valid", "有效巡查", Kind::Count),
     col("invalid", "无效巡查", Kind::Count),
-    col("compliance", "巡查达标率", Kind::Percent),
+    col("periods", "考核周期数(人次)", Kind::Count),
+    col("periods_met", "达标周期数(人次)", Kind::Count),
+    col("compliance", "周期达标率", Kind::Percent),
+    col("chiefs_required", "应考核人数", Kind::Count),
+    col("chiefs_compliant", "全部达标人数", Kind::Count),
+    col("chiefs_compliant_share", "全部达标人数占比", Kind::Percent),
     col("km", "巡查里程(公里)", Kind::Decimal),
     col("hours", "巡查时长(小时)", Kind::Decimal),
     col("issues_found", "发现问题数", Kind::Count),
@@ -91,7 +96,12 @@ fn patrol_group_row(g: &PatrolGroup) -> Vec<Cell> {
         Cell::Count(g.patrols),
         Cell::Count(g.valid),
         Cell::Count(g.invalid),
+        Cell::Count(g.periods),
+        Cell::Count(g.periods_met),
         Cell::opt(g.compliance),
+        Cell::Count(g.chiefs_required),
+        Cell::Count(g.chiefs_compliant),
+        Cell::opt(g.chiefs_compliant_share),
         Cell::Number(g.km),
         Cell::Number(g.hours),
         Cell::Count(g.issues_found),
@@ -121,7 +131,7 @@ pub fn patrol_tables(report: &PatrolReport) -> Vec<Table> {
             col("valid", "有效巡查", Kind::Count),
             col("invalid", "无效巡查", Kind::Count),
             col("invalid_reasons", "无效原因", Kind::Text),
-            col("compliance", "达标率(原始)", Kind::Percent),
+            col("compliance", "周期达标率", Kind::Percent),
             col("compliance_display", "达标率", Kind::Percent),
             col("km", "巡查里程(公里)", Kind::Decimal),
             col("hours", "巡查时长(小时)", Kind::Decimal),
@@ -135,7 +145,11 @@ pub fn patrol_tables(report: &PatrolReport) -> Vec<Table> {
                 let reasons: Vec<String> = r
                     .invalid_reasons
                     .iter()
-                    .map(|c| format!("{}×{}", c.reason, c.count))
+                    .map(|c| {
+                        let name = sync_core::rules::PatrolFlag::name_zh_of(&c.reason)
+                            .unwrap_or(c.reason.as_str());
+                        format!("{name}×{}", c.count)
+                    })
                     .collect();
                 vec![
                     text(&r.chief),

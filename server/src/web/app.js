@@ -684,7 +684,7 @@ async function showPatrols(params) {
         el("td", {}, (r.distance_m / 1000).toFixed(2) + " 公里"),
         el("td", {}, Math.round(r.duration_ms / 60000) + " 分钟"),
         el("td", {}, validity(r)),
-        el("td", {}, (r.checks || []).map((f) => flagText("patrol_flag", f)).join("；"))))))),
+        el("td", {}, (r.flags || []).join("；"))))))),
     el("nav", { class: "pager", "aria-label": "翻页" },
       pageNo > 0 ? el("a", { href: go(pageNo - 1) }, "← 上一页") : null,
       el("span", {}, "第 " + (pageNo + 1) + " / " + Math.max(1, Math.ceil(match.length / PATROL_PAGE)) + " 页"),
@@ -704,7 +704,7 @@ async function showPatrol(id) {
       el("dt", {}, "里程"), el("dd", {}, (p.distance_m / 1000).toFixed(2) + " 公里"),
       el("dt", {}, "时长"), el("dd", {}, Math.round(p.duration_ms / 60000) + " 分钟"),
       el("dt", {}, "在管护范围内"), el("dd", {}, p.inside_share === null ? "—" : Math.round(p.inside_share * 100) + "%")),
-      (p.checks || []).length ? el("ul", { class: "warnings" }, p.checks.map((f) => el("li", {}, flagText("patrol_flag", f)))) : el("p", {}, "符合巡查规则。")),
+      (p.flags || []).length ? el("ul", { class: "warnings" }, p.flags.map((f) => el("li", {}, f))) : el("p", {}, "符合巡查规则。")),
     node);
   const map = baseMap(node, {});
   const layers = [];

@@ -555,9 +555,11 @@ async fn reminders_and_patrols_for_supervisors() {
         .expect_ok()
         .clone();
     assert!(
-        detail["flags"][0].as_str().unwrap().contains("min"),
-        "{detail}"
+        detail["flags"][0].as_str().unwrap().contains("分钟"),
+        "{}",
+        detail["flags"]
     );
+    assert_eq!(detail["flag_details"][0]["flag"], "too_short");
     assert!(detail["track"].as_array().unwrap().len() > 100);
     assert_eq!(detail["asset_detail"]["geometry"]["type"], "LineString");
     s.stop().await;

@@ -15,6 +15,7 @@ mod demo;
 mod hostile_sync;
 mod issues;
 mod ops;
+mod patrol_evidence;
 mod phone;
 mod public;
 mod reference;

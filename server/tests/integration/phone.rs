@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use automerge::ActorId;
 use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
-use sync_core::doc::{parse_actor, DocKind, IssueDoc};
+use sync_core::doc::{parse_actor, DocKind, IssueDoc, Record};
 use sync_core::model::User;
 use sync_core::store::LocalStore;
 
 use crate::harness::TestServer;
+
+fn sync_core_demo_password() -> &'static str {
+    server::demo::DEMO_PASSWORD
+}
 
 pub struct Phone {
     pub user: User,
@@ -74,7 +78,21 @@ async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
 impl Phone {
     /// Logs in as a demo user from `device` with an empty store.
     pub async fn login(server: &TestServer, username: &str, device: &str) -> Arc<Phone> {
-        let grant = server.login(username, device).await;
+        Self::login_with(server, username, sync_core_demo_password(), device).await
+    }
+
+    /// Logs in with a password from `device` with an empty store.
+    pub async fn login_with(
+        server: &TestServer,
+        username: &str,
+        password: &str,
+        device: &str,
+    ) -> Arc<Phone> {
+        let grant = server
+            .login_reply(username, password, device)
+            .await
+            .expect_ok()
+            .clone();
         Self::with_grant(server, &grant, device)
     }
 
@@ -119,6 +137,11 @@ impl Phone {
                 .unwrap()
                 .with_actor(self.actor.clone()),
         )
+    }
+
+    /// Saves any document written on the phone (a patrol, say); it goes up at the next sync.
+    pub fn save_record<R: Record>(&self, record: &mut R, kind: DocKind, id: &str) {
+        SyncClient::new(&self.store).save(record, kind, id).unwrap();
     }
 
     /// Saves an offline edit; it goes up at the next sync.

@@ -4,17 +4,28 @@
 //! phone can tell a chief before they stop walking that the patrol would not count.
 //!
 //! Defaults follow DESIGN.md (common provincial practice): at least 10 minutes and 1 km; district
-//! chiefs once a quarter, subdistrict chiefs once a month, village chiefs once a week. Stricter
-//! local practice is a change of configuration, not of code. This module decides nothing about
+//! chiefs once a quarter, subdistrict chiefs once a month, village chiefs once a week. A patrol
+//! must be evidence of walking: fixes no more than two minutes apart except for a fifth of the
+//! time (lost signal), no more than three passes over the same ground, times inside what the
+//! server can vouch for ([`times`]). Stricter local practice is a change of configuration, not
+//! of code.
+//!
+//! Which rules govern a patrol is decided by its chief as the server knows them (system, level
+//! and jurisdiction from the user record), never by the division the phone wrote into the patrol:
+//! a chief cannot pick laxer rules by writing another division. This module decides nothing about
 //! who may patrol what (that is authorization) and stores nothing.
 
 mod quota;
 mod reminder;
+pub mod times;
 mod validate;
 
 pub use quota::{civil_from_days, days_from_civil, Compliance, Period, Quota, CHINA_OFFSET_MS};
 pub use reminder::{quota_progress, QuotaProgress};
-pub use validate::{validate, PatrolFlag, PatrolValidation, SPEED_WINDOW_MS};
+pub use times::{DeviceClock, OutOfBounds, EARLY_TOLERANCE_MS, LATE_TOLERANCE_MS};
+pub use validate::{
+    validate, validate_at, Covered, PatrolFlag, PatrolValidation, GROUND_CELL_M, SPEED_WINDOW_MS,
+};
 
 use crate::model::{DivisionCode, Level, System};
 use serde::{Deserialize, Serialize};
@@ -40,6 +51,15 @@ pub struct PatrolRules {
     pub corridor_m: f64,
     /// Smallest share of fixes inside the corridor for the patrol to count as patrolling the asset.
     pub min_inside_share: f64,
+    /// Longest step between two fixes that is still walking, seconds; a longer one is a break
+    /// (lost signal, a rest), counted neither as time nor as distance.
+    pub max_gap_s: f64,
+    /// Largest share of a patrol's time that may lie in such breaks (allowance for lost signal
+    /// under trees, in gullies, in a pocket).
+    pub max_lost_share: f64,
+    /// Most times the track may pass over the ground it covered (out and back along a river is
+    /// two); more is flagged, and the distance that counts is at most this many passes.
+    pub max_passes: f64,
 }
 
 impl Default for PatrolRules {
@@ -54,6 +74,11 @@ impl Default for PatrolRules {
             jump_kmh: 150.0,
             corridor_m: 200.0,
             min_inside_share: 0.6,
+            // Phones record a fix every 1–10 s while a patrol runs; two minutes without one is
+            // lost signal or a stop. A fifth of the time is allowed for it.
+            max_gap_s: 120.0,
+            max_lost_share: 0.2,
+            max_passes: 3.0,
         }
     }
 }
@@ -141,31 +166,56 @@ impl RuleSet {
     }
 }
 
-/// Checks a patrol with the rules for its chief — the chief's level and division when `chief`
-/// is their role, else the patrol's own division — against the corridor of its asset, with the
-/// phone's mock-location flag. The phone's summary and the statistics both judge this way.
+/// Checks a patrol with the rules for its chief against the corridor of its asset, with the
+/// phone's mock-location flag and the fixes' OS verdicts, its times bounded by what the server
+/// knows of the device (`clock`; [`DeviceClock::default`] on a phone, which knows nothing more).
+/// The phone's summary, `/patrols`, the reminders and the statistics all judge by this one
+/// function.
+///
+/// The rules are those of the chief's system, level and jurisdiction as given in `chief` (the
+/// server's user record), never the patrol's own division, which the phone writes. Without a
+/// chief role (an unknown or former user) the default rules apply.
 pub fn validate_patrol(
     patrol: &crate::doc::Patrol,
     points: &[crate::model::TrackPoint],
     chief: Option<&crate::model::Role>,
     rules: &RuleSet,
     assets: &[crate::model::Asset],
+    clock: &DeviceClock,
 ) -> PatrolValidation {
-    let (level, division) = match chief {
-        Some(crate::model::Role::Chief {
-            level,
-            jurisdiction,
-            ..
-        }) => (*level, jurisdiction.division.clone()),
-        _ => (patrol.division.level(), patrol.division.clone()),
-    };
-    let rules = rules.rules_for(patrol.system, level, &division);
+    let rules = rules_for_chief(rules, patrol.system, chief);
     let corridor = assets
         .iter()
         .find(|a| a.id == patrol.asset)
         .map(|a| &a.geometry);
     let mock = patrol.flags.get("mock_location").copied().unwrap_or(false);
-    validate(points, corridor, mock, rules)
+    validate_at(points, corridor, mock, rules, clock)
+}
+
+/// When a patrol counts as walked (the period it counts for): its first fix, or the phone's
+/// start time without a track, bounded by `clock` (see [`times`]).
+pub fn counted_time(
+    started_at_ms: i64,
+    points: &[crate::model::TrackPoint],
+    clock: &DeviceClock,
+) -> i64 {
+    clock.bound(points.first().map_or(started_at_ms, |p| p.t_ms))
+}
+
+/// The patrol rules for a patrol of `system` by `chief` (see [`validate_patrol`]).
+pub fn rules_for_chief<'a>(
+    rules: &'a RuleSet,
+    system: System,
+    chief: Option<&crate::model::Role>,
+) -> &'a PatrolRules {
+    match chief {
+        Some(crate::model::Role::Chief {
+            level,
+            jurisdiction,
+            ..
+        }) => rules.rules_for(system, *level, &jurisdiction.division),
+        _ => &rules.default,
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +330,65 @@ mod tests {
             Some(1)
         );
         assert_eq!(set.quota_for(System::River, Level::District), None);
+    }
+
+    #[test]
+    fn the_chiefs_jurisdiction_picks_the_rules_never_the_patrols_division() {
+        use crate::doc::{actor_for, NewPatrol, PatrolDoc};
+        use crate::model::{Jurisdiction, Role};
+        let mut lax = over(None, None, Some("370102000000"), 0.1);
+        lax.rules.min_minutes = 1.0;
+        let set = RuleSet {
+            overrides: vec![lax],
+            ..RuleSet::default()
+        };
+        let chief = Role::Chief {
+            system: System::River,
+            level: Level::Village,
+            jurisdiction: Jurisdiction {
+                division: code("370105014201"),
+                assets: vec![],
+            },
+        };
+        // The phone writes the lax district's division into the patrol.
+        let doc = PatrolDoc::create(
+            actor_for(1),
+            &NewPatrol {
+                system: System::River,
+                asset: "a".into(),
+                chief: "c".into(),
+                division: code("370102001001"),
+                device: "d".into(),
+                started_at_ms: 0,
+            },
+        )
+        .unwrap();
+        let patrol = doc.view().unwrap();
+        let walk = crate::track::walking_track(36.7, 117.0, 0, 5 * 60, 3);
+        let judged = |role: Option<&Role>| {
+            validate_patrol(&patrol, &walk, role, &set, &[], &DeviceClock::default())
+        };
+        let km = judged(Some(&chief)).km();
+        assert!((0.1..1.0).contains(&km), "{km}");
+        assert!(
+            !judged(Some(&chief)).is_valid(),
+            "the chief's own rules: 10 min, 1 km"
+        );
+        let lax_chief = Role::Chief {
+            system: System::River,
+            level: Level::Village,
+            jurisdiction: Jurisdiction {
+                division: code("370102001001"),
+                assets: vec![],
+            },
+        };
+        assert!(
+            judged(Some(&lax_chief)).is_valid(),
+            "a chief of the lax district"
+        );
+        // Without a chief role the default rules apply, not the written division's.
+        assert!(!judged(None).is_valid());
+        assert!(rules_for_chief(&set, System::River, None).min_km == 1.0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Reference;
 use crate::doc::{self, DocError, DocKind, Issue, IssueDoc, Patrol, PatrolDoc};
 use crate::model::{DivisionCode, Level, Role, Severity, System, TrackPoint};
-use crate::rules::{validate_patrol, PatrolFlag};
+use crate::rules::{counted_time, validate_patrol, DeviceClock, PatrolFlag};
 use crate::workflow::{EventKind, IssueState};
 
 /// A patrol whose first GPS fix and the phone's start time differ by more than this is flagged
@@ -25,9 +25,12 @@ pub struct PatrolFact {
     pub asset: String,
     pub chief: String,
     pub division: DivisionCode,
-    /// When the patrol happened: its first GPS fix, or the phone's start time without a track.
-    /// Periods and windows are decided by this, never by when the document reached the server.
+    /// When the patrol happened: its first GPS fix, or the phone's start time without a track,
+    /// bounded by what the server knows of the device's clock (see `rules::times`). Periods and
+    /// windows are decided by this, never by when the document reached the server.
     pub at_ms: i64,
+    /// Kilometres and hours that count: walking steps only (breaks and jumps left out), at most
+    /// the rule's passes over the ground covered, at bounded times.
     pub km: f64,
     pub hours: f64,
     pub valid: bool,
@@ -39,24 +42,37 @@ pub struct PatrolFact {
 }
 
 impl PatrolFact {
-    /// Checks the patrol with the rules for its chief (the chief's level and division from the
-    /// reference data; the patrol's own division when the chief is unknown) against the
-    /// asset's corridor.
-    pub fn of(patrol: &Patrol, points: &[TrackPoint], reference: &Reference) -> Self {
+    /// Checks the patrol with sync-core's one patrol rule (`rules::validate_patrol`: the rules
+    /// of its chief as the reference data knows them) against the asset's corridor, its times
+    /// bounded by `clock`.
+    pub fn of(
+        patrol: &Patrol,
+        points: &[TrackPoint],
+        reference: &Reference,
+        clock: &DeviceClock,
+    ) -> Self {
         let chief = reference.user(&patrol.chief).map(|u| &u.role);
-        let check = validate_patrol(patrol, points, chief, reference.rules, reference.assets);
+        let check = validate_patrol(
+            patrol,
+            points,
+            chief,
+            reference.rules,
+            reference.assets,
+            clock,
+        );
         let first_fix = check.stats.started_ms;
-        let skewed_start =
-            first_fix.is_some_and(|t| (t - patrol.started_at_ms).abs() > CLOCK_SKEW_TOLERANCE_MS);
+        let skewed_start = first_fix.is_some_and(|t| {
+            t.saturating_sub(patrol.started_at_ms).saturating_abs() > CLOCK_SKEW_TOLERANCE_MS
+        });
         Self {
             id: patrol.id.clone(),
             system: patrol.system,
             asset: patrol.asset.clone(),
             chief: patrol.chief.clone(),
             division: patrol.division.clone(),
-            at_ms: first_fix.unwrap_or(patrol.started_at_ms),
-            km: check.stats.distance_m / 1000.0,
-            hours: check.stats.duration_ms as f64 / 3_600_000.0,
+            at_ms: counted_time(patrol.started_at_ms, points, clock),
+            km: check.km(),
+            hours: check.hours(),
             valid: check.is_valid(),
             clock_skew: skewed_start || patrol.flags.get("clock_skew").copied().unwrap_or(false),
             points: points.len(),
@@ -134,13 +150,25 @@ pub struct FactIndex {
 }
 
 impl FactIndex {
-    /// Reads a saved document of either kind and records (or replaces) its fact.
+    /// Reads a saved document of either kind and records (or replaces) its fact, with no bound
+    /// on the phone's times (see [`FactIndex::upsert_bytes_at`]).
     pub fn upsert_bytes(&mut self, bytes: &[u8], reference: &Reference) -> Result<(), DocError> {
+        self.upsert_bytes_at(bytes, reference, &DeviceClock::default())
+    }
+
+    /// Reads a saved document of either kind and records (or replaces) its fact; a patrol's
+    /// times are bounded by `clock`, what the server knows of the device that recorded it.
+    pub fn upsert_bytes_at(
+        &mut self,
+        bytes: &[u8],
+        reference: &Reference,
+        clock: &DeviceClock,
+    ) -> Result<(), DocError> {
         let (am, header) = doc::load(bytes)?;
         match header.kind {
             DocKind::Patrol => {
                 let patrol = PatrolDoc::from_automerge(am)?;
-                let fact = PatrolFact::of(&patrol.view()?, &patrol.track()?, reference);
+                let fact = PatrolFact::of(&patrol.view()?, &patrol.track()?, reference, clock);
                 self.upsert_patrol(fact);
             }
             DocKind::Issue => {

@@ -3,8 +3,14 @@
 //! per division and per chief level, and the chiefs who did not patrol at all.
 //!
 //! Kilometres and hours count every patrol walked in the window, valid or not (they measure the
-//! effort); compliance counts valid patrols only. A group's compliance caps each chief at their
-//! requirement before adding up, so one zealous chief cannot hide a colleague who never went.
+//! effort); compliance counts valid patrols only.
+//!
+//! Compliance is counted in periods, as assessment rules are written: a quota period (week,
+//! month, quarter) is met when the chief walked at least its quota of valid patrols in it, and a
+//! chief's compliance is periods met over periods required. Two patrols in one week do not make
+//! up for a week with none. A group offers both aggregates offices use, labelled: the share of
+//! chief-periods met (`compliance`), and the share of chiefs who met every period
+//! (`chiefs_compliant_share`).
 
 use std::collections::BTreeMap;
 
@@ -40,9 +46,9 @@ pub struct ChiefRow {
     pub valid: u64,
     pub invalid: u64,
     pub invalid_reasons: Vec<ReasonCount>,
-    /// Valid / required, uncapped; `None` when nothing is required.
+    /// Periods met / periods required (0 to 1); `None` when nothing is required.
     pub compliance: Option<f64>,
-    /// The same, capped at 1 for display.
+    /// The same figure, kept for readers of the earlier field (periods never exceed 1).
     pub compliance_display: Option<f64>,
     pub km: f64,
     pub hours: f64,
@@ -64,8 +70,18 @@ pub struct PatrolGroup {
     pub patrols: u64,
     pub valid: u64,
     pub invalid: u64,
-    /// Sum over chiefs of min(valid, required) / sum of required; `None` when nothing is required.
+    /// Quota periods of the group's chiefs in the window (each chief's periods added up), and
+    /// those met.
+    pub periods: u64,
+    pub periods_met: u64,
+    /// Share of chief-periods met: `periods_met / periods`; `None` when nothing is required.
     pub compliance: Option<f64>,
+    /// Chiefs with a quota in the window, and of those, chiefs who met every period.
+    pub chiefs_required: u64,
+    pub chiefs_compliant: u64,
+    /// Share of chiefs fully compliant: `chiefs_compliant / chiefs_required`; `None` when no
+    /// chief has a quota.
+    pub chiefs_compliant_share: Option<f64>,
     pub km: f64,
     pub hours: f64,
     pub issues_found: u64,
@@ -82,14 +98,19 @@ impl PatrolGroup {
             patrols: 0,
             valid: 0,
             invalid: 0,
+            periods: 0,
+            periods_met: 0,
             compliance: None,
+            chiefs_required: 0,
+            chiefs_compliant: 0,
+            chiefs_compliant_share: None,
             km: 0.0,
             hours: 0.0,
             issues_found: 0,
         }
     }
 
-    fn add(&mut self, row: &ChiefRow, capped: &mut u64) {
+    fn add(&mut self, row: &ChiefRow) {
         self.chiefs += 1;
         self.chiefs_without_patrols += u64::from(row.patrols == 0);
         self.required += row.required;
@@ -99,8 +120,14 @@ impl PatrolGroup {
         self.km += row.km;
         self.hours += row.hours;
         self.issues_found += row.issues_found;
-        *capped += row.valid.min(row.required);
-        self.compliance = (self.required > 0).then(|| *capped as f64 / self.required as f64);
+        self.periods = self.periods.saturating_add(row.periods);
+        self.periods_met = self.periods_met.saturating_add(row.periods_met);
+        if row.periods > 0 {
+            self.chiefs_required += 1;
+            self.chiefs_compliant += u64::from(row.periods_met >= row.periods);
+        }
+        self.compliance = share(self.periods_met, self.periods);
+        self.chiefs_compliant_share = share(self.chiefs_compliant, self.chiefs_required);
     }
 }
 
@@ -117,10 +144,7 @@ pub struct PatrolReport {
 }
 
 fn flag_name(flag: &PatrolFlag) -> String {
-    serde_json::to_value(flag)
-        .ok()
-        .and_then(|v| v["flag"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+    flag.code().to_owned()
 }
 
 fn chief_matches(user: &User, filter: &Filter) -> bool {
@@ -194,8 +218,8 @@ pub fn patrol_report(index: &FactIndex, reference: &Reference, filter: &Filter) 
             continue;
         };
         row.patrols += 1;
-        row.km += patrol.km;
-        row.hours += patrol.hours;
+        row.km += finite(patrol.km);
+        row.hours += finite(patrol.hours);
         row.clock_skew += u64::from(patrol.clock_skew);
         if patrol.valid {
             row.valid += 1;
@@ -223,8 +247,8 @@ pub fn patrol_report(index: &FactIndex, reference: &Reference, filter: &Filter) 
             row.periods = c.periods;
             row.periods_met = c.periods_met;
         }
-        row.compliance = (row.required > 0).then(|| row.valid as f64 / row.required as f64);
-        row.compliance_display = row.compliance.map(|c| c.min(1.0));
+        row.compliance = share(row.periods_met, row.periods);
+        row.compliance_display = row.compliance;
         row.invalid_reasons = reasons
             .remove(id)
             .unwrap_or_default()
@@ -235,26 +259,22 @@ pub fn patrol_report(index: &FactIndex, reference: &Reference, filter: &Filter) 
 
     let mut chiefs: Vec<ChiefRow> = rows.into_values().collect();
     chiefs.sort_by(|a, b| (&a.division, a.level, &a.chief).cmp(&(&b.division, b.level, &b.chief)));
-    let mut by_division: BTreeMap<DivisionCode, (PatrolGroup, u64)> = BTreeMap::new();
-    let mut by_level: BTreeMap<Level, (PatrolGroup, u64)> = BTreeMap::new();
-    let mut totals = (PatrolGroup::new("total".into(), "合计".into()), 0);
+    let mut by_division: BTreeMap<DivisionCode, PatrolGroup> = BTreeMap::new();
+    let mut by_level: BTreeMap<Level, PatrolGroup> = BTreeMap::new();
+    let mut totals = PatrolGroup::new("total".into(), "合计".into());
     for row in &chiefs {
         let code = rollup(&row.division, filter.group_by);
-        let (group, capped) = by_division.entry(code.clone()).or_insert_with(|| {
-            (
-                PatrolGroup::new(code.to_string(), reference.division_name(&code)),
-                0,
-            )
-        });
-        group.add(row, capped);
-        let (group, capped) = by_level.entry(row.level).or_insert_with(|| {
-            (
-                PatrolGroup::new(row.level.as_str().into(), level_name(row.level).into()),
-                0,
-            )
-        });
-        group.add(row, capped);
-        totals.0.add(row, &mut totals.1);
+        by_division
+            .entry(code.clone())
+            .or_insert_with(|| PatrolGroup::new(code.to_string(), reference.division_name(&code)))
+            .add(row);
+        by_level
+            .entry(row.level)
+            .or_insert_with(|| {
+                PatrolGroup::new(row.level.as_str().into(), level_name(row.level).into())
+            })
+            .add(row);
+        totals.add(row);
     }
     PatrolReport {
         filter: filter.clone(),
@@ -264,10 +284,24 @@ pub fn patrol_report(index: &FactIndex, reference: &Reference, filter: &Filter) 
             .map(|r| r.chief.clone())
             .collect(),
         chiefs,
-        by_division: by_division.into_values().map(|(g, _)| g).collect(),
-        by_level: by_level.into_values().map(|(g, _)| g).collect(),
-        totals: totals.0,
+        by_division: by_division.into_values().collect(),
+        by_level: by_level.into_values().collect(),
+        totals,
     }
+}
+
+/// A figure as it may be added up: never NaN or infinite.
+fn finite(x: f64) -> f64 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// `part / whole`, `None` when `whole` is 0.
+fn share(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
 }
 
 /// The level's name as chief offices write it.

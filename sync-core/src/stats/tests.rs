@@ -273,13 +273,16 @@ fn patrol_compliance_matches_the_hand_count() {
     );
 
     let b = row("b");
+    // Two valid walks in one week and none in three others: one period of four met. The
+    // second walk of a week does not make up for a week without one.
     assert_eq!((b.required, b.valid, b.periods_met), (4, 2, 1));
-    assert_eq!(b.compliance, Some(0.5));
+    assert_eq!(b.compliance, Some(0.25));
     assert!((b.km - set.km["b"]).abs() < 1e-9);
 
     let c = row("c");
     assert_eq!((c.required, c.valid), (1, 3));
-    assert_eq!(c.compliance, Some(3.0));
+    assert_eq!((c.periods, c.periods_met), (1, 1));
+    assert_eq!(c.compliance, Some(1.0));
     assert_eq!(c.compliance_display, Some(1.0));
 
     let d = row("d");
@@ -287,10 +290,20 @@ fn patrol_compliance_matches_the_hand_count() {
     assert_eq!(d.compliance, Some(0.0));
     assert_eq!(report.without_patrols, ["d", "e"]);
 
-    // Totals cap each chief at the requirement: (4 + 2 + 1 + 0 + 0) / (4 + 4 + 1 + 1 + 1).
+    // Totals count chief-periods: (4 + 1 + 1 + 0 + 0) met of (4 + 4 + 1 + 1 + 1); and chiefs
+    // fully compliant: a and c of the five.
     assert_eq!(report.totals.required, 11);
     assert_eq!(report.totals.valid, 9);
-    assert!((report.totals.compliance.unwrap() - 7.0 / 11.0).abs() < 1e-12);
+    assert_eq!((report.totals.periods, report.totals.periods_met), (11, 6));
+    assert!((report.totals.compliance.unwrap() - 6.0 / 11.0).abs() < 1e-12);
+    assert_eq!(
+        (
+            report.totals.chiefs_required,
+            report.totals.chiefs_compliant
+        ),
+        (5, 2)
+    );
+    assert_eq!(report.totals.chiefs_compliant_share, Some(0.4));
     let village = report.by_level.iter().find(|g| g.key == "village").unwrap();
     assert_eq!((village.chiefs, village.required, village.valid), (2, 8, 6));
     // Grouped by subdistrict: a, b and c are all in 桑梓店街道 (014).

@@ -23,6 +23,13 @@
 //! each further: zigzag Δlat, zigzag Δlon, zigzag Δ(Δt), zigzag Δaccuracy_dm
 //! ```
 //!
+//! # Chunk format, version 2
+//!
+//! As version 1, with one more byte after each point's four fields: bit 0 is the OS's
+//! mock-location (simulated) verdict, bits 1–3 the provider ([`crate::model::Provider::code`]),
+//! the other bits zero. Version 2 is written only when some fix of the chunk carries a verdict
+//! or a provider, so tracks without them keep version 1's size; both versions decode.
+//!
 //! Varints are LEB128 (7 bits a byte, low first); zigzag maps small signed numbers to small
 //! unsigned ones. Time is stored as the change of the step (delta of delta, the step before the
 //! second point counting as 0), so a steady 1 Hz track costs one byte of time per point. Time
@@ -40,7 +47,7 @@
 //! ```
 
 use crate::geo::{haversine_m, METRES_PER_DEGREE};
-use crate::model::TrackPoint;
+use crate::model::{Provider, TrackPoint};
 use serde::{Deserialize, Serialize};
 
 /// Points per chunk: a minute at 1 Hz. The phone keeps every fix in its crash buffer until it
@@ -53,8 +60,10 @@ pub const CHUNK_POINTS: usize = 60;
 /// cost the server, every supervisor's phone and the wire ten times as many of them.
 pub const CHANGE_POINTS: usize = 10 * CHUNK_POINTS;
 
-/// The chunk format written by [`encode_chunk`].
+/// The chunk format of fixes without an OS verdict or provider.
 pub const FORMAT_VERSION: u8 = 1;
+/// The chunk format of fixes with the OS's verdict and provider.
+pub const FORMAT_VERSION_SOURCE: u8 = 2;
 
 const MICRODEGREES_PER_DEGREE: f64 = 1e6;
 const MAX_LAT_MICRODEGREES: i64 = 90_000_000;
@@ -79,6 +88,8 @@ pub enum TrackError {
     OutOfRange { index: usize },
     #[error("{0} unexpected bytes after the last point of track chunk")]
     TrailingBytes(usize),
+    #[error("point {index} of track chunk has an unknown source byte {byte}")]
+    UnknownSource { index: usize, byte: u8 },
 }
 
 /// A fix at chunk precision.
@@ -88,6 +99,8 @@ struct Quantized {
     lon: i64,
     t_ms: i64,
     accuracy_dm: i64,
+    /// Bit 0 mock, bits 1–3 provider (the version 2 source byte).
+    source: u8,
 }
 
 impl Quantized {
@@ -106,6 +119,7 @@ impl Quantized {
             lon: micro(p.lon, MAX_LON_MICRODEGREES),
             t_ms: p.t_ms,
             accuracy_dm,
+            source: u8::from(p.mock) | (p.provider.code() << 1),
         }
     }
 
@@ -123,6 +137,8 @@ impl Quantized {
             lon: self.lon as f64 / MICRODEGREES_PER_DEGREE,
             t_ms: self.t_ms,
             accuracy_m: self.accuracy_dm as f32 / DECIMETRES_PER_METRE,
+            mock: self.source & 1 == 1,
+            provider: Provider::from_code(self.source >> 1).unwrap_or_default(),
         }
     }
 }
@@ -154,12 +170,18 @@ fn put_signed(out: &mut Vec<u8>, v: i64) {
 
 /// Encodes points into one chunk. Any input encodes; see the module docs for the precision kept.
 pub fn encode_chunk(points: &[TrackPoint]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + points.len() * 5);
-    out.push(FORMAT_VERSION);
+    let quantized: Vec<Quantized> = points.iter().map(Quantized::of).collect();
+    let with_source = quantized.iter().any(|q| q.source != 0);
+    let mut out = Vec::with_capacity(2 + points.len() * 6);
+    out.push(if with_source {
+        FORMAT_VERSION_SOURCE
+    } else {
+        FORMAT_VERSION
+    });
     put_varint(&mut out, points.len() as u64);
     let mut prev: Option<Quantized> = None;
     let mut prev_dt = 0i64;
-    for q in points.iter().map(Quantized::of) {
+    for q in quantized {
         match prev {
             None => {
                 put_signed(&mut out, q.lat);
@@ -175,6 +197,9 @@ pub fn encode_chunk(points: &[TrackPoint]) -> Vec<u8> {
                 put_signed(&mut out, q.accuracy_dm - p.accuracy_dm);
                 prev_dt = dt;
             }
+        }
+        if with_source {
+            out.push(q.source);
         }
         prev = Some(q);
     }
@@ -228,11 +253,14 @@ impl Reader<'_> {
 pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<TrackPoint>, TrackError> {
     let mut r = Reader { bytes, pos: 0 };
     let version = r.byte()?;
-    if version != FORMAT_VERSION {
-        return Err(TrackError::UnknownVersion(version));
-    }
+    let with_source = match version {
+        FORMAT_VERSION => false,
+        FORMAT_VERSION_SOURCE => true,
+        other => return Err(TrackError::UnknownVersion(other)),
+    };
     let count = r.varint()?;
-    let max = (r.remaining() / MIN_POINT_BYTES) as u64;
+    let point_bytes = MIN_POINT_BYTES + usize::from(with_source);
+    let max = (r.remaining() / point_bytes) as u64;
     if count > max {
         return Err(TrackError::CountTooLarge { count, max });
     }
@@ -241,12 +269,20 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<TrackPoint>, TrackError> {
     let mut prev_dt = 0i64;
     for index in 0..count as usize {
         let fields = [r.signed()?, r.signed()?, r.signed()?, r.signed()?];
+        let source = if with_source { r.byte()? } else { 0 };
+        if source >> 4 != 0 || Provider::from_code(source >> 1).is_none() {
+            return Err(TrackError::UnknownSource {
+                index,
+                byte: source,
+            });
+        }
         let q = match prev {
             None => Quantized {
                 lat: fields[0],
                 lon: fields[1],
                 t_ms: fields[2],
                 accuracy_dm: fields[3],
+                source,
             },
             Some(p) => {
                 let out_of_range = || TrackError::OutOfRange { index };
@@ -260,6 +296,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<TrackPoint>, TrackError> {
                         .accuracy_dm
                         .checked_add(fields[3])
                         .ok_or_else(out_of_range)?,
+                    source,
                 }
             }
         };
@@ -372,12 +409,39 @@ mod tests {
     const T0: i64 = 1_717_200_000_000;
 
     fn point(lat: f64, lon: f64, t_ms: i64, accuracy_m: f32) -> TrackPoint {
-        TrackPoint {
-            lat,
-            lon,
-            t_ms,
-            accuracy_m,
-        }
+        TrackPoint::new(lat, lon, t_ms, accuracy_m)
+    }
+
+    #[test]
+    fn the_os_verdict_and_provider_round_trip_in_version_2() {
+        use crate::model::Provider;
+        let mut walk = walking_track(36.70, 117.00, T0, 30, 3);
+        let plain = encode_chunk(&walk);
+        assert_eq!(plain[0], FORMAT_VERSION);
+        walk[3].mock = true;
+        walk[4].provider = Provider::Fused;
+        walk[5] = TrackPoint {
+            mock: true,
+            provider: Provider::Gps,
+            ..walk[5]
+        };
+        let chunk = encode_chunk(&walk);
+        assert_eq!(chunk[0], FORMAT_VERSION_SOURCE);
+        assert_eq!(chunk.len(), plain.len() + walk.len());
+        let back = decode_chunk(&chunk).unwrap();
+        assert_eq!(back, walk.iter().map(quantize).collect::<Vec<_>>());
+        assert!(back[3].mock && !back[4].mock && back[5].mock);
+        assert_eq!(
+            (back[4].provider, back[5].provider, back[6].provider),
+            (Provider::Fused, Provider::Gps, Provider::Unknown)
+        );
+        // A source byte naming no provider is refused, not guessed.
+        let mut bad = encode_chunk(&walk[3..4]);
+        *bad.last_mut().unwrap() = 7 << 1;
+        assert_eq!(
+            decode_chunk(&bad),
+            Err(TrackError::UnknownSource { index: 0, byte: 14 })
+        );
     }
 
     fn quantized(points: &[TrackPoint]) -> Vec<TrackPoint> {
@@ -457,7 +521,8 @@ mod tests {
     #[test]
     fn hostile_headers_are_refused_before_allocating() {
         assert_eq!(decode_chunk(&[]), Err(TrackError::Truncated));
-        assert_eq!(decode_chunk(&[2, 0]), Err(TrackError::UnknownVersion(2)));
+        assert_eq!(decode_chunk(&[3, 0]), Err(TrackError::UnknownVersion(3)));
+        assert_eq!(decode_chunk(&[2, 0]), Ok(vec![]));
         assert_eq!(decode_chunk(&[1, 0]), Ok(vec![]));
         assert_eq!(decode_chunk(&[1, 0, 0]), Err(TrackError::TrailingBytes(1)));
         // A count of u64::MAX with four bytes behind it.

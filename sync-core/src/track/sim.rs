@@ -46,6 +46,7 @@ pub fn walking_track(
             lon: start_lon + (east + error_east) / metres_per_degree_lon,
             t_ms,
             accuracy_m: accuracy as f32,
+            ..TrackPoint::default()
         });
         // About one fix in 300 is missed, so the next comes two seconds later.
         let seconds = if rng.next() < u64::MAX / 300 {
@@ -96,6 +97,7 @@ pub fn walk_along(geometry: &Geometry, start_ms: i64, points: usize, seed: u64) 
             lon: a[0] + (b[0] - a[0]) * share + error_east / metres_per_degree_lon,
             t_ms: start_ms + 1_000 * i as i64,
             accuracy_m: (4.0 + rng.centred() * 2.0) as f32,
+            ..TrackPoint::default()
         });
         error_north = 0.95 * error_north + rng.centred() * 2.0;
         error_east = 0.95 * error_east + rng.centred() * 2.0;

@@ -248,7 +248,15 @@ impl Week {
             let track = walk_along(&asset.geometry, start, self.points, rng.random());
             for p in &track {
                 clock.0.store(p.t_ms, Ordering::SeqCst);
-                client.add_track_point(patrol.clone(), p.lat, p.lon, p.t_ms, p.accuracy_m)?;
+                client.add_track_point(
+                    patrol.clone(),
+                    p.lat,
+                    p.lon,
+                    p.t_ms,
+                    p.accuracy_m,
+                    p.mock,
+                    p.provider.name().into(),
+                )?;
             }
             for item in &items {
                 client.set_check_item(

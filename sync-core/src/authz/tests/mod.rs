@@ -128,6 +128,7 @@ pub(super) fn points(n: i64) -> Vec<TrackPoint> {
             lon: 116.985,
             t_ms: T0 + i * 5_000,
             accuracy_m: 5.0,
+            ..TrackPoint::default()
         })
         .collect()
 }

@@ -596,6 +596,7 @@ fn district_year(p: &Params) -> DistrictYear {
             assets,
             rules: RuleSet::default(),
             categories,
+            device_times: Default::default(),
         },
         index,
         filter: Filter::new(window),

@@ -125,9 +125,12 @@ impl Phone {
     }
 }
 
-/// How a simulated patrol goes.
+/// How a simulated patrol goes. Besides honest walks and honest failures (too short, driven),
+/// a known share are fabricated tracks of the kinds offices meet (刷轨迹): a spoofed position,
+/// fixes minutes apart, bouncing over one stretch, a walk backdated 60 days, a fix dated at the
+/// end of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Walk {
+pub enum Walk {
     Normal,
     /// Six minutes: too short to count.
     TooShort,
@@ -135,12 +138,81 @@ enum Walk {
     Driven,
     /// A mock-location app: fixes jump kilometres away.
     Spoofed,
+    /// A fix every three minutes: the time between them is not walking.
+    Sparse,
+    /// Twenty minutes back and forth over the same 150 m.
+    Bouncing,
+    /// An ordinary walk whose fixes are dated 60 days earlier.
+    Backdated,
+    /// An ordinary walk and one last fix dated `i64::MAX`.
+    AbsurdTime,
+}
+
+impl Walk {
+    /// The kind's name in the simulator's output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Walk::Normal => "normal",
+            Walk::TooShort => "too_short",
+            Walk::Driven => "driven",
+            Walk::Spoofed => "spoofed",
+            Walk::Sparse => "sparse",
+            Walk::Bouncing => "bouncing",
+            Walk::Backdated => "backdated",
+            Walk::AbsurdTime => "absurd_time",
+        }
+    }
+
+    /// The flags the server must give a patrol of this kind (among others it may add).
+    pub fn reasons(self) -> &'static [&'static str] {
+        match self {
+            Walk::Normal => &[],
+            Walk::TooShort => &["too_short"],
+            Walk::Driven => &["too_fast"],
+            Walk::Spoofed => &["mock_location", "jump"],
+            Walk::Sparse => &["sparse_fixes"],
+            Walk::Bouncing => &["retraced"],
+            Walk::Backdated => &["time_out_of_bounds"],
+            Walk::AbsurdTime => &["time_out_of_bounds", "sparse_fixes"],
+        }
+    }
+
+    /// Whether the kind is a fabrication (as opposed to an honest walk, valid or not).
+    pub fn fabricated(self) -> bool {
+        !matches!(self, Walk::Normal | Walk::TooShort | Walk::Driven)
+    }
+}
+
+/// The fabricated kinds, drawn with equal chance for a fabricated patrol.
+const FABRICATED: [Walk; 5] = [
+    Walk::Spoofed,
+    Walk::Sparse,
+    Walk::Bouncing,
+    Walk::Backdated,
+    Walk::AbsurdTime,
+];
+
+/// `metres` along the first segment of the asset from its first vertex, `[lon, lat]`.
+fn along_first_segment(asset: &Asset, metres: f64) -> [f64; 2] {
+    let line: &[[f64; 2]] = match &asset.geometry {
+        sync_core::model::Geometry::LineString(line) => line,
+        sync_core::model::Geometry::Polygon(rings) => rings.first().map_or(&[][..], Vec::as_slice),
+    };
+    match line {
+        [a, b, ..] => {
+            let length = sync_core::geo::haversine_m(a[1], a[0], b[1], b[0]).max(1.0);
+            let f = (metres / length).min(1.0);
+            [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f]
+        }
+        [a] => *a,
+        [] => [0.0, 0.0],
+    }
 }
 
 fn track(walk: Walk, asset: &Asset, start: i64, rng: &mut StdRng) -> Vec<TrackPoint> {
     let seed = rng.random();
     match walk {
-        Walk::Normal | Walk::Spoofed => {
+        Walk::Normal | Walk::Spoofed | Walk::Backdated | Walk::AbsurdTime => {
             let mut points = walk_along(&asset.geometry, start, rng.random_range(900..2_400), seed);
             if walk == Walk::Spoofed {
                 let len = points.len();
@@ -148,7 +220,40 @@ fn track(walk: Walk, asset: &Asset, start: i64, rng: &mut StdRng) -> Vec<TrackPo
                     points[i].lat += 0.05;
                 }
             }
+            if walk == Walk::Backdated {
+                for p in &mut points {
+                    p.t_ms -= 60 * DAY_MS;
+                }
+            }
+            if walk == Walk::AbsurdTime {
+                let last = points[points.len() - 1];
+                points.push(TrackPoint {
+                    t_ms: i64::MAX,
+                    ..last
+                });
+            }
             points
+        }
+        Walk::Sparse => walk_along(&asset.geometry, start, 1_800, seed)
+            .into_iter()
+            .step_by(180)
+            .collect(),
+        Walk::Bouncing => {
+            let [lon0, lat0] = along_first_segment(asset, 0.0);
+            let [lon1, lat1] = along_first_segment(asset, 150.0);
+            let stretch = sync_core::model::Geometry::LineString(vec![[lon0, lat0], [lon1, lat1]]);
+            let out = walk_along(&stretch, start, 115, seed);
+            let back: Vec<TrackPoint> = out.iter().rev().copied().collect();
+            out.iter()
+                .chain(&back)
+                .cycle()
+                .take(1_200)
+                .enumerate()
+                .map(|(i, p)| TrackPoint {
+                    t_ms: start + 1_000 * i as i64,
+                    ..*p
+                })
+                .collect()
         }
         Walk::TooShort => walk_along(&asset.geometry, start, 360, seed),
         Walk::Driven => walk_along(&asset.geometry, start, 12_000, seed)
@@ -180,10 +285,21 @@ fn record(phone: &Phone, recorder: Recorder, patrol: &str, points: &[TrackPoint]
     match recorder {
         Recorder::Fix => {
             for p in points {
-                phone.clock.set(p.t_ms);
+                // A fix dated at the end of time leaves the phone's clock where it was.
+                if p.t_ms < i64::MAX / 2 {
+                    phone.clock.set(p.t_ms);
+                }
                 phone
                     .client()?
-                    .add_track_point(patrol.to_owned(), p.lat, p.lon, p.t_ms, p.accuracy_m)
+                    .add_track_point(
+                        patrol.to_owned(),
+                        p.lat,
+                        p.lon,
+                        p.t_ms,
+                        p.accuracy_m,
+                        p.mock,
+                        p.provider.name().into(),
+                    )
                     .map_err(err)?;
             }
         }
@@ -197,7 +313,10 @@ fn record(phone: &Phone, recorder: Recorder, patrol: &str, points: &[TrackPoint]
                 .ok_or("a started patrol is not in the store")?;
             let mut doc = PatrolDoc::load(&bytes).map_err(err)?.with_actor(actor);
             for chunk in points.chunks(CHANGE_POINTS) {
-                phone.clock.set(chunk[chunk.len() - 1].t_ms);
+                let last = chunk[chunk.len() - 1].t_ms;
+                if last < i64::MAX / 2 {
+                    phone.clock.set(last);
+                }
                 doc.append_track(chunk).map_err(err)?;
                 SyncClient::new(store)
                     .save(&mut doc, DocKind::Patrol, patrol)
@@ -208,23 +327,38 @@ fn record(phone: &Phone, recorder: Recorder, patrol: &str, points: &[TrackPoint]
     Ok(())
 }
 
+/// One patrol as the simulator made it, and what the server must say of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatrolLog {
+    pub id: String,
+    pub walk: Walk,
+    /// Valid as the server judges it: what the phone judged, except that the phone cannot know
+    /// its fixes are dated before it was signed in.
+    pub valid: bool,
+}
+
 /// What one chief's phone recorded, as the statistics should count it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChiefLog {
+    /// Patrols the statistics count in the simulated days (a backdated one counts at the
+    /// phone's binding, before them).
     pub patrols: u64,
     pub valid: u64,
     pub km: f64,
+    pub walks: Vec<PatrolLog>,
     pub issues: Vec<String>,
     pub photos: u64,
 }
 
-/// `days` days of a chief's work, offline, from `first_day` (a China-time midnight).
+/// `days` days of a chief's work, offline, from `first_day` (a China-time midnight); each
+/// patrol is fabricated with chance `fabricated`.
 pub fn chief_days(
     phone: &Phone,
     recorder: Recorder,
     first_day: i64,
     days: u32,
     seed: u64,
+    fabricated: f64,
 ) -> Result<ChiefLog> {
     let mut rng = StdRng::seed_from_u64(seed);
     let asset = phone
@@ -255,11 +389,14 @@ pub fn chief_days(
         }
         let start =
             first_day + i64::from(day) * DAY_MS + rng.random_range(8 * 60..16 * 60) * MINUTE_MS;
-        let walk = match rng.random_range(0..100) {
-            0..8 => Walk::TooShort,
-            8..14 => Walk::Driven,
-            14..20 => Walk::Spoofed,
-            _ => Walk::Normal,
+        let walk = if rng.random_bool(fabricated.clamp(0.0, 1.0)) {
+            FABRICATED[rng.random_range(0..FABRICATED.len())]
+        } else {
+            match rng.random_range(0..100) {
+                0..8 => Walk::TooShort,
+                8..14 => Walk::Driven,
+                _ => Walk::Normal,
+            }
         };
         phone.clock.set(start);
         let patrol = phone
@@ -314,14 +451,30 @@ pub fn chief_days(
             log.photos += 1;
             log.issues.push(issue);
         }
-        let end = points.last().map_or(start, |p| p.t_ms) + 1_000;
+        let end = points
+            .iter()
+            .map(|p| p.t_ms)
+            .filter(|&t| t < i64::MAX / 2)
+            .max()
+            .unwrap_or(start)
+            .saturating_add(1_000);
         phone.clock.set(end);
         let summary = phone
             .client()?
-            .finish_patrol(patrol, "巡查完毕".into())
+            .finish_patrol(patrol.clone(), "巡查完毕".into())
             .map_err(err)?;
+        let valid = summary.valid && walk != Walk::Backdated;
+        log.walks.push(PatrolLog {
+            id: patrol,
+            walk,
+            valid,
+        });
+        if walk == Walk::Backdated {
+            // Counted at the phone's binding, before the simulated days: not in their figures.
+            continue;
+        }
         log.patrols += 1;
-        log.valid += u64::from(summary.valid);
+        log.valid += u64::from(valid);
         log.km += summary.distance_m / 1_000.0;
     }
     Ok(log)

@@ -4,8 +4,9 @@
 //! assets (a few district and subdistrict chiefs, most at village level on their own stretch:
 //! see `people`), a supervisor and a department handler per system. Each person's phone is mobile-ffi's
 //! `FieldClient`, exactly as the apps use it, with its own store and a simulated clock. Chiefs
-//! patrol offline for `--days` days (1 Hz tracks along their asset; some too short, driven or
-//! spoofed), fill in check items and report problems with photos. Then every chief's phone
+//! patrol offline for `--days` days (1 Hz tracks along their asset; some too short or driven, and
+//! a `--fabricated` share fabricated: spoofed, sparse, bouncing, backdated, absurdly dated), fill
+//! in check items and report problems with photos. Then every chief's phone
 //! syncs, concurrently and in random order, some losing the server's answer and retrying; the
 //! office accepts and assigns, the departments rectify, the office verifies or rejects; every
 //! phone syncs once more, and each phone's documents are compared with what the server holds in
@@ -61,6 +62,12 @@ struct Cli {
     /// each fix flushed), `chunk` a minute at a time into the same documents (much faster).
     #[arg(long, value_enum, default_value_t = Recorder::Fix)]
     recorder: Recorder,
+    /// Share of patrols that are fabricated tracks (spoofed, sparse, bouncing, backdated 60
+    /// days, a fix dated at the end of time, in equal parts); `--expect` predicts each invalid
+    /// with its reasons. The server must accept times from the simulated days before the phones'
+    /// binding (`settings.device_times.binding_grace_ms` of at least `--days` + 1 days).
+    #[arg(long, default_value_t = 0.2)]
+    fabricated: f64,
     /// Phones working or syncing at the same time.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -433,6 +440,7 @@ fn run(cli: &Cli) -> Result<Value> {
             first_day,
             cli.days,
             cli.seed.wrapping_mul(1_000_003) + i as u64,
+            cli.fabricated,
         );
         phone.close();
         log
@@ -634,6 +642,24 @@ fn expectation(
             })
         })
         .collect();
+    let patrols: Vec<Value> = logs
+        .iter()
+        .flat_map(|log| &log.walks)
+        .map(|w| {
+            json!({
+                "id": w.id,
+                "kind": w.walk.name(),
+                "fabricated": w.walk.fabricated(),
+                "valid": w.valid,
+                "reasons": w.walk.reasons(),
+            })
+        })
+        .collect();
+    let fabricated = logs
+        .iter()
+        .flat_map(|log| &log.walks)
+        .filter(|w| w.walk.fabricated())
+        .count();
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     for status in outcome.values() {
         *by_status.entry(status.as_str()).or_default() += 1;
@@ -645,6 +671,8 @@ fn expectation(
         "valid_patrols": logs.iter().map(|l| l.valid).sum::<u64>(),
         "km": (logs.iter().map(|l| l.km).sum::<f64>() * 1_000.0).round() / 1_000.0,
         "issues_by_status": by_status,
+        "patrols": patrols,
+        "fabricated_patrols": fabricated,
     })
 }
 
