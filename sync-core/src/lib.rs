@@ -9,6 +9,7 @@ pub mod client;
 pub mod doc;
 pub mod geo;
 pub mod hub;
+pub mod limits;
 pub mod model;
 pub mod photo;
 pub mod protocol;

@@ -18,19 +18,17 @@
 //!   ([`check_sync_message`]), so a peer looping forever or asking for everything a million
 //!   times is answered with a refusal instead of work.
 //!
-//! This module only measures; authorization and merging happen in `authz` and the hub.
+//! This module only measures, and is shared: the phone checks its own changes against the same
+//! limits before it sends them (`client`), the server before it merges them (`hub`). The hub
+//! keeps the per-device message rates and the answer budget it can change while serving.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::sync::Message;
 use automerge::{ActorId, Change, ScalarValue};
 
-use super::{Hub, HubError, HubStore};
-use crate::protocol::DocPush;
 
 /// Largest change, uncompressed. A one-minute track chunk is a few hundred bytes and a new
 /// issue with a long description a few kilobytes; a week offline is many changes, not one.
@@ -77,8 +75,8 @@ pub const MAX_ANSWER_DOCS: usize = 10_000;
 /// wire. A phone sends the documents that do not fit in its next request.
 pub const MAX_REQUEST_OPS: usize = 2_000_000;
 
-/// What one `/sync` answer may carry ([`MAX_ANSWER_BYTES`], [`MAX_ANSWER_DOCS`] unless set
-/// otherwise with [`Hub::set_answer_limits`]).
+/// What one `/sync` answer may carry ([`MAX_ANSWER_BYTES`], [`MAX_ANSWER_DOCS`] unless the
+/// server sets otherwise with `Hub::set_answer_limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnswerLimits {
     pub bytes: usize,
@@ -90,23 +88,6 @@ impl Default for AnswerLimits {
         Self {
             bytes: MAX_ANSWER_BYTES,
             docs: MAX_ANSWER_DOCS,
-        }
-    }
-}
-
-/// The hub's answer limits, changeable while it serves.
-#[derive(Debug)]
-pub(super) struct AnswerBudget {
-    bytes: AtomicUsize,
-    docs: AtomicUsize,
-}
-
-impl Default for AnswerBudget {
-    fn default() -> Self {
-        let limits = AnswerLimits::default();
-        Self {
-            bytes: AtomicUsize::new(limits.bytes),
-            docs: AtomicUsize::new(limits.docs),
         }
     }
 }
@@ -172,7 +153,7 @@ impl LimitError {
     }
 }
 
-fn over(
+pub(crate) fn over(
     value: usize,
     max: usize,
     make: impl FnOnce(u64, u64) -> LimitError,
@@ -186,18 +167,9 @@ fn over(
 
 /// Why a blob of automerge chunks was refused before automerge read it.
 #[derive(Debug)]
-pub(super) enum ChunkProblem {
+pub enum ChunkProblem {
     Limit(LimitError),
     Malformed(String),
-}
-
-impl ChunkProblem {
-    pub(super) fn into_hub(self, malformed: impl FnOnce(String) -> HubError) -> HubError {
-        match self {
-            ChunkProblem::Limit(limit) => HubError::Limit(limit),
-            ChunkProblem::Malformed(why) => malformed(why),
-        }
-    }
 }
 
 impl From<LimitError> for ChunkProblem {
@@ -208,7 +180,7 @@ impl From<LimitError> for ChunkProblem {
 
 /// Which chunk kinds a blob may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunks {
+pub enum Chunks {
     /// `/sync` carries single changes only.
     ChangesOnly,
     /// An automerge sync message may carry whole documents or bundles too.
@@ -226,7 +198,7 @@ const DEFLATE_BIT: u64 = 0b1000;
 /// Reads a concatenation of automerge chunks (storage format) without building anything:
 /// every change at most [`MAX_CHANGE_BYTES`] once inflated, every document or bundle at most
 /// [`MAX_INFLATED_BYTES`].
-pub(super) fn check_chunks(bytes: &[u8], allowed: Chunks) -> Result<(), ChunkProblem> {
+pub fn check_chunks(bytes: &[u8], allowed: Chunks) -> Result<(), ChunkProblem> {
     let mut input = Reader::new(bytes);
     while !input.is_empty() {
         if input.take(4)? != MAGIC {
@@ -480,7 +452,7 @@ fn scalar_len(value: &ScalarValue) -> usize {
 /// Bounds what one automerge sync message can make the server do: automerge answers every
 /// `need` entry (repeats included) with the change's bytes and probes every bloom filter as
 /// often as the filter says, so both are bounded before automerge sees them.
-pub(super) fn check_sync_message(message: &mut Message) -> Result<(), LimitError> {
+pub fn check_sync_message(message: &mut Message) -> Result<(), LimitError> {
     let hashes = |what, count: usize| {
         over(count, MAX_SYNC_HASHES, |count, max| {
             LimitError::SyncMessage { what, count, max }
@@ -526,131 +498,4 @@ pub(super) fn check_sync_message(message: &mut Message) -> Result<(), LimitError
         }
     }
     Ok(())
-}
-
-/// How many automerge sync messages each (device, document), and each device, may still send:
-/// a generic cell rate algorithm, [`SYNC_MESSAGES_PER_MINUTE`] sustained with bursts of
-/// [`SYNC_MESSAGE_BURST`] per document, and [`DEVICE_SYNC_MESSAGES_PER_MINUTE`] per device.
-/// Kept in memory: a restart forgets it, which only forgives.
-#[derive(Debug, Default)]
-pub(super) struct SyncRounds {
-    /// (device, document) → the time from which the next message conforms, ms; the device's
-    /// own allowance is kept under the document `None`.
-    next: Mutex<HashMap<(String, Option<String>), i64>>,
-}
-
-/// Above this many tracked pairs, those that have fully recovered are forgotten.
-const TRACKED_PAIRS: usize = 4096;
-
-/// A cell rate: `per_minute` sustained, `burst` at once.
-#[derive(Clone, Copy)]
-struct Rate {
-    per_minute: u32,
-    burst: u32,
-}
-
-impl Rate {
-    fn interval(self) -> i64 {
-        60_000 / i64::from(self.per_minute)
-    }
-
-    /// When the next message conforms, from the stored time `at`; or after how many seconds
-    /// it will.
-    fn next(self, at: Option<i64>, now_ms: i64) -> Result<i64, u64> {
-        let tolerance = self.interval() * i64::from(self.burst - 1);
-        let conforming = at.unwrap_or(now_ms).max(now_ms);
-        if conforming - now_ms > tolerance {
-            let wait_ms = conforming - tolerance - now_ms;
-            return Err((wait_ms as u64).div_ceil(1000).max(1));
-        }
-        Ok(conforming + self.interval())
-    }
-}
-
-impl SyncRounds {
-    /// Admits one message at `now_ms`, or says after how many seconds the next one will be.
-    /// A refused message uses up nothing.
-    pub(super) fn admit(&self, device: &str, doc_id: &str, now_ms: i64) -> Result<(), u64> {
-        let per_doc = Rate {
-            per_minute: SYNC_MESSAGES_PER_MINUTE,
-            burst: SYNC_MESSAGE_BURST,
-        };
-        let per_device = Rate {
-            per_minute: DEVICE_SYNC_MESSAGES_PER_MINUTE,
-            burst: DEVICE_SYNC_MESSAGES_PER_MINUTE,
-        };
-        let mut next = self
-            .next
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if next.len() > TRACKED_PAIRS {
-            next.retain(|_, at| *at > now_ms);
-        }
-        let doc_key = (device.to_owned(), Some(doc_id.to_owned()));
-        let device_key = (device.to_owned(), None);
-        let doc_next = per_doc.next(next.get(&doc_key).copied(), now_ms)?;
-        let device_next = per_device.next(next.get(&device_key).copied(), now_ms)?;
-        next.insert(doc_key, doc_next);
-        next.insert(device_key, device_next);
-        Ok(())
-    }
-}
-
-impl<S: HubStore> Hub<S> {
-    /// Reads one document's push of a `/sync` request: every chunk is checked before automerge
-    /// parses it. Nothing is merged or stored.
-    pub(super) fn parse_push(&self, push: &DocPush) -> Result<Vec<Change>, HubError> {
-        let malformed = |why: String| HubError::MalformedChange(format!("{}: {why}", push.doc_id));
-        let mut changes = Vec::with_capacity(push.changes.len());
-        for raw in &push.changes {
-            check_chunks(raw, Chunks::ChangesOnly).map_err(|p| p.into_hub(malformed))?;
-            changes.push(Change::try_from(&raw[..]).map_err(|e| malformed(e.to_string()))?);
-        }
-        Ok(changes)
-    }
-
-    /// Checks every push of a `/sync` request against every limit, before anything of it is
-    /// merged or stored: the operations of the whole request first (counted from the changes'
-    /// headers), then each document's changes.
-    pub(super) fn check_pushes(&self, pushes: &[(&DocPush, Vec<Change>)]) -> Result<(), HubError> {
-        let ops: usize = pushes
-            .iter()
-            .flat_map(|(_, changes)| changes.iter().map(Change::len))
-            .fold(0, usize::saturating_add);
-        over(ops, MAX_REQUEST_OPS, |ops, max| {
-            LimitError::RequestTooManyOps { ops, max }
-        })?;
-        for (push, changes) in pushes {
-            check_changes(changes, self.stored_bytes(&push.doc_id)?)?;
-        }
-        Ok(())
-    }
-
-    /// The saved size of a stored document (0 when absent or damaged: a damaged document is
-    /// reported where it is loaded).
-    pub(super) fn stored_bytes(&self, doc_id: &str) -> Result<usize, HubError> {
-        match self.store.document(doc_id) {
-            Ok(stored) => Ok(stored.map_or(0, |s| s.bytes.len())),
-            Err(HubError::Damaged { .. }) => Ok(0),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// What one `/sync` answer may carry now.
-    pub fn answer_limits(&self) -> AnswerLimits {
-        AnswerLimits {
-            bytes: self.answer_budget.bytes.load(Ordering::Relaxed),
-            docs: self.answer_budget.docs.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Changes what one `/sync` answer may carry, for the requests that start from now on.
-    pub fn set_answer_limits(&self, limits: AnswerLimits) {
-        self.answer_budget
-            .bytes
-            .store(limits.bytes, Ordering::Relaxed);
-        self.answer_budget
-            .docs
-            .store(limits.docs, Ordering::Relaxed);
-    }
 }

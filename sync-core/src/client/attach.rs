@@ -16,10 +16,24 @@ use std::path::{Path, PathBuf};
 
 use crate::doc::{DocError, IssueDoc, PatrolDoc};
 use crate::model::{PhotoRef, PhotoRole};
-use crate::store::LocalStore;
+use crate::photo::{prepare, PhotoError, PhotoFormat, PrepareOptions};
+use crate::store::{LocalStore, StoreError};
 
-use super::prepare::{prepare, PrepareOptions};
-use super::{PhotoError, PhotoFormat};
+/// Why a photo could not be attached: the picture or its file ([`PhotoError`]), or the
+/// phone's store refused the outbox entry.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Photo(#[from] PhotoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<DocError> for AttachError {
+    fn from(err: DocError) -> Self {
+        AttachError::Photo(PhotoError::Doc(err))
+    }
+}
 
 /// A document a photo can be attached to: a patrol or an issue.
 pub trait PhotoTarget {
@@ -76,7 +90,7 @@ pub fn stage_photo(
     role: PhotoRole,
     opts: &PrepareOptions,
     photo_dir: &Path,
-) -> Result<PhotoRef, PhotoError> {
+) -> Result<PhotoRef, AttachError> {
     let original = read_at_most(file, opts.max_file_bytes)?;
     let prepared = prepare(&original, opts)?;
 
@@ -111,7 +125,7 @@ pub fn attach_photo(
     role: PhotoRole,
     opts: &PrepareOptions,
     photo_dir: &Path,
-) -> Result<PhotoRef, PhotoError> {
+) -> Result<PhotoRef, AttachError> {
     let photo = stage_photo(store, record.record_id(), file, role, opts, photo_dir)?;
     let referenced = record
         .photos()?
@@ -394,7 +408,7 @@ mod tests {
                 &PrepareOptions::default(),
                 &phone.photos()
             ),
-            Err(PhotoError::NotAnImage)
+            Err(AttachError::Photo(PhotoError::NotAnImage))
         ));
         let missing = phone.dir.path().join("IMG_9999.jpg");
         assert!(matches!(
@@ -406,7 +420,7 @@ mod tests {
                 &PrepareOptions::default(),
                 &phone.photos()
             ),
-            Err(PhotoError::Io { .. })
+            Err(AttachError::Photo(PhotoError::Io { .. }))
         ));
         assert!(!phone.photos().exists());
         assert!(phone.store.outbox().unwrap().is_empty());

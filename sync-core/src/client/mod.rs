@@ -9,14 +9,17 @@
 //! refuses are moved into the store's quarantine and the document is realigned with the
 //! server's version, so the device keeps syncing and nothing is lost silently.
 
+mod attach;
 pub mod retry;
+
+pub use attach::{attach_photo, original_path, photo_path, stage_photo, AttachError, PhotoTarget};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use crate::doc::{self, DocKind, Record};
-use crate::hub::limits::{check_changes, MAX_REQUEST_OPS};
+use crate::limits::{check_changes, MAX_REQUEST_OPS};
 use crate::protocol::{
     DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
     MAX_PUSHED_DOCS,
@@ -498,7 +501,7 @@ impl<'a> SyncClient<'a> {
     }
 
     /// Takes out of the way, before anything is sent, every local change the server would
-    /// refuse by its limits (`hub::limits`: size, operations, string length, nesting), and
+    /// refuse by its limits (`limits`: size, operations, string length, nesting), and
     /// everything built on it: they go to the quarantine with the reason, exactly as a change
     /// the server refused, so one oversized edit cannot fail every sync of the phone.
     pub fn hold_back_oversized(&self, now_ms: i64) -> Result<usize, ClientError> {

@@ -15,7 +15,7 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
 
-use super::limits::{check_changes, check_chunks, check_sync_message, Chunks};
+use crate::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use super::{Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::protocol::check_doc_id;

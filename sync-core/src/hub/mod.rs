@@ -11,16 +11,16 @@
 //! the device presents the response's cursor, so a lost response costs a resend, never a gap.
 
 mod automerge_sync;
-mod batch;
 pub mod delivery;
 pub mod limits;
-mod web;
+mod server_actions;
+mod sync;
 
 pub use automerge_sync::{AutomergeSyncOutcome, MAX_SYNC_STATES_PER_DEVICE, SYNC_STATE_TTL_MS};
-pub use batch::Answer;
-pub use web::{
+pub use server_actions::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };
+pub use sync::PackedResponse;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;

@@ -215,7 +215,7 @@ impl<S: HubStore> Hub<S> {
             .get_last_local_change()
             .ok_or_else(|| damaged(doc_id, "the appended event made no change"))?;
         // The limits a phone's change meets, for the same event typed on the web.
-        super::limits::check_changes(std::slice::from_ref(&change), stored.bytes.len())
+        crate::limits::check_changes(std::slice::from_ref(&change), stored.bytes.len())
             .map_err(HubError::from)?;
         let meta = DocMeta::of(issue.am()).map_err(|e| damaged(doc_id, e))?;
         let audit = AuditEntry {
