@@ -1,8 +1,8 @@
 //! The device's sync engine, used by the phone apps (through mobile-ffi), the field simulator
 //! and the tests alike.
 //!
-//! It is sans-IO: [`SyncClient::build_request`] reads the local store and produces a
-//! [`SyncRequest`]; [`SyncClient::apply_response`] writes what the server sent back into the
+//! It opens no connection itself: [`SyncClient::build_request`] reads the local store and
+//! produces a [`SyncRequest`]; [`SyncClient::apply_response`] writes what the server sent back into the
 //! store; [`SyncClient::sync`] drives both over any [`Transport`] (the app's HTTP client).
 //! Per document the store keeps the server heads the device last received; a document edited
 //! locally is marked dirty until the server has acknowledged its changes. Changes the server
