@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
+use sync_core::client::{attach_photo, stage_photo};
 use sync_core::doc::{self, DocKind, NewIssue};
 use sync_core::model::PhotoRole;
-use sync_core::client::{attach_photo, stage_photo};
 use sync_core::workflow;
 
 use crate::client::FieldClient;

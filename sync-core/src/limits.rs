@@ -29,7 +29,6 @@ use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::sync::Message;
 use automerge::{ActorId, Change, ScalarValue};
 
-
 /// Largest change, uncompressed. A one-minute track chunk is a few hundred bytes and a new
 /// issue with a long description a few kilobytes; a week offline is many changes, not one.
 pub const MAX_CHANGE_BYTES: usize = 1024 * 1024;

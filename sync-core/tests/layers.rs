@@ -116,9 +116,7 @@ fn rule_broken(layer: Layer, from: &str, path: &[String]) -> Option<String> {
     if layer == Layer::Domain {
         for (forbidden, what) in DOMAIN_FORBIDS {
             let forbidden: Vec<&str> = forbidden.split("::").collect();
-            if path.len() >= forbidden.len()
-                && path.iter().zip(&forbidden).all(|(a, b)| a == b)
-            {
+            if path.len() >= forbidden.len() && path.iter().zip(&forbidden).all(|(a, b)| a == b) {
                 return Some(format!(
                     "the domain ({from}) must not touch {what}: that belongs to the device side \
                      (client, store) or the hub"
@@ -351,8 +349,14 @@ fn the_checker_names_each_kind_of_breach() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     };
-    write("lib.rs", "pub mod client; pub mod hub; pub mod doc; pub mod store;");
-    write("client/mod.rs", "use crate::hub::limits;\nuse crate::doc::Record;\n");
+    write(
+        "lib.rs",
+        "pub mod client; pub mod hub; pub mod doc; pub mod store;",
+    );
+    write(
+        "client/mod.rs",
+        "use crate::hub::limits;\nuse crate::doc::Record;\n",
+    );
     write(
         "hub/mod.rs",
         "mod inner { fn f() { super::super::store::LocalStore::open(); } }\n",

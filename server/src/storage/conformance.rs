@@ -310,7 +310,10 @@ pub(crate) fn divisions_and_assets_round_trip(h: &impl Harness) {
     store.put_asset(&moved).unwrap();
     assert_eq!(store.get_asset("river-2").unwrap(), Some(moved.clone()));
     // What the hub places new records against reads the same reference data.
-    assert_eq!(ReferenceSource::asset(&*store, "river-2").unwrap(), Some(moved));
+    assert_eq!(
+        ReferenceSource::asset(&*store, "river-2").unwrap(),
+        Some(moved)
+    );
     assert_eq!(ReferenceSource::asset(&*store, "river-3").unwrap(), None);
     assert_eq!(
         ReferenceSource::categories(&*store).unwrap(),
@@ -335,7 +338,9 @@ pub(crate) fn assignment_targets_read_the_users(h: &impl Harness) {
     store.create_user(&handler).unwrap();
     store.create_user(&user("u-chief", "chief")).unwrap();
     assert_eq!(
-        ReferenceSource::user(&*store, "u-chief").unwrap().map(|u| u.id),
+        ReferenceSource::user(&*store, "u-chief")
+            .unwrap()
+            .map(|u| u.id),
         Some("u-chief".to_string())
     );
     assert_eq!(ReferenceSource::user(&*store, "u-nobody").unwrap(), None);

@@ -333,7 +333,8 @@ impl HubStore for SledStore {
     /// One flush of sled's log makes every earlier write durable, in order.
     fn durable(&self) -> Result<(), HubError> {
         self.db.flush().map(drop).map_err(storage)
-    }}
+    }
+}
 
 impl ReferenceSource for SledStore {
     fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {

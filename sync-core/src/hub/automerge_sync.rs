@@ -15,9 +15,9 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
 
-use crate::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use super::{Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use crate::protocol::check_doc_id;
 
 /// Most automerge sync states the server keeps for one device.

@@ -31,7 +31,6 @@ impl Default for AnswerBudget {
     }
 }
 
-
 impl ChunkProblem {
     pub(super) fn into_hub(self, malformed: impl FnOnce(String) -> HubError) -> HubError {
         match self {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
-use crate::limits::LimitError;
 use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{authorize_batch, check_placement, in_scope, BatchOutcome, DocMeta, Placement};
 use crate::doc::DocKind;
+use crate::limits::LimitError;
 use crate::protocol::{
     self, DocPush, DocUpdate, Hash, Heads, PackedUpdate, RefusedChange, SyncRequest, SyncResponse,
 };

@@ -34,11 +34,11 @@ use super::{
 };
 use crate::authz::DocMeta;
 use crate::doc::DocKind;
-use crate::workflow::Assignee;
 use crate::model::{
-    default_categories, Asset, Category, DivisionCode, Geometry, Jurisdiction, Level, Role,
-    System, User,
+    default_categories, Asset, Category, DivisionCode, Geometry, Jurisdiction, Level, Role, System,
+    User,
 };
+use crate::workflow::Assignee;
 
 /// Reference data as the server's administration would have written it.
 #[derive(Debug, Clone, Default)]
@@ -220,7 +220,10 @@ pub fn routing_facts_are_read_as_last_saved(h: &impl Harness) {
     assert_eq!(find(store.documents_page(None, 10, &every).unwrap()), moved);
     assert_eq!(store.document("i1").unwrap().unwrap().meta, moved);
     let assigned = |m: &DocMeta| m.assignee.is_some();
-    assert_eq!(ids(store.changed_since(0, 3, &assigned).unwrap()), vec!["i1"]);
+    assert_eq!(
+        ids(store.changed_since(0, 3, &assigned).unwrap()),
+        vec!["i1"]
+    );
 }
 
 /// Pages come in id order, after the given id, only with what `keep` accepts.
