@@ -63,7 +63,7 @@ pub const MAX_BLOOM_BITS_PER_ENTRY: u64 = 64;
 
 /// Most document bytes (changes and snapshots) one `/sync` answer carries: inside the
 /// protocol's own 32 MiB message limit with room for the envelope, and above a district chief's
-/// week (about 26 MiB in the server bench), which a phone syncing once must get whole.
+/// week (about 26 MiB), which a phone syncing once must get whole.
 /// Documents past it are sent at the next sync, which goes on from the answer's cursor.
 pub const MAX_ANSWER_BYTES: usize = 30 * 1024 * 1024;
 /// Most documents one `/sync` answer sends besides the pushed ones (each is loaded to be sent):
