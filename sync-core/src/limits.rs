@@ -78,7 +78,9 @@ pub const MAX_REQUEST_OPS: usize = 2_000_000;
 /// server sets otherwise with `Hub::set_answer_limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnswerLimits {
+    /// Most document bytes (changes and snapshots).
     pub bytes: usize,
+    /// Most documents besides the pushed ones.
     pub docs: usize,
 }
 
@@ -94,16 +96,22 @@ impl Default for AnswerLimits {
 /// A limit a request went over. Sizes answer 413, shapes 422.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
+    /// One change over [`MAX_CHANGE_BYTES`].
     #[error("a change of {bytes} bytes exceeds the limit of {max} bytes")]
     ChangeTooLarge { bytes: u64, max: u64 },
+    /// One change over [`MAX_CHANGE_OPS`] operations.
     #[error("a change of {ops} operations exceeds the limit of {max}")]
     TooManyOps { ops: u64, max: u64 },
+    /// A string, byte string or key over [`MAX_STRING_BYTES`].
     #[error("a value of {bytes} bytes exceeds the limit of {max} bytes for one string")]
     StringTooLong { bytes: u64, max: u64 },
+    /// Containers nested deeper than [`MAX_NESTING`].
     #[error("containers nested {depth} deep exceed the limit of {max}")]
     TooDeep { depth: u64, max: u64 },
+    /// The document would grow past [`MAX_DOCUMENT_BYTES`].
     #[error("the document would grow to {bytes} bytes, over the limit of {max} bytes")]
     DocumentTooLarge { bytes: u64, max: u64 },
+    /// An automerge sync message with too many hashes, filters or probes.
     #[error("the sync message's {what} holds {count}, over the limit of {max}")]
     SyncMessage {
         what: &'static str,
@@ -114,11 +122,13 @@ pub enum LimitError {
         "the changes of one request hold {ops} operations, over the limit of {max}; send the \
          other documents in the next request"
     )]
+    /// A `/sync` request over [`MAX_REQUEST_OPS`] operations in all.
     RequestTooManyOps { ops: u64, max: u64 },
     #[error(
         "answering the pushed documents takes {bytes} bytes, over the limit of {max} bytes \
          for one answer; push fewer documents at once"
     )]
+    /// Answering the pushed documents alone would exceed the answer's byte budget.
     AnswerTooLarge { bytes: u64, max: u64 },
     /// A change whose header parses but whose operations automerge cannot read (it panics on
     /// some hostile bytes; the check catches that).
@@ -127,6 +137,7 @@ pub enum LimitError {
 }
 
 impl LimitError {
+    /// A stable machine code for the JSON error body.
     pub fn code(&self) -> &'static str {
         match self {
             LimitError::ChangeTooLarge { .. } => "change_too_large",
@@ -167,7 +178,9 @@ pub(crate) fn over(
 /// Why a blob of automerge chunks was refused before automerge read it.
 #[derive(Debug)]
 pub enum ChunkProblem {
+    /// Over a limit.
     Limit(LimitError),
+    /// Not a well-formed automerge chunk.
     Malformed(String),
 }
 

@@ -23,8 +23,10 @@ use crate::store::{LocalStore, StoreError};
 /// phone's store refused the outbox entry.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
+    /// The picture or its file.
     #[error(transparent)]
     Photo(#[from] PhotoError),
+    /// The store refused the outbox entry.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -39,7 +41,9 @@ impl From<DocError> for AttachError {
 pub trait PhotoTarget {
     /// The document id, under which the outbox links the photo to its record.
     fn record_id(&self) -> &str;
+    /// The photos the record references.
     fn photos(&self) -> Result<Vec<PhotoRef>, DocError>;
+    /// References one more photo from the record.
     fn add_photo(&mut self, photo: &PhotoRef) -> Result<(), DocError>;
 }
 

@@ -8,6 +8,10 @@
 //! locally is marked dirty until the server has acknowledged its changes. Changes the server
 //! refuses are moved into the store's quarantine and the document is realigned with the
 //! server's version, so the device keeps syncing and nothing is lost silently.
+//!
+//! A phone syncing with the hub in memory, end to end, is the example in `hub`'s overview.
+//! Attaching a photo ([`attach_photo`]) is the phone's too: it writes the prepared picture to
+//! the app's photo folder and queues it in the store's outbox.
 
 mod attach;
 pub mod retry;
@@ -36,35 +40,50 @@ const MAX_ROUND_TRIPS: u32 = 3;
 /// A document sent with this many chunks since its last compaction is compacted.
 const COMPACT_AFTER_CHUNKS: u64 = 8;
 
+/// Why a sync or a local edit failed; the store is left as it was before the call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The phone's store failed or holds damaged data.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A document does not load or does not follow the schema.
     #[error(transparent)]
     Doc(#[from] doc::DocError),
+    /// The server's answer is not a valid response.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// The request did not reach the server or its answer did not come back.
     #[error("transport: {0}")]
     Transport(String),
+    /// The server sent a change that does not load.
     #[error("the server sent a change that does not load: {0}")]
     BadChange(String),
 }
 
 /// How the engine reaches the server: one request body in, one response body out.
 pub trait Transport {
+    /// Sends one request body to `POST /api/v1/sync` and returns the answer's body.
     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError>;
 }
 
 /// What one sync did, for the app's sync screen and for the simulator's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
+    /// Requests sent.
     pub round_trips: u32,
+    /// Documents pushed.
     pub docs_sent: usize,
+    /// Changes pushed.
     pub changes_sent: usize,
+    /// Documents the server sent changes or a snapshot of.
     pub docs_received: usize,
+    /// Changes received.
     pub changes_received: usize,
+    /// Own changes the server refused (now in the quarantine).
     pub refused: usize,
+    /// Request bytes on the wire.
     pub bytes_up: usize,
+    /// Answer bytes on the wire.
     pub bytes_down: usize,
     /// Documents forgotten because they left the user's scope.
     pub removed: usize,
@@ -77,6 +96,8 @@ struct Built {
     versions: HashMap<String, u64>,
 }
 
+/// The phone's sync engine over its [`LocalStore`]: saves local edits, builds requests,
+/// applies answers. Holds no state of its own; everything lives in the store.
 #[derive(Debug)]
 pub struct SyncClient<'a> {
     store: &'a LocalStore,
@@ -125,6 +146,7 @@ fn server_heads_after(
 }
 
 impl<'a> SyncClient<'a> {
+    /// An engine over the phone's store.
     pub fn new(store: &'a LocalStore) -> Self {
         Self { store }
     }
@@ -171,6 +193,7 @@ impl<'a> SyncClient<'a> {
         Ok(())
     }
 
+    /// The server's feed position this phone has fully received (0 before its first sync).
     pub fn cursor(&self) -> Result<u64, ClientError> {
         Ok(match self.store.meta(CURSOR_KEY)? {
             Some(bytes) if bytes.len() == 8 => {

@@ -106,6 +106,7 @@ impl DocChanges {
         })
     }
 
+    /// The heads of the version these changes were read from.
     pub fn heads(&self) -> &[Hash] {
         &self.heads
     }
@@ -182,6 +183,7 @@ pub struct DeliveryCache {
 }
 
 impl DeliveryCache {
+    /// A cache holding at most `budget` bytes of decoded changes.
     pub fn new(budget: usize) -> Self {
         Self {
             held: Mutex::new(Held {

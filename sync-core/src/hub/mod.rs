@@ -1,14 +1,92 @@
-//! The server's side of sync, sans-IO: what to accept from a device, what to send back, and
-//! what to remember per device. The server binary supplies storage ([`HubStore`]) and HTTP;
-//! every decision lives here, beside the client engine it talks to.
+//! The server's side of sync: what to accept from a device, what to send back, and what to
+//! remember per device. The hub speaks no HTTP and opens no files: the server supplies the
+//! storage ([`HubStore`]) and the transport. It keeps in memory what is cheap to lose (the
+//! delivery cache, automerge message rates) and receives a large push on several threads.
+//! It builds on the domain only, never on the phone's side (`tests/layers.rs` keeps that).
 //!
 //! For each pushed document the hub authorizes every change against the state its author saw
 //! (`authz`), places a new document against the reference data, gives every workflow event it
 //! accepts a receipt in the server's order (`IssueDoc::accept`), stores what is allowed, and
-//! answers with the server's changes the device lacks (its receipts among them). Then it walks the change feed from the device's cursor (or, when the user's
-//! role or jurisdiction changed, every document) and sends what changed in the device's scope.
-//! What it sent is remembered as *pending* per (device, document) and becomes *confirmed* when
-//! the device presents the response's cursor, so a lost response costs a resend, never a gap.
+//! answers with the server's changes the device lacks (its receipts among them). Then it walks
+//! the change feed from the device's cursor (or, when the user's role or jurisdiction changed,
+//! every document) and sends what changed in the device's scope. What it sent is remembered as
+//! *pending* per (device, document) and becomes *confirmed* when the device presents the
+//! response's cursor, so a lost response costs a resend, never a gap.
+//!
+//! Besides `POST /sync` ([`Hub::sync`], [`Hub::answer`]): standard automerge sync messages
+//! ([`Hub::automerge_sync`]), and the server's own actions on issues from the dashboard and the
+//! deadline job ([`Hub::act`]).
+//!
+//! A chief's phone and the hub, in memory (the server puts HTTP between them):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sync_core::client::{ClientError, SyncClient, Transport};
+//! use sync_core::doc::{actor_for, DocKind, NewPatrol, PatrolDoc};
+//! use sync_core::hub::testing::{MemoryHubStore, Reference};
+//! use sync_core::hub::{Caller, DocumentStore, Hub};
+//! use sync_core::model::{Asset, DivisionCode, Geometry, Jurisdiction, Level, Role, System, User};
+//! use sync_core::protocol::SyncRequest;
+//! use sync_core::store::{testing::MemoryStorage, LocalStore};
+//!
+//! const NOW: i64 = 1_764_288_000_000;
+//! let village = DivisionCode::new("370105014201")?;
+//! let chief = User {
+//!     id: "u-chief".into(),
+//!     username: "demo-chief".into(),
+//!     display_name: "小寨村河长".into(),
+//!     role: Role::Chief {
+//!         system: System::River,
+//!         level: Level::Village,
+//!         jurisdiction: Jurisdiction { division: village.clone(), assets: vec!["xqh-01".into()] },
+//!     },
+//!     active: true,
+//! };
+//! let river = Asset {
+//!     id: "xqh-01".into(),
+//!     system: System::River,
+//!     name: "小清河".into(),
+//!     division: village.clone(),
+//!     geometry: Geometry::LineString(vec![[116.97, 36.72], [116.99, 36.72]]),
+//! };
+//! let hub = Hub::new(MemoryHubStore::with_reference(Reference {
+//!     assets: vec![river],
+//!     users: vec![chief.clone()],
+//!     ..Reference::default()
+//! }));
+//! let caller = Caller { user: chief.clone(), device: "u-chief/phone".into(), actor: actor_for(1) };
+//!
+//! // The chief's phone records a patrol offline...
+//! let phone = LocalStore::new(Arc::new(MemoryStorage::default()));
+//! let client = SyncClient::new(&phone);
+//! let mut patrol = PatrolDoc::create(
+//!     caller.actor.clone(),
+//!     &NewPatrol {
+//!         system: System::River,
+//!         asset: "xqh-01".into(),
+//!         chief: chief.id.clone(),
+//!         division: village,
+//!         device: caller.device.clone(),
+//!         started_at_ms: NOW,
+//!     },
+//! )?;
+//! let id = patrol.id().to_string();
+//! client.save(&mut patrol, DocKind::Patrol, &id)?;
+//!
+//! // ...and syncs when it has a signal: one request, one answer.
+//! struct Direct<'a>(&'a Hub<MemoryHubStore>, &'a Caller);
+//! impl Transport for Direct<'_> {
+//!     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+//!         let request = SyncRequest::decode(&body)?;
+//!         let answer = self.0.answer(self.1, &request, NOW);
+//!         Ok(answer.map_err(|e| ClientError::Transport(e.to_string()))?.encode())
+//!     }
+//! }
+//! let report = client.sync(&mut Direct(&hub, &caller), NOW)?;
+//! assert_eq!((report.round_trips, report.refused), (1, 0));
+//! assert!(hub.store().document(&id)?.is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod automerge_sync;
 pub mod delivery;
@@ -38,24 +116,35 @@ use automerge::ActorId;
 use crate::model::User;
 use crate::protocol::ProtocolError;
 
+/// Why the hub refused a request or could not answer it. [`HubError::code`] is the JSON
+/// error code; [`HubError::is_client_error`] tells a 4xx from a 5xx.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    /// The request body is not a valid sync message.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A pushed change does not parse.
     #[error("malformed change: {0}")]
     MalformedChange(String),
+    /// An automerge sync message does not parse.
     #[error("malformed automerge sync message: {0}")]
     MalformedMessage(String),
+    /// No such document (or none in the caller's scope).
     #[error("no document {0}")]
     UnknownDocument(String),
+    /// A change the caller may not make, with a stable code.
     #[error("change refused: {code}: {message}")]
     Refused { code: String, message: String },
+    /// A stored document does not load: the server's fault, never the caller's.
     #[error("stored document {id} is damaged: {reason}")]
     Damaged { id: String, reason: String },
+    /// The store failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The request is over a size or shape limit.
     #[error(transparent)]
     Limit(#[from] limits::LimitError),
+    /// Too many automerge sync messages; retry after the given seconds.
     #[error("too many automerge sync messages for this document; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
 }
@@ -85,8 +174,11 @@ impl HubError {
 /// The authenticated caller: the user, their device, and the actor bound to that pair.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The signed-in user, as the server knows them now.
     pub user: User,
+    /// The device the request came from (`user/device`).
     pub device: String,
+    /// The automerge actor bound to (user, device) at its first login.
     pub actor: ActorId,
 }
 
@@ -116,6 +208,8 @@ impl Caller {
 /// the same document never overwrite each other's merge. Locks are striped by document id.
 const STRIPES: usize = 64;
 
+/// The server's sync engine over a [`HubStore`]: one per server, shared by every
+/// worker. See the module overview.
 #[derive(Debug)]
 pub struct Hub<S> {
     store: S,
@@ -126,6 +220,7 @@ pub struct Hub<S> {
 }
 
 impl<S: HubStore> Hub<S> {
+    /// A hub over `store`, with the default answer limits and delivery cache.
     pub fn new(store: S) -> Self {
         Self {
             store,
@@ -156,6 +251,7 @@ impl<S: HubStore> Hub<S> {
         self.delivery.size()
     }
 
+    /// The store the hub reads and writes.
     pub fn store(&self) -> &S {
         &self.store
     }

@@ -40,6 +40,7 @@ pub fn system_user() -> User {
 /// What the server appended.
 #[derive(Debug, Clone)]
 pub struct Acted {
+    /// The event as appended, with its receipt.
     pub event: Event,
     /// The issue's state after the event.
     pub state: IssueState,
@@ -49,16 +50,19 @@ pub struct Acted {
     pub feed: u64,
 }
 
+/// Why the server could not act on an issue for a user.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
     /// Unknown, not an issue, or outside the user's scope (all look the same, so ids don't leak).
     #[error("no issue {0} in your scope")]
     NotFound(String),
+    /// The workflow does not allow this action, by this user, now.
     #[error(transparent)]
     Transition(#[from] TransitionError),
     /// An idempotency key that is not a UUID, or names another action or user's event.
     #[error("{0}")]
     KeyReused(String),
+    /// Reading or storing the issue failed.
     #[error(transparent)]
     Hub(#[from] HubError),
 }

@@ -22,19 +22,26 @@ use crate::protocol::Hash;
 /// A document as the server stores it: routing facts beside the saved bytes.
 #[derive(Debug, Clone)]
 pub struct StoredDoc {
+    /// Who and where the document is about, for routing without loading it.
     pub meta: DocMeta,
+    /// The full automerge save.
     pub bytes: Vec<u8>,
 }
 
 /// One accepted change: who sent it, from which device, when it arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// The document the change belongs to.
     pub doc_id: String,
     /// Lower-case hex of the change hash.
     pub change: String,
+    /// The user who sent it.
     pub user: String,
+    /// The device it came from (or `web`, `deadline-job` for the server's own).
     pub device: String,
+    /// The automerge actor (hex) the change was made under.
     pub actor: String,
+    /// When the server accepted it.
     pub received_at_ms: i64,
 }
 
@@ -46,6 +53,7 @@ pub struct DeviceDoc {
     /// Heads sent in the response that carried `pending_cursor`; confirmed once the device
     /// presents that cursor.
     pub pending: Vec<Hash>,
+    /// The response cursor that confirms `pending` (0 when nothing is pending).
     pub pending_cursor: u64,
 }
 
@@ -72,6 +80,7 @@ impl DeviceDoc {
 /// the order they were made (once [`HubStore::durable`] returns), so nothing a device was told
 /// about can outlive what it depends on.
 pub trait DocumentStore: Send + Sync {
+    /// The document as last saved; `None` if unknown.
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError>;
     /// Stores a document's new full save with its routing facts and audit entries, and appends
     /// it to the change feed. Returns the feed position: one more than any before, so positions
@@ -135,6 +144,7 @@ pub trait AuditLog: Send + Sync {
 /// per (device, document) heads, the scope fingerprint at the device's last sync, and the
 /// automerge sync states of `POST /automerge-sync`.
 pub trait DeviceLedger: Send + Sync {
+    /// Every document the device holds, with what it holds of each.
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError>;
     /// The ids of the documents the device holds, without what it holds of each.
     fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
@@ -144,6 +154,7 @@ pub trait DeviceLedger: Send + Sync {
             .map(|(id, _)| id)
             .collect())
     }
+    /// What the device holds of one document; `None` if nothing.
     fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError>;
     /// Replaces (`Some`) or forgets (`None`) what the device holds of each document.
     fn put_device_docs(
@@ -153,9 +164,11 @@ pub trait DeviceLedger: Send + Sync {
     ) -> Result<(), HubError>;
     /// A fingerprint of the user's scope at the device's last sync.
     fn device_scope(&self, device: &str) -> Result<Option<String>, HubError>;
+    /// Remembers the scope fingerprint of the device's sync.
     fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError>;
     /// Standard automerge sync state per (device, document).
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError>;
+    /// Keeps the automerge sync state of (device, document).
     fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError>;
     /// Every sync state kept for the device, with the document it is about.
     fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError>;

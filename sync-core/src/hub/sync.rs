@@ -63,6 +63,7 @@ fn scope_key(caller: &Caller) -> String {
 /// each stored version), ready to be encoded for the wire.
 #[derive(Debug)]
 pub struct PackedResponse {
+    /// The response, as [`Hub::sync`] returns it.
     pub response: SyncResponse,
     packed: Vec<Option<Arc<PackedUpdate>>>,
 }
