@@ -525,8 +525,8 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
 impl SyncRequest {
     /// What every request must be, however it arrived: at most [`MAX_PUSHED_DOCS`] documents,
     /// each named by a valid id, none twice. A document pushed twice would be loaded and
-    /// merged twice: one small request repeating a large document made the server load it
-    /// thousands of times.
+    /// merged twice, so one small request repeating a large document would make the server load
+    /// it thousands of times.
     pub fn check(&self) -> Result<(), ProtocolError> {
         if self.docs.len() > MAX_PUSHED_DOCS {
             return Err(ProtocolError::TooManyDocuments {

@@ -11,7 +11,7 @@ use automerge::Change;
 use super::{Hub, HubError, HubStore};
 use crate::protocol::DocPush;
 
-/// The limits themselves, where the server's callers have always found them.
+/// The limits themselves, which the hub enforces.
 pub use crate::limits::*;
 
 /// The hub's answer limits, changeable while it serves.
