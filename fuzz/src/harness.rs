@@ -10,16 +10,16 @@
 //! The documents the server already holds come from `fuzz/fixtures/`, saved once, so that an
 //! input refers to the same change hashes in every run.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-
 use automerge::{transaction::Transactable, AutoCommit, ObjId, ObjType, ReadDoc, ROOT};
 use automerge::{Change, ScalarValue};
 
 use sync_core::authz::{authorize_batch, DocMeta};
 use sync_core::doc::{actor_for, DocView};
-use sync_core::hub::{AuditEntry, Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
-use sync_core::model::{DivisionCode, Jurisdiction, Role, System, User};
+use sync_core::hub::testing::{MemoryHubStore, Reference};
+use sync_core::hub::{Caller, DocumentStore, Hub, HubError};
+use sync_core::model::{
+    default_categories, Asset, DivisionCode, Geometry, Jurisdiction, Role, System, User,
+};
 use sync_core::photo::{sha256_hex, validate_upload, PhotoError, UploadLimits};
 use sync_core::protocol::{DocPush, ProtocolError, SyncRequest, SyncResponse};
 use sync_core::track::{decode_chunk, encode_chunk, TrackError};
@@ -319,7 +319,7 @@ pub struct Fixture {
     issue: AutoCommit,
     patrol_id: String,
     issue_id: String,
-    store: MemStore,
+    store: MemoryHubStore,
 }
 
 impl Fixture {
@@ -328,7 +328,7 @@ impl Fixture {
         FIXTURE.get_or_init(|| {
             let load = |bytes: &[u8]| AutoCommit::load(bytes).expect("fixtures load");
             let (patrol, issue) = (load(PATROL_FIXTURE), load(ISSUE_FIXTURE));
-            let store = MemStore::default();
+            let store = MemoryHubStore::with_reference(reference());
             for doc in [&patrol, &issue] {
                 let meta = DocMeta::of(doc).expect("fixtures follow the schema");
                 let mut doc = doc.clone();
@@ -363,7 +363,7 @@ impl Fixture {
     }
 
     /// A fresh copy of the server's store, so no input sees another's effects.
-    pub fn store(&self) -> MemStore {
+    pub fn store(&self) -> MemoryHubStore {
         self.store.clone()
     }
 
@@ -600,213 +600,22 @@ impl<'a> Forger<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server's storage, in memory
+// The server's reference data
 
-#[derive(Debug, Clone, Default)]
-struct Tables {
-    docs: BTreeMap<String, (StoredDoc, u64)>,
-    feed: u64,
-    device_docs: BTreeMap<(String, String), DeviceDoc>,
-    scopes: BTreeMap<String, String>,
-    sync_states: BTreeMap<(String, String), Vec<u8>>,
-    history: BTreeMap<String, Vec<AuditEntry>>,
-}
-
-/// A [`HubStore`] in memory: inputs run in microseconds and never share state.
-#[derive(Debug, Default)]
-pub struct MemStore(Mutex<Tables>);
-
-impl Clone for MemStore {
-    fn clone(&self) -> Self {
-        MemStore(Mutex::new(self.tables().clone()))
-    }
-}
-
-impl MemStore {
-    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn pair(a: &str, b: &str) -> (String, String) {
-    (a.to_string(), b.to_string())
-}
-
-impl HubStore for MemStore {
-    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
-        Ok(self.tables().docs.get(id).map(|(doc, _)| doc.clone()))
-    }
-
-    fn save_document(
-        &self,
-        id: &str,
-        meta: &DocMeta,
-        bytes: &[u8],
-        audit: &[AuditEntry],
-    ) -> Result<u64, HubError> {
-        let mut t = self.tables();
-        t.feed += 1;
-        let position = t.feed;
-        let doc = StoredDoc {
-            meta: meta.clone(),
-            bytes: bytes.to_vec(),
-        };
-        t.docs.insert(id.to_string(), (doc, position));
-        t.history
-            .entry(id.to_string())
-            .or_default()
-            .extend_from_slice(audit);
-        Ok(position)
-    }
-
-    fn feed_head(&self) -> Result<u64, HubError> {
-        Ok(self.tables().feed)
-    }
-
-    fn changed_since(
-        &self,
-        after: u64,
-        upto: u64,
-        keep: &dyn Fn(&DocMeta) -> bool,
-    ) -> Result<Vec<DocMeta>, HubError> {
-        Ok(self
-            .tables()
-            .docs
-            .values()
-            .filter(|(doc, at)| *at > after && *at <= upto && keep(&doc.meta))
-            .map(|(doc, _)| doc.meta.clone())
-            .collect())
-    }
-
-    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
-        Ok(self
-            .tables()
-            .docs
-            .values()
-            .map(|(doc, _)| doc.meta.clone())
-            .collect())
-    }
-
-    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
-        Ok(self
-            .tables()
-            .device_docs
-            .iter()
-            .filter(|((d, _), _)| d == device)
-            .map(|((_, id), held)| (id.clone(), held.clone()))
-            .collect())
-    }
-
-    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError> {
-        Ok(self
-            .tables()
-            .device_docs
-            .get(&pair(device, doc_id))
-            .cloned())
-    }
-
-    fn put_device_docs(
-        &self,
-        device: &str,
-        docs: &[(String, Option<DeviceDoc>)],
-    ) -> Result<(), HubError> {
-        let mut t = self.tables();
-        for (id, held) in docs {
-            match held {
-                Some(held) => t.device_docs.insert(pair(device, id), held.clone()),
-                None => t.device_docs.remove(&pair(device, id)),
-            };
-        }
-        Ok(())
-    }
-
-    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError> {
-        Ok(self.tables().scopes.get(device).cloned())
-    }
-
-    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
-        self.tables()
-            .scopes
-            .insert(device.to_string(), scope.to_string());
-        Ok(())
-    }
-
-    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
-        Ok(self
-            .tables()
-            .sync_states
-            .get(&pair(device, doc_id))
-            .cloned())
-    }
-
-    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError> {
-        self.tables()
-            .sync_states
-            .insert(pair(device, doc_id), state.to_vec());
-        Ok(())
-    }
-
-    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError> {
-        Ok(self
-            .tables()
-            .sync_states
-            .iter()
-            .filter(|((d, _), _)| d == device)
-            .map(|((_, id), state)| (id.clone(), state.clone()))
-            .collect())
-    }
-
-    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError> {
-        let mut tables = self.tables();
-        for id in doc_ids {
-            tables.sync_states.remove(&pair(device, id));
-        }
-        Ok(())
-    }
-
-    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
-        Ok(self
-            .tables()
-            .history
-            .get(doc_id)
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    /// Memory is as durable as it gets.
-    fn durable(&self) -> Result<(), HubError> {
-        Ok(())
-    }
-
-    /// The two river segments of the fixtures' chiefs, along the fixtures' walk.
-    fn asset(&self, id: &str) -> Result<Option<sync_core::model::Asset>, HubError> {
-        let village = match id {
-            "xqh-01" => VILLAGE,
-            "xqh-02" => "370105014202",
-            _ => return Ok(None),
-        };
-        Ok(Some(sync_core::model::Asset {
-            id: id.into(),
-            system: System::River,
-            name: "小清河".into(),
-            division: code(village),
-            geometry: sync_core::model::Geometry::LineString(vec![
-                [116.97, 36.72],
-                [116.99, 36.72],
-            ]),
-        }))
-    }
-
-    fn categories(&self) -> Result<Vec<sync_core::model::Category>, HubError> {
-        Ok(sync_core::model::default_categories())
-    }
-
-    fn user(&self, id: &str) -> Result<Option<User>, HubError> {
-        Ok(people().into_iter().map(|c| c.user).find(|u| u.id == id))
-    }
-
-    fn department_exists(&self, name: &str) -> Result<bool, HubError> {
-        Ok(name == WATER_BUREAU)
+/// What the fixtures' server knows: the two river segments of the fixtures' chiefs, along the
+/// fixtures' walk, the default categories and the people.
+fn reference() -> Reference {
+    let river = |id: &str, village: &str| Asset {
+        id: id.into(),
+        system: System::River,
+        name: "小清河".into(),
+        division: code(village),
+        geometry: Geometry::LineString(vec![[116.97, 36.72], [116.99, 36.72]]),
+    };
+    Reference {
+        assets: vec![river("xqh-01", VILLAGE), river("xqh-02", "370105014202")],
+        categories: default_categories(),
+        users: people().into_iter().map(|c| c.user).collect(),
     }
 }
 

@@ -5,7 +5,7 @@
 //! that the action is not allowed. Each variant says which. Fields are called `detail`, never
 //! `message`, because Kotlin exceptions already own a `message` property.
 
-use sync_core::client::ClientError;
+use sync_core::client::{AttachError, ClientError};
 use sync_core::doc::DocError;
 use sync_core::photo::PhotoError;
 use sync_core::protocol::ProtocolError;
@@ -178,10 +178,18 @@ impl From<ClientError> for ChiefsyncError {
     }
 }
 
+impl From<AttachError> for ChiefsyncError {
+    fn from(err: AttachError) -> Self {
+        match err {
+            AttachError::Photo(e) => e.into(),
+            AttachError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<PhotoError> for ChiefsyncError {
     fn from(err: PhotoError) -> Self {
         match err {
-            PhotoError::Store(e) => e.into(),
             PhotoError::Doc(e) => e.into(),
             PhotoError::Io { .. }
             | PhotoError::TooLarge { .. }

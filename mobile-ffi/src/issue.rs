@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use sync_core::authz::check_category;
+use sync_core::client::{attach_photo, stage_photo};
 use sync_core::doc::{self, DocKind, NewIssue};
 use sync_core::model::PhotoRole;
-use sync_core::photo::{attach_photo, stage_photo};
 use sync_core::workflow::{self, IssueContext};
 
 use crate::client::FieldClient;

@@ -15,7 +15,7 @@ use actix_web::web;
 use serde::Serialize;
 use sync_core::authz::oversees;
 use sync_core::doc::{DocKind, IssueDoc};
-use sync_core::hub::{ActError, HubError, HubStore};
+use sync_core::hub::{ActError, HubError};
 use sync_core::model::{Level, Role, System, User};
 use sync_core::rules::{quota_progress, Period, QuotaProgress};
 use sync_core::workflow::{needs_escalation, Status};

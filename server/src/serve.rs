@@ -18,10 +18,9 @@ pub const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::fro
 
 /// Threads per worker for the work run off the async workers (`web::block`: syncs, photos,
 /// sign-ins, store reads). That work is CPU-bound, so two per worker (two per core by default)
-/// keep the cores busy while one waits on the disk. actix's default (512 threads across the
-/// workers) let a burst of syncs run on dozens of threads at once, each with its own allocator
-/// heap and no faster: in the load test the server's peak fell from 634 to 123 MiB, in the
-/// server bench from 1,256 to 743 MiB, at the same throughput.
+/// keep the cores busy while one waits on the disk. More threads (actix's default is 512 across
+/// the workers) only let a burst of syncs run on dozens of threads at once, each with its own
+/// allocator heap: more memory, no more throughput.
 pub const BLOCKING_THREADS_PER_WORKER: usize = 2;
 
 /// A running-on-await server listening on `listener`. Stops gracefully on SIGINT/SIGTERM or

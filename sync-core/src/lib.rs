@@ -1,8 +1,20 @@
 //! ChiefSync's core, shared by the phone apps (through mobile-ffi) and the server: the domain
 //! model, one automerge document per patrol and per issue, the issue workflow as a fold over an
-//! append-only event list, patrol rules, compact GPS tracks and the device's local store.
+//! append-only event list, patrol rules, compact GPS tracks, the phone's sync engine and local
+//! store, and the server's side of sync.
 //!
-//! This crate does no network I/O and knows nothing of HTTP, actix or UniFFI.
+//! Three layers, kept apart by `tests/layers.rs` (a forbidden import fails `cargo test`):
+//!
+//! - **The domain** — [`model`], [`doc`], [`workflow`], [`authz`], [`rules`], [`geo`],
+//!   [`track`], [`photo`] (pictures as bytes), [`protocol`], [`limits`], [`stats`]: pure
+//!   functions and types. No files, network, threads, locks or databases.
+//! - **The device side** — [`client`] (the phone's sync engine, and attaching photo files) and
+//!   [`store`] (the phone's local database, on sled): build on the domain.
+//! - **The hub** — [`hub`] (the server's sync engine, its delivery cache and rate limits, and
+//!   the store traits the server implements): builds on the domain, never on the device side.
+//!
+//! The crate speaks no HTTP and knows nothing of actix or UniFFI: the phone's transport and the
+//! server's storage are traits the callers implement.
 
 pub mod authz;
 pub mod client;
@@ -10,6 +22,7 @@ pub mod doc;
 pub mod geo;
 pub mod hub;
 pub mod import;
+pub mod limits;
 pub mod model;
 pub mod photo;
 pub mod protocol;

@@ -26,6 +26,24 @@
 //! [`MAX_MESSAGE_BYTES`] (before or after inflating) before it allocates. Version 1 bodies are
 //! refused with [`ProtocolError::UnsupportedVersion`]. This module holds types and codecs only;
 //! the device's engine is `client`, the server's handling is `hub`.
+//!
+//! ```
+//! use sync_core::protocol::{DocPush, SyncRequest, MAGIC};
+//!
+//! let request = SyncRequest {
+//!     cursor: 42,
+//!     docs: vec![DocPush {
+//!         doc_id: "0192f0c4-2c8e-7b51-9d0e-3c1a5b7e8f21".into(),
+//!         server_heads: Vec::new(),
+//!         changes: Vec::new(),
+//!     }],
+//! };
+//! let bytes = request.encode();
+//! assert_eq!(bytes[..4], MAGIC);
+//! assert_eq!(SyncRequest::decode(&bytes)?, request);
+//! assert!(SyncRequest::decode(&bytes[..bytes.len() - 1]).is_err());
+//! # Ok::<(), sync_core::protocol::ProtocolError>(())
+//! ```
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -37,6 +55,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::doc::DocKind;
 
+/// The first four bytes of every request and response body.
 pub const MAGIC: [u8; 4] = *b"CSYN";
 /// Version 2: compact ids, implied heads and whole-body compression (version 1 was the plain
 /// postcard of the in-memory types).
@@ -58,16 +77,19 @@ const BODY_DEFLATE: u8 = 1;
 /// An automerge change hash (SHA-256 of the change).
 pub type Hash = [u8; 32];
 
+/// What a device sends to `POST /api/v1/sync`: its cursor and its new changes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncRequest {
     /// The server's change-feed position the device has fully received (0 at first sync).
     pub cursor: u64,
+    /// The documents with changes the server may lack, each at most once.
     pub docs: Vec<DocPush>,
 }
 
 /// A device's new changes to one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocPush {
+    /// The document's id (a UUID for documents the phones create).
     pub doc_id: String,
     /// The heads of the server's version the device last received (empty for a new document).
     pub server_heads: Vec<Hash>,
@@ -75,10 +97,13 @@ pub struct DocPush {
     pub changes: Vec<Vec<u8>>,
 }
 
+/// What the server answers to a [`SyncRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncResponse {
     /// The cursor to present next time; only after applying this response.
     pub cursor: u64,
+    /// One entry per pushed document, then one per document in the device's scope that
+    /// changed since the cursor.
     pub docs: Vec<DocUpdate>,
     /// Documents that left the device's scope (e.g. its jurisdiction changed).
     pub removed: Vec<String>,
@@ -91,12 +116,14 @@ pub enum Heads {
     /// ([`DocPush::heads_after`]). The server says this when it merged exactly what was pushed
     /// and holds nothing else, so the device learns its heads without 32 bytes each.
     AsPushed,
+    /// The heads, listed.
     Listed(Vec<Hash>),
 }
 
 /// What the server has to say about one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocUpdate {
+    /// The document this update is about.
     pub doc_id: String,
     /// `None` only when the server holds nothing of the document (its creation was refused).
     pub kind: Option<DocKind>,
@@ -113,36 +140,48 @@ pub struct DocUpdate {
     pub snapshot: Option<Vec<u8>>,
 }
 
+/// One change the server refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedChange {
+    /// The refused change's hash.
     pub hash: Hash,
     /// A stable machine code, e.g. `not_owner` or `transition`.
     pub code: String,
+    /// Why, in words a chief can read.
     pub message: String,
 }
 
+/// A message that is not a valid request or response; nothing of it is applied.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
+    /// Over [`MAX_MESSAGE_BYTES`], on the wire or inflated.
     #[error("message of {0} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")]
     TooLarge(usize),
+    /// Does not start with [`MAGIC`].
     #[error("not a ChiefSync sync message")]
     BadMagic,
     #[error(
         "sync protocol version {0} is not supported (this build speaks {PROTOCOL_VERSION}); \
          update the app or the server"
     )]
+    /// Another protocol version than [`PROTOCOL_VERSION`].
     UnsupportedVersion(u8),
+    /// Does not decode, or decodes to something inconsistent.
     #[error("malformed sync message: {0}")]
     Malformed(String),
+    /// A request pushes one document twice.
     #[error("document {0} is pushed more than once in one request; send its changes together")]
     DuplicateDocument(String),
+    /// A request pushes more than [`MAX_PUSHED_DOCS`] documents.
     #[error("{count} documents pushed in one request, over the limit of {max}; send the rest in the next request")]
     TooManyDocuments { count: usize, max: usize },
+    /// An id that is empty, too long or holds control characters.
     #[error("document id {0:?} is not a document id (1 to {MAX_DOC_ID_BYTES} bytes, no control characters)")]
     BadDocumentId(String),
 }
 
 impl ProtocolError {
+    /// A stable machine code for the JSON error body.
     pub fn code(&self) -> &'static str {
         match self {
             ProtocolError::TooLarge(_) => "too_large",
@@ -486,8 +525,8 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
 impl SyncRequest {
     /// What every request must be, however it arrived: at most [`MAX_PUSHED_DOCS`] documents,
     /// each named by a valid id, none twice. A document pushed twice would be loaded and
-    /// merged twice: one small request repeating a large document made the server load it
-    /// thousands of times.
+    /// merged twice, so one small request repeating a large document would make the server load
+    /// it thousands of times.
     pub fn check(&self) -> Result<(), ProtocolError> {
         if self.docs.len() > MAX_PUSHED_DOCS {
             return Err(ProtocolError::TooManyDocuments {
@@ -505,6 +544,7 @@ impl SyncRequest {
         Ok(())
     }
 
+    /// The request's bytes on the wire.
     pub fn encode(&self) -> Vec<u8> {
         encode(&WireRequest {
             cursor: self.cursor,
@@ -572,6 +612,8 @@ pub struct PackedUpdate {
 }
 
 impl PackedUpdate {
+    /// Packs `update` (deflated once; splice it into answers with
+    /// [`SyncResponse::encode_packed`]).
     pub fn of(update: &DocUpdate) -> Self {
         let plain = postcard::to_allocvec(&WireUpdate::from(update))
             .expect("postcard encodes protocol types");
@@ -605,6 +647,7 @@ impl PackedUpdate {
 }
 
 impl SyncResponse {
+    /// The response's bytes on the wire.
     pub fn encode(&self) -> Vec<u8> {
         encode(&WireResponse {
             cursor: self.cursor,
@@ -656,6 +699,7 @@ impl SyncResponse {
         out
     }
 
+    /// Reads a response, refusing anything malformed before it allocates much.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let wire: WireResponse = decode(bytes)?;
         Ok(SyncResponse {

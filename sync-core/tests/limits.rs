@@ -10,13 +10,14 @@ use std::io::Write;
 
 use automerge::sync::{self, BloomFilter, Have, SyncDoc};
 use automerge::{transaction::Transactable, AutoCommit, ObjType, ReadDoc, ROOT};
-use harness::{people, Fixture, MemStore, T0};
+use harness::{people, Fixture, T0};
 use sync_core::doc::actor_for;
 use sync_core::hub::limits::{
     LimitError, MAX_CHANGE_BYTES, MAX_CHANGE_OPS, MAX_DOCUMENT_BYTES, MAX_NESTING,
     MAX_STRING_BYTES, SYNC_MESSAGES_PER_MINUTE, SYNC_MESSAGE_BURST,
 };
-use sync_core::hub::{AutomergeSyncOutcome, Caller, Hub, HubError, HubStore};
+use sync_core::hub::testing::MemoryHubStore;
+use sync_core::hub::{AutomergeSyncOutcome, Caller, DeviceLedger, DocumentStore, Hub, HubError};
 use sync_core::protocol::{DocPush, SyncRequest};
 
 fn chief() -> Caller {
@@ -50,7 +51,7 @@ fn push(changes: Vec<Vec<u8>>) -> SyncRequest {
     }
 }
 
-fn stored(hub: &Hub<MemStore>) -> Vec<u8> {
+fn stored(hub: &Hub<MemoryHubStore>) -> Vec<u8> {
     let id = Fixture::get().doc_id(true);
     hub.store().document(id).unwrap().unwrap().bytes
 }
@@ -465,7 +466,7 @@ fn sync_states_are_bounded_per_device_and_expire() {
     let store = hub.store();
     let device = chief().device;
     let opening = message_from(&mut AutoCommit::new(), &mut sync::State::new());
-    let ids = |store: &MemStore| -> Vec<String> {
+    let ids = |store: &MemoryHubStore| -> Vec<String> {
         let mut ids: Vec<String> = store
             .sync_states(&device)
             .unwrap()

@@ -35,7 +35,7 @@ use server::storage::{SledStore, Store, UserRecord};
 use sync_core::authz::in_scope;
 use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
 use sync_core::doc::{actor_for, DocKind, DocView, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
-use sync_core::hub::{Caller, Hub, HubStore};
+use sync_core::hub::{Caller, DocumentStore, Hub};
 use sync_core::model::{
     Asset, CheckResult, DivisionCode, Geometry, Jurisdiction, Level, Role, Severity, System, User,
 };

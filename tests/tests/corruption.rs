@@ -10,7 +10,6 @@ use rand::{Rng, SeedableRng};
 use server::demo::{CHIEF, SUPERVISOR};
 use server::integrity::check_documents;
 use server::storage::SledStore;
-use sync_core::hub::HubStore;
 use tests::phone::{self, Phone};
 use tests::server::RunningServer;
 

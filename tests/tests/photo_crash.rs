@@ -28,7 +28,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use server::demo::{CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF};
 use server::storage::SledStore;
 use sync_core::doc::{self, DocKind, IssueDoc, PatrolDoc};
-use sync_core::hub::HubStore;
+use sync_core::hub::DocumentStore;
 use sync_core::photo::{sha256_hex, PrepareOptions};
 
 const KILLS: usize = 25;

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use server::demo::{CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF};
 use server::storage::SledStore;
 use sync_core::doc::DocKind;
-use sync_core::hub::HubStore;
+use sync_core::hub::DocumentStore;
 use sync_core::model::Role;
 use tests::phone::Phone;
 

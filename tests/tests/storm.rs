@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use server::storage::SledStore;
 use sync_core::client::retry::RetryPolicy;
-use sync_core::hub::HubStore;
+use sync_core::hub::DocumentStore;
 use sync_core::store::DocKind;
 use tests::phone::Link;
 

@@ -14,7 +14,6 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use server::demo::{self, CHIEF, CHIEF_2, FOREST_CHIEF, HANDLER, SUPERVISOR};
 use sync_core::doc::{actor_for, DocKind, IssueDoc, NewIssue, PatrolDoc, Record};
-use sync_core::hub::HubStore;
 use sync_core::model::{Role, Severity, System, User};
 use sync_core::protocol::{DocPush, SyncRequest, MAX_MESSAGE_BYTES};
 use sync_core::workflow::{Action, Assignee, Status};

@@ -7,7 +7,7 @@ use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocKind, DocView};
-use sync_core::hub::{AuditEntry, HubError, HubStore};
+use sync_core::hub::{AuditEntry, HubError};
 use sync_core::model::Role;
 use utoipa::{IntoParams, ToSchema};
 

@@ -9,7 +9,6 @@ use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sync_core::doc::PatrolDoc;
-use sync_core::hub::HubStore;
 use sync_core::model::TrackPoint;
 use sync_core::stats::{hotspots, issue_report, patrol_report, Filter, PatrolFact};
 use utoipa::IntoParams;

@@ -1,5 +1,8 @@
-//! The storage conformance suite, written once and run against every [`Store`] backend
-//! (`store_conformance_tests!(harness)` in the backend's test module).
+//! The storage conformance suite of what only the server stores (users, sessions, refresh
+//! tokens, divisions, assets, settings), written once and run against every [`Store`] backend
+//! (`store_conformance_tests!(harness)` in the backend's test module). What the sync hub
+//! stores (documents, feed, audit, device ledger) has its own suite beside its traits,
+//! `sync_core::hub::testing`, which every backend runs too (`sync_core::hub_store_conformance!`).
 //!
 //! A [`Harness`] opens the backend's store; calling `open` again after dropping the previous
 //! handle must reopen the same data, which is how "reopen after close" is tested. Test-only.
@@ -12,7 +15,8 @@ use sync_core::model::{
 
 use sync_core::authz::DocMeta;
 use sync_core::doc::DocKind;
-use sync_core::hub::{AuditEntry, DeviceDoc, HubStore};
+use sync_core::hub::testing::doc_meta;
+use sync_core::hub::{DocumentStore, ReferenceSource};
 
 use super::{RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 
@@ -35,9 +39,7 @@ macro_rules! store_conformance_tests {
             divisions_and_assets_round_trip,
             assignment_targets_read_the_users,
             meta_round_trip,
-            documents_feed_and_audit,
             saves_wait_while_held,
-            device_records_round_trip,
             reopen_after_close_keeps_everything,
         );
     };
@@ -308,10 +310,13 @@ pub(crate) fn divisions_and_assets_round_trip(h: &impl Harness) {
     store.put_asset(&moved).unwrap();
     assert_eq!(store.get_asset("river-2").unwrap(), Some(moved.clone()));
     // What the hub places new records against reads the same reference data.
-    assert_eq!(HubStore::asset(&*store, "river-2").unwrap(), Some(moved));
-    assert_eq!(HubStore::asset(&*store, "river-3").unwrap(), None);
     assert_eq!(
-        HubStore::categories(&*store).unwrap(),
+        ReferenceSource::asset(&*store, "river-2").unwrap(),
+        Some(moved)
+    );
+    assert_eq!(ReferenceSource::asset(&*store, "river-3").unwrap(), None);
+    assert_eq!(
+        ReferenceSource::categories(&*store).unwrap(),
         sync_core::model::default_categories()
     );
     let only = vec![sync_core::model::default_categories().remove(0)];
@@ -321,7 +326,7 @@ pub(crate) fn divisions_and_assets_round_trip(h: &impl Harness) {
             &serde_json::to_vec(&only).unwrap(),
         )
         .unwrap();
-    assert_eq!(HubStore::categories(&*store).unwrap(), only);
+    assert_eq!(ReferenceSource::categories(&*store).unwrap(), only);
 }
 
 pub(crate) fn assignment_targets_read_the_users(h: &impl Harness) {
@@ -333,23 +338,25 @@ pub(crate) fn assignment_targets_read_the_users(h: &impl Harness) {
     store.create_user(&handler).unwrap();
     store.create_user(&user("u-chief", "chief")).unwrap();
     assert_eq!(
-        HubStore::user(&*store, "u-chief").unwrap().map(|u| u.id),
+        ReferenceSource::user(&*store, "u-chief")
+            .unwrap()
+            .map(|u| u.id),
         Some("u-chief".to_string())
     );
-    assert_eq!(HubStore::user(&*store, "u-nobody").unwrap(), None);
-    assert!(HubStore::department_exists(&*store, "区水务局").unwrap());
-    assert!(!HubStore::department_exists(&*store, "区水务局 ").unwrap());
-    assert!(!HubStore::department_exists(&*store, "区林业局").unwrap());
+    assert_eq!(ReferenceSource::user(&*store, "u-nobody").unwrap(), None);
+    assert!(ReferenceSource::department_exists(&*store, "区水务局").unwrap());
+    assert!(!ReferenceSource::department_exists(&*store, "区水务局 ").unwrap());
+    assert!(!ReferenceSource::department_exists(&*store, "区林业局").unwrap());
     // Moved to another department, or deactivated: the answer follows at once.
     handler.user.role = Role::Handler {
         department: "区林业局".into(),
     };
     store.update_user(&handler).unwrap();
-    assert!(!HubStore::department_exists(&*store, "区水务局").unwrap());
-    assert!(HubStore::department_exists(&*store, "区林业局").unwrap());
+    assert!(!ReferenceSource::department_exists(&*store, "区水务局").unwrap());
+    assert!(ReferenceSource::department_exists(&*store, "区林业局").unwrap());
     handler.user.active = false;
     store.update_user(&handler).unwrap();
-    assert!(!HubStore::department_exists(&*store, "区林业局").unwrap());
+    assert!(!ReferenceSource::department_exists(&*store, "区林业局").unwrap());
 }
 
 pub(crate) fn meta_round_trip(h: &impl Harness) {
@@ -358,30 +365,6 @@ pub(crate) fn meta_round_trip(h: &impl Harness) {
     store.put_meta("k", b"v1").unwrap();
     store.put_meta("k", b"v2").unwrap();
     assert_eq!(store.get_meta("k").unwrap(), Some(b"v2".to_vec()));
-}
-
-fn doc_meta(id: &str, kind: DocKind) -> DocMeta {
-    DocMeta {
-        id: id.to_owned(),
-        kind,
-        system: System::River,
-        asset: "river-1".into(),
-        division: DivisionCode::new("370105001000").unwrap(),
-        owner: "u1".into(),
-        assignee: None,
-        status: None,
-    }
-}
-
-fn audit(doc: &str, change: &str, at: i64) -> AuditEntry {
-    AuditEntry {
-        doc_id: doc.into(),
-        change: change.into(),
-        user: "u1".into(),
-        device: "u1/phone".into(),
-        actor: "ab".repeat(16),
-        received_at_ms: at,
-    }
 }
 
 /// While `hold_saves`' guard is held no save completes, and once it drops the waiting save
@@ -407,185 +390,6 @@ pub(crate) fn saves_wait_while_held(h: &impl Harness) {
     drop(held);
     assert_eq!(saver.join().unwrap(), 2);
     assert_eq!(store.feed_head().unwrap(), 2);
-}
-
-pub(crate) fn documents_feed_and_audit(h: &impl Harness) {
-    let store = h.open();
-    assert_eq!(store.feed_head().unwrap(), 0);
-    let p2 = doc_meta("p2", DocKind::Patrol);
-    let i1 = doc_meta("i1", DocKind::Issue);
-    assert_eq!(
-        store
-            .save_document("p2", &p2, b"two", &[audit("p2", "aa", 5)])
-            .unwrap(),
-        1
-    );
-    assert_eq!(store.save_document("i1", &i1, b"one", &[]).unwrap(), 2);
-    // A second save moves the document to the end of the feed and keeps the first audit entry
-    // of a change that arrives again.
-    let seq = store
-        .save_document(
-            "p2",
-            &p2,
-            b"two, merged",
-            &[audit("p2", "aa", 9), audit("p2", "bb", 7)],
-        )
-        .unwrap();
-    assert_eq!(seq, 3);
-    assert_eq!(store.feed_head().unwrap(), 3);
-    let doc = store.document("p2").unwrap().unwrap();
-    assert_eq!(
-        (doc.meta, doc.bytes.as_slice()),
-        (p2.clone(), &b"two, merged"[..])
-    );
-    assert!(store.document("p3").unwrap().is_none());
-    let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
-    let every = |_: &DocMeta| true;
-    assert_eq!(
-        ids(store.changed_since(0, 3, &every).unwrap()),
-        vec!["i1", "p2"]
-    );
-    let issues = |m: &DocMeta| m.kind == DocKind::Issue;
-    assert_eq!(ids(store.changed_since(0, 3, &issues).unwrap()), vec!["i1"]);
-    assert_eq!(ids(store.changed_since(2, 3, &every).unwrap()), vec!["p2"]);
-    assert_eq!(ids(store.changed_since(0, 2, &every).unwrap()), vec!["i1"]);
-    assert!(store.changed_since(3, 3, &every).unwrap().is_empty());
-    assert_eq!(ids(store.all_documents().unwrap()), vec!["i1", "p2"]);
-    // Routing facts that change with a save are read as saved, by every way of listing them,
-    // however often they were read before.
-    let mut moved = i1.clone();
-    moved.owner = "someone else".into();
-    assert_eq!(
-        store
-            .save_document("i1", &moved, b"one, moved", &[])
-            .unwrap(),
-        4
-    );
-    let owner = |metas: Vec<DocMeta>, id: &str| {
-        metas
-            .into_iter()
-            .find(|m| m.id == id)
-            .map(|m| m.owner)
-            .expect("listed")
-    };
-    assert_eq!(
-        owner(store.changed_since(3, 4, &every).unwrap(), "i1"),
-        moved.owner
-    );
-    assert_eq!(owner(store.all_documents().unwrap(), "i1"), moved.owner);
-    assert_eq!(owner(store.all_documents().unwrap(), "p2"), p2.owner);
-    assert_eq!(store.document("i1").unwrap().unwrap().meta, moved);
-    // Each save is numbered by its feed position: the delivery cache names versions by it.
-    assert_eq!(store.document_seq("i1").unwrap(), Some(4));
-    assert_eq!(store.document_seq("p2").unwrap(), Some(3));
-    assert_eq!(store.document_seq("p3").unwrap(), None);
-    // Pages come in id order, after the given id, only with what `keep` accepts.
-    assert_eq!(
-        ids(store.documents_page(None, 10, &every).unwrap()),
-        vec!["i1", "p2"]
-    );
-    assert_eq!(
-        ids(store.documents_page(None, 1, &every).unwrap()),
-        vec!["i1"]
-    );
-    assert_eq!(
-        ids(store.documents_page(Some("i1"), 10, &every).unwrap()),
-        vec!["p2"]
-    );
-    assert!(store
-        .documents_page(Some("p2"), 10, &every)
-        .unwrap()
-        .is_empty());
-    let patrols = |m: &DocMeta| m.kind == DocKind::Patrol;
-    assert_eq!(
-        ids(store.documents_page(None, 1, &patrols).unwrap()),
-        vec!["p2"]
-    );
-    let page = store.documents_page(None, 10, &every).unwrap();
-    assert_eq!(page[0], moved, "a page shows the facts as last saved");
-    let history = store.history("p2").unwrap();
-    assert_eq!(history, vec![audit("p2", "aa", 5), audit("p2", "bb", 7)]);
-    assert!(store.history("i1").unwrap().is_empty());
-}
-
-pub(crate) fn device_records_round_trip(h: &impl Harness) {
-    let store = h.open();
-    let held = DeviceDoc {
-        confirmed: vec![[1; 32]],
-        pending: vec![[2; 32]],
-        pending_cursor: 4,
-    };
-    store
-        .put_device_docs(
-            "u1/phone",
-            &[
-                ("p1".into(), Some(held.clone())),
-                ("p2".into(), Some(DeviceDoc::default())),
-            ],
-        )
-        .unwrap();
-    store
-        .put_device_docs("u2/phone", &[("p1".into(), Some(DeviceDoc::default()))])
-        .unwrap();
-    assert_eq!(
-        store.device_doc("u1/phone", "p1").unwrap(),
-        Some(held.clone())
-    );
-    let ids = |device: &str| {
-        let mut ids: Vec<String> = store.device_doc_ids(device).unwrap().into_iter().collect();
-        ids.sort();
-        ids
-    };
-    assert_eq!(ids("u1/phone"), vec!["p1", "p2"]);
-    assert_eq!(ids("u2/phone"), vec!["p1"]);
-    assert!(
-        ids("u1/tablet").is_empty(),
-        "a device is not a prefix of another"
-    );
-    store
-        .put_device_docs("u1/phone", &[("p2".into(), None)])
-        .unwrap();
-    assert_eq!(ids("u1/phone"), vec!["p1"]);
-    assert_eq!(
-        store.device_docs("u1/phone").unwrap(),
-        vec![("p1".to_string(), held)]
-    );
-    assert_eq!(store.device_scope("u1/phone").unwrap(), None);
-    store.put_device_scope("u1/phone", "chief").unwrap();
-    assert_eq!(
-        store.device_scope("u1/phone").unwrap().as_deref(),
-        Some("chief")
-    );
-    store.put_sync_state("u1/phone", "p1", b"state").unwrap();
-    assert_eq!(
-        store.sync_state("u1/phone", "p1").unwrap(),
-        Some(b"state".to_vec())
-    );
-    assert_eq!(store.sync_state("u2/phone", "p1").unwrap(), None);
-    // A device's states are listed and forgotten apart from every other device's.
-    store.put_sync_state("u1/phone", "p2", b"second").unwrap();
-    store.put_sync_state("u1/phone2", "p1", b"other").unwrap();
-    let mut states = store.sync_states("u1/phone").unwrap();
-    states.sort();
-    assert_eq!(
-        states,
-        vec![
-            ("p1".to_string(), b"state".to_vec()),
-            ("p2".to_string(), b"second".to_vec())
-        ]
-    );
-    store
-        .forget_sync_states("u1/phone", &["p1".into(), "never".into()])
-        .unwrap();
-    assert_eq!(
-        store.sync_states("u1/phone").unwrap(),
-        vec![("p2".to_string(), b"second".to_vec())]
-    );
-    assert_eq!(store.sync_state("u1/phone", "p1").unwrap(), None);
-    assert_eq!(
-        store.sync_states("u1/phone2").unwrap(),
-        vec![("p1".to_string(), b"other".to_vec())]
-    );
 }
 
 pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {

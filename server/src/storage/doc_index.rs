@@ -2,16 +2,15 @@
 //!
 //! Each sync walks routing facts: a phone's first sync every document on the server (to find
 //! those in its scope), a later one every document changed since its cursor, and a listing of
-//! `GET /docs` every document after the page's start. Walking sled's trees for that cost more
-//! than the routing itself (at 1,000 phones, comparing every phone with the server spent most
-//! of its server time stepping through sled's nodes), so the store keeps the same facts in
-//! ordered maps: by id for pages, by feed position for the feed.
+//! `GET /docs` every document after the page's start. Walking sled's trees for that costs more
+//! than the routing itself, so the store keeps the same facts in ordered maps: by id for pages,
+//! by feed position for the feed.
 //!
 //! The index is read from sled when the store opens and changed only by a save, under the lock
 //! that hands out feed positions, after the save's transaction has committed. Every reader
 //! (the feed head included) reads the index, so a reader that sees position `n` sees every
-//! position below it, as with sled's trees. The facts are the parsed JSON of `doc_meta`: their
-//! memory is what parsing them on every walk used to keep anyway.
+//! position below it, as with sled's trees. The facts are the parsed JSON of `doc_meta`, held
+//! once instead of parsed again on every walk.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

@@ -1,7 +1,7 @@
 //! A tree's records as last listed, parsed: divisions and assets are read whole on every
 //! reference-data request (each phone asks after each sync) and written only by administrators.
-//! Parsing every asset's geometry from JSON for each of 1,000 phones cost more than choosing
-//! which of them the phone gets.
+//! Parsing every asset's geometry from JSON on each request costs more than choosing which
+//! assets the phone gets, so the parsed list is kept.
 //!
 //! A write drops the list after it reached sled; a listing that read sled before a write ends
 //! does not keep what it read (the generation tells), so the list is never older than sled.

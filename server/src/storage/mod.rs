@@ -8,8 +8,10 @@
 //! refresh token) are single trait methods rather than get-then-put sequences in handlers.
 //!
 //! This module holds record types and the trait only; it does not decide who may read what.
-//! Every backend must pass the one conformance suite in `conformance` (run for sled in
-//! `sled_store`).
+//! Every backend must pass two conformance suites, both run for sled in `sled_store`: this
+//! module's `conformance` (what only the server stores) and sync-core's
+//! `sync_core::hub_store_conformance!` (documents, feed, audit, device ledger, reference
+//! lookups: the [`HubStore`] part).
 
 #[cfg(test)]
 #[macro_use]
@@ -117,7 +119,8 @@ pub struct AdminBatch {
 }
 
 /// Everything the server persists. Implementations must be safe to share between workers.
-/// Documents, the change feed and per-device sync records are the sync hub's [`HubStore`].
+/// Documents, the change feed, the audit log, per-device sync records and the reference
+/// lookups the hub needs are the sync hub's [`HubStore`].
 pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
     /// Inserts a new user; `Conflict` if the id or (case-insensitively) the username is taken.
     fn create_user(&self, record: &UserRecord) -> Result<(), StoreError>;

@@ -24,7 +24,10 @@ use std::collections::HashSet;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use sync_core::authz::DocMeta;
-use sync_core::hub::{AuditEntry, DeviceDoc, HubError, HubStore, StoredDoc};
+use sync_core::hub::{
+    AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
+    ReferenceSource, StoredDoc,
+};
 use sync_core::model::{Asset, Category, User};
 
 use super::doc_index::DocIndex;
@@ -91,7 +94,7 @@ impl SledStore {
     }
 }
 
-impl HubStore for SledStore {
+impl DocumentStore for SledStore {
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
         let Some(meta) = self.doc_meta.get(id).map_err(storage)? else {
             return Ok(None);
@@ -207,7 +210,9 @@ impl HubStore for SledStore {
     ) -> Result<Vec<DocMeta>, HubError> {
         self.index.page(after, limit, keep)
     }
+}
 
+impl DeviceLedger for SledStore {
     fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
         let prefix = pair(device, "");
         self.device_docs
@@ -307,7 +312,9 @@ impl HubStore for SledStore {
         }
         self.sync_states.apply_batch(batch).map_err(storage)
     }
+}
 
+impl AuditLog for SledStore {
     fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
         let mut entries: Vec<AuditEntry> = self
             .audit
@@ -320,11 +327,16 @@ impl HubStore for SledStore {
         entries.sort_by(|a, b| (a.received_at_ms, &a.change).cmp(&(b.received_at_ms, &b.change)));
         Ok(entries)
     }
+}
 
+impl HubStore for SledStore {
     /// One flush of sled's log makes every earlier write durable, in order.
     fn durable(&self) -> Result<(), HubError> {
         self.db.flush().map(drop).map_err(storage)
     }
+}
+
+impl ReferenceSource for SledStore {
     fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {
         Store::get_asset(self, id).map_err(|e| HubError::Storage(e.to_string()))
     }

@@ -81,7 +81,7 @@ async fn the_issue_page_and_the_document_view_judge_a_photo_alike() {
         Geometry::LineString(line) => line[0],
         Geometry::Polygon(rings) => rings[0][0],
     };
-    let category = sync_core::hub::HubStore::categories(store)
+    let category = sync_core::hub::ReferenceSource::categories(store)
         .unwrap()
         .into_iter()
         .find(|c| c.system == asset.system)

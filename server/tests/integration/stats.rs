@@ -12,7 +12,6 @@ use server::stats::query::{day_string, scope, StatsQuery};
 use server::stats::ReferenceData;
 use sync_core::authz::DocMeta;
 use sync_core::doc::{actor_for, NewPatrol, PatrolDoc, Record};
-use sync_core::hub::HubStore;
 use sync_core::stats::{issue_report, patrol_report, FactIndex};
 use sync_core::track::{walk_along, CHUNK_POINTS};
 

@@ -1,22 +1,29 @@
 //! The device's sync engine, used by the phone apps (through mobile-ffi), the field simulator
 //! and the tests alike.
 //!
-//! It is sans-IO: [`SyncClient::build_request`] reads the local store and produces a
-//! [`SyncRequest`]; [`SyncClient::apply_response`] writes what the server sent back into the
+//! It opens no connection itself: [`SyncClient::build_request`] reads the local store and
+//! produces a [`SyncRequest`]; [`SyncClient::apply_response`] writes what the server sent back into the
 //! store; [`SyncClient::sync`] drives both over any [`Transport`] (the app's HTTP client).
 //! Per document the store keeps the server heads the device last received; a document edited
 //! locally is marked dirty until the server has acknowledged its changes. Changes the server
 //! refuses are moved into the store's quarantine and the document is realigned with the
 //! server's version, so the device keeps syncing and nothing is lost silently.
+//!
+//! A phone syncing with the hub in memory, end to end, is the example in `hub`'s overview.
+//! Attaching a photo ([`attach_photo`]) is the phone's too: it writes the prepared picture to
+//! the app's photo folder and queues it in the store's outbox.
 
+mod attach;
 pub mod retry;
+
+pub use attach::{attach_photo, original_path, photo_path, stage_photo, AttachError, PhotoTarget};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use crate::doc::{self, DocKind, Record};
-use crate::hub::limits::{check_changes, MAX_REQUEST_OPS};
+use crate::limits::{check_changes, MAX_REQUEST_OPS};
 use crate::protocol::{
     DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
     MAX_PUSHED_DOCS,
@@ -33,35 +40,50 @@ const MAX_ROUND_TRIPS: u32 = 3;
 /// A document sent with this many chunks since its last compaction is compacted.
 const COMPACT_AFTER_CHUNKS: u64 = 8;
 
+/// Why a sync or a local edit failed; the store is left as it was before the call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The phone's store failed or holds damaged data.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A document does not load or does not follow the schema.
     #[error(transparent)]
     Doc(#[from] doc::DocError),
+    /// The server's answer is not a valid response.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// The request did not reach the server or its answer did not come back.
     #[error("transport: {0}")]
     Transport(String),
+    /// The server sent a change that does not load.
     #[error("the server sent a change that does not load: {0}")]
     BadChange(String),
 }
 
 /// How the engine reaches the server: one request body in, one response body out.
 pub trait Transport {
+    /// Sends one request body to `POST /api/v1/sync` and returns the answer's body.
     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError>;
 }
 
 /// What one sync did, for the app's sync screen and for the simulator's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
+    /// Requests sent.
     pub round_trips: u32,
+    /// Documents pushed.
     pub docs_sent: usize,
+    /// Changes pushed.
     pub changes_sent: usize,
+    /// Documents the server sent changes or a snapshot of.
     pub docs_received: usize,
+    /// Changes received.
     pub changes_received: usize,
+    /// Own changes the server refused (now in the quarantine).
     pub refused: usize,
+    /// Request bytes on the wire.
     pub bytes_up: usize,
+    /// Answer bytes on the wire.
     pub bytes_down: usize,
     /// Documents forgotten because they left the user's scope.
     pub removed: usize,
@@ -74,6 +96,8 @@ struct Built {
     versions: HashMap<String, u64>,
 }
 
+/// The phone's sync engine over its [`LocalStore`]: saves local edits, builds requests,
+/// applies answers. Holds no state of its own; everything lives in the store.
 #[derive(Debug)]
 pub struct SyncClient<'a> {
     store: &'a LocalStore,
@@ -118,6 +142,7 @@ fn server_heads_after(
 }
 
 impl<'a> SyncClient<'a> {
+    /// An engine over the phone's store.
     pub fn new(store: &'a LocalStore) -> Self {
         Self { store }
     }
@@ -164,6 +189,7 @@ impl<'a> SyncClient<'a> {
         Ok(())
     }
 
+    /// The server's feed position this phone has fully received (0 before its first sync).
     pub fn cursor(&self) -> Result<u64, ClientError> {
         Ok(match self.store.meta(CURSOR_KEY)? {
             Some(bytes) if bytes.len() == 8 => {
@@ -494,7 +520,7 @@ impl<'a> SyncClient<'a> {
     }
 
     /// Takes out of the way, before anything is sent, every local change the server would
-    /// refuse by its limits (`hub::limits`: size, operations, string length, nesting), and
+    /// refuse by its limits (`limits`: size, operations, string length, nesting), and
     /// everything built on it: they go to the quarantine with the reason, exactly as a change
     /// the server refused, so one oversized edit cannot fail every sync of the phone.
     pub fn hold_back_oversized(&self, now_ms: i64) -> Result<usize, ClientError> {

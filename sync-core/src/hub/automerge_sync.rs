@@ -15,9 +15,9 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
 
-use super::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use super::{Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use crate::protocol::check_doc_id;
 
 /// Most automerge sync states the server keeps for one device.
@@ -38,6 +38,7 @@ fn unstamp(stored: &[u8]) -> Option<(i64, &[u8])> {
     Some((i64::from_le_bytes(*at), state))
 }
 
+/// The server's side of one automerge sync exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AutomergeSyncOutcome {
     /// The server's next sync message (HTTP 200).
@@ -47,6 +48,9 @@ pub enum AutomergeSyncOutcome {
 }
 
 impl<S: HubStore> Hub<S> {
+    /// Handles one standard automerge sync message from `caller` about `doc_id`: checks the
+    /// message's size and rate, authorizes its changes (all or none are merged), stores what
+    /// was merged and returns the server's next message.
     pub fn automerge_sync(
         &self,
         caller: &Caller,

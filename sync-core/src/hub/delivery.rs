@@ -1,12 +1,11 @@
 //! The changes of stored documents, decoded once per saved version and shared by every device
 //! they are delivered to.
 //!
-//! Sending a document to a device used to mean loading its automerge save and re-encoding its
-//! changes, once per receiving device: a problem in a subdistrict reaches every chief of that
+//! One document reaches many devices: a problem in a subdistrict reaches every chief of that
 //! subdistrict, their supervisors and its handler, and a week of a district's patrols reaches
-//! each district chief. Decoding is most of what a sync response costs, so the hub keeps the
-//! decoded changes of recently delivered documents, bounded in bytes, least recently used first
-//! out.
+//! each district chief. Loading an automerge save and encoding its changes is most of what a
+//! sync response costs, so the hub does it once per saved version and keeps the decoded changes
+//! of recently delivered documents, bounded in bytes, least recently used first out.
 //!
 //! An entry is valid only for the exact version it was read from. Stores that number their saves
 //! (the feed position each save gets, in the same atomic write as the save) name the version by
@@ -107,6 +106,7 @@ impl DocChanges {
         })
     }
 
+    /// The heads of the version these changes were read from.
     pub fn heads(&self) -> &[Hash] {
         &self.heads
     }
@@ -183,6 +183,7 @@ pub struct DeliveryCache {
 }
 
 impl DeliveryCache {
+    /// A cache holding at most `budget` bytes of decoded changes.
     pub fn new(budget: usize) -> Self {
         Self {
             held: Mutex::new(Held {

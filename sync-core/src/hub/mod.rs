@@ -1,291 +1,150 @@
-//! The server's side of sync, sans-IO: what to accept from a device, what to send back, and
-//! what to remember per device. The server binary supplies storage ([`HubStore`]) and HTTP;
-//! every decision lives here, beside the client engine it talks to.
+//! The server's side of sync: what to accept from a device, what to send back, and what to
+//! remember per device. The hub speaks no HTTP and opens no files: the server supplies the
+//! storage ([`HubStore`]) and the transport. It keeps in memory what is cheap to lose (the
+//! delivery cache, automerge message rates) and receives a large push on several threads.
+//! It builds on the domain only, never on the phone's side (`tests/layers.rs` keeps that).
 //!
 //! For each pushed document the hub authorizes every change against the state its author saw
 //! (`authz`), places a new document against the reference data, gives every workflow event it
 //! accepts a receipt in the server's order (`IssueDoc::accept`), stores what is allowed, and
-//! answers with the server's changes the device lacks (its receipts among them). Then it walks the change feed from the device's cursor (or, when the user's
-//! role or jurisdiction changed, every document) and sends what changed in the device's scope.
-//! What it sent is remembered as *pending* per (device, document) and becomes *confirmed* when
-//! the device presents the response's cursor, so a lost response costs a resend, never a gap.
+//! answers with the server's changes the device lacks (its receipts among them). Then it walks
+//! the change feed from the device's cursor (or, when the user's role or jurisdiction changed,
+//! every document) and sends what changed in the device's scope. What it sent is remembered as
+//! *pending* per (device, document) and becomes *confirmed* when the device presents the
+//! response's cursor, so a lost response costs a resend, never a gap.
+//!
+//! Besides `POST /sync` ([`Hub::sync`], [`Hub::answer`]): standard automerge sync messages
+//! ([`Hub::automerge_sync`]), and the server's own actions on issues from the dashboard and the
+//! deadline job ([`Hub::act`]).
+//!
+//! A chief's phone and the hub, in memory (the server puts HTTP between them):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sync_core::client::{ClientError, SyncClient, Transport};
+//! use sync_core::doc::{actor_for, DocKind, NewPatrol, PatrolDoc};
+//! use sync_core::hub::testing::{MemoryHubStore, Reference};
+//! use sync_core::hub::{Caller, DocumentStore, Hub};
+//! use sync_core::model::{Asset, DivisionCode, Geometry, Jurisdiction, Level, Role, System, User};
+//! use sync_core::protocol::SyncRequest;
+//! use sync_core::store::{testing::MemoryStorage, LocalStore};
+//!
+//! const NOW: i64 = 1_764_288_000_000;
+//! let village = DivisionCode::new("370105014201")?;
+//! let chief = User {
+//!     id: "u-chief".into(),
+//!     username: "demo-chief".into(),
+//!     display_name: "小寨村河长".into(),
+//!     role: Role::Chief {
+//!         system: System::River,
+//!         level: Level::Village,
+//!         jurisdiction: Jurisdiction { division: village.clone(), assets: vec!["xqh-01".into()] },
+//!     },
+//!     active: true,
+//! };
+//! let river = Asset {
+//!     id: "xqh-01".into(),
+//!     system: System::River,
+//!     name: "小清河".into(),
+//!     division: village.clone(),
+//!     geometry: Geometry::LineString(vec![[116.97, 36.72], [116.99, 36.72]]),
+//! };
+//! let hub = Hub::new(MemoryHubStore::with_reference(Reference {
+//!     assets: vec![river],
+//!     users: vec![chief.clone()],
+//!     ..Reference::default()
+//! }));
+//! let caller = Caller { user: chief.clone(), device: "u-chief/phone".into(), actor: actor_for(1) };
+//!
+//! // The chief's phone records a patrol offline...
+//! let phone = LocalStore::new(Arc::new(MemoryStorage::default()));
+//! let client = SyncClient::new(&phone);
+//! let mut patrol = PatrolDoc::create(
+//!     caller.actor.clone(),
+//!     &NewPatrol {
+//!         system: System::River,
+//!         asset: "xqh-01".into(),
+//!         chief: chief.id.clone(),
+//!         division: village,
+//!         device: caller.device.clone(),
+//!         started_at_ms: NOW,
+//!     },
+//! )?;
+//! let id = patrol.id().to_string();
+//! client.save(&mut patrol, DocKind::Patrol, &id)?;
+//!
+//! // ...and syncs when it has a signal: one request, one answer.
+//! struct Direct<'a>(&'a Hub<MemoryHubStore>, &'a Caller);
+//! impl Transport for Direct<'_> {
+//!     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+//!         let request = SyncRequest::decode(&body)?;
+//!         let answer = self.0.answer(self.1, &request, NOW);
+//!         Ok(answer.map_err(|e| ClientError::Transport(e.to_string()))?.encode())
+//!     }
+//! }
+//! let report = client.sync(&mut Direct(&hub, &caller), NOW)?;
+//! assert_eq!((report.round_trips, report.refused), (1, 0));
+//! assert!(hub.store().document(&id)?.is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod automerge_sync;
-mod batch;
 pub mod delivery;
 pub mod limits;
-mod web;
+mod server_actions;
+mod store;
+mod sync;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use automerge_sync::{AutomergeSyncOutcome, MAX_SYNC_STATES_PER_DEVICE, SYNC_STATE_TTL_MS};
-pub use batch::Answer;
-pub use web::{
+pub use server_actions::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };
+pub use store::{
+    AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubStore, ReferenceSource,
+    StoredDoc,
+};
+pub use sync::PackedResponse;
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashSet;
 use std::hash::{Hash as _, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use automerge::ActorId;
-use serde::{Deserialize, Serialize};
 
-use crate::authz::DocMeta;
-use crate::model::{Asset, Category, User};
-use crate::protocol::{Hash, ProtocolError};
+use crate::model::User;
+use crate::protocol::ProtocolError;
 
-/// A document as the server stores it: routing facts beside the saved bytes.
-#[derive(Debug, Clone)]
-pub struct StoredDoc {
-    pub meta: DocMeta,
-    pub bytes: Vec<u8>,
-}
-
-/// One accepted change: who sent it, from which device, when it arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub doc_id: String,
-    /// Lower-case hex of the change hash.
-    pub change: String,
-    pub user: String,
-    pub device: String,
-    pub actor: String,
-    pub received_at_ms: i64,
-}
-
-/// What the server believes one device holds of one document.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceDoc {
-    /// Heads the device is known to have.
-    pub confirmed: Vec<Hash>,
-    /// Heads sent in the response that carried `pending_cursor`; confirmed once the device
-    /// presents that cursor.
-    pub pending: Vec<Hash>,
-    pub pending_cursor: u64,
-}
-
-impl DeviceDoc {
-    /// The heads the device has, given the cursor it presented.
-    pub fn known(&self, cursor: u64) -> &[Hash] {
-        if self.pending_cursor > 0 && cursor >= self.pending_cursor {
-            &self.pending
-        } else {
-            &self.confirmed
-        }
-    }
-
-    fn sent(&self, cursor: u64, heads: Vec<Hash>, response_cursor: u64) -> Self {
-        Self {
-            confirmed: self.known(cursor).to_vec(),
-            pending: heads,
-            pending_cursor: response_cursor,
-        }
-    }
-}
-
-/// The storage a hub needs. Writes become durable when [`HubStore::durable`] returns; the hub
-/// calls it once per request, before its answer acknowledges anything, instead of once per
-/// document (a chief's week is a dozen documents in one sync). Writes are durable in the order
-/// they were made, so nothing a device was told about can outlive what it depends on.
-pub trait HubStore: Send + Sync {
-    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError>;
-    /// Stores a document's new full save with its routing facts and audit entries, and appends
-    /// it to the change feed. Returns the feed position.
-    fn save_document(
-        &self,
-        id: &str,
-        meta: &DocMeta,
-        bytes: &[u8],
-        audit: &[AuditEntry],
-    ) -> Result<u64, HubError>;
-    /// The latest feed position (0 when nothing was ever stored).
-    fn feed_head(&self) -> Result<u64, HubError>;
-    /// Routing facts that `keep` accepts, of every document whose latest feed position is in
-    /// `(after, upto]`, in feed order. Facts are copied only for the documents kept: a village
-    /// chief's sync walks a whole district's changes to find its own few.
-    fn changed_since(
-        &self,
-        after: u64,
-        upto: u64,
-        keep: &dyn Fn(&DocMeta) -> bool,
-    ) -> Result<Vec<DocMeta>, HubError>;
-    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError>;
-    /// The feed position of the document's latest save, written atomically with it, so it names
-    /// the stored version. `None` for an unknown document, or from a store that does not number
-    /// its saves (the delivery cache then compares saves byte for byte).
-    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
-        let _ = id;
-        Ok(None)
-    }
-    /// Up to `limit` routing facts that `keep` accepts, of the documents whose ids come after
-    /// `after`, in id order (a page of a listing). Stores that can walk their ids in order
-    /// should stop at the page's end instead of reading every document.
-    fn documents_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        keep: &dyn Fn(&DocMeta) -> bool,
-    ) -> Result<Vec<DocMeta>, HubError> {
-        let mut metas: Vec<DocMeta> = self
-            .all_documents()?
-            .into_iter()
-            .filter(|m| after.is_none_or(|a| m.id.as_str() > a) && keep(m))
-            .collect();
-        metas.sort_by(|a, b| a.id.cmp(&b.id));
-        metas.truncate(limit);
-        Ok(metas)
-    }
-    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError>;
-    /// The ids of the documents the device holds, without what it holds of each.
-    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
-        Ok(self
-            .device_docs(device)?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect())
-    }
-    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError>;
-    /// Replaces (`Some`) or forgets (`None`) what the device holds of each document.
-    fn put_device_docs(
-        &self,
-        device: &str,
-        docs: &[(String, Option<DeviceDoc>)],
-    ) -> Result<(), HubError>;
-    /// A fingerprint of the user's scope at the device's last sync.
-    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError>;
-    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError>;
-    /// Standard automerge sync state per (device, document).
-    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError>;
-    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError>;
-    /// Every sync state kept for the device, with the document it is about.
-    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError>;
-    /// Forgets the device's sync states of these documents.
-    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError>;
-    /// Every accepted change of one document, in the order it was received.
-    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError>;
-    /// Makes every write so far durable.
-    fn durable(&self) -> Result<(), HubError>;
-    /// The reference data's asset of this id, which a new record is placed against.
-    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError>;
-    /// The reference data's problem categories.
-    fn categories(&self) -> Result<Vec<Category>, HubError>;
-    /// The user of this id (an assignment's target).
-    fn user(&self, id: &str) -> Result<Option<User>, HubError>;
-    /// Whether an active handler works for the department of exactly this name.
-    fn department_exists(&self, name: &str) -> Result<bool, HubError>;
-}
-
-/// A shared store is a store: the server hands the hub an `Arc<dyn Store>`.
-impl<T: HubStore + ?Sized> HubStore for std::sync::Arc<T> {
-    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
-        (**self).document(id)
-    }
-    fn save_document(
-        &self,
-        id: &str,
-        meta: &DocMeta,
-        bytes: &[u8],
-        audit: &[AuditEntry],
-    ) -> Result<u64, HubError> {
-        (**self).save_document(id, meta, bytes, audit)
-    }
-    fn feed_head(&self) -> Result<u64, HubError> {
-        (**self).feed_head()
-    }
-    fn changed_since(
-        &self,
-        after: u64,
-        upto: u64,
-        keep: &dyn Fn(&DocMeta) -> bool,
-    ) -> Result<Vec<DocMeta>, HubError> {
-        (**self).changed_since(after, upto, keep)
-    }
-    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
-        (**self).all_documents()
-    }
-    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
-        (**self).document_seq(id)
-    }
-    fn documents_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        keep: &dyn Fn(&DocMeta) -> bool,
-    ) -> Result<Vec<DocMeta>, HubError> {
-        (**self).documents_page(after, limit, keep)
-    }
-    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
-        (**self).device_docs(device)
-    }
-    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
-        (**self).device_doc_ids(device)
-    }
-    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError> {
-        (**self).device_doc(device, doc_id)
-    }
-    fn put_device_docs(
-        &self,
-        device: &str,
-        docs: &[(String, Option<DeviceDoc>)],
-    ) -> Result<(), HubError> {
-        (**self).put_device_docs(device, docs)
-    }
-    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError> {
-        (**self).device_scope(device)
-    }
-    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
-        (**self).put_device_scope(device, scope)
-    }
-    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
-        (**self).sync_state(device, doc_id)
-    }
-    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError> {
-        (**self).put_sync_state(device, doc_id, state)
-    }
-    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError> {
-        (**self).sync_states(device)
-    }
-    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError> {
-        (**self).forget_sync_states(device, doc_ids)
-    }
-    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
-        (**self).history(doc_id)
-    }
-    fn durable(&self) -> Result<(), HubError> {
-        (**self).durable()
-    }
-    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {
-        (**self).asset(id)
-    }
-    fn categories(&self) -> Result<Vec<Category>, HubError> {
-        (**self).categories()
-    }
-    fn user(&self, id: &str) -> Result<Option<User>, HubError> {
-        (**self).user(id)
-    }
-    fn department_exists(&self, name: &str) -> Result<bool, HubError> {
-        (**self).department_exists(name)
-    }
-}
-
+/// Why the hub refused a request or could not answer it. [`HubError::code`] is the JSON
+/// error code; [`HubError::is_client_error`] tells a 4xx from a 5xx.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    /// The request body is not a valid sync message.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A pushed change does not parse.
     #[error("malformed change: {0}")]
     MalformedChange(String),
+    /// An automerge sync message does not parse.
     #[error("malformed automerge sync message: {0}")]
     MalformedMessage(String),
+    /// No such document (or none in the caller's scope).
     #[error("no document {0}")]
     UnknownDocument(String),
+    /// A change the caller may not make, with a stable code.
     #[error("change refused: {code}: {message}")]
     Refused { code: String, message: String },
+    /// A stored document does not load: the server's fault, never the caller's.
     #[error("stored document {id} is damaged: {reason}")]
     Damaged { id: String, reason: String },
+    /// The store failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The request is over a size or shape limit.
     #[error(transparent)]
     Limit(#[from] limits::LimitError),
+    /// Too many automerge sync messages; retry after the given seconds.
     #[error("too many automerge sync messages for this document; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
 }
@@ -315,8 +174,11 @@ impl HubError {
 /// The authenticated caller: the user, their device, and the actor bound to that pair.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The signed-in user, as the server knows them now.
     pub user: User,
+    /// The device the request came from (`user/device`).
     pub device: String,
+    /// The automerge actor bound to (user, device) at its first login.
     pub actor: ActorId,
 }
 
@@ -346,6 +208,8 @@ impl Caller {
 /// the same document never overwrite each other's merge. Locks are striped by document id.
 const STRIPES: usize = 64;
 
+/// The server's sync engine over a [`HubStore`]: one per server, shared by every
+/// worker. See the module overview.
 #[derive(Debug)]
 pub struct Hub<S> {
     store: S,
@@ -356,6 +220,7 @@ pub struct Hub<S> {
 }
 
 impl<S: HubStore> Hub<S> {
+    /// A hub over `store`, with the default answer limits and delivery cache.
     pub fn new(store: S) -> Self {
         Self {
             store,
@@ -386,6 +251,7 @@ impl<S: HubStore> Hub<S> {
         self.delivery.size()
     }
 
+    /// The store the hub reads and writes.
     pub fn store(&self) -> &S {
         &self.store
     }

@@ -4,8 +4,8 @@
 //! stores and uploads: decoded within [`DecodeLimits`], turned upright by its EXIF orientation,
 //! downscaled to at most 1920 px on the long side, re-encoded as JPEG and named by the SHA-256 of
 //! those bytes. Capture time and GPS position are read from EXIF into the [`PhotoRef`] the record
-//! keeps, because the re-encoded JPEG carries no EXIF. [`attach_photo`] does that for a patrol or
-//! an issue: it writes the photo file atomically, puts it in the store's outbox and references it
+//! keeps, because the re-encoded JPEG carries no EXIF. The phone's `client::attach_photo` does
+//! that for a patrol or an issue: it writes the photo file atomically, puts it in the store's outbox and references it
 //! from the document. The original stays on the phone; it is never uploaded.
 //!
 //! For the server, [`validate_upload`] decides whether uploaded bytes may be stored under their
@@ -16,7 +16,8 @@
 //!
 //! Every decoder reads the image header first and refuses pictures whose dimensions or decoded
 //! size exceed the limits, so a decompression bomb is refused before any pixel memory is taken.
-//! This module does no network I/O; only [`attach_photo`] touches files.
+//! This module works on bytes in memory and touches no files or network; the files are the
+//! phone's (`client::attach_photo`).
 //!
 //! ```
 //! use sync_core::model::PhotoRole;
@@ -39,7 +40,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod attach;
 mod evidence;
 mod exif;
 mod pairing;
@@ -48,9 +48,8 @@ mod render;
 mod verify;
 
 #[cfg(test)]
-mod testimg;
+pub(crate) mod testimg;
 
-pub use attach::{attach_photo, original_path, photo_path, stage_photo, PhotoTarget};
 pub use evidence::{
     evidence, evidence_checks, issue_photos, patrol_window, Arrival, EvidenceContext, EvidenceFlag,
     EvidenceRules, PhotoEvidence,
@@ -68,7 +67,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::doc::DocError;
-use crate::store::StoreError;
 
 /// How far a decoder may go before it has seen a single pixel. The defaults admit any phone
 /// camera (a 200-megapixel sensor writes 16320×12240, which is refused; 108 MP at 12000×9000 is
@@ -173,8 +171,6 @@ pub enum PhotoError {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Store(#[from] StoreError),
     #[error(transparent)]
     Doc(#[from] DocError),
 }

@@ -33,6 +33,8 @@ mod local;
 mod outbox;
 mod quarantine;
 mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use local::{DocKind, DocStat, IntegrityReport, LocalStore, StoreBatch};
 pub use outbox::{OutboxEntry, UploadState};

@@ -3,6 +3,7 @@
 //! The trait is deliberately tiny (get, put, delete, prefix scan, atomic batch, flush) so that
 //! the pinned, fragile sled dependency stays replaceable. It moves raw bytes only: checksums,
 //! encodings and key layout belong to the store above it, and this module must not know them.
+//! Every backend passes the conformance suite in `store::testing` (cargo feature `testing`).
 
 use std::fmt;
 use std::path::Path;
@@ -113,53 +114,37 @@ impl From<sled::Error> for StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::SledStorage;
+    use crate::store::testing::Harness;
 
-    #[test]
-    fn prefix_scan_is_ordered_and_bounded() {
-        let s = SledStorage::temporary().unwrap();
-        s.put(b"a/2", b"two").unwrap();
-        s.put(b"a/1", b"one").unwrap();
-        s.put(b"b/1", b"other").unwrap();
-        let got = s.scan_prefix(b"a/").unwrap();
-        assert_eq!(
-            got,
-            vec![
-                (b"a/1".to_vec(), b"one".to_vec()),
-                (b"a/2".to_vec(), b"two".to_vec())
-            ]
-        );
-    }
+    /// A sled database in a temporary directory that can be closed and opened again.
+    #[derive(Debug)]
+    struct SledHarness(tempfile::TempDir);
 
-    #[test]
-    fn batch_puts_and_deletes_together() {
-        let s = SledStorage::temporary().unwrap();
-        s.put(b"old", b"x").unwrap();
-        s.apply(vec![
-            BatchOp::Delete {
-                key: b"old".to_vec(),
-            },
-            BatchOp::Put {
-                key: b"new".to_vec(),
-                value: b"y".to_vec(),
-            },
-        ])
-        .unwrap();
-        assert_eq!(s.get(b"old").unwrap(), None);
-        assert_eq!(s.get(b"new").unwrap(), Some(b"y".to_vec()));
-        s.delete(b"new").unwrap();
-        assert_eq!(s.get(b"new").unwrap(), None);
-    }
-
-    #[test]
-    fn reopen_keeps_flushed_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = SledStorage::open(dir.path()).unwrap();
-            s.put(b"k", b"v").unwrap();
-            s.flush().unwrap();
+    impl SledHarness {
+        fn new() -> Self {
+            Self(tempfile::tempdir().expect("temp dir"))
         }
-        let s = SledStorage::open(dir.path()).unwrap();
-        assert_eq!(s.get(b"k").unwrap(), Some(b"v".to_vec()));
     }
+
+    impl Harness for SledHarness {
+        type Storage = SledStorage;
+
+        /// sled releases its file lock from its flusher thread after the last handle drops, so
+        /// a reopen right after a close may find the lock still held for a moment.
+        fn open(&self) -> SledStorage {
+            for _ in 0..50 {
+                match SledStorage::open(self.0.path()) {
+                    Ok(storage) => return storage,
+                    Err(err) if err.to_string().contains("could not acquire lock") => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(err) => panic!("open sled: {err}"),
+                }
+            }
+            panic!("sled's lock was never released");
+        }
+    }
+
+    crate::storage_conformance!(SledHarness::new());
 }

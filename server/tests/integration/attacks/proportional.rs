@@ -13,7 +13,6 @@ use server::demo::{self, CHIEF, SUPERVISOR};
 use server::state::now_ms;
 use sync_core::authz::DocMeta;
 use sync_core::doc::{actor_for, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
-use sync_core::hub::HubStore;
 use sync_core::model::{Role, Severity, System, User};
 use sync_core::track::{walk_along, CHUNK_POINTS};
 

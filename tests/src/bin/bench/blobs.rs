@@ -8,7 +8,6 @@ use std::time::Instant;
 use image::RgbImage;
 use server::blobs::{Blobs, ChunkRange, FileBlobs, UploadKey, DEFAULT_MAX_PHOTO_BYTES};
 use server::{demo, AppState, Settings};
-use sync_core::hub::HubStore as _;
 use sync_core::photo::{prepare, PrepareOptions};
 
 const CHUNK: usize = 64 * 1024;

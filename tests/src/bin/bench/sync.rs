@@ -28,7 +28,7 @@ use server::storage::SledStore;
 use sync_core::authz::in_scope;
 use sync_core::client::{ClientError, SyncClient, Transport};
 use sync_core::doc::{actor_for, DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
-use sync_core::hub::{AutomergeSyncOutcome, Caller, Hub, HubStore};
+use sync_core::hub::{AutomergeSyncOutcome, Caller, DocumentStore, Hub};
 use sync_core::model::{Asset, CheckResult, Severity, User};
 use sync_core::protocol::{DocPush, SyncRequest};
 use sync_core::store::{self, LocalStore};

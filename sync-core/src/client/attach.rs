@@ -16,16 +16,34 @@ use std::path::{Path, PathBuf};
 
 use crate::doc::{DocError, IssueDoc, PatrolDoc};
 use crate::model::{PhotoRef, PhotoRole};
-use crate::store::LocalStore;
+use crate::photo::{prepare, PhotoError, PhotoFormat, PrepareOptions};
+use crate::store::{LocalStore, StoreError};
 
-use super::prepare::{prepare, PrepareOptions};
-use super::{PhotoError, PhotoFormat};
+/// Why a photo could not be attached: the picture or its file ([`PhotoError`]), or the
+/// phone's store refused the outbox entry.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The picture or its file.
+    #[error(transparent)]
+    Photo(#[from] PhotoError),
+    /// The store refused the outbox entry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<DocError> for AttachError {
+    fn from(err: DocError) -> Self {
+        AttachError::Photo(PhotoError::Doc(err))
+    }
+}
 
 /// A document a photo can be attached to: a patrol or an issue.
 pub trait PhotoTarget {
     /// The document id, under which the outbox links the photo to its record.
     fn record_id(&self) -> &str;
+    /// The photos the record references.
     fn photos(&self) -> Result<Vec<PhotoRef>, DocError>;
+    /// References one more photo from the record.
     fn add_photo(&mut self, photo: &PhotoRef) -> Result<(), DocError>;
 }
 
@@ -76,7 +94,7 @@ pub fn stage_photo(
     role: PhotoRole,
     opts: &PrepareOptions,
     photo_dir: &Path,
-) -> Result<PhotoRef, PhotoError> {
+) -> Result<PhotoRef, AttachError> {
     let original = read_at_most(file, opts.max_file_bytes)?;
     let prepared = prepare(&original, opts)?;
 
@@ -111,7 +129,7 @@ pub fn attach_photo(
     role: PhotoRole,
     opts: &PrepareOptions,
     photo_dir: &Path,
-) -> Result<PhotoRef, PhotoError> {
+) -> Result<PhotoRef, AttachError> {
     let photo = stage_photo(store, record.record_id(), file, role, opts, photo_dir)?;
     let referenced = record
         .photos()?
@@ -394,7 +412,7 @@ mod tests {
                 &PrepareOptions::default(),
                 &phone.photos()
             ),
-            Err(PhotoError::NotAnImage)
+            Err(AttachError::Photo(PhotoError::NotAnImage))
         ));
         let missing = phone.dir.path().join("IMG_9999.jpg");
         assert!(matches!(
@@ -406,7 +424,7 @@ mod tests {
                 &PrepareOptions::default(),
                 &phone.photos()
             ),
-            Err(PhotoError::Io { .. })
+            Err(AttachError::Photo(PhotoError::Io { .. }))
         ));
         assert!(!phone.photos().exists());
         assert!(phone.store.outbox().unwrap().is_empty());

@@ -40,6 +40,7 @@ pub fn system_user() -> User {
 /// What the server appended.
 #[derive(Debug, Clone)]
 pub struct Acted {
+    /// The event as appended, with its receipt.
     pub event: Event,
     /// The issue's state after the event.
     pub state: IssueState,
@@ -49,16 +50,19 @@ pub struct Acted {
     pub feed: u64,
 }
 
+/// Why the server could not act on an issue for a user.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
     /// Unknown, not an issue, or outside the user's scope (all look the same, so ids don't leak).
     #[error("no issue {0} in your scope")]
     NotFound(String),
+    /// The workflow does not allow this action, by this user, now.
     #[error(transparent)]
     Transition(#[from] TransitionError),
     /// An idempotency key that is not a UUID, or names another action or user's event.
     #[error("{0}")]
     KeyReused(String),
+    /// Reading or storing the issue failed.
     #[error(transparent)]
     Hub(#[from] HubError),
 }
@@ -215,7 +219,7 @@ impl<S: HubStore> Hub<S> {
             .get_last_local_change()
             .ok_or_else(|| damaged(doc_id, "the appended event made no change"))?;
         // The limits a phone's change meets, for the same event typed on the web.
-        super::limits::check_changes(std::slice::from_ref(&change), stored.bytes.len())
+        crate::limits::check_changes(std::slice::from_ref(&change), stored.bytes.len())
             .map_err(HubError::from)?;
         let meta = DocMeta::of(issue.am()).map_err(|e| damaged(doc_id, e))?;
         let audit = AuditEntry {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
-use super::limits::LimitError;
 use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{authorize_batch, check_placement, in_scope, BatchOutcome, DocMeta, Placement};
 use crate::doc::DocKind;
+use crate::limits::LimitError;
 use crate::protocol::{
     self, DocPush, DocUpdate, Hash, Heads, PackedUpdate, RefusedChange, SyncRequest, SyncResponse,
 };
@@ -62,12 +62,13 @@ fn scope_key(caller: &Caller) -> String {
 /// A sync response, with the packed form of every document it sends whole (kept by the hub for
 /// each stored version), ready to be encoded for the wire.
 #[derive(Debug)]
-pub struct Answer {
+pub struct PackedResponse {
+    /// The response, as [`Hub::sync`] returns it.
     pub response: SyncResponse,
     packed: Vec<Option<Arc<PackedUpdate>>>,
 }
 
-impl Answer {
+impl PackedResponse {
     /// The response's bytes on the wire, as [`SyncResponse::encode_packed`] makes them.
     pub fn encode(&self) -> Vec<u8> {
         self.response.encode_packed(&self.packed)
@@ -92,7 +93,7 @@ impl<S: HubStore> Hub<S> {
         caller: &Caller,
         request: &SyncRequest,
         now_ms: i64,
-    ) -> Result<Answer, HubError> {
+    ) -> Result<PackedResponse, HubError> {
         // Parse everything before touching anything: a malformed body changes nothing.
         request.check()?;
         let mut pushes = Vec::with_capacity(request.docs.len());
@@ -264,7 +265,7 @@ impl<S: HubStore> Hub<S> {
         }
         // The answer acknowledges the merged changes: durable first.
         self.store.durable()?;
-        Ok(Answer {
+        Ok(PackedResponse {
             response: SyncResponse {
                 cursor,
                 docs: updates,

@@ -1,0 +1,305 @@
+//! What the hub stores, split by what it is: the documents with their change feed
+//! ([`DocumentStore`]), who changed what ([`AuditLog`]), what each device holds
+//! ([`DeviceLedger`]) and the reference data a new record is checked against
+//! ([`ReferenceSource`]). [`HubStore`] is all four plus durability: what a [`super::Hub`] needs.
+//!
+//! Every backend (sled in the server, memory in tests and fuzzing) must pass the one
+//! conformance suite, `sync_core::hub::testing` (cargo feature `testing`):
+//! `sync_core::hub_store_conformance!(harness);` in the backend's test module.
+//!
+//! The traits are synchronous and may block; the server calls the hub from blocking workers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::HubError;
+use crate::authz::DocMeta;
+use crate::model::{Asset, Category, User};
+use crate::protocol::Hash;
+
+/// A document as the server stores it: routing facts beside the saved bytes.
+#[derive(Debug, Clone)]
+pub struct StoredDoc {
+    /// Who and where the document is about, for routing without loading it.
+    pub meta: DocMeta,
+    /// The full automerge save.
+    pub bytes: Vec<u8>,
+}
+
+/// One accepted change: who sent it, from which device, when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The document the change belongs to.
+    pub doc_id: String,
+    /// Lower-case hex of the change hash.
+    pub change: String,
+    /// The user who sent it.
+    pub user: String,
+    /// The device it came from (or `web`, `deadline-job` for the server's own).
+    pub device: String,
+    /// The automerge actor (hex) the change was made under.
+    pub actor: String,
+    /// When the server accepted it.
+    pub received_at_ms: i64,
+}
+
+/// What the server believes one device holds of one document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDoc {
+    /// Heads the device is known to have.
+    pub confirmed: Vec<Hash>,
+    /// Heads sent in the response that carried `pending_cursor`; confirmed once the device
+    /// presents that cursor.
+    pub pending: Vec<Hash>,
+    /// The response cursor that confirms `pending` (0 when nothing is pending).
+    pub pending_cursor: u64,
+}
+
+impl DeviceDoc {
+    /// The heads the device has, given the cursor it presented.
+    pub fn known(&self, cursor: u64) -> &[Hash] {
+        if self.pending_cursor > 0 && cursor >= self.pending_cursor {
+            &self.pending
+        } else {
+            &self.confirmed
+        }
+    }
+
+    pub(super) fn sent(&self, cursor: u64, heads: Vec<Hash>, response_cursor: u64) -> Self {
+        Self {
+            confirmed: self.known(cursor).to_vec(),
+            pending: heads,
+            pending_cursor: response_cursor,
+        }
+    }
+}
+
+/// The documents as saved, and the change feed that numbers every save. Writes are durable in
+/// the order they were made (once [`HubStore::durable`] returns), so nothing a device was told
+/// about can outlive what it depends on.
+pub trait DocumentStore: Send + Sync {
+    /// The document as last saved; `None` if unknown.
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError>;
+    /// Stores a document's new full save with its routing facts and audit entries, and appends
+    /// it to the change feed. Returns the feed position: one more than any before, so positions
+    /// are save order. Of a change that arrives again, the first audit entry is kept.
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError>;
+    /// The latest feed position (0 when nothing was ever stored).
+    fn feed_head(&self) -> Result<u64, HubError>;
+    /// Routing facts that `keep` accepts, of every document whose latest feed position is in
+    /// `(after, upto]`, in feed order (the order of their latest saves, not of their ids).
+    /// Facts are copied only for the documents kept: a village chief's sync walks a whole
+    /// district's changes to find its own few.
+    fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError>;
+    /// Routing facts of every document, in id order.
+    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError>;
+    /// The feed position of the document's latest save, written atomically with it, so it names
+    /// the stored version. `None` for an unknown document, or from a store that does not number
+    /// its saves (the delivery cache then compares saves byte for byte).
+    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
+        let _ = id;
+        Ok(None)
+    }
+    /// Up to `limit` routing facts that `keep` accepts, of the documents whose ids come after
+    /// `after`, in id order (a page of a listing). Stores that can walk their ids in order
+    /// should stop at the page's end instead of reading every document.
+    fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        let mut metas: Vec<DocMeta> = self
+            .all_documents()?
+            .into_iter()
+            .filter(|m| after.is_none_or(|a| m.id.as_str() > a) && keep(m))
+            .collect();
+        metas.sort_by(|a, b| a.id.cmp(&b.id));
+        metas.truncate(limit);
+        Ok(metas)
+    }
+}
+
+/// Who sent each accepted change, from which device, when: written with the document's save
+/// ([`DocumentStore::save_document`]), read here.
+pub trait AuditLog: Send + Sync {
+    /// Every accepted change of one document, in the order it was received.
+    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError>;
+}
+
+/// What the server believes each device holds, so a sync sends only what the device lacks:
+/// per (device, document) heads, the scope fingerprint at the device's last sync, and the
+/// automerge sync states of `POST /automerge-sync`.
+pub trait DeviceLedger: Send + Sync {
+    /// Every document the device holds, with what it holds of each.
+    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError>;
+    /// The ids of the documents the device holds, without what it holds of each.
+    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
+        Ok(self
+            .device_docs(device)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+    /// What the device holds of one document; `None` if nothing.
+    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError>;
+    /// Replaces (`Some`) or forgets (`None`) what the device holds of each document.
+    fn put_device_docs(
+        &self,
+        device: &str,
+        docs: &[(String, Option<DeviceDoc>)],
+    ) -> Result<(), HubError>;
+    /// A fingerprint of the user's scope at the device's last sync.
+    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError>;
+    /// Remembers the scope fingerprint of the device's sync.
+    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError>;
+    /// Standard automerge sync state per (device, document).
+    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError>;
+    /// Keeps the automerge sync state of (device, document).
+    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError>;
+    /// Every sync state kept for the device, with the document it is about.
+    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError>;
+    /// Forgets the device's sync states of these documents.
+    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError>;
+}
+
+/// The reference data the hub reads while placing and checking a record; the server's
+/// administration writes it.
+pub trait ReferenceSource: Send + Sync {
+    /// The asset of this id, which a new record is placed against.
+    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError>;
+    /// The problem categories.
+    fn categories(&self) -> Result<Vec<Category>, HubError>;
+    /// The user of this id (an assignment's target).
+    fn user(&self, id: &str) -> Result<Option<User>, HubError>;
+    /// Whether an active handler works for the department of exactly this name.
+    fn department_exists(&self, name: &str) -> Result<bool, HubError>;
+}
+
+/// The storage a hub needs: all four parts, and durability. Writes become durable when
+/// [`HubStore::durable`] returns; the hub calls it once per request, before its answer
+/// acknowledges anything, instead of once per document (a chief's week is a dozen documents in
+/// one sync).
+pub trait HubStore: DocumentStore + AuditLog + DeviceLedger + ReferenceSource {
+    /// Makes every write so far durable.
+    fn durable(&self) -> Result<(), HubError>;
+}
+
+// A shared store is a store: the server hands the hub an `Arc<dyn Store>`.
+
+impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
+        (**self).document(id)
+    }
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        (**self).save_document(id, meta, bytes, audit)
+    }
+    fn feed_head(&self) -> Result<u64, HubError> {
+        (**self).feed_head()
+    }
+    fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        (**self).changed_since(after, upto, keep)
+    }
+    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
+        (**self).all_documents()
+    }
+    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
+        (**self).document_seq(id)
+    }
+    fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        (**self).documents_page(after, limit, keep)
+    }
+}
+
+impl<T: AuditLog + ?Sized> AuditLog for Arc<T> {
+    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
+        (**self).history(doc_id)
+    }
+}
+
+impl<T: DeviceLedger + ?Sized> DeviceLedger for Arc<T> {
+    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
+        (**self).device_docs(device)
+    }
+    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
+        (**self).device_doc_ids(device)
+    }
+    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError> {
+        (**self).device_doc(device, doc_id)
+    }
+    fn put_device_docs(
+        &self,
+        device: &str,
+        docs: &[(String, Option<DeviceDoc>)],
+    ) -> Result<(), HubError> {
+        (**self).put_device_docs(device, docs)
+    }
+    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError> {
+        (**self).device_scope(device)
+    }
+    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
+        (**self).put_device_scope(device, scope)
+    }
+    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
+        (**self).sync_state(device, doc_id)
+    }
+    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError> {
+        (**self).put_sync_state(device, doc_id, state)
+    }
+    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError> {
+        (**self).sync_states(device)
+    }
+    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError> {
+        (**self).forget_sync_states(device, doc_ids)
+    }
+}
+
+impl<T: ReferenceSource + ?Sized> ReferenceSource for Arc<T> {
+    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {
+        (**self).asset(id)
+    }
+    fn categories(&self) -> Result<Vec<Category>, HubError> {
+        (**self).categories()
+    }
+    fn user(&self, id: &str) -> Result<Option<User>, HubError> {
+        (**self).user(id)
+    }
+    fn department_exists(&self, name: &str) -> Result<bool, HubError> {
+        (**self).department_exists(name)
+    }
+}
+
+impl<T: HubStore + ?Sized> HubStore for Arc<T> {
+    fn durable(&self) -> Result<(), HubError> {
+        (**self).durable()
+    }
+}
