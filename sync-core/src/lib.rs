@@ -4,6 +4,7 @@
 //!
 //! This crate does no network I/O and knows nothing of HTTP, actix or UniFFI.
 
+pub mod api_types;
 pub mod authz;
 pub mod client;
 pub mod doc;

@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 use super::sync::read_body;
 use crate::auth::Caller;
 use crate::blobs::{is_sha256, BlobError, ChunkRange, Held, Put, UploadError, UploadKey};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::photos::{QuotaCheck, Uploader};
 use crate::state::{now_ms, AppState};
 use sync_core::model::User;
@@ -73,11 +73,11 @@ fn internal(err: BlobError) -> ApiError {
 fn refused(err: PhotoError) -> ApiError {
     let code = match &err {
         PhotoError::TooLarge { .. } => return ApiError::PayloadTooLarge(err.to_string()),
-        PhotoError::HashMismatch { .. } => "hash_mismatch",
-        PhotoError::NotAnImage => "not_an_image",
-        PhotoError::Unsupported { .. } => "unsupported_image",
-        PhotoError::Corrupt { .. } => "corrupt_image",
-        PhotoError::TooManyPixels { .. } | PhotoError::OverAllocation { .. } => "image_too_large",
+        PhotoError::HashMismatch { .. } => ErrorCode::HashMismatch,
+        PhotoError::NotAnImage => ErrorCode::NotAnImage,
+        PhotoError::Unsupported { .. } => ErrorCode::UnsupportedImage,
+        PhotoError::Corrupt { .. } => ErrorCode::CorruptImage,
+        PhotoError::TooManyPixels { .. } | PhotoError::OverAllocation { .. } => ErrorCode::ImageTooLarge,
         _ => return ApiError::Internal(err.to_string()),
     };
     ApiError::Unprocessable {
@@ -118,17 +118,6 @@ fn access(state: &AppState, user: &User, sha256: &str) -> Result<Access, ApiErro
         shown: visible || uploader.id == user.id,
         visible,
     })
-}
-
-fn quota_exceeded(limit: u64, retry_after_secs: u64) -> HttpResponse {
-    HttpResponse::TooManyRequests()
-        .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-        .json(ErrorBody {
-            error: "photo_quota_exceeded".into(),
-            message: format!(
-                "you have uploaded your {limit} bytes of photos for today; retry in {retry_after_secs} s"
-            ),
-        })
 }
 
 fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) -> HttpResponse {
@@ -204,7 +193,10 @@ pub async fn put_blob(
         .photo_quota
         .check(&caller.user.id, announced.unwrap_or(1).min(max), now_ms())
     {
-        return Ok(quota_exceeded(limit, retry_after_secs));
+        return Err(ApiError::PhotoQuotaExceeded {
+            limit,
+            retry_after_secs,
+        });
     }
     let body = read_body(payload, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
@@ -229,7 +221,10 @@ pub async fn put_blob(
         retry_after_secs,
     } = state.photo_quota.check(&caller.user.id, received, now_ms())
     {
-        return Ok(quota_exceeded(limit, retry_after_secs));
+        return Err(ApiError::PhotoQuotaExceeded {
+            limit,
+            retry_after_secs,
+        });
     }
     state
         .photo_quota
@@ -255,12 +250,9 @@ pub async fn put_blob(
         }
         Ok(Put::AlreadyStored(bytes)) => Ok(with_offset(StatusCode::OK, sha256, true, bytes)),
         Ok(Put::Partial(held)) => Ok(with_offset(StatusCode::ACCEPTED, sha256, false, held)),
-        Err(UploadError::OffsetMismatch { first, held }) => Ok(HttpResponse::Conflict()
-            .insert_header((UPLOAD_OFFSET, held.to_string()))
-            .json(ErrorBody {
-                error: "offset_mismatch".into(),
-                message: format!("chunk starts at byte {first}, but {held} bytes are held"),
-            })),
+        Err(UploadError::OffsetMismatch { first, held }) => {
+            Err(ApiError::OffsetMismatch { first, held })
+        }
         Err(UploadError::Refused(err)) => {
             tracing::info!(sha256 = %sha256, user = %caller.user.id, error = %err, "photo refused");
             Err(refused(err))

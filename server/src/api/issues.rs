@@ -9,18 +9,17 @@
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sync_core::authz::in_scope;
 use sync_core::doc::{DocKind, Issue};
 use sync_core::hub::{ActError, WEB_DEVICE};
 use sync_core::model::{DivisionCode, Role, Severity, System};
-use sync_core::workflow::{self, Action, IssueContext, IssueState, TransitionError};
+use sync_core::workflow::{self, Action, IssueContext, IssueState};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::board::{self, IssueRow, IssueSummary, PhotoView, TimelineRow};
 use crate::derived::{Work, CHANGES};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::photos::{uploader, RecordEditors};
 use crate::state::{now_ms, AppState};
 
@@ -350,30 +349,6 @@ pub struct Appended {
     pub allowed_actions: Vec<String>,
 }
 
-fn transition_error(err: &TransitionError) -> HttpResponse {
-    let message = err.to_string();
-    match err {
-        TransitionError::InvalidTransition {
-            status, allowed, ..
-        } => HttpResponse::Conflict().json(json!({
-            "error": "invalid_transition",
-            "message": message,
-            "status": status,
-            "allowed": allowed,
-        })),
-        TransitionError::Forbidden { who, needs, .. } => HttpResponse::Forbidden().json(json!({
-            "error": "forbidden",
-            "message": message,
-            "who": who,
-            "needs": needs,
-        })),
-        TransitionError::Invalid { .. } => HttpResponse::UnprocessableEntity().json(json!({
-            "error": "invalid_payload",
-            "message": message,
-        })),
-    }
-}
-
 /// Appends a workflow event from the web: `{"kind": "accepted"}`,
 /// `{"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": …}`,
 /// `{"kind": "verified", "note": …}`, `{"kind": "rejected", "reason": …}`,
@@ -440,12 +415,12 @@ pub async fn post_event(
                 allowed_actions: allowed.iter().map(|k| k.as_str().to_string()).collect(),
             }))
         }
-        Err(ActError::Transition(err)) => Ok(transition_error(&err)),
+        Err(ActError::Transition(err)) => Err(ApiError::Transition(err)),
         Err(ActError::NotFound(id)) => {
             Err(ApiError::NotFound(format!("no issue {id} in your scope")))
         }
         Err(ActError::KeyReused(message)) => Err(ApiError::Unprocessable {
-            code: "idempotency_key_reused",
+            code: ErrorCode::IdempotencyKeyReused,
             message,
         }),
         Err(ActError::Hub(err)) => Err(err.into()),
