@@ -271,6 +271,54 @@ pub struct TokenGrant {
     pub actor_id: String,
 }
 
+/// The schema of [`crate::model::Geometry`], written out because a derived one would not say
+/// that a position is exactly `[longitude, latitude]`.
+#[cfg(feature = "openapi")]
+mod geometry_schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    use crate::model::Geometry;
+
+    fn position() -> ArrayBuilder {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Number))
+            .min_items(Some(2))
+            .max_items(Some(2))
+            .description(Some("[longitude, latitude] in WGS84"))
+    }
+
+    fn shape(name: &str, coordinates: ArrayBuilder) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .property(
+                "type",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([name])),
+            )
+            .required("type")
+            .property("coordinates", coordinates)
+            .required("coordinates")
+    }
+
+    impl utoipa::PartialSchema for Geometry {
+        fn schema() -> RefOr<Schema> {
+            OneOfBuilder::new()
+                .item(shape("LineString", ArrayBuilder::new().items(position())))
+                .item(shape(
+                    "Polygon",
+                    ArrayBuilder::new().items(ArrayBuilder::new().items(position())),
+                ))
+                .description(Some(
+                    "GeoJSON LineString (a river segment or route) or Polygon (an outer ring, then holes)",
+                ))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for Geometry {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

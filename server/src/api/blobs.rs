@@ -137,8 +137,8 @@ fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) 
     tag = "photos",
     security(("bearer" = [])),
     params(
-        ("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes"),
-        ("Content-Range" = Option<String>, Header, description = "bytes first-last/total, for one chunk"),
+        ("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes"),
+        ("Content-Range" = Option<String>, Header, nullable = false, pattern = "^bytes [0-9]+-[0-9]+/[0-9]+$", description = "bytes first-last/total, for one chunk"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the photo, or one chunk of it"),
     responses(
@@ -151,6 +151,7 @@ fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) 
         (status = 413, body = ErrorBody, description = "larger than the configured limit"),
         (status = 422, body = ErrorBody, description = "hash_mismatch, not_an_image, unsupported_image, corrupt_image or image_too_large"),
         (status = 429, body = ErrorBody, description = "photo_quota_exceeded: the caller's bytes for the day are used up (Retry-After)"),
+        (status = 503, body = ErrorBody, description = "overloaded: too many uploads in progress; send again after Retry-After"),
     )
 )]
 #[put("/blobs/{sha256}")]
@@ -269,7 +270,7 @@ pub async fn put_blob(
 #[utoipa::path(
     tag = "photos",
     security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes")),
     responses(
         (status = 200, description = "held: Upload-Offset and Upload-Complete headers"),
         (status = 400, description = "not a SHA-256 name"),
@@ -358,7 +359,7 @@ fn immutable(status: StatusCode, tag: String) -> actix_web::HttpResponseBuilder 
 #[utoipa::path(
     tag = "photos",
     security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes")),
     responses(
         (status = 200, content_type = "image/jpeg", description = "the photo (image/jpeg, image/png or image/webp)"),
         (status = 304, description = "If-None-Match matched"),
@@ -396,7 +397,7 @@ pub async fn get_blob(
 #[utoipa::path(
     tag = "photos",
     security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes")),
     responses(
         (status = 200, content_type = "image/jpeg", description = "the thumbnail"),
         (status = 304, description = "If-None-Match matched"),

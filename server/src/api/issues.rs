@@ -33,16 +33,20 @@ const MAX_PAGE: usize = 500;
 pub struct IssueQuery {
     /// Comma-separated statuses: reported, accepted, assigned, submitted, closed, invalid,
     /// duplicate.
+    #[param(schema_with = crate::api::schema::statuses)]
     pub status: Option<String>,
     /// river, forest or field.
+    #[param(schema_with = crate::api::schema::system)]
     pub system: Option<String>,
     /// A 12-digit division code; issues inside it match.
+    #[param(schema_with = crate::api::schema::division)]
     pub division: Option<String>,
     pub asset: Option<String>,
     /// Department name or user id the issue is assigned to.
     pub assignee: Option<String>,
     pub category: Option<String>,
     /// general, urgent or critical.
+    #[param(schema_with = crate::api::schema::severity)]
     pub severity: Option<String>,
     /// true: only issues past their deadline; false: only those that are not.
     pub overdue: Option<bool>,
@@ -363,7 +367,7 @@ pub struct Appended {
     tag = "issues",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "issue id")),
-    request_body(content = Object, description = "a workflow action: kind plus its payload"),
+    request_body(content = Action, description = "a workflow action: kind plus its payload"),
     responses(
         (status = 201, body = Appended),
         (status = 400, body = ErrorBody, description = "not a workflow action"),
