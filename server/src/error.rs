@@ -60,7 +60,9 @@ pub enum ApiError {
     #[error("too many failed logins; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     /// 429 with `Retry-After`: the user's photo bytes for today are used up.
-    #[error("you have uploaded your {limit} bytes of photos for today; retry in {retry_after_secs} s")]
+    #[error(
+        "you have uploaded your {limit} bytes of photos for today; retry in {retry_after_secs} s"
+    )]
     PhotoQuotaExceeded { limit: u64, retry_after_secs: u64 },
     /// 503 with `Retry-After`: the server is busy with others; the same request may succeed later.
     #[error("{message}")]
@@ -110,9 +112,7 @@ impl ApiError {
             // The hub's codes (sync-core's protocol, limit and refusal codes) are named in
             // `ErrorCode`; a test there keeps them so.
             ApiError::Hub(err) if err.is_client_error() => ErrorCode::from_wire(err.code()),
-            ApiError::Storage(_) | ApiError::Internal(_) | ApiError::Hub(_) => {
-                ErrorCode::Internal
-            }
+            ApiError::Storage(_) | ApiError::Internal(_) | ApiError::Hub(_) => ErrorCode::Internal,
         }
     }
 

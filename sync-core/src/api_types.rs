@@ -238,10 +238,7 @@ pub struct LoginRequest {
     pub password: String,
     /// A stable id the app chose for this installation: 1-128 letters, digits, `-`, `_`, `.`,
     /// `:`.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(pattern = r"^[A-Za-z0-9._:\-]{1,128}$")
-    )]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:\-]{1,128}$"))]
     pub device_id: String,
 }
 
@@ -343,8 +340,7 @@ mod tests {
     #[test]
     fn the_wire_strings_clients_match_on_are_unchanged() {
         let body: ErrorBody =
-            serde_json::from_str(r#"{"error":"token_expired","message":"token expired"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"error":"token_expired","message":"token expired"}"#).unwrap();
         assert_eq!(body.error, ErrorCode::TokenExpired);
         assert_eq!(ErrorCode::NoRoute.as_str(), "no_route");
         assert_eq!(ErrorCode::Overloaded.as_str(), "overloaded");

@@ -77,7 +77,9 @@ fn refused(err: PhotoError) -> ApiError {
         PhotoError::NotAnImage => ErrorCode::NotAnImage,
         PhotoError::Unsupported { .. } => ErrorCode::UnsupportedImage,
         PhotoError::Corrupt { .. } => ErrorCode::CorruptImage,
-        PhotoError::TooManyPixels { .. } | PhotoError::OverAllocation { .. } => ErrorCode::ImageTooLarge,
+        PhotoError::TooManyPixels { .. } | PhotoError::OverAllocation { .. } => {
+            ErrorCode::ImageTooLarge
+        }
         _ => return ApiError::Internal(err.to_string()),
     };
     ApiError::Unprocessable {

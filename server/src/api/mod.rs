@@ -209,10 +209,18 @@ impl Modify for SharedAnswers {
                     _ => Vec::new(),
                 };
                 if has_parameters || !body_types.is_empty() {
-                    add(operation, 400, "a parameter or body the endpoint cannot read");
+                    add(
+                        operation,
+                        400,
+                        "a parameter or body the endpoint cannot read",
+                    );
                 }
                 if !body_types.is_empty() {
-                    add(operation, 408, "the body arrived too slowly (body_too_slow)");
+                    add(
+                        operation,
+                        408,
+                        "the body arrived too slowly (body_too_slow)",
+                    );
                     add(operation, 413, "the body is larger than the endpoint takes");
                 }
                 if body_types.iter().any(|t| t == "application/json") {

@@ -30,10 +30,9 @@ impl Caller {
 }
 
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized(ErrorCode::MissingToken, "no Authorization header"))?;
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(ErrorCode::MissingToken, "no Authorization header")
+    })?;
     value
         .to_str()
         .ok()
@@ -62,9 +61,9 @@ impl FromRequest for Caller {
                 ))
             })
             .await??;
-            let user = user
-                .filter(|u| u.user.active)
-                .ok_or_else(|| ApiError::unauthorized(ErrorCode::UserInactive, "account is not active"))?;
+            let user = user.filter(|u| u.user.active).ok_or_else(|| {
+                ApiError::unauthorized(ErrorCode::UserInactive, "account is not active")
+            })?;
             let device = device.filter(|d| d.accepts(claims.sess)).ok_or_else(|| {
                 ApiError::unauthorized(ErrorCode::DeviceRevoked, "this device's session has ended")
             })?;

@@ -116,15 +116,18 @@ impl TokenService {
 
     /// Checks algorithm, key id, signature, expiry, not-before, audience and issuer.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| ApiError::unauthorized(ErrorCode::InvalidToken, "malformed token header"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            ApiError::unauthorized(ErrorCode::InvalidToken, "malformed token header")
+        })?;
         if header.alg != Algorithm::HS256 {
-            return Err(ApiError::unauthorized(ErrorCode::InvalidAlgorithm,
+            return Err(ApiError::unauthorized(
+                ErrorCode::InvalidAlgorithm,
                 "only HS256 tokens are accepted",
             ));
         }
         if header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err(ApiError::unauthorized(ErrorCode::UnknownKey,
+            return Err(ApiError::unauthorized(
+                ErrorCode::UnknownKey,
                 "token signed with an unknown key",
             ));
         }
@@ -140,23 +143,30 @@ impl TokenService {
                             (ErrorCode::TokenNotYetValid, "token not valid yet (nbf)")
                         }
                         // A claim of the wrong type (`"exp": "9999999999"`) does not count as present.
-                        ErrorKind::InvalidClaimFormat(_) | ErrorKind::MissingRequiredClaim(_) => (ErrorCode::InvalidClaim,
+                        ErrorKind::InvalidClaimFormat(_) | ErrorKind::MissingRequiredClaim(_) => (
+                            ErrorCode::InvalidClaim,
                             "a token claim is missing or has the wrong type",
                         ),
                         ErrorKind::InvalidAudience => {
                             (ErrorCode::InvalidAudience, "token for another audience")
                         }
-                        ErrorKind::InvalidIssuer => (ErrorCode::InvalidIssuer, "token from another issuer"),
-                        ErrorKind::InvalidSignature => (ErrorCode::InvalidSignature, "bad token signature"),
-                        ErrorKind::InvalidAlgorithm => {
-                            (ErrorCode::InvalidAlgorithm, "only HS256 tokens are accepted")
+                        ErrorKind::InvalidIssuer => {
+                            (ErrorCode::InvalidIssuer, "token from another issuer")
                         }
+                        ErrorKind::InvalidSignature => {
+                            (ErrorCode::InvalidSignature, "bad token signature")
+                        }
+                        ErrorKind::InvalidAlgorithm => (
+                            ErrorCode::InvalidAlgorithm,
+                            "only HS256 tokens are accepted",
+                        ),
                         _ => (ErrorCode::InvalidToken, "malformed token"),
                     };
                     ApiError::unauthorized(code, message)
                 })?;
         serde_json::from_value(claims).map_err(|_| {
-            ApiError::unauthorized(ErrorCode::InvalidClaim,
+            ApiError::unauthorized(
+                ErrorCode::InvalidClaim,
                 "a token claim is missing or has the wrong type",
             )
         })

@@ -103,14 +103,16 @@ pub async fn login(
         Some(r) if verified => r,
         _ => {
             state.login_limiter.record_failure(&attempt, Instant::now());
-            return Err(ApiError::unauthorized(ErrorCode::InvalidCredentials,
+            return Err(ApiError::unauthorized(
+                ErrorCode::InvalidCredentials,
                 "wrong username or password",
             ));
         }
     };
     state.login_limiter.record_success(&attempt);
     if !record.user.active {
-        return Err(ApiError::unauthorized(ErrorCode::UserInactive,
+        return Err(ApiError::unauthorized(
+            ErrorCode::UserInactive,
             "account is not active",
         ));
     }
@@ -192,7 +194,8 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
                 .store
                 .revoke_device(&record.user_id, &record.device_id, now_ms)?;
             tracing::warn!(user = %record.user_id, device = %record.device_id, "refresh token reused; device revoked");
-            return Err(ApiError::unauthorized(ErrorCode::RefreshTokenReused,
+            return Err(ApiError::unauthorized(
+                ErrorCode::RefreshTokenReused,
                 "refresh token already used; this device has been signed out",
             ));
         }

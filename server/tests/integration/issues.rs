@@ -666,7 +666,9 @@ async fn notes_may_be_left_out_of_a_web_action() {
     // The schema says the same: `note` is optional where the server takes it so, `reason` is not.
     let spec = s.request("GET", "/openapi.json", None, None).await;
     let action = &spec.expect_ok()["components"]["schemas"]["Action"];
-    let variants = action["oneOf"].as_array().expect("Action is one of its kinds");
+    let variants = action["oneOf"]
+        .as_array()
+        .expect("Action is one of its kinds");
     let required = |kind: &str| -> Vec<String> {
         let variant = variants
             .iter()

@@ -183,14 +183,19 @@ async fn undocumented_methods_answer_405_with_the_documented_ones() {
     let mut probed = 0;
     for (path, item) in &paths {
         let documented = documented_methods(item);
-        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"] {
+        for method in [
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+        ] {
             if documented.iter().any(|m| m == method) {
                 continue;
             }
-            let reply = s
-                .request(method, &concrete(path), Some(&admin), None)
-                .await;
-            assert_eq!(reply.status.as_u16(), 405, "{method} {path}: {}", reply.body);
+            let reply = s.request(method, &concrete(path), Some(&admin), None).await;
+            assert_eq!(
+                reply.status.as_u16(),
+                405,
+                "{method} {path}: {}",
+                reply.body
+            );
             if method != "HEAD" {
                 reply.expect_error(405, "method_not_allowed");
             }
@@ -262,13 +267,16 @@ async fn openapi_is_well_formed_and_documents_the_shared_answers() {
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             for p in params.iter().filter(|p| p["in"] == "path") {
                 let name = p["name"].as_str().unwrap();
-                assert!(named.contains(&name), "{what}: path parameter {name} is not in the path");
+                assert!(
+                    named.contains(&name),
+                    "{what}: path parameter {name} is not in the path"
+                );
             }
             for name in &named {
                 assert!(
-                    params.iter().any(|p| p["name"] == *name
-                        && p["in"] == "path"
-                        && p["required"] == true),
+                    params
+                        .iter()
+                        .any(|p| p["name"] == *name && p["in"] == "path" && p["required"] == true),
                     "{what}: path parameter {name} is not declared"
                 );
             }
@@ -276,7 +284,8 @@ async fn openapi_is_well_formed_and_documents_the_shared_answers() {
             assert!(!responses.is_empty(), "{what}");
             for (status, response) in responses {
                 assert!(
-                    status.len() == 3 && status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)),
+                    status.len() == 3
+                        && status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)),
                     "{what}: status {status}"
                 );
                 assert!(response["description"].is_string(), "{what} {status}");
@@ -291,7 +300,10 @@ async fn openapi_is_well_formed_and_documents_the_shared_answers() {
             }
             if body.is_some_and(|c| c.contains_key("application/json")) {
                 for status in ["408", "413", "415"] {
-                    assert!(responses.contains_key(status), "{what}: {status} undocumented");
+                    assert!(
+                        responses.contains_key(status),
+                        "{what}: {status} undocumented"
+                    );
                 }
             }
         }
