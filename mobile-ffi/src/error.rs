@@ -5,6 +5,7 @@
 //! that the action is not allowed. Each variant says which. Fields are called `detail`, never
 //! `message`, because Kotlin exceptions already own a `message` property.
 
+use sync_core::api_types::ErrorCode;
 use sync_core::client::{AttachError, ClientError};
 use sync_core::doc::DocError;
 use sync_core::photo::PhotoError;
@@ -92,7 +93,8 @@ impl ChiefsyncError {
     /// Whether the server rejected the access token in a way a refresh may cure.
     pub(crate) fn is_expired_token(&self) -> bool {
         matches!(self, ChiefsyncError::Auth { code, .. }
-            if code == "token_expired" || code == "invalid_token" || code == "missing_token")
+            if matches!(ErrorCode::from_wire(code),
+                ErrorCode::TokenExpired | ErrorCode::InvalidToken | ErrorCode::MissingToken))
     }
 }
 

@@ -14,9 +14,8 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use sync_core::api_types::{ErrorBody, ErrorCode, LoginRequest, RefreshRequest};
 use sync_core::client::retry::{parse_retry_after, retryable_io, retryable_status, RetryPolicy};
-use sync_core::model::User;
 use ureq::http::Response;
 use ureq::Body;
 
@@ -25,17 +24,9 @@ use crate::error::{ChiefsyncError, Result};
 /// The largest answer read from the server: a sync response is bounded by the protocol's limit.
 const MAX_ANSWER_BYTES: u64 = sync_core::protocol::MAX_MESSAGE_BYTES as u64;
 
-/// Tokens, the user and the actor id the server grants at login and refresh.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Grant {
-    pub access_token: String,
-    pub refresh_token: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    pub user: User,
-    pub device_id: String,
-    pub actor_id: String,
-}
+/// Tokens, the user and the actor id the server grants at login and refresh: the server's own
+/// wire type.
+pub use sync_core::api_types::TokenGrant as Grant;
 
 /// What the server holds of a photo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +85,6 @@ struct Answer {
     body: Vec<u8>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: String,
-    message: String,
-}
-
 impl Answer {
     fn read(mut response: Response<Body>) -> Result<Self> {
         let status = response.status().as_u16();
@@ -138,12 +123,13 @@ impl Answer {
         }
     }
 
-    /// The server's error code and message, or the status alone when the body is not ours.
-    fn code_and_message(&self) -> (String, String) {
+    /// The server's error code and message, or the status alone (`http_<status>`) when the
+    /// body is not ours (a proxy's page).
+    fn code_and_message(&self) -> (ErrorCode, String) {
         match serde_json::from_slice::<ErrorBody>(&self.body) {
             Ok(body) => (body.error, body.message),
             Err(_) => (
-                format!("http_{}", self.status),
+                ErrorCode::Other(format!("http_{}", self.status)),
                 String::from_utf8_lossy(&self.body)
                     .chars()
                     .take(200)
@@ -154,6 +140,7 @@ impl Answer {
 
     fn error(&self) -> ChiefsyncError {
         let (code, detail) = self.code_and_message();
+        let code = code.to_string();
         if self.status == 401 {
             ChiefsyncError::Auth { code, detail }
         } else {
@@ -239,11 +226,11 @@ impl Api {
     }
 
     pub fn login(&self, username: &str, password: &str, device_id: &str) -> Result<Grant> {
-        let body = serde_json::json!({
-            "username": username,
-            "password": password,
-            "device_id": device_id,
-        });
+        let body = LoginRequest {
+            username: username.into(),
+            password: password.into(),
+            device_id: device_id.into(),
+        };
         let answer = Answer::read(self.send(Resend::OnlyIfShed, || {
             self.agent.post(self.url("/auth/login")).send_json(&body)
         })?)?;
@@ -251,7 +238,9 @@ impl Api {
     }
 
     pub fn refresh(&self, refresh_token: &str) -> Result<Grant> {
-        let body = serde_json::json!({ "refresh_token": refresh_token });
+        let body = RefreshRequest {
+            refresh_token: refresh_token.into(),
+        };
         let answer = Answer::read(self.send(Resend::OnlyIfShed, || {
             self.agent.post(self.url("/auth/refresh")).send_json(&body)
         })?)?;
@@ -350,7 +339,12 @@ impl Api {
         let (code, message) = answer.code_and_message();
         Ok(match answer.status {
             200..=299 => PutOutcome::Stored(answer.upload_offset.unwrap_or(end).min(size)),
-            404 | 405 if code == "no_route" || code.starts_with("http_") => PutOutcome::NoRoute,
+            404 | 405
+                if matches!(code, ErrorCode::NoRoute | ErrorCode::MethodNotAllowed)
+                    || code.as_str().starts_with("http_") =>
+            {
+                PutOutcome::NoRoute
+            }
             409 | 416 => PutOutcome::OffsetMismatch,
             400 | 413 | 415 | 422 => PutOutcome::Refused(format!("{code}: {message}")),
             _ => return Err(answer.error()),
@@ -417,7 +411,8 @@ mod tests {
         };
         let err = api.sync("token", b"request").unwrap_err();
         assert!(
-            matches!(&err, ChiefsyncError::Server { status: 503, code, .. } if code == "overloaded"),
+            matches!(&err, ChiefsyncError::Server { status: 503, code, .. }
+                if ErrorCode::from_wire(code) == ErrorCode::Overloaded),
             "{err:?}"
         );
         assert_eq!(served.join().unwrap(), 2);

@@ -1,5 +1,9 @@
 //! The one error type handlers return, and its mapping to an HTTP status and the JSON body
-//! `{"error": code, "message": text}` that every client of the API can rely on.
+//! `{"error": code, "message": text}` that every client of the API can rely on. Every error
+//! answer of the API goes through [`ApiError::error_response`]; the body and its codes are
+//! `sync_core::api_types::{ErrorBody, ErrorCode}`, the same types the phone library reads.
+//! A workflow refusal adds its details beside the two fields (`status` and `allowed` for 409,
+//! `who` and `needs` for 403).
 //!
 //! Internal failures (storage, hashing) are logged here with their detail and reported to the
 //! client only as `internal`, so that no storage paths or library messages leak over the wire.
@@ -8,22 +12,14 @@
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde_json::json;
 
+pub use sync_core::api_types::{ErrorBody, ErrorCode};
 use sync_core::hub::HubError;
 use sync_core::protocol::ProtocolError;
+use sync_core::workflow::TransitionError;
 
 use crate::storage::StoreError;
-
-/// The body of every error response.
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// A stable, machine-readable code such as `invalid_token` or `not_found`.
-    pub error: String,
-    /// A human-readable explanation.
-    pub message: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -31,7 +27,7 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: the request carries no valid credentials; `code` says which check failed.
     #[error("{message}")]
-    Unauthorized { code: &'static str, message: String },
+    Unauthorized { code: ErrorCode, message: String },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -39,6 +35,13 @@ pub enum ApiError {
     /// No route matches the path and method; distinct from an unknown id on a known route.
     #[error("no route for {0}")]
     NoRoute(String),
+    /// 405: the path is served, but not with this method; `allowed` goes into `Allow`.
+    #[error("{method} is not served at {path}; allowed: {}", allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: Vec<String>,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -47,9 +50,20 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 422: a well-formed request whose content is refused; `code` says why.
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
+    /// A workflow action refused (409, 403 or 422, with the details beside the message).
+    #[error("{0}")]
+    Transition(TransitionError),
+    /// 409 with `Upload-Offset`: a photo chunk that starts elsewhere than the held bytes end.
+    #[error("chunk starts at byte {first}, but {held} bytes are held")]
+    OffsetMismatch { first: u64, held: u64 },
     #[error("too many failed logins; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// 429 with `Retry-After`: the user's photo bytes for today are used up.
+    #[error(
+        "you have uploaded your {limit} bytes of photos for today; retry in {retry_after_secs} s"
+    )]
+    PhotoQuotaExceeded { limit: u64, retry_after_secs: u64 },
     /// 503 with `Retry-After`: the server is busy with others; the same request may succeed later.
     #[error("{message}")]
     Overloaded {
@@ -66,28 +80,53 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::Unauthorized {
             code,
             message: message.into(),
         }
     }
 
-    pub fn code(&self) -> &str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unauthorized { code, .. } => code,
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::NoRoute(_) => "no_route",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Unprocessable { code, .. } => code,
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Overloaded { .. } => "overloaded",
-            ApiError::Hub(err) if err.is_client_error() => err.code(),
-            ApiError::Storage(_) | ApiError::Internal(_) | ApiError::Hub(_) => "internal",
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Unauthorized { code, .. } | ApiError::Unprocessable { code, .. } => {
+                code.clone()
+            }
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::NoRoute(_) => ErrorCode::NoRoute,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::Transition(TransitionError::InvalidTransition { .. }) => {
+                ErrorCode::InvalidTransition
+            }
+            ApiError::Transition(TransitionError::Forbidden { .. }) => ErrorCode::Forbidden,
+            ApiError::Transition(TransitionError::Invalid { .. }) => ErrorCode::InvalidPayload,
+            ApiError::OffsetMismatch { .. } => ErrorCode::OffsetMismatch,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::PhotoQuotaExceeded { .. } => ErrorCode::PhotoQuotaExceeded,
+            ApiError::Overloaded { .. } => ErrorCode::Overloaded,
+            // The hub's codes (sync-core's protocol, limit and refusal codes) are named in
+            // `ErrorCode`; a test there keeps them so.
+            ApiError::Hub(err) if err.is_client_error() => ErrorCode::from_wire(err.code()),
+            ApiError::Storage(_) | ApiError::Internal(_) | ApiError::Hub(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// What a workflow refusal tells beside the message: the status and the allowed next
+    /// steps (409), or how the caller stands to the issue and what would do (403).
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            ApiError::Transition(TransitionError::InvalidTransition {
+                status, allowed, ..
+            }) => Some(json!({"status": status, "allowed": allowed})),
+            ApiError::Transition(TransitionError::Forbidden { who, needs, .. }) => {
+                Some(json!({"who": who, "needs": needs}))
+            }
+            _ => None,
         }
     }
 
@@ -145,11 +184,19 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) | ApiError::OffsetMismatch { .. } => StatusCode::CONFLICT,
+            ApiError::Transition(err) => match err {
+                TransitionError::InvalidTransition { .. } => StatusCode::CONFLICT,
+                TransitionError::Forbidden { .. } => StatusCode::FORBIDDEN,
+                TransitionError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            },
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::PhotoQuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Hub(err) => match err {
                 HubError::Protocol(ProtocolError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -187,6 +234,9 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::PhotoQuotaExceeded {
+            retry_after_secs, ..
+        }
         | ApiError::Overloaded {
             retry_after_secs, ..
         }
@@ -194,12 +244,31 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
-        if let ApiError::Unauthorized { .. } = self {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized { .. } => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::MethodNotAllowed { allowed, .. } => {
+                response.insert_header((header::ALLOW, allowed.join(", ")));
+            }
+            ApiError::OffsetMismatch { held, .. } => {
+                response.insert_header(("Upload-Offset", held.to_string()));
+            }
+            _ => {}
         }
-        response.json(ErrorBody {
-            error: self.code().to_owned(),
+        let body = ErrorBody {
+            error: self.code(),
             message,
-        })
+        };
+        match self.details() {
+            Some(serde_json::Value::Object(details)) => {
+                let mut value = json!(body);
+                if let Some(fields) = value.as_object_mut() {
+                    fields.extend(details);
+                }
+                response.json(value)
+            }
+            _ => response.json(body),
+        }
     }
 }

@@ -44,7 +44,7 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage, HttpResponse};
 use futures_core::Stream;
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
 use crate::state::AppState;
 
 /// Default of `--max-in-flight`. On the 2-core reference machine a sync takes a few
@@ -274,7 +274,7 @@ fn busy(message: String) -> HttpResponse {
     HttpResponse::ServiceUnavailable()
         .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()))
         .json(ErrorBody {
-            error: "overloaded".into(),
+            error: ErrorCode::Overloaded,
             message,
         })
 }
@@ -284,7 +284,7 @@ fn too_slow(rate: BodyRate) -> HttpResponse {
     HttpResponse::RequestTimeout()
         .force_close()
         .json(ErrorBody {
-            error: "body_too_slow".into(),
+            error: ErrorCode::BodyTooSlow,
             message: format!(
                 "the request body must arrive at {} bytes per second or faster after {} s",
                 rate.min_bytes_per_sec,

@@ -16,6 +16,7 @@
 //! The crate speaks no HTTP and knows nothing of actix or UniFFI: the phone's transport and the
 //! server's storage are traits the callers implement.
 
+pub mod api_types;
 pub mod authz;
 pub mod client;
 pub mod doc;

@@ -8,6 +8,7 @@ use std::fmt;
 
 /// The three chief systems (河长制, 林长制, 田长制).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum System {
     River,
@@ -48,6 +49,7 @@ impl fmt::Display for System {
 
 /// Administrative level of a division and of a chief (区, 街道/乡镇, 村/社区).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     District,
@@ -73,7 +75,9 @@ impl Level {
 
 /// A 12-digit statistical division code (统计用区划代码), e.g. `370105000000` for 天桥区.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9]{12}$"))]
 pub struct DivisionCode(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +141,7 @@ impl fmt::Display for DivisionCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Division {
     pub code: DivisionCode,
     pub name: String,
@@ -161,6 +166,7 @@ pub enum Geometry {
 
 /// A river segment, forest area or farmland grid that chiefs patrol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Asset {
     pub id: String,
     pub system: System,
@@ -171,6 +177,7 @@ pub struct Asset {
 
 /// What a chief is responsible for: a division and the assets patrolled in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jurisdiction {
     pub division: DivisionCode,
     pub assets: Vec<String>,
@@ -178,6 +185,7 @@ pub struct Jurisdiction {
 
 /// A user's role; it decides which documents they receive and which changes they may make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Role {
     /// A river, forest or field chief at some level.
@@ -220,6 +228,7 @@ pub struct User {
 
 /// Problem severity (一般, 紧急, 特急).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     General,

@@ -3,6 +3,7 @@
 //! Chinese column titles.
 
 use std::io::Cursor;
+use sync_core::api_types::ErrorCode;
 
 use calamine::{Reader, Xlsx};
 use rust_xlsxwriter::{Format, Workbook};
@@ -15,7 +16,7 @@ pub const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 
 fn refused(message: impl Into<String>) -> ApiError {
     ApiError::Unprocessable {
-        code: "bad_import_file",
+        code: ErrorCode::BadImportFile,
         message: message.into(),
     }
 }

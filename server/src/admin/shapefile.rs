@@ -9,6 +9,7 @@
 //! GeoJSON; the `.prj` is not trusted to say it.
 
 use std::io::{Cursor, Read};
+use sync_core::api_types::ErrorCode;
 
 use serde_json::{json, Value};
 use shapefile::dbase::{self, FieldValue};
@@ -19,7 +20,7 @@ use crate::error::ApiError;
 
 fn refused(message: impl Into<String>) -> ApiError {
     ApiError::Unprocessable {
-        code: "bad_import_file",
+        code: ErrorCode::BadImportFile,
         message: message.into(),
     }
 }

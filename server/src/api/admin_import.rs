@@ -13,6 +13,7 @@
 //! The row rules are `sync_core::import`'s; here files are read and plans stored.
 
 use std::collections::HashMap;
+use sync_core::api_types::ErrorCode;
 
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpResponse};
@@ -102,7 +103,7 @@ fn report<T: Serialize>(plan: &[PlanRow<T>], applied: bool) -> ImportReport {
 
 fn refused_all(summary: &Summary) -> ApiError {
     ApiError::Unprocessable {
-        code: "import_refused",
+        code: ErrorCode::ImportRefused,
         message: format!(
             "{} 行被拒绝，整个文件未导入（先预检，改正后再导入）",
             summary.refused
@@ -406,7 +407,7 @@ pub async fn assets_import(
             crate::admin::shapefile::features(&bytes)?
         } else {
             read_features(&bytes).map_err(|e| ApiError::Unprocessable {
-                code: "bad_import_file",
+                code: ErrorCode::BadImportFile,
                 message: e.to_string(),
             })?
         };

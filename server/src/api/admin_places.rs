@@ -22,22 +22,20 @@ const MAX_ASSET_ID_CHARS: usize = 64;
 /// A division's editable fields.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DivisionEdit {
+    #[schema(pattern = r"\S")]
     pub name: String,
     /// Code of the enclosing division; `null` for a top-level division.
-    #[schema(value_type = Option<String>)]
     pub parent: Option<DivisionCode>,
 }
 
 /// An asset's editable fields.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AssetEdit {
-    #[schema(value_type = String, example = "river")]
     pub system: System,
+    #[schema(pattern = r"\S")]
     pub name: String,
-    #[schema(value_type = String, example = "370105014201")]
     pub division: DivisionCode,
     /// GeoJSON `LineString` or `Polygon`, positions `[lon, lat]`.
-    #[schema(value_type = Object)]
     pub geometry: Geometry,
 }
 
@@ -91,7 +89,7 @@ fn check_asset(store: &dyn Store, asset: &Asset) -> Result<(), ApiError> {
 
 /// All divisions, parents before children.
 #[utoipa::path(tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Object>), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Division>), (status = 403, body = ErrorBody)))]
 #[get("/admin/divisions")]
 pub async fn list_divisions(
     state: web::Data<AppState>,
@@ -105,8 +103,8 @@ pub async fn list_divisions(
 }
 
 /// Creates a division: `{"code", "name", "parent"}`.
-#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = Object,
-    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = Division,
+    responses((status = 201, body = Division), (status = 400, body = ErrorBody, description = "no name, an unknown parent, or a parent that does not enclose the code"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[post("/admin/divisions")]
 pub async fn create_division(
     state: web::Data<AppState>,
@@ -140,8 +138,8 @@ pub async fn create_division(
 }
 
 /// Renames or re-parents a division.
-#[utoipa::path(tag = "admin", security(("bearer" = [])), params(("code" = String, Path)), request_body = DivisionEdit,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(("code" = String, Path, pattern = "^[0-9]{12}$")), request_body = DivisionEdit,
+    responses((status = 200, body = Division), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[put("/admin/divisions/{code}")]
 pub async fn update_division(
     state: web::Data<AppState>,
@@ -179,7 +177,7 @@ pub async fn update_division(
 
 /// All assets with geometry.
 #[utoipa::path(tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Object>), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Asset>), (status = 403, body = ErrorBody)))]
 #[get("/admin/assets")]
 pub async fn list_assets(
     state: web::Data<AppState>,
@@ -191,8 +189,8 @@ pub async fn list_assets(
 }
 
 /// Creates an asset: `{"id", "system", "name", "division", "geometry"}`.
-#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = Object,
-    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = Asset,
+    responses((status = 201, body = Asset), (status = 400, body = ErrorBody, description = "a malformed id, no name, an unknown division or an unusable geometry"), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 #[post("/admin/assets")]
 pub async fn create_asset(
     state: web::Data<AppState>,
@@ -224,7 +222,7 @@ pub async fn create_asset(
 
 /// Edits an asset's system, name, division or geometry.
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(("id" = String, Path)), request_body = AssetEdit,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Asset), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[put("/admin/assets/{id}")]
 pub async fn update_asset(
     state: web::Data<AppState>,

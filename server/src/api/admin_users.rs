@@ -44,14 +44,16 @@ impl From<UserRecord> for UserView {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreateUser {
+    /// 3-64 letters, digits, `.`, `_`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
     pub display_name: String,
     /// At least 8 characters.
+    #[schema(min_length = 8)]
     pub password: String,
     /// `{"kind": "chief", "system", "level", "jurisdiction": {"division", "assets"}}`,
     /// `{"kind": "supervisor", "system", "division"}`, `{"kind": "handler", "department"}` or
     /// `{"kind": "admin"}`.
-    #[schema(value_type = Object)]
     pub role: Role,
 }
 
@@ -59,13 +61,14 @@ pub struct CreateUser {
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct UpdateUser {
     pub display_name: Option<String>,
-    #[schema(value_type = Option<Object>)]
     pub role: Option<Role>,
     pub active: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ResetPassword {
+    /// At least 8 characters.
+    #[schema(min_length = 8)]
     pub password: String,
 }
 

@@ -9,6 +9,7 @@
 //! answer, so the endpoint reveals nothing about who exists.
 
 use std::time::Instant;
+use sync_core::api_types::ErrorCode;
 
 use actix_web::{post, web, HttpRequest};
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ pub struct SetupRequest {
 
 fn invalid() -> ApiError {
     ApiError::unauthorized(
-        "invalid_setup_code",
+        ErrorCode::InvalidSetupCode,
         "wrong username or setup code, or the code was used or has expired",
     )
 }
@@ -96,7 +97,7 @@ pub async fn setup_password(
     state.login_limiter.record_success(&attempt);
     if !record.user.active {
         return Err(ApiError::unauthorized(
-            "user_inactive",
+            ErrorCode::UserInactive,
             "account is not active",
         ));
     }

@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 use super::sync::read_body;
 use crate::auth::Caller;
 use crate::blobs::{is_sha256, BlobError, ChunkRange, Held, Put, UploadError, UploadKey};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::photos::{QuotaCheck, Uploader};
 use crate::state::{now_ms, AppState};
 use sync_core::model::User;
@@ -73,11 +73,13 @@ fn internal(err: BlobError) -> ApiError {
 pub(crate) fn refused(err: PhotoError) -> ApiError {
     let code = match &err {
         PhotoError::TooLarge { .. } => return ApiError::PayloadTooLarge(err.to_string()),
-        PhotoError::HashMismatch { .. } => "hash_mismatch",
-        PhotoError::NotAnImage => "not_an_image",
-        PhotoError::Unsupported { .. } => "unsupported_image",
-        PhotoError::Corrupt { .. } => "corrupt_image",
-        PhotoError::TooManyPixels { .. } | PhotoError::OverAllocation { .. } => "image_too_large",
+        PhotoError::HashMismatch { .. } => ErrorCode::HashMismatch,
+        PhotoError::NotAnImage => ErrorCode::NotAnImage,
+        PhotoError::Unsupported { .. } => ErrorCode::UnsupportedImage,
+        PhotoError::Corrupt { .. } => ErrorCode::CorruptImage,
+        PhotoError::TooManyPixels { .. } | PhotoError::OverAllocation { .. } => {
+            ErrorCode::ImageTooLarge
+        }
         _ => return ApiError::Internal(err.to_string()),
     };
     ApiError::Unprocessable {
@@ -120,17 +122,6 @@ fn access(state: &AppState, user: &User, sha256: &str) -> Result<Access, ApiErro
     })
 }
 
-fn quota_exceeded(limit: u64, retry_after_secs: u64) -> HttpResponse {
-    HttpResponse::TooManyRequests()
-        .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-        .json(ErrorBody {
-            error: "photo_quota_exceeded".into(),
-            message: format!(
-                "you have uploaded your {limit} bytes of photos for today; retry in {retry_after_secs} s"
-            ),
-        })
-}
-
 fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((UPLOAD_OFFSET, offset.to_string()))
@@ -148,8 +139,8 @@ fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) 
     tag = "photos",
     security(("bearer" = [])),
     params(
-        ("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes"),
-        ("Content-Range" = Option<String>, Header, description = "bytes first-last/total, for one chunk"),
+        ("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes"),
+        ("Content-Range" = Option<String>, Header, nullable = false, pattern = "^bytes [0-9]+-[0-9]+/[0-9]+$", description = "bytes first-last/total, for one chunk"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the photo, or one chunk of it"),
     responses(
@@ -162,6 +153,7 @@ fn with_offset(status: StatusCode, sha256: String, complete: bool, offset: u64) 
         (status = 413, body = ErrorBody, description = "larger than the configured limit"),
         (status = 422, body = ErrorBody, description = "hash_mismatch, not_an_image, unsupported_image, corrupt_image or image_too_large"),
         (status = 429, body = ErrorBody, description = "photo_quota_exceeded: the caller's bytes for the day are used up (Retry-After)"),
+        (status = 503, body = ErrorBody, description = "overloaded: too many uploads in progress; send again after Retry-After"),
     )
 )]
 #[put("/blobs/{sha256}")]
@@ -204,7 +196,10 @@ pub async fn put_blob(
         .photo_quota
         .check(&caller.user.id, announced.unwrap_or(1).min(max), now_ms())
     {
-        return Ok(quota_exceeded(limit, retry_after_secs));
+        return Err(ApiError::PhotoQuotaExceeded {
+            limit,
+            retry_after_secs,
+        });
     }
     let body = read_body(payload, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
@@ -229,7 +224,10 @@ pub async fn put_blob(
         retry_after_secs,
     } = state.photo_quota.check(&caller.user.id, received, now_ms())
     {
-        return Ok(quota_exceeded(limit, retry_after_secs));
+        return Err(ApiError::PhotoQuotaExceeded {
+            limit,
+            retry_after_secs,
+        });
     }
     state
         .photo_quota
@@ -255,12 +253,9 @@ pub async fn put_blob(
         }
         Ok(Put::AlreadyStored(bytes)) => Ok(with_offset(StatusCode::OK, sha256, true, bytes)),
         Ok(Put::Partial(held)) => Ok(with_offset(StatusCode::ACCEPTED, sha256, false, held)),
-        Err(UploadError::OffsetMismatch { first, held }) => Ok(HttpResponse::Conflict()
-            .insert_header((UPLOAD_OFFSET, held.to_string()))
-            .json(ErrorBody {
-                error: "offset_mismatch".into(),
-                message: format!("chunk starts at byte {first}, but {held} bytes are held"),
-            })),
+        Err(UploadError::OffsetMismatch { first, held }) => {
+            Err(ApiError::OffsetMismatch { first, held })
+        }
         Err(UploadError::Refused(err)) => {
             tracing::info!(sha256 = %sha256, user = %caller.user.id, error = %err, "photo refused");
             Err(refused(err))
@@ -277,7 +272,7 @@ pub async fn put_blob(
 #[utoipa::path(
     tag = "photos",
     security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes")),
     responses(
         (status = 200, description = "held: Upload-Offset and Upload-Complete headers"),
         (status = 400, description = "not a SHA-256 name"),
@@ -366,7 +361,7 @@ fn immutable(status: StatusCode, tag: String) -> actix_web::HttpResponseBuilder 
 #[utoipa::path(
     tag = "photos",
     security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes")),
     responses(
         (status = 200, content_type = "image/jpeg", description = "the photo (image/jpeg, image/png or image/webp)"),
         (status = 304, description = "If-None-Match matched"),
@@ -404,7 +399,7 @@ pub async fn get_blob(
 #[utoipa::path(
     tag = "photos",
     security(("bearer" = [])),
-    params(("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes")),
+    params(("sha256" = String, Path, pattern = "^[0-9a-f]{64}$", description = "lower-case hex SHA-256 of the photo bytes")),
     responses(
         (status = 200, content_type = "image/jpeg", description = "the thumbnail"),
         (status = 304, description = "If-None-Match matched"),

@@ -22,6 +22,7 @@ const MAX_PAGE: usize = 500;
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListQuery {
     /// `issue` or `patrol`; both when absent.
+    #[param(schema_with = crate::api::schema::doc_kind)]
     pub kind: Option<String>,
     /// Continue after this document id (the previous page's `next`).
     pub after: Option<String>,

@@ -11,19 +11,18 @@ use std::borrow::Cow;
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sync_core::authz::in_scope;
 use sync_core::doc::DocKind;
 use sync_core::hub::{ActError, WEB_DEVICE};
 use sync_core::model::{DivisionCode, Role, Severity, System};
 use sync_core::photo::{Arrival, PhotoEvidence};
-use sync_core::workflow::{self, Action, IssueFilter, TransitionError};
+use sync_core::workflow::{self, Action, IssueFilter};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::board::{self, IssueRow, PhotoView, TimelineRow};
 use crate::derived::{Work, CHANGES};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::photos::{self, RecordPhotos};
 use crate::state::{now_ms, AppState};
 
@@ -37,16 +36,20 @@ const MAX_PAGE: usize = 500;
 pub struct IssueQuery {
     /// Comma-separated statuses: reported, accepted, assigned, submitted, closed, invalid,
     /// duplicate.
+    #[param(schema_with = crate::api::schema::statuses)]
     pub status: Option<String>,
     /// river, forest or field.
+    #[param(schema_with = crate::api::schema::system)]
     pub system: Option<String>,
     /// A 12-digit division code; issues inside it match.
+    #[param(schema_with = crate::api::schema::division)]
     pub division: Option<String>,
     pub asset: Option<String>,
     /// Department name or user id the issue is assigned to.
     pub assignee: Option<String>,
     pub category: Option<String>,
     /// general, urgent or critical.
+    #[param(schema_with = crate::api::schema::severity)]
     pub severity: Option<String>,
     /// true: only issues past their deadline; false: only those that are not.
     pub overdue: Option<bool>,
@@ -325,30 +328,6 @@ pub struct Appended {
     pub allowed_actions: Vec<String>,
 }
 
-fn transition_error(err: &TransitionError) -> HttpResponse {
-    let message = err.to_string();
-    match err {
-        TransitionError::InvalidTransition {
-            status, allowed, ..
-        } => HttpResponse::Conflict().json(json!({
-            "error": "invalid_transition",
-            "message": message,
-            "status": status,
-            "allowed": allowed,
-        })),
-        TransitionError::Forbidden { who, needs, .. } => HttpResponse::Forbidden().json(json!({
-            "error": "forbidden",
-            "message": message,
-            "who": who,
-            "needs": needs,
-        })),
-        TransitionError::Invalid { .. } => HttpResponse::UnprocessableEntity().json(json!({
-            "error": "invalid_payload",
-            "message": message,
-        })),
-    }
-}
-
 /// Appends a workflow event from the web: `{"kind": "accepted"}`,
 /// `{"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": …}`,
 /// `{"kind": "verified", "note": …}`, `{"kind": "rejected", "reason": …}`,
@@ -363,7 +342,7 @@ fn transition_error(err: &TransitionError) -> HttpResponse {
     tag = "issues",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "issue id")),
-    request_body(content = Object, description = "a workflow action: kind plus its payload"),
+    request_body(content = Action, description = "a workflow action: kind plus its payload"),
     responses(
         (status = 201, body = Appended),
         (status = 400, body = ErrorBody, description = "not a workflow action"),
@@ -414,12 +393,12 @@ pub async fn post_event(
                 allowed_actions: allowed.iter().map(|k| k.as_str().to_string()).collect(),
             }))
         }
-        Err(ActError::Transition(err)) => Ok(transition_error(&err)),
+        Err(ActError::Transition(err)) => Err(ApiError::Transition(err)),
         Err(ActError::NotFound(id)) => {
             Err(ApiError::NotFound(format!("no issue {id} in your scope")))
         }
         Err(ActError::KeyReused(message)) => Err(ApiError::Unprocessable {
-            code: "idempotency_key_reused",
+            code: ErrorCode::IdempotencyKeyReused,
             message,
         }),
         Err(ActError::Hub(err)) => Err(err.into()),

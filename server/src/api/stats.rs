@@ -38,6 +38,66 @@ impl From<StatsError> for ApiError {
     }
 }
 
+/// The statistics query as each endpoint reads it, for the schema only: the handlers read all
+/// of it as `StatsQuery`, but each uses only some parameters, and the schema lists just those
+/// (a parameter an endpoint ignores could not be refused there).
+mod documented {
+    #![allow(dead_code)]
+    use utoipa::IntoParams;
+
+    /// The period and the filters (every statistics endpoint).
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct Period {
+        /// First day of the period, `YYYY-MM-DD` in China time (default: 30 days before
+        /// `to`); `from` is not after `to`, and the period spans at most 1098 days.
+        #[param(schema_with = crate::api::schema::day)]
+        pub from: Option<String>,
+        /// Last day of the period, inclusive (default: today).
+        #[param(schema_with = crate::api::schema::day)]
+        pub to: Option<String>,
+        /// `river`, `forest` or `field`; empty for all.
+        #[param(schema_with = crate::api::schema::system_or_empty)]
+        pub system: Option<String>,
+        /// 12-digit division code; only what lies inside it; empty for all.
+        #[param(schema_with = crate::api::schema::division_or_empty)]
+        pub division: Option<String>,
+        /// Chief level: `district`, `subdistrict` or `village`; empty for all.
+        #[param(schema_with = crate::api::schema::level_or_empty)]
+        pub level: Option<String>,
+        /// Asset id; empty for all.
+        pub asset: Option<String>,
+        /// Level divisions are totalled at (default `subdistrict`, also when empty).
+        #[param(schema_with = crate::api::schema::level_or_empty)]
+        pub group: Option<String>,
+    }
+
+    /// The output format (the patrol and problem statistics).
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct Output {
+        /// `json` (default), `csv` or `xlsx`.
+        #[param(schema_with = crate::api::schema::format)]
+        pub format: Option<String>,
+        /// CSV only: which table (patrols: `chiefs`, `by_division`, `by_level`,
+        /// `without_patrols`; problems: `by_division`, `by_category`, `by_severity`, `monthly`,
+        /// `weekly`, `overdue_by_department`); default the first.
+        pub table: Option<String>,
+    }
+
+    /// The recurrence parameters (hotspots).
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct Recurrence {
+        /// How near a new report must be to a closed issue, metres (default 200).
+        #[param(exclusive_minimum = 0.0, maximum = 10000.0)]
+        pub radius_m: Option<f64>,
+        /// How soon after the closure, days (default 90).
+        #[param(exclusive_minimum = 0.0, maximum = 3660.0)]
+        pub within_days: Option<f64>,
+    }
+}
+
 /// What a handler hands back from its blocking work.
 enum Output {
     Json(Value),
@@ -135,7 +195,7 @@ async fn run(
 #[utoipa::path(
     tag = "statistics",
     security(("bearer" = [])),
-    params(StatsQuery),
+    params(documented::Period, documented::Output),
     responses(
         (status = 200, description = "PatrolReport as JSON, or a CSV/XLSX file"),
         (status = 400, body = ErrorBody),
@@ -179,7 +239,7 @@ pub async fn patrol_stats(
 #[utoipa::path(
     tag = "statistics",
     security(("bearer" = [])),
-    params(StatsQuery),
+    params(documented::Period, documented::Output),
     responses(
         (status = 200, description = "IssueReport as JSON, or a CSV/XLSX file"),
         (status = 400, body = ErrorBody),
@@ -223,7 +283,7 @@ pub async fn issue_stats(
 #[utoipa::path(
     tag = "statistics",
     security(("bearer" = [])),
-    params(StatsQuery),
+    params(documented::Period, documented::Recurrence),
     responses(
         (status = 200, description = "{params, hotspots: [...], geojson: FeatureCollection}"),
         (status = 400, body = ErrorBody),
@@ -257,7 +317,7 @@ pub async fn hotspot_stats(
 #[utoipa::path(
     tag = "statistics",
     security(("bearer" = [])),
-    params(StatsQuery),
+    params(documented::Period),
     responses(
         (status = 200, description = "GeoJSON FeatureCollection of Points", content_type = "application/geo+json"),
         (status = 401, body = ErrorBody),
@@ -309,7 +369,7 @@ fn thin(points: Vec<TrackPoint>) -> Vec<TrackPoint> {
 #[utoipa::path(
     tag = "statistics",
     security(("bearer" = [])),
-    params(StatsQuery),
+    params(documented::Period),
     responses(
         (status = 200, description = "GeoJSON FeatureCollection of LineStrings", content_type = "application/geo+json"),
         (status = 401, body = ErrorBody),
@@ -359,6 +419,7 @@ pub async fn patrols_geojson(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ChartQuery {
     /// `compliance` (by division), `weekly` (opened vs closed) or `overdue` (by department).
+    #[param(schema_with = crate::api::schema::chart)]
     pub chart: String,
 }
 
@@ -384,7 +445,7 @@ struct ReportParts {
 #[utoipa::path(
     tag = "statistics",
     security(("bearer" = [])),
-    params(StatsQuery, ChartQuery),
+    params(documented::Period, ChartQuery),
     responses(
         (status = 200, description = "SVG image", content_type = "image/svg+xml"),
         (status = 400, body = ErrorBody),
@@ -427,7 +488,7 @@ pub async fn report_svg(
 #[utoipa::path(
     tag = "statistics",
     security(("bearer" = [])),
-    params(StatsQuery),
+    params(documented::Period),
     responses(
         (status = 200, description = "HTML document", content_type = "text/html"),
         (status = 403, body = ErrorBody),

@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use sync_core::model::{Role, User};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::storage::DeviceRecord;
 
@@ -30,17 +30,16 @@ impl Caller {
 }
 
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing_token", "no Authorization header"))?;
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(ErrorCode::MissingToken, "no Authorization header")
+    })?;
     value
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "expected a Bearer token"))
+        .ok_or_else(|| ApiError::unauthorized(ErrorCode::InvalidToken, "expected a Bearer token"))
 }
 
 impl FromRequest for Caller {
@@ -62,11 +61,11 @@ impl FromRequest for Caller {
                 ))
             })
             .await??;
-            let user = user
-                .filter(|u| u.user.active)
-                .ok_or_else(|| ApiError::unauthorized("user_inactive", "account is not active"))?;
+            let user = user.filter(|u| u.user.active).ok_or_else(|| {
+                ApiError::unauthorized(ErrorCode::UserInactive, "account is not active")
+            })?;
             let device = device.filter(|d| d.accepts(claims.sess)).ok_or_else(|| {
-                ApiError::unauthorized("device_revoked", "this device's session has ended")
+                ApiError::unauthorized(ErrorCode::DeviceRevoked, "this device's session has ended")
             })?;
             Ok(Caller {
                 user: user.user,

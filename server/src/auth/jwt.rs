@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::signing_key::SigningKey;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub const ISSUER: &str = "chiefsync";
 pub const AUDIENCE: &str = "chiefsync-api";
@@ -116,17 +116,18 @@ impl TokenService {
 
     /// Checks algorithm, key id, signature, expiry, not-before, audience and issuer.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| ApiError::unauthorized("invalid_token", "malformed token header"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            ApiError::unauthorized(ErrorCode::InvalidToken, "malformed token header")
+        })?;
         if header.alg != Algorithm::HS256 {
             return Err(ApiError::unauthorized(
-                "invalid_algorithm",
+                ErrorCode::InvalidAlgorithm,
                 "only HS256 tokens are accepted",
             ));
         }
         if header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(ApiError::unauthorized(
-                "unknown_key",
+                ErrorCode::UnknownKey,
                 "token signed with an unknown key",
             ));
         }
@@ -137,30 +138,35 @@ impl TokenService {
                 .map(|data| data.claims)
                 .map_err(|err| {
                     let (code, message) = match err.kind() {
-                        ErrorKind::ExpiredSignature => ("token_expired", "token expired"),
+                        ErrorKind::ExpiredSignature => (ErrorCode::TokenExpired, "token expired"),
                         ErrorKind::ImmatureSignature => {
-                            ("token_not_yet_valid", "token not valid yet (nbf)")
+                            (ErrorCode::TokenNotYetValid, "token not valid yet (nbf)")
                         }
                         // A claim of the wrong type (`"exp": "9999999999"`) does not count as present.
                         ErrorKind::InvalidClaimFormat(_) | ErrorKind::MissingRequiredClaim(_) => (
-                            "invalid_claim",
+                            ErrorCode::InvalidClaim,
                             "a token claim is missing or has the wrong type",
                         ),
                         ErrorKind::InvalidAudience => {
-                            ("invalid_audience", "token for another audience")
+                            (ErrorCode::InvalidAudience, "token for another audience")
                         }
-                        ErrorKind::InvalidIssuer => ("invalid_issuer", "token from another issuer"),
-                        ErrorKind::InvalidSignature => ("invalid_signature", "bad token signature"),
-                        ErrorKind::InvalidAlgorithm => {
-                            ("invalid_algorithm", "only HS256 tokens are accepted")
+                        ErrorKind::InvalidIssuer => {
+                            (ErrorCode::InvalidIssuer, "token from another issuer")
                         }
-                        _ => ("invalid_token", "malformed token"),
+                        ErrorKind::InvalidSignature => {
+                            (ErrorCode::InvalidSignature, "bad token signature")
+                        }
+                        ErrorKind::InvalidAlgorithm => (
+                            ErrorCode::InvalidAlgorithm,
+                            "only HS256 tokens are accepted",
+                        ),
+                        _ => (ErrorCode::InvalidToken, "malformed token"),
                     };
                     ApiError::unauthorized(code, message)
                 })?;
         serde_json::from_value(claims).map_err(|_| {
             ApiError::unauthorized(
-                "invalid_claim",
+                ErrorCode::InvalidClaim,
                 "a token claim is missing or has the wrong type",
             )
         })
@@ -176,7 +182,7 @@ mod tests {
     }
 
     fn code(err: ApiError) -> String {
-        err.code().to_owned()
+        err.code().to_string()
     }
 
     #[test]

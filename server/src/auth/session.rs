@@ -18,50 +18,19 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::web;
-use serde::{Deserialize, Serialize};
 use sync_core::model::User;
-use utoipa::ToSchema;
 
 use super::password::PoolBusy;
 use super::rate_limit::Attempt;
 use super::refresh::{hash_refresh_token, new_actor_id, new_refresh_token};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::storage::{DeviceRecord, RefreshRecord, RefreshUse};
 
 /// Longest accepted device id; device ids are chosen by the app (e.g. a UUID).
 const MAX_DEVICE_ID_CHARS: usize = 128;
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-    /// A stable id the app chose for this installation: letters, digits, `-`, `_`, `.`, `:`.
-    pub device_id: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RefreshRequest {
-    pub refresh_token: String,
-}
-
-/// A granted token pair, with who it is for and the automerge actor id of this (user, device).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TokenGrant {
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    pub refresh_token: String,
-    /// Seconds until the refresh token expires.
-    pub refresh_expires_in: u64,
-    #[schema(value_type = Object)]
-    pub user: User,
-    pub device_id: String,
-    /// 32 hex characters; the device writes its automerge changes under this actor id.
-    pub actor_id: String,
-}
+pub use sync_core::api_types::{LoginRequest, RefreshRequest, TokenGrant};
 
 fn valid_device_id(id: &str) -> bool {
     !id.is_empty()
@@ -161,7 +130,7 @@ pub async fn login(
         _ => {
             state.login_limiter.record_failure(&attempt, Instant::now());
             return Err(ApiError::unauthorized(
-                "invalid_credentials",
+                ErrorCode::InvalidCredentials,
                 "wrong username or password",
             ));
         }
@@ -169,7 +138,7 @@ pub async fn login(
     state.login_limiter.record_success(&attempt);
     if !record.user.active {
         return Err(ApiError::unauthorized(
-            "user_inactive",
+            ErrorCode::UserInactive,
             "account is not active",
         ));
     }
@@ -234,7 +203,7 @@ fn is_retry(
 /// a retry shortly after the exchange, which gets the same successor again.
 pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant, ApiError> {
     let _one_at_a_time = EXCHANGES.lock().unwrap_or_else(|e| e.into_inner());
-    let spent = |message: &str| ApiError::unauthorized("invalid_refresh_token", message);
+    let spent = |message: &str| ApiError::unauthorized(ErrorCode::InvalidRefreshToken, message);
     let successor = state.tokens.successor_refresh_token(token)?;
     let successor_hash = hash_refresh_token(&successor);
     let record = match state
@@ -252,7 +221,7 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
                 .revoke_device(&record.user_id, &record.device_id, now_ms)?;
             tracing::warn!(user = %record.user_id, device = %record.device_id, "refresh token reused; device revoked");
             return Err(ApiError::unauthorized(
-                "refresh_token_reused",
+                ErrorCode::RefreshTokenReused,
                 "refresh token already used; this device has been signed out",
             ));
         }
@@ -266,13 +235,13 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
         .get_device(&record.user_id, &record.device_id)?
         .filter(|d| d.accepts(record.session))
         .ok_or_else(|| {
-            ApiError::unauthorized("device_revoked", "this device's session has ended")
+            ApiError::unauthorized(ErrorCode::DeviceRevoked, "this device's session has ended")
         })?;
     let user = state
         .store
         .get_user(&record.user_id)?
         .filter(|u| u.user.active)
-        .ok_or_else(|| ApiError::unauthorized("user_inactive", "account is not active"))?;
+        .ok_or_else(|| ApiError::unauthorized(ErrorCode::UserInactive, "account is not active"))?;
     let granted = grant(state, user.user, &device, now_ms, successor)?;
     // The spent token remembers its successor, so a retry can tell whether that was used.
     state.store.put_refresh_token(&RefreshRecord {

@@ -12,6 +12,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{get, head, post, put, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use sync_core::api_types::ErrorCode;
 use sync_core::doc::{DocKind, IssueDoc, NewIssue};
 use sync_core::geo::distance_to_geometry_m;
 use sync_core::model::{Asset, Geometry, PhotoRef, PhotoRole, Role, Severity, System, User};
@@ -35,7 +36,7 @@ const MAX_PHONE_CHARS: usize = 20;
 
 fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(ErrorBody {
-        error: code.into(),
+        error: ErrorCode::from_wire(code),
         message: message.into(),
     })
 }
@@ -66,7 +67,7 @@ fn rate_limited(code: &str, message: &str, retry_after_secs: u64) -> HttpRespons
     HttpResponse::TooManyRequests()
         .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
         .json(ErrorBody {
-            error: code.into(),
+            error: ErrorCode::from_wire(code),
             message: format!("{message}; retry in {retry_after_secs} s"),
         })
 }
@@ -399,7 +400,7 @@ pub async fn put_public_photo(
             return Ok(HttpResponse::Conflict()
                 .insert_header((crate::api::blobs::UPLOAD_OFFSET, held.to_string()))
                 .json(ErrorBody {
-                    error: "offset_mismatch".into(),
+                    error: ErrorCode::OffsetMismatch,
                     message: format!("chunk starts at byte {first}, but {held} bytes are held"),
                 }))
         }

@@ -180,7 +180,7 @@ pub fn record_issue(
     let damaged = |e: sync_core::doc::DocError| ApiError::Internal(e.to_string());
     let mut issue = IssueDoc::report(server_actor(), reporter, PUBLIC_DEVICE, now_ms, new)
         .map_err(|e| ApiError::Unprocessable {
-            code: "not_reportable",
+            code: sync_core::api_types::ErrorCode::NotReportable,
             message: e.to_string(),
         })?;
     issue.set_source(source).map_err(damaged)?;

@@ -628,3 +628,59 @@ async fn a_web_action_replayed_with_its_idempotency_key_happens_once() {
     assert_eq!(timeline_len().await, before + 3);
     s.stop().await;
 }
+
+/// A note may be left out of a rectification, a verification or an escalation (the schema
+/// lists it as optional, and the server takes the action without it); a reason may not.
+#[actix_web::test]
+async fn notes_may_be_left_out_of_a_web_action() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let handler = s.token(HANDLER, "handler-pc").await;
+    let reported = demo_issue(&s, &sup, "河面漂浮生活垃圾").await;
+    let id = reported["id"].as_str().unwrap();
+    let events = format!("/api/v1/issues/{id}/events");
+    let deadline = now_ms() + 7 * DAY;
+    let steps = [
+        (&sup, json!({"kind": "accepted"}), "accepted"),
+        (
+            &sup,
+            json!({"kind": "assigned", "assignee": {"department": "区水务局"}, "deadline_ms": deadline}),
+            "assigned",
+        ),
+        (&sup, json!({"kind": "escalated"}), "assigned"),
+        (
+            &handler,
+            json!({"kind": "rectification_submitted", "photos": ["ab".repeat(32)]}),
+            "submitted",
+        ),
+        (&sup, json!({"kind": "verified"}), "closed"),
+    ];
+    for (token, body, status) in steps {
+        let reply = s.post(&events, token, body.clone()).await;
+        assert_eq!(reply.status.as_u16(), 201, "{body} → {}", reply.body);
+        assert_eq!(reply.body["status"], status, "{body}");
+    }
+    // A reopening without its reason is not a workflow action at all.
+    s.post(&events, &sup, json!({"kind": "reopened"}))
+        .await
+        .expect_error(400, "bad_request");
+
+    // The schema says the same: `note` is optional where the server takes it so, `reason` is not.
+    let spec = s.request("GET", "/openapi.json", None, None).await;
+    let action = &spec.expect_ok()["components"]["schemas"]["Action"];
+    let variants = action["oneOf"]
+        .as_array()
+        .expect("Action is one of its kinds");
+    let required = |kind: &str| -> Vec<String> {
+        let variant = variants
+            .iter()
+            .find(|v| v["properties"]["kind"]["enum"][0] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {action}"));
+        serde_json::from_value(variant["required"].clone()).unwrap()
+    };
+    for kind in ["verified", "escalated", "rectification_submitted"] {
+        assert!(!required(kind).contains(&"note".to_owned()), "{kind}");
+    }
+    assert!(required("rejected").contains(&"reason".to_owned()));
+    assert!(required("rectification_submitted").contains(&"photos".to_owned()));
+}

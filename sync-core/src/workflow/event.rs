@@ -18,6 +18,7 @@ pub const SERVER_DEVICES: [&str; 3] = [WEB_DEVICE, DEADLINE_JOB_DEVICE, PUBLIC_D
 
 /// Who is told to rectify an issue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Assignee {
     /// A responsible department (e.g. 区水务局); any handler of that department acts for it.
@@ -35,8 +36,11 @@ impl Assignee {
     }
 }
 
-/// What an event does, with its payload.
+/// What an event does, with its payload. A note (of a rectification, a verification or an
+/// escalation) may be left out: it is then empty. Reasons, comment texts and the original of a
+/// duplicate must hold more than blanks (`check`); the schema says so with `pattern`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     Reported,
@@ -46,32 +50,50 @@ pub enum Action {
         deadline_ms: i64,
     },
     RectificationSubmitted {
+        #[serde(default)]
         note: String,
         /// SHA-256 (lower-case hex) of the after photos.
+        #[cfg_attr(
+            feature = "openapi",
+            schema(min_items = 1, inline, value_type = Vec<Sha256Hex>)
+        )]
         photos: Vec<String>,
     },
     Verified {
+        #[serde(default)]
         note: String,
     },
     Rejected {
+        #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
         reason: String,
     },
     Invalidated {
+        #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
         reason: String,
     },
     DuplicateOf {
+        #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
         issue: String,
     },
     Escalated {
+        #[serde(default)]
         note: String,
     },
     Reopened {
+        #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
         reason: String,
     },
     Comment {
+        #[cfg_attr(feature = "openapi", schema(pattern = r"\S"))]
         text: String,
     },
 }
+
+/// A photo's name in the API's schema: its SHA-256 in 64 lower-case hex digits.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^[0-9a-f]{64}$")]
+pub struct Sha256Hex(#[allow(dead_code)] String);
 
 impl Action {
     pub fn kind(&self) -> EventKind {
