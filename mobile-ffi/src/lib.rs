@@ -31,6 +31,7 @@ uniffi::setup_scaffolding!("chiefsync");
 
 mod client;
 mod error;
+mod ffi;
 mod http;
 mod issue;
 mod patrol;
@@ -43,12 +44,13 @@ mod upload;
 #[path = "../tests/common/mod.rs"]
 mod test_server;
 
-pub use client::{ClientConfig, Clock, FieldClient, SystemClock};
+pub use client::{ClientConfig, Clock, PhoneApp, SystemClock};
 pub use error::ChiefsyncError;
+pub use ffi::FieldClient;
 pub use sync_core::model::{CheckResult, Level, PhotoRole, Severity, System};
 pub use sync_core::workflow::EventKind;
 pub use types::{
     Asset, AssigneeDraft, Category, CheckEntry, CheckItem, EventDraft, IssueDetail, IssueDraft,
     IssueFilter, IssueStatus, IssueSummary, Me, PatrolFlag, PatrolSummary, PendingUpload, PhotoRef,
-    QuarantinedChange, SyncReport, TimelineItem, UploadStatus,
+    QuarantinedChange, SyncProgress, SyncReport, TimelineItem, UploadStatus,
 };
