@@ -54,7 +54,9 @@ impl FieldClient {
     /// for the server at `server_url`.
     #[uniffi::constructor]
     pub fn new(data_dir: String, server_url: String) -> Result<Arc<Self>> {
-        Ok(Arc::new(FieldClient(Arc::new(PhoneApp::new(data_dir, server_url)?))))
+        Ok(Arc::new(FieldClient(Arc::new(PhoneApp::new(
+            data_dir, server_url,
+        )?))))
     }
 
     /// Signs in on this device and downloads the jurisdiction's reference data. Network.

@@ -27,7 +27,9 @@ fn kotlinc() -> Option<PathBuf> {
         return Some(PathBuf::from(path));
     }
     let npm = Path::new(KOTLIN_DIR).join("node_modules/kotlin-compiler");
-    npm.join("bin/kotlinc").exists().then_some(npm.join("bin/kotlinc"))
+    npm.join("bin/kotlinc")
+        .exists()
+        .then_some(npm.join("bin/kotlinc"))
 }
 
 /// The JDK kotlinc compiles against: `JAVA_HOME`, else the one `javac` on the PATH belongs to.
@@ -149,6 +151,23 @@ fn common_photo(dir: &Path) -> PathBuf {
     });
     picture.save(&path).expect("write the camera photo");
     path
+}
+
+/// The name check fails on an export that shadows a runtime name, as `System` once did.
+#[test]
+fn the_name_check_refuses_an_export_called_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("chiefsync.kt");
+    let exports = "FfiConverterTypeFieldClient FfiConverterTypeChiefSystem";
+    std::fs::write(&fake, exports).unwrap();
+    bindgen::assert_no_reserved_names(&fake);
+    std::fs::write(&fake, format!("{exports} FfiConverterTypeSystem")).unwrap();
+    let refused = std::panic::catch_unwind(|| bindgen::assert_no_reserved_names(&fake));
+    let message = *refused
+        .expect_err("an export called System is refused")
+        .downcast::<String>()
+        .unwrap();
+    assert!(message.contains("\"System\""), "{message}");
 }
 
 /// The README's Kotlin example is `kotlin/Example.kt`, which the test above compiles and runs:

@@ -40,7 +40,10 @@ fn python_drives_a_chief_and_a_supervisor_against_a_real_server() {
         .exists());
     assert!(dir.path().join("swift/chiefsync.swift").exists());
     // Every exported name compiles in every binding language.
-    for generated in ["kotlin/uniffi/chiefsync/chiefsync.kt", "swift/chiefsync.swift"] {
+    for generated in [
+        "kotlin/uniffi/chiefsync/chiefsync.kt",
+        "swift/chiefsync.swift",
+    ] {
         bindgen::assert_no_reserved_names(&dir.path().join(generated));
     }
     assert!(dir.path().join("swift/chiefsyncFFI.h").exists());

@@ -58,6 +58,7 @@ pub fn generate(library: &Path, language: &str, out: &Path) {
 /// Names an exported type must not take: what Kotlin (with `java.lang`, imported into every
 /// Kotlin file) and Swift name without an import, and what UniFFI's templates declare or call.
 /// A record called `System` made the generated `chiefsync.kt` fail to compile.
+#[rustfmt::skip]
 pub const RESERVED: &[&str] = &[
     // Kotlin and the JVM (kotlin.*, kotlin.collections.*, java.lang.*).
     "Any", "Unit", "Nothing", "String", "Int", "Long", "Short", "Byte", "Char", "Boolean",
@@ -81,8 +82,8 @@ pub const RESERVED: &[&str] = &[
 /// The exported types of generated bindings, by the converter UniFFI writes for each one
 /// (`FfiConverterTypeAsset` for `Asset`), in Kotlin, Swift and Python alike.
 pub fn exported_types(bindings: &Path) -> BTreeSet<String> {
-    let source = std::fs::read_to_string(bindings)
-        .unwrap_or_else(|e| panic!("{}: {e}", bindings.display()));
+    let source =
+        std::fs::read_to_string(bindings).unwrap_or_else(|e| panic!("{}: {e}", bindings.display()));
     let mut names = BTreeSet::new();
     for (i, _) in source.match_indices("FfiConverterType") {
         let name: String = source[i + "FfiConverterType".len()..]

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mobile_ffi::{
-    AssigneeDraft, CheckResult, ClientConfig, Clock, EventDraft, IssueDraft,
-    IssueFilter, PhoneApp, PhotoRole, Severity,
+    AssigneeDraft, CheckResult, ClientConfig, Clock, EventDraft, IssueDraft, IssueFilter, PhoneApp,
+    PhotoRole, Severity,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
