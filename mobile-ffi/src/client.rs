@@ -1,4 +1,5 @@
-//! `FieldClient`: one phone's ChiefSync, the object the apps hold.
+//! `PhoneApp`: one phone's ChiefSync, the application layer the apps reach through
+//! [`crate::FieldClient`] and Rust programs (the field simulator, the tests' phones) use directly.
 //!
 //! It owns the device store (sled, in the app's data directory), the prepared photos beside it,
 //! the signed-in session and the reference data of the user's jurisdiction. Patrols
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use automerge::ActorId;
-use sync_core::client::{ClientError, SyncClient, Transport};
+use sync_core::client::SyncClient;
 use sync_core::doc::{self, DocKind, IssueDoc, PatrolDoc, Record};
 use sync_core::photo::PrepareOptions;
 use sync_core::store::LocalStore;
@@ -23,7 +24,8 @@ use crate::http::Api;
 use crate::patrol::PendingTrack;
 use crate::session::{Account, Session};
 use crate::types::{
-    Asset, Category, CheckItem, LocalFacts, Me, PendingUpload, QuarantinedChange, SyncReport,
+    Asset, Category, CheckItem, LocalFacts, Me, PendingUpload, QuarantinedChange, SyncProgress,
+    SyncReport,
 };
 use crate::upload;
 
@@ -46,7 +48,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// How a `FieldClient` is opened from Rust (the apps use the constructor with defaults).
+/// How a phone is opened from Rust (the apps use `FieldClient`'s constructor with defaults).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The app's private data directory; the store lives in `store/`, photos in `photos/`.
@@ -69,9 +71,9 @@ impl ClientConfig {
 }
 
 /// One phone: its store, its session and its way to the server. `Send + Sync`; share it in an
-/// `Arc` (the constructors return one).
-#[derive(Debug, uniffi::Object)]
-pub struct FieldClient {
+/// `Arc`.
+#[derive(Debug)]
+pub struct PhoneApp {
     pub(crate) store: Arc<LocalStore>,
     pub(crate) account: Account,
     pub(crate) photo_dir: PathBuf,
@@ -81,6 +83,13 @@ pub struct FieldClient {
     docs: Mutex<()>,
     /// Track points not yet in their patrol document, by patrol id (also kept in the store).
     pub(crate) tracks: Mutex<HashMap<String, PendingTrack>>,
+    /// How far the running (or last) sync is.
+    progress: Mutex<SyncProgress>,
+}
+
+/// A count for the apps' records, which carry `u32`.
+pub(crate) fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,33 +98,13 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The sync engine's way to the server: `POST /sync` with the session's token. Keeps the
-/// typed error of a failed round trip, which the engine's own error type cannot carry.
-struct HttpTransport<'a> {
-    account: &'a Account,
-    failure: Option<ChiefsyncError>,
-}
-
-impl Transport for HttpTransport<'_> {
-    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        let account = self.account;
-        account
-            .authorized(|token| account.api().sync(token, &body))
-            .map_err(|err| {
-                let detail = err.to_string();
-                self.failure = Some(err);
-                ClientError::Transport(detail)
-            })
-    }
-}
-
-impl FieldClient {
+impl PhoneApp {
     /// Opens (or creates) the phone's store under `config.data_dir`.
-    pub fn open(config: ClientConfig) -> Result<Arc<Self>> {
+    pub fn open(config: ClientConfig) -> Result<Self> {
         let api = Api::new(&config.server_url)?;
         let store = Arc::new(LocalStore::open(config.data_dir.join("store"))?);
         let account = Account::open(store.clone(), api)?;
-        Ok(Arc::new(FieldClient {
+        Ok(PhoneApp {
             store,
             account,
             photo_dir: config.data_dir.join("photos"),
@@ -123,7 +112,8 @@ impl FieldClient {
             photos: config.photos,
             docs: Mutex::new(()),
             tracks: Mutex::new(HashMap::new()),
-        }))
+            progress: Mutex::new(SyncProgress::default()),
+        })
     }
 
     /// The device store, for Rust callers that inspect it (the simulator, tests).
@@ -188,7 +178,6 @@ impl FieldClient {
 
     /// What the device knows about a record beyond its document.
     pub(crate) fn local_facts(&self, id: &str) -> Result<LocalFacts> {
-        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(LocalFacts {
             photos_pending: count(self.store.pending_for(id)?.len()),
             quarantined: count(self.store.quarantined_for(id)?.len()),
@@ -197,12 +186,10 @@ impl FieldClient {
     }
 }
 
-#[uniffi::export]
-impl FieldClient {
+impl PhoneApp {
     /// Opens (or creates) the phone's store in `data_dir` (the app's private files directory)
     /// for the server at `server_url`.
-    #[uniffi::constructor]
-    pub fn new(data_dir: String, server_url: String) -> Result<Arc<Self>> {
+    pub fn new(data_dir: String, server_url: String) -> Result<Self> {
         if data_dir.trim().is_empty() {
             return Err(ChiefsyncError::invalid("data_dir is empty"));
         }
@@ -291,15 +278,26 @@ impl FieldClient {
     pub fn sync(&self) -> Result<SyncReport> {
         self.account.signed_in()?;
         let now = self.now();
-        let mut report = {
-            let _docs = self.lock_docs();
-            let mut transport = HttpTransport {
-                account: &self.account,
-                failure: None,
-            };
-            match SyncClient::new(&self.store).sync(&mut transport, now) {
-                Ok(report) => SyncReport::of(&report),
-                Err(err) => return Err(transport.failure.take().unwrap_or_else(|| err.into())),
+        let docs_total = count(SyncClient::new(&self.store).dirty()?.len());
+        self.set_progress(|p| {
+            *p = SyncProgress {
+                running: true,
+                docs_total,
+                ..SyncProgress::default()
+            }
+        });
+        let synced = self.sync_documents(now);
+        self.set_progress(|p| {
+            if let Ok(report) = &synced {
+                p.docs_sent = count(report.docs_sent);
+                p.docs_total = p.docs_total.max(p.docs_sent);
+            }
+        });
+        let mut report = match synced {
+            Ok(report) => SyncReport::of(&report),
+            Err(err) => {
+                self.set_progress(|p| p.running = false);
+                return Err(err);
             }
         };
         match self.account.refresh_reference() {
@@ -307,7 +305,30 @@ impl FieldClient {
             Err(err) => report.errors.push(format!("reference data: {err}")),
         }
         upload::upload_due(self, now, &mut report);
+        self.set_progress(|p| p.running = false);
         Ok(report)
+    }
+
+    /// How far the running (or last) sync is.
+    pub fn sync_progress(&self) -> SyncProgress {
+        lock(&self.progress).clone()
+    }
+
+    pub(crate) fn set_progress(&self, update: impl FnOnce(&mut SyncProgress)) {
+        update(&mut lock(&self.progress));
+    }
+
+    /// The documents' part of [`Self::sync`] at `now_ms`: every local change up, the
+    /// jurisdiction's changes down, with the engine's own figures. The round trip's error is
+    /// the phone's typed error (network, server, session), as the app sees it.
+    pub fn sync_documents(&self, now_ms: i64) -> Result<sync_core::client::SyncReport> {
+        self.account.signed_in()?;
+        let _docs = self.lock_docs();
+        let account = &self.account;
+        SyncClient::new(&self.store).sync_with(
+            |body| account.authorized(|token| account.api().sync(token, &body)),
+            now_ms,
+        )
     }
 
     /// Photos the server does not have yet (waiting, uploading or refused), for the upload

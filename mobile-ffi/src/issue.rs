@@ -12,13 +12,13 @@ use sync_core::doc::{self, DocKind, NewIssue};
 use sync_core::model::PhotoRole;
 use sync_core::workflow::{self, IssueContext};
 
-use crate::client::FieldClient;
+use crate::client::PhoneApp;
 use crate::error::{ChiefsyncError, Result};
 use crate::types::{
     check_position, EventDraft, IssueDetail, IssueFilter, IssueSummary, PhotoRef, TimelineItem,
 };
 
-impl FieldClient {
+impl PhoneApp {
     fn issue_detail(&self, issue_id: &str) -> Result<IssueDetail> {
         let doc = self.issue_doc(issue_id, None)?;
         let issue = doc.view()?;
@@ -49,8 +49,7 @@ impl FieldClient {
     }
 }
 
-#[uniffi::export]
-impl FieldClient {
+impl PhoneApp {
     /// Reports a problem now (offline is fine); returns the issue id. The asset decides the
     /// system and division; a patrol named in the draft lists the issue too.
     pub fn report_issue(&self, draft: crate::types::IssueDraft) -> Result<String> {

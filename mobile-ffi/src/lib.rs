@@ -1,15 +1,18 @@
 //! ChiefSync on the phone: the library the Android (Kotlin) and iOS (Swift) apps call, through
 //! UniFFI bindings generated from this crate (namespace `chiefsync`).
 //!
-//! It is a thin façade over sync-core: [`FieldClient`] opens the device store, signs in,
-//! records patrols and issues, attaches photos and syncs; every rule it applies is sync-core's.
-//! What lives here and nowhere else is the phone's HTTP (`http`), the session and reference
-//! data it keeps (`session`), the photo upload loop (`upload`) and the conversion of every
-//! sync-core error into the one [`ChiefsyncError`] the apps see (`error`). No call panics across
-//! the boundary: foreign input is checked and every failure is a typed error.
+//! It is a thin façade over sync-core: [`PhoneApp`], the phone's application layer, opens the
+//! device store, signs in, records patrols and issues, attaches photos and syncs; every rule it
+//! applies is sync-core's. [`FieldClient`], the object the apps hold, is a handle on it whose
+//! exports pass each call on in one line (`ffi`). What lives here and nowhere else is the
+//! phone's HTTP (`http`), the session and reference data it keeps (`session`), the photo upload
+//! loop (`upload`) and the conversion of every sync-core error into the one [`ChiefsyncError`]
+//! the apps see (`error`). No call panics across the boundary: foreign input is checked and
+//! every failure is a typed error. Exported names are chosen so that they compile in Kotlin
+//! and Swift: sync-core's `System` is `ChiefSystem` to the apps.
 //!
-//! Rust programs (the field simulator, tests) use the same [`FieldClient`] directly, with
-//! [`FieldClient::open`] and a [`ClientConfig`] that can bring its own [`Clock`].
+//! Rust programs (the field simulator, tests) use [`PhoneApp`] directly, opened with a
+//! [`ClientConfig`] that can bring its own [`Clock`].
 //!
 //! ```no_run
 //! use mobile_ffi::{CheckResult, FieldClient};
@@ -31,6 +34,7 @@ uniffi::setup_scaffolding!("chiefsync");
 
 mod client;
 mod error;
+mod ffi;
 mod http;
 mod issue;
 mod patrol;
@@ -43,12 +47,13 @@ mod upload;
 #[path = "../tests/common/mod.rs"]
 mod test_server;
 
-pub use client::{ClientConfig, Clock, FieldClient, SystemClock};
+pub use client::{ClientConfig, Clock, PhoneApp, SystemClock};
 pub use error::ChiefsyncError;
+pub use ffi::FieldClient;
 pub use sync_core::model::{CheckResult, Level, PhotoRole, Severity, System};
 pub use sync_core::workflow::EventKind;
 pub use types::{
     Asset, AssigneeDraft, Category, CheckEntry, CheckItem, EventDraft, IssueDetail, IssueDraft,
     IssueFilter, IssueStatus, IssueSummary, Me, PatrolFlag, PatrolSummary, PendingUpload, PhotoRef,
-    QuarantinedChange, SyncReport, TimelineItem, UploadStatus,
+    QuarantinedChange, SyncProgress, SyncReport, TimelineItem, UploadStatus,
 };

@@ -15,7 +15,7 @@ use sync_core::doc::{DocKind, NewPatrol, Patrol, PatrolDoc};
 use sync_core::model::{CheckResult, Provider, Role, TrackPoint};
 use sync_core::track::{self, CHANGE_POINTS};
 
-use crate::client::{lock, FieldClient};
+use crate::client::{lock, PhoneApp};
 use crate::error::{ChiefsyncError, Result};
 use crate::session::Session;
 use crate::types::{check_position, PatrolSummary};
@@ -59,7 +59,7 @@ impl PendingTrack {
     }
 }
 
-impl FieldClient {
+impl PhoneApp {
     /// The patrol's buffered points, recovered from the store on first use after a restart.
     fn pending_track(&self, patrol_id: &str) -> Result<PendingTrack> {
         let doc = self.patrol_doc(patrol_id, None)?;
@@ -168,8 +168,7 @@ impl FieldClient {
     }
 }
 
-#[uniffi::export]
-impl FieldClient {
+impl PhoneApp {
     /// Starts a patrol of one of the chief's assets now; returns the patrol id.
     pub fn start_patrol(&self, asset_id: String) -> Result<String> {
         let session = self.chief()?;
@@ -199,7 +198,6 @@ impl FieldClient {
     /// OS's name for its source (`"gps"`, `"network"`, `"fused"`, `"passive"`; `"accessory"` for
     /// iOS's `isProducedByAccessory`; anything else is recorded as unknown). A patrol with mock
     /// fixes does not count, and says which share of its fixes were mock.
-    #[uniffi::method(default(mock = false, provider = ""))]
     #[allow(clippy::too_many_arguments)]
     pub fn add_track_point(
         &self,
@@ -308,7 +306,6 @@ impl FieldClient {
 mod tests {
     use super::*;
     use crate::client::ClientConfig;
-    use std::sync::Arc;
     use sync_core::doc::Record;
 
     const T0: i64 = 1_764_291_600_000;
@@ -317,11 +314,11 @@ mod tests {
         track::walking_track(36.70, 117.00, T0, n, 3)
     }
 
-    fn open(dir: &std::path::Path, base: &str) -> Arc<FieldClient> {
-        FieldClient::open(ClientConfig::new(dir, base)).unwrap()
+    fn open(dir: &std::path::Path, base: &str) -> PhoneApp {
+        PhoneApp::open(ClientConfig::new(dir, base)).unwrap()
     }
 
-    fn add(phone: &FieldClient, patrol: &str, points: &[TrackPoint]) {
+    fn add(phone: &PhoneApp, patrol: &str, points: &[TrackPoint]) {
         for p in points {
             phone
                 .add_track_point(

@@ -13,8 +13,10 @@ use sync_core::workflow::{Action, Assignee, EventKind, IssueState, TimelineEntry
 
 use crate::error::{ChiefsyncError, Result};
 
-/// River, forest or field (河长制, 林长制, 田长制).
+/// River, forest or field (河长制, 林长制, 田长制). Apps see it as `ChiefSystem`: `System` would
+/// shadow `java.lang.System` in Kotlin (and UniFFI's own Kotlin calls `System.getProperty`).
 #[uniffi::remote(Enum)]
+#[uniffi(name = "ChiefSystem")]
 pub enum System {
     River,
     Forest,
@@ -617,4 +619,20 @@ impl From<sync_core::store::QuarantinedChange> for QuarantinedChange {
 /// Checks a coordinate from the phone's location service (`sync_core::geo::check_position`).
 pub(crate) fn check_position(lat: f64, lon: f64) -> Result<()> {
     sync_core::geo::check_position([lon, lat]).map_err(|e| ChiefsyncError::invalid(e.to_string()))
+}
+
+/// How far a sync is, for the app's progress bar: documents, then photos (and their bytes),
+/// sent of how many. Read it with `sync_progress()` from another thread while `sync()` runs;
+/// after the sync it keeps the last sync's figures with `running` false.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct SyncProgress {
+    pub running: bool,
+    /// Records with local changes when the sync began, and how many of them were sent.
+    pub docs_total: u32,
+    pub docs_sent: u32,
+    /// Photos due for upload when the photo phase began, and how many are on the server.
+    pub photos_total: u32,
+    pub photos_sent: u32,
+    pub photo_bytes_total: u64,
+    pub photo_bytes_sent: u64,
 }

@@ -11,7 +11,7 @@ use std::fs;
 use sync_core::photo::sha256_hex;
 use sync_core::store::{OutboxEntry, UploadState};
 
-use crate::client::FieldClient;
+use crate::client::PhoneApp;
 use crate::error::{ChiefsyncError, Result};
 use crate::http::{BlobHead, PutOutcome};
 use crate::types::SyncReport;
@@ -30,7 +30,7 @@ enum Upload {
 }
 
 /// Uploads every photo that is due, in the outbox's order, and counts what happened.
-pub(crate) fn upload_due(client: &FieldClient, now_ms: i64, report: &mut SyncReport) {
+pub(crate) fn upload_due(client: &PhoneApp, now_ms: i64, report: &mut SyncReport) {
     let due = match client.store.due_uploads(now_ms) {
         Ok(due) => due,
         Err(err) => {
@@ -38,8 +38,15 @@ pub(crate) fn upload_due(client: &FieldClient, now_ms: i64, report: &mut SyncRep
             return;
         }
     };
+    client.set_progress(|p| {
+        p.photos_total = crate::client::count(due.len());
+        p.photo_bytes_total = due.iter().map(|e| e.size).sum();
+    });
+    // Bytes of the photos already on the server in this sync; the photo being sent adds its
+    // offset as its chunks go up.
+    let mut done_bytes = 0;
     for entry in due {
-        let outcome = upload_one(client, &entry).and_then(|outcome| {
+        let outcome = upload_one(client, &entry, done_bytes).and_then(|outcome| {
             match &outcome {
                 Upload::Done(_) => client.store.mark_done(&entry.sha256)?,
                 Upload::Refused(reason) => client.store.mark_refused(&entry.sha256, reason)?,
@@ -51,6 +58,11 @@ pub(crate) fn upload_due(client: &FieldClient, now_ms: i64, report: &mut SyncRep
             Ok(Upload::Done(sent)) => {
                 report.photos_uploaded += 1;
                 report.photo_bytes_up += sent;
+                done_bytes += entry.size;
+                client.set_progress(|p| {
+                    p.photos_sent += 1;
+                    p.photo_bytes_sent = done_bytes;
+                });
             }
             Ok(Upload::Refused(reason)) => {
                 report.photos_refused += 1;
@@ -95,7 +107,8 @@ pub(crate) fn upload_due(client: &FieldClient, now_ms: i64, report: &mut SyncRep
     };
 }
 
-fn upload_one(client: &FieldClient, entry: &OutboxEntry) -> Result<Upload> {
+fn upload_one(client: &PhoneApp, entry: &OutboxEntry, done_bytes: u64) -> Result<Upload> {
+    let progress = |offset: u64| client.set_progress(|p| p.photo_bytes_sent = done_bytes + offset);
     let account = &client.account;
     let api = account.api();
     let sha = entry.sha256.as_str();
@@ -141,6 +154,7 @@ fn upload_one(client: &FieldClient, entry: &OutboxEntry) -> Result<Upload> {
                 offset = held;
                 resynced = false;
                 client.store.mark_progress(sha, offset)?;
+                progress(offset);
             }
             PutOutcome::Stored(_) | PutOutcome::OffsetMismatch if !resynced => {
                 // The server kept less (or more) than we thought: ask once where to go on.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mobile_ffi::{ChiefsyncError, ClientConfig, Clock, FieldClient};
+use mobile_ffi::{ChiefsyncError, ClientConfig, Clock, FieldClient, SyncProgress};
 
 const T0: i64 = 1_764_291_600_000;
 
@@ -161,6 +161,10 @@ fn an_unreachable_server_is_a_network_error_and_the_work_stays() {
         Err(ChiefsyncError::Network { .. })
     ));
     assert!(!offline.patrol(patrol.clone()).unwrap().synced);
+    // The progress bar shows the sync ended with the patrol still to send.
+    let progress = offline.sync_progress();
+    assert!(!progress.running, "{progress:?}");
+    assert_eq!((progress.docs_sent, progress.docs_total), (0, 1));
     drop(offline);
 
     let online = FieldClient::open(ClientConfig::new(dir.path().join("phone"), &base)).unwrap();
@@ -258,6 +262,19 @@ fn a_handler_rectifies_with_an_after_photo_from_the_phone() {
         "{report:?}"
     );
     assert!(handler.quarantine().unwrap().is_empty());
+    // What the progress bar showed last: the event's issue and the photo, all sent.
+    assert_eq!(
+        handler.sync_progress(),
+        SyncProgress {
+            running: false,
+            docs_total: 1,
+            docs_sent: 1,
+            photos_total: 1,
+            photos_sent: 1,
+            photo_bytes_total: photo.bytes,
+            photo_bytes_sent: photo.bytes,
+        }
+    );
 
     office.sync().unwrap();
     let seen = office.issue(issue).unwrap();

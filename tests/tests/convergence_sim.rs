@@ -33,7 +33,7 @@ use std::time::Instant;
 use automerge::AutoCommit;
 use server::storage::{SledStore, Store, UserRecord};
 use sync_core::authz::in_scope;
-use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
+use sync_core::client::{ClientError, Outgoing, SyncClient, SyncReport, Transport};
 use sync_core::doc::{actor_for, DocKind, DocView, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
 use sync_core::hub::{Caller, DocumentStore, Hub};
 use sync_core::model::{
@@ -193,7 +193,7 @@ struct Phone {
     caller: Caller,
     store: LocalStore,
     /// The request awaiting its response: (attempt, request, tick after which it is given up).
-    waiting: Option<(u64, SyncRequest, u64)>,
+    waiting: Option<(u64, Outgoing, u64)>,
     /// Cut off from the network until this tick.
     offline_until: u64,
 }
@@ -441,7 +441,7 @@ impl World {
     fn start_sync(&mut self, phone: usize) -> Result<(), String> {
         let client = SyncClient::new(&self.phones[phone].store);
         let request = client
-            .build_request()
+            .build_request(now_ms(self.tick))
             .map_err(|e| format!("phone-{phone} build_request: {e}"))?;
         let attempt = self.next_attempt;
         self.next_attempt += 1;

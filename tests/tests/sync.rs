@@ -770,7 +770,7 @@ fn malformed_truncated_and_oversized_bodies_get_4xx_and_change_nothing() {
     let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
     chief.sync(NOW).unwrap();
     new_issue(&chief, "river-thh-01", NOW, "垃圾");
-    let request = chief.client().build_request().unwrap().encode();
+    let request = chief.client().build_request(NOW).unwrap().encode();
     let before = server_heads(&server);
     let head = server.state().store.feed_head().unwrap();
     let token = Some(chief.token.as_str());
@@ -987,7 +987,7 @@ fn an_edit_saved_while_a_sync_is_on_its_way_is_sent_by_the_next_one() {
 
     // The app's background sync builds its request; meanwhile the chief keeps typing.
     let client = chief.client();
-    let request = client.build_request().unwrap();
+    let request = client.build_request(NOW).unwrap();
     let mut issue = chief.issue(&id).unwrap();
     issue.set_description("护栏损坏，约3米").unwrap();
     chief.save(&mut issue, DocKind::Issue, &id);
@@ -1059,7 +1059,7 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
     ids.insert(20, forged_id.clone());
 
     let client = chief.client();
-    let request = client.build_request().unwrap();
+    let request = client.build_request(NOW).unwrap();
     assert!(request.docs.len() >= 41, "{} pushed", request.docs.len());
     let reply = phone::post_bytes(
         &server.base,

@@ -94,7 +94,7 @@ def main():
     step("login binds the device's actor and brings the jurisdiction's reference data")
     me = chief.login("demo-chief", "demo")
     assert me.username == "demo-chief" and me.role == "chief", me
-    assert me.system == cs.System.RIVER and me.level == cs.Level.VILLAGE, me
+    assert me.system == cs.ChiefSystem.RIVER and me.level == cs.Level.VILLAGE, me
     assert len(me.actor_id) == 32, me.actor_id
     assets = [a for a in chief.assets() if a.id in me.assets]
     assert assets, "the chief's river segments are in the reference data"

@@ -2,8 +2,9 @@
 //! and the tests alike.
 //!
 //! It opens no connection itself: [`SyncClient::build_request`] reads the local store and
-//! produces a [`SyncRequest`]; [`SyncClient::apply_response`] writes what the server sent back into the
-//! store; [`SyncClient::sync`] drives both over any [`Transport`] (the app's HTTP client).
+//! produces the [`SyncRequest`] to send; [`SyncClient::apply_response`] writes what the server
+//! sent back into the store; [`SyncClient::sync`] is exactly these two in a loop over any
+//! [`Transport`] (the app's HTTP client).
 //! Per document the store keeps the server heads the device last received; a document edited
 //! locally is marked dirty until the server has acknowledged its changes. Changes the server
 //! refuses are moved into the store's quarantine and the document is realigned with the
@@ -98,6 +99,24 @@ struct Built {
 
 /// The phone's sync engine over its [`LocalStore`]: saves local edits, builds requests,
 /// applies answers. Holds no state of its own; everything lives in the store.
+/// A request [`SyncClient::build_request`] made, with what building it saw, for
+/// [`SyncClient::apply_response`]. Derefs to the [`SyncRequest`] to send.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub request: SyncRequest,
+    built: Built,
+    /// Local changes held back (quarantined) before the request was built.
+    pub held_back: usize,
+}
+
+impl std::ops::Deref for Outgoing {
+    type Target = SyncRequest;
+
+    fn deref(&self) -> &SyncRequest {
+        &self.request
+    }
+}
+
 #[derive(Debug)]
 pub struct SyncClient<'a> {
     store: &'a LocalStore,
@@ -210,16 +229,23 @@ impl<'a> SyncClient<'a> {
             .collect())
     }
 
-    /// The request for the next round trip: every dirty document's changes since the server
-    /// heads the device last received.
-    pub fn build_request(&self) -> Result<SyncRequest, ClientError> {
-        Ok(self.build(None)?.0)
+    /// The next round trip, as [`Self::sync`] makes it: every dirty document's changes since
+    /// the server heads the device last received, after the changes the server would refuse by
+    /// its limits are held back (as [`Self::hold_back_oversized`]). Send
+    /// `outgoing.encode()`, then hand the answer to [`Self::apply_response`].
+    pub fn build_request(&self, now_ms: i64) -> Result<Outgoing, ClientError> {
+        let (request, built, held_back) = self.build(now_ms)?;
+        Ok(Outgoing {
+            request,
+            built,
+            held_back,
+        })
     }
 
-    /// Builds the request, reading each dirty document once. With `hold_back_at`, changes the
-    /// server would refuse by its limits are first taken out of the way (as
-    /// [`Self::hold_back_oversized`]); returns how many were.
-    fn build(&self, hold_back_at: Option<i64>) -> Result<(SyncRequest, Built, usize), ClientError> {
+    /// Builds the request, reading each dirty document once. Changes the server would refuse by
+    /// its limits are first taken out of the way (as [`Self::hold_back_oversized`]); returns how
+    /// many were.
+    fn build(&self, now_ms: i64) -> Result<(SyncRequest, Built, usize), ClientError> {
         let mut docs = Vec::new();
         let mut ops = 0usize;
         let mut built = Built::default();
@@ -233,17 +259,15 @@ impl<'a> SyncClient<'a> {
             };
             let server_heads = self.server_heads(&doc_id)?;
             let mut changes = doc.get_changes(&server_heads);
-            if let Some(now_ms) = hold_back_at {
-                let held = self.hold_back(&doc_id, &changes, now_ms)?;
-                if held > 0 {
-                    held_back += held;
-                    stat = self.store.doc_stat(&doc_id)?;
-                    let Some(realigned) = self.load(&doc_id)? else {
-                        continue;
-                    };
-                    doc = realigned;
-                    changes = doc.get_changes(&server_heads);
-                }
+            let held = self.hold_back(&doc_id, &changes, now_ms)?;
+            if held > 0 {
+                held_back += held;
+                stat = self.store.doc_stat(&doc_id)?;
+                let Some(realigned) = self.load(&doc_id)? else {
+                    continue;
+                };
+                doc = realigned;
+                changes = doc.get_changes(&server_heads);
             }
             // A request carries what the server takes in one: the other documents stay marked
             // and go in the next request.
@@ -297,12 +321,18 @@ impl<'a> SyncClient<'a> {
     /// the quarantine, flushed, before the batch that realigns their document.
     pub fn apply_response(
         &self,
-        request: &SyncRequest,
+        outgoing: &Outgoing,
         response: &SyncResponse,
         now_ms: i64,
         report: &mut SyncReport,
     ) -> Result<bool, ClientError> {
-        self.apply(request, None, response, now_ms, report)
+        self.apply(
+            &outgoing.request,
+            Some(&outgoing.built),
+            response,
+            now_ms,
+            report,
+        )
     }
 
     fn apply(
@@ -578,21 +608,29 @@ impl<'a> SyncClient<'a> {
         transport: &mut dyn Transport,
         now_ms: i64,
     ) -> Result<SyncReport, ClientError> {
+        self.sync_with(|body| transport.sync(body), now_ms)
+    }
+
+    /// [`Self::sync`] over a round trip whose failures have their own type (the phone's typed
+    /// network and server errors): they come back as `send` returned them.
+    pub fn sync_with<E: From<ClientError>>(
+        &self,
+        mut send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
+        now_ms: i64,
+    ) -> Result<SyncReport, E> {
         let mut report = SyncReport::default();
         loop {
-            // Oversized local changes are held back once, before the first round trip.
-            let hold_back_at = (report.round_trips == 0).then_some(now_ms);
-            let (request, built, held_back) = self.build(hold_back_at)?;
-            report.refused += held_back;
-            report.docs_sent += request.docs.len();
-            report.changes_sent += request.docs.iter().map(|d| d.changes.len()).sum::<usize>();
-            let body = request.encode();
+            let outgoing = self.build_request(now_ms)?;
+            report.refused += outgoing.held_back;
+            report.docs_sent += outgoing.docs.len();
+            report.changes_sent += outgoing.docs.iter().map(|d| d.changes.len()).sum::<usize>();
+            let body = outgoing.encode();
             report.bytes_up += body.len();
-            let answer = transport.sync(body)?;
+            let answer = send(body)?;
             report.bytes_down += answer.len();
             report.round_trips += 1;
-            let response = SyncResponse::decode(&answer)?;
-            let again = self.apply(&request, Some(&built), &response, now_ms, &mut report)?;
+            let response = SyncResponse::decode(&answer).map_err(ClientError::from)?;
+            let again = self.apply_response(&outgoing, &response, now_ms, &mut report)?;
             if !again || report.round_trips >= MAX_ROUND_TRIPS {
                 return Ok(report);
             }

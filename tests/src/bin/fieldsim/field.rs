@@ -1,6 +1,7 @@
-//! What happens in the field: each person's phone is a `FieldClient` (mobile-ffi, the library
-//! the apps use), driven with a simulated clock. Chiefs patrol offline for days; the office and
-//! the departments then work the reported problems through the loop.
+//! What happens in the field: each person's phone is a `PhoneApp` (mobile-ffi's application
+//! layer, what the apps' `FieldClient` passes every call to), driven with a simulated clock.
+//! Chiefs patrol offline for days; the office and the departments then work the reported
+//! problems through the loop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -8,8 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mobile_ffi::{
-    AssigneeDraft, CheckResult, ClientConfig, Clock, EventDraft, FieldClient, IssueDraft,
-    IssueFilter, PhotoRole, Severity,
+    AssigneeDraft, CheckResult, ClientConfig, Clock, EventDraft, IssueDraft, IssueFilter, PhoneApp,
+    PhotoRole, Severity,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,13 +42,13 @@ impl Clock for SimClock {
     }
 }
 
-/// One person's phone. Its `FieldClient` is opened when the phone is used and closed after
+/// One person's phone. Its `PhoneApp` is opened when the phone is used and closed after
 /// each step of the simulation (`close`), as an app is started and stopped: a thousand open
 /// device stores would hold a thousand caches at once.
 #[derive(Debug)]
 pub struct Phone {
     pub person: Person,
-    client: Mutex<Option<Arc<FieldClient>>>,
+    client: Mutex<Option<Arc<PhoneApp>>>,
     pub clock: Arc<SimClock>,
     /// Set for phones whose first sync loses the server's answer.
     pub relay: Option<Relay>,
@@ -89,15 +90,15 @@ impl Phone {
         Ok(phone)
     }
 
-    /// The phone's `FieldClient`, opened on its store if it is closed.
-    pub fn client(&self) -> Result<Arc<FieldClient>> {
+    /// The phone's `PhoneApp`, opened on its store if it is closed.
+    pub fn client(&self) -> Result<Arc<PhoneApp>> {
         let mut open = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = open.as_ref() {
             return Ok(client.clone());
         }
         let mut config = ClientConfig::new(&self.dir, &self.server_url);
         config.clock = self.clock.clone();
-        let client = FieldClient::open(config).map_err(err)?;
+        let client = Arc::new(PhoneApp::open(config).map_err(err)?);
         *open = Some(client.clone());
         Ok(client)
     }
@@ -271,7 +272,7 @@ fn track(walk: Walk, asset: &Asset, start: i64, rng: &mut StdRng) -> Vec<TrackPo
 /// How GPS fixes reach a patrol document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Recorder {
-    /// Fix by fix through `FieldClient::add_track_point`, each fix flushed to the phone's crash
+    /// Fix by fix through `PhoneApp::add_track_point`, each fix flushed to the phone's crash
     /// buffer before the next: the app's own path, point for point.
     Fix,
     /// Ten minutes of fixes at a time: appended to the patrol document and saved as the app's

@@ -3,10 +3,10 @@
 //! Through the admin API it creates a district's chief hierarchy over the server's systems and
 //! assets (a few district and subdistrict chiefs, most at village level on their own stretch:
 //! see `people`), a supervisor and a department handler per system. Each person's phone is mobile-ffi's
-//! `FieldClient`, exactly as the apps use it, with its own store and a simulated clock. Chiefs
-//! patrol offline for `--days` days (1 Hz tracks along their asset; some too short or driven, and
-//! a `--fabricated` share fabricated: spoofed, sparse, bouncing, backdated, absurdly dated), fill
-//! in check items and report problems with photos. Then every chief's phone
+//! `PhoneApp`, the application layer behind the apps' `FieldClient`, with its own store and a
+//! simulated clock. Chiefs patrol offline for `--days` days (1 Hz tracks along their asset; some
+//! too short or driven, and a `--fabricated` share fabricated: spoofed, sparse, bouncing,
+//! backdated, absurdly dated), fill in check items and report problems with photos. Then every chief's phone
 //! syncs, concurrently and in random order, some losing the server's answer and retrying; the
 //! office accepts and assigns, the departments rectify, the office verifies or rejects; every
 //! phone syncs once more, and each phone's documents are compared with what the server holds in
