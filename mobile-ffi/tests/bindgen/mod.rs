@@ -20,7 +20,16 @@ pub fn built_library() -> PathBuf {
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );
-    let library = profile_dir.join(name);
+    // Built as another crate's dependency, the cdylib stays in `deps/`; built on its own, it is
+    // also copied up beside `deps/`. The newer of the two is this build's.
+    let newest = [profile_dir.join("deps").join(&name), profile_dir.join(&name)]
+        .into_iter()
+        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .max();
+    let library = match newest {
+        Some((_, path)) => path,
+        None => profile_dir.join(&name),
+    };
     if !library.exists() {
         // `cargo test` builds this crate's library only as the tests' rlib and leaves out the
         // cdylib. Ask for it with the same selection `cargo test --workspace` made (libraries,
