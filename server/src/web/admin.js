@@ -18,7 +18,7 @@ const KIND = { chief: "河湖林田长", supervisor: "河长办工作人员", ha
 const OUTCOME = { create: "新增", change: "变更", unchanged: "不变", refused: "拒绝" };
 const CRS = { wgs84: "WGS-84（GPS）", cgcs2000: "CGCS2000（天地图、国土数据）", gcj02: "GCJ-02（高德、腾讯等网络地图）" };
 const ACTION = {
-  roster_create: "名录导入：新增", roster_change: "名录导入：变更", user_create: "新增账号",
+  roster_create: "名录导入：新增", roster_change: "名录导入：变更", roster_deactivate: "名录导入：停用", user_create: "新增账号",
   user_update: "修改账号", password_reset: "重置密码", post_change: "修改职务",
   setup_code_issued: "生成启用码", device_revoke: "吊销设备", asset_create: "新增资产",
   asset_change: "修改资产", division_create: "新增区划", division_change: "修改区划",
@@ -269,6 +269,8 @@ ROUTES.people = async () => {
   const count = el("span", { id: "people-count" });
   const editor = el("div", { id: "editor" });
   const codes = el("div", { id: "codes-slot" });
+  const deactivateBox = el("input", { type: "checkbox", id: "roster-deactivate-missing" });
+  const deactivateMissing = el("label", { class: "check" }, deactivateBox, "同时停用名录中没有的人员");
   const draw = () => {
     const q = filter.value.trim();
     const rows = data.people.filter((p) => {
@@ -451,7 +453,26 @@ function planTable(id, report, describe) {
       el("thead", {}, el("tr", {}, el("th", {}, "行"), el("th", {}, "对象"), el("th", {}, "结果"), el("th", {}, "说明"))),
       el("tbody", {}, report.rows.map((r) => el("tr", { "data-outcome": r.outcome, "data-row": r.row },
         el("td", {}, r.row), el("td", {}, r.label), el("td", { class: "outcome" }, OUTCOME[r.outcome]),
-        el("td", {}, r.outcome === "refused" ? r.reasons.join("；") : describe(r), r.warning ? el("div", { class: "warn" }, "⚠ " + r.warning) : null)))))));
+        el("td", {}, r.outcome === "refused" ? r.reasons.join("；") : describe(r), r.warning ? el("div", { class: "warn" }, "⚠ " + r.warning) : null)))))),
+    missingTable(report));
+}
+
+// Chiefs on record a newer roster leaves out: listed for the office to decide; deactivated
+// only when the office ticked the box for it.
+function missingTable(report) {
+  const missing = report.missing || [];
+  if (!missing.length) return null;
+  const gone = missing.filter((m) => m.deactivate).length;
+  const note = gone ? (report.applied ? "以下 " + gone + " 人已停用，其手机端已退出登录。" : "导入时将停用以下 " + gone + " 人。")
+    : "以下人员仍在系统中，本次导入不会停用；如已离任，可勾选“同时停用名录中没有的人员”后重新预检，或在“人员”页逐个停用。";
+  return el("div", { id: "roster-missing", class: "missing" },
+    el("h3", {}, "不在本名录中的河湖林田长（" + missing.length + " 人）"), el("p", { class: "warn" }, note),
+    el("div", { class: "scroll" }, el("table", {},
+      el("thead", {}, el("tr", {}, el("th", {}, "姓名"), el("th", {}, "手机号"), el("th", {}, "现任"), el("th", {}, "处理"))),
+      el("tbody", {}, missing.map((m) => el("tr", { "data-user": m.user_id, "data-deactivate": m.deactivate },
+        el("td", {}, m.display_name), el("td", {}, m.username),
+        el("td", {}, LEVEL[m.role.level] + SYSTEM[m.role.system] + "，" + m.division_name + (m.asset_names.length ? "，负责 " + m.asset_names.join("、") : "")),
+        el("td", {}, m.deactivate ? (report.applied ? "已停用" : "将停用") : "保留")))))));
 }
 
 function describeChief(r) {
@@ -482,6 +503,8 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
   const out = el("div", { id: key + "-out" });
   let checked = null;
   input.addEventListener("change", () => { apply.disabled = true; checked = null; out.replaceChildren(); });
+  // A changed option needs a new dry run: the import does only what was previewed.
+  if (extra) extra.node.addEventListener("change", () => { apply.disabled = true; checked = null; });
   const query = (dryRun) => "?dry_run=" + dryRun + (extra ? "&" + extra.query() : "");
   dry.addEventListener("click", async () => {
     const file = input.files[0];
@@ -491,7 +514,8 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
     try {
       const report = await api("POST", path, file, { query: query(true) });
       out.replaceChildren(planTable(key + "-plan", report, describe));
-      checked = report.summary.refused === 0 && report.summary.create + report.summary.change > 0 ? file : null;
+      const deactivations = (report.missing || []).filter((m) => m.deactivate).length;
+      checked = report.summary.refused === 0 && report.summary.create + report.summary.change + deactivations > 0 ? file : null;
       apply.disabled = !checked;
     } catch (e) { out.replaceChildren(el("p", { class: "error" }, "预检失败：" + e.message)); }
   });
@@ -520,7 +544,8 @@ ROUTES.import = async () => {
       el("div", { class: "toolbar" },
         el("button", { type: "button", id: "download-template", class: "secondary", on: { click: () => download("/admin/roster/template.xlsx", "河长名录模板.xlsx") } }, "下载模板"),
         el("button", { type: "button", id: "export-roster", class: "secondary", on: { click: () => download("/admin/roster/export?format=xlsx", "河长名录.xlsx") } }, "导出当前名录"))),
-    importBlock({ key: "roster", title: "导入河长名录", accept: ".xlsx,.csv", help: "新增的人员不设密码，导入后生成一次性启用码清单，打印交给本人。",
+    importBlock({ key: "roster", title: "导入河长名录", accept: ".xlsx,.csv", help: "新增的人员不设密码，导入后生成一次性启用码清单，打印交给本人。预检会列出系统中有、而本名录没有的河湖林田长（只比较名录涉及的体系）；默认保留，勾选后与本次导入一起停用。",
+      extra: { node: deactivateMissing, ready: () => true, query: () => "deactivate_missing=" + deactivateBox.checked },
       path: "/admin/roster/import", describe: describeChief,
       onApplied: async (report) => { if (report.setup_codes.length) showCodes(codes, report.setup_codes); } }),
     codes,
