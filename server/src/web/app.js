@@ -496,7 +496,7 @@ async function showIssue(id) {
     issue.public && issue.public.not_satisfied ? el("div", { class: "unsatisfied", id: "public-unsatisfied", role: "note" },
       el("strong", {}, "群众回访不满意"),
       el("p", {}, "理由：", issue.public.not_satisfied),
-      el("p", { class: "meta" }, "问题不会因此自动重新打开；请复核整改情况，需要时重新交办。")) : null,
+      el("p", { class: "meta" }, "问题不会因此自动重新打开；请复核整改情况，需要时重新交办。")) : "",
     el("div", { class: "grid2" },
       el("div", { class: "panel" }, el("dl", { class: "facts" },
         el("dt", {}, "类别"), el("dd", {}, categoryName(issue.category), "（", label("system", issue.system), "）"),
@@ -533,7 +533,7 @@ function baseMap(node, options) {
   const map = L.map(node, { zoomSnap: 0.5, attributionControl: true, ...options });
   map.attributionControl.setPrefix('<a href="/web/vendor/LICENSE.leaflet">Leaflet</a>');
   if (DESK.map.tile_url) {
-    L.tileLayer(DESK.map.tile_url, { maxZoom: 18, subdomains: "01234567", attribution: escapeHtml(DESK.map.attribution || "") }).addTo(map);
+    L.tileLayer(DESK.map.tile_url, { maxZoom: 18, maxNativeZoom: DESK.map.max_native_zoom ?? undefined, subdomains: "01234567", attribution: escapeHtml(DESK.map.attribution || "") }).addTo(map);
   } else {
     node.classList.add("plain");
   }

@@ -19,4 +19,5 @@ mod phone;
 mod public;
 mod reference;
 mod stats;
+mod tiles;
 mod tokens;
