@@ -1252,7 +1252,11 @@ async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_a
             .copied()
             .filter(|l| !l.ends_with(&format!(",{username}")))
             .collect();
-        assert_eq!(kept.len() + 1, lines.len(), "{username} is on the roster once");
+        assert_eq!(
+            kept.len() + 1,
+            lines.len(),
+            "{username} is on the roster once"
+        );
         (kept.join("\n") + "\n").into_bytes()
     };
     let newer = without(&gone.username);
@@ -1268,16 +1272,26 @@ async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_a
     // The dry run lists him, with his post; nothing changes.
     let (status, dry) = upload(&s, "/admin/roster/import", &admin, newer.clone()).await;
     assert_eq!(status, 200, "{dry}");
-    assert_eq!(missing_names(&dry), [gone.display_name.clone()], "{dry}");
+    assert_eq!(
+        missing_names(&dry),
+        vec![gone.display_name.clone()],
+        "{dry}"
+    );
     assert_eq!(dry["missing"][0]["user_id"], gone.id.as_str());
     assert_eq!(dry["missing"][0]["deactivate"], false);
     assert!(dry["missing"][0]["division_name"].as_str().unwrap() != "");
 
     // Applied without the option: listed again, still active, still signed in.
     let phone = s.token(server::demo::CHIEF_2, "chief-2-phone").await;
-    let (status, kept) = upload(&s, "/admin/roster/import?dry_run=false", &admin, newer.clone()).await;
+    let (status, kept) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        newer.clone(),
+    )
+    .await;
     assert_eq!(status, 200, "{kept}");
-    assert_eq!(missing_names(&kept), [gone.display_name.clone()]);
+    assert_eq!(missing_names(&kept), vec![gone.display_name.clone()]);
     let user = s
         .get(&format!("/api/v1/admin/users/{}", gone.id), &admin)
         .await

@@ -326,6 +326,32 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
         "a dry run stores nothing"
     );
     shot(&client, "roster-dry-run").await;
+    // The demo's river chiefs this roster leaves out are listed, kept unless the office ticks
+    // the box to deactivate them.
+    let missing = wait_for(&client, "#roster-missing").await;
+    let listed = missing.text().await.unwrap();
+    assert!(
+        listed.contains("不在本名录中") && listed.contains("保留"),
+        "{listed}"
+    );
+    client
+        .execute(
+            "document.getElementById('roster-missing').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "roster-missing").await;
+    client.set_window_size(390, 844).await.unwrap();
+    client
+        .execute(
+            "document.getElementById('roster-missing').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "roster-missing-phone").await;
+    client.set_window_size(1280, 800).await.unwrap();
     client
         .find(Locator::Css("#roster-apply"))
         .await
