@@ -381,9 +381,8 @@ fn report_content(s: &AppState, filter: &Filter, now: i64) -> Result<ReportParts
         (parts, selected)
     })?;
     // Reports by source and the public's satisfaction over the same issues the report counts.
-    parts.public = crate::public::api::source_stats(s, |issue| {
-        selected.contains(&issue.record.id)
-    })?;
+    parts.public =
+        crate::public::api::source_stats(s, |issue| selected.contains(&issue.record.id))?;
     Ok(parts)
 }
 

@@ -787,7 +787,9 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
             )
             .await
             .unwrap();
-        let sources = sources.as_str().expect("the report has a section on satisfaction");
+        let sources = sources
+            .as_str()
+            .expect("the report has a section on satisfaction");
         let by_source: u64 = ["巡查发现", "群众扫码举报", "12369热线", "信访"]
             .iter()
             .map(|k| {

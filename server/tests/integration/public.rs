@@ -389,10 +389,7 @@ async fn a_public_report_goes_round_the_loop_and_the_answer_comes_back() {
         .find(|(_, c)| c["not_satisfied"] == 1)
         .expect("the resident's division");
     assert!(html.contains(&row(division, counts)), "{html}");
-    assert!(
-        html.contains("群众评价满意 0 件、不满意 1 件"),
-        "{html}"
-    );
+    assert!(html.contains("群众评价满意 0 件、不满意 1 件"), "{html}");
     s.stop().await;
 }
 

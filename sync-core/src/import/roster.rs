@@ -454,7 +454,8 @@ pub fn missing_from_roster(
         })
         .collect();
     missing.sort_by(|a, b| {
-        (&a.chief.division_name, &a.chief.username).cmp(&(&b.chief.division_name, &b.chief.username))
+        (&a.chief.division_name, &a.chief.username)
+            .cmp(&(&b.chief.division_name, &b.chief.username))
     });
     missing
 }
@@ -708,7 +709,10 @@ mod tests {
         assert_eq!(missing.len(), 1, "{missing:?}");
         assert_eq!(missing[0].user_id, "u2");
         assert_eq!(missing[0].chief.display_name, "李四");
-        assert_eq!(missing[0].chief.asset_names, vec!["小清河桑梓店段".to_owned()]);
+        assert_eq!(
+            missing[0].chief.asset_names,
+            vec!["小清河桑梓店段".to_owned()]
+        );
         // Listing everyone leaves nobody out.
         let rows: Vec<_> = users[..3]
             .iter()
