@@ -269,8 +269,6 @@ ROUTES.people = async () => {
   const count = el("span", { id: "people-count" });
   const editor = el("div", { id: "editor" });
   const codes = el("div", { id: "codes-slot" });
-  const deactivateBox = el("input", { type: "checkbox", id: "roster-deactivate-missing" });
-  const deactivateMissing = el("label", { class: "check" }, deactivateBox, "同时停用名录中没有的人员");
   const draw = () => {
     const q = filter.value.trim();
     const rows = data.people.filter((p) => {
@@ -330,18 +328,31 @@ function edit(person, slot) {
     const keepCode = division.value || currentDivision;
     division.replaceChildren(...divisionOptions(kind.value === "chief" ? level.value : null, keepCode));
   };
+  const picker = el("div", { class: "picker" });
   const fillAssets = () => {
     const code = division.value;
     const inside = data.assets.filter((a) => a.system === system.value && code && contains(code, a.division));
+    // The list and the map show one choice: a tick or a click on either changes both.
+    const mark = (id) => {
+      const on = chosen.has(id);
+      const box = assets.querySelector(`input[data-asset="${CSS.escape(id)}"]`);
+      if (box) box.checked = on;
+      const shape = picker.querySelector(`[data-asset="${CSS.escape(id)}"]`);
+      if (shape) shape.classList.toggle("chosen", on);
+    };
+    const toggle = (id) => { if (chosen.has(id)) chosen.delete(id); else chosen.add(id); mark(id); };
     assets.replaceChildren(...(inside.length ? inside.map((a) => el("label", {},
-      el("input", { type: "checkbox", "data-asset": a.id, checked: chosen.has(a.id), on: { change: (e) => { if (e.target.checked) chosen.add(a.id); else chosen.delete(a.id); } } }),
+      el("input", { type: "checkbox", "data-asset": a.id, checked: chosen.has(a.id), on: { change: (e) => { if (e.target.checked) chosen.add(a.id); else chosen.delete(a.id); mark(a.id); } } }),
       " " + a.name + "（" + divisionPath(a.division) + "）")) : [el("span", {}, "该区划内没有已登记的" + SYSTEM_ASSET[system.value])]));
+    picker.replaceChildren(...(inside.length ? [pickMap(inside, chosen, toggle), el("p", { class: "hint" }, "点击地图上的" + SYSTEM_ASSET[system.value] + "可选中或取消（红色为已选）。")] : []));
   };
   const show = () => {
     const k = kind.value;
     for (const [node, kinds] of [[system, ["chief", "supervisor"]], [level, ["chief"]], [division, ["chief", "supervisor"]], [assets, ["chief"]], [department, ["handler"]]]) {
       node.closest("label").hidden = !kinds.includes(k);
     }
+    // Outside the label: a click on the map must not tick the list's first box.
+    picker.hidden = k !== "chief";
   };
   for (const s of [kind, level]) s.addEventListener("change", () => { fillDivisions(); fillAssets(); show(); });
   system.addEventListener("change", fillAssets);
@@ -375,7 +386,7 @@ function edit(person, slot) {
     el("h3", {}, "编辑：" + user.display_name + "（" + user.username + "）"),
     el("label", {}, "姓名", name), el("label", {}, "职务", post), el("label", {}, "角色", kind),
     el("label", {}, "体系", system), el("label", {}, "层级", level), el("label", {}, "行政区划", division),
-    el("label", {}, "负责河段/林区/网格", assets), el("label", {}, "部门", department),
+    el("label", {}, "负责河段/林区/网格", assets), picker, el("label", {}, "部门", department),
     el("div", { class: "toolbar" },
       el("button", { type: "button", id: "edit-save", on: { click: save } }, "保存"),
       el("button", { type: "button", class: "secondary", on: { click: deactivate } }, "停用"),
@@ -536,6 +547,8 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
 ROUTES.import = async () => {
   await loadPlaces();
   const codes = el("div", { id: "codes-slot" });
+  const deactivateBox = el("input", { type: "checkbox", id: "roster-deactivate-missing" });
+  const deactivateMissing = el("label", { class: "check" }, deactivateBox, "同时停用名录中没有的人员");
   const crs = el("select", { id: "assets-crs" }, el("option", { value: "" }, "请选择文件的坐标系"),
     Object.entries(CRS).map(([k, v]) => el("option", { value: k }, v)));
   view().replaceChildren(
@@ -563,6 +576,44 @@ function vertices(g) {
   return g.type === "LineString" ? g.coordinates : g.coordinates.flat();
 }
 
+// Fits an SVG map's view to the points ([lon, lat]); the function placing a point in it.
+function fitView(map, all) {
+  const lons = all.map((p) => p[0]), lats = all.map((p) => p[1]);
+  const [minLon, maxLon, minLat, maxLat] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
+  const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
+  const S = 10000;
+  const w = Math.max((maxLon - minLon) * k * S, 1), h = Math.max((maxLat - minLat) * S, 1);
+  const pad = Math.max(w, h) * 0.03;
+  map.setAttribute("viewBox", `${-pad} ${-pad} ${w + 2 * pad} ${h + 2 * pad}`);
+  map.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  return ([lon, lat]) => ((lon - minLon) * k * S).toFixed(1) + "," + ((maxLat - lat) * S).toFixed(1);
+}
+
+function assetShape(a, pt) {
+  const g = a.geometry;
+  return g.type === "LineString"
+    ? svg("polyline", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates.map(pt).join(" ") }, svg("title", {}, a.name))
+    : svg("polygon", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates[0].map(pt).join(" ") }, svg("title", {}, a.name));
+}
+
+// A chief's assets picked on a small map of the division: a click (or Enter on a focused
+// shape) adds or removes one, as ticking it in the list does.
+function pickMap(assets, chosen, toggle) {
+  const map = svg("svg", { class: "pick-map", id: "edit-asset-map", role: "group", "aria-label": "在地图上点选负责的河段/林区/网格" });
+  const all = assets.flatMap((a) => vertices(a.geometry));
+  if (!all.length) return map;
+  const pt = fitView(map, all);
+  for (const a of assets) {
+    const shape = assetShape(a, pt);
+    shape.setAttribute("tabindex", "0");
+    if (chosen.has(a.id)) shape.classList.add("chosen");
+    shape.addEventListener("click", () => toggle(a.id));
+    shape.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(a.id); } });
+    map.append(shape);
+  }
+  return map;
+}
+
 ROUTES.map = async () => {
   await loadPlaces();
   let tracks = [];
@@ -576,21 +627,10 @@ ROUTES.map = async () => {
   const list = el("div", { class: "scroll", id: "asset-list" });
   const info = el("p", { id: "asset-info" });
   if (all.length) {
-    const lons = all.map((p) => p[0]), lats = all.map((p) => p[1]);
-    const [minLon, maxLon, minLat, maxLat] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
-    const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
-    const S = 10000;
-    const pt = ([lon, lat]) => ((lon - minLon) * k * S).toFixed(1) + "," + ((maxLat - lat) * S).toFixed(1);
-    const w = Math.max((maxLon - minLon) * k * S, 1), h = Math.max((maxLat - minLat) * S, 1);
-    const pad = Math.max(w, h) * 0.03;
-    map.setAttribute("viewBox", `${-pad} ${-pad} ${w + 2 * pad} ${h + 2 * pad}`);
-    map.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    const pt = fitView(map, all);
     for (const t of tracks) map.append(svg("polyline", { class: "track", points: t.map(pt).join(" ") }));
     for (const a of data.assets) {
-      const g = a.geometry;
-      const shape = g.type === "LineString"
-        ? svg("polyline", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates.map(pt).join(" ") }, svg("title", {}, a.name))
-        : svg("polygon", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates[0].map(pt).join(" ") }, svg("title", {}, a.name));
+      const shape = assetShape(a, pt);
       shape.addEventListener("click", () => select(a.id));
       map.append(shape);
     }
