@@ -27,7 +27,7 @@ use crate::phone::Phone;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn chromedriver() -> Option<PathBuf> {
+pub(crate) fn chromedriver() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("chromedriver"))
@@ -45,7 +45,7 @@ fn chromium() -> Option<&'static str> {
 }
 
 /// A chromedriver on a free loopback port, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -57,7 +57,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver(binary: &PathBuf) -> Driver {
+pub(crate) async fn start_driver(binary: &PathBuf) -> Driver {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -85,7 +85,7 @@ async fn start_driver(binary: &PathBuf) -> Driver {
     panic!("chromedriver did not answer on {}", driver.url);
 }
 
-async fn browser(driver: &Driver) -> Client {
+pub(crate) async fn browser(driver: &Driver) -> Client {
     let mut options = json!({
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1400,1100", "--lang=zh-CN"],
@@ -103,7 +103,7 @@ async fn browser(driver: &Driver) -> Client {
         .expect("a browser session")
 }
 
-async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(WAIT)

@@ -84,6 +84,64 @@ async fn the_desk_map_draws_tiles_from_a_local_archive() {
     let desk = s.get("/api/v1/desk", &token).await.expect_ok().clone();
     assert_eq!(desk["map"]["tile_url"], "/tiles/{z}/{x}/{y}", "{desk}");
     assert_eq!(desk["map"]["max_native_zoom"], 1);
+
+    // In a real browser the desk's map draws the archive's tile (enlarged past zoom 1) under
+    // the district, with no failed request.
+    if let Some(binary) = crate::dashboard::chromedriver() {
+        use fantoccini::Locator;
+        let driver = crate::dashboard::start_driver(&binary).await;
+        let client = crate::dashboard::browser(&driver).await;
+        client.goto(&format!("{}/", s.base)).await.unwrap();
+        crate::dashboard::wait_for(&client, "#username")
+            .await
+            .send_keys(server::demo::SUPERVISOR)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#password"))
+            .await
+            .unwrap()
+            .send_keys("demo")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#login-submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        crate::dashboard::wait_for(&client, ".column .card").await;
+        for (size, (w, h)) in [("desktop", (1280u32, 800u32)), ("phone", (390, 844))] {
+            client.set_window_size(w, h).await.unwrap();
+            client.goto(&format!("{}/#/map", s.base)).await.unwrap();
+            let tile =
+                crate::dashboard::wait_for(&client, "#map img.leaflet-tile.leaflet-tile-loaded")
+                    .await;
+            let src = tile.attr("src").await.unwrap().unwrap();
+            assert!(src.contains("/tiles/1/1/0"), "{src}");
+            let failed = client
+                .execute(
+                    "return performance.getEntriesByType('resource')
+                       .filter((e) => e.name.includes('/tiles/') && e.responseStatus >= 400)
+                       .map((e) => e.name);",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(failed, serde_json::json!([]), "{size}");
+            let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            std::fs::write(
+                out.join(format!("tiles-map-{size}.png")),
+                client.screenshot().await.unwrap(),
+            )
+            .unwrap();
+        }
+        client.close().await.unwrap();
+        drop(driver);
+    } else {
+        eprintln!("SKIPPED the browser part: chromedriver not found on PATH");
+    }
     s.stop().await;
 
     // Without an archive the route says so; the desk has no basemap.
