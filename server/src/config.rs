@@ -141,6 +141,12 @@ pub struct Cli {
     )]
     pub tile_attribution: String,
 
+    /// A local basemap for office networks without the internet: a PMTiles archive of raster
+    /// tiles (PNG, JPEG or WebP), served at `/tiles/{z}/{x}/{y}` and used by the desk's maps
+    /// when no `--tile-url` is given. Checked at start-up.
+    #[arg(long, env = "CHIEFSYNC_TILES", value_name = "FILE")]
+    pub tiles: Option<std::path::PathBuf>,
+
     /// Metres between an after-rectification photo and the nearest before photo beyond which
     /// the issue page warns that it was taken elsewhere.
     #[arg(long, env = "CHIEFSYNC_PHOTO_PAIR_WARN_M", default_value_t = crate::desk::DEFAULT_PAIR_WARN_M, value_name = "METRES")]
@@ -208,6 +214,7 @@ impl Cli {
             desk: crate::desk::DeskSettings {
                 tile_url: self.tile_url.clone(),
                 tile_attribution: self.tile_attribution.clone(),
+                tiles: self.tiles.clone(),
                 pair_warn_m: self.photo_pair_warn_m.max(0.0),
             },
             ..Settings::new(&self.data_dir)

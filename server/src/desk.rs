@@ -28,6 +28,9 @@ pub struct DeskSettings {
     pub tile_url: Option<String>,
     /// The basemap's attribution shown in the map's corner.
     pub tile_attribution: String,
+    /// A local PMTiles archive of raster tiles served at `/tiles/{z}/{x}/{y}` (`--tiles`), the
+    /// basemap when no `tile_url` is given.
+    pub tiles: Option<std::path::PathBuf>,
     /// An after photo taken farther than this from its nearest before photo is flagged.
     pub pair_warn_m: f64,
 }
@@ -37,6 +40,7 @@ impl Default for DeskSettings {
         Self {
             tile_url: None,
             tile_attribution: String::new(),
+            tiles: None,
             pair_warn_m: DEFAULT_PAIR_WARN_M,
         }
     }
@@ -83,6 +87,8 @@ pub fn tile_source(url: &str) -> Option<String> {
 pub struct MapConfig {
     pub tile_url: Option<String>,
     pub attribution: String,
+    /// The deepest zoom the basemap has tiles for; the map enlarges them beyond it.
+    pub max_native_zoom: Option<u8>,
 }
 
 /// The desk's reference data.
@@ -152,12 +158,28 @@ pub async fn get_desk(
         .map(|r| (r.user.id, r.user.display_name))
         .collect();
     let desk = &state.desk;
+    // The local archive is the basemap when no tile service is named; an archive that cannot
+    // be read leaves the plain background (and the error in the log) rather than a broken map.
+    let local = match (&desk.tile_url, &state.tiles) {
+        (None, Some(tiles)) => match tiles.open().await {
+            Ok(info) => Some(info),
+            Err(e) => {
+                tracing::error!(error = %e, "the local basemap cannot be read");
+                None
+            }
+        },
+        _ => None,
+    };
     Ok(HttpResponse::Ok().json(DeskData {
         labels: labels(),
         people,
         map: MapConfig {
-            tile_url: desk.tile_url.clone(),
+            tile_url: desk
+                .tile_url
+                .clone()
+                .or_else(|| local.map(|_| "/tiles/{z}/{x}/{y}".to_owned())),
             attribution: desk.tile_attribution.clone(),
+            max_native_zoom: local.map(|i| i.max_zoom),
         },
         pair_warn_m: desk.pair_warn_m,
     }))

@@ -29,6 +29,7 @@ pub mod shed;
 pub mod state;
 pub mod stats;
 pub mod storage;
+pub mod tiles;
 pub mod web;
 
 pub use api::{configure, openapi};

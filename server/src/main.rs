@@ -66,6 +66,13 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             }
             let listener = TcpListener::bind(&cli.addr)?;
             tracing::info!(addr = %listener.local_addr()?, data_dir = %cli.data_dir.display(), "serving");
+            if let Some(tiles) = &state.tiles {
+                // A basemap that cannot be read stops the start, with the reason. Checked on a
+                // copy; the workers open their own at the first tile.
+                let check = server::tiles::LocalTiles::new(tiles.path());
+                let info = actix_web::rt::System::new().block_on(check.open())?;
+                tracing::info!(tiles = %tiles.path().display(), min_zoom = info.min_zoom, max_zoom = info.max_zoom, "local basemap");
+            }
             let state = web::Data::new(state);
             let server = http_server(state.clone(), listener, cli.workers)?;
             actix_web::rt::System::new().block_on(async {

@@ -118,6 +118,8 @@ pub struct AppState {
     pub public: crate::public::PublicState,
     /// The desk's basemap and photo pairing.
     pub desk: crate::desk::DeskSettings,
+    /// The local basemap archive (`--tiles`), if any.
+    pub tiles: Option<Arc<crate::tiles::LocalTiles>>,
 }
 
 impl AppState {
@@ -167,6 +169,11 @@ impl AppState {
             ),
             public: Default::default(),
             desk: settings.desk.clone(),
+            tiles: settings
+                .desk
+                .tiles
+                .as_deref()
+                .map(|p| Arc::new(crate::tiles::LocalTiles::new(p))),
         })
     }
 }

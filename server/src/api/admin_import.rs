@@ -24,7 +24,9 @@ use sync_core::doc::PatrolDoc;
 use sync_core::import::assets::{plan_assets, read_features};
 use sync_core::import::coords::CoordSystem;
 use sync_core::import::divisions::plan_divisions;
-use sync_core::import::roster::{plan_roster, Chief, OnRecord, Places, RosterRow};
+use sync_core::import::roster::{
+    missing_from_roster, plan_roster, Chief, Missing, OnRecord, Places, RosterRow,
+};
 use sync_core::import::{summarize, Outcome, PlanRow, Summary};
 use sync_core::model::{Asset, Division, Role, User};
 use utoipa::{IntoParams, ToSchema};
@@ -43,6 +45,9 @@ const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.
 pub struct ImportQuery {
     /// `true` (the default): report what would happen and store nothing.
     pub dry_run: Option<bool>,
+    /// Roster only: also deactivate the chiefs on record this roster leaves out (among the
+    /// systems it covers), ending their sessions. Default `false`: they are only listed.
+    pub deactivate_missing: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -87,6 +92,20 @@ pub struct ImportReport {
     pub rows: Vec<Value>,
     /// For people created by this import: their one-time setup codes.
     pub setup_codes: Vec<SetupCodeView>,
+    /// Roster only: active chiefs on record this roster leaves out (不在本名录), among the
+    /// systems it covers, with `deactivate` saying whether this import deactivates them.
+    #[schema(value_type = Vec<Object>)]
+    #[serde(default)]
+    pub missing: Vec<MissingChief>,
+}
+
+/// A chief on record a newer roster leaves out.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MissingChief {
+    #[serde(flatten)]
+    pub missing: Missing,
+    /// Whether this import deactivates the account (only when asked to).
+    pub deactivate: bool,
 }
 
 fn report<T: Serialize>(plan: &[PlanRow<T>], applied: bool) -> ImportReport {
@@ -98,6 +117,7 @@ fn report<T: Serialize>(plan: &[PlanRow<T>], applied: bool) -> ImportReport {
             .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
             .collect(),
         setup_codes: Vec::new(),
+        missing: Vec::new(),
     }
 }
 
@@ -237,6 +257,7 @@ pub async fn roster_import(
 ) -> Result<web::Json<ImportReport>, ApiError> {
     caller.require_admin()?;
     let dry_run = query.dry_run.unwrap_or(true);
+    let deactivate = query.deactivate_missing.unwrap_or(false);
     let bytes = read_body(payload).await?;
     let report = web::block(move || {
         let rows = roster_rows(&bytes)?;
@@ -260,6 +281,14 @@ pub async fn roster_import(
             .collect();
         let plan = plan_roster(&rows, &places, &on_record);
         let mut report = report(&plan, false);
+        // The office's own account is never deactivated by its own import.
+        report.missing = missing_from_roster(&rows, &places, &on_record)
+            .into_iter()
+            .map(|missing| MissingChief {
+                deactivate: deactivate && missing.user_id != caller.user.id,
+                missing,
+            })
+            .collect();
         if dry_run {
             return Ok(report);
         }
@@ -341,8 +370,31 @@ pub async fn roster_import(
                 Outcome::Unchanged | Outcome::Refused { .. } => {}
             }
         }
+        let mut deactivated = Vec::new();
+        for m in report.missing.iter().filter(|m| m.deactivate) {
+            let Some(old) = by_username.get(&m.missing.chief.username.to_lowercase()) else {
+                continue;
+            };
+            let mut record = (*old).clone();
+            record.user.active = false;
+            record.updated_at_ms = now;
+            batch.meta.push(audit::entry(
+                &caller,
+                now,
+                "roster_deactivate",
+                &record.user.display_name,
+                audit::json(&old.user),
+                audit::json(&record.user),
+            )?);
+            deactivated.push(record.user.id.clone());
+            batch.changed_users.push(record);
+        }
         store.apply_admin_batch(&batch)?;
-        tracing::info!(by = %caller.user.id, created = batch.new_users.len(), changed = batch.changed_users.len(), "roster imported");
+        // Stored inactive first, so no phone of theirs can refresh in between.
+        for id in &deactivated {
+            super::admin_users::end_sessions(store, id, now)?;
+        }
+        tracing::info!(by = %caller.user.id, created = batch.new_users.len(), changed = batch.changed_users.len(), deactivated = deactivated.len(), "roster imported");
         report.applied = true;
         report.setup_codes = codes;
         Ok::<_, ApiError>(report)

@@ -124,7 +124,11 @@ fn check_role(store: &dyn Store, role: &Role) -> Result<(), ApiError> {
 }
 
 /// Revokes every live device session of the user; how many there were.
-fn end_sessions(store: &dyn Store, user_id: &str, now_ms: i64) -> Result<usize, ApiError> {
+pub(crate) fn end_sessions(
+    store: &dyn Store,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<usize, ApiError> {
     let mut ended = 0;
     for device in store.list_devices()? {
         if device.user_id == user_id && device.revoked_at_ms.is_none() {

@@ -248,6 +248,7 @@ fn routes(cfg: &mut ServiceConfig) {
         .service(crate::web::vendor_file)
         .service(stats::report_page)
         .service(stats::report_js)
+        .service(crate::tiles::tile)
         .configure(crate::public::routes)
         .service(
             scope("/api/v1")

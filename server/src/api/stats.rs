@@ -425,13 +425,25 @@ pub struct ChartQuery {
 
 /// Everything the monthly report shows, for the caller's filter.
 fn report_content(s: &AppState, filter: &Filter, now: i64) -> Result<ReportParts, ApiError> {
-    Ok(s.stats
-        .with_facts(s.store.as_ref(), |index, reference| ReportParts {
+    let (mut parts, selected) = s.stats.with_facts(s.store.as_ref(), |index, reference| {
+        let selected: std::collections::HashSet<String> = index
+            .issues()
+            .filter(|i| filter.selects_issue(i, reference))
+            .map(|i| i.id.clone())
+            .collect();
+        let parts = ReportParts {
             patrols: patrol_report(index, reference, filter),
             issues: issue_report(index, reference, filter, now),
             hotspots: hotspots(index, reference, filter, &Default::default()),
             heading: heading("河湖林田长制工作月报", filter, reference, now),
-        })?)
+            public: Default::default(),
+        };
+        (parts, selected)
+    })?;
+    // Reports by source and the public's satisfaction over the same issues the report counts.
+    parts.public =
+        crate::public::api::source_stats(s, |issue| selected.contains(&issue.record.id))?;
+    Ok(parts)
 }
 
 struct ReportParts {
@@ -439,6 +451,7 @@ struct ReportParts {
     issues: sync_core::stats::IssueReport,
     hotspots: Vec<sync_core::stats::Hotspot>,
     heading: Heading,
+    public: crate::public::api::PublicStats,
 }
 
 /// One chart of the monthly report as SVG, for the dashboard.
@@ -515,6 +528,7 @@ pub async fn report_html(
             patrols: &parts.patrols,
             issues: &parts.issues,
             hotspots: &parts.hotspots,
+            public: &parts.public,
             asset_name: &|id| s.store.get_asset(id).ok().flatten().map(|a| a.name),
             charts: [
                 a.map_err(ApiError::Internal)?,

@@ -1273,7 +1273,7 @@ impl SourceCounts {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct PublicStats {
     pub total: SourceCounts,
     /// By the issue's division (名称 → counts).
@@ -1316,54 +1316,10 @@ pub async fn public_stats(
         Some("csv") => true,
         Some(_) => return Err(ApiError::BadRequest("format is json or csv".into())),
     };
-    let stats = web::block(move || -> Result<PublicStats, ApiError> {
-        let store = state.store.as_ref();
-        let cases: std::collections::HashMap<String, Case> = cases::all_cases(store, now_ms())?
-            .into_iter()
-            .map(|c| (c.issue.clone(), c))
-            .collect();
-        let names: std::collections::HashMap<String, String> = store
-            .list_divisions()?
-            .into_iter()
-            .map(|d| (d.code.as_str().to_string(), d.name))
-            .collect();
-        let (kept, _) = state.derived.current(store)?;
-        let mut out = PublicStats {
-            total: SourceCounts::default(),
-            by_division: Default::default(),
-            by_department: Default::default(),
-        };
-        for issue in kept.issues_newest_first() {
-            if !sync_core::authz::in_scope(&caller.user, &issue.meta) {
-                continue;
-            }
-            let case = cases.get(&issue.record.id);
-            let source = case.map_or(IssueSource::Patrol, |c| c.source);
-            let division = names
-                .get(issue.record.division.as_str())
-                .cloned()
-                .unwrap_or_else(|| issue.record.division.as_str().to_string());
-            let department = match &issue.state.assignee {
-                Some(sync_core::workflow::Assignee::Department(d)) => d.clone(),
-                Some(sync_core::workflow::Assignee::User(_)) => "责任人".to_string(),
-                None => "未交办".to_string(),
-            };
-            let finished = rules::may_rate(&issue.state);
-            for counts in [
-                &mut out.total,
-                out.by_division.entry(division).or_default(),
-                out.by_department.entry(department.clone()).or_default(),
-            ] {
-                counts.count(source);
-                match case.and_then(|c| c.feedback.as_ref()) {
-                    Some(f) if f.satisfaction == Satisfaction::Satisfied => counts.satisfied += 1,
-                    Some(_) => counts.not_satisfied += 1,
-                    None if case.is_some() && finished => counts.unrated += 1,
-                    None => {}
-                }
-            }
-        }
-        Ok(out)
+    let stats = web::block(move || {
+        source_stats(&state, |issue| {
+            sync_core::authz::in_scope(&caller.user, &issue.meta)
+        })
     })
     .await??;
     if !csv {
@@ -1410,6 +1366,62 @@ pub async fn public_stats(
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .body(bytes))
+}
+
+/// Reports by source and the public's satisfaction over the issues `select` keeps, by the
+/// issue's division and by the department assigned. The statistics endpoint selects the caller's
+/// scope; the monthly report selects the issues its filter counts.
+pub fn source_stats(
+    state: &AppState,
+    select: impl Fn(&crate::board::IssueSummary) -> bool,
+) -> Result<PublicStats, ApiError> {
+    let store = state.store.as_ref();
+    let cases: std::collections::HashMap<String, Case> = cases::all_cases(store, now_ms())?
+        .into_iter()
+        .map(|c| (c.issue.clone(), c))
+        .collect();
+    let names: std::collections::HashMap<String, String> = store
+        .list_divisions()?
+        .into_iter()
+        .map(|d| (d.code.as_str().to_string(), d.name))
+        .collect();
+    let (kept, _) = state.derived.current(store)?;
+    let mut out = PublicStats {
+        total: SourceCounts::default(),
+        by_division: Default::default(),
+        by_department: Default::default(),
+    };
+    for issue in kept.issues_newest_first() {
+        if !select(issue) {
+            continue;
+        }
+        let case = cases.get(&issue.record.id);
+        let source = case.map_or(IssueSource::Patrol, |c| c.source);
+        let division = names
+            .get(issue.record.division.as_str())
+            .cloned()
+            .unwrap_or_else(|| issue.record.division.as_str().to_string());
+        let department = match &issue.state.assignee {
+            Some(sync_core::workflow::Assignee::Department(d)) => d.clone(),
+            Some(sync_core::workflow::Assignee::User(_)) => "责任人".to_string(),
+            None => "未交办".to_string(),
+        };
+        let finished = rules::may_rate(&issue.state);
+        for counts in [
+            &mut out.total,
+            out.by_division.entry(division).or_default(),
+            out.by_department.entry(department.clone()).or_default(),
+        ] {
+            counts.count(source);
+            match case.and_then(|c| c.feedback.as_ref()) {
+                Some(f) if f.satisfaction == Satisfaction::Satisfied => counts.satisfied += 1,
+                Some(_) => counts.not_satisfied += 1,
+                None if case.is_some() && finished => counts.unrated += 1,
+                None => {}
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The public marks of the board's rows: the source of reports from outside, and a resident's

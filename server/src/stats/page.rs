@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 
 use sync_core::stats::{Hotspot, IssueReport, PatrolReport};
 
+use crate::public::api::{PublicStats, SourceCounts};
+
 use super::files::Heading;
 use super::query::day_string;
 
@@ -65,7 +67,7 @@ h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;border-bottom:2px solid #2f6f
 .figure{border:1px solid #ccd;border-radius:4px;padding:8px 12px;min-width:120px}.figure b{display:block;font-size:20px}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{border:1px solid #bbb;padding:3px 6px;text-align:right}
 th{background:#ddebf7}td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}
-.wide{overflow-x:auto}.chart{page-break-inside:avoid;margin:10px 0}.code{color:#52606d;font-size:11px}
+.wide{overflow-x:auto;margin-bottom:10px}.chart{page-break-inside:avoid;margin:10px 0}.code{color:#52606d;font-size:11px}
 @page{size:A4;margin:15mm 12mm}
 @media print{body{margin:0;max-width:none}h2{page-break-after:avoid}tr,.figure{page-break-inside:avoid}th{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 ";
@@ -76,6 +78,8 @@ pub struct ReportContent<'a> {
     pub patrols: &'a PatrolReport,
     pub issues: &'a IssueReport,
     pub hotspots: &'a [Hotspot],
+    /// Reports by source and the public's satisfaction (处置后督查), by division and department.
+    pub public: &'a PublicStats,
     /// An asset's name by its id (hotspots name the asset they lie on).
     pub asset_name: &'a dyn Fn(&str) -> Option<String>,
     /// SVG documents: compliance by division, opened vs closed per week, overdue by department.
@@ -195,8 +199,55 @@ pub fn report_html(c: &ReportContent) -> String {
         }
         h.push_str("</table></div>");
     }
+
+    h.push_str("<h2>五、问题来源与群众满意度</h2>");
+    let t = &c.public.total;
+    let _ = write!(
+        h,
+        "<p>本期上报问题中，巡查发现 {} 件，群众扫码举报 {} 件，12369热线 {} 件，信访 {} 件；\
+         群众评价满意 {} 件、不满意 {} 件，办结后尚未评价 {} 件，满意率 {}。</p>",
+        t.patrol,
+        t.public,
+        t.hotline,
+        t.letter,
+        t.satisfied,
+        t.not_satisfied,
+        t.unrated,
+        pct(satisfaction_rate(t))
+    );
+    for (first, groups) in [
+        ("区划", &c.public.by_division),
+        ("责任单位", &c.public.by_department),
+    ] {
+        let _ = write!(
+            h,
+            "<div class=\"wide\"><table><tr><th>{first}</th><th>巡查发现</th><th>群众扫码举报</th><th>12369热线</th><th>信访</th><th>满意</th><th>不满意</th><th>未评价</th><th>满意率</th></tr>"
+        );
+        for (name, k) in groups.iter().chain([(&"合计".to_string(), t)]) {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(name),
+                k.patrol,
+                k.public,
+                k.hotline,
+                k.letter,
+                k.satisfied,
+                k.not_satisfied,
+                k.unrated,
+                pct(satisfaction_rate(k))
+            );
+        }
+        h.push_str("</table></div>");
+    }
     h.push_str("</body></html>");
     h
+}
+
+/// Satisfied among the rated reports; none when nobody has rated yet.
+fn satisfaction_rate(k: &SourceCounts) -> Option<f64> {
+    let rated = k.satisfied + k.not_satisfied;
+    (rated > 0).then(|| k.satisfied as f64 / rated as f64)
 }
 
 /// `/report`: signs in (or reuses the dashboard's token) and shows the report for the chosen

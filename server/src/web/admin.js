@@ -18,7 +18,7 @@ const KIND = { chief: "河湖林田长", supervisor: "河长办工作人员", ha
 const OUTCOME = { create: "新增", change: "变更", unchanged: "不变", refused: "拒绝" };
 const CRS = { wgs84: "WGS-84（GPS）", cgcs2000: "CGCS2000（天地图、国土数据）", gcj02: "GCJ-02（高德、腾讯等网络地图）" };
 const ACTION = {
-  roster_create: "名录导入：新增", roster_change: "名录导入：变更", user_create: "新增账号",
+  roster_create: "名录导入：新增", roster_change: "名录导入：变更", roster_deactivate: "名录导入：停用", user_create: "新增账号",
   user_update: "修改账号", password_reset: "重置密码", post_change: "修改职务",
   setup_code_issued: "生成启用码", device_revoke: "吊销设备", asset_create: "新增资产",
   asset_change: "修改资产", division_create: "新增区划", division_change: "修改区划",
@@ -328,18 +328,31 @@ function edit(person, slot) {
     const keepCode = division.value || currentDivision;
     division.replaceChildren(...divisionOptions(kind.value === "chief" ? level.value : null, keepCode));
   };
+  const picker = el("div", { class: "picker" });
   const fillAssets = () => {
     const code = division.value;
     const inside = data.assets.filter((a) => a.system === system.value && code && contains(code, a.division));
+    // The list and the map show one choice: a tick or a click on either changes both.
+    const mark = (id) => {
+      const on = chosen.has(id);
+      const box = assets.querySelector(`input[data-asset="${CSS.escape(id)}"]`);
+      if (box) box.checked = on;
+      const shape = picker.querySelector(`[data-asset="${CSS.escape(id)}"]`);
+      if (shape) shape.classList.toggle("chosen", on);
+    };
+    const toggle = (id) => { if (chosen.has(id)) chosen.delete(id); else chosen.add(id); mark(id); };
     assets.replaceChildren(...(inside.length ? inside.map((a) => el("label", {},
-      el("input", { type: "checkbox", "data-asset": a.id, checked: chosen.has(a.id), on: { change: (e) => { if (e.target.checked) chosen.add(a.id); else chosen.delete(a.id); } } }),
+      el("input", { type: "checkbox", "data-asset": a.id, checked: chosen.has(a.id), on: { change: (e) => { if (e.target.checked) chosen.add(a.id); else chosen.delete(a.id); mark(a.id); } } }),
       " " + a.name + "（" + divisionPath(a.division) + "）")) : [el("span", {}, "该区划内没有已登记的" + SYSTEM_ASSET[system.value])]));
+    picker.replaceChildren(...(inside.length ? [pickMap(inside, chosen, toggle), el("p", { class: "hint" }, "点击地图上的" + SYSTEM_ASSET[system.value] + "可选中或取消（红色为已选）。")] : []));
   };
   const show = () => {
     const k = kind.value;
     for (const [node, kinds] of [[system, ["chief", "supervisor"]], [level, ["chief"]], [division, ["chief", "supervisor"]], [assets, ["chief"]], [department, ["handler"]]]) {
       node.closest("label").hidden = !kinds.includes(k);
     }
+    // Outside the label: a click on the map must not tick the list's first box.
+    picker.hidden = k !== "chief";
   };
   for (const s of [kind, level]) s.addEventListener("change", () => { fillDivisions(); fillAssets(); show(); });
   system.addEventListener("change", fillAssets);
@@ -373,7 +386,7 @@ function edit(person, slot) {
     el("h3", {}, "编辑：" + user.display_name + "（" + user.username + "）"),
     el("label", {}, "姓名", name), el("label", {}, "职务", post), el("label", {}, "角色", kind),
     el("label", {}, "体系", system), el("label", {}, "层级", level), el("label", {}, "行政区划", division),
-    el("label", {}, "负责河段/林区/网格", assets), el("label", {}, "部门", department),
+    el("label", {}, "负责河段/林区/网格", assets), picker, el("label", {}, "部门", department),
     el("div", { class: "toolbar" },
       el("button", { type: "button", id: "edit-save", on: { click: save } }, "保存"),
       el("button", { type: "button", class: "secondary", on: { click: deactivate } }, "停用"),
@@ -451,7 +464,26 @@ function planTable(id, report, describe) {
       el("thead", {}, el("tr", {}, el("th", {}, "行"), el("th", {}, "对象"), el("th", {}, "结果"), el("th", {}, "说明"))),
       el("tbody", {}, report.rows.map((r) => el("tr", { "data-outcome": r.outcome, "data-row": r.row },
         el("td", {}, r.row), el("td", {}, r.label), el("td", { class: "outcome" }, OUTCOME[r.outcome]),
-        el("td", {}, r.outcome === "refused" ? r.reasons.join("；") : describe(r), r.warning ? el("div", { class: "warn" }, "⚠ " + r.warning) : null)))))));
+        el("td", {}, r.outcome === "refused" ? r.reasons.join("；") : describe(r), r.warning ? el("div", { class: "warn" }, "⚠ " + r.warning) : null)))))),
+    missingTable(report));
+}
+
+// Chiefs on record a newer roster leaves out: listed for the office to decide; deactivated
+// only when the office ticked the box for it.
+function missingTable(report) {
+  const missing = report.missing || [];
+  if (!missing.length) return null;
+  const gone = missing.filter((m) => m.deactivate).length;
+  const note = gone ? (report.applied ? "以下 " + gone + " 人已停用，其手机端已退出登录。" : "导入时将停用以下 " + gone + " 人。")
+    : "以下人员仍在系统中，本次导入不会停用；如已离任，可勾选“同时停用名录中没有的人员”后重新预检，或在“人员”页逐个停用。";
+  return el("div", { id: "roster-missing", class: "missing" },
+    el("h3", {}, "不在本名录中的河湖林田长（" + missing.length + " 人）"), el("p", { class: "warn" }, note),
+    el("div", { class: "scroll" }, el("table", {},
+      el("thead", {}, el("tr", {}, el("th", {}, "姓名"), el("th", {}, "手机号"), el("th", {}, "现任"), el("th", {}, "处理"))),
+      el("tbody", {}, missing.map((m) => el("tr", { "data-user": m.user_id, "data-deactivate": m.deactivate },
+        el("td", {}, m.display_name), el("td", {}, m.username),
+        el("td", {}, LEVEL[m.role.level] + SYSTEM[m.role.system] + "，" + m.division_name + (m.asset_names.length ? "，负责 " + m.asset_names.join("、") : "")),
+        el("td", {}, m.deactivate ? (report.applied ? "已停用" : "将停用") : "保留")))))));
 }
 
 function describeChief(r) {
@@ -482,6 +514,8 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
   const out = el("div", { id: key + "-out" });
   let checked = null;
   input.addEventListener("change", () => { apply.disabled = true; checked = null; out.replaceChildren(); });
+  // A changed option needs a new dry run: the import does only what was previewed.
+  if (extra) extra.node.addEventListener("change", () => { apply.disabled = true; checked = null; });
   const query = (dryRun) => "?dry_run=" + dryRun + (extra ? "&" + extra.query() : "");
   dry.addEventListener("click", async () => {
     const file = input.files[0];
@@ -491,7 +525,8 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
     try {
       const report = await api("POST", path, file, { query: query(true) });
       out.replaceChildren(planTable(key + "-plan", report, describe));
-      checked = report.summary.refused === 0 && report.summary.create + report.summary.change > 0 ? file : null;
+      const deactivations = (report.missing || []).filter((m) => m.deactivate).length;
+      checked = report.summary.refused === 0 && report.summary.create + report.summary.change + deactivations > 0 ? file : null;
       apply.disabled = !checked;
     } catch (e) { out.replaceChildren(el("p", { class: "error" }, "预检失败：" + e.message)); }
   });
@@ -512,6 +547,8 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
 ROUTES.import = async () => {
   await loadPlaces();
   const codes = el("div", { id: "codes-slot" });
+  const deactivateBox = el("input", { type: "checkbox", id: "roster-deactivate-missing" });
+  const deactivateMissing = el("label", { class: "check" }, deactivateBox, "同时停用名录中没有的人员");
   const crs = el("select", { id: "assets-crs" }, el("option", { value: "" }, "请选择文件的坐标系"),
     Object.entries(CRS).map(([k, v]) => el("option", { value: k }, v)));
   view().replaceChildren(
@@ -520,7 +557,8 @@ ROUTES.import = async () => {
       el("div", { class: "toolbar" },
         el("button", { type: "button", id: "download-template", class: "secondary", on: { click: () => download("/admin/roster/template.xlsx", "河长名录模板.xlsx") } }, "下载模板"),
         el("button", { type: "button", id: "export-roster", class: "secondary", on: { click: () => download("/admin/roster/export?format=xlsx", "河长名录.xlsx") } }, "导出当前名录"))),
-    importBlock({ key: "roster", title: "导入河长名录", accept: ".xlsx,.csv", help: "新增的人员不设密码，导入后生成一次性启用码清单，打印交给本人。",
+    importBlock({ key: "roster", title: "导入河长名录", accept: ".xlsx,.csv", help: "新增的人员不设密码，导入后生成一次性启用码清单，打印交给本人。预检会列出系统中有、而本名录没有的河湖林田长（只比较名录涉及的体系）；默认保留，勾选后与本次导入一起停用。",
+      extra: { node: deactivateMissing, ready: () => true, query: () => "deactivate_missing=" + deactivateBox.checked },
       path: "/admin/roster/import", describe: describeChief,
       onApplied: async (report) => { if (report.setup_codes.length) showCodes(codes, report.setup_codes); } }),
     codes,
@@ -538,6 +576,44 @@ function vertices(g) {
   return g.type === "LineString" ? g.coordinates : g.coordinates.flat();
 }
 
+// Fits an SVG map's view to the points ([lon, lat]); the function placing a point in it.
+function fitView(map, all) {
+  const lons = all.map((p) => p[0]), lats = all.map((p) => p[1]);
+  const [minLon, maxLon, minLat, maxLat] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
+  const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
+  const S = 10000;
+  const w = Math.max((maxLon - minLon) * k * S, 1), h = Math.max((maxLat - minLat) * S, 1);
+  const pad = Math.max(w, h) * 0.03;
+  map.setAttribute("viewBox", `${-pad} ${-pad} ${w + 2 * pad} ${h + 2 * pad}`);
+  map.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  return ([lon, lat]) => ((lon - minLon) * k * S).toFixed(1) + "," + ((maxLat - lat) * S).toFixed(1);
+}
+
+function assetShape(a, pt) {
+  const g = a.geometry;
+  return g.type === "LineString"
+    ? svg("polyline", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates.map(pt).join(" ") }, svg("title", {}, a.name))
+    : svg("polygon", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates[0].map(pt).join(" ") }, svg("title", {}, a.name));
+}
+
+// A chief's assets picked on a small map of the division: a click (or Enter on a focused
+// shape) adds or removes one, as ticking it in the list does.
+function pickMap(assets, chosen, toggle) {
+  const map = svg("svg", { class: "pick-map", id: "edit-asset-map", role: "group", "aria-label": "在地图上点选负责的河段/林区/网格" });
+  const all = assets.flatMap((a) => vertices(a.geometry));
+  if (!all.length) return map;
+  const pt = fitView(map, all);
+  for (const a of assets) {
+    const shape = assetShape(a, pt);
+    shape.setAttribute("tabindex", "0");
+    if (chosen.has(a.id)) shape.classList.add("chosen");
+    shape.addEventListener("click", () => toggle(a.id));
+    shape.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(a.id); } });
+    map.append(shape);
+  }
+  return map;
+}
+
 ROUTES.map = async () => {
   await loadPlaces();
   let tracks = [];
@@ -551,21 +627,10 @@ ROUTES.map = async () => {
   const list = el("div", { class: "scroll", id: "asset-list" });
   const info = el("p", { id: "asset-info" });
   if (all.length) {
-    const lons = all.map((p) => p[0]), lats = all.map((p) => p[1]);
-    const [minLon, maxLon, minLat, maxLat] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
-    const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
-    const S = 10000;
-    const pt = ([lon, lat]) => ((lon - minLon) * k * S).toFixed(1) + "," + ((maxLat - lat) * S).toFixed(1);
-    const w = Math.max((maxLon - minLon) * k * S, 1), h = Math.max((maxLat - minLat) * S, 1);
-    const pad = Math.max(w, h) * 0.03;
-    map.setAttribute("viewBox", `${-pad} ${-pad} ${w + 2 * pad} ${h + 2 * pad}`);
-    map.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    const pt = fitView(map, all);
     for (const t of tracks) map.append(svg("polyline", { class: "track", points: t.map(pt).join(" ") }));
     for (const a of data.assets) {
-      const g = a.geometry;
-      const shape = g.type === "LineString"
-        ? svg("polyline", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates.map(pt).join(" ") }, svg("title", {}, a.name))
-        : svg("polygon", { class: "asset " + a.system, "data-asset": a.id, points: g.coordinates[0].map(pt).join(" ") }, svg("title", {}, a.name));
+      const shape = assetShape(a, pt);
       shape.addEventListener("click", () => select(a.id));
       map.append(shape);
     }

@@ -489,13 +489,20 @@ async function showIssue(id) {
   view.replaceChildren(
     el("p", {}, el("a", { href: "#/board" }, "← 返回看板")),
     el("h1", {}, issue.description, " ",
-      el("span", { class: "badge status", id: "issue-status", "data-status": issue.status || "" }, label("status", issue.status))),
+      el("span", { class: "badge status", id: "issue-status", "data-status": issue.status || "" }, label("status", issue.status)),
+      issue.public ? el("span", { class: "badge dup public-source" }, issue.public.source_zh) : null),
+    // A resident who said "not satisfied" after the issue was finished puts it back before the
+    // office: the issue does not reopen by itself, the supervisor decides what to do.
+    issue.public && issue.public.not_satisfied ? el("div", { class: "unsatisfied", id: "public-unsatisfied", role: "note" },
+      el("strong", {}, "群众回访不满意"),
+      el("p", {}, "理由：", issue.public.not_satisfied),
+      el("p", { class: "meta" }, "问题不会因此自动重新打开；请复核整改情况，需要时重新交办。")) : "",
     el("div", { class: "grid2" },
       el("div", { class: "panel" }, el("dl", { class: "facts" },
         el("dt", {}, "类别"), el("dd", {}, categoryName(issue.category), "（", label("system", issue.system), "）"),
         el("dt", {}, "紧急程度"), el("dd", {}, label("severity", issue.severity)),
         el("dt", {}, "位置"), el("dd", {}, assetName(issue.asset), " · ", divisionName(issue.division)),
-        el("dt", {}, "上报"), el("dd", {}, personName(issue.reporter), " · ", fmtTime(issue.reported_at_ms)),
+        el("dt", {}, "上报"), el("dd", {}, issue.public ? issue.public.source_zh : personName(issue.reporter), " · ", fmtTime(issue.reported_at_ms)),
         el("dt", {}, "承办"), el("dd", {}, assigneeName(issue.assignee)),
         el("dt", {}, "期限"), el("dd", {}, fmtDate(issue.deadline_ms), issue.overdue_days ? el("span", { class: "badge late" }, " 超期" + issue.overdue_days + "天") : ""),
         el("dt", {}, "督办/退回"), el("dd", {}, issue.escalations + " 次 / " + issue.rejections + " 次"),
@@ -526,7 +533,7 @@ function baseMap(node, options) {
   const map = L.map(node, { zoomSnap: 0.5, attributionControl: true, ...options });
   map.attributionControl.setPrefix('<a href="/web/vendor/LICENSE.leaflet">Leaflet</a>');
   if (DESK.map.tile_url) {
-    L.tileLayer(DESK.map.tile_url, { maxZoom: 18, subdomains: "01234567", attribution: escapeHtml(DESK.map.attribution || "") }).addTo(map);
+    L.tileLayer(DESK.map.tile_url, { maxZoom: 18, maxNativeZoom: DESK.map.max_native_zoom ?? undefined, subdomains: "01234567", attribution: escapeHtml(DESK.map.attribution || "") }).addTo(map);
   } else {
     node.classList.add("plain");
   }

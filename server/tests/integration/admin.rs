@@ -1233,3 +1233,125 @@ async fn a_roster_that_moves_a_chief_changes_what_their_phone_receives() {
     );
     s.stop().await;
 }
+
+/// A newer roster that leaves a chief out lists him as "not in this roster" and leaves his
+/// account alone; only when the office asks does the same apply deactivate him (his phone
+/// signed out at once, the change audited). A roster of one system says nothing of the others.
+#[actix_web::test]
+async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_asked() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let facts = server::demo::facts();
+    let gone = facts.user(server::demo::CHIEF_2).unwrap().clone();
+    let exported = download(&s, "/admin/roster/export?format=csv", &admin).await;
+    let text = String::from_utf8(exported).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let without = |username: &str| {
+        let kept: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.ends_with(&format!(",{username}")))
+            .collect();
+        assert_eq!(
+            kept.len() + 1,
+            lines.len(),
+            "{username} is on the roster once"
+        );
+        (kept.join("\n") + "\n").into_bytes()
+    };
+    let newer = without(&gone.username);
+    let missing_names = |report: &Value| -> Vec<String> {
+        report["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["display_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The dry run lists him, with his post; nothing changes.
+    let (status, dry) = upload(&s, "/admin/roster/import", &admin, newer.clone()).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        missing_names(&dry),
+        vec![gone.display_name.clone()],
+        "{dry}"
+    );
+    assert_eq!(dry["missing"][0]["user_id"], gone.id.as_str());
+    assert_eq!(dry["missing"][0]["deactivate"], false);
+    assert!(dry["missing"][0]["division_name"].as_str().unwrap() != "");
+
+    // Applied without the option: listed again, still active, still signed in.
+    let phone = s.token(server::demo::CHIEF_2, "chief-2-phone").await;
+    let (status, kept) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false",
+        &admin,
+        newer.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{kept}");
+    assert_eq!(missing_names(&kept), vec![gone.display_name.clone()]);
+    let user = s
+        .get(&format!("/api/v1/admin/users/{}", gone.id), &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(user["user"]["active"], true, "{user}");
+    s.get("/api/v1/me", &phone).await.expect_ok();
+
+    // A roster of forest chiefs only does not list the river chiefs it leaves out.
+    let forest: Vec<&str> = lines
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.contains(",林长,"))
+        .map(|(_, l)| l)
+        .collect();
+    assert!(forest.len() > 1, "the demo has forest chiefs: {text}");
+    let (_, forest_only) = upload(
+        &s,
+        "/admin/roster/import",
+        &admin,
+        (forest.join("\n") + "\n").into_bytes(),
+    )
+    .await;
+    assert!(
+        forest_only["missing"].as_array().unwrap().is_empty(),
+        "{forest_only}"
+    );
+
+    // Asked to: the dry run says so and changes nothing; the apply deactivates him.
+    let query = "/admin/roster/import?deactivate_missing=true";
+    let (_, dry) = upload(&s, query, &admin, newer.clone()).await;
+    assert_eq!(dry["missing"][0]["deactivate"], true, "{dry}");
+    s.get("/api/v1/me", &phone).await.expect_ok();
+    let (status, applied) = upload(
+        &s,
+        "/admin/roster/import?dry_run=false&deactivate_missing=true",
+        &admin,
+        newer,
+    )
+    .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["applied"], true);
+    let user = s
+        .get(&format!("/api/v1/admin/users/{}", gone.id), &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(user["user"]["active"], false, "{user}");
+    assert_eq!(s.get("/api/v1/me", &phone).await.status.as_u16(), 401);
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(audit[0]["action"], "roster_deactivate", "{audit}");
+    assert_eq!(audit[0]["before"]["active"], true);
+    assert_eq!(audit[0]["after"]["active"], false);
+    // Everyone else on the roster is untouched.
+    assert_eq!(applied["summary"]["change"], 0, "{applied}");
+    assert_eq!(applied["missing"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}

@@ -326,6 +326,32 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
         "a dry run stores nothing"
     );
     shot(&client, "roster-dry-run").await;
+    // The demo's river chiefs this roster leaves out are listed, kept unless the office ticks
+    // the box to deactivate them.
+    let missing = wait_for(&client, "#roster-missing").await;
+    let listed = missing.text().await.unwrap();
+    assert!(
+        listed.contains("不在本名录中") && listed.contains("保留"),
+        "{listed}"
+    );
+    client
+        .execute(
+            "document.getElementById('roster-missing').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "roster-missing").await;
+    client.set_window_size(390, 844).await.unwrap();
+    client
+        .execute(
+            "document.getElementById('roster-missing').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "roster-missing-phone").await;
+    client.set_window_size(1280, 800).await.unwrap();
     client
         .find(Locator::Css("#roster-apply"))
         .await
@@ -535,6 +561,59 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
         .select_by_value(target.as_str())
         .await
         .unwrap();
+    // One of the division's river segments picked on the map ticks it in the list.
+    let picked = wait_for(&client, "#edit-asset-map [data-asset]")
+        .await
+        .attr("data-asset")
+        .await
+        .unwrap()
+        .unwrap();
+    let box_css = format!("#edit-assets input[data-asset='{picked}']");
+    assert!(!client
+        .find(Locator::Css(&box_css))
+        .await
+        .unwrap()
+        .is_selected()
+        .await
+        .unwrap());
+    client
+        .execute(
+            "document.querySelector(\"#edit-asset-map [data-asset='\" + arguments[0] + \"']\")
+               .dispatchEvent(new MouseEvent('click', { bubbles: true }));",
+            vec![json!(picked)],
+        )
+        .await
+        .unwrap();
+    assert!(client
+        .find(Locator::Css(&box_css))
+        .await
+        .unwrap()
+        .is_selected()
+        .await
+        .unwrap());
+    wait_for(
+        &client,
+        &format!("#edit-asset-map .chosen[data-asset='{picked}']"),
+    )
+    .await;
+    client
+        .execute(
+            "document.getElementById('edit-asset-map').scrollIntoView({ block: 'center' })",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "edit-pick-map").await;
+    client.set_window_size(390, 844).await.unwrap();
+    client
+        .execute(
+            "document.getElementById('edit-asset-map').scrollIntoView({ block: 'center' })",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "edit-pick-map-phone").await;
+    client.set_window_size(1280, 800).await.unwrap();
     client
         .find(Locator::Css("#edit-save"))
         .await
@@ -556,6 +635,20 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
     )
     .await;
     assert!(shown.ends_with(&target_name), "{shown}");
+    let saved = s
+        .state
+        .store
+        .find_user_by_username(moved_phone)
+        .unwrap()
+        .unwrap();
+    let sync_core::model::Role::Chief { jurisdiction, .. } = &saved.user.role else {
+        panic!("{:?}", saved.user.role);
+    };
+    assert_eq!(
+        jurisdiction.assets,
+        vec![picked.clone()],
+        "the asset picked on the map"
+    );
     shot(&client, "people").await;
 
     // The phone receives the new scope at its next sync.

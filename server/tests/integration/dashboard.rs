@@ -27,7 +27,7 @@ use crate::phone::Phone;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn chromedriver() -> Option<PathBuf> {
+pub(crate) fn chromedriver() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("chromedriver"))
@@ -45,7 +45,7 @@ fn chromium() -> Option<&'static str> {
 }
 
 /// A chromedriver on a free loopback port, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -57,7 +57,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver(binary: &PathBuf) -> Driver {
+pub(crate) async fn start_driver(binary: &PathBuf) -> Driver {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -85,7 +85,7 @@ async fn start_driver(binary: &PathBuf) -> Driver {
     panic!("chromedriver did not answer on {}", driver.url);
 }
 
-async fn browser(driver: &Driver) -> Client {
+pub(crate) async fn browser(driver: &Driver) -> Client {
     let mut options = json!({
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1400,1100", "--lang=zh-CN"],
@@ -103,7 +103,7 @@ async fn browser(driver: &Driver) -> Client {
         .expect("a browser session")
 }
 
-async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(WAIT)
@@ -771,6 +771,38 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no patrol figure in {figures}"));
         assert!(valid > 0, "this month's report has patrols: {figures}");
+        // Every issue the report counts appears once among the sources (patrol, public,
+        // hotline, letter) of the section on sources and the public's satisfaction.
+        let reported: u64 = figures
+            .split("上报问题")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no issue figure in {figures}"));
+        let sources = client
+            .execute(
+                "const h = [...document.querySelectorAll('#out h2')].find((e) => e.textContent.includes('群众满意度'));
+                 return h ? h.nextElementSibling.textContent : null;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let sources = sources
+            .as_str()
+            .expect("the report has a section on satisfaction");
+        let by_source: u64 = ["巡查发现", "群众扫码举报", "12369热线", "信访"]
+            .iter()
+            .map(|k| {
+                sources
+                    .split(k)
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no {k} in {sources}"))
+            })
+            .sum();
+        assert_eq!(by_source, reported, "{sources} / {figures}");
+        assert!(reported > 0, "{figures}");
         check_page(&client, &out, &page("report"), &keys).await;
         if size == "desktop" {
             print_report(&client, &out).await;

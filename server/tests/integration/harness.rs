@@ -71,10 +71,27 @@ impl TestServer {
 
     /// A server over `dir` (which the caller keeps), optionally with `--demo`.
     pub async fn start_in(dir: &Path, demo: bool) -> Self {
+        Self::start_with(dir, demo, |_| {}).await
+    }
+
+    /// A fresh demo server with settings changed by `change` (as command-line flags would).
+    pub async fn demo_with(change: impl Fn(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self::start_with(dir.path(), true, change).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    async fn start_with(dir: &Path, demo: bool, change: impl Fn(&mut Settings)) -> Self {
+        let settings = {
+            let mut s = settings(dir);
+            change(&mut s);
+            s
+        };
         // A previous server over the same directory may still be releasing the database lock.
         let mut attempts = 0;
         let state = loop {
-            match AppState::open(&settings(dir)) {
+            match AppState::open(&settings) {
                 Ok(state) => break state,
                 Err(_) if attempts < 50 => {
                     attempts += 1;

@@ -21,4 +21,5 @@ mod public;
 mod reference;
 mod rules;
 mod stats;
+mod tiles;
 mod tokens;

@@ -354,6 +354,42 @@ async fn a_public_report_goes_round_the_loop_and_the_answer_comes_back() {
     s.get("/api/v1/stats/public", &chief_token)
         .await
         .expect_error(403, "forbidden");
+
+    // The monthly report carries the same counts, by division and by department, with the
+    // share of satisfied answers.
+    let mut html = s
+        .client
+        .get(format!("{}/api/v1/stats/report.html", s.base))
+        .insert_header(("Authorization", format!("Bearer {supervisor}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.status().as_u16(), 200);
+    let html = String::from_utf8(html.body().await.unwrap().to_vec()).unwrap();
+    assert!(html.contains("问题来源与群众满意度"), "{html}");
+    let row = |name: &str, c: &Value| {
+        let n = |k: &str| c[k].as_u64().unwrap();
+        let rated = n("satisfied") + n("not_satisfied");
+        let rate = if rated == 0 {
+            "—".to_string()
+        } else {
+            format!("{:.1}%", n("satisfied") as f64 * 100.0 / rated as f64)
+        };
+        format!(
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rate}</td></tr>",
+            n("patrol"), n("public"), n("hotline"), n("letter"), n("satisfied"), n("not_satisfied"), n("unrated")
+        )
+    };
+    let department = &stats["by_department"]["区水务局"];
+    assert!(html.contains(&row("区水务局", department)), "{html}");
+    let (division, counts) = stats["by_division"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, c)| c["not_satisfied"] == 1)
+        .expect("the resident's division");
+    assert!(html.contains(&row(division, counts)), "{html}");
+    assert!(html.contains("群众评价满意 0 件、不满意 1 件"), "{html}");
     s.stop().await;
 }
 
@@ -1054,6 +1090,18 @@ async fn a_resident_reports_from_the_signboard_and_hears_back_in_a_real_phone_br
     )
     .await;
     screenshot(&client, "public-board-flag-phone.png").await;
+    // The issue page itself shows the flag with the resident's reason.
+    client
+        .goto(&format!("{}/#/issue/{issue}", s.base))
+        .await
+        .unwrap();
+    let flag = wait_for(&client, "#public-unsatisfied").await;
+    let text = flag.text().await.unwrap();
+    assert!(
+        text.contains("群众回访不满意") && text.contains("桥下仍有垃圾"),
+        "{text}"
+    );
+    screenshot(&client, "public-issue-flag-phone.png").await;
 
     // The office's form for a 12369 call, opened from the dashboard in the same session.
     client

@@ -417,6 +417,49 @@ pub fn plan_roster(
     plan
 }
 
+/// A chief on record whom a newer roster no longer lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    pub user_id: String,
+    #[serde(flatten)]
+    pub chief: Chief,
+}
+
+/// The active chiefs on record that a roster leaves out, among the systems the roster covers:
+/// a roster of river chiefs says nothing about forest chiefs. They are not deactivated by the
+/// import itself; the office decides (the import may deactivate them when asked to).
+pub fn missing_from_roster(
+    rows: &[(usize, RosterRow)],
+    places: &Places<'_>,
+    on_record: &HashMap<String, OnRecord<'_>>,
+) -> Vec<Missing> {
+    let systems: Vec<System> = rows
+        .iter()
+        .filter_map(|(_, r)| parse_system(&r.system))
+        .collect();
+    let listed: std::collections::HashSet<String> =
+        rows.iter().map(|(_, r)| r.phone.to_lowercase()).collect();
+    let mut missing: Vec<Missing> = on_record
+        .iter()
+        .filter(|(key, r)| {
+            r.user.active
+                && !listed.contains(*key)
+                && matches!(&r.user.role, Role::Chief { system, .. } if systems.contains(system))
+        })
+        .filter_map(|(_, r)| {
+            places.chief_of(r.user, r.post).map(|chief| Missing {
+                user_id: r.user.id.clone(),
+                chief,
+            })
+        })
+        .collect();
+    missing.sort_by(|a, b| {
+        (&a.chief.division_name, &a.chief.username)
+            .cmp(&(&b.chief.division_name, &b.chief.username))
+    });
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,5 +674,51 @@ mod tests {
         };
         assert_eq!(before.division_name, "桑梓店街道");
         assert_eq!(after.asset_names, vec!["小清河北园段".to_owned()]);
+    }
+
+    #[test]
+    fn chiefs_a_newer_roster_leaves_out_are_listed_only_for_the_systems_it_covers() {
+        let (divisions, assets) = places();
+        let places = Places::new(&divisions, &assets);
+        let chief = |id: &str, phone: &str, name: &str, system, asset: &str, active| User {
+            id: id.into(),
+            username: phone.into(),
+            display_name: name.into(),
+            role: Role::Chief {
+                system,
+                level: Level::Subdistrict,
+                jurisdiction: Jurisdiction {
+                    division: code("370105014000"),
+                    assets: vec![asset.into()],
+                },
+            },
+            active,
+        };
+        let users = [
+            chief("u1", "13800000001", "张三", System::River, "r1", true),
+            chief("u2", "13800000002", "李四", System::River, "r1", true),
+            chief("u3", "13800000003", "王五", System::Forest, "f1", true),
+            chief("u4", "13800000004", "赵六", System::River, "r1", false),
+        ];
+        let on_record: HashMap<String, OnRecord<'_>> = users
+            .iter()
+            .map(|u| (u.username.clone(), OnRecord { user: u, post: "" }))
+            .collect();
+        let rows = vec![(2, places.row_of(&users[0], "").unwrap())];
+        let missing = missing_from_roster(&rows, &places, &on_record);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].user_id, "u2");
+        assert_eq!(missing[0].chief.display_name, "李四");
+        assert_eq!(
+            missing[0].chief.asset_names,
+            vec!["小清河桑梓店段".to_owned()]
+        );
+        // Listing everyone leaves nobody out.
+        let rows: Vec<_> = users[..3]
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (i + 2, places.row_of(u, "").unwrap()))
+            .collect();
+        assert!(missing_from_roster(&rows, &places, &on_record).is_empty());
     }
 }
