@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn the_domains_error_codes_are_named() {
-        use crate::hub::limits::LimitError;
+        use crate::limits::LimitError;
         use crate::protocol::ProtocolError;
         let codes = [
             ProtocolError::BadMagic.code(),

@@ -36,6 +36,7 @@ impl fmt::Display for Layer {
 
 /// Every top-level module of sync-core and its layer. A new module must be placed here.
 const LAYERS: &[(&str, Layer)] = &[
+    ("api_types", Layer::Domain),
     ("authz", Layer::Domain),
     ("doc", Layer::Domain),
     ("geo", Layer::Domain),

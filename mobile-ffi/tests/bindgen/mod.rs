@@ -22,10 +22,13 @@ pub fn built_library() -> PathBuf {
     );
     // Built as another crate's dependency, the cdylib stays in `deps/`; built on its own, it is
     // also copied up beside `deps/`. The newer of the two is this build's.
-    let newest = [profile_dir.join("deps").join(&name), profile_dir.join(&name)]
-        .into_iter()
-        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
-        .max();
+    let newest = [
+        profile_dir.join("deps").join(&name),
+        profile_dir.join(&name),
+    ]
+    .into_iter()
+    .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+    .max();
     let library = match newest {
         Some((_, path)) => path,
         None => profile_dir.join(&name),

@@ -705,7 +705,7 @@ pub struct DeviceRevoke {
 
 /// Revokes one (user, device) binding: the phone's tokens stop working at once; its user signs
 /// in again to use it.
-#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = DeviceRevoke,
+#[utoipa::path(tag = "admin", operation_id = "admin_revoke_device", security(("bearer" = [])), request_body = DeviceRevoke,
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[post("/admin/devices/revoke")]
 pub async fn revoke_device(

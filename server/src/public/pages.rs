@@ -34,6 +34,7 @@ fn page(content_type: &str, body: impl Into<String>) -> HttpResponse {
 /// The report page of one asset (the signboard's QR code opens it).
 #[utoipa::path(
     tag = "public",
+    operation_id = "public_report_page",
     params(("asset" = String, Path, description = "asset id")),
     responses((status = 200, description = "HTML page", content_type = "text/html"))
 )]
@@ -54,7 +55,7 @@ pub async fn track_page(_code: web::Path<String>) -> HttpResponse {
 }
 
 /// The report page's script.
-#[utoipa::path(tag = "public", responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
+#[utoipa::path(tag = "public", operation_id = "public_report_js", responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
 #[get("/public/report.js")]
 pub async fn report_js() -> HttpResponse {
     page("text/javascript; charset=utf-8", REPORT_JS)
