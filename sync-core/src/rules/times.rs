@@ -9,6 +9,12 @@
 //!   before the record arrived, less [`EARLY_TOLERANCE_MS`] for an ordinary clock error;
 //! - **not later** than the server's receive time plus [`LATE_TOLERANCE_MS`].
 //!
+//! The device's *acknowledged sync* is a sync the server answered at which the device pushed
+//! nothing, so held nothing the server lacked (`hub::DeviceLedger::device_synced`); the one that
+//! bounds a record is the latest before the record first arrived (kept with the record's first
+//! audit entry). A sync that pushes does not count: a phone back from weeks offline sends its
+//! backlog over several requests, and a later part is no less old than the first.
+//!
 //! A time outside the window is kept as recorded and shown as recorded; figures (the week a
 //! patrol counts for, hours, deadlines) use the bounded time, and the record is flagged. A phone
 //! that was offline for weeks is not penalised: its previous sync was before it went offline,
@@ -31,7 +37,8 @@ pub const LATE_TOLERANCE_MS: i64 = 10 * 60_000;
 pub struct DeviceClock {
     /// When the device was bound to the user (first sign-in).
     pub bound_ms: Option<i64>,
-    /// The device's latest sync the server acknowledged before the record arrived.
+    /// The device's latest acknowledged sync (one at which it pushed nothing) before the record
+    /// first arrived.
     pub previous_sync_ms: Option<i64>,
     /// When the server received the record (its last change).
     pub received_ms: Option<i64>,
