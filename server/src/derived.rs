@@ -114,7 +114,9 @@ pub fn device_clock(store: &dyn Store, doc_id: &str) -> Result<DeviceClock, HubE
         .max(0);
     Ok(DeviceClock {
         bound_ms: device.map(|d| d.created_at_ms.saturating_sub(grace)),
-        previous_sync_ms: None,
+        // The device's previous acknowledged sync when the document first arrived: a phone
+        // that held this record then would have sent it then.
+        previous_sync_ms: first.previous_sync_ms,
         received_ms: history.iter().map(|e| e.received_at_ms).max(),
     })
 }

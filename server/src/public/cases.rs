@@ -213,6 +213,7 @@ pub fn record_issue(
         device: PUBLIC_DEVICE.to_string(),
         actor: server_actor().to_hex_string(),
         received_at_ms: now_ms,
+        previous_sync_ms: None,
     };
     let hub_store = state.hub.store();
     hub_store

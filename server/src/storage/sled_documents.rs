@@ -9,6 +9,7 @@
 //!   once, at its latest position; the feed in position order is built from these in memory;
 //! - `audit`: `id \0 change-hash` → JSON [`AuditEntry`]; a retried change keeps its first entry;
 //! - `device_docs`: `device \0 id` → JSON [`DeviceDoc`]; `device_scope`: device → fingerprint;
+//!   `device_synced`: device → its last acknowledged sync with nothing pushed (big-endian i64);
 //! - `sync_states`: `device \0 id` → the standard automerge sync state.
 //!
 //! Feed positions are handed out under one lock and committed in the same transaction as the
@@ -274,6 +275,26 @@ impl DeviceLedger for SledStore {
 
     fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
         self.device_scope.insert(device, scope).map_err(storage)?;
+        Ok(())
+    }
+
+    fn device_synced(&self, device: &str) -> Result<Option<i64>, HubError> {
+        match self.device_synced.get(device).map_err(storage)? {
+            Some(v) => {
+                let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| HubError::Damaged {
+                    id: device.to_string(),
+                    reason: "the device's last sync time is not 8 bytes".into(),
+                })?;
+                Ok(Some(i64::from_be_bytes(bytes)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError> {
+        self.device_synced
+            .insert(device, &at_ms.to_be_bytes())
+            .map_err(storage)?;
         Ok(())
     }
 

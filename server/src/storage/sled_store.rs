@@ -34,6 +34,7 @@ pub struct SledStore {
     pub(super) audit: Tree,
     pub(super) device_docs: Tree,
     pub(super) device_scope: Tree,
+    pub(super) device_synced: Tree,
     pub(super) sync_states: Tree,
     /// Serializes feed positions (see `sled_documents`).
     pub(super) feed_lock: Arc<Mutex<()>>,
@@ -85,6 +86,7 @@ impl SledStore {
             audit: tree("audit")?,
             device_docs: tree("device_docs")?,
             device_scope: tree("device_scope")?,
+            device_synced: tree("device_synced")?,
             sync_states: tree("sync_states")?,
             feed_lock: Arc::new(Mutex::new(())),
             divisions_listed: Arc::default(),

@@ -2,9 +2,10 @@
 //! the real `/sync`, then read back from `/patrols/{id}`, the statistics and the reminders.
 //!
 //! Each attack here passed as a valid patrol before (two fixes at the ends of a segment, bouncing
-//! over one stretch, a walk backdated 60 days, one fix dated `i64::MAX`), or showed that the
-//! figures disagreed between routes; a chief cannot choose laxer rules by writing another division
-//! into the patrol; and damaged patrol rules are an error, not the defaults.
+//! over one stretch, a walk backdated 60 days or to before the phone's last sync, one fix dated
+//! `i64::MAX`), or showed that the figures disagreed between routes; a chief cannot choose laxer
+//! rules by writing another division into the patrol; and damaged patrol rules are an error, not
+//! the defaults.
 
 use std::sync::Arc;
 
@@ -307,6 +308,58 @@ async fn a_walk_backdated_sixty_days_does_not_count_for_the_week_it_claims() {
     // It counts (as invalid) at the earliest time the server vouches for: the phone's binding.
     let counted = detail["counted_at_ms"].as_i64().unwrap();
     assert!(counted > now() - DAY_MS, "{}", detail["flag_details"]);
+    assert_eq!(detail["started_at_ms"], claimed, "kept as recorded");
+    let after = stats_row(&s, &sup, claimed_week.0, claimed_week.1, &phone.user.id).await;
+    assert_eq!(after, before, "the claimed week is unchanged");
+    let today = stats_row(&s, &sup, now() - DAY_MS, now(), &phone.user.id).await;
+    assert!(today["invalid"].as_u64() >= Some(1), "{today}");
+    s.stop().await;
+}
+
+/// A phone signed in long ago syncs with nothing to send, then its clock is set back and it
+/// sends a walk dated ten days before that sync: it did not hold the walk at the sync (it would
+/// have sent it), so the walk is flagged and counts at the sync, not in the week it claims.
+#[actix_web::test]
+async fn a_walk_dated_before_the_phones_last_sync_counts_at_that_sync() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    // Bound five weeks ago: the binding alone would vouch for the claimed date.
+    let phone = phone_bound_days_ago(&s, "reset-phone", 35).await;
+    let asset = chief_asset();
+    let synced = now();
+    let report = phone.sync(synced).await;
+    assert_eq!(
+        report.docs_sent, 0,
+        "a sync with nothing to send: {report:?}"
+    );
+
+    let claimed = now() - 10 * DAY_MS;
+    let claimed_week = (
+        Period::Week.start_ms(Period::Week.index(claimed)),
+        Period::Week.start_ms(Period::Week.index(claimed) + 1) - 1,
+    );
+    let before = stats_row(&s, &sup, claimed_week.0, claimed_week.1, &phone.user.id).await;
+    let walk = walk_along(&asset.geometry, claimed, 25 * 60, 23);
+    let id = sync_patrol(&phone, &asset, asset.division.clone(), claimed, &walk).await;
+
+    let detail = patrol_detail(&s, &sup, &id).await;
+    assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
+    let flag = detail["flag_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flag"] == "time_out_of_bounds")
+        .unwrap_or_else(|| panic!("{}", detail["flag_details"]))
+        .clone();
+    assert_eq!(flag["early"].as_u64(), Some(walk.len() as u64), "{flag}");
+    // Counted at the sync less the ten minutes' tolerance, as the rule states.
+    let counted = detail["counted_at_ms"].as_i64().unwrap();
+    let tolerance = sync_core::rules::EARLY_TOLERANCE_MS;
+    assert!(
+        (synced - tolerance - MINUTE_MS..=now() - tolerance).contains(&counted),
+        "counted at {counted}, synced at {synced}: {}",
+        detail["flag_details"]
+    );
     assert_eq!(detail["started_at_ms"], claimed, "kept as recorded");
     let after = stats_row(&s, &sup, claimed_week.0, claimed_week.1, &phone.user.id).await;
     assert_eq!(after, before, "the claimed week is unchanged");

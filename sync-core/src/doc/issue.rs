@@ -25,6 +25,7 @@ use super::{
     init, load_kind, root_opt_i64, root_scalar, root_str, value, DocError, DocKind, Record,
 };
 use crate::model::{DivisionCode, PhotoRef, Severity, System, User};
+use crate::rules::DeviceClock;
 use crate::workflow::{self, Action, Event, IssueContext, IssueState, Receipt, Targets};
 
 /// What a chief enters when reporting a problem.
@@ -207,7 +208,8 @@ impl IssueDoc {
     /// each gets a receipt at `now_ms`, and counts only if `user` may append it to the state
     /// every event accepted before it left — so an event built on old heads is judged after
     /// everything the server already holds, exactly as an honest phone's late event is. Each
-    /// event's time is its device time bounded to `[not_before_ms, now_ms]`. Events without a
+    /// event's time is its device time bounded to `[not_before_ms, now_ms]`, by the one rule for
+    /// times a phone supplies (`rules::times::DeviceClock::bound_strict`). Events without a
     /// receipt from before (a schema 1 document) are listed first, in list order. The targets
     /// an event names (assignee, duplicate) are checked against `targets`. For the server
     /// only: phones never write receipts.
@@ -236,7 +238,11 @@ impl IssueDoc {
             let receipt = Receipt {
                 event: event.id.clone(),
                 received_ms: None,
-                at_ms: event.at_ms.min(now_ms),
+                at_ms: DeviceClock {
+                    received_ms: Some(now_ms),
+                    ..DeviceClock::default()
+                }
+                .bound_strict(event.at_ms),
                 superseded: None,
             };
             value::push_record(&mut self.doc, &order, &receipt)?;
@@ -268,10 +274,17 @@ impl IssueDoc {
                 .err()
                 .map(|why| why.to_string())
                 .or_else(|| stale_verdict(&event.action, new.judged.as_deref(), &state));
+            // The one rule for times a phone supplies, strict as a workflow event's is: what
+            // the sender had seen is its previous sync, the server's clock the receipt.
+            let clock = DeviceClock {
+                bound_ms: None,
+                previous_sync_ms: Some(new.not_before_ms),
+                received_ms: Some(now_ms),
+            };
             let receipt = Receipt {
                 event: event.id.clone(),
                 received_ms: Some(now_ms),
-                at_ms: event.at_ms.clamp(new.not_before_ms.min(now_ms), now_ms),
+                at_ms: clock.bound_strict(event.at_ms),
                 superseded,
             };
             value::push_record(&mut self.doc, &order, &receipt)?;

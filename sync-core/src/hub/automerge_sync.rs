@@ -136,7 +136,8 @@ impl<S: HubStore> Hub<S> {
                         now_ms,
                     )?
                 };
-                let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
+                let previous_sync = self.store.device_synced(&caller.device)?;
+                let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
                 self.store
                     .save_document(doc_id, &meta, &merged.save(), &audit)?;
                 self.store.durable()?;

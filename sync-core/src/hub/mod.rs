@@ -183,12 +183,14 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The audit entries of this caller's accepted changes to one document.
+    /// The audit entries of this caller's accepted changes to one document, with the device's
+    /// previous acknowledged sync ([`DeviceLedger::device_synced`]) as it stood when they came.
     pub fn audit(
         &self,
         doc_id: &str,
         accepted: &[automerge::ChangeHash],
         received_at_ms: i64,
+        previous_sync_ms: Option<i64>,
     ) -> Vec<AuditEntry> {
         accepted
             .iter()
@@ -199,6 +201,7 @@ impl Caller {
                 device: self.device.clone(),
                 actor: self.actor.to_hex_string(),
                 received_at_ms,
+                previous_sync_ms,
             })
             .collect()
     }

@@ -229,6 +229,7 @@ impl<S: HubStore> Hub<S> {
             device: device.to_string(),
             actor: server_actor().to_hex_string(),
             received_at_ms: now_ms,
+            previous_sync_ms: None,
         };
         let feed = self
             .store
@@ -443,6 +444,7 @@ mod tests {
             device: device.into(),
             actor: String::new(),
             received_at_ms: at,
+            previous_sync_ms: None,
         }
     }
 

@@ -43,6 +43,12 @@ pub struct AuditEntry {
     pub actor: String,
     /// When the server accepted it.
     pub received_at_ms: i64,
+    /// The device's previous acknowledged sync when the change arrived
+    /// ([`DeviceLedger::device_synced`]): a time the phone supplies is not vouched for before
+    /// it. `None` for the server's own changes, a device never seen to sync with nothing left
+    /// to send, and entries kept before the server recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sync_ms: Option<i64>,
 }
 
 /// What the server believes one device holds of one document.
@@ -174,6 +180,11 @@ pub trait DeviceLedger: Send + Sync {
     fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError>;
     /// Forgets the device's sync states of these documents.
     fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError>;
+    /// When the server last acknowledged a sync of the device at which the device held nothing
+    /// the server lacked (it pushed nothing): anything it sends later was recorded after that.
+    fn device_synced(&self, device: &str) -> Result<Option<i64>, HubError>;
+    /// Records such a sync of the device, answered at `at_ms`.
+    fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError>;
 }
 
 /// The reference data the hub reads while placing and checking a record; the server's
@@ -268,6 +279,12 @@ impl<T: DeviceLedger + ?Sized> DeviceLedger for Arc<T> {
     }
     fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
         (**self).put_device_scope(device, scope)
+    }
+    fn device_synced(&self, device: &str) -> Result<Option<i64>, HubError> {
+        (**self).device_synced(device)
+    }
+    fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError> {
+        (**self).put_device_synced(device, at_ms)
     }
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
         (**self).sync_state(device, doc_id)

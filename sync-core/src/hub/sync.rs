@@ -263,6 +263,13 @@ impl<S: HubStore> Hub<S> {
         if rescope && complete {
             self.store.put_device_scope(&caller.device, &scope)?;
         }
+        // A request that pushes nothing shows the device held nothing the server lacked: what
+        // it sends later was recorded after this answer, and its times are bounded by it
+        // (`rules::times`). A request that pushes is not such a sync: a phone back after weeks
+        // offline sends its backlog over several requests, and each part keeps its own dates.
+        if request.docs.is_empty() {
+            self.store.put_device_synced(&caller.device, now_ms)?;
+        }
         // The answer acknowledges the merged changes: durable first.
         self.store.durable()?;
         Ok(PackedResponse {
@@ -429,7 +436,8 @@ impl<S: HubStore> Hub<S> {
             outcome.meta = Some(meta);
         }
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
-            let audit = caller.audit(doc_id, &outcome.accepted, now_ms);
+            let previous_sync = self.store.device_synced(&caller.device)?;
+            let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
             self.store
                 .save_document(doc_id, meta, &doc.save(), &audit)?;
         }

@@ -71,6 +71,7 @@ macro_rules! hub_store_conformance {
             concurrent_saves_get_distinct_positions,
             the_device_ledger_keeps_devices_apart,
             sync_states_are_kept_per_device,
+            the_last_acknowledged_sync_is_kept_per_device,
             reference_lookups_read_what_was_written,
             reopen_keeps_documents_feed_and_ledger,
         );
@@ -114,6 +115,7 @@ fn audit(doc: &str, change: &str, at: i64) -> AuditEntry {
         device: "u1/phone".into(),
         actor: "ab".repeat(16),
         received_at_ms: at,
+        previous_sync_ms: None,
     }
 }
 
@@ -381,6 +383,25 @@ pub fn sync_states_are_kept_per_device(h: &impl Harness) {
     );
 }
 
+/// The time of each device's last acknowledged sync is kept per (user, device), the latest
+/// recorded replacing the one before, and survives a reopen.
+pub fn the_last_acknowledged_sync_is_kept_per_device(h: &impl Harness) {
+    {
+        let store = h.open();
+        assert_eq!(store.device_synced("u1/phone").unwrap(), None);
+        store.put_device_synced("u1/phone", 1_000).unwrap();
+        store.put_device_synced("u1/phone2", 5).unwrap();
+        store.put_device_synced("u1/phone", 2_000).unwrap();
+        assert_eq!(store.device_synced("u1/phone").unwrap(), Some(2_000));
+        assert_eq!(store.device_synced("u1/phone2").unwrap(), Some(5));
+        // Another user's phone of the same name is another device.
+        assert_eq!(store.device_synced("u2/phone").unwrap(), None);
+        store.durable().unwrap();
+    }
+    let store = h.open();
+    assert_eq!(store.device_synced("u1/phone").unwrap(), Some(2_000));
+}
+
 fn river(id: &str) -> Asset {
     Asset {
         id: id.into(),
@@ -512,6 +533,7 @@ struct Tables {
     head: u64,
     device_docs: BTreeMap<(String, String), DeviceDoc>,
     scopes: BTreeMap<String, String>,
+    synced: BTreeMap<String, i64>,
     sync_states: BTreeMap<(String, String), Vec<u8>>,
     history: BTreeMap<String, Vec<AuditEntry>>,
     reference: ReferenceTables,
@@ -692,6 +714,15 @@ impl DeviceLedger for MemoryHubStore {
         self.tables()
             .scopes
             .insert(device.to_string(), scope.to_string());
+        Ok(())
+    }
+
+    fn device_synced(&self, device: &str) -> Result<Option<i64>, HubError> {
+        Ok(self.tables().synced.get(device).copied())
+    }
+
+    fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError> {
+        self.tables().synced.insert(device.to_string(), at_ms);
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::doc::{Issue, Patrol};
 use crate::geo;
 use crate::model::{PhotoRef, PhotoRole, TrackPoint};
+use crate::rules::{DeviceClock, OutOfBounds};
 use crate::workflow::{Action, IssueState};
 
 /// Thresholds of the evidence checks.
@@ -28,9 +29,6 @@ pub struct EvidenceRules {
     /// A photo may be taken this long before its patrol starts or after it ends (a chief
     /// photographs the river gate on arrival, or a problem after stopping the patrol).
     pub window_slack_ms: i64,
-    /// A capture time later than the server's receive time by more than this means the phone's
-    /// clock (or its time zone) is wrong.
-    pub max_clock_skew_ms: i64,
     /// A photo taken farther than this from the place it documents is doubtful. Generous, since
     /// problems are often photographed from across a river and phone GPS drifts by tens of metres.
     pub max_distance_m: f64,
@@ -40,7 +38,6 @@ impl Default for EvidenceRules {
     fn default() -> Self {
         Self {
             window_slack_ms: 15 * 60_000,
-            max_clock_skew_ms: 5 * 60_000,
             max_distance_m: 500.0,
         }
     }
@@ -131,10 +128,15 @@ pub fn evidence_checks(
                 });
             }
         }
-        let ahead = taken.saturating_sub(received_at_ms);
-        if ahead > rules.max_clock_skew_ms {
+        // The one rule for times a phone supplies (`rules::times`): a capture time later than
+        // the server's receipt plus its tolerance means the phone's clock (or time zone) is wrong.
+        let clock = DeviceClock {
+            received_ms: Some(received_at_ms),
+            ..DeviceClock::default()
+        };
+        if clock.check(taken) == Some(OutOfBounds::Late) {
             flags.push(EvidenceFlag::ClockSkew {
-                seconds: ahead / 1_000,
+                seconds: taken.saturating_sub(received_at_ms) / 1_000,
             });
         }
     }
@@ -388,6 +390,14 @@ mod tests {
             evidence_checks(&slightly, None, received, &RIVER, &EvidenceRules::default())
                 .is_empty()
         );
+        // The tolerance is the one every phone time gets (`rules::times`): a clock as fast as
+        // a patrol's fixes may be is as fast as a photo's capture time may be.
+        let tolerance = crate::rules::LATE_TOLERANCE_MS;
+        for (ahead, skewed) in [(tolerance, false), (tolerance + MIN, true)] {
+            let p = photo(Some(received + ahead), Some(RIVER[0]));
+            let flags = evidence_checks(&p, None, received, &RIVER, &EvidenceRules::default());
+            assert_eq!(!flags.is_empty(), skewed, "{ahead} ms ahead: {flags:?}");
+        }
         let weeks_old = photo(Some(received - 21 * 24 * 60 * MIN), Some(RIVER[0]));
         assert!(evidence_checks(
             &weeks_old,

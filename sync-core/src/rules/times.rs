@@ -9,10 +9,22 @@
 //!   before the record arrived, less [`EARLY_TOLERANCE_MS`] for an ordinary clock error;
 //! - **not later** than the server's receive time plus [`LATE_TOLERANCE_MS`].
 //!
+//! The device's *acknowledged sync* is a sync the server answered at which the device pushed
+//! nothing, so held nothing the server lacked (`hub::DeviceLedger::device_synced`); the one that
+//! bounds a record is the latest before the record first arrived (kept with the record's first
+//! audit entry). A sync that pushes does not count: a phone back from weeks offline sends its
+//! backlog over several requests, and a later part is no less old than the first.
+//!
 //! A time outside the window is kept as recorded and shown as recorded; figures (the week a
 //! patrol counts for, hours, deadlines) use the bounded time, and the record is flagged. A phone
 //! that was offline for weeks is not penalised: its previous sync was before it went offline,
 //! so what it recorded meanwhile lies inside the window and counts where it belongs.
+//!
+//! A workflow event (a report, an assignment, a rectification) is bounded by the same window
+//! without the tolerances ([`DeviceClock::bound_strict`]): its receipt fixes deadlines and the
+//! order of the history, and there the server's knowledge is exact — never later than it received
+//! the event, never earlier than the receipts the sender had already seen. Its floor is the
+//! sender's previous acknowledged sync in the workflow's own terms.
 //!
 //! Bounds the server does not know (documents stored before it kept receive times, a device
 //! without a binding record) leave that side open. This module only compares numbers; callers
@@ -31,7 +43,8 @@ pub const LATE_TOLERANCE_MS: i64 = 10 * 60_000;
 pub struct DeviceClock {
     /// When the device was bound to the user (first sign-in).
     pub bound_ms: Option<i64>,
-    /// The device's latest sync the server acknowledged before the record arrived.
+    /// The device's latest acknowledged sync (one at which it pushed nothing) before the record
+    /// first arrived.
     pub previous_sync_ms: Option<i64>,
     /// When the server received the record (its last change).
     pub received_ms: Option<i64>,
@@ -76,9 +89,25 @@ impl DeviceClock {
 
     /// The time that counts for `t_ms`: itself inside the window, else the nearest end.
     pub fn bound(&self, t_ms: i64) -> i64 {
-        let t = self.not_before_ms().map_or(t_ms, |floor| t_ms.max(floor));
-        self.not_after_ms().map_or(t, |ceiling| t.min(ceiling))
+        clamp(t_ms, self.not_before_ms(), self.not_after_ms())
     }
+
+    /// The time a workflow event counts at: `t_ms` bounded by the window without the
+    /// tolerances, so never later than the server received it and never earlier than the
+    /// binding or the previous sync. (A floor after the receipt gives the receipt.)
+    pub fn bound_strict(&self, t_ms: i64) -> i64 {
+        let floor = match (self.bound_ms, self.previous_sync_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        clamp(t_ms, floor, self.received_ms)
+    }
+}
+
+/// `t` raised to `floor`, then lowered to `ceiling` (which wins if they cross).
+fn clamp(t: i64, floor: Option<i64>, ceiling: Option<i64>) -> i64 {
+    let t = floor.map_or(t, |floor| t.max(floor));
+    ceiling.map_or(t, |ceiling| t.min(ceiling))
 }
 
 #[cfg(test)]
@@ -138,6 +167,26 @@ mod tests {
         assert_eq!(clock.bound(i64::MAX), NOW + LATE_TOLERANCE_MS);
         assert_eq!(clock.bound((1 << 53) - 1), NOW + LATE_TOLERANCE_MS);
         assert_eq!(clock.check(i64::MIN), None, "no floor known");
+    }
+
+    #[test]
+    fn a_workflow_event_is_bounded_without_the_tolerances() {
+        let clock = DeviceClock {
+            bound_ms: None,
+            previous_sync_ms: Some(NOW - DAY),
+            received_ms: Some(NOW),
+        };
+        // A fast clock counts at the receipt, a slow one at what the sender had seen.
+        assert_eq!(clock.bound_strict(NOW + 60_000), NOW);
+        assert_eq!(clock.bound_strict(NOW - DAY - 60_000), NOW - DAY);
+        assert_eq!(clock.bound_strict(NOW - 60_000), NOW - 60_000);
+        // A floor after the receipt (a receipt seen from a later request) gives the receipt.
+        let crossed = DeviceClock {
+            previous_sync_ms: Some(NOW + DAY),
+            ..clock
+        };
+        assert_eq!(crossed.bound_strict(NOW - DAY), NOW);
+        assert_eq!(DeviceClock::default().bound_strict(i64::MIN), i64::MIN);
     }
 
     #[test]
