@@ -496,7 +496,7 @@ async fn each_refusal_of_the_public_endpoints_says_why() {
     .await
     .expect_error(400, "proof_of_work_required");
     s.state.public.set_limits(PublicLimits {
-        pow_bits: 24,
+        pow_bits: 16,
         ..s.state.public.limits()
     });
     let ch = s
@@ -505,7 +505,7 @@ async fn each_refusal_of_the_public_endpoints_says_why() {
     let challenge = ch.body["challenge"].as_str().unwrap().to_string();
     let wrong = (0..)
         .map(|n: u32| n.to_string())
-        .find(|n| server::public::pow::zero_bits(&challenge, n) < 24)
+        .find(|n| server::public::pow::zero_bits(&challenge, n) < 16)
         .unwrap();
     s.request(
         "POST",
@@ -520,7 +520,7 @@ async fn each_refusal_of_the_public_endpoints_says_why() {
         "POST",
         "/api/v1/public/tickets",
         None,
-        Some(json!({"asset": ASSET, "challenge": challenge, "nonce": solve(&challenge, 24)})),
+        Some(json!({"asset": ASSET, "challenge": challenge, "nonce": solve(&challenge, 16)})),
     )
     .await
     .expect_error(403, "proof_of_work_invalid");
