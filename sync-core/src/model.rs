@@ -261,6 +261,7 @@ impl Severity {
 }
 
 /// A problem category a chief can report.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Category {
     pub code: String,
@@ -270,6 +271,7 @@ pub struct Category {
 }
 
 /// An item on a patrol checklist.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckItem {
     pub code: String,

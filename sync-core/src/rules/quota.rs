@@ -19,6 +19,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 const EPOCH_WEEKDAY_FROM_MONDAY: i64 = 3;
 
 /// The calendar period a quota counts patrols in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
@@ -111,6 +112,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// At least `count` valid patrols per `period` by chiefs at `level` (of `system`, or of every
 /// system when `None`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {
     pub system: Option<System>,
