@@ -799,7 +799,7 @@ ROUTES.rules = async () => {
     if (!showPreview()) return;
     try {
       stored = await api("PUT", "/admin/rules", readRules());
-      message(result, "已保存。/patrols 与统计即刻按新规则判定，手机下次同步时收到。", "ok");
+      message(result, "已保存。巡查记录与统计即刻按新规则判定，手机下次同步时收到。", "ok");
       preview.textContent = "";
     } catch (e) { message(result, "未保存：" + e.message, "error"); }
   };

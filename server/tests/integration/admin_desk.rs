@@ -615,6 +615,30 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
         .await
         .unwrap();
     wait_for(&client, "#rules-result.ok").await;
+    client
+        .find(Locator::XPath("//button[text()='新增特别规则']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#rule-overrides fieldset select").await;
+    client
+        .execute(
+            "document.querySelector('#rule-overrides').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "rules-override").await;
+    client
+        .execute(
+            "document.querySelector('#catalogue-editor').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "rules-categories").await;
     let rules = s
         .get("/api/v1/admin/rules", &admin)
         .await
