@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use actix_web::{get, put, web};
 use serde::{Deserialize, Serialize};
 use sync_core::model::{Category, CheckItem};
-use sync_core::rules::{check_categories, RuleSet, SettingError};
+use sync_core::rules::{check_categories, rules_from_json, RuleSet, SettingError};
 use utoipa::ToSchema;
 
 use crate::admin::{admin_writes, audit};
@@ -44,18 +44,20 @@ pub async fn get_rules(
     Ok(web::Json(rules))
 }
 
-/// Replaces the patrol rules and quotas; answers the rules now in force.
+/// Replaces the patrol rules and quotas; answers the rules now in force. The body is read
+/// by sync-core (`rules_from_json`), so an unknown system, level or period is refused naming
+/// where it is, like any other value that cannot take effect.
 #[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = RuleSet,
     responses((status = 200, body = RuleSet), (status = 403, body = ErrorBody),
-        (status = 422, body = ErrorBody, description = "invalid_setting: a value out of range, a region no division has, two rules or quotas for the same chiefs; the message names the field")))]
+        (status = 422, body = ErrorBody, description = "invalid_setting: an unknown system, level or period, a value out of range, a region no division has, two rules or quotas for the same chiefs; the message names the field")))]
 #[put("/admin/rules")]
 pub async fn put_rules(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<RuleSet>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<RuleSet>, ApiError> {
     caller.require_admin()?;
-    let rules = body.into_inner();
+    let body = body.into_inner();
     let stored = web::block(move || {
         let _writes = admin_writes();
         let store = state.store.as_ref();
@@ -64,7 +66,7 @@ pub async fn put_rules(
             .into_iter()
             .map(|d| d.code)
             .collect();
-        rules.check(|code| known.contains(code)).map_err(refused)?;
+        let rules = rules_from_json(body, |code| known.contains(code)).map_err(refused)?;
         let before = settings::patrol_rules(store)?;
         if before != rules {
             let batch = AdminBatch {

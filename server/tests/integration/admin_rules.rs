@@ -186,10 +186,24 @@ async fn nonsense_rules_are_refused_by_field_and_nothing_is_stored() {
     put(no_patrols).await.expect_error(422, "invalid_setting");
     let mut unknown_period = before.clone();
     unknown_period["quotas"][0]["period"] = json!("day");
-    put(unknown_period).await.expect_error(400, "bad_request");
+    let reply = put(unknown_period).await;
+    reply.expect_error(422, "invalid_setting");
+    assert!(reply.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("quotas[0]"));
     let mut unknown_level = before.clone();
-    unknown_level["quotas"][0]["level"] = json!("province");
-    put(unknown_level).await.expect_error(400, "bad_request");
+    unknown_level["overrides"] = json!([{"system": "sea", "level": null, "region": null,
+        "rules": before["default"]}]);
+    let reply = put(unknown_level).await;
+    reply.expect_error(422, "invalid_setting");
+    assert!(reply.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("overrides[0]"));
+    put(json!("not rules"))
+        .await
+        .expect_error(422, "invalid_setting");
 
     assert_eq!(
         s.get("/api/v1/admin/rules", &admin).await.expect_ok(),

@@ -23,7 +23,7 @@ mod validate;
 
 pub use quota::{civil_from_days, days_from_civil, Compliance, Period, Quota, CHINA_OFFSET_MS};
 pub use reminder::{quota_progress, QuotaProgress};
-pub use settings::{check_categories, SettingError};
+pub use settings::{check_categories, rules_from_json, SettingError};
 pub use times::{DeviceClock, OutOfBounds, EARLY_TOLERANCE_MS, LATE_TOLERANCE_MS};
 pub use validate::{
     validate, validate_at, Covered, PatrolFlag, PatrolValidation, GROUND_CELL_M, SPEED_WINDOW_MS,

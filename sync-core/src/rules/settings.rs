@@ -26,6 +26,48 @@ fn refuse(field: impl Into<String>, message: impl Into<String>) -> SettingError 
     }
 }
 
+/// Reads a rule set as an administrator wrote it (JSON), naming the part that cannot be read —
+/// an unknown system, level or period, a missing or mistyped field — by its path
+/// (`quotas[0]: unknown variant \`day\`…`), then checks it ([`RuleSet::check`]).
+pub fn rules_from_json(
+    value: serde_json::Value,
+    known_division: impl Fn(&DivisionCode) -> bool,
+) -> Result<RuleSet, SettingError> {
+    fn part<T: serde::de::DeserializeOwned>(
+        at: String,
+        value: &serde_json::Value,
+    ) -> Result<T, SettingError> {
+        serde_json::from_value(value.clone()).map_err(|e| refuse(at, e.to_string()))
+    }
+    let serde_json::Value::Object(fields) = &value else {
+        return Err(refuse("", "须为对象：default、overrides、quotas"));
+    };
+    for (name, field) in fields {
+        match name.as_str() {
+            "default" => {
+                part::<PatrolRules>("default".into(), field)?;
+            }
+            "overrides" | "quotas" => {
+                let serde_json::Value::Array(rows) = field else {
+                    return Err(refuse(name.clone(), "须为数组"));
+                };
+                for (i, row) in rows.iter().enumerate() {
+                    let at = format!("{name}[{i}]");
+                    if name == "overrides" {
+                        part::<super::RuleOverride>(at, row)?;
+                    } else {
+                        part::<super::Quota>(at, row)?;
+                    }
+                }
+            }
+            other => return Err(refuse(other, "不是巡查规则的字段")),
+        }
+    }
+    let rules: RuleSet = part(String::new(), &value)?;
+    rules.check(known_division)?;
+    Ok(rules)
+}
+
 /// Longest minimum patrol time a rule may ask for: a working day.
 const MAX_MIN_MINUTES: f64 = 12.0 * 60.0;
 /// Longest minimum distance a rule may ask for.
@@ -210,6 +252,19 @@ mod tests {
 
     fn any(_: &DivisionCode) -> bool {
         true
+    }
+
+    #[test]
+    fn unreadable_parts_are_named() {
+        let mut value = serde_json::to_value(RuleSet::default()).unwrap();
+        value["quotas"][1]["period"] = "day".into();
+        let err = rules_from_json(value.clone(), any).unwrap_err();
+        assert_eq!(err.field, "quotas[1]");
+        assert!(err.message.contains("day"), "{err}");
+        value["quotas"][1]["period"] = "month".into();
+        assert_eq!(rules_from_json(value.clone(), any), Ok(RuleSet::default()));
+        value["default"]["min_minutes"] = "ten".into();
+        assert_eq!(rules_from_json(value, any).unwrap_err().field, "default");
     }
 
     #[test]
