@@ -117,6 +117,8 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 pub struct Quota {
     pub system: Option<System>,
     pub level: Level,
+    /// Patrols per period, 1 to [`Quota::MAX_COUNT`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub count: u32,
     pub period: Period,
 }
@@ -135,6 +137,9 @@ pub struct Compliance {
 }
 
 impl Quota {
+    /// Most patrols a quota may ask for in one period.
+    pub const MAX_COUNT: u32 = 100;
+
     /// Patrols required in `[from_ms, to_ms)`: `count` for every period overlapping it. A partial
     /// period owes the full count, as a chief appointed mid-month still patrols that month.
     pub fn required(&self, from_ms: i64, to_ms: i64) -> u64 {

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::{PatrolRules, RuleSet};
+use super::{PatrolRules, Quota, RuleSet};
 use crate::model::{Category, CheckItem, DivisionCode};
 
 /// A setting refused: which field, and why.
@@ -172,6 +172,12 @@ impl RuleSet {
                     "巡查次数须至少为 1（不要求巡查请删除该条）",
                 ));
             }
+            if q.count > Quota::MAX_COUNT {
+                return Err(refuse(
+                    format!("{at}.count"),
+                    format!("巡查次数须不多于 {}，收到 {}", Quota::MAX_COUNT, q.count),
+                ));
+            }
             if !quotas.insert((q.system, q.level)) {
                 return Err(refuse(at, "与前面的一条频次要求适用于同一体系和层级"));
             }
@@ -248,7 +254,7 @@ pub fn check_categories(
 mod tests {
     use super::*;
     use crate::model::{Level, System};
-    use crate::rules::{Period, Quota, RuleOverride};
+    use crate::rules::{Period, RuleOverride};
 
     fn any(_: &DivisionCode) -> bool {
         true
@@ -311,6 +317,8 @@ mod tests {
         rules.quotas[3].level = Level::District;
         rules.quotas[3].system = Some(System::Forest);
         rules.quotas[3].count = 0;
+        assert_eq!(rules.check(any).unwrap_err().field, "quotas[3].count");
+        rules.quotas[3].count = 101;
         assert_eq!(rules.check(any).unwrap_err().field, "quotas[3].count");
     }
 
