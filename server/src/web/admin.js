@@ -774,7 +774,7 @@ ROUTES.rules = async () => {
     const row = { system: choice(systems, SYSTEM, q.system, "频次适用体系", "各体系"),
       level: choice(levels, LEVEL, q.level, "频次适用层级", null),
       period: choice(Object.keys(PERIOD), PERIOD, q.period, "周期", null),
-      count: el("input", { type: "number", min: "1", step: "1", value: q.count, "aria-label": "巡查次数", style: "width: 5em" }) };
+      count: el("input", { type: "number", min: "1", max: "100", step: "1", value: q.count, "aria-label": "巡查次数", style: "width: 5em" }) };
     const tr = el("tr", {}, el("td", {}, row.system), el("td", {}, row.level), el("td", {}, row.period), el("td", {}, row.count),
       el("td", {}, el("button", { type: "button", class: "secondary", on: { click: () => { quotas.splice(quotas.indexOf(row), 1); tr.remove(); } } }, "删除")));
     quotas.push(row);
