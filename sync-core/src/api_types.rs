@@ -109,6 +109,9 @@ error_codes! {
     InvalidTransition = "invalid_transition",
     /// A workflow action whose payload is unusable (e.g. a rejection without a reason).
     InvalidPayload = "invalid_payload",
+    /// An administrator's setting (patrol rules, categories, check items) that cannot take
+    /// effect; the message names the field.
+    InvalidSetting = "invalid_setting",
     /// An `Idempotency-Key` used before for another action.
     IdempotencyKeyReused = "idempotency_key_reused",
     // Photos.

@@ -261,19 +261,27 @@ impl Severity {
 }
 
 /// A problem category a chief can report.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Category {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9_.-]{1,64}$"))]
     pub code: String,
     pub system: System,
+    /// Shown to chiefs; not blank.
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
     pub name_zh: String,
     pub name_en: String,
 }
 
 /// An item on a patrol checklist.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckItem {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9_.-]{1,64}$"))]
     pub code: String,
     pub system: System,
+    /// Shown to chiefs; not blank.
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
     pub name_zh: String,
 }
 

@@ -14,6 +14,7 @@
 
 pub mod admin_import;
 pub mod admin_places;
+pub mod admin_rules;
 pub mod admin_users;
 pub mod auth;
 pub mod auth_setup;
@@ -306,6 +307,7 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(admin_import::new_setup_code)
                 .service(admin_import::revoke_device)
                 .service(admin_import::list_people)
+                .configure(admin_rules::routes)
                 .configure(crate::public::api_routes),
         );
 }

@@ -22,6 +22,7 @@ const ACTION = {
   user_update: "修改账号", password_reset: "重置密码", post_change: "修改职务",
   setup_code_issued: "生成启用码", device_revoke: "吊销设备", asset_create: "新增资产",
   asset_change: "修改资产", division_create: "新增区划", division_change: "修改区划",
+  rules_change: "修改巡查规则与频次", categories_change: "修改问题类别与检查项",
 };
 const FIELD = {
   display_name: "姓名", username: "账号", role: "角色", active: "启用", post: "职务",
@@ -735,23 +736,202 @@ ROUTES.devices = async () => {
         el("td", {}, d.revoked_at_ms ? "" : el("button", { type: "button", class: "secondary", on: { click: () => revoke(d) } }, "吊销")))))))));
 };
 
-function ruleRows(value, prefix) {
-  if (value === null || typeof value !== "object") return [el("tr", {}, el("td", {}, prefix), el("td", {}, String(value)))];
-  return Object.entries(value).flatMap(([k, v]) => ruleRows(v, prefix ? prefix + " · " + k : k));
+// ---- patrol rules, quotas, categories and check items (the rules tab) --------------------
+
+const RULE_FIELDS = [
+  ["min_minutes", "最短时长（分钟）", "1"], ["min_km", "最短里程（公里）", "0.1"],
+  ["max_speed_kmh", "最高速度（公里/小时）", "1"], ["corridor_m", "巡查范围宽度（米）", "10"],
+  ["min_inside_share", "范围内定位点比例（0–1）", "0.05"], ["max_gap_s", "最长定位间隔（秒）", "10"],
+  ["max_lost_share", "信号中断时间比例（0–1）", "0.05"], ["max_passes", "往返次数上限", "0.5"],
+  ["jump_m", "跳点距离（米）", "10"], ["jump_kmh", "跳点速度（公里/小时）", "10"],
+];
+const PERIOD = { week: "每周", month: "每月", quarter: "每季度" };
+
+// Who a rule or quota applies to, in words.
+function ruleScope(o) {
+  return [o.region ? divisionPath(o.region) : "全区", o.level ? LEVEL[o.level] : "各层级",
+    o.system ? SYSTEM[o.system] : "各体系"].join(" · ");
+}
+
+// A rule set as labelled lines, for the preview of a change and for the audit.
+function ruleLines(rules) {
+  const lines = new Map();
+  const add = (head, r) => { for (const [k, label] of RULE_FIELDS) lines.set(head + " · " + label, r[k]); };
+  add("默认规则", rules.default);
+  for (const o of rules.overrides) add("特别规则（" + ruleScope(o) + "）", o.rules);
+  for (const q of rules.quotas) lines.set("巡查频次（" + ruleScope(q) + "）", PERIOD[q.period] + " " + q.count + " 次");
+  return lines;
+}
+
+function catalogueLines(c) {
+  const lines = new Map();
+  for (const x of c.categories) lines.set("问题类别 " + x.code, SYSTEM[x.system] + "：" + x.name_zh);
+  for (const x of c.check_items) lines.set("检查项 " + x.code, SYSTEM[x.system] + "：" + x.name_zh);
+  return lines;
+}
+
+// A change of the rules or the categories, in words (other entries: `null`).
+function settingChanges(e) {
+  const lines = { rules_change: ruleLines, categories_change: catalogueLines }[e.action];
+  return lines && e.before && e.after ? lineChanges(lines(e.before), lines(e.after)).join("\n") : null;
+}
+
+// Only the lines that differ, as “what: before → after”.
+function lineChanges(before, after) {
+  const out = [];
+  for (const [k, v] of after) if (!before.has(k)) out.push("新增 " + k + "：" + v);
+  else if (String(before.get(k)) !== String(v)) out.push(k + "：" + before.get(k) + " → " + v);
+  for (const [k, v] of before) if (!after.has(k)) out.push("删除 " + k + "：" + v);
+  return out;
+}
+
+function choice(values, names, selected, label, anyText) {
+  return el("select", { "aria-label": label },
+    anyText === null ? null : el("option", { value: "", selected: !selected }, anyText),
+    values.map((v) => el("option", { value: v, selected: v === selected }, names[v])));
+}
+
+function regionChoice(selected) {
+  return el("select", { "aria-label": "适用区域" }, el("option", { value: "", selected: !selected }, "全区"),
+    divisionOptions(null, selected));
+}
+
+function numberInput(value, step, label) {
+  return el("input", { type: "number", step, min: "0", value: value, "aria-label": label, style: "width: 7em" });
+}
+
+// One rule's thresholds as labelled inputs; `read()` gives them back.
+function ruleFields(rules, head) {
+  const inputs = RULE_FIELDS.map(([k, label, step]) => [k, numberInput(rules[k], step, head + " " + label), label]);
+  const node = el("div", { class: "toolbar rule-fields" },
+    inputs.map(([k, input, label]) => el("label", { "data-field": k }, label, input)));
+  const read = () => Object.fromEntries(inputs.map(([k, input]) => [k, input.value === "" ? NaN : Number(input.value)]));
+  return { node, read };
 }
 
 ROUTES.rules = async () => {
-  const ref = await api("GET", "/reference");
+  await loadPlaces();
+  const [rules, catalogue] = await Promise.all([api("GET", "/admin/rules"), api("GET", "/admin/categories")]);
+  const result = el("p", { role: "status", id: "rules-result" });
+  const preview = el("pre", { class: "diff", id: "rules-preview" });
+  const systems = Object.keys(SYSTEM), levels = Object.keys(LEVEL);
+
+  const base = ruleFields(rules.default, "默认规则");
+  const overrideList = el("div", { id: "rule-overrides" });
+  const overrides = [];
+  const addOverride = (o) => {
+    const row = { system: choice(systems, SYSTEM, o.system, "适用体系", "各体系"),
+      level: choice(levels, LEVEL, o.level, "适用层级", "各层级"), region: regionChoice(o.region),
+      fields: ruleFields(o.rules, "特别规则") };
+    const node = el("fieldset", { class: "override" }, el("legend", {}, "特别规则"),
+      el("div", { class: "toolbar" }, el("label", {}, "体系 ", row.system), el("label", {}, "层级 ", row.level),
+        el("label", {}, "区域 ", row.region),
+        el("button", { type: "button", class: "secondary", on: { click: () => { overrides.splice(overrides.indexOf(row), 1); node.remove(); } } }, "删除此规则")),
+      row.fields.node);
+    overrides.push(row);
+    overrideList.append(node);
+  };
+  rules.overrides.forEach(addOverride);
+
+  const quotaBody = el("tbody", {});
+  const quotas = [];
+  const addQuota = (q) => {
+    const row = { system: choice(systems, SYSTEM, q.system, "频次适用体系", "各体系"),
+      level: choice(levels, LEVEL, q.level, "频次适用层级", null),
+      period: choice(Object.keys(PERIOD), PERIOD, q.period, "周期", null),
+      count: el("input", { type: "number", min: "1", max: "100", step: "1", value: q.count, "aria-label": "巡查次数", style: "width: 5em" }) };
+    const tr = el("tr", {}, el("td", {}, row.system), el("td", {}, row.level), el("td", {}, row.period), el("td", {}, row.count),
+      el("td", {}, el("button", { type: "button", class: "secondary", on: { click: () => { quotas.splice(quotas.indexOf(row), 1); tr.remove(); } } }, "删除")));
+    quotas.push(row);
+    quotaBody.append(tr);
+  };
+  rules.quotas.forEach(addQuota);
+
+  const readRules = () => ({
+    default: base.read(),
+    overrides: overrides.map((r) => ({ system: r.system.value || null, level: r.level.value || null,
+      region: r.region.value || null, rules: r.fields.read() })),
+    quotas: quotas.map((r) => ({ system: r.system.value || null, level: r.level.value,
+      count: Number(r.count.value), period: r.period.value })),
+  });
+  let stored = rules;
+  const showPreview = () => {
+    const changes = lineChanges(ruleLines(stored), ruleLines(readRules()));
+    preview.textContent = changes.length ? "将要保存的改动：\n" + changes.join("\n") : "没有改动。";
+    return changes.length;
+  };
+  const save = async () => {
+    if (!showPreview()) return;
+    try {
+      stored = await api("PUT", "/admin/rules", readRules());
+      message(result, "已保存。巡查记录与统计即刻按新规则判定，手机下次同步时收到。", "ok");
+      preview.textContent = "";
+    } catch (e) { message(result, "未保存：" + e.message, "error"); }
+  };
+
+  // Categories and check items: existing codes stay as they are (issues refer to them).
+  const catBody = el("tbody", {}), itemBody = el("tbody", {});
+  const cats = [], items = [];
+  const addEntry = (list, body, x, withEn) => {
+    const row = { system: choice(systems, SYSTEM, x.system || "river", "所属体系", null),
+      code: el("input", { value: x.code || "", "aria-label": "代码", readonly: x.code ? true : null, placeholder: "如 river.sand", style: "width: 12em" }),
+      name_zh: el("input", { value: x.name_zh || "", "aria-label": "中文名称" }),
+      name_en: withEn ? el("input", { value: x.name_en || "", "aria-label": "英文名称" }) : null };
+    const tr = el("tr", {}, el("td", {}, row.system), el("td", {}, row.name_zh), withEn ? el("td", { class: "hide-narrow" }, row.name_en) : null,
+      el("td", { class: "hide-narrow" }, row.code),
+      el("td", {}, el("button", { type: "button", class: "secondary", on: { click: () => { list.splice(list.indexOf(row), 1); tr.remove(); } } }, "删除")));
+    list.push(row);
+    body.append(tr);
+  };
+  catalogue.categories.forEach((c) => addEntry(cats, catBody, c, true));
+  catalogue.check_items.forEach((c) => addEntry(items, itemBody, c, false));
+  const readCatalogue = () => ({
+    categories: cats.map((r) => ({ code: r.code.value.trim(), system: r.system.value, name_zh: r.name_zh.value.trim(), name_en: r.name_en.value.trim() })),
+    check_items: items.map((r) => ({ code: r.code.value.trim(), system: r.system.value, name_zh: r.name_zh.value.trim() })),
+  });
+  const catResult = el("p", { role: "status", id: "categories-result" });
+  const catPreview = el("pre", { class: "diff", id: "categories-preview" });
+  let storedCatalogue = catalogue;
+  const previewCatalogue = () => {
+    const changes = lineChanges(catalogueLines(storedCatalogue), catalogueLines(readCatalogue()));
+    catPreview.textContent = changes.length ? "将要保存的改动：\n" + changes.join("\n") : "没有改动。";
+    return changes.length;
+  };
+  const saveCatalogue = async () => {
+    if (!previewCatalogue()) return;
+    try {
+      storedCatalogue = await api("PUT", "/admin/categories", readCatalogue());
+      message(catResult, "已保存。手机下次获取基础数据时可按新类别上报。", "ok");
+      catPreview.textContent = "";
+    } catch (e) { message(catResult, "未保存：" + e.message, "error"); }
+  };
+  const head = (...titles) => el("thead", {}, el("tr", {}, titles.map(([t, narrow]) => el("th", { class: narrow ? "hide-narrow" : null }, t))));
+
   view().replaceChildren(
-    el("div", { class: "card" }, el("h2", {}, "巡查规则与配额"),
-      el("p", { class: "warn" }, "此处只读：巡查频次、时长、里程等规则由系统设置维护，修改后手机下次同步生效。"),
-      el("div", { class: "scroll" }, el("table", { id: "rules" }, el("tbody", {}, ruleRows(ref.rules, ""))))),
-    el("div", { class: "card" }, el("h2", {}, "问题类别"),
-      el("table", { id: "categories" }, el("thead", {}, el("tr", {}, el("th", {}, "体系"), el("th", {}, "类别"))),
-        el("tbody", {}, ref.categories.map((c) => el("tr", {}, el("td", {}, SYSTEM[c.system] || c.system), el("td", {}, c.name_zh || c.name || c.id)))))),
-    el("div", { class: "card" }, el("h2", {}, "巡查检查项"),
-      el("table", { id: "check-items" }, el("thead", {}, el("tr", {}, el("th", {}, "体系"), el("th", {}, "检查项"))),
-        el("tbody", {}, ref.check_items.map((c) => el("tr", {}, el("td", {}, SYSTEM[c.system] || c.system), el("td", {}, c.name_zh || c.name || c.id)))))));
+    el("div", { class: "card", id: "rules-editor" }, el("h2", {}, "巡查规则与频次"),
+      el("p", {}, "一次巡查须达到的时长、里程等要求，以及各层级河湖林田长的巡查频次。特别规则适用于所选体系、层级、区域的河湖林田长，范围越具体越优先。保存后即刻生效，手机下次同步时收到。"),
+      el("h3", {}, "默认规则"), base.node,
+      el("h3", {}, "特别规则"), overrideList,
+      el("button", { type: "button", class: "secondary", on: { click: () => addOverride({ system: null, level: null, region: null, rules: readRules().default }) } }, "新增特别规则"),
+      el("h3", {}, "巡查频次"),
+      el("div", { class: "scroll" }, el("table", { id: "quotas" }, head(["体系"], ["层级"], ["周期"], ["至少巡查（次）"], [""]), quotaBody)),
+      el("div", { class: "toolbar" },
+        el("button", { type: "button", class: "secondary", on: { click: () => addQuota({ system: null, level: "village", count: 1, period: "month" }) } }, "新增频次要求"),
+        el("button", { type: "button", class: "secondary", id: "rules-preview-button", on: { click: showPreview } }, "预览改动"),
+        el("button", { type: "button", id: "rules-save", on: { click: save } }, "保存规则")),
+      preview, result),
+    el("div", { class: "card", id: "catalogue-editor" }, el("h2", {}, "问题类别与巡查检查项"),
+      el("p", {}, "已有问题使用的类别不能删除。新类别在该体系的手机下次获取基础数据后即可上报。"),
+      el("h3", {}, "问题类别"),
+      el("div", { class: "scroll" }, el("table", { id: "categories" }, head(["体系"], ["名称"], ["英文名称", true], ["代码", true], [""]), catBody)),
+      el("button", { type: "button", class: "secondary", on: { click: () => addEntry(cats, catBody, {}, true) } }, "新增问题类别"),
+      el("h3", {}, "巡查检查项"),
+      el("div", { class: "scroll" }, el("table", { id: "check-items" }, head(["体系"], ["检查项"], ["代码", true], [""]), itemBody)),
+      el("div", { class: "toolbar" },
+        el("button", { type: "button", class: "secondary", on: { click: () => addEntry(items, itemBody, {}, false) } }, "新增检查项"),
+        el("button", { type: "button", class: "secondary", on: { click: previewCatalogue } }, "预览改动"),
+        el("button", { type: "button", id: "categories-save", on: { click: saveCatalogue } }, "保存类别与检查项")),
+      catPreview, catResult));
 };
 
 function short(v) {
@@ -794,7 +974,7 @@ ROUTES.audit = async () => {
       el("thead", {}, el("tr", {}, ["时间", "操作人", "操作", "对象", "改动"].map((t) => el("th", {}, t)))),
       el("tbody", {}, entries.map((e) => el("tr", { "data-action": e.action },
         el("td", {}, fmtTime(e.at_ms)), el("td", {}, e.by_name), el("td", {}, ACTION[e.action] || e.action), el("td", {}, e.target),
-        el("td", { class: "diff" }, e.before || e.after ? diff(e.before, e.after) : ""))))))));
+        el("td", { class: "diff" }, settingChanges(e) || (e.before || e.after ? diff(e.before, e.after) : "")))))))));
 };
 
 // ---- start ------------------------------------------------------------------------------

@@ -674,6 +674,80 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
     );
     shot(&client, "audit").await;
 
+    // One patrol rule edited in the rules tab: the default minimum time, saved after its
+    // preview, is the rule the server holds and is audited.
+    client
+        .goto(&format!("{}/admin#/rules", s.base))
+        .await
+        .unwrap();
+    let minutes = wait_for(
+        &client,
+        "#rules-editor label[data-field='min_minutes'] input",
+    )
+    .await;
+    minutes.clear().await.unwrap();
+    minutes.send_keys("9").await.unwrap();
+    client
+        .find(Locator::Css("#rules-preview-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let preview = text(&client, "#rules-preview").await;
+    assert!(
+        preview.contains("最短时长") && preview.contains("→ 9"),
+        "{preview}"
+    );
+    shot(&client, "rules").await;
+    client
+        .find(Locator::Css("#rules-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#rules-result.ok").await;
+    client
+        .find(Locator::XPath("//button[text()='新增特别规则']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#rule-overrides fieldset select").await;
+    client
+        .execute(
+            "document.querySelector('#rule-overrides').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "rules-override").await;
+    client
+        .execute(
+            "document.querySelector('#catalogue-editor').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    shot(&client, "rules-categories").await;
+    let rules = s
+        .get("/api/v1/admin/rules", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(rules["default"]["min_minutes"], 9.0, "{rules}");
+    client
+        .goto(&format!("{}/admin#/audit", s.base))
+        .await
+        .unwrap();
+    let entry = text(&client, "#audit tr[data-action='rules_change']").await;
+    assert!(
+        entry.contains("最短时长") && entry.contains("→ 9"),
+        "{entry}"
+    );
+
     // Phone size.
     client.set_window_size(390, 844).await.unwrap();
     client
@@ -694,6 +768,12 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
         .unwrap();
     wait_for(&client, "#download-template").await;
     shot(&client, "import-phone").await;
+    client
+        .goto(&format!("{}/admin#/rules", s.base))
+        .await
+        .unwrap();
+    wait_for(&client, "#quotas tbody tr").await;
+    shot(&client, "rules-phone").await;
     client.set_window_size(1280, 800).await.unwrap();
     client
         .goto(&format!("{}/admin#/divisions", s.base))

@@ -6,6 +6,7 @@ mod harness;
 
 mod admin;
 mod admin_desk;
+mod admin_rules;
 mod attacks;
 mod auth;
 mod blobs;

@@ -17,11 +17,13 @@
 
 mod quota;
 mod reminder;
+mod settings;
 pub mod times;
 mod validate;
 
 pub use quota::{civil_from_days, days_from_civil, Compliance, Period, Quota, CHINA_OFFSET_MS};
 pub use reminder::{quota_progress, QuotaProgress};
+pub use settings::{check_categories, rules_from_json, SettingError};
 pub use times::{DeviceClock, OutOfBounds, EARLY_TOLERANCE_MS, LATE_TOLERANCE_MS};
 pub use validate::{
     validate, validate_at, Covered, PatrolFlag, PatrolValidation, GROUND_CELL_M, SPEED_WINDOW_MS,
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 /// Thresholds a patrol track is checked against. Missing fields in stored configuration take
 /// the defaults, so rules written before a field existed still load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct PatrolRules {
     /// Shortest patrol that counts, minutes.
@@ -85,6 +88,7 @@ impl Default for PatrolRules {
 
 /// Rules that replace the default for patrols matching every criterion given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleOverride {
     pub system: Option<System>,
     pub level: Option<Level>,
@@ -115,6 +119,7 @@ impl RuleOverride {
 
 /// All patrol rules and frequency quotas of a deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleSet {
     pub default: PatrolRules,
     pub overrides: Vec<RuleOverride>,

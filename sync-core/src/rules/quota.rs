@@ -19,6 +19,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 const EPOCH_WEEKDAY_FROM_MONDAY: i64 = 3;
 
 /// The calendar period a quota counts patrols in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
@@ -111,10 +112,13 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// At least `count` valid patrols per `period` by chiefs at `level` (of `system`, or of every
 /// system when `None`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {
     pub system: Option<System>,
     pub level: Level,
+    /// Patrols per period, 1 to [`Quota::MAX_COUNT`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub count: u32,
     pub period: Period,
 }
@@ -133,6 +137,9 @@ pub struct Compliance {
 }
 
 impl Quota {
+    /// Most patrols a quota may ask for in one period.
+    pub const MAX_COUNT: u32 = 100;
+
     /// Patrols required in `[from_ms, to_ms)`: `count` for every period overlapping it. A partial
     /// period owes the full count, as a chief appointed mid-month still patrols that month.
     pub fn required(&self, from_ms: i64, to_ms: i64) -> u64 {
