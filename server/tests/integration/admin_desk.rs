@@ -217,26 +217,7 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
 
     let driver = start_driver(&binary).await;
     let client = browser(&driver).await;
-    client.goto(&format!("{}/admin", s.base)).await.unwrap();
-    wait_for(&client, "#username")
-        .await
-        .send_keys(ADMIN)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys("demo")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    crate::dashboard::sign_in(&client, &format!("{}/admin", s.base), ADMIN).await;
     wait_for(&client, "#people-table tbody tr").await;
 
     // The template, downloaded from the page, has the seven Chinese titles.

@@ -103,6 +103,30 @@ pub(crate) async fn browser(driver: &Driver) -> Client {
         .expect("a browser session")
 }
 
+/// Opens `url` and signs in there as `username` (password `demo`) through the page's form.
+pub(crate) async fn sign_in(client: &Client, url: &str, username: &str) {
+    client.goto(url).await.unwrap();
+    wait_for(client, "#username")
+        .await
+        .send_keys(username)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys("demo")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 pub(crate) async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
         .wait()
@@ -209,26 +233,7 @@ async fn a_supervisor_closes_the_loop_in_a_real_browser() {
     let client = browser(&driver).await;
 
     // Log in as the demo supervisor and open the new issue from the board.
-    client.goto(&format!("{}/", s.base)).await.unwrap();
-    wait_for(&client, "#username")
-        .await
-        .send_keys(SUPERVISOR)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys("demo")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    sign_in(&client, &format!("{}/", s.base), SUPERVISOR).await;
     let card = wait_for(
         &client,
         &format!(".column[data-status='reported'] .card[data-issue='{id}']"),

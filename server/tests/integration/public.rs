@@ -958,26 +958,7 @@ async fn a_resident_reports_from_the_signboard_and_hears_back_in_a_real_phone_br
     assert!(d < 500.0, "the tapped position lies by the river: {d} m");
 
     // The supervisor's board shows it, marked as the public's.
-    client.goto(&format!("{}/", s.base)).await.unwrap();
-    wait_for(&client, "#username")
-        .await
-        .send_keys(SUPERVISOR)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys("demo")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    crate::dashboard::sign_in(&client, &format!("{}/", s.base), SUPERVISOR).await;
     wait_for(
         &client,
         &format!(".card[data-issue='{issue}'] .public-source"),

@@ -88,29 +88,9 @@ async fn the_desk_map_draws_tiles_from_a_local_archive() {
     // In a real browser the desk's map draws the archive's tile (enlarged past zoom 1) under
     // the district, with no failed request.
     if let Some(binary) = crate::dashboard::chromedriver() {
-        use fantoccini::Locator;
         let driver = crate::dashboard::start_driver(&binary).await;
         let client = crate::dashboard::browser(&driver).await;
-        client.goto(&format!("{}/", s.base)).await.unwrap();
-        crate::dashboard::wait_for(&client, "#username")
-            .await
-            .send_keys(server::demo::SUPERVISOR)
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#password"))
-            .await
-            .unwrap()
-            .send_keys("demo")
-            .await
-            .unwrap();
-        client
-            .find(Locator::Css("#login-submit"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        crate::dashboard::sign_in(&client, &format!("{}/", s.base), server::demo::SUPERVISOR).await;
         crate::dashboard::wait_for(&client, ".column .card").await;
         for (size, (w, h)) in [("desktop", (1280u32, 800u32)), ("phone", (390, 844))] {
             client.set_window_size(w, h).await.unwrap();
