@@ -146,6 +146,9 @@ async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
         }
         body.extend_from_slice(&chunk);
     }
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the import file is empty".into()));
+    }
     Ok(body)
 }
 
@@ -248,7 +251,7 @@ pub async fn roster_export(
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(ImportQuery),
     request_body(content = Vec<u8>, description = "XLSX or UTF-8 CSV", content_type = "application/octet-stream"),
     responses((status = 200, body = ImportReport), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-#[post("/admin/roster/import")]
+#[post("/admin/import/roster")]
 pub async fn roster_import(
     state: web::Data<AppState>,
     caller: Caller,
@@ -438,7 +441,7 @@ fn patrol_positions(state: &AppState) -> Result<Vec<[f64; 2]>, ApiError> {
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(AssetImportQuery),
     request_body(content = Object, description = "GeoJSON FeatureCollection, or a zipped Shapefile layer", content_type = "application/geo+json"),
     responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-#[post("/admin/assets/import")]
+#[post("/admin/import/assets")]
 pub async fn assets_import(
     state: web::Data<AppState>,
     caller: Caller,
@@ -509,7 +512,7 @@ pub async fn assets_import(
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(ImportQuery),
     request_body(content = Vec<u8>, description = "CSV or XLSX code list", content_type = "application/octet-stream"),
     responses((status = 200, body = ImportReport), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-#[post("/admin/divisions/import")]
+#[post("/admin/import/divisions")]
 pub async fn divisions_import(
     state: web::Data<AppState>,
     caller: Caller,

@@ -560,15 +560,15 @@ ROUTES.import = async () => {
         el("button", { type: "button", id: "export-roster", class: "secondary", on: { click: () => download("/admin/roster/export?format=xlsx", "河长名录.xlsx") } }, "导出当前名录"))),
     importBlock({ key: "roster", title: "导入河长名录", accept: ".xlsx,.csv", help: "新增的人员不设密码，导入后生成一次性启用码清单，打印交给本人。预检会列出系统中有、而本名录没有的河湖林田长（只比较名录涉及的体系）；默认保留，勾选后与本次导入一起停用。",
       extra: { node: deactivateMissing, ready: () => true, query: () => "deactivate_missing=" + deactivateBox.checked },
-      path: "/admin/roster/import", describe: describeChief,
+      path: "/admin/import/roster", describe: describeChief,
       onApplied: async (report) => { if (report.setup_codes.length) showCodes(codes, report.setup_codes); } }),
     codes,
     importBlock({ key: "assets", title: "导入河段、林区、网格（GeoJSON 或 Shapefile 压缩包）", accept: ".geojson,.json,.zip",
       help: "GeoJSON，或把一个图层的 .shp、.shx、.dbf、.cpg 打成 zip。要素属性：名称、体系（河长/林长/田长）、行政区划（Shapefile 可写“区划”），可选 编号；河段为线，林区、网格为面，每个要素一个部分。必须选择文件的坐标系：GCJ-02 会换算为 GPS 坐标；离本区巡查轨迹很远的资产会提醒核对。",
       extra: { node: crs, ready: () => !!crs.value, missing: "请选择文件的坐标系", query: () => "crs=" + encodeURIComponent(crs.value) },
-      path: "/admin/assets/import", describe: describeAsset, onApplied: loadPlaces }),
+      path: "/admin/import/assets", describe: describeAsset, onApplied: loadPlaces }),
     importBlock({ key: "divisions", title: "导入行政区划代码表", accept: ".csv,.xlsx", help: "两列：代码（12位统计用区划代码）、名称；第一行为表头。上级区划按代码确定，须已登记或在表中靠前。",
-      path: "/admin/divisions/import", describe: describeDivision, onApplied: loadPlaces }));
+      path: "/admin/import/divisions", describe: describeDivision, onApplied: loadPlaces }));
 };
 
 // ---- map --------------------------------------------------------------------------------

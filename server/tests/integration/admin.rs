@@ -467,7 +467,7 @@ async fn a_roster_with_bad_rows_is_reported_row_by_row_and_nothing_is_applied() 
         ["钱错级", "", "村级", "河长", "北园街道", "", "13900000004"],
         ["孙错号", "", "村级", "林长", "小寨村", "", "1390"],
     ]);
-    let (status, dry) = upload(&s, "/admin/roster/import", &admin, roster.clone()).await;
+    let (status, dry) = upload(&s, "/admin/import/roster", &admin, roster.clone()).await;
     assert_eq!(status, 200, "{dry}");
     assert_eq!(dry["applied"], false);
     assert_eq!(
@@ -485,7 +485,7 @@ async fn a_roster_with_bad_rows_is_reported_row_by_row_and_nothing_is_applied() 
     );
 
     // Applying the file is refused as a whole: not even the good row is stored.
-    let (status, body) = upload(&s, "/admin/roster/import?dry_run=false", &admin, roster).await;
+    let (status, body) = upload(&s, "/admin/import/roster?dry_run=false", &admin, roster).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "import_refused");
     assert_eq!(user_count(&s, &admin).await, users_before);
@@ -504,7 +504,7 @@ async fn a_roster_with_bad_rows_is_reported_row_by_row_and_nothing_is_applied() 
     // A file that is not the template is refused before any row.
     let (status, body) = upload(
         &s,
-        "/admin/roster/import",
+        "/admin/import/roster",
         &admin,
         "姓名,电话\n张三,1\n".into(),
     )
@@ -512,7 +512,7 @@ async fn a_roster_with_bad_rows_is_reported_row_by_row_and_nothing_is_applied() 
     assert_eq!(status, 422, "{body}");
     // Only administrators import.
     let supervisor = s.token(SUPERVISOR, "pc").await;
-    let (status, _) = upload(&s, "/admin/roster/import", &supervisor, csv_roster(&[good])).await;
+    let (status, _) = upload(&s, "/admin/import/roster", &supervisor, csv_roster(&[good])).await;
     assert_eq!(status, 403);
     s.stop().await;
 }
@@ -555,7 +555,7 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     let users_before = user_count(&s, &admin).await;
     let (status, applied) = upload(
         &s,
-        "/admin/roster/import?dry_run=false",
+        "/admin/import/roster?dry_run=false",
         &admin,
         csv_roster(&rows),
     )
@@ -569,7 +569,7 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     // The same file again: every row unchanged, nothing written.
     let (_, again) = upload(
         &s,
-        "/admin/roster/import?dry_run=false",
+        "/admin/import/roster?dry_run=false",
         &admin,
         csv_roster(&rows),
     )
@@ -581,7 +581,7 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     // The exported roster (demo chiefs included) re-imports as unchanged, as XLSX.
     let exported = download(&s, "/admin/roster/export", &admin).await;
     assert!(exported.starts_with(b"PK"));
-    let (status, round) = upload(&s, "/admin/roster/import", &admin, exported).await;
+    let (status, round) = upload(&s, "/admin/import/roster", &admin, exported).await;
     assert_eq!(status, 200, "{round}");
     assert_eq!(round["summary"]["refused"], 0, "{round}");
     assert_eq!(round["summary"]["create"], 0);
@@ -589,7 +589,7 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     assert!(round["summary"]["unchanged"].as_u64().unwrap() >= 3);
     let exported_csv = download(&s, "/admin/roster/export?format=csv", &admin).await;
     assert!(String::from_utf8_lossy(&exported_csv).contains("王河"));
-    let (_, round_csv) = upload(&s, "/admin/roster/import", &admin, exported_csv).await;
+    let (_, round_csv) = upload(&s, "/admin/import/roster", &admin, exported_csv).await;
     assert_eq!(round_csv["summary"], round["summary"], "{round_csv}");
 
     // A chief moved to another post: a change with before and after, audited.
@@ -604,7 +604,7 @@ async fn a_roster_applies_once_and_again_changes_nothing_and_a_move_is_a_change(
     ]];
     let (_, change) = upload(
         &s,
-        "/admin/roster/import?dry_run=false",
+        "/admin/import/roster?dry_run=false",
         &admin,
         csv_roster(&moved),
     )
@@ -676,11 +676,11 @@ async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refu
         .len();
 
     // The coordinate system must be stated.
-    let (status, _) = upload(&s, "/admin/assets/import", &admin, file(vec![good.clone()])).await;
+    let (status, _) = upload(&s, "/admin/import/assets", &admin, file(vec![good.clone()])).await;
     assert_eq!(status, 400);
     let (status, dry) = upload(
         &s,
-        "/admin/assets/import?crs=gcj02",
+        "/admin/import/assets?crs=gcj02",
         &admin,
         file(vec![good.clone(), open_ring, nowhere]),
     )
@@ -695,7 +695,7 @@ async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refu
     assert!(reasons(&dry, 2).contains("未登记"));
     let (status, _) = upload(
         &s,
-        "/admin/assets/import?crs=gcj02&dry_run=false",
+        "/admin/import/assets?crs=gcj02&dry_run=false",
         &admin,
         file(vec![
             good.clone(),
@@ -716,7 +716,7 @@ async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refu
 
     let (status, applied) = upload(
         &s,
-        "/admin/assets/import?crs=gcj02&dry_run=false",
+        "/admin/import/assets?crs=gcj02&dry_run=false",
         &admin,
         file(vec![good.clone()]),
     )
@@ -750,7 +750,7 @@ async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refu
     // Importing the same file again changes nothing; as WGS-84 the same numbers are a change.
     let (_, again) = upload(
         &s,
-        "/admin/assets/import?crs=gcj02&dry_run=false",
+        "/admin/import/assets?crs=gcj02&dry_run=false",
         &admin,
         file(vec![good.clone()]),
     )
@@ -758,7 +758,7 @@ async fn assets_state_their_coordinates_gcj02_is_converted_and_bad_geometry_refu
     assert_eq!(outcomes(&again), ["unchanged"]);
     let (_, as_wgs) = upload(
         &s,
-        "/admin/assets/import?crs=wgs84",
+        "/admin/import/assets?crs=wgs84",
         &admin,
         file(vec![good]),
     )
@@ -774,12 +774,12 @@ async fn divisions_import_from_a_code_list() {
     let list = "代码,名称\n370105014209,新建村\n370105099201,孤村\n"
         .as_bytes()
         .to_vec();
-    let (_, dry) = upload(&s, "/admin/divisions/import", &admin, list).await;
+    let (_, dry) = upload(&s, "/admin/import/divisions", &admin, list).await;
     assert_eq!(outcomes(&dry), ["create", "refused"], "{dry}");
     let list = "代码,名称\n370105014209,新建村\n370105014201,小寨村\n"
         .as_bytes()
         .to_vec();
-    let (status, applied) = upload(&s, "/admin/divisions/import?dry_run=false", &admin, list).await;
+    let (status, applied) = upload(&s, "/admin/import/divisions?dry_run=false", &admin, list).await;
     assert_eq!(status, 200, "{applied}");
     assert_eq!(outcomes(&applied), ["create", "unchanged"]);
     let divisions = s
@@ -807,7 +807,7 @@ async fn a_setup_code_sets_the_first_password_once_and_wrong_codes_are_throttled
     ];
     let (_, applied) = upload(
         &s,
-        "/admin/roster/import?dry_run=false",
+        "/admin/import/roster?dry_run=false",
         &admin,
         csv_roster(&rows),
     )
@@ -1045,7 +1045,7 @@ async fn a_zipped_shapefile_imports_like_geojson() {
         ("鹊山沉沙池河段", "河长", "桑梓店街道", river()),
         ("两段河", "河长", "桑梓店街道", two_parts),
     ]);
-    let (status, dry) = upload(&s, "/admin/assets/import?crs=gcj02", &admin, rivers.clone()).await;
+    let (status, dry) = upload(&s, "/admin/import/assets?crs=gcj02", &admin, rivers.clone()).await;
     assert_eq!(status, 200, "{dry}");
     assert_eq!(outcomes(&dry), ["create", "refused"], "{dry}");
     assert_eq!(
@@ -1059,7 +1059,7 @@ async fn a_zipped_shapefile_imports_like_geojson() {
     );
     let (status, _) = upload(
         &s,
-        "/admin/assets/import?crs=gcj02&dry_run=false",
+        "/admin/import/assets?crs=gcj02&dry_run=false",
         &admin,
         rivers,
     )
@@ -1069,7 +1069,7 @@ async fn a_zipped_shapefile_imports_like_geojson() {
     let forests = zipped_shapefile(&[("鹊山新造林", "林长", "桑梓店街道", forest())]);
     let (status, applied) = upload(
         &s,
-        "/admin/assets/import?crs=gcj02&dry_run=false",
+        "/admin/import/assets?crs=gcj02&dry_run=false",
         &admin,
         forests.clone(),
     )
@@ -1105,7 +1105,7 @@ async fn a_zipped_shapefile_imports_like_geojson() {
     assert!(d < 0.1, "{d} m from the GPS corner");
     let (_, again) = upload(
         &s,
-        "/admin/assets/import?crs=gcj02&dry_run=false",
+        "/admin/import/assets?crs=gcj02&dry_run=false",
         &admin,
         forests,
     )
@@ -1118,7 +1118,7 @@ async fn a_zipped_shapefile_imports_like_geojson() {
         .unwrap();
     let (status, body) = upload(
         &s,
-        "/admin/assets/import?crs=wgs84",
+        "/admin/import/assets?crs=wgs84",
         &admin,
         empty.finish().unwrap().into_inner(),
     )
@@ -1198,7 +1198,7 @@ async fn a_roster_that_moves_a_chief_changes_what_their_phone_receives() {
     let row = |d: &sync_core::model::Division| {
         csv_roster(&[["冯河", "", level, "河长", &path(d), "", "13900000031"]])
     };
-    let (_, applied) = upload(&s, "/admin/roster/import?dry_run=false", &admin, row(start)).await;
+    let (_, applied) = upload(&s, "/admin/import/roster?dry_run=false", &admin, row(start)).await;
     let code = applied["setup_codes"][0]["code"]
         .as_str()
         .unwrap()
@@ -1220,7 +1220,7 @@ async fn a_roster_that_moves_a_chief_changes_what_their_phone_receives() {
 
     let (_, moved) = upload(
         &s,
-        "/admin/roster/import?dry_run=false",
+        "/admin/import/roster?dry_run=false",
         &admin,
         row(target),
     )
@@ -1270,7 +1270,7 @@ async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_a
     };
 
     // The dry run lists him, with his post; nothing changes.
-    let (status, dry) = upload(&s, "/admin/roster/import", &admin, newer.clone()).await;
+    let (status, dry) = upload(&s, "/admin/import/roster", &admin, newer.clone()).await;
     assert_eq!(status, 200, "{dry}");
     assert_eq!(
         missing_names(&dry),
@@ -1285,7 +1285,7 @@ async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_a
     let phone = s.token(server::demo::CHIEF_2, "chief-2-phone").await;
     let (status, kept) = upload(
         &s,
-        "/admin/roster/import?dry_run=false",
+        "/admin/import/roster?dry_run=false",
         &admin,
         newer.clone(),
     )
@@ -1311,7 +1311,7 @@ async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_a
     assert!(forest.len() > 1, "the demo has forest chiefs: {text}");
     let (_, forest_only) = upload(
         &s,
-        "/admin/roster/import",
+        "/admin/import/roster",
         &admin,
         (forest.join("\n") + "\n").into_bytes(),
     )
@@ -1322,13 +1322,13 @@ async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_a
     );
 
     // Asked to: the dry run says so and changes nothing; the apply deactivates him.
-    let query = "/admin/roster/import?deactivate_missing=true";
+    let query = "/admin/import/roster?deactivate_missing=true";
     let (_, dry) = upload(&s, query, &admin, newer.clone()).await;
     assert_eq!(dry["missing"][0]["deactivate"], true, "{dry}");
     s.get("/api/v1/me", &phone).await.expect_ok();
     let (status, applied) = upload(
         &s,
-        "/admin/roster/import?dry_run=false&deactivate_missing=true",
+        "/admin/import/roster?dry_run=false&deactivate_missing=true",
         &admin,
         newer,
     )

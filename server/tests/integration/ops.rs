@@ -181,8 +181,8 @@ async fn undocumented_methods_answer_405_with_the_documented_ones() {
     let paths = spec.expect_ok()["paths"].as_object().unwrap().clone();
     let admin = s.token(ADMIN, "pc").await;
     let mut probed = 0;
-    // A concrete path can fit more than one template (`/admin/assets/import` is also an
-    // `/admin/assets/{id}`): what it serves is what every template it fits documents.
+    // A concrete path can fit more than one template (a literal segment where another route
+    // takes an `{id}`): what it serves is what every template it fits documents.
     let fits = |template: &str, concrete: &str| {
         let (t, c): (Vec<&str>, Vec<&str>) =
             (template.split('/').collect(), concrete.split('/').collect());
