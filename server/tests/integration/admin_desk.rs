@@ -610,11 +610,19 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
         .unwrap()
         .name
         .clone();
-    let shown = text(
-        &client,
-        &format!("#people-table tr[data-username='{moved_phone}'] .division"),
-    )
-    .await;
+    // The people list is drawn again after the save: wait for the row to show the new post.
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = text(
+            &client,
+            &format!("#people-table tr[data-username='{moved_phone}'] .division"),
+        )
+        .await;
+        if shown.ends_with(&target_name) {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(shown.ends_with(&target_name), "{shown}");
     let saved = s
         .state
