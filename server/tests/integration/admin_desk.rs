@@ -9,12 +9,10 @@
 //! Needs `chromedriver` (Debian `chromium-driver`); without it the test says so and passes
 //! locally, and fails under CI (`CI` set).
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 use server::demo::ADMIN;
 use server::state::now_ms;
@@ -25,90 +23,15 @@ use sync_core::model::{DivisionCode, System};
 use crate::harness::TestServer;
 use crate::phone::Phone;
 
-const WAIT: Duration = Duration::from_secs(30);
 const ROSTER_SIZE: usize = 300;
 
-struct Driver {
-    child: Child,
-    url: String,
-}
+use crate::dashboard::{chromedriver, start_driver, wait_for};
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chromedriver() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("chromedriver"))
-        .find(|p| p.is_file())
-}
-
-async fn start_driver(binary: &Path) -> Driver {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..100 {
-        if let Ok(res) = awc::Client::default()
-            .get(format!("{}/status", driver.url))
-            .send()
-            .await
-        {
-            if res.status().is_success() {
-                return driver;
-            }
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not answer on {}", driver.url);
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let mut options = json!({
-        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,800", "--lang=zh-CN"],
-    });
-    if let Some(binary) = [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    {
-        options["binary"] = json!(binary);
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), options);
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a browser session")
-}
-
-async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+/// A headless browser at the desk's desktop size (1280 × 800).
+async fn browser(driver: &crate::dashboard::Driver) -> Client {
+    let client = crate::dashboard::browser(driver).await;
+    client.set_window_size(1280, 800).await.unwrap();
     client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
 }
 
 async fn text(client: &Client, css: &str) -> String {

@@ -7,7 +7,7 @@
 use std::io::Cursor;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 use server::demo::{CHIEF, HANDLER, SUPERVISOR};
 use server::public::pow::solve;
@@ -783,77 +783,14 @@ async fn the_signboard_pdf_names_the_chiefs_and_its_qr_code_opens_the_report_pag
     s.stop().await;
 }
 
-const WAIT: Duration = Duration::from_secs(30);
+use crate::dashboard::{chromedriver, wait_for};
 
-fn chromedriver() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("chromedriver"))
-        .find(|p| p.is_file())
-}
-
-struct Driver(std::process::Child, String);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn phone_browser(binary: &std::path::Path) -> (Driver, Client) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(binary)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver(child, format!("http://127.0.0.1:{port}"));
-    let probe = awc::Client::default();
-    for _ in 0..100 {
-        if let Ok(res) = probe.get(format!("{}/status", driver.1)).send().await {
-            if res.status().is_success() {
-                break;
-            }
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut options = json!({
-        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=390,844", "--lang=zh-CN"],
-    });
-    for binary in [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ] {
-        if std::path::Path::new(binary).exists() {
-            options["binary"] = json!(binary);
-            break;
-        }
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), options);
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.1)
-        .await
-        .expect("a browser session");
+/// A headless browser the size of a phone (390 × 844).
+async fn phone_browser(binary: &std::path::PathBuf) -> (crate::dashboard::Driver, Client) {
+    let driver = crate::dashboard::start_driver(binary).await;
+    let client = crate::dashboard::browser(&driver).await;
+    client.set_window_size(390, 844).await.unwrap();
     (driver, client)
-}
-
-async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
 }
 
 async fn screenshot(client: &Client, name: &str) {
