@@ -1355,3 +1355,61 @@ async fn chiefs_a_newer_roster_leaves_out_are_listed_and_deactivated_only_when_a
     assert_eq!(applied["missing"].as_array().unwrap().len(), 1);
     s.stop().await;
 }
+
+/// The template, the export and the three imports answer only administrators; an import file
+/// over the limit is refused without reading on, an empty one too, and none of it changes the
+/// roster or the audit.
+#[actix_web::test]
+async fn imports_and_exports_refuse_everyone_but_administrators_and_oversized_files() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let audit_before = s.get("/api/v1/admin/audit", &admin).await.body.clone();
+    let users_before = s.get("/api/v1/admin/users", &admin).await.body.clone();
+    let roster = csv_roster(&[]);
+    for who in [SUPERVISOR, CHIEF, HANDLER] {
+        let token = s.token(who, "phone").await;
+        for path in [
+            "/api/v1/admin/roster/template.xlsx",
+            "/api/v1/admin/roster/export",
+        ] {
+            s.get(path, &token).await.expect_error(403, "forbidden");
+        }
+        for path in [
+            "/admin/import/roster",
+            "/admin/import/assets?crs=wgs84",
+            "/admin/import/divisions",
+        ] {
+            let (status, body) = upload(&s, path, &token, roster.clone()).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (403, Some("forbidden")),
+                "{who} {path}"
+            );
+        }
+    }
+    for path in ["/admin/import/roster", "/admin/import/divisions"] {
+        let (status, _) = upload(&s, path, "", roster.clone()).await;
+        assert_eq!(status, 401, "anonymous {path}");
+        let (status, body) = upload(&s, path, &admin, Vec::new()).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("bad_request")),
+            "empty {path}"
+        );
+    }
+    // One byte over the limit: 413 with the JSON error, nothing stored.
+    let oversized = vec![b'a'; 16 * 1024 * 1024 + 1];
+    let (status, body) = upload(&s, "/admin/import/roster?dry_run=false", &admin, oversized).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/users", &admin).await.body,
+        users_before
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/audit", &admin).await.body,
+        audit_before
+    );
+}
