@@ -13,6 +13,7 @@
 //! OpenAPI). They stay thin: authorization decisions and storage calls, nothing else.
 
 pub mod admin_import;
+pub mod admin_people;
 pub mod admin_places;
 pub mod admin_rules;
 pub mod admin_users;
@@ -301,12 +302,12 @@ fn routes(cfg: &mut ServiceConfig) {
                 .service(admin_import::roster_import)
                 .service(admin_import::assets_import)
                 .service(admin_import::divisions_import)
-                .service(admin_import::audit_log)
-                .service(admin_import::list_posts)
-                .service(admin_import::set_post)
-                .service(admin_import::new_setup_code)
-                .service(admin_import::revoke_device)
-                .service(admin_import::list_people)
+                .service(admin_people::audit_log)
+                .service(admin_people::list_posts)
+                .service(admin_people::set_post)
+                .service(admin_people::new_setup_code)
+                .service(admin_people::revoke_device)
+                .service(admin_people::list_people)
                 .configure(admin_rules::routes)
                 .configure(crate::public::api_routes),
         );
