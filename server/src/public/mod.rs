@@ -17,9 +17,12 @@
 pub mod api;
 pub mod cases;
 pub mod limits;
+pub mod office;
 pub mod pages;
 pub mod pow;
+pub mod report;
 pub mod signboard;
+pub mod tracking;
 
 pub use cases::{Case, Feedback, PHONE_RETENTION_DAYS};
 pub use limits::PublicLimits;
@@ -68,16 +71,16 @@ pub fn routes(cfg: &mut ServiceConfig) {
 pub fn api_routes(cfg: &mut ServiceConfig) {
     cfg.service(api::get_public_asset)
         .service(api::get_challenge)
-        .service(api::post_ticket)
-        .service(api::head_public_photo)
-        .service(api::put_public_photo)
-        .service(api::post_public_report)
-        .service(api::get_track)
-        .service(api::get_track_photo)
-        .service(api::post_feedback)
+        .service(report::post_ticket)
+        .service(report::head_public_photo)
+        .service(report::put_public_photo)
+        .service(report::post_public_report)
+        .service(tracking::get_track)
+        .service(tracking::get_track_photo)
+        .service(tracking::post_feedback)
         .service(api::get_signboard)
-        .service(api::post_office_report)
-        .service(api::get_office_case)
-        .service(api::put_supervision_phone)
+        .service(office::post_office_report)
+        .service(office::get_office_case)
+        .service(office::put_supervision_phone)
         .service(api::public_stats);
 }

@@ -1,0 +1,244 @@
+//! The answer back: what became of a report, by its tracking code, and the resident's say on
+//! the outcome.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use sync_core::doc::{DocKind, IssueDoc};
+use sync_core::public::{self as rules, PublicStep, Satisfaction};
+use utoipa::ToSchema;
+
+use super::cases::{self, Case, Feedback};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::{now_ms, AppState};
+
+/// Header carrying the ticket on photo uploads.
+use super::api::*;
+use super::report::*;
+
+/// What the tracking page shows.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrackView {
+    pub asset_name: String,
+    pub category_name: String,
+    pub source: String,
+    pub reported_at_ms: i64,
+    pub status: Option<String>,
+    pub status_zh: Option<String>,
+    /// The public part of the timeline.
+    #[schema(value_type = Vec<Object>)]
+    pub steps: Vec<PublicStep>,
+    /// Links to the after photos, once the issue is closed.
+    pub after_photos: Vec<String>,
+    /// Whether the person may now say whether he is satisfied.
+    pub may_rate: bool,
+    pub feedback: Option<Feedback>,
+}
+
+pub(crate) fn load_case(
+    state: &AppState,
+    code: &str,
+) -> Result<Option<(Case, IssueDoc)>, ApiError> {
+    if code.is_empty() || code.len() > 40 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
+    let Some(case) = cases::case(state.store.as_ref(), code, now_ms())? else {
+        return Ok(None);
+    };
+    let Some(stored) = state.store.document(&case.issue)? else {
+        return Ok(None);
+    };
+    if stored.meta.kind != DocKind::Issue {
+        return Ok(None);
+    }
+    let doc = IssueDoc::load(&stored.bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Some((case, doc)))
+}
+
+pub(crate) fn no_case() -> HttpResponse {
+    refuse(
+        StatusCode::NOT_FOUND,
+        "unknown_code",
+        "no report has this tracking code",
+    )
+}
+
+/// The status and public timeline of a report, and its after photos once closed.
+#[utoipa::path(
+    tag = "public",
+    params(("code" = String, Path, description = "tracking code")),
+    responses(
+        (status = 200, body = TrackView),
+        (status = 404, body = ErrorBody, description = "unknown_code"),
+    )
+)]
+#[get("/public/track/{code}")]
+pub async fn get_track(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let code = path.into_inner();
+    let view = web::block(move || -> Result<Option<TrackView>, ApiError> {
+        let Some((case, doc)) = load_case(&state, &code)? else {
+            return Ok(None);
+        };
+        let bad = |e: sync_core::doc::DocError| ApiError::Internal(e.to_string());
+        let record = doc.view().map_err(bad)?;
+        let issue_state = doc.state().map_err(bad)?;
+        let category_name = crate::reference::categories(state.store.as_ref())?
+            .into_iter()
+            .find(|c| c.code == record.category)
+            .map_or(record.category.clone(), |c| c.name_zh);
+        let asset_name = state
+            .store
+            .get_asset(&record.asset)?
+            .map_or(record.asset.clone(), |a| a.name);
+        Ok(Some(TrackView {
+            asset_name,
+            category_name,
+            source: case.source.name_zh().into(),
+            reported_at_ms: record.reported_at_ms,
+            status: issue_state.status.map(|s| s.as_str().to_string()),
+            status_zh: issue_state.status.map(|s| s.name_zh().to_string()),
+            steps: rules::public_timeline(&issue_state),
+            after_photos: rules::after_photos(&issue_state)
+                .into_iter()
+                .map(|sha| format!("/api/v1/public/track/{code}/photos/{sha}"))
+                .collect(),
+            may_rate: rules::may_rate(&issue_state) && case.feedback.is_none(),
+            feedback: case.feedback,
+        }))
+    })
+    .await??;
+    Ok(match view {
+        Some(v) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(v),
+        None => no_case(),
+    })
+}
+
+/// An after photo of a closed report, for the person holding its tracking code.
+#[utoipa::path(
+    tag = "public",
+    params(
+        ("code" = String, Path, description = "tracking code"),
+        ("sha256" = String, Path, description = "the photo"),
+    ),
+    responses(
+        (status = 200, content_type = "image/jpeg", description = "the after photo"),
+        (status = 404, body = ErrorBody),
+    )
+)]
+#[get("/public/track/{code}/photos/{sha256}")]
+pub async fn get_track_photo(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (code, sha) = path.into_inner();
+    let found = web::block(move || -> Result<Option<(String, Vec<u8>)>, ApiError> {
+        let Some((_, doc)) = load_case(&state, &code)? else {
+            return Ok(None);
+        };
+        let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
+        if !rules::after_photos(&issue_state).contains(&sha) {
+            return Ok(None);
+        }
+        Ok(state
+            .blobs
+            .read(&sha)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map(|(record, bytes)| (record.format.mime().to_string(), bytes)))
+    })
+    .await??;
+    Ok(match found {
+        Some((mime, bytes)) => HttpResponse::Ok()
+            .content_type(mime)
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .body(bytes),
+        None => refuse(StatusCode::NOT_FOUND, "not_found", "no such after photo"),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FeedbackRequest {
+    pub satisfied: bool,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The person's say once the issue is finished. "Not satisfied" with a reason flags the issue
+/// before the supervising office (it does not reopen it).
+#[utoipa::path(
+    tag = "public",
+    params(("code" = String, Path, description = "tracking code")),
+    request_body = FeedbackRequest,
+    responses(
+        (status = 200, body = Feedback),
+        (status = 404, body = ErrorBody, description = "unknown_code"),
+        (status = 409, body = ErrorBody, description = "not_finished or already_answered"),
+        (status = 422, body = ErrorBody, description = "reason_required or field_too_long"),
+    )
+)]
+#[post("/public/track/{code}/feedback")]
+pub async fn post_feedback(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<FeedbackRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let code = path.into_inner();
+    let body = body.into_inner();
+    let max = state.public.limits().reason_chars;
+    if body.reason.chars().count() > max {
+        return Ok(too_long("reason", max).response());
+    }
+    if !body.satisfied && body.reason.trim().is_empty() {
+        return Ok(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason_required",
+            "say what is still wrong",
+        ));
+    }
+    type Refusal = (StatusCode, &'static str, &'static str);
+    let answer = web::block(move || -> Result<Result<Feedback, Refusal>, ApiError> {
+        let Some((mut case, doc)) = load_case(&state, &code)? else {
+            return Ok(Err((
+                StatusCode::NOT_FOUND,
+                "unknown_code",
+                "no report has this tracking code",
+            )));
+        };
+        let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
+        if !rules::may_rate(&issue_state) {
+            return Ok(Err((
+                StatusCode::CONFLICT,
+                "not_finished",
+                "the report is still being handled",
+            )));
+        }
+        if case.feedback.is_some() {
+            return Ok(Err((
+                StatusCode::CONFLICT,
+                "already_answered",
+                "this report has been rated",
+            )));
+        }
+        let feedback = Feedback {
+            satisfaction: if body.satisfied {
+                Satisfaction::Satisfied
+            } else {
+                Satisfaction::NotSatisfied
+            },
+            reason: body.reason.trim().to_string(),
+            at_ms: now_ms(),
+        };
+        case.feedback = Some(feedback.clone());
+        cases::put_case(state.store.as_ref(), &case)?;
+        Ok(Ok(feedback))
+    })
+    .await??;
+    Ok(match answer {
+        Ok(f) => HttpResponse::Ok().json(f),
+        Err((status, code, message)) => refuse(status, code, message),
+    })
+}
