@@ -8,6 +8,7 @@
 //! `proof_of_work_invalid`, `ticket_invalid`, `rate_limited_address`, `rate_limited_asset`,
 //! `field_too_long`, `bad_phone`, `unknown_category`, `far_from_asset`, `too_many_photos`,
 //! `photo_missing`, the photo verification's codes, `not_finished`, `already_answered`.
+//!
 //! This file holds what they share (refusals, the asset's public facts) and the asset, challenge,
 //! signboard and statistics routes; a report is in `report`, the answer back in `tracking`, the
 //! office's side in `office`.
