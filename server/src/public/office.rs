@@ -46,14 +46,9 @@ pub(crate) fn middle(geometry: &Geometry) -> [f64; 2] {
     }
 }
 
+/// Whether `user` is the office supervising `asset` (the rule is `sync_core::authz::supervises`).
 pub(crate) fn supervises(user: &User, asset: &Asset) -> bool {
-    match &user.role {
-        Role::Supervisor { system, division } => {
-            *system == asset.system && division.contains(&asset.division)
-        }
-        Role::Admin => true,
-        _ => false,
-    }
+    sync_core::authz::supervises(user, asset.system, &asset.division)
 }
 
 /// Office staff enter a hotline (12369) or letter (信访) report: an issue in the caller's name

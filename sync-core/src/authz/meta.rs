@@ -103,12 +103,23 @@ pub fn in_scope(user: &User, meta: &DocMeta) -> bool {
                 && (jurisdiction.assets.contains(&meta.asset)
                     || jurisdiction.division.contains(&meta.division))
         }
-        Role::Supervisor { system, division } => {
-            *system == meta.system && division.contains(&meta.division)
-        }
+        Role::Supervisor { .. } | Role::Admin => supervises(user, meta.system, &meta.division),
         Role::Handler { department } => {
             matches!(&meta.assignee, Some(Assignee::Department(d)) if d == department)
         }
+    }
+}
+
+/// Whether `user` is the office supervising the place (`system`, `division`), or an
+/// administrator: who reads every record there, enters hotline and letter reports for it and
+/// reads a public report's phone number.
+pub fn supervises(user: &User, system: System, division: &DivisionCode) -> bool {
+    match &user.role {
+        Role::Supervisor {
+            system: own,
+            division: office,
+        } => *own == system && office.contains(division),
         Role::Admin => true,
+        _ => false,
     }
 }
