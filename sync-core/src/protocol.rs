@@ -174,7 +174,12 @@ pub enum ProtocolError {
     DuplicateDocument(String),
     /// A request pushes more than [`MAX_PUSHED_DOCS`] documents.
     #[error("{count} documents pushed in one request, over the limit of {max}; send the rest in the next request")]
-    TooManyDocuments { count: usize, max: usize },
+    TooManyDocuments {
+        /// How many documents the request pushed.
+        count: usize,
+        /// The most one request may push.
+        max: usize,
+    },
     /// An id that is empty, too long or holds control characters.
     #[error("document id {0:?} is not a document id (1 to {MAX_DOC_ID_BYTES} bytes, no control characters)")]
     BadDocumentId(String),

@@ -97,12 +97,11 @@ struct Built {
     versions: HashMap<String, u64>,
 }
 
-/// The phone's sync engine over its [`LocalStore`]: saves local edits, builds requests,
-/// applies answers. Holds no state of its own; everything lives in the store.
 /// A request [`SyncClient::build_request`] made, with what building it saw, for
 /// [`SyncClient::apply_response`]. Derefs to the [`SyncRequest`] to send.
 #[derive(Debug)]
 pub struct Outgoing {
+    /// The request the phone sends to the server.
     pub request: SyncRequest,
     built: Built,
     /// Local changes held back (quarantined) before the request was built.
@@ -117,6 +116,8 @@ impl std::ops::Deref for Outgoing {
     }
 }
 
+/// The phone's sync engine over its [`LocalStore`]: saves local edits, builds requests,
+/// applies answers. Holds no state of its own; everything lives in the store.
 #[derive(Debug)]
 pub struct SyncClient<'a> {
     store: &'a LocalStore,

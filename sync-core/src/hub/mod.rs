@@ -134,10 +134,20 @@ pub enum HubError {
     UnknownDocument(String),
     /// A change the caller may not make, with a stable code.
     #[error("change refused: {code}: {message}")]
-    Refused { code: String, message: String },
+    Refused {
+        /// The refusal's stable code (`authz::Refusal::code`), for the JSON error body.
+        code: String,
+        /// Why the change was refused, for the client that sent it.
+        message: String,
+    },
     /// A stored document does not load: the server's fault, never the caller's.
     #[error("stored document {id} is damaged: {reason}")]
-    Damaged { id: String, reason: String },
+    Damaged {
+        /// The damaged document.
+        id: String,
+        /// What failed when loading it.
+        reason: String,
+    },
     /// The store failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -146,7 +156,10 @@ pub enum HubError {
     Limit(#[from] limits::LimitError),
     /// Too many automerge sync messages; retry after the given seconds.
     #[error("too many automerge sync messages for this document; retry in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        /// Seconds until the phone may send again (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
 }
 
 impl HubError {

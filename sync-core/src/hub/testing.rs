@@ -43,13 +43,17 @@ use crate::workflow::Assignee;
 /// Reference data as the server's administration would have written it.
 #[derive(Debug, Clone, Default)]
 pub struct Reference {
+    /// Rivers, forest stands and field blocks that records may name.
     pub assets: Vec<Asset>,
+    /// The problem categories a chief may report.
     pub categories: Vec<Category>,
+    /// Chiefs, supervisors, handlers and administrators.
     pub users: Vec<User>,
 }
 
 /// Opens one backend's store for the suite.
 pub trait Harness {
+    /// The backend's store under test.
     type Store: HubStore;
     /// Opens the store. Called again after every handle of the first is dropped, it must open
     /// the same data: that is how "reopened after a close" is tested.
