@@ -123,3 +123,10 @@ pub fn supervises(user: &User, system: System, division: &DivisionCode) -> bool 
         _ => false,
     }
 }
+
+/// Whether `user` reads the audit facts of the records in their scope: which user and device
+/// delivered each change and when the server received it. Supervisors and administrators do;
+/// chiefs and handlers see the records and their timelines without them.
+pub fn reads_audit(user: &User) -> bool {
+    matches!(user.role, Role::Supervisor { .. } | Role::Admin)
+}

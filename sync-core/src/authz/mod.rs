@@ -83,7 +83,7 @@ mod tests;
 
 pub use batch::{authorize_batch, BatchOutcome};
 pub use change::{authorize_change, MAX_OP_COUNTER_SLACK};
-pub use meta::{in_scope, supervises, DocMeta};
+pub use meta::{in_scope, reads_audit, supervises, DocMeta};
 pub use oversight::oversees;
 pub use placement::{check_category, check_placement, Placement, MAX_REPORT_DISTANCE_M};
 

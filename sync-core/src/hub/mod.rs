@@ -91,6 +91,7 @@
 mod automerge_sync;
 pub mod delivery;
 pub mod limits;
+pub mod read;
 mod server_actions;
 mod store;
 mod sync;
