@@ -4,15 +4,16 @@
 //! checks; the actions the viewer may take).
 //!
 //! Every rule comes from sync-core (the fold, the transition table and `allowed_actions`, the
-//! duplicate index, `photo::evidence`); this module only reads issues (one for the detail, a summary of each
-//! for the list, which `crate::derived` keeps between requests) and shapes them for the API. It
-//! does no HTTP.
+//! duplicate index, `photo::evidence`, who may read what: `hub::read::ReadScope`); this module
+//! only reads issues (one for the detail, a summary of each for the list, which
+//! `crate::derived` keeps between requests) and shapes them for the API. It does no HTTP.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use sync_core::authz::{in_scope, DocMeta};
+use sync_core::authz::DocMeta;
 use sync_core::doc::{DocKind, Issue, IssueDoc};
+use sync_core::hub::read::ReadScope;
 use sync_core::hub::{event_receipts, AuditEntry, HubError};
 use sync_core::model::{PhotoRef, PhotoRole, User};
 use sync_core::photo::{issue_photos, Arrival, PhotoEvidence};
@@ -78,20 +79,21 @@ impl IssueSummary {
     }
 }
 
-/// One issue in scope, or `None` when unknown or out of scope (indistinguishable on purpose).
-pub fn issue_in_scope(
+/// One issue the reader may read, or `None` when unknown, out of scope or not an issue
+/// (indistinguishable on purpose).
+pub fn visible_issue(
     store: &dyn Store,
-    user: &User,
+    reads: &ReadScope<'_>,
     id: &str,
     work: &mut Work,
 ) -> Result<Option<LoadedIssue>, HubError> {
-    match store.document(id)? {
-        Some(stored) if stored.meta.kind == DocKind::Issue && in_scope(user, &stored.meta) => {
+    match reads.document(store, id, Some(DocKind::Issue))? {
+        Some(stored) => {
             work.loaded += 1;
             work.folded += 1;
             Ok(Some(load(id, stored.bytes)?))
         }
-        _ => Ok(None),
+        None => Ok(None),
     }
 }
 

@@ -12,7 +12,8 @@
 //! the patrol again when it is next shown.
 //!
 //! Every rule is sync-core's: the fold (through `IssueDoc::state`), the duplicate check, the
-//! patrol validation (`rules::validate_patrol`). This module only decides what to re-read.
+//! patrol validation (`rules::validate_patrol`), who may read what (`hub::read::ReadScope`).
+//! This module only decides what to re-read.
 //!
 //! [`Work`] counts what a request did, for the `chiefsync_board_work` metric.
 
@@ -21,10 +22,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use sync_core::authz::{in_scope, DocMeta};
+use sync_core::authz::DocMeta;
 use sync_core::doc::{DocKind, Patrol, PatrolDoc};
+use sync_core::hub::read::ReadScope;
 use sync_core::hub::HubError;
-use sync_core::model::User;
 use sync_core::rules::{counted_time, validate_patrol, DeviceClock, PatrolValidation, RuleSet};
 use sync_core::workflow::{DuplicateCandidate, DuplicateIndex};
 
@@ -180,12 +181,13 @@ impl Kept {
         self.patrols.insert(id, Arc::new(summary));
     }
 
-    /// A damaged document of `kind` in `user`'s scope, as the error a full read would have met.
-    pub fn damage_in_scope(&self, user: &User, kind: DocKind) -> Result<(), HubError> {
+    /// A damaged document of `kind` the reader may read, as the error a full read would have
+    /// met.
+    pub fn damage_in_scope(&self, reads: &ReadScope<'_>, kind: DocKind) -> Result<(), HubError> {
         match self
             .damaged
             .iter()
-            .find(|(_, (meta, _))| meta.kind == kind && in_scope(user, meta))
+            .find(|(_, (meta, _))| reads.sees_as(kind, meta))
         {
             Some((id, (_, reason))) => Err(HubError::Damaged {
                 id: id.clone(),
@@ -207,26 +209,33 @@ impl Kept {
             .filter_map(|(_, id)| self.issues.get(id))
     }
 
-    /// The earlier open issue nearby that issue `id` may repeat, among those `user` sees.
+    /// The issues the reader may read, newest report first (ties: larger id first).
+    pub fn visible_issues<'a>(
+        &'a self,
+        reads: &'a ReadScope<'_>,
+    ) -> impl Iterator<Item = &'a Arc<IssueSummary>> + 'a {
+        self.issues_newest_first()
+            .filter(move |issue| reads.sees(&issue.meta))
+    }
+
+    /// The earlier open issue nearby that issue `id` may repeat, among those the reader may
+    /// read.
     pub fn duplicate_of(
         &self,
-        user: &User,
+        reads: &ReadScope<'_>,
         id: &str,
         radius_m: f64,
         work: &mut Work,
     ) -> Option<String> {
-        let visible = |other: &str| {
-            self.issues
-                .get(other)
-                .is_some_and(|s| in_scope(user, &s.meta))
-        };
+        let visible = |other: &str| self.issues.get(other).is_some_and(|s| reads.sees(&s.meta));
         let (found, compared) = self.duplicates.duplicate_of(id, radius_m, &visible);
         work.compared += compared as u64;
         found.map(str::to_owned)
     }
 
-    pub fn patrol(&self, id: &str) -> Option<&Arc<PatrolSummary>> {
-        self.patrols.get(id)
+    /// Patrol `id` when the reader may read it.
+    pub fn visible_patrol(&self, reads: &ReadScope<'_>, id: &str) -> Option<&Arc<PatrolSummary>> {
+        self.patrols.get(id).filter(|p| reads.sees(&p.meta))
     }
 
     /// Every patrol, newest first by the time it counts as walked (ties: larger id first).
@@ -235,6 +244,15 @@ impl Kept {
             .iter()
             .rev()
             .filter_map(|(_, id)| self.patrols.get(id))
+    }
+
+    /// The patrols the reader may read, newest first as [`Kept::patrols_newest_first`].
+    pub fn visible_patrols<'a>(
+        &'a self,
+        reads: &'a ReadScope<'_>,
+    ) -> impl Iterator<Item = &'a Arc<PatrolSummary>> + 'a {
+        self.patrols_newest_first()
+            .filter(move |patrol| reads.sees(&patrol.meta))
     }
 
     /// The chief's patrols that count as walked in `[from_ms, until_ms)`.

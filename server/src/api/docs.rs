@@ -5,10 +5,9 @@
 use actix_web::{get, web, HttpResponse};
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
-use sync_core::authz::{in_scope, DocMeta};
 use sync_core::doc::{DocKind, DocView};
+use sync_core::hub::read::{History, ReadScope};
 use sync_core::hub::{AuditEntry, HubError};
-use sync_core::model::Role;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
@@ -80,12 +79,10 @@ pub async fn list_docs(
     let store = state.store.clone();
     let hub = state.hub.clone();
     let page = web::block(move || -> Result<DocPage, ApiError> {
-        let keep = |m: &DocMeta| kind.is_none_or(|k| m.kind == k) && in_scope(&caller.user, m);
-        let mut metas = store.documents_page(after.as_deref(), limit + 1, &keep)?;
-        let more = metas.len() > limit;
-        metas.truncate(limit);
-        let mut docs = Vec::with_capacity(metas.len());
-        for meta in &metas {
+        let page =
+            ReadScope::of(&caller.user).page(store.as_ref(), kind, after.as_deref(), limit)?;
+        let mut docs = Vec::with_capacity(page.docs.len());
+        for meta in &page.docs {
             // Heads come from the documents as devices receive them: decoded once per save.
             let Some(doc) = hub.doc_changes(&meta.id)? else {
                 continue;
@@ -100,7 +97,7 @@ pub async fn list_docs(
                     .collect(),
             });
         }
-        let next = more.then(|| metas.last().map(|m| m.id.clone())).flatten();
+        let next = page.next;
         Ok(DocPage { docs, next })
     })
     .await??;
@@ -137,10 +134,8 @@ pub async fn get_doc(
     let id = id.into_inner();
     let state = state.into_inner();
     let reply = web::block(move || -> Result<DocReply, ApiError> {
-        let stored = state
-            .store
-            .document(&id)?
-            .filter(|s| in_scope(&caller.user, &s.meta))
+        let stored = ReadScope::of(&caller.user)
+            .document(state.store.as_ref(), &id, None)?
             .ok_or_else(|| not_found(&id))?;
         let view = DocView::of_bytes(&stored.bytes).map_err(|e| {
             ApiError::from(HubError::Damaged {
@@ -178,20 +173,13 @@ pub async fn doc_history(
     let id = id.into_inner();
     let store = state.store.clone();
     let rows = web::block(move || -> Result<Vec<AuditRow>, ApiError> {
-        let stored = store.document(&id)?;
-        if !stored.is_some_and(|s| in_scope(&caller.user, &s.meta)) {
-            return Err(not_found(&id));
-        }
-        if !matches!(caller.user.role, Role::Supervisor { .. } | Role::Admin) {
-            return Err(ApiError::Forbidden(
+        match ReadScope::of(&caller.user).history(store.as_ref(), &id)? {
+            History::Unknown => Err(not_found(&id)),
+            History::Withheld => Err(ApiError::Forbidden(
                 "document history is shown to supervisors".into(),
-            ));
+            )),
+            History::Entries(entries) => Ok(entries.into_iter().map(AuditRow::from).collect()),
         }
-        Ok(store
-            .history(&id)?
-            .into_iter()
-            .map(AuditRow::from)
-            .collect())
     })
     .await??;
     Ok(HttpResponse::Ok().json(rows))

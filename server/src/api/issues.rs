@@ -11,10 +11,10 @@ use std::borrow::Cow;
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use sync_core::authz::in_scope;
 use sync_core::doc::DocKind;
+use sync_core::hub::read::ReadScope;
 use sync_core::hub::{ActError, WEB_DEVICE};
-use sync_core::model::{DivisionCode, Role, Severity, System};
+use sync_core::model::{DivisionCode, Severity, System};
 use sync_core::photo::{Arrival, PhotoEvidence};
 use sync_core::workflow::{self, Action, IssueFilter};
 use utoipa::{IntoParams, ToSchema};
@@ -140,22 +140,19 @@ pub async fn list_issues(
     let page = web::block(move || -> Result<IssuePage, ApiError> {
         let (kept, caught_up) = state.derived.current(state.store.as_ref())?;
         state.metrics.count_work(CHANGES, &caught_up);
-        let user = &caller.user;
-        kept.damage_in_scope(user, DocKind::Issue)?;
+        let reads = ReadScope::of(&caller.user);
+        kept.damage_in_scope(&reads, DocKind::Issue)?;
         let mut work = Work::default();
         let now = now_ms();
         let mut page = Vec::new();
         let mut total = 0;
         let mut by_status = std::collections::BTreeMap::new();
         // Newest report first; only the page's rows are shaped (and their photos looked up).
-        for issue in kept.issues_newest_first() {
-            if !in_scope(user, &issue.meta) {
-                continue;
-            }
+        for issue in kept.visible_issues(&reads) {
             let id = issue.record.id.as_str();
             let mut dup = None;
             let mut duplicate = || {
-                dup.get_or_insert_with(|| kept.duplicate_of(user, id, radius, &mut work))
+                dup.get_or_insert_with(|| kept.duplicate_of(&reads, id, radius, &mut work))
                     .clone()
             };
             if !filters.matches((&issue.record, &issue.state), now, &mut duplicate) {
@@ -250,14 +247,15 @@ pub async fn get_issue(
     let detail = web::block(move || -> Result<IssueDetail, ApiError> {
         let store = state.store.as_ref();
         let mut work = Work::default();
-        let issue = board::issue_in_scope(store, &caller.user, &id, &mut work)?
+        let reads = ReadScope::of(&caller.user);
+        let issue = board::visible_issue(store, &reads, &id, &mut work)?
             .ok_or_else(|| ApiError::NotFound(format!("no issue {id} in your scope")))?;
         let now = now_ms();
         let dup = {
             let (kept, caught_up) = state.derived.current(store)?;
             state.metrics.count_work(CHANGES, &caught_up);
             let radius = state.workflow.duplicate_radius_m;
-            kept.duplicate_of(&caller.user, &id, radius, &mut work)
+            kept.duplicate_of(&reads, &id, radius, &mut work)
         };
         state.metrics.count_work("/api/v1/issues/{id}", &work);
         let after_by = photos::after_photos_by(&issue.state);
@@ -271,7 +269,7 @@ pub async fn get_issue(
         let mut timeline = board::timeline(&issue, &store.history(&id)?);
         // Which user and device delivered each change, and when, is the audit trail
         // (`/docs/{id}/history`): supervisors and administrators only.
-        if !matches!(caller.user.role, Role::Supervisor { .. } | Role::Admin) {
+        if !reads.reads_audit() {
             for row in &mut timeline {
                 row.received_from = None;
                 row.received_at_ms = None;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use sync_core::authz::in_scope;
 use sync_core::doc::{DocKind, Patrol};
+use sync_core::hub::read::ReadScope;
 use sync_core::model::{Asset, TrackPoint};
 use sync_core::rules::{PatrolFlag, PatrolValidation};
 use utoipa::{IntoParams, ToSchema};
@@ -112,13 +112,13 @@ pub async fn list_patrols(
         let store = state.store.as_ref();
         let (kept, caught_up) = state.derived.current(store)?;
         state.metrics.count_work(CHANGES, &caught_up);
-        kept.damage_in_scope(&caller.user, DocKind::Patrol)?;
+        let reads = ReadScope::of(&caller.user);
+        kept.damage_in_scope(&reads, DocKind::Patrol)?;
         // Newest first; only the page's patrols are judged.
         let page: Vec<_> = kept
-            .patrols_newest_first()
+            .visible_patrols(&reads)
             .filter(|p| {
-                in_scope(&caller.user, &p.meta)
-                    && q.chief.as_ref().is_none_or(|c| p.meta.owner == *c)
+                q.chief.as_ref().is_none_or(|c| p.meta.owner == *c)
                     && q.asset.as_ref().is_none_or(|a| p.meta.asset == *a)
             })
             .take(limit)
@@ -161,22 +161,15 @@ pub async fn get_patrol(
         let store = state.store.as_ref();
         let (kept, caught_up) = state.derived.current(store)?;
         state.metrics.count_work(CHANGES, &caught_up);
-        let patrol = kept
-            .patrol(&id)
-            .filter(|p| in_scope(&caller.user, &p.meta))
-            .cloned();
+        let reads = ReadScope::of(&caller.user);
+        let patrol = kept.visible_patrol(&reads, &id).cloned();
         drop(kept);
         let patrol = match patrol {
             Some(patrol) => patrol,
             // Stored since, or damaged (then reading it says so, as it always did).
-            None => match store.document(&id)? {
-                Some(stored)
-                    if stored.meta.kind == DocKind::Patrol
-                        && in_scope(&caller.user, &stored.meta) =>
-                {
-                    Arc::new(PatrolSummary::load(store, stored.meta, &stored.bytes)?)
-                }
-                _ => return Err(ApiError::NotFound(format!("no patrol {id} in your scope"))),
+            None => match reads.document(store, &id, Some(DocKind::Patrol))? {
+                Some(stored) => Arc::new(PatrolSummary::load(store, stored.meta, &stored.bytes)?),
+                None => return Err(ApiError::NotFound(format!("no patrol {id} in your scope"))),
             },
         };
         let judging = Judging::new(crate::settings::patrol_rules(store)?);

@@ -31,8 +31,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use sync_core::authz::{in_scope, DocMeta};
+use sync_core::authz::DocMeta;
 use sync_core::doc::{DocError, DocKind, IssueDoc, PatrolDoc};
+use sync_core::hub::read::ReadScope;
 use sync_core::hub::{HubError, HubStore};
 use sync_core::model::User;
 use sync_core::workflow::{self, Action, IssueContext, IssueState};
@@ -118,8 +119,9 @@ impl PhotoIndex {
         sha256: &str,
         uploader: &Uploader,
     ) -> Result<bool, HubError> {
+        let reads = ReadScope::of(user);
         for meta in self.documents(store, sha256)? {
-            if !in_scope(user, &meta) {
+            if !reads.sees(&meta) {
                 continue;
             }
             let Some(stored) = store.document(&meta.id)? else {

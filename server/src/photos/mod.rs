@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sync_core::authz::in_scope;
 use sync_core::doc::{DocKind, DocView, Issue, Patrol, PatrolDoc};
+use sync_core::hub::read::ReadScope;
 use sync_core::hub::HubStore;
 use sync_core::model::{PhotoRole, User};
 use sync_core::photo::{
@@ -199,10 +199,9 @@ pub fn issue_patrol_window<S: HubStore + ?Sized>(
     now_ms: i64,
 ) -> Option<(i64, i64)> {
     let id = issue.patrol.as_deref()?;
-    let stored = store.document(id).ok()??;
-    if stored.meta.kind != DocKind::Patrol || !in_scope(viewer, &stored.meta) {
-        return None;
-    }
+    let stored = ReadScope::of(viewer)
+        .document(store, id, Some(DocKind::Patrol))
+        .ok()??;
     let patrol = PatrolDoc::load(&stored.bytes).ok()?.view().ok()?;
     Some(patrol_window(&patrol, now_ms))
 }

@@ -360,9 +360,8 @@ pub async fn public_stats(
         Some(_) => return Err(ApiError::BadRequest("format is json or csv".into())),
     };
     let stats = web::block(move || {
-        source_stats(&state, |issue| {
-            sync_core::authz::in_scope(&caller.user, &issue.meta)
-        })
+        let reads = sync_core::hub::read::ReadScope::of(&caller.user);
+        source_stats(&state, |issue| reads.sees(&issue.meta))
     })
     .await??;
     if !csv {

@@ -15,7 +15,8 @@
 //!
 //! Besides `POST /sync` ([`Hub::sync`], [`Hub::answer`]): standard automerge sync messages
 //! ([`Hub::automerge_sync`]), and the server's own actions on issues from the dashboard and the
-//! deadline job ([`Hub::act`]).
+//! deadline job ([`Hub::act`]). What a user may read outside sync (the server's listings,
+//! detail pages and audit trail) is [`read::ReadScope`], by the same scope rule.
 //!
 //! A chief's phone and the hub, in memory (the server puts HTTP between them):
 //!

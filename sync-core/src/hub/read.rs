@@ -105,9 +105,9 @@ impl<'u> ReadScope<'u> {
         id: &str,
         kind: Option<DocKind>,
     ) -> Result<Option<StoredDoc>, HubError> {
-        Ok(store.document(id)?.filter(|stored| {
-            kind.is_none_or(|k| stored.meta.kind == k) && self.sees(&stored.meta)
-        }))
+        Ok(store
+            .document(id)?
+            .filter(|stored| kind.is_none_or(|k| stored.meta.kind == k) && self.sees(&stored.meta)))
     }
 
     /// Up to `limit` (at least one) documents the reader may read, of `kind` when given, whose
@@ -345,7 +345,9 @@ mod tests {
         );
         let forest_office = supervisor("s-forest", System::Forest);
         assert_eq!(
-            ReadScope::of(&forest_office).history(&store, "p-1").unwrap(),
+            ReadScope::of(&forest_office)
+                .history(&store, "p-1")
+                .unwrap(),
             History::Unknown
         );
         assert_eq!(
