@@ -13,6 +13,7 @@ mod blobs;
 mod cli;
 mod dashboard;
 mod demo;
+mod docs;
 mod hostile_sync;
 mod issues;
 mod ops;
