@@ -1,5 +1,6 @@
 //! The REST API's wire types, defined once for the server and the phone library: the error
-//! body and its codes, the login and refresh requests, and the token grant.
+//! body and its codes, the login and refresh requests, the token grant, and the reference data
+//! a device downloads for its user.
 //!
 //! Every non-2xx answer of the server is an [`ErrorBody`], `{"error": code, "message": text}`.
 //! The code is an [`ErrorCode`]: its wire strings are stable (clients match on them, and a
@@ -12,7 +13,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::User;
+use crate::model::{Asset, Category, CheckItem, Division, User};
+use crate::rules::RuleSet;
 
 macro_rules! error_codes {
     ($($(#[doc = $doc:literal])* $variant:ident = $wire:literal,)*) => {
@@ -311,6 +313,35 @@ pub struct TokenGrant {
     pub device_id: String,
     /// 32 hex characters; the device writes its automerge changes under this actor id.
     pub actor_id: String,
+}
+
+/// The reference data of a user's jurisdiction, as `GET /api/v1/reference` sends it and the
+/// phone keeps it for working offline: the divisions (with their ancestors, for names), the
+/// assets with their geometry, the problem categories and check items of the user's system,
+/// and the patrol rules. Which records a user sees is the server's decision; this is only the
+/// shape. A field missing from the body (an older server) reads as empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReferenceData {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub divisions: Vec<Division>,
+    /// Assets with GeoJSON geometry.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub assets: Vec<Asset>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub categories: Vec<Category>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub check_items: Vec<CheckItem>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub rules: RuleSet,
+}
+
+impl ReferenceData {
+    /// The asset `id`, if it is in this reference data.
+    pub fn asset(&self, id: &str) -> Option<&Asset> {
+        self.assets.iter().find(|a| a.id == id)
+    }
 }
 
 /// The schema of [`crate::model::Geometry`], written out because a derived one would not say
