@@ -237,6 +237,10 @@ error_codes! {
     RateLimitedAsset = "rate_limited_asset",
     /// The server has no CJK font to lay out a signboard PDF (the SVG still serves).
     SignboardFontMissing = "signboard_font_missing",
+    /// A report may be rated only once it is finished.
+    NotFinished = "not_finished",
+    /// The report has been rated already.
+    AlreadyAnswered = "already_answered",
 
     // Administration and first sign-in.
     /// An import file that cannot be read (not XLSX/CSV/GeoJSON/Shapefile, or damaged).

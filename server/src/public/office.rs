@@ -77,14 +77,11 @@ pub async fn post_office_report(
     let source = IssueSource::parse(&report.source)
         .filter(|s| s.entered_by_office())
         .ok_or_else(|| ApiError::BadRequest("source is hotline or letter".into()))?;
-    let phone = match check_phone(report.phone.as_deref()) {
-        Ok(p) => p,
-        Err(refusal) => return Ok(refusal.response()),
-    };
+    let phone = check_phone(report.phone.as_deref())?;
     let id = report.asset.clone();
     let work = state.clone();
     let Some(asset) = web::block(move || asset(&work, &id)).await?? else {
-        return Ok(unknown_asset(&report.asset));
+        return Err(unknown_asset(&report.asset));
     };
     if !supervises(&caller.user, &asset) {
         return Err(ApiError::Forbidden(
@@ -92,15 +89,13 @@ pub async fn post_office_report(
         ));
     }
     let location = report.location.unwrap_or_else(|| middle(&asset.geometry));
-    if let Err(refusal) = check_report(
+    check_report(
         &state,
         &asset,
         &report.category,
         &report.description,
         location,
-    ) {
-        return Ok(refusal.response());
-    }
+    )?;
     let base = base_url(&req);
     let now = now_ms();
     let done = web::block(move || -> Result<OfficeReported, ApiError> {

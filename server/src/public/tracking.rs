@@ -4,6 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use sync_core::api_types::ErrorCode;
 use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::public::{self as rules, PublicStep, Satisfaction};
 use utoipa::ToSchema;
@@ -12,8 +13,6 @@ use super::cases::{self, Case, Feedback};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
-/// Header carrying the ticket on photo uploads.
-use super::api::*;
 use super::report::*;
 
 /// What the tracking page shows.
@@ -55,10 +54,10 @@ pub(crate) fn load_case(
     Ok(Some((case, doc)))
 }
 
-pub(crate) fn no_case() -> HttpResponse {
-    refuse(
+pub(crate) fn no_case() -> ApiError {
+    ApiError::refused(
         StatusCode::NOT_FOUND,
-        "unknown_code",
+        ErrorCode::UnknownCode,
         "no report has this tracking code",
     )
 }
@@ -110,12 +109,12 @@ pub async fn get_track(
         }))
     })
     .await??;
-    Ok(match view {
-        Some(v) => HttpResponse::Ok()
+    match view {
+        Some(v) => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(v),
-        None => no_case(),
-    })
+            .json(v)),
+        None => Err(no_case()),
+    }
 }
 
 /// An after photo of a closed report, for the person holding its tracking code.
@@ -151,13 +150,13 @@ pub async fn get_track_photo(
             .map(|(record, bytes)| (record.format.mime().to_string(), bytes)))
     })
     .await??;
-    Ok(match found {
-        Some((mime, bytes)) => HttpResponse::Ok()
+    match found {
+        Some((mime, bytes)) => Ok(HttpResponse::Ok()
             .content_type(mime)
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .body(bytes),
-        None => refuse(StatusCode::NOT_FOUND, "not_found", "no such after photo"),
-    })
+            .body(bytes)),
+        None => Err(ApiError::NotFound("no such after photo".into())),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,38 +189,32 @@ pub async fn post_feedback(
     let body = body.into_inner();
     let max = state.public.limits().reason_chars;
     if body.reason.chars().count() > max {
-        return Ok(too_long("reason", max).response());
+        return Err(too_long("reason", max));
     }
     if !body.satisfied && body.reason.trim().is_empty() {
-        return Ok(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reason_required",
+        return Err(ApiError::unprocessable(
+            ErrorCode::ReasonRequired,
             "say what is still wrong",
         ));
     }
-    type Refusal = (StatusCode, &'static str, &'static str);
-    let answer = web::block(move || -> Result<Result<Feedback, Refusal>, ApiError> {
+    let feedback = web::block(move || -> Result<Feedback, ApiError> {
         let Some((mut case, doc)) = load_case(&state, &code)? else {
-            return Ok(Err((
-                StatusCode::NOT_FOUND,
-                "unknown_code",
-                "no report has this tracking code",
-            )));
+            return Err(no_case());
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
         if !rules::may_rate(&issue_state) {
-            return Ok(Err((
+            return Err(ApiError::refused(
                 StatusCode::CONFLICT,
-                "not_finished",
+                ErrorCode::NotFinished,
                 "the report is still being handled",
-            )));
+            ));
         }
         if case.feedback.is_some() {
-            return Ok(Err((
+            return Err(ApiError::refused(
                 StatusCode::CONFLICT,
-                "already_answered",
+                ErrorCode::AlreadyAnswered,
                 "this report has been rated",
-            )));
+            ));
         }
         let feedback = Feedback {
             satisfaction: if body.satisfied {
@@ -234,11 +227,8 @@ pub async fn post_feedback(
         };
         case.feedback = Some(feedback.clone());
         cases::put_case(state.store.as_ref(), &case)?;
-        Ok(Ok(feedback))
+        Ok(feedback)
     })
     .await??;
-    Ok(match answer {
-        Ok(f) => HttpResponse::Ok().json(f),
-        Err((status, code, message)) => refuse(status, code, message),
-    })
+    Ok(HttpResponse::Ok().json(feedback))
 }
