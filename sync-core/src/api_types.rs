@@ -348,6 +348,30 @@ impl ReferenceData {
     }
 }
 
+/// Reads a JSON integer as JSON Schema counts them: a number without a fractional part, so
+/// `1.0` is `1` (as `/openapi.json`'s `type: integer` promises), while `1.5` or a number beyond
+/// `i64` is refused.
+pub fn json_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::{Error, Unexpected};
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Whole(i64),
+        Float(f64),
+    }
+    match Number::deserialize(deserializer)? {
+        Number::Whole(n) => Ok(n),
+        // 2^63 as f64 is the first value beyond i64.
+        Number::Float(f) if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) => {
+            Ok(f as i64)
+        }
+        Number::Float(f) => Err(D::Error::invalid_value(
+            Unexpected::Float(f),
+            &"a whole number",
+        )),
+    }
+}
+
 /// The schema of [`crate::model::Geometry`], written out because a derived one would not say
 /// that a position is exactly `[longitude, latitude]`.
 #[cfg(feature = "openapi")]
@@ -396,6 +420,48 @@ mod geometry_schema {
     impl utoipa::ToSchema for Geometry {}
 }
 
+/// The schema of [`crate::workflow::Assignee`], written out because a derived one would let an
+/// object name both a department and a user, or carry other keys: it is exactly one key.
+#[cfg(feature = "openapi")]
+mod assignee_schema {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type,
+    };
+    use utoipa::openapi::RefOr;
+
+    use crate::workflow::Assignee;
+
+    fn one_key(key: &str, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .property(
+                key,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(description)),
+            )
+            .required(key)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+    }
+
+    impl utoipa::PartialSchema for Assignee {
+        fn schema() -> RefOr<Schema> {
+            OneOfBuilder::new()
+                .item(one_key(
+                    "department",
+                    "A responsible department (e.g. 区水务局); any handler of that department acts for it.",
+                ))
+                .item(one_key(
+                    "user",
+                    "One user, e.g. the village chief told to clear the rubbish himself.",
+                ))
+                .description(Some("Who is told to rectify an issue."))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for Assignee {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,6 +498,25 @@ mod tests {
             .unwrap(),
             serde_json::json!({"error": "invalid_transition", "message": "m"})
         );
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_point_is_an_integer_as_the_schema_says() {
+        use crate::workflow::Action;
+        let read = |deadline: &str| {
+            serde_json::from_str::<Action>(&format!(
+                r#"{{"kind":"assigned","assignee":{{"user":"u-1"}},"deadline_ms":{deadline}}}"#
+            ))
+        };
+        for (text, value) in [("5", 5), ("-337036.0", -337036), ("1e3", 1000)] {
+            match read(text).unwrap() {
+                Action::Assigned { deadline_ms, .. } => assert_eq!(deadline_ms, value, "{text}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(read("5.5").is_err());
+        assert!(read("1e300").is_err());
+        assert!(read("\"5\"").is_err());
     }
 
     #[test]

@@ -186,8 +186,10 @@ pub async fn get_challenge(state: web::Data<AppState>) -> HttpResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct SignboardQuery {
     /// `a4` (default) or `board` (3:2 landscape, 1500 × 1000 mm).
+    #[param(pattern = "^(a4|board)$")]
     pub sheet: Option<String>,
     /// `svg` (default) or `pdf`.
+    #[param(pattern = "^(svg|pdf)$")]
     pub format: Option<String>,
 }
 
@@ -304,6 +306,7 @@ pub struct PublicStats {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct PublicStatsQuery {
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 

@@ -19,12 +19,18 @@ use super::report::*;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OfficeReport {
     /// `hotline` (12369) or `letter` (信访).
+    #[schema(pattern = "^(hotline|letter)$")]
     pub source: String,
     pub asset: String,
     pub category: String,
+    /// At most `PublicLimits::description_chars` characters.
+    #[schema(max_length = 500)]
     pub description: String,
     /// `[lon, lat]`; the asset's middle when the caller could not say.
+    #[schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)]
     pub location: Option<[f64; 2]>,
+    /// 7 to 20 characters of digits, `-`, `+` and spaces, at least 7 of them digits.
+    #[schema(pattern = r"^\s*([-+ ]*([0-9][-+ ]*){7,})?\s*$", max_length = 20)]
     pub phone: Option<String>,
 }
 
@@ -186,6 +192,8 @@ pub async fn get_office_case(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PhoneSetting {
+    /// 1 to 40 characters, not only spaces.
+    #[schema(pattern = r"\S", max_length = 40)]
     pub phone: String,
 }
 
@@ -193,7 +201,7 @@ pub struct PhoneSetting {
 #[utoipa::path(
     tag = "public",
     security(("bearer" = [])),
-    params(("system" = String, Path, description = "river, forest or field")),
+    params(("system" = String, Path, description = "river, forest or field", pattern = "^(river|forest|field)$")),
     request_body = PhoneSetting,
     responses(
         (status = 204),

@@ -24,7 +24,11 @@ use super::api::*;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TicketRequest {
     pub asset: String,
+    /// From `GET /public/challenge`. Required: without it the answer is 400
+    /// `proof_of_work_required`.
+    #[schema(value_type = String, required = true)]
     pub challenge: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub nonce: Option<String>,
 }
 
@@ -129,7 +133,7 @@ pub(crate) fn bad_ticket() -> ApiError {
 #[utoipa::path(
     tag = "public",
     params(
-        ("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes"),
+        ("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes", pattern = "^[0-9a-f]{64}$"),
         ("X-Report-Ticket" = String, Header, description = "the ticket"),
         ("Content-Range" = Option<String>, Header, description = "bytes first-last/total, for one chunk"),
     ),
@@ -287,13 +291,20 @@ pub async fn head_public_photo(
 pub struct PublicReport {
     pub ticket: String,
     pub category: String,
+    /// At most `PublicLimits::description_chars` characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
     /// `[lon, lat]`: the browser's position or a tap on the asset's map.
+    #[schema(value_type = Vec<f64>, min_items = 2, max_items = 2)]
     pub location: [f64; 2],
+    /// At most `PublicLimits::photos_per_report`, each uploaded with the ticket.
     #[serde(default)]
+    #[schema(max_items = 3)]
     pub photos: Vec<String>,
-    /// For a call back about this report only; optional.
+    /// For a call back about this report only; optional. 7 to 20 characters of digits, `-`,
+    /// `+` and spaces, at least 7 of them digits.
+    #[schema(pattern = r"^\s*([-+ ]*([0-9][-+ ]*){7,})?\s*$", max_length = 20)]
     pub phone: Option<String>,
 }
 

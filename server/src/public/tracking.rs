@@ -159,12 +159,52 @@ pub async fn get_track_photo(
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// The resident's say: satisfied, or not satisfied with a reason (more than blanks). A reason
+/// is at most `PublicLimits::reason_chars` characters.
+#[derive(Debug, Deserialize)]
 pub struct FeedbackRequest {
     pub satisfied: bool,
     #[serde(default)]
     pub reason: String,
 }
+
+/// Written out because the rule between the two fields ("not satisfied" needs a reason) is
+/// one a derived schema cannot state.
+impl utoipa::PartialSchema for FeedbackRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let max = super::PublicLimits::default().reason_chars;
+        let answer = |satisfied: bool, reason_required: bool| {
+            let reason = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(max));
+            let object = ObjectBuilder::new()
+                .property(
+                    "satisfied",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([satisfied])),
+                )
+                .required("satisfied");
+            if reason_required {
+                object
+                    .property("reason", reason.pattern(Some(r"\S")))
+                    .required("reason")
+            } else {
+                object.property("reason", reason)
+            }
+        };
+        OneOfBuilder::new()
+            .item(answer(true, false))
+            .item(answer(false, true))
+            .description(Some(
+                "satisfied, or not satisfied with what is still wrong (more than blanks)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FeedbackRequest {}
 
 /// The person's say once the issue is finished. "Not satisfied" with a reason flags the issue
 /// before the supervising office (it does not reopen it).

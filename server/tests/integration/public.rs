@@ -1236,3 +1236,49 @@ async fn a_phone_cannot_pass_its_report_off_as_the_publics() {
     );
     s.stop().await;
 }
+
+/// `/openapi.json` states the public channel's limits as the server applies them, so that a
+/// value the schema allows is one the server accepts (schemathesis checks the rest in CI), and
+/// a value it refuses the server refuses too.
+#[actix_web::test]
+async fn the_schema_states_the_public_channels_limits_as_applied() {
+    let s = TestServer::demo().await;
+    let spec = s.request("GET", "/openapi.json", None, None).await;
+    let schemas = &spec.body["components"]["schemas"];
+    let limits = PublicLimits::default();
+    let report = &schemas["PublicReport"]["properties"];
+    assert_eq!(
+        report["description"]["maxLength"],
+        json!(limits.description_chars)
+    );
+    assert_eq!(
+        report["photos"]["maxItems"],
+        json!(limits.photos_per_report)
+    );
+    assert_eq!(report["location"]["minItems"], json!(2));
+    assert_eq!(report["location"]["maxItems"], json!(2));
+    assert_eq!(
+        schemas["OfficeReport"]["properties"]["description"]["maxLength"],
+        json!(limits.description_chars)
+    );
+    let answers = schemas["FeedbackRequest"]["oneOf"].as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+    for answer in answers {
+        assert_eq!(
+            answer["properties"]["reason"]["maxLength"],
+            json!(limits.reason_chars)
+        );
+    }
+    let ticket = schemas["TicketRequest"]["required"].as_array().unwrap();
+    assert!(ticket.contains(&json!("challenge")) && ticket.contains(&json!("nonce")));
+
+    // A sheet the schema does not list is refused even without a division (it was ignored).
+    s.request("GET", "/signboards?sheet=poster", None, None)
+        .await
+        .expect_error(400, "bad_request");
+    let page = s
+        .request("GET", "/signboards?sheet=board", None, None)
+        .await;
+    assert_eq!(page.status.as_u16(), 200);
+    s.stop().await;
+}
