@@ -59,7 +59,7 @@ impl PhoneApp {
         }
         let (session, actor) = self.author()?;
         let reference = self.account.reference()?;
-        let asset = reference.asset(&draft.asset_id)?;
+        let asset = crate::session::jurisdiction_asset(&reference, &draft.asset_id)?;
         check_category(&draft.category, asset.system, &reference.categories)
             .map_err(|e| ChiefsyncError::invalid(e.to_string()))?;
         let new = NewIssue {

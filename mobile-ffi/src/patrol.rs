@@ -174,7 +174,7 @@ impl PhoneApp {
         let session = self.chief()?;
         let actor = session.actor()?;
         let reference = self.account.reference()?;
-        let asset = reference.asset(&asset_id)?;
+        let asset = crate::session::jurisdiction_asset(&reference, &asset_id)?;
         let new = NewPatrol {
             system: asset.system,
             asset: asset.id.clone(),

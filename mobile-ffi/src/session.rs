@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use automerge::ActorId;
 use serde::{Deserialize, Serialize};
 use sync_core::doc::parse_actor;
-use sync_core::model::{Asset, Category, CheckItem, Division, User};
-use sync_core::rules::RuleSet;
+use sync_core::model::{Asset, User};
 use sync_core::store::LocalStore;
 
 use crate::error::{ChiefsyncError, Result};
@@ -43,28 +42,17 @@ impl Session {
     }
 }
 
-/// The reference data of the user's jurisdiction, as `GET /reference` sends it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Reference {
-    pub divisions: Vec<Division>,
-    pub assets: Vec<Asset>,
-    pub categories: Vec<Category>,
-    pub check_items: Vec<CheckItem>,
-    pub rules: RuleSet,
-}
+/// The reference data of the user's jurisdiction: sync-core's wire type, the one the server
+/// sends from `GET /reference`.
+pub use sync_core::api_types::ReferenceData as Reference;
 
-impl Reference {
-    pub fn asset(&self, asset_id: &str) -> Result<&Asset> {
-        self.assets
-            .iter()
-            .find(|a| a.id == asset_id)
-            .ok_or_else(|| {
-                ChiefsyncError::invalid(format!(
-                "asset {asset_id} is not in your jurisdiction's reference data (sync to refresh it)"
-            ))
-            })
-    }
+/// The asset `asset_id` of the jurisdiction, or an error telling the user to sync.
+pub fn jurisdiction_asset<'a>(reference: &'a Reference, asset_id: &str) -> Result<&'a Asset> {
+    reference.asset(asset_id).ok_or_else(|| {
+        ChiefsyncError::invalid(format!(
+            "asset {asset_id} is not in your jurisdiction's reference data (sync to refresh it)"
+        ))
+    })
 }
 
 /// The session and the reference data over the device store.

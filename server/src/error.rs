@@ -3,7 +3,9 @@
 //! answer of the API goes through [`ApiError::error_response`]; the body and its codes are
 //! `sync_core::api_types::{ErrorBody, ErrorCode}`, the same types the phone library reads.
 //! A workflow refusal adds its details beside the two fields (`status` and `allowed` for 409,
-//! `who` and `needs` for 403).
+//! `who` and `needs` for 403). A refusal with a code of its own (the public channel's
+//! `unknown_asset`, `ticket_invalid`, `rate_limited_address`, …) is [`ApiError::Refused`] or
+//! [`ApiError::Throttled`]: the same body, never one built elsewhere.
 //!
 //! Internal failures (storage, hashing) are logged here with their detail and reported to the
 //! client only as `internal`, so that no storage paths or library messages leak over the wire.
@@ -59,6 +61,24 @@ pub enum ApiError {
     OffsetMismatch { first: u64, held: u64 },
     #[error("too many failed logins; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// 429 with `Retry-After` and a code of its own (`rate_limited_address`,
+    /// `rate_limited_asset`): too many requests of one kind; `message` says which.
+    #[error("{message}; retry in {retry_after_secs} s")]
+    Throttled {
+        code: ErrorCode,
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// A refusal answered with a code of its own beside its status (400, 403, 404, 409 or
+    /// 503; 422 is [`ApiError::Unprocessable`]): e.g. `proof_of_work_required`,
+    /// `ticket_invalid`, `unknown_code`, `not_finished`, `signboard_font_missing`. Build it
+    /// with [`ApiError::refused`].
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        code: ErrorCode,
+        message: String,
+    },
     /// 429 with `Retry-After`: the user's photo bytes for today are used up.
     #[error(
         "you have uploaded your {limit} bytes of photos for today; retry in {retry_after_secs} s"
@@ -87,12 +107,35 @@ impl ApiError {
         }
     }
 
+    /// 422 with its own code: a well-formed request whose content is refused.
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A refusal with its own code; `status` is a client error's or 503 (anything else is
+    /// answered as 500 `internal`, the server's fault).
+    pub fn refused(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        if status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE {
+            ApiError::Refused {
+                status,
+                code,
+                message: message.into(),
+            }
+        } else {
+            ApiError::Internal(format!("refusal {code} built with status {status}"))
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
-            ApiError::Unauthorized { code, .. } | ApiError::Unprocessable { code, .. } => {
-                code.clone()
-            }
+            ApiError::Unauthorized { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::Refused { code, .. }
+            | ApiError::Throttled { code, .. } => code.clone(),
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::NoRoute(_) => ErrorCode::NoRoute,
@@ -194,9 +237,10 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } | ApiError::PhotoQuotaExceeded { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::Throttled { .. }
+            | ApiError::PhotoQuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Refused { status, .. } => *status,
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Hub(err) => match err {
                 HubError::Protocol(ProtocolError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -234,6 +278,9 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::Throttled {
+            retry_after_secs, ..
+        }
         | ApiError::PhotoQuotaExceeded {
             retry_after_secs, ..
         }
@@ -270,5 +317,52 @@ impl ResponseError for ApiError {
             }
             _ => response.json(body),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(response: HttpResponse) -> serde_json::Value {
+        let bytes = actix_web::rt::System::new()
+            .block_on(actix_web::body::to_bytes(response.into_body()))
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_refusal_with_its_own_code_answers_the_one_body() {
+        let err = ApiError::refused(
+            StatusCode::CONFLICT,
+            ErrorCode::NotFinished,
+            "the report is still being handled",
+        );
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            body_of(response),
+            json!({"error": "not_finished", "message": "the report is still being handled"})
+        );
+
+        let err = ApiError::Throttled {
+            code: ErrorCode::RateLimitedAsset,
+            message: "many reports".into(),
+            retry_after_secs: 7,
+        };
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "7");
+        assert_eq!(
+            body_of(response),
+            json!({"error": "rate_limited_asset", "message": "many reports; retry in 7 s"})
+        );
+    }
+
+    #[test]
+    fn a_refusal_cannot_pass_for_a_success() {
+        let err = ApiError::refused(StatusCode::OK, ErrorCode::NotFound, "x");
+        assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.code(), ErrorCode::Internal);
     }
 }

@@ -9,33 +9,16 @@
 //! Categories and check items are those of the user's system when it has one. Categories, check
 //! items and rules are server-owned settings, read by `crate::settings` (absent ones are
 //! sync-core's defaults, damaged ones an error). This module decides scope; it does not serve
-//! HTTP.
+//! HTTP. The shape it fills is `sync_core::api_types::ReferenceData`, the type the phone reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+pub use sync_core::api_types::ReferenceData;
 use sync_core::model::{Asset, Category, CheckItem, Division, DivisionCode, Role, System, User};
-use sync_core::rules::RuleSet;
-use utoipa::ToSchema;
 
 pub use crate::settings::{categories, seed_defaults, CATEGORIES_KEY, CHECK_ITEMS_KEY, RULES_KEY};
 use crate::settings::{check_items, patrol_rules};
 use crate::storage::{Store, StoreError};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ReferenceData {
-    #[schema(value_type = Vec<Object>)]
-    pub divisions: Vec<Division>,
-    /// Assets with GeoJSON geometry.
-    #[schema(value_type = Vec<Object>)]
-    pub assets: Vec<Asset>,
-    #[schema(value_type = Vec<Object>)]
-    pub categories: Vec<Category>,
-    #[schema(value_type = Vec<Object>)]
-    pub check_items: Vec<CheckItem>,
-    #[schema(value_type = Object)]
-    pub rules: RuleSet,
-}
 
 /// (area the user sees, system filter, explicitly assigned assets); `None` area means everywhere.
 fn scope_of(role: &Role) -> (Option<&DivisionCode>, Option<System>, &[String]) {

@@ -37,14 +37,14 @@ use std::time::Duration;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::{header, Method};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::rt::time::{sleep_until, Instant, Sleep};
 use actix_web::web::Bytes;
-use actix_web::{web, HttpMessage, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use futures_core::Stream;
 
-use crate::error::{ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// Default of `--max-in-flight`. On the 2-core reference machine a sync takes a few
@@ -271,26 +271,29 @@ fn user_busy(per_user: usize) -> HttpResponse {
 }
 
 fn busy(message: String) -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()))
-        .json(ErrorBody {
-            error: ErrorCode::Overloaded,
-            message,
-        })
+    ApiError::Overloaded {
+        message,
+        retry_after_secs: RETRY_AFTER_SECS,
+    }
+    .error_response()
 }
 
 /// The answer to a request whose body fell behind [`BodyRate`]; the connection is closed.
 fn too_slow(rate: BodyRate) -> HttpResponse {
-    HttpResponse::RequestTimeout()
-        .force_close()
-        .json(ErrorBody {
-            error: ErrorCode::BodyTooSlow,
-            message: format!(
-                "the request body must arrive at {} bytes per second or faster after {} s",
-                rate.min_bytes_per_sec,
-                rate.grace.as_secs()
-            ),
-        })
+    let mut response = ApiError::refused(
+        StatusCode::REQUEST_TIMEOUT,
+        ErrorCode::BodyTooSlow,
+        format!(
+            "the request body must arrive at {} bytes per second or faster after {} s",
+            rate.min_bytes_per_sec,
+            rate.grace.as_secs()
+        ),
+    )
+    .error_response();
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    response
 }
 
 /// The user a bearer token is for, if its signature and claims check out.

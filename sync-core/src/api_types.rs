@@ -1,5 +1,6 @@
 //! The REST API's wire types, defined once for the server and the phone library: the error
-//! body and its codes, the login and refresh requests, and the token grant.
+//! body and its codes, the login and refresh requests, the token grant, and the reference data
+//! a device downloads for its user.
 //!
 //! Every non-2xx answer of the server is an [`ErrorBody`], `{"error": code, "message": text}`.
 //! The code is an [`ErrorCode`]: its wire strings are stable (clients match on them, and a
@@ -12,7 +13,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::User;
+use crate::model::{Asset, Category, CheckItem, Division, User};
+use crate::rules::RuleSet;
 
 macro_rules! error_codes {
     ($($(#[doc = $doc:literal])* $variant:ident = $wire:literal,)*) => {
@@ -235,6 +237,10 @@ error_codes! {
     RateLimitedAsset = "rate_limited_asset",
     /// The server has no CJK font to lay out a signboard PDF (the SVG still serves).
     SignboardFontMissing = "signboard_font_missing",
+    /// A report may be rated only once it is finished.
+    NotFinished = "not_finished",
+    /// The report has been rated already.
+    AlreadyAnswered = "already_answered",
 
     // Administration and first sign-in.
     /// An import file that cannot be read (not XLSX/CSV/GeoJSON/Shapefile, or damaged).
@@ -313,6 +319,59 @@ pub struct TokenGrant {
     pub actor_id: String,
 }
 
+/// The reference data of a user's jurisdiction, as `GET /api/v1/reference` sends it and the
+/// phone keeps it for working offline: the divisions (with their ancestors, for names), the
+/// assets with their geometry, the problem categories and check items of the user's system,
+/// and the patrol rules. Which records a user sees is the server's decision; this is only the
+/// shape. A field missing from the body (an older server) reads as empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReferenceData {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub divisions: Vec<Division>,
+    /// Assets with GeoJSON geometry.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub assets: Vec<Asset>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub categories: Vec<Category>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub check_items: Vec<CheckItem>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub rules: RuleSet,
+}
+
+impl ReferenceData {
+    /// The asset `id`, if it is in this reference data.
+    pub fn asset(&self, id: &str) -> Option<&Asset> {
+        self.assets.iter().find(|a| a.id == id)
+    }
+}
+
+/// Reads a JSON integer as JSON Schema counts them: a number without a fractional part, so
+/// `1.0` is `1` (as `/openapi.json`'s `type: integer` promises), while `1.5` or a number beyond
+/// `i64` is refused.
+pub fn json_integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::{Error, Unexpected};
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Whole(i64),
+        Float(f64),
+    }
+    match Number::deserialize(deserializer)? {
+        Number::Whole(n) => Ok(n),
+        // 2^63 as f64 is the first value beyond i64.
+        Number::Float(f) if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) => {
+            Ok(f as i64)
+        }
+        Number::Float(f) => Err(D::Error::invalid_value(
+            Unexpected::Float(f),
+            &"a whole number",
+        )),
+    }
+}
+
 /// The schema of [`crate::model::Geometry`], written out because a derived one would not say
 /// that a position is exactly `[longitude, latitude]`.
 #[cfg(feature = "openapi")]
@@ -361,6 +420,48 @@ mod geometry_schema {
     impl utoipa::ToSchema for Geometry {}
 }
 
+/// The schema of [`crate::workflow::Assignee`], written out because a derived one would let an
+/// object name both a department and a user, or carry other keys: it is exactly one key.
+#[cfg(feature = "openapi")]
+mod assignee_schema {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type,
+    };
+    use utoipa::openapi::RefOr;
+
+    use crate::workflow::Assignee;
+
+    fn one_key(key: &str, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .property(
+                key,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(description)),
+            )
+            .required(key)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+    }
+
+    impl utoipa::PartialSchema for Assignee {
+        fn schema() -> RefOr<Schema> {
+            OneOfBuilder::new()
+                .item(one_key(
+                    "department",
+                    "A responsible department (e.g. 区水务局); any handler of that department acts for it.",
+                ))
+                .item(one_key(
+                    "user",
+                    "One user, e.g. the village chief told to clear the rubbish himself.",
+                ))
+                .description(Some("Who is told to rectify an issue."))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for Assignee {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +498,25 @@ mod tests {
             .unwrap(),
             serde_json::json!({"error": "invalid_transition", "message": "m"})
         );
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_point_is_an_integer_as_the_schema_says() {
+        use crate::workflow::Action;
+        let read = |deadline: &str| {
+            serde_json::from_str::<Action>(&format!(
+                r#"{{"kind":"assigned","assignee":{{"user":"u-1"}},"deadline_ms":{deadline}}}"#
+            ))
+        };
+        for (text, value) in [("5", 5), ("-337036.0", -337036), ("1e3", 1000)] {
+            match read(text).unwrap() {
+                Action::Assigned { deadline_ms, .. } => assert_eq!(deadline_ms, value, "{text}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(read("5.5").is_err());
+        assert!(read("1e300").is_err());
+        assert!(read("\"5\"").is_err());
     }
 
     #[test]

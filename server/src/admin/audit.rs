@@ -22,9 +22,11 @@ pub struct AuditEntry {
     pub action: String,
     /// What it was done to, in words (a person's name, an asset's name).
     pub target: String,
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON value (a record, a setting, a text) or null.
+    #[schema(value_type = Option<Value>)]
     pub before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON value (a record, a setting, a text) or null.
+    #[schema(value_type = Option<Value>)]
     pub after: Option<Value>,
 }
 

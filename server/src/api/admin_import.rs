@@ -51,6 +51,7 @@ pub struct ImportQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AssetImportQuery {
     /// The coordinate system of the file's positions: `wgs84`, `cgcs2000` or `gcj02`.
+    #[param(pattern = "^(wgs84|cgcs2000|gcj02)$")]
     pub crs: String,
     /// `true` (the default): report what would happen and store nothing.
     pub dry_run: Option<bool>,
@@ -59,6 +60,7 @@ pub struct AssetImportQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ExportQuery {
     /// `xlsx` (the default) or `csv`.
+    #[param(pattern = "^(xlsx|csv)$")]
     pub format: Option<String>,
 }
 

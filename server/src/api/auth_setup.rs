@@ -29,7 +29,10 @@ pub struct SetupRequest {
     /// The one-time code from the office (`XXXX-XXXX-XXXX`; case and dashes do not matter).
     pub code: String,
     /// The password the person chooses, at least 8 characters.
+    #[schema(min_length = 8)]
     pub password: String,
+    /// As at sign-in: 1-128 letters, digits, `-`, `_`, `.`, `:`.
+    #[schema(pattern = r"^[A-Za-z0-9._:\-]{1,128}$")]
     pub device_id: String,
 }
 

@@ -7,7 +7,9 @@
 //! Every refusal is a JSON error with its own code: `unknown_asset`, `proof_of_work_required`,
 //! `proof_of_work_invalid`, `ticket_invalid`, `rate_limited_address`, `rate_limited_asset`,
 //! `field_too_long`, `bad_phone`, `unknown_category`, `far_from_asset`, `too_many_photos`,
-//! `photo_missing`, the photo verification's codes, `not_finished`, `already_answered`.
+//! `photo_missing`, the photo verification's codes, `not_finished`, `already_answered`. Each is
+//! an `ApiError` (`crate::error`) with a code of `ErrorCode`, so its body is the API's one error
+//! body.
 //!
 //! This file holds what they share (refusals, the asset's public facts) and the asset, challenge,
 //! signboard and statistics routes; a report is in `report`, the answer back in `tracking`, the
@@ -33,42 +35,14 @@ pub const TICKET_HEADER: &str = "X-Report-Ticket";
 pub const MAX_DISTANCE_M: f64 = 3_000.0;
 pub(crate) const MAX_PHONE_CHARS: usize = 20;
 
-pub(crate) fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorBody {
-        error: ErrorCode::from_wire(code),
+/// A refusal of the public channel: 429 with `Retry-After`, under the code that says which
+/// limit was reached.
+pub(crate) fn rate_limited(code: ErrorCode, message: &str, retry_after_secs: u64) -> ApiError {
+    ApiError::Throttled {
+        code,
         message: message.into(),
-    })
-}
-
-/// A refusal decided before any answer is built: status, code and message of the JSON error.
-#[derive(Debug)]
-pub struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        retry_after_secs,
     }
-
-    pub(crate) fn response(self) -> HttpResponse {
-        refuse(self.status, self.code, self.message)
-    }
-}
-
-pub(crate) fn rate_limited(code: &str, message: &str, retry_after_secs: u64) -> HttpResponse {
-    HttpResponse::TooManyRequests()
-        .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-        .json(ErrorBody {
-            error: ErrorCode::from_wire(code),
-            message: format!("{message}; retry in {retry_after_secs} s"),
-        })
 }
 
 pub(crate) fn client_address(req: &HttpRequest) -> String {
@@ -82,10 +56,10 @@ pub(crate) fn base_url(req: &HttpRequest) -> String {
     format!("{}://{}", info.scheme(), info.host())
 }
 
-pub(crate) fn unknown_asset(id: &str) -> HttpResponse {
-    refuse(
+pub(crate) fn unknown_asset(id: &str) -> ApiError {
+    ApiError::refused(
         StatusCode::NOT_FOUND,
-        "unknown_asset",
+        ErrorCode::UnknownAsset,
         format!("no asset {id:?}"),
     )
 }
@@ -185,10 +159,10 @@ pub async fn get_public_asset(
         }
     })
     .await??;
-    Ok(match found {
-        Some(a) => HttpResponse::Ok().json(a),
-        None => unknown_asset("requested"),
-    })
+    match found {
+        Some(a) => Ok(HttpResponse::Ok().json(a)),
+        None => Err(unknown_asset("requested")),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -212,8 +186,10 @@ pub async fn get_challenge(state: web::Data<AppState>) -> HttpResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct SignboardQuery {
     /// `a4` (default) or `board` (3:2 landscape, 1500 × 1000 mm).
+    #[param(pattern = "^(a4|board)$")]
     pub sheet: Option<String>,
     /// `svg` (default) or `pdf`.
+    #[param(pattern = "^(svg|pdf)$")]
     pub format: Option<String>,
 }
 
@@ -275,12 +251,14 @@ pub async fn get_signboard(
     )
     .await??;
     Ok(match out {
-        None => unknown_asset("requested"),
-        Some(Err(signboard::PdfError::NoFont)) => refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "signboard_font_missing",
-            signboard::PdfError::NoFont.to_string(),
-        ),
+        None => return Err(unknown_asset("requested")),
+        Some(Err(signboard::PdfError::NoFont)) => {
+            return Err(ApiError::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::SignboardFontMissing,
+                signboard::PdfError::NoFont.to_string(),
+            ))
+        }
         Some(Err(e)) => return Err(ApiError::Internal(e.to_string())),
         Some(Ok(bytes)) => HttpResponse::Ok()
             .content_type(if pdf {
@@ -328,6 +306,7 @@ pub struct PublicStats {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct PublicStatsQuery {
     /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 

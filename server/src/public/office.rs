@@ -19,12 +19,18 @@ use super::report::*;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OfficeReport {
     /// `hotline` (12369) or `letter` (信访).
+    #[schema(pattern = "^(hotline|letter)$")]
     pub source: String,
     pub asset: String,
     pub category: String,
+    /// At most `PublicLimits::description_chars` characters.
+    #[schema(max_length = 500)]
     pub description: String,
     /// `[lon, lat]`; the asset's middle when the caller could not say.
+    #[schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)]
     pub location: Option<[f64; 2]>,
+    /// 7 to 20 characters of digits, `-`, `+` and spaces, at least 7 of them digits.
+    #[schema(pattern = r"^\s*([-+ ]*([0-9][-+ ]*){7,})?\s*$", max_length = 20)]
     pub phone: Option<String>,
 }
 
@@ -77,14 +83,11 @@ pub async fn post_office_report(
     let source = IssueSource::parse(&report.source)
         .filter(|s| s.entered_by_office())
         .ok_or_else(|| ApiError::BadRequest("source is hotline or letter".into()))?;
-    let phone = match check_phone(report.phone.as_deref()) {
-        Ok(p) => p,
-        Err(refusal) => return Ok(refusal.response()),
-    };
+    let phone = check_phone(report.phone.as_deref())?;
     let id = report.asset.clone();
     let work = state.clone();
     let Some(asset) = web::block(move || asset(&work, &id)).await?? else {
-        return Ok(unknown_asset(&report.asset));
+        return Err(unknown_asset(&report.asset));
     };
     if !supervises(&caller.user, &asset) {
         return Err(ApiError::Forbidden(
@@ -92,15 +95,13 @@ pub async fn post_office_report(
         ));
     }
     let location = report.location.unwrap_or_else(|| middle(&asset.geometry));
-    if let Err(refusal) = check_report(
+    check_report(
         &state,
         &asset,
         &report.category,
         &report.description,
         location,
-    ) {
-        return Ok(refusal.response());
-    }
+    )?;
     let base = base_url(&req);
     let now = now_ms();
     let done = web::block(move || -> Result<OfficeReported, ApiError> {
@@ -191,6 +192,8 @@ pub async fn get_office_case(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PhoneSetting {
+    /// 1 to 40 characters, not only spaces.
+    #[schema(pattern = r"\S", max_length = 40)]
     pub phone: String,
 }
 
@@ -198,7 +201,7 @@ pub struct PhoneSetting {
 #[utoipa::path(
     tag = "public",
     security(("bearer" = [])),
-    params(("system" = String, Path, description = "river, forest or field")),
+    params(("system" = String, Path, description = "river, forest or field", pattern = "^(river|forest|field)$")),
     request_body = PhoneSetting,
     responses(
         (status = 204),

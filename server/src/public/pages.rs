@@ -94,8 +94,10 @@ pub async fn public_css() -> HttpResponse {
 pub struct SignboardsQuery {
     /// A 12-digit division code: the boards of every asset inside it. Without it, the page
     /// lists the divisions to choose from.
+    #[param(pattern = "^[0-9]{12}$")]
     pub division: Option<String>,
     /// `a4` (default) or `board`.
+    #[param(pattern = "^(a4|board)$")]
     pub sheet: Option<String>,
 }
 
@@ -123,6 +125,11 @@ pub async fn signboards_page(
     _req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
+    let sheet = match q.sheet.as_deref() {
+        None | Some("a4") => "a4",
+        Some("board") => "board",
+        Some(_) => return Err(ApiError::BadRequest("sheet is a4 or board".into())),
+    };
     let Some(code) = q.division.clone() else {
         let divisions = web::block(move || state.store.list_divisions()).await??;
         let mut html = String::from("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>打印公示牌</title><link rel=\"stylesheet\" href=\"/public/public.css\"></head><body><main class=\"sheets\"><div class=\"links\"><h1>打印公示牌</h1><p class=\"muted\">选择区域，打印该区域全部河段、林区、田块的公示牌。</p><ul>");
@@ -137,11 +144,6 @@ pub async fn signboards_page(
         return Ok(page("text/html; charset=utf-8", html));
     };
     let division = DivisionCode::new(code).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let sheet = match q.sheet.as_deref() {
-        None | Some("a4") => "a4",
-        Some("board") => "board",
-        Some(_) => return Err(ApiError::BadRequest("sheet is a4 or board".into())),
-    };
     let (name, assets) = web::block(move || -> Result<_, ApiError> {
         let name = state
             .store

@@ -24,7 +24,11 @@ use super::api::*;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TicketRequest {
     pub asset: String,
+    /// From `GET /public/challenge`. Required: without it the answer is 400
+    /// `proof_of_work_required`.
+    #[schema(value_type = String, required = true)]
     pub challenge: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub nonce: Option<String>,
 }
 
@@ -57,9 +61,9 @@ pub async fn post_ticket(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (Some(challenge), Some(nonce)) = (body.challenge.as_deref(), body.nonce.as_deref()) else {
-        return Ok(refuse(
+        return Err(ApiError::refused(
             StatusCode::BAD_REQUEST,
-            "proof_of_work_required",
+            ErrorCode::ProofOfWorkRequired,
             "a ticket needs the answer to a challenge from /api/v1/public/challenge",
         ));
     };
@@ -71,9 +75,9 @@ pub async fn post_ticket(
                 format!("SHA-256(challenge:nonce) does not start with {bits} zero bits")
             }
         };
-        return Ok(refuse(
+        return Err(ApiError::refused(
             StatusCode::FORBIDDEN,
-            "proof_of_work_invalid",
+            ErrorCode::ProofOfWorkInvalid,
             message,
         ));
     }
@@ -83,8 +87,8 @@ pub async fn post_ticket(
         limits.tickets_per_address,
         now,
     ) {
-        return Ok(rate_limited(
-            "rate_limited_address",
+        return Err(rate_limited(
+            ErrorCode::RateLimitedAddress,
             "too many reports from this network",
             wait,
         ));
@@ -92,7 +96,7 @@ pub async fn post_ticket(
     let id = body.asset.clone();
     let work = state.clone();
     if web::block(move || asset(&work, &id)).await??.is_none() {
-        return Ok(unknown_asset(&body.asset));
+        return Err(unknown_asset(&body.asset));
     }
     let ticket = cases::new_code();
     state
@@ -116,10 +120,10 @@ pub(crate) fn ticket_of(req: &HttpRequest) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(crate) fn bad_ticket() -> HttpResponse {
-    refuse(
+pub(crate) fn bad_ticket() -> ApiError {
+    ApiError::refused(
         StatusCode::FORBIDDEN,
-        "ticket_invalid",
+        ErrorCode::TicketInvalid,
         "the ticket is unknown, used or expired; reload the page",
     )
 }
@@ -129,7 +133,7 @@ pub(crate) fn bad_ticket() -> HttpResponse {
 #[utoipa::path(
     tag = "public",
     params(
-        ("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes"),
+        ("sha256" = String, Path, description = "lower-case hex SHA-256 of the photo bytes", pattern = "^[0-9a-f]{64}$"),
         ("X-Report-Ticket" = String, Header, description = "the ticket"),
         ("Content-Range" = Option<String>, Header, description = "bytes first-last/total, for one chunk"),
     ),
@@ -160,15 +164,15 @@ pub async fn put_public_photo(
     let limits = state.public.limits();
     let now = now_ms();
     let Some(code) = ticket_of(&req) else {
-        return Ok(bad_ticket());
+        return Err(bad_ticket());
     };
     let Some(ticket) = state.public.tickets.valid(&code, now, limits.ticket_ttl_ms) else {
-        return Ok(bad_ticket());
+        return Err(bad_ticket());
     };
     if !ticket.photos.contains(&sha256) && ticket.photos.len() >= limits.photos_per_report {
-        return Ok(refuse(
+        return Err(ApiError::refused(
             StatusCode::FORBIDDEN,
-            "too_many_photos",
+            ErrorCode::TooManyPhotos,
             format!(
                 "a report carries at most {} photos",
                 limits.photos_per_report
@@ -208,12 +212,7 @@ pub async fn put_public_photo(
         Ok(Put::Created(n)) | Ok(Put::AlreadyStored(n)) => (StatusCode::CREATED, true, n),
         Ok(Put::Partial(n)) => (StatusCode::ACCEPTED, false, n),
         Err(UploadError::OffsetMismatch { first, held }) => {
-            return Ok(HttpResponse::Conflict()
-                .insert_header((crate::api::blobs::UPLOAD_OFFSET, held.to_string()))
-                .json(ErrorBody {
-                    error: ErrorCode::OffsetMismatch,
-                    message: format!("chunk starts at byte {first}, but {held} bytes are held"),
-                }))
+            return Err(ApiError::OffsetMismatch { first, held })
         }
         Err(UploadError::Refused(err)) => return Err(crate::api::blobs::refused(err)),
         Err(UploadError::Store(err)) => return Err(ApiError::Internal(err.to_string())),
@@ -292,13 +291,20 @@ pub async fn head_public_photo(
 pub struct PublicReport {
     pub ticket: String,
     pub category: String,
+    /// At most `PublicLimits::description_chars` characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
     /// `[lon, lat]`: the browser's position or a tap on the asset's map.
+    #[schema(value_type = Vec<f64>, min_items = 2, max_items = 2)]
     pub location: [f64; 2],
+    /// At most `PublicLimits::photos_per_report`, each uploaded with the ticket.
     #[serde(default)]
+    #[schema(max_items = 3)]
     pub photos: Vec<String>,
-    /// For a call back about this report only; optional.
+    /// For a call back about this report only; optional. 7 to 20 characters of digits, `-`,
+    /// `+` and spaces, at least 7 of them digits.
+    #[schema(pattern = r"^\s*([-+ ]*([0-9][-+ ]*){7,})?\s*$", max_length = 20)]
     pub phone: Option<String>,
 }
 
@@ -320,7 +326,7 @@ pub(crate) fn next_steps(system: System) -> String {
     )
 }
 
-pub(crate) fn check_phone(phone: Option<&str>) -> Result<Option<String>, Refusal> {
+pub(crate) fn check_phone(phone: Option<&str>) -> Result<Option<String>, ApiError> {
     let Some(phone) = phone.map(str::trim).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
@@ -331,19 +337,17 @@ pub(crate) fn check_phone(phone: Option<&str>) -> Result<Option<String>, Refusal
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | ' '))
     {
-        return Err(Refusal::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_phone",
+        return Err(ApiError::unprocessable(
+            ErrorCode::BadPhone,
             "a phone number is 7 to 20 digits, with - + or spaces",
         ));
     }
     Ok(Some(phone.to_string()))
 }
 
-pub(crate) fn too_long(field: &str, max: usize) -> Refusal {
-    Refusal::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "field_too_long",
+pub(crate) fn too_long(field: &str, max: usize) -> ApiError {
+    ApiError::unprocessable(
+        ErrorCode::FieldTooLong,
         format!("{field} is longer than {max} characters"),
     )
 }
@@ -355,7 +359,7 @@ pub(crate) fn check_report(
     category: &str,
     description: &str,
     location: [f64; 2],
-) -> Result<(), Refusal> {
+) -> Result<(), ApiError> {
     let limits = state.public.limits();
     if description.chars().count() > limits.description_chars {
         return Err(too_long("description", limits.description_chars));
@@ -370,9 +374,8 @@ pub(crate) fn check_report(
         })
         .unwrap_or(false);
     if !known {
-        return Err(Refusal::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_category",
+        return Err(ApiError::unprocessable(
+            ErrorCode::UnknownCategory,
             format!("{category:?} is not a problem category of this asset"),
         ));
     }
@@ -380,9 +383,8 @@ pub(crate) fn check_report(
     let far = !(lon.is_finite() && lat.is_finite())
         || distance_to_geometry_m(lat, lon, &asset.geometry) > MAX_DISTANCE_M;
     if far {
-        return Err(Refusal::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "far_from_asset",
+        return Err(ApiError::unprocessable(
+            ErrorCode::FarFromAsset,
             format!("the position is more than {MAX_DISTANCE_M} m from the asset"),
         ));
     }
@@ -433,16 +435,12 @@ pub async fn post_public_report(
         .tickets
         .valid(&report.ticket, now, limits.ticket_ttl_ms)
     else {
-        return Ok(bad_ticket());
+        return Err(bad_ticket());
     };
-    let phone = match check_phone(report.phone.as_deref()) {
-        Ok(p) => p,
-        Err(refusal) => return Ok(refusal.response()),
-    };
+    let phone = check_phone(report.phone.as_deref())?;
     if report.photos.len() > limits.photos_per_report {
-        return Ok(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_photos",
+        return Err(ApiError::unprocessable(
+            ErrorCode::TooManyPhotos,
             format!(
                 "a report carries at most {} photos",
                 limits.photos_per_report
@@ -450,33 +448,30 @@ pub async fn post_public_report(
         ));
     }
     if let Some(missing) = report.photos.iter().find(|p| !ticket.photos.contains(p)) {
-        return Ok(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "photo_missing",
+        return Err(ApiError::unprocessable(
+            ErrorCode::PhotoMissing,
             format!("photo {missing} was not uploaded with this ticket"),
         ));
     }
     let id = ticket.asset.clone();
     let work = state.clone();
     let Some(asset) = web::block(move || asset(&work, &id)).await?? else {
-        return Ok(unknown_asset(&ticket.asset));
+        return Err(unknown_asset(&ticket.asset));
     };
-    if let Err(refusal) = check_report(
+    check_report(
         &state,
         &asset,
         &report.category,
         &report.description,
         report.location,
-    ) {
-        return Ok(refusal.response());
-    }
+    )?;
     if let Err(wait) = state.public.counters.take(
         &format!("report:{}", client_address(&req)),
         limits.reports_per_address,
         now,
     ) {
-        return Ok(rate_limited(
-            "rate_limited_address",
+        return Err(rate_limited(
+            ErrorCode::RateLimitedAddress,
             "too many reports from this network",
             wait,
         ));
@@ -486,14 +481,14 @@ pub async fn post_public_report(
         limits.reports_per_asset,
         now,
     ) {
-        return Ok(rate_limited(
-            "rate_limited_asset",
+        return Err(rate_limited(
+            ErrorCode::RateLimitedAsset,
             "this place has received many reports in the last hour",
             wait,
         ));
     }
     if !state.public.tickets.spend(&report.ticket) {
-        return Ok(bad_ticket());
+        return Err(bad_ticket());
     }
     let blobs = state.blobs.clone();
     let link_base = base_url(&req);

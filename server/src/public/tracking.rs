@@ -4,6 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use sync_core::api_types::ErrorCode;
 use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::public::{self as rules, PublicStep, Satisfaction};
 use utoipa::ToSchema;
@@ -12,8 +13,6 @@ use super::cases::{self, Case, Feedback};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
-/// Header carrying the ticket on photo uploads.
-use super::api::*;
 use super::report::*;
 
 /// What the tracking page shows.
@@ -55,10 +54,10 @@ pub(crate) fn load_case(
     Ok(Some((case, doc)))
 }
 
-pub(crate) fn no_case() -> HttpResponse {
-    refuse(
+pub(crate) fn no_case() -> ApiError {
+    ApiError::refused(
         StatusCode::NOT_FOUND,
-        "unknown_code",
+        ErrorCode::UnknownCode,
         "no report has this tracking code",
     )
 }
@@ -110,12 +109,12 @@ pub async fn get_track(
         }))
     })
     .await??;
-    Ok(match view {
-        Some(v) => HttpResponse::Ok()
+    match view {
+        Some(v) => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(v),
-        None => no_case(),
-    })
+            .json(v)),
+        None => Err(no_case()),
+    }
 }
 
 /// An after photo of a closed report, for the person holding its tracking code.
@@ -151,21 +150,61 @@ pub async fn get_track_photo(
             .map(|(record, bytes)| (record.format.mime().to_string(), bytes)))
     })
     .await??;
-    Ok(match found {
-        Some((mime, bytes)) => HttpResponse::Ok()
+    match found {
+        Some((mime, bytes)) => Ok(HttpResponse::Ok()
             .content_type(mime)
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .body(bytes),
-        None => refuse(StatusCode::NOT_FOUND, "not_found", "no such after photo"),
-    })
+            .body(bytes)),
+        None => Err(ApiError::NotFound("no such after photo".into())),
+    }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// The resident's say: satisfied, or not satisfied with a reason (more than blanks). A reason
+/// is at most `PublicLimits::reason_chars` characters.
+#[derive(Debug, Deserialize)]
 pub struct FeedbackRequest {
     pub satisfied: bool,
     #[serde(default)]
     pub reason: String,
 }
+
+/// Written out because the rule between the two fields ("not satisfied" needs a reason) is
+/// one a derived schema cannot state.
+impl utoipa::PartialSchema for FeedbackRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let max = super::PublicLimits::default().reason_chars;
+        let answer = |satisfied: bool, reason_required: bool| {
+            let reason = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(max));
+            let object = ObjectBuilder::new()
+                .property(
+                    "satisfied",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([satisfied])),
+                )
+                .required("satisfied");
+            if reason_required {
+                object
+                    .property("reason", reason.pattern(Some(r"\S")))
+                    .required("reason")
+            } else {
+                object.property("reason", reason)
+            }
+        };
+        OneOfBuilder::new()
+            .item(answer(true, false))
+            .item(answer(false, true))
+            .description(Some(
+                "satisfied, or not satisfied with what is still wrong (more than blanks)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FeedbackRequest {}
 
 /// The person's say once the issue is finished. "Not satisfied" with a reason flags the issue
 /// before the supervising office (it does not reopen it).
@@ -190,38 +229,32 @@ pub async fn post_feedback(
     let body = body.into_inner();
     let max = state.public.limits().reason_chars;
     if body.reason.chars().count() > max {
-        return Ok(too_long("reason", max).response());
+        return Err(too_long("reason", max));
     }
     if !body.satisfied && body.reason.trim().is_empty() {
-        return Ok(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reason_required",
+        return Err(ApiError::unprocessable(
+            ErrorCode::ReasonRequired,
             "say what is still wrong",
         ));
     }
-    type Refusal = (StatusCode, &'static str, &'static str);
-    let answer = web::block(move || -> Result<Result<Feedback, Refusal>, ApiError> {
+    let feedback = web::block(move || -> Result<Feedback, ApiError> {
         let Some((mut case, doc)) = load_case(&state, &code)? else {
-            return Ok(Err((
-                StatusCode::NOT_FOUND,
-                "unknown_code",
-                "no report has this tracking code",
-            )));
+            return Err(no_case());
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
         if !rules::may_rate(&issue_state) {
-            return Ok(Err((
+            return Err(ApiError::refused(
                 StatusCode::CONFLICT,
-                "not_finished",
+                ErrorCode::NotFinished,
                 "the report is still being handled",
-            )));
+            ));
         }
         if case.feedback.is_some() {
-            return Ok(Err((
+            return Err(ApiError::refused(
                 StatusCode::CONFLICT,
-                "already_answered",
+                ErrorCode::AlreadyAnswered,
                 "this report has been rated",
-            )));
+            ));
         }
         let feedback = Feedback {
             satisfaction: if body.satisfied {
@@ -234,11 +267,8 @@ pub async fn post_feedback(
         };
         case.feedback = Some(feedback.clone());
         cases::put_case(state.store.as_ref(), &case)?;
-        Ok(Ok(feedback))
+        Ok(feedback)
     })
     .await??;
-    Ok(match answer {
-        Ok(f) => HttpResponse::Ok().json(f),
-        Err((status, code, message)) => refuse(status, code, message),
-    })
+    Ok(HttpResponse::Ok().json(feedback))
 }

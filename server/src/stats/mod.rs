@@ -25,9 +25,11 @@ use sync_core::stats::{FactIndex, Reference};
 use crate::settings::{categories, patrol_rules};
 use crate::storage::{Store, StoreError};
 
-/// The reference data statistics read, owned.
+/// What statistics judge and name records by (users, divisions, assets, patrol rules,
+/// categories, the bounds of phone times), owned; `view` lends it as sync-core's
+/// `stats::Reference`. Not the reference data a device downloads (`crate::reference`).
 #[derive(Debug, Clone)]
-pub struct ReferenceData {
+pub struct StatsInputs {
     pub users: Vec<User>,
     pub divisions: Vec<Division>,
     pub assets: Vec<Asset>,
@@ -37,7 +39,7 @@ pub struct ReferenceData {
     pub device_times: crate::settings::DeviceTimes,
 }
 
-impl ReferenceData {
+impl StatsInputs {
     pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
         Ok(Self {
             users: store.list_users()?.into_iter().map(|r| r.user).collect(),
@@ -100,7 +102,7 @@ impl StatsCache {
         store: &dyn Store,
         f: impl FnOnce(&FactIndex, &Reference) -> T,
     ) -> Result<T, StatsError> {
-        let reference = ReferenceData::load(store)?;
+        let reference = StatsInputs::load(store)?;
         let fingerprint = reference.fingerprint();
         let head = store.feed_head()?;
         let mut cached = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -656,6 +656,130 @@ async fn each_refusal_of_the_public_endpoints_says_why() {
     s.stop().await;
 }
 
+/// The public pages read `error`, `message`, the status and the `Retry-After` and
+/// `Upload-Offset` headers of a refusal. Each kind of refusal goes through the API's one error
+/// path and answers exactly what the pages were written against: the two fields and nothing
+/// else, the same status, code, message and headers.
+#[actix_web::test]
+async fn the_public_refusals_answer_the_one_error_body_exactly() {
+    let s = TestServer::demo().await;
+    cheap(&s, |l| {
+        l.reports_per_address = 0;
+        l.tickets_per_address = 50;
+    });
+    let exact = |reply: &crate::harness::Reply, status: u16, code: &str, message: &str| {
+        assert_eq!(reply.status.as_u16(), status, "{}", reply.body);
+        assert_eq!(reply.body, json!({"error": code, "message": message}));
+    };
+
+    let r = s
+        .request("GET", "/api/v1/public/assets/no-such-river", None, None)
+        .await;
+    exact(&r, 404, "unknown_asset", "no asset \"requested\"");
+    let r = s
+        .request(
+            "POST",
+            "/api/v1/public/tickets",
+            None,
+            Some(json!({"asset": ASSET})),
+        )
+        .await;
+    exact(
+        &r,
+        400,
+        "proof_of_work_required",
+        "a ticket needs the answer to a challenge from /api/v1/public/challenge",
+    );
+    let r = s
+        .request("GET", "/api/v1/public/track/nosuchcode", None, None)
+        .await;
+    exact(&r, 404, "unknown_code", "no report has this tracking code");
+    let r = s
+        .request(
+            "POST",
+            "/api/v1/public/track/nosuchcode/feedback",
+            None,
+            Some(json!({"satisfied": true})),
+        )
+        .await;
+    exact(&r, 404, "unknown_code", "no report has this tracking code");
+    let r = s
+        .request(
+            "POST",
+            "/api/v1/public/track/nosuchcode/feedback",
+            None,
+            Some(json!({"satisfied": false})),
+        )
+        .await;
+    exact(&r, 422, "reason_required", "say what is still wrong");
+    let r = report(
+        &s,
+        json!({"ticket": "made-up", "category": "river.garbage", "location": asset_middle(ASSET)}),
+    )
+    .await;
+    exact(
+        &r,
+        403,
+        "ticket_invalid",
+        "the ticket is unknown, used or expired; reload the page",
+    );
+
+    // A chunk that starts past what is held: 409 with the held length in `Upload-Offset`, which
+    // the page resumes from.
+    let t = ticket(&s, ASSET).await;
+    let (sha, bytes) = jpeg(64, 64, 5);
+    let mut res = s
+        .client
+        .put(format!("{}/api/v1/public/photos/{sha}", s.base))
+        .insert_header(("X-Report-Ticket", t.as_str()))
+        .insert_header(("Content-Range", format!("bytes 10-19/{}", bytes.len())))
+        .send_body(bytes[10..20].to_vec())
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+    assert_eq!(res.status().as_u16(), 409, "{body}");
+    assert_eq!(res.headers().get("upload-offset").unwrap(), "0");
+    assert_eq!(
+        body,
+        json!({"error": "offset_mismatch", "message": "chunk starts at byte 10, but 0 bytes are held"})
+    );
+
+    // No report from this address this hour: 429 with `Retry-After`, its seconds in the message.
+    let r = report(
+        &s,
+        json!({"ticket": t, "category": "river.garbage", "location": asset_middle(ASSET)}),
+    )
+    .await;
+    let wait = r
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(wait.parse::<u64>().is_ok(), "{wait}");
+    exact(
+        &r,
+        429,
+        "rate_limited_address",
+        &format!("too many reports from this network; retry in {wait} s"),
+    );
+
+    // A rating before the report is finished: 409 (`already_answered` is in the loop's test).
+    cheap(&s, |l| l.tickets_per_address = 50);
+    let (code, _, _) = file_report(&s).await;
+    let r = s
+        .request(
+            "POST",
+            &format!("/api/v1/public/track/{code}/feedback"),
+            None,
+            Some(json!({"satisfied": true})),
+        )
+        .await;
+    exact(&r, 409, "not_finished", "the report is still being handled");
+    s.stop().await;
+}
+
 /// The signboard PDF of `asset` turned into a PNG by pdftoppm, its text by pdftotext, and the
 /// link its QR code holds.
 async fn signboard(s: &TestServer, asset: &str, sheet: &str) -> Option<(String, String)> {
@@ -1110,5 +1234,51 @@ async fn a_phone_cannot_pass_its_report_off_as_the_publics() {
             .unwrap(),
         sync_core::public::IssueSource::Public
     );
+    s.stop().await;
+}
+
+/// `/openapi.json` states the public channel's limits as the server applies them, so that a
+/// value the schema allows is one the server accepts (schemathesis checks the rest in CI), and
+/// a value it refuses the server refuses too.
+#[actix_web::test]
+async fn the_schema_states_the_public_channels_limits_as_applied() {
+    let s = TestServer::demo().await;
+    let spec = s.request("GET", "/openapi.json", None, None).await;
+    let schemas = &spec.body["components"]["schemas"];
+    let limits = PublicLimits::default();
+    let report = &schemas["PublicReport"]["properties"];
+    assert_eq!(
+        report["description"]["maxLength"],
+        json!(limits.description_chars)
+    );
+    assert_eq!(
+        report["photos"]["maxItems"],
+        json!(limits.photos_per_report)
+    );
+    assert_eq!(report["location"]["minItems"], json!(2));
+    assert_eq!(report["location"]["maxItems"], json!(2));
+    assert_eq!(
+        schemas["OfficeReport"]["properties"]["description"]["maxLength"],
+        json!(limits.description_chars)
+    );
+    let answers = schemas["FeedbackRequest"]["oneOf"].as_array().unwrap();
+    assert_eq!(answers.len(), 2);
+    for answer in answers {
+        assert_eq!(
+            answer["properties"]["reason"]["maxLength"],
+            json!(limits.reason_chars)
+        );
+    }
+    let ticket = schemas["TicketRequest"]["required"].as_array().unwrap();
+    assert!(ticket.contains(&json!("challenge")) && ticket.contains(&json!("nonce")));
+
+    // A sheet the schema does not list is refused even without a division (it was ignored).
+    s.request("GET", "/signboards?sheet=poster", None, None)
+        .await
+        .expect_error(400, "bad_request");
+    let page = s
+        .request("GET", "/signboards?sheet=board", None, None)
+        .await;
+    assert_eq!(page.status.as_u16(), 200);
     s.stop().await;
 }

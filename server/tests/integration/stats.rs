@@ -9,7 +9,7 @@ use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
 use serde_json::Value;
 use server::demo::{self, CHIEF, FOREST_CHIEF, HANDLER, SUPERVISOR};
 use server::stats::query::{day_string, scope, StatsQuery};
-use server::stats::ReferenceData;
+use server::stats::StatsInputs;
 use sync_core::authz::DocMeta;
 use sync_core::doc::{actor_for, NewPatrol, PatrolDoc, Record};
 use sync_core::stats::{issue_report, patrol_report, FactIndex};
@@ -52,7 +52,7 @@ fn query_string() -> String {
 fn expected(s: &TestServer, issues_now_ms: i64) -> (Value, Value) {
     let (from, to) = period();
     let store = s.state.store.as_ref();
-    let reference = ReferenceData::load(store).unwrap();
+    let reference = StatsInputs::load(store).unwrap();
     let supervisor = store
         .find_user_by_username(SUPERVISOR)
         .unwrap()

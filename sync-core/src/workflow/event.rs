@@ -16,9 +16,8 @@ pub const PUBLIC_DEVICE: &str = "public-report";
 /// Device names only the server writes: a phone's event claiming one is refused.
 pub const SERVER_DEVICES: [&str; 3] = [WEB_DEVICE, DEADLINE_JOB_DEVICE, PUBLIC_DEVICE];
 
-/// Who is told to rectify an issue.
+/// Who is told to rectify an issue. (Its schema for `/openapi.json` is in `api_types`.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Assignee {
     /// A responsible department (e.g. 区水务局); any handler of that department acts for it.
@@ -47,6 +46,8 @@ pub enum Action {
     Accepted,
     Assigned {
         assignee: Assignee,
+        /// A whole number of milliseconds; `5.0` reads as `5`, as JSON Schema's integer allows.
+        #[serde(deserialize_with = "crate::api_types::json_integer")]
         deadline_ms: i64,
     },
     RectificationSubmitted {

@@ -18,7 +18,7 @@ use server::demo;
 use server::stats::files::{self, Heading};
 use server::stats::query::heading;
 use server::stats::tables::{issue_tables, patrol_tables, Table};
-use server::stats::ReferenceData;
+use server::stats::StatsInputs;
 use sync_core::doc::{actor_for, Issue, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
 use sync_core::model::{
     default_categories, Asset, Division, DivisionCode, Jurisdiction, Level, Role, Severity, System,
@@ -498,7 +498,7 @@ fn issue_events(
 
 /// A generated district-year in the form the server's statistics consume.
 struct DistrictYear {
-    reference: ReferenceData,
+    reference: StatsInputs,
     index: FactIndex,
     filter: Filter,
     now_ms: i64,
@@ -590,7 +590,7 @@ fn district_year(p: &Params) -> DistrictYear {
     );
     users.extend(sups);
     DistrictYear {
-        reference: ReferenceData {
+        reference: StatsInputs {
             users,
             divisions,
             assets,
@@ -668,7 +668,7 @@ fn export_once(year: &DistrictYear) -> Timings {
 }
 
 /// Saved patrol and issue documents, built with the document API as phones build them.
-fn sample_documents(p: &Params, reference: &ReferenceData) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
+fn sample_documents(p: &Params, reference: &StatsInputs) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
     let start_of_year = china(YEAR, 1, 1, 0);
     let mut rng = Rng(7);
     let chiefs: Vec<&User> = reference
@@ -813,7 +813,7 @@ fn time_load(documents: &[Vec<u8>]) -> Duration {
     start.elapsed()
 }
 
-fn time_facts(documents: &[Vec<u8>], reference: &ReferenceData) -> (Duration, FactIndex) {
+fn time_facts(documents: &[Vec<u8>], reference: &StatsInputs) -> (Duration, FactIndex) {
     let view = reference.view();
     let mut index = FactIndex::default();
     let start = Instant::now();
