@@ -288,6 +288,42 @@ class FieldClientTest {
     }
 
     @Test
+    fun aFirstSignInWithTheOfficesSetupCode() {
+        step("the office issues a setup code; the phone counts every request it sends")
+        val admin = String(serverCall("POST", "/auth/login", body =
+            """{"username":"demo-admin","password":"demo","device_id":"kotlin-office"}"""))
+        val code = jsonString(String(serverCall("POST", "/admin/users/u-demo-field-chief/setup-code",
+            jsonString(admin, "access_token"), "{}")), "code")
+        val field = FieldClient("$DATA/field", URL)
+
+        step("a short password and a wrong code are typed exceptions")
+        val weak = expectError<ChiefsyncException.WeakPassword> {
+            field.setupPassword("demo-field-chief", code, "1234567")
+        }
+        assertEquals(8u, weak.minChars)
+        assertEquals(0UL, field.traffic().requests)
+        val password = "田长巡田护耕每日"
+        expectError<ChiefsyncException.InvalidSetupCode> {
+            field.setupPassword("demo-field-chief", "AAAA-BBBB-CCCC", password)
+        }
+
+        step("the right code sets the password and signs the phone in; the code is spent")
+        val me = field.setupPassword("demo-field-chief", code, password)
+        assertEquals("demo-field-chief", me.username)
+        assertEquals(ChiefSystem.FIELD, me.system)
+        assertTrue(field.assets().isNotEmpty())
+        assertEquals(0u, field.sync().refused)
+        expectError<ChiefsyncException.InvalidSetupCode> {
+            field.setupPassword("demo-field-chief", code, password)
+        }
+        assertEquals("demo-field-chief", field.login("demo-field-chief", password).username)
+        val traffic = field.traffic()
+        assertTrue("$traffic", traffic.requests >= 4UL && traffic.bytesUp > 0UL && traffic.bytesDown > 0UL)
+        assertEquals(0UL, traffic.retries)
+        field.close()
+    }
+
+    @Test
     fun networkCallsRunOffTheCallingThreadAndProgressIsReadableMeanwhile() {
         val dir = File("$DATA/progress").apply { mkdirs() }
         val client = FieldClient(dir.path, URL)

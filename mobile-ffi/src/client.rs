@@ -14,13 +14,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use automerge::ActorId;
+use sync_core::api_types::{password_long_enough, MIN_PASSWORD_CHARS};
+use sync_core::client::retry::RetryPolicy;
 use sync_core::client::SyncClient;
 use sync_core::doc::{self, DocKind, IssueDoc, PatrolDoc, Record};
+use sync_core::model::User;
 use sync_core::photo::PrepareOptions;
 use sync_core::store::LocalStore;
 
 use crate::error::{ChiefsyncError, Result};
-use crate::http::Api;
+use crate::http::{Api, Grant, Traffic};
 use crate::patrol::PendingTrack;
 use crate::session::{Account, Session};
 use crate::types::{
@@ -57,6 +60,16 @@ pub struct ClientConfig {
     pub server_url: String,
     pub clock: Arc<dyn Clock>,
     pub photos: PrepareOptions,
+    /// How requests that failed in a way worth retrying (a 503 from a server shedding load, a
+    /// gateway error, a connection broken midway) are sent again: [`RetryPolicy::PHONE`] by
+    /// default; an app syncing in a background job of its own may wait longer, and
+    /// [`RetryPolicy::NONE`] makes one attempt per request.
+    pub retry: RetryPolicy,
+    /// The id the server binds this installation's actor to, when the app has one of its own
+    /// (an office's asset tag, a device-management id: 1-128 letters, digits, `-`, `_`, `.`,
+    /// `:`); `None` lets the phone choose one at its first start. Kept in the store: a store
+    /// opened later with another id is refused.
+    pub device_id: Option<String>,
 }
 
 impl ClientConfig {
@@ -66,6 +79,8 @@ impl ClientConfig {
             server_url: server_url.into(),
             clock: Arc::new(SystemClock),
             photos: PrepareOptions::default(),
+            retry: RetryPolicy::PHONE,
+            device_id: None,
         }
     }
 }
@@ -101,9 +116,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl PhoneApp {
     /// Opens (or creates) the phone's store under `config.data_dir`.
     pub fn open(config: ClientConfig) -> Result<Self> {
-        let api = Api::new(&config.server_url)?;
+        let api = Api::new(&config.server_url, config.retry)?;
         let store = Arc::new(LocalStore::open(config.data_dir.join("store"))?);
-        let account = Account::open(store.clone(), api)?;
+        let account = Account::open(store.clone(), api, config.device_id.as_deref())?;
         Ok(PhoneApp {
             store,
             account,
@@ -119,6 +134,28 @@ impl PhoneApp {
     /// The device store, for Rust callers that inspect it (the simulator, tests).
     pub fn store(&self) -> &LocalStore {
         &self.store
+    }
+
+    /// The user whose work this device holds (signed in, or signed out with work kept), as
+    /// the server described them at sign-in.
+    pub fn user(&self) -> Result<User> {
+        Ok(self.account.user()?.user)
+    }
+
+    /// The automerge actor this device writes the user's changes under.
+    pub fn actor(&self) -> Result<ActorId> {
+        self.account.user()?.actor()
+    }
+
+    /// The signed-in user's current access token, for calls of the server's API the library
+    /// does not make itself (`Authorization: Bearer …`); `NotLoggedIn` after logout.
+    pub fn access_token(&self) -> Result<String> {
+        Ok(self.account.signed_in()?.access_token)
+    }
+
+    /// Requests, retries, waits and bytes since the phone was opened.
+    pub fn traffic(&self) -> Traffic {
+        self.account.api().traffic()
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -200,8 +237,42 @@ impl PhoneApp {
     /// the server binds to (user, device) is kept: every change is written under it. Another
     /// user may take over the device only when the previous user's work is on the server.
     pub fn login(&self, username: String, password: String) -> Result<Me> {
+        self.sign_in(|api, device_id| api.login(&username, &password, device_id))
+    }
+
+    /// The first sign-in of someone the office set up without a password: with the one-time
+    /// `setup_code` the office handed them, they choose `new_password` and this device is
+    /// signed in as by [`Self::login`]. The code is spent, and any earlier session of the
+    /// account ends. A password shorter than sync-core's minimum is refused before anything is
+    /// sent (`WeakPassword`); a wrong, used or expired code is `InvalidSetupCode`.
+    pub fn setup_password(
+        &self,
+        username: String,
+        setup_code: String,
+        new_password: String,
+    ) -> Result<Me> {
+        if username.trim().is_empty() {
+            return Err(ChiefsyncError::invalid("the username is empty"));
+        }
+        if setup_code.trim().is_empty() {
+            return Err(ChiefsyncError::invalid(
+                "the setup code is empty: enter the code from the office",
+            ));
+        }
+        if !password_long_enough(&new_password) {
+            return Err(ChiefsyncError::WeakPassword {
+                min_chars: count(MIN_PASSWORD_CHARS),
+                detail: format!("a password needs at least {MIN_PASSWORD_CHARS} characters"),
+            });
+        }
+        self.sign_in(|api, device_id| api.setup(&username, &setup_code, &new_password, device_id))
+    }
+
+    /// Signs in with the grant `grant` obtains for this device, then downloads the reference
+    /// data.
+    fn sign_in(&self, grant: impl FnOnce(&Api, &str) -> Result<Grant>) -> Result<Me> {
         let store = self.store.clone();
-        let session = self.account.login(&username, &password, |previous| {
+        let session = self.account.sign_in(grant, |previous| {
             let unsynced = SyncClient::new(&store).dirty()?;
             if unsynced.is_empty() {
                 Ok(())

@@ -22,6 +22,13 @@ pub enum ChiefsyncError {
     /// `invalid_credentials`, `device_revoked`, `refresh_token_reused`): sign in again.
     #[error("{code}: {detail}")]
     Auth { code: String, detail: String },
+    /// The setup code is wrong, already used or expired, or the username is not the one it was
+    /// issued for (the server does not say which): ask the office for a new code.
+    #[error("setup code not accepted: {detail}")]
+    InvalidSetupCode { detail: String },
+    /// The chosen password is too short: at least `min_chars` characters.
+    #[error("{detail}")]
+    WeakPassword { min_chars: u32, detail: String },
     /// The server could not be reached or the connection broke; retry later. Nothing was lost.
     #[error("network: {detail}")]
     Network { detail: String },

@@ -13,6 +13,7 @@ use sync_core::model::{CheckResult, PhotoRole};
 
 use crate::client::{ClientConfig, PhoneApp};
 use crate::error::Result;
+use crate::http::Traffic;
 use crate::types::{
     Asset, Category, CheckItem, EventDraft, IssueDetail, IssueDraft, IssueFilter, IssueSummary, Me,
     PatrolSummary, PendingUpload, PhotoRef, QuarantinedChange, SyncProgress, SyncReport,
@@ -64,6 +65,17 @@ impl FieldClient {
         self.0.login(username, password)
     }
 
+    /// The first sign-in with the one-time setup code from the office, choosing a password
+    /// (`WeakPassword` if too short, `InvalidSetupCode` if the code is not accepted). Network.
+    pub fn setup_password(
+        &self,
+        username: String,
+        setup_code: String,
+        new_password: String,
+    ) -> Result<Me> {
+        self.0.setup_password(username, setup_code, new_password)
+    }
+
     /// Forgets the tokens; recorded work stays on the device.
     pub fn logout(&self) -> Result<()> {
         self.0.logout()
@@ -99,6 +111,12 @@ impl FieldClient {
     /// call from any thread while `sync` runs, for a progress bar.
     pub fn sync_progress(&self) -> SyncProgress {
         self.0.sync_progress()
+    }
+
+    /// Requests sent (every attempt), retries and their causes, time waited and body bytes
+    /// since the client was opened, for a network screen.
+    pub fn traffic(&self) -> Traffic {
+        self.0.traffic()
     }
 
     /// Photos the server does not have yet (waiting, uploading or refused).

@@ -6,15 +6,19 @@
 //! knows nothing of tokens' lifetimes or of the store: `session` and `upload` decide when to call.
 //!
 //! Every request carries timeouts, and a request the server shed (503 with `Retry-After`) or a
-//! gateway could not deliver is sent again after the wait sync-core's [`RetryPolicy::PHONE`]
-//! gives (backoff with jitter, never sooner than `Retry-After`). Sync, reference and photo
-//! requests are idempotent, so they are also sent again when the connection broke midway;
-//! login and refresh only after a 503, which the server answers before doing anything.
+//! gateway could not deliver is sent again after the wait sync-core's [`RetryPolicy`] gives
+//! (the phone's is [`RetryPolicy::PHONE`]: backoff with jitter, never sooner than
+//! `Retry-After`). Sync, reference and photo requests are idempotent, so they are also sent
+//! again when the connection broke midway; login, setup and refresh only after a 503, which the
+//! server answers before doing anything. Every attempt, retry, wait and body byte is counted
+//! ([`Traffic`]) for the app's network screen.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sync_core::api_types::{ErrorBody, ErrorCode, LoginRequest, RefreshRequest};
+use sync_core::api_types::{ErrorBody, ErrorCode, LoginRequest, RefreshRequest, SetupRequest};
 use sync_core::client::retry::{parse_retry_after, retryable_io, retryable_status, RetryPolicy};
 use ureq::http::Response;
 use ureq::Body;
@@ -57,6 +61,74 @@ pub struct Api {
     base: String,
     agent: ureq::Agent,
     policy: RetryPolicy,
+    counters: Arc<Counters>,
+}
+
+/// What the phone sent and received since it was opened: requests (each attempt counted),
+/// retries and what caused them, time spent waiting before retries, and body bytes each way
+/// (headers and TLS not counted). For the app's network screen, and for load figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct Traffic {
+    /// Requests sent, every attempt counted (a request sent three times counts three).
+    pub requests: u64,
+    /// Attempts that were sent again after a failure worth retrying.
+    pub retries: u64,
+    /// Answers 503: the server shed the request under load (retried or not).
+    pub shed: u64,
+    /// Gateway failures (502, 504) and connections broken after they were made (retried or
+    /// not).
+    pub cut: u64,
+    /// Time spent waiting before retries, milliseconds.
+    pub waited_ms: u64,
+    /// Request and answer body bytes.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+impl Traffic {
+    /// What happened between `earlier` (a reading of the same phone) and this reading.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        Traffic {
+            requests: self.requests.saturating_sub(earlier.requests),
+            retries: self.retries.saturating_sub(earlier.retries),
+            shed: self.shed.saturating_sub(earlier.shed),
+            cut: self.cut.saturating_sub(earlier.cut),
+            waited_ms: self.waited_ms.saturating_sub(earlier.waited_ms),
+            bytes_up: self.bytes_up.saturating_sub(earlier.bytes_up),
+            bytes_down: self.bytes_down.saturating_sub(earlier.bytes_down),
+        }
+    }
+}
+
+/// [`Traffic`] as it is counted, from any thread.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    shed: AtomicU64,
+    cut: AtomicU64,
+    waited_ms: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Traffic {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Traffic {
+            requests: get(&self.requests),
+            retries: get(&self.retries),
+            shed: get(&self.shed),
+            cut: get(&self.cut),
+            waited_ms: get(&self.waited_ms),
+            bytes_up: get(&self.bytes_up),
+            bytes_down: get(&self.bytes_down),
+        }
+    }
 }
 
 /// Whether a request may be sent again after its connection broke midway.
@@ -75,9 +147,9 @@ fn jitter() -> f64 {
     (RandomState::new().hash_one(0u8) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A whole answer: status, the headers we read, body.
+/// A whole HTTP reply: status, the headers we read, body.
 #[derive(Debug)]
-struct Answer {
+struct HttpReply {
     status: u16,
     upload_offset: Option<u64>,
     /// `Upload-Complete: ?1` (true) or `?0` (false), when the server sent it.
@@ -85,7 +157,7 @@ struct Answer {
     body: Vec<u8>,
 }
 
-impl Answer {
+impl HttpReply {
     fn read(mut response: Response<Body>) -> Result<Self> {
         let status = response.status().as_u16();
         let upload_offset = response
@@ -107,7 +179,7 @@ impl Answer {
             .with_config()
             .limit(MAX_ANSWER_BYTES)
             .read_to_vec()?;
-        Ok(Answer {
+        Ok(HttpReply {
             status,
             upload_offset,
             upload_complete,
@@ -140,6 +212,9 @@ impl Answer {
 
     fn error(&self) -> ChiefsyncError {
         let (code, detail) = self.code_and_message();
+        if code == ErrorCode::InvalidSetupCode {
+            return ChiefsyncError::InvalidSetupCode { detail };
+        }
         let code = code.to_string();
         if self.status == 401 {
             ChiefsyncError::Auth { code, detail }
@@ -156,7 +231,9 @@ impl Answer {
 impl Api {
     /// `server_url` is the server's root, e.g. `https://chiefsync.example.cn`; the API lives
     /// under `/api/v1`.
-    pub fn new(server_url: &str) -> Result<Self> {
+    /// Requests that fail in a way worth retrying are sent again as `policy` allows
+    /// ([`RetryPolicy::PHONE`] for the apps, [`RetryPolicy::NONE`] for one attempt each).
+    pub fn new(server_url: &str, policy: RetryPolicy) -> Result<Self> {
         let base = server_url.trim().trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ChiefsyncError::invalid(format!(
@@ -172,22 +249,45 @@ impl Api {
         Ok(Api {
             base: format!("{base}/api/v1"),
             agent,
-            policy: RetryPolicy::PHONE,
+            policy,
+            counters: Arc::new(Counters::default()),
         })
     }
 
-    /// Sends the request `send` builds, again after the policy's wait while the failure is
-    /// one worth retrying. The last answer (or failure) is returned as it came.
+    /// What this phone sent and received so far.
+    pub fn traffic(&self) -> Traffic {
+        self.counters.read()
+    }
+
+    /// Reads a whole reply, counting its body.
+    fn read(&self, response: Response<Body>) -> Result<HttpReply> {
+        let reply = HttpReply::read(response)?;
+        Counters::add(&self.counters.bytes_down, reply.body.len() as u64);
+        Ok(reply)
+    }
+
+    /// Sends the request `send` builds (with a body of `body_len` bytes), again after the
+    /// policy's wait while the failure is one worth retrying. The last answer (or failure) is
+    /// returned as it came. Every attempt is counted.
     fn send(
         &self,
         resend: Resend,
+        body_len: usize,
         mut send: impl FnMut() -> std::result::Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>> {
+        let counters = &self.counters;
         let mut failed = 0;
         loop {
-            let retry_after = match send() {
+            Counters::add(&counters.requests, 1);
+            Counters::add(&counters.bytes_up, body_len as u64);
+            let wait = match send() {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    if status == 503 {
+                        Counters::add(&counters.shed, 1);
+                    } else if retryable_status(status) {
+                        Counters::add(&counters.cut, 1);
+                    }
                     let again = match resend {
                         Resend::Idempotent => retryable_status(status),
                         Resend::OnlyIfShed => status == 503,
@@ -206,9 +306,11 @@ impl Api {
                         None => return Ok(response),
                     }
                 }
-                Err(ureq::Error::Io(e))
-                    if resend == Resend::Idempotent && retryable_io(e.kind()) =>
-                {
+                Err(ureq::Error::Io(e)) if retryable_io(e.kind()) => {
+                    Counters::add(&counters.cut, 1);
+                    if resend != Resend::Idempotent {
+                        return Err(ureq::Error::Io(e).into());
+                    }
                     failed += 1;
                     match self.policy.delay(failed, None, jitter()) {
                         Some(wait) => wait,
@@ -217,12 +319,29 @@ impl Api {
                 }
                 Err(e) => return Err(e.into()),
             };
-            std::thread::sleep(retry_after);
+            Counters::add(&counters.retries, 1);
+            Counters::add(
+                &counters.waited_ms,
+                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            );
+            std::thread::sleep(wait);
         }
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A JSON request that may be sent again only when the server shed it.
+    fn post_json_once(&self, path: &str, body: &impl serde::Serialize) -> Result<Grant> {
+        let body = serde_json::to_vec(body)?;
+        let response = self.send(Resend::OnlyIfShed, body.len(), || {
+            self.agent
+                .post(self.url(path))
+                .content_type("application/json")
+                .send(&body[..])
+        })?;
+        Ok(serde_json::from_slice(&self.read(response)?.ok()?)?)
     }
 
     pub fn login(&self, username: &str, password: &str, device_id: &str) -> Result<Grant> {
@@ -231,20 +350,31 @@ impl Api {
             password: password.into(),
             device_id: device_id.into(),
         };
-        let answer = Answer::read(self.send(Resend::OnlyIfShed, || {
-            self.agent.post(self.url("/auth/login")).send_json(&body)
-        })?)?;
-        Ok(serde_json::from_slice(&answer.ok()?)?)
+        self.post_json_once("/auth/login", &body)
+    }
+
+    /// The first sign-in with a one-time setup code from the office, choosing a password.
+    pub fn setup(
+        &self,
+        username: &str,
+        code: &str,
+        password: &str,
+        device_id: &str,
+    ) -> Result<Grant> {
+        let body = SetupRequest {
+            username: username.into(),
+            code: code.into(),
+            password: password.into(),
+            device_id: device_id.into(),
+        };
+        self.post_json_once("/auth/setup", &body)
     }
 
     pub fn refresh(&self, refresh_token: &str) -> Result<Grant> {
         let body = RefreshRequest {
             refresh_token: refresh_token.into(),
         };
-        let answer = Answer::read(self.send(Resend::OnlyIfShed, || {
-            self.agent.post(self.url("/auth/refresh")).send_json(&body)
-        })?)?;
-        Ok(serde_json::from_slice(&answer.ok()?)?)
+        self.post_json_once("/auth/refresh", &body)
     }
 
     /// The caller's reference data, or `None` when the copy tagged `etag` is current.
@@ -253,7 +383,7 @@ impl Api {
         token: &str,
         etag: Option<&str>,
     ) -> Result<Option<(Vec<u8>, Option<String>)>> {
-        let response = self.send(Resend::Idempotent, || {
+        let response = self.send(Resend::Idempotent, 0, || {
             let mut request = self
                 .agent
                 .get(self.url("/reference"))
@@ -268,37 +398,37 @@ impl Api {
             .get("ETag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let answer = Answer::read(response)?;
-        if answer.status == 304 {
+        let reply = self.read(response)?;
+        if reply.status == 304 {
             return Ok(None);
         }
-        Ok(Some((answer.ok()?, tag)))
+        Ok(Some((reply.ok()?, tag)))
     }
 
     /// One round trip of the batch sync protocol: request bytes in, response bytes out.
     pub fn sync(&self, token: &str, body: &[u8]) -> Result<Vec<u8>> {
-        let response = self.send(Resend::Idempotent, || {
+        let response = self.send(Resend::Idempotent, body.len(), || {
             self.agent
                 .post(self.url("/sync"))
                 .header("Authorization", format!("Bearer {token}"))
                 .content_type("application/octet-stream")
                 .send(body)
         })?;
-        Answer::read(response)?.ok()
+        self.read(response)?.ok()
     }
 
     /// How much of photo `sha256` (of `size` bytes) the server holds.
     pub fn blob_head(&self, token: &str, sha256: &str, size: u64) -> Result<BlobHead> {
-        let response = self.send(Resend::Idempotent, || {
+        let response = self.send(Resend::Idempotent, 0, || {
             self.agent
                 .head(self.url(&format!("/blobs/{sha256}")))
                 .header("Authorization", format!("Bearer {token}"))
                 .call()
         })?;
-        let answer = Answer::read(response)?;
-        match answer.status {
+        let reply = self.read(response)?;
+        match reply.status {
             404 => Ok(BlobHead::Missing),
-            200..=299 => Ok(match (answer.upload_complete, answer.upload_offset) {
+            200..=299 => Ok(match (reply.upload_complete, reply.upload_offset) {
                 // Every byte held but not stored: the server stopped between the last chunk and
                 // the commit. Sending the last byte again makes it check and commit the photo.
                 (Some(false), Some(offset)) => {
@@ -307,7 +437,7 @@ impl Api {
                 (_, Some(offset)) if offset < size => BlobHead::Partial(offset),
                 _ => BlobHead::Complete,
             }),
-            _ => Err(answer.error()),
+            _ => Err(reply.error()),
         }
     }
 
@@ -322,7 +452,7 @@ impl Api {
         chunk: &[u8],
     ) -> Result<PutOutcome> {
         let end = start + chunk.len() as u64;
-        let answer = Answer::read(self.send(Resend::Idempotent, || {
+        let reply = self.read(self.send(Resend::Idempotent, chunk.len(), || {
             let mut request = self
                 .agent
                 .put(self.url(&format!("/blobs/{sha256}")))
@@ -336,9 +466,9 @@ impl Api {
             }
             request.send(chunk)
         })?)?;
-        let (code, message) = answer.code_and_message();
-        Ok(match answer.status {
-            200..=299 => PutOutcome::Stored(answer.upload_offset.unwrap_or(end).min(size)),
+        let (code, message) = reply.code_and_message();
+        Ok(match reply.status {
+            200..=299 => PutOutcome::Stored(reply.upload_offset.unwrap_or(end).min(size)),
             404 | 405
                 if matches!(code, ErrorCode::NoRoute | ErrorCode::MethodNotAllowed)
                     || code.as_str().starts_with("http_") =>
@@ -347,7 +477,7 @@ impl Api {
             }
             409 | 416 => PutOutcome::OffsetMismatch,
             400 | 413 | 415 | 422 => PutOutcome::Refused(format!("{code}: {message}")),
-            _ => return Err(answer.error()),
+            _ => return Err(reply.error()),
         })
     }
 }
@@ -396,7 +526,7 @@ mod tests {
     #[test]
     fn a_shed_sync_is_sent_again_and_succeeds() {
         let (url, served) = canned(vec![SHED, SHED, OK]);
-        let api = Api::new(&url).unwrap();
+        let api = Api::new(&url, RetryPolicy::PHONE).unwrap();
         assert_eq!(api.sync("token", b"request").unwrap(), b"ok");
         assert_eq!(served.join().unwrap(), 3);
     }
@@ -404,7 +534,7 @@ mod tests {
     #[test]
     fn retries_end_with_the_servers_error_when_the_policy_gives_up() {
         let (url, served) = canned(vec![SHED, SHED]);
-        let mut api = Api::new(&url).unwrap();
+        let mut api = Api::new(&url, RetryPolicy::PHONE).unwrap();
         api.policy = RetryPolicy {
             max_attempts: 2,
             ..RetryPolicy::PHONE
@@ -416,6 +546,52 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(served.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn every_attempt_retry_and_body_byte_is_counted() {
+        let (url, served) = canned(vec![SHED, SHED, OK]);
+        let api = Api::new(&url, RetryPolicy::PHONE).unwrap();
+        api.sync("token", b"request").unwrap();
+        assert_eq!(served.join().unwrap(), 3);
+        let traffic = api.traffic();
+        assert_eq!(
+            Traffic {
+                waited_ms: 0,
+                ..traffic
+            },
+            Traffic {
+                requests: 3,
+                retries: 2,
+                shed: 2,
+                cut: 0,
+                waited_ms: 0,
+                bytes_up: 3 * 7,
+                bytes_down: 2,
+            }
+        );
+        // Two waits of at least half the first and second backoff windows (0.5 s, 1 s).
+        assert!(traffic.waited_ms >= 1_500, "{traffic:?}");
+        let later = api.traffic();
+        assert_eq!(later.since(&traffic), Traffic::default());
+    }
+
+    #[test]
+    fn with_no_retries_a_shed_request_is_sent_once_and_counted() {
+        let (url, served) = canned(vec![SHED]);
+        let api = Api::new(&url, RetryPolicy::NONE).unwrap();
+        let err = api.sync("token", b"request").unwrap_err();
+        assert!(
+            matches!(err, ChiefsyncError::Server { status: 503, .. }),
+            "{err:?}"
+        );
+        assert_eq!(served.join().unwrap(), 1);
+        let traffic = api.traffic();
+        assert_eq!((traffic.requests, traffic.retries, traffic.shed), (1, 0, 1));
+        assert_eq!(
+            traffic.bytes_down, 41,
+            "the server's error body, read for its code"
+        );
     }
 
     #[test]

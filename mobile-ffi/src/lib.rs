@@ -12,7 +12,8 @@
 //! and Swift: sync-core's `System` is `ChiefSystem` to the apps.
 //!
 //! Rust programs (the field simulator, tests) use [`PhoneApp`] directly, opened with a
-//! [`ClientConfig`] that can bring its own [`Clock`].
+//! [`ClientConfig`] that can bring its own [`Clock`], [`RetryPolicy`] and device id; its
+//! [`Traffic`] counts every request, retry and byte.
 //!
 //! ```no_run
 //! use mobile_ffi::{CheckResult, FieldClient};
@@ -50,6 +51,8 @@ mod test_server;
 pub use client::{ClientConfig, Clock, PhoneApp, SystemClock};
 pub use error::ChiefsyncError;
 pub use ffi::FieldClient;
+pub use http::Traffic;
+pub use sync_core::client::retry::RetryPolicy;
 pub use sync_core::model::{CheckResult, Level, PhotoRole, Severity, System};
 pub use sync_core::workflow::EventKind;
 pub use types::{

@@ -71,7 +71,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Account {
-    pub fn open(store: Arc<LocalStore>, api: Api) -> Result<Self> {
+    /// `device_id`: the id the app gives this installation, kept from its first start; `None`
+    /// lets the phone choose one. A store that already has another id is refused: the server
+    /// binds the actor of the work in it to that id.
+    pub fn open(store: Arc<LocalStore>, api: Api, device_id: Option<&str>) -> Result<Self> {
+        if let Some(id) = device_id {
+            match store.meta(DEVICE_KEY)? {
+                None => store.put_meta(DEVICE_KEY, id.as_bytes())?,
+                Some(held) if held == id.as_bytes() => {}
+                Some(held) => {
+                    return Err(ChiefsyncError::invalid(format!(
+                        "this phone's store belongs to device {}, not {id}",
+                        String::from_utf8_lossy(&held)
+                    )))
+                }
+            }
+        }
         let session = match store.meta(SESSION_KEY)? {
             Some(bytes) => Some(serde_json::from_slice(&bytes)?),
             None => None,
@@ -133,16 +148,16 @@ impl Account {
         }
     }
 
-    /// Signs in. `may_switch` decides whether another user than the stored one may take over
-    /// the device (the caller checks for unsynced work).
-    pub fn login(
+    /// Signs in with the grant `grant` obtains for this device id (a login, or a first
+    /// sign-in with a setup code). `may_switch` decides whether another user than the stored
+    /// one may take over the device (the caller checks for unsynced work).
+    pub fn sign_in(
         &self,
-        username: &str,
-        password: &str,
+        grant: impl FnOnce(&Api, &str) -> Result<Grant>,
         may_switch: impl FnOnce(&Session) -> Result<()>,
     ) -> Result<Session> {
         let device_id = self.device_id()?;
-        let grant = self.api.login(username, password, &device_id)?;
+        let grant = grant(&self.api, &device_id)?;
         parse_actor(&grant.actor_id)?;
         let mut slot = lock(&self.session);
         if let Some(old) = slot.as_ref() {

@@ -761,6 +761,8 @@ fn variant(err: &ChiefsyncError) -> &'static str {
     match err {
         ChiefsyncError::NotLoggedIn { .. } => "NotLoggedIn",
         ChiefsyncError::Auth { .. } => "Auth",
+        ChiefsyncError::InvalidSetupCode { .. } => "InvalidSetupCode",
+        ChiefsyncError::WeakPassword { .. } => "WeakPassword",
         ChiefsyncError::Network { .. } => "Network",
         ChiefsyncError::Server { .. } => "Server",
         ChiefsyncError::InvalidInput { .. } => "InvalidInput",

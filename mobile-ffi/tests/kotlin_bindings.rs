@@ -136,7 +136,7 @@ fn kotlin_compiles_the_bindings_and_drives_a_real_server() {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("OK (3 tests)"), "{stdout}");
+    assert!(stdout.contains("OK (4 tests)"), "{stdout}");
     println!(
         "Kotlin bindings compiled in {compile_s:.1} s, compiled and exercised in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -1,6 +1,6 @@
 //! The REST API's wire types, defined once for the server and the phone library: the error
-//! body and its codes, the login and refresh requests, the token grant, and the reference data
-//! a device downloads for its user.
+//! body and its codes, the login, setup and refresh requests, the password length, the token
+//! grant, and the reference data a device downloads for its user.
 //!
 //! Every non-2xx answer of the server is an [`ErrorBody`], `{"error": code, "message": text}`.
 //! The code is an [`ErrorCode`]: its wire strings are stable (clients match on them, and a
@@ -289,6 +289,30 @@ pub struct LoginRequest {
     pub password: String,
     /// A stable id the app chose for this installation: 1-128 letters, digits, `-`, `_`, `.`,
     /// `:`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:\-]{1,128}$"))]
+    pub device_id: String,
+}
+
+/// The fewest characters of a password someone sets (a new account, a reset, a first sign-in
+/// with a setup code): the server refuses shorter ones, and the phone says so before sending.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Whether `password` is long enough to be set ([`MIN_PASSWORD_CHARS`], counted in
+/// characters, so a Chinese passphrase counts as it reads).
+pub fn password_long_enough(password: &str) -> bool {
+    password.chars().count() >= MIN_PASSWORD_CHARS
+}
+
+/// The first sign-in with a one-time setup code from the office: `POST /api/v1/auth/setup`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetupRequest {
+    pub username: String,
+    /// The one-time code from the office (`XXXX-XXXX-XXXX`; case and dashes do not matter).
+    pub code: String,
+    /// The password the person chooses, at least [`MIN_PASSWORD_CHARS`] characters.
+    pub password: String,
+    /// As in [`LoginRequest`].
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:\-]{1,128}$"))]
     pub device_id: String,
 }

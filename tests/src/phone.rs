@@ -1,19 +1,25 @@
-//! A simulated phone: logs in over HTTP, keeps its documents in a real device store (sled), and
-//! syncs with sync-core's engine through `POST /api/v1/sync`, exactly as the app does.
-//! [`Phone::sync`] makes one attempt per round trip; [`Phone::sync_over`] goes through a
-//! [`Link`] that keeps its connections, times requests out and retries by sync-core's
-//! [`RetryPolicy`], as the app does in the field.
+//! A simulated phone, and the server's API as the tests call it directly.
+//!
+//! [`Phone`] is mobile-ffi's [`PhoneApp`], the application layer the Android and iOS apps run,
+//! with its device store (sled) in a test directory: it signs in, sends and retries its
+//! requests, and syncs through sync-core's engine exactly as the app does. A phone opened with
+//! [`Phone::login`] sends each request once; [`Phone::sign_in`] takes the retry policy (the
+//! app's [`RetryPolicy::PHONE`] for load, a more patient one for a storm), and
+//! [`Phone::traffic`] counts what was sent, shed and retried. Documents are written at chosen
+//! device times through sync-core's document API (`record_patrol`, `report`, or `issue` and
+//! `save` for any edit, forged ones included), as a phone's own code would write them.
+//!
+//! The free functions (`login`, `get`, `post_bytes` …) are not a phone: they are single
+//! requests of the server's API for the tests to make and check by hand ([`HttpReply`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use automerge::ActorId;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use mobile_ffi::{ChiefsyncError, ClientConfig, PhoneApp, RetryPolicy, Traffic};
 use serde_json::{json, Value};
-use sync_core::client::retry::{parse_retry_after, retryable_io, retryable_status, RetryPolicy};
-use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
-use sync_core::doc::{parse_actor, DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
+use sync_core::client::{SyncClient, SyncReport};
+use sync_core::doc::{DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
 use sync_core::model::{Severity, System, User};
 use sync_core::store::LocalStore;
 use sync_core::track::walk_along;
@@ -27,14 +33,14 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-/// An HTTP answer: status and body (JSON when it parses).
+/// An HTTP reply: status and body (JSON when it parses).
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub struct HttpReply {
     pub status: u16,
     pub bytes: Vec<u8>,
 }
 
-impl Answer {
+impl HttpReply {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
     }
@@ -48,9 +54,9 @@ impl Answer {
     }
 }
 
-fn try_answer(
+fn try_reply(
     result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Result<Answer, String> {
+) -> Result<HttpReply, String> {
     let mut response = result.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let bytes = response
@@ -59,16 +65,16 @@ fn try_answer(
         .limit(64 * 1024 * 1024)
         .read_to_vec()
         .map_err(|e| e.to_string())?;
-    Ok(Answer { status, bytes })
+    Ok(HttpReply { status, bytes })
 }
 
-fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
-    try_answer(result).expect("request reaches the server")
+fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> HttpReply {
+    try_reply(result).expect("request reaches the server")
 }
 
 /// Logs in and returns the token grant (access token, user, actor id).
 pub fn login(base: &str, username: &str, password: &str, device_id: &str) -> Value {
-    let reply = answer(
+    let reply = reply(
         agent()
             .post(format!("{base}/api/v1/auth/login"))
             .send_json(json!({
@@ -82,8 +88,8 @@ pub fn login(base: &str, username: &str, password: &str, device_id: &str) -> Val
 }
 
 /// `GET` with a bearer token.
-pub fn get(base: &str, token: &str, path: &str) -> Answer {
-    answer(
+pub fn get(base: &str, token: &str, path: &str) -> HttpReply {
+    reply(
         agent()
             .get(format!("{base}{path}"))
             .header("Authorization", format!("Bearer {token}"))
@@ -92,19 +98,19 @@ pub fn get(base: &str, token: &str, path: &str) -> Answer {
 }
 
 /// `POST` of raw bytes with a bearer token (`None`: no Authorization header).
-pub fn post_bytes(base: &str, token: Option<&str>, path: &str, body: &[u8]) -> Answer {
+pub fn post_bytes(base: &str, token: Option<&str>, path: &str, body: &[u8]) -> HttpReply {
     let mut request = agent()
         .post(format!("{base}{path}"))
         .content_type("application/octet-stream");
     if let Some(token) = token {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
-    answer(request.send(body))
+    reply(request.send(body))
 }
 
 /// `POST` of JSON with a bearer token.
-pub fn post_json(base: &str, token: &str, path: &str, body: &Value) -> Answer {
-    answer(
+pub fn post_json(base: &str, token: &str, path: &str, body: &Value) -> HttpReply {
+    reply(
         agent()
             .post(format!("{base}{path}"))
             .header("Authorization", format!("Bearer {token}"))
@@ -113,7 +119,7 @@ pub fn post_json(base: &str, token: &str, path: &str, body: &Value) -> Answer {
 }
 
 /// `PUT`/`PATCH`-style JSON with a method of the caller's choosing.
-pub fn send_json(base: &str, token: &str, method: &str, path: &str, body: &Value) -> Answer {
+pub fn send_json(base: &str, token: &str, method: &str, path: &str, body: &Value) -> HttpReply {
     let url = format!("{base}{path}");
     let auth = format!("Bearer {token}");
     let request = match method {
@@ -121,195 +127,112 @@ pub fn send_json(base: &str, token: &str, method: &str, path: &str, body: &Value
         "PATCH" => agent().patch(url),
         _ => agent().post(url),
     };
-    answer(request.header("Authorization", auth).send_json(body))
+    reply(request.header("Authorization", auth).send_json(body))
 }
 
-/// The sync transport of a phone: one POST per round trip.
-struct HttpTransport<'a> {
-    base: &'a str,
-    token: &'a str,
-}
-
-impl Transport for HttpTransport<'_> {
-    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        // A server that is down or dies mid-request is an error the engine reports; the
-        // device keeps its changes and sends them again next time.
-        let reply = try_answer(
-            agent()
-                .post(format!("{}/api/v1/sync", self.base))
-                .content_type("application/octet-stream")
-                .header("Authorization", format!("Bearer {}", self.token))
-                .send(&body[..]),
-        )
-        .map_err(ClientError::Transport)?;
-        if reply.status == 200 {
-            Ok(reply.bytes)
-        } else {
-            Err(ClientError::Transport(format!(
-                "{}: {}",
-                reply.status,
-                String::from_utf8_lossy(&reply.bytes)
-            )))
-        }
-    }
-}
-
-/// A phone's connection to the server as the app keeps it: one agent whose connections are
-/// reused, request timeouts, and retries with backoff and jitter by a [`RetryPolicy`]
-/// (honouring `Retry-After`). It counts what it retried, for the load figures.
-#[derive(Debug)]
-pub struct Link {
-    agent: ureq::Agent,
-    policy: RetryPolicy,
-    rng: StdRng,
-    /// Answers 503 (load shed) that were sent again.
-    pub shed: u64,
-    /// Other retried failures: gateway statuses and connections cut after they were made.
-    pub cut: u64,
-    /// Time spent waiting before retries.
-    pub waited: Duration,
-}
-
-impl Link {
-    /// A link retrying by `policy`, its jitter drawn from `seed`.
-    pub fn new(policy: RetryPolicy, seed: u64) -> Self {
-        Self {
-            agent: ureq::Agent::config_builder()
-                .timeout_connect(Some(Duration::from_secs(10)))
-                .timeout_global(Some(Duration::from_secs(60)))
-                .http_status_as_error(false)
-                .build()
-                .into(),
-            policy,
-            rng: StdRng::seed_from_u64(seed),
-            shed: 0,
-            cut: 0,
-            waited: Duration::ZERO,
-        }
-    }
-
-    /// One POST of `body`, sent again while the policy allows after a retryable failure.
-    /// Returns the 200 body; any other outcome is the last failure.
-    fn post(&mut self, url: &str, token: &str, body: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let mut failed = 0;
-        loop {
-            let sent = self
-                .agent
-                .post(url)
-                .content_type("application/octet-stream")
-                .header("Authorization", format!("Bearer {token}"))
-                .send(body);
-            let (retry_after, error) = match sent {
-                Ok(mut response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get("Retry-After")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    let bytes = response
-                        .body_mut()
-                        .with_config()
-                        .limit(64 * 1024 * 1024)
-                        .read_to_vec()
-                        .map_err(|e| ClientError::Transport(e.to_string()))?;
-                    if status == 200 {
-                        return Ok(bytes);
-                    }
-                    let error = ClientError::Transport(format!(
-                        "{status}: {}",
-                        String::from_utf8_lossy(&bytes)
-                    ));
-                    if !retryable_status(status) {
-                        return Err(error);
-                    }
-                    if status == 503 {
-                        self.shed += 1;
-                    } else {
-                        self.cut += 1;
-                    }
-                    (retry_after, error)
-                }
-                Err(ureq::Error::Io(e)) if retryable_io(e.kind()) => {
-                    self.cut += 1;
-                    (None, ClientError::Transport(e.to_string()))
-                }
-                Err(e) => return Err(ClientError::Transport(e.to_string())),
-            };
-            failed += 1;
-            let Some(wait) = self.policy.delay(failed, retry_after, self.rng.random()) else {
-                return Err(error);
-            };
-            self.waited += wait;
-            std::thread::sleep(wait);
-        }
-    }
-}
-
-/// The sync transport over a [`Link`].
-struct LinkTransport<'a> {
-    url: String,
-    token: &'a str,
-    link: &'a mut Link,
-}
-
-impl Transport for LinkTransport<'_> {
-    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
-        self.link.post(&self.url, self.token, &body)
-    }
-}
-
-/// One chief's (or supervisor's, or handler's) phone.
+/// One chief's (or supervisor's, or handler's) phone: mobile-ffi's [`PhoneApp`] on a real
+/// device store, signed in over HTTP. Sign-in, transport, retries and sync are the app's own;
+/// the phone's user and actor are read from its session.
 #[derive(Debug)]
 pub struct Phone {
+    pub app: PhoneApp,
     pub base: String,
     pub user: User,
     pub device_id: String,
     pub actor: ActorId,
-    pub token: String,
-    pub store: LocalStore,
+    /// The app's data directory (its store is in `store/`).
+    dir: PathBuf,
+    retry: RetryPolicy,
 }
 
 impl Phone {
-    /// Logs in as `username` (password `demo`) from `device_id`, with its store in `dir`.
+    /// Logs in as `username` (password `demo`) from `device_id`, with its data in `dir`. Every
+    /// request is sent once ([`RetryPolicy::NONE`]): a failed round trip fails the sync, and
+    /// the device keeps its changes for the next one.
     pub fn login(base: &str, username: &str, device_id: &str, dir: &Path) -> Self {
-        let grant = login(base, username, "demo", device_id);
+        Self::sign_in(base, username, "demo", device_id, dir, RetryPolicy::NONE)
+    }
+
+    /// Signs `username` in from `device_id`, with its data in `dir`, sending requests again by
+    /// `retry` as the app does in the field ([`RetryPolicy::PHONE`]).
+    pub fn sign_in(
+        base: &str,
+        username: &str,
+        password: &str,
+        device_id: &str,
+        dir: &Path,
+        retry: RetryPolicy,
+    ) -> Self {
+        let app = Self::open(base, device_id, dir, retry);
+        app.login(username.into(), password.into())
+            .unwrap_or_else(|e| panic!("login {username}: {e}"));
+        Self::over(app, base, dir, retry)
+    }
+
+    fn open(base: &str, device_id: &str, dir: &Path, retry: RetryPolicy) -> PhoneApp {
+        let mut config = ClientConfig::new(dir, base);
+        config.retry = retry;
+        config.device_id = Some(device_id.to_owned());
+        PhoneApp::open(config).expect("open the phone")
+    }
+
+    fn over(app: PhoneApp, base: &str, dir: &Path, retry: RetryPolicy) -> Self {
+        let me = app.me().expect("signed in");
         Self {
+            user: app.user().expect("the signed-in user"),
+            actor: app.actor().expect("the device's actor"),
+            device_id: me.device_id,
             base: base.to_owned(),
-            user: serde_json::from_value(grant["user"].clone()).expect("user in the grant"),
-            device_id: device_id.to_owned(),
-            actor: parse_actor(grant["actor_id"].as_str().expect("actor id")).expect("actor"),
-            token: grant["access_token"].as_str().expect("token").to_owned(),
-            store: LocalStore::open(dir).expect("open the device store"),
+            dir: dir.to_path_buf(),
+            retry,
+            app,
         }
     }
 
+    /// The app closed and started again against `base` (the server moved to another port):
+    /// same store, same session.
+    pub fn reopen(self, base: &str) -> Self {
+        let Phone {
+            app,
+            device_id,
+            dir,
+            retry,
+            ..
+        } = self;
+        drop(app);
+        let app = Self::open(base, &device_id, &dir, retry);
+        Self::over(app, base, &dir, retry)
+    }
+
+    /// The session's current access token, for the tests' own calls of the server's API.
+    pub fn token(&self) -> String {
+        self.app.access_token().expect("signed in")
+    }
+
+    /// The device store.
+    pub fn store(&self) -> &LocalStore {
+        self.app.store()
+    }
+
+    /// sync-core's engine over the device store, to look at what it would send.
     pub fn client(&self) -> SyncClient<'_> {
-        SyncClient::new(&self.store)
+        SyncClient::new(self.store())
     }
 
-    /// One sync with the server.
-    pub fn sync(&self, now_ms: i64) -> Result<SyncReport, ClientError> {
-        let mut transport = HttpTransport {
-            base: &self.base,
-            token: &self.token,
-        };
-        self.client().sync(&mut transport, now_ms)
+    /// The app's sync of the documents at device time `now_ms`: every local change up, the
+    /// jurisdiction's changes down, each request sent again as the phone's policy allows.
+    pub fn sync(&self, now_ms: i64) -> Result<SyncReport, ChiefsyncError> {
+        self.app.sync_documents(now_ms)
     }
 
-    /// One sync over `link`: each round trip retried by the link's policy.
-    pub fn sync_over(&self, link: &mut Link, now_ms: i64) -> Result<SyncReport, ClientError> {
-        let mut transport = LinkTransport {
-            url: format!("{}/api/v1/sync", self.base),
-            token: &self.token,
-            link,
-        };
-        self.client().sync(&mut transport, now_ms)
+    /// Requests, retries (503s shed, cut connections), waits and bytes since the app opened.
+    pub fn traffic(&self) -> Traffic {
+        self.app.traffic()
     }
 
     /// The device's copy of an issue, continuing with this device's actor.
     pub fn issue(&self, id: &str) -> Option<IssueDoc> {
-        let bytes = self.store.load_doc(id).expect("device store")?;
+        let bytes = self.store().load_doc(id).expect("device store")?;
         Some(
             IssueDoc::load(&bytes)
                 .expect("issue loads")
@@ -319,7 +242,7 @@ impl Phone {
 
     /// The device's copy of a patrol, continuing with this device's actor.
     pub fn patrol(&self, id: &str) -> Option<PatrolDoc> {
-        let bytes = self.store.load_doc(id).expect("device store")?;
+        let bytes = self.store().load_doc(id).expect("device store")?;
         Some(
             PatrolDoc::load(&bytes)
                 .expect("patrol loads")
@@ -341,7 +264,7 @@ impl Phone {
             sync_core::store::DocKind::Patrol,
             sync_core::store::DocKind::Issue,
         ] {
-            for id in self.store.doc_ids(kind).expect("doc ids") {
+            for id in self.store().doc_ids(kind).expect("doc ids") {
                 let mut doc = self.client().load(&id).expect("load").expect("present");
                 let mut heads: Vec<String> =
                     doc.get_heads().iter().map(|h| h.to_string()).collect();

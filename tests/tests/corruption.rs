@@ -66,7 +66,7 @@ fn flipped_bytes_in_stored_documents_are_reported_and_the_rest_keeps_syncing() {
     for id in &damaged {
         let reply = phone::get(
             &server.base,
-            &supervisor.token,
+            &supervisor.token(),
             &format!("/api/v1/docs/{id}"),
         );
         assert_eq!(reply.status, 500, "{id}: {}", reply.json());
@@ -81,7 +81,7 @@ fn flipped_bytes_in_stored_documents_are_reported_and_the_rest_keeps_syncing() {
         .unwrap();
     let reply = phone::get(
         &server.base,
-        &supervisor.token,
+        &supervisor.token(),
         &format!("/api/v1/docs/{}", intact.id),
     );
     assert_eq!(reply.status, 200, "{}", reply.json());

@@ -1,7 +1,8 @@
 //! Bounded load test on loopback: 200 chiefs' phones work and sync at once against the real
 //! server (its own process, default `--max-in-flight`) for a bounded time. Each phone, in a
 //! loop, records a patrol, reports a problem or improves a description of one it reported,
-//! syncs through a [`Link`] (timeouts, retries with backoff and jitter), and pauses briefly.
+//! syncs as the app does (mobile-ffi's `PhoneApp`: timeouts, retries with backoff and jitter by
+//! the phone's policy), and pauses briefly.
 //!
 //! Prints throughput (syncs/s), p50/p99 sync latency as the chief sees it (retries included),
 //! the 503s retried, and the server's memory. Asserts no errors (a sync that still fails after
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sync_core::client::retry::RetryPolicy;
-use tests::phone::Link;
 
 use fleet::{ms, quantile, ServerProcess, NOW};
 
@@ -70,7 +70,7 @@ fn two_hundred_phones_syncing_for_a_bounded_time_get_no_errors_and_bounded_memor
     let usernames = fleet::create_chiefs(&base, "load", devices);
     let stores: Vec<_> = (0..devices).map(|_| tempfile::tempdir().unwrap()).collect();
     let phones = fleet::parallel(usernames.iter().zip(&stores).collect(), 4, |(u, dir)| {
-        fleet::sign_in(&base, u, dir.path())
+        fleet::sign_in(&base, u, dir.path(), RetryPolicy::PHONE)
     });
     let before = server.memory();
 
@@ -86,22 +86,23 @@ fn two_hundred_phones_syncing_for_a_bounded_time_get_no_errors_and_bounded_memor
                 .stack_size(1 << 20)
                 .spawn_scoped(s, move || {
                     let mut rng = StdRng::seed_from_u64(0x10ad ^ i as u64);
-                    let mut link = Link::new(RetryPolicy::PHONE, rng.random());
+                    let signed_in = phone.traffic();
                     let mut mine = Tally::default();
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
                         fleet::work(phone, &mut rng, n, 30);
                         let t = Instant::now();
-                        match phone.sync_over(&mut link, NOW) {
+                        match phone.sync(NOW) {
                             Ok(report) if report.refused == 0 => mine.latencies.push(t.elapsed()),
                             Ok(report) => mine.errors.push(format!("refused: {report:?}")),
                             Err(e) => mine.errors.push(e.to_string()),
                         }
                         std::thread::sleep(Duration::from_millis(rng.random_range(20..200)));
                     }
-                    mine.shed = link.shed;
-                    mine.cut = link.cut;
+                    let traffic = phone.traffic().since(&signed_in);
+                    mine.shed = traffic.shed;
+                    mine.cut = traffic.cut;
                     let mut all = tally.lock().unwrap();
                     all.latencies.extend(mine.latencies);
                     all.errors.extend(mine.errors);

@@ -53,7 +53,7 @@ fn edit(phone: &Phone, rng: &mut StdRng, n: usize) {
         }
         _ => {
             let ids = phone
-                .store
+                .store()
                 .doc_ids(sync_core::store::DocKind::Issue)
                 .unwrap();
             let own: Vec<String> = ids

@@ -23,7 +23,6 @@ use server::storage::SledStore;
 use sync_core::client::retry::RetryPolicy;
 use sync_core::hub::DocumentStore;
 use sync_core::store::DocKind;
-use tests::phone::Link;
 
 use fleet::{ms, quantile, ServerProcess, NOW};
 
@@ -58,7 +57,7 @@ fn a_thousand_phones_coming_back_at_once_all_sync_while_the_server_sheds_load() 
         usernames.iter().zip(&stores).enumerate().collect(),
         4,
         |(i, (username, dir))| {
-            let phone = fleet::sign_in(&base, username, dir.path());
+            let phone = fleet::sign_in(&base, username, dir.path(), PATIENT);
             let mut rng = StdRng::seed_from_u64(i as u64);
             // Offline work since the last signal: a short patrol and a problem report.
             fleet::work(&phone, &mut rng, 1, 60);
@@ -84,21 +83,23 @@ fn a_thousand_phones_coming_back_at_once_all_sync_while_the_server_sheds_load() 
     let outcomes = Mutex::new(Vec::with_capacity(devices));
     let started = Instant::now();
     std::thread::scope(|s| {
-        for (i, phone) in phones.iter().enumerate() {
+        for phone in &phones {
             let (barrier, outcomes) = (&barrier, &outcomes);
             std::thread::Builder::new()
                 .stack_size(1 << 20)
                 .spawn_scoped(s, move || {
-                    let mut link = Link::new(PATIENT, 0x5708 ^ i as u64);
+                    let signed_in = phone.traffic();
                     barrier.wait();
                     let t = Instant::now();
-                    let result = phone.sync_over(&mut link, NOW).map_err(|e| e.to_string());
+                    let result = phone.sync(NOW).map_err(|e| e.to_string());
+                    let took = t.elapsed();
+                    let traffic = phone.traffic().since(&signed_in);
                     outcomes.lock().unwrap().push((
                         result,
-                        t.elapsed(),
-                        link.shed,
-                        link.cut,
-                        link.waited,
+                        took,
+                        traffic.shed,
+                        traffic.cut,
+                        Duration::from_millis(traffic.waited_ms),
                     ));
                 })
                 .expect("spawn a phone");
@@ -112,7 +113,9 @@ fn a_thousand_phones_coming_back_at_once_all_sync_while_the_server_sheds_load() 
         .iter()
         .filter_map(|(r, ..)| r.as_ref().err())
         .collect();
-    let shed_seen: u64 = outcomes.iter().map(|o| o.2).sum();
+    // Every 503 any phone saw since it opened (sign-in included), to set against /metrics.
+    let shed_seen: u64 = phones.iter().map(|p| p.traffic().shed).sum();
+    let waited: Duration = outcomes.iter().map(|o| o.4).sum();
     let cut: u64 = outcomes.iter().map(|o| o.3).sum();
     let shed_phones = outcomes.iter().filter(|o| o.2 > 0).count();
     let mut times: Vec<Duration> = outcomes.iter().map(|o| o.1).collect();
@@ -127,7 +130,8 @@ fn a_thousand_phones_coming_back_at_once_all_sync_while_the_server_sheds_load() 
         ms(quantile(&times, 1.0)),
     );
     println!(
-        "storm: limit {limit} in flight; 503 + Retry-After: {shed_seen} seen by {shed_phones} phones, {shed_counted} counted by the server; {cut} cut connections retried; {} errors",
+        "storm: limit {limit} in flight; 503 + Retry-After: {shed_seen} seen by {shed_phones} phones, {shed_counted} counted by the server; {cut} cut connections retried; {:.0} s waited before retries in all; {} errors",
+        waited.as_secs_f64(),
         errors.len()
     );
     let (handling, served) = server.mean_handling("/api/v1/sync");
@@ -159,7 +163,7 @@ fn a_thousand_phones_coming_back_at_once_all_sync_while_the_server_sheds_load() 
             "{} has unsent work",
             phone.device_id
         );
-        assert!(phone.store.quarantined().unwrap().is_empty());
+        assert!(phone.store().quarantined().unwrap().is_empty());
     }
 
     // Nothing the phones recorded is missing from the server's store.
@@ -175,7 +179,7 @@ fn a_thousand_phones_coming_back_at_once_all_sync_while_the_server_sheds_load() 
     assert!(missing.is_empty(), "documents lost: {missing:?}");
     let patrols = phones
         .iter()
-        .map(|p| p.store.doc_ids(DocKind::Patrol).unwrap().len())
+        .map(|p| p.store().doc_ids(DocKind::Patrol).unwrap().len())
         .sum::<usize>();
     assert!(
         patrols >= devices,

@@ -85,7 +85,7 @@ fn offline_work(phones: &[Phone], round: usize, rng: &mut StdRng) {
                 // Edit one of the user's own issues from this device, concurrently with the
                 // user's other devices.
                 for id in phone
-                    .store
+                    .store()
                     .doc_ids(sync_core::store::DocKind::Issue)
                     .unwrap()
                 {
@@ -101,7 +101,7 @@ fn offline_work(phones: &[Phone], round: usize, rng: &mut StdRng) {
             }
             Role::Supervisor { .. } | Role::Handler { .. } => {
                 for id in phone
-                    .store
+                    .store()
                     .doc_ids(sync_core::store::DocKind::Issue)
                     .unwrap()
                 {
@@ -227,10 +227,11 @@ fn phones_editing_offline_converge_in_any_order_and_survive_a_restart() {
     server.stop();
     server = demo_server(dir.path());
     assert_eq!(server_heads(&server), acknowledged);
-    let mut phones = phones;
-    for phone in &mut phones {
-        phone.base = server.base.clone();
-    }
+    // The phones' apps start again against the restarted server (on another port).
+    let phones: Vec<Phone> = phones
+        .into_iter()
+        .map(|phone| phone.reopen(&server.base))
+        .collect();
     for phone in &phones {
         let report = phone.sync(NOW).unwrap();
         assert_eq!(
@@ -311,7 +312,7 @@ fn automerge_sync_loop(
     token: &str,
     id: &str,
     doc: &mut AutoCommit,
-) -> Result<usize, phone::Answer> {
+) -> Result<usize, phone::HttpReply> {
     let mut state = sync::State::new();
     let mut trips = 0;
     loop {
@@ -549,7 +550,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
         };
         let reply = phone::post_bytes(
             &server.base,
-            Some(&phone.token),
+            Some(&phone.token()),
             "/api/v1/sync",
             &request.encode(),
         );
@@ -573,7 +574,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
             .unwrap()
             .with_actor(phone.actor.clone());
         (case.write)(phone, &mut doc);
-        let refused = automerge_sync_loop(&server.base, &phone.token, &case.doc, &mut doc)
+        let refused = automerge_sync_loop(&server.base, &phone.token(), &case.doc, &mut doc)
             .expect_err(case.name);
         assert!(
             [403, 404].contains(&refused.status),
@@ -604,7 +605,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
     )
     .unwrap();
     let mut doc = doc.am().clone();
-    automerge_sync_loop(&server.base, &supervisor.token, &issue, &mut doc).unwrap();
+    automerge_sync_loop(&server.base, &supervisor.token(), &issue, &mut doc).unwrap();
     let accepted = server.state().store.document(&issue).unwrap().unwrap();
     assert_eq!(accepted.meta.status, Some(Status::Accepted));
 
@@ -615,7 +616,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
     assert_eq!(report.refused, 0, "{report:?}");
     let view = phone::get(
         &server.base,
-        &chief.token,
+        &chief.token(),
         &format!("/api/v1/docs/{patrol}"),
     );
     assert_eq!(view.json()["record"]["notes"], "巡查完毕，一切正常");
@@ -623,7 +624,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
     // The audit says who sent what from which device, to supervisors only.
     let history = phone::get(
         &server.base,
-        &supervisor.token,
+        &supervisor.token(),
         &format!("/api/v1/docs/{issue}/history"),
     );
     assert_eq!(history.status, 200, "{}", history.json());
@@ -637,13 +638,13 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
     assert_eq!(users, ["u-demo-chief", "u-demo-supervisor"]);
     phone::get(
         &server.base,
-        &chief.token,
+        &chief.token(),
         &format!("/api/v1/docs/{issue}/history"),
     )
     .expect_error(403, "forbidden");
     phone::get(
         &server.base,
-        &phones[1].token,
+        &phones[1].token(),
         &format!("/api/v1/docs/{issue}"),
     )
     .expect_error(404, "not_found");
@@ -678,7 +679,7 @@ fn a_refused_offline_change_goes_to_quarantine_and_the_phone_keeps_syncing() {
     let report = chief.sync(NOW).unwrap();
     assert_eq!(report.refused, 1, "{report:?}");
 
-    let quarantined = chief.store.quarantined().unwrap();
+    let quarantined = chief.store().quarantined().unwrap();
     assert_eq!(quarantined.len(), 1);
     assert_eq!(quarantined[0].doc_id, id);
     assert!(
@@ -743,7 +744,7 @@ fn an_edit_over_the_servers_limits_is_held_back_and_the_rest_of_the_work_syncs()
         before,
         "the server's issue is unchanged"
     );
-    let quarantined = chief.store.quarantined().unwrap();
+    let quarantined = chief.store().quarantined().unwrap();
     assert_eq!(quarantined.len(), 1);
     assert_eq!(quarantined[0].doc_id, id);
     assert!(!quarantined[0].change.is_empty(), "the edit is kept");
@@ -773,7 +774,8 @@ fn malformed_truncated_and_oversized_bodies_get_4xx_and_change_nothing() {
     let request = chief.client().build_request(NOW).unwrap().encode();
     let before = server_heads(&server);
     let head = server.state().store.feed_head().unwrap();
-    let token = Some(chief.token.as_str());
+    let token = chief.token();
+    let token = Some(token.as_str());
 
     let post = |body: &[u8]| phone::post_bytes(&server.base, token, "/api/v1/sync", body);
     post(b"GET / HTTP/1.1").expect_error(400, "bad_magic");
@@ -993,7 +995,7 @@ fn an_edit_saved_while_a_sync_is_on_its_way_is_sent_by_the_next_one() {
     chief.save(&mut issue, DocKind::Issue, &id);
     let reply = phone::post_bytes(
         &server.base,
-        Some(&chief.token),
+        Some(&chief.token()),
         "/api/v1/sync",
         &request.encode(),
     );
@@ -1063,7 +1065,7 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
     assert!(request.docs.len() >= 41, "{} pushed", request.docs.len());
     let reply = phone::post_bytes(
         &server.base,
-        Some(&chief.token),
+        Some(&chief.token()),
         "/api/v1/sync",
         &request.encode(),
     );

@@ -229,6 +229,32 @@ def main():
     assert chief.finish_patrol(second, "").points == 91
     assert chief.sync().docs_sent == 1
 
+    step("the phone counts its requests and bytes for a network screen")
+    traffic = chief.traffic()
+    assert traffic.requests > 0 and traffic.bytes_up > 0 and traffic.bytes_down > 0, traffic
+    assert traffic.retries == 0 and traffic.shed == 0, traffic
+
+    step("first sign-in with the office's setup code: a short password, a wrong code are typed")
+    admin = server_json("POST", "/auth/login", body={
+        "username": "demo-admin", "password": "demo", "device_id": "python-office"})
+    code = server_json("POST", "/admin/users/u-demo-field-chief/setup-code",
+                       admin["access_token"], body={})["code"]
+    field = cs.FieldClient(os.path.join(DATA, "field"), URL)
+    err = expect_error(cs.ChiefsyncError.WeakPassword,
+                       lambda: field.setup_password("demo-field-chief", code, "1234567"))
+    assert err.min_chars == 8, err
+    assert field.traffic().requests == 0, "a short password never leaves the phone"
+    password = "田长巡田护耕每日"
+    expect_error(cs.ChiefsyncError.InvalidSetupCode,
+                 lambda: field.setup_password("demo-field-chief", "AAAA-BBBB-CCCC", password))
+    me = field.setup_password("demo-field-chief", code, password)
+    assert me.username == "demo-field-chief" and me.system == cs.ChiefSystem.FIELD, me
+    assert field.assets(), "the reference data came down"
+    assert field.sync().refused == 0
+    expect_error(cs.ChiefsyncError.InvalidSetupCode,
+                 lambda: field.setup_password("demo-field-chief", code, password))
+    assert field.login("demo-field-chief", password).username == "demo-field-chief"
+
     step("logout keeps the work; the session is gone")
     chief.logout()
     expect_error(cs.ChiefsyncError.NotLoggedIn, chief.sync)

@@ -18,7 +18,7 @@ use argon2::password_hash::PasswordHasher;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier, Version};
 
 /// Shortest password accepted for new or reset passwords (the demo accounts are seeded directly).
-pub const MIN_PASSWORD_CHARS: usize = 8;
+pub use sync_core::api_types::MIN_PASSWORD_CHARS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordCost {

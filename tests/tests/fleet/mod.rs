@@ -1,7 +1,8 @@
 //! What the load test and the sync storm test share: the server in its own process (so its
 //! memory can be read from `/proc`), a fleet of village chiefs created through the admin API,
-//! each with a phone (a real device store on sled) and a [`Link`] that retries by sync-core's
-//! policy, the chief's work between syncs, and the figures (percentiles, `/metrics`, RSS).
+//! each with a phone (mobile-ffi's `PhoneApp` on a real device store on sled) that retries by
+//! sync-core's policy and counts what it retried, the chief's work between syncs, and the
+//! figures (percentiles, `/metrics`, RSS).
 // Each test binary that includes this module uses only part of it.
 #![allow(dead_code)]
 
@@ -10,12 +11,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use mobile_ffi::RetryPolicy;
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::json;
-use sync_core::doc::{parse_actor, DocKind};
+use sync_core::doc::DocKind;
 use sync_core::model::{Jurisdiction, Level, Role};
-use sync_core::store::LocalStore;
 use tests::phone::{agent, get, login, post_json, Phone};
 
 /// Device time of the work (the chiefs' clocks; the server stamps its own receive time).
@@ -178,18 +179,11 @@ pub fn create_chiefs(base: &str, prefix: &str, n: usize) -> Vec<String> {
     created
 }
 
-/// Signs `username` in from a new phone whose store is in `dir`.
-pub fn sign_in(base: &str, username: &str, dir: &Path) -> Phone {
+/// Signs `username` in from a new phone whose data is in `dir`, sending requests again by
+/// `retry`.
+pub fn sign_in(base: &str, username: &str, dir: &Path, retry: RetryPolicy) -> Phone {
     let device_id = format!("{username}-phone");
-    let grant = login(base, username, PASSWORD, &device_id);
-    Phone {
-        base: base.to_owned(),
-        user: serde_json::from_value(grant["user"].clone()).expect("user in the grant"),
-        device_id,
-        actor: parse_actor(grant["actor_id"].as_str().expect("actor id")).expect("actor"),
-        token: grant["access_token"].as_str().expect("token").to_owned(),
-        store: LocalStore::open(dir).expect("open the device store"),
-    }
+    Phone::sign_in(base, username, PASSWORD, &device_id, dir, retry)
 }
 
 /// One piece of a chief's work on the phone, offline until the next sync: a short patrol
@@ -209,7 +203,7 @@ pub fn work(phone: &Phone, rng: &mut StdRng, n: usize, points: usize) {
         }
         _ => {
             let own: Vec<String> = phone
-                .store
+                .store()
                 .doc_ids(sync_core::store::DocKind::Issue)
                 .expect("issue ids")
                 .into_iter()
