@@ -152,6 +152,13 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_PHOTO_PAIR_WARN_M", default_value_t = crate::desk::DEFAULT_PAIR_WARN_M, value_name = "METRES")]
     pub photo_pair_warn_m: f64,
 
+    /// Where photos are kept: files under the data directory (the default), or an S3-compatible
+    /// bucket shared by every server of a cluster, `s3://BUCKET[/PREFIX]?endpoint=URL` (also
+    /// `region=…`; `skip_signature=true` for a store with anonymous access). Credentials come
+    /// from the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN).
+    #[arg(long, env = "CHIEFSYNC_BLOBS", value_parser = crate::blobs::BlobLocation::parse, value_name = "URL")]
+    pub blobs: Option<crate::blobs::BlobLocation>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -217,6 +224,7 @@ impl Cli {
                 tiles: self.tiles.clone(),
                 pair_warn_m: self.photo_pair_warn_m.max(0.0),
             },
+            blobs: self.blobs.clone().unwrap_or_default(),
             ..Settings::new(&self.data_dir)
         }
     }
@@ -270,5 +278,42 @@ mod tests {
         assert_eq!(cli.settings().body_rate.grace.as_secs(), 5);
         assert_eq!(cli.settings().body_rate.min_bytes_per_sec, 100);
         assert_eq!(cli.settings().password_threads, 1);
+    }
+
+    #[test]
+    fn blobs_are_files_unless_a_bucket_is_named() {
+        use crate::blobs::BlobLocation;
+        let defaults = Cli::try_parse_from(["chiefsync"]).unwrap().settings();
+        assert_eq!(defaults.blobs, BlobLocation::Files);
+        let cli = Cli::try_parse_from([
+            "chiefsync",
+            "--blobs",
+            "s3://photos/tianqiao?endpoint=http://127.0.0.1:8333&region=cn-north-1",
+        ])
+        .unwrap();
+        let BlobLocation::S3(location) = cli.settings().blobs else {
+            panic!("not s3: {:?}", cli.settings().blobs);
+        };
+        assert_eq!(
+            (location.bucket.as_str(), location.prefix.as_str()),
+            ("photos", "tianqiao")
+        );
+        assert_eq!(
+            location.to_string(),
+            "s3://photos/tianqiao?aws_endpoint=http://127.0.0.1:8333&aws_region=cn-north-1"
+        );
+        for bad in [
+            "http://photos",
+            "s3://",
+            "s3://photos?secret_access_key=x",
+            "s3://photos?aws_access_key_id=x",
+            "s3://key:secret@photos",
+            "s3://photos?no_such_option=1",
+        ] {
+            assert!(
+                Cli::try_parse_from(["chiefsync", "--blobs", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

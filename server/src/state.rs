@@ -44,6 +44,8 @@ pub struct Settings {
     pub photos: crate::photos::PhotoSettings,
     /// The desk's basemap and photo pairing.
     pub desk: crate::desk::DeskSettings,
+    /// Where photos are kept (`--blobs`): files under the data directory, or a bucket.
+    pub blobs: crate::blobs::BlobLocation,
 }
 
 impl Settings {
@@ -64,6 +66,7 @@ impl Settings {
             password_threads: crate::auth::password::DEFAULT_PASSWORD_THREADS,
             photos: crate::photos::PhotoSettings::default(),
             desk: crate::desk::DeskSettings::default(),
+            blobs: crate::blobs::BlobLocation::default(),
         }
     }
 }
@@ -100,7 +103,7 @@ pub struct AppState {
     pub password_pool: PasswordPool,
     pub login_limiter: LoginLimiter,
     pub metrics: Metrics,
-    /// Photo blobs under `data_dir/blobs`, and which documents reference each.
+    /// Photo blobs (under `data_dir/blobs` or in a bucket), and which documents reference each.
     pub blobs: Arc<crate::blobs::Blobs>,
     pub photo_index: crate::photos::PhotoIndex,
     pub photo_quota: crate::photos::UploadQuota,
@@ -150,9 +153,7 @@ impl AppState {
             login_limiter: LoginLimiter::new(settings.login_limit),
             metrics: Metrics::new(),
             blobs: Arc::new(crate::blobs::Blobs::new(
-                Box::new(crate::blobs::FileBlobs::open(
-                    &settings.data_dir.join("blobs"),
-                )?),
+                settings.blobs.open(&settings.data_dir)?,
                 settings.max_photo_bytes,
             )),
             photo_index: crate::photos::PhotoIndex::new(),

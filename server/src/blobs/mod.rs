@@ -3,7 +3,8 @@
 //!
 //! [`BlobStore`] is the small storage trait (complete blobs with their receipt record, the
 //! incoming area of interrupted uploads, cached thumbnails); [`FileBlobs`] keeps them as files
-//! under `<data-dir>/blobs/`. [`Blobs`] is what handlers call: it runs the upload state machine
+//! under `<data-dir>/blobs/` (the default), [`S3Blobs`] in an S3-compatible bucket shared by any
+//! number of servers (`--blobs s3://…`; [`BlobLocation`]). [`Blobs`] is what handlers call: it runs the upload state machine
 //! (offsets, the final check through sync-core's [`validate_upload`], atomic commit) and
 //! thumbnails through sync-core's [`thumbnail`], serialising work on one blob with striped
 //! locks. Every method may block and decode images: handlers call it inside `web::block`.
@@ -14,8 +15,12 @@
 #[macro_use]
 mod conformance;
 mod files;
+mod s3;
+#[cfg(test)]
+pub(crate) mod weed;
 
 pub use files::FileBlobs;
+pub use s3::{S3Blobs, S3Location};
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher};
@@ -101,6 +106,44 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// bytes go first, so a blob is never half there: after a crash at most a record is left,
     /// which the next commit of the same name overwrites.
     fn remove(&self, sha256: &str) -> Result<bool, BlobError>;
+}
+
+/// Where photos are kept (`--blobs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// Files under `<data-dir>/blobs/`: one server.
+    #[default]
+    Files,
+    /// An S3-compatible bucket, shared by every server of a cluster.
+    S3(S3Location),
+}
+
+impl BlobLocation {
+    /// Parses the `--blobs` value: `s3://bucket[/prefix][?endpoint=URL&…]`, or `files`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if value == "files" {
+            Ok(Self::Files)
+        } else {
+            S3Location::parse(value).map(Self::S3)
+        }
+    }
+
+    /// Opens the store: under `data_dir/blobs` for files, else the bucket (checked to answer).
+    pub fn open(&self, data_dir: &std::path::Path) -> Result<Box<dyn BlobStore>, BlobError> {
+        Ok(match self {
+            Self::Files => Box::new(FileBlobs::open(&data_dir.join("blobs"))?),
+            Self::S3(location) => Box::new(S3Blobs::open(location)?),
+        })
+    }
+}
+
+impl std::fmt::Display for BlobLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Files => f.write_str("files"),
+            Self::S3(location) => location.fmt(f),
+        }
+    }
 }
 
 /// An interrupted upload found idle, named as the store names it (uploader ids are not kept in

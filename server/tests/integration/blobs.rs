@@ -19,7 +19,7 @@ use sync_core::track::walk_along;
 use crate::harness::TestServer;
 
 /// A camera-like JPEG: textured, so it does not compress to nothing.
-fn jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
+pub(crate) fn jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
     let picture = RgbImage::from_fn(width, height, |x, y| {
         let v = x.wrapping_mul(31) ^ y.wrapping_mul(17) ^ seed.wrapping_mul(2_654_435_761);
         image::Rgb([v as u8, (v >> 8) as u8, (x + y) as u8])
@@ -57,25 +57,25 @@ fn png_bomb() -> Vec<u8> {
     out
 }
 
-struct Raw {
-    status: StatusCode,
-    headers: actix_web::http::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Raw {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: actix_web::http::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Raw {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
-    fn offset(&self) -> Option<u64> {
+    pub(crate) fn offset(&self) -> Option<u64> {
         self.headers
             .get("Upload-Offset")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     }
 
-    fn expect(&self, status: u16, code: &str) {
+    pub(crate) fn expect(&self, status: u16, code: &str) {
         assert_eq!(
             self.status.as_u16(),
             status,
@@ -88,7 +88,7 @@ impl Raw {
     }
 }
 
-async fn send(
+pub(crate) async fn send(
     s: &TestServer,
     method: &str,
     path: &str,
@@ -140,7 +140,7 @@ async fn put(s: &TestServer, token: &str, sha: &str, body: &[u8]) -> Raw {
     .await
 }
 
-async fn put_chunk(
+pub(crate) async fn put_chunk(
     s: &TestServer,
     token: &str,
     sha: &str,
@@ -161,13 +161,20 @@ async fn put_chunk(
     .await
 }
 
-async fn head(s: &TestServer, token: &str, sha: &str) -> Raw {
+pub(crate) async fn head(s: &TestServer, token: &str, sha: &str) -> Raw {
     send(s, "HEAD", &format!("/api/v1/blobs/{sha}"), token, &[], None).await
 }
 
 /// Sends a chunk's headers and only part of its body, then drops the connection: a phone
 /// losing signal mid-upload.
-fn cut_chunk(s: &TestServer, token: &str, sha: &str, photo: &[u8], first: usize, end: usize) {
+pub(crate) fn cut_chunk(
+    s: &TestServer,
+    token: &str,
+    sha: &str,
+    photo: &[u8],
+    first: usize,
+    end: usize,
+) {
     let addr = s.base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).unwrap();
     let head = format!(
@@ -542,7 +549,7 @@ async fn markup_and_polyglots_sent_as_jpeg_are_refused_by_their_bytes() {
 
 /// Creates a patrol of `demo-chief` on his first river segment referencing `photos`, and pushes
 /// it through `/sync` as his phone would. Returns the patrol id.
-async fn push_patrol(
+pub(crate) async fn push_patrol(
     s: &TestServer,
     grant: &Value,
     photos: &[PhotoRef],

@@ -22,6 +22,11 @@ mod phone;
 mod public;
 mod reference;
 mod rules;
+mod s3_blobs;
 mod stats;
 mod tiles;
 mod tokens;
+
+/// SeaweedFS for the S3 photo store's tests, shared with the library's own.
+#[path = "../../src/blobs/weed.rs"]
+mod weed;
