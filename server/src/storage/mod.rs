@@ -194,4 +194,14 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
     /// decides and removes under it, so no record can gain a reference to a photo in between).
     /// Hold it briefly: every sync that stores something waits.
     fn hold_saves(&self) -> std::sync::MutexGuard<'_, ()>;
+
+    /// Hands every stored record to `sink` as (table, key, value), table by table in key order,
+    /// for a backup (`crate::backup`), which calls it under [`Store::hold_saves`] so no document
+    /// save is half in. A store whose database has its own backup tools says so instead.
+    fn export(&self, sink: &mut dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()>) -> Result<(), StoreError> {
+        let _ = sink;
+        Err(StoreError::Backend(
+            "this store is backed up with its database's own tools".into(),
+        ))
+    }
 }
