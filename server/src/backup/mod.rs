@@ -270,6 +270,7 @@ pub fn take(
     to: &Path,
 ) -> Result<Manifest, BackupError> {
     check_target(data_dir, to)?;
+    let to = &std::path::absolute(to)?;
     let staging = sibling(to, "partial")?;
     if staging.exists() {
         fs::remove_dir_all(&staging)?;
@@ -576,6 +577,7 @@ pub struct Restored {
 /// Restores the backup in `from` into `data_dir`, which must be absent or empty. Every file is
 /// checked against the manifest first; a damaged or incomplete backup writes nothing.
 pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, BackupError> {
+    let data_dir = &std::path::absolute(data_dir)?;
     absent_or_empty(data_dir, "the data directory")?;
     let manifest = check(from)?;
     let staging = sibling(data_dir, "restoring")?;
