@@ -27,10 +27,13 @@
 //! directory under a temporary name too, loads what it wrote (feed head, documents, the
 //! integrity check of `chiefsync verify`) and only then renames it into place.
 //!
-//! After a restore the server's feed may stand behind the cursors phones hold (they synced
-//! with the lost server after the backup). The restore therefore leaves out what each phone's
-//! scope was last synced as, so every phone's next sync walks its whole scope instead of the
-//! feed after its cursor and gets every document it lacks.
+//! After a restore the server's feed stands behind the cursors of phones that synced with the
+//! lost server after the backup, and lacks what they sent since. The restore therefore leaves
+//! out what each phone's scope was last synced as, so every phone's next sync walks its whole
+//! scope instead of the feed after its cursor, and numbers the feed anew, one position per
+//! document, so its head stands below those cursors: a phone that sees the server behind its
+//! cursor sends everything it holds again (`sync_core::client`), and what it recorded after
+//! the backup comes back.
 
 pub mod control;
 
@@ -55,6 +58,8 @@ const SIGNING_KEY_FILE: &str = "jwt-signing.key";
 const DEVICE_SCOPE_TABLE: &[u8] = b"device_scope";
 const DOCUMENTS_TABLE: &[u8] = b"doc_bytes";
 const USERS_TABLE: &[u8] = b"users";
+/// Where the sled store keeps its feed head, in its `meta` table (`storage::sled_documents`).
+const FEED_HEAD: &[u8] = b"feed.head";
 
 /// What a backup holds, written last: a directory with a manifest is complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -564,6 +569,7 @@ fn read_part(input: &mut impl Read, len: [u8; 4], file_bytes: u64) -> io::Result
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Restored {
     pub data_dir: String,
+    /// The restored feed's head: one position per document (see `renumber_feed`).
     pub feed_head: u64,
     pub documents: u64,
     pub users: u64,
@@ -638,6 +644,7 @@ fn restore_into(
             })?;
             tree.apply_batch(batch).map_err(backend)?;
         }
+        renumber_feed(&db).map_err(backend)?;
         db.flush().map_err(backend)?;
     }
 
@@ -680,11 +687,11 @@ fn restore_into(
     let feed_head = store.feed_head()?;
     let documents = store.all_documents()?.len() as u64;
     let users = store.list_users()?.len() as u64;
-    if (feed_head, documents, users) != (manifest.feed_head, manifest.documents, manifest.users) {
+    if (feed_head, documents, users) != (manifest.documents, manifest.documents, manifest.users) {
         return Err(damaged(format!(
             "restored feed head {feed_head}, {documents} documents, {users} accounts; the \
-             manifest says {}, {}, {}",
-            manifest.feed_head, manifest.documents, manifest.users
+             manifest says {} documents and {} accounts",
+            manifest.documents, manifest.users
         )));
     }
     let report = crate::integrity::check_documents(&store)?;
@@ -707,6 +714,32 @@ fn restore_into(
         photos: manifest.photos.len() as u64,
         signing_key_restored: manifest.signing_key.is_some(),
     })
+}
+
+/// Numbers the restored feed 1, 2, … in its order, one position per document, and puts its
+/// head at the last. The head then stands below every cursor the lost server handed out after
+/// the backup (those are at least the backup's head, which counts every save, while this
+/// counts documents), so each phone that synced since sees the server behind its cursor and
+/// sends everything it holds again (`sync_core::client`): what it recorded after the backup
+/// comes back from the phones. (Only a store in which no document was ever saved twice keeps
+/// its head; a district's issues and patrols are saved many times over.)
+fn renumber_feed(db: &sled::Db) -> Result<(), sled::Error> {
+    let doc_seq = db.open_tree("doc_seq")?;
+    let mut feed: Vec<(u64, sled::IVec)> = Vec::new();
+    for entry in doc_seq.iter() {
+        let (id, seq) = entry?;
+        let seq = <[u8; 8]>::try_from(seq.as_ref()).map_or(u64::MAX, u64::from_be_bytes);
+        feed.push((seq, id));
+    }
+    feed.sort();
+    let mut batch = sled::Batch::default();
+    for (position, (_, id)) in feed.iter().enumerate() {
+        batch.insert(id, &(position as u64 + 1).to_be_bytes()[..]);
+    }
+    doc_seq.apply_batch(batch)?;
+    db.open_tree("meta")?
+        .insert(FEED_HEAD, &(feed.len() as u64).to_be_bytes()[..])?;
+    Ok(())
 }
 
 /// Takes a backup of a server that is not running: opens its data directory (refused while a

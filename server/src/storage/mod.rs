@@ -197,7 +197,10 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
 
     /// Hands every stored record to `sink` as (table, key, value), table by table in key order,
     /// for a backup (`crate::backup`), which calls it under [`Store::hold_saves`] so no document
-    /// save is half in. A store whose database has its own backup tools says so instead.
+    /// save is half in. Afterwards the feed head moves one position on without a document, so
+    /// every cursor handed out later is past the copy's head (phones then notice a server
+    /// restored from the copy). A store whose database has its own backup tools says so
+    /// instead.
     fn export(&self, sink: &mut dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()>) -> Result<(), StoreError> {
         let _ = sink;
         Err(StoreError::Backend(

@@ -95,6 +95,22 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// Moves the feed head one position on without a document, durably; the caller holds
+    /// the save lock (`Store::hold_saves`). After a backup, every cursor the server hands out
+    /// is then past the backup's head, and a phone that synced since sees a server restored
+    /// from that backup behind its cursor (`crate::backup`).
+    pub(super) fn skip_feed_position(&self) -> Result<u64, HubError> {
+        let head = self.index.head() + 1;
+        self.meta
+            .insert(FEED_HEAD, &seq_bytes(head)[..])
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        self.index.skipped_to(head);
+        Ok(head)
+    }
+}
+
 impl DocumentStore for SledStore {
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
         let Some(meta) = self.doc_meta.get(id).map_err(storage)? else {

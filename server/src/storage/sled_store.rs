@@ -480,7 +480,8 @@ impl Store for SledStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every tree sled holds, its own bookkeeping tree included, by name.
+    /// Every tree sled holds, its own bookkeeping tree included, by name; then the live feed
+    /// head moves one position on (see `skip_feed_position`).
     fn export(
         &self,
         sink: &mut dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()>,
@@ -494,6 +495,7 @@ impl Store for SledStore {
                 sink(&name, &key, &value).map_err(backend)?;
             }
         }
+        self.skip_feed_position().map_err(backend)?;
         Ok(())
     }
 }
