@@ -261,7 +261,9 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["chiefsync", "--access-ttl-secs", "0"]).is_err());
         let cli = Cli::try_parse_from(["chiefsync", "backup", "--to", "/mnt/b"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Backup { ref to }) if to.as_os_str() == "/mnt/b"));
+        assert!(
+            matches!(cli.command, Some(Command::Backup { ref to }) if to.as_os_str() == "/mnt/b")
+        );
         assert!(Cli::try_parse_from(["chiefsync", "restore"]).is_err());
         let cli = Cli::try_parse_from(["chiefsync", "--overdue-grace-hours", "24"]).unwrap();
         assert_eq!(cli.settings().workflow.overdue_grace_ms, 86_400_000);

@@ -88,12 +88,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let backups = state.clone();
             let data_dir = cli.data_dir.clone();
             server::backup::control::listen(&cli.data_dir, move |to| {
-                server::backup::take(
-                    backups.store.as_ref(),
-                    backups.blobs.store(),
-                    &data_dir,
-                    to,
-                )
+                server::backup::take(backups.store.as_ref(), backups.blobs.store(), &data_dir, to)
             })?;
             let server = http_server(state.clone(), listener, cli.workers)?;
             actix_web::rt::System::new().block_on(async {

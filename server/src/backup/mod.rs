@@ -87,11 +87,7 @@ impl Manifest {
     /// Bytes of every file the backup holds, the manifest aside.
     pub fn total_bytes(&self) -> u64 {
         let tables: u64 = self.tables.iter().map(|t| t.file.bytes).sum();
-        let photos: u64 = self
-            .photos
-            .iter()
-            .map(|p| p.bytes + p.record.bytes)
-            .sum();
+        let photos: u64 = self.photos.iter().map(|p| p.bytes + p.record.bytes).sum();
         tables + photos + self.signing_key.as_ref().map_or(0, |k| k.bytes)
     }
 }
@@ -604,11 +600,7 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, BackupError> {
     restored
 }
 
-fn restore_into(
-    from: &Path,
-    manifest: &Manifest,
-    staging: &Path,
-) -> Result<Restored, BackupError> {
+fn restore_into(from: &Path, manifest: &Manifest, staging: &Path) -> Result<Restored, BackupError> {
     let damaged = |detail: String| BackupError::Damaged {
         dir: from.display().to_string(),
         detail,
@@ -755,4 +747,143 @@ pub fn take_offline(data_dir: &Path, to: &Path) -> Result<Manifest, BackupError>
     let store = SledStore::open(&db)?;
     let blobs = FileBlobs::open(&data_dir.join("blobs"))?;
     take(&store, &blobs, data_dir, to)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use automerge::AutoCommit;
+    use sync_core::doc::DocKind;
+    use sync_core::hub::testing::doc_meta;
+    use sync_core::hub::{DeviceLedger, DocumentStore};
+
+    use super::*;
+
+    /// A data directory with `n` documents, each saved once, and one phone's recorded scope.
+    fn district(n: usize) -> (tempfile::TempDir, SledStore, FileBlobs) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = SledStore::open(&data.join("db")).unwrap();
+        let blobs = FileBlobs::open(&data.join("blobs")).unwrap();
+        for i in 0..n {
+            let id = format!("doc-{i}");
+            let bytes = AutoCommit::new().save();
+            store
+                .save_document(&id, &doc_meta(&id, DocKind::Patrol), &bytes, &[])
+                .unwrap();
+        }
+        store.put_device_scope("phone-1", "scope").unwrap();
+        (dir, store, blobs)
+    }
+
+    #[test]
+    fn the_live_feed_moves_past_the_copy_and_the_restore_numbers_it_per_document() {
+        let (dir, store, blobs) = district(3);
+        let data = dir.path().join("data");
+        let to = dir.path().join("backup");
+        let manifest = take(&store, &blobs, &data, &to).unwrap();
+        assert_eq!((manifest.feed_head, manifest.documents), (3, 3));
+        // Every cursor handed out from now on is past the copy's head.
+        assert_eq!(store.feed_head().unwrap(), 4);
+        let id = "doc-after";
+        store
+            .save_document(
+                id,
+                &doc_meta(id, DocKind::Patrol),
+                &AutoCommit::new().save(),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(store.feed_head().unwrap(), 5);
+
+        let restored_dir = dir.path().join("restored");
+        let restored = restore(&to, &restored_dir).unwrap();
+        assert_eq!((restored.feed_head, restored.documents), (3, 3));
+        let back = SledStore::open(&restored_dir.join("db")).unwrap();
+        assert!(back.document("doc-after").unwrap().is_none());
+        assert!(back.document("doc-2").unwrap().is_some());
+        // Each phone's next sync walks its whole scope again.
+        assert_eq!(back.device_scope("phone-1").unwrap(), None);
+    }
+
+    #[test]
+    fn misplaced_targets_are_refused_and_nothing_is_written() {
+        let (dir, store, blobs) = district(1);
+        let data = dir.path().join("data");
+        let refused = |to: &Path| match take(&store, &blobs, &data, to) {
+            Err(BackupError::Refused(reason)) => reason,
+            other => panic!("{} was accepted: {other:?}", to.display()),
+        };
+        assert!(refused(Path::new("relative/backup")).contains("absolute"));
+        assert!(refused(&data.join("backups").join("b")).contains("not usable"));
+        fs::create_dir_all(data.join("backups")).unwrap();
+        assert!(refused(&data.join("backups").join("b")).contains("inside the data directory"));
+        let full = dir.path().join("full");
+        fs::create_dir_all(&full).unwrap();
+        fs::write(full.join("something"), b"x").unwrap();
+        assert!(refused(&full).contains("not empty"));
+        assert!(refused(&dir.path().join("no-such-parent").join("b")).contains("not usable"));
+        // Nothing half-written is left beside the targets.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
+    }
+
+    #[test]
+    fn one_backup_at_a_time_and_a_silent_caller_blocks_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_owned();
+        let (entered, release) = (
+            std::sync::Arc::new(std::sync::Barrier::new(2)),
+            std::sync::Arc::new(std::sync::Mutex::new(())),
+        );
+        let gate = release.lock().unwrap();
+        let (entered2, release2) = (entered.clone(), release.clone());
+        control::listen(&data, move |_to| {
+            entered2.wait();
+            drop(release2.lock().unwrap());
+            Err(BackupError::Refused("taken".into()))
+        })
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(control::socket_path(&data).parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o777,
+                0o700,
+                "only the server's account reaches the socket"
+            );
+        }
+        // A caller that connects and says nothing.
+        let silent = std::os::unix::net::UnixStream::connect(control::socket_path(&data)).unwrap();
+        let first = {
+            let data = data.clone();
+            std::thread::spawn(move || control::request(&data, Path::new("/tmp/one")))
+        };
+        entered.wait();
+        // The first backup runs: a second is refused at once.
+        match control::request(&data, Path::new("/tmp/two")) {
+            Err(BackupError::Busy) => {}
+            other => panic!("a second backup ran: {other:?}"),
+        }
+        drop(gate);
+        match first.join().unwrap() {
+            Err(BackupError::Refused(reason)) => assert_eq!(reason, "taken"),
+            other => panic!("{other:?}"),
+        }
+        // The silent caller is cut off with an error once it has idled too long.
+        silent
+            .set_read_timeout(Some(control::IDLE + Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = String::new();
+        io::BufRead::read_line(&mut BufReader::new(&silent), &mut answer).unwrap();
+        assert!(answer.contains("unreadable request"), "{answer}");
+    }
 }

@@ -201,7 +201,10 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
     /// every cursor handed out later is past the copy's head (phones then notice a server
     /// restored from the copy). A store whose database has its own backup tools says so
     /// instead.
-    fn export(&self, sink: &mut dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()>) -> Result<(), StoreError> {
+    fn export(
+        &self,
+        sink: &mut dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
         let _ = sink;
         Err(StoreError::Backend(
             "this store is backed up with its database's own tools".into(),

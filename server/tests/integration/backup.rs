@@ -385,7 +385,11 @@ async fn a_backup_taken_while_phones_sync_restores_every_acknowledged_change() {
     assert_eq!(report["signing_key_restored"], json!(true));
     let again = chiefsync(&restored, &["restore", "--from", backup.to_str().unwrap()]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("is not empty"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("is not empty"),
+        "{}",
+        stderr(&again)
+    );
     let verified = stdout_json(&chiefsync(&restored, &["verify"]));
     assert_eq!(verified["documents_checked"], summary["documents"]);
     assert_eq!(verified["damaged"], json!([]));
