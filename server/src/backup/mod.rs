@@ -435,7 +435,7 @@ pub fn check(dir: &Path) -> Result<Manifest, BackupError> {
         )));
     }
     for table in &manifest.tables {
-        let entries = count_entries(dir, &table.file).map_err(|detail| damaged(detail))?;
+        let entries = count_entries(dir, &table.file).map_err(damaged)?;
         if entries != table.entries {
             return Err(damaged(format!(
                 "{} holds {entries} records, the manifest says {}",
@@ -522,12 +522,11 @@ fn count_entries(dir: &Path, sum: &FileSum) -> Result<u64, String> {
     Ok(entries)
 }
 
+/// What [`read_table`] hands each (key, value) to.
+type EachRecord<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
+
 /// Hands every (key, value) of a table file to `each`; a cut-off file is an error.
-fn read_table(
-    dir: &Path,
-    sum: &FileSum,
-    each: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
+fn read_table(dir: &Path, sum: &FileSum, each: &mut EachRecord<'_>) -> Result<(), String> {
     let path = safe_path(dir, &sum.path)?;
     let file = File::open(&path).map_err(|e| format!("{}: {e}", sum.path))?;
     let mut input = BufReader::new(file);

@@ -118,6 +118,9 @@ pub struct AdminBatch {
     pub meta: Vec<(String, Vec<u8>)>,
 }
 
+/// Where [`Store::export`] hands each record: (table, key, value).
+pub type ExportSink<'a> = dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()> + 'a;
+
 /// Everything the server persists. Implementations must be safe to share between workers.
 /// Documents, the change feed, the audit log, per-device sync records and the reference
 /// lookups the hub needs are the sync hub's [`HubStore`].
@@ -201,10 +204,7 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
     /// every cursor handed out later is past the copy's head (phones then notice a server
     /// restored from the copy). A store whose database has its own backup tools says so
     /// instead.
-    fn export(
-        &self,
-        sink: &mut dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()>,
-    ) -> Result<(), StoreError> {
+    fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {
         let _ = sink;
         Err(StoreError::Backend(
             "this store is backed up with its database's own tools".into(),

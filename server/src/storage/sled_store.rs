@@ -482,10 +482,7 @@ impl Store for SledStore {
 
     /// Every tree sled holds, its own bookkeeping tree included, by name; then the live feed
     /// head moves one position on (see `skip_feed_position`).
-    fn export(
-        &self,
-        sink: &mut dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()>,
-    ) -> Result<(), StoreError> {
+    fn export(&self, sink: &mut super::ExportSink<'_>) -> Result<(), StoreError> {
         let mut names = self.db.tree_names();
         names.sort();
         for name in names {

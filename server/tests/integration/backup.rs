@@ -75,17 +75,21 @@ impl Served {
             .stdout(Stdio::null())
             .spawn()
             .expect("start chiefsync");
-        let base = format!("http://127.0.0.1:{port}");
+        // Held from here on, so a server that never comes up is still killed and reaped.
+        let served = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let client = awc::Client::new();
         for _ in 0..600 {
-            if let Ok(res) = client.get(format!("{base}/healthz")).send().await {
+            if let Ok(res) = client.get(format!("{}/healthz", served.base)).send().await {
                 if res.status().is_success() {
-                    return Self { child, base };
+                    return served;
                 }
             }
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("chiefsync did not come up on {base}");
+        panic!("chiefsync did not come up on {}", served.base);
     }
 
     /// SIGKILL: the machine dies with its disk.
