@@ -87,9 +87,13 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let state = web::Data::new(state);
             let backups = state.clone();
             let data_dir = cli.data_dir.clone();
-            server::backup::control::listen(&cli.data_dir, move |to| {
+            // A server that cannot offer backups still serves (a data directory path too
+            // long for a socket, say); `chiefsync backup` then says the server does not answer.
+            if let Err(err) = server::backup::control::listen(&cli.data_dir, move |to| {
                 server::backup::take(backups.store.as_ref(), backups.blobs.store(), &data_dir, to)
-            })?;
+            }) {
+                tracing::warn!(error = %err, "backups unavailable: no control socket");
+            }
             let server = http_server(state.clone(), listener, cli.workers)?;
             actix_web::rt::System::new().block_on(async {
                 let deadlines = server::jobs::spawn(state.clone());

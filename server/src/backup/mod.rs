@@ -31,7 +31,8 @@
 //! lost server after the backup, and lacks what they sent since. The restore therefore leaves
 //! out what each phone's scope was last synced as, so every phone's next sync walks its whole
 //! scope instead of the feed after its cursor, and numbers the feed anew, one position per
-//! document, so its head stands below those cursors: a phone that sees the server behind its
+//! document; the backup itself moved the live feed far on (`Store::export`), so the restored
+//! head stands below those cursors even after other phones' saves: a phone that sees the server behind its
 //! cursor sends everything it holds again (`sync_core::client`), and what it recorded after
 //! the backup comes back.
 
@@ -636,6 +637,7 @@ fn restore_into(from: &Path, manifest: &Manifest, staging: &Path) -> Result<Rest
             tree.apply_batch(batch).map_err(backend)?;
         }
         renumber_feed(&db).map_err(backend)?;
+        reindex_usernames(&db).map_err(|e| damaged(format!("accounts: {e}")))?;
         db.flush().map_err(backend)?;
     }
 
@@ -708,12 +710,12 @@ fn restore_into(from: &Path, manifest: &Manifest, staging: &Path) -> Result<Rest
 }
 
 /// Numbers the restored feed 1, 2, … in its order, one position per document, and puts its
-/// head at the last. The head then stands below every cursor the lost server handed out after
-/// the backup (those are at least the backup's head, which counts every save, while this
-/// counts documents), so each phone that synced since sees the server behind its cursor and
-/// sends everything it holds again (`sync_core::client`): what it recorded after the backup
-/// comes back from the phones. (Only a store in which no document was ever saved twice keeps
-/// its head; a district's issues and patrols are saved many times over.)
+/// head at the last. Every cursor the lost server handed out after the backup is at least
+/// [`crate::storage::BACKUP_FEED_GAP`] past the backup's head, so each phone that synced since
+/// finds the server behind its cursor and sends everything it holds again
+/// (`sync_core::client`): what it recorded after the backup comes back from the phones. The
+/// lower head also catches phones whose last sync read the head just before the backup, as
+/// long as the store held fewer documents than saves.
 fn renumber_feed(db: &sled::Db) -> Result<(), sled::Error> {
     let doc_seq = db.open_tree("doc_seq")?;
     let mut feed: Vec<(u64, sled::IVec)> = Vec::new();
@@ -733,6 +735,24 @@ fn renumber_feed(db: &sled::Db) -> Result<(), sled::Error> {
     Ok(())
 }
 
+/// Builds the username index again from the accounts. The tables are copied one after the
+/// other while only document saves are held, so an account created during the copy could be
+/// in one of the two and not the other; the accounts are what counts.
+fn reindex_usernames(db: &sled::Db) -> Result<(), String> {
+    let users = db.open_tree(USERS_TABLE).map_err(|e| e.to_string())?;
+    let usernames = db.open_tree("usernames").map_err(|e| e.to_string())?;
+    usernames.clear().map_err(|e| e.to_string())?;
+    for entry in users.iter() {
+        let (id, json) = entry.map_err(|e| e.to_string())?;
+        let record: crate::storage::UserRecord =
+            serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+        usernames
+            .insert(record.user.username.to_lowercase().as_bytes(), id)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Takes a backup of a server that is not running: opens its data directory (refused while a
 /// server holds it) and copies it as the running server would.
 pub fn take_offline(data_dir: &Path, to: &Path) -> Result<Manifest, BackupError> {
@@ -743,7 +763,14 @@ pub fn take_offline(data_dir: &Path, to: &Path) -> Result<Manifest, BackupError>
             data_dir.display()
         )));
     }
-    let store = SledStore::open(&db)?;
+    let store = SledStore::open(&db).map_err(|e| {
+        BackupError::Refused(format!(
+            "{} cannot be opened ({e}): a server running over it does not answer on {} \
+             (see its log)",
+            data_dir.display(),
+            control::socket_path(data_dir).display()
+        ))
+    })?;
     let blobs = FileBlobs::open(&data_dir.join("blobs"))?;
     take(&store, &blobs, data_dir, to)
 }
@@ -783,8 +810,9 @@ mod tests {
         let to = dir.path().join("backup");
         let manifest = take(&store, &blobs, &data, &to).unwrap();
         assert_eq!((manifest.feed_head, manifest.documents), (3, 3));
-        // Every cursor handed out from now on is past the copy's head.
-        assert_eq!(store.feed_head().unwrap(), 4);
+        // Every cursor handed out from now on is far past the copy's head.
+        let gap = crate::storage::BACKUP_FEED_GAP;
+        assert_eq!(store.feed_head().unwrap(), 3 + gap);
         let id = "doc-after";
         store
             .save_document(
@@ -794,7 +822,7 @@ mod tests {
                 &[],
             )
             .unwrap();
-        assert_eq!(store.feed_head().unwrap(), 5);
+        assert_eq!(store.feed_head().unwrap(), 4 + gap);
 
         let restored_dir = dir.path().join("restored");
         let restored = restore(&to, &restored_dir).unwrap();

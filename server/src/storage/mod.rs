@@ -21,6 +21,7 @@ mod listed;
 mod sled_documents;
 mod sled_store;
 
+pub use sled_documents::BACKUP_FEED_GAP;
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -200,8 +201,8 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
 
     /// Hands every stored record to `sink` as (table, key, value), table by table in key order,
     /// for a backup (`crate::backup`), which calls it under [`Store::hold_saves`] so no document
-    /// save is half in. Afterwards the feed head moves one position on without a document, so
-    /// every cursor handed out later is past the copy's head (phones then notice a server
+    /// save is half in. Afterwards the feed head moves far on without documents, so every
+    /// cursor handed out later is far past the copy's head (phones then notice a server
     /// restored from the copy). A store whose database has its own backup tools says so
     /// instead.
     fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {

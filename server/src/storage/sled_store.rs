@@ -481,7 +481,7 @@ impl Store for SledStore {
     }
 
     /// Every tree sled holds, its own bookkeeping tree included, by name; then the live feed
-    /// head moves one position on (see `skip_feed_position`).
+    /// head moves far on (see `skip_feed_position`).
     fn export(&self, sink: &mut super::ExportSink<'_>) -> Result<(), StoreError> {
         let mut names = self.db.tree_names();
         names.sort();

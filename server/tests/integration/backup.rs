@@ -60,36 +60,43 @@ struct Served {
 
 impl Served {
     async fn start(data: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_chiefsync"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--addr", &format!("127.0.0.1:{port}"), "--workers", "2"])
-            .env_remove("CHIEFSYNC_SIGNING_KEY")
-            .env_remove("CHIEFSYNC_DEMO")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start chiefsync");
-        // Held from here on, so a server that never comes up is still killed and reaped.
-        let served = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = awc::Client::new();
-        for _ in 0..600 {
-            if let Ok(res) = client.get(format!("{}/healthz", served.base)).send().await {
-                if res.status().is_success() {
-                    return served;
+        // The port is free when chosen but another test may take it first: then the server
+        // exits at once and another port is tried.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(env!("CARGO_BIN_EXE_chiefsync"))
+                .arg("--data-dir")
+                .arg(data)
+                .args(["--addr", &format!("127.0.0.1:{port}"), "--workers", "2"])
+                .env_remove("CHIEFSYNC_SIGNING_KEY")
+                .env_remove("CHIEFSYNC_DEMO")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start chiefsync");
+            // Held from here on, so a server that never comes up is still killed and reaped.
+            let mut served = Self {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+            };
+            let client = awc::Client::new();
+            for _ in 0..1200 {
+                if served.child.try_wait().unwrap().is_some() {
+                    break;
                 }
+                if let Ok(res) = client.get(format!("{}/healthz", served.base)).send().await {
+                    if res.status().is_success() {
+                        return served;
+                    }
+                }
+                actix_web::rt::time::sleep(Duration::from_millis(100)).await;
             }
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("chiefsync did not come up on {}", served.base);
+        panic!("chiefsync did not come up over {}", data.display());
     }
 
     /// SIGKILL: the machine dies with its disk.
