@@ -23,9 +23,12 @@ pub struct Cli {
     )]
     pub addr: String,
 
-    /// Directory for the database and the generated token signing key.
+    /// Directory for the database and the generated token signing key. (Accepted after a
+    /// subcommand too: `chiefsync restore --from B --data-dir NEW`.)
     #[arg(
         long,
+        global = true,
+        alias = "data",
         env = "CHIEFSYNC_DATA_DIR",
         default_value = "./data",
         value_name = "DIR"
@@ -265,6 +268,12 @@ mod tests {
             matches!(cli.command, Some(Command::Backup { ref to }) if to.as_os_str() == "/mnt/b")
         );
         assert!(Cli::try_parse_from(["chiefsync", "restore"]).is_err());
+        let cli = Cli::try_parse_from(["chiefsync", "restore", "--from", "/b", "--data", "/new"])
+            .unwrap();
+        assert_eq!(cli.data_dir.as_os_str(), "/new");
+        assert!(
+            matches!(cli.command, Some(Command::Restore { ref from }) if from.as_os_str() == "/b")
+        );
         let cli = Cli::try_parse_from(["chiefsync", "--overdue-grace-hours", "24"]).unwrap();
         assert_eq!(cli.settings().workflow.overdue_grace_ms, 86_400_000);
         assert_eq!(cli.settings().workflow.deadline_check_every.as_secs(), 300);
