@@ -23,9 +23,12 @@ pub struct Cli {
     )]
     pub addr: String,
 
-    /// Directory for the database and the generated token signing key.
+    /// Directory for the database and the generated token signing key. (Accepted after a
+    /// subcommand too: `chiefsync restore --from B --data-dir NEW`.)
     #[arg(
         long,
+        global = true,
+        alias = "data",
         env = "CHIEFSYNC_DATA_DIR",
         default_value = "./data",
         value_name = "DIR"
@@ -185,6 +188,22 @@ pub enum Command {
     /// Check every stored document against its checksum and load it; print the damaged ones
     /// as JSON and exit with status 1 if there are any. Run it with the server stopped.
     Verify,
+    /// Take a consistent copy of the server over --data-dir (documents and their change feed,
+    /// accounts and sessions, reference data, photos, the generated signing key) into DIR. A
+    /// running server takes it itself, without stopping; a stopped one is copied directly.
+    Backup {
+        /// New or empty directory for the backup, outside the data directory (ideally on
+        /// another disk or machine).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Check a backup against its manifest and restore it into --data-dir, which must be new
+    /// or empty; then start the server on that directory.
+    Restore {
+        /// Directory of a backup taken by `chiefsync backup`.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
 }
 
 /// Environment variable holding the password for `create-admin`.
@@ -252,6 +271,17 @@ mod tests {
             matches!(cli.command, Some(Command::CreateAdmin { ref username, .. }) if username == "root")
         );
         assert!(Cli::try_parse_from(["chiefsync", "--access-ttl-secs", "0"]).is_err());
+        let cli = Cli::try_parse_from(["chiefsync", "backup", "--to", "/mnt/b"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Backup { ref to }) if to.as_os_str() == "/mnt/b")
+        );
+        assert!(Cli::try_parse_from(["chiefsync", "restore"]).is_err());
+        let cli = Cli::try_parse_from(["chiefsync", "restore", "--from", "/b", "--data", "/new"])
+            .unwrap();
+        assert_eq!(cli.data_dir.as_os_str(), "/new");
+        assert!(
+            matches!(cli.command, Some(Command::Restore { ref from }) if from.as_os_str() == "/b")
+        );
         let cli = Cli::try_parse_from(["chiefsync", "--overdue-grace-hours", "24"]).unwrap();
         assert_eq!(cli.settings().workflow.overdue_grace_ms, 86_400_000);
         assert_eq!(cli.settings().workflow.deadline_check_every.as_secs(), 300);

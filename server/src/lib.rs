@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod board;
 pub mod config;

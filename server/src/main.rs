@@ -45,12 +45,23 @@ fn init_tracing(format: LogFormat) {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn run(cli: Cli) -> Result<(), BoxError> {
+    // Backup and restore run beside (or instead of) a server: they never open its state.
+    match &cli.command {
+        Some(Command::Backup { to }) => return backup(&cli, to),
+        Some(Command::Restore { from }) => {
+            let restored = server::backup::restore(from, &cli.data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&restored)?);
+            return Ok(());
+        }
+        _ => {}
+    }
     let state = AppState::open(&cli.settings())?;
     match &cli.command {
         Some(Command::CreateAdmin {
             username,
             display_name,
         }) => create_admin(&state, username, display_name.as_deref()),
+        Some(Command::Backup { .. } | Command::Restore { .. }) => unreachable!("handled above"),
         Some(Command::Verify) => {
             let report = server::integrity::check_documents(state.store.as_ref())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -74,6 +85,15 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 tracing::info!(tiles = %tiles.path().display(), min_zoom = info.min_zoom, max_zoom = info.max_zoom, "local basemap");
             }
             let state = web::Data::new(state);
+            let backups = state.clone();
+            let data_dir = cli.data_dir.clone();
+            // A server that cannot offer backups still serves (a data directory path too
+            // long for a socket, say); `chiefsync backup` then says the server does not answer.
+            if let Err(err) = server::backup::control::listen(&cli.data_dir, move |to| {
+                server::backup::take(backups.store.as_ref(), backups.blobs.store(), &data_dir, to)
+            }) {
+                tracing::warn!(error = %err, "backups unavailable: no control socket");
+            }
             let server = http_server(state.clone(), listener, cli.workers)?;
             actix_web::rt::System::new().block_on(async {
                 let deadlines = server::jobs::spawn(state.clone());
@@ -112,5 +132,29 @@ fn create_admin(
     )?;
     state.store.create_user(&record)?;
     tracing::info!(user = %record.user.id, %username, "administrator created");
+    Ok(())
+}
+
+/// `chiefsync backup --to DIR`: asks the server running over the data directory, or copies a
+/// stopped one directly; prints what the backup holds.
+fn backup(cli: &Cli, to: &std::path::Path) -> Result<(), BoxError> {
+    let to = std::path::absolute(to)?;
+    let started = std::time::Instant::now();
+    let manifest = match server::backup::control::request(&cli.data_dir, &to)? {
+        Some(manifest) => manifest,
+        None => server::backup::take_offline(&cli.data_dir, &to)?,
+    };
+    let summary = serde_json::json!({
+        "to": to.display().to_string(),
+        "feed_head": manifest.feed_head,
+        "documents": manifest.documents,
+        "users": manifest.users,
+        "photos": manifest.photos.len(),
+        "bytes": manifest.total_bytes(),
+        "saves_held_ms": manifest.held_ms,
+        "took_ms": started.elapsed().as_millis() as u64,
+        "signing_key": manifest.signing_key.is_some(),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

@@ -80,6 +80,13 @@ impl DocIndex {
         index.head = index.head.max(seq);
     }
 
+    /// Moves the head on to `head` without a document there (a backup marks where it was
+    /// taken); the caller holds the lock that hands out feed positions.
+    pub fn skipped_to(&self, head: u64) {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        index.head = index.head.max(head);
+    }
+
     pub fn head(&self) -> u64 {
         self.read().head
     }

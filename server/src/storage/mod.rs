@@ -21,6 +21,7 @@ mod listed;
 mod sled_documents;
 mod sled_store;
 
+pub use sled_documents::BACKUP_FEED_GAP;
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -118,6 +119,9 @@ pub struct AdminBatch {
     pub meta: Vec<(String, Vec<u8>)>,
 }
 
+/// Where [`Store::export`] hands each record: (table, key, value).
+pub type ExportSink<'a> = dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()> + 'a;
+
 /// Everything the server persists. Implementations must be safe to share between workers.
 /// Documents, the change feed, the audit log, per-device sync records and the reference
 /// lookups the hub needs are the sync hub's [`HubStore`].
@@ -194,4 +198,17 @@ pub trait Store: HubStore + Send + Sync + std::fmt::Debug {
     /// decides and removes under it, so no record can gain a reference to a photo in between).
     /// Hold it briefly: every sync that stores something waits.
     fn hold_saves(&self) -> std::sync::MutexGuard<'_, ()>;
+
+    /// Hands every stored record to `sink` as (table, key, value), table by table in key order,
+    /// for a backup (`crate::backup`), which calls it under [`Store::hold_saves`] so no document
+    /// save is half in. Afterwards the feed head moves far on without documents, so every
+    /// cursor handed out later is far past the copy's head (phones then notice a server
+    /// restored from the copy). A store whose database has its own backup tools says so
+    /// instead.
+    fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {
+        let _ = sink;
+        Err(StoreError::Backend(
+            "this store is backed up with its database's own tools".into(),
+        ))
+    }
 }

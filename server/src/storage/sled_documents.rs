@@ -36,6 +36,9 @@ use super::sled_store::SledStore;
 use super::Store;
 
 const FEED_HEAD: &[u8] = b"feed.head";
+/// How far a backup moves the live feed head: more saves than a restored district server takes
+/// in years. Cursors stay far below 2^53 (exact in JSON numbers) for millions of backups.
+pub const BACKUP_FEED_GAP: u64 = 1 << 32;
 
 fn storage(err: impl std::fmt::Display) -> HubError {
     HubError::Storage(err.to_string())
@@ -92,6 +95,23 @@ impl SledStore {
             docs.push((id, seq, meta));
         }
         Ok(DocIndex::new(head, docs))
+    }
+}
+
+impl SledStore {
+    /// Moves the feed head [`BACKUP_FEED_GAP`] positions on without documents, durably; the
+    /// caller holds the save lock (`Store::hold_saves`). After a backup, every cursor the
+    /// server hands out is then far past the backup's head, and a phone that synced since
+    /// finds a server restored from that backup behind its cursor, however many saves the
+    /// restored server took from other phones first (`crate::backup`).
+    pub(super) fn skip_feed_position(&self) -> Result<u64, HubError> {
+        let head = self.index.head() + BACKUP_FEED_GAP;
+        self.meta
+            .insert(FEED_HEAD, &seq_bytes(head)[..])
+            .map_err(storage)?;
+        self.db.flush().map_err(storage)?;
+        self.index.skipped_to(head);
+        Ok(head)
     }
 }
 

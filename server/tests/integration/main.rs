@@ -9,6 +9,7 @@ mod admin_desk;
 mod admin_rules;
 mod attacks;
 mod auth;
+mod backup;
 mod blobs;
 mod cli;
 mod dashboard;

@@ -98,12 +98,17 @@ impl Phone {
 
     /// A phone signed in with `grant` (from a login or a first sign-in with a setup code).
     pub fn with_grant(server: &TestServer, grant: &serde_json::Value, device: &str) -> Arc<Phone> {
+        Self::at(&server.base, grant, device)
+    }
+
+    /// A phone of `grant` talking to the server at `base` (`http://127.0.0.1:PORT`).
+    pub fn at(base: &str, grant: &serde_json::Value, device: &str) -> Arc<Phone> {
         let dir = tempfile::tempdir().unwrap();
         Arc::new(Phone {
             user: serde_json::from_value(grant["user"].clone()).unwrap(),
             actor: parse_actor(grant["actor_id"].as_str().unwrap()).unwrap(),
             device: device.to_string(),
-            base: std::sync::Mutex::new(server.base.clone()),
+            base: std::sync::Mutex::new(base.to_owned()),
             token: grant["access_token"].as_str().unwrap().to_string(),
             store: LocalStore::open(dir.path().join("store")).unwrap(),
             _dir: dir,
@@ -126,7 +131,28 @@ impl Phone {
 
     /// Points the phone at a restarted server (its session and store carry over).
     pub fn reconnect(&self, server: &TestServer) {
-        *self.base.lock().unwrap() = server.base.clone();
+        self.reconnect_to(&server.base);
+    }
+
+    /// Points the phone at the server at `base`.
+    pub fn reconnect_to(&self, base: &str) {
+        *self.base.lock().unwrap() = base.to_owned();
+    }
+
+    /// Heads of every document the phone holds, as hex, by id.
+    pub fn heads(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        use sync_core::store::DocKind as Stored;
+        for kind in [Stored::Patrol, Stored::Issue] {
+            for id in self.store.doc_ids(kind).unwrap() {
+                let mut doc = SyncClient::new(&self.store).load(&id).unwrap().unwrap();
+                let mut heads: Vec<String> =
+                    doc.get_heads().iter().map(|h| h.to_string()).collect();
+                heads.sort();
+                out.insert(id, heads);
+            }
+        }
+        out
     }
 
     /// The device's copy of an issue, continuing with this device's actor.
