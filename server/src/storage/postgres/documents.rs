@@ -99,57 +99,64 @@ fn bound(position: u64) -> i64 {
 }
 
 impl PostgresStore {
-    async fn metas(
+    /// The `(id, routing facts)` rows of `sql`, up to `limit` of them that `keep` accepts (the
+    /// facts are parsed here, on the calling thread, where `keep` may run).
+    fn metas(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         keep: &dyn Fn(&DocMeta) -> bool,
         limit: usize,
-    ) -> Result<Vec<DocMeta>, HubError> {
-        let client = self.client().await.map_err(hub)?;
-        let rows = client.query(sql, params).await.map_err(storage)?;
+    ) -> Result<(Vec<DocMeta>, usize, Option<String>), HubError> {
+        let rows = self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client.query(sql, params).await.map_err(storage)
+        })?;
+        let read = rows.len();
+        let mut last = None;
         let mut kept = Vec::new();
         for row in rows {
-            if kept.len() >= limit {
-                break;
-            }
             let id: String = row.get(0);
-            let meta: DocMeta = from_json(&id, row.get(1))?;
-            if keep(&meta) {
-                kept.push(meta);
+            if kept.len() < limit {
+                let meta: DocMeta = from_json(&id, row.get(1))?;
+                if keep(&meta) {
+                    kept.push(meta);
+                }
             }
+            last = Some(id);
         }
-        Ok(kept)
+        Ok((kept, read, last))
     }
 }
 
 impl DocumentStore for PostgresStore {
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
-        self.run(async {
+        let row = self.run(async {
             let client = self.client().await.map_err(hub)?;
-            let Some(row) = client
+            client
                 .query_opt(
                     "SELECT meta, bytes, crc32, seq FROM documents WHERE id = $1",
                     &[&id],
                 )
                 .await
-                .map_err(storage)?
-            else {
-                remember_read(id, None);
-                return Ok(None);
-            };
-            remember_read(id, Some(row.get(3)));
-            let meta: DocMeta = from_json(id, row.get(0))?;
-            let bytes: Vec<u8> = row.get(1);
-            let sum: i64 = row.get(2);
-            if i64::from(crc32fast::hash(&bytes)) != sum {
-                return Err(HubError::Damaged {
-                    id: id.to_owned(),
-                    reason: "checksum mismatch".into(),
-                });
-            }
-            Ok(Some(StoredDoc { meta, bytes }))
-        })
+                .map_err(storage)
+        })?;
+        // Remembered on the calling thread, the one that saves after it read.
+        let Some(row) = row else {
+            remember_read(id, None);
+            return Ok(None);
+        };
+        remember_read(id, Some(row.get(3)));
+        let meta: DocMeta = from_json(id, row.get(0))?;
+        let bytes: Vec<u8> = row.get(1);
+        let sum: i64 = row.get(2);
+        if i64::from(crc32fast::hash(&bytes)) != sum {
+            return Err(HubError::Damaged {
+                id: id.to_owned(),
+                reason: "checksum mismatch".into(),
+            });
+        }
+        Ok(Some(StoredDoc { meta, bytes }))
     }
 
     fn save_document(
@@ -236,21 +243,23 @@ impl DocumentStore for PostgresStore {
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
         let (after, upto) = (bound(after), bound(upto));
-        self.run(self.metas(
+        self.metas(
             "SELECT id, meta FROM documents WHERE seq > $1 AND seq <= $2 ORDER BY seq",
             &[&after, &upto],
             keep,
             usize::MAX,
-        ))
+        )
+        .map(|(kept, _, _)| kept)
     }
 
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
-        self.run(self.metas(
+        self.metas(
             "SELECT id, meta FROM documents ORDER BY id",
             &[],
             &|_| true,
             usize::MAX,
-        ))
+        )
+        .map(|(kept, _, _)| kept)
     }
 
     fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
@@ -276,40 +285,28 @@ impl DocumentStore for PostgresStore {
         let batch_rows = i64::try_from(batch).unwrap_or(1000);
         let mut page = Vec::new();
         let mut cursor = after.map(str::to_owned);
-        self.run(async {
-            let client = self.client().await.map_err(hub)?;
-            while page.len() < limit {
-                let rows = match &cursor {
-                    Some(after) => client
-                        .query(
-                            "SELECT id, meta FROM documents WHERE id > $1 ORDER BY id LIMIT $2",
-                            &[after, &batch_rows],
-                        )
-                        .await
-                        .map_err(storage)?,
-                    None => client
-                        .query(
-                            "SELECT id, meta FROM documents ORDER BY id LIMIT $1",
-                            &[&batch_rows],
-                        )
-                        .await
-                        .map_err(storage)?,
-                };
-                let done = rows.len() < batch;
-                for row in rows {
-                    let id: String = row.get(0);
-                    let meta: DocMeta = from_json(&id, row.get(1))?;
-                    if page.len() < limit && keep(&meta) {
-                        page.push(meta);
-                    }
-                    cursor = Some(id);
-                }
-                if done {
-                    break;
-                }
+        while page.len() < limit {
+            let (kept, read, last) = match &cursor {
+                Some(after) => self.metas(
+                    "SELECT id, meta FROM documents WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[after, &batch_rows],
+                    keep,
+                    limit - page.len(),
+                )?,
+                None => self.metas(
+                    "SELECT id, meta FROM documents ORDER BY id LIMIT $1",
+                    &[&batch_rows],
+                    keep,
+                    limit - page.len(),
+                )?,
+            };
+            page.extend(kept);
+            if read < batch {
+                break;
             }
-            Ok(page)
-        })
+            cursor = last;
+        }
+        Ok(page)
     }
 }
 

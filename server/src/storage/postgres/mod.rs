@@ -7,8 +7,8 @@
 //!
 //! The traits are blocking and called from the server's blocking workers; the client is
 //! asynchronous (tokio-postgres with a deadpool pool). The store keeps a small runtime of its
-//! own that drives the connections, and each call waits for its statements on the calling
-//! thread, so it works from any thread, inside the server's runtime or not.
+//! own that drives the connections; each call runs its statements on that runtime while the
+//! calling thread waits, so it works from any thread, inside the server's runtime or not.
 //!
 //! Every mutating call commits before it returns, and PostgreSQL's commit is durable
 //! (`synchronous_commit` on, its default), so `flush` and `durable` have nothing left to do.
@@ -147,12 +147,20 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Runs `work` to its end on the calling thread, with the store's runtime driving the
-    /// connections.
-    fn run<T>(&self, work: impl Future<Output = T>) -> T {
+    /// Runs `work` to its end with the store's runtime, on a short-lived thread of its own while
+    /// the caller waits: the caller may be inside the server's runtime (start-up, seeding), where
+    /// no runtime may be blocked on, and the connections' tasks must run on the store's runtime
+    /// only, never on a caller's.
+    fn run<T: Send>(&self, work: impl Future<Output = T> + Send) -> T {
         let runtime = self.runtime.as_ref().expect("runtime until drop");
-        let _enter = runtime.enter();
-        futures_executor::block_on(work)
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("postgres-call".into())
+                .spawn_scoped(scope, || runtime.block_on(work))
+                .expect("a thread for the database call")
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
