@@ -108,8 +108,10 @@ async fn two_servers_on_one_database_serve_the_same_phones() {
     // A chief signs in on server A and reports a problem from the phone.
     let phone = Phone::login(&a, CHIEF, "chief-phone").await;
     let supervisor = a.token(SUPERVISOR, "desk").await;
-    let template = a.get("/api/v1/issues?limit=1", &supervisor).await;
-    let template = template.expect_ok()["items"][0].clone();
+    // Reported where a demo problem in the chief's river was.
+    let template = issue_row(&a, &supervisor, "河面漂浮生活垃圾")
+        .await
+        .expect("the demo problem");
     let mut issue = IssueDoc::report(
         phone.actor.clone(),
         &phone.user,
