@@ -35,6 +35,12 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// Keep accounts, documents and the change feed in this PostgreSQL database
+    /// (`postgres://user:password@host:port/database`) instead of sled under DIR; several
+    /// servers may share one. Photos and the signing key stay in DIR.
+    #[arg(long, env = "CHIEFSYNC_DATABASE", hide_env_values = true, value_parser = parse_database, value_name = "URL")]
+    pub database: Option<String>,
+
     /// Lifetime of access tokens, seconds.
     #[arg(long, env = "CHIEFSYNC_ACCESS_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     pub access_ttl_secs: u64,
@@ -244,9 +250,20 @@ impl Cli {
                 pair_warn_m: self.photo_pair_warn_m.max(0.0),
             },
             blobs: self.blobs.clone().unwrap_or_default(),
+            database: self.database.clone(),
             ..Settings::new(&self.data_dir)
         }
     }
+}
+
+/// A `--database` address: PostgreSQL's URL form, checked when the command line is read.
+fn parse_database(url: &str) -> Result<String, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("expected postgres://user:password@host:port/database".into());
+    }
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| e.to_string())?;
+    Ok(url.to_owned())
 }
 
 #[cfg(test)]
@@ -257,6 +274,18 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn database_is_sled_unless_a_postgres_address_is_given() {
+        assert_eq!(Cli::try_parse_from(["chiefsync"]).unwrap().database, None);
+        let url = "postgres://chiefsync:secret@10.0.0.5:5432/chiefsync";
+        let cli = Cli::try_parse_from(["chiefsync", "--database", url]).unwrap();
+        assert_eq!(cli.settings().database.as_deref(), Some(url));
+        assert!(Cli::try_parse_from(["chiefsync", "--database", "mysql://x/y"]).is_err());
+        assert!(
+            Cli::try_parse_from(["chiefsync", "--database", "postgres://h:notaport/d"]).is_err()
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 server::demo::seed_sized(&state, server::demo::DemoSize::District)?;
             }
             let listener = TcpListener::bind(&cli.addr)?;
-            tracing::info!(addr = %listener.local_addr()?, data_dir = %cli.data_dir.display(), "serving");
+            tracing::info!(addr = %listener.local_addr()?, data_dir = %cli.data_dir.display(), store = if cli.database.is_some() { "postgres" } else { "sled" }, "serving");
             if let Some(tiles) = &state.tiles {
                 // A basemap that cannot be read stops the start, with the reason. Checked on a
                 // copy; the workers open their own at the first tile.

@@ -16,12 +16,15 @@ use crate::auth::rate_limit::{LoginLimit, LoginLimiter};
 use crate::auth::signing_key::{SigningKey, SigningKeyError};
 use crate::metrics::Metrics;
 use crate::settings::WorkflowSettings;
-use crate::storage::{SledStore, Store, StoreError};
+use crate::storage::{PostgresStore, SledStore, Store, StoreError};
 
 /// Everything the service needs to start, independent of how it was configured.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// A `postgres://` address to keep the store in PostgreSQL instead of sled under
+    /// `data_dir/db` (photos and the signing key stay in `data_dir`).
+    pub database: Option<String>,
     /// The token signing key; generated into the data dir when `None`.
     pub signing_key: Option<String>,
     pub access_ttl_secs: u64,
@@ -53,6 +56,7 @@ impl Settings {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: None,
             signing_key: None,
             access_ttl_secs: 900,
             refresh_ttl_secs: 30 * 24 * 3600,
@@ -126,15 +130,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Opens the sled database under `data_dir/db` and loads (or creates) the signing key.
+    /// Opens the store (the PostgreSQL database of `settings.database`, else the sled database
+    /// under `data_dir/db`) and loads (or creates) the signing key.
     pub fn open(settings: &Settings) -> Result<Self, StartupError> {
         std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartupError::DataDir {
             path: settings.data_dir.display().to_string(),
             source,
         })?;
-        let store = SledStore::open(&settings.data_dir.join("db"))?;
+        let store: Arc<dyn Store> = match &settings.database {
+            Some(url) => Arc::new(PostgresStore::open(url)?),
+            None => Arc::new(SledStore::open(&settings.data_dir.join("db"))?),
+        };
         let key = SigningKey::load_or_create(settings.signing_key.as_deref(), &settings.data_dir)?;
-        Self::with_store(Arc::new(store), &key, settings)
+        Self::with_store(store, &key, settings)
     }
 
     /// Builds the state over an already opened store.

@@ -20,6 +20,7 @@ mod issues;
 mod ops;
 mod patrol_evidence;
 mod phone;
+mod postgres;
 mod public;
 mod reference;
 mod rules;

@@ -1,0 +1,566 @@
+//! The sync hub's storage on PostgreSQL: documents with their routing facts, the change feed
+//! devices sync from, the audit of accepted changes, and what each device holds.
+//!
+//! A document is one row: its routing facts, the full automerge save (with its CRC-32, so a
+//! damaged one is reported, never loaded as valid data) and the feed position of its latest
+//! save. The feed is these rows in position order.
+//!
+//! Several servers save at once, and a position drawn earlier can commit later: a reader that
+//! saw position 7 committed and moved its cursor there would never look back for position 6
+//! still being written. So each save holds a lock named by its position until it commits
+//! (`feed_position()` in `schema`), and [`DocumentStore::feed_head`] is the position below the
+//! lowest one still held (`feed_settled()`): everything up to it has committed. Only saves in
+//! this database count, so other work on the same PostgreSQL does not hold the feed back. A
+//! save is acknowledged only after its commit.
+//!
+//! Saves of one document are serialized across servers by a transaction-scoped advisory lock
+//! on the document's id, taken before its position is drawn.
+//!
+//! The hub reads a document, merges into it and saves it under a lock of its own process; a
+//! server beside it may save the same document in between. So each thread remembers the
+//! position of the version it last read of each document, and a save that follows such a read
+//! is refused (nothing written, the request fails and the phone sends again) when another
+//! save came between: a merge is never saved over changes it did not contain.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use sync_core::authz::DocMeta;
+use sync_core::hub::{
+    AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
+    ReferenceSource, StoredDoc,
+};
+use sync_core::model::{Asset, Category, User};
+use tokio_postgres::types::Json;
+
+use super::PostgresStore;
+use crate::storage::{Store, StoreError};
+
+/// The advisory lock namespace of document saves (the first key of the two-key form).
+const DOCUMENT_LOCK: i32 = 0x4353_4401;
+
+/// Documents whose read versions a thread remembers at most; beyond that it forgets them all
+/// (a save after a forgotten read is not checked).
+const READS_KEPT: usize = 256;
+
+thread_local! {
+    /// Per document this thread read: the feed position of the version read (`None`: absent).
+    static READ: RefCell<HashMap<String, Option<i64>>> = RefCell::new(HashMap::new());
+}
+
+fn remember_read(id: &str, seq: Option<i64>) {
+    READ.with(|read| {
+        let mut read = read.borrow_mut();
+        if read.len() >= READS_KEPT && !read.contains_key(id) {
+            read.clear();
+        }
+        read.insert(id.to_owned(), seq);
+    });
+}
+
+fn take_read(id: &str) -> Option<Option<i64>> {
+    READ.with(|read| read.borrow_mut().remove(id))
+}
+
+fn storage(err: impl std::fmt::Display) -> HubError {
+    HubError::Storage(err.to_string())
+}
+
+fn hub(err: StoreError) -> HubError {
+    match err {
+        StoreError::Corrupt { key, detail } => HubError::Damaged {
+            id: key,
+            reason: detail,
+        },
+        other => HubError::Storage(other.to_string()),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Json<serde_json::Value>, HubError> {
+    serde_json::to_value(value).map(Json).map_err(storage)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    id: &str,
+    Json(value): Json<serde_json::Value>,
+) -> Result<T, HubError> {
+    serde_json::from_value(value).map_err(|e| HubError::Damaged {
+        id: id.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn position(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+fn bound(position: u64) -> i64 {
+    i64::try_from(position).unwrap_or(i64::MAX)
+}
+
+impl PostgresStore {
+    /// The `(id, routing facts)` rows of `sql`, up to `limit` of them that `keep` accepts (the
+    /// facts are parsed here, on the calling thread, where `keep` may run).
+    fn metas(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        keep: &dyn Fn(&DocMeta) -> bool,
+        limit: usize,
+    ) -> Result<(Vec<DocMeta>, usize, Option<String>), HubError> {
+        let rows = self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client.query(sql, params).await.map_err(storage)
+        })?;
+        let read = rows.len();
+        let mut last = None;
+        let mut kept = Vec::new();
+        for row in rows {
+            let id: String = row.get(0);
+            if kept.len() < limit {
+                let meta: DocMeta = from_json(&id, row.get(1))?;
+                if keep(&meta) {
+                    kept.push(meta);
+                }
+            }
+            last = Some(id);
+        }
+        Ok((kept, read, last))
+    }
+}
+
+impl DocumentStore for PostgresStore {
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
+        let row = self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client
+                .query_opt(
+                    "SELECT meta, bytes, crc32, seq FROM documents WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(storage)
+        })?;
+        // Remembered on the calling thread, the one that saves after it read.
+        let Some(row) = row else {
+            remember_read(id, None);
+            return Ok(None);
+        };
+        remember_read(id, Some(row.get(3)));
+        let meta: DocMeta = from_json(id, row.get(0))?;
+        let bytes: Vec<u8> = row.get(1);
+        let sum: i64 = row.get(2);
+        if i64::from(crc32fast::hash(&bytes)) != sum {
+            return Err(HubError::Damaged {
+                id: id.to_owned(),
+                reason: "checksum mismatch".into(),
+            });
+        }
+        Ok(Some(StoredDoc { meta, bytes }))
+    }
+
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        let meta_json = to_json(meta)?;
+        let sum = i64::from(crc32fast::hash(bytes));
+        let audit: Vec<_> = audit
+            .iter()
+            .map(|entry| Ok((entry, to_json(entry)?)))
+            .collect::<Result<_, HubError>>()?;
+        let read = take_read(id);
+        let _in_flight = self.saves.enter();
+        self.run(async {
+            let mut client = self.client().await.map_err(hub)?;
+            let tx = client.transaction().await.map_err(storage)?;
+            // One save of this document at a time, on every server; held to commit.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&DOCUMENT_LOCK, &id],
+            )
+            .await
+            .map_err(storage)?;
+            if let Some(read) = read {
+                let now: Option<i64> = tx
+                    .query_opt("SELECT seq FROM documents WHERE id = $1", &[&id])
+                    .await
+                    .map_err(storage)?
+                    .map(|row| row.get(0));
+                if now != read {
+                    return Err(HubError::Storage(format!(
+                        "document {id} was saved by another server meanwhile; send again"
+                    )));
+                }
+            }
+            // Its lock is held to commit: the feed's head stays below it until then.
+            let seq: i64 = tx
+                .query_one("SELECT feed_position()", &[])
+                .await
+                .map_err(storage)?
+                .get(0);
+            tx.execute(
+                "INSERT INTO documents (id, meta, bytes, crc32, seq)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET meta = EXCLUDED.meta, bytes = EXCLUDED.bytes,
+                     crc32 = EXCLUDED.crc32, seq = EXCLUDED.seq",
+                &[&id, &meta_json, &bytes, &sum, &seq],
+            )
+            .await
+            .map_err(storage)?;
+            for (entry, value) in &audit {
+                tx.execute(
+                    "INSERT INTO audit (doc_id, change, received_at_ms, entry)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[&entry.doc_id, &entry.change, &entry.received_at_ms, value],
+                )
+                .await
+                .map_err(storage)?;
+            }
+            tx.commit().await.map_err(storage)?;
+            Ok(position(seq))
+        })
+    }
+
+    fn feed_head(&self) -> Result<u64, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let row = client
+                .query_one("SELECT feed_settled()", &[])
+                .await
+                .map_err(storage)?;
+            Ok(position(row.get(0)))
+        })
+    }
+
+    fn changed_since(
+        &self,
+        after: u64,
+        upto: u64,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        let (after, upto) = (bound(after), bound(upto));
+        self.metas(
+            "SELECT id, meta FROM documents WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            &[&after, &upto],
+            keep,
+            usize::MAX,
+        )
+        .map(|(kept, _, _)| kept)
+    }
+
+    fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
+        self.metas(
+            "SELECT id, meta FROM documents ORDER BY id",
+            &[],
+            &|_| true,
+            usize::MAX,
+        )
+        .map(|(kept, _, _)| kept)
+    }
+
+    fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let row = client
+                .query_opt("SELECT seq FROM documents WHERE id = $1", &[&id])
+                .await
+                .map_err(storage)?;
+            Ok(row.map(|row| position(row.get(0))))
+        })
+    }
+
+    fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        // Read in batches of ids until the page is full or the ids run out: `keep` may
+        // refuse most of them.
+        let batch = limit.clamp(1, 1000);
+        let batch_rows = i64::try_from(batch).unwrap_or(1000);
+        let mut page = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        while page.len() < limit {
+            let (kept, read, last) = match &cursor {
+                Some(after) => self.metas(
+                    "SELECT id, meta FROM documents WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[after, &batch_rows],
+                    keep,
+                    limit - page.len(),
+                )?,
+                None => self.metas(
+                    "SELECT id, meta FROM documents ORDER BY id LIMIT $1",
+                    &[&batch_rows],
+                    keep,
+                    limit - page.len(),
+                )?,
+            };
+            page.extend(kept);
+            if read < batch {
+                break;
+            }
+            cursor = last;
+        }
+        Ok(page)
+    }
+}
+
+impl AuditLog for PostgresStore {
+    fn history(&self, doc_id: &str) -> Result<Vec<AuditEntry>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let rows = client
+                .query(
+                    "SELECT entry FROM audit WHERE doc_id = $1 ORDER BY received_at_ms, change",
+                    &[&doc_id],
+                )
+                .await
+                .map_err(storage)?;
+            rows.into_iter()
+                .map(|row| from_json(doc_id, row.get(0)))
+                .collect()
+        })
+    }
+}
+
+impl DeviceLedger for PostgresStore {
+    fn device_docs(&self, device: &str) -> Result<Vec<(String, DeviceDoc)>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let rows = client
+                .query(
+                    "SELECT doc_id, held FROM device_docs WHERE device = $1 ORDER BY doc_id",
+                    &[&device],
+                )
+                .await
+                .map_err(storage)?;
+            rows.into_iter()
+                .map(|row| {
+                    let id: String = row.get(0);
+                    let held = from_json(&id, row.get(1))?;
+                    Ok((id, held))
+                })
+                .collect()
+        })
+    }
+
+    fn device_doc_ids(&self, device: &str) -> Result<HashSet<String>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let rows = client
+                .query(
+                    "SELECT doc_id FROM device_docs WHERE device = $1",
+                    &[&device],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(rows.into_iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn device_doc(&self, device: &str, doc_id: &str) -> Result<Option<DeviceDoc>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let row = client
+                .query_opt(
+                    "SELECT held FROM device_docs WHERE device = $1 AND doc_id = $2",
+                    &[&device, &doc_id],
+                )
+                .await
+                .map_err(storage)?;
+            row.map(|row| from_json(doc_id, row.get(0))).transpose()
+        })
+    }
+
+    fn put_device_docs(
+        &self,
+        device: &str,
+        docs: &[(String, Option<DeviceDoc>)],
+    ) -> Result<(), HubError> {
+        let docs: Vec<_> = docs
+            .iter()
+            .map(|(id, held)| Ok((id, held.as_ref().map(to_json).transpose()?)))
+            .collect::<Result<_, HubError>>()?;
+        self.run(async {
+            let mut client = self.client().await.map_err(hub)?;
+            let tx = client.transaction().await.map_err(storage)?;
+            for (id, held) in &docs {
+                match held {
+                    Some(held) => tx
+                        .execute(
+                            "INSERT INTO device_docs (device, doc_id, held) VALUES ($1, $2, $3)
+                             ON CONFLICT (device, doc_id) DO UPDATE SET held = EXCLUDED.held",
+                            &[&device, id, held],
+                        )
+                        .await
+                        .map_err(storage)?,
+                    None => tx
+                        .execute(
+                            "DELETE FROM device_docs WHERE device = $1 AND doc_id = $2",
+                            &[&device, id],
+                        )
+                        .await
+                        .map_err(storage)?,
+                };
+            }
+            tx.commit().await.map_err(storage)
+        })
+    }
+
+    fn device_scope(&self, device: &str) -> Result<Option<String>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let row = client
+                .query_opt(
+                    "SELECT scope FROM device_scope WHERE device = $1",
+                    &[&device],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn put_device_scope(&self, device: &str, scope: &str) -> Result<(), HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client
+                .execute(
+                    "INSERT INTO device_scope (device, scope) VALUES ($1, $2)
+                     ON CONFLICT (device) DO UPDATE SET scope = EXCLUDED.scope",
+                    &[&device, &scope],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn device_synced(&self, device: &str) -> Result<Option<i64>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let row = client
+                .query_opt(
+                    "SELECT at_ms FROM device_synced WHERE device = $1",
+                    &[&device],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client
+                .execute(
+                    "INSERT INTO device_synced (device, at_ms) VALUES ($1, $2)
+                     ON CONFLICT (device) DO UPDATE SET at_ms = EXCLUDED.at_ms",
+                    &[&device, &at_ms],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let row = client
+                .query_opt(
+                    "SELECT state FROM sync_states WHERE device = $1 AND doc_id = $2",
+                    &[&device, &doc_id],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn put_sync_state(&self, device: &str, doc_id: &str, state: &[u8]) -> Result<(), HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client
+                .execute(
+                    "INSERT INTO sync_states (device, doc_id, state) VALUES ($1, $2, $3)
+                     ON CONFLICT (device, doc_id) DO UPDATE SET state = EXCLUDED.state",
+                    &[&device, &doc_id, &state],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn sync_states(&self, device: &str) -> Result<Vec<(String, Vec<u8>)>, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let rows = client
+                .query(
+                    "SELECT doc_id, state FROM sync_states WHERE device = $1 ORDER BY doc_id",
+                    &[&device],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(rows
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect())
+        })
+    }
+
+    fn forget_sync_states(&self, device: &str, doc_ids: &[String]) -> Result<(), HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client
+                .execute(
+                    "DELETE FROM sync_states WHERE device = $1 AND doc_id = ANY($2)",
+                    &[&device, &doc_ids],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(())
+        })
+    }
+}
+
+impl HubStore for PostgresStore {
+    /// Every write committed before it returned.
+    fn durable(&self) -> Result<(), HubError> {
+        Ok(())
+    }
+}
+
+impl ReferenceSource for PostgresStore {
+    fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {
+        Store::get_asset(self, id).map_err(hub)
+    }
+    fn categories(&self) -> Result<Vec<Category>, HubError> {
+        crate::reference::categories(self).map_err(hub)
+    }
+    fn user(&self, id: &str) -> Result<Option<User>, HubError> {
+        Ok(Store::get_user(self, id)
+            .map_err(hub)?
+            .map(|record| record.user))
+    }
+    fn department_exists(&self, name: &str) -> Result<bool, HubError> {
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let row = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM users WHERE department = $1)",
+                    &[&name],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(row.get(0))
+        })
+    }
+}

@@ -1,0 +1,654 @@
+//! The PostgreSQL backend of [`Store`] (`chiefsync --database postgres://…`): several server
+//! processes on one database serve the same phones.
+//!
+//! Records are JSON (`jsonb`) beside the columns they are looked up and ordered by; the schema
+//! is in `schema`, applied when the store opens. Documents, the change feed and the device
+//! ledger are in `documents`.
+//!
+//! The traits are blocking and called from the server's blocking workers; the client is
+//! asynchronous (tokio-postgres with a deadpool pool). The store keeps a small runtime of its
+//! own that drives the connections; each call runs its statements on that runtime while the
+//! calling thread waits, so it works from any thread, inside the server's runtime or not.
+//!
+//! Every mutating call commits before it returns, and PostgreSQL's commit is durable
+//! (`synchronous_commit` on, its default), so `flush` and `durable` have nothing left to do.
+//! Nothing is cached in the process: what another server wrote is read at once.
+
+mod documents;
+mod schema;
+
+use std::future::Future;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sync_core::model::{Asset, Division, DivisionCode, Role};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::{NoTls, Row};
+
+use super::{AdminBatch, DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
+
+/// Connections the store opens at most to the database.
+const POOL_SIZE: usize = 16;
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`; dropping it closes its connections.
+pub struct PostgresStore {
+    /// Drives the connections; shut down without waiting when the store drops.
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    /// Saves in progress in this process, and the gate `hold_saves` closes.
+    saves: SaveGate,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime waits for its tasks, which is refused inside another runtime
+            // (the server's, at shutdown); the connections only need closing.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Lets `hold_saves` hold back every document save of this process: a save passes the gate
+/// (a mutex taken and released at once) and counts itself in flight until it has committed.
+#[derive(Debug, Default)]
+struct SaveGate {
+    gate: Mutex<()>,
+    in_flight: Mutex<usize>,
+    landed: Condvar,
+}
+
+/// One save in flight; counted out when dropped, however the save ended.
+struct InFlight<'a>(&'a SaveGate);
+
+impl SaveGate {
+    fn enter(&self) -> InFlight<'_> {
+        drop(self.gate.lock().unwrap_or_else(|p| p.into_inner()));
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        InFlight(self)
+    }
+
+    fn hold(&self) -> MutexGuard<'_, ()> {
+        let held = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        while *in_flight > 0 {
+            in_flight = self
+                .landed
+                .wait(in_flight)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        held
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        *in_flight -= 1;
+        self.0.landed.notify_all();
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and
+    /// brings its schema up to date.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("database address: {e}")))?;
+        Self::connect(config)
+    }
+
+    /// As [`Self::open`], from a parsed connection configuration.
+    pub fn connect(config: tokio_postgres::Config) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("postgres")
+            .enable_all()
+            .build()
+            .map_err(backend)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _enter = runtime.enter();
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(std::time::Duration::from_secs(30)))
+                .create_timeout(Some(std::time::Duration::from_secs(10)))
+                .build()
+                .map_err(backend)?
+        };
+        let store = Self {
+            runtime: Some(runtime),
+            pool,
+            saves: SaveGate::default(),
+        };
+        store.run(async {
+            let mut client = store.client().await?;
+            schema::migrate(&mut client).await.map_err(backend)
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `work` to its end with the store's runtime, on a short-lived thread of its own while
+    /// the caller waits: the caller may be inside the server's runtime (start-up, seeding), where
+    /// no runtime may be blocked on, and the connections' tasks must run on the store's runtime
+    /// only, never on a caller's.
+    fn run<T: Send>(&self, work: impl Future<Output = T> + Send) -> T {
+        let runtime = self.runtime.as_ref().expect("runtime until drop");
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("postgres-call".into())
+                .spawn_scoped(scope, || runtime.block_on(work))
+                .expect("a thread for the database call")
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("database connection: {e}")))
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_opt(sql, &[&key]).await.map_err(backend)?;
+        row.map(|row| decode(key, &row, 0)).transpose()
+    }
+
+    async fn list_json<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query(sql, &[]).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| decode(&row.get::<_, String>(0), row, 1))
+            .collect()
+    }
+}
+
+pub(super) fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+/// The JSON of a record as a `jsonb` parameter.
+fn json<T: Serialize>(value: &T) -> Result<Json<serde_json::Value>, StoreError> {
+    serde_json::to_value(value)
+        .map(Json)
+        .map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+/// The record in column `index` of `row`; `Corrupt` (naming `key`) if it does not decode.
+fn decode<T: DeserializeOwned>(key: &str, row: &Row, index: usize) -> Result<T, StoreError> {
+    let Json(value): Json<serde_json::Value> = row.try_get(index).map_err(backend)?;
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn username_key(username: &str) -> String {
+    username.to_lowercase()
+}
+
+/// The department a user makes exist for assignments: an active handler's.
+fn department(record: &UserRecord) -> Option<&str> {
+    match &record.user.role {
+        Role::Handler { department } if record.user.active => Some(department),
+        _ => None,
+    }
+}
+
+/// A unique violation as the conflict it stands for; any other failure as a backend error.
+fn conflict_or_backend(
+    err: tokio_postgres::Error,
+    what: impl FnOnce(&str) -> String,
+) -> StoreError {
+    match err.as_db_error() {
+        Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => {
+            StoreError::Conflict(what(db.constraint().unwrap_or_default()))
+        }
+        _ => backend(err),
+    }
+}
+
+fn user_conflict(record: &UserRecord) -> impl FnOnce(&str) -> String + '_ {
+    move |constraint| {
+        if constraint == "users_username_key" {
+            format!("username {}", record.user.username)
+        } else {
+            format!("user id {}", record.user.id)
+        }
+    }
+}
+
+const INSERT_USER: &str =
+    "INSERT INTO users (id, username_key, department, record) VALUES ($1, $2, $3, $4)";
+
+impl Store for PostgresStore {
+    fn create_user(&self, record: &UserRecord) -> Result<(), StoreError> {
+        let value = json(record)?;
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    INSERT_USER,
+                    &[
+                        &record.user.id,
+                        &username_key(&record.user.username),
+                        &department(record),
+                        &value,
+                    ],
+                )
+                .await
+                .map_err(|e| conflict_or_backend(e, user_conflict(record)))?;
+            Ok(())
+        })
+    }
+
+    fn update_user(&self, record: &UserRecord) -> Result<(), StoreError> {
+        let value = json(record)?;
+        self.run(async {
+            let client = self.client().await?;
+            let updated = client
+                .execute(
+                    "UPDATE users SET username_key = $2, department = $3, record = $4 WHERE id = $1",
+                    &[
+                        &record.user.id,
+                        &username_key(&record.user.username),
+                        &department(record),
+                        &value,
+                    ],
+                )
+                .await
+                .map_err(|e| conflict_or_backend(e, user_conflict(record)))?;
+            if updated == 0 {
+                return Err(StoreError::NotFound(format!("user {}", record.user.id)));
+            }
+            Ok(())
+        })
+    }
+
+    fn get_user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.run(self.get_json("SELECT record FROM users WHERE id = $1", id))
+    }
+
+    fn find_user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let key = username_key(username);
+        self.run(self.get_json("SELECT record FROM users WHERE username_key = $1", &key))
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.run(self.list_json("SELECT id, record FROM users ORDER BY id"))
+    }
+
+    fn start_session(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        new_actor_id: &str,
+        now_ms: i64,
+    ) -> Result<DeviceRecord, StoreError> {
+        let first = DeviceRecord {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            actor_id: new_actor_id.to_owned(),
+            session: 1,
+            created_at_ms: now_ms,
+            last_login_ms: now_ms,
+            revoked_at_ms: None,
+        };
+        let first_json = json(&first)?;
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            // The first login of the pair inserts; a concurrent first login finds the row
+            // and, like every later login, takes it under its lock.
+            let inserted = tx
+                .execute(
+                    "INSERT INTO devices (user_id, device_id, record) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    &[&user_id, &device_id, &first_json],
+                )
+                .await
+                .map_err(backend)?;
+            let record = if inserted == 1 {
+                first
+            } else {
+                let row = tx
+                    .query_one(
+                        "SELECT record FROM devices WHERE user_id = $1 AND device_id = $2
+                         FOR UPDATE",
+                        &[&user_id, &device_id],
+                    )
+                    .await
+                    .map_err(backend)?;
+                let old: DeviceRecord = decode(&format!("{user_id}/{device_id}"), &row, 0)?;
+                let record = DeviceRecord {
+                    session: old.session + 1,
+                    last_login_ms: now_ms,
+                    revoked_at_ms: None,
+                    ..old
+                };
+                tx.execute(
+                    "UPDATE devices SET record = $3 WHERE user_id = $1 AND device_id = $2",
+                    &[&user_id, &device_id, &json(&record)?],
+                )
+                .await
+                .map_err(backend)?;
+                record
+            };
+            tx.commit().await.map_err(backend)?;
+            Ok(record)
+        })
+    }
+
+    fn get_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT record FROM devices WHERE user_id = $1 AND device_id = $2",
+                    &[&user_id, &device_id],
+                )
+                .await
+                .map_err(backend)?;
+            row.map(|row| decode(&format!("{user_id}/{device_id}"), &row, 0))
+                .transpose()
+        })
+    }
+
+    fn revoke_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT record FROM devices WHERE user_id = $1 AND device_id = $2
+                     FOR UPDATE",
+                    &[&user_id, &device_id],
+                )
+                .await
+                .map_err(backend)?
+            else {
+                return Ok(None);
+            };
+            let old: DeviceRecord = decode(&format!("{user_id}/{device_id}"), &row, 0)?;
+            let record = DeviceRecord {
+                revoked_at_ms: old.revoked_at_ms.or(Some(now_ms)),
+                ..old
+            };
+            tx.execute(
+                "UPDATE devices SET record = $3 WHERE user_id = $1 AND device_id = $2",
+                &[&user_id, &device_id, &json(&record)?],
+            )
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            Ok(Some(record))
+        })
+    }
+
+    fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.run(self.list_json(
+            "SELECT user_id || '/' || device_id, record FROM devices ORDER BY user_id, device_id",
+        ))
+    }
+
+    fn put_refresh_token(&self, record: &RefreshRecord) -> Result<(), StoreError> {
+        let value = json(record)?;
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO refresh_tokens (token_hash, record) VALUES ($1, $2)
+                     ON CONFLICT (token_hash) DO UPDATE SET record = EXCLUDED.record",
+                    &[&record.token_hash, &value],
+                )
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn consume_refresh_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<RefreshUse, StoreError> {
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT record FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+                    &[&token_hash],
+                )
+                .await
+                .map_err(backend)?
+            else {
+                return Ok(RefreshUse::Unknown);
+            };
+            let record: RefreshRecord = decode(token_hash, &row, 0)?;
+            if record.used_at_ms.is_some() {
+                return Ok(RefreshUse::Reused(record));
+            }
+            let used = RefreshRecord {
+                used_at_ms: Some(now_ms),
+                ..record.clone()
+            };
+            tx.execute(
+                "UPDATE refresh_tokens SET record = $2 WHERE token_hash = $1",
+                &[&token_hash, &json(&used)?],
+            )
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            Ok(RefreshUse::Fresh(record))
+        })
+    }
+
+    fn put_division(&self, division: &Division) -> Result<(), StoreError> {
+        let value = json(division)?;
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(PUT_DIVISION, &[&division.code.as_str(), &value])
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn get_division(&self, code: &DivisionCode) -> Result<Option<Division>, StoreError> {
+        self.run(self.get_json(
+            "SELECT record FROM divisions WHERE code = $1",
+            code.as_str(),
+        ))
+    }
+
+    fn list_divisions(&self) -> Result<Vec<Division>, StoreError> {
+        self.run(self.list_json("SELECT code, record FROM divisions ORDER BY code"))
+    }
+
+    fn put_asset(&self, asset: &Asset) -> Result<(), StoreError> {
+        let value = json(asset)?;
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(PUT_ASSET, &[&asset.id, &value])
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn get_asset(&self, id: &str) -> Result<Option<Asset>, StoreError> {
+        self.run(self.get_json("SELECT record FROM assets WHERE id = $1", id))
+    }
+
+    fn list_assets(&self) -> Result<Vec<Asset>, StoreError> {
+        self.run(self.list_json("SELECT id, record FROM assets ORDER BY id"))
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+                .await
+                .map_err(backend)?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(PUT_META, &[&key, &value])
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT key, value FROM meta WHERE starts_with(key, $1) ORDER BY key",
+                    &[&prefix],
+                )
+                .await
+                .map_err(backend)?;
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn apply_admin_batch(&self, batch: &AdminBatch) -> Result<(), StoreError> {
+        fn users(
+            records: &[UserRecord],
+        ) -> Result<Vec<(&UserRecord, Json<serde_json::Value>)>, StoreError> {
+            records.iter().map(|r| Ok((r, json(r)?))).collect()
+        }
+        let (new_users, changed_users) = (users(&batch.new_users)?, users(&batch.changed_users)?);
+        let divisions: Vec<_> = batch
+            .divisions
+            .iter()
+            .map(|d| Ok((d.code.as_str(), json(d)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let assets: Vec<_> = batch
+            .assets
+            .iter()
+            .map(|a| Ok((a.id.as_str(), json(a)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(backend)?;
+            for (record, value) in &new_users {
+                tx.execute(
+                    INSERT_USER,
+                    &[
+                        &record.user.id,
+                        &username_key(&record.user.username),
+                        &department(record),
+                        value,
+                    ],
+                )
+                .await
+                .map_err(|e| conflict_or_backend(e, user_conflict(record)))?;
+            }
+            for (record, value) in &changed_users {
+                // Usernames stay as they are: a changed user whose username differs is refused.
+                let row = tx
+                    .query_opt(
+                        "SELECT username_key FROM users WHERE id = $1 FOR UPDATE",
+                        &[&record.user.id],
+                    )
+                    .await
+                    .map_err(backend)?;
+                let Some(row) = row else {
+                    return Err(StoreError::NotFound(format!("user {}", record.user.id)));
+                };
+                if row.get::<_, String>(0) != username_key(&record.user.username) {
+                    return Err(StoreError::Conflict(format!(
+                        "username of {}",
+                        record.user.id
+                    )));
+                }
+                tx.execute(
+                    "UPDATE users SET department = $2, record = $3 WHERE id = $1",
+                    &[&record.user.id, &department(record), value],
+                )
+                .await
+                .map_err(backend)?;
+            }
+            for (code, value) in &divisions {
+                tx.execute(PUT_DIVISION, &[code, value])
+                    .await
+                    .map_err(backend)?;
+            }
+            for (id, value) in &assets {
+                tx.execute(PUT_ASSET, &[id, value]).await.map_err(backend)?;
+            }
+            for (key, value) in &batch.meta {
+                tx.execute(PUT_META, &[key, value]).await.map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)
+        })
+    }
+
+    /// Every call committed before it returned.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Holds back the saves of this process only: a save on another server sharing the
+    /// database is not held (the guard's type leaves no room for a database lock).
+    fn hold_saves(&self) -> MutexGuard<'_, ()> {
+        self.saves.hold()
+    }
+}
+
+const PUT_DIVISION: &str = "INSERT INTO divisions (code, record) VALUES ($1, $2)
+     ON CONFLICT (code) DO UPDATE SET record = EXCLUDED.record";
+const PUT_ASSET: &str = "INSERT INTO assets (id, record) VALUES ($1, $2)
+     ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record";
+const PUT_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2)
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+
+#[cfg(test)]
+mod tests;

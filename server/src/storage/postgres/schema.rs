@@ -1,0 +1,181 @@
+//! The PostgreSQL schema, created and upgraded by numbered migrations when a server starts.
+//!
+//! Each migration runs once, in its own transaction, under a transaction-scoped advisory lock:
+//! servers starting together on one database apply it once between them, and a start that
+//! finds every migration applied changes nothing. `schema_migrations` records what was applied.
+//!
+//! Keys are `text COLLATE "C"`, so listings come in the byte order of their ids, as the sled
+//! store lists them, whatever the database's locale.
+
+use tokio_postgres::Client;
+
+/// The advisory lock migrations run under (two-key form; the one-key form is the feed's).
+const MIGRATION_LOCK: (i32, i32) = (0x4353_4403, 0);
+
+/// The migrations in order; the number of each is its place in this list, from 1.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the server keeps.
+    r#"
+    CREATE TABLE users (
+        id text COLLATE "C" PRIMARY KEY,
+        -- The lower-cased username: usernames are unique without regard to case.
+        username_key text COLLATE "C" NOT NULL CONSTRAINT users_username_key UNIQUE,
+        -- The department of an active handler, NULL for everyone else: which departments
+        -- exist for an assignment is read from here.
+        department text,
+        record jsonb NOT NULL
+    );
+    CREATE INDEX users_department ON users (department) WHERE department IS NOT NULL;
+    CREATE TABLE devices (
+        user_id text COLLATE "C" NOT NULL,
+        device_id text COLLATE "C" NOT NULL,
+        record jsonb NOT NULL,
+        PRIMARY KEY (user_id, device_id)
+    );
+    CREATE TABLE refresh_tokens (
+        token_hash text COLLATE "C" PRIMARY KEY,
+        record jsonb NOT NULL
+    );
+    CREATE TABLE divisions (
+        code text COLLATE "C" PRIMARY KEY,
+        record jsonb NOT NULL
+    );
+    CREATE TABLE assets (
+        id text COLLATE "C" PRIMARY KEY,
+        record jsonb NOT NULL
+    );
+    CREATE TABLE meta (
+        key text COLLATE "C" PRIMARY KEY,
+        value bytea NOT NULL
+    );
+
+    -- The change feed's positions. Drawn by feed_position() only.
+    CREATE SEQUENCE feed_seq AS bigint MINVALUE 1;
+    -- Documents: routing facts, the full automerge save with its CRC-32, and the feed
+    -- position of the latest save.
+    CREATE TABLE documents (
+        id text COLLATE "C" PRIMARY KEY,
+        meta jsonb NOT NULL,
+        bytes bytea NOT NULL,
+        crc32 bigint NOT NULL,
+        seq bigint NOT NULL CONSTRAINT documents_seq UNIQUE
+    );
+    CREATE TABLE audit (
+        doc_id text COLLATE "C" NOT NULL,
+        change text COLLATE "C" NOT NULL,
+        received_at_ms bigint NOT NULL,
+        entry jsonb NOT NULL,
+        PRIMARY KEY (doc_id, change)
+    );
+    CREATE TABLE device_docs (
+        device text COLLATE "C" NOT NULL,
+        doc_id text COLLATE "C" NOT NULL,
+        held jsonb NOT NULL,
+        PRIMARY KEY (device, doc_id)
+    );
+    CREATE TABLE device_scope (
+        device text COLLATE "C" PRIMARY KEY,
+        scope text NOT NULL
+    );
+    CREATE TABLE device_synced (
+        device text COLLATE "C" PRIMARY KEY,
+        at_ms bigint NOT NULL
+    );
+    CREATE TABLE sync_states (
+        device text COLLATE "C" NOT NULL,
+        doc_id text COLLATE "C" NOT NULL,
+        state bytea NOT NULL,
+        PRIMARY KEY (device, doc_id)
+    );
+
+    -- The next feed position, for the calling transaction, which holds a shared advisory lock
+    -- keyed by that position (the one-bigint form; nothing else in this database uses it)
+    -- until it commits or aborts. Drawing the position and taking its lock happen under the
+    -- feed's gate (shared here, exclusive in feed_settled), so no reader finds a position
+    -- drawn but not yet locked. Saves do not wait for each other.
+    CREATE FUNCTION feed_position() RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE
+        position bigint;
+    BEGIN
+        PERFORM pg_advisory_lock_shared(1129530370, 0);
+        BEGIN
+            position := nextval('feed_seq');
+            PERFORM pg_advisory_xact_lock_shared(position);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM pg_advisory_unlock_shared(1129530370, 0);
+            RAISE;
+        END;
+        PERFORM pg_advisory_unlock_shared(1129530370, 0);
+        RETURN position;
+    END
+    $$;
+
+    -- The settled head of the feed: the highest position below which every save drawn in
+    -- this database has committed or aborted (a position's lock is released only after its
+    -- save is visible). A save that drew a lower position but commits later holds the head
+    -- below it, so a reader's cursor never passes a save still under way.
+    CREATE FUNCTION feed_settled() RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE
+        running bigint;
+        drawn bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(1129530370, 0);
+        SELECT min((classid::bigint << 32) | objid::bigint) INTO running
+        FROM pg_locks
+        WHERE locktype = 'advisory' AND objsubid = 1
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+        IF running IS NOT NULL THEN
+            RETURN running - 1;
+        END IF;
+        SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO drawn FROM feed_seq;
+        RETURN drawn;
+    END
+    $$;
+    "#,
+];
+
+/// Applies every migration not yet applied; returns the schema version now in force.
+pub(super) async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .or_else(|err| {
+            // Two servers creating the table at once: the loser sees a duplicate.
+            if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        })?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i32::try_from(index + 1).expect("few migrations");
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1],
+        )
+        .await?;
+        let applied = tx
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[&version],
+            )
+            .await?
+            .is_some();
+        if !applied {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(MIGRATIONS.len())
+}

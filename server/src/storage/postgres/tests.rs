@@ -1,0 +1,325 @@
+//! The PostgreSQL store through both conformance suites, and what only a database shared by
+//! several servers must do: a feed read without holes while saves commit out of order, and
+//! saves of one document serialized between servers.
+//!
+//! The database server is named by `CHIEFSYNC_TEST_POSTGRES` (a `postgres://` address of a
+//! user that may create databases; `.ci/run` sets it). Each test creates a database of its own
+//! and drops it afterwards. Without the variable, or with the server unreachable, each test
+//! says `skipped:` and passes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sync_core::doc::DocKind;
+use sync_core::hub::testing::doc_meta;
+use sync_core::hub::DocumentStore;
+
+use super::PostgresStore;
+use crate::storage::conformance::Harness;
+use crate::storage::Store;
+
+/// The environment variable naming the test database server.
+pub(crate) const TEST_DATABASE: &str = "CHIEFSYNC_TEST_POSTGRES";
+
+/// A connection of the test's own, outside any store (to create databases, hold locks).
+struct Session {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Session {
+    fn connect(config: &tokio_postgres::Config) -> Result<Self, tokio_postgres::Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = runtime.block_on(async {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        })?;
+        Ok(Self { runtime, client })
+    }
+
+    fn execute(&self, sql: &str) {
+        self.runtime
+            .block_on(self.client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn number(&self, sql: &str) -> i64 {
+        self.runtime
+            .block_on(self.client.query_one(sql, &[]))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
+/// A database of the test's own on the test server, dropped with the harness.
+pub(crate) struct PgHarness {
+    admin: Session,
+    config: tokio_postgres::Config,
+    name: String,
+}
+
+/// A fresh [`PgHarness`], or `return` from the test (which passes) after saying why not.
+macro_rules! pg_harness {
+    () => {
+        match $crate::storage::postgres::tests::PgHarness::new() {
+            Some(harness) => harness,
+            None => return,
+        }
+    };
+}
+
+impl PgHarness {
+    pub(crate) fn new() -> Option<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let Some(url) = std::env::var(TEST_DATABASE)
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            println!("skipped: {TEST_DATABASE} is not set (a postgres:// address of a server)");
+            return None;
+        };
+        let admin_config: tokio_postgres::Config = url
+            .parse()
+            .unwrap_or_else(|e| panic!("{TEST_DATABASE}: {e}"));
+        let admin = match Session::connect(&admin_config) {
+            Ok(admin) => admin,
+            Err(err) => {
+                println!("skipped: PostgreSQL at {TEST_DATABASE} is not reachable: {err}");
+                return None;
+            }
+        };
+        let name = format!(
+            "chiefsync_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        admin.execute(&format!("CREATE DATABASE {name}"));
+        let mut config = admin_config;
+        config.dbname(&name);
+        Some(Self {
+            admin,
+            config,
+            name,
+        })
+    }
+
+    fn store(&self) -> PostgresStore {
+        PostgresStore::connect(self.config.clone()).expect("open the PostgreSQL store")
+    }
+
+    fn session(&self) -> Session {
+        Session::connect(&self.config).expect("a session")
+    }
+}
+
+impl Drop for PgHarness {
+    fn drop(&mut self) {
+        self.admin.execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+impl Harness for PgHarness {
+    fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.store())
+    }
+}
+
+store_conformance_tests!(pg_harness!());
+
+/// The sync hub's part of the store, through the suite every hub store passes. Reference data
+/// goes in the way the administration writes it.
+impl sync_core::hub::testing::Harness for PgHarness {
+    type Store = Arc<dyn Store>;
+
+    fn open(&self) -> Self::Store {
+        Harness::open(self)
+    }
+
+    fn seed(&self, store: &Self::Store, reference: &sync_core::hub::testing::Reference) {
+        for asset in &reference.assets {
+            store.put_asset(asset).expect("asset");
+        }
+        let categories = serde_json::to_vec(&reference.categories).expect("categories");
+        store
+            .put_meta(crate::reference::CATEGORIES_KEY, &categories)
+            .expect("categories");
+        for user in &reference.users {
+            store
+                .create_user(&crate::storage::UserRecord {
+                    user: user.clone(),
+                    password_hash: None,
+                    created_at_ms: 1,
+                    updated_at_ms: 1,
+                })
+                .expect("user");
+        }
+    }
+}
+
+mod hub {
+    sync_core::hub_store_conformance!(pg_harness!());
+}
+
+fn save(store: &PostgresStore, id: &str, bytes: &[u8]) -> u64 {
+    store
+        .save_document(id, &doc_meta(id, DocKind::Patrol), bytes, &[])
+        .expect("save")
+}
+
+fn ids(metas: Vec<sync_core::authz::DocMeta>) -> Vec<String> {
+    metas.into_iter().map(|m| m.id).collect()
+}
+
+/// A save that drew position 2 commits after one that drew position 3. Meanwhile the feed's
+/// head stays below 2, so a phone that syncs then and keeps the head as its cursor still
+/// receives the document of position 2 once it commits: nothing is skipped, and the feed comes
+/// in position order.
+#[test]
+fn the_feed_is_read_without_holes_when_saves_commit_out_of_order() {
+    let h = pg_harness!();
+    let store = Arc::new(h.store());
+    assert_eq!(save(&store, "p1", b"first"), 1);
+
+    // Another session holds p1's row, so the next save of p1 draws its position and waits.
+    let blocker = h.session();
+    blocker.execute("BEGIN; SELECT 1 FROM documents WHERE id = 'p1' FOR UPDATE");
+    let late = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || save(&store, "p1", b"second"))
+    };
+    let watcher = h.session();
+    let started = Instant::now();
+    while watcher.number("SELECT last_value FROM feed_seq") < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no position drawn"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The later position commits first.
+    assert_eq!(save(&store, "p2", b"third"), 3);
+    assert!(store.document("p2").unwrap().is_some(), "committed");
+    assert_eq!(
+        watcher.number("SELECT max(seq) FROM documents"),
+        3,
+        "position 3 is visible while 2 is not: the trap is set"
+    );
+    let head = store.feed_head().unwrap();
+    assert_eq!(head, 1, "the head stays below the save still running");
+    let seen = ids(store.changed_since(0, head, &|_| true).unwrap());
+    assert_eq!(seen, vec!["p1"], "p1 as first saved");
+
+    blocker.execute("COMMIT");
+    assert_eq!(late.join().unwrap(), 2);
+    let head_after = store.feed_head().unwrap();
+    assert_eq!(head_after, 3);
+    assert_eq!(
+        ids(store.changed_since(head, head_after, &|_| true).unwrap()),
+        vec!["p1", "p2"],
+        "the phone's next sync gets both, in position order"
+    );
+    assert_eq!(store.document("p1").unwrap().unwrap().bytes, b"second");
+}
+
+/// Two servers on one database save the same document at once: each save gets its own
+/// position, and the document as stored is the save with the highest position (saves of one
+/// document are serialized, so the stored version is always the one the feed names last).
+#[test]
+fn saves_of_one_document_are_serialized_between_servers() {
+    let h = pg_harness!();
+    let servers = [h.store(), h.store()];
+    let saved: Vec<(u64, Vec<u8>)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let store = &servers[t % 2];
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|n| {
+                            let bytes = format!("thread {t} save {n}").into_bytes();
+                            (save(store, "i1", &bytes), bytes)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("saver"))
+            .collect()
+    });
+    let mut positions: Vec<u64> = saved.iter().map(|(seq, _)| *seq).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=40).collect::<Vec<u64>>());
+    let last = saved.iter().max_by_key(|(seq, _)| *seq).expect("saves");
+    for server in &servers {
+        assert_eq!(server.document_seq("i1").unwrap(), Some(40));
+        assert_eq!(server.document("i1").unwrap().unwrap().bytes, last.1);
+        assert_eq!(server.feed_head().unwrap(), 40);
+    }
+}
+
+/// Two servers starting on one new database create the schema once between them; a third
+/// start finds it in place.
+#[test]
+fn the_schema_is_created_once_by_servers_starting_together() {
+    let h = pg_harness!();
+    let stores: Vec<PostgresStore> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..3).map(|_| scope.spawn(|| h.store())).collect();
+        starts
+            .into_iter()
+            .map(|s| s.join().expect("start"))
+            .collect()
+    });
+    drop(stores);
+    let again = h.store();
+    assert_eq!(save(&again, "p1", b"x"), 1);
+    let session = h.session();
+    assert_eq!(session.number("SELECT count(*) FROM schema_migrations"), 1);
+}
+
+/// A server that read a document before another server saved it cannot save its merge over
+/// that save: the save is refused and nothing is written, and once it reads the document
+/// again its save goes through.
+#[test]
+fn a_merge_is_not_saved_over_another_servers_save() {
+    let h = pg_harness!();
+    let (a, b) = (h.store(), h.store());
+    assert_eq!(save(&a, "i1", b"first"), 1);
+    let read = a.document("i1").unwrap().expect("saved");
+    assert_eq!(read.bytes, b"first");
+    // Server b saves the document meanwhile (on another thread, as another process would).
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert!(b.document("i1").unwrap().is_some());
+            assert_eq!(save(&b, "i1", b"second, from b"), 2);
+        });
+    });
+    let refused = a.save_document("i1", &read.meta, b"first, merged on a", &[]);
+    assert!(
+        matches!(&refused, Err(sync_core::hub::HubError::Storage(why)) if why.contains("another server")),
+        "{refused:?}"
+    );
+    assert_eq!(a.document("i1").unwrap().unwrap().bytes, b"second, from b");
+    assert_eq!(a.feed_head().unwrap(), 2);
+    // Read again, merged again: saved.
+    assert_eq!(save(&a, "i1", b"second, merged on a"), 3);
+    // A document first read as absent and created elsewhere meanwhile is refused as well.
+    assert!(a.document("i2").unwrap().is_none());
+    std::thread::scope(|scope| {
+        scope.spawn(|| assert_eq!(save(&b, "i2", b"made on b"), 4));
+    });
+    assert!(a
+        .save_document("i2", &doc_meta("i2", DocKind::Issue), b"made on a", &[])
+        .is_err());
+    assert_eq!(b.document("i2").unwrap().unwrap().bytes, b"made on b");
+}
