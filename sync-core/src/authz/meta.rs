@@ -24,6 +24,15 @@ pub struct DocMeta {
     pub assignee: Option<Assignee>,
     /// Issues only: the folded status.
     pub status: Option<Status>,
+    /// Issues only: when the workflow finished the issue (verified, invalid or duplicate); a
+    /// closed issue leaves phones' delivery some time after ([`super::delivered`]). Facts
+    /// stored before this was kept read as `None`.
+    #[serde(default)]
+    pub closed_at_ms: Option<i64>,
+    /// Issues only: open and escalated (督办) since its latest assignment, so the chiefs above
+    /// the place receive it ([`super::delivered`]).
+    #[serde(default)]
+    pub escalated: bool,
 }
 
 impl DocMeta {
@@ -55,6 +64,8 @@ impl DocMeta {
             owner: patrol.chief.clone(),
             assignee: None,
             status: None,
+            closed_at_ms: None,
+            escalated: false,
         }
     }
 
@@ -70,6 +81,9 @@ impl DocMeta {
             owner: issue.reporter.clone(),
             assignee: state.assignee.clone(),
             status: state.status,
+            closed_at_ms: state.closed_at_ms,
+            escalated: state.status.is_some_and(Status::is_open)
+                && workflow::escalated_since_assignment(state),
         }
     }
 }

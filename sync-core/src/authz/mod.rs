@@ -74,6 +74,7 @@
 mod batch;
 mod change;
 mod meta;
+mod need;
 mod oversight;
 mod placement;
 mod schema;
@@ -84,6 +85,7 @@ mod tests;
 pub use batch::{authorize_batch, BatchOutcome};
 pub use change::{authorize_change, MAX_OP_COUNTER_SLACK};
 pub use meta::{in_scope, supervises, DocMeta};
+pub use need::{delivered, CLOSED_KEPT_DAYS, DELIVERY_RULE};
 pub use oversight::oversees;
 pub use placement::{check_category, check_placement, Placement, MAX_REPORT_DISTANCE_M};
 
