@@ -5,7 +5,7 @@
 use actix_web::{get, web, HttpResponse};
 use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
-use sync_core::authz::{in_scope, DocMeta};
+use sync_core::authz::{delivered, in_scope, DocMeta};
 use sync_core::doc::{DocKind, DocView};
 use sync_core::hub::{AuditEntry, HubError};
 use sync_core::model::Role;
@@ -28,6 +28,9 @@ pub struct ListQuery {
     pub after: Option<String>,
     /// Page size, at most 500 (default 100).
     pub limit: Option<usize>,
+    /// `true`: only the documents the caller's phones receive at sync (a chief's own work and
+    /// the problems they act on; sync-core `authz::delivered`), not all they may read.
+    pub delivered: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -61,7 +64,8 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no document {id} in your scope"))
 }
 
-/// Ids, kinds and heads of the documents in the caller's scope, ordered by id, paged.
+/// Ids, kinds and heads of the documents in the caller's scope (or, with `delivered=true`,
+/// of those the caller's phones receive), ordered by id, paged.
 #[utoipa::path(
     tag = "documents",
     security(("bearer" = [])),
@@ -77,10 +81,16 @@ pub async fn list_docs(
     let kind = parse_kind(query.kind.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let after = query.after.clone();
+    let only_delivered = query.delivered.unwrap_or(false);
+    let now = now_ms();
     let store = state.store.clone();
     let hub = state.hub.clone();
     let page = web::block(move || -> Result<DocPage, ApiError> {
-        let keep = |m: &DocMeta| kind.is_none_or(|k| m.kind == k) && in_scope(&caller.user, m);
+        let keep = |m: &DocMeta| {
+            kind.is_none_or(|k| m.kind == k)
+                && in_scope(&caller.user, m)
+                && (!only_delivered || delivered(&caller.user, m, now))
+        };
         let mut metas = store.documents_page(after.as_deref(), limit + 1, &keep)?;
         let more = metas.len() > limit;
         metas.truncate(limit);

@@ -12,6 +12,7 @@ mod auth;
 mod blobs;
 mod cli;
 mod dashboard;
+mod delivery;
 mod demo;
 mod hostile_sync;
 mod issues;
