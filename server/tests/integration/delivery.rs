@@ -11,7 +11,7 @@ use server::demo::{self, DemoSize, ADMIN, CHIEF, CHIEF_2, SUPERVISOR};
 use server::state::now_ms;
 use sync_core::authz::{delivered, in_scope, DocMeta, CLOSED_KEPT_DAYS};
 use sync_core::doc::{DocKind, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
-use sync_core::hub::DocumentStore;
+use sync_core::hub::{DeviceDoc, DeviceLedger, DocumentStore};
 use sync_core::model::{Level, Role, Severity, System, User};
 use sync_core::track::walk_along;
 use sync_core::workflow::Status;
@@ -313,5 +313,38 @@ async fn a_district_chiefs_phone_follows_leadership_escalation_and_closing() {
         .iter()
         .filter(|m| m.kind == DocKind::Patrol)
         .all(|m| !office_held.contains(&m.id)));
+    s.stop().await;
+}
+
+/// A phone that synced under the earlier rule holds documents it no longer receives (all of its
+/// jurisdiction); its next sync re-routes it once and removes them, and the one after is
+/// incremental again.
+#[actix_web::test]
+async fn a_phone_routed_by_the_earlier_rule_sheds_what_it_no_longer_receives() {
+    let s = TestServer::demo().await;
+    let office = Phone::login(&s, SUPERVISOR, "office-phone").await;
+    sync_all(&office).await;
+    let store = &s.state.store;
+    let device = format!("{}/{}", office.user.id, office.device);
+    let patrol = metas(&s)
+        .into_iter()
+        .find(|m| m.kind == DocKind::Patrol && in_scope(&office.user, m))
+        .expect("a patrol the office may read");
+    assert!(store.device_doc(&device, &patrol.id).unwrap().is_none());
+    // What the server recorded of a phone routed before: it held the patrol, under the
+    // fingerprint of the earlier rule.
+    store
+        .put_device_docs(&device, &[(patrol.id.clone(), Some(DeviceDoc::default()))])
+        .unwrap();
+    let earlier = json!({ "role": office.user.role, "active": true }).to_string();
+    store.put_device_scope(&device, &earlier).unwrap();
+
+    let report = office.sync(now_ms()).await;
+    assert_eq!((report.removed, report.docs_received), (1, 0), "{report:?}");
+    assert!(store.device_doc(&device, &patrol.id).unwrap().is_none());
+    assert_ne!(store.device_scope(&device).unwrap(), Some(earlier));
+    let report = office.sync(now_ms()).await;
+    assert_eq!((report.removed, report.docs_received), (0, 0), "{report:?}");
+    assert_eq!(office.doc_ids(), expected(&s, &office.user));
     s.stop().await;
 }

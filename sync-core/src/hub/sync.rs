@@ -1,7 +1,7 @@
 //! `POST /sync`: one request with a device's changes for many documents, one response with
 //! everything the device lacks of what its user's phones receive (`authz::delivered`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -238,22 +238,22 @@ impl<S: HubStore> Hub<S> {
             });
         }
         if rescope {
-            let in_scope_now: BTreeSet<String> = updates.iter().map(|u| u.doc_id.clone()).collect();
-            for (id, _) in self.store.device_docs(&caller.device)? {
-                let still = match self.store.document(&id) {
+            // The listing above holds every document the device holds that is stored with
+            // readable facts: each was kept, sent, removed, or is left for the next sync when
+            // this answer is full (the scope is then not recorded, so that sync re-routes too).
+            // Only the rest are read here: documents gone from the store, or whose facts do
+            // not read.
+            let listed: HashSet<&str> = candidates.iter().map(|m| m.id.as_str()).collect();
+            for id in held_ids.iter().filter(|id| !listed.contains(id.as_str())) {
+                let still = match self.store.document(id) {
                     Ok(Some(stored)) => delivers(&stored.meta),
                     Ok(None) => false,
                     Err(HubError::Damaged { .. }) => true,
                     Err(err) => return Err(err),
                 };
-                // The listing above includes what the device holds, so some are removed already.
-                if !still
-                    && !in_scope_now.contains(&id)
-                    && !touched.contains(&id)
-                    && !removed.contains(&id)
-                {
+                if !still && !touched.contains(id) {
                     removed.push(id.clone());
-                    forget.push((id, None));
+                    forget.push((id.clone(), None));
                 }
             }
         }
