@@ -120,7 +120,10 @@ async fn a_new_phone_of_a_district_chief_brings_what_they_work_on_not_the_distri
     assert!(escalated.iter().all(|m| held.contains(&m.id)));
     let aged: Vec<&&DocMeta> = readable
         .iter()
-        .filter(|m| m.closed_at_ms.is_some_and(|at| at < now - CLOSED_KEPT_DAYS * DAY))
+        .filter(|m| {
+            m.closed_at_ms
+                .is_some_and(|at| at < now - CLOSED_KEPT_DAYS * DAY)
+        })
         .collect();
     assert!(!aged.is_empty(), "the demo has problems closed long ago");
     assert!(aged.iter().all(|m| !held.contains(&m.id)));
@@ -249,11 +252,17 @@ async fn a_district_chiefs_phone_follows_leadership_escalation_and_closing() {
     let report = district.sync(now_ms()).await;
     assert_eq!(report.docs_received, 1, "{report:?}");
     let held = district.doc_ids();
-    assert!(held.contains(&issue), "an open problem on the stretch they lead");
+    assert!(
+        held.contains(&issue),
+        "an open problem on the stretch they lead"
+    );
     assert!(!held.contains(&patrol), "a village chief's patrol");
-    s.get(&format!("/api/v1/docs/{patrol}"), &phone_token(&s, CHIEF_2, "demo").await)
-        .await
-        .expect_ok();
+    s.get(
+        &format!("/api/v1/docs/{patrol}"),
+        &phone_token(&s, CHIEF_2, "demo").await,
+    )
+    .await
+    .expect_ok();
 
     // The office escalates an open problem of the village chief's other stretch: it reaches
     // the district chief.
@@ -267,9 +276,13 @@ async fn a_district_chiefs_phone_follows_leadership_escalation_and_closing() {
         })
         .expect("an open problem off the led stretch");
     let events = format!("/api/v1/issues/{}/events", elsewhere.id);
-    s.post(&events, &office, json!({"kind": "escalated", "note": "逾期督办"}))
-        .await
-        .expect_ok();
+    s.post(
+        &events,
+        &office,
+        json!({"kind": "escalated", "note": "逾期督办"}),
+    )
+    .await
+    .expect_ok();
     let report = district.sync(now_ms()).await;
     assert_eq!(report.docs_received, 1, "{report:?}");
     assert!(district.doc_ids().contains(&elsewhere.id));

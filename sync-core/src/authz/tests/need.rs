@@ -92,7 +92,10 @@ fn the_facts_carry_the_closing_time_and_the_escalation() {
         !delivered(&neighbour(), &old, T0 + 5 * DAY),
         "a closed issue of unknown age counts as aged out"
     );
-    assert!(delivered(&owner(), &old, T0 + 5 * DAY), "but not for its own reporter");
+    assert!(
+        delivered(&owner(), &old, T0 + 5 * DAY),
+        "but not for its own reporter"
+    );
 }
 
 #[test]
@@ -119,16 +122,31 @@ fn chiefs_receive_their_own_patrols_and_nobody_elses() {
 fn chiefs_above_the_village_receive_open_issues_on_the_assets_they_lead() {
     let steps = issue_steps();
     let now = T0 + 5 * DAY;
-    for saved in [&steps.reported, &steps.accepted, &steps.assigned, &steps.submitted] {
+    for saved in [
+        &steps.reported,
+        &steps.accepted,
+        &steps.assigned,
+        &steps.submitted,
+    ] {
         let issue = meta(saved);
         assert!(issue.status.is_some_and(Status::is_open));
         for leader in [district_chief(&["xqh-01"]), subdistrict_chief(&["xqh-01"])] {
-            assert!(delivered(&leader, &issue, now), "{} {:?}", leader.id, issue.status);
+            assert!(
+                delivered(&leader, &issue, now),
+                "{} {:?}",
+                leader.id,
+                issue.status
+            );
         }
         // The same chiefs leading other assets only may read it.
         for other in [district_chief(&["xqh-02"]), subdistrict_chief(&[])] {
             assert!(in_scope(&other, &issue));
-            assert!(!delivered(&other, &issue, now), "{} {:?}", other.id, issue.status);
+            assert!(
+                !delivered(&other, &issue, now),
+                "{} {:?}",
+                other.id,
+                issue.status
+            );
         }
         // Village chiefs receive every open issue of their village.
         assert!(delivered(&neighbour(), &issue, now));
@@ -192,16 +210,33 @@ fn offices_receive_the_issues_of_their_place_and_no_patrols() {
     assert!(in_scope(&office, &patrol));
     assert!(!delivered(&office, &patrol, now));
     let steps = issue_steps();
-    for saved in [&steps.reported, &steps.assigned, &steps.submitted, &steps.closed] {
+    for saved in [
+        &steps.reported,
+        &steps.assigned,
+        &steps.submitted,
+        &steps.closed,
+    ] {
         let issue = meta(saved);
         assert!(delivered(&office, &issue, now), "{:?}", issue.status);
         assert!(!delivered(&forest_office, &issue, now));
     }
     // A handler receives what is assigned to their department, nothing else.
     let assigned = meta(&steps.assigned);
-    assert!(delivered(&handler("u-handler", WATER_BUREAU), &assigned, now));
-    assert!(!delivered(&handler("u-handler-2", "区城管局"), &assigned, now));
-    assert!(!delivered(&handler("u-handler", WATER_BUREAU), &patrol, now));
+    assert!(delivered(
+        &handler("u-handler", WATER_BUREAU),
+        &assigned,
+        now
+    ));
+    assert!(!delivered(
+        &handler("u-handler-2", "区城管局"),
+        &assigned,
+        now
+    ));
+    assert!(!delivered(
+        &handler("u-handler", WATER_BUREAU),
+        &patrol,
+        now
+    ));
 }
 
 #[test]

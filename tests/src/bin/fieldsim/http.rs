@@ -111,7 +111,10 @@ impl Api {
         self.listed_heads("&delivered=true")
     }
 
-    fn listed_heads(&self, filter: &str) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    fn listed_heads(
+        &self,
+        filter: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
         let mut out = std::collections::BTreeMap::new();
         let mut after: Option<String> = None;
         loop {
