@@ -88,13 +88,15 @@ impl DocMeta {
     }
 }
 
-/// Whether `user` receives the document described by `meta`.
+/// Whether the document described by `meta` is in `user`'s scope: what they may read (and,
+/// with the checks of `authz`, change). Their phones receive a part of it
+/// ([`super::delivered`]).
 ///
-/// Everyone receives what they own and issues assigned to them by name. Beyond that a chief
-/// receives the documents of their jurisdiction (same system, and one of their assets or a
+/// Everyone may read what they own and issues assigned to them by name. Beyond that a chief
+/// may read the documents of their jurisdiction (same system, and one of their assets or a
 /// place inside their division), a supervisor those of their system inside their division, a
 /// handler the issues assigned to their department, an admin everything; a deactivated user
-/// receives nothing.
+/// nothing.
 pub fn in_scope(user: &User, meta: &DocMeta) -> bool {
     if !user.active {
         return false;

@@ -1,5 +1,6 @@
-//! Which automerge changes a user may make, and which documents a user receives: the server
-//! calls this for every change a device sends before anything is merged or stored.
+//! Which automerge changes a user may make, which documents a user may read (`in_scope`) and
+//! which of those their phones receive at sync (`delivered`, `need`): the server calls this for
+//! every change a device sends before anything is merged or stored.
 //!
 //! A change is judged against the document as its author saw it (the state at the change's
 //! dependencies): two supervisors who both saw a submitted rectification may both act offline,
