@@ -1,8 +1,8 @@
 //! Seeded convergence: 3–20 phones of chiefs, a district river office and a water bureau
 //! handler work offline on patrols and issues while a faulty network drops, duplicates, delays
 //! and reorders their sync requests and the server's responses, and cuts phones off for a
-//! while. When the network heals and everyone syncs, every phone holds, for every document in
-//! its scope, exactly the server's heads and the same derived state (record, workflow fold,
+//! while. When the network heals and everyone syncs, every phone holds, for every document it
+//! receives (`authz::delivered`), exactly the server's heads and the same derived state (record, workflow fold,
 //! track measures), nothing is quarantined and nothing is left unsent.
 //!
 //! Phones are the real engine (`SyncClient` over a `LocalStore` on temporary sled); the server
@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use automerge::AutoCommit;
 use server::storage::{SledStore, Store, UserRecord};
-use sync_core::authz::in_scope;
+use sync_core::authz::delivered;
 use sync_core::client::{ClientError, Outgoing, SyncClient, SyncReport, Transport};
 use sync_core::doc::{actor_for, DocKind, DocView, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
 use sync_core::hub::{Caller, DocumentStore, Hub};
@@ -775,14 +775,14 @@ impl World {
             let server_heads = server_doc.get_heads();
             let server_view = DocView::of_bytes(&stored.bytes).map_err(|e| e.to_string())?;
             for (n, phone) in self.phones.iter().enumerate() {
-                if !in_scope(&phone.caller.user, meta) {
+                if !delivered(&phone.caller.user, meta, now_ms(self.tick)) {
                     continue;
                 }
                 let bytes = phone
                     .store
                     .load_doc(&meta.id)
                     .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("phone-{n} lacks {} in its scope", meta.id))?;
+                    .ok_or_else(|| format!("phone-{n} lacks {} it receives", meta.id))?;
                 let mut doc = AutoCommit::load(&bytes).map_err(|e| e.to_string())?;
                 if doc.get_heads() != server_heads {
                     return Err(format!(

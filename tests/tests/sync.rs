@@ -131,7 +131,8 @@ fn offline_work(phones: &[Phone], round: usize, rng: &mut StdRng) {
     }
 }
 
-/// Every phone's documents equal the server's, and the phone holds nothing outside its scope.
+/// Every phone's documents equal the server's, and the phone holds exactly what its user's
+/// phones receive (`authz::delivered`, at the server's clock).
 fn assert_converged(server: &RunningServer, phones: &[Phone]) {
     let on_server = server_heads(server);
     for phone in phones {
@@ -146,7 +147,7 @@ fn assert_converged(server: &RunningServer, phones: &[Phone]) {
         }
         let store = &server.state().store;
         for meta in store.all_documents().unwrap() {
-            let visible = sync_core::authz::in_scope(&phone.user, &meta);
+            let visible = sync_core::authz::delivered(&phone.user, &meta, server::state::now_ms());
             assert_eq!(
                 visible,
                 held.contains_key(&meta.id),
@@ -961,7 +962,7 @@ fn a_new_jurisdiction_adds_and_removes_documents_at_the_next_sync() {
         .all_documents()
         .unwrap()
         .into_iter()
-        .filter(|m| sync_core::authz::in_scope(&moved, m))
+        .filter(|m| sync_core::authz::delivered(&moved, m, server::state::now_ms()))
         .map(|m| m.id)
         .collect();
     assert_eq!(after, expected);

@@ -27,6 +27,9 @@ pub struct ListQuery {
     pub after: Option<String>,
     /// Page size, at most 500 (default 100).
     pub limit: Option<usize>,
+    /// `true`: only the documents the caller's phones receive at sync (a chief's own work and
+    /// the problems they act on; sync-core `authz::delivered`), not all they may read.
+    pub delivered: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -60,7 +63,8 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no document {id} in your scope"))
 }
 
-/// Ids, kinds and heads of the documents in the caller's scope, ordered by id, paged.
+/// Ids, kinds and heads of the documents in the caller's scope (or, with `delivered=true`,
+/// of those the caller's phones receive), ordered by id, paged.
 #[utoipa::path(
     tag = "documents",
     security(("bearer" = [])),
@@ -76,11 +80,17 @@ pub async fn list_docs(
     let kind = parse_kind(query.kind.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let after = query.after.clone();
+    let only_delivered = query.delivered.unwrap_or(false);
+    let now = now_ms();
     let store = state.store.clone();
     let hub = state.hub.clone();
     let page = web::block(move || -> Result<DocPage, ApiError> {
-        let page =
-            ReadScope::of(&caller.user).page(store.as_ref(), kind, after.as_deref(), limit)?;
+        let scope = ReadScope::of(&caller.user);
+        let page = if only_delivered {
+            scope.delivered_page(store.as_ref(), kind, after.as_deref(), limit, now)?
+        } else {
+            scope.page(store.as_ref(), kind, after.as_deref(), limit)?
+        };
         let mut docs = Vec::with_capacity(page.docs.len());
         for meta in &page.docs {
             // Heads come from the documents as devices receive them: decoded once per save.

@@ -156,6 +156,8 @@ mod tests {
             owner: "chief".into(),
             assignee: None,
             status: None,
+            closed_at_ms: None,
+            escalated: false,
         }
     }
 

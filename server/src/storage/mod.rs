@@ -22,8 +22,8 @@ mod postgres;
 mod sled_documents;
 mod sled_store;
 
-pub use sled_documents::BACKUP_FEED_GAP;
 pub use postgres::PostgresStore;
+pub use sled_documents::BACKUP_FEED_GAP;
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};

@@ -13,6 +13,7 @@ mod backup;
 mod blobs;
 mod cli;
 mod dashboard;
+mod delivery;
 mod demo;
 mod docs;
 mod hostile_sync;

@@ -129,6 +129,15 @@ impl Phone {
         .expect("sync")
     }
 
+    /// The ids of every document the phone holds, in order.
+    pub fn doc_ids(&self) -> std::collections::BTreeSet<String> {
+        use sync_core::store::DocKind as Stored;
+        [Stored::Patrol, Stored::Issue]
+            .into_iter()
+            .flat_map(|kind| self.store.doc_ids(kind).unwrap())
+            .collect()
+    }
+
     /// Points the phone at a restarted server (its session and store carry over).
     pub fn reconnect(&self, server: &TestServer) {
         self.reconnect_to(&server.base);

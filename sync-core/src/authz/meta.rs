@@ -24,6 +24,15 @@ pub struct DocMeta {
     pub assignee: Option<Assignee>,
     /// Issues only: the folded status.
     pub status: Option<Status>,
+    /// Issues only: when the workflow finished the issue (verified, invalid or duplicate); a
+    /// closed issue leaves phones' delivery some time after ([`super::delivered`]). Facts
+    /// stored before this was kept read as `None`.
+    #[serde(default)]
+    pub closed_at_ms: Option<i64>,
+    /// Issues only: open and escalated (督办) since its latest assignment, so the chiefs above
+    /// the place receive it ([`super::delivered`]).
+    #[serde(default)]
+    pub escalated: bool,
 }
 
 impl DocMeta {
@@ -55,6 +64,8 @@ impl DocMeta {
             owner: patrol.chief.clone(),
             assignee: None,
             status: None,
+            closed_at_ms: None,
+            escalated: false,
         }
     }
 
@@ -70,17 +81,22 @@ impl DocMeta {
             owner: issue.reporter.clone(),
             assignee: state.assignee.clone(),
             status: state.status,
+            closed_at_ms: state.closed_at_ms,
+            escalated: state.status.is_some_and(Status::is_open)
+                && workflow::escalated_since_assignment(state),
         }
     }
 }
 
-/// Whether `user` receives the document described by `meta`.
+/// Whether the document described by `meta` is in `user`'s scope: what they may read (and,
+/// with the checks of `authz`, change). Their phones receive a part of it
+/// ([`super::delivered`]).
 ///
-/// Everyone receives what they own and issues assigned to them by name. Beyond that a chief
-/// receives the documents of their jurisdiction (same system, and one of their assets or a
+/// Everyone may read what they own and issues assigned to them by name. Beyond that a chief
+/// may read the documents of their jurisdiction (same system, and one of their assets or a
 /// place inside their division), a supervisor those of their system inside their division, a
 /// handler the issues assigned to their department, an admin everything; a deactivated user
-/// receives nothing.
+/// nothing.
 pub fn in_scope(user: &User, meta: &DocMeta) -> bool {
     if !user.active {
         return false;

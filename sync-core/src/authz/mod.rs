@@ -1,5 +1,6 @@
-//! Which automerge changes a user may make, and which documents a user receives: the server
-//! calls this for every change a device sends before anything is merged or stored.
+//! Which automerge changes a user may make, which documents a user may read (`in_scope`) and
+//! which of those their phones receive at sync (`delivered`, `need`): the server calls this for
+//! every change a device sends before anything is merged or stored.
 //!
 //! A change is judged against the document as its author saw it (the state at the change's
 //! dependencies): two supervisors who both saw a submitted rectification may both act offline,
@@ -74,6 +75,7 @@
 mod batch;
 mod change;
 mod meta;
+mod need;
 mod oversight;
 mod placement;
 mod schema;
@@ -84,6 +86,7 @@ mod tests;
 pub use batch::{authorize_batch, BatchOutcome};
 pub use change::{authorize_change, MAX_OP_COUNTER_SLACK};
 pub use meta::{in_scope, reads_audit, supervises, DocMeta};
+pub use need::{delivered, CLOSED_KEPT_DAYS, DELIVERY_RULE};
 pub use oversight::oversees;
 pub use placement::{check_category, check_placement, Placement, MAX_REPORT_DISTANCE_M};
 

@@ -281,6 +281,8 @@ mod tests {
                 owner: "u".into(),
                 assignee: None,
                 status: None,
+                closed_at_ms: None,
+                escalated: false,
             },
             bytes: doc.save(),
         }

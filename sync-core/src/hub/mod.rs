@@ -9,7 +9,9 @@
 //! accepts a receipt in the server's order (`IssueDoc::accept`), stores what is allowed, and
 //! answers with the server's changes the device lacks (its receipts among them). Then it walks
 //! the change feed from the device's cursor (or, when the user's role or jurisdiction changed,
-//! every document) and sends what changed in the device's scope. What it sent is remembered as
+//! every document) and sends what changed of what the user's phones receive
+//! (`authz::delivered`: a chief's own work and the problems they act on, not every document
+//! they may read). What it sent is remembered as
 //! *pending* per (device, document) and becomes *confirmed* when the device presents the
 //! response's cursor, so a lost response costs a resend, never a gap.
 //!

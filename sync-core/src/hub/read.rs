@@ -1,8 +1,9 @@
 //! What one user may read of the stored documents, for every answer the server gives outside
 //! sync: the document listing and detail, the audit trail, the issue board and patrol pages,
-//! the photo access check. The rule is `authz::in_scope`, the one that routes documents to
-//! phones ([`super::delivery`]); [`ReadScope`] applies it to each kind of read, so a handler
-//! asks one question and shapes the answer.
+//! the photo access check. The rule is `authz::in_scope`, what a user may read and change;
+//! what their phones receive at sync is the narrower `authz::delivered`, which any read can
+//! widen on demand. [`ReadScope`] applies them to each kind of read, so a handler asks one
+//! question and shapes the answer.
 //!
 //! A document outside the reader's scope is answered exactly like one that does not exist:
 //! whether a patrol or an issue exists is nobody's business outside its scope.
@@ -37,7 +38,7 @@
 //! ```
 
 use super::{AuditEntry, AuditLog, DocumentStore, HubError, StoredDoc};
-use crate::authz::{in_scope, reads_audit, DocMeta};
+use crate::authz::{delivered, in_scope, reads_audit, DocMeta};
 use crate::doc::DocKind;
 use crate::model::User;
 
@@ -120,8 +121,34 @@ impl<'u> ReadScope<'u> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, HubError> {
+        self.page_where(store, kind, after, limit, &|_| true)
+    }
+
+    /// As [`ReadScope::page`], of only the documents the reader's phones receive at sync at
+    /// `now_ms` (`authz::delivered`): a chief's own work and the problems they act on.
+    pub fn delivered_page<S: DocumentStore + ?Sized>(
+        &self,
+        store: &S,
+        kind: Option<DocKind>,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Page, HubError> {
+        self.page_where(store, kind, after, limit, &|m| {
+            delivered(self.user, m, now_ms)
+        })
+    }
+
+    fn page_where<S: DocumentStore + ?Sized>(
+        &self,
+        store: &S,
+        kind: Option<DocKind>,
+        after: Option<&str>,
+        limit: usize,
+        also: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Page, HubError> {
         let limit = limit.max(1);
-        let keep = |m: &DocMeta| kind.is_none_or(|k| m.kind == k) && self.sees(m);
+        let keep = |m: &DocMeta| kind.is_none_or(|k| m.kind == k) && self.sees(m) && also(m);
         let mut docs = store.documents_page(after, limit + 1, &keep)?;
         let more = docs.len() > limit;
         docs.truncate(limit);

@@ -1,7 +1,7 @@
 //! `POST /sync`: one request with a device's changes for many documents, one response with
-//! everything the device lacks in its scope.
+//! everything the device lacks of what its user's phones receive (`authz::delivered`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -9,7 +9,10 @@ use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
 use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
-use crate::authz::{authorize_batch, check_placement, in_scope, BatchOutcome, DocMeta, Placement};
+use crate::authz::{
+    authorize_batch, check_placement, delivered, in_scope, BatchOutcome, DocMeta, Placement,
+    DELIVERY_RULE,
+};
 use crate::doc::DocKind;
 use crate::limits::LimitError;
 use crate::protocol::{
@@ -54,9 +57,15 @@ fn changes_after(doc: &mut AutoCommit, have: &[Hash]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A fingerprint of what decides a user's scope; when it changes, the next sync re-routes.
+/// A fingerprint of what decides what a user's phones receive (the user's role and the rule of
+/// `authz::delivered`); when it changes, the next sync re-routes.
 fn scope_key(caller: &Caller) -> String {
-    serde_json::json!({ "role": caller.user.role, "active": caller.user.active }).to_string()
+    serde_json::json!({
+        "role": caller.user.role,
+        "active": caller.user.active,
+        "delivery": DELIVERY_RULE,
+    })
+    .to_string()
 }
 
 /// A sync response, with the packed form of every document it sends whole (kept by the hub for
@@ -126,12 +135,13 @@ impl<S: HubStore> Hub<S> {
 
         let scope = scope_key(caller);
         let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
-        // Only documents in scope, or held by the device (one that left its scope is removed
+        // Only documents delivered to the user's phones (`authz::delivered`: what they work on,
+        // not all they may read), or held by the device (one no longer delivered is removed
         // from it): copying the routing facts of every changed document for every phone cost
         // more than routing them.
         let held_ids = self.store.device_doc_ids(&caller.device)?;
-        let wanted =
-            |meta: &DocMeta| in_scope(&caller.user, meta) || held_ids.contains(meta.id.as_str());
+        let delivers = |meta: &DocMeta| delivered(&caller.user, meta, now_ms);
+        let wanted = |meta: &DocMeta| delivers(meta) || held_ids.contains(meta.id.as_str());
         let candidates = if rescope {
             self.store.documents_page(None, usize::MAX, &wanted)?
         } else {
@@ -176,7 +186,7 @@ impl<S: HubStore> Hub<S> {
                 continue;
             }
             let held = held_of(&meta.id)?;
-            if !in_scope(&caller.user, meta) {
+            if !delivers(meta) {
                 if held.is_some() {
                     removed.push(meta.id.clone());
                     forget.push((meta.id.clone(), None));
@@ -228,22 +238,22 @@ impl<S: HubStore> Hub<S> {
             });
         }
         if rescope {
-            let in_scope_now: BTreeSet<String> = updates.iter().map(|u| u.doc_id.clone()).collect();
-            for (id, _) in self.store.device_docs(&caller.device)? {
-                let still = match self.store.document(&id) {
-                    Ok(Some(stored)) => in_scope(&caller.user, &stored.meta),
+            // The listing above holds every document the device holds that is stored with
+            // readable facts: each was kept, sent, removed, or is left for the next sync when
+            // this answer is full (the scope is then not recorded, so that sync re-routes too).
+            // Only the rest are read here: documents gone from the store, or whose facts do
+            // not read.
+            let listed: HashSet<&str> = candidates.iter().map(|m| m.id.as_str()).collect();
+            for id in held_ids.iter().filter(|id| !listed.contains(id.as_str())) {
+                let still = match self.store.document(id) {
+                    Ok(Some(stored)) => delivers(&stored.meta),
                     Ok(None) => false,
                     Err(HubError::Damaged { .. }) => true,
                     Err(err) => return Err(err),
                 };
-                // The listing above includes what the device holds, so some are removed already.
-                if !still
-                    && !in_scope_now.contains(&id)
-                    && !touched.contains(&id)
-                    && !removed.contains(&id)
-                {
+                if !still && !touched.contains(id) {
                     removed.push(id.clone());
-                    forget.push((id, None));
+                    forget.push((id.clone(), None));
                 }
             }
         }

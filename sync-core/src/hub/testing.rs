@@ -108,6 +108,8 @@ pub fn doc_meta(id: &str, kind: DocKind) -> DocMeta {
         owner: "u1".into(),
         assignee: None,
         status: None,
+        closed_at_ms: None,
+        escalated: false,
     }
 }
 

@@ -6,6 +6,7 @@
 mod batch;
 mod forgery;
 mod issue_matrix;
+mod need;
 mod patrol_matrix;
 mod scope;
 

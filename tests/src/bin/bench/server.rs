@@ -2,8 +2,9 @@
 //! `chiefsync` binary (release, Tianqiao demo, data on disk, production password hashing), runs
 //! `fieldsim` against it (1,000 chiefs' phones × 7 days by default, 16 at a time) and prints the
 //! time of each phase, the merged-and-converged time (every sync and the comparison of every
-//! phone with the server), the wire figures, `lost` and the server's peak memory (VmHWM from
-//! /proc).
+//! phone with the server), the documents and bytes delivered per phone per week by level
+//! (village, subdistrict and district chiefs, offices, departments), the wire figures, `lost`
+//! and the server's peak memory (VmHWM from /proc).
 //!
 //! The phones record their tracks a minute at a time (`--recorder chunk`: the same chunks and
 //! documents the app's recorder writes) and keep their stores in /dev/shm when it exists: the
@@ -159,6 +160,29 @@ pub fn run(params: &Params) {
         "  fan-out       documents received by district chiefs {}, subdistrict {}, village {} (first and final sync)",
         received["district"], received["subdistrict"], received["village"]
     );
+    // What reaches one phone in a week, by level: the first sync of a new phone and every
+    // sync after it (sync-core `authz::delivered`).
+    println!("  delivered per phone per week (goal <= 300 documents and <= 5 MB for every level)");
+    println!("    level                phones   documents        MB");
+    for (kind, name) in [
+        ("village", "village chiefs"),
+        ("subdistrict", "subdistrict chiefs"),
+        ("district", "district chiefs"),
+        ("supervisor", "offices"),
+        ("handler", "departments"),
+    ] {
+        let at = &out["delivered_by_level"][kind];
+        if at.is_null() {
+            continue;
+        }
+        println!(
+            "    {:<20} {:>6} {:>11.1} {:>9.2}",
+            name,
+            at["phones"],
+            f(&at["docs_per_phone_week"]),
+            f(&at["bytes_per_phone_week"]) / 1e6
+        );
+    }
     println!("  phase           wall s   server CPU s   simulator CPU s");
     for phase in out["phases"].as_array().into_iter().flatten() {
         println!(

@@ -101,14 +101,26 @@ impl Api {
         }
     }
 
-    /// Every page of `GET /docs`: document id → sorted hex heads.
+    /// Every page of `GET /docs`: document id → sorted hex heads of all the caller may read.
     pub fn doc_heads(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+        self.listed_heads("")
+    }
+
+    /// Every page of `GET /docs?delivered=true`: what the caller's phones receive at sync.
+    pub fn delivered_heads(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+        self.listed_heads("&delivered=true")
+    }
+
+    fn listed_heads(
+        &self,
+        filter: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
         let mut out = std::collections::BTreeMap::new();
         let mut after: Option<String> = None;
         loop {
             let path = match &after {
-                Some(id) => format!("/api/v1/docs?limit=500&after={id}"),
-                None => "/api/v1/docs?limit=500".to_owned(),
+                Some(id) => format!("/api/v1/docs?limit=500{filter}&after={id}"),
+                None => format!("/api/v1/docs?limit=500{filter}"),
             };
             let page = self.ok("GET", &path, None)?;
             for doc in page["docs"].as_array().into_iter().flatten() {

@@ -319,10 +319,22 @@ fn phone_heads(phone: &Phone) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(out)
 }
 
+/// Which figures a phone's deliveries count under: a chief's level, or the person's role.
+fn kind_of(phone: &Phone) -> &'static str {
+    use sync_core::model::Role;
+    match &phone.person.user.role {
+        Role::Chief { level, .. } => level.as_str(),
+        Role::Supervisor { .. } => "supervisor",
+        Role::Handler { .. } => "handler",
+        Role::Admin => "admin",
+    }
+}
+
 /// Documents where a phone and the server disagree about what the person should hold, asked of
 /// the server as that person (`checker`, signed in on a device of its own).
 fn differences(phone: &Phone, checker: &Api) -> Result<usize> {
-    let expected = checker.doc_heads()?;
+    // What the person's phones receive (sync-core `authz::delivered`), not all they may read.
+    let expected = checker.delivered_heads()?;
     let held = phone_heads(phone)?;
     let missing_or_different = expected
         .iter()
@@ -469,10 +481,16 @@ fn run(cli: &Cli) -> Result<Value> {
         }
     }
     let ours: BTreeSet<String> = outcome.keys().cloned().collect();
+    // What each kind of phone received over the run: (documents, answer bytes).
+    let mut delivered: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     let mut staff_sync = |phone: &Phone| -> Result<()> {
         phases.lap("staff_work");
         phone.clock.set(now_ms());
-        figures.push(sync(phone, false)?);
+        let synced = sync(phone, false)?;
+        let at = delivered.entry(kind_of(phone)).or_default();
+        at.0 += synced.docs_received;
+        at.1 += synced.bytes_down;
+        figures.push(synced);
         phases.lap("staff_sync");
         Ok(())
     };
@@ -558,6 +576,40 @@ fn run(cli: &Cli) -> Result<Value> {
         *received_by_level.entry(level_of(&chiefs[i])).or_default() +=
             (figures[k].docs_received + final_figures[i].docs_received) as usize;
     }
+    // Documents and bytes delivered per phone per week, by level: every sync of the run (a
+    // chief's first one included) over the run's weeks.
+    for (k, &i) in order.iter().enumerate() {
+        let at = delivered.entry(kind_of(&chiefs[i])).or_default();
+        at.0 += figures[k].docs_received;
+        at.1 += figures[k].bytes_down;
+    }
+    for (phone, last) in everyone.iter().zip(final_figures) {
+        let at = delivered.entry(kind_of(phone)).or_default();
+        at.0 += last.docs_received;
+        at.1 += last.bytes_down;
+    }
+    let mut phones_of: BTreeMap<&str, u64> = BTreeMap::new();
+    for phone in &everyone {
+        *phones_of.entry(kind_of(phone)).or_default() += 1;
+    }
+    let weeks = f64::from(cli.days.max(1)) / 7.0;
+    let delivered_by_level: BTreeMap<&str, Value> = delivered
+        .iter()
+        .map(|(&kind, &(docs, bytes))| {
+            let phones = phones_of.get(kind).copied().unwrap_or(1).max(1) as f64;
+            let per = |total: u64| total as f64 / phones / weeks;
+            (
+                kind,
+                json!({
+                    "phones": phones as u64,
+                    "docs": docs,
+                    "bytes": bytes,
+                    "docs_per_phone_week": per(docs),
+                    "bytes_per_phone_week": per(bytes),
+                }),
+            )
+        })
+        .collect();
 
     let chief_syncs = &figures[..order.len()];
     let mut trips: Vec<f64> = chief_syncs
@@ -585,6 +637,7 @@ fn run(cli: &Cli) -> Result<Value> {
         "staff_devices": offices.len() + handlers.len(),
         "levels": levels,
         "docs_received_by_level": received_by_level,
+        "delivered_by_level": delivered_by_level,
         "places_created": { "villages": people.divisions_created, "stretches": people.assets_created },
         "days": cli.days,
         "documents": documents,
@@ -681,6 +734,30 @@ fn console_is_interactive() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// Documents and bytes delivered per phone per week, by level (`delivered_by_level`).
+fn print_delivered(by_level: &Value) {
+    println!("  delivered per phone per week (goal <= 300 documents, <= 5 MB):");
+    for (kind, name) in [
+        ("village", "village chiefs"),
+        ("subdistrict", "subdistrict chiefs"),
+        ("district", "district chiefs"),
+        ("supervisor", "offices"),
+        ("handler", "departments"),
+    ] {
+        let at = &by_level[kind];
+        if at.is_null() {
+            continue;
+        }
+        println!(
+            "    {:<20} {:>5} phones {:>9.1} documents {:>8.2} MB",
+            name,
+            at["phones"],
+            at["docs_per_phone_week"].as_f64().unwrap_or(0.0),
+            at["bytes_per_phone_week"].as_f64().unwrap_or(0.0) / 1e6
+        );
+    }
+}
+
 fn print_summary(out: &Value) {
     println!(
         "fieldsim: {} chiefs' phones (+{} office/department), {} days offline, seed {}",
@@ -700,6 +777,7 @@ fn print_summary(out: &Value) {
         "  fan-out       documents received by district chiefs {}, subdistrict {}, village {}",
         received["district"], received["subdistrict"], received["village"]
     );
+    print_delivered(&out["delivered_by_level"]);
     println!(
         "  recorded      {} patrols, {} problems; server holds {} documents",
         out["patrols"], out["issues"], out["documents"]

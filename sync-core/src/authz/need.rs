@@ -1,0 +1,96 @@
+//! What a phone receives: the documents its user needs offline, a part of what they may read.
+//!
+//! [`super::in_scope`] says what a user may read and write: a chief their whole jurisdiction.
+//! Sending all of it to every phone made a district chief's phone receive every patrol walked in
+//! the district (about 3,300 documents and 27 MB a week at 1,000 chiefs) and a new phone the
+//! whole history. A phone receives instead what its user works on; anything else in their
+//! scope stays readable on demand (`GET /docs/{id}`, the automerge sync of one document), and
+//! writes are authorized by [`super::in_scope`] as before.
+//!
+//! | who | document | state | delivered |
+//! |---|---|---|---|
+//! | anyone | their own patrol, or an issue they reported | any | yes |
+//! | anyone | an issue assigned to them by name | any | yes |
+//! | village chief | issue of their jurisdiction | open | yes |
+//! | village chief | issue of their jurisdiction | closed less than [`CLOSED_KEPT_DAYS`] ago | yes |
+//! | subdistrict or district chief | issue on an asset they lead | open | yes |
+//! | subdistrict or district chief | issue on an asset they lead | closed less than [`CLOSED_KEPT_DAYS`] ago | yes |
+//! | subdistrict or district chief | issue of their jurisdiction escalated (督办) since its latest assignment | open | yes |
+//! | subdistrict or district chief | any other issue of their jurisdiction | any | no |
+//! | chief of any level | another chief's patrol | any | no |
+//! | supervisor (office) | issue of their system inside their division | open | yes |
+//! | supervisor (office) | issue of their system inside their division | closed less than [`CLOSED_KEPT_DAYS`] ago | yes |
+//! | supervisor (office) | patrol | any | no |
+//! | handler | issue assigned to their department | open, or closed less than [`CLOSED_KEPT_DAYS`] ago | yes |
+//! | administrator | as a supervisor of every system and place | | |
+//! | anyone | issue closed [`CLOSED_KEPT_DAYS`] or more ago (not their own, not assigned to them by name) | closed | no |
+//! | deactivated user | anything | any | no |
+//!
+//! Why offices receive issues and no patrols: on the phone an office works the problems —
+//! accepting, assigning, checking a rectification on site, verifying, escalating — and has
+//! them offline where it goes; patrols are reviewed on the web desk from the statistics, and a
+//! single patrol is read on demand. An office's problems are bounded by what its district
+//! reports in a month, not by how many chiefs walk there.
+//!
+//! A document that stops being delivered because of a change (reassigned away, an escalation
+//! answered by a new assignment, the jurisdiction moved) is removed from phones that hold it at
+//! their next sync, unless it holds their unsent work. A closed issue that ages out changes
+//! nothing on the server, so phones already holding it keep it until they drop it themselves,
+//! or until it changes again.
+
+use super::DocMeta;
+use crate::doc::DocKind;
+use crate::model::{Level, Role, User};
+use crate::workflow::Assignee;
+
+/// How long a closed issue keeps being delivered: long enough for the chiefs and the office to
+/// see the result of a problem they followed, and for a reopening within the month.
+pub const CLOSED_KEPT_DAYS: i64 = 30;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Increases whenever the table above changes, so every device's next sync re-routes all it
+/// holds under the new rule.
+pub const DELIVERY_RULE: u32 = 1;
+
+/// Whether the issue of `meta` is open, or closed less than [`CLOSED_KEPT_DAYS`] before
+/// `now_ms`. A closed issue without a known closing time (facts stored before it was kept)
+/// counts as aged out.
+fn current(meta: &DocMeta, now_ms: i64) -> bool {
+    match meta.status {
+        // An issue whose report did not count yet is still waiting for its first state.
+        None => true,
+        Some(status) if status.is_open() => true,
+        Some(_) => meta
+            .closed_at_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < CLOSED_KEPT_DAYS * DAY_MS),
+    }
+}
+
+/// Whether `user`'s phones receive the document of `meta` at `now_ms` (the table of this
+/// module). Always a part of [`super::in_scope`].
+pub fn delivered(user: &User, meta: &DocMeta, now_ms: i64) -> bool {
+    if !user.active || !super::in_scope(user, meta) {
+        return false;
+    }
+    if meta.owner == user.id {
+        return true;
+    }
+    if matches!(&meta.assignee, Some(Assignee::User(id)) if *id == user.id) {
+        return true;
+    }
+    if meta.kind != DocKind::Issue || !current(meta, now_ms) {
+        return false;
+    }
+    match &user.role {
+        Role::Chief {
+            level: Level::Village,
+            ..
+        } => true,
+        Role::Chief { jurisdiction, .. } => {
+            jurisdiction.assets.contains(&meta.asset) || meta.escalated
+        }
+        // In scope: the office's system and division, or the department's assignment.
+        Role::Supervisor { .. } | Role::Admin | Role::Handler { .. } => true,
+    }
+}
