@@ -236,6 +236,8 @@ mod tests {
             owner: owner.into(),
             assignee: None,
             status: (kind == DocKind::Issue).then_some(Status::Reported),
+            closed_at_ms: None,
+            escalated: false,
         }
     }
 
