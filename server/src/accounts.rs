@@ -25,7 +25,7 @@ pub fn check_username(username: &str) -> Result<(), ApiError> {
 }
 
 pub fn check_password(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() >= MIN_PASSWORD_CHARS {
+    if sync_core::api_types::password_long_enough(password) {
         Ok(())
     } else {
         Err(ApiError::BadRequest(format!(

@@ -311,6 +311,7 @@ pub struct SetupRequest {
     /// The one-time code from the office (`XXXX-XXXX-XXXX`; case and dashes do not matter).
     pub code: String,
     /// The password the person chooses, at least [`MIN_PASSWORD_CHARS`] characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8))]
     pub password: String,
     /// As in [`LoginRequest`].
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._:\-]{1,128}$"))]

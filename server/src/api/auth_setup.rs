@@ -12,8 +12,6 @@ use std::time::Instant;
 use sync_core::api_types::ErrorCode;
 
 use actix_web::{post, web, HttpRequest};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::accounts::check_password;
 use crate::admin::{admin_writes, setup};
@@ -23,18 +21,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 use crate::storage::AdminBatch;
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SetupRequest {
-    pub username: String,
-    /// The one-time code from the office (`XXXX-XXXX-XXXX`; case and dashes do not matter).
-    pub code: String,
-    /// The password the person chooses, at least 8 characters.
-    #[schema(min_length = 8)]
-    pub password: String,
-    /// As at sign-in: 1-128 letters, digits, `-`, `_`, `.`, `:`.
-    #[schema(pattern = r"^[A-Za-z0-9._:\-]{1,128}$")]
-    pub device_id: String,
-}
+/// The first sign-in's body, defined once for the server and the phone library.
+pub use sync_core::api_types::SetupRequest;
 
 fn invalid() -> ApiError {
     ApiError::unauthorized(
