@@ -86,9 +86,14 @@ fn serve(
     let _ = stream.set_write_timeout(Some(IDLE));
     let answer = match read_request(&stream) {
         Err(e) => Answer::Error(format!("unreadable request: {e}")),
-        Ok(request) => match running.try_lock() {
-            Err(_) => Answer::Error(BackupError::Busy.to_string()),
-            Ok(_one) => {
+        Ok(request) => match match running.try_lock() {
+            Ok(one) => Some(one),
+            // A backup that panicked holds nothing any more: the next one may run.
+            Err(std::sync::TryLockError::Poisoned(held)) => Some(held.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        } {
+            None => Answer::Error(BackupError::Busy.to_string()),
+            Some(_one) => {
                 let started = std::time::Instant::now();
                 match take(&request.to) {
                     Ok(manifest) => {

@@ -26,13 +26,21 @@ pub struct DocMeta {
     pub status: Option<Status>,
     /// Issues only: when the workflow finished the issue (verified, invalid or duplicate); a
     /// closed issue leaves phones' delivery some time after ([`super::delivered`]). Facts
-    /// stored before this was kept read as `None`.
+    /// stored before this was kept read as `None`, and such a closed issue is delivered as
+    /// before until it changes (its facts are then written anew).
     #[serde(default)]
     pub closed_at_ms: Option<i64>,
     /// Issues only: open and escalated (督办) since its latest assignment, so the chiefs above
-    /// the place receive it ([`super::delivered`]).
-    #[serde(default)]
+    /// the place receive it ([`super::delivered`]). Facts stored before this was kept read as
+    /// `true`: an escalation there may not be hidden from the chiefs who must act on it, so
+    /// such an issue reaches every chief in scope, as it did, until it changes.
+    #[serde(default = "unknown_escalation")]
     pub escalated: bool,
+}
+
+/// What facts stored before escalations were kept say of one: possibly escalated.
+fn unknown_escalation() -> bool {
+    true
 }
 
 impl DocMeta {

@@ -55,7 +55,8 @@ pub const DELIVERY_RULE: u32 = 1;
 
 /// Whether the issue of `meta` is open, or closed less than [`CLOSED_KEPT_DAYS`] before
 /// `now_ms`. A closed issue without a known closing time (facts stored before it was kept)
-/// counts as aged out.
+/// is still delivered, as it was under the earlier rule: its facts are written anew when it
+/// next changes.
 fn current(meta: &DocMeta, now_ms: i64) -> bool {
     match meta.status {
         // An issue whose report did not count yet is still waiting for its first state.
@@ -63,7 +64,7 @@ fn current(meta: &DocMeta, now_ms: i64) -> bool {
         Some(status) if status.is_open() => true,
         Some(_) => meta
             .closed_at_ms
-            .is_some_and(|at| now_ms.saturating_sub(at) < CLOSED_KEPT_DAYS * DAY_MS),
+            .is_none_or(|at| now_ms.saturating_sub(at) < CLOSED_KEPT_DAYS * DAY_MS),
     }
 }
 

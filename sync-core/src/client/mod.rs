@@ -410,30 +410,33 @@ impl<'a> SyncClient<'a> {
                 again = true;
             }
         }
-        if response.cursor < request.cursor {
+        let restored = response.cursor < request.cursor;
+        if restored {
             // The server's feed stands behind the cursor it gave this phone: it was restored
-            // from a backup (or is another server) and may lack what the phone sent since.
-            // Every document the phone holds goes up again whole, as when the server lost a
-            // dependency; the server keeps what it has and takes what it lacks. Documents in
-            // this answer are left as they are: the server just said what it holds of them.
-            // (Nor those that left the phone's scope, which it forgets below.)
+            // from a backup (or is another server) and may lack what the phone sent since,
+            // including work it had acknowledged. Every document the phone holds goes up
+            // again: those in this answer from the heads the server just named (it sends only
+            // what the server lacks), every other one whole, as when the server lost a
+            // dependency; the server keeps what it has and takes what it lacks. Nothing is
+            // forgotten in this round, not even what the server says left the phone's scope:
+            // the phone may hold the only copy of work on it.
             let answered: HashSet<&str> = response
                 .docs
                 .iter()
+                .filter(|u| u.missing.is_empty())
                 .map(|u| u.doc_id.as_str())
-                .chain(response.removed.iter().map(String::as_str))
                 .collect();
             for kind in [store::DocKind::Patrol, store::DocKind::Issue] {
                 for doc_id in self.store.doc_ids(kind)? {
                     if !answered.contains(doc_id.as_str()) {
                         batch.put_sync_state(&doc_id, SERVER_PEER, &[])?;
-                        dirty.insert(doc_id);
                     }
+                    dirty.insert(doc_id);
                 }
             }
             again = true;
         }
-        for doc_id in &response.removed {
+        for doc_id in response.removed.iter().filter(|_| !restored) {
             // A document that left the user's scope is forgotten, unless it holds local work
             // the server has not taken yet: that stays until it is sent (and refused or kept).
             if !dirty.contains(doc_id) {

@@ -120,14 +120,16 @@ const MIGRATIONS: &[&str] = &[
         drawn bigint;
     BEGIN
         PERFORM pg_advisory_xact_lock(1129530370, 0);
+        SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO drawn FROM feed_seq;
+        -- Only shared one-key locks, as feed_position takes them; and never past the last
+        -- position drawn, whatever else holds such a lock.
         SELECT min((classid::bigint << 32) | objid::bigint) INTO running
         FROM pg_locks
-        WHERE locktype = 'advisory' AND objsubid = 1
+        WHERE locktype = 'advisory' AND objsubid = 1 AND mode = 'ShareLock'
           AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
         IF running IS NOT NULL THEN
-            RETURN running - 1;
+            RETURN least(running - 1, drawn);
         END IF;
-        SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO drawn FROM feed_seq;
         RETURN drawn;
     END
     $$;
