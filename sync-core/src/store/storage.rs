@@ -45,12 +45,33 @@ pub struct SledStorage {
 
 impl SledStorage {
     /// Opens (or creates) the database in the directory `path`. Only one process may hold it.
+    ///
+    /// sled releases its file lock from its flusher thread after the last handle drops, so an
+    /// app that closes its store and opens it again at once (or a process started right after
+    /// another one closed it) may find the lock still held for a moment: the open waits up to
+    /// a second for it before giving up.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(DEVICE_CACHE_BYTES)
-            .open()?;
-        Ok(Self { db })
+        let path = path.as_ref();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match sled::Config::new()
+                .path(path)
+                .cache_capacity(DEVICE_CACHE_BYTES)
+                .open()
+            {
+                Ok(db) => return Ok(Self { db }),
+                Err(sled::Error::Io(err))
+                    if err.kind() == std::io::ErrorKind::WouldBlock
+                        || err.to_string().contains("could not acquire lock") =>
+                {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(sled::Error::Io(err).into());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     /// A real sled database in a scratch location that is deleted when the last handle drops.
