@@ -22,6 +22,7 @@ use super::admin_import::SetupCodeView;
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AuditQuery {
     /// Newest entries to list (default 200, at most 2000).
+    #[serde(default, deserialize_with = "crate::api::saturating_count")]
     pub limit: Option<usize>,
 }
 

@@ -26,6 +26,7 @@ pub struct ListQuery {
     /// Continue after this document id (the previous page's `next`).
     pub after: Option<String>,
     /// Page size, at most 500 (default 100).
+    #[serde(default, deserialize_with = "crate::api::saturating_count")]
     pub limit: Option<usize>,
     /// `true`: only the documents the caller's phones receive at sync (a chief's own work and
     /// the problems they act on; sync-core `authz::delivered`), not all they may read.

@@ -60,8 +60,10 @@ pub struct IssueQuery {
     /// Reported before this time (Unix ms).
     pub reported_to: Option<i64>,
     /// Rows to skip (default 0).
+    #[serde(default, deserialize_with = "crate::api::saturating_count")]
     pub offset: Option<usize>,
     /// Page size, at most 500 (default 50).
+    #[serde(default, deserialize_with = "crate::api::saturating_count")]
     pub limit: Option<usize>,
 }
 

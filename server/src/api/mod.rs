@@ -411,3 +411,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     SharedAnswers.modify(&mut api);
     api
 }
+
+/// Reads a count (`limit`, `offset`) from a query string whatever its size: a number past what
+/// fits is as large as fits, and every count is clamped to its own bound afterwards, so an
+/// integer the schema allows is never refused. Anything but digits is a 400.
+pub fn saturating_count<'de, D>(deserializer: D) -> Result<Option<usize>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::{Deserialize, Error};
+    let text: Option<String> = Option::deserialize(deserializer)?;
+    text.map(|t| {
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(t.parse::<usize>().unwrap_or(usize::MAX))
+        } else {
+            Err(D::Error::custom(format!("{t:?} is not a count")))
+        }
+    })
+    .transpose()
+}

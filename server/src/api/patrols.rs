@@ -29,6 +29,7 @@ pub struct PatrolQuery {
     pub chief: Option<String>,
     pub asset: Option<String>,
     /// Page size, at most 500 (default 50); newest first.
+    #[serde(default, deserialize_with = "crate::api::saturating_count")]
     pub limit: Option<usize>,
 }
 
