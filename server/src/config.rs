@@ -209,6 +209,18 @@ pub enum Command {
         /// Directory of a backup taken by `chiefsync backup`.
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
+        /// The `manifest_sha256` that `chiefsync backup` printed (and the server logged): only
+        /// that backup is restored, not one written by whoever could reach the backup's disk.
+        #[arg(
+            long,
+            value_name = "SHA256",
+            required_unless_present = "trust_manifest"
+        )]
+        manifest_sha256: Option<String>,
+        /// Restore without the manifest's SHA-256, when it was lost: whoever could write the
+        /// backup's disk could have put accounts, documents or a signing key of their own in it.
+        #[arg(long, conflicts_with = "manifest_sha256")]
+        trust_manifest: bool,
     },
 }
 
@@ -305,12 +317,34 @@ mod tests {
             matches!(cli.command, Some(Command::Backup { ref to }) if to.as_os_str() == "/mnt/b")
         );
         assert!(Cli::try_parse_from(["chiefsync", "restore"]).is_err());
-        let cli = Cli::try_parse_from(["chiefsync", "restore", "--from", "/b", "--data", "/new"])
-            .unwrap();
+        // A restore names the manifest it expects, or says it trusts whatever is there.
+        assert!(Cli::try_parse_from(["chiefsync", "restore", "--from", "/b"]).is_err());
+        let cli = Cli::try_parse_from([
+            "chiefsync",
+            "restore",
+            "--from",
+            "/b",
+            "--manifest-sha256",
+            "ab12",
+            "--data",
+            "/new",
+        ])
+        .unwrap();
         assert_eq!(cli.data_dir.as_os_str(), "/new");
         assert!(
-            matches!(cli.command, Some(Command::Restore { ref from }) if from.as_os_str() == "/b")
+            matches!(cli.command, Some(Command::Restore { ref from, ref manifest_sha256, trust_manifest: false })
+                if from.as_os_str() == "/b" && manifest_sha256.as_deref() == Some("ab12"))
         );
+        let cli = Cli::try_parse_from(["chiefsync", "restore", "--from", "/b", "--trust-manifest"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Restore {
+                manifest_sha256: None,
+                trust_manifest: true,
+                ..
+            })
+        ));
         let cli = Cli::try_parse_from(["chiefsync", "--overdue-grace-hours", "24"]).unwrap();
         assert_eq!(cli.settings().workflow.overdue_grace_ms, 86_400_000);
         assert_eq!(cli.settings().workflow.deadline_check_every.as_secs(), 300);

@@ -48,8 +48,16 @@ fn run(cli: Cli) -> Result<(), BoxError> {
     // Backup and restore run beside (or instead of) a server: they never open its state.
     match &cli.command {
         Some(Command::Backup { to }) => return backup(&cli, to),
-        Some(Command::Restore { from }) => {
-            let restored = server::backup::restore(from, &cli.data_dir)?;
+        Some(Command::Restore {
+            from,
+            manifest_sha256,
+            ..
+        }) => {
+            let expected = match manifest_sha256 {
+                Some(sha256) => server::backup::Expected::Sha256(sha256.clone()),
+                None => server::backup::Expected::Trusted,
+            };
+            let restored = server::backup::restore(from, &cli.data_dir, &expected)?;
             println!("{}", serde_json::to_string_pretty(&restored)?);
             return Ok(());
         }
@@ -146,6 +154,7 @@ fn backup(cli: &Cli, to: &std::path::Path) -> Result<(), BoxError> {
     };
     let summary = serde_json::json!({
         "to": to.display().to_string(),
+        "manifest_sha256": manifest.sha256(),
         "feed_head": manifest.feed_head,
         "documents": manifest.documents,
         "users": manifest.users,

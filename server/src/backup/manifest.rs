@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,6 +37,17 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The SHA-256 of the manifest as written (`manifest.json`), printed when the backup is
+    /// taken and asked for when it is restored: the manifest's own sums prove the files match
+    /// the manifest, this proves the manifest is the one the server wrote.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.to_json())
+    }
+
+    pub(super) fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest serializes")
+    }
+
     /// Bytes of every file the backup holds, the manifest aside.
     pub fn total_bytes(&self) -> u64 {
         let tables: u64 = self.tables.iter().map(|t| t.file.bytes).sum();
@@ -70,22 +81,43 @@ pub struct FileSum {
     pub sha256: String,
 }
 
-/// Reads a backup's manifest and checks every file it names (size, SHA-256, record counts,
-/// each photo against its name). Writes nothing.
-pub fn check(dir: &Path) -> Result<Manifest, BackupError> {
+/// Which manifest a restore accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// Only the manifest with this SHA-256 (printed by `chiefsync backup`): whoever can write
+    /// the backup's disk cannot hand the server accounts, documents or a signing key of their
+    /// own making.
+    Sha256(String),
+    /// Whatever manifest the backup holds; the operator vouches for the backup's disk.
+    Trusted,
+}
+
+/// Reads a backup's manifest, checks it is the one expected, and checks every file it names
+/// (size, SHA-256, record counts, each photo against its name). Writes nothing.
+pub fn check(dir: &Path, expected: &Expected) -> Result<Manifest, BackupError> {
     let damaged = |detail: String| BackupError::Damaged {
         dir: dir.display().to_string(),
         detail,
     };
-    let json = match fs::read(dir.join(MANIFEST)) {
+    let json = match read_regular(dir, MANIFEST) {
         Ok(json) => json,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(damaged(format!(
                 "no {MANIFEST} (a backup that did not finish has none)"
             )))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(damaged(format!("{MANIFEST}: {e}"))),
     };
+    if let Expected::Sha256(wanted) = expected {
+        let found = sha256_hex(&json);
+        if !found.eq_ignore_ascii_case(wanted.trim()) {
+            return Err(BackupError::Refused(format!(
+                "the manifest of {} has SHA-256 {found}, not the {wanted} given: this is not \
+                 the backup that was taken, or it was changed since",
+                dir.display()
+            )));
+        }
+    }
     let manifest: Manifest = serde_json::from_slice(&json)
         .map_err(|e| damaged(format!("{MANIFEST} does not read: {e}")))?;
     if manifest.format != FORMAT {
@@ -95,7 +127,7 @@ pub fn check(dir: &Path) -> Result<Manifest, BackupError> {
         )));
     }
     for table in &manifest.tables {
-        let entries = count_entries(dir, &table.file).map_err(damaged)?;
+        let entries = read_table(dir, &table.file, &mut |_, _| Ok(())).map_err(damaged)?;
         if entries != table.entries {
             return Err(damaged(format!(
                 "{} holds {entries} records, the manifest says {}",
@@ -127,8 +159,7 @@ pub fn check(dir: &Path) -> Result<Manifest, BackupError> {
 
 /// Checks a file's path stays inside the backup, then its size and SHA-256.
 pub(super) fn check_file(dir: &Path, sum: &FileSum) -> Result<Vec<u8>, String> {
-    let path = safe_path(dir, &sum.path)?;
-    let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", sum.path))?;
+    let bytes = read_regular(dir, &sum.path).map_err(|e| format!("{}: {e}", sum.path))?;
     if bytes.len() as u64 != sum.bytes {
         return Err(format!(
             "{} has {} bytes, the manifest says {}",
@@ -143,33 +174,82 @@ pub(super) fn check_file(dir: &Path, sum: &FileSum) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// `dir/relative`, refusing anything but plain names (no `..`, no absolute paths).
-fn safe_path(dir: &Path, relative: &str) -> Result<PathBuf, String> {
+/// Opens `dir/relative` for reading if it is a plain file of the backup: only plain names (no
+/// `..`, no absolute paths), no symbolic link on the way, and not a pipe or a device, which
+/// would hold a restore forever or read what is not in the backup.
+fn open_regular(dir: &Path, relative: &str) -> io::Result<File> {
+    let refused = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_owned());
     let path = Path::new(relative);
     if relative.is_empty()
         || !path
             .components()
             .all(|c| matches!(c, std::path::Component::Normal(_)))
     {
-        return Err(format!("{relative:?} is not a path inside the backup"));
+        return Err(refused("not a path inside the backup"));
     }
-    Ok(dir.join(path))
+    let mut walked = dir.to_path_buf();
+    for part in path.components() {
+        walked.push(part);
+        if fs::symlink_metadata(&walked)?.file_type().is_symlink() {
+            return Err(refused("a symbolic link, not a file of the backup"));
+        }
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(&walked)?;
+    if !file.metadata()?.is_file() {
+        return Err(refused("not a plain file"));
+    }
+    Ok(file)
 }
 
-/// Reads a table file through: size, SHA-256 and framing checked; returns its record count.
-fn count_entries(dir: &Path, sum: &FileSum) -> Result<u64, String> {
-    let mut entries = 0;
-    let mut hash = Sha256::new();
-    let mut bytes = 0u64;
-    read_table(dir, sum, &mut |key, value| {
-        entries += 1;
-        for part in [key, value] {
+/// The whole of a plain file of the backup (see [`open_regular`]).
+fn read_regular(dir: &Path, relative: &str) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_regular(dir, relative)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// What [`read_table`] hands each (key, value) to.
+pub(super) type EachRecord<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
+
+/// Hands every (key, value) of a table file to `each` and returns how many there were. The
+/// bytes handed on are the bytes checked: size and SHA-256 are computed over this very read, so
+/// a file changed after an earlier check is found, not restored. A cut-off file is an error;
+/// a caller writing what it was handed must discard it when this fails.
+pub(super) fn read_table(
+    dir: &Path,
+    sum: &FileSum,
+    each: &mut EachRecord<'_>,
+) -> Result<u64, String> {
+    let file = open_regular(dir, &sum.path).map_err(|e| format!("{}: {e}", sum.path))?;
+    let mut input = BufReader::new(file);
+    let cut = |e: io::Error| format!("{} is cut off or unreadable: {e}", sum.path);
+    let (mut entries, mut bytes, mut hash) = (0u64, 0u64, Sha256::new());
+    loop {
+        let mut len = [0u8; 4];
+        match input.read(&mut len[..1]) {
+            Ok(0) => break,
+            Ok(_) => input.read_exact(&mut len[1..]).map_err(cut)?,
+            Err(e) => return Err(cut(e)),
+        }
+        let key = read_part(&mut input, len, sum.bytes).map_err(cut)?;
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len).map_err(cut)?;
+        let value = read_part(&mut input, len, sum.bytes).map_err(cut)?;
+        for part in [&key, &value] {
             hash.update((part.len() as u32).to_be_bytes());
             hash.update(part);
             bytes += 4 + part.len() as u64;
         }
-        Ok(())
-    })?;
+        entries += 1;
+        each(&key, &value)?;
+    }
     if bytes != sum.bytes {
         return Err(format!(
             "{} has {bytes} bytes, the manifest says {}",
@@ -180,34 +260,6 @@ fn count_entries(dir: &Path, sum: &FileSum) -> Result<u64, String> {
         return Err(format!("{} does not match its checksum", sum.path));
     }
     Ok(entries)
-}
-
-/// What [`read_table`] hands each (key, value) to.
-pub(super) type EachRecord<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
-
-/// Hands every (key, value) of a table file to `each`; a cut-off file is an error.
-pub(super) fn read_table(
-    dir: &Path,
-    sum: &FileSum,
-    each: &mut EachRecord<'_>,
-) -> Result<(), String> {
-    let path = safe_path(dir, &sum.path)?;
-    let file = File::open(&path).map_err(|e| format!("{}: {e}", sum.path))?;
-    let mut input = BufReader::new(file);
-    let cut = |e: io::Error| format!("{} is cut off or unreadable: {e}", sum.path);
-    loop {
-        let mut len = [0u8; 4];
-        match input.read(&mut len[..1]) {
-            Ok(0) => return Ok(()),
-            Ok(_) => input.read_exact(&mut len[1..]).map_err(cut)?,
-            Err(e) => return Err(cut(e)),
-        }
-        let key = read_part(&mut input, len, sum.bytes).map_err(cut)?;
-        let mut len = [0u8; 4];
-        input.read_exact(&mut len).map_err(cut)?;
-        let value = read_part(&mut input, len, sum.bytes).map_err(cut)?;
-        each(&key, &value)?;
-    }
 }
 
 fn read_part(input: &mut impl Read, len: [u8; 4], file_bytes: u64) -> io::Result<Vec<u8>> {

@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 use crate::blobs::BlobError;
 use crate::storage::StoreError;
 
-pub use manifest::{check, FileSum, Manifest, PhotoFile, TableFile, FORMAT};
+pub use manifest::{check, Expected, FileSum, Manifest, PhotoFile, TableFile, FORMAT};
 pub use restore::{restore, Restored};
 pub use take::{take, take_offline};
 
@@ -83,13 +83,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// `dir`'s sibling named `.name.suffix-pid`, on the same file system so a rename moves it.
-fn sibling(dir: &Path, suffix: &str) -> Result<PathBuf, BackupError> {
+/// Creates a new private directory beside `dir` (on the same file system, so a rename moves
+/// it) named `.name.suffix-<random>`. The name cannot be guessed and the directory must not
+/// exist yet, so nobody else sharing the parent directory can have put a link or files there
+/// first.
+fn staging_beside(dir: &Path, suffix: &str) -> Result<PathBuf, BackupError> {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| BackupError::Refused(format!("{} has no usable name", dir.display())))?;
-    Ok(dir.with_file_name(format!(".{name}.{suffix}-{}", std::process::id())))
+    let staging = dir.with_file_name(format!(
+        ".{name}.{suffix}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(&staging)?;
+    Ok(staging)
 }
 
 /// Whether `dir` is absent or an empty directory; an error says what is in the way.
@@ -204,7 +218,7 @@ mod tests {
         assert_eq!(store.feed_head().unwrap(), 4 + gap);
 
         let restored_dir = dir.path().join("restored");
-        let restored = restore(&to, &restored_dir).unwrap();
+        let restored = restore(&to, &restored_dir, &Expected::Sha256(manifest.sha256())).unwrap();
         assert_eq!((restored.feed_head, restored.documents), (3, 3));
         let back = SledStore::open(&restored_dir.join("db")).unwrap();
         assert!(back.document("doc-after").unwrap().is_none());
@@ -291,5 +305,116 @@ mod tests {
         let mut answer = String::new();
         io::BufRead::read_line(&mut BufReader::new(&silent), &mut answer).unwrap();
         assert!(answer.contains("unreadable request"), "{answer}");
+    }
+
+    /// The backup of [`district`], its manifest re-read from disk.
+    fn backed_up(n: usize) -> (tempfile::TempDir, PathBuf, Manifest) {
+        let (dir, store, blobs) = district(n);
+        let to = dir.path().join("backup");
+        let manifest = take(&store, &blobs, &dir.path().join("data"), &to).unwrap();
+        drop((store, blobs));
+        (dir, to, manifest)
+    }
+
+    /// Rewrites the backup as a forger with write access to its disk would: a record added to
+    /// the `meta` table and the manifest's sums made to match.
+    fn forge(backup: &Path) {
+        let mut manifest: Manifest =
+            serde_json::from_slice(&fs::read(backup.join(MANIFEST)).unwrap()).unwrap();
+        let table = manifest
+            .tables
+            .iter_mut()
+            .find(|t| t.name_hex == hex::encode("meta"))
+            .unwrap();
+        let path = backup.join(&table.file.path);
+        let mut bytes = fs::read(&path).unwrap();
+        for part in [&b"forged"[..], &b"by someone"[..]] {
+            bytes.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(part);
+        }
+        fs::write(&path, &bytes).unwrap();
+        table.entries += 1;
+        table.file.bytes = bytes.len() as u64;
+        table.file.sha256 = sha256_hex(&bytes);
+        fs::write(backup.join(MANIFEST), manifest.to_json()).unwrap();
+    }
+
+    #[test]
+    fn a_restore_takes_only_the_manifest_it_was_given() {
+        let (dir, to, manifest) = backed_up(2);
+        assert_eq!(
+            manifest.sha256(),
+            sha256_hex(&fs::read(to.join(MANIFEST)).unwrap()),
+            "the printed SHA-256 is the one of the file written"
+        );
+        forge(&to);
+        // The forged backup passes its own sums, but not the SHA-256 printed at the backup.
+        check(&to, &Expected::Trusted).unwrap();
+        let restored_dir = dir.path().join("restored");
+        for given in [manifest.sha256(), "00".repeat(32)] {
+            match restore(&to, &restored_dir, &Expected::Sha256(given)) {
+                Err(BackupError::Refused(reason)) => {
+                    assert!(reason.contains("not the"), "{reason}")
+                }
+                other => panic!("a forged backup was restored: {other:?}"),
+            }
+            assert!(!restored_dir.exists(), "a refused restore wrote nothing");
+        }
+        // What --trust-manifest accepts: whatever the disk holds.
+        restore(&to, &restored_dir, &Expected::Trusted).unwrap();
+        let db = sled::open(restored_dir.join("db")).unwrap();
+        assert!(db
+            .open_tree("meta")
+            .unwrap()
+            .get("forged")
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn links_pipes_and_files_changed_after_the_check_are_refused() {
+        use std::os::unix::fs::symlink;
+        let (dir, to, manifest) = backed_up(2);
+        let expected = Expected::Sha256(manifest.sha256());
+        let table = manifest.tables[0].file.clone();
+        let original = to.join(&table.path);
+        let kept = dir.path().join("kept.kv");
+        fs::rename(&original, &kept).unwrap();
+
+        // The same bytes through a link are still not a file of the backup.
+        symlink(&kept, &original).unwrap();
+        let reason = check(&to, &expected).unwrap_err().to_string();
+        assert!(reason.contains("symbolic link"), "{reason}");
+
+        // A pipe would hold the restore forever; it is refused at once.
+        fs::remove_file(&original).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&original)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (to_checked, expected_checked) = (to.clone(), expected.clone());
+        std::thread::spawn(move || tx.send(check(&to_checked, &expected_checked).map(|_| ())));
+        let checked = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the check of a backup holding a pipe returned");
+        let reason = checked.unwrap_err().to_string();
+        assert!(reason.contains("not a plain file"), "{reason}");
+
+        // The bytes a restore copies are the bytes it checks: a file changed after the check
+        // of the whole backup is found while it is copied.
+        fs::remove_file(&original).unwrap();
+        let mut bytes = fs::read(&kept).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        fs::write(&original, &bytes).unwrap();
+        let mut handed = 0;
+        let read = manifest::read_table(&to, &table, &mut |_, _| {
+            handed += 1;
+            Ok(())
+        });
+        assert!(read.unwrap_err().contains("does not match its checksum"));
+        assert!(handed > 0, "the records were read before the sum was known");
     }
 }

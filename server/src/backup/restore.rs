@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::manifest::{check, check_file, read_table, FileSum, Manifest};
+use super::manifest::{check, check_file, read_table, Expected, FileSum, Manifest};
 use super::{
-    absent_or_empty, private_dir, put_in_place, sibling, write_file, BackupError, SIGNING_KEY_FILE,
+    absent_or_empty, put_in_place, staging_beside, write_file, BackupError, SIGNING_KEY_FILE,
 };
 use crate::blobs::{BlobRecord, BlobStore, FileBlobs};
 use crate::storage::{SledStore, Store, StoreError};
@@ -37,17 +37,14 @@ pub struct Restored {
     pub signing_key_restored: bool,
 }
 
-/// Restores the backup in `from` into `data_dir`, which must be absent or empty. Every file is
-/// checked against the manifest first; a damaged or incomplete backup writes nothing.
-pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, BackupError> {
+/// Restores the backup in `from` into `data_dir`, which must be absent or empty. The manifest
+/// must be the one `expected`, and every file is checked against it first and again as it is
+/// copied; a damaged, changed or incomplete backup writes nothing.
+pub fn restore(from: &Path, data_dir: &Path, expected: &Expected) -> Result<Restored, BackupError> {
     let data_dir = &std::path::absolute(data_dir)?;
     absent_or_empty(data_dir, "the data directory")?;
-    let manifest = check(from)?;
-    let staging = sibling(data_dir, "restoring")?;
-    if staging.exists() {
-        fs::remove_dir_all(&staging)?;
-    }
-    private_dir(&staging)?;
+    let manifest = check(from, expected)?;
+    let staging = staging_beside(data_dir, "restoring")?;
     let restored = restore_into(from, &manifest, &staging).and_then(|restored| {
         put_in_place(&staging, data_dir)?;
         Ok(Restored {

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{FileSum, Manifest, PhotoFile, TableFile, FORMAT};
 use super::{
-    absent_or_empty, control, private_dir, put_in_place, sibling, write_file, BackupError,
-    MANIFEST, SIGNING_KEY_FILE,
+    absent_or_empty, control, put_in_place, staging_beside, write_file, BackupError, MANIFEST,
+    SIGNING_KEY_FILE,
 };
 use crate::blobs::{BlobStore, FileBlobs};
 use crate::storage::{SledStore, Store};
@@ -82,13 +82,11 @@ pub fn take(
 ) -> Result<Manifest, BackupError> {
     check_target(data_dir, to)?;
     let to = &std::path::absolute(to)?;
-    let staging = sibling(to, "partial")?;
-    if staging.exists() {
-        fs::remove_dir_all(&staging)?;
-    }
-    private_dir(&staging)?;
+    let staging = staging_beside(to, "partial")?;
     let taken = take_into(store, blobs, data_dir, &staging).and_then(|manifest| {
         put_in_place(&staging, to)?;
+        // Kept in the server's log, off the backup's disk: the restore asks for it.
+        tracing::info!(to = %to.display(), manifest_sha256 = %manifest.sha256(), documents = manifest.documents, "backup taken");
         Ok(manifest)
     });
     if taken.is_err() {
@@ -211,7 +209,7 @@ fn take_into(
         photos,
         signing_key,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?;
+    let json = manifest.to_json();
     for dir in [staging.join("store"), staging.to_owned()] {
         File::open(dir)?.sync_all()?;
     }

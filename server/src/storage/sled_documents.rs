@@ -105,7 +105,13 @@ impl SledStore {
     /// finds a server restored from that backup behind its cursor, however many saves the
     /// restored server took from other phones first (`crate::backup`).
     pub(super) fn skip_feed_position(&self) -> Result<u64, HubError> {
-        let head = self.index.head() + BACKUP_FEED_GAP;
+        // 2^32 backups of one server would reach the end of the positions; refused rather
+        // than wrapped to cursors phones already passed.
+        let head = self
+            .index
+            .head()
+            .checked_add(BACKUP_FEED_GAP)
+            .ok_or_else(|| storage("the change feed has no positions left for a backup"))?;
         self.meta
             .insert(FEED_HEAD, &seq_bytes(head)[..])
             .map_err(storage)?;

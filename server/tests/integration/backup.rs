@@ -344,6 +344,12 @@ async fn a_backup_taken_while_phones_sync_restores_every_acknowledged_change() {
     assert_eq!(summary["photos"], json!(photos.len()));
     assert_eq!(summary["signing_key"], json!(true));
     assert!(summary["documents"].as_u64().unwrap() > 0);
+    // The manifest's SHA-256, printed to be kept off the backup's disk, is the file's.
+    let manifest_sha256 = summary["manifest_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(
+        manifest_sha256,
+        sha256_hex(&std::fs::read(backup.join("manifest.json")).unwrap())
+    );
 
     // The machine dies with its disk.
     lost.kill();
@@ -383,18 +389,44 @@ async fn a_backup_taken_while_phones_sync_restores_every_acknowledged_change() {
         (&unfinished, "no manifest.json"),
         (&cut, "cut off"),
     ] {
-        let out = chiefsync(&restored, &["restore", "--from", bad.to_str().unwrap()]);
+        let out = chiefsync(
+            &restored,
+            &[
+                "restore",
+                "--from",
+                bad.to_str().unwrap(),
+                "--manifest-sha256",
+                &manifest_sha256,
+            ],
+        );
         assert!(!out.status.success(), "{} was restored", bad.display());
         assert!(stderr(&out).contains(reason), "{}", stderr(&out));
         assert!(!restored.exists(), "a refused restore wrote nothing");
     }
 
+    // A restore names the manifest it expects (or says it trusts the disk).
+    let unnamed = chiefsync(&restored, &["restore", "--from", backup.to_str().unwrap()]);
+    assert!(!unnamed.status.success());
+    assert!(
+        stderr(&unnamed).contains("--manifest-sha256"),
+        "{}",
+        stderr(&unnamed)
+    );
+    assert!(!restored.exists());
+
     // The good backup restores into a new directory, and `chiefsync verify` passes on it.
-    let out = chiefsync(&restored, &["restore", "--from", backup.to_str().unwrap()]);
+    let restore_args = [
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--manifest-sha256",
+        &manifest_sha256,
+    ];
+    let out = chiefsync(&restored, &restore_args);
     let report = stdout_json(&out);
     assert_eq!(report["documents"], summary["documents"]);
     assert_eq!(report["signing_key_restored"], json!(true));
-    let again = chiefsync(&restored, &["restore", "--from", backup.to_str().unwrap()]);
+    let again = chiefsync(&restored, &restore_args);
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("is not empty"),
