@@ -193,6 +193,7 @@ mod tests {
                 .unwrap();
         }
         store.put_device_scope("phone-1", "scope").unwrap();
+        store.put_sync_state("phone-1", "doc-0", b"state").unwrap();
         (dir, store, blobs)
     }
 
@@ -225,6 +226,8 @@ mod tests {
         assert!(back.document("doc-2").unwrap().is_some());
         // Each phone's next sync walks its whole scope again.
         assert_eq!(back.device_scope("phone-1").unwrap(), None);
+        // And exchanges single documents afresh: the lost server's sync states are not restored.
+        assert_eq!(back.sync_state("phone-1", "doc-0").unwrap(), None);
     }
 
     #[test]

@@ -15,9 +15,11 @@ use crate::blobs::{BlobRecord, BlobStore, FileBlobs};
 use crate::storage::{SledStore, Store, StoreError};
 use sync_core::hub::DocumentStore;
 
-/// The table of what each phone's scope was last synced as; left out by a restore (see the
-/// module `backup`).
-pub(super) const DEVICE_SCOPE_TABLE: &[u8] = b"device_scope";
+/// Tables a restore leaves out. What each phone's scope was last synced as (see the module
+/// `backup`), and the automerge sync states of single documents: they name heads the lost
+/// server shared with a phone after the backup, which the restored one does not hold; a phone
+/// without a state starts that exchange afresh, at the cost of one more message.
+const LEFT_OUT: [&[u8]; 2] = [b"device_scope", b"sync_states"];
 const USERS_TABLE: &[u8] = b"users";
 /// Where the sled store keeps its feed head, in its `meta` table (`storage::sled_documents`).
 const FEED_HEAD: &[u8] = b"feed.head";
@@ -69,7 +71,7 @@ fn restore_into(from: &Path, manifest: &Manifest, staging: &Path) -> Result<Rest
         for table in &manifest.tables {
             let name = hex::decode(&table.name_hex)
                 .map_err(|_| damaged(format!("table name {:?} is not hex", table.name_hex)))?;
-            if name == DEVICE_SCOPE_TABLE {
+            if LEFT_OUT.contains(&name.as_slice()) {
                 continue;
             }
             let tree = db.open_tree(&name).map_err(backend)?;
