@@ -232,6 +232,7 @@ pub(crate) fn board_of(state: &AppState, asset: Asset, base: &str) -> Result<Boa
         (status = 200, content_type = "image/svg+xml", description = "the signboard (image/svg+xml or application/pdf)"),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown_asset"),
+        (status = 429, body = ErrorBody, description = "rate_limited_address: too many PDFs from this address"),
         (status = 503, body = ErrorBody, description = "signboard_font_missing: no CJK font for the PDF"),
     )
 )]
@@ -241,6 +242,7 @@ pub async fn get_signboard(
     path: web::Path<String>,
     query: web::Query<SignboardQuery>,
     req: HttpRequest,
+    client: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let sheet = match query.sheet.as_deref() {
@@ -254,6 +256,21 @@ pub async fn get_signboard(
         Some("pdf") => true,
         Some(_) => return Err(ApiError::BadRequest("format is svg or pdf".into())),
     };
+    if pdf {
+        let limit = state.public.limits().signboard_pdfs_per_address;
+        if let Err(wait) =
+            state
+                .public
+                .counters
+                .take(&format!("signboard-pdf:{client}"), limit, now_ms())
+        {
+            return Err(rate_limited(
+                ErrorCode::RateLimitedAddress,
+                "too many signboard PDFs from this network",
+                wait,
+            ));
+        }
+    }
     let base = base_url(&req);
     let out = web::block(
         move || -> Result<Option<Result<Vec<u8>, signboard::PdfError>>, ApiError> {

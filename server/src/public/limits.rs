@@ -17,6 +17,10 @@ pub struct PublicLimits {
     /// Proof-of-work challenges one client address may fetch per hour (each page load takes
     /// one; a script asking for thousands would crowd out the people's).
     pub challenges_per_address: usize,
+    /// Signboard PDFs one client address may have rendered per hour: each is seconds of a
+    /// blocking thread (laying out CJK text, subsetting the font), and needs no account. The
+    /// division's print page shows the SVGs, which are cheap, and is not counted.
+    pub signboard_pdfs_per_address: usize,
     /// Reports one client address may file per hour.
     pub reports_per_address: usize,
     /// Tracking codes one client address may get wrong per hour; past that every tracking
@@ -45,6 +49,7 @@ impl Default for PublicLimits {
             pow_bits: 17,
             tickets_per_address: 20,
             challenges_per_address: 60,
+            signboard_pdfs_per_address: 120,
             reports_per_address: 5,
             unknown_codes_per_address: 20,
             reports_per_asset: 30,

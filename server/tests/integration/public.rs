@@ -1685,6 +1685,37 @@ async fn a_second_report_at_the_same_spot_is_hinted_as_a_possible_duplicate() {
     s.stop().await;
 }
 
+/// Each signboard PDF is seconds of a blocking thread and needs no account: a script asking
+/// for PDF after PDF is cut off per address, while the SVG (what the print page shows) still
+/// serves.
+#[actix_web::test]
+async fn signboard_pdfs_are_counted_per_address() {
+    let s = TestServer::demo().await;
+    cheap(&s, |l| l.signboard_pdfs_per_address = 1);
+    let pdf = format!("/api/v1/public/signboards/{ASSET}?format=pdf&sheet=board");
+    let mut first = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish()
+        .get(format!("{}{pdf}", s.base))
+        .send()
+        .await
+        .unwrap();
+    let status = first.status().as_u16();
+    let _ = first.body().limit(16 << 20).await;
+    assert!(status == 200 || status == 503, "{status}");
+    let limited = s.request("GET", &pdf, None, None).await;
+    limited.expect_error(429, "rate_limited_address");
+    assert!(limited.headers.contains_key("retry-after"));
+    let mut svg = s
+        .client
+        .get(format!("{}/api/v1/public/signboards/{ASSET}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg.status().as_u16(), 200, "{:?}", svg.body().await);
+    s.stop().await;
+}
+
 /// A route as the schema must state it: method, path, request body schema, answer status and
 /// its schema.
 type Route = (
