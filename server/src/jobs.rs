@@ -201,6 +201,12 @@ pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> 
                 if let Err(err) = crate::photos::collect_unreferenced(&job, now) {
                     tracing::error!(error = %err, "removing unreferenced photos failed");
                 }
+                // Residents' phone numbers are kept for a stated period only.
+                if let Err(err) =
+                    crate::public::cases::erase_expired_phones(job.store.as_ref(), now)
+                {
+                    tracing::error!(error = %err, "erasing expired phone numbers failed");
+                }
                 Ok::<_, HubError>((run, due, expired))
             })
             .await;

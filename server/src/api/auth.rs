@@ -6,14 +6,14 @@
 //! request). A device id the caller may not revoke gets the same answer as one that does not
 //! exist, so the endpoint cannot be used to find out which device ids are in use.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sync_core::authz::oversees;
 use sync_core::model::User;
 use utoipa::ToSchema;
 
 use crate::auth::session::{self, LoginRequest, RefreshRequest, TokenGrant};
-use crate::auth::Caller;
+use crate::auth::{Caller, ClientIp};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
@@ -52,14 +52,9 @@ pub struct Revoked {
 #[post("/auth/login")]
 pub async fn login(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    ClientIp(address): ClientIp,
     body: web::Json<LoginRequest>,
 ) -> Result<web::Json<TokenGrant>, ApiError> {
-    // The connection's own address: a header naming another could be sent by anyone.
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .ok_or_else(|| ApiError::Internal("a sign-in without a peer address".into()))?;
     let grant = session::login(state, body.into_inner(), address).await?;
     Ok(web::Json(grant))
 }

@@ -11,12 +11,13 @@
 use std::time::Instant;
 use sync_core::api_types::ErrorCode;
 
-use actix_web::{post, web, HttpRequest};
+use actix_web::{post, web};
 
 use crate::accounts::check_password;
 use crate::admin::{admin_writes, setup};
 use crate::auth::rate_limit::Attempt;
 use crate::auth::session::{self, TokenGrant};
+use crate::auth::ClientIp;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 use crate::storage::AdminBatch;
@@ -45,13 +46,9 @@ fn invalid() -> ApiError {
 #[post("/auth/setup")]
 pub async fn setup_password(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    ClientIp(address): ClientIp,
     body: web::Json<SetupRequest>,
 ) -> Result<web::Json<TokenGrant>, ApiError> {
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .ok_or_else(|| ApiError::Internal("a sign-in without a peer address".into()))?;
     let SetupRequest {
         username,
         code,

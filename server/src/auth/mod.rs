@@ -7,11 +7,14 @@
 //! - `session`: login and refresh, the token pair they grant.
 //! - `rate_limit`: failed-login throttling per username.
 //! - `caller`: the extractor that turns a request into an authenticated [`Caller`].
+//! - `client_ip`: the extractor of the connection's own address ([`ClientIp`]), which rate
+//!   limits count.
 //!
 //! Authorization beyond "is this a valid, active user on a live device" (roles, jurisdictions)
 //! is not decided here.
 
 mod caller;
+mod client_ip;
 pub mod jwt;
 pub mod password;
 pub mod rate_limit;
@@ -20,3 +23,4 @@ pub mod session;
 pub mod signing_key;
 
 pub use caller::Caller;
+pub use client_ip::ClientIp;

@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 
 use super::cases::{self, Case};
 use super::signboard::{self, Board, BoardChief, Sheet};
-use crate::auth::Caller;
+use crate::auth::{Caller, ClientIp};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
@@ -43,11 +43,6 @@ pub(crate) fn rate_limited(code: ErrorCode, message: &str, retry_after_secs: u64
         message: message.into(),
         retry_after_secs,
     }
-}
-
-pub(crate) fn client_address(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string())
 }
 
 /// The server's own address as the caller reached it, for links printed on boards.
@@ -172,15 +167,39 @@ pub struct Challenge {
     pub bits: u32,
 }
 
-/// A fresh proof-of-work challenge (single use, ten minutes).
-#[utoipa::path(tag = "public", responses((status = 200, body = Challenge)))]
+/// A fresh proof-of-work challenge (single use, ten minutes). Counted per client address.
+#[utoipa::path(
+    tag = "public",
+    responses(
+        (status = 200, body = Challenge),
+        (status = 429, body = ErrorBody, description = "rate_limited_address"),
+    )
+)]
 #[get("/public/challenge")]
-pub async fn get_challenge(state: web::Data<AppState>) -> HttpResponse {
-    let bits = state.public.limits().pow_bits;
-    let challenge = state.public.pow.issue(bits, now_ms());
-    HttpResponse::Ok()
+pub async fn get_challenge(
+    state: web::Data<AppState>,
+    client: ClientIp,
+) -> Result<HttpResponse, ApiError> {
+    let limits = state.public.limits();
+    let now = now_ms();
+    if let Err(wait) = state.public.counters.take(
+        &format!("challenge:{client}"),
+        limits.challenges_per_address,
+        now,
+    ) {
+        return Err(rate_limited(
+            ErrorCode::RateLimitedAddress,
+            "too many reports from this network",
+            wait,
+        ));
+    }
+    let challenge = state.public.pow.issue(limits.pow_bits, now);
+    Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(Challenge { challenge, bits })
+        .json(Challenge {
+            challenge,
+            bits: limits.pow_bits,
+        }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -213,6 +232,7 @@ pub(crate) fn board_of(state: &AppState, asset: Asset, base: &str) -> Result<Boa
         (status = 200, content_type = "image/svg+xml", description = "the signboard (image/svg+xml or application/pdf)"),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown_asset"),
+        (status = 429, body = ErrorBody, description = "rate_limited_address: too many PDFs from this address"),
         (status = 503, body = ErrorBody, description = "signboard_font_missing: no CJK font for the PDF"),
     )
 )]
@@ -222,6 +242,7 @@ pub async fn get_signboard(
     path: web::Path<String>,
     query: web::Query<SignboardQuery>,
     req: HttpRequest,
+    client: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let sheet = match query.sheet.as_deref() {
@@ -235,6 +256,21 @@ pub async fn get_signboard(
         Some("pdf") => true,
         Some(_) => return Err(ApiError::BadRequest("format is svg or pdf".into())),
     };
+    if pdf {
+        let limit = state.public.limits().signboard_pdfs_per_address;
+        if let Err(wait) =
+            state
+                .public
+                .counters
+                .take(&format!("signboard-pdf:{client}"), limit, now_ms())
+        {
+            return Err(rate_limited(
+                ErrorCode::RateLimitedAddress,
+                "too many signboard PDFs from this network",
+                wait,
+            ));
+        }
+    }
     let base = base_url(&req);
     let out = web::block(
         move || -> Result<Option<Result<Vec<u8>, signboard::PdfError>>, ApiError> {

@@ -123,6 +123,25 @@ pub fn case_of_issue(
     }
 }
 
+/// Erases every phone number kept past its period, whether or not anyone reads its case again;
+/// returns how many. The timer job runs it with the other clean-ups.
+pub fn erase_expired_phones(store: &dyn Store, now_ms: i64) -> Result<usize, StoreError> {
+    let mut erased = 0;
+    for code in codes(store)? {
+        let key = format!("{CASE}{code}");
+        let Some(bytes) = store.get_meta(&key)? else {
+            continue;
+        };
+        let mut case: Case = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
+        if case.phone.is_some() && now_ms >= case.phone_until_ms() {
+            case.phone = None;
+            put_case(store, &case)?;
+            erased += 1;
+        }
+    }
+    Ok(erased)
+}
+
 /// Every case, phone numbers past their period erased on the way.
 pub fn all_cases(store: &dyn Store, now_ms: i64) -> Result<Vec<Case>, StoreError> {
     let mut out = Vec::new();

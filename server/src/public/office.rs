@@ -12,7 +12,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
-/// Header carrying the ticket on photo uploads.
 use super::api::*;
 use super::report::*;
 

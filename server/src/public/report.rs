@@ -14,11 +14,11 @@ use utoipa::ToSchema;
 use super::cases::{self, Case};
 use super::pow::PowError;
 use crate::api::sync::read_body;
+use crate::auth::ClientIp;
 use crate::blobs::{is_sha256, ChunkRange, Put, UploadError, UploadKey};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
-/// Header carrying the ticket on photo uploads.
 use super::api::*;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,7 +56,7 @@ pub struct TicketGrant {
 #[post("/public/tickets")]
 pub async fn post_ticket(
     state: web::Data<AppState>,
-    req: HttpRequest,
+    client: ClientIp,
     body: web::Json<TicketRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -82,11 +82,12 @@ pub async fn post_ticket(
         ));
     }
     let limits = state.public.limits();
-    if let Err(wait) = state.public.counters.take(
-        &format!("ticket:{}", client_address(&req)),
-        limits.tickets_per_address,
-        now,
-    ) {
+    if let Err(wait) =
+        state
+            .public
+            .counters
+            .take(&format!("ticket:{client}"), limits.tickets_per_address, now)
+    {
         return Err(rate_limited(
             ErrorCode::RateLimitedAddress,
             "too many reports from this network",
@@ -175,6 +176,21 @@ pub async fn put_public_photo(
             ErrorCode::TooManyPhotos,
             format!(
                 "a report carries at most {} photos",
+                limits.photos_per_report
+            ),
+        ));
+    }
+    // Unfinished uploads take disk too: a ticket begins only so many, whatever their names.
+    if !state
+        .public
+        .tickets
+        .start_upload(&code, &sha256, 2 * limits.photos_per_report)
+    {
+        return Err(ApiError::refused(
+            StatusCode::FORBIDDEN,
+            ErrorCode::TooManyPhotos,
+            format!(
+                "a report carries at most {} photos; this page has begun uploading more",
                 limits.photos_per_report
             ),
         ));
@@ -425,9 +441,13 @@ pub(crate) fn new_issue(
 pub async fn post_public_report(
     state: web::Data<AppState>,
     req: HttpRequest,
+    client: ClientIp,
     body: web::Json<PublicReport>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = body.into_inner();
+    let mut report = body.into_inner();
+    // A photo named twice is one piece of evidence, recorded once.
+    let mut named = std::collections::HashSet::new();
+    report.photos.retain(|p| named.insert(p.clone()));
     let limits = state.public.limits();
     let now = now_ms();
     let Some(ticket) = state
@@ -465,11 +485,12 @@ pub async fn post_public_report(
         &report.description,
         report.location,
     )?;
-    if let Err(wait) = state.public.counters.take(
-        &format!("report:{}", client_address(&req)),
-        limits.reports_per_address,
-        now,
-    ) {
+    if let Err(wait) =
+        state
+            .public
+            .counters
+            .take(&format!("report:{client}"), limits.reports_per_address, now)
+    {
         return Err(rate_limited(
             ErrorCode::RateLimitedAddress,
             "too many reports from this network",

@@ -2,6 +2,8 @@
 //! the outcome.
 
 use actix_web::http::{header, StatusCode};
+use std::sync::Mutex;
+
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use sync_core::api_types::ErrorCode;
@@ -13,7 +15,9 @@ use super::cases::{self, Case, Feedback};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
+use super::api::rate_limited;
 use super::report::*;
+use crate::auth::ClientIp;
 
 /// What the tracking page shows.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -54,6 +58,41 @@ pub(crate) fn load_case(
     Ok(Some((case, doc)))
 }
 
+/// Serializes the residents' answers, so that of two answers to one report sent at the same
+/// moment exactly one is taken.
+static ANSWERS: Mutex<()> = Mutex::new(());
+
+/// Refuses every tracking lookup from an address that got too many codes wrong this hour: a
+/// code guessed right after that learns nothing.
+fn guessing(state: &AppState, client: ClientIp) -> Result<(), ApiError> {
+    let limit = state.public.limits().unknown_codes_per_address;
+    state
+        .public
+        .counters
+        .check(&miss_key(client), limit, now_ms())
+        .map_err(|wait| {
+            rate_limited(
+                ErrorCode::RateLimitedAddress,
+                "too many unknown tracking codes from this network",
+                wait,
+            )
+        })
+}
+
+fn miss_key(client: ClientIp) -> String {
+    format!("unknown-code:{client}")
+}
+
+/// Counts a wrong tracking code against the address.
+fn missed(state: &AppState, client: ClientIp) {
+    let limit = state.public.limits().unknown_codes_per_address;
+    // Past the limit the next lookup is refused by `guessing`; nothing more to count.
+    let _ = state
+        .public
+        .counters
+        .take(&miss_key(client), limit, now_ms());
+}
+
 pub(crate) fn no_case() -> ApiError {
     ApiError::refused(
         StatusCode::NOT_FOUND,
@@ -69,15 +108,20 @@ pub(crate) fn no_case() -> ApiError {
     responses(
         (status = 200, body = TrackView),
         (status = 404, body = ErrorBody, description = "unknown_code"),
+        (status = 429, body = ErrorBody, description = "rate_limited_address: too many unknown codes from this address"),
     )
 )]
 #[get("/public/track/{code}")]
 pub async fn get_track(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    client: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
+    guessing(&state, client)?;
     let code = path.into_inner();
+    let work = state.clone();
     let view = web::block(move || -> Result<Option<TrackView>, ApiError> {
+        let state = work;
         let Some((case, doc)) = load_case(&state, &code)? else {
             return Ok(None);
         };
@@ -113,7 +157,10 @@ pub async fn get_track(
         Some(v) => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(v)),
-        None => Err(no_case()),
+        None => {
+            missed(&state, client);
+            Err(no_case())
+        }
     }
 }
 
@@ -127,29 +174,42 @@ pub async fn get_track(
     responses(
         (status = 200, content_type = "image/jpeg", description = "the after photo"),
         (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "rate_limited_address: too many unknown codes from this address"),
     )
 )]
 #[get("/public/track/{code}/photos/{sha256}")]
 pub async fn get_track_photo(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    client: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
+    guessing(&state, client)?;
     let (code, sha) = path.into_inner();
-    let found = web::block(move || -> Result<Option<(String, Vec<u8>)>, ApiError> {
+    let work = state.clone();
+    // None: no such code; Some(None): no such after photo of that report.
+    type Found = Option<Option<(String, Vec<u8>)>>;
+    let found = web::block(move || -> Result<Found, ApiError> {
+        let state = work;
         let Some((_, doc)) = load_case(&state, &code)? else {
             return Ok(None);
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
         if !rules::after_photos(&issue_state).contains(&sha) {
-            return Ok(None);
+            return Ok(Some(None));
         }
-        Ok(state
-            .blobs
-            .read(&sha)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map(|(record, bytes)| (record.format.mime().to_string(), bytes)))
+        Ok(Some(
+            state
+                .blobs
+                .read(&sha)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map(|(record, bytes)| (record.format.mime().to_string(), bytes)),
+        ))
     })
     .await??;
+    let Some(found) = found else {
+        missed(&state, client);
+        return Err(no_case());
+    };
     match found {
         Some((mime, bytes)) => Ok(HttpResponse::Ok()
             .content_type(mime)
@@ -217,14 +277,17 @@ impl utoipa::ToSchema for FeedbackRequest {}
         (status = 404, body = ErrorBody, description = "unknown_code"),
         (status = 409, body = ErrorBody, description = "not_finished or already_answered"),
         (status = 422, body = ErrorBody, description = "reason_required or field_too_long"),
+        (status = 429, body = ErrorBody, description = "rate_limited_address: too many unknown codes from this address"),
     )
 )]
 #[post("/public/track/{code}/feedback")]
 pub async fn post_feedback(
     state: web::Data<AppState>,
     path: web::Path<String>,
+    client: ClientIp,
     body: web::Json<FeedbackRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    guessing(&state, client)?;
     let code = path.into_inner();
     let body = body.into_inner();
     let max = state.public.limits().reason_chars;
@@ -237,9 +300,12 @@ pub async fn post_feedback(
             "say what is still wrong",
         ));
     }
-    let feedback = web::block(move || -> Result<Feedback, ApiError> {
+    let work = state.clone();
+    let feedback = web::block(move || -> Result<Option<Feedback>, ApiError> {
+        let state = work;
+        let _one_at_a_time = ANSWERS.lock().unwrap_or_else(|p| p.into_inner());
         let Some((mut case, doc)) = load_case(&state, &code)? else {
-            return Err(no_case());
+            return Ok(None);
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
         if !rules::may_rate(&issue_state) {
@@ -267,8 +333,14 @@ pub async fn post_feedback(
         };
         case.feedback = Some(feedback.clone());
         cases::put_case(state.store.as_ref(), &case)?;
-        Ok(feedback)
+        Ok(Some(feedback))
     })
     .await??;
-    Ok(HttpResponse::Ok().json(feedback))
+    match feedback {
+        Some(feedback) => Ok(HttpResponse::Ok().json(feedback)),
+        None => {
+            missed(&state, client);
+            Err(no_case())
+        }
+    }
 }

@@ -37,6 +37,28 @@ fn jpeg(w: u32, h: u32, seed: u8) -> (String, Vec<u8>) {
     (sha256_hex(&bytes), bytes)
 }
 
+/// A camera photo with grain, which JPEG cannot squeeze: resized to 1600 px by the page it is
+/// still several upload chunks.
+fn grainy_jpeg(w: u32, h: u32) -> Vec<u8> {
+    let mut seed = 0x2545_f491_u32;
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let grain = (seed % 96) as u8;
+        image::Rgb([
+            ((x / 8) % 160) as u8 + grain,
+            ((y / 8) % 160) as u8 + grain / 2,
+            90 + grain,
+        ])
+    });
+    let mut out = Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&img)
+        .unwrap();
+    out.into_inner()
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -874,18 +896,86 @@ fn qr_codes(img: &image::GrayImage) -> std::collections::BTreeSet<String> {
 #[actix_web::test]
 async fn the_signboard_pdf_names_the_chiefs_and_its_qr_code_opens_the_report_page() {
     let s = TestServer::demo().await;
+    // The demo has no river chief of 桑梓店街道 (its boards would skip that level): the office
+    // records one, and the board names him between the village's and the district's.
+    let admin = s.token(server::demo::ADMIN, "admin-pc").await;
+    let created = s
+        .post(
+            "/api/v1/admin/users",
+            &admin,
+            json!({"username": "szd-river-chief", "display_name": "桑梓店街道河长 孙立平",
+                   "password": "s3cret-pass",
+                   "role": {"kind": "chief", "system": "river", "level": "subdistrict",
+                            "jurisdiction": {"division": "370105014000", "assets": []}}}),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 201, "{}", created.body);
     for sheet in ["a4", "board"] {
         let Some((link, text)) = signboard(&s, ASSET, sheet).await else {
             return;
         };
         assert_eq!(link, format!("{}/r/{ASSET}", s.base));
         let compact: String = text.split_whitespace().collect();
-        for name in ["张建国", "天桥区总河长", "0531-85901369", "河长制公示牌"] {
+        for name in [
+            "张建国",
+            "孙立平",
+            "天桥区总河长",
+            "0531-85901369",
+            "河长制公示牌",
+        ] {
             assert!(
                 compact.contains(name),
                 "{sheet}: {name} not on the board: {compact}"
             );
         }
+        // Every chief of the asset at every level, with level, post and name; the duties.
+        let asset = s.state.store.get_asset(ASSET).unwrap().unwrap();
+        let users: Vec<_> = s
+            .state
+            .store
+            .list_users()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.user)
+            .collect();
+        let chiefs = server::public::signboard::chiefs_of(&asset, &users);
+        let levels: std::collections::BTreeSet<_> =
+            chiefs.iter().map(|c| c.level.as_str()).collect();
+        assert_eq!(
+            levels,
+            ["区级河长", "村级河长", "街道级河长"].into_iter().collect(),
+            "{chiefs:?}"
+        );
+        for chief in &chiefs {
+            for part in [&chief.level, &chief.post, &chief.name] {
+                assert!(
+                    compact.contains(part.as_str()),
+                    "{sheet}: {part} of {chief:?} not on the board: {compact}"
+                );
+            }
+        }
+        let duties: String = server::public::signboard::duties(asset.system)
+            .split_whitespace()
+            .collect();
+        assert!(compact.contains(&duties), "{sheet}: duties: {compact}");
+        // The sheet's proportions: A4 portrait (297:210), the board 3:2 landscape.
+        let png = image::open(
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("signboard-{sheet}.png")),
+        )
+        .unwrap();
+        let ratio = f64::from(png.height()) / f64::from(png.width());
+        let expected = if sheet == "a4" {
+            297.0 / 210.0
+        } else {
+            2.0 / 3.0
+        };
+        assert!(
+            (ratio - expected).abs() < 0.01,
+            "{sheet}: {}x{}",
+            png.width(),
+            png.height()
+        );
     }
     // The SVG of the same board, and the print page of the district's boards.
     let mut svg = s
@@ -952,7 +1042,7 @@ async fn a_resident_reports_from_the_signboard_and_hears_back_in_a_real_phone_br
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let photo = dir.path().join("camera.jpg");
-    std::fs::write(&photo, jpeg(2400, 1800, 5).1).unwrap();
+    std::fs::write(&photo, grainy_jpeg(2400, 1800)).unwrap();
     client
         .find(Locator::Css("#photo-input"))
         .await
@@ -984,6 +1074,32 @@ async fn a_resident_reports_from_the_signboard_and_hears_back_in_a_real_phone_br
         .await
         .unwrap();
     screenshot(&client, "public-report-phone.png").await;
+    // A weak connection: the answer to the first photo upload is lost after the server took
+    // it, and the next upload request never leaves the phone. The page must ask what is held
+    // and carry on from there, not start the photo again.
+    client
+        .execute(
+            r#"
+            const weak = { puts: [], heads: 0, lost: 0, dropped: 0 };
+            window.__weak = weak;
+            const real = window.fetch.bind(window);
+            window.fetch = async (url, opts) => {
+              opts = opts || {};
+              if (String(url).includes("/public/photos/")) {
+                if (opts.method === "HEAD") { weak.heads++; return real(url, opts); }
+                if (opts.method === "PUT") {
+                  const n = weak.puts.push(opts.headers["Content-Range"]);
+                  if (n === 1) { await real(url, opts); weak.lost++; throw new TypeError("answer lost"); }
+                  if (n === 2) { weak.dropped++; throw new TypeError("no network"); }
+                }
+              }
+              return real(url, opts);
+            };
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
     client
         .find(Locator::Css("#submit"))
         .await
@@ -994,6 +1110,26 @@ async fn a_resident_reports_from_the_signboard_and_hears_back_in_a_real_phone_br
     let tracking = wait_for(&client, "#done:not([hidden]) #tracking-link").await;
     let tracking = tracking.attr("href").await.unwrap().unwrap();
     screenshot(&client, "public-report-done-phone.png").await;
+    let weak = client
+        .execute("return window.__weak", vec![])
+        .await
+        .unwrap();
+    assert_eq!(weak["lost"], 1, "{weak}");
+    assert!(weak["heads"].as_u64().unwrap() >= 1, "{weak}");
+    let puts: Vec<String> = serde_json::from_value(weak["puts"].clone()).unwrap();
+    assert!(puts[0].starts_with("bytes 0-"), "{puts:?}");
+    // The resized photo is several chunks: after the lost answer the page resumed past what
+    // the server held, and after the dropped request from where it stood.
+    assert!(puts.len() > 2, "{puts:?}");
+    assert!(
+        puts[1..].iter().all(|r| !r.starts_with("bytes 0-")),
+        "the upload started again from zero: {puts:?}"
+    );
+    assert_eq!(weak["dropped"], 1, "{weak}");
+    assert_eq!(
+        puts[1], puts[2],
+        "the dropped chunk is sent again: {puts:?}"
+    );
     let code = tracking.trim_start_matches("/t/").to_string();
     let case = server::public::cases::case(s.state.store.as_ref(), &code, now_ms())
         .unwrap()
@@ -1280,5 +1416,508 @@ async fn the_schema_states_the_public_channels_limits_as_applied() {
         .request("GET", "/signboards?sheet=board", None, None)
         .await;
     assert_eq!(page.status.as_u16(), 200);
+    s.stop().await;
+}
+
+// --- Attacks on the public surface: each through the real endpoints, as a script would. ---
+
+/// A ticket is bought once; a script then begins uploads under made-up names and never finishes
+/// them, each one bytes on the server's disk. A ticket begins at most twice as many uploads as
+/// a report carries photos (room for a photo refused on verification); the next is refused.
+#[actix_web::test]
+async fn a_ticket_cannot_fill_the_disk_with_unfinished_uploads() {
+    let s = TestServer::demo().await;
+    cheap(&s, |l| l.photos_per_report = 3);
+    let t = ticket(&s, ASSET).await;
+    let chunk = |n: u8| {
+        let fake = sha256_hex(&[n; 32]);
+        let client = s.client.clone();
+        let url = format!("{}/api/v1/public/photos/{fake}", s.base);
+        let t = t.clone();
+        async move {
+            let mut res = client
+                .put(url)
+                .insert_header(("X-Report-Ticket", t.as_str()))
+                .insert_header(("Content-Range", "bytes 0-999/1000000"))
+                .send_body(vec![n; 1000])
+                .await
+                .unwrap();
+            let body: Value =
+                serde_json::from_slice(&res.body().await.unwrap()).unwrap_or(Value::Null);
+            (res.status().as_u16(), body)
+        }
+    };
+    for n in 0..6 {
+        let (status, body) = chunk(n).await;
+        assert_eq!(status, 202, "upload {n} begins: {body}");
+    }
+    // A begun upload resumes under the same ticket; a seventh name is refused.
+    let (status, body) = chunk(7).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("too_many_photos")),
+        "{body}"
+    );
+    // The real photo of a resident with a fresh ticket still goes through.
+    let t = ticket(&s, ASSET).await;
+    let (sha, bytes) = jpeg(64, 64, 8);
+    let (status, body) = put_photo(&s, &t, &sha, bytes).await;
+    assert_eq!(status, 201, "{body}");
+    s.stop().await;
+}
+
+/// Tracking codes are long and random, but a script may try them at the speed of the network.
+/// After a few wrong codes in the hour, every tracking lookup from that address is refused
+/// (429 with Retry-After), including a right one: a guess that happens to hit learns nothing.
+#[actix_web::test]
+async fn guessing_tracking_codes_is_cut_off_for_the_address() {
+    let s = TestServer::demo().await;
+    cheap(&s, |l| l.unknown_codes_per_address = 3);
+    let (code, _, _) = file_report(&s).await;
+    s.request("GET", &format!("/api/v1/public/track/{code}"), None, None)
+        .await
+        .expect_ok();
+    for guess in ["23456789abcdefghjkmn", "nmkjhgfedcba98765432", "x"] {
+        s.request("GET", &format!("/api/v1/public/track/{guess}"), None, None)
+            .await
+            .expect_error(404, "unknown_code");
+    }
+    let limited = s
+        .request(
+            "GET",
+            "/api/v1/public/track/pqrstuvwxyz234567892",
+            None,
+            None,
+        )
+        .await;
+    limited.expect_error(429, "rate_limited_address");
+    assert!(limited.headers.contains_key("retry-after"));
+    s.request("GET", &format!("/api/v1/public/track/{code}"), None, None)
+        .await
+        .expect_error(429, "rate_limited_address");
+    s.request(
+        "POST",
+        &format!("/api/v1/public/track/{code}/feedback"),
+        None,
+        Some(json!({"satisfied": true})),
+    )
+    .await
+    .expect_error(429, "rate_limited_address");
+    let mut photo = s
+        .client
+        .get(format!(
+            "{}/api/v1/public/track/{code}/photos/{}",
+            s.base,
+            "a".repeat(64)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(photo.status().as_u16(), 429, "{:?}", photo.body().await);
+    // Feedback guesses count too.
+    let s2 = TestServer::demo().await;
+    cheap(&s2, |l| l.unknown_codes_per_address = 1);
+    s2.request(
+        "POST",
+        "/api/v1/public/track/23456789abcdefghjkmn/feedback",
+        None,
+        Some(json!({"satisfied": true})),
+    )
+    .await
+    .expect_error(404, "unknown_code");
+    s2.request(
+        "GET",
+        "/api/v1/public/track/23456789abcdefghjkmm",
+        None,
+        None,
+    )
+    .await
+    .expect_error(429, "rate_limited_address");
+    s2.stop().await;
+    s.stop().await;
+}
+
+/// One answer per report, even when a script sends many at the same moment: exactly one is
+/// taken, every other is `already_answered`, and the stored answer is the one that was taken.
+#[actix_web::test]
+async fn one_answer_per_report_even_when_many_arrive_at_once() {
+    let s = TestServer::demo().await;
+    cheap(&s, |_| {});
+    let (code, issue, _) = file_report(&s).await;
+    let supervisor = s.token(SUPERVISOR, "office-pc").await;
+    for body in [
+        json!({"kind": "accepted"}),
+        json!({"kind": "invalidated", "reason": "经核实不属实"}),
+    ] {
+        s.post(&format!("/api/v1/issues/{issue}/events"), &supervisor, body)
+            .await
+            .expect_ok();
+    }
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let client = s.client.clone();
+            let url = format!("{}/api/v1/public/track/{code}/feedback", s.base);
+            let body = if n % 2 == 0 {
+                json!({"satisfied": true})
+            } else {
+                json!({"satisfied": false, "reason": format!("第{n}次：仍未处理")})
+            };
+            actix_web::rt::spawn(async move {
+                let mut res = client.post(url).send_json(&body).await.unwrap();
+                let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+                (res.status().as_u16(), body)
+            })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            200 => taken.push(body),
+            409 => assert_eq!(body["error"], "already_answered", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(taken.len(), 1, "answers taken: {taken:?}");
+    let case = server::public::cases::case(s.state.store.as_ref(), &code, now_ms())
+        .unwrap()
+        .unwrap();
+    let stored = serde_json::to_value(case.feedback.unwrap()).unwrap();
+    assert_eq!(stored, taken[0]);
+    s.stop().await;
+}
+
+/// A script asking for challenge after challenge (each held in memory for ten minutes) is cut
+/// off per address; a page load needs one.
+#[actix_web::test]
+async fn challenges_are_counted_per_address() {
+    let s = TestServer::demo().await;
+    cheap(&s, |l| l.challenges_per_address = 3);
+    for _ in 0..3 {
+        s.request("GET", "/api/v1/public/challenge", None, None)
+            .await
+            .expect_ok();
+    }
+    let limited = s
+        .request("GET", "/api/v1/public/challenge", None, None)
+        .await;
+    limited.expect_error(429, "rate_limited_address");
+    assert!(limited.headers.contains_key("retry-after"));
+    s.stop().await;
+}
+
+/// A body past the JSON limit is refused; a ticket bought for one asset files on that asset
+/// whatever the body names; one photo named three times is recorded once.
+#[actix_web::test]
+async fn a_ticket_reports_on_its_own_asset_only_and_huge_bodies_are_refused() {
+    let s = TestServer::demo().await;
+    cheap(&s, |_| {});
+    let t = ticket(&s, ASSET).await;
+    let huge = report(
+        &s,
+        json!({"ticket": t, "category": "river.garbage", "location": asset_middle(ASSET),
+               "description": "垃".repeat(100_000)}),
+    )
+    .await;
+    huge.expect_error(413, "payload_too_large");
+    let (sha, bytes) = jpeg(64, 64, 6);
+    assert_eq!(put_photo(&s, &t, &sha, bytes).await.0, 201);
+    let filed = report(
+        &s,
+        json!({"ticket": t, "asset": "river-thh-02", "category": "river.garbage",
+               "location": asset_middle(ASSET), "photos": [sha, sha, sha]}),
+    )
+    .await;
+    assert_eq!(filed.status.as_u16(), 201, "{}", filed.body);
+    let code = filed.body["code"].as_str().unwrap();
+    let case = server::public::cases::case(s.state.store.as_ref(), code, now_ms())
+        .unwrap()
+        .unwrap();
+    assert_eq!(case.asset, ASSET);
+    let record = s.state.store.document(&case.issue).unwrap().unwrap();
+    let view = sync_core::doc::IssueDoc::load(&record.bytes)
+        .unwrap()
+        .view()
+        .unwrap();
+    assert_eq!(view.asset, ASSET);
+    let names: Vec<_> = view.photos.iter().map(|p| p.sha256.as_str()).collect();
+    assert_eq!(names, [sha.as_str()], "one photo, recorded once");
+    s.stop().await;
+}
+
+/// Two residents report the same rubbish at the same spot: the second report comes to the
+/// board with the usual hint that it may duplicate the first, open one.
+#[actix_web::test]
+async fn a_second_report_at_the_same_spot_is_hinted_as_a_possible_duplicate() {
+    let s = TestServer::demo().await;
+    cheap(&s, |_| {});
+    let (_, first, _) = file_report(&s).await;
+    let (_, second, _) = file_report(&s).await;
+    let supervisor = s.token(SUPERVISOR, "office-pc").await;
+    let board = s
+        .get(&format!("/api/v1/issues?asset={ASSET}"), &supervisor)
+        .await;
+    let row = |id: &str| {
+        board.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let hinted = [row(&first), row(&second)]
+        .iter()
+        .filter_map(|r| r["possible_duplicate_of"].as_str().map(str::to_string))
+        .collect::<Vec<_>>();
+    assert!(
+        hinted.contains(&first) || hinted.contains(&second),
+        "one of the two reports is hinted as the other's duplicate: {hinted:?}"
+    );
+    let detail = s
+        .get(&format!("/api/v1/issues/{second}"), &supervisor)
+        .await;
+    assert!(
+        detail.expect_ok()["possible_duplicate_of"].is_string(),
+        "{}",
+        detail.body
+    );
+    s.stop().await;
+}
+
+/// Each signboard PDF is seconds of a blocking thread and needs no account: a script asking
+/// for PDF after PDF is cut off per address, while the SVG (what the print page shows) still
+/// serves.
+#[actix_web::test]
+async fn signboard_pdfs_are_counted_per_address() {
+    let s = TestServer::demo().await;
+    cheap(&s, |l| l.signboard_pdfs_per_address = 1);
+    let pdf = format!("/api/v1/public/signboards/{ASSET}?format=pdf&sheet=board");
+    let mut first = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish()
+        .get(format!("{}{pdf}", s.base))
+        .send()
+        .await
+        .unwrap();
+    let status = first.status().as_u16();
+    let _ = first.body().limit(16 << 20).await;
+    assert!(status == 200 || status == 503, "{status}");
+    let limited = s.request("GET", &pdf, None, None).await;
+    limited.expect_error(429, "rate_limited_address");
+    assert!(limited.headers.contains_key("retry-after"));
+    let mut svg = s
+        .client
+        .get(format!("{}/api/v1/public/signboards/{ASSET}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg.status().as_u16(), 200, "{:?}", svg.body().await);
+    s.stop().await;
+}
+
+/// A route as the schema must state it: method, path, request body schema, answer status and
+/// its schema.
+type Route = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// `/openapi.json` lists every route of the public channel with the schemas of its bodies and
+/// of its refusals, so a client can be written from it alone.
+#[actix_web::test]
+async fn the_schema_lists_every_public_route_with_its_bodies() {
+    let s = TestServer::demo().await;
+    let spec = s.request("GET", "/openapi.json", None, None).await;
+    let spec = spec.expect_ok();
+    let paths = &spec["paths"];
+    let schemas = &spec["components"]["schemas"];
+    let routes: [Route; 14] = [
+        (
+            "get",
+            "/api/v1/public/assets/{asset}",
+            None,
+            "200",
+            Some("PublicAsset"),
+        ),
+        (
+            "get",
+            "/api/v1/public/challenge",
+            None,
+            "200",
+            Some("Challenge"),
+        ),
+        (
+            "post",
+            "/api/v1/public/tickets",
+            Some("TicketRequest"),
+            "200",
+            Some("TicketGrant"),
+        ),
+        ("put", "/api/v1/public/photos/{sha256}", None, "201", None),
+        ("head", "/api/v1/public/photos/{sha256}", None, "200", None),
+        (
+            "post",
+            "/api/v1/public/reports",
+            Some("PublicReport"),
+            "201",
+            Some("Tracking"),
+        ),
+        (
+            "get",
+            "/api/v1/public/track/{code}",
+            None,
+            "200",
+            Some("TrackView"),
+        ),
+        (
+            "get",
+            "/api/v1/public/track/{code}/photos/{sha256}",
+            None,
+            "200",
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/public/track/{code}/feedback",
+            Some("FeedbackRequest"),
+            "200",
+            Some("Feedback"),
+        ),
+        (
+            "get",
+            "/api/v1/public/signboards/{asset}",
+            None,
+            "200",
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/office/reports",
+            Some("OfficeReport"),
+            "201",
+            Some("OfficeReported"),
+        ),
+        (
+            "get",
+            "/api/v1/office/cases/{issue}",
+            None,
+            "200",
+            Some("OfficeCase"),
+        ),
+        (
+            "put",
+            "/api/v1/admin/supervision-phones/{system}",
+            Some("PhoneSetting"),
+            "204",
+            None,
+        ),
+        (
+            "get",
+            "/api/v1/stats/public",
+            None,
+            "200",
+            Some("PublicStats"),
+        ),
+    ];
+    let refers = |node: &Value, name: &str| {
+        node.to_string()
+            .contains(&format!("#/components/schemas/{name}\""))
+    };
+    for (method, path, request, status, answer) in routes {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not in the schema");
+        if let Some(request) = request {
+            assert!(
+                refers(&op["requestBody"], request),
+                "{method} {path}: {}",
+                op["requestBody"]
+            );
+            assert!(schemas[request].is_object(), "{request}");
+        }
+        assert!(
+            op["responses"][status].is_object(),
+            "{method} {path}: {status}"
+        );
+        if let Some(answer) = answer {
+            assert!(
+                refers(&op["responses"][status], answer),
+                "{method} {path}: {}",
+                op["responses"][status]
+            );
+            assert!(schemas[answer].is_object(), "{answer}");
+        }
+        // Every refusal a JSON route answers has the one error body.
+        for (code, response) in op["responses"].as_object().unwrap() {
+            if code.starts_with('4') && method != "head" {
+                assert!(
+                    refers(response, "ErrorBody"),
+                    "{method} {path} {code}: {response}"
+                );
+            }
+        }
+    }
+    for page in ["/r/{asset}", "/t/{code}", "/signboards", "/office/report"] {
+        assert!(paths[page]["get"].is_object(), "page {page}");
+    }
+    // Rate limits are documented where they apply.
+    for (method, path) in [
+        ("get", "/api/v1/public/challenge"),
+        ("post", "/api/v1/public/tickets"),
+        ("post", "/api/v1/public/reports"),
+        ("get", "/api/v1/public/track/{code}"),
+        ("post", "/api/v1/public/track/{code}/feedback"),
+    ] {
+        assert!(
+            paths[path][method]["responses"]["429"].is_object(),
+            "{method} {path}: 429"
+        );
+    }
+    s.stop().await;
+}
+
+/// The reporter's phone number is erased once its period is over, by the timer's clean-up,
+/// even if nobody reads the case again; the office then sees none. A number still within its
+/// period stays.
+#[actix_web::test]
+async fn the_reporters_phone_number_is_erased_after_its_period() {
+    let s = TestServer::demo().await;
+    cheap(&s, |_| {});
+    let (old_code, old_issue, _) = file_report(&s).await;
+    let (new_code, _, _) = file_report(&s).await;
+    let store = s.state.store.as_ref();
+    let day = 86_400_000i64;
+    let key = format!("public.case.{old_code}");
+    let mut case: Value = serde_json::from_slice(&store.get_meta(&key).unwrap().unwrap()).unwrap();
+    let created = case["created_ms"].as_i64().unwrap();
+    case["created_ms"] = json!(created - (server::public::PHONE_RETENTION_DAYS + 1) * day);
+    store
+        .put_meta(&key, &serde_json::to_vec(&case).unwrap())
+        .unwrap();
+
+    let erased = server::public::cases::erase_expired_phones(store, now_ms()).unwrap();
+    assert_eq!(erased, 1);
+    let needle = PHONE_NUMBER.as_bytes();
+    let raw = store.get_meta(&key).unwrap().unwrap();
+    assert!(
+        !raw.windows(needle.len()).any(|w| w == needle),
+        "still kept"
+    );
+    let kept = store
+        .get_meta(&format!("public.case.{new_code}"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        kept.windows(needle.len()).any(|w| w == needle),
+        "erased too early"
+    );
+    let supervisor = s.token(SUPERVISOR, "office-pc").await;
+    let office = s
+        .get(&format!("/api/v1/office/cases/{old_issue}"), &supervisor)
+        .await;
+    assert!(office.expect_ok()["phone"].is_null());
     s.stop().await;
 }
