@@ -279,9 +279,10 @@ async fn a_supervisor_closes_the_loop_in_a_real_browser() {
     let chiefs = chiefs.as_array().unwrap();
     let token = s.token(SUPERVISOR, "check").await;
     let desk = s.get("/api/v1/desk", &token).await;
-    let chief_name = desk.body["people"][CHIEF].as_str().unwrap();
+    let chief_id = server::demo::user_id(CHIEF);
+    let chief_name = desk.body["people"][&chief_id].as_str().unwrap();
     assert!(
-        chiefs.iter().any(|o| o == &json!([CHIEF, chief_name])),
+        chiefs.iter().any(|o| o == &json!([chief_id, chief_name])),
         "the chief of the place is offered by name: {chiefs:?}"
     );
     assert_eq!(
