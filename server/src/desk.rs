@@ -9,7 +9,7 @@
 //! law already puts chiefs' names on public signboards by every river, so any signed-in user
 //! may read them; nothing else about an account (username, role, devices) is given out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
@@ -19,6 +19,11 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::storage::StoreError;
+use sync_core::model::{Asset, DivisionCode, Role, System, User};
+use sync_core::workflow::{
+    check_targets, relations, Action, Assignee, IssueContext, IssueState, Targets, Who,
+};
 
 /// How the desk draws its maps and pairs photos.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +107,80 @@ pub struct DeskData {
     pub map: MapConfig,
     /// Metres beyond which an after photo is flagged as taken away from its before photo.
     pub pair_warn_m: f64,
+    /// The departments an issue may be assigned to, by name: those of active handlers, the
+    /// list the server checks an assignment against.
+    pub departments: Vec<String>,
+    /// Asset id → the chiefs an issue on that asset may be assigned to by the caller (sync-core's
+    /// target check), for the assets the caller supervises; the assign form offers them by name.
+    pub assignable_chiefs: BTreeMap<String, Vec<String>>,
+}
+
+/// The users an assignment checks against, from one listing of the accounts.
+struct Listed<'a>(&'a BTreeMap<String, User>);
+
+impl Targets for Listed<'_> {
+    fn user(&self, id: &str) -> Option<User> {
+        self.0.get(id).cloned()
+    }
+    fn department(&self, _name: &str) -> bool {
+        false
+    }
+    fn issue(&self, _id: &str) -> Option<(System, DivisionCode)> {
+        None
+    }
+}
+
+/// The departments of active handlers, sorted, each once.
+fn departments(users: &BTreeMap<String, User>) -> Vec<String> {
+    let names: BTreeSet<String> = users
+        .values()
+        .filter(|u| u.active)
+        .filter_map(|u| match &u.role {
+            Role::Handler { department } => Some(department.clone()),
+            _ => None,
+        })
+        .collect();
+    names.into_iter().collect()
+}
+
+/// For every asset `by` supervises, the chiefs an issue there may be assigned to: sync-core's
+/// relations decide what `by` supervises and its target check who may be told to rectify.
+fn assignable_chiefs(
+    by: &User,
+    assets: &[Asset],
+    users: &BTreeMap<String, User>,
+) -> BTreeMap<String, Vec<String>> {
+    let chiefs: Vec<&User> = users
+        .values()
+        .filter(|u| u.active && matches!(u.role, Role::Chief { .. }))
+        .collect();
+    let mut out = BTreeMap::new();
+    for asset in assets {
+        let ctx = IssueContext {
+            system: asset.system,
+            division: asset.division.clone(),
+            asset: asset.id.clone(),
+            reporter: String::new(),
+        };
+        if !relations(by, &ctx, &IssueState::default()).contains(&Who::Supervisor) {
+            continue;
+        }
+        let ids: Vec<String> = chiefs
+            .iter()
+            .filter(|c| {
+                let action = Action::Assigned {
+                    assignee: Assignee::User(c.id.clone()),
+                    deadline_ms: 0,
+                };
+                check_targets(by, &ctx, &action, &Listed(users)).is_ok()
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        if !ids.is_empty() {
+            out.insert(asset.id.clone(), ids);
+        }
+    }
+    out
 }
 
 /// The one label table. Flag templates name the flag's numbers in braces; a `%` after a name
@@ -130,7 +209,7 @@ pub fn labels() -> Value {
         },
         "photo_role": { "before": "整改前", "after": "整改后", "evidence": "现场" },
         "period": { "week": "本周", "month": "本月", "quarter": "本季度" },
-        "assignee_kind": { "department": "部门", "user": "人员" },
+        "assignee_kind": { "department": "部门", "user": "责任人" },
         "evidence_flag": {
             "missing_exif": "照片没有记录拍摄时间或位置",
             "taken_outside_window": "拍摄时间在巡查时段之外（相差 {minutes} 分钟）",
@@ -149,14 +228,22 @@ pub fn labels() -> Value {
 #[get("/desk")]
 pub async fn get_desk(
     state: web::Data<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
-    let users = web::block(move || store.list_users()).await??;
-    let people = users
+    let (users, assets) =
+        web::block(move || Ok::<_, StoreError>((store.list_users()?, store.list_assets()?)))
+            .await??;
+    let users: BTreeMap<String, User> = users
         .into_iter()
-        .map(|r| (r.user.id, r.user.display_name))
+        .map(|r| (r.user.id.clone(), r.user))
         .collect();
+    let people = users
+        .values()
+        .map(|u| (u.id.clone(), u.display_name.clone()))
+        .collect();
+    let departments = departments(&users);
+    let assignable_chiefs = assignable_chiefs(&caller.user, &assets, &users);
     let desk = &state.desk;
     // The local archive is the basemap when no tile service is named; an archive that cannot
     // be read leaves the plain background (and the error in the log) rather than a broken map.
@@ -182,6 +269,8 @@ pub async fn get_desk(
             max_native_zoom: local.map(|i| i.max_zoom),
         },
         pair_warn_m: desk.pair_warn_m,
+        departments,
+        assignable_chiefs,
     }))
 }
 

@@ -67,7 +67,7 @@ const ACTIONS = {
   accepted: { fields: [] },
   assigned: { fields: [
     ["assignee_kind", "交办对象类型", "select", "assignee_kind"],
-    ["assignee", "部门名称或用户", "text", "区水务局"],
+    ["assignee", "承办部门或责任人", "assignee"],
     ["deadline", "整改期限", "date"],
   ] },
   verified: { fields: [["note", "核查意见", "text", ""]] },
@@ -273,7 +273,7 @@ function filterForm(params) {
     select("severity", "紧急程度", Object.entries(DESK.labels.severity)),
     select("asset", "河段/林区/网格", REF.assets.map((a) => [a.id, a.name])),
     select("division", "行政区划", REF.divisions.map((d) => [d.code, d.name])),
-    input("assignee", "承办单位"),
+    select("assignee", "承办单位", DESK.departments.map((d) => [d, d])),
     input("from", "上报起", "date"),
     input("to", "上报止", "date"),
     check("overdue", "仅超期"),
@@ -383,9 +383,21 @@ function actionForm(kind, issue, done) {
   const spec = ACTIONS[kind];
   const form = el("form", { class: "action-form panel", id: "action-form", "data-kind": kind },
     el("strong", {}, actionLabel(kind)));
+  // Departments and chiefs are chosen by name: the departments of the district's handlers,
+  // the chiefs the server would accept for this issue's place.
+  const chiefs = (DESK.assignable_chiefs || {})[issue.asset] || [];
+  const assigneeOptions = (kind) => (kind === "user"
+    ? chiefs.map((id) => el("option", { value: id }, personName(id)))
+    : DESK.departments.map((d) => el("option", { value: d }, d)));
   for (const [name, text, type, init] of spec.fields) {
     let input;
-    if (type === "select") {
+    if (type === "assignee") {
+      input = el("select", { name }, assigneeOptions("department"));
+    } else if (type === "select" && init === "assignee_kind") {
+      const kinds = Object.entries(DESK.labels[init]).filter(([v]) => v !== "user" || chiefs.length);
+      input = el("select", { name }, kinds.map(([v, t]) => el("option", { value: v }, t)));
+      input.addEventListener("change", () => form.elements.assignee.replaceChildren(...assigneeOptions(input.value)));
+    } else if (type === "select") {
       input = el("select", { name }, Object.entries(DESK.labels[init]).map(([v, t]) => el("option", { value: v }, t)));
     } else {
       let value = init || "";
@@ -571,7 +583,27 @@ function issueMarker(i) {
 }
 
 // Divisions have no drawn boundaries in the reference data: each subdistrict is outlined by
-// the extent of the rivers, forests and fields it is responsible for.
+// the convex hull of the rivers, forests and fields it is responsible for, widened by about
+// 200 m, and the layer says it is an outline drawn from them, not the legal boundary.
+const OUTLINE_PAD = 0.002; // degrees
+
+// Andrew's monotone chain: the convex hull of [lon, lat] points, counter-clockwise.
+function convexHull(points) {
+  const pts = [...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  if (pts.length < 3) return pts;
+  const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+  const half = (list) => {
+    const out = [];
+    for (const p of list) {
+      while (out.length >= 2 && cross(out[out.length - 2], out[out.length - 1], p) <= 0) out.pop();
+      out.push(p);
+    }
+    out.pop();
+    return out;
+  };
+  return half(pts).concat(half(pts.slice().reverse()));
+}
+
 function divisionOutlines() {
   const group = L.layerGroup();
   const subdistricts = REF.divisions.filter((d) => d.parent && d.code.endsWith("000"));
@@ -580,10 +612,14 @@ function divisionOutlines() {
     const pts = REF.assets.filter((a) => a.division.startsWith(prefix))
       .flatMap((a) => (a.geometry.type === "LineString" ? a.geometry.coordinates : a.geometry.coordinates.flat()));
     if (!pts.length) continue;
-    const lats = pts.map((p) => p[1]), lons = pts.map((p) => p[0]);
-    const bounds = [[Math.min(...lats) - 0.003, Math.min(...lons) - 0.003], [Math.max(...lats) + 0.003, Math.max(...lons) + 0.003]];
-    group.addLayer(L.rectangle(bounds, { color: "#52606d", weight: 1.5, dashArray: "6 4", fill: false, interactive: false }));
-    group.addLayer(L.marker([bounds[1][0], bounds[0][1]], {
+    const widened = pts.flatMap(([x, y]) => [[x - OUTLINE_PAD, y - OUTLINE_PAD], [x + OUTLINE_PAD, y - OUTLINE_PAD],
+      [x + OUTLINE_PAD, y + OUTLINE_PAD], [x - OUTLINE_PAD, y + OUTLINE_PAD]]);
+    const hull = convexHull(widened).map(([x, y]) => [y, x]);
+    group.addLayer(L.polygon(hull, {
+      color: "#52606d", weight: 1.5, dashArray: "6 4", fill: false, interactive: false, className: "division",
+    }));
+    const top = hull.reduce((a, b) => (b[0] > a[0] ? b : a));
+    group.addLayer(L.marker(top, {
       interactive: false, keyboard: false,
       icon: L.divIcon({ className: "division-label", html: "", iconSize: null }),
     }).on("add", function () { this.getElement().textContent = d.name; }));
@@ -617,7 +653,7 @@ async function showMap() {
   const divisions = divisionOutlines();
   for (const l of [divisions, fields, forests, rivers, patrols, issues]) l.addTo(map);
   L.control.layers(null, {
-    "河段": rivers, "林区": forests, "农田网格": fields, "街道辖区范围": divisions,
+    "河段": rivers, "林区": forests, "农田网格": fields, "街道范围（按所辖河段、林区、网格示意）": divisions,
     "问题（按状态着色）": issues, "近两周巡查轨迹": patrols,
   }, { collapsed: window.innerWidth < 700 }).addTo(map);
   L.control.scale({ imperial: false }).addTo(map);

@@ -63,8 +63,12 @@ pub(crate) async fn start_driver(binary: &PathBuf) -> Driver {
         .local_addr()
         .unwrap()
         .port();
+    // Chromium on Linux takes its language from LANGUAGE (its --lang switch is ignored there):
+    // the browser runs in Chinese, as an office's does, so date fields read 年/月/日. Needs
+    // Chromium's Chinese language pack (Debian chromium-l10n, installed by `.ci/run`).
     let child = Command::new(binary)
         .arg(format!("--port={port}"))
+        .env("LANGUAGE", "zh_CN")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -247,18 +251,56 @@ async fn a_supervisor_closes_the_loop_in_a_real_browser() {
     card.click().await.unwrap();
     status_is(&client, "reported").await;
 
-    // Assign it to the water bureau with the form's default deadline.
+    // Assign it to the water bureau, chosen by name, with the form's default deadline. The
+    // form offers the departments of the district's handlers and, as 责任人, the chiefs of the
+    // issue's place by their names.
     wait_for(&client, "button[data-action='assigned']")
         .await
         .click()
         .await
         .unwrap();
+    let options = |kind: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .execute(
+                    "const f = document.getElementById('action-form');
+                     f.elements.assignee_kind.value = arguments[0];
+                     f.elements.assignee_kind.dispatchEvent(new Event('change'));
+                     return [...f.elements.assignee.options].map((o) => [o.value, o.textContent]);",
+                    vec![json!(kind)],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    wait_for(&client, "#action-form select[name='assignee']").await;
+    let chiefs = options("user").await;
+    let chiefs = chiefs.as_array().unwrap();
+    let token = s.token(SUPERVISOR, "check").await;
+    let desk = s.get("/api/v1/desk", &token).await;
+    let chief_id = server::demo::user_id(CHIEF);
+    let chief_name = desk.body["people"][&chief_id].as_str().unwrap();
+    assert!(
+        chiefs.iter().any(|o| o == &json!([chief_id, chief_name])),
+        "the chief of the place is offered by name: {chiefs:?}"
+    );
+    assert_eq!(
+        options("department").await,
+        json!([["区水务局", "区水务局"]]),
+        "the departments of the demo's handlers"
+    );
     wait_for(&client, "#action-submit")
         .await
         .click()
         .await
         .unwrap();
     status_is(&client, "assigned").await;
+    let assigned = s.get(&format!("/api/v1/issues/{id}"), &token).await;
+    assert_eq!(
+        assigned.body["assignee"],
+        json!({ "kind": "department", "name": "区水务局" })
+    );
     // A verification is not offered before a rectification.
     assert!(client
         .find(Locator::Css("button[data-action='verified']"))
@@ -384,6 +426,55 @@ walk(document.body);
 return out.join(" ");
 "#;
 
+/// Text whose contrast with what is behind it is below WCAG 2.1 AA: 4.5:1, or 3:1 for large
+/// text (24 px, or 18.7 px bold). The background is the element's own colour over its
+/// ancestors' (semi-transparent ones blended down to the first opaque one, white at the root);
+/// the text colour counts the element's and its ancestors' opacity. Text drawn over the map's
+/// tiles or in SVG charts is left out: what lies behind it is a picture.
+const LOW_CONTRAST: &str = r#"
+const rgba = (c) => {
+  const m = /rgba?\(([^)]*)\)/.exec(c);
+  if (!m) return [0, 0, 0, 0];
+  const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
+  return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+};
+const over = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+const lum = (c) => {
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+};
+const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+const out = [];
+for (const node of document.body.querySelectorAll("*")) {
+  if (node.closest("svg, script, style, [hidden], .leaflet-marker-pane, .leaflet-tile-pane, .leaflet-overlay-pane")) continue;
+  const own = [...node.childNodes].some((c) => c.nodeType === Node.TEXT_NODE && c.textContent.trim())
+    || (node.matches("input, select, textarea, button") && node.value);
+  if (!own || node.matches("option")) continue;
+  const cs = getComputedStyle(node);
+  const box = node.getBoundingClientRect();
+  if (cs.display === "none" || cs.visibility === "hidden" || box.width < 2 || box.height < 2 || box.right < 0 || box.bottom < 0) continue;
+  const layers = [];
+  let opacity = 1;
+  for (let n = node; n; n = n.parentElement) {
+    const s = getComputedStyle(n);
+    opacity *= Number(s.opacity);
+    const c = rgba(s.backgroundColor);
+    if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+  }
+  let bg = [255, 255, 255, 1];
+  for (const l of layers.reverse()) bg = over(l, bg);
+  const fg = rgba(cs.color);
+  fg[3] *= opacity;
+  const r = ratio(over(fg, bg), bg);
+  const size = parseFloat(cs.fontSize);
+  const large = size >= 24 || (size >= 18.66 && Number(cs.fontWeight) >= 700);
+  if (r < (large ? 3 : 4.5)) {
+    out.push((node.value || node.textContent).trim().slice(0, 30) + " (" + cs.color + " on rgb(" + bg.slice(0, 3).map(Math.round) + "), " + r.toFixed(2) + ":1)");
+  }
+}
+return out;
+"#;
+
 /// The ASCII words of `text` that are codes people should not have to read: enum keys of the
 /// label table, user ids, asset ids, division codes, category codes (`river.garbage`),
 /// snake_case keys and document ids.
@@ -436,6 +527,8 @@ async fn check_page(
         .await
         .unwrap();
     assert_eq!(unlabelled, json!([]), "{name}: controls without a label");
+    let low = client.execute(LOW_CONTRAST, vec![]).await.unwrap();
+    assert_eq!(low, json!([]), "{name}: text below WCAG AA contrast");
     let overflow = client
         .execute(
             "return document.documentElement.scrollWidth - window.innerWidth;",
@@ -581,6 +674,37 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
         .await
         .unwrap();
     wait_for(&client, ".column .card").await;
+    // The browser runs in Chinese, as an office's does: its date fields read 年/月/日.
+    let locale = client
+        .execute(
+            "return Intl.DateTimeFormat().resolvedOptions().locale;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        locale, "zh-CN",
+        "Chromium runs in English: install its Chinese language pack (chromium-l10n)"
+    );
+    // The contrast check finds grey text on white, so its silence on the pages means something.
+    let low = client
+        .execute(
+            "const p = document.createElement('p'); p.id = 'grey'; p.textContent = '浅灰文字';
+             p.style.color = '#aaaaaa'; p.style.background = '#ffffff';
+             document.getElementById('view').append(p);",
+            vec![],
+        )
+        .await
+        .and(client.execute(LOW_CONTRAST, vec![]).await)
+        .unwrap();
+    assert!(
+        low.to_string().contains("浅灰文字"),
+        "the contrast check misses grey on white: {low}"
+    );
+    client
+        .execute("document.getElementById('grey').remove();", vec![])
+        .await
+        .unwrap();
 
     let today = server::stats::query::day_string(now_ms());
     let month_start = format!("{}-01", &today[..7]);
@@ -633,6 +757,48 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
             any |= m.text().await.unwrap().contains("小清河");
         }
         assert!(any, "the cards found are on 小清河");
+        // The board filters by department, chosen by name among the district's departments.
+        let departments = client
+            .execute(
+                "return [...document.querySelectorAll('#filters select[name=assignee] option')].map((o) => o.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            departments,
+            json!([
+                "全部",
+                "区农业农村局",
+                "区水务局",
+                "区环卫管护服务中心",
+                "区自然资源局"
+            ])
+        );
+        client
+            .goto(&format!("{}/#/board?assignee=区环卫管护服务中心", s.base))
+            .await
+            .unwrap();
+        wait_for(
+            &client,
+            "#filters select[name=assignee] option[value='区环卫管护服务中心'][selected]",
+        )
+        .await;
+        let handled = client
+            .execute(
+                "return [...document.querySelectorAll('.card .meta')].map((m) => m.textContent).filter((t) => t.startsWith('承办'));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let handled = handled.as_array().unwrap();
+        assert!(
+            !handled.is_empty()
+                && handled
+                    .iter()
+                    .all(|t| t.as_str().unwrap().contains("区环卫管护服务中心")),
+            "the board shows 区环卫管护服务中心's issues only: {handled:?}"
+        );
 
         // The issue page: names, photos and thumbnails, the pairing with its distance, a small map.
         let t = open(
@@ -674,6 +840,22 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
         timings.push((page("map"), t));
         wait_for(&client, "#map path.river").await;
         wait_for(&client, "#map path.track").await;
+        // Each subdistrict is outlined around its rivers, forests and fields (the reference
+        // data has no boundaries), not boxed: a hull, not four corners.
+        let corners = client
+            .execute(
+                "return [...document.querySelectorAll('#map path.division')]
+                   .map((p) => (p.getAttribute('d').match(/[ML]/g) || []).length);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let corners: Vec<u64> = serde_json::from_value(corners).unwrap();
+        assert!(corners.len() >= 8, "subdistrict outlines: {corners:?}");
+        assert!(
+            corners.iter().filter(|&&n| n > 4).count() * 2 > corners.len(),
+            "most subdistrict outlines follow their assets, not a box: {corners:?}"
+        );
         check_page(&client, &out, &page("map"), &keys).await;
         let zoom = || async {
             client
@@ -753,6 +935,30 @@ async fn the_desk_at_district_size_shows_names_photos_and_a_real_map() {
         let t = open(&client, &format!("{}/#/reminders", s.base), "#view h1").await;
         timings.push((page("reminders"), t));
         check_page(&client, &out, &page("reminders"), &keys).await;
+
+        // The report opens on this month, or in a month's first week (too little to report)
+        // on the last complete month, and says which.
+        client.goto(&format!("{}/report", s.base)).await.unwrap();
+        wait_for(&client, "#out .figure").await;
+        let shown = client
+            .execute(
+                "const f = document.getElementById('period').elements;
+                 return [f.from.value, f.to.value, document.getElementById('period-note').textContent];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let now = now_ms();
+        let day: i64 = today[8..].parse().unwrap();
+        let (from, to, says) = if day <= 7 {
+            let last = server::stats::query::day_string(now - day * 86_400_000);
+            (format!("{}-01", &last[..7]), last, "刚开始，默认显示上月")
+        } else {
+            (month_start.clone(), today.clone(), "截至今天")
+        };
+        assert_eq!(shown[0], from.as_str(), "{shown}");
+        assert_eq!(shown[1], to.as_str(), "{shown}");
+        assert!(shown[2].as_str().unwrap().contains(says), "{shown}");
 
         // This month's report has patrols.
         let t = open(
