@@ -383,6 +383,12 @@ function edit(person, slot) {
     try { await api("POST", "/admin/users/" + encodeURIComponent(user.id) + "/deactivate"); message(result, "已停用，其设备已退出登录。", "ok"); }
     catch (e) { message(result, "未停用：" + e.message, "error"); }
   };
+  // A stopped account is started again here, never by a roster; it keeps its old password
+  // (a new setup code resets it).
+  const activate = async () => {
+    try { await api("PATCH", "/admin/users/" + encodeURIComponent(user.id), { active: true }); message(result, "已启用。如需重设密码，请生成启用码。", "ok"); await loadPeople(); }
+    catch (e) { message(result, "未启用：" + e.message, "error"); }
+  };
   slot.replaceChildren(el("div", { class: "card", "data-editing": user.id },
     el("h3", {}, "编辑：" + user.display_name + "（" + user.username + "）"),
     el("label", {}, "姓名", name), el("label", {}, "职务", post), el("label", {}, "角色", kind),
@@ -390,7 +396,9 @@ function edit(person, slot) {
     el("label", {}, "负责河段/林区/网格", assets), picker, el("label", {}, "部门", department),
     el("div", { class: "toolbar" },
       el("button", { type: "button", id: "edit-save", on: { click: save } }, "保存"),
-      el("button", { type: "button", class: "secondary", on: { click: deactivate } }, "停用"),
+      user.active
+        ? el("button", { type: "button", class: "secondary", id: "edit-deactivate", on: { click: deactivate } }, "停用")
+        : el("button", { type: "button", class: "secondary", id: "edit-activate", on: { click: activate } }, "启用"),
       el("button", { type: "button", class: "secondary", on: { click: () => slot.replaceChildren() } }, "关闭")),
     result));
   fillDivisions(); fillAssets(); show();
