@@ -722,6 +722,8 @@ function drawCard(map, pt) {
   const clear = () => { points = []; redraw(); };
   system.addEventListener("change", redraw);
   const save = async () => {
+    delete result.dataset.saved;
+    delete result.dataset.failed;
     const need = area() ? 3 : 2;
     if (!name.value.trim()) return message(result, "请填写名称。", "error");
     if (!division.value) return message(result, "请选择行政区划。", "error");
@@ -734,10 +736,12 @@ function drawCard(map, pt) {
     const id = "drawn-" + Date.now().toString(36) + "-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
     try {
       await api("POST", "/admin/assets", { id, system: system.value, name: name.value.trim(), division: division.value, geometry });
-      message(result, "已保存：" + name.value.trim() + "（" + SYSTEM_ASSET[system.value] + "，" + divisionPath(division.value) + "）。", "ok");
-      result.dataset.saved = id;
+      const done = "已保存：" + name.value.trim() + "（" + SYSTEM_ASSET[system.value] + "，" + divisionPath(division.value) + "）。";
+      // The map is drawn again with the new asset; the message goes to the new page.
       await ROUTES.map();
-    } catch (e) { message(result, "未保存：" + e.message, "error"); }
+      const shown = $("#draw-result");
+      if (shown) { message(shown, done, "ok"); shown.dataset.saved = id; }
+    } catch (e) { message(result, "未保存：" + e.message, "error"); result.dataset.failed = "1"; }
   };
   return el("div", { class: "draw", id: "draw" },
     el("h3", {}, "在地图上绘制新资产"),

@@ -1747,3 +1747,173 @@ async fn a_roster_cannot_make_or_change_an_administrator_supervisor_or_stopped_c
     assert_eq!(status, 200, "{again}");
     assert_eq!(outcomes(&again), ["unchanged"], "{again}");
 }
+
+#[actix_web::test]
+async fn every_administrative_write_is_one_entry_naming_the_administrator_and_no_secret() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let admin_id = s
+        .state
+        .store
+        .find_user_by_username(ADMIN)
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let chief = s.state.store.find_user_by_username(CHIEF).unwrap().unwrap();
+    let chief_phone = s.token(CHIEF, "chief-phone").await;
+    let entries = |audit: &Value| audit.as_array().unwrap().len();
+    let mut seen = entries(s.get("/api/v1/admin/audit", &admin).await.expect_ok());
+    let password = "a-secret-pass-123";
+    let mut secrets = vec![password.to_owned()];
+
+    // Each write, the action it must leave, and whether the entry has a before and an after.
+    let division = "370105999000";
+    let asset = json!({"id": "audit-test-river", "system": "river", "name": "审计测试河段",
+        "division": "370105014000", "geometry": line(&[[116.95, 36.73], [116.96, 36.74]])});
+    let writes: Vec<(&str, String, Value, &str, bool, bool)> = vec![
+        (
+            "POST",
+            "/api/v1/admin/users".into(),
+            json!({"username": "audit-staff", "display_name": "审计员", "password": password,
+                "role": {"kind": "handler", "department": "水务局"}}),
+            "user_create",
+            false,
+            true,
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/users/{}/post", chief.user.id),
+            json!({"post": "街道办副主任"}),
+            // The demo chief had no post before.
+            "post_change",
+            false,
+            true,
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/users/{}/password", chief.user.id),
+            json!({"password": password}),
+            "password_reset",
+            false,
+            false,
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/users/{}/setup-code", chief.user.id),
+            json!({}),
+            "setup_code_issued",
+            false,
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/divisions".into(),
+            json!({"code": division, "name": "审计街道", "parent": "370105000000"}),
+            "division_create",
+            false,
+            true,
+        ),
+        (
+            "PUT",
+            format!("/api/v1/admin/divisions/{division}"),
+            json!({"name": "审计街道二", "parent": "370105000000"}),
+            "division_change",
+            true,
+            true,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/assets".into(),
+            asset.clone(),
+            "asset_create",
+            false,
+            true,
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/assets/audit-test-river".into(),
+            json!({"system": "river", "name": "审计测试河段二", "division": "370105014000",
+                "geometry": asset["geometry"]}),
+            "asset_change",
+            true,
+            true,
+        ),
+    ];
+    for (method, path, body, action, before, after) in writes {
+        let reply = s.request(method, &path, Some(&admin), Some(body)).await;
+        assert!(
+            reply.status.is_success(),
+            "{path}: {} {}",
+            reply.status,
+            reply.body
+        );
+        if let Some(code) = reply.body["code"]
+            .as_str()
+            .filter(|_| path.ends_with("/setup-code"))
+        {
+            secrets.push(code.to_owned());
+        }
+        let audit = s
+            .get("/api/v1/admin/audit", &admin)
+            .await
+            .expect_ok()
+            .clone();
+        assert_eq!(entries(&audit), seen + 1, "{path}: one entry");
+        seen += 1;
+        let e = &audit[0];
+        assert_eq!(e["action"], action, "{path}: {e}");
+        assert_eq!(e["by"], admin_id.as_str(), "{path}: {e}");
+        assert!(e["by_name"].as_str().is_some_and(|n| !n.is_empty()), "{e}");
+        assert!(!e["target"].as_str().unwrap().is_empty(), "{e}");
+        assert_eq!(!e["before"].is_null(), before, "{path}: before in {e}");
+        assert_eq!(!e["after"].is_null(), after, "{path}: after in {e}");
+    }
+    assert_eq!(
+        secrets.len(),
+        2,
+        "the setup code was shown once to the office"
+    );
+
+    // A phone revoked from the desk stops at once; the revocation is audited.
+    s.get("/api/v1/me", &chief_phone)
+        .await
+        .expect_error(401, "device_revoked");
+    let phone = s
+        .login_reply(CHIEF, password, "chief-phone-2")
+        .await
+        .expect_ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let chief = s.state.store.find_user_by_username(CHIEF).unwrap().unwrap();
+    s.request(
+        "POST",
+        "/api/v1/admin/devices/revoke",
+        Some(&admin),
+        Some(json!({"user_id": chief.user.id, "device_id": "chief-phone-2"})),
+    )
+    .await;
+    s.get("/api/v1/me", &phone)
+        .await
+        .expect_error(401, "device_revoked");
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(audit[0]["action"], "device_revoke", "{}", audit[0]);
+    assert_eq!(audit[0]["after"]["device_id"], "chief-phone-2");
+    assert_eq!(audit[0]["by"], admin_id.as_str());
+
+    // No password, setup code or password hash is ever written into the audit.
+    let text = audit.to_string();
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "a secret in the audit");
+    }
+    assert!(
+        !text.contains("password_hash") && !text.contains("$argon2"),
+        "a hash in the audit"
+    );
+    s.stop().await;
+}

@@ -873,6 +873,12 @@ async fn an_office_draws_assets_on_the_map_and_starts_a_stopped_chief_again() {
         .click()
         .await
         .unwrap();
+    let said = text(
+        &client,
+        "#draw-result[data-saved], #draw-result[data-failed]",
+    )
+    .await;
+    assert!(said.contains("已保存：绘制的小河段"), "{said}");
     wait_for(&client, "svg#asset-map [data-asset^='drawn-']").await;
     let river = asset_named(&s, &admin, "绘制的小河段")
         .await
@@ -947,6 +953,12 @@ async fn an_office_draws_assets_on_the_map_and_starts_a_stopped_chief_again() {
         .click()
         .await
         .unwrap();
+    let said = text(
+        &client,
+        "#draw-result[data-saved], #draw-result[data-failed]",
+    )
+    .await;
+    assert!(said.contains("已保存：绘制的小林区"), "{said}");
     wait_for(
         &client,
         "svg#asset-map polygon.forest[data-asset^='drawn-']",
