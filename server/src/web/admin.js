@@ -525,7 +525,12 @@ function describeDivision(r) {
 
 // One import block: a file, optional extra inputs, a dry run, then the one apply.
 function importBlock({ key, title, accept, help, extra, path, describe, onApplied }) {
-  const input = el("input", { type: "file", id: key + "-file", accept });
+  // The browser's own file button speaks the browser's language; this one is in Chinese, with
+  // the real input laid over it (transparent), so a click or a dropped file still reaches it.
+  const input = el("input", { type: "file", id: key + "-file", accept, "aria-label": "选择文件" });
+  const chosen = el("span", { class: "file-name", id: key + "-file-name" }, "未选择文件");
+  input.addEventListener("change", () => { chosen.textContent = input.files[0] ? input.files[0].name : "未选择文件"; });
+  const picker = el("span", { class: "file-pick" }, el("span", { class: "file-button" }, "选择文件"), input);
   const dry = el("button", { type: "button", id: key + "-dry-run" }, "预检");
   const apply = el("button", { type: "button", id: key + "-apply", disabled: true }, "导入");
   const out = el("div", { id: key + "-out" });
@@ -558,7 +563,7 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
     } catch (e) { out.replaceChildren(el("p", { class: "error" }, "导入失败，未做任何改动：" + e.message)); }
   });
   return el("div", { class: "card", id: key + "-import" }, el("h2", {}, title), el("p", {}, help),
-    el("div", { class: "toolbar" }, input, extra ? extra.node : null, dry, apply), out);
+    el("div", { class: "toolbar" }, picker, chosen, extra ? extra.node : null, dry, apply), out);
 }
 
 ROUTES.import = async () => {

@@ -358,7 +358,10 @@ async fn every_admin_call_is_refused_for_non_admins() {
 
 /// Posts raw file bytes to an import endpoint as `token`; status and JSON body.
 async fn upload(s: &TestServer, path: &str, token: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let mut res = awc::Client::default()
+    // awc's default 5 s is too short for a 16 MiB file while other tests load the machine.
+    let mut res = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .finish()
         .post(format!("{}/api/v1{path}", s.base))
         .insert_header(("Authorization", format!("Bearer {token}")))
         .insert_header(("Content-Type", "application/octet-stream"))
@@ -1634,7 +1637,7 @@ async fn exported_rosters_never_carry_a_formula_and_read_back_unchanged() {
         "a formula in the XLSX export"
     );
     let values = book.worksheet_range("河长名录").unwrap();
-    assert!(values.cells().any(|(_, _, v)| v.to_string() == formula));
+    assert!(values.cells().any(|(_, _, v)| *v == formula));
 
     // Both exports read back as they are: nothing changes.
     for export in [csv, xlsx] {
@@ -1916,4 +1919,49 @@ async fn every_administrative_write_is_one_entry_naming_the_administrator_and_no
         "a hash in the audit"
     );
     s.stop().await;
+}
+
+#[actix_web::test]
+async fn an_asset_far_from_every_patrol_track_is_warned_about_in_the_dry_run() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    // A position the demo's patrols walked.
+    let tracks = s
+        .get("/api/v1/export/patrols.geojson", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let walked = tracks["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["geometry"]["type"] == "LineString")
+        .expect("a demo patrol track")["geometry"]["coordinates"][0]
+        .clone();
+    let [lon, lat] = [walked[0].as_f64().unwrap(), walked[1].as_f64().unwrap()];
+    let near = feature(
+        "轨迹旁河段",
+        "河长",
+        "桑梓店街道",
+        line(&[[lon, lat], [lon + 0.002, lat + 0.001]]),
+    );
+    // The same segment half a degree east (about 45 km): a file in the wrong coordinate
+    // system, or of another district, looks like this.
+    let far = feature(
+        "远处河段",
+        "河长",
+        "桑梓店街道",
+        line(&[[lon + 0.5, lat], [lon + 0.502, lat + 0.001]]),
+    );
+    let body =
+        serde_json::to_vec(&json!({"type": "FeatureCollection", "features": [near, far]})).unwrap();
+    let (status, dry) = upload(&s, "/admin/import/assets?crs=wgs84", &admin, body).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(outcomes(&dry), ["create", "create"], "{dry}");
+    assert!(dry["rows"][0]["warning"].is_null(), "{dry}");
+    let warning = dry["rows"][1]["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("公里") && warning.contains("坐标系"),
+        "{dry}"
+    );
 }
