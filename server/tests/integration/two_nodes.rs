@@ -189,7 +189,9 @@ async fn two_nodes_on_one_database_serve_the_same_phones_request_by_request() {
         assert!(held.headers.contains_key("retry-after"));
     }
     // Other accounts from the same place still sign in.
-    b.login_reply(CHIEF, "demo", "chief-phone").await.expect_ok();
+    b.login_reply(CHIEF, "demo", "chief-phone")
+        .await
+        .expect_ok();
 
     // A photo upload cut on A resumes on B from the offset A stored.
     if bucket.is_some() {
