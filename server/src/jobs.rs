@@ -8,6 +8,9 @@
 //! sync-core from the document itself (one escalation per assignment), under the document's
 //! lock, so the job is idempotent across runs and restarts and needs no bookkeeping of its own.
 //!
+//! Servers sharing one database take turns: each turn runs under [`DEADLINE_JOB_LOCK`], and a
+//! server that finds it held skips that turn (`storage::Shared::exclusively`).
+//!
 //! Reminders list the chiefs whose patrol quota for the current period is not yet met; the
 //! same computation serves `GET /api/v1/reminders` and the job's log line.
 
