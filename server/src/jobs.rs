@@ -8,6 +8,9 @@
 //! sync-core from the document itself (one escalation per assignment), under the document's
 //! lock, so the job is idempotent across runs and restarts and needs no bookkeeping of its own.
 //!
+//! Servers sharing one database take turns: each turn runs under [`DEADLINE_JOB_LOCK`], and a
+//! server that finds it held skips that turn (`storage::Shared::exclusively`).
+//!
 //! Reminders list the chiefs whose patrol quota for the current period is not yet met; the
 //! same computation serves `GET /api/v1/reminders` and the job's log line.
 
@@ -175,43 +178,70 @@ pub fn reminders(
     Ok(out)
 }
 
+/// The lock the deadline job runs under: on a store shared by several servers, one of them at
+/// a time runs it (`storage::Shared::exclusively`), and the others skip that turn.
+pub const DEADLINE_JOB_LOCK: &str = "deadline job";
+
+/// What one whole turn of the job did: the deadline run, the chiefs behind their quota, the
+/// abandoned uploads removed.
+pub type JobTurn = (DeadlineRun, usize, usize);
+
+/// One turn of the job at `now`: deadlines, reminders, abandoned uploads and unreferenced
+/// photos, under [`DEADLINE_JOB_LOCK`]. `Ok(None)` when another server holds the lock (its turn
+/// is under way). Blocking.
+pub fn run_turn(job: &AppState, now: i64) -> Result<Option<JobTurn>, HubError> {
+    let mut outcome = None;
+    let ran = job
+        .store
+        .exclusively(DEADLINE_JOB_LOCK, &mut || {
+            outcome = Some(run_turn_held(job, now));
+        })
+        .map_err(|e| HubError::Storage(e.to_string()))?;
+    if !ran {
+        return Ok(None);
+    }
+    outcome.transpose()
+}
+
+fn run_turn_held(job: &AppState, now: i64) -> Result<JobTurn, HubError> {
+    let run = run_deadlines(job, now)?;
+    let mut work = Work::default();
+    let system = sync_core::hub::system_user();
+    let due = reminders(job, &system, now, &mut work)
+        .map(|r| r.len())
+        .unwrap_or(0);
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(job.workflow.abandoned_upload_after)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let expired = job.blobs.expire_abandoned(cutoff).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "removing abandoned uploads failed");
+        0
+    });
+    if let Err(err) = crate::photos::collect_unreferenced(job, now) {
+        tracing::error!(error = %err, "removing unreferenced photos failed");
+    }
+    // Residents' phone numbers are kept for a stated period only.
+    if let Err(err) = crate::public::cases::erase_expired_phones(job.store.as_ref(), now) {
+        tracing::error!(error = %err, "erasing expired phone numbers failed");
+    }
+    Ok((run, due, expired))
+}
+
 /// Starts the deadline job on the current actix runtime: a run right away, then one every
-/// `deadline_check_every`. Work runs off the async workers.
+/// `deadline_check_every`. Work runs off the async workers; a turn another server is taking is
+/// skipped.
 pub fn spawn(state: web::Data<AppState>) -> actix_web::rt::task::JoinHandle<()> {
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(state.workflow.deadline_check_every);
         loop {
             tick.tick().await;
             let job = state.clone();
-            let result = web::block(move || {
-                let now = now_ms();
-                let run = run_deadlines(&job, now)?;
-                let mut work = Work::default();
-                let system = sync_core::hub::system_user();
-                let due = reminders(&job, &system, now, &mut work)
-                    .map(|r| r.len())
-                    .unwrap_or(0);
-                let cutoff = std::time::SystemTime::now()
-                    .checked_sub(job.workflow.abandoned_upload_after)
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                let expired = job.blobs.expire_abandoned(cutoff).unwrap_or_else(|err| {
-                    tracing::error!(error = %err, "removing abandoned uploads failed");
-                    0
-                });
-                if let Err(err) = crate::photos::collect_unreferenced(&job, now) {
-                    tracing::error!(error = %err, "removing unreferenced photos failed");
-                }
-                // Residents' phone numbers are kept for a stated period only.
-                if let Err(err) =
-                    crate::public::cases::erase_expired_phones(job.store.as_ref(), now)
-                {
-                    tracing::error!(error = %err, "erasing expired phone numbers failed");
-                }
-                Ok::<_, HubError>((run, due, expired))
-            })
-            .await;
+            let result = web::block(move || run_turn(&job, now_ms())).await;
             match result {
-                Ok(Ok((run, due, expired))) => tracing::info!(
+                Ok(Ok(None)) => {
+                    tracing::debug!("deadline job under way on another server; turn skipped")
+                }
+                Ok(Ok(Some((run, due, expired)))) => tracing::info!(
                     checked = run.checked,
                     overdue = run.overdue,
                     escalated = run.escalated.len(),

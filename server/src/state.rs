@@ -153,19 +153,22 @@ impl AppState {
     ) -> Result<Self, StartupError> {
         Ok(Self {
             hub: Arc::new(Hub::new(store.clone())),
+            login_limiter: LoginLimiter::new(settings.login_limit, store.clone()),
+            photo_quota: crate::photos::UploadQuota::new(
+                settings.photos.daily_bytes_per_user,
+                store.clone(),
+            ),
             store,
             tokens: TokenService::new(key, settings.access_ttl_secs)?,
             passwords: Passwords::new(settings.password_cost)?,
             password_pool: PasswordPool::new(settings.password_threads, PASSWORD_QUEUE)
                 .map_err(StartupError::PasswordThreads)?,
-            login_limiter: LoginLimiter::new(settings.login_limit),
             metrics: Metrics::new(),
             blobs: Arc::new(crate::blobs::Blobs::new(
                 settings.blobs.open(&settings.data_dir)?,
                 settings.max_photo_bytes,
             )),
             photo_index: crate::photos::PhotoIndex::new(),
-            photo_quota: crate::photos::UploadQuota::new(settings.photos.daily_bytes_per_user),
             photo_settings: settings.photos.clone(),
             stats: Default::default(),
             derived: Default::default(),

@@ -8,7 +8,6 @@
 //! and a wrong, spent, expired or never-issued code and an unknown username all get the same
 //! answer, so the endpoint reveals nothing about who exists.
 
-use std::time::Instant;
 use sync_core::api_types::ErrorCode;
 
 use actix_web::{post, web};
@@ -63,7 +62,18 @@ pub async fn setup_password(
         username: &username,
         known_device: false,
     };
-    if let Err(retry) = state.login_limiter.check(&attempt, Instant::now()) {
+    let limiter = state.clone();
+    let asking = username.clone();
+    let throttled = web::block(move || {
+        let attempt = Attempt {
+            address,
+            username: &asking,
+            known_device: false,
+        };
+        limiter.login_limiter.check(&attempt, now_ms())
+    })
+    .await??;
+    if let Err(retry) = throttled {
         return Err(ApiError::RateLimited {
             retry_after_secs: retry.as_secs().max(1),
         });
@@ -79,10 +89,10 @@ pub async fn setup_password(
     })
     .await??;
     let Some(mut record) = record else {
-        state.login_limiter.record_failure(&attempt, Instant::now());
+        session::record_attempt(&state, &attempt, false).await?;
         return Err(invalid());
     };
-    state.login_limiter.record_success(&attempt);
+    session::record_attempt(&state, &attempt, true).await?;
     if !record.user.active {
         return Err(ApiError::unauthorized(
             ErrorCode::UserInactive,

@@ -189,12 +189,15 @@ pub async fn put_blob(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
     });
+    let (quota, user_id, asked) = (
+        state.clone(),
+        caller.user.id.clone(),
+        announced.unwrap_or(1).min(max),
+    );
     if let QuotaCheck::Exceeded {
         limit,
         retry_after_secs,
-    } = state
-        .photo_quota
-        .check(&caller.user.id, announced.unwrap_or(1).min(max), now_ms())
+    } = web::block(move || quota.photo_quota.check(&user_id, asked, now_ms())).await??
     {
         return Err(ApiError::PhotoQuotaExceeded {
             limit,
@@ -219,19 +222,24 @@ pub async fn put_blob(
         }
     }
     let received = body.len() as u64;
+    let (quota, user_id) = (state.clone(), caller.user.id.clone());
     if let QuotaCheck::Exceeded {
         limit,
         retry_after_secs,
-    } = state.photo_quota.check(&caller.user.id, received, now_ms())
+    } = web::block(move || {
+        let check = quota.photo_quota.check(&user_id, received, now_ms())?;
+        if check == QuotaCheck::Allowed {
+            quota.photo_quota.charge(&user_id, received, now_ms())?;
+        }
+        Ok::<_, crate::storage::StoreError>(check)
+    })
+    .await??
     {
         return Err(ApiError::PhotoQuotaExceeded {
             limit,
             retry_after_secs,
         });
     }
-    state
-        .photo_quota
-        .charge(&caller.user.id, received, now_ms());
     let key = UploadKey {
         sha256: sha256.clone(),
         user: caller.user.id.clone(),

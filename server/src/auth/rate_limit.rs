@@ -16,18 +16,20 @@
 //! phone, the office's own browser. A stranger can at most make a *new* device of that account
 //! wait; only failures from the owner's own address (the first count) hold back a known device.
 //!
-//! In memory and per process: a restart forgets failures, which is acceptable for throttling.
-//! Usernames are compared case-insensitively. IPv6 clients are counted by their /64 network,
-//! since one host commonly has a whole /64 to pick addresses from. Memory is bounded because a
-//! failure is only recorded after a password check, and those are bounded by the password
-//! threads (`password::PasswordPool`); entries leave with their last failure.
+//! The failures are kept by the store ([`Shared`]): on PostgreSQL in the database, so every
+//! server on it counts the same failures and a sign-in throttled by one is throttled by all; on
+//! sled in the memory of its one process, where a restart forgets them (acceptable for
+//! throttling). Times are wall-clock milliseconds, the same on every server. Usernames are
+//! compared case-insensitively. IPv6 clients are counted by their /64 network, since one host
+//! commonly has a whole /64 to pick addresses from. The count is bounded because a failure is
+//! only recorded after a password check, and those are bounded by the password threads
+//! (`password::PasswordPool`); failures older than the window are forgotten.
 
-use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::storage::{Shared, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimit {
@@ -60,61 +62,16 @@ pub struct Attempt<'a> {
     pub known_device: bool,
 }
 
-/// Failure times per key, oldest first, each with a tag (for the per-address count, which
-/// username it was made for).
-#[derive(Debug)]
-struct Failures<K, T = ()>(HashMap<K, VecDeque<(Instant, T)>>);
-
-impl<K: Hash + Eq, T: PartialEq> Failures<K, T> {
-    fn new() -> Self {
-        Self(HashMap::new())
+/// How long until a key with failures at `times` (oldest first, all within the window) is
+/// below `max` again, if it is at `max` now.
+fn wait(times: &[i64], max: usize, window_ms: i64, now_ms: i64) -> Option<Duration> {
+    if max == 0 || times.len() < max {
+        return None;
     }
-
-    /// How long until `key` is below `max` again, if it is at `max` now.
-    fn wait(&mut self, key: &K, max: usize, window: Duration, now: Instant) -> Option<Duration> {
-        let times = self.0.get_mut(key)?;
-        expire(times, window, now);
-        if times.len() < max {
-            return None;
-        }
-        let oldest = times.front().map_or(now, |(t, _)| *t);
-        Some((oldest + window).saturating_duration_since(now))
-    }
-
-    fn record(&mut self, key: K, tag: T, window: Duration, now: Instant) {
-        // Keys whose failures have all expired go, so guessing cannot grow the map for good.
-        self.0.retain(|_, times| {
-            times
-                .back()
-                .is_some_and(|(t, _)| now.duration_since(*t) < window)
-        });
-        let times = self.0.entry(key).or_default();
-        expire(times, window, now);
-        times.push_back((now, tag));
-    }
-
-    fn clear(&mut self, key: &K) {
-        self.0.remove(key);
-    }
-
-    /// Forgets the failures of `key` tagged `tag`, keeping the others.
-    fn forgive(&mut self, key: &K, tag: &T) {
-        if let Some(times) = self.0.get_mut(key) {
-            times.retain(|(_, t)| t != tag);
-            if times.is_empty() {
-                self.0.remove(key);
-            }
-        }
-    }
-}
-
-fn expire<T>(times: &mut VecDeque<(Instant, T)>, window: Duration, now: Instant) {
-    while times
-        .front()
-        .is_some_and(|(t, _)| now.duration_since(*t) >= window)
-    {
-        times.pop_front();
-    }
+    // Below `max` once all but `max - 1` of them have left the window.
+    let leaving = times[times.len() - max];
+    let ms = (leaving + window_ms).saturating_sub(now_ms).max(0);
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 /// The address failures are counted under: IPv4 as is (also when mapped into IPv6), IPv6 by
@@ -131,79 +88,87 @@ fn client_key(address: IpAddr) -> IpAddr {
     }
 }
 
-#[derive(Debug)]
-struct Counts {
-    pairs: Failures<(IpAddr, String)>,
-    /// Tagged with a keyed hash of the username (its process-random key keeps a stranger from
-    /// choosing a name that collides with another): a success forgives its username's share.
-    addresses: Failures<IpAddr, u64>,
-    usernames: Failures<String>,
+/// The keys an attempt's failures are counted under: (username, address), address, username.
+struct Keys {
+    pair: String,
+    address: String,
+    username: String,
+    /// The lower-cased username, the tag of each failure.
+    tag: String,
+}
+
+impl Keys {
+    fn of(attempt: &Attempt<'_>) -> Self {
+        let address = client_key(attempt.address);
+        let username = attempt.username.to_lowercase();
+        Self {
+            pair: format!("pair {address} {username}"),
+            address: format!("address {address}"),
+            username: format!("username {username}"),
+            tag: username,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct LoginLimiter {
     limit: LoginLimit,
-    counts: Mutex<Counts>,
-    names: RandomState,
+    failures: Arc<dyn Shared>,
 }
 
 impl LoginLimiter {
-    pub fn new(limit: LoginLimit) -> Self {
-        Self {
-            limit,
-            counts: Mutex::new(Counts {
-                pairs: Failures::new(),
-                addresses: Failures::new(),
-                usernames: Failures::new(),
-            }),
-            names: RandomState::new(),
-        }
+    /// A limiter counting failures in `failures` (the store's, shared by its servers).
+    pub fn new(limit: LoginLimit, failures: Arc<dyn Shared>) -> Self {
+        Self { limit, failures }
     }
 
-    /// `Err(retry_after)` if this attempt must wait; its password is then not checked.
-    pub fn check(&self, attempt: &Attempt<'_>, now: Instant) -> Result<(), Duration> {
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.limit.window.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// `Ok(Err(retry_after))` if this attempt must wait; its password is then not checked.
+    /// Blocking: call inside `web::block`.
+    pub fn check(
+        &self,
+        attempt: &Attempt<'_>,
+        now_ms: i64,
+    ) -> Result<Result<(), Duration>, StoreError> {
         let LoginLimit {
             max_failures,
             max_failures_per_address,
             max_failures_per_username,
-            window,
+            ..
         } = self.limit;
-        let address = client_key(attempt.address);
-        let username = attempt.username.to_lowercase();
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut waits =
-            vec![counts
-                .pairs
-                .wait(&(address, username.clone()), max_failures, window, now)];
+        let window = self.window_ms();
+        let keys = Keys::of(attempt);
+        let mut asked = vec![(keys.pair.as_str(), max_failures)];
         if !attempt.known_device {
-            waits.push(
-                counts
-                    .addresses
-                    .wait(&address, max_failures_per_address, window, now),
-            );
-            waits.push(
-                counts
-                    .usernames
-                    .wait(&username, max_failures_per_username, window, now),
-            );
+            asked.push((keys.address.as_str(), max_failures_per_address));
+            asked.push((keys.username.as_str(), max_failures_per_username));
         }
-        match waits.into_iter().flatten().max() {
+        let names: Vec<&str> = asked.iter().map(|(k, _)| *k).collect();
+        let since = now_ms.saturating_sub(window).saturating_add(1);
+        let found = self.failures.login_failures(&names, since)?;
+        let longest = asked
+            .iter()
+            .zip(&found)
+            .filter_map(|((_, max), times)| wait(times, *max, window, now_ms))
+            .max();
+        Ok(match longest {
             Some(wait) => Err(wait),
             None => Ok(()),
-        }
+        })
     }
 
-    pub fn record_failure(&self, attempt: &Attempt<'_>, now: Instant) {
-        let window = self.limit.window;
-        let address = client_key(attempt.address);
-        let username = attempt.username.to_lowercase();
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let tag = self.names.hash_one(&username);
-        counts
-            .pairs
-            .record((address, username.clone()), (), window, now);
-        counts.addresses.record(address, tag, window, now);
-        counts.usernames.record(username, (), window, now);
+    /// Counts a wrong password. Blocking.
+    pub fn record_failure(&self, attempt: &Attempt<'_>, now_ms: i64) -> Result<(), StoreError> {
+        let keys = Keys::of(attempt);
+        self.failures.record_login_failure(
+            &[&keys.pair, &keys.address, &keys.username],
+            &keys.tag,
+            now_ms,
+            now_ms.saturating_sub(self.window_ms()),
+        )
     }
 
     /// Someone got into their account from this address: the typos made there for this
@@ -211,21 +176,19 @@ impl LoginLimiter {
     /// address for other usernames stay: a success proves nothing about them, and forgetting
     /// them let one address spray guesses over many accounts without end by signing into an
     /// account of its own between rounds. Failures counted for the username from elsewhere stay
-    /// too, since strangers may have made them.
-    pub fn record_success(&self, attempt: &Attempt<'_>) {
-        let address = client_key(attempt.address);
-        let username = attempt.username.to_lowercase();
-        let tag = self.names.hash_one(&username);
-        let key = (address, username);
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.pairs.clear(&key);
-        counts.addresses.forgive(&address, &tag);
+    /// too, since strangers may have made them. Blocking.
+    pub fn record_success(&self, attempt: &Attempt<'_>) -> Result<(), StoreError> {
+        let keys = Keys::of(attempt);
+        self.failures.forgive_login_failures(&keys.pair, None)?;
+        self.failures
+            .forgive_login_failures(&keys.address, Some(&keys.tag))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::LocalShared;
 
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     const AWAY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
@@ -249,76 +212,144 @@ mod tests {
 
     #[test]
     fn throttles_a_username_from_an_address_until_the_window_passes() {
-        let limiter = LoginLimiter::new(limit());
-        let t0 = Instant::now();
+        let limiter = LoginLimiter::new(limit(), Arc::new(LocalShared::default()));
+        let t0: i64 = 1_700_000_000_000;
         for i in 0..3 {
-            let at = t0 + Duration::from_secs(i);
-            assert!(limiter.check(&attempt(HOME, "Alice", false), at).is_ok());
-            limiter.record_failure(&attempt(HOME, "alice", false), at);
+            let at = t0 + i * 1000;
+            assert!(limiter
+                .check(&attempt(HOME, "Alice", false), at)
+                .unwrap()
+                .is_ok());
+            limiter
+                .record_failure(&attempt(HOME, "alice", false), at)
+                .unwrap();
         }
-        let later = t0 + Duration::from_secs(10);
+        let later = t0 + 10_000;
         let retry = limiter
             .check(&attempt(HOME, "ALICE", true), later)
+            .unwrap()
             .unwrap_err();
         assert_eq!(retry, Duration::from_secs(50));
-        assert!(limiter.check(&attempt(HOME, "bob", false), later).is_ok());
-        assert!(limiter.check(&attempt(AWAY, "alice", false), later).is_ok());
-        let after = t0 + Duration::from_secs(60);
-        assert!(limiter.check(&attempt(HOME, "alice", false), after).is_ok());
+        assert!(limiter
+            .check(&attempt(HOME, "bob", false), later)
+            .unwrap()
+            .is_ok());
+        assert!(limiter
+            .check(&attempt(AWAY, "alice", false), later)
+            .unwrap()
+            .is_ok());
+        let after = t0 + 60_000;
+        assert!(limiter
+            .check(&attempt(HOME, "alice", false), after)
+            .unwrap()
+            .is_ok());
     }
 
     #[test]
     fn strangers_hold_back_new_devices_but_never_a_known_one() {
-        let limiter = LoginLimiter::new(limit());
-        let t0 = Instant::now();
+        let limiter = LoginLimiter::new(limit(), Arc::new(LocalShared::default()));
+        let t0: i64 = 1_700_000_000_000;
         // Four addresses, one wrong password each, for the same account.
         for last in 10..14 {
             let stranger = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, last));
-            limiter.record_failure(&attempt(stranger, "admin", false), t0);
+            limiter
+                .record_failure(&attempt(stranger, "admin", false), t0)
+                .unwrap();
         }
-        assert!(limiter.check(&attempt(HOME, "admin", false), t0).is_err());
-        assert!(limiter.check(&attempt(HOME, "admin", true), t0).is_ok());
+        assert!(limiter
+            .check(&attempt(HOME, "admin", false), t0)
+            .unwrap()
+            .is_err());
+        assert!(limiter
+            .check(&attempt(HOME, "admin", true), t0)
+            .unwrap()
+            .is_ok());
         // One address trying five names is held back for new devices of any account.
         for name in ["a1", "a2", "a3", "a4", "a5"] {
-            limiter.record_failure(&attempt(AWAY, name, false), t0);
+            limiter
+                .record_failure(&attempt(AWAY, name, false), t0)
+                .unwrap();
         }
-        assert!(limiter.check(&attempt(AWAY, "carol", false), t0).is_err());
-        assert!(limiter.check(&attempt(AWAY, "carol", true), t0).is_ok());
+        assert!(limiter
+            .check(&attempt(AWAY, "carol", false), t0)
+            .unwrap()
+            .is_err());
+        assert!(limiter
+            .check(&attempt(AWAY, "carol", true), t0)
+            .unwrap()
+            .is_ok());
     }
 
     #[test]
     fn success_clears_the_failures_of_its_address_only() {
-        let limiter = LoginLimiter::new(limit());
-        let t0 = Instant::now();
+        let limiter = LoginLimiter::new(limit(), Arc::new(LocalShared::default()));
+        let t0: i64 = 1_700_000_000_000;
         for _ in 0..3 {
-            limiter.record_failure(&attempt(HOME, "carol", false), t0);
+            limiter
+                .record_failure(&attempt(HOME, "carol", false), t0)
+                .unwrap();
         }
-        limiter.record_failure(&attempt(HOME, "dave", false), t0);
-        limiter.record_failure(&attempt(HOME, "erin", false), t0);
-        assert!(limiter.check(&attempt(HOME, "frank", false), t0).is_err());
-        limiter.record_success(&attempt(HOME, "carol", true));
-        assert!(limiter.check(&attempt(HOME, "carol", true), t0).is_ok());
-        assert!(limiter.check(&attempt(HOME, "frank", false), t0).is_ok());
-        limiter.record_failure(&attempt(AWAY, "carol", false), t0);
+        limiter
+            .record_failure(&attempt(HOME, "dave", false), t0)
+            .unwrap();
+        limiter
+            .record_failure(&attempt(HOME, "erin", false), t0)
+            .unwrap();
+        assert!(limiter
+            .check(&attempt(HOME, "frank", false), t0)
+            .unwrap()
+            .is_err());
+        limiter
+            .record_success(&attempt(HOME, "carol", true))
+            .unwrap();
+        assert!(limiter
+            .check(&attempt(HOME, "carol", true), t0)
+            .unwrap()
+            .is_ok());
+        assert!(limiter
+            .check(&attempt(HOME, "frank", false), t0)
+            .unwrap()
+            .is_ok());
+        limiter
+            .record_failure(&attempt(AWAY, "carol", false), t0)
+            .unwrap();
         // Four failures for carol overall: new devices wait.
-        assert!(limiter.check(&attempt(HOME, "carol", false), t0).is_err());
+        assert!(limiter
+            .check(&attempt(HOME, "carol", false), t0)
+            .unwrap()
+            .is_err());
     }
 
     #[test]
     fn signing_into_ones_own_account_forgives_no_guesses_at_others() {
-        let limiter = LoginLimiter::new(limit());
-        let t0 = Instant::now();
+        let limiter = LoginLimiter::new(limit(), Arc::new(LocalShared::default()));
+        let t0: i64 = 1_700_000_000_000;
         // The attacker's own typo, then guesses at four other accounts with a sign-in of his
         // own between each.
-        limiter.record_failure(&attempt(AWAY, "mallory", false), t0);
+        limiter
+            .record_failure(&attempt(AWAY, "mallory", false), t0)
+            .unwrap();
         for name in ["a1", "a2", "a3", "a4", "a5"] {
-            assert!(limiter.check(&attempt(AWAY, name, false), t0).is_ok());
-            limiter.record_failure(&attempt(AWAY, name, false), t0);
-            limiter.record_success(&attempt(AWAY, "Mallory", true));
+            assert!(limiter
+                .check(&attempt(AWAY, name, false), t0)
+                .unwrap()
+                .is_ok());
+            limiter
+                .record_failure(&attempt(AWAY, name, false), t0)
+                .unwrap();
+            limiter
+                .record_success(&attempt(AWAY, "Mallory", true))
+                .unwrap();
         }
         // Five guesses at others stay counted: the address is held back for new devices.
-        assert!(limiter.check(&attempt(AWAY, "a6", false), t0).is_err());
-        assert!(limiter.check(&attempt(AWAY, "mallory", true), t0).is_ok());
+        assert!(limiter
+            .check(&attempt(AWAY, "a6", false), t0)
+            .unwrap()
+            .is_err());
+        assert!(limiter
+            .check(&attempt(AWAY, "mallory", true), t0)
+            .unwrap()
+            .is_ok());
     }
 
     #[test]

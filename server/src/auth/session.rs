@@ -15,7 +15,6 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use actix_web::web;
 use sync_core::model::User;
@@ -113,7 +112,20 @@ pub async fn login(
         username: &username,
         known_device,
     };
-    if let Err(retry) = state.login_limiter.check(&attempt, Instant::now()) {
+    let limiter = state.clone();
+    let asking = username.clone();
+    let throttled = web::block(move || {
+        let attempt = Attempt {
+            address,
+            username: &asking,
+            known_device,
+        };
+        limiter
+            .login_limiter
+            .check(&attempt, crate::state::now_ms())
+    })
+    .await??;
+    if let Err(retry) = throttled {
         return Err(ApiError::RateLimited {
             retry_after_secs: retry.as_secs().max(1),
         });
@@ -128,14 +140,14 @@ pub async fn login(
     let record = match record {
         Some(r) if verified => r,
         _ => {
-            state.login_limiter.record_failure(&attempt, Instant::now());
+            record_attempt(&state, &attempt, false).await?;
             return Err(ApiError::unauthorized(
                 ErrorCode::InvalidCredentials,
                 "wrong username or password",
             ));
         }
     };
-    state.login_limiter.record_success(&attempt);
+    record_attempt(&state, &attempt, true).await?;
     if !record.user.active {
         return Err(ApiError::unauthorized(
             ErrorCode::UserInactive,
@@ -153,6 +165,37 @@ pub async fn login(
         grant(&state, record.user, &device, now_ms, refresh_token)
     })
     .await?
+}
+
+/// Counts a failed sign-in, or forgives the address's typos for the username after a success
+/// (`rate_limit::LoginLimiter`), in the store the servers share.
+pub(crate) async fn record_attempt(
+    state: &web::Data<AppState>,
+    attempt: &Attempt<'_>,
+    succeeded: bool,
+) -> Result<(), ApiError> {
+    let limiter = state.clone();
+    let (address, username, known_device) = (
+        attempt.address,
+        attempt.username.to_owned(),
+        attempt.known_device,
+    );
+    web::block(move || {
+        let attempt = Attempt {
+            address,
+            username: &username,
+            known_device,
+        };
+        if succeeded {
+            limiter.login_limiter.record_success(&attempt)
+        } else {
+            limiter
+                .login_limiter
+                .record_failure(&attempt, crate::state::now_ms())
+        }
+    })
+    .await??;
+    Ok(())
 }
 
 /// How long after its exchange a refresh token may be presented again as a retry: a phone whose

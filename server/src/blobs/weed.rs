@@ -71,6 +71,10 @@ impl Weed {
             .arg(format!("-filer.port={}", ports[2]))
             .arg("-s3")
             .arg(format!("-s3.port={}", ports[3]))
+            // Its Iceberg and Lance catalogs listen on fixed ports by default, so a second
+            // SeaweedFS on the machine (another test binary) would exit at start.
+            .arg("-s3.port.iceberg=0")
+            .arg("-s3.port.lance=0")
             // Small volumes: a test stores megabytes, not the 30 GB default.
             .arg("-master.volumeSizeLimitMB=64")
             .stdin(Stdio::null())

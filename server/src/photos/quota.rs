@@ -3,11 +3,14 @@
 //!
 //! Every byte of an upload request counts when it arrives, whether it completes a photo, is a
 //! chunk, repeats a photo already stored or is refused: each was received and handled. The day
-//! is China's calendar day (UTC+8), when the chiefs work. The counts live in memory: a restart
-//! forgives the day, which only the operator can cause.
+//! is China's calendar day (UTC+8), when the chiefs work. The counts are kept by the store
+//! (`storage::Shared`): on PostgreSQL in the database, so a day is counted once however a phone
+//! spreads its uploads over the servers; on sled in the memory of its one process, where a
+//! restart forgives the day, which only the operator can cause.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
+
+use crate::storage::{Shared, StoreError};
 
 /// Default bytes per user and day: about 500 prepared photos, or 30 full-resolution originals
 /// at the 8 MiB limit, far beyond a day of patrols and reports.
@@ -31,8 +34,8 @@ pub enum QuotaCheck {
 #[derive(Debug)]
 pub struct UploadQuota {
     daily_bytes: u64,
-    /// User id → (day number, bytes received that day).
-    used: Mutex<HashMap<String, (i64, u64)>>,
+    /// The bytes each user sent each day, shared by the servers of one store.
+    used: Arc<dyn Shared>,
 }
 
 fn day_of(now_ms: i64) -> i64 {
@@ -40,55 +43,36 @@ fn day_of(now_ms: i64) -> i64 {
 }
 
 impl UploadQuota {
-    pub fn new(daily_bytes: u64) -> Self {
-        Self {
-            daily_bytes,
-            used: Mutex::new(HashMap::new()),
-        }
+    pub fn new(daily_bytes: u64, used: Arc<dyn Shared>) -> Self {
+        Self { daily_bytes, used }
     }
 
     pub fn daily_bytes(&self) -> u64 {
         self.daily_bytes
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, u64)>> {
-        // Each update is a single insert: a panic elsewhere leaves a usable map.
-        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    /// Bytes `user` has sent today. Blocking.
+    pub fn used(&self, user: &str, now_ms: i64) -> Result<u64, StoreError> {
+        self.used.uploaded(user, day_of(now_ms))
     }
 
-    /// Bytes `user` has sent today.
-    pub fn used(&self, user: &str, now_ms: i64) -> u64 {
-        match self.lock().get(user) {
-            Some((day, bytes)) if *day == day_of(now_ms) => *bytes,
-            _ => 0,
-        }
-    }
-
-    /// Whether `user` may send `bytes` more today.
-    pub fn check(&self, user: &str, bytes: u64, now_ms: i64) -> QuotaCheck {
-        if self.used(user, now_ms).saturating_add(bytes) <= self.daily_bytes {
-            return QuotaCheck::Allowed;
+    /// Whether `user` may send `bytes` more today. Blocking.
+    pub fn check(&self, user: &str, bytes: u64, now_ms: i64) -> Result<QuotaCheck, StoreError> {
+        if self.used(user, now_ms)?.saturating_add(bytes) <= self.daily_bytes {
+            return Ok(QuotaCheck::Allowed);
         }
         let next_day_ms = (day_of(now_ms) + 1) * DAY_MS - CHINA_OFFSET_MS;
-        QuotaCheck::Exceeded {
+        Ok(QuotaCheck::Exceeded {
             limit: self.daily_bytes,
             retry_after_secs: u64::try_from((next_day_ms - now_ms + 999) / 1000).unwrap_or(1),
-        }
+        })
     }
 
-    /// Counts `bytes` received from `user`.
-    pub fn charge(&self, user: &str, bytes: u64, now_ms: i64) {
-        let today = day_of(now_ms);
-        let mut used = self.lock();
-        let entry = used.entry(user.to_owned()).or_insert((today, 0));
-        if entry.0 != today {
-            *entry = (today, 0);
-        }
-        entry.1 = entry.1.saturating_add(bytes);
-        // Yesterday's counts are dropped once a day's table would otherwise only grow.
-        if used.len() > 10_000 {
-            used.retain(|_, (day, _)| *day == today);
-        }
+    /// Counts `bytes` received from `user`. Blocking.
+    pub fn charge(&self, user: &str, bytes: u64, now_ms: i64) -> Result<(), StoreError> {
+        self.used
+            .charge_upload(user, day_of(now_ms), bytes)
+            .map(drop)
     }
 }
 
@@ -98,26 +82,35 @@ mod tests {
 
     #[test]
     fn a_day_of_bytes_per_user_renewed_at_midnight_in_china() {
-        let quota = UploadQuota::new(1_000);
+        let quota = UploadQuota::new(1_000, Arc::new(crate::storage::LocalShared::default()));
         // 23:59 in Beijing (15:59 UTC) on the 20 428th day since 1970.
         let late = 20_429 * DAY_MS - CHINA_OFFSET_MS - 60_000;
-        assert_eq!(quota.check("u-a", 1_000, late), QuotaCheck::Allowed);
-        quota.charge("u-a", 900, late);
-        assert_eq!(quota.check("u-a", 100, late), QuotaCheck::Allowed);
         assert_eq!(
-            quota.check("u-a", 101, late),
+            quota.check("u-a", 1_000, late).unwrap(),
+            QuotaCheck::Allowed
+        );
+        quota.charge("u-a", 900, late).unwrap();
+        assert_eq!(quota.check("u-a", 100, late).unwrap(), QuotaCheck::Allowed);
+        assert_eq!(
+            quota.check("u-a", 101, late).unwrap(),
             QuotaCheck::Exceeded {
                 limit: 1_000,
                 retry_after_secs: 60
             }
         );
         // Another user has his own day.
-        assert_eq!(quota.check("u-b", 1_000, late), QuotaCheck::Allowed);
+        assert_eq!(
+            quota.check("u-b", 1_000, late).unwrap(),
+            QuotaCheck::Allowed
+        );
         // A minute later it is a new day in Beijing.
         let next = late + 60_000;
-        assert_eq!(quota.used("u-a", next), 0);
-        assert_eq!(quota.check("u-a", 1_000, next), QuotaCheck::Allowed);
-        quota.charge("u-a", 10, next);
-        assert_eq!(quota.used("u-a", next), 10);
+        assert_eq!(quota.used("u-a", next).unwrap(), 0);
+        assert_eq!(
+            quota.check("u-a", 1_000, next).unwrap(),
+            QuotaCheck::Allowed
+        );
+        quota.charge("u-a", 10, next).unwrap();
+        assert_eq!(quota.used("u-a", next).unwrap(), 10);
     }
 }

@@ -41,6 +41,9 @@ macro_rules! store_conformance_tests {
             meta_round_trip,
             saves_wait_while_held,
             reopen_after_close_keeps_everything,
+            login_failures_are_counted_per_key_and_forgiven_by_tag,
+            upload_bytes_add_up_per_user_and_day,
+            a_job_lock_has_one_holder_at_a_time,
         );
     };
     (@cases $harness:expr; $($case:ident),+ $(,)?) => {
@@ -390,6 +393,93 @@ pub(crate) fn saves_wait_while_held(h: &impl Harness) {
     drop(held);
     assert_eq!(saver.join().unwrap(), 2);
     assert_eq!(store.feed_head().unwrap(), 2);
+}
+
+/// Failed sign-ins: listed per key within the time asked, oldest first; forgiven whole or by
+/// the username they were made for; forgotten once older than asked at the next failure.
+pub(crate) fn login_failures_are_counted_per_key_and_forgiven_by_tag(h: &impl Harness) {
+    let store = h.open();
+    store
+        .record_login_failure(&["pair a alice", "address a"], "alice", 1_000, 0)
+        .unwrap();
+    store
+        .record_login_failure(&["pair a bob", "address a"], "bob", 3_000, 0)
+        .unwrap();
+    store
+        .record_login_failure(&["pair a alice", "address a"], "alice", 2_000, 0)
+        .unwrap();
+    let found = store
+        .login_failures(&["pair a alice", "address a", "pair a carol"], 0)
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![vec![1_000, 2_000], vec![1_000, 2_000, 3_000], vec![]]
+    );
+    assert_eq!(
+        store.login_failures(&["address a"], 2_000).unwrap(),
+        vec![vec![2_000, 3_000]]
+    );
+    // Alice signs in: her typos go, the guess at bob's account stays.
+    store.forgive_login_failures("pair a alice", None).unwrap();
+    store
+        .forgive_login_failures("address a", Some("alice"))
+        .unwrap();
+    assert_eq!(
+        store
+            .login_failures(&["pair a alice", "address a", "pair a bob"], 0)
+            .unwrap(),
+        vec![vec![], vec![3_000], vec![3_000]]
+    );
+    // A later failure forgets what is older than asked.
+    store
+        .record_login_failure(&["address b"], "dave", 10_000, 5_000)
+        .unwrap();
+    assert_eq!(
+        store
+            .login_failures(&["pair a bob", "address b"], 0)
+            .unwrap(),
+        vec![vec![], vec![10_000]]
+    );
+}
+
+/// Photo bytes add up per user and day; a new day starts from nothing.
+pub(crate) fn upload_bytes_add_up_per_user_and_day(h: &impl Harness) {
+    let store = h.open();
+    assert_eq!(store.uploaded("u1", 20_000).unwrap(), 0);
+    assert_eq!(store.charge_upload("u1", 20_000, 700).unwrap(), 700);
+    assert_eq!(store.charge_upload("u1", 20_000, 300).unwrap(), 1_000);
+    assert_eq!(store.charge_upload("u2", 20_000, 5).unwrap(), 5);
+    assert_eq!(store.uploaded("u1", 20_000).unwrap(), 1_000);
+    assert_eq!(store.charge_upload("u1", 20_001, 10).unwrap(), 10);
+    assert_eq!(store.uploaded("u1", 20_001).unwrap(), 10);
+    assert_eq!(store.uploaded("u2", 20_000).unwrap(), 5);
+}
+
+/// While one holder runs under a job lock, no one else (another thread, another handle on the
+/// store) gets it; another name is free; once the work ends it is free again.
+pub(crate) fn a_job_lock_has_one_holder_at_a_time(h: &impl Harness) {
+    let store = h.open();
+    let mut inner = None;
+    let mut other_name = None;
+    let ran = store
+        .exclusively("deadline job", &mut || {
+            let again = Arc::clone(&store);
+            inner = Some(
+                std::thread::spawn(move || again.exclusively("deadline job", &mut || {}).unwrap())
+                    .join()
+                    .unwrap(),
+            );
+            other_name = Some(store.exclusively("another job", &mut || {}).unwrap());
+        })
+        .unwrap();
+    assert!(ran);
+    assert_eq!(inner, Some(false), "a second holder got the lock");
+    assert_eq!(other_name, Some(true));
+    let mut runs = 0;
+    assert!(store
+        .exclusively("deadline job", &mut || runs += 1)
+        .unwrap());
+    assert_eq!(runs, 1);
 }
 
 pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {

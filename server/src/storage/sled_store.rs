@@ -46,6 +46,8 @@ pub struct SledStore {
     departments_listed: Arc<Listed<String>>,
     /// Every document's routing facts and feed position, in memory (see `doc_index`).
     pub(super) index: Arc<super::doc_index::DocIndex>,
+    /// Sign-in failures, photo bytes and job locks: in memory, one process owns the database.
+    shared: Arc<super::LocalShared>,
 }
 
 impl SledStore {
@@ -93,6 +95,7 @@ impl SledStore {
             assets_listed: Arc::default(),
             departments_listed: Arc::default(),
             index: Arc::new(index),
+            shared: Arc::default(),
             db,
         })
     }
@@ -167,6 +170,39 @@ fn tx_result<T>(result: Result<T, TransactionError<StoreError>>) -> Result<T, St
 
 fn abort<T>(err: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
     Err(ConflictableTransactionError::Abort(err))
+}
+
+impl super::Shared for SledStore {
+    fn login_failures(&self, keys: &[&str], since_ms: i64) -> Result<Vec<Vec<i64>>, StoreError> {
+        self.shared.login_failures(keys, since_ms)
+    }
+
+    fn record_login_failure(
+        &self,
+        keys: &[&str],
+        tag: &str,
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.shared
+            .record_login_failure(keys, tag, at_ms, forget_before_ms)
+    }
+
+    fn forgive_login_failures(&self, key: &str, tag: Option<&str>) -> Result<(), StoreError> {
+        self.shared.forgive_login_failures(key, tag)
+    }
+
+    fn charge_upload(&self, user: &str, day: i64, bytes: u64) -> Result<u64, StoreError> {
+        self.shared.charge_upload(user, day, bytes)
+    }
+
+    fn uploaded(&self, user: &str, day: i64) -> Result<u64, StoreError> {
+        self.shared.uploaded(user, day)
+    }
+
+    fn exclusively(&self, name: &str, work: &mut dyn FnMut()) -> Result<bool, StoreError> {
+        self.shared.exclusively(name, work)
+    }
 }
 
 impl Store for SledStore {

@@ -29,6 +29,7 @@ mod s3_blobs;
 mod stats;
 mod tiles;
 mod tokens;
+mod two_nodes;
 
 /// SeaweedFS for the S3 photo store's tests, shared with the library's own.
 #[path = "../../src/blobs/weed.rs"]

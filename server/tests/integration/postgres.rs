@@ -13,10 +13,10 @@ use crate::harness::TestServer;
 use crate::phone::Phone;
 
 /// A database of the test's own; dropped when this drops.
-struct Database {
+pub(crate) struct Database {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 /// Runs each statement on a connection of its own, on a thread of its own (the test's runtime
@@ -45,7 +45,7 @@ fn admin_sql(url: &str, statements: Vec<String>) -> Result<(), tokio_postgres::E
 }
 
 impl Database {
-    fn create(test: &str) -> Option<Self> {
+    pub(crate) fn create(test: &str) -> Option<Self> {
         let Some(admin) = std::env::var("CHIEFSYNC_TEST_POSTGRES")
             .ok()
             .filter(|url| !url.is_empty())
@@ -85,7 +85,7 @@ impl Drop for Database {
     }
 }
 
-async fn issue_row(s: &TestServer, token: &str, text: &str) -> Option<Value> {
+pub(crate) async fn issue_row(s: &TestServer, token: &str, text: &str) -> Option<Value> {
     let page = s.get("/api/v1/issues?limit=500", token).await;
     page.expect_ok()["items"]
         .as_array()

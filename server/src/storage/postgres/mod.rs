@@ -16,6 +16,7 @@
 
 mod documents;
 mod schema;
+mod shared;
 
 use std::future::Future;
 use std::sync::{Condvar, Mutex, MutexGuard};

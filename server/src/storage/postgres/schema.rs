@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 const MIGRATION_LOCK: (i32, i32) = (0x4353_4403, 0);
 
 /// The migrations in order; the number of each is its place in this list, from 1.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: everything the server keeps.
     r#"
     CREATE TABLE users (
@@ -133,6 +133,25 @@ const MIGRATIONS: &[&str] = &[
         RETURN drawn;
     END
     $$;
+    "#,
+    // 2: what the servers on one database share besides records (`storage::Shared`).
+    r#"
+    -- Failed sign-ins: one row per failure and key (username from an address, the address,
+    -- the username), tagged with the username it was made for.
+    CREATE TABLE login_failures (
+        key text COLLATE "C" NOT NULL,
+        tag text COLLATE "C" NOT NULL,
+        at_ms bigint NOT NULL
+    );
+    CREATE INDEX login_failures_key ON login_failures (key, at_ms);
+    CREATE INDEX login_failures_at ON login_failures (at_ms);
+    -- Photo bytes each user sent on a day (China's calendar day, numbered from 1970).
+    CREATE TABLE upload_bytes (
+        user_id text COLLATE "C" NOT NULL,
+        day bigint NOT NULL,
+        bytes bigint NOT NULL,
+        PRIMARY KEY (user_id, day)
+    );
     "#,
 ];
 

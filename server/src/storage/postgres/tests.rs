@@ -284,7 +284,11 @@ fn the_schema_is_created_once_by_servers_starting_together() {
     let again = h.store();
     assert_eq!(save(&again, "p1", b"x"), 1);
     let session = h.session();
-    assert_eq!(session.number("SELECT count(*) FROM schema_migrations"), 1);
+    // Each migration once.
+    assert_eq!(
+        session.number("SELECT count(*) FROM schema_migrations"),
+        super::schema::MIGRATIONS.len() as i64
+    );
 }
 
 /// A server that read a document before another server saved it cannot save its merge over
@@ -322,4 +326,63 @@ fn a_merge_is_not_saved_over_another_servers_save() {
         .save_document("i2", &doc_meta("i2", DocKind::Issue), b"made on a", &[])
         .is_err());
     assert_eq!(b.document("i2").unwrap().unwrap().bytes, b"made on b");
+}
+
+/// What one server counts, every server on the database sees: failed sign-ins and photo bytes
+/// recorded through one store are read through another.
+#[test]
+fn counts_recorded_by_one_server_are_read_by_another() {
+    use crate::storage::Shared;
+    let h = pg_harness!();
+    let (a, b) = (h.store(), h.store());
+    for at in [1_000, 2_000, 3_000] {
+        a.record_login_failure(&["pair 10.0.0.1 alice"], "alice", at, 0)
+            .unwrap();
+    }
+    assert_eq!(
+        b.login_failures(&["pair 10.0.0.1 alice"], 0).unwrap(),
+        vec![vec![1_000, 2_000, 3_000]]
+    );
+    b.forgive_login_failures("pair 10.0.0.1 alice", None)
+        .unwrap();
+    assert_eq!(
+        a.login_failures(&["pair 10.0.0.1 alice"], 0).unwrap(),
+        vec![Vec::<i64>::new()]
+    );
+    a.charge_upload("u1", 7, 100).unwrap();
+    assert_eq!(b.charge_upload("u1", 7, 50).unwrap(), 150);
+    assert_eq!(a.uploaded("u1", 7).unwrap(), 150);
+}
+
+/// The job lock is PostgreSQL's, not the process's: while one server holds it another is
+/// refused, and a server that dies holding it (its connection closes) holds nothing after.
+#[test]
+fn a_job_lock_is_held_across_servers_and_let_go_by_a_dead_one() {
+    use crate::storage::Shared;
+    let h = pg_harness!();
+    let (a, b) = (h.store(), h.store());
+    let mut b_meanwhile = None;
+    assert!(a
+        .exclusively("deadline job", &mut || {
+            b_meanwhile = Some(b.exclusively("deadline job", &mut || {}).unwrap());
+        })
+        .unwrap());
+    assert_eq!(b_meanwhile, Some(false));
+    assert!(b.exclusively("deadline job", &mut || {}).unwrap());
+
+    // A server takes the lock the way the store does, then dies: its connection closes.
+    let dying = h.session();
+    let taken = dying.number(&format!(
+        "SELECT pg_try_advisory_lock({}, {})::int::bigint",
+        super::shared::JOB_LOCK,
+        super::shared::job_key("deadline job")
+    ));
+    assert_eq!(taken, 1);
+    assert!(!a.exclusively("deadline job", &mut || {}).unwrap());
+    drop(dying);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.exclusively("deadline job", &mut || {}).unwrap() {
+        assert!(Instant::now() < deadline, "the dead server's lock stayed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
