@@ -177,6 +177,8 @@ impl DocumentStore for PostgresStore {
         self.run(async {
             let mut client = self.client().await.map_err(hub)?;
             let tx = client.transaction().await.map_err(storage)?;
+            // Durable at the hub's `durable`, once per request, as with sled (see there).
+            tx.batch_execute(LATER_DURABLE).await.map_err(storage)?;
             // One save of this document at a time, on every server; held to commit.
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
@@ -211,11 +213,18 @@ impl DocumentStore for PostgresStore {
             )
             .await
             .map_err(storage)?;
-            for (entry, value) in &audit {
+            // All of the save's audit entries in one statement: a chief's week brings a
+            // dozen changes per document, each a round trip to the database before.
+            if !audit.is_empty() {
+                let doc_ids: Vec<&str> = audit.iter().map(|(e, _)| e.doc_id.as_str()).collect();
+                let changes: Vec<&str> = audit.iter().map(|(e, _)| e.change.as_str()).collect();
+                let received: Vec<i64> = audit.iter().map(|(e, _)| e.received_at_ms).collect();
+                let entries: Vec<&Json<serde_json::Value>> = audit.iter().map(|(_, v)| v).collect();
                 tx.execute(
                     "INSERT INTO audit (doc_id, change, received_at_ms, entry)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[&entry.doc_id, &entry.change, &entry.received_at_ms, value],
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[])
+                     ON CONFLICT DO NOTHING",
+                    &[&doc_ids, &changes, &received, &entries],
                 )
                 .await
                 .map_err(storage)?;
@@ -382,31 +391,46 @@ impl DeviceLedger for PostgresStore {
         device: &str,
         docs: &[(String, Option<DeviceDoc>)],
     ) -> Result<(), HubError> {
-        let docs: Vec<_> = docs
-            .iter()
-            .map(|(id, held)| Ok((id, held.as_ref().map(to_json).transpose()?)))
-            .collect::<Result<_, HubError>>()?;
+        // The last word on each document counts, as if written one after another; then
+        // one statement for those held and one for those dropped, instead of one each.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (at, (id, _)) in docs.iter().enumerate() {
+            last.insert(id.as_str(), at);
+        }
+        let (mut held_ids, mut held, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+        for (at, (id, doc)) in docs.iter().enumerate() {
+            if last.get(id.as_str()) != Some(&at) {
+                continue;
+            }
+            match doc {
+                Some(doc) => {
+                    held_ids.push(id.as_str());
+                    held.push(to_json(doc)?);
+                }
+                None => dropped.push(id.as_str()),
+            }
+        }
         self.run(async {
             let mut client = self.client().await.map_err(hub)?;
             let tx = client.transaction().await.map_err(storage)?;
-            for (id, held) in &docs {
-                match held {
-                    Some(held) => tx
-                        .execute(
-                            "INSERT INTO device_docs (device, doc_id, held) VALUES ($1, $2, $3)
-                             ON CONFLICT (device, doc_id) DO UPDATE SET held = EXCLUDED.held",
-                            &[&device, id, held],
-                        )
-                        .await
-                        .map_err(storage)?,
-                    None => tx
-                        .execute(
-                            "DELETE FROM device_docs WHERE device = $1 AND doc_id = $2",
-                            &[&device, id],
-                        )
-                        .await
-                        .map_err(storage)?,
-                };
+            tx.batch_execute(LATER_DURABLE).await.map_err(storage)?;
+            if !held_ids.is_empty() {
+                tx.execute(
+                    "INSERT INTO device_docs (device, doc_id, held)
+                     SELECT $1::text, * FROM unnest($2::text[], $3::jsonb[])
+                     ON CONFLICT (device, doc_id) DO UPDATE SET held = EXCLUDED.held",
+                    &[&device, &held_ids, &held],
+                )
+                .await
+                .map_err(storage)?;
+            }
+            if !dropped.is_empty() {
+                tx.execute(
+                    "DELETE FROM device_docs WHERE device = $1 AND doc_id = ANY($2)",
+                    &[&device, &dropped],
+                )
+                .await
+                .map_err(storage)?;
             }
             tx.commit().await.map_err(storage)
         })
@@ -532,11 +556,29 @@ impl DeviceLedger for PostgresStore {
 }
 
 impl HubStore for PostgresStore {
-    /// Every write committed before it returned.
+    /// Document saves and the device ledger's holdings commit without waiting for the disk
+    /// (visible to every server at once, durable within PostgreSQL's `wal_writer_delay`
+    /// times three), as sled's writes are durable only at its flush: a chief's sync saves a
+    /// dozen documents and the hub calls this once, before its answer acknowledges any. It
+    /// commits one transaction that waits for the disk, and the write-ahead log is one
+    /// sequence: everything committed before it, on any connection or server, is on disk
+    /// when it returns.
     fn durable(&self) -> Result<(), HubError> {
-        Ok(())
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client.batch_execute(DURABLE_NOW).await.map_err(storage)
+        })
     }
 }
+
+/// Within a transaction: its commit does not wait for the disk ([`HubStore::durable`] does).
+const LATER_DURABLE: &str = "SET LOCAL synchronous_commit TO off";
+
+/// A commit that waits for the disk, whatever the server's default: `txid_current()` gives
+/// the transaction an id, so its commit writes a record and waits until the log is flushed
+/// up to it.
+pub(super) const DURABLE_NOW: &str =
+    "BEGIN; SET LOCAL synchronous_commit TO on; SELECT txid_current(); COMMIT";
 
 impl ReferenceSource for PostgresStore {
     fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {

@@ -10,10 +10,15 @@
 //! own that drives the connections; each call runs its statements on that runtime while the
 //! calling thread waits, so it works from any thread, inside the server's runtime or not.
 //!
-//! Every mutating call commits before it returns, and PostgreSQL's commit is durable
-//! (`synchronous_commit` on, its default), so `flush` and `durable` have nothing left to do.
-//! Nothing is cached in the process: what another server wrote is read at once.
+//! Every mutating call commits before it returns. The server's own records (accounts,
+//! sessions, reference data) are durable at their commit (`synchronous_commit` on, its
+//! default); the hub's document saves and device holdings are visible to every server at
+//! their commit and durable at `durable` (or `flush`), once per request, as with sled (see
+//! `HubStore::durable` in `documents`). Statements are prepared once per connection
+//! (`cached`). Nothing else is cached in the process: what another server wrote is read at
+//! once.
 
+mod cached;
 mod documents;
 mod schema;
 mod shared;
@@ -164,10 +169,11 @@ impl PostgresStore {
         })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    async fn client(&self) -> Result<cached::Client, StoreError> {
         self.pool
             .get()
             .await
+            .map(cached::Client)
             .map_err(|e| StoreError::Backend(format!("database connection: {e}")))
     }
 
@@ -633,8 +639,16 @@ impl Store for PostgresStore {
     }
 
     /// Every call committed before it returned.
+    /// Makes the hub's writes durable too (they commit without waiting for the disk:
+    /// `HubStore::durable`); everything else here committed durably before it returned.
     fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .batch_execute(documents::DURABLE_NOW)
+                .await
+                .map_err(backend)
+        })
     }
 
     /// Holds back the saves of this process only: a save on another server sharing the

@@ -166,8 +166,11 @@ pub(super) async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres
         )
         .await
         .or_else(|err| {
-            // Two servers creating the table at once: the loser sees a duplicate.
-            if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            // Two servers creating the table at once: the loser sees a duplicate, of the
+            // catalogue's row or of the table's row type ("type … already exists").
+            if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                || err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
+            {
                 Ok(())
             } else {
                 Err(err)

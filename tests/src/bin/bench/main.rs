@@ -12,6 +12,11 @@ mod photo;
 mod server;
 mod sync;
 mod track;
+// The test SeaweedFS launcher of the S3 photo store, for `server --s3`; only part of it is
+// used here.
+#[allow(dead_code)]
+#[path = "../../../../server/src/blobs/weed.rs"]
+mod weed;
 
 #[derive(Parser)]
 #[command(about = "ChiefSync benchmarks: each prints its figures")]
@@ -92,6 +97,21 @@ enum Bench {
         /// back at once; at 8 the server waited for phones between requests.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Also run the server on PostgreSQL, beside sled, alternating: the address of a user
+        /// who may create databases (`postgres://postgres:PASSWORD@127.0.0.1:5432/postgres`).
+        /// Each run gets a new database, dropped afterwards; the CPU time of the PostgreSQL
+        /// server's processes is counted when it runs on this machine (give it a cluster of
+        /// its own: everything it does is counted).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// On the PostgreSQL runs keep photos in S3: a SeaweedFS of the run's own (the `weed`
+        /// binary named by CHIEFSYNC_TEST_WEED), a new bucket each run.
+        #[arg(long)]
+        s3: bool,
+        /// Runs of each store (sled, and PostgreSQL with `--database`, alternating); the
+        /// medians are compared.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
 }
 
@@ -111,11 +131,17 @@ fn main() {
             days,
             seed,
             concurrency,
+            database,
+            s3,
+            rounds,
         } => server::run(&server::Params {
             devices,
             days,
             seed,
             concurrency,
+            database,
+            s3,
+            rounds,
         }),
         Bench::Export {
             runs,

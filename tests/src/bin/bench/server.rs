@@ -51,21 +51,26 @@ fn free_addr() -> String {
     listener.local_addr().expect("local addr").to_string()
 }
 
-fn start(data_dir: &Path, addr: &str) -> Server {
+fn start(data_dir: &Path, addr: &str, store: &[String]) -> Server {
     let log = std::fs::File::create(data_dir.with_extension("log")).expect("server log");
     let child = Command::new(release_dir().join("chiefsync"))
         .args(["--demo", "--addr", addr])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(store)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start chiefsync");
-    let server = Server { child };
+    let mut server = Server { child };
     let started = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
+            panic!("the server exited ({status}):\n{log}");
+        }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_secs(300),
             "the server did not listen on {addr}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -104,20 +109,399 @@ pub struct Params {
     pub days: u32,
     pub seed: u64,
     pub concurrency: usize,
+    /// A PostgreSQL address of a user who may create databases: the runs on PostgreSQL each
+    /// get a new database of their own, dropped afterwards.
+    pub database: Option<String>,
+    /// Photos in a SeaweedFS of the run's own (a new bucket) on the PostgreSQL runs.
+    pub s3: bool,
+    /// Runs of each store; with `database`, sled and PostgreSQL alternate.
+    pub rounds: usize,
+}
+
+/// Where a run keeps its data.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// sled and photo files under the data directory, the embedded default.
+    Sled,
+    /// PostgreSQL, with photos in files or (`s3`) in a SeaweedFS bucket.
+    Postgres { s3: bool },
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Sled => "sled + files",
+            Kind::Postgres { s3: false } => "PostgreSQL + files",
+            Kind::Postgres { s3: true } => "PostgreSQL + S3",
+        }
+    }
+}
+
+/// A database of the run's own on the PostgreSQL server named by the address of a user who may
+/// create databases; dropped (with its connections) when this is dropped.
+struct Database {
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    fn create(admin: &str) -> Database {
+        static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("chiefsync_bench_{}_{run}", std::process::id());
+        psql(admin, &format!("CREATE DATABASE {name}"));
+        Database {
+            admin: admin.to_owned(),
+            name,
+        }
+    }
+
+    /// The admin address with this database in place of its own.
+    fn url(&self) -> String {
+        let authority = self.admin.find("://").map_or(0, |i| i + 3);
+        let (base, query) = match self.admin[authority..].find(['/', '?']) {
+            Some(at) => {
+                let rest = &self.admin[authority + at..];
+                let query = rest.find('?').map_or("", |q| &rest[q..]);
+                (&self.admin[..authority + at], query)
+            }
+            None => (self.admin.as_str(), ""),
+        };
+        format!("{base}/{}{query}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs one statement with `psql` (PostgreSQL's client, installed with the server) and returns
+/// its unaligned output.
+fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("run psql (PostgreSQL's client)");
+    assert!(
+        output.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The process id of the PostgreSQL server (its postmaster), when it runs on this machine: the
+/// first line of `postmaster.pid` in its data directory.
+fn postmaster_pid(admin: &str) -> Option<u32> {
+    let dir = psql(admin, "SHOW data_directory");
+    let pid = std::fs::read_to_string(Path::new(&dir).join("postmaster.pid")).ok()?;
+    let pid: u32 = pid.lines().next()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// A process and its children (PostgreSQL's connections and writers).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut tree = vec![pid];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return tree;
+    };
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) {
+            tree.push(child);
+        }
+    }
+    tree
+}
+
+/// Memory of a process tree in kB, each page shared by several processes counted once in all
+/// (the sum of their `Pss` in `/proc/<pid>/smaps_rollup`): PostgreSQL's shared buffers are
+/// mapped by every connection.
+fn tree_pss_kb(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok()?;
+            rollup
+                .lines()
+                .find(|l| l.starts_with("Pss:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// The highest memory of a process tree, sampled every second until stopped.
+struct PeakSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl PeakSampler {
+    fn start(pid: u32) -> PeakSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                peak = peak.max(tree_pss_kb(pid));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            peak.max(tree_pss_kb(pid))
+        });
+        PeakSampler { stop, thread }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// Bytes a directory takes on disk (allocated blocks, so sparse files count what they hold).
+fn disk_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
+    }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| disk_bytes(&entry.path()))
+        .sum()
+}
+
+/// The PostgreSQL server's write-ahead log position in bytes (`pg_current_wal_lsn()`).
+fn wal_bytes(admin: &str) -> Option<u64> {
+    psql(admin, "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What a run's database holds and did: its size and largest tables, its transactions and
+/// rows, and (where `pg_stat_statements` is loaded) the statements it ran most.
+fn database_report(db: &Database, wal_before: Option<u64>, devices: usize) {
+    let url = db.url();
+    let size: f64 = psql(&url, "SELECT pg_database_size(current_database())")
+        .parse()
+        .unwrap_or(0.0);
+    println!(
+        "  database      {:.1} MB on disk; largest tables (with indexes, MB):",
+        size / 1e6
+    );
+    let tables = psql(
+        &url,
+        "SELECT relname || ' ' || round(pg_total_relation_size(relid) / 1e6, 1) || ' (' || n_live_tup || ' rows)'
+         FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC LIMIT 6",
+    );
+    println!(
+        "                {}",
+        tables.lines().collect::<Vec<_>>().join(", ")
+    );
+    if let (Some(before), Some(after)) = (wal_before, wal_bytes(&db.admin)) {
+        println!(
+            "  write-ahead log {:.1} MB written during the run (the whole PostgreSQL server)",
+            after.saturating_sub(before) as f64 / 1e6
+        );
+    }
+    // The statistics reach the shared counters within a second of each transaction.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let counts = psql(
+        &db.admin,
+        &format!(
+            "SELECT xact_commit || ' ' || xact_rollback || ' ' || tup_returned || ' ' || tup_fetched || ' ' || tup_inserted || ' ' || tup_updated || ' ' || tup_deleted
+             FROM pg_stat_database WHERE datname = '{}'",
+            db.name
+        ),
+    );
+    let n: Vec<f64> = counts
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if let [commits, rollbacks, returned, fetched, inserted, updated, deleted] = n[..] {
+        println!(
+            "  transactions  {commits:.0} committed ({:.0} per phone), {rollbacks:.0} rolled back; rows returned {returned:.0}, fetched {fetched:.0}, inserted {inserted:.0}, updated {updated:.0}, deleted {deleted:.0}",
+            commits / devices.max(1) as f64
+        );
+    }
+    let statements = Command::new("psql")
+        .args([db.admin.as_str(), "-X", "-Atc"])
+        .arg(format!(
+            "SELECT calls || ' calls, ' || round(total_exec_time::numeric / 1000, 1) || ' s: ' || regexp_replace(left(query, 90), '\\s+', ' ', 'g')
+             FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{}')
+             ORDER BY calls DESC LIMIT 12",
+            db.name
+        ))
+        .output();
+    if let Ok(out) = statements {
+        if out.status.success() {
+            println!("  statements run most (pg_stat_statements; calls, time in PostgreSQL):");
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                println!("    {line}");
+            }
+        }
+    }
+}
+
+/// The `weed` process this bench started (a child of the bench).
+fn weed_pid() -> Option<u32> {
+    let own = std::process::id();
+    process_tree(own).into_iter().skip(1).find(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "weed")
+    })
+}
+
+/// What one run measured.
+struct Measured {
+    kind: Kind,
+    merged_s: f64,
+    server_cpu_s: f64,
+    database_cpu_s: f64,
+    blobs_cpu_s: f64,
+    server_peak_mib: f64,
+    database_peak_mib: f64,
+    blobs_peak_mib: f64,
 }
 
 pub fn run(params: &Params) {
     build();
+    let kinds: Vec<Kind> = match &params.database {
+        Some(_) => vec![Kind::Sled, Kind::Postgres { s3: params.s3 }],
+        None if params.s3 => {
+            eprintln!("--s3 keeps photos in S3 beside a PostgreSQL database: give --database too");
+            std::process::exit(2);
+        }
+        None => vec![Kind::Sled],
+    };
+    let mut measured = Vec::new();
+    for round in 0..params.rounds.max(1) {
+        for &kind in &kinds {
+            println!(
+                "-- round {} of {}: {}",
+                round + 1,
+                params.rounds,
+                kind.name()
+            );
+            measured.push(run_once(params, kind));
+        }
+    }
+    if kinds.len() > 1 || params.rounds > 1 {
+        compare(&measured, &kinds);
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The runs of each store side by side: medians, and PostgreSQL's throughput as a share of
+/// sled's (the same work, so the inverse ratio of the merged-and-converged times).
+fn compare(measured: &[Measured], kinds: &[Kind]) {
+    println!(
+        "side by side (median of {} runs each; CPU in the merged-and-converged phases)",
+        measured.len() / kinds.len()
+    );
+    println!("  store                 merged s   server CPU s   database CPU s   photo store CPU s   server MiB   database MiB   photo store MiB");
+    let mut merged = Vec::new();
+    for &kind in kinds {
+        let runs: Vec<&Measured> = measured.iter().filter(|m| m.kind == kind).collect();
+        let of = |f: fn(&Measured) -> f64| median(runs.iter().map(|&m| f(m)).collect());
+        let times: Vec<String> = runs.iter().map(|m| format!("{:.1}", m.merged_s)).collect();
+        println!(
+            "  {:<20} {:>9.1} {:>14.1} {:>16.1} {:>19.1} {:>12.0} {:>14.0} {:>17.0}   (runs: {} s)",
+            kind.name(),
+            of(|m| m.merged_s),
+            of(|m| m.server_cpu_s),
+            of(|m| m.database_cpu_s),
+            of(|m| m.blobs_cpu_s),
+            of(|m| m.server_peak_mib),
+            of(|m| m.database_peak_mib),
+            of(|m| m.blobs_peak_mib),
+            times.join(", ")
+        );
+        merged.push(of(|m| m.merged_s));
+    }
+    if let [sled, other] = merged[..] {
+        println!(
+            "  throughput of {} = {:.2}× sled's (goal >= 0.7×)",
+            kinds[1].name(),
+            if other > 0.0 { sled / other } else { 0.0 }
+        );
+    }
+}
+
+fn run_once(params: &Params, kind: Kind) -> Measured {
     let root = release_dir().join("../tmp");
     std::fs::create_dir_all(&root).expect("target/tmp");
     let run = tempfile::tempdir_in(&root).expect("run directory");
     let data_dir = run.path().join("server");
     let phones = phones_dir(run.path());
     let addr = free_addr();
-    let server = start(&data_dir, &addr);
+    let mut store = Vec::new();
+    let mut database = None;
+    let mut weed = None;
+    let mut database_pid = None;
+    if let (Kind::Postgres { s3 }, Some(admin)) = (kind, &params.database) {
+        let db = Database::create(admin);
+        store.extend(["--database".to_owned(), db.url()]);
+        database_pid = postmaster_pid(admin);
+        if database_pid.is_none() {
+            println!("  (the PostgreSQL server is not on this machine or its pid is unreadable: its CPU is not counted)");
+        }
+        database = Some(db);
+        if s3 {
+            let binary = crate::weed::Weed::binary().unwrap_or_else(|why| {
+                eprintln!("--s3 needs SeaweedFS: {why}");
+                std::process::exit(2);
+            });
+            let started = crate::weed::Weed::start(&binary);
+            store.extend(["--blobs".to_owned(), started.url("bench")]);
+            weed = Some(started);
+        }
+    }
+    let blobs_pid = weed.as_ref().and_then(|_| weed_pid());
+    let wal_before = params
+        .database
+        .as_deref()
+        .filter(|_| database.is_some())
+        .and_then(wal_bytes);
+    let server = start(&data_dir, &addr, &store);
     let pid = server.child.id();
+    let database_peak = database_pid.map(PeakSampler::start);
     let started = Instant::now();
-    let output = Command::new(release_dir().join("fieldsim"))
+    let mut fieldsim = Command::new(release_dir().join("fieldsim"));
+    fieldsim
         .args(["--server", &format!("http://{addr}")])
         .args(["--devices", &params.devices.to_string()])
         .args(["--days", &params.days.to_string()])
@@ -127,25 +511,33 @@ pub fn run(params: &Params) {
         .args(["--server-pid", &pid.to_string()])
         .arg("--data-dir")
         .arg(&phones)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run fieldsim");
+        .stderr(Stdio::inherit());
+    if let Some(pid) = database_pid {
+        fieldsim.args(["--database-pid", &pid.to_string()]);
+    }
+    if let Some(pid) = blobs_pid {
+        fieldsim.args(["--blobs-pid", &pid.to_string()]);
+    }
+    let output = fieldsim.output().expect("run fieldsim");
     let wall = started.elapsed();
     let peak_kb = status_kb(pid, "VmHWM");
     let rss_kb = status_kb(pid, "VmRSS");
+    let database_peak_kb = database_peak.map(PeakSampler::stop);
+    let blobs_peak_kb = blobs_pid.and_then(|pid| status_kb(pid, "VmHWM"));
     drop(server);
+    drop(weed);
     let _ = std::fs::remove_dir_all(&phones);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let Ok(out) = serde_json::from_str::<Value>(stdout.trim()) else {
         eprintln!("fieldsim failed ({}): {stdout}", output.status);
+        drop(database);
         drop(run);
         std::process::exit(1);
     };
-    drop(run);
 
     println!(
-        "server bench: fieldsim {} chiefs' phones (+{} office/department) × {} days against a release server (2 workers), seed {}",
-        out["devices"], out["staff_devices"], out["days"], out["seed"]
+        "server bench: fieldsim {} chiefs' phones (+{} office/department) × {} days against a release server (2 workers) on {}, seed {}",
+        out["devices"], out["staff_devices"], out["days"], kind.name(), out["seed"]
     );
     println!(
         "  chiefs        {} district, {} subdistrict, {} village level ({} villages, {} village stretches added)",
@@ -183,15 +575,35 @@ pub fn run(params: &Params) {
             f(&at["bytes_per_phone_week"]) / 1e6
         );
     }
-    println!("  phase           wall s   server CPU s   simulator CPU s");
+    println!(
+        "  phase           wall s   server CPU s   database CPU s   photo store CPU s   simulator CPU s"
+    );
+    // The merged-and-converged phases (fieldsim's MERGE_PHASES): CPU summed over them.
+    let merge_phases = ["chiefs_sync", "staff_sync", "final_sync", "check"];
+    let (mut server_cpu, mut database_cpu, mut blobs_cpu) = (0.0, 0.0, 0.0);
     for phase in out["phases"].as_array().into_iter().flatten() {
+        let name = phase["phase"].as_str().unwrap_or("");
+        let cpu_or_dash = |v: &Value| {
+            if v.is_null() {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", f(v))
+            }
+        };
         println!(
-            "  {:<14} {:>7.1} {:>14.1} {:>17.1}",
-            phase["phase"].as_str().unwrap_or(""),
+            "  {:<14} {:>7.1} {:>14.1} {:>16} {:>19} {:>17.1}",
+            name,
             f(&phase["wall_s"]),
             f(&phase["server_cpu_s"]),
+            cpu_or_dash(&phase["database_cpu_s"]),
+            cpu_or_dash(&phase["blobs_cpu_s"]),
             f(&phase["simulator_cpu_s"]),
         );
+        if merge_phases.contains(&name) {
+            server_cpu += f(&phase["server_cpu_s"]);
+            database_cpu += f(&phase["database_cpu_s"]);
+            blobs_cpu += f(&phase["blobs_cpu_s"]);
+        }
     }
     println!(
         "  merged and converged {:.1} s (goal < 60 s): every sync and the comparison of every phone with the server",
@@ -224,8 +636,40 @@ pub fn run(params: &Params) {
         peak_kb.unwrap_or(0) as f64 / 1024.0,
         rss_kb.unwrap_or(0) as f64 / 1024.0
     );
+    if let Some(kb) = database_peak_kb {
+        println!(
+            "  database memory peak {:.0} MiB (PostgreSQL's processes, shared pages counted once: Pss sampled each second)",
+            kb as f64 / 1024.0
+        );
+    }
+    if let Some(kb) = blobs_peak_kb {
+        println!(
+            "  photo store memory peak {:.0} MiB (SeaweedFS, VmHWM)",
+            kb as f64 / 1024.0
+        );
+    }
+    match &database {
+        Some(db) => database_report(db, wal_before, params.devices),
+        None => println!(
+            "  stored        sled {:.1} MB, photo files {:.1} MB on disk",
+            disk_bytes(&data_dir.join("db")) as f64 / 1e6,
+            disk_bytes(&data_dir.join("blobs")) as f64 / 1e6
+        ),
+    }
+    drop(database);
+    drop(run);
     println!("  wall time     {:.1} s in all", wall.as_secs_f64());
     if out["lost"].as_u64() != Some(0) {
         std::process::exit(1);
+    }
+    Measured {
+        kind,
+        merged_s: f(&out["merged_and_converged_s"]),
+        server_cpu_s: server_cpu,
+        database_cpu_s: database_cpu,
+        blobs_cpu_s: blobs_cpu,
+        server_peak_mib: peak_kb.unwrap_or(0) as f64 / 1024.0,
+        database_peak_mib: database_peak_kb.unwrap_or(0) as f64 / 1024.0,
+        blobs_peak_mib: blobs_peak_kb.unwrap_or(0) as f64 / 1024.0,
     }
 }

@@ -84,6 +84,14 @@ struct Cli {
     /// phase is reported beside the simulator's own (Linux, from /proc).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// The database server's main process (PostgreSQL's postmaster), when the server keeps its
+    /// data there and it runs on this machine: the CPU time of it and all its processes
+    /// (connections, writers, those already ended) in each phase is reported too.
+    #[arg(long)]
+    database_pid: Option<u32>,
+    /// The photo store's process (e.g. SeaweedFS), reported like `--database-pid`.
+    #[arg(long)]
+    blobs_pid: Option<u32>,
     /// Also print the figures the statistics must show: patrols, valid patrols and km per
     /// chief, problems by status.
     #[arg(long)]
@@ -147,62 +155,115 @@ fn pool<T: Sync, R: Send>(
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`; `None` where
 /// there is no such file.
 fn cpu_seconds(pid: &str) -> Option<f64> {
+    stat_ticks(pid, false).map(|(ticks, _)| ticks / 100.0)
+}
+
+/// `(user + system ticks, parent pid)` of a process from `/proc/<pid>/stat`, with the ticks of
+/// its ended children it has waited for when `reaped`.
+fn stat_ticks(pid: &str, reaped: bool) -> Option<(f64, String)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at the third, the state.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    let mut ticks = field(11)? + field(12)?;
+    if reaped {
+        ticks += field(13)? + field(14)?;
+    }
+    Some((ticks, fields.get(1)?.to_string()))
+}
+
+/// CPU seconds of a process and all its children, running or ended: a database server that
+/// serves each connection in a process of its own (PostgreSQL) and reaps those that end.
+fn tree_cpu_seconds(pid: &str) -> Option<f64> {
+    let (mut ticks, _) = stat_ticks(pid, true)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(child) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if let Some((child_ticks, parent)) = stat_ticks(child, true) {
+            if parent == pid {
+                ticks += child_ticks;
+            }
+        }
+    }
     Some(ticks / 100.0)
 }
 
-/// Where a phase's time went: wall time, and CPU time of the server and of the simulator.
+/// Where a phase's time went: wall time, and CPU time of the server, of the processes it works
+/// through (database, photo store) and of the simulator.
 #[derive(Debug, Default, Clone, Copy)]
 struct Spent {
     wall: Duration,
     server_cpu: f64,
+    database_cpu: f64,
+    blobs_cpu: f64,
     simulator_cpu: f64,
+}
+
+/// The processes whose CPU time is counted, and their CPU time at the start of the phase.
+#[derive(Debug)]
+struct Watched {
+    server_pid: Option<String>,
+    database_pid: Option<String>,
+    blobs_pid: Option<String>,
+}
+
+impl Watched {
+    /// `(server, database, photo store, simulator)` CPU seconds so far.
+    fn cpu(&self) -> (f64, f64, f64, f64) {
+        let tree = |pid: &Option<String>| pid.as_deref().and_then(tree_cpu_seconds);
+        (
+            self.server_pid
+                .as_deref()
+                .and_then(cpu_seconds)
+                .unwrap_or(0.0),
+            tree(&self.database_pid).unwrap_or(0.0),
+            tree(&self.blobs_pid).unwrap_or(0.0),
+            cpu_seconds("self").unwrap_or(0.0),
+        )
+    }
 }
 
 /// The time of each phase of a run, in the order they ran.
 #[derive(Debug)]
 struct Phases {
     list: Vec<(&'static str, Spent)>,
-    server_pid: Option<String>,
+    watched: Watched,
     since: Instant,
-    server_cpu: f64,
-    simulator_cpu: f64,
+    cpu: (f64, f64, f64, f64),
 }
 
 impl Phases {
-    fn start(server_pid: Option<u32>) -> Self {
-        let server_pid = server_pid.map(|p| p.to_string());
+    fn start(watched: Watched) -> Self {
         Phases {
-            server_cpu: server_pid.as_deref().and_then(cpu_seconds).unwrap_or(0.0),
-            simulator_cpu: cpu_seconds("self").unwrap_or(0.0),
+            cpu: watched.cpu(),
             list: Vec::new(),
-            server_pid,
+            watched,
             since: Instant::now(),
         }
     }
 
     /// Ends the running phase, adding its time to `name`, and starts the next one.
     fn lap(&mut self, name: &'static str) {
-        let server_cpu = self
-            .server_pid
-            .as_deref()
-            .and_then(cpu_seconds)
-            .unwrap_or(0.0);
-        let simulator_cpu = cpu_seconds("self").unwrap_or(0.0);
+        let cpu = self.watched.cpu();
         let spent = Spent {
             wall: self.since.elapsed(),
-            server_cpu: server_cpu - self.server_cpu,
-            simulator_cpu: simulator_cpu - self.simulator_cpu,
+            server_cpu: cpu.0 - self.cpu.0,
+            database_cpu: cpu.1 - self.cpu.1,
+            blobs_cpu: cpu.2 - self.cpu.2,
+            simulator_cpu: cpu.3 - self.cpu.3,
         };
-        (self.since, self.server_cpu, self.simulator_cpu) =
-            (Instant::now(), server_cpu, simulator_cpu);
+        (self.since, self.cpu) = (Instant::now(), cpu);
         match self.list.iter_mut().find(|(n, _)| *n == name) {
             Some((_, total)) => {
                 total.wall += spent.wall;
                 total.server_cpu += spent.server_cpu;
+                total.database_cpu += spent.database_cpu;
+                total.blobs_cpu += spent.blobs_cpu;
                 total.simulator_cpu += spent.simulator_cpu;
             }
             None => self.list.push((name, spent)),
@@ -216,7 +277,8 @@ impl Phases {
             .map_or(0.0, |(_, s)| s.wall.as_secs_f64())
     }
 
-    /// `[{"phase", "wall_s", "simulator_cpu_s", "server_cpu_s"?}]` in the order they ran.
+    /// `[{"phase", "wall_s", "simulator_cpu_s", "server_cpu_s"?, "database_cpu_s"?,
+    /// "blobs_cpu_s"?}]` in the order they ran.
     fn json(&self) -> Value {
         let round = |v: f64| (v * 1_000.0).round() / 1_000.0;
         self.list
@@ -227,8 +289,14 @@ impl Phases {
                     "wall_s": round(s.wall.as_secs_f64()),
                     "simulator_cpu_s": round(s.simulator_cpu),
                 });
-                if self.server_pid.is_some() {
+                if self.watched.server_pid.is_some() {
                     phase["server_cpu_s"] = json!(round(s.server_cpu));
+                }
+                if self.watched.database_pid.is_some() {
+                    phase["database_cpu_s"] = json!(round(s.database_cpu));
+                }
+                if self.watched.blobs_pid.is_some() {
+                    phase["blobs_cpu_s"] = json!(round(s.blobs_cpu));
                 }
                 phase
             })
@@ -368,7 +436,12 @@ fn bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
 
 fn run(cli: &Cli) -> Result<Value> {
     let started = Instant::now();
-    let mut phases = Phases::start(cli.server_pid);
+    let pid = |pid: Option<u32>| pid.map(|p| p.to_string());
+    let mut phases = Phases::start(Watched {
+        server_pid: pid(cli.server_pid),
+        database_pid: pid(cli.database_pid),
+        blobs_pid: pid(cli.blobs_pid),
+    });
     let quiet = !console_is_interactive();
     let admin = Api::login(
         &cli.server,
