@@ -159,7 +159,7 @@ impl Shared for PostgresStore {
         }
         let _let_go = LetGo {
             store: self,
-            client: Some(client),
+            client: Some(client.0),
             key,
         };
         work();
