@@ -69,7 +69,7 @@ fn sheet_rows(book: &mut Xlsx<Cursor<Vec<u8>>>, name: &str) -> (Vec<String>, Vec
     let rows: Vec<Vec<Data>> = range.rows().map(<[Data]>::to_vec).collect();
     let at = rows
         .iter()
-        .position(|r| r.iter().any(|c| c.to_string() == "周期达标率"))
+        .position(|r| r.iter().any(|c| *c == "周期达标率"))
         .unwrap_or_else(|| panic!("no title row in {name}"));
     let titles = rows[at].iter().map(ToString::to_string).collect();
     (titles, rows[at + 1..].to_vec())
@@ -97,7 +97,7 @@ fn groups_agree(
     for g in groups {
         let key = g["key"].as_str().unwrap();
         let c = csv.1.iter().find(|r| r[0] == key).unwrap();
-        let x = sheet.1.iter().find(|r| r[0].to_string() == key).unwrap();
+        let x = sheet.1.iter().find(|r| r[0] == key).unwrap();
         for (field, title) in [
             ("periods", "考核周期数(人次)"),
             ("periods_met", "达标周期数(人次)"),
@@ -181,11 +181,7 @@ async fn json_csv_xlsx_the_report_and_the_desk_agree_on_compliance() {
     for row in chiefs {
         let id = row["chief"].as_str().unwrap();
         let c = chief_csv.1.iter().find(|r| r[0] == id).unwrap();
-        let x = chief_sheet
-            .1
-            .iter()
-            .find(|r| r[0].to_string() == id)
-            .unwrap();
+        let x = chief_sheet.1.iter().find(|r| r[0] == id).unwrap();
         for (field, title) in [
             ("periods", "考核周期数"),
             ("periods_met", "达标周期数"),
