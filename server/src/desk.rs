@@ -214,6 +214,7 @@ pub fn labels() -> Value {
             "missing_exif": "照片没有记录拍摄时间或位置",
             "taken_outside_window": "拍摄时间在巡查时段之外（相差 {minutes} 分钟）",
             "clock_skew": "拍摄时间晚于服务器收到的时间 {seconds} 秒：手机时钟有误",
+            "taken_too_early": "拍摄时间早于服务器可确认的最早时间 {minutes} 分钟（手机登录、记录前最后一次同步，整改后照片为问题上报）：可能是旧照片",
             "far_from_place": "拍摄地点距问题位置 {metres} 米"
         }
     })

@@ -188,6 +188,16 @@ pub fn arrival(state: &AppState, photos: &RecordPhotos<'_>, sha: &str) -> Arriva
     }
 }
 
+/// What the server knows of the clock of the phone that recorded `doc_id` (its binding and its
+/// last acknowledged sync before the record arrived); nothing when that cannot be read, which
+/// leaves a photo's early side unjudged rather than failing the page.
+fn recording_clock(state: &AppState, doc_id: &str) -> sync_core::rules::DeviceClock {
+    crate::derived::device_clock(&*state.store, doc_id).unwrap_or_else(|err| {
+        tracing::error!(doc = %doc_id, error = %err, "cannot read the record's device clock");
+        sync_core::rules::DeviceClock::default()
+    })
+}
+
 /// The window of the patrol an issue names, as `viewer` may see it: `None` when the patrol
 /// has not arrived, cannot be read, or is outside the viewer's scope. The issue names its
 /// patrol freely and the window's times would show in the doubts, so a patrol the viewer may
@@ -216,7 +226,10 @@ pub fn issue_evidence(
     now_ms: i64,
 ) -> Vec<PhotoEvidence> {
     let window = issue_patrol_window(&*state.store, viewer, record, now_ms);
-    let context = EvidenceContext::of_issue(record, window);
+    let context = EvidenceContext::of_issue(record, window).with_device(
+        recording_clock(state, &record.id),
+        issue_state.reported_at_ms,
+    );
     let photos = RecordPhotos::of_issue(record, issue_state, Cow::Borrowed(after_by));
     evidence(
         &issue_photos(record, issue_state),
@@ -238,7 +251,8 @@ pub fn view_evidence(
             let photos = RecordPhotos::of_patrol(record);
             evidence(
                 &record.photos,
-                &EvidenceContext::of_patrol(record, track, now_ms),
+                &EvidenceContext::of_patrol(record, track, now_ms)
+                    .with_device(recording_clock(state, &record.id), None),
                 &|sha: &str| arrival(state, &photos, sha),
             )
         }
@@ -266,7 +280,7 @@ pub struct PhotoStatus {
     pub present: bool,
     /// When the server received the photo, Unix milliseconds.
     pub received_at_ms: Option<i64>,
-    /// `{"flag": "missing_exif" | "taken_outside_window" | "clock_skew" | "far_from_place", …}`
+    /// `{"flag": "missing_exif" | "taken_outside_window" | "clock_skew" | "taken_too_early" | "far_from_place", …}`
     /// with the numbers. The clock-skew check waits for the photo to arrive.
     #[schema(value_type = Vec<Object>)]
     pub evidence: Vec<EvidenceFlag>,

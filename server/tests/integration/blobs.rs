@@ -616,6 +616,26 @@ pub(crate) async fn push_patrol(
 #[actix_web::test]
 async fn photos_are_served_to_those_who_see_a_referencing_document() {
     let s = TestServer::demo().await;
+    // The chief's phone was signed in before the patrol it sends: a photo taken on it before
+    // that would be flagged as older than the server vouches for.
+    let chief_id = s
+        .state
+        .store
+        .find_user_by_username(CHIEF)
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
+    let two_hours_ago = server::state::now_ms() - 2 * 3_600_000;
+    s.state
+        .store
+        .start_session(
+            &chief_id,
+            "phone-1",
+            &format!("{:032x}", 1_u128),
+            two_hours_ago,
+        )
+        .unwrap();
     let grant = s.login(CHIEF, "phone-1").await;
     let chief = grant["access_token"].as_str().unwrap().to_owned();
     let supervisor = s.token(SUPERVISOR, "pc").await;
@@ -806,5 +826,9 @@ async fn photos_are_served_to_those_who_see_a_referencing_document() {
         .iter()
         .map(|f| f["flag"].as_str().unwrap())
         .collect();
-    assert_eq!(flags, ["taken_outside_window", "far_from_place"]);
+    // Taken five hours before the patrol, so before the phone was signed in too.
+    assert_eq!(
+        flags,
+        ["taken_outside_window", "far_from_place", "taken_too_early"]
+    );
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use server::demo::{self, CHIEF, SUPERVISOR};
 use sync_core::doc::{NewPatrol, PatrolDoc};
+use sync_core::hub::DeviceLedger;
 use sync_core::model::{Asset, DivisionCode, Role, TrackPoint};
+use sync_core::protocol::{SyncRequest, SyncResponse};
 use sync_core::rules::{Period, RuleOverride, RuleSet};
 use sync_core::track::{walk_along, CHUNK_POINTS};
 
@@ -44,6 +46,20 @@ async fn sync_patrol(
     started_at_ms: i64,
     track: &[TrackPoint],
 ) -> String {
+    let id = save_patrol(phone, asset, division, started_at_ms, track);
+    let report = phone.sync(now()).await;
+    assert_eq!(report.refused, 0, "{report:?}");
+    id
+}
+
+/// Writes a finished patrol on the phone without syncing it (the phone is offline).
+fn save_patrol(
+    phone: &Arc<Phone>,
+    asset: &Asset,
+    division: DivisionCode,
+    started_at_ms: i64,
+    track: &[TrackPoint],
+) -> String {
     let mut patrol = PatrolDoc::create(
         phone.actor.clone(),
         &NewPatrol {
@@ -64,8 +80,6 @@ async fn sync_patrol(
         .unwrap();
     let id = patrol.id().to_string();
     phone.save_record(&mut patrol, sync_core::doc::DocKind::Patrol, &id);
-    let report = phone.sync(now()).await;
-    assert_eq!(report.refused, 0, "{report:?}");
     id
 }
 
@@ -122,6 +136,12 @@ fn east_of(asset: &Asset, metres: f64, t_ms: i64) -> TrackPoint {
 
 /// The chief's phone, signed in `days` ago (its binding), logged in now.
 async fn phone_bound_days_ago(s: &TestServer, device: &str, days: i64) -> Arc<Phone> {
+    bind_days_ago(s, device, days);
+    Phone::login(s, CHIEF, device).await
+}
+
+/// Binds `device` to the chief `days` ago (the first sign-in on it).
+fn bind_days_ago(s: &TestServer, device: &str, days: i64) {
     let chief = s
         .state
         .store
@@ -134,7 +154,6 @@ async fn phone_bound_days_ago(s: &TestServer, device: &str, days: i64) -> Arc<Ph
         .store
         .start_session(&chief.id, device, &actor, now() - days * DAY_MS)
         .unwrap();
-    Phone::login(s, CHIEF, device).await
 }
 
 #[actix_web::test]
@@ -368,12 +387,51 @@ async fn a_walk_dated_before_the_phones_last_sync_counts_at_that_sync() {
     s.stop().await;
 }
 
+/// The device's last acknowledged sync as the server keeps it (by `user/device`), as if the
+/// phone had synced with nothing to send at `at_ms`.
+fn acknowledged_sync_at(s: &TestServer, phone: &Phone, at_ms: i64) {
+    s.state
+        .store
+        .put_device_synced(&format!("{}/{}", phone.user.id, phone.device), at_ms)
+        .unwrap();
+}
+
+/// The flag `code` of a patrol's detail, with its numbers.
+fn flag(detail: &Value, code: &str) -> Option<Value> {
+    detail["flag_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flag"] == code)
+        .cloned()
+}
+
+/// The chief's row for the week holding `t_ms`.
+async fn week_row(s: &TestServer, token: &str, t_ms: i64, chief: &str) -> Value {
+    let week = Period::Week.index(t_ms);
+    stats_row(
+        s,
+        token,
+        Period::Week.start_ms(week),
+        Period::Week.start_ms(week + 1) - 1,
+        chief,
+    )
+    .await
+}
+
+/// Last acknowledged sync 22 days ago, then three weeks without signal: the walks recorded
+/// meanwhile all arrive in one sync and each counts in the week it was walked. A walk dated
+/// before that sync, sent with them, was not on the phone at that sync (it would have gone up
+/// then), so it counts at the sync, flagged.
 #[actix_web::test]
 async fn a_phone_offline_for_three_weeks_gets_its_patrols_where_they_belong() {
     let s = TestServer::demo().await;
     let sup = s.token(SUPERVISOR, "pc").await;
-    // The phone was signed in five weeks ago, then went where there is no signal.
+    // The phone was signed in five weeks ago, synced 22 days ago with nothing to send, then
+    // went where there is no signal.
     let phone = phone_bound_days_ago(&s, "mountain-phone", 35).await;
+    let went_offline = now() - 22 * DAY_MS;
+    acknowledged_sync_at(&s, &phone, went_offline);
     let asset = chief_asset();
     let mut ids = Vec::new();
     for days in [21, 14, 7] {
@@ -381,9 +439,17 @@ async fn a_phone_offline_for_three_weeks_gets_its_patrols_where_they_belong() {
         let walk = walk_along(&asset.geometry, walked, 25 * 60, days as u64);
         ids.push((
             walked,
-            sync_patrol(&phone, &asset, asset.division.clone(), walked, &walk).await,
+            save_patrol(&phone, &asset, asset.division.clone(), walked, &walk),
         ));
     }
+    // A week before it went offline, after its sign-in: only the sync bounds it.
+    let claimed = now() - 30 * DAY_MS;
+    let claimed_before = week_row(&s, &sup, claimed, &phone.user.id).await;
+    let walk = walk_along(&asset.geometry, claimed, 25 * 60, 30);
+    let backdated = save_patrol(&phone, &asset, asset.division.clone(), claimed, &walk);
+    let report = phone.sync(now()).await;
+    assert_eq!((report.docs_sent, report.refused), (4, 0), "{report:?}");
+
     for (walked, id) in &ids {
         let detail = patrol_detail(&s, &sup, id).await;
         assert_eq!(detail["valid"], true, "{}", detail["flag_details"]);
@@ -393,18 +459,117 @@ async fn a_phone_offline_for_three_weeks_gets_its_patrols_where_they_belong() {
             "{}",
             detail["flag_details"]
         );
-        let week = Period::Week.index(*walked);
-        let row = stats_row(
-            &s,
-            &sup,
-            Period::Week.start_ms(week),
-            Period::Week.start_ms(week + 1) - 1,
-            &phone.user.id,
-        )
-        .await;
+        let row = week_row(&s, &sup, *walked, &phone.user.id).await;
         assert!(row["valid"].as_u64() >= Some(1), "{row}");
         assert_eq!(row["periods_met"], 1, "{row}");
     }
+    let detail = patrol_detail(&s, &sup, &backdated).await;
+    assert_eq!(detail["valid"], false, "{}", detail["flag_details"]);
+    let early = flag(&detail, "time_out_of_bounds").expect("flagged");
+    assert_eq!(early["early"].as_u64(), Some(walk.len() as u64), "{early}");
+    assert_eq!(
+        detail["counted_at_ms"].as_i64(),
+        Some(went_offline - sync_core::rules::EARLY_TOLERANCE_MS)
+    );
+    assert_eq!(
+        week_row(&s, &sup, claimed, &phone.user.id).await,
+        claimed_before,
+        "the week it claims is unchanged"
+    );
+    s.stop().await;
+}
+
+/// A patrol goes up while it is under way (the phone sends what it holds), the phone then syncs
+/// with nothing new to send, and the rest of the walk goes up after that sync: fixes taken
+/// before the sync are not backdated, because the patrol was on the server before it.
+#[actix_web::test]
+async fn a_patrol_started_before_a_sync_and_finished_after_it_counts_as_walked() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let phone = phone_bound_days_ago(&s, "long-walk-phone", 35).await;
+    let asset = chief_asset();
+    let started = now() - 50 * MINUTE_MS;
+    let walk = walk_along(&asset.geometry, started, 45 * 60, 45);
+    let mut patrol = PatrolDoc::create(
+        phone.actor.clone(),
+        &NewPatrol {
+            system: asset.system,
+            asset: asset.id.clone(),
+            chief: phone.user.id.clone(),
+            division: asset.division.clone(),
+            device: phone.device.clone(),
+            started_at_ms: started,
+        },
+    )
+    .unwrap();
+    let id = patrol.id().to_string();
+    let (first, rest) = walk.split_at(10 * 60);
+    patrol.append_track(first).unwrap();
+    phone.save_record(&mut patrol, sync_core::doc::DocKind::Patrol, &id);
+    assert_eq!(phone.sync(now()).await.docs_sent, 1);
+    // Nothing to send: an acknowledged sync, 40 minutes after the first fix.
+    assert_eq!(phone.sync(now()).await.docs_sent, 0);
+    for chunk in rest.chunks(CHUNK_POINTS) {
+        patrol.append_track(chunk).unwrap();
+    }
+    patrol.finish(walk.last().unwrap().t_ms).unwrap();
+    phone.save_record(&mut patrol, sync_core::doc::DocKind::Patrol, &id);
+    assert_eq!(phone.sync(now()).await.docs_sent, 1);
+
+    let detail = patrol_detail(&s, &sup, &id).await;
+    assert_eq!(detail["valid"], true, "{}", detail["flag_details"]);
+    assert_eq!(flag(&detail, "time_out_of_bounds"), None);
+    assert_eq!(detail["counted_at_ms"].as_i64(), Some(walk[0].t_ms));
+    s.stop().await;
+}
+
+/// A server restored from a backup lacks what phones sent after the backup. A phone's first
+/// request to it pushes nothing (the old server had acknowledged everything) and carries a
+/// cursor past the restored feed; only the answer tells the phone to send everything again.
+/// That request says nothing about what the phone holds, so it is no acknowledged sync: the
+/// walks sent again count where they were walked.
+#[actix_web::test]
+async fn a_phone_back_at_a_restored_server_keeps_its_walks_where_they_belong() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    bind_days_ago(&s, "restored-phone", 35);
+    // The phone's first request to the restored server, as its sync engine sends it: no
+    // documents, the cursor the lost server had given it.
+    let token = s.token(CHIEF, "restored-phone").await;
+    let first = SyncRequest {
+        cursor: 1 << 40,
+        docs: Vec::new(),
+    };
+    let mut answer = awc::Client::new()
+        .post(format!("{}/api/v1/sync", s.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .content_type("application/octet-stream")
+        .send_body(first.encode())
+        .await
+        .expect("request sent");
+    assert_eq!(answer.status().as_u16(), 200);
+    let body = answer.body().limit(64 << 20).await.unwrap();
+    let answer = SyncResponse::decode(&body).unwrap();
+    assert!(
+        answer.cursor < first.cursor,
+        "the server is behind the phone"
+    );
+    // The walk goes up again, as the phone's next round trip sends it (the same phone, signed
+    // in again here because the test's phone cannot send a request of its choosing).
+    let phone = Phone::login(&s, CHIEF, "restored-phone").await;
+    let asset = chief_asset();
+    let walked = now() - 3 * DAY_MS;
+    let walk = walk_along(&asset.geometry, walked, 25 * 60, 3);
+    let id = save_patrol(&phone, &asset, asset.division.clone(), walked, &walk);
+    assert_eq!(phone.sync(now()).await.docs_sent, 1);
+
+    let detail = patrol_detail(&s, &sup, &id).await;
+    assert_eq!(detail["valid"], true, "{}", detail["flag_details"]);
+    assert_eq!(detail["counted_at_ms"].as_i64(), Some(walk[0].t_ms));
+    assert_eq!(
+        week_row(&s, &sup, walked, &phone.user.id).await["periods_met"],
+        1
+    );
     s.stop().await;
 }
 

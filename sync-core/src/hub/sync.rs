@@ -277,7 +277,9 @@ impl<S: HubStore> Hub<S> {
         // it sends later was recorded after this answer, and its times are bounded by it
         // (`rules::times`). A request that pushes is not such a sync: a phone back after weeks
         // offline sends its backlog over several requests, and each part keeps its own dates.
-        if request.docs.is_empty() {
+        // Nor is one whose cursor is past the feed: the server was restored from a backup and
+        // lacks what the phone sent since, which the phone sends again only after this answer.
+        if request.docs.is_empty() && request.cursor <= head {
             self.store.put_device_synced(&caller.device, now_ms)?;
         }
         // The answer acknowledges the merged changes: durable first.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::doc::{Issue, Patrol};
 use crate::geo;
 use crate::model::{PhotoRef, PhotoRole, TrackPoint};
-use crate::rules::{DeviceClock, OutOfBounds};
+use crate::rules::{DeviceClock, OutOfBounds, EARLY_TOLERANCE_MS};
 use crate::workflow::{Action, IssueState};
 
 /// Thresholds of the evidence checks.
@@ -55,6 +55,10 @@ pub enum EvidenceFlag {
     TakenOutsideWindow { minutes: i64 },
     /// The capture time is this many seconds after the server received the photo.
     ClockSkew { seconds: i64 },
+    /// The capture time is this many minutes before the earliest time the server vouches for
+    /// (`rules::times`): the phone's binding, its last acknowledged sync before the record
+    /// reached the server, and for an after photo the problem's report. An older photo.
+    TakenTooEarly { minutes: i64 },
     /// Taken this many metres from the nearest point of the place it documents.
     FarFromPlace { metres: f64 },
 }
@@ -84,6 +88,11 @@ impl fmt::Display for EvidenceFlag {
             EvidenceFlag::ClockSkew { seconds } => write!(
                 f,
                 "capture time is {seconds} s after the server received it: the phone's clock is wrong"
+            ),
+            EvidenceFlag::TakenTooEarly { minutes } => write!(
+                f,
+                "taken {minutes} min before the earliest time the server vouches for (the phone's \
+                 sign-in, its last sync before the record, or for an after photo the report)"
             ),
             EvidenceFlag::FarFromPlace { metres } => {
                 write!(f, "taken {metres:.0} m from the place it documents")
@@ -161,6 +170,13 @@ pub struct EvidenceContext {
     /// `[lon, lat]`: the issue's location, or the patrol's track; empty skips the distance check.
     pub place: Vec<[f64; 2]>,
     pub rules: EvidenceRules,
+    /// What the server knows of the clock of the phone that recorded the record (its binding
+    /// and its last acknowledged sync before the record arrived; the receive time is each
+    /// photo's own): no capture time counts before them.
+    pub clock: DeviceClock,
+    /// When the problem was reported, as the server counts it: an after photo taken before it
+    /// cannot show the problem put right.
+    pub reported_ms: Option<i64>,
 }
 
 impl EvidenceContext {
@@ -171,6 +187,8 @@ impl EvidenceContext {
             window: Some(patrol_window(patrol, now_ms)),
             place: track.iter().map(|p| [p.lon, p.lat]).collect(),
             rules: EvidenceRules::default(),
+            clock: DeviceClock::default(),
+            reported_ms: None,
         }
     }
 
@@ -181,7 +199,41 @@ impl EvidenceContext {
             window: patrol_window,
             place: vec![issue.location],
             rules: EvidenceRules::default(),
+            clock: DeviceClock::default(),
+            reported_ms: None,
         }
+    }
+
+    /// The same context with what the server knows of the recording phone's clock (`clock`,
+    /// as `server::derived::device_clock` gives it for the record) and, for an issue, when its
+    /// report counts (`IssueState::reported_at_ms`).
+    pub fn with_device(self, clock: DeviceClock, reported_ms: Option<i64>) -> Self {
+        Self {
+            clock,
+            reported_ms,
+            ..self
+        }
+    }
+
+    /// The earliest capture time the server vouches for a photo in `role`, less the tolerance
+    /// every phone time gets (`rules::times`).
+    fn not_before_ms(&self, role: PhotoRole) -> Option<i64> {
+        let clock = match (role, self.reported_ms) {
+            (PhotoRole::After, Some(reported)) => DeviceClock {
+                previous_sync_ms: Some(
+                    self.clock
+                        .previous_sync_ms
+                        .map_or(reported, |s| s.max(reported)),
+                ),
+                ..self.clock
+            },
+            _ => self.clock,
+        };
+        DeviceClock {
+            received_ms: None,
+            ..clock
+        }
+        .not_before_ms()
     }
 }
 
@@ -271,13 +323,24 @@ pub fn evidence(
                 PhotoRole::After => None,
                 PhotoRole::Before | PhotoRole::Evidence => context.window,
             };
-            let flags = evidence_checks(
+            let mut flags = evidence_checks(
                 photo,
                 window,
                 arrival.received_at_ms().unwrap_or(i64::MAX),
                 &context.place,
                 &context.rules,
             );
+            // The one rule for times a phone supplies, its early side: a capture time before
+            // what the server vouches for is an older photo offered as this record's.
+            let floor = context.not_before_ms(photo.role);
+            if let (Some(taken), Some(floor)) = (photo.taken_at_ms, floor) {
+                if taken < floor {
+                    let vouched = floor.saturating_add(EARLY_TOLERANCE_MS);
+                    flags.push(EvidenceFlag::TakenTooEarly {
+                        minutes: (vouched.saturating_sub(taken) as f64 / 60_000.0).round() as i64,
+                    });
+                }
+            }
             PhotoEvidence {
                 photo: photo.clone(),
                 arrival,
@@ -432,6 +495,8 @@ mod tests {
             window: Some((T0, T0 + 60 * MIN)),
             place: RIVER.to_vec(),
             rules: EvidenceRules::default(),
+            clock: DeviceClock::default(),
+            reported_ms: None,
         };
         let early = PhotoRef {
             role: PhotoRole::Before,
@@ -466,6 +531,66 @@ mod tests {
         assert_eq!(
             evidence(&[future], &context, &arrived_early)[0].flags,
             vec![EvidenceFlag::ClockSkew { seconds: 3_000 }]
+        );
+    }
+
+    #[test]
+    fn a_photo_older_than_the_server_vouches_for_says_by_how_much() {
+        const DAY: i64 = 24 * 60 * MIN;
+        let tolerance = EARLY_TOLERANCE_MS;
+        let context = EvidenceContext {
+            window: None,
+            place: vec![RIVER[1]],
+            rules: EvidenceRules::default(),
+            clock: DeviceClock::default(),
+            reported_ms: None,
+        };
+        let unknown = context.clone();
+        let context = context.with_device(
+            DeviceClock {
+                bound_ms: Some(T0 - 30 * DAY),
+                previous_sync_ms: Some(T0 - DAY),
+                received_ms: Some(T0),
+            },
+            Some(T0),
+        );
+        let at = |sha: char, role: PhotoRole, taken: i64| PhotoRef {
+            sha256: sha.to_string().repeat(64),
+            role,
+            ..photo(Some(taken), Some(RIVER[1]))
+        };
+        let photos = [
+            // Taken before the phone's last sync before the report: an older photo.
+            at('a', PhotoRole::Before, T0 - DAY - 3 * 60 * MIN),
+            // Within the tolerance of that sync: a slow clock, not an old photo.
+            at('b', PhotoRole::Before, T0 - DAY - tolerance),
+            // Weeks older, before the phone was even signed in.
+            at('c', PhotoRole::Evidence, T0 - 40 * DAY),
+            // An after photo taken before the problem was reported cannot show it put right.
+            at('d', PhotoRole::After, T0 - 2 * 60 * MIN),
+            at('e', PhotoRole::After, T0 + DAY),
+        ];
+        let judged = evidence(&photos, &context, &|_| Arrival::Received {
+            at_ms: T0 + 2 * DAY,
+        });
+        let flags: Vec<_> = judged.iter().map(|j| j.flags.clone()).collect();
+        assert_eq!(
+            flags,
+            vec![
+                vec![EvidenceFlag::TakenTooEarly { minutes: 180 }],
+                vec![],
+                vec![EvidenceFlag::TakenTooEarly {
+                    minutes: 39 * 24 * 60
+                }],
+                vec![EvidenceFlag::TakenTooEarly { minutes: 120 }],
+                vec![],
+            ]
+        );
+        // Without what the server knows of the phone, nothing is judged early.
+        assert!(
+            evidence(&photos[..1], &unknown, &|_| Arrival::NotReceived)[0]
+                .flags
+                .is_empty()
         );
     }
 }

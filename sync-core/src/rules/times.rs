@@ -20,11 +20,21 @@
 //! that was offline for weeks is not penalised: its previous sync was before it went offline,
 //! so what it recorded meanwhile lies inside the window and counts where it belongs.
 //!
+//! A sync whose cursor is past the server's feed (the server was restored from a backup and
+//! lacks what the phone sent since; the phone sends it again after the answer) is no
+//! acknowledged sync either.
+//!
 //! A workflow event (a report, an assignment, a rectification) is bounded by the same window
 //! without the tolerances ([`DeviceClock::bound_strict`]): its receipt fixes deadlines and the
 //! order of the history, and there the server's knowledge is exact — never later than it received
 //! the event, never earlier than the receipts the sender had already seen. Its floor is the
 //! sender's previous acknowledged sync in the workflow's own terms.
+//!
+//! A photo's capture time is judged by the record's window (`photo::evidence`): flagged
+//! `taken_too_early` before the recording device's binding or its previous acknowledged sync
+//! (less the tolerance), and for an after photo before the problem's report; flagged
+//! `clock_skew` after the photo's own receipt (plus the tolerance). Photos are evidence for a
+//! person to weigh, so they are flagged, never moved.
 //!
 //! Bounds the server does not know (documents stored before it kept receive times, a device
 //! without a binding record) leave that side open. This module only compares numbers; callers
