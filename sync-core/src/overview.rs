@@ -217,8 +217,7 @@ pub fn overview(
             to_ms: last.saturating_add(1).max(period.to_ms),
         };
         for group in issue_report(index, reference, &counted, now_ms).by_division {
-            let (Ok(division), Some(system)) = (DivisionCode::new(&group.key), group.system)
-            else {
+            let (Ok(division), Some(system)) = (DivisionCode::new(&group.key), group.system) else {
                 continue;
             };
             if group.counts.open == 0 {

@@ -729,7 +729,11 @@ impl SyncResponse {
         }
         let removed: Vec<WireId> = self.removed.iter().map(|id| WireId::of(id)).collect();
         let run = postcard::to_extend(&removed, run).expect("postcard encodes protocol types");
-        deflate_run(&with_overview(run, overview), &mut out, FlushCompress::Finish);
+        deflate_run(
+            &with_overview(run, overview),
+            &mut out,
+            FlushCompress::Finish,
+        );
         out
     }
 
@@ -744,8 +748,8 @@ impl SyncResponse {
         bytes: &[u8],
     ) -> Result<(Self, Option<OverviewUpdate>), ProtocolError> {
         let body = body(bytes)?;
-        let (wire, trailing): (WireResponse, _) =
-            postcard::take_from_bytes(&body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let (wire, trailing): (WireResponse, _) = postcard::take_from_bytes(&body)
+            .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
         let overview = if trailing.is_empty() {
             None
         } else {

@@ -212,7 +212,10 @@ fn the_figures_are_the_statistics_own() {
     assert_eq!((line.patrols, line.valid, line.flagged), (2, 1, 1));
     assert!((line.km - 2.7).abs() < 1e-9, "{}", line.km);
     assert_eq!(district.period, period(now()));
-    assert_eq!(district.period.from_ms, days_from_civil(2026, 3, 1) * DAY_MS - CHINA_OFFSET_MS);
+    assert_eq!(
+        district.period.from_ms,
+        days_from_civil(2026, 3, 1) * DAY_MS - CHINA_OFFSET_MS
+    );
 
     let users = users();
     let index = facts(&users);
@@ -229,10 +232,28 @@ fn the_figures_are_the_statistics_own() {
     filter.system = Some(System::River);
     let report = patrol_report(&index, &reference, &filter);
     for line in &district.chiefs {
-        let row = report.chiefs.iter().find(|r| r.chief == line.chief).unwrap();
+        let row = report
+            .chiefs
+            .iter()
+            .find(|r| r.chief == line.chief)
+            .unwrap();
         assert_eq!(
-            (line.required, line.periods, line.periods_met, line.patrols, line.valid, line.flagged),
-            (row.required, row.periods, row.periods_met, row.patrols, row.valid, row.invalid),
+            (
+                line.required,
+                line.periods,
+                line.periods_met,
+                line.patrols,
+                line.valid,
+                line.flagged
+            ),
+            (
+                row.required,
+                row.periods,
+                row.periods_met,
+                row.patrols,
+                row.valid,
+                row.invalid
+            ),
             "{}",
             line.chief
         );
@@ -246,7 +267,10 @@ fn the_figures_are_the_statistics_own() {
     assert_eq!(district.divisions.len(), 1, "{:?}", district.divisions);
     let a = &district.divisions[0];
     assert_eq!(a.division, code(SUB_A));
-    assert_eq!((a.system, a.open, a.overdue, a.escalated), (System::River, 2, 1, 1));
+    assert_eq!(
+        (a.system, a.open, a.overdue, a.escalated),
+        (System::River, 2, 1, 1)
+    );
     // A subdistrict chief's problems are counted by village.
     let sub = overview_of("sub-a").unwrap();
     assert_eq!(sub.divisions.len(), 1);

@@ -230,7 +230,11 @@ fn offices_and_departments_receive_the_problems_waiting_for_them_and_no_patrols(
         let issue = meta(saved);
         let what = format!("{:?} escalated {}", issue.status, issue.escalated);
         assert_eq!(delivered(&office, &issue, now), to_office, "office, {what}");
-        assert_eq!(delivered(&bureau, &issue, now), to_bureau, "department, {what}");
+        assert_eq!(
+            delivered(&bureau, &issue, now),
+            to_bureau,
+            "department, {what}"
+        );
         assert!(!delivered(&forest_office, &issue, now), "{what}");
         assert_eq!(delivered(&other_bureau, &issue, now), to_other, "{what}");
         // Whatever is not delivered stays readable by the office on demand.
