@@ -235,7 +235,7 @@ fn an_unchanged_overview_costs_no_bytes_and_reads_offline_after_a_restart() {
     let second = phone.sync_documents(now_ms()).unwrap();
     assert_eq!(phone.overview().unwrap(), Some(before.clone()));
     assert!(
-        (second.bytes_down as usize) < again.len(),
+        second.bytes_down < again.len(),
         "the unchanged overview is not sent again: {} bytes down",
         second.bytes_down
     );
