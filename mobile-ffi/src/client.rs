@@ -393,11 +393,21 @@ impl PhoneApp {
     /// jurisdiction's changes down, with the engine's own figures. The round trip's error is
     /// the phone's typed error (network, server, session), as the app sees it.
     pub fn sync_documents(&self, now_ms: i64) -> Result<sync_core::client::SyncReport> {
-        self.account.signed_in()?;
+        let user_id = self.account.signed_in()?.user.id;
         let _docs = self.lock_docs();
         let account = &self.account;
-        SyncClient::new(&self.store).sync_with(
-            |body| account.authorized(|token| account.api().sync(token, &body)),
+        let store = &self.store;
+        SyncClient::new(store).sync_with(
+            |body| {
+                let held = crate::overview::held_version(store, &user_id);
+                let answer = account.authorized(|token| {
+                    account
+                        .api()
+                        .sync_holding_overview(token, &body, Some(held))
+                })?;
+                crate::overview::keep(store, &user_id, &answer)?;
+                Ok(answer)
+            },
             now_ms,
         )
     }

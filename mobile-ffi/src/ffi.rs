@@ -107,6 +107,13 @@ impl FieldClient {
         self.0.sync()
     }
 
+    /// The chiefs below the user (patrols this month against the quota, valid and flagged,
+    /// km) and the open, overdue and escalated problems by division, as of the last sync;
+    /// offline. `None` for users with nobody below them, and before the first sync.
+    pub fn overview(&self) -> Result<Option<crate::overview::Overview>> {
+        self.0.overview()
+    }
+
     /// How far the running (or last) sync is: documents and photos sent of how many. Safe to
     /// call from any thread while `sync` runs, for a progress bar.
     pub fn sync_progress(&self) -> SyncProgress {

@@ -30,6 +30,7 @@ pub mod hub;
 pub mod import;
 pub mod limits;
 pub mod model;
+pub mod overview;
 pub mod photo;
 #[warn(missing_docs)]
 pub mod protocol;

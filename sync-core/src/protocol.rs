@@ -464,7 +464,11 @@ fn envelope(body_kind: u8, body: usize) -> Vec<u8> {
 
 fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
-    let body = postcard::to_allocvec(message).expect("postcard encodes protocol types");
+    encode_body(postcard::to_allocvec(message).expect("postcard encodes protocol types"))
+}
+
+/// The envelope around a message's postcard `body`, deflated when that makes it smaller.
+fn encode_body(body: Vec<u8>) -> Vec<u8> {
     if body.len() >= COMPRESS_FROM_BYTES {
         let mut out = envelope(BODY_DEFLATE, body.len() / 2);
         deflate_run(&body, &mut out, FlushCompress::Finish);
@@ -478,6 +482,26 @@ fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
+    let body = body(bytes)?;
+    let (message, trailing) =
+        postcard::take_from_bytes(&body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    no_trailing(trailing)?;
+    Ok(message)
+}
+
+fn no_trailing(trailing: &[u8]) -> Result<(), ProtocolError> {
+    if trailing.is_empty() {
+        Ok(())
+    } else {
+        Err(ProtocolError::Malformed(format!(
+            "{} trailing bytes",
+            trailing.len()
+        )))
+    }
+}
+
+/// The postcard body of an envelope, inflated when it was deflated.
+fn body(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ProtocolError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ProtocolError::TooLarge(bytes.len()));
     }
@@ -491,9 +515,8 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
     let (&body_kind, body) = rest
         .split_first()
         .ok_or_else(|| ProtocolError::Malformed("no body".into()))?;
-    let inflated;
-    let body = match body_kind {
-        BODY_PLAIN => body,
+    match body_kind {
+        BODY_PLAIN => Ok(std::borrow::Cow::Borrowed(body)),
         BODY_DEFLATE => {
             // Inflated into a bounded buffer: a small body that claims gigabytes stops at the
             // limit instead of at the allocator.
@@ -507,24 +530,12 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolErr
             if out.len() > MAX_MESSAGE_BYTES {
                 return Err(ProtocolError::TooLarge(out.len()));
             }
-            inflated = out;
-            &inflated[..]
+            Ok(std::borrow::Cow::Owned(out))
         }
-        other => {
-            return Err(ProtocolError::Malformed(format!(
-                "unknown body encoding {other}"
-            )))
-        }
-    };
-    let (message, trailing) =
-        postcard::take_from_bytes(body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
-    if !trailing.is_empty() {
-        return Err(ProtocolError::Malformed(format!(
-            "{} trailing bytes",
-            trailing.len()
-        )));
+        other => Err(ProtocolError::Malformed(format!(
+            "unknown body encoding {other}"
+        ))),
     }
-    Ok(message)
 }
 
 impl SyncRequest {
@@ -654,17 +665,35 @@ impl PackedUpdate {
 impl SyncResponse {
     /// The response's bytes on the wire.
     pub fn encode(&self) -> Vec<u8> {
-        encode(&WireResponse {
+        self.encode_with_overview(None)
+    }
+
+    /// The response's bytes on the wire, with `overview` after it when the phone's overview
+    /// is out of date (only to a phone that named the one it holds, [`OVERVIEW_HEADER`]).
+    pub fn encode_with_overview(&self, overview: Option<&OverviewUpdate>) -> Vec<u8> {
+        let body = postcard::to_allocvec(&WireResponse {
             cursor: self.cursor,
             docs: self.docs.iter().map(WireUpdate::from).collect(),
             removed: self.removed.iter().map(|id| WireId::of(id)).collect(),
         })
+        .expect("postcard encodes protocol types");
+        encode_body(with_overview(body, overview))
     }
 
     /// Encodes the response as [`Self::encode`] does, splicing in `packed[i]` for `docs[i]`
     /// where it is the packed form of that update. The body is always deflated then; an update
     /// that `packed` does not fit is encoded afresh, so a stale packing cannot change the answer.
     pub fn encode_packed(&self, packed: &[Option<Arc<PackedUpdate>>]) -> Vec<u8> {
+        self.encode_packed_with_overview(packed, None)
+    }
+
+    /// [`Self::encode_packed`] with `overview` after the response, as
+    /// [`Self::encode_with_overview`] puts it.
+    pub fn encode_packed_with_overview(
+        &self,
+        packed: &[Option<Arc<PackedUpdate>>],
+        overview: Option<&OverviewUpdate>,
+    ) -> Vec<u8> {
         let fitting: Vec<Option<&PackedUpdate>> = self
             .docs
             .iter()
@@ -677,7 +706,7 @@ impl SyncResponse {
             })
             .collect();
         if fitting.iter().all(Option::is_none) {
-            return self.encode();
+            return self.encode_with_overview(overview);
         }
         let spliced: usize = fitting.iter().flatten().map(|p| p.deflated.len()).sum();
         let mut out = envelope(BODY_DEFLATE, spliced + 1024);
@@ -700,17 +729,77 @@ impl SyncResponse {
         }
         let removed: Vec<WireId> = self.removed.iter().map(|id| WireId::of(id)).collect();
         let run = postcard::to_extend(&removed, run).expect("postcard encodes protocol types");
-        deflate_run(&run, &mut out, FlushCompress::Finish);
+        deflate_run(
+            &with_overview(run, overview),
+            &mut out,
+            FlushCompress::Finish,
+        );
         out
     }
 
-    /// Reads a response, refusing anything malformed before it allocates much.
+    /// Reads a response, refusing anything malformed before it allocates much. An overview
+    /// after it is checked and left out ([`Self::decode_with_overview`] reads it).
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let wire: WireResponse = decode(bytes)?;
-        Ok(SyncResponse {
+        Ok(Self::decode_with_overview(bytes)?.0)
+    }
+
+    /// Reads a response and the overview after it, if the server attached one.
+    pub fn decode_with_overview(
+        bytes: &[u8],
+    ) -> Result<(Self, Option<OverviewUpdate>), ProtocolError> {
+        let body = body(bytes)?;
+        let (wire, trailing): (WireResponse, _) = postcard::take_from_bytes(&body)
+            .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let overview = if trailing.is_empty() {
+            None
+        } else {
+            let (update, trailing) = postcard::take_from_bytes::<OverviewUpdate>(trailing)
+                .map_err(|e| ProtocolError::Malformed(format!("overview: {e}")))?;
+            no_trailing(trailing)?;
+            Some(update)
+        };
+        let response = SyncResponse {
             cursor: wire.cursor,
             docs: wire.docs.into_iter().map(DocUpdate::from).collect(),
             removed: wire.removed.into_iter().map(WireId::into_string).collect(),
+        };
+        Ok((response, overview))
+    }
+}
+
+/// The postcard `body` of a response with the overview's after it.
+fn with_overview(body: Vec<u8>, overview: Option<&OverviewUpdate>) -> Vec<u8> {
+    match overview {
+        Some(update) => postcard::to_extend(update, body).expect("postcard encodes the overview"),
+        None => body,
+    }
+}
+
+/// The request header in which a phone names the version of the overview it holds (decimal;
+/// `0` when it holds none). Only a phone that sends it receives an [`OverviewUpdate`] after
+/// the response, so older phones read answers as before, and a server that does not know the
+/// header ignores it.
+pub const OVERVIEW_HEADER: &str = "x-chiefsync-overview";
+
+/// The overview attached after a sync response when the one the phone named is out of date:
+/// nothing is attached while it is current, so an unchanged overview costs no bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverviewUpdate {
+    /// [`crate::overview::version_of`] the overview below; 0 when there is none.
+    pub version: u64,
+    /// The user's overview now; `None` when they have nobody below them (any overview the
+    /// phone holds is dropped).
+    pub overview: Option<crate::overview::Overview>,
+}
+
+impl OverviewUpdate {
+    /// What to attach for a phone holding version `held` when the user's overview is `now`:
+    /// nothing when it is the same.
+    pub fn unless_held(held: u64, now: Option<crate::overview::Overview>) -> Option<Self> {
+        let version = crate::overview::version_of(now.as_ref());
+        (version != held).then_some(OverviewUpdate {
+            version,
+            overview: now,
         })
     }
 }

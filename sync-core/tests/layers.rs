@@ -43,6 +43,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("import", Layer::Domain),
     ("limits", Layer::Domain),
     ("model", Layer::Domain),
+    ("overview", Layer::Domain),
     ("photo", Layer::Domain),
     ("protocol", Layer::Domain),
     ("public", Layer::Domain),

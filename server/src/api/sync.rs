@@ -4,9 +4,11 @@
 //! and writes the answer.
 
 use actix_web::http::header::ContentType;
-use actix_web::{post, web, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use sync_core::hub::{AutomergeSyncOutcome, Caller as HubCaller};
-use sync_core::protocol::{SyncRequest, MAX_MESSAGE_BYTES};
+use sync_core::model::User;
+use sync_core::overview;
+use sync_core::protocol::{OverviewUpdate, SyncRequest, MAX_MESSAGE_BYTES, OVERVIEW_HEADER};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
@@ -44,10 +46,11 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
 #[utoipa::path(
     tag = "sync",
     security(("bearer" = [])),
+    params(("x-chiefsync-overview" = Option<u64>, Header, description = "the version of the overview the phone holds (0 for none); with it, the answer carries the user's overview after the response when it changed (sync_core::protocol::OverviewUpdate), and nothing more when it did not")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "SyncRequest (CSYN envelope)"),
     responses(
-        (status = 200, content_type = "application/octet-stream", description = "SyncResponse (CSYN envelope)"),
-        (status = 400, body = ErrorBody, description = "malformed envelope or change, a document pushed twice, over 1,000 documents, or an id that is not a document id"),
+        (status = 200, content_type = "application/octet-stream", description = "SyncResponse (CSYN envelope), followed inside the envelope by an OverviewUpdate when the phone named its overview and it changed"),
+        (status = 400, body = ErrorBody, description = "malformed envelope, change or overview version, a document pushed twice, over 1,000 documents, or an id that is not a document id"),
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody, description = "over a size limit, or the answers to the pushes exceed what one answer carries"),
         (status = 422, body = ErrorBody, description = "over a shape limit, e.g. more operations than one request may hold"),
@@ -57,18 +60,33 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
 pub async fn sync(
     state: web::Data<AppState>,
     caller: Caller,
+    request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let held_overview = held_overview(&request)?;
     let body = read_body(payload, SYNC_LIMIT_BYTES).await?;
     let who = hub_caller(&caller)?;
     let hub = state.hub.clone();
+    let shared = state.clone();
     let started = std::time::Instant::now();
     // Inflating the request and deflating the answer (megabytes for a district chief's first
     // sync) run beside the merge, off the few workers that serve every connection.
     let (documents, answer) = web::block(move || -> Result<_, ApiError> {
         let request = SyncRequest::decode(&body).map_err(sync_core::hub::HubError::from)?;
-        let answer = hub.answer(&who, &request, now_ms())?;
-        Ok((answer.response.docs.len(), answer.encode()))
+        let now = now_ms();
+        let answer = hub.answer(&who, &request, now)?;
+        // The documents are merged and stored: an overview that cannot be computed now is
+        // left for the next sync rather than failing this one.
+        let overview = held_overview.and_then(|held| {
+            overview_update(&shared, &who.user, held, now)
+                .inspect_err(|err| tracing::warn!(user = %who.user.id, %err, "overview left out"))
+                .ok()
+                .flatten()
+        });
+        Ok((
+            answer.response.docs.len(),
+            answer.encode_with_overview(overview.as_ref()),
+        ))
     })
     .await??;
     tracing::info!(
@@ -81,6 +99,45 @@ pub async fn sync(
     Ok(HttpResponse::Ok()
         .content_type(ContentType::octet_stream())
         .body(answer))
+}
+
+/// The version of the overview the phone holds, when it names one ([`OVERVIEW_HEADER`]);
+/// a phone that does not is answered as before, without an overview.
+fn held_overview(request: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    let Some(value) = request.headers().get(OVERVIEW_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{OVERVIEW_HEADER} must be the version of the overview the phone holds, a whole number"
+            ))
+        })
+}
+
+/// The overview to attach for a phone holding version `held`: `user`'s overview computed by
+/// sync-core from the statistics facts, or nothing when the phone holds it already. Users
+/// with nobody below them cost no statistics.
+fn overview_update(
+    state: &AppState,
+    user: &User,
+    held: u64,
+    now: i64,
+) -> Result<Option<OverviewUpdate>, ApiError> {
+    let current = if overview::has_overview(user) {
+        state
+            .stats
+            .with_facts(state.store.as_ref(), |index, reference| {
+                overview::overview(user, index, reference, now)
+            })?
+    } else {
+        None
+    };
+    Ok(OverviewUpdate::unless_held(held, current))
 }
 
 /// One standard automerge sync message for one document (from any automerge implementation).

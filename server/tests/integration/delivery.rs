@@ -311,17 +311,28 @@ async fn a_district_chiefs_phone_follows_leadership_escalation_and_closing() {
     assert!(district.doc_ids().contains(&issue));
     assert_eq!(district.doc_ids(), expected(&s, &district.user));
 
-    // The office's new phone: every problem of the river in its district, no patrol.
+    // The office's new phone: the river problems of its district waiting for the office
+    // (reported, accepted, submitted, escalated), none with a department, no patrol.
     let office_phone = Phone::login(&s, SUPERVISOR, "office-phone").await;
     sync_all(&office_phone).await;
     let office_held = office_phone.doc_ids();
     assert_eq!(office_held, expected(&s, &office_phone.user));
     let all = metas(&s);
-    let river_issues = all
+    let waiting = |m: &&DocMeta| {
+        m.kind == DocKind::Issue
+            && m.system == System::River
+            && (m.escalated
+                || matches!(
+                    m.status,
+                    Some(Status::Reported | Status::Accepted | Status::Submitted)
+                ))
+    };
+    let river_waiting = all.iter().filter(waiting).count();
+    assert!(river_waiting > 0 && office_held.len() == river_waiting);
+    assert!(all
         .iter()
-        .filter(|m| m.kind == DocKind::Issue && m.system == System::River)
-        .count();
-    assert!(river_issues > 0 && office_held.len() == river_issues);
+        .filter(|m| m.kind == DocKind::Issue && m.status == Some(Status::Assigned) && !m.escalated)
+        .all(|m| !office_held.contains(&m.id)));
     assert!(all
         .iter()
         .filter(|m| m.kind == DocKind::Patrol)

@@ -82,6 +82,16 @@ impl PackedResponse {
     pub fn encode(&self) -> Vec<u8> {
         self.response.encode_packed(&self.packed)
     }
+
+    /// [`Self::encode`] with the user's overview after the response, when the phone's is out
+    /// of date ([`SyncResponse::encode_packed_with_overview`]).
+    pub fn encode_with_overview(
+        &self,
+        overview: Option<&crate::protocol::OverviewUpdate>,
+    ) -> Vec<u8> {
+        self.response
+            .encode_packed_with_overview(&self.packed, overview)
+    }
 }
 
 impl<S: HubStore> Hub<S> {

@@ -184,15 +184,15 @@ fn a_closed_issue_is_delivered_for_a_while_then_no_more() {
     let after = closed_at + CLOSED_KEPT_DAYS * DAY;
     let office = supervisor("u-office", System::River, "370105000000");
     let bureau = handler("u-handler", WATER_BUREAU);
-    for user in [
-        neighbour(),
-        district_chief(&["xqh-01"]),
-        office.clone(),
-        bureau.clone(),
-    ] {
+    for user in [neighbour(), district_chief(&["xqh-01"])] {
         assert!(delivered(&user, &closed, within), "{} within", user.id);
         assert!(in_scope(&user, &closed), "{} may still read it", user.id);
         assert!(!delivered(&user, &closed, after), "{} after", user.id);
+    }
+    // The office and the department are done with it once it is closed: it stays readable.
+    for user in [office, bureau] {
+        assert!(!delivered(&user, &closed, closed_at), "{}", user.id);
+        assert!(in_scope(&user, &closed), "{} may still read it", user.id);
     }
     // Its reporter keeps their own issue, and one assigned to someone by name keeps it.
     assert!(delivered(&owner(), &closed, after + 365 * DAY));
@@ -204,41 +204,42 @@ fn a_closed_issue_is_delivered_for_a_while_then_no_more() {
 }
 
 #[test]
-fn offices_receive_the_issues_of_their_place_and_no_patrols() {
+fn offices_and_departments_receive_the_problems_waiting_for_them_and_no_patrols() {
     let office = supervisor("u-office", System::River, "370105000000");
     let forest_office = supervisor("u-forest-office", System::Forest, "370105000000");
+    let bureau = handler("u-handler", WATER_BUREAU);
+    let other_bureau = handler("u-handler-2", "区城管局");
     let now = T0 + 5 * DAY;
     let patrol = meta(&patrol());
     assert!(in_scope(&office, &patrol));
     assert!(!delivered(&office, &patrol, now));
+    assert!(!delivered(&bureau, &patrol, now));
     let steps = issue_steps();
-    for saved in [
-        &steps.reported,
-        &steps.assigned,
-        &steps.submitted,
-        &steps.closed,
-    ] {
+    let escalation = escalation();
+    // (step, the office receives it, 区水务局 receives it, 区城管局 receives it)
+    let rows = [
+        (&steps.reported, true, false, false),
+        (&steps.accepted, true, false, false),
+        (&steps.assigned, false, true, false),
+        (&escalation.escalated, true, true, false),
+        (&escalation.reassigned, false, false, true),
+        (&steps.submitted, true, false, false),
+        (&steps.closed, false, false, false),
+    ];
+    for (saved, to_office, to_bureau, to_other) in rows {
         let issue = meta(saved);
-        assert!(delivered(&office, &issue, now), "{:?}", issue.status);
-        assert!(!delivered(&forest_office, &issue, now));
+        let what = format!("{:?} escalated {}", issue.status, issue.escalated);
+        assert_eq!(delivered(&office, &issue, now), to_office, "office, {what}");
+        assert_eq!(
+            delivered(&bureau, &issue, now),
+            to_bureau,
+            "department, {what}"
+        );
+        assert!(!delivered(&forest_office, &issue, now), "{what}");
+        assert_eq!(delivered(&other_bureau, &issue, now), to_other, "{what}");
+        // Whatever is not delivered stays readable by the office on demand.
+        assert!(in_scope(&office, &issue), "{what}");
     }
-    // A handler receives what is assigned to their department, nothing else.
-    let assigned = meta(&steps.assigned);
-    assert!(delivered(
-        &handler("u-handler", WATER_BUREAU),
-        &assigned,
-        now
-    ));
-    assert!(!delivered(
-        &handler("u-handler-2", "区城管局"),
-        &assigned,
-        now
-    ));
-    assert!(!delivered(
-        &handler("u-handler", WATER_BUREAU),
-        &patrol,
-        now
-    ));
 }
 
 #[test]
@@ -248,7 +249,9 @@ fn what_is_delivered_is_always_readable() {
     let docs: Vec<DocMeta> = [
         patrol(),
         steps.reported,
+        steps.accepted,
         steps.assigned,
+        steps.submitted,
         steps.closed,
         escalation.escalated,
         escalation.reassigned,
