@@ -15,6 +15,7 @@
 //! the app's photo folder and queues it in the store's outbox.
 
 mod attach;
+mod held;
 pub mod retry;
 
 pub use attach::{attach_photo, original_path, photo_path, stage_photo, AttachError, PhotoTarget};
@@ -27,7 +28,7 @@ use crate::doc::{self, DocKind, Record};
 use crate::limits::{check_changes, MAX_REQUEST_OPS};
 use crate::protocol::{
     DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
-    MAX_PUSHED_DOCS,
+    MAX_DROPPED_DOCS, MAX_PUSHED_DOCS,
 };
 use crate::store::{self, LocalStore, QuarantinedChange, StoreBatch, StoreError};
 
@@ -308,6 +309,7 @@ impl<'a> SyncClient<'a> {
         let request = SyncRequest {
             cursor: self.cursor()?,
             docs,
+            dropped: self.dropped()?.into_iter().take(MAX_DROPPED_DOCS).collect(),
         };
         Ok((request, built, held_back))
     }
@@ -443,6 +445,14 @@ impl<'a> SyncClient<'a> {
                 batch.remove_doc(doc_id)?;
                 report.removed += 1;
             }
+        }
+        if !request.dropped.is_empty() {
+            // The server has heard of these drops.
+            let mut dropped = self.dropped()?;
+            for id in &request.dropped {
+                dropped.remove(id);
+            }
+            batch.put_meta(held::DROPPED_KEY, &held::encode_dropped(&dropped)?)?;
         }
         batch.put_meta(DIRTY_KEY, &encode_dirty(&dirty)?)?;
         batch.put_meta(CURSOR_KEY, &response.cursor.to_le_bytes())?;
