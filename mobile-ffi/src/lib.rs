@@ -54,8 +54,8 @@ pub use error::ChiefsyncError;
 pub use ffi::FieldClient;
 pub use http::Traffic;
 pub use keep::{EvictionReport, FetchedDocument};
-pub use sync_core::evict::StoreBounds;
 pub use sync_core::client::retry::RetryPolicy;
+pub use sync_core::evict::StoreBounds;
 pub use sync_core::model::{CheckResult, Level, PhotoRole, Severity, System};
 pub use sync_core::workflow::EventKind;
 pub use types::{
