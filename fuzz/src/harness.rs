@@ -102,6 +102,7 @@ pub fn hub_sync(data: &[u8]) -> Result<(), Refused> {
                 server_heads: Vec::new(),
                 changes: vec![rest.to_vec()],
             }],
+            dropped: Vec::new(),
         },
         _ => {
             let (doc_id, mut changes) = fixture.chief_edits(head & 0x08 != 0);
@@ -113,6 +114,7 @@ pub fn hub_sync(data: &[u8]) -> Result<(), Refused> {
                     server_heads: Vec::new(),
                     changes,
                 }],
+                dropped: Vec::new(),
             }
         }
     };

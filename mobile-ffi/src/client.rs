@@ -18,6 +18,7 @@ use sync_core::api_types::{password_long_enough, MIN_PASSWORD_CHARS};
 use sync_core::client::retry::RetryPolicy;
 use sync_core::client::SyncClient;
 use sync_core::doc::{self, DocKind, IssueDoc, PatrolDoc, Record};
+use sync_core::evict::StoreBounds;
 use sync_core::model::User;
 use sync_core::photo::PrepareOptions;
 use sync_core::store::LocalStore;
@@ -70,6 +71,9 @@ pub struct ClientConfig {
     /// `:`); `None` lets the phone choose one at its first start. Kept in the store: a store
     /// opened later with another id is refused.
     pub device_id: Option<String>,
+    /// How large and how old the phone's store may grow, and how long a document opened on
+    /// demand stays (`sync_core::evict`: 100 MB, 60 days, own work 30 days, pins 1 day).
+    pub store: StoreBounds,
 }
 
 impl ClientConfig {
@@ -81,6 +85,7 @@ impl ClientConfig {
             photos: PrepareOptions::default(),
             retry: RetryPolicy::PHONE,
             device_id: None,
+            store: StoreBounds::default(),
         }
     }
 }
@@ -94,6 +99,7 @@ pub struct PhoneApp {
     pub(crate) photo_dir: PathBuf,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) photos: PrepareOptions,
+    pub(crate) bounds: StoreBounds,
     /// Serializes loading, editing and saving documents with each other and with sync.
     docs: Mutex<()>,
     /// Track points not yet in their patrol document, by patrol id (also kept in the store).
@@ -125,6 +131,7 @@ impl PhoneApp {
             photo_dir: config.data_dir.join("photos"),
             clock: config.clock,
             photos: config.photos,
+            bounds: config.store,
             docs: Mutex::new(()),
             tracks: Mutex::new(HashMap::new()),
             progress: Mutex::new(SyncProgress::default()),
@@ -349,6 +356,8 @@ impl PhoneApp {
     pub fn sync(&self) -> Result<SyncReport> {
         self.account.signed_in()?;
         let now = self.now();
+        // What the store may drop goes first, so the server hears of it in this sync.
+        let evicted = self.evict();
         let docs_total = count(SyncClient::new(&self.store).dirty()?.len());
         self.set_progress(|p| {
             *p = SyncProgress {
@@ -371,6 +380,9 @@ impl PhoneApp {
                 return Err(err);
             }
         };
+        if let Err(err) = evicted {
+            report.errors.push(format!("bounding the store: {err}"));
+        }
         match self.account.refresh_reference() {
             Ok(changed) => report.reference_updated = changed,
             Err(err) => report.errors.push(format!("reference data: {err}")),

@@ -14,6 +14,7 @@ use sync_core::model::{CheckResult, PhotoRole};
 use crate::client::{ClientConfig, PhoneApp};
 use crate::error::Result;
 use crate::http::Traffic;
+use crate::keep::{EvictionReport, FetchedDocument};
 use crate::types::{
     Asset, Category, CheckItem, EventDraft, IssueDetail, IssueDraft, IssueFilter, IssueSummary, Me,
     PatrolSummary, PendingUpload, PhotoRef, QuarantinedChange, SyncProgress, SyncReport,
@@ -112,6 +113,24 @@ impl FieldClient {
     /// offline. `None` for users with nobody below them, and before the first sync.
     pub fn overview(&self) -> Result<Option<crate::overview::Overview>> {
         self.0.overview()
+    }
+
+    /// Fetches one document of the user's scope from the server (a subordinate's patrol opened
+    /// from the overview) and keeps it on the phone, pinned until released or for the
+    /// configured time; read it with `patrol` or `issue`. `NotFound` when it is not in the
+    /// user's scope or does not exist, `Network` when offline.
+    pub fn fetch_document(&self, id: String) -> Result<FetchedDocument> {
+        self.0.fetch_document(id)
+    }
+
+    /// The app is done with a fetched document: it may be dropped later like any other.
+    pub fn release_document(&self, id: String) -> Result<()> {
+        self.0.release_document(id)
+    }
+
+    /// Drops what the phone may drop now (it also happens at every sync).
+    pub fn evict_now(&self) -> Result<EvictionReport> {
+        self.0.evict()
     }
 
     /// How far the running (or last) sync is: documents and photos sent of how many. Safe to

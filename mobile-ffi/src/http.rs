@@ -434,6 +434,28 @@ impl Api {
         self.read(response)?.ok()
     }
 
+    /// One message of the standard automerge sync of one document: the server's next message,
+    /// or `None` when it has nothing to send.
+    pub fn automerge_sync(
+        &self,
+        token: &str,
+        doc_id: &str,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let response = self.send(Resend::Idempotent, body.len(), || {
+            self.agent
+                .post(self.url(&format!("/docs/{doc_id}/automerge-sync")))
+                .header("Authorization", format!("Bearer {token}"))
+                .content_type("application/octet-stream")
+                .send(body)
+        })?;
+        let reply = self.read(response)?;
+        if reply.status == 204 {
+            return Ok(None);
+        }
+        reply.ok().map(Some)
+    }
+
     /// How much of photo `sha256` (of `size` bytes) the server holds.
     pub fn blob_head(&self, token: &str, sha256: &str, size: u64) -> Result<BlobHead> {
         let response = self.send(Resend::Idempotent, 0, || {

@@ -38,6 +38,7 @@ mod error;
 mod ffi;
 mod http;
 mod issue;
+mod keep;
 mod overview;
 mod patrol;
 mod session;
@@ -53,8 +54,10 @@ pub use client::{ClientConfig, Clock, PhoneApp, SystemClock};
 pub use error::ChiefsyncError;
 pub use ffi::FieldClient;
 pub use http::Traffic;
+pub use keep::{EvictionReport, FetchedDocument};
 pub use overview::{Overview, OverviewChief, OverviewDivision};
 pub use sync_core::client::retry::RetryPolicy;
+pub use sync_core::evict::StoreBounds;
 pub use sync_core::model::{CheckResult, Level, PhotoRole, Severity, System};
 pub use sync_core::workflow::EventKind;
 pub use types::{

@@ -20,7 +20,7 @@ use crate::error::{ChiefsyncError, Result};
 use crate::session::Session;
 use crate::types::{check_position, PatrolSummary};
 
-fn pending_key(patrol_id: &str) -> String {
+pub(crate) fn pending_key(patrol_id: &str) -> String {
     format!("ffi.track/{patrol_id}")
 }
 

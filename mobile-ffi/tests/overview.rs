@@ -42,6 +42,7 @@ fn get(base: &str, path: &str, token: &str) -> Value {
 fn raw_sync(base: &str, token: &str, cursor: u64, held: Option<u64>) -> Vec<u8> {
     let body = SyncRequest {
         cursor,
+        dropped: Vec::new(),
         docs: vec![],
     }
     .encode();

@@ -6,8 +6,8 @@
 //! Three layers, kept apart by `tests/layers.rs` (a forbidden import fails `cargo test`):
 //!
 //! - **The domain** — [`model`], [`doc`], [`workflow`], [`authz`], [`rules`], [`geo`],
-//!   [`track`], [`photo`] (pictures as bytes), [`protocol`], [`limits`], [`stats`]: pure
-//!   functions and types. No files, network, threads, locks or databases.
+//!   [`track`], [`photo`] (pictures as bytes), [`protocol`], [`limits`], [`stats`],
+//!   [`evict`] (what a phone may drop): pure functions and types. No files, network, threads, locks or databases.
 //! - **The device side** — [`client`] (the phone's sync engine, and attaching photo files) and
 //!   [`store`] (the phone's local database, on sled): build on the domain.
 //! - **The hub** — [`hub`] (the server's sync engine, its delivery cache and rate limits, and
@@ -24,6 +24,7 @@ pub mod authz;
 #[warn(missing_docs)]
 pub mod client;
 pub mod doc;
+pub mod evict;
 pub mod geo;
 #[warn(missing_docs)]
 pub mod hub;

@@ -37,6 +37,7 @@
 //!         server_heads: Vec::new(),
 //!         changes: Vec::new(),
 //!     }],
+//!     dropped: Vec::new(),
 //! };
 //! let bytes = request.encode();
 //! assert_eq!(bytes[..4], MAGIC);
@@ -66,6 +67,9 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// sync (a week offline is a few dozen), and every pushed document is loaded, merged and
 /// answered; a phone with more sends the rest at its next sync.
 pub const MAX_PUSHED_DOCS: usize = 1_000;
+/// Most dropped documents one request may name ([`SyncRequest::dropped`]); a phone that dropped
+/// more names the rest in its next request.
+pub const MAX_DROPPED_DOCS: usize = 1_000;
 /// Longest document id, in bytes. Ids are UUIDs (36 bytes); the id names a key in every store
 /// and a lock stripe, so one request cannot make the server hash or keep megabytes of it.
 pub const MAX_DOC_ID_BYTES: usize = 128;
@@ -84,6 +88,12 @@ pub struct SyncRequest {
     pub cursor: u64,
     /// The documents with changes the server may lack, each at most once.
     pub docs: Vec<DocPush>,
+    /// Documents the device no longer holds (its store dropped them, `evict`), at most
+    /// [`MAX_DROPPED_DOCS`]: the server forgets that it holds them, so it does not send their
+    /// changes on top of a copy that is gone. Ids it does not record the device holding are
+    /// ignored, and so is an id the same request pushes. On the wire only when there are any:
+    /// a request without them is exactly as before.
+    pub dropped: Vec<String>,
 }
 
 /// A device's new changes to one document.
@@ -180,6 +190,14 @@ pub enum ProtocolError {
         /// The most one request may push.
         max: usize,
     },
+    /// A request names more than [`MAX_DROPPED_DOCS`] dropped documents.
+    #[error("{count} dropped documents named in one request, over the limit of {max}; name the rest in the next request")]
+    TooManyDropped {
+        /// How many dropped documents the request named.
+        count: usize,
+        /// The most one request may name.
+        max: usize,
+    },
     /// An id that is empty, too long or holds control characters.
     #[error("document id {0:?} is not a document id (1 to {MAX_DOC_ID_BYTES} bytes, no control characters)")]
     BadDocumentId(String),
@@ -194,7 +212,9 @@ impl ProtocolError {
             ProtocolError::UnsupportedVersion(_) => "unsupported_version",
             ProtocolError::Malformed(_) => "malformed",
             ProtocolError::DuplicateDocument(_) => "duplicate_document",
-            ProtocolError::TooManyDocuments { .. } => "too_many_documents",
+            ProtocolError::TooManyDocuments { .. } | ProtocolError::TooManyDropped { .. } => {
+                "too_many_documents"
+            }
             ProtocolError::BadDocumentId(_) => "bad_document_id",
         }
     }
@@ -271,6 +291,16 @@ impl WireId {
 struct WireRequest {
     cursor: u64,
     docs: Vec<WirePush>,
+}
+
+/// A request that names dropped documents: [`WireRequest`] followed by their ids. A request
+/// without any is sent as a plain [`WireRequest`], so servers and phones that never drop
+/// anything see the bytes they always did.
+#[derive(Serialize, Deserialize)]
+struct WireRequestDropping {
+    cursor: u64,
+    docs: Vec<WirePush>,
+    dropped: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -557,24 +587,59 @@ impl SyncRequest {
                 return Err(ProtocolError::DuplicateDocument(push.doc_id.clone()));
             }
         }
+        if self.dropped.len() > MAX_DROPPED_DOCS {
+            return Err(ProtocolError::TooManyDropped {
+                count: self.dropped.len(),
+                max: MAX_DROPPED_DOCS,
+            });
+        }
+        for id in &self.dropped {
+            check_doc_id(id)?;
+        }
         Ok(())
     }
 
     /// The request's bytes on the wire.
     pub fn encode(&self) -> Vec<u8> {
-        encode(&WireRequest {
+        let docs = self.docs.iter().map(WirePush::from).collect();
+        if self.dropped.is_empty() {
+            return encode(&WireRequest {
+                cursor: self.cursor,
+                docs,
+            });
+        }
+        encode(&WireRequestDropping {
             cursor: self.cursor,
-            docs: self.docs.iter().map(WirePush::from).collect(),
+            docs,
+            dropped: self.dropped.clone(),
         })
     }
 
     /// Decodes a request and [checks](Self::check) it.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let wire: WireRequest = decode(bytes)?;
+        // Nearly every request names nothing dropped and decodes in the first shape; one that
+        // does has bytes left after it and decodes in the second.
+        let wire = match decode::<WireRequest>(bytes) {
+            Ok(wire) => WireRequestDropping {
+                cursor: wire.cursor,
+                docs: wire.docs,
+                dropped: Vec::new(),
+            },
+            Err(first) => match decode::<WireRequestDropping>(bytes) {
+                Ok(wire) if !wire.dropped.is_empty() => wire,
+                _ => return Err(first),
+            },
+        };
         if wire.docs.len() > MAX_PUSHED_DOCS {
             return Err(ProtocolError::TooManyDocuments {
                 count: wire.docs.len(),
                 max: MAX_PUSHED_DOCS,
+            });
+        }
+        if wire.dropped.len() > MAX_DROPPED_DOCS {
+            return Err(ProtocolError::TooManyDropped {
+                count: wire.dropped.len(),
+                max: MAX_DROPPED_DOCS,
             });
         }
         let request = SyncRequest {
@@ -584,6 +649,7 @@ impl SyncRequest {
                 .into_iter()
                 .map(DocPush::try_from)
                 .collect::<Result<_, _>>()?,
+            dropped: wire.dropped,
         };
         request.check()?;
         Ok(request)
@@ -822,6 +888,7 @@ mod tests {
                 server_heads: vec![[7; 32]],
                 changes: vec![vec![1, 2, 3], vec![4; 300]],
             }],
+            dropped: Vec::new(),
         }
     }
 
@@ -884,6 +951,7 @@ mod tests {
         let request = SyncRequest {
             cursor: 300,
             docs: vec![push.clone()],
+            dropped: Vec::new(),
         };
         let bytes = request.encode();
         assert_eq!(SyncRequest::decode(&bytes), Ok(request));
@@ -900,6 +968,7 @@ mod tests {
                     server_heads: vec![[9; 32]],
                     changes: vec![change.clone()],
                 }],
+                dropped: Vec::new(),
             };
             assert_eq!(SyncRequest::decode(&odd.encode()), Ok(odd));
         }
@@ -1068,6 +1137,7 @@ mod tests {
         let request = |ids: &[&str]| SyncRequest {
             cursor: 0,
             docs: ids.iter().map(|id| push(id)).collect(),
+            dropped: Vec::new(),
         };
         assert_eq!(request(&[DOC, "issue-x"]).check(), Ok(()));
         let twice = request(&[DOC, "issue-x", DOC]);
@@ -1095,6 +1165,7 @@ mod tests {
         let many = SyncRequest {
             cursor: 0,
             docs: ids.iter().map(|id| push(id)).collect(),
+            dropped: Vec::new(),
         };
         assert_eq!(
             SyncRequest::decode(&many.encode()),

@@ -39,6 +39,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("api_types", Layer::Domain),
     ("authz", Layer::Domain),
     ("doc", Layer::Domain),
+    ("evict", Layer::Domain),
     ("geo", Layer::Domain),
     ("import", Layer::Domain),
     ("limits", Layer::Domain),

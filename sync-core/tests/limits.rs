@@ -48,6 +48,7 @@ fn push(changes: Vec<Vec<u8>>) -> SyncRequest {
             server_heads: Vec::new(),
             changes,
         }],
+        dropped: Vec::new(),
     }
 }
 

@@ -15,6 +15,14 @@
 //! 150), `CHIEFSYNC_SIM_FIRST` moves the first one, and `CHIEFSYNC_SIM_SEED=<n>` replays one
 //! seed with a trace of what happened.
 //!
+//! Phones also drop documents from their store at random (any document the phone may drop:
+//! never one with unsent or quarantined changes; `SyncClient::drop_docs`) and tell the server
+//! at their next sync, and open documents of their scope on demand (the automerge sync of one
+//! document, as `FieldClient::fetch_document` does). The verdict then allows a delivered
+//! document to be missing only from a phone that dropped it and that the server does not
+//! record as holding it, and checks that whatever the server records a phone as holding, the
+//! phone holds (the server would otherwise send changes on top of a copy that is gone).
+//!
 //! People also edit while their phone waits for a response, as an app syncing in the
 //! background allows (`CHIEFSYNC_SIM_WORK_DURING_SYNC=0` turns that off): an edit saved after
 //! the request was built must still be sent by a later sync.
@@ -25,17 +33,18 @@
 //! back, the phone holds a change the server never accepted and shows a state nobody else sees.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use automerge::AutoCommit;
+use automerge::sync::{self, SyncDoc};
+use automerge::{AutoCommit, ChangeHash};
 use server::storage::{SledStore, Store, UserRecord};
 use sync_core::authz::delivered;
 use sync_core::client::{ClientError, Outgoing, SyncClient, SyncReport, Transport};
 use sync_core::doc::{actor_for, DocKind, DocView, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
-use sync_core::hub::{Caller, DocumentStore, Hub};
+use sync_core::hub::{AutomergeSyncOutcome, Caller, DeviceLedger, DocumentStore, Hub, HubError};
 use sync_core::model::{
     Asset, CheckResult, DivisionCode, Geometry, Jurisdiction, Level, Role, Severity, System, User,
 };
@@ -196,6 +205,8 @@ struct Phone {
     waiting: Option<(u64, Outgoing, u64)>,
     /// Cut off from the network until this tick.
     offline_until: u64,
+    /// Documents this phone ever dropped from its store.
+    dropped: BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -235,6 +246,8 @@ struct Figures {
     heal_rounds: usize,
     stale_unsent_marks: usize,
     refused_out_of_scope: usize,
+    evicted: usize,
+    fetched: usize,
 }
 
 struct World {
@@ -298,6 +311,7 @@ impl World {
                 store: LocalStore::new(Arc::new(storage)),
                 waiting: None,
                 offline_until: 0,
+                dropped: BTreeSet::new(),
             });
         }
         let hub_dir = tempfile::tempdir().expect("temporary directory for the server");
@@ -547,6 +561,13 @@ impl World {
         let persona = self.phones[phone].persona;
         let chief = matches!(persona, Persona::ChiefA | Persona::ChiefB);
         let room = self.docs.len() < MAX_DOCS;
+        // Now and then the store drops something, or the person opens a document on demand.
+        if self.rng.chance(0.06) {
+            return self.evict(phone);
+        }
+        if self.rng.chance(0.06) {
+            return self.fetch(phone);
+        }
         let done = match self.rng.below(10) {
             0 if chief && room => self.start_patrol(phone),
             1 if chief && room => self.report_issue(phone),
@@ -613,6 +634,69 @@ impl World {
         self.log(|| format!("phone-{phone}: reports issue {id}"));
         self.docs.push((id, DocKind::Issue));
         Ok(true)
+    }
+
+    /// Drops a random document the phone holds; the engine keeps anything unsent or
+    /// quarantined whatever it is asked.
+    fn evict(&mut self, phone: usize) -> Result<(), String> {
+        let mut held = self.held(phone, DocKind::Patrol);
+        held.extend(self.held(phone, DocKind::Issue));
+        let Some(id) = self.rng.pick(&held).cloned() else {
+            return Ok(());
+        };
+        let dropped = SyncClient::new(&self.phones[phone].store)
+            .drop_docs(std::slice::from_ref(&id))
+            .map_err(|e| format!("phone-{phone} drop: {e}"))?;
+        if !dropped.is_empty() {
+            self.log(|| format!("phone-{phone}: drops {id}"));
+            self.figures.evicted += 1;
+            self.phones[phone].dropped.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Opens a random document on demand, online only: one automerge sync exchange with the
+    /// hub from an empty document, kept as the phone library keeps it.
+    fn fetch(&mut self, phone: usize) -> Result<(), String> {
+        if !self.online(phone) {
+            return Ok(());
+        }
+        let Some((id, _)) = self.rng.pick(&self.docs).cloned() else {
+            return Ok(());
+        };
+        let caller = &self.phones[phone].caller;
+        let mut doc = AutoCommit::new();
+        let mut state = sync::State::new();
+        for _ in 0..6 {
+            let Some(message) = doc.sync().generate_sync_message(&mut state) else {
+                break;
+            };
+            let reply =
+                match self
+                    .hub
+                    .automerge_sync(caller, &id, &message.encode(), now_ms(self.tick))
+                {
+                    Ok(AutomergeSyncOutcome::Reply(reply)) => reply,
+                    Ok(AutomergeSyncOutcome::NothingToSend) => break,
+                    // Asked too often: the person tries again later.
+                    Err(HubError::RateLimited { .. }) => return Ok(()),
+                    Err(e) => return Err(format!("phone-{phone} fetch {id}: {e}")),
+                };
+            let reply = sync::Message::decode(&reply).map_err(|e| e.to_string())?;
+            doc.sync()
+                .receive_sync_message(&mut state, reply)
+                .map_err(|e| e.to_string())?;
+        }
+        if doc.get_heads().is_empty() {
+            // Outside the scope, or not stored yet: not found.
+            return Ok(());
+        }
+        SyncClient::new(&self.phones[phone].store)
+            .keep_fetched(&id, &mut doc)
+            .map_err(|e| format!("phone-{phone} keep {id}: {e}"))?;
+        self.log(|| format!("phone-{phone}: fetches {id}"));
+        self.figures.fetched += 1;
+        Ok(())
     }
 
     /// Loads a document as the app does when it opens it: editing continues with this phone's
@@ -778,11 +862,21 @@ impl World {
                 if !delivered(&phone.caller.user, meta, now_ms(self.tick)) {
                     continue;
                 }
-                let bytes = phone
-                    .store
-                    .load_doc(&meta.id)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("phone-{n} lacks {} it receives", meta.id))?;
+                let Some(bytes) = phone.store.load_doc(&meta.id).map_err(|e| e.to_string())? else {
+                    // Only a document the phone dropped may be missing, and the server must
+                    // know.
+                    let recorded = store
+                        .device_doc(&phone.caller.device, &meta.id)
+                        .map_err(|e| e.to_string())?;
+                    if phone.dropped.contains(&meta.id) && recorded.is_none() {
+                        continue;
+                    }
+                    return Err(format!(
+                        "phone-{n} lacks {} it receives (dropped: {}, recorded: {recorded:?})",
+                        meta.id,
+                        phone.dropped.contains(&meta.id)
+                    ));
+                };
                 let mut doc = AutoCommit::load(&bytes).map_err(|e| e.to_string())?;
                 if doc.get_heads() != server_heads {
                     return Err(format!(
@@ -799,6 +893,29 @@ impl World {
             }
         }
         for (n, phone) in self.phones.iter().enumerate() {
+            // Whatever the server records this phone as holding, the phone holds: the server
+            // sends only what comes after it.
+            let cursor = SyncClient::new(&phone.store)
+                .cursor()
+                .map_err(|e| e.to_string())?;
+            for (id, recorded) in store
+                .device_docs(&phone.caller.device)
+                .map_err(|e| e.to_string())?
+            {
+                let mine = phone
+                    .store
+                    .load_doc(&id)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("phone-{n} is recorded as holding {id} but lacks it"))?;
+                let mut mine = AutoCommit::load(&mine).map_err(|e| e.to_string())?;
+                for head in recorded.known(cursor) {
+                    if mine.get_change_by_hash(&ChangeHash(*head)).is_none() {
+                        return Err(format!(
+                            "phone-{n} is recorded as holding a change of {id} it lacks"
+                        ));
+                    }
+                }
+            }
             // The one refusal honest people meet: the server judges scope by the document as
             // it is at that moment, so an issue reassigned elsewhere while its handler worked
             // offline refuses the handler's change (kept in the phone's quarantine, not lost,
@@ -904,6 +1021,8 @@ fn phones_and_server_converge_under_network_faults() {
                 total.heal_rounds = total.heal_rounds.max(f.heal_rounds);
                 total.stale_unsent_marks += f.stale_unsent_marks;
                 total.refused_out_of_scope += f.refused_out_of_scope;
+                total.evicted += f.evicted;
+                total.fetched += f.fetched;
             }
             Err(why) => {
                 eprintln!("seed {seed} did not converge: {why}");
@@ -915,7 +1034,8 @@ fn phones_and_server_converge_under_network_faults() {
         "convergence: {count} seeds from {first} in {:.1} s; {} phones, {} documents, {} edits, \
          {} sync requests ({} dropped, {} duplicated, {} reached the server after the phone \
          gave up); at most {} rounds to settle after healing; {} documents left marked unsent \
-         with nothing to send; {} changes refused because their issue left the author's scope",
+         with nothing to send; {} changes refused because their issue left the author's scope; \
+         {} documents dropped from phones, {} opened on demand",
         started.elapsed().as_secs_f64(),
         total.phones,
         total.docs,
@@ -927,6 +1047,8 @@ fn phones_and_server_converge_under_network_faults() {
         total.heal_rounds,
         total.stale_unsent_marks,
         total.refused_out_of_scope,
+        total.evicted,
+        total.fetched,
     );
     if let Some(seed) = failures.first() {
         panic!(

@@ -548,6 +548,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
                 server_heads: known.iter().map(|h| h.0).collect(),
                 changes,
             }],
+            dropped: Vec::new(),
         };
         let reply = phone::post_bytes(
             &server.base,
@@ -791,6 +792,7 @@ fn malformed_truncated_and_oversized_bodies_get_4xx_and_change_nothing() {
             server_heads: vec![],
             changes: vec![vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]],
         }],
+        dropped: Vec::new(),
     };
     post(&garbage_change.encode()).expect_error(400, "malformed_change");
     post(&vec![0u8; MAX_MESSAGE_BYTES + 1]).expect_error(413, "payload_too_large");

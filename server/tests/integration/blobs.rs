@@ -590,6 +590,7 @@ pub(crate) async fn push_patrol(
                 .map(|c| c.raw_bytes().to_vec())
                 .collect(),
         }],
+        dropped: Vec::new(),
     };
     let token = grant["access_token"].as_str().unwrap();
     let reply = send(

@@ -102,6 +102,7 @@ async fn push(s: &TestServer, grant: &Value, id: &str, changes: Vec<Vec<u8>>) ->
             server_heads: Vec::new(),
             changes,
         }],
+        dropped: Vec::new(),
     };
     let token = grant["access_token"].as_str().unwrap();
     post(s, "/api/v1/sync", token, request.encode()).await

@@ -538,6 +538,7 @@ async fn a_phone_back_at_a_restored_server_keeps_its_walks_where_they_belong() {
     let token = s.token(CHIEF, "restored-phone").await;
     let first = SyncRequest {
         cursor: 1 << 40,
+        dropped: Vec::new(),
         docs: Vec::new(),
     };
     let mut answer = awc::Client::new()

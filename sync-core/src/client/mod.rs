@@ -15,6 +15,7 @@
 //! the app's photo folder and queues it in the store's outbox.
 
 mod attach;
+mod held;
 pub mod retry;
 
 pub use attach::{attach_photo, original_path, photo_path, stage_photo, AttachError, PhotoTarget};
@@ -27,7 +28,7 @@ use crate::doc::{self, DocKind, Record};
 use crate::limits::{check_changes, MAX_REQUEST_OPS};
 use crate::protocol::{
     DocPush, DocUpdate, Hash, Heads, ProtocolError, RefusedChange, SyncRequest, SyncResponse,
-    MAX_PUSHED_DOCS,
+    MAX_DROPPED_DOCS, MAX_PUSHED_DOCS,
 };
 use crate::store::{self, LocalStore, QuarantinedChange, StoreBatch, StoreError};
 
@@ -308,6 +309,7 @@ impl<'a> SyncClient<'a> {
         let request = SyncRequest {
             cursor: self.cursor()?,
             docs,
+            dropped: self.dropped()?.into_iter().take(MAX_DROPPED_DOCS).collect(),
         };
         Ok((request, built, held_back))
     }
@@ -354,6 +356,8 @@ impl<'a> SyncClient<'a> {
             .collect::<Result<Vec<_>, _>>()?;
         let mut batch = StoreBatch::new();
         let mut in_batch: HashSet<&str> = HashSet::new();
+        // Documents sent on top of a copy this phone dropped (see `merge_changes`).
+        let mut gone: BTreeSet<String> = BTreeSet::new();
         for (update, heads) in response.docs.iter().zip(heads) {
             if !in_batch.insert(&update.doc_id) {
                 // The same document twice in one answer: the second builds on the first.
@@ -386,8 +390,11 @@ impl<'a> SyncClient<'a> {
                 }
                 Some(doc)
             } else {
-                self.merge_changes(update, &mut batch)?
+                self.merge_changes(update, &mut batch, &mut gone)?
             };
+            if gone.contains(&update.doc_id) {
+                continue;
+            }
             if update.missing.is_empty() {
                 batch.put_sync_state(&update.doc_id, SERVER_PEER, &heads.concat())?;
                 let push = request.docs.iter().find(|p| p.doc_id == update.doc_id);
@@ -443,6 +450,16 @@ impl<'a> SyncClient<'a> {
                 batch.remove_doc(doc_id)?;
                 report.removed += 1;
             }
+        }
+        if !request.dropped.is_empty() || !gone.is_empty() {
+            // The server has heard of these drops; those it sent on top of anyway are told
+            // again.
+            let mut dropped = self.dropped()?;
+            for id in &request.dropped {
+                dropped.remove(id);
+            }
+            dropped.extend(gone);
+            batch.put_meta(held::DROPPED_KEY, &held::encode_dropped(&dropped)?)?;
         }
         batch.put_meta(DIRTY_KEY, &encode_dirty(&dirty)?)?;
         batch.put_meta(CURSOR_KEY, &response.cursor.to_le_bytes())?;
@@ -516,10 +533,16 @@ impl<'a> SyncClient<'a> {
 
     /// Adds the server's changes of one document to `batch`, and returns the merged copy when
     /// it had to be built anyway.
+    ///
+    /// Changes of a document the phone does not hold that do not make a whole document are
+    /// not kept: the server sent them on top of a copy the phone dropped (a request built
+    /// before the drop reached the server after the request that told it). The id goes into
+    /// `gone`, to be told again.
     fn merge_changes(
         &self,
         update: &DocUpdate,
         batch: &mut StoreBatch,
+        gone: &mut BTreeSet<String>,
     ) -> Result<Option<AutoCommit>, ClientError> {
         let (false, Some(kind)) = (update.changes.is_empty(), update.kind) else {
             return Ok(None);
@@ -540,6 +563,10 @@ impl<'a> SyncClient<'a> {
         };
         doc.apply_changes(changes)
             .map_err(|e| ClientError::BadChange(e.to_string()))?;
+        if held.is_none() && !doc.get_missing_deps(&[]).is_empty() {
+            gone.insert(update.doc_id.clone());
+            return Ok(None);
+        }
         // A copy the phone holds gains only the changes new to it (a copy loaded from the store
         // would otherwise re-encode and append its whole history). A document new to the phone
         // is kept as one uncompressed save: compressing it cost a supervisor's phone receiving a

@@ -93,6 +93,7 @@
 
 mod automerge_sync;
 pub mod delivery;
+mod dropped;
 pub mod limits;
 pub mod read;
 mod server_actions;

@@ -143,6 +143,9 @@ impl<S: HubStore> Hub<S> {
             updates.push(update);
         }
 
+        // What the phone dropped leaves its records first, so the walk below treats it as
+        // never held; nor does this answer send it back.
+        touched.extend(self.forget_dropped(caller, request)?);
         let scope = scope_key(caller);
         let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
         // Only documents delivered to the user's phones (`authz::delivered`: what they work on,

@@ -3,4 +3,5 @@
 
 mod convergence;
 mod documents;
+mod dropped;
 mod fixtures;

@@ -169,6 +169,7 @@ async fn slow_bodies_from_one_user_leave_the_places_of_other_phones_free_and_are
             SyncRequest {
                 cursor: 0,
                 docs: Vec::new(),
+                dropped: Vec::new(),
             }
             .encode(),
         )

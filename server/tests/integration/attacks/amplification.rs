@@ -115,6 +115,7 @@ async fn stored_patrol(s: &TestServer, grant: &Value, points: usize) -> (String,
         &SyncRequest {
             cursor: 0,
             docs: vec![push(&id, changes)],
+            dropped: Vec::new(),
         },
     )
     .await;
@@ -141,6 +142,7 @@ async fn one_request_pushing_the_same_document_thousands_of_times_is_refused() {
     let repeated = SyncRequest {
         cursor: 0,
         docs: vec![push(&id, Vec::new()); 20_000],
+        dropped: Vec::new(),
     };
     let body = repeated.encode();
     assert!(body.len() < 4 * 1024, "{} bytes", body.len());
@@ -156,6 +158,7 @@ async fn one_request_pushing_the_same_document_thousands_of_times_is_refused() {
     let repeated = SyncRequest {
         cursor: 0,
         docs: vec![push(&id, Vec::new()); MAX_PUSHED_DOCS],
+        dropped: Vec::new(),
     };
     sync(&s, &token, &repeated)
         .await
@@ -163,6 +166,7 @@ async fn one_request_pushing_the_same_document_thousands_of_times_is_refused() {
     let twice = SyncRequest {
         cursor: 0,
         docs: vec![push(&id, changes.clone()), push(&id, Vec::new())],
+        dropped: Vec::new(),
     };
     sync(&s, &token, &twice)
         .await
@@ -171,6 +175,7 @@ async fn one_request_pushing_the_same_document_thousands_of_times_is_refused() {
     // More documents than a request may push, each named once.
     let many = SyncRequest {
         cursor: 0,
+        dropped: Vec::new(),
         docs: (0..=MAX_PUSHED_DOCS)
             .map(|i| push(&format!("0193c7a0-0000-7000-8000-{i:012}"), Vec::new()))
             .collect(),
@@ -182,6 +187,7 @@ async fn one_request_pushing_the_same_document_thousands_of_times_is_refused() {
     let long = SyncRequest {
         cursor: 0,
         docs: vec![push(&"x".repeat(30_000), Vec::new())],
+        dropped: Vec::new(),
     };
     sync(&s, &token, &long)
         .await
@@ -193,6 +199,7 @@ async fn one_request_pushing_the_same_document_thousands_of_times_is_refused() {
     let once = SyncRequest {
         cursor: 0,
         docs: vec![push(&id, changes)],
+        dropped: Vec::new(),
     };
     let response = sync(&s, &token, &once).await.sync();
     assert!(response.docs.iter().all(|d| d.refused.is_empty()));
@@ -233,6 +240,7 @@ async fn a_change_numbering_its_operations_near_the_end_of_the_range_is_refused(
                 server_heads: heads.iter().map(|h| h.0).collect(),
                 changes: vec![poisoned.raw_bytes().to_vec()],
             }],
+            dropped: Vec::new(),
         },
     )
     .await
@@ -259,6 +267,7 @@ async fn a_change_numbering_its_operations_near_the_end_of_the_range_is_refused(
                 server_heads: heads.iter().map(|h| h.0).collect(),
                 changes: edit,
             }],
+            dropped: Vec::new(),
         },
     )
     .await
@@ -423,6 +432,7 @@ async fn sync_to_the_end(
             &SyncRequest {
                 cursor,
                 docs: vec![],
+                dropped: Vec::new(),
             },
         )
         .await
@@ -471,6 +481,7 @@ async fn an_answer_is_bounded_and_the_rest_comes_at_the_next_sync() {
             .iter()
             .map(|(id, changes)| push(id, changes.clone()))
             .collect(),
+        dropped: Vec::new(),
     };
     assert!(sync(&s, &token, &request)
         .await
@@ -521,6 +532,7 @@ async fn an_answer_is_bounded_and_the_rest_comes_at_the_next_sync() {
         let request = SyncRequest {
             cursor: 0,
             docs: vec![push(patrol.id(), changes)],
+            dropped: Vec::new(),
         };
         sync(&s, &token, &request).await.sync();
     }
@@ -530,6 +542,7 @@ async fn an_answer_is_bounded_and_the_rest_comes_at_the_next_sync() {
         &SyncRequest {
             cursor,
             docs: vec![],
+            dropped: Vec::new(),
         },
     )
     .await
@@ -551,6 +564,7 @@ async fn an_answer_is_bounded_and_the_rest_comes_at_the_next_sync() {
     let pull = SyncRequest {
         cursor: 0,
         docs: patrols.iter().map(|(id, _)| push(id, Vec::new())).collect(),
+        dropped: Vec::new(),
     };
     sync(&s, &token, &pull)
         .await
@@ -582,6 +596,7 @@ async fn a_request_of_millions_of_operations_is_refused_before_it_is_read() {
     let count = MAX_REQUEST_OPS / 5_000 + 1;
     let request = SyncRequest {
         cursor: 0,
+        dropped: Vec::new(),
         docs: (0..count)
             .map(|i| {
                 push(

@@ -293,6 +293,7 @@ async fn push(s: &TestServer, token: &str, doc: &mut automerge::AutoCommit) -> V
                 .map(|c| c.raw_bytes().to_vec())
                 .collect(),
         }],
+        dropped: Vec::new(),
     };
     let client = awc::Client::default();
     let mut res = client

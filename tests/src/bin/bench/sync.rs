@@ -337,7 +337,15 @@ impl World {
         }
         let response = self
             .hub
-            .sync(office, &SyncRequest { cursor: 0, docs }, NOW)
+            .sync(
+                office,
+                &SyncRequest {
+                    cursor: 0,
+                    docs,
+                    dropped: Vec::new(),
+                },
+                NOW,
+            )
             .expect("office sync");
         assert!(response.docs.iter().all(|d| d.refused.is_empty()));
     }

@@ -1,0 +1,58 @@
+//! Documents a phone says it dropped from its store (`SyncRequest::dropped`, the phone's side
+//! is `evict`): the device's records forget them, so nothing is sent on top of a copy that is
+//! gone and nothing is re-sent needlessly. If such a document changes later and the user's
+//! phones still receive it (`authz::delivered`), the next sync sends it whole again, as to a
+//! phone that never held it; if not, it stays away.
+//!
+//! A request names at most [`crate::protocol::MAX_DROPPED_DOCS`] ids (checked before anything
+//! is touched). Only ids the device's records hold are forgotten: an id it never held, or one
+//! the same request pushes (the phone holds it after all), changes nothing.
+
+use std::collections::HashSet;
+
+use super::{Caller, Hub, HubError, HubStore};
+use crate::protocol::SyncRequest;
+
+impl<S: HubStore> Hub<S> {
+    /// Forgets that the device holds the documents `request` names as dropped, with the
+    /// automerge sync states kept for them. Returns every id the request names as dropped and
+    /// does not push: this answer leaves them out, even after a change of scope.
+    pub(super) fn forget_dropped(
+        &self,
+        caller: &Caller,
+        request: &SyncRequest,
+    ) -> Result<HashSet<String>, HubError> {
+        if request.dropped.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let pushed: HashSet<&str> = request.docs.iter().map(|p| p.doc_id.as_str()).collect();
+        let dropped: HashSet<String> = request
+            .dropped
+            .iter()
+            .filter(|id| !pushed.contains(id.as_str()))
+            .cloned()
+            .collect();
+        let held = self.store.device_doc_ids(&caller.device)?;
+        let forget: Vec<String> = dropped
+            .iter()
+            .filter(|id| held.contains(id.as_str()))
+            .cloned()
+            .collect();
+        if !forget.is_empty() {
+            let records: Vec<(String, Option<super::DeviceDoc>)> =
+                forget.iter().map(|id| (id.clone(), None)).collect();
+            self.store.put_device_docs(&caller.device, &records)?;
+        }
+        let states: Vec<String> = self
+            .store
+            .sync_states(&caller.device)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| dropped.contains(id))
+            .collect();
+        if !states.is_empty() {
+            self.store.forget_sync_states(&caller.device, &states)?;
+        }
+        Ok(dropped)
+    }
+}

@@ -1,0 +1,307 @@
+//! A phone that drops documents from its store (`evict`) and tells the server
+//! (`SyncRequest::dropped`): the server forgets it holds them, sends them back whole when they
+//! change and are still delivered, and not otherwise; a phone naming documents it never held,
+//! or thousands of them, changes nothing it should not.
+
+use std::sync::Arc;
+
+use automerge::AutoCommit;
+use sync_core::client::{ClientError, SyncClient, Transport};
+use sync_core::doc::{actor_for, DocKind, IssueDoc};
+use sync_core::hub::testing::{MemoryHubStore, Reference};
+use sync_core::hub::{Caller, DeviceLedger, DocumentStore, Hub, HubError, WEB_DEVICE};
+use sync_core::model::{Asset, Category, Geometry, System, User};
+use sync_core::protocol::{ProtocolError, SyncRequest, MAX_DROPPED_DOCS};
+use sync_core::store::{testing::MemoryStorage, LocalStore};
+use sync_core::workflow::{Action, Assignee};
+
+use crate::fixtures::{chief, handler, new_issue, supervisor, village, T0};
+
+const DAY: i64 = 24 * 60 * 60 * 1000;
+const DEPARTMENT: &str = "区水务局";
+
+struct Direct<'a> {
+    hub: &'a Hub<MemoryHubStore>,
+    caller: &'a Caller,
+    now: i64,
+}
+
+impl Transport for Direct<'_> {
+    fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let request = SyncRequest::decode(&body)?;
+        let answer = self.hub.answer(self.caller, &request, self.now);
+        Ok(answer
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .encode())
+    }
+}
+
+struct World {
+    hub: Hub<MemoryHubStore>,
+}
+
+fn caller(user: User, device: &str, actor: u64) -> Caller {
+    Caller {
+        device: format!("{}/{device}", user.id),
+        user,
+        actor: actor_for(actor),
+    }
+}
+
+fn phone() -> LocalStore {
+    LocalStore::new(Arc::new(MemoryStorage::default()))
+}
+
+impl World {
+    fn new() -> Self {
+        let river = Asset {
+            id: "xqh-01".into(),
+            system: System::River,
+            name: "小清河".into(),
+            division: village(),
+            geometry: Geometry::LineString(vec![[116.98, 36.742], [116.99, 36.742]]),
+        };
+        let garbage = Category {
+            code: "river.garbage".into(),
+            system: System::River,
+            name_zh: "河面垃圾".into(),
+            name_en: "Garbage".into(),
+        };
+        World {
+            hub: Hub::new(MemoryHubStore::with_reference(Reference {
+                assets: vec![river],
+                categories: vec![garbage],
+                users: vec![chief(), supervisor(), handler()],
+            })),
+        }
+    }
+
+    fn sync(&self, store: &LocalStore, caller: &Caller, now: i64) {
+        let mut direct = Direct {
+            hub: &self.hub,
+            caller,
+            now,
+        };
+        SyncClient::new(store).sync(&mut direct, now).expect("sync");
+    }
+
+    /// The chief reports a problem from their phone; returns its id.
+    fn report(&self, store: &LocalStore, caller: &Caller, at: i64) -> String {
+        let mut issue = IssueDoc::report(
+            caller.actor.clone(),
+            &caller.user,
+            &caller.device,
+            at,
+            &new_issue(),
+        )
+        .expect("report");
+        let id = issue.id().to_string();
+        SyncClient::new(store)
+            .save(&mut issue, DocKind::Issue, &id)
+            .expect("save");
+        self.sync(store, caller, at);
+        id
+    }
+
+    fn assign(&self, id: &str, to: Assignee, at: i64) {
+        let action = Action::Assigned {
+            assignee: to,
+            deadline_ms: at + 7 * DAY,
+        };
+        self.hub
+            .act(&supervisor(), WEB_DEVICE, id, action, at)
+            .expect("the office assigns");
+    }
+
+    fn server_heads(&self, id: &str) -> Vec<automerge::ChangeHash> {
+        let stored = self.hub.store().document(id).unwrap().expect("stored");
+        AutoCommit::load(&stored.bytes).unwrap().get_heads()
+    }
+}
+
+fn held_heads(store: &LocalStore, id: &str) -> Option<Vec<automerge::ChangeHash>> {
+    SyncClient::new(store)
+        .load(id)
+        .unwrap()
+        .map(|mut doc| doc.get_heads())
+}
+
+#[test]
+fn a_dropped_document_comes_back_when_it_changes_only_if_still_delivered() {
+    let world = World::new();
+    let chief_phone = phone();
+    let chief = caller(chief(), "phone", 1);
+    let kept_with_department = world.report(&chief_phone, &chief, T0);
+    let moved_away = world.report(&chief_phone, &chief, T0 + 1);
+    for id in [&kept_with_department, &moved_away] {
+        world.assign(id, Assignee::Department(DEPARTMENT.into()), T0 + DAY);
+    }
+
+    // The department's phone receives both problems assigned to it.
+    let handler_phone = phone();
+    let handler = caller(handler(), "phone", 3);
+    world.sync(&handler_phone, &handler, T0 + DAY);
+    let client = SyncClient::new(&handler_phone);
+    for id in [&kept_with_department, &moved_away] {
+        assert_eq!(held_heads(&handler_phone, id), Some(world.server_heads(id)));
+    }
+
+    // It drops them (the phone's store is full) and tells the server at its next sync.
+    let both = vec![kept_with_department.clone(), moved_away.clone()];
+    assert_eq!(client.drop_docs(&both).unwrap(), both);
+    assert!(held_heads(&handler_phone, &moved_away).is_none());
+    assert_eq!(client.dropped().unwrap().len(), 2);
+    world.sync(&handler_phone, &handler, T0 + 2 * DAY);
+    assert!(client.dropped().unwrap().is_empty(), "the server heard");
+    let ledger = world.hub.store().device_doc_ids(&handler.device).unwrap();
+    assert!(!ledger.contains(&kept_with_department) && !ledger.contains(&moved_away));
+    assert!(
+        held_heads(&handler_phone, &kept_with_department).is_none(),
+        "an unchanged dropped document is not sent back"
+    );
+
+    // One is assigned to the department again (still delivered to it), the other to the
+    // chief by name (no longer the department's).
+    world.assign(
+        &kept_with_department,
+        Assignee::Department(DEPARTMENT.into()),
+        T0 + 3 * DAY,
+    );
+    world.assign(
+        &moved_away,
+        Assignee::User(chief.user.id.clone()),
+        T0 + 3 * DAY,
+    );
+    world.sync(&handler_phone, &handler, T0 + 3 * DAY);
+    assert_eq!(
+        held_heads(&handler_phone, &kept_with_department),
+        Some(world.server_heads(&kept_with_department)),
+        "the document the department still receives comes back whole"
+    );
+    assert!(
+        held_heads(&handler_phone, &moved_away).is_none(),
+        "the document it no longer receives stays away"
+    );
+    // The chief's phone, which never dropped anything, has both as the server does.
+    world.sync(&chief_phone, &chief, T0 + 3 * DAY);
+    for id in [&kept_with_department, &moved_away] {
+        assert_eq!(held_heads(&chief_phone, id), Some(world.server_heads(id)));
+    }
+}
+
+#[test]
+fn unsent_work_is_never_dropped_whatever_the_phone_asks() {
+    let world = World::new();
+    let chief_phone = phone();
+    let chief = caller(chief(), "phone", 1);
+    let sent = world.report(&chief_phone, &chief, T0);
+    // A second problem recorded offline: unsent.
+    let mut issue = IssueDoc::report(
+        chief.actor.clone(),
+        &chief.user,
+        &chief.device,
+        T0,
+        &new_issue(),
+    )
+    .unwrap();
+    let unsent = issue.id().to_string();
+    let client = SyncClient::new(&chief_phone);
+    client.save(&mut issue, DocKind::Issue, &unsent).unwrap();
+    let dropped = client
+        .drop_docs(&[unsent.clone(), sent.clone(), "never-held".into()])
+        .unwrap();
+    assert_eq!(dropped, vec![sent.clone()]);
+    assert!(held_heads(&chief_phone, &unsent).is_some());
+    // The next sync sends the unsent problem and tells the drop in one request.
+    world.sync(&chief_phone, &chief, T0 + DAY);
+    assert!(world.hub.store().document(&unsent).unwrap().is_some());
+    assert!(client.dirty().unwrap().is_empty());
+}
+
+#[test]
+fn naming_documents_never_held_or_thousands_of_them_changes_nothing_else() {
+    let world = World::new();
+    let chief_phone = phone();
+    let chief = caller(chief(), "phone", 1);
+    let id = world.report(&chief_phone, &chief, T0);
+    let handler_phone = phone();
+    let handler = caller(handler(), "phone", 3);
+    world.assign(&id, Assignee::Department(DEPARTMENT.into()), T0 + DAY);
+    world.sync(&handler_phone, &handler, T0 + DAY);
+    let before = world.hub.store().device_docs(&handler.device).unwrap();
+    assert_eq!(before.len(), 1);
+
+    // Ids the handler's phone never held (another device's, unknown, out of scope): ignored.
+    let cursor = SyncClient::new(&handler_phone).cursor().unwrap();
+    let never = SyncRequest {
+        cursor,
+        docs: Vec::new(),
+        dropped: vec!["0192f0c4-2c8e-7b51-9d0e-3c1a5b7e8f21".into(), "x".into()],
+    };
+    let answer = world.hub.sync(&handler, &never, T0 + DAY).unwrap();
+    assert!(answer.docs.is_empty() && answer.removed.is_empty());
+    assert_eq!(
+        world.hub.store().device_docs(&handler.device).unwrap(),
+        before
+    );
+    // The chief's records are untouched by what the handler names.
+    assert!(world
+        .hub
+        .store()
+        .device_doc_ids(&chief.device)
+        .unwrap()
+        .contains(&id));
+
+    // Too many: refused whole before anything is touched, with a clear code.
+    let many = SyncRequest {
+        cursor,
+        docs: Vec::new(),
+        dropped: (0..=MAX_DROPPED_DOCS)
+            .map(|i| format!("doc-{i}"))
+            .chain([id.clone()])
+            .collect(),
+    };
+    let refused = world.hub.sync(&handler, &many, T0 + DAY).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            HubError::Protocol(ProtocolError::TooManyDropped { count, max })
+                if count == MAX_DROPPED_DOCS + 2 && max == MAX_DROPPED_DOCS
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), "too_many_documents");
+    assert!(matches!(
+        SyncRequest::decode(&many.encode()),
+        Err(ProtocolError::TooManyDropped { .. })
+    ));
+    assert_eq!(
+        world.hub.store().device_docs(&handler.device).unwrap(),
+        before
+    );
+    // A bad id among them is a bad id.
+    let bad = SyncRequest {
+        cursor,
+        docs: Vec::new(),
+        dropped: vec![String::new()],
+    };
+    assert!(matches!(
+        world.hub.sync(&handler, &bad, T0 + DAY),
+        Err(HubError::Protocol(ProtocolError::BadDocumentId(_)))
+    ));
+
+    // A request that names nothing dropped is the same bytes as before the field existed, and
+    // one that does decodes to itself.
+    let plain = SyncRequest {
+        cursor: 7,
+        docs: Vec::new(),
+        dropped: Vec::new(),
+    };
+    let dropping = SyncRequest {
+        dropped: vec![id.clone()],
+        ..plain.clone()
+    };
+    assert!(plain.encode().len() < dropping.encode().len());
+    assert_eq!(SyncRequest::decode(&dropping.encode()).unwrap(), dropping);
+    assert_eq!(SyncRequest::decode(&plain.encode()).unwrap(), plain);
+}
