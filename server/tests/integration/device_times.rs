@@ -1,4 +1,6 @@
-//! Event times and photo capture times go by the one rule for times a phone supplies (`rules::times`): a photo
+//! Event times and photo capture times go by the one rule for times a phone supplies
+//! (`rules::times`). A report dated before the phone's last acknowledged sync counts at that
+//! sync. A photo
 //! taken before what the server vouches for — the phone's sign-in, its last acknowledged sync
 //! before the record arrived, and for an after photo the problem's report — is flagged on the
 //! issue page and in the document view with its minutes. Before, only a capture time after the

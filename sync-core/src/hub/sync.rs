@@ -438,7 +438,7 @@ impl<S: HubStore> Hub<S> {
                 .map(|h| ChangeHash(*h))
                 .collect();
             let meta = self.give_receipts(
-                &caller.user,
+                caller,
                 doc_id,
                 &mut doc,
                 &outcome.appended,
