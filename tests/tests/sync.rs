@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
@@ -21,7 +22,15 @@ use tests::phone::{self, spot_on, Phone};
 use tests::server::RunningServer;
 
 const DAY_MS: i64 = 86_400_000;
-const NOW: i64 = 1_764_400_000_000;
+/// The phones' clock reads the real time, as the server's does: an event a phone dates before
+/// its last acknowledged sync counts at that sync (`rules::times`), so a phone whose clock lags
+/// the server by a year would see its deadlines refused as earlier than its reports.
+static NOW: LazyLock<i64> = LazyLock::new(|| {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+});
 const DEPARTMENT: &str = "区水务局";
 
 /// The server's heads of every document it holds, as sorted hex, by id.
@@ -63,7 +72,7 @@ fn first_asset(user: &User) -> String {
 
 /// One round of offline work on every phone, as their users would do it.
 fn offline_work(phones: &[Phone], round: usize, rng: &mut StdRng) {
-    let at = NOW + round as i64 * DAY_MS;
+    let at = *NOW + round as i64 * DAY_MS;
     for phone in phones {
         match &phone.user.role {
             Role::Chief { .. } => {
@@ -183,7 +192,7 @@ fn phones_editing_offline_converge_in_any_order_and_survive_a_restart() {
         .collect();
     let mut rng = StdRng::seed_from_u64(20_261_129);
     for phone in &phones {
-        phone.sync(NOW).unwrap();
+        phone.sync(*NOW).unwrap();
     }
     let mut created = 0;
     for round in 0..4 {
@@ -194,7 +203,7 @@ fn phones_editing_offline_converge_in_any_order_and_survive_a_restart() {
         order.shuffle(&mut rng);
         if round % 2 == 0 {
             for phone in order {
-                let report = phone.sync(NOW).unwrap();
+                let report = phone.sync(*NOW).unwrap();
                 assert_eq!(report.refused, 0, "{}: {report:?}", phone.device_id);
             }
         } else {
@@ -202,7 +211,7 @@ fn phones_editing_offline_converge_in_any_order_and_survive_a_restart() {
             std::thread::scope(|s| {
                 for phone in order {
                     s.spawn(move || {
-                        let report = phone.sync(NOW).unwrap();
+                        let report = phone.sync(*NOW).unwrap();
                         assert_eq!(report.refused, 0, "{}: {report:?}", phone.device_id);
                     });
                 }
@@ -212,7 +221,7 @@ fn phones_editing_offline_converge_in_any_order_and_survive_a_restart() {
     assert!(created >= 8, "the rounds created documents ({created})");
     for _ in 0..2 {
         for phone in &phones {
-            phone.sync(NOW).unwrap();
+            phone.sync(*NOW).unwrap();
         }
     }
     assert_converged(&server, &phones);
@@ -234,7 +243,7 @@ fn phones_editing_offline_converge_in_any_order_and_survive_a_restart() {
         .map(|phone| phone.reopen(&server.base))
         .collect();
     for phone in &phones {
-        let report = phone.sync(NOW).unwrap();
+        let report = phone.sync(*NOW).unwrap();
         assert_eq!(
             (report.refused, report.changes_received),
             (0, 0),
@@ -251,10 +260,10 @@ fn the_common_case_takes_one_round_trip() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let chief = Phone::login(&server.base, CHIEF, "chief-phone", a.path());
     let supervisor = Phone::login(&server.base, SUPERVISOR, "supervisor-phone", b.path());
-    assert_eq!(chief.sync(NOW).unwrap().round_trips, 1, "first sync");
-    assert_eq!(supervisor.sync(NOW).unwrap().round_trips, 1, "first sync");
-    let id = new_issue(&chief, "river-thh-01", NOW, "岸边堆放建筑垃圾");
-    let up = chief.sync(NOW).unwrap();
+    assert_eq!(chief.sync(*NOW).unwrap().round_trips, 1, "first sync");
+    assert_eq!(supervisor.sync(*NOW).unwrap().round_trips, 1, "first sync");
+    let id = new_issue(&chief, "river-thh-01", *NOW, "岸边堆放建筑垃圾");
+    let up = chief.sync(*NOW).unwrap();
     assert_eq!(
         (up.round_trips, up.docs_sent, up.refused),
         (1, 1, 0),
@@ -263,22 +272,22 @@ fn the_common_case_takes_one_round_trip() {
 
     // The supervisor receives it and accepts it; the chief receives the event. One round trip
     // each, every time.
-    let down = supervisor.sync(NOW).unwrap();
+    let down = supervisor.sync(*NOW).unwrap();
     assert_eq!((down.round_trips, down.docs_received), (1, 1), "{down:?}");
     let mut issue = supervisor.issue(&id).unwrap();
     issue
         .act(
             &supervisor.user,
             "supervisor-phone",
-            NOW + 1,
+            *NOW + 1,
             Action::Accepted,
         )
         .unwrap();
     supervisor.save(&mut issue, DocKind::Issue, &id);
-    let up = supervisor.sync(NOW).unwrap();
+    let up = supervisor.sync(*NOW).unwrap();
     assert_eq!((up.round_trips, up.refused), (1, 0), "{up:?}");
     // The acceptance, and the server's receipt of it.
-    let down = chief.sync(NOW).unwrap();
+    let down = chief.sync(*NOW).unwrap();
     assert_eq!(
         (down.round_trips, down.changes_received),
         (1, 2),
@@ -289,7 +298,7 @@ fn the_common_case_takes_one_round_trip() {
         Some(Status::Accepted)
     );
     // A retried request changes nothing: same answer, nothing twice.
-    let again = chief.sync(NOW).unwrap();
+    let again = chief.sync(*NOW).unwrap();
     assert_eq!((again.round_trips, again.changes_received), (1, 0));
 }
 
@@ -370,18 +379,18 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
         unreachable!()
     };
     for phone in &phones {
-        phone.sync(NOW).unwrap();
+        phone.sync(*NOW).unwrap();
     }
-    let (patrol, _) = new_patrol(chief, "river-thh-01", NOW, 7);
-    let issue = new_issue(chief, "river-thh-01", NOW, "排污口异常");
-    chief.sync(NOW).unwrap();
+    let (patrol, _) = new_patrol(chief, "river-thh-01", *NOW, 7);
+    let issue = new_issue(chief, "river-thh-01", *NOW, "排污口异常");
+    chief.sync(*NOW).unwrap();
     let forest_issue = {
         let asset = first_asset(&forest.user);
-        let id = new_issue(forest, &asset, NOW, "林下堆放垃圾");
-        forest.sync(NOW).unwrap();
+        let id = new_issue(forest, &asset, *NOW, "林下堆放垃圾");
+        forest.sync(*NOW).unwrap();
         id
     };
-    supervisor.sync(NOW).unwrap();
+    supervisor.sync(*NOW).unwrap();
 
     let cases: Vec<Forbidden> = vec![
         Forbidden {
@@ -402,7 +411,9 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
             write: Box::new(|p, doc| {
                 let mut issue = IssueDoc::from_automerge(doc.clone()).unwrap();
                 let me = pretending(&p.user, supervisor_role());
-                issue.act(&me, &p.device_id, NOW, Action::Accepted).unwrap();
+                issue
+                    .act(&me, &p.device_id, *NOW, Action::Accepted)
+                    .unwrap();
                 *doc = issue.am().clone();
             }),
         },
@@ -414,7 +425,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
                 let mut issue = IssueDoc::from_automerge(doc.clone()).unwrap();
                 let boss = demo::facts().user(SUPERVISOR).unwrap().clone();
                 issue
-                    .act(&boss, &p.device_id, NOW, Action::Accepted)
+                    .act(&boss, &p.device_id, *NOW, Action::Accepted)
                     .unwrap();
                 *doc = issue.am().clone();
             }),
@@ -466,16 +477,16 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
                 let mut issue = IssueDoc::from_automerge(doc.clone()).unwrap();
                 let boss = pretending(&p.user, supervisor_role());
                 issue
-                    .act(&boss, &p.device_id, NOW, Action::Accepted)
+                    .act(&boss, &p.device_id, *NOW, Action::Accepted)
                     .unwrap();
                 issue
                     .act(
                         &boss,
                         &p.device_id,
-                        NOW,
+                        *NOW,
                         Action::Assigned {
                             assignee: Assignee::Department(DEPARTMENT.into()),
-                            deadline_ms: NOW + DAY_MS,
+                            deadline_ms: *NOW + DAY_MS,
                         },
                     )
                     .unwrap();
@@ -492,7 +503,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
                     .act(
                         &pretending(&p.user, supervisor_role()),
                         &p.device_id,
-                        NOW,
+                        *NOW,
                         Action::Accepted,
                     )
                     .unwrap();
@@ -513,7 +524,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
                     },
                 );
                 issue
-                    .act(&forest_boss, &p.device_id, NOW, Action::Accepted)
+                    .act(&forest_boss, &p.device_id, *NOW, Action::Accepted)
                     .unwrap();
                 *doc = issue.am().clone();
             }),
@@ -602,7 +613,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
     doc.act(
         &supervisor.user,
         &supervisor.device_id,
-        NOW,
+        *NOW,
         Action::Accepted,
     )
     .unwrap();
@@ -614,7 +625,7 @@ fn forbidden_writes_are_refused_through_both_endpoints_and_allowed_ones_accepted
     let mut patrol_doc = chief.patrol(&patrol).unwrap();
     patrol_doc.set_notes("巡查完毕，一切正常").unwrap();
     chief.save(&mut patrol_doc, DocKind::Patrol, &patrol);
-    let report = chief.sync(NOW).unwrap();
+    let report = chief.sync(*NOW).unwrap();
     assert_eq!(report.refused, 0, "{report:?}");
     let view = phone::get(
         &server.base,
@@ -658,9 +669,9 @@ fn a_refused_offline_change_goes_to_quarantine_and_the_phone_keeps_syncing() {
     let server = demo_server(dir.path());
     let store = tempfile::tempdir().unwrap();
     let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
-    chief.sync(NOW).unwrap();
-    let id = new_issue(&chief, "river-thh-01", NOW, "河道淤堵");
-    chief.sync(NOW).unwrap();
+    chief.sync(*NOW).unwrap();
+    let id = new_issue(&chief, "river-thh-01", *NOW, "河道淤堵");
+    chief.sync(*NOW).unwrap();
 
     // Offline, the chief's app (a modified one) closes the issue itself, and also writes a
     // legitimate patrol.
@@ -670,15 +681,15 @@ fn a_refused_offline_change_goes_to_quarantine_and_the_phone_keeps_syncing() {
         .act(
             &boss,
             "chief-phone",
-            NOW,
+            *NOW,
             Action::Invalidated {
                 reason: "自己关掉".into(),
             },
         )
         .unwrap();
     chief.save(&mut issue, DocKind::Issue, &id);
-    let (patrol, _) = new_patrol(&chief, "river-thh-01", NOW, 3);
-    let report = chief.sync(NOW).unwrap();
+    let (patrol, _) = new_patrol(&chief, "river-thh-01", *NOW, 3);
+    let report = chief.sync(*NOW).unwrap();
     assert_eq!(report.refused, 1, "{report:?}");
 
     let quarantined = chief.store().quarantined().unwrap();
@@ -705,7 +716,7 @@ fn a_refused_offline_change_goes_to_quarantine_and_the_phone_keeps_syncing() {
     let mut issue = chief.issue(&id).unwrap();
     issue.set_description("河道淤堵，约50米").unwrap();
     chief.save(&mut issue, DocKind::Issue, &id);
-    let report = chief.sync(NOW).unwrap();
+    let report = chief.sync(*NOW).unwrap();
     assert_eq!((report.refused, report.round_trips), (0, 1), "{report:?}");
     let stored = server.state().store.document(&id).unwrap().unwrap();
     assert_eq!(
@@ -724,9 +735,9 @@ fn an_edit_over_the_servers_limits_is_held_back_and_the_rest_of_the_work_syncs()
     let server = demo_server(dir.path());
     let store = tempfile::tempdir().unwrap();
     let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
-    chief.sync(NOW).unwrap();
-    let id = new_issue(&chief, "river-thh-01", NOW, "河道淤堵");
-    chief.sync(NOW).unwrap();
+    chief.sync(*NOW).unwrap();
+    let id = new_issue(&chief, "river-thh-01", *NOW, "河道淤堵");
+    chief.sync(*NOW).unwrap();
     let before = heads_of(&server, &id);
 
     // Offline, a description pasted far over the operations one change may hold (text is one
@@ -735,8 +746,8 @@ fn an_edit_over_the_servers_limits_is_held_back_and_the_rest_of_the_work_syncs()
     let pasted = "淤".repeat(sync_core::hub::limits::MAX_CHANGE_OPS + 1);
     issue.set_description(&pasted).unwrap();
     chief.save(&mut issue, DocKind::Issue, &id);
-    let (patrol, _) = new_patrol(&chief, "river-thh-01", NOW, 4);
-    let report = chief.sync(NOW).unwrap();
+    let (patrol, _) = new_patrol(&chief, "river-thh-01", *NOW, 4);
+    let report = chief.sync(*NOW).unwrap();
 
     // The sync went through: the patrol arrived, the oversized edit never left the phone.
     assert_eq!((report.refused, report.round_trips), (1, 1), "{report:?}");
@@ -761,7 +772,7 @@ fn an_edit_over_the_servers_limits_is_held_back_and_the_rest_of_the_work_syncs()
         chief.issue(&id).unwrap().view().unwrap().description,
         "河道淤堵"
     );
-    let again = chief.sync(NOW).unwrap();
+    let again = chief.sync(*NOW).unwrap();
     assert_eq!((again.refused, again.docs_sent), (0, 0), "{again:?}");
 }
 
@@ -771,9 +782,9 @@ fn malformed_truncated_and_oversized_bodies_get_4xx_and_change_nothing() {
     let server = demo_server(dir.path());
     let store = tempfile::tempdir().unwrap();
     let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
-    chief.sync(NOW).unwrap();
-    new_issue(&chief, "river-thh-01", NOW, "垃圾");
-    let request = chief.client().build_request(NOW).unwrap().encode();
+    chief.sync(*NOW).unwrap();
+    new_issue(&chief, "river-thh-01", *NOW, "垃圾");
+    let request = chief.client().build_request(*NOW).unwrap().encode();
     let before = server_heads(&server);
     let head = server.state().store.feed_head().unwrap();
     let token = chief.token();
@@ -902,7 +913,7 @@ fn a_plain_automerge_client_discovers_syncs_and_creates_documents() {
         actor,
         &chief,
         "automerge-js-app",
-        NOW,
+        *NOW,
         &NewIssue {
             system: System::River,
             category: "river.outfall".into(),
@@ -930,11 +941,11 @@ fn a_new_jurisdiction_adds_and_removes_documents_at_the_next_sync() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The supervisor reports a problem on 耿庄村's river: the chief there receives it.
     let supervisor = Phone::login(&server.base, SUPERVISOR, "supervisor-phone", a.path());
-    supervisor.sync(NOW).unwrap();
-    let reported = new_issue(&supervisor, "river-thh-03", NOW, "桥下垃圾");
-    supervisor.sync(NOW).unwrap();
+    supervisor.sync(*NOW).unwrap();
+    let reported = new_issue(&supervisor, "river-thh-03", *NOW, "桥下垃圾");
+    supervisor.sync(*NOW).unwrap();
     let chief2 = Phone::login(&server.base, CHIEF_2, "chief2-phone", b.path());
-    chief2.sync(NOW).unwrap();
+    chief2.sync(*NOW).unwrap();
     assert!(chief2.heads().contains_key(&reported));
     let before: Vec<String> = chief2.heads().into_keys().collect();
     assert!(!before.is_empty());
@@ -952,7 +963,7 @@ fn a_new_jurisdiction_adds_and_removes_documents_at_the_next_sync() {
     );
     assert_eq!(reply.status, 200, "{}", reply.json());
 
-    let report = chief2.sync(NOW).unwrap();
+    let report = chief2.sync(*NOW).unwrap();
     let moved = User {
         role: first,
         ..chief2.user.clone()
@@ -987,12 +998,12 @@ fn an_edit_saved_while_a_sync_is_on_its_way_is_sent_by_the_next_one() {
     let server = demo_server(dir.path());
     let store = tempfile::tempdir().unwrap();
     let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
-    chief.sync(NOW).unwrap();
-    let id = new_issue(&chief, "river-thh-01", NOW, "护栏损坏");
+    chief.sync(*NOW).unwrap();
+    let id = new_issue(&chief, "river-thh-01", *NOW, "护栏损坏");
 
     // The app's background sync builds its request; meanwhile the chief keeps typing.
     let client = chief.client();
-    let request = client.build_request(NOW).unwrap();
+    let request = client.build_request(*NOW).unwrap();
     let mut issue = chief.issue(&id).unwrap();
     issue.set_description("护栏损坏，约3米").unwrap();
     chief.save(&mut issue, DocKind::Issue, &id);
@@ -1005,14 +1016,14 @@ fn an_edit_saved_while_a_sync_is_on_its_way_is_sent_by_the_next_one() {
     let response = sync_core::protocol::SyncResponse::decode(&reply.bytes).unwrap();
     let mut report = sync_core::client::SyncReport::default();
     client
-        .apply_response(&request, &response, NOW, &mut report)
+        .apply_response(&request, &response, *NOW, &mut report)
         .unwrap();
     assert!(
         client.dirty().unwrap().contains(&id),
         "the edit is still to send"
     );
 
-    chief.sync(NOW).unwrap();
+    chief.sync(*NOW).unwrap();
     let stored = server.state().store.document(&id).unwrap().unwrap();
     assert_eq!(
         IssueDoc::load(&stored.bytes)
@@ -1033,10 +1044,10 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
     let server = demo_server(dir.path());
     let store = tempfile::tempdir().unwrap();
     let chief = Phone::login(&server.base, CHIEF, "chief-phone", store.path());
-    chief.sync(NOW).unwrap();
+    chief.sync(*NOW).unwrap();
     let asset = first_asset(&chief.user);
     let mut ids: Vec<String> = (0..40)
-        .map(|n| new_issue(&chief, &asset, NOW + n, &format!("问题 {n}")))
+        .map(|n| new_issue(&chief, &asset, *NOW + n, &format!("问题 {n}")))
         .collect();
     // One in the middle names another chief as its reporter: refused, alone.
     let other = demo::facts().user(CHIEF_2).unwrap().clone();
@@ -1046,7 +1057,7 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
         chief.actor.clone(),
         &other,
         "chief-phone",
-        NOW,
+        *NOW,
         &NewIssue {
             system: place.system,
             category: "river.garbage".into(),
@@ -1064,7 +1075,7 @@ fn a_large_push_is_received_on_every_core_and_answered_document_by_document() {
     ids.insert(20, forged_id.clone());
 
     let client = chief.client();
-    let request = client.build_request(NOW).unwrap();
+    let request = client.build_request(*NOW).unwrap();
     assert!(request.docs.len() >= 41, "{} pushed", request.docs.len());
     let reply = phone::post_bytes(
         &server.base,

@@ -1,4 +1,6 @@
-//! Photo capture times go by the one rule for times a phone supplies (`rules::times`): a photo
+//! Event times and photo capture times go by the one rule for times a phone supplies
+//! (`rules::times`). A report dated before the phone's last acknowledged sync counts at that
+//! sync. A photo
 //! taken before what the server vouches for — the phone's sign-in, its last acknowledged sync
 //! before the record arrived, and for an after photo the problem's report — is flagged on the
 //! issue page and in the document view with its minutes. Before, only a capture time after the
@@ -178,5 +180,37 @@ async fn a_photo_older_than_the_server_vouches_for_is_flagged_with_its_minutes()
     let judged = flags(&s, &sup, &second).await;
     let minutes = too_early(&judged[0].1).expect("older than the last sync");
     assert!((178..=182).contains(&minutes), "{minutes}: {judged:?}");
+    s.stop().await;
+}
+
+/// A phone syncs with nothing to send, then sends a report dated three days earlier (its clock
+/// set back, so the problem looks found sooner and its days to close longer, or it takes the
+/// place of a report made since). The phone did not hold that report at the sync — it would
+/// have sent it — so the report counts at the sync, as patrols do; it is kept as recorded.
+/// Before, an event's floor was only the server's receipts the phone had seen, and a new issue
+/// has none: the report counted three days back.
+#[actix_web::test]
+async fn a_report_dated_before_the_phones_last_sync_counts_at_that_sync() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let phone = phone_bound_days_ago(&s, "set-back-phone", 35).await;
+    assert_eq!(phone.sync(now_ms()).await.docs_sent, 0);
+    let synced = now_ms();
+    let claimed = synced - 3 * DAY_MS;
+    let mut issue = report_at(&phone, &s, claimed);
+    let id = issue.id().to_owned();
+    phone.save(&mut issue);
+    assert_eq!(phone.sync(now_ms()).await.refused, 0);
+
+    let page = s.get(&format!("/api/v1/issues/{id}"), &sup).await;
+    let page = page.expect_ok().clone();
+    let reported = &page["timeline"][0];
+    assert_eq!(reported["kind"], "reported", "{page}");
+    assert_eq!(reported["at_ms"], claimed, "kept as recorded");
+    let counted = reported["counted_at_ms"].as_i64().unwrap();
+    assert!(
+        (synced - 2_000..=now_ms()).contains(&counted),
+        "counted at {counted}, synced at {synced}, claimed {claimed}"
+    );
     s.stop().await;
 }

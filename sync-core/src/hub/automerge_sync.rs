@@ -128,7 +128,7 @@ impl<S: HubStore> Hub<S> {
                         .map(|state| state.shared_heads)
                         .unwrap_or_default();
                     self.give_receipts(
-                        &caller.user,
+                        caller,
                         doc_id,
                         &mut merged,
                         &outcome.appended,

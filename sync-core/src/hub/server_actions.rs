@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use automerge::{ActorId, AutoCommit, ChangeHash};
 
-use super::{AuditEntry, Hub, HubError, HubStore};
+use super::{AuditEntry, Caller, Hub, HubError, HubStore};
 use crate::authz::{in_scope, DocMeta};
 use crate::doc::{Appended, DocError, DocKind, IssueDoc, Record};
 use crate::model::{DivisionCode, Role, System, User};
@@ -304,17 +304,21 @@ impl<S: HubStore> Hub<S> {
     /// `user`, in one change under the server's actor, and returns the routing facts after.
     /// `held` are heads the server knows the sending device holds (what it sent the device):
     /// no event counts earlier than the receipts there, whatever dependencies its change names
-    /// (a sender may leave the server's receipts out of them).
+    /// (a sender may leave the server's receipts out of them), nor earlier than the device's
+    /// last acknowledged sync (`DeviceLedger::device_synced`): an event the device held then
+    /// would have gone up then (`rules::times`, the one rule for times a phone supplies).
     pub(super) fn give_receipts(
         &self,
-        user: &User,
+        caller: &Caller,
         doc_id: &str,
         doc: &mut AutoCommit,
         appended: &[Appended],
         held: &[ChangeHash],
         now_ms: i64,
     ) -> Result<DocMeta, HubError> {
-        let floor = received_floor(doc, held);
+        let user = &caller.user;
+        let synced = self.store.device_synced(&caller.device)?;
+        let floor = received_floor(doc, held).max(synced.unwrap_or(i64::MIN));
         let appended: Vec<Appended> = appended
             .iter()
             .map(|a| Appended {

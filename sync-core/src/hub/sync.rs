@@ -451,7 +451,7 @@ impl<S: HubStore> Hub<S> {
                 .map(|h| ChangeHash(*h))
                 .collect();
             let meta = self.give_receipts(
-                &caller.user,
+                caller,
                 doc_id,
                 &mut doc,
                 &outcome.appended,
