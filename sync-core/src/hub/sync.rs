@@ -450,14 +450,8 @@ impl<S: HubStore> Hub<S> {
                 .chain(server_heads)
                 .map(|h| ChangeHash(*h))
                 .collect();
-            let meta = self.give_receipts(
-                caller,
-                doc_id,
-                &mut doc,
-                &outcome.appended,
-                &held,
-                now_ms,
-            )?;
+            let meta =
+                self.give_receipts(caller, doc_id, &mut doc, &outcome.appended, &held, now_ms)?;
             outcome.meta = Some(meta);
         }
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
