@@ -259,6 +259,7 @@ fn caller(n: u64, id: &str, role: Role, active: bool) -> Caller {
         },
         device: format!("phone-{n}"),
         actor: actor_for(n),
+        bound_at_ms: None,
     }
 }
 

@@ -307,6 +307,7 @@ impl World {
                     user: user(persona),
                     device: format!("phone-{n}"),
                     actor: actor_for(n as u64 + 1),
+                    bound_at_ms: None,
                 },
                 store: LocalStore::new(Arc::new(storage)),
                 waiting: None,

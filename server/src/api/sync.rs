@@ -26,6 +26,7 @@ pub fn hub_caller(caller: &Caller) -> Result<HubCaller, ApiError> {
         user: caller.user.clone(),
         device: format!("{}/{}", caller.user.id, caller.device.device_id),
         actor,
+        bound_at_ms: Some(caller.device.created_at_ms),
     })
 }
 

@@ -214,3 +214,32 @@ async fn a_report_dated_before_the_phones_last_sync_counts_at_that_sync() {
     );
     s.stop().await;
 }
+
+/// A phone signed in five days ago (its binding) reports, at its very first sync, a problem dated
+/// twenty days back: it has no acknowledged sync and no receipt of the problem, so before, the
+/// report counted twenty days back, a problem "found" before the phone was ever the chief's.
+/// It counts at the binding now; it is kept as recorded.
+#[actix_web::test]
+async fn a_first_report_dated_before_the_phones_binding_counts_at_the_binding() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let bound = now_ms() - 5 * DAY_MS;
+    let phone = phone_bound_days_ago(&s, "new-phone", 5).await;
+    let claimed = bound - 15 * DAY_MS;
+    let mut issue = report_at(&phone, &s, claimed);
+    let id = issue.id().to_owned();
+    phone.save(&mut issue);
+    assert_eq!(phone.sync(now_ms()).await.refused, 0);
+
+    let page = s.get(&format!("/api/v1/issues/{id}"), &sup).await;
+    let page = page.expect_ok().clone();
+    let reported = &page["timeline"][0];
+    assert_eq!(reported["kind"], "reported", "{page}");
+    assert_eq!(reported["at_ms"], claimed, "kept as recorded");
+    let counted = reported["counted_at_ms"].as_i64().unwrap();
+    assert!(
+        (bound - 2_000..=bound + 2_000).contains(&counted),
+        "counted at {counted}, bound at {bound}, claimed {claimed}"
+    );
+    s.stop().await;
+}

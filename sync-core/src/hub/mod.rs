@@ -57,7 +57,7 @@
 //!     users: vec![chief.clone()],
 //!     ..Reference::default()
 //! }));
-//! let caller = Caller { user: chief.clone(), device: "u-chief/phone".into(), actor: actor_for(1) };
+//! let caller = Caller { user: chief.clone(), device: "u-chief/phone".into(), actor: actor_for(1), bound_at_ms: None };
 //!
 //! // The chief's phone records a patrol offline...
 //! let phone = LocalStore::new(Arc::new(MemoryStorage::default()));
@@ -198,6 +198,9 @@ pub struct Caller {
     pub device: String,
     /// The automerge actor bound to (user, device) at its first login.
     pub actor: ActorId,
+    /// When the device was bound to the user (their first sign-in on it), when the server knows:
+    /// nothing the device sends counts as done before it (`rules::times`).
+    pub bound_at_ms: Option<i64>,
 }
 
 impl Caller {

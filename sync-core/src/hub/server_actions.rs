@@ -306,7 +306,9 @@ impl<S: HubStore> Hub<S> {
     /// no event counts earlier than the receipts there, whatever dependencies its change names
     /// (a sender may leave the server's receipts out of them), nor earlier than the device's
     /// last acknowledged sync (`DeviceLedger::device_synced`): an event the device held then
-    /// would have gone up then (`rules::times`, the one rule for times a phone supplies).
+    /// would have gone up then; nor earlier than the device's binding to the user (`Caller::
+    /// bound_at_ms`): a phone cannot record for a chief before it was theirs (`rules::times`,
+    /// the one rule for times a phone supplies).
     pub(super) fn give_receipts(
         &self,
         caller: &Caller,
@@ -318,7 +320,9 @@ impl<S: HubStore> Hub<S> {
     ) -> Result<DocMeta, HubError> {
         let user = &caller.user;
         let synced = self.store.device_synced(&caller.device)?;
-        let floor = received_floor(doc, held).max(synced.unwrap_or(i64::MIN));
+        let floor = received_floor(doc, held)
+            .max(synced.unwrap_or(i64::MIN))
+            .max(caller.bound_at_ms.unwrap_or(i64::MIN));
         let appended: Vec<Appended> = appended
             .iter()
             .map(|a| Appended {

@@ -45,6 +45,7 @@ fn caller(user: User, device: &str, actor: u64) -> Caller {
         device: format!("{}/{device}", user.id),
         user,
         actor: actor_for(actor),
+        bound_at_ms: None,
     }
 }
 

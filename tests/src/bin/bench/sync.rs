@@ -90,11 +90,13 @@ fn people() -> People {
             user: chief,
             device: PHONE.into(),
             actor: actor_for(1),
+            bound_at_ms: None,
         },
         office: Caller {
             user: user(server::demo::SUPERVISOR),
             device: "bench-office".into(),
             actor: actor_for(2),
+            bound_at_ms: None,
         },
     }
 }
