@@ -27,8 +27,8 @@
 //! A workflow event (a report, an assignment, a rectification) is bounded by the same window
 //! without the tolerances ([`DeviceClock::bound_strict`]): its receipt fixes deadlines and the
 //! order of the history, and there the server's knowledge is exact — never later than it received
-//! the event, never earlier than the receipts the sender had already seen nor than the sending
-//! device's last acknowledged sync (`Hub::give_receipts`).
+//! the event, never earlier than the receipts the sender had already seen, the sending device's
+//! last acknowledged sync or its binding (`Hub::give_receipts`).
 //!
 //! A photo's capture time is judged by the record's window (`photo::evidence`): flagged
 //! `taken_too_early` before the recording device's binding or its previous acknowledged sync
