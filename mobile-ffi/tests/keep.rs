@@ -213,15 +213,16 @@ fn a_full_store_drops_what_it_may_never_unsent_work_and_needed_work_comes_back()
     assert_eq!(chief.evict_now().unwrap().dropped, 0);
     assert!(chief.patrol(patrol.clone()).is_ok() && chief.issue(issue.clone()).is_ok());
 
-    // Sent, they may go: the sync drops them first and tells the server in the same request
-    // only from the next one (they were unsent when it began), so sync twice.
+    // Sent, the patrol may go: the sync drops it first and tells the server in the same
+    // request only from the next one (it was unsent when it began), so sync twice. The open
+    // problem on the chief's own stretch stays: it waits for them.
     let first = chief.sync().unwrap();
     assert_eq!(first.docs_sent, 2);
     clock.0.store(T0 + DAY, Ordering::SeqCst);
     chief.sync().unwrap();
     assert!(
-        chief.issue(issue.clone()).is_err(),
-        "the problem was dropped"
+        chief.issue(issue.clone()).is_ok(),
+        "the open problem was kept"
     );
     assert!(
         chief.patrol(patrol.clone()).is_err(),
@@ -229,10 +230,10 @@ fn a_full_store_drops_what_it_may_never_unsent_work_and_needed_work_comes_back()
     );
     // Nothing comes back while nothing changes.
     chief.sync().unwrap();
-    assert!(chief.issue(issue.clone()).is_err());
+    assert!(chief.patrol(patrol.clone()).is_err());
 
-    // The office accepts the problem: the chief's phone receives it again (their own problem
-    // is delivered to them), whole. The patrol did not change and stays away.
+    // The office accepts the problem: the chief's phone receives the change. The patrol did
+    // not change and stays away.
     let office = phone(
         &dir.path().join("office"),
         &base,

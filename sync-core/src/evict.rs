@@ -15,6 +15,7 @@
 //! | opened on demand and pinned (in use: until released, or until [`StoreBounds::pin_ms`] after it was fetched) | not while pinned |
 //! | facts that do not read (a damaged copy) | never: it is left for the integrity check |
 //! | an open issue assigned to the user by name, or to their department | never |
+//! | an open issue the user's phones receive (`authz::delivered`: on the assets they lead, waiting for their office, escalated to them) | never: it waits for them |
 //! | the user's own patrol or reported issue, changed on the phone less than [`StoreBounds::own_recent_ms`] ago | never |
 //! | anything else, unchanged on the phone for [`StoreBounds::max_age_ms`] or more | yes, at the next pass |
 //! | anything else, while the store holds more than [`StoreBounds::max_bytes`] | yes, the longest unchanged first, until the store is under the limit |
@@ -95,6 +96,8 @@ pub enum Keep {
     Unreadable,
     /// An open issue assigned to the user or their department.
     AssignedOpen,
+    /// An open issue the user's phones receive: it waits for them.
+    Waiting,
     /// The user's own recent work.
     OwnRecent,
 }
@@ -121,6 +124,12 @@ pub fn kept(user: &User, doc: &HeldDoc, bounds: &StoreBounds, now_ms: i64) -> Op
     };
     if meta.kind == crate::doc::DocKind::Issue && open && assigned {
         return Some(Keep::AssignedOpen);
+    }
+    if meta.kind == crate::doc::DocKind::Issue
+        && open
+        && crate::authz::delivered(user, meta, now_ms)
+    {
+        return Some(Keep::Waiting);
     }
     if meta.owner == user.id && now_ms.saturating_sub(doc.changed_ms) < bounds.own_recent_ms {
         return Some(Keep::OwnRecent);
@@ -263,7 +272,12 @@ mod tests {
         assert_eq!(kept(&user, &closed, &b, NOW), None, "a closed one may go");
         issue.status = Some(Status::Assigned);
         issue.assignee = Some(Assignee::User("other".into()));
-        let elsewhere = held("i", issue, 10, 0);
+        // Open on the chief's own stretch: their phone receives it, it waits for them too.
+        let on_their_stretch = held("i", issue.clone(), 10, 400);
+        assert_eq!(kept(&user, &on_their_stretch, &b, NOW), Some(Keep::Waiting));
+        // Open but not delivered to them (a forest problem in the same village).
+        issue.system = System::Forest;
+        let elsewhere = held("i", issue, 10, 400);
         assert_eq!(kept(&user, &elsewhere, &b, NOW), None);
 
         let own = held("o", meta(DocKind::Patrol, "chief"), 10, 29);
@@ -288,7 +302,18 @@ mod tests {
             kept(&handler, &doc, &bounds(), NOW),
             Some(Keep::AssignedOpen)
         );
-        assert_eq!(kept(&chief(), &doc, &bounds(), NOW), None);
+        // The village chief's phone receives it as an open problem of their stretch.
+        assert_eq!(kept(&chief(), &doc, &bounds(), NOW), Some(Keep::Waiting));
+        let mut forest = doc.clone();
+        forest.meta.as_mut().unwrap().system = System::Forest;
+        assert_eq!(
+            kept(&handler, &forest, &bounds(), NOW),
+            Some(Keep::AssignedOpen)
+        );
+        let mut other_department = doc;
+        other_department.meta.as_mut().unwrap().assignee =
+            Some(Assignee::Department("区环卫管护服务中心".into()));
+        assert_eq!(kept(&handler, &other_department, &bounds(), NOW), None);
     }
 
     #[test]

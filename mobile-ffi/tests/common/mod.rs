@@ -34,6 +34,16 @@ pub fn start_tuned_demo_server(
         actix_web::rt::System::new().block_on(async move {
             let state = AppState::open(&settings).expect("open server state");
             server::demo::seed(&state).expect("seed the demo");
+            // The phones of these tests run on a simulated clock in 2025, before they were
+            // signed in: the server allows their times that far back, as a deployment that
+            // brings in earlier work does (`settings::DeviceTimes`).
+            state
+                .store
+                .put_meta(
+                    server::settings::DEVICE_TIMES_KEY,
+                    br#"{"binding_grace_ms": 63072000000}"#,
+                )
+                .expect("device time settings");
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
             let base = format!("http://{}", listener.local_addr().expect("local address"));
             let server = http_server(web::Data::new(state), listener, Some(2)).expect("server");

@@ -30,6 +30,18 @@ pub fn hub_caller(caller: &Caller) -> Result<HubCaller, ApiError> {
     })
 }
 
+/// The caller with its binding moved back by the deployment's allowance for work recorded before
+/// its phones were signed in (`settings::DeviceTimes::binding_grace_ms`, 0 in production): the
+/// same allowance the patrols' bounds take (`derived::device_clock`), so one rule bounds every
+/// time a phone supplies.
+fn with_binding_grace(state: &AppState, mut who: HubCaller) -> Result<HubCaller, ApiError> {
+    let grace = crate::settings::device_times(state.store.as_ref())?
+        .binding_grace_ms
+        .max(0);
+    who.bound_at_ms = who.bound_at_ms.map(|at| at.saturating_sub(grace));
+    Ok(who)
+}
+
 /// Reads a raw body up to `limit` bytes; a longer body is a 413 before it is all read.
 pub async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     match payload.to_bytes_limited(limit).await {
@@ -74,6 +86,7 @@ pub async fn sync(
     // sync) run beside the merge, off the few workers that serve every connection.
     let (documents, answer) = web::block(move || -> Result<_, ApiError> {
         let request = SyncRequest::decode(&body).map_err(sync_core::hub::HubError::from)?;
+        let who = with_binding_grace(&shared, who)?;
         let now = now_ms();
         let answer = hub.answer(&who, &request, now)?;
         // The documents are merged and stored: an overview that cannot be computed now is
@@ -172,7 +185,11 @@ pub async fn automerge_sync(
     let who = hub_caller(&caller)?;
     let hub = state.hub.clone();
     let id = id.into_inner();
-    let outcome = web::block(move || hub.automerge_sync(&who, &id, &body, now_ms())).await??;
+    let outcome = web::block(move || {
+        let who = with_binding_grace(&state, who)?;
+        Ok::<_, ApiError>(hub.automerge_sync(&who, &id, &body, now_ms())?)
+    })
+    .await??;
     Ok(match outcome {
         AutomergeSyncOutcome::Reply(message) => HttpResponse::Ok()
             .content_type(ContentType::octet_stream())

@@ -459,7 +459,7 @@ async fn the_deadline_job_escalates_each_overdue_issue_once_across_restarts() {
     let s = TestServer::start_in(dir.path(), true).await;
     let sup = s.token(SUPERVISOR, "pc").await;
     // A chief reported ten days ago (offline since); the office gives it a deadline already past.
-    let chief = Phone::login(&s, CHIEF_2, "chief2-phone").await;
+    let chief = Phone::login_bound_days_ago(&s, CHIEF_2, "chief2-phone", 30).await;
     let facts = demo::facts();
     let user = facts.user(CHIEF_2).unwrap();
     let Role::Chief { jurisdiction, .. } = &user.role else {

@@ -81,6 +81,24 @@ impl Phone {
         Self::login_with(server, username, sync_core_demo_password(), device).await
     }
 
+    /// Logs in as a demo user from `device`, a phone first signed in for them `days` ago (its
+    /// binding): the times it supplies may go back that far (`rules::times`).
+    pub async fn login_bound_days_ago(
+        server: &TestServer,
+        username: &str,
+        device: &str,
+        days: i64,
+    ) -> Arc<Phone> {
+        let store = &server.state.store;
+        let user = store.find_user_by_username(username).unwrap().unwrap().user;
+        let actor = format!("{:032x}", 0xb0_u128 << 64 | days.unsigned_abs() as u128);
+        let bound = server::state::now_ms() - days * 86_400_000;
+        store
+            .start_session(&user.id, device, &actor, bound)
+            .unwrap();
+        Self::login(server, username, device).await
+    }
+
     /// Logs in with a password from `device` with an empty store.
     pub async fn login_with(
         server: &TestServer,

@@ -62,7 +62,7 @@ async fn two_nodes_on_one_database_serve_the_same_phones_request_by_request() {
     assert!(issue_row(&b, &supervisor, "两节点测试").await.is_none());
 
     // A chief reported ten days ago, offline since; the report reaches A.
-    let chief = Phone::login(&a, CHIEF_2, "chief2-phone").await;
+    let chief = Phone::login_bound_days_ago(&a, CHIEF_2, "chief2-phone", 30).await;
     let facts = demo::facts();
     let Role::Chief { jurisdiction, .. } = &facts.user(CHIEF_2).unwrap().role else {
         panic!("a chief");

@@ -8,22 +8,23 @@
 //! is touched). Only ids the device's records hold are forgotten: an id it never held, or one
 //! the same request pushes (the phone holds it after all), changes nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::{Caller, Hub, HubError, HubStore};
+use super::{Caller, DeviceDoc, Hub, HubError, HubStore};
 use crate::protocol::SyncRequest;
 
 impl<S: HubStore> Hub<S> {
     /// Forgets that the device holds the documents `request` names as dropped, with the
-    /// automerge sync states kept for them. Returns every id the request names as dropped and
-    /// does not push: this answer leaves them out, even after a change of scope.
+    /// automerge sync states kept for them. Returns what the device's records said it held of
+    /// each forgotten one, so the answer can tell a document dropped as it stands (left out)
+    /// from one that changed since (sent whole: the phone chose from older facts).
     pub(super) fn forget_dropped(
         &self,
         caller: &Caller,
         request: &SyncRequest,
-    ) -> Result<HashSet<String>, HubError> {
+    ) -> Result<HashMap<String, DeviceDoc>, HubError> {
         if request.dropped.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(HashMap::new());
         }
         let pushed: HashSet<&str> = request.docs.iter().map(|p| p.doc_id.as_str()).collect();
         let dropped: HashSet<String> = request
@@ -38,6 +39,12 @@ impl<S: HubStore> Hub<S> {
             .filter(|id| held.contains(id.as_str()))
             .cloned()
             .collect();
+        let mut prior = HashMap::new();
+        for id in &forget {
+            if let Some(known) = self.store.device_doc(&caller.device, id)? {
+                prior.insert(id.clone(), known);
+            }
+        }
         if !forget.is_empty() {
             let records: Vec<(String, Option<super::DeviceDoc>)> =
                 forget.iter().map(|id| (id.clone(), None)).collect();
@@ -53,6 +60,6 @@ impl<S: HubStore> Hub<S> {
         if !states.is_empty() {
             self.store.forget_sync_states(&caller.device, &states)?;
         }
-        Ok(dropped)
+        Ok(prior)
     }
 }

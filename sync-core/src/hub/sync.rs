@@ -144,8 +144,19 @@ impl<S: HubStore> Hub<S> {
         }
 
         // What the phone dropped leaves its records first, so the walk below treats it as
-        // never held; nor does this answer send it back.
-        touched.extend(self.forget_dropped(caller, request)?);
+        // never held. One dropped as the server has it stays away; one that changed since
+        // what the phone held comes back whole in this very answer if it is still delivered:
+        // the phone chose what to drop from the facts of its last sync, and a problem assigned
+        // to the chief since must not be dropped with them.
+        for (id, known) in self.forget_dropped(caller, request)? {
+            let unchanged = match self.deliverable(&id)? {
+                Some(doc) => doc.after(known.known(request.cursor)).is_empty(),
+                None => true,
+            };
+            if unchanged {
+                touched.insert(id);
+            }
+        }
         let scope = scope_key(caller);
         let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
         // Only documents delivered to the user's phones (`authz::delivered`: what they work on,

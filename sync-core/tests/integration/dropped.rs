@@ -190,6 +190,44 @@ fn a_dropped_document_comes_back_when_it_changes_only_if_still_delivered() {
     }
 }
 
+/// The phone chooses what to drop from the facts of its last sync; a problem reassigned to its
+/// department since then is dropped with them and named in the same request that would bring
+/// the reassignment. The answer must carry it back whole: before, the dropped ids were left
+/// out of that answer while its cursor moved past the change, and the department never saw
+/// the assignment until the problem changed again.
+#[test]
+fn a_document_that_changed_since_the_last_sync_comes_back_in_the_answer_to_its_drop() {
+    let world = World::new();
+    let chief_phone = phone();
+    let chief = caller(chief(), "phone", 1);
+    let id = world.report(&chief_phone, &chief, T0);
+    world.assign(&id, Assignee::Department(DEPARTMENT.into()), T0 + DAY);
+    let handler_phone = phone();
+    let handler = caller(handler(), "phone", 3);
+    world.sync(&handler_phone, &handler, T0 + DAY);
+    assert!(held_heads(&handler_phone, &id).is_some());
+
+    // Reassigned to the department again while the phone is offline; the phone, still on the
+    // old facts, drops the problem and syncs.
+    world.assign(&id, Assignee::Department(DEPARTMENT.into()), T0 + 2 * DAY);
+    let client = SyncClient::new(&handler_phone);
+    assert_eq!(
+        client.drop_docs(std::slice::from_ref(&id)).unwrap(),
+        vec![id.clone()]
+    );
+    world.sync(&handler_phone, &handler, T0 + 3 * DAY);
+    assert_eq!(
+        held_heads(&handler_phone, &id),
+        Some(world.server_heads(&id)),
+        "the reassigned problem is on the phone after the sync that told the drop"
+    );
+    let ledger = world.hub.store().device_doc_ids(&handler.device).unwrap();
+    assert!(
+        ledger.contains(&id),
+        "and the server knows it is held again"
+    );
+}
+
 #[test]
 fn unsent_work_is_never_dropped_whatever_the_phone_asks() {
     let world = World::new();
