@@ -7,8 +7,6 @@
 //! photo's receipt was judged, so a gallery photo weeks old passed as today's evidence and an
 //! old photo as the problem put right.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use server::demo::{self, CHIEF, SUPERVISOR};
 use server::state::now_ms;
@@ -20,23 +18,6 @@ use crate::phone::Phone;
 
 const DAY_MS: i64 = 86_400_000;
 const MINUTE_MS: i64 = 60_000;
-
-/// The chief's phone, signed in `days` ago (its binding), logged in now.
-async fn phone_bound_days_ago(s: &TestServer, device: &str, days: i64) -> Arc<Phone> {
-    let chief = s
-        .state
-        .store
-        .find_user_by_username(CHIEF)
-        .unwrap()
-        .unwrap()
-        .user;
-    let actor = format!("{:032x}", 0x5eed_u128 + days as u128);
-    s.state
-        .store
-        .start_session(&chief.id, device, &actor, now_ms() - days * DAY_MS)
-        .unwrap();
-    Phone::login(s, CHIEF, device).await
-}
 
 /// A problem on the chief's first asset, reported on the phone now (not yet synced).
 fn report(phone: &Phone, s: &TestServer) -> IssueDoc {
@@ -125,7 +106,7 @@ fn too_early(flags: &[Value]) -> Option<i64> {
 async fn a_photo_older_than_the_server_vouches_for_is_flagged_with_its_minutes() {
     let s = TestServer::demo().await;
     let sup = s.token(SUPERVISOR, "pc").await;
-    let phone = phone_bound_days_ago(&s, "gallery-phone", 35).await;
+    let phone = Phone::login_bound_days_ago(&s, CHIEF, "gallery-phone", 35).await;
 
     // 1. Before the phone's sign-in, and an after photo from before the report.
     let mut issue = report(&phone, &s);
@@ -193,7 +174,7 @@ async fn a_photo_older_than_the_server_vouches_for_is_flagged_with_its_minutes()
 async fn a_report_dated_before_the_phones_last_sync_counts_at_that_sync() {
     let s = TestServer::demo().await;
     let sup = s.token(SUPERVISOR, "pc").await;
-    let phone = phone_bound_days_ago(&s, "set-back-phone", 35).await;
+    let phone = Phone::login_bound_days_ago(&s, CHIEF, "set-back-phone", 35).await;
     assert_eq!(phone.sync(now_ms()).await.docs_sent, 0);
     let synced = now_ms();
     let claimed = synced - 3 * DAY_MS;
@@ -224,7 +205,7 @@ async fn a_first_report_dated_before_the_phones_binding_counts_at_the_binding() 
     let s = TestServer::demo().await;
     let sup = s.token(SUPERVISOR, "pc").await;
     let bound = now_ms() - 5 * DAY_MS;
-    let phone = phone_bound_days_ago(&s, "new-phone", 5).await;
+    let phone = Phone::login_bound_days_ago(&s, CHIEF, "new-phone", 5).await;
     let claimed = bound - 15 * DAY_MS;
     let mut issue = report_at(&phone, &s, claimed);
     let id = issue.id().to_owned();

@@ -91,7 +91,14 @@ impl Phone {
     ) -> Arc<Phone> {
         let store = &server.state.store;
         let user = store.find_user_by_username(username).unwrap().unwrap().user;
-        let actor = format!("{:032x}", 0xb0_u128 << 64 | days.unsigned_abs() as u128);
+        // One actor per (device, binding): phones of one test never share one.
+        let device_key = device
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let actor = format!(
+            "{:032x}",
+            u128::from(device_key) << 64 | days.unsigned_abs() as u128
+        );
         let bound = server::state::now_ms() - days * 86_400_000;
         store
             .start_session(&user.id, device, &actor, bound)
