@@ -222,6 +222,26 @@ pub enum Command {
         #[arg(long, conflicts_with = "manifest_sha256")]
         trust_manifest: bool,
     },
+    /// Move a stopped district server (its data directory) into a cluster's PostgreSQL
+    /// database, and its photos into the cluster's bucket; then compare every record, the
+    /// feed heads and each document's heads, and load every document as `verify` does. Prints
+    /// what moved as JSON. Run the same command again to finish one that stopped halfway.
+    Migrate {
+        /// The data directory of the stopped sled server.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The cluster's database (`postgres://user:password@host:port/database`), empty.
+        #[arg(long, value_parser = parse_database, value_name = "URL")]
+        to: String,
+        /// The cluster's photo bucket, `s3://BUCKET[/PREFIX]?endpoint=URL` (credentials from
+        /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Without it photos stay in DIR/blobs.
+        #[arg(long = "blobs", id = "migrate_blobs", value_parser = crate::migrate::parse_bucket, value_name = "URL")]
+        blobs: Option<crate::blobs::BlobLocation>,
+        /// Accept a database that already holds accounts or settings (never documents): the
+        /// district's records replace those of the same id.
+        #[arg(long)]
+        into_existing: bool,
+    },
 }
 
 /// Environment variable holding the password for `create-admin`.

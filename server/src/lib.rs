@@ -21,6 +21,7 @@ pub mod error;
 pub mod integrity;
 pub mod jobs;
 pub mod metrics;
+pub mod migrate;
 pub mod photos;
 pub mod public;
 pub mod reference;

@@ -61,6 +61,33 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             println!("{}", serde_json::to_string_pretty(&restored)?);
             return Ok(());
         }
+        Some(Command::Migrate {
+            from,
+            to,
+            blobs,
+            into_existing,
+        }) => {
+            let target = server::storage::PostgresStore::open(to)
+                .map_err(|e| format!("the target database {}: {e}", redacted(to)))?;
+            let bucket = match blobs {
+                Some(location) => Some(
+                    location
+                        .open(from)
+                        .map_err(|e| format!("the target bucket {location}: {e}"))?,
+                ),
+                None => None,
+            };
+            let migrated = server::migrate::migrate_dir(
+                from,
+                &target,
+                bucket.as_deref(),
+                server::migrate::Options {
+                    into_existing: *into_existing,
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&migrated)?);
+            return Ok(());
+        }
         _ => {}
     }
     let state = AppState::open(&cli.settings())?;
@@ -69,7 +96,9 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             username,
             display_name,
         }) => create_admin(&state, username, display_name.as_deref()),
-        Some(Command::Backup { .. } | Command::Restore { .. }) => unreachable!("handled above"),
+        Some(Command::Backup { .. } | Command::Restore { .. } | Command::Migrate { .. }) => {
+            unreachable!("handled above")
+        }
         Some(Command::Verify) => {
             let report = server::integrity::check_documents(state.store.as_ref())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -113,6 +142,29 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             tracing::info!("stopped; store flushed");
             Ok(())
         }
+    }
+}
+
+/// A database address without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            format!(
+                "{}@{}/{}",
+                config.get_user().unwrap_or(""),
+                hosts.join(","),
+                config.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "(unreadable address)".into(),
     }
 }
 

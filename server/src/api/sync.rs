@@ -24,7 +24,7 @@ pub fn hub_caller(caller: &Caller) -> Result<HubCaller, ApiError> {
         .map_err(|e| ApiError::Internal(format!("stored actor id: {e}")))?;
     Ok(HubCaller {
         user: caller.user.clone(),
-        device: format!("{}/{}", caller.user.id, caller.device.device_id),
+        device: caller.device.ledger_key(),
         actor,
         bound_at_ms: Some(caller.device.created_at_ms),
     })

@@ -26,7 +26,7 @@ mod sled_store;
 pub use postgres::PostgresStore;
 pub use shared::{LocalShared, Shared};
 pub use sled_documents::BACKUP_FEED_GAP;
-pub use sled_store::SledStore;
+pub use sled_store::{Census, SledStore};
 
 use serde::{Deserialize, Serialize};
 use sync_core::hub::HubStore;
@@ -78,6 +78,13 @@ pub struct DeviceRecord {
 }
 
 impl DeviceRecord {
+    /// The name the sync hub keeps this binding's device ledger under (what it holds, its
+    /// scope, its sync states): user and device id together, so two people sharing a phone
+    /// never share sync records.
+    pub fn ledger_key(&self) -> String {
+        format!("{}/{}", self.user_id, self.device_id)
+    }
+
     /// Whether tokens of `session` are still honoured.
     pub fn accepts(&self, session: u64) -> bool {
         self.revoked_at_ms.is_none() && self.session == session
@@ -164,8 +171,14 @@ pub trait Store: HubStore + Shared + Send + Sync + std::fmt::Debug {
     ) -> Result<Option<DeviceRecord>, StoreError>;
     /// All bindings, ordered by (user id, device id).
     fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Inserts or replaces a binding as it is (actor id, session, times): a migration moves
+    /// each phone's binding with it, so the phone's tokens and actor stay valid.
+    fn put_device(&self, record: &DeviceRecord) -> Result<(), StoreError>;
 
     fn put_refresh_token(&self, record: &RefreshRecord) -> Result<(), StoreError>;
+    /// Every refresh token kept (used ones too, so a reuse is still recognised), ordered by
+    /// hash.
+    fn list_refresh_tokens(&self) -> Result<Vec<RefreshRecord>, StoreError>;
     /// Atomically marks the token used and reports whether it was fresh, reused or unknown.
     fn consume_refresh_token(
         &self,
@@ -214,6 +227,17 @@ pub trait Store: HubStore + Shared + Send + Sync + std::fmt::Debug {
         let _ = sink;
         Err(StoreError::Backend(
             "this store is backed up with its database's own tools".into(),
+        ))
+    }
+
+    /// Moves the change feed's head on to `head` without a document, so the next save takes
+    /// position `head + 1`: a migration (`crate::migrate`) places every document at the
+    /// position it had, and phones' cursors keep their meaning. Only while no server saves
+    /// into the store; refused if `head` is below the current head.
+    fn advance_feed(&self, head: u64) -> Result<(), StoreError> {
+        let _ = head;
+        Err(StoreError::Backend(
+            "this store numbers its change feed itself".into(),
         ))
     }
 }

@@ -35,7 +35,7 @@ use super::doc_index::DocIndex;
 use super::sled_store::SledStore;
 use super::Store;
 
-const FEED_HEAD: &[u8] = b"feed.head";
+pub(super) const FEED_HEAD: &[u8] = b"feed.head";
 /// How far a backup moves the live feed head: more saves than a restored district server takes
 /// in years. Cursors stay far below 2^53 (exact in JSON numbers) for millions of backups.
 pub const BACKUP_FEED_GAP: u64 = 1 << 32;
@@ -118,6 +118,25 @@ impl SledStore {
         self.db.flush().map_err(storage)?;
         self.index.skipped_to(head);
         Ok(head)
+    }
+
+    /// Moves the feed head on to `head` without documents (`Store::advance_feed`).
+    pub(super) fn advance_feed_to(&self, head: u64) -> Result<(), HubError> {
+        let _feed = self
+            .feed_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = self.index.head();
+        if head < now {
+            return Err(storage(format!(
+                "the change feed stands at {now}, past {head}"
+            )));
+        }
+        self.meta
+            .insert(FEED_HEAD, &seq_bytes(head)[..])
+            .map_err(storage)?;
+        self.index.skipped_to(head);
+        Ok(())
     }
 }
 

@@ -433,6 +433,28 @@ impl Store for PostgresStore {
         ))
     }
 
+    fn put_device(&self, record: &DeviceRecord) -> Result<(), StoreError> {
+        let value = json(record)?;
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO devices (user_id, device_id, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, device_id) DO UPDATE SET record = EXCLUDED.record",
+                    &[&record.user_id, &record.device_id, &value],
+                )
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn list_refresh_tokens(&self) -> Result<Vec<RefreshRecord>, StoreError> {
+        self.run(
+            self.list_json("SELECT token_hash, record FROM refresh_tokens ORDER BY token_hash"),
+        )
+    }
+
     fn put_refresh_token(&self, record: &RefreshRecord) -> Result<(), StoreError> {
         let value = json(record)?;
         self.run(async {
@@ -655,6 +677,28 @@ impl Store for PostgresStore {
     /// database is not held (the guard's type leaves no room for a database lock).
     fn hold_saves(&self) -> MutexGuard<'_, ()> {
         self.saves.hold()
+    }
+
+    /// Sets the feed's sequence, so the next position drawn is `head + 1`.
+    fn advance_feed(&self, head: u64) -> Result<(), StoreError> {
+        let now = sync_core::hub::DocumentStore::feed_head(self).map_err(backend)?;
+        if head < now {
+            return Err(StoreError::Backend(format!(
+                "the change feed stands at {now}, past {head}"
+            )));
+        }
+        if head == now {
+            return Ok(());
+        }
+        let head = i64::try_from(head).map_err(backend)?;
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute("SELECT setval('feed_seq', $1)", &[&head])
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
     }
 }
 
