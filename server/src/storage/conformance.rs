@@ -44,6 +44,7 @@ macro_rules! store_conformance_tests {
             login_failures_are_counted_per_key_and_forgiven_by_tag,
             upload_bytes_add_up_per_user_and_day,
             a_job_lock_has_one_holder_at_a_time,
+            a_migration_places_bindings_tokens_and_feed_positions,
         );
     };
     (@cases $harness:expr; $($case:ident),+ $(,)?) => {
@@ -537,4 +538,51 @@ pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {
         2,
         "feed positions continue after a reopen"
     );
+}
+
+/// What a migration writes as it was: a binding with its actor and session, every refresh
+/// token listed back, and a document at the feed position it had.
+pub(crate) fn a_migration_places_bindings_tokens_and_feed_positions(h: &impl Harness) {
+    let store = h.open();
+    let binding = super::DeviceRecord {
+        user_id: "u-1".into(),
+        device_id: "phone-9".into(),
+        actor_id: "cd".repeat(16),
+        session: 7,
+        created_at_ms: 11,
+        last_login_ms: 22,
+        revoked_at_ms: Some(33),
+    };
+    store.put_device(&binding).expect("put device");
+    assert_eq!(
+        store.get_device("u-1", "phone-9").expect("get"),
+        Some(binding.clone())
+    );
+    assert_eq!(store.list_devices().expect("list"), vec![binding]);
+
+    let (a, b) = (refresh(&"bb".repeat(32)), refresh(&"aa".repeat(32)));
+    store.put_refresh_token(&a).expect("put a");
+    store.put_refresh_token(&b).expect("put b");
+    store
+        .consume_refresh_token(&a.token_hash, 5)
+        .expect("consume");
+    let listed = store.list_refresh_tokens().expect("list tokens");
+    assert_eq!(
+        listed.iter().map(|t| t.token_hash.as_str()).collect::<Vec<_>>(),
+        vec![b.token_hash.as_str(), a.token_hash.as_str()],
+        "ordered by hash"
+    );
+    assert_eq!(listed[1].used_at_ms, Some(5), "used ones are listed too");
+
+    store.advance_feed(41).expect("advance");
+    assert_eq!(store.feed_head().expect("head"), 41);
+    let bytes = automerge::AutoCommit::new().save();
+    let seq = store
+        .save_document("placed", &doc_meta("placed", DocKind::Patrol), &bytes, &[])
+        .expect("save");
+    assert_eq!(seq, 42);
+    assert!(store.advance_feed(41).is_err(), "never back");
+    store.advance_feed(50).expect("past the last document");
+    assert_eq!(store.feed_head().expect("head"), 50);
+    assert_eq!(store.document_seq("placed").expect("seq"), Some(42));
 }
