@@ -568,7 +568,10 @@ pub(crate) fn a_migration_places_bindings_tokens_and_feed_positions(h: &impl Har
         .expect("consume");
     let listed = store.list_refresh_tokens().expect("list tokens");
     assert_eq!(
-        listed.iter().map(|t| t.token_hash.as_str()).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|t| t.token_hash.as_str())
+            .collect::<Vec<_>>(),
         vec![b.token_hash.as_str(), a.token_hash.as_str()],
         "ordered by hash"
     );

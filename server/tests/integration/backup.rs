@@ -134,7 +134,7 @@ async fn login(base: &str, username: &str, device: &str) -> Value {
 }
 
 /// A camera-like JPEG: textured, so it does not compress to nothing.
-fn jpeg(seed: u32) -> Vec<u8> {
+pub(crate) fn jpeg(seed: u32) -> Vec<u8> {
     let picture = RgbImage::from_fn(96, 64, |x, y| {
         let v = x.wrapping_mul(31) ^ y.wrapping_mul(17) ^ seed.wrapping_mul(2_654_435_761);
         image::Rgb([v as u8, (v >> 8) as u8, (x + y) as u8])
@@ -146,7 +146,7 @@ fn jpeg(seed: u32) -> Vec<u8> {
     out
 }
 
-async fn upload(base: &str, token: &str, photo: &[u8]) {
+pub(crate) async fn upload(base: &str, token: &str, photo: &[u8]) {
     let res = awc::Client::new()
         .put(format!("{base}/api/v1/blobs/{}", sha256_hex(photo)))
         .insert_header(("Authorization", format!("Bearer {token}")))
@@ -168,7 +168,7 @@ fn home_asset(phone: &Phone) -> sync_core::model::Asset {
 }
 
 /// Records a short finished patrol on the phone (it goes up at the next sync).
-fn patrol(phone: &Phone, n: u64) -> String {
+pub(crate) fn patrol(phone: &Phone, n: u64) -> String {
     let asset = home_asset(phone);
     let started = now_ms() - 2 * 3_600_000 + (n as i64) * 1_000;
     let mut patrol = PatrolDoc::create(
@@ -192,7 +192,7 @@ fn patrol(phone: &Phone, n: u64) -> String {
 }
 
 /// Reports a problem on the chief's asset from the phone.
-fn report(phone: &Phone, text: &str) {
+pub(crate) fn report(phone: &Phone, text: &str) {
     let asset = home_asset(phone);
     let category = match asset.system {
         System::River => "river.garbage",

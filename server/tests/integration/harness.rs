@@ -82,7 +82,8 @@ impl TestServer {
         server
     }
 
-    async fn start_with(dir: &Path, demo: bool, change: impl Fn(&mut Settings)) -> Self {
+    /// A server over `dir` (which the caller keeps) with settings changed by `change`.
+    pub async fn start_with(dir: &Path, demo: bool, change: impl Fn(&mut Settings)) -> Self {
         let settings = {
             let mut s = settings(dir);
             change(&mut s);

@@ -20,6 +20,7 @@ mod docs;
 mod figures_agree;
 mod hostile_sync;
 mod issues;
+mod migrate;
 mod ops;
 mod patrol_evidence;
 mod phone;
