@@ -1384,8 +1384,9 @@ mod tests {
             docs: vec![WirePush {
                 id: WireId::Text("issue-x".into()),
                 server_heads: WireServerHeads::DepsOfFirstChange,
-                changes: vec![vec![1, 2, 3]],
-            }],
+                changes: vec![vec![1, 2, 3]].into(),
+            }]
+            .into(),
         })
         .unwrap();
         implied.append(&mut body);

@@ -110,7 +110,10 @@ fn lists_over_their_limits_are_refused_as_they_are_read() {
             max: MAX_PUSHED_DOCS
         })
     );
-    assert!(peak < allowed, "pushed documents: {peak} bytes held at once");
+    assert!(
+        peak < allowed,
+        "pushed documents: {peak} bytes held at once"
+    );
 
     // Changes: one pushed document with `n` empty changes.
     let mut body = vec![0, 1, 1, 0, 1, 0];
@@ -144,7 +147,10 @@ fn lists_over_their_limits_are_refused_as_they_are_read() {
         ),
         "{decoded:?}"
     );
-    assert!(peak < allowed, "changes of many documents: {peak} bytes held at once");
+    assert!(
+        peak < allowed,
+        "changes of many documents: {peak} bytes held at once"
+    );
 }
 
 #[test]

@@ -253,7 +253,12 @@ async fn a_small_body_naming_millions_of_dropped_ids_is_refused_at_its_length() 
     let refused = post(&s, "/api/v1/sync", token, wire).await;
     let took = started.elapsed();
     assert_eq!(refused.status, 400, "{}", refused.json());
-    assert_eq!(refused.json()["error"], "too_many_documents", "{}", refused.json());
+    assert_eq!(
+        refused.json()["error"],
+        "too_many_documents",
+        "{}",
+        refused.json()
+    );
     assert!(
         refused.json()["message"]
             .as_str()
@@ -262,7 +267,10 @@ async fn a_small_body_naming_millions_of_dropped_ids_is_refused_at_its_length() 
         refused.json()
     );
     // Inflating 32 MiB takes a moment in a debug build; decoding 32 million ids took many.
-    assert!(took < std::time::Duration::from_secs(5), "answered after {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "answered after {took:?}"
+    );
 
     // The phone's next, ordinary sync is answered.
     let ordinary = SyncRequest {
