@@ -83,11 +83,11 @@ struct Seen {
 }
 
 impl Seen {
-    /// Forgets the events whose hour has passed, and the oldest past [`MAX_EVENTS`]. Each event
-    /// is forgotten once, so this costs what counting it did.
+    /// Forgets the events whose hour has passed, and the oldest beyond room for one more under
+    /// [`MAX_EVENTS`]. Each event is forgotten once, so this costs what counting it did.
     fn forget(&mut self, now_ms: i64) {
         while let Some((at, _)) = self.order.front() {
-            if now_ms - at < WINDOW_MS && self.order.len() <= MAX_EVENTS {
+            if now_ms - at < WINDOW_MS && self.order.len() < MAX_EVENTS {
                 break;
             }
             let Some((_, key)) = self.order.pop_front() else {
@@ -298,7 +298,11 @@ mod tests {
         c.take("late", 5, WINDOW_MS + 500).unwrap();
         assert_eq!(c.kept(), (500, 500));
         c.take("late", 5, 2 * WINDOW_MS).unwrap();
-        assert_eq!(c.kept(), (1, 1));
+        assert_eq!(
+            c.kept(),
+            (1, 2),
+            "only the late network's two events are left"
+        );
         // A flood from ever new networks keeps at most MAX_EVENTS; the newest still count.
         let c = Counters::default();
         for i in 0..MAX_EVENTS + 10 {
@@ -319,7 +323,7 @@ mod tests {
         let all = t.all.lock().unwrap();
         assert_eq!(all.by_code.len(), 50);
         assert_eq!(all.order.len(), 50);
-        assert!(all.by_code.contains_key("t50") && !all.by_code.contains_key("t49"));
+        assert!(all.by_code.contains_key("t51") && !all.by_code.contains_key("t50"));
     }
 
     #[test]
