@@ -46,7 +46,9 @@ pub fn counted_as(address: IpAddr) -> IpAddr {
 /// address there that is not itself a trusted proxy (each proxy appends the address it was
 /// reached from, so anything before that is the client's own word).
 pub fn client_of(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+    // A proxy reaching a dual-stack listener over IPv4 shows as an IPv4-mapped IPv6 address.
+    let is_trusted = |address: IpAddr| trusted.contains(&address.to_canonical());
+    if !is_trusted(peer) {
         return peer;
     }
     let Some(header) = forwarded_for else {
@@ -54,7 +56,7 @@ pub fn client_of(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
     };
     for entry in header.rsplit(',') {
         match entry.trim().parse::<IpAddr>() {
-            Ok(address) if trusted.contains(&address) => continue,
+            Ok(address) if is_trusted(address) => continue,
             Ok(address) => return address,
             // Not an address: nothing before it can be trusted either.
             Err(_) => return peer,
@@ -130,5 +132,10 @@ mod tests {
         assert_eq!(client_of(proxy, Some("9.9.9.9, junk"), &trusted), proxy);
         assert_eq!(client_of(proxy, Some(""), &trusted), proxy);
         assert_eq!(client_of(proxy, Some("1.2.3.4"), &[]), proxy);
+        assert_eq!(
+            client_of(ip("::ffff:10.0.0.2"), Some("2001:db8::7"), &trusted),
+            client,
+            "the proxy seen on a dual-stack listener"
+        );
     }
 }
