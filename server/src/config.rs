@@ -168,6 +168,19 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_BLOBS", value_parser = crate::blobs::BlobLocation::parse, value_name = "URL")]
     pub blobs: Option<crate::blobs::BlobLocation>,
 
+    /// A reverse proxy in front of the server (repeat the flag, or separate addresses with
+    /// commas in the variable): for requests from it, the client is the last address in
+    /// `X-Forwarded-For` that is not a trusted proxy, and sign-in throttling and the public
+    /// channel's limits count that client. Without it every client behind a proxy shares the
+    /// proxy's address. Name only proxies that set the header themselves.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHIEFSYNC_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -283,6 +296,7 @@ impl Cli {
             },
             blobs: self.blobs.clone().unwrap_or_default(),
             database: self.database.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
             ..Settings::new(&self.data_dir)
         }
     }

@@ -49,6 +49,8 @@ pub struct Settings {
     pub desk: crate::desk::DeskSettings,
     /// Where photos are kept (`--blobs`): files under the data directory, or a bucket.
     pub blobs: crate::blobs::BlobLocation,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -71,6 +73,7 @@ impl Settings {
             photos: crate::photos::PhotoSettings::default(),
             desk: crate::desk::DeskSettings::default(),
             blobs: crate::blobs::BlobLocation::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -127,6 +130,8 @@ pub struct AppState {
     pub desk: crate::desk::DeskSettings,
     /// The local basemap archive (`--tiles`), if any.
     pub tiles: Option<Arc<crate::tiles::LocalTiles>>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`auth::ClientIp`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl AppState {
@@ -186,6 +191,7 @@ impl AppState {
                 .tiles
                 .as_deref()
                 .map(|p| Arc::new(crate::tiles::LocalTiles::new(p))),
+            trusted_proxies: settings.trusted_proxies.clone(),
         })
     }
 }

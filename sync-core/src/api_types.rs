@@ -144,6 +144,8 @@ error_codes! {
     DuplicateDocument = "duplicate_document",
     /// More documents in one sync message than allowed.
     TooManyDocuments = "too_many_documents",
+    /// More changes in one sync message than allowed.
+    TooManyChanges = "too_many_changes",
     /// A document id that is not one.
     BadDocumentId = "bad_document_id",
     // The hub (`hub::HubError::code`).

@@ -46,8 +46,10 @@
 //! # Ok::<(), sync_core::protocol::ProtocolError>(())
 //! ```
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use automerge::Change;
@@ -70,6 +72,11 @@ pub const MAX_PUSHED_DOCS: usize = 1_000;
 /// Most dropped documents one request may name ([`SyncRequest::dropped`]); a phone that dropped
 /// more names the rest in its next request.
 pub const MAX_DROPPED_DOCS: usize = 1_000;
+/// Most changes all the documents of one request may push together. Every change holds at
+/// least one operation and a phone puts at most [`crate::limits::MAX_REQUEST_OPS`] operations
+/// in one request, so no phone reaches it; it bounds what a request of tiny or empty changes
+/// makes the server hold while reading it.
+pub const MAX_REQUEST_CHANGES: usize = crate::limits::MAX_REQUEST_OPS;
 /// Longest document id, in bytes. Ids are UUIDs (36 bytes); the id names a key in every store
 /// and a lock stripe, so one request cannot make the server hash or keep megabytes of it.
 pub const MAX_DOC_ID_BYTES: usize = 128;
@@ -198,6 +205,14 @@ pub enum ProtocolError {
         /// The most one request may name.
         max: usize,
     },
+    /// A request pushes more than [`MAX_REQUEST_CHANGES`] changes in all.
+    #[error("{count} changes pushed in one request, over the limit of {max}; send the rest in the next request")]
+    TooManyChanges {
+        /// How many changes the request pushed (as far as it was read).
+        count: usize,
+        /// The most one request may push.
+        max: usize,
+    },
     /// An id that is empty, too long or holds control characters.
     #[error("document id {0:?} is not a document id (1 to {MAX_DOC_ID_BYTES} bytes, no control characters)")]
     BadDocumentId(String),
@@ -215,6 +230,7 @@ impl ProtocolError {
             ProtocolError::TooManyDocuments { .. } | ProtocolError::TooManyDropped { .. } => {
                 "too_many_documents"
             }
+            ProtocolError::TooManyChanges { .. } => "too_many_changes",
             ProtocolError::BadDocumentId(_) => "bad_document_id",
         }
     }
@@ -261,6 +277,150 @@ impl DocPush {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Lists counted while a request is read
+
+/// A list in a request, refused as soon as it is longer than its [`ListLimit`] allows, before
+/// its elements are read. Postcard writes a list's length before its elements, and an element
+/// can be one byte on the wire (an empty id, an empty change) but two dozen in memory: a 32 KiB
+/// deflated body inflates to 32 MiB of such bytes, tens of millions of elements, so a length
+/// checked once the request is decoded is checked after the server held a gigabyte.
+struct Counted<T, L>(Vec<T>, PhantomData<L>);
+
+impl<T, L> From<Vec<T>> for Counted<T, L> {
+    fn from(items: Vec<T>) -> Self {
+        Counted(items, PhantomData)
+    }
+}
+
+/// How many elements of one kind a request may hold.
+trait ListLimit {
+    /// Admits a list that has reached `len` elements, `added` of them new since the last call.
+    fn admit(len: usize, added: usize) -> Result<(), ProtocolError>;
+}
+
+/// The documents a request pushes ([`MAX_PUSHED_DOCS`]).
+struct PushedDocs;
+/// The documents a request names dropped ([`MAX_DROPPED_DOCS`]).
+struct DroppedDocs;
+/// The changes of one pushed document, counted for the whole request ([`MAX_REQUEST_CHANGES`]).
+struct PushedChanges;
+
+impl ListLimit for PushedDocs {
+    fn admit(len: usize, _: usize) -> Result<(), ProtocolError> {
+        if len > MAX_PUSHED_DOCS {
+            return Err(ProtocolError::TooManyDocuments {
+                count: len,
+                max: MAX_PUSHED_DOCS,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ListLimit for DroppedDocs {
+    fn admit(len: usize, _: usize) -> Result<(), ProtocolError> {
+        if len > MAX_DROPPED_DOCS {
+            return Err(ProtocolError::TooManyDropped {
+                count: len,
+                max: MAX_DROPPED_DOCS,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ListLimit for PushedChanges {
+    fn admit(_: usize, added: usize) -> Result<(), ProtocolError> {
+        READING.with(|reading| {
+            let mut reading = reading.borrow_mut();
+            reading.changes = reading.changes.saturating_add(added);
+            if reading.changes > MAX_REQUEST_CHANGES {
+                return Err(ProtocolError::TooManyChanges {
+                    count: reading.changes,
+                    max: MAX_REQUEST_CHANGES,
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What the request being read on this thread has used of its limits, and the limit it went
+/// over: serde's errors carry no more than a message, and postcard's not even that.
+#[derive(Default)]
+struct Reading {
+    changes: usize,
+    refused: Option<ProtocolError>,
+}
+
+thread_local! {
+    static READING: RefCell<Reading> = RefCell::new(Reading::default());
+}
+
+/// Most elements a counted list makes room for before they arrive: a list's written length is
+/// the sender's word until its elements are there.
+const COUNTED_ROOM: usize = 256;
+
+impl<T: Serialize, L> Serialize for Counted<T, L> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, L: ListLimit> Deserialize<'de> for Counted<T, L> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Elements<T, L>(PhantomData<(T, L)>);
+
+        impl<'de, T: Deserialize<'de>, L: ListLimit> serde::de::Visitor<'de> for Elements<T, L> {
+            type Value = Counted<T, L>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let written = seq.size_hint().unwrap_or(0);
+                admit::<L, A::Error>(written, written)?;
+                let mut items = Vec::with_capacity(written.min(COUNTED_ROOM));
+                while let Some(item) = seq.next_element()? {
+                    if items.len() >= written {
+                        admit::<L, A::Error>(items.len() + 1, 1)?;
+                    }
+                    items.push(item);
+                }
+                Ok(Counted(items, PhantomData))
+            }
+        }
+
+        deserializer.deserialize_seq(Elements(PhantomData))
+    }
+}
+
+/// [`ListLimit::admit`], remembering a refusal for [`read_request`].
+fn admit<L: ListLimit, E: serde::de::Error>(len: usize, added: usize) -> Result<(), E> {
+    L::admit(len, added).map_err(|refused| {
+        let message = refused.to_string();
+        READING.with(|reading| reading.borrow_mut().refused = Some(refused));
+        E::custom(message)
+    })
+}
+
+/// Reads a request's postcard `body` as `T`, its counted lists within their limits: a list
+/// over its limit is refused with its own error as soon as its length is read.
+fn read_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProtocolError> {
+    READING.with(|reading| *reading.borrow_mut() = Reading::default());
+    let read = decode_body(body);
+    let refused = READING.with(|reading| std::mem::take(&mut *reading.borrow_mut()).refused);
+    match (read, refused) {
+        (Err(_), Some(refused)) => Err(refused),
+        (read, _) => read,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The wire shapes
 
 /// A document id: a canonical (lower-case, hyphenated) UUID as its 16 bytes, anything else as
@@ -290,7 +450,7 @@ impl WireId {
 #[derive(Serialize, Deserialize)]
 struct WireRequest {
     cursor: u64,
-    docs: Vec<WirePush>,
+    docs: Counted<WirePush, PushedDocs>,
 }
 
 /// A request that names dropped documents: [`WireRequest`] followed by their ids. A request
@@ -299,8 +459,8 @@ struct WireRequest {
 #[derive(Serialize, Deserialize)]
 struct WireRequestDropping {
     cursor: u64,
-    docs: Vec<WirePush>,
-    dropped: Vec<String>,
+    docs: Counted<WirePush, PushedDocs>,
+    dropped: Counted<String, DroppedDocs>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -314,7 +474,7 @@ enum WireServerHeads {
 struct WirePush {
     id: WireId,
     server_heads: WireServerHeads,
-    changes: Vec<Vec<u8>>,
+    changes: Counted<Vec<u8>, PushedChanges>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -388,7 +548,7 @@ impl From<&DocPush> for WirePush {
             } else {
                 WireServerHeads::Listed(push.server_heads.clone())
             },
-            changes: push.changes.clone(),
+            changes: push.changes.clone().into(),
         }
     }
 }
@@ -402,6 +562,7 @@ impl TryFrom<WirePush> for DocPush {
             WireServerHeads::Listed(heads) => heads,
             WireServerHeads::DepsOfFirstChange => push
                 .changes
+                .0
                 .first()
                 .and_then(|c| first_change_deps(c))
                 .ok_or_else(|| {
@@ -414,7 +575,7 @@ impl TryFrom<WirePush> for DocPush {
         Ok(DocPush {
             doc_id,
             server_heads,
-            changes: push.changes,
+            changes: push.changes.0,
         })
     }
 }
@@ -511,10 +672,10 @@ fn encode_body(body: Vec<u8>) -> Vec<u8> {
     out
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
-    let body = body(bytes)?;
+/// A message's postcard body, read whole.
+fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProtocolError> {
     let (message, trailing) =
-        postcard::take_from_bytes(&body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        postcard::take_from_bytes(body).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     no_trailing(trailing)?;
     Ok(message)
 }
@@ -601,7 +762,12 @@ impl SyncRequest {
 
     /// The request's bytes on the wire.
     pub fn encode(&self) -> Vec<u8> {
-        let docs = self.docs.iter().map(WirePush::from).collect();
+        let docs: Counted<_, _> = self
+            .docs
+            .iter()
+            .map(WirePush::from)
+            .collect::<Vec<_>>()
+            .into();
         if self.dropped.is_empty() {
             return encode(&WireRequest {
                 cursor: self.cursor,
@@ -611,45 +777,41 @@ impl SyncRequest {
         encode(&WireRequestDropping {
             cursor: self.cursor,
             docs,
-            dropped: self.dropped.clone(),
+            dropped: self.dropped.clone().into(),
         })
     }
 
-    /// Decodes a request and [checks](Self::check) it.
+    /// Decodes a request and [checks](Self::check) it. Its lists are counted as they are read,
+    /// so a request over a limit is refused without being held in memory.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let body = body(bytes)?;
         // Nearly every request names nothing dropped and decodes in the first shape; one that
         // does has bytes left after it and decodes in the second.
-        let wire = match decode::<WireRequest>(bytes) {
+        let wire = match read_request::<WireRequest>(&body) {
             Ok(wire) => WireRequestDropping {
                 cursor: wire.cursor,
                 docs: wire.docs,
-                dropped: Vec::new(),
+                dropped: Vec::new().into(),
             },
-            Err(first) => match decode::<WireRequestDropping>(bytes) {
-                Ok(wire) if !wire.dropped.is_empty() => wire,
-                _ => return Err(first),
-            },
+            Err(first @ ProtocolError::Malformed(_)) => {
+                match read_request::<WireRequestDropping>(&body) {
+                    Ok(wire) if !wire.dropped.0.is_empty() => wire,
+                    Ok(_) => return Err(first),
+                    Err(ProtocolError::Malformed(_)) => return Err(first),
+                    Err(refused) => return Err(refused),
+                }
+            }
+            Err(refused) => return Err(refused),
         };
-        if wire.docs.len() > MAX_PUSHED_DOCS {
-            return Err(ProtocolError::TooManyDocuments {
-                count: wire.docs.len(),
-                max: MAX_PUSHED_DOCS,
-            });
-        }
-        if wire.dropped.len() > MAX_DROPPED_DOCS {
-            return Err(ProtocolError::TooManyDropped {
-                count: wire.dropped.len(),
-                max: MAX_DROPPED_DOCS,
-            });
-        }
         let request = SyncRequest {
             cursor: wire.cursor,
             docs: wire
                 .docs
+                .0
                 .into_iter()
                 .map(DocPush::try_from)
                 .collect::<Result<_, _>>()?,
-            dropped: wire.dropped,
+            dropped: wire.dropped.0,
         };
         request.check()?;
         Ok(request)
@@ -1222,8 +1384,9 @@ mod tests {
             docs: vec![WirePush {
                 id: WireId::Text("issue-x".into()),
                 server_heads: WireServerHeads::DepsOfFirstChange,
-                changes: vec![vec![1, 2, 3]],
-            }],
+                changes: vec![vec![1, 2, 3]].into(),
+            }]
+            .into(),
         })
         .unwrap();
         implied.append(&mut body);

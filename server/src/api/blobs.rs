@@ -226,14 +226,7 @@ pub async fn put_blob(
     if let QuotaCheck::Exceeded {
         limit,
         retry_after_secs,
-    } = web::block(move || {
-        let check = quota.photo_quota.check(&user_id, received, now_ms())?;
-        if check == QuotaCheck::Allowed {
-            quota.photo_quota.charge(&user_id, received, now_ms())?;
-        }
-        Ok::<_, crate::storage::StoreError>(check)
-    })
-    .await??
+    } = web::block(move || quota.photo_quota.take(&user_id, received, now_ms())).await??
     {
         return Err(ApiError::PhotoQuotaExceeded {
             limit,

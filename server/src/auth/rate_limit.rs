@@ -20,12 +20,12 @@
 //! server on it counts the same failures and a sign-in throttled by one is throttled by all; on
 //! sled in the memory of its one process, where a restart forgets them (acceptable for
 //! throttling). Times are wall-clock milliseconds, the same on every server. Usernames are
-//! compared case-insensitively. IPv6 clients are counted by their /64 network, since one host
-//! commonly has a whole /64 to pick addresses from. The count is bounded because a failure is
+//! compared case-insensitively. Addresses are counted as every limit counts them
+//! (`client_ip::counted_as`: IPv6 by its /64 network). The count is bounded because a failure is
 //! only recorded after a password check, and those are bounded by the password threads
 //! (`password::PasswordPool`); failures older than the window are forgotten.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,20 +74,6 @@ fn wait(times: &[i64], max: usize, window_ms: i64, now_ms: i64) -> Option<Durati
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
-/// The address failures are counted under: IPv4 as is (also when mapped into IPv6), IPv6 by
-/// its /64 network.
-fn client_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(
-                u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
-            )),
-        },
-    }
-}
-
 /// The keys an attempt's failures are counted under: (username, address), address, username.
 struct Keys {
     pair: String,
@@ -99,7 +85,7 @@ struct Keys {
 
 impl Keys {
     fn of(attempt: &Attempt<'_>) -> Self {
-        let address = client_key(attempt.address);
+        let address = super::client_ip::counted_as(attempt.address);
         let username = attempt.username.to_lowercase();
         Self {
             pair: format!("pair {address} {username}"),
@@ -356,8 +342,11 @@ mod tests {
     fn ipv6_hosts_count_by_their_network() {
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        assert_eq!(client_key(a), client_key(b));
+        assert_eq!(
+            crate::auth::client_ip::counted_as(a),
+            crate::auth::client_ip::counted_as(b)
+        );
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(client_key(mapped), HOME);
+        assert_eq!(crate::auth::client_ip::counted_as(mapped), HOME);
     }
 }

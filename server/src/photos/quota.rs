@@ -2,7 +2,9 @@
 //! script with a stolen token) cannot fill the server's disk with pictures no record needs.
 //!
 //! Every byte of an upload request counts when it arrives, whether it completes a photo, is a
-//! chunk, repeats a photo already stored or is refused: each was received and handled. The day
+//! chunk, repeats a photo already stored or is refused: each was received and handled. A
+//! request is checked against the day's quota and counted in one step of the store, so
+//! uploads arriving at once never pass it together. The day
 //! is China's calendar day (UTC+8), when the chiefs work. The counts are kept by the store
 //! (`storage::Shared`): on PostgreSQL in the database, so a day is counted once however a phone
 //! spreads its uploads over the servers; on sled in the memory of its one process, where a
@@ -56,23 +58,37 @@ impl UploadQuota {
         self.used.uploaded(user, day_of(now_ms))
     }
 
-    /// Whether `user` may send `bytes` more today. Blocking.
+    /// Whether `user` may send `bytes` more today, counting nothing: for a request whose
+    /// length is announced before its body arrives. Blocking.
     pub fn check(&self, user: &str, bytes: u64, now_ms: i64) -> Result<QuotaCheck, StoreError> {
         if self.used(user, now_ms)?.saturating_add(bytes) <= self.daily_bytes {
             return Ok(QuotaCheck::Allowed);
         }
-        let next_day_ms = (day_of(now_ms) + 1) * DAY_MS - CHINA_OFFSET_MS;
-        Ok(QuotaCheck::Exceeded {
-            limit: self.daily_bytes,
-            retry_after_secs: u64::try_from((next_day_ms - now_ms + 999) / 1000).unwrap_or(1),
-        })
+        Ok(self.exceeded(now_ms))
     }
 
-    /// Counts `bytes` received from `user`. Blocking.
-    pub fn charge(&self, user: &str, bytes: u64, now_ms: i64) -> Result<(), StoreError> {
-        self.used
-            .charge_upload(user, day_of(now_ms), bytes)
-            .map(drop)
+    /// Counts `bytes` received from `user` if they fit in today's quota, checked and counted
+    /// in one step of the store, so uploads arriving at once (on any server) never pass the
+    /// quota together; nothing is counted when they do not fit. Blocking.
+    pub fn take(&self, user: &str, bytes: u64, now_ms: i64) -> Result<QuotaCheck, StoreError> {
+        Ok(
+            match self
+                .used
+                .charge_upload(user, day_of(now_ms), bytes, self.daily_bytes)?
+            {
+                Some(_) => QuotaCheck::Allowed,
+                None => self.exceeded(now_ms),
+            },
+        )
+    }
+
+    /// The refusal at `now_ms`: the quota, and the seconds until the next day starts.
+    fn exceeded(&self, now_ms: i64) -> QuotaCheck {
+        let next_day_ms = (day_of(now_ms) + 1) * DAY_MS - CHINA_OFFSET_MS;
+        QuotaCheck::Exceeded {
+            limit: self.daily_bytes,
+            retry_after_secs: u64::try_from((next_day_ms - now_ms + 999) / 1000).unwrap_or(1),
+        }
     }
 }
 
@@ -89,7 +105,7 @@ mod tests {
             quota.check("u-a", 1_000, late).unwrap(),
             QuotaCheck::Allowed
         );
-        quota.charge("u-a", 900, late).unwrap();
+        assert_eq!(quota.take("u-a", 900, late).unwrap(), QuotaCheck::Allowed);
         assert_eq!(quota.check("u-a", 100, late).unwrap(), QuotaCheck::Allowed);
         assert_eq!(
             quota.check("u-a", 101, late).unwrap(),
@@ -110,7 +126,13 @@ mod tests {
             quota.check("u-a", 1_000, next).unwrap(),
             QuotaCheck::Allowed
         );
-        quota.charge("u-a", 10, next).unwrap();
+        assert_eq!(quota.take("u-a", 10, next).unwrap(), QuotaCheck::Allowed);
+        assert_eq!(quota.used("u-a", next).unwrap(), 10);
+        // What does not fit is refused and not counted.
+        assert!(matches!(
+            quota.take("u-a", 991, next).unwrap(),
+            QuotaCheck::Exceeded { limit: 1_000, .. }
+        ));
         assert_eq!(quota.used("u-a", next).unwrap(), 10);
     }
 }

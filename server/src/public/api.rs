@@ -183,7 +183,7 @@ pub async fn get_challenge(
     let limits = state.public.limits();
     let now = now_ms();
     if let Err(wait) = state.public.counters.take(
-        &format!("challenge:{client}"),
+        &format!("challenge:{}", client.counted_as()),
         limits.challenges_per_address,
         now,
     ) {
@@ -258,12 +258,11 @@ pub async fn get_signboard(
     };
     if pdf {
         let limit = state.public.limits().signboard_pdfs_per_address;
-        if let Err(wait) =
-            state
-                .public
-                .counters
-                .take(&format!("signboard-pdf:{client}"), limit, now_ms())
-        {
+        if let Err(wait) = state.public.counters.take(
+            &format!("signboard-pdf:{}", client.counted_as()),
+            limit,
+            now_ms(),
+        ) {
             return Err(rate_limited(
                 ErrorCode::RateLimitedAddress,
                 "too many signboard PDFs from this network",

@@ -62,10 +62,45 @@ impl Default for PublicLimits {
     }
 }
 
+/// Most events all keys together keep. Past it the oldest are forgotten, as if their hour had
+/// passed: a flood from ever new networks costs the server bounded memory, and only forgives
+/// the networks it came from.
+const MAX_EVENTS: usize = 200_000;
+
 /// Events per key in the last hour.
 #[derive(Debug, Default)]
 pub struct Counters {
-    seen: Mutex<HashMap<String, VecDeque<i64>>>,
+    seen: Mutex<Seen>,
+}
+
+/// The events of each key, and every event in the order it was counted, so the ones whose
+/// hour has passed are forgotten a few at a time as new ones come, never by a pass over every
+/// key under the lock.
+#[derive(Debug, Default)]
+struct Seen {
+    by_key: HashMap<String, VecDeque<i64>>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Seen {
+    /// Forgets the events whose hour has passed, and the oldest beyond room for one more under
+    /// [`MAX_EVENTS`]. Each event is forgotten once, so this costs what counting it did.
+    fn forget(&mut self, now_ms: i64) {
+        while let Some((at, _)) = self.order.front() {
+            if now_ms - at < WINDOW_MS && self.order.len() < MAX_EVENTS {
+                break;
+            }
+            let Some((_, key)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(queue) = self.by_key.get_mut(&key) {
+                queue.pop_front();
+                if queue.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 impl Counters {
@@ -73,18 +108,16 @@ impl Counters {
     /// the seconds until one more is allowed.
     pub fn take(&self, key: &str, limit: usize, now_ms: i64) -> Result<(), u64> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget keys whose window has passed, so the map does not grow with every address.
-        if seen.len() > 10_000 {
-            seen.retain(|_, q| q.back().is_some_and(|t| now_ms - t < WINDOW_MS));
+        seen.forget(now_ms);
+        let recent = seen.by_key.get(key).map_or(0, |q| recent(q, now_ms));
+        if recent >= limit {
+            return Err(seen.by_key.get(key).map_or(1, |q| wait_secs(q, now_ms)));
         }
-        let queue = seen.entry(key.to_string()).or_default();
-        while queue.front().is_some_and(|t| now_ms - t >= WINDOW_MS) {
-            queue.pop_front();
-        }
-        if queue.len() >= limit {
-            return Err(wait_secs(queue, now_ms));
-        }
-        queue.push_back(now_ms);
+        seen.by_key
+            .entry(key.to_string())
+            .or_default()
+            .push_back(now_ms);
+        seen.order.push_back((now_ms, key.to_string()));
         Ok(())
     }
 
@@ -92,15 +125,26 @@ impl Counters {
     /// seconds to wait when it is not.
     pub fn check(&self, key: &str, limit: usize, now_ms: i64) -> Result<(), u64> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(queue) = seen.get(key) else {
+        let Some(queue) = seen.by_key.get(key) else {
             return if limit == 0 { Err(1) } else { Ok(()) };
         };
-        let recent = queue.iter().filter(|t| now_ms - **t < WINDOW_MS).count();
-        if recent >= limit {
+        if recent(queue, now_ms) >= limit {
             return Err(wait_secs(queue, now_ms));
         }
         Ok(())
     }
+
+    /// How many events all keys together keep now.
+    #[cfg(test)]
+    fn kept(&self) -> (usize, usize) {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.by_key.len(), seen.order.len())
+    }
+}
+
+/// The events of a key in the hour before `now_ms`.
+fn recent(queue: &VecDeque<i64>, now_ms: i64) -> usize {
+    queue.iter().filter(|t| now_ms - **t < WINDOW_MS).count()
 }
 
 fn wait_secs(queue: &VecDeque<i64>, now_ms: i64) -> u64 {
@@ -127,14 +171,37 @@ pub struct Ticket {
 
 #[derive(Debug, Default)]
 pub struct Tickets {
-    all: Mutex<HashMap<String, Ticket>>,
+    all: Mutex<Issued>,
+}
+
+/// The tickets by code, and their codes in the order they were issued.
+#[derive(Debug, Default)]
+struct Issued {
+    by_code: HashMap<String, Ticket>,
+    order: VecDeque<(i64, String)>,
 }
 
 impl Tickets {
     pub fn issue(&self, code: String, asset: String, now_ms: i64, ttl_ms: i64) {
         let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
-        all.retain(|_, t| now_ms - t.issued_ms < ttl_ms);
-        all.insert(
+        // Expired tickets are forgotten oldest first, a few for each new one, never by a pass
+        // over all of them under the lock.
+        while let Some((issued, _)) = all.order.front() {
+            if now_ms - issued < ttl_ms {
+                break;
+            }
+            if let Some((_, old)) = all.order.pop_front() {
+                if all
+                    .by_code
+                    .get(&old)
+                    .is_some_and(|t| now_ms - t.issued_ms >= ttl_ms)
+                {
+                    all.by_code.remove(&old);
+                }
+            }
+        }
+        all.order.push_back((now_ms, code.clone()));
+        all.by_code.insert(
             code,
             Ticket {
                 asset,
@@ -149,14 +216,15 @@ impl Tickets {
     /// The ticket, if it is known, unused and not expired.
     pub fn valid(&self, code: &str, now_ms: i64, ttl_ms: i64) -> Option<Ticket> {
         let all = self.all.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(code)
+        all.by_code
+            .get(code)
             .filter(|t| !t.used && now_ms - t.issued_ms < ttl_ms)
             .cloned()
     }
 
     pub fn add_photo(&self, code: &str, sha256: &str) {
         let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = all.get_mut(code) {
+        if let Some(t) = all.by_code.get_mut(code) {
             if !t.photos.iter().any(|p| p == sha256) {
                 t.photos.push(sha256.to_string());
             }
@@ -167,7 +235,7 @@ impl Tickets {
     /// already begun `max` others.
     pub fn start_upload(&self, code: &str, sha256: &str, max: usize) -> bool {
         let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(t) = all.get_mut(code) else {
+        let Some(t) = all.by_code.get_mut(code) else {
             return false;
         };
         if t.started.iter().any(|p| p == sha256) {
@@ -183,7 +251,7 @@ impl Tickets {
     /// Marks the ticket used; false when it already was (two reports raced on one ticket).
     pub fn spend(&self, code: &str) -> bool {
         let mut all = self.all.lock().unwrap_or_else(|p| p.into_inner());
-        match all.get_mut(code) {
+        match all.by_code.get_mut(code) {
             Some(t) if !t.used => {
                 t.used = true;
                 true
@@ -217,6 +285,45 @@ mod tests {
         let wait = c.check("a", 1, 10).unwrap_err();
         assert!(wait > 3000 && wait <= 3600, "{wait}");
         assert!(c.check("a", 1, WINDOW_MS).is_ok());
+    }
+
+    #[test]
+    fn old_events_are_forgotten_as_new_ones_come_and_never_past_the_cap() {
+        let c = Counters::default();
+        for i in 0..1_000 {
+            c.take(&format!("network-{i}"), 5, i).unwrap();
+        }
+        assert_eq!(c.kept(), (1_000, 1_000));
+        // An hour on, each new event forgets those whose hour has passed.
+        c.take("late", 5, WINDOW_MS + 500).unwrap();
+        assert_eq!(c.kept(), (500, 500));
+        c.take("late", 5, 2 * WINDOW_MS).unwrap();
+        assert_eq!(
+            c.kept(),
+            (1, 2),
+            "only the late network's two events are left"
+        );
+        // A flood from ever new networks keeps at most MAX_EVENTS; the newest still count.
+        let c = Counters::default();
+        for i in 0..MAX_EVENTS + 10 {
+            c.take(&i.to_string(), 1, 0).unwrap();
+        }
+        assert_eq!(c.kept(), (MAX_EVENTS, MAX_EVENTS));
+        assert!(c.take(&(MAX_EVENTS + 9).to_string(), 1, 0).is_err());
+        assert!(c.take("0", 1, 0).is_ok(), "the oldest were forgotten");
+    }
+
+    #[test]
+    fn expired_tickets_are_forgotten_as_new_ones_are_issued() {
+        let t = Tickets::default();
+        for i in 0..100 {
+            t.issue(format!("t{i}"), "river".into(), i, WINDOW_MS);
+        }
+        t.issue("new".into(), "river".into(), WINDOW_MS + 50, WINDOW_MS);
+        let all = t.all.lock().unwrap();
+        assert_eq!(all.by_code.len(), 50);
+        assert_eq!(all.order.len(), 50);
+        assert!(all.by_code.contains_key("t51") && !all.by_code.contains_key("t50"));
     }
 
     #[test]

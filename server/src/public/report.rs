@@ -82,12 +82,11 @@ pub async fn post_ticket(
         ));
     }
     let limits = state.public.limits();
-    if let Err(wait) =
-        state
-            .public
-            .counters
-            .take(&format!("ticket:{client}"), limits.tickets_per_address, now)
-    {
+    if let Err(wait) = state.public.counters.take(
+        &format!("ticket:{}", client.counted_as()),
+        limits.tickets_per_address,
+        now,
+    ) {
         return Err(rate_limited(
             ErrorCode::RateLimitedAddress,
             "too many reports from this network",
@@ -485,12 +484,11 @@ pub async fn post_public_report(
         &report.description,
         report.location,
     )?;
-    if let Err(wait) =
-        state
-            .public
-            .counters
-            .take(&format!("report:{client}"), limits.reports_per_address, now)
-    {
+    if let Err(wait) = state.public.counters.take(
+        &format!("report:{}", client.counted_as()),
+        limits.reports_per_address,
+        now,
+    ) {
         return Err(rate_limited(
             ErrorCode::RateLimitedAddress,
             "too many reports from this network",

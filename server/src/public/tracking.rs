@@ -80,7 +80,7 @@ fn guessing(state: &AppState, client: ClientIp) -> Result<(), ApiError> {
 }
 
 fn miss_key(client: ClientIp) -> String {
-    format!("unknown-code:{client}")
+    format!("unknown-code:{}", client.counted_as())
 }
 
 /// Counts a wrong tracking code against the address.

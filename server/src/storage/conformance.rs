@@ -43,6 +43,7 @@ macro_rules! store_conformance_tests {
             reopen_after_close_keeps_everything,
             login_failures_are_counted_per_key_and_forgiven_by_tag,
             upload_bytes_add_up_per_user_and_day,
+            parallel_upload_charges_never_pass_the_limit,
             a_job_lock_has_one_holder_at_a_time,
             a_migration_places_bindings_tokens_and_feed_positions,
         );
@@ -443,17 +444,61 @@ pub(crate) fn login_failures_are_counted_per_key_and_forgiven_by_tag(h: &impl Ha
     );
 }
 
-/// Photo bytes add up per user and day; a new day starts from nothing.
+/// Photo bytes add up per user and day; a new day starts from nothing; a charge that would go
+/// over the limit adds nothing.
 pub(crate) fn upload_bytes_add_up_per_user_and_day(h: &impl Harness) {
     let store = h.open();
     assert_eq!(store.uploaded("u1", 20_000).unwrap(), 0);
-    assert_eq!(store.charge_upload("u1", 20_000, 700).unwrap(), 700);
-    assert_eq!(store.charge_upload("u1", 20_000, 300).unwrap(), 1_000);
-    assert_eq!(store.charge_upload("u2", 20_000, 5).unwrap(), 5);
+    assert_eq!(
+        store.charge_upload("u1", 20_000, 700, 1_000).unwrap(),
+        Some(700)
+    );
+    assert_eq!(store.charge_upload("u1", 20_000, 301, 1_000).unwrap(), None);
+    assert_eq!(
+        store.charge_upload("u1", 20_000, 300, 1_000).unwrap(),
+        Some(1_000)
+    );
+    assert_eq!(store.charge_upload("u1", 20_000, 1, 1_000).unwrap(), None);
+    assert_eq!(
+        store.charge_upload("u2", 20_000, 5, 1_000).unwrap(),
+        Some(5)
+    );
+    assert_eq!(
+        store.charge_upload("u3", 20_000, 1_001, 1_000).unwrap(),
+        None
+    );
+    assert_eq!(store.uploaded("u3", 20_000).unwrap(), 0);
     assert_eq!(store.uploaded("u1", 20_000).unwrap(), 1_000);
-    assert_eq!(store.charge_upload("u1", 20_001, 10).unwrap(), 10);
+    assert_eq!(
+        store.charge_upload("u1", 20_001, 10, 1_000).unwrap(),
+        Some(10)
+    );
     assert_eq!(store.uploaded("u1", 20_001).unwrap(), 10);
     assert_eq!(store.uploaded("u2", 20_000).unwrap(), 5);
+}
+
+/// Charges made at once from many threads (many requests, on any server of the store) are
+/// added one after another: the day's total reaches the limit exactly and never passes it.
+pub(crate) fn parallel_upload_charges_never_pass_the_limit(h: &impl Harness) {
+    let store = h.open();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                (0..20)
+                    .filter(|_| {
+                        store
+                            .charge_upload("u1", 20_000, 100, 5_000)
+                            .unwrap()
+                            .is_some()
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let charged: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(charged, 50, "charges admitted");
+    assert_eq!(store.uploaded("u1", 20_000).unwrap(), 5_000);
 }
 
 /// While one holder runs under a job lock, no one else (another thread, another handle on the

@@ -32,9 +32,17 @@ pub trait Shared: Send + Sync + std::fmt::Debug {
     /// Forgets the failures under `key`: all of them, or only those tagged `tag`.
     fn forgive_login_failures(&self, key: &str, tag: Option<&str>) -> Result<(), StoreError>;
 
-    /// Adds `bytes` to what `user` sent on `day` and returns the day's total. Earlier days'
-    /// counts may be forgotten meanwhile.
-    fn charge_upload(&self, user: &str, day: i64, bytes: u64) -> Result<u64, StoreError>;
+    /// Adds `bytes` to what `user` sent on `day` if the day's total stays within `limit`, in
+    /// one step however many servers and requests charge at once, and returns the new total;
+    /// `None`, with nothing added, when it would go over. Earlier days' counts may be forgotten
+    /// meanwhile.
+    fn charge_upload(
+        &self,
+        user: &str,
+        day: i64,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// What `user` sent on `day`.
     fn uploaded(&self, user: &str, day: i64) -> Result<u64, StoreError>;
@@ -125,19 +133,28 @@ impl Shared for LocalShared {
         Ok(())
     }
 
-    fn charge_upload(&self, user: &str, day: i64, bytes: u64) -> Result<u64, StoreError> {
+    fn charge_upload(
+        &self,
+        user: &str,
+        day: i64,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let mut uploads = lock(&self.uploads);
         let entry = uploads.entry(user.to_owned()).or_insert((day, 0));
         if entry.0 != day {
             *entry = (day, 0);
         }
-        entry.1 = entry.1.saturating_add(bytes);
-        let total = entry.1;
+        let total = entry.1.saturating_add(bytes);
+        if total > limit {
+            return Ok(None);
+        }
+        entry.1 = total;
         // Earlier days' counts are dropped once the table would otherwise only grow.
         if uploads.len() > 10_000 {
             uploads.retain(|_, (d, _)| *d == day);
         }
-        Ok(total)
+        Ok(Some(total))
     }
 
     fn uploaded(&self, user: &str, day: i64) -> Result<u64, StoreError> {

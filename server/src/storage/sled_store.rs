@@ -192,8 +192,14 @@ impl super::Shared for SledStore {
         self.shared.forgive_login_failures(key, tag)
     }
 
-    fn charge_upload(&self, user: &str, day: i64, bytes: u64) -> Result<u64, StoreError> {
-        self.shared.charge_upload(user, day, bytes)
+    fn charge_upload(
+        &self,
+        user: &str,
+        day: i64,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.shared.charge_upload(user, day, bytes, limit)
     }
 
     fn uploaded(&self, user: &str, day: i64) -> Result<u64, StoreError> {

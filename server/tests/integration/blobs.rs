@@ -833,3 +833,83 @@ async fn photos_are_served_to_those_who_see_a_referencing_document() {
         ["taken_outside_window", "far_from_place", "taken_too_early"]
     );
 }
+
+/// Photo uploads of one user arriving at once: the day's quota was checked and then charged in
+/// two steps, so uploads checked together all passed and the day went over by as many as ran
+/// at once. Now each upload is checked and counted in one step of the store: however many
+/// arrive together, no more are taken than fit, on sled and on PostgreSQL (when
+/// `CHIEFSYNC_TEST_POSTGRES` names a server).
+#[actix_web::test]
+async fn parallel_uploads_never_pass_the_days_quota() {
+    const PHOTO: usize = 4_000;
+    const FIT: u64 = 6;
+    async fn attack(s: &TestServer) {
+        let token = s.token(CHIEF, "phone-1").await;
+        let tasks: Vec<_> = (0..48u32)
+            .map(|i| {
+                let (base, token) = (s.base.clone(), token.clone());
+                // Not a picture: refused after it is counted, as every received byte is.
+                let body: Vec<u8> = (0..PHOTO).map(|b| (b as u32 * 31 + i) as u8).collect();
+                actix_web::rt::spawn(async move {
+                    let client = awc::Client::builder()
+                        .timeout(Duration::from_secs(60))
+                        .finish();
+                    let mut res = client
+                        .put(format!("{base}/api/v1/blobs/{}", sha256_hex(&body)))
+                        .insert_header(("Authorization", format!("Bearer {token}")))
+                        .content_type("application/octet-stream")
+                        .send_body(body)
+                        .await
+                        .expect("request sent");
+                    let answer = res.body().await.unwrap_or_default();
+                    (res.status(), String::from_utf8_lossy(&answer).into_owned())
+                })
+            })
+            .collect();
+        let mut counted = 0u64;
+        for task in tasks {
+            let (status, answer) = task.await.unwrap();
+            match status {
+                StatusCode::TOO_MANY_REQUESTS => {}
+                StatusCode::UNPROCESSABLE_ENTITY | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    counted += 1
+                }
+                other => panic!("{other}: {answer}"),
+            }
+        }
+        let user = s
+            .state
+            .store
+            .find_user_by_username(CHIEF)
+            .unwrap()
+            .unwrap()
+            .user
+            .id;
+        let used = s
+            .state
+            .photo_quota
+            .used(&user, server::state::now_ms())
+            .unwrap();
+        assert_eq!(counted, FIT, "uploads taken");
+        assert_eq!(used, FIT * PHOTO as u64, "bytes counted");
+    }
+    let quota = |settings: &mut server::Settings| {
+        settings.photos.daily_bytes_per_user = FIT * PHOTO as u64;
+        // All of them in flight at once, none shed.
+        settings.max_in_flight = 1_000;
+        settings.max_in_flight_per_user = 1_000;
+    };
+    let s = TestServer::demo_with(quota).await;
+    attack(&s).await;
+    s.stop().await;
+    if let Some(db) = crate::postgres::Database::create("holes_photo_quota") {
+        let url = db.url.clone();
+        let s = TestServer::demo_with(|settings| {
+            quota(settings);
+            settings.database = Some(url.clone());
+        })
+        .await;
+        attack(&s).await;
+        s.stop().await;
+    }
+}

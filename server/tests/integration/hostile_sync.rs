@@ -216,3 +216,69 @@ async fn changes_over_the_document_limits_are_refused_and_change_nothing() {
     let reply = push(&s, &grant, &id, fine).await;
     assert_eq!(reply.status, 200, "{}", reply.json());
 }
+
+/// A 32 KiB deflated `/sync` body that names tens of millions of empty dropped ids (it inflates
+/// to 32 MiB of zero bytes, each one an id): it was decoded whole, a gigabyte of ids held for
+/// one signed-in phone, before its length was checked. Now the decoder refuses the list at its
+/// length: a 400 with a JSON error, at once, and the phone's next sync works.
+#[actix_web::test]
+async fn a_small_body_naming_millions_of_dropped_ids_is_refused_at_its_length() {
+    use std::io::Write;
+
+    use sync_core::protocol::{MAGIC, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+
+    let s = TestServer::demo().await;
+    let grant = s.login(CHIEF, "phone-1").await;
+    let token = grant["access_token"].as_str().unwrap();
+
+    // The postcard of the request by hand: cursor 0, no pushed documents, then the ids.
+    let ids = MAX_MESSAGE_BYTES - 64;
+    let mut body = vec![0u8, 0];
+    let mut n = ids;
+    while n >= 0x80 {
+        body.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    body.push(n as u8);
+    body.resize(body.len() + ids, 0);
+    let mut wire = MAGIC.to_vec();
+    wire.extend_from_slice(&[PROTOCOL_VERSION, 1]);
+    let mut deflate = flate2::write::DeflateEncoder::new(wire, flate2::Compression::best());
+    deflate.write_all(&body).unwrap();
+    let wire = deflate.finish().unwrap();
+    drop(body);
+    assert!(wire.len() < 64 * 1024, "{} bytes", wire.len());
+
+    let started = std::time::Instant::now();
+    let refused = post(&s, "/api/v1/sync", token, wire).await;
+    let took = started.elapsed();
+    assert_eq!(refused.status, 400, "{}", refused.json());
+    assert_eq!(
+        refused.json()["error"],
+        "too_many_documents",
+        "{}",
+        refused.json()
+    );
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("dropped documents")),
+        "{}",
+        refused.json()
+    );
+    // Inflating 32 MiB takes a moment in a debug build; decoding 32 million ids took many.
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+
+    // The phone's next, ordinary sync is answered.
+    let ordinary = SyncRequest {
+        cursor: 0,
+        docs: Vec::new(),
+        dropped: vec!["0193c7a0-0000-7000-8000-000000000001".into()],
+    };
+    let answer = post(&s, "/api/v1/sync", token, ordinary.encode()).await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    SyncResponse::decode(&answer.body).expect("an answer");
+}

@@ -1921,3 +1921,147 @@ async fn the_reporters_phone_number_is_erased_after_its_period() {
     assert!(office.expect_ok()["phone"].is_null());
     s.stop().await;
 }
+
+/// One host commonly has a whole IPv6 /64 to pick addresses from: the public channel's limits
+/// counted each full address, so a script guessing tracking codes or fetching challenges moved
+/// to the next address of its /64 at every limit. Now every limit counts an IPv6 client by its
+/// /64, the rule sign-in throttling uses. The clients are named by a trusted reverse proxy
+/// (`--trusted-proxy`); a header from anyone else is not read.
+#[actix_web::test]
+async fn ipv6_addresses_of_one_network_share_the_public_limits() {
+    let s = TestServer::demo_with(|settings| {
+        settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+    })
+    .await;
+    cheap(&s, |l| {
+        l.unknown_codes_per_address = 3;
+        l.challenges_per_address = 4;
+    });
+    let track = |from: String, guess: &'static str| {
+        let s = &s;
+        async move {
+            s.request_with(
+                "GET",
+                &format!("/api/v1/public/track/{guess}"),
+                None,
+                None,
+                &[("X-Forwarded-For", &from)],
+            )
+            .await
+        }
+    };
+    // Three wrong codes, each from another address of 2001:db8:1:2::/64.
+    for i in 1..=3 {
+        track(format!("2001:db8:1:2::{i:x}"), "23456789abcdefghjkmn")
+            .await
+            .expect_error(404, "unknown_code");
+    }
+    // Any other address of that network is cut off too.
+    let limited = track(
+        "2001:db8:1:2:ffff:ffff:ffff:ffff".into(),
+        "nmkjhgfedcba98765432",
+    )
+    .await;
+    limited.expect_error(429, "rate_limited_address");
+    assert!(limited.headers.contains_key("retry-after"));
+    // What the client itself wrote before the proxy's entry does not get it out.
+    track("2001:db8:9:9::1, 2001:db8:1:2::77".into(), "x")
+        .await
+        .expect_error(429, "rate_limited_address");
+    // Another network, and the proxy's own address, are counted apart.
+    track("2001:db8:1:3::1".into(), "x")
+        .await
+        .expect_error(404, "unknown_code");
+    s.request("GET", "/api/v1/public/track/x", None, None)
+        .await
+        .expect_error(404, "unknown_code");
+    // An IPv4 client keeps its own address; the same one mapped into IPv6 is the same client.
+    for from in ["203.0.113.7", "::ffff:203.0.113.7", "203.0.113.7"] {
+        track(from.into(), "x")
+            .await
+            .expect_error(404, "unknown_code");
+    }
+    track("203.0.113.7".into(), "x")
+        .await
+        .expect_error(429, "rate_limited_address");
+    track("203.0.113.8".into(), "x")
+        .await
+        .expect_error(404, "unknown_code");
+
+    // Challenges: four for the network, however many addresses ask.
+    for i in 1..=4 {
+        let from = format!("2001:db8:5:6::{i:x}");
+        s.request_with(
+            "GET",
+            "/api/v1/public/challenge",
+            None,
+            None,
+            &[("X-Forwarded-For", &from)],
+        )
+        .await
+        .expect_ok();
+    }
+    s.request_with(
+        "GET",
+        "/api/v1/public/challenge",
+        None,
+        None,
+        &[("X-Forwarded-For", "2001:db8:5:6:abcd::1")],
+    )
+    .await
+    .expect_error(429, "rate_limited_address");
+
+    // Sign-in throttling counts the same client by the same rule: five wrong passwords from
+    // five addresses of one /64 hold back the sixth address of it.
+    for i in 1..=5 {
+        let from = format!("2001:db8:7:8::{i:x}");
+        s.request_with(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": CHIEF, "password": "wrong", "device_id": "phone"})),
+            &[("X-Forwarded-For", &from)],
+        )
+        .await
+        .expect_error(401, "invalid_credentials");
+    }
+    s.request_with(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": CHIEF, "password": "demo", "device_id": "phone"})),
+        &[("X-Forwarded-For", "2001:db8:7:8:1:2:3:4")],
+    )
+    .await
+    .expect_error(429, "rate_limited");
+    s.stop().await;
+}
+
+/// Without `--trusted-proxy`, `X-Forwarded-For` is anyone's word and is not read: a script
+/// naming a new address in every request is still counted by its connection's own.
+#[actix_web::test]
+async fn a_forwarded_for_header_from_an_untrusted_peer_is_not_read() {
+    let s = TestServer::demo().await;
+    cheap(&s, |l| l.unknown_codes_per_address = 2);
+    for i in 1..=2 {
+        s.request_with(
+            "GET",
+            "/api/v1/public/track/x",
+            None,
+            None,
+            &[("X-Forwarded-For", &format!("198.51.100.{i}"))],
+        )
+        .await
+        .expect_error(404, "unknown_code");
+    }
+    s.request_with(
+        "GET",
+        "/api/v1/public/track/x",
+        None,
+        None,
+        &[("X-Forwarded-For", "198.51.100.3")],
+    )
+    .await
+    .expect_error(429, "rate_limited_address");
+    s.stop().await;
+}

@@ -88,7 +88,13 @@ impl Shared for PostgresStore {
         })
     }
 
-    fn charge_upload(&self, user: &str, day: i64, bytes: u64) -> Result<u64, StoreError> {
+    fn charge_upload(
+        &self,
+        user: &str,
+        day: i64,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(backend)?;
@@ -98,18 +104,23 @@ impl Shared for PostgresStore {
             )
             .await
             .map_err(backend)?;
+            // One statement checks and adds: the update runs on the row locked with its latest
+            // count, so requests on any server charging at once are added one after another
+            // and none is added past the limit. No row comes back when it would go over.
             let row = tx
-                .query_one(
-                    "INSERT INTO upload_bytes (user_id, day, bytes) VALUES ($1, $2, $3)
+                .query_opt(
+                    "INSERT INTO upload_bytes (user_id, day, bytes)
+                     SELECT $1::text, $2::bigint, $3::bigint WHERE $3::bigint <= $4::bigint
                      ON CONFLICT (user_id, day)
-                     DO UPDATE SET bytes = least(upload_bytes.bytes + EXCLUDED.bytes, $4)
+                     DO UPDATE SET bytes = upload_bytes.bytes + EXCLUDED.bytes
+                     WHERE upload_bytes.bytes <= $4 - EXCLUDED.bytes
                      RETURNING bytes",
-                    &[&user, &day, &as_i64(bytes), &i64::MAX],
+                    &[&user, &day, &as_i64(bytes), &as_i64(limit)],
                 )
                 .await
                 .map_err(backend)?;
             tx.commit().await.map_err(backend)?;
-            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            Ok(row.map(|row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
         })
     }
 

@@ -349,8 +349,8 @@ fn counts_recorded_by_one_server_are_read_by_another() {
         a.login_failures(&["pair 10.0.0.1 alice"], 0).unwrap(),
         vec![Vec::<i64>::new()]
     );
-    a.charge_upload("u1", 7, 100).unwrap();
-    assert_eq!(b.charge_upload("u1", 7, 50).unwrap(), 150);
+    a.charge_upload("u1", 7, 100, 1_000).unwrap();
+    assert_eq!(b.charge_upload("u1", 7, 50, 1_000).unwrap(), Some(150));
     assert_eq!(a.uploaded("u1", 7).unwrap(), 150);
 }
 
