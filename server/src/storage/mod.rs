@@ -43,6 +43,10 @@ pub enum StoreError {
     /// The backend failed (I/O, lock, closed database).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The database cannot be reached for now (restarting, failing over, out of connections):
+    /// nothing was written, and the same call may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A stored value could not be decoded.
     #[error("corrupt record {key}: {detail}")]
     Corrupt { key: String, detail: String },
