@@ -384,6 +384,26 @@ mod tests {
     }
 
     #[test]
+    fn a_database_out_of_reach_answers_send_again_without_its_detail() {
+        for err in [
+            ApiError::from(StoreError::Unavailable(
+                "connection refused on 10.0.0.5".into(),
+            )),
+            ApiError::from(HubError::Unavailable("connection closed".into())),
+        ] {
+            let response = err.error_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
+            let body = body_of(response);
+            assert_eq!(body["error"], "unavailable");
+            assert!(!body["message"].as_str().unwrap().contains("10.0.0.5"));
+        }
+        // Any other failure of the store stays the server's fault.
+        let err = ApiError::from(StoreError::Backend("disk full".into()));
+        assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
     fn a_refusal_cannot_pass_for_a_success() {
         let err = ApiError::refused(StatusCode::OK, ErrorCode::NotFound, "x");
         assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -52,6 +52,17 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
 }
 
+impl StoreError {
+    /// The same failure as the sync hub's error: a database out of reach stays one (answered
+    /// 503, send again); anything else is a storage failure.
+    pub fn into_hub(self) -> sync_core::hub::HubError {
+        match self {
+            StoreError::Unavailable(detail) => sync_core::hub::HubError::Unavailable(detail),
+            other => sync_core::hub::HubError::Storage(other.to_string()),
+        }
+    }
+}
+
 /// A user as stored: the shared [`User`] plus what only the server keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRecord {
