@@ -50,7 +50,7 @@ use tests::weed::Weed;
 
 const NODES: usize = 2;
 /// Kills of a server; the database restart comes halfway through them.
-const KILLS: usize = 14;
+const KILLS: usize = 18;
 const DEVICES_PER_CHIEF: usize = 2;
 const CAMERA_WIDTH: u32 = 640;
 const CAMERA_HEIGHT: u32 = 480;
@@ -396,6 +396,7 @@ fn two_servers_on_one_postgres_keep_every_acknowledged_change_and_photo_through_
     let statuses: Mutex<BTreeMap<(u16, String), usize>> = Mutex::new(BTreeMap::new());
     let stop = AtomicBool::new(false);
     let (synced, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let through: [AtomicUsize; NODES] = Default::default();
     // 503s answered while the database was not restarting: another server saved the same
     // document between this one's read and its save.
     let (restarting, raced) = (AtomicBool::new(false), AtomicUsize::new(0));
@@ -415,14 +416,15 @@ fn two_servers_on_one_postgres_keep_every_acknowledged_change_and_photo_through_
                     &failed,
                     &bases,
                 );
-                let (restarting, raced) = (&restarting, &raced);
+                let (restarting, raced, through) = (&restarting, &raced, &through);
                 s.spawn(move || {
                     let mut rng = StdRng::seed_from_u64(seed ^ (i as u64 + 1));
                     let mut noise = RgbImage::new(CAMERA_WIDTH, CAMERA_HEIGHT);
                     rng.fill_bytes(&mut noise);
                     let (mut n, mut pending) = (0, false);
                     while !stop.load(Ordering::Relaxed) {
-                        phone.open(&bases[rng.random_range(0..NODES)]);
+                        let node = rng.random_range(0..NODES);
+                        phone.open(&bases[node]);
                         if !pending {
                             n += 1;
                             phone.work(&mut rng, &mut noise, n);
@@ -442,6 +444,7 @@ fn two_servers_on_one_postgres_keep_every_acknowledged_change_and_photo_through_
                                     .extend(waiting.difference(&left).cloned());
                                 pending = false;
                                 synced.fetch_add(1, Ordering::Relaxed);
+                                through[node].fetch_add(1, Ordering::Relaxed);
                             }
                             Err(err) => {
                                 if let ChiefsyncError::Server { status, code, .. } = err {
@@ -508,6 +511,10 @@ fn two_servers_on_one_postgres_keep_every_acknowledged_change_and_photo_through_
     assert!(
         synced.load(Ordering::Relaxed) > 50,
         "the phones kept syncing"
+    );
+    assert!(
+        through.iter().all(|n| n.load(Ordering::Relaxed) > 10),
+        "both servers answered syncs: {through:?}"
     );
     assert!(failed.load(Ordering::Relaxed) > 0, "some syncs were cut");
     assert!(!photos.is_empty(), "some photos were acknowledged");
