@@ -107,7 +107,7 @@ pub fn device_clock(store: &dyn Store, doc_id: &str) -> Result<DeviceClock, HubE
     // The audit names the device as the sync session does: `user/device`.
     let prefix = format!("{}/", first.user);
     let device_id = first.device.strip_prefix(&prefix).unwrap_or(&first.device);
-    let storage = |e: crate::storage::StoreError| HubError::Storage(e.to_string());
+    let storage = crate::storage::StoreError::into_hub;
     let device = store.get_device(&first.user, device_id).map_err(storage)?;
     let grace = crate::settings::device_times(store)
         .map_err(storage)?
@@ -381,7 +381,7 @@ pub fn judge(
     with_track: bool,
     work: &mut Work,
 ) -> Result<Judged, HubError> {
-    let storage = |e: crate::storage::StoreError| HubError::Storage(e.to_string());
+    let storage = crate::storage::StoreError::into_hub;
     let asset = store.get_asset(&patrol.record.asset).map_err(storage)?;
     let chief = store
         .get_user(&patrol.record.chief)

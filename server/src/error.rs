@@ -92,6 +92,14 @@ pub enum ApiError {
     },
     #[error("storage failure")]
     Storage(StoreError),
+    /// 503 with `Retry-After`: the database cannot be reached for now, or another server
+    /// saved the same document meanwhile; nothing was done, the same request may succeed
+    /// later. The detail is logged, not answered.
+    #[error(
+        "the database cannot be reached for now, or another server was saving the same record; \
+         send the request again shortly"
+    )]
+    Unavailable(String),
     /// A sync or document decision of the hub (malformed body, refused change, unknown id).
     #[error("{0}")]
     Hub(HubError),
@@ -152,6 +160,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::PhotoQuotaExceeded { .. } => ErrorCode::PhotoQuotaExceeded,
             ApiError::Overloaded { .. } => ErrorCode::Overloaded,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
             // The hub's codes (sync-core's protocol, limit and refusal codes) are named in
             // `ErrorCode`; a test there keeps them so.
             ApiError::Hub(err) if err.is_client_error() => ErrorCode::from_wire(err.code()),
@@ -203,6 +212,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Conflict(what) => ApiError::Conflict(format!("already exists: {what}")),
             StoreError::NotFound(what) => ApiError::NotFound(format!("not found: {what}")),
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             other => ApiError::Storage(other),
         }
     }
@@ -210,7 +220,10 @@ impl From<StoreError> for ApiError {
 
 impl From<HubError> for ApiError {
     fn from(err: HubError) -> Self {
-        ApiError::Hub(err)
+        match err {
+            HubError::Unavailable(detail) => ApiError::Unavailable(detail),
+            other => ApiError::Hub(other),
+        }
     }
 }
 
@@ -241,7 +254,9 @@ impl ResponseError for ApiError {
             | ApiError::Throttled { .. }
             | ApiError::PhotoQuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused { status, .. } => *status,
-            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Hub(err) => match err {
                 HubError::Protocol(ProtocolError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
                 HubError::Protocol(_)
@@ -252,6 +267,7 @@ impl ResponseError for ApiError {
                 HubError::Damaged { .. } | HubError::Storage(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
+                HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 HubError::Limit(limit) if limit.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
                 HubError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 HubError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -269,6 +285,10 @@ impl ResponseError for ApiError {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal failure");
                 "internal server error".to_owned()
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "storage unavailable");
+                self.to_string()
             }
             ApiError::Hub(err) if !err.is_client_error() => {
                 tracing::error!(error = %err, "document storage failure");
@@ -290,6 +310,10 @@ impl ResponseError for ApiError {
         | ApiError::Hub(HubError::RateLimited { retry_after_secs }) = self
         {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let ApiError::Unavailable(_) = self {
+            // A database restarts in seconds.
+            response.insert_header((header::RETRY_AFTER, "2"));
         }
         match self {
             ApiError::Unauthorized { .. } => {
@@ -357,6 +381,26 @@ mod tests {
             body_of(response),
             json!({"error": "rate_limited_asset", "message": "many reports; retry in 7 s"})
         );
+    }
+
+    #[test]
+    fn a_database_out_of_reach_answers_send_again_without_its_detail() {
+        for err in [
+            ApiError::from(StoreError::Unavailable(
+                "connection refused on 10.0.0.5".into(),
+            )),
+            ApiError::from(HubError::Unavailable("connection closed".into())),
+        ] {
+            let response = err.error_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
+            let body = body_of(response);
+            assert_eq!(body["error"], "unavailable");
+            assert!(!body["message"].as_str().unwrap().contains("10.0.0.5"));
+        }
+        // Any other failure of the store stays the server's fault.
+        let err = ApiError::from(StoreError::Backend("disk full".into()));
+        assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

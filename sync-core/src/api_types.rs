@@ -69,6 +69,10 @@ error_codes! {
     RateLimited = "rate_limited",
     /// The server failed; nothing of the request is to be trusted as done.
     Internal = "internal",
+    /// The server's database cannot be reached for now (restarting, failing over), or another
+    /// server saved the same document meanwhile: nothing of the request was done; send it
+    /// again after `Retry-After`.
+    Unavailable = "unavailable",
     // Sign-in and tokens (401).
     /// No `Authorization` header.
     MissingToken = "missing_token",

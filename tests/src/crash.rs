@@ -21,9 +21,15 @@ impl Drop for KilledServer {
 /// Starts the `crash-server` binary at `bin` (`env!("CARGO_BIN_EXE_crash-server")`) on `data`
 /// and `addr`, and returns once it says it is ready.
 pub fn start(bin: &str, data: &Path, addr: &str) -> KilledServer {
+    start_with(bin, data, addr, &[])
+}
+
+/// As [`start`], with more arguments for the server (`--database URL`, `--blobs URL`).
+pub fn start_with(bin: &str, data: &Path, addr: &str, args: &[String]) -> KilledServer {
     let mut child = Command::new(bin)
         .arg(data)
         .arg(addr)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

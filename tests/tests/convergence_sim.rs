@@ -6,7 +6,12 @@
 //! track measures), nothing is quarantined and nothing is left unsent.
 //!
 //! Phones are the real engine (`SyncClient` over a `LocalStore` on temporary sled); the server
-//! is the real hub (`Hub` over the server's `SledStore` in a temporary directory). The network
+//! is the real hub (`Hub` over the server's `SledStore` in a temporary directory). The second
+//! test runs the same worlds with two servers on one store (two `Hub`s sharing the
+//! `SledStore`, each with its own per-process state: document locks, delivery cache, answer
+//! budgets), every request of every phone, the healed network's included, going to one of the
+//! two at random, as behind a load balancer with no sticky sessions; the verdict is the same.
+//! The network
 //! is HTTP-like: a phone waits for the response to its current request until a timeout, then
 //! gives up on it; a response that comes later is never read, but the request may still reach
 //! the server after newer ones (a proxy retrying, a stuck connection).
@@ -56,6 +61,8 @@ use sync_core::workflow::{self, Action, Assignee, EventKind};
 /// 2026-05-01 00:00 China time; one simulated tick is one second.
 const T0: i64 = 1_777_564_800_000;
 const DEFAULT_SEEDS: u64 = 150;
+/// Seeds of the two-server run by default (`CHIEFSYNC_SIM_SEEDS` sets both).
+const DEFAULT_TWO_SERVER_SEEDS: u64 = 60;
 /// Ticks of faulty network before it heals.
 const CHAOS_TICKS: u64 = 80;
 /// Documents per run, so that a run's cost stays bounded.
@@ -253,7 +260,11 @@ struct Figures {
 struct World {
     rng: Rng,
     faults: Faults,
-    hub: Hub<SledStore>,
+    /// The servers, all on one store; each request goes to one of them.
+    hubs: Vec<Hub<Arc<SledStore>>>,
+    /// Chooses the server of each request: apart from `rng`, so that a seed's world is the
+    /// same whether one server or two answer it.
+    route: Rng,
     _hub_dir: tempfile::TempDir,
     phones: Vec<Phone>,
     /// Every document any phone created, in creation order (which is id order).
@@ -273,7 +284,7 @@ fn now_ms(tick: u64) -> i64 {
 }
 
 impl World {
-    fn new(seed: u64, trace: bool) -> World {
+    fn new(seed: u64, trace: bool, servers: usize) -> World {
         let mut rng = Rng(seed);
         let faults = Faults {
             drop: rng.below(30) as f64 / 100.0,
@@ -316,14 +327,16 @@ impl World {
             });
         }
         let hub_dir = tempfile::tempdir().expect("temporary directory for the server");
-        let hub = Hub::new(reference_store(hub_dir.path()));
+        let store = Arc::new(reference_store(hub_dir.path()));
+        let hubs = (0..servers).map(|_| Hub::new(store.clone())).collect();
         if trace {
-            eprintln!("seed {seed}: {count} phones, {faults:?}");
+            eprintln!("seed {seed}: {count} phones, {servers} servers, {faults:?}");
         }
         World {
             rng,
             faults,
-            hub,
+            hubs,
+            route: Rng(!seed),
             _hub_dir: hub_dir,
             figures: Figures {
                 phones: count,
@@ -400,13 +413,13 @@ impl World {
         if self.phones[phone].waiting.as_ref().map(|w| w.0) != Some(attempt) {
             self.figures.stale_deliveries += 1;
         }
-        let response = self
-            .hub
+        let server = self.route.below(self.hubs.len() as u64) as usize;
+        let response = self.hubs[server]
             .sync(&self.phones[phone].caller, &request, now_ms(self.tick))
-            .map_err(|e| format!("hub refused phone-{phone}'s request {attempt}: {e}"))?;
+            .map_err(|e| format!("hub {server} refused phone-{phone}'s request {attempt}: {e}"))?;
         self.log(|| {
             format!(
-                "server: phone-{phone} attempt {attempt} pushed {} docs, cursor {} -> {}, sends {} docs",
+                "server {server}: phone-{phone} attempt {attempt} pushed {} docs, cursor {} -> {}, sends {} docs",
                 request.docs.len(),
                 request.cursor,
                 response.cursor,
@@ -527,7 +540,8 @@ impl World {
             let mut moved = 0;
             for phone in 0..self.phones.len() {
                 let mut link = Link {
-                    hub: &self.hub,
+                    hubs: &self.hubs,
+                    route: &mut self.route,
                     caller: &self.phones[phone].caller,
                     now_ms: now_ms(self.tick),
                 };
@@ -672,17 +686,15 @@ impl World {
             let Some(message) = doc.sync().generate_sync_message(&mut state) else {
                 break;
             };
-            let reply =
-                match self
-                    .hub
-                    .automerge_sync(caller, &id, &message.encode(), now_ms(self.tick))
-                {
-                    Ok(AutomergeSyncOutcome::Reply(reply)) => reply,
-                    Ok(AutomergeSyncOutcome::NothingToSend) => break,
-                    // Asked too often: the person tries again later.
-                    Err(HubError::RateLimited { .. }) => return Ok(()),
-                    Err(e) => return Err(format!("phone-{phone} fetch {id}: {e}")),
-                };
+            let hub = &self.hubs[self.route.below(self.hubs.len() as u64) as usize];
+            let reply = match hub.automerge_sync(caller, &id, &message.encode(), now_ms(self.tick))
+            {
+                Ok(AutomergeSyncOutcome::Reply(reply)) => reply,
+                Ok(AutomergeSyncOutcome::NothingToSend) => break,
+                // Asked too often: the person tries again later.
+                Err(HubError::RateLimited { .. }) => return Ok(()),
+                Err(e) => return Err(format!("phone-{phone} fetch {id}: {e}")),
+            };
             let reply = sync::Message::decode(&reply).map_err(|e| e.to_string())?;
             doc.sync()
                 .receive_sync_message(&mut state, reply)
@@ -844,7 +856,7 @@ impl World {
     /// Counts documents left marked unsent with nothing to send, and changes refused because
     /// their document left the author's scope meanwhile.
     fn check(&self, figures: &mut Figures) -> Result<(), String> {
-        let store = self.hub.store();
+        let store = self.hubs[0].store();
         let metas = store.all_documents().map_err(|e| e.to_string())?;
         for (id, _) in &self.docs {
             if !metas.iter().any(|m| &m.id == id) {
@@ -960,9 +972,10 @@ impl World {
     }
 }
 
-/// The perfect link of the healed network: the request goes straight to the hub.
+/// The perfect link of the healed network: the request goes straight to one of the hubs.
 struct Link<'a> {
-    hub: &'a Hub<SledStore>,
+    hubs: &'a [Hub<Arc<SledStore>>],
+    route: &'a mut Rng,
     caller: &'a Caller,
     now_ms: i64,
 }
@@ -970,16 +983,16 @@ struct Link<'a> {
 impl Transport for Link<'_> {
     fn sync(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         let request = SyncRequest::decode(&body)?;
-        let answer = self
-            .hub
+        let hub = &self.hubs[self.route.below(self.hubs.len() as u64) as usize];
+        let answer = hub
             .answer(self.caller, &request, self.now_ms)
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(answer.encode())
     }
 }
 
-fn run(seed: u64, trace: bool) -> Result<Figures, String> {
-    let mut world = World::new(seed, trace);
+fn run(seed: u64, trace: bool, servers: usize) -> Result<Figures, String> {
+    let mut world = World::new(seed, trace, servers);
     for _ in 0..CHAOS_TICKS {
         world.chaos_tick()?;
     }
@@ -996,11 +1009,30 @@ fn env(name: &str) -> Option<u64> {
 
 #[test]
 fn phones_and_server_converge_under_network_faults() {
+    converge(
+        1,
+        DEFAULT_SEEDS,
+        "phones_and_server_converge_under_network_faults",
+    );
+}
+
+#[test]
+fn phones_converge_with_each_request_to_either_of_two_servers_on_one_store() {
+    converge(
+        2,
+        DEFAULT_TWO_SERVER_SEEDS,
+        "phones_converge_with_each_request_to_either_of_two_servers_on_one_store",
+    );
+}
+
+/// Runs the seeds with `servers` hubs on one store and fails naming the seeds that did not
+/// converge.
+fn converge(servers: usize, default_seeds: u64, test: &str) {
     let (first, count, trace) = match env("CHIEFSYNC_SIM_SEED") {
         Some(seed) => (seed, 1, true),
         None => (
             env("CHIEFSYNC_SIM_FIRST").unwrap_or(0),
-            env("CHIEFSYNC_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS),
+            env("CHIEFSYNC_SIM_SEEDS").unwrap_or(default_seeds),
             false,
         ),
     };
@@ -1008,7 +1040,7 @@ fn phones_and_server_converge_under_network_faults() {
     let mut total = Figures::default();
     let mut failures = Vec::new();
     for seed in first..first + count {
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(seed, trace)))
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(seed, trace, servers)))
             .unwrap_or_else(|panic| Err(format!("panicked: {panic:?}")));
         match outcome {
             Ok(f) => {
@@ -1032,7 +1064,7 @@ fn phones_and_server_converge_under_network_faults() {
         }
     }
     eprintln!(
-        "convergence: {count} seeds from {first} in {:.1} s; {} phones, {} documents, {} edits, \
+        "convergence with {servers} server(s): {count} seeds from {first} in {:.1} s; {} phones, {} documents, {} edits, \
          {} sync requests ({} dropped, {} duplicated, {} reached the server after the phone \
          gave up); at most {} rounds to settle after healing; {} documents left marked unsent \
          with nothing to send; {} changes refused because their issue left the author's scope; \
@@ -1054,7 +1086,7 @@ fn phones_and_server_converge_under_network_faults() {
     if let Some(seed) = failures.first() {
         panic!(
             "{} of {count} seeds did not converge: {failures:?}\n\
-             replay one with CHIEFSYNC_SIM_SEED={seed} cargo test -p tests --test convergence_sim",
+             replay one with CHIEFSYNC_SIM_SEED={seed} cargo test -p tests --test convergence_sim {test}",
             failures.len()
         );
     }

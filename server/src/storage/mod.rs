@@ -43,9 +43,24 @@ pub enum StoreError {
     /// The backend failed (I/O, lock, closed database).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The database cannot be reached for now (restarting, failing over, out of connections):
+    /// nothing was written, and the same call may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A stored value could not be decoded.
     #[error("corrupt record {key}: {detail}")]
     Corrupt { key: String, detail: String },
+}
+
+impl StoreError {
+    /// The same failure as the sync hub's error: a database out of reach stays one (answered
+    /// 503, send again); anything else is a storage failure.
+    pub fn into_hub(self) -> sync_core::hub::HubError {
+        match self {
+            StoreError::Unavailable(detail) => sync_core::hub::HubError::Unavailable(detail),
+            other => sync_core::hub::HubError::Storage(other.to_string()),
+        }
+    }
 }
 
 /// A user as stored: the shared [`User`] plus what only the server keeps.

@@ -156,6 +156,10 @@ pub enum HubError {
     /// The store failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The store cannot be reached for now (a database restarting), or another server saved
+    /// the document meanwhile: nothing was saved, and the same request may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The request is over a size or shape limit.
     #[error(transparent)]
     Limit(#[from] limits::LimitError),
@@ -178,6 +182,7 @@ impl HubError {
             HubError::Refused { code, .. } => code,
             HubError::Damaged { .. } => "damaged",
             HubError::Storage(_) => "storage",
+            HubError::Unavailable(_) => "unavailable",
             HubError::Limit(limit) => limit.code(),
             HubError::RateLimited { .. } => "rate_limited",
         }
@@ -185,7 +190,10 @@ impl HubError {
 
     /// Whether the caller sent something wrong (4xx) rather than the server failing (5xx).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, HubError::Damaged { .. } | HubError::Storage(_))
+        !matches!(
+            self,
+            HubError::Damaged { .. } | HubError::Storage(_) | HubError::Unavailable(_)
+        )
     }
 }
 

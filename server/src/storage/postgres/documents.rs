@@ -62,8 +62,12 @@ fn take_read(id: &str) -> Option<Option<i64>> {
     READ.with(|read| read.borrow_mut().remove(id))
 }
 
-fn storage(err: impl std::fmt::Display) -> HubError {
-    HubError::Storage(err.to_string())
+fn storage(err: impl std::fmt::Display + 'static) -> HubError {
+    if super::cannot_reach(&err) {
+        HubError::Unavailable(err.to_string())
+    } else {
+        HubError::Storage(err.to_string())
+    }
 }
 
 fn hub(err: StoreError) -> HubError {
@@ -72,6 +76,7 @@ fn hub(err: StoreError) -> HubError {
             id: key,
             reason: detail,
         },
+        StoreError::Unavailable(detail) => HubError::Unavailable(detail),
         other => HubError::Storage(other.to_string()),
     }
 }
@@ -193,7 +198,7 @@ impl DocumentStore for PostgresStore {
                     .map_err(storage)?
                     .map(|row| row.get(0));
                 if now != read {
-                    return Err(HubError::Storage(format!(
+                    return Err(HubError::Unavailable(format!(
                         "document {id} was saved by another server meanwhile; send again"
                     )));
                 }

@@ -174,7 +174,9 @@ impl PostgresStore {
             .get()
             .await
             .map(cached::Client)
-            .map_err(|e| StoreError::Backend(format!("database connection: {e}")))
+            // No connection to be had (the database restarting or down): the server answers
+            // 503 and the phone sends again; the pool connects afresh on a later call.
+            .map_err(|e| StoreError::Unavailable(format!("database connection: {e}")))
     }
 
     async fn get_json<T: DeserializeOwned>(
@@ -196,8 +198,35 @@ impl PostgresStore {
     }
 }
 
-pub(super) fn backend(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(err.to_string())
+pub(super) fn backend(err: impl std::fmt::Display + 'static) -> StoreError {
+    if cannot_reach(&err) {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+/// Whether a failure means the database cannot be reached for now rather than that it refused
+/// the statement: the connection closed or broke (the database restarted, its machine went
+/// away), or the database says it is shutting down, starting up or out of connections. The
+/// transaction did not commit; the same request may succeed once the database is back, on a
+/// connection the pool makes afresh (a closed one is never handed out again).
+pub(super) fn cannot_reach(err: &(dyn std::any::Any + 'static)) -> bool {
+    let Some(err) = err.downcast_ref::<tokio_postgres::Error>() else {
+        return false;
+    };
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            let code = code.code();
+            // 08: connection exception; 57P01-03: admin or crash shutdown, cannot connect
+            // now; 53300: too many connections.
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+        }
+        None => std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>()),
+    }
 }
 
 /// The JSON of a record as a `jsonb` parameter.

@@ -310,7 +310,7 @@ fn a_merge_is_not_saved_over_another_servers_save() {
     });
     let refused = a.save_document("i1", &read.meta, b"first, merged on a", &[]);
     assert!(
-        matches!(&refused, Err(sync_core::hub::HubError::Storage(why)) if why.contains("another server")),
+        matches!(&refused, Err(sync_core::hub::HubError::Unavailable(why)) if why.contains("another server")),
         "{refused:?}"
     );
     assert_eq!(a.document("i1").unwrap().unwrap().bytes, b"second, from b");
