@@ -31,6 +31,10 @@ pub struct SledStore {
     pub(super) doc_meta: Tree,
     pub(super) doc_bytes: Tree,
     pub(super) doc_seq: Tree,
+    /// The incremental saves since each document's snapshot (see `chunks`).
+    pub(super) doc_changes: Tree,
+    /// Names this opened store among others in the process (`chunks::store_number`).
+    pub(super) number: u64,
     pub(super) audit: Tree,
     pub(super) device_docs: Tree,
     pub(super) device_scope: Tree,
@@ -85,6 +89,8 @@ impl SledStore {
             doc_meta,
             doc_bytes: tree("doc_bytes")?,
             doc_seq,
+            doc_changes: tree("doc_changes")?,
+            number: super::chunks::store_number(),
             audit: tree("audit")?,
             device_docs: tree("device_docs")?,
             device_scope: tree("device_scope")?,
@@ -502,6 +508,10 @@ impl Store for SledStore {
         self.assets_listed.changed();
         self.departments_listed.changed();
         self.durable()
+    }
+
+    fn document_footprint(&self, id: &str) -> Result<Option<super::Footprint>, StoreError> {
+        self.footprint(id).map_err(backend)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -153,6 +153,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, day)
     );
     "#,
+    // 3: documents kept as a snapshot (`documents.bytes`, as before) plus the incremental saves
+    // made since (`storage::chunks`). A database made before reads as it is: no document has
+    // incremental saves yet.
+    r#"
+    CREATE TABLE IF NOT EXISTS document_changes (
+        doc_id text COLLATE "C" NOT NULL,
+        -- The feed position of the save that wrote it: save order.
+        seq bigint NOT NULL,
+        bytes bytea NOT NULL,
+        crc32 bigint NOT NULL,
+        PRIMARY KEY (doc_id, seq)
+    );
+    "#,
 ];
 
 /// Applies every migration not yet applied; returns the schema version now in force.

@@ -132,6 +132,10 @@ impl Harness for PgHarness {
     fn open(&self) -> Arc<dyn Store> {
         Arc::new(self.store())
     }
+
+    fn second_node(&self, _first: &Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(self.store())
+    }
 }
 
 store_conformance_tests!(pg_harness!());
