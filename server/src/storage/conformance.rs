@@ -800,3 +800,24 @@ pub(crate) fn two_nodes_saving_one_document_converge(h: &impl Harness) {
         refused.load(AtomicOrdering::Relaxed)
     );
 }
+
+/// A document of a few kilobytes, as a store written before incremental saves holds one: its
+/// full save. Test-only, for the stores' own tests of such stores.
+pub(crate) fn older_document() -> AutoCommit {
+    let mut doc = patrol_doc().am().clone();
+    doc.set_actor(actor_for(8));
+    doc
+}
+
+/// Adds one note to `doc` (a change of a few hundred bytes) and returns what it added since
+/// `read`.
+pub(crate) fn add_note(doc: &mut AutoCommit, n: u64) -> Vec<u8> {
+    let read = doc.get_heads();
+    doc.put(
+        automerge::ROOT,
+        format!("note {n}"),
+        format!("巡河记录 {n}"),
+    )
+    .expect("put");
+    doc.save_after(&read)
+}

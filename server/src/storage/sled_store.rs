@@ -586,6 +586,53 @@ mod tests {
 
     store_conformance_tests!(SledHarness::new());
 
+    /// A store written before documents kept incremental saves (no `doc_changes` tree, each
+    /// document's full save in `doc_bytes`) opens, reads as it is, and takes incremental saves.
+    #[test]
+    fn a_store_made_before_incremental_saves_reads_as_it_is() {
+        use crate::storage::conformance::{add_note, older_document};
+        use sync_core::doc::DocKind;
+        use sync_core::hub::testing::doc_meta;
+        use sync_core::hub::DocumentStore;
+
+        let h = SledHarness::new();
+        let mut doc = older_document();
+        let saved = doc.save();
+        let meta = doc_meta("p1", DocKind::Patrol);
+        {
+            let db = sled::open(h.dir.path()).unwrap();
+            let tree = |name: &str| db.open_tree(name).unwrap();
+            tree("doc_meta")
+                .insert("p1", serde_json::to_vec(&meta).unwrap())
+                .unwrap();
+            let value = [&crc32fast::hash(&saved).to_be_bytes()[..], &saved].concat();
+            tree("doc_bytes").insert("p1", value).unwrap();
+            tree("doc_seq").insert("p1", &1u64.to_be_bytes()).unwrap();
+            tree("meta")
+                .insert("feed.head", &1u64.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Harness::open(&h);
+        let read = store.document("p1").unwrap().expect("the older document");
+        assert_eq!(read.bytes, saved, "read as it is");
+        let added = add_note(&mut doc, 1);
+        assert_eq!(
+            store
+                .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+                .unwrap(),
+            2
+        );
+        let kept = store.document_footprint("p1").unwrap().unwrap();
+        assert_eq!(
+            (kept.snapshot_bytes, kept.incremental_saves),
+            (saved.len(), 1)
+        );
+        let mut loaded =
+            automerge::AutoCommit::load(&store.document("p1").unwrap().unwrap().bytes).unwrap();
+        assert_eq!(loaded.get_heads(), doc.get_heads());
+    }
+
     /// The sync hub's part of the store, through the suite every hub store passes. Reference
     /// data goes in the way the administration writes it.
     impl sync_core::hub::testing::Harness for SledHarness {

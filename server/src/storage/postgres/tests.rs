@@ -390,3 +390,63 @@ fn a_job_lock_is_held_across_servers_and_let_go_by_a_dead_one() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A database made by servers from before documents kept incremental saves: the first server
+/// of this version adds what is missing, and the documents read as they were stored, then
+/// take incremental saves.
+#[test]
+fn a_database_made_before_incremental_saves_reads_as_it_is() {
+    use crate::storage::conformance::{add_note, older_document};
+    let h = pg_harness!();
+    let old = h.session();
+    old.execute(
+        "CREATE TABLE schema_migrations (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    );
+    for (index, sql) in super::schema::MIGRATIONS[..2].iter().enumerate() {
+        old.execute(sql);
+        old.execute(&format!(
+            "INSERT INTO schema_migrations (version) VALUES ({})",
+            index + 1
+        ));
+    }
+    // A document as those servers stored it: the full save in its row.
+    let mut doc = older_document();
+    let saved = doc.save();
+    let meta = serde_json::to_string(&doc_meta("p1", DocKind::Patrol))
+        .unwrap()
+        .replace('\'', "''");
+    old.execute(&format!(
+        "INSERT INTO documents (id, meta, bytes, crc32, seq)
+         VALUES ('p1', '{meta}', '\\x{}', {}, nextval('feed_seq'))",
+        hex::encode(&saved),
+        crc32fast::hash(&saved)
+    ));
+
+    let store = h.store();
+    assert_eq!(
+        old.number("SELECT count(*) FROM schema_migrations"),
+        super::schema::MIGRATIONS.len() as i64
+    );
+    let read = store.document("p1").unwrap().expect("the older document");
+    assert_eq!(read.bytes, saved, "read as it is");
+    assert_eq!(store.feed_head().unwrap(), 1);
+    let added = add_note(&mut doc, 1);
+    let meta = doc_meta("p1", DocKind::Patrol);
+    assert_eq!(
+        store
+            .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+            .unwrap(),
+        2
+    );
+    let kept = store.document_footprint("p1").unwrap().unwrap();
+    assert_eq!(
+        (kept.snapshot_bytes, kept.incremental_saves),
+        (saved.len(), 1)
+    );
+    let mut loaded =
+        automerge::AutoCommit::load(&store.document("p1").unwrap().unwrap().bytes).unwrap();
+    assert_eq!(loaded.get_heads(), doc.get_heads());
+}
