@@ -5,9 +5,10 @@
 //! - `doc_meta`: id → JSON [`DocMeta`] (what routing and listings read without loading bytes);
 //! - `doc_bytes`: id → CRC-32 (big-endian) + the document's snapshot, a full automerge save, so
 //!   a damaged document is reported, never loaded as valid data;
-//! - `doc_changes`: `id \0 position` (big-endian u64, the feed position of the save that wrote
-//!   it) → CRC-32 + an incremental save made since the snapshot (see `chunks`; a store written
-//!   before these existed has none, and reads as it is);
+//! - `doc_changes`: `id \0 n` (big-endian u64, counting the document's incremental saves, one
+//!   more than the last one kept; not the feed position, which a restore numbers anew) → CRC-32
+//!   + an incremental save made since the snapshot (see `chunks`; a store written before these
+//!   existed has none, and reads as it is);
 //! - `doc_seq`: id → its latest feed position (big-endian u64). A document appears in the feed
 //!   once, at its latest position; the feed in position order is built from these in memory;
 //! - `audit`: `id \0 change-hash` → JSON [`AuditEntry`]; a retried change keeps its first entry;
@@ -87,13 +88,13 @@ fn unsealed<'a>(id: &str, value: &'a [u8]) -> Result<&'a [u8], HubError> {
     Ok(bytes)
 }
 
-/// The key of the incremental save of `id` written at feed position `seq`.
-fn change_key(id: &str, seq: u64) -> Vec<u8> {
-    [id.as_bytes(), b"\0", &seq.to_be_bytes()[..]].concat()
+/// The key of the `n`th incremental save of `id`.
+fn change_key(id: &str, n: u64) -> Vec<u8> {
+    [id.as_bytes(), b"\0", &n.to_be_bytes()[..]].concat()
 }
 
-/// The feed position an incremental save's key ends with.
-fn change_seq(key: &[u8]) -> u64 {
+/// The number an incremental save's key ends with.
+fn change_number(key: &[u8]) -> u64 {
     key.len()
         .checked_sub(8)
         .and_then(|at| key[at..].try_into().ok())
@@ -191,9 +192,9 @@ impl SledStore {
     ) -> Result<u64, HubError> {
         let meta_json = to_json(meta)?;
         let deletes_covered = write.deletes_covered();
-        let (snapshot, change, covers) = match write {
-            Write::Snapshot { bytes, covers } => (Some(sealed(&bytes)), None, covers),
-            Write::Incremental(bytes) => (None, (!bytes.is_empty()).then(|| sealed(&bytes)), None),
+        let (snapshot, change) = match write {
+            Write::Snapshot { bytes, .. } => (Some(sealed(&bytes)), None),
+            Write::Incremental(bytes) => (None, (!bytes.is_empty()).then(|| sealed(&bytes))),
         };
         let audit: Vec<(Vec<u8>, Vec<u8>)> = audit
             .iter()
@@ -213,14 +214,23 @@ impl SledStore {
                 )));
             }
         }
-        // A snapshot replaces the incremental saves it covers: the ones the version read had.
+        // A snapshot replaces the incremental saves it covers: every one kept, as the version
+        // read had them (checked above) or, for a save of a whole document, whatever they were.
+        // An incremental save goes after the last one kept.
         let mut covered = Vec::new();
+        let mut next = 0;
         if snapshot.is_some() && deletes_covered {
             for key in self.doc_changes.scan_prefix(pair(id, "")).keys() {
-                let key = key.map_err(storage)?;
-                if covers.is_none_or(|covers| change_seq(&key) <= covers) {
-                    covered.push(key);
-                }
+                covered.push(key.map_err(storage)?);
+            }
+        } else if change.is_some() {
+            if let Some(last) = self
+                .doc_changes
+                .scan_prefix(pair(id, ""))
+                .keys()
+                .next_back()
+            {
+                next = change_number(&last.map_err(storage)?) + 1;
             }
         }
         let result: Result<u64, TransactionError<HubError>> = (
@@ -247,7 +257,7 @@ impl SledStore {
                     changes.remove(key)?;
                 }
                 if let Some(change) = &change {
-                    changes.insert(change_key(id, seq), change.as_slice())?;
+                    changes.insert(change_key(id, next), change.as_slice())?;
                 }
                 seqs.insert(id.as_bytes(), &seq_bytes(seq)[..])?;
                 counters.insert(FEED_HEAD, &seq_bytes(seq)[..])?;
