@@ -553,7 +553,7 @@ pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {
 }
 
 /// A patrol two hours in: 1,440 track points, five seconds apart.
-fn patrol_doc() -> PatrolDoc {
+pub(crate) fn patrol_doc() -> PatrolDoc {
     let mut patrol = PatrolDoc::create(
         actor_for(7),
         &NewPatrol {
@@ -574,7 +574,7 @@ fn patrol_doc() -> PatrolDoc {
 
 /// `count` track points from point `from` on, five seconds apart, wandering as a walk along a
 /// river bank does (a straight line would compress to nothing).
-fn minute_of_track(from: i64, count: i64) -> Vec<TrackPoint> {
+pub(crate) fn minute_of_track(from: i64, count: i64) -> Vec<TrackPoint> {
     let jitter = |i: i64, salt: i64| {
         let x = (i * 2_654_435_761 + salt * 40_503).rem_euclid(1_000_003);
         x as f64 / 1_000_003.0 - 0.5

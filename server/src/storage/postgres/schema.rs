@@ -165,6 +165,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         crc32 bigint NOT NULL,
         PRIMARY KEY (doc_id, seq)
     );
+    -- A snapshot of more than a few hundred bytes lives out of the row (automerge compresses
+    -- it already), so a save that adds an incremental save writes the row's facts and position
+    -- anew without copying the snapshot; the routing facts stay in the row, where the feed and
+    -- the listings read them. Rows written from now on are kept so.
+    ALTER TABLE documents ALTER COLUMN bytes SET STORAGE EXTERNAL;
+    ALTER TABLE documents ALTER COLUMN meta SET STORAGE MAIN;
+    ALTER TABLE documents SET (toast_tuple_target = 256);
     "#,
 ];
 
