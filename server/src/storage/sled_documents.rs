@@ -7,8 +7,8 @@
 //!   a damaged document is reported, never loaded as valid data;
 //! - `doc_changes`: `id \0 n` (big-endian u64, counting the document's incremental saves, one
 //!   more than the last one kept; not the feed position, which a restore numbers anew) → CRC-32
-//!   + an incremental save made since the snapshot (see `chunks`; a store written before these
-//!   existed has none, and reads as it is);
+//!   and an incremental save made since the snapshot (see `chunks`; a store written before
+//!   these existed has none, and reads as it is);
 //! - `doc_seq`: id → its latest feed position (big-endian u64). A document appears in the feed
 //!   once, at its latest position; the feed in position order is built from these in memory;
 //! - `audit`: `id \0 change-hash` → JSON [`AuditEntry`]; a retried change keeps its first entry;

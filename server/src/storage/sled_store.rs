@@ -586,6 +586,62 @@ mod tests {
 
     store_conformance_tests!(SledHarness::new());
 
+    /// A byte flipped in a stored incremental save is reported as damage, never loaded.
+    #[test]
+    fn a_damaged_incremental_save_is_reported() {
+        use crate::storage::conformance::{add_note, older_document};
+        use sync_core::doc::DocKind;
+        use sync_core::hub::testing::doc_meta;
+        use sync_core::hub::{DocumentStore, HubError};
+
+        let h = SledHarness::new();
+        let meta = doc_meta("p1", DocKind::Patrol);
+        {
+            let store = Harness::open(&h);
+            let mut doc = older_document();
+            store.save_document("p1", &meta, &doc.save(), &[]).unwrap();
+            store.document("p1").unwrap();
+            let added = add_note(&mut doc, 1);
+            store
+                .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+                .unwrap();
+            assert_eq!(
+                store
+                    .document_footprint("p1")
+                    .unwrap()
+                    .unwrap()
+                    .incremental_saves,
+                1
+            );
+        }
+        {
+            let mut tries = 0;
+            let db = loop {
+                match sled::open(h.dir.path()) {
+                    Ok(db) => break db,
+                    Err(_) if tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(err) => panic!("{err}"),
+                }
+            };
+            let changes = db.open_tree("doc_changes").unwrap();
+            let (key, value) = changes.iter().next().unwrap().unwrap();
+            let mut value = value.to_vec();
+            let last = value.len() - 1;
+            value[last] ^= 0x10;
+            changes.insert(key, value).unwrap();
+            db.flush().unwrap();
+        }
+        let store = Harness::open(&h);
+        let read = store.document("p1");
+        assert!(
+            matches!(&read, Err(HubError::Damaged { id, .. }) if id == "p1"),
+            "{read:?}"
+        );
+    }
+
     /// A store written before documents kept incremental saves (no `doc_changes` tree, each
     /// document's full save in `doc_bytes`) opens, reads as it is, and takes incremental saves.
     #[test]

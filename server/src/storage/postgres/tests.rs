@@ -451,6 +451,37 @@ fn a_database_made_before_incremental_saves_reads_as_it_is() {
     assert_eq!(loaded.get_heads(), doc.get_heads());
 }
 
+/// A stored incremental save whose bytes no longer match their checksum is reported as
+/// damage, never loaded.
+#[test]
+fn a_damaged_incremental_save_is_reported() {
+    use crate::storage::conformance::{add_note, older_document};
+    let h = pg_harness!();
+    let store = h.store();
+    let meta = doc_meta("p1", DocKind::Patrol);
+    let mut doc = older_document();
+    store.save_document("p1", &meta, &doc.save(), &[]).unwrap();
+    store.document("p1").unwrap();
+    let added = add_note(&mut doc, 1);
+    store
+        .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+        .unwrap();
+    assert_eq!(
+        h.session()
+            .number("SELECT count(*) FROM document_changes WHERE doc_id = 'p1'"),
+        1
+    );
+    h.session().execute(
+        "UPDATE document_changes SET bytes = set_byte(bytes, 20, get_byte(bytes, 20) # 16)
+         WHERE doc_id = 'p1'",
+    );
+    let read = store.document("p1");
+    assert!(
+        matches!(&read, Err(sync_core::hub::HubError::Damaged { id, .. }) if id == "p1"),
+        "{read:?}"
+    );
+}
+
 /// Figures for the notes: patrols synced minute by minute, stored the way the hub saves them
 /// (`save_merged`: a snapshot plus incremental saves) beside the way it saved them before (the
 /// full save every time, `save_document`). Prints records and bytes kept per document and what
