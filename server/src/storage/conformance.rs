@@ -7,8 +7,13 @@
 //! A [`Harness`] opens the backend's store; calling `open` again after dropping the previous
 //! handle must reopen the same data, which is how "reopen after close" is tested. Test-only.
 
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ReadDoc};
+use sync_core::doc::{actor_for, NewPatrol, PatrolDoc, Record};
+use sync_core::model::TrackPoint;
 use sync_core::model::{
     Asset, Division, DivisionCode, Geometry, Jurisdiction, Level, Role, System, User,
 };
@@ -23,6 +28,11 @@ use super::{RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 /// Opens a backend's store; a second `open` after the first handle is dropped sees the same data.
 pub(crate) trait Harness {
     fn open(&self) -> Arc<dyn Store>;
+    /// A second server on the same data while `first` is open: another store on the same
+    /// database where the backend allows several, else `first` itself (one process).
+    fn second_node(&self, first: &Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::clone(first)
+    }
 }
 
 /// Expands to one `#[test]` per conformance case, each with a fresh harness from `$harness`.
@@ -46,6 +56,9 @@ macro_rules! store_conformance_tests {
             parallel_upload_charges_never_pass_the_limit,
             a_job_lock_has_one_holder_at_a_time,
             a_migration_places_bindings_tokens_and_feed_positions,
+            many_saves_keep_few_records_and_every_change,
+            a_compaction_cut_short_loses_nothing,
+            two_nodes_saving_one_document_converge,
         );
     };
     (@cases $harness:expr; $($case:ident),+ $(,)?) => {
@@ -633,4 +646,274 @@ pub(crate) fn a_migration_places_bindings_tokens_and_feed_positions(h: &impl Har
     store.advance_feed(50).expect("past the last document");
     assert_eq!(store.feed_head().expect("head"), 50);
     assert_eq!(store.document_seq("placed").expect("seq"), Some(42));
+}
+
+/// A patrol two hours in: 1,440 track points, five seconds apart.
+pub(crate) fn patrol_doc() -> PatrolDoc {
+    let mut patrol = PatrolDoc::create(
+        actor_for(7),
+        &NewPatrol {
+            system: System::River,
+            asset: "river-1".into(),
+            chief: "u1".into(),
+            division: code("370105014201"),
+            device: "phone".into(),
+            started_at_ms: 1_700_000_000_000,
+        },
+    )
+    .expect("patrol");
+    patrol
+        .append_track(&minute_of_track(0, 1440))
+        .expect("track");
+    patrol
+}
+
+/// `count` track points from point `from` on, five seconds apart, wandering as a walk along a
+/// river bank does (a straight line would compress to nothing).
+pub(crate) fn minute_of_track(from: i64, count: i64) -> Vec<TrackPoint> {
+    let jitter = |i: i64, salt: i64| {
+        let x = (i * 2_654_435_761 + salt * 40_503).rem_euclid(1_000_003);
+        x as f64 / 1_000_003.0 - 0.5
+    };
+    (from..from + count)
+        .map(|i| TrackPoint {
+            lat: 36.70 + i as f64 * 1e-5 + jitter(i, 1) * 4e-5,
+            lon: 116.95 + i as f64 * 1e-5 + jitter(i, 2) * 4e-5,
+            t_ms: 1_700_000_000_000 + i * 5_000 + (jitter(i, 3) * 400.0) as i64,
+            accuracy_m: 3.0 + (jitter(i, 4) + 0.5) as f32 * 12.0,
+            ..TrackPoint::default()
+        })
+        .collect()
+}
+
+/// Reads the document as the hub does, lets `edit` change it, and saves what the edit added as
+/// the hub does (`save_merged`), on the calling thread.
+fn merge_and_save(
+    store: &dyn Store,
+    id: &str,
+    edit: &mut dyn FnMut(&mut AutoCommit),
+) -> Result<u64, sync_core::hub::HubError> {
+    let mut doc = match store.document(id)? {
+        Some(stored) => AutoCommit::load(&stored.bytes).expect("a stored document loads"),
+        None => AutoCommit::new(),
+    };
+    let read = doc.get_heads();
+    edit(&mut doc);
+    let added = doc.save_after(&read);
+    store.save_merged(
+        id,
+        &doc_meta(id, DocKind::Patrol),
+        &added,
+        &mut || doc.save(),
+        &[],
+    )
+}
+
+/// The document as stored, loaded.
+fn stored_doc(store: &dyn Store, id: &str) -> AutoCommit {
+    let stored = store.document(id).unwrap().expect("stored");
+    AutoCommit::load(&stored.bytes).expect("loads")
+}
+
+fn footprint(store: &dyn Store, id: &str) -> super::Footprint {
+    store.document_footprint(id).unwrap().expect("stored")
+}
+
+/// Sixty syncs of one patrol, a minute of track each: most saves add an incremental save, the
+/// document is compacted again and again, its records never exceed a snapshot and the bounded
+/// number of incremental saves, and what is read holds every change, with the heads of the
+/// phone's copy, also after a reopen.
+pub(crate) fn many_saves_keep_few_records_and_every_change(h: &impl Harness) {
+    let store = h.open();
+    let mut phone = patrol_doc();
+    let mut synced = Vec::new();
+    let first = phone.save();
+    store
+        .save_document("p1", &doc_meta("p1", DocKind::Patrol), &first, &[])
+        .unwrap();
+    synced.extend(phone.heads());
+    let (mut incremental, mut compactions, mut most) = (0, 0, 0);
+    let mut before = footprint(&*store, "p1");
+    for minute in 0..60 {
+        phone
+            .append_track(&minute_of_track(1440 + minute * 12, 12))
+            .unwrap();
+        let changes: Vec<Vec<u8>> = phone
+            .am_mut()
+            .get_changes(&synced)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        synced = phone.heads();
+        merge_and_save(&*store, "p1", &mut |doc| {
+            for change in &changes {
+                doc.load_incremental(change).expect("change");
+            }
+        })
+        .unwrap();
+        let after = footprint(&*store, "p1");
+        if after.incremental_saves == before.incremental_saves + 1 {
+            incremental += 1;
+        } else {
+            assert_eq!(after.incremental_saves, 0, "{before:?} then {after:?}");
+            compactions += 1;
+        }
+        most = most.max(after.records());
+        before = after;
+    }
+    assert!(incremental >= 30, "{incremental} incremental saves of 60");
+    assert!(compactions >= 3, "{compactions} compactions of 60 saves");
+    assert!(
+        most <= 1 + sync_core::hub::MAX_INCREMENTAL_SAVES,
+        "{most} records for one document"
+    );
+    let expected = phone.heads();
+    let mut stored = stored_doc(&*store, "p1");
+    assert_eq!(stored.get_heads(), expected);
+    let track = PatrolDoc::from_automerge(stored).unwrap().track().unwrap();
+    assert_eq!(track.len(), 1440 + 60 * 12, "every point of the track");
+    drop(store);
+    let store = h.open();
+    assert_eq!(stored_doc(&*store, "p1").get_heads(), expected);
+    assert_eq!(store.document_seq("p1").unwrap(), Some(61));
+}
+
+/// A compaction that wrote its snapshot but kept the incremental saves it covers, as a crash
+/// between the two steps would leave it (the stores do both in one transaction; the test
+/// keeps them apart): the document reads whole with the same heads, and the next compaction
+/// deletes what was left.
+pub(crate) fn a_compaction_cut_short_loses_nothing(h: &impl Harness) {
+    let store = h.open();
+    let mut phone = patrol_doc();
+    let first = phone.save();
+    store
+        .save_document("p1", &doc_meta("p1", DocKind::Patrol), &first, &[])
+        .unwrap();
+    let mut minute = 0;
+    let mut sync = |store: &dyn Store, phone: &mut PatrolDoc| {
+        let read = stored_doc(store, "p1").get_heads();
+        phone
+            .append_track(&minute_of_track(1440 + minute * 12, 12))
+            .unwrap();
+        minute += 1;
+        let changes = phone.am_mut().save_after(&read);
+        merge_and_save(store, "p1", &mut |doc| {
+            doc.load_incremental(&changes).expect("changes");
+        })
+        .unwrap();
+    };
+    // Saves until one compacts, with the deletion left out.
+    super::chunks::leave_covered(true);
+    let mut left = None;
+    for _ in 0..40 {
+        let before = footprint(&*store, "p1");
+        sync(&*store, &mut phone);
+        let after = footprint(&*store, "p1");
+        if after.snapshot_bytes != before.snapshot_bytes {
+            left = Some(after);
+            break;
+        }
+    }
+    super::chunks::leave_covered(false);
+    let left = left.expect("a compaction within 40 saves");
+    assert!(
+        left.incremental_saves > 0,
+        "the covered incremental saves are still there: {left:?}"
+    );
+    let expected = phone.heads();
+    assert_eq!(stored_doc(&*store, "p1").get_heads(), expected);
+    drop(store);
+    let store = h.open();
+    assert_eq!(stored_doc(&*store, "p1").get_heads(), expected);
+    // Saved on until the next compaction, which deletes them.
+    let mut cleaned = false;
+    for _ in 0..40 {
+        sync(&*store, &mut phone);
+        if footprint(&*store, "p1").records() == 1 {
+            cleaned = true;
+            break;
+        }
+    }
+    assert!(cleaned, "{:?}", footprint(&*store, "p1"));
+    let mut stored = stored_doc(&*store, "p1");
+    assert_eq!(stored.get_heads(), phone.heads());
+    let track = PatrolDoc::from_automerge(stored).unwrap().track().unwrap();
+    assert_eq!(track.len(), 1440 + minute as usize * 12);
+}
+
+/// Two servers save the same document at once, each merging its own chiefs' changes into
+/// what it read: a save from a version another server has replaced meanwhile is refused and
+/// made again, and at the end both read one document holding every change.
+pub(crate) fn two_nodes_saving_one_document_converge(h: &impl Harness) {
+    let first = h.open();
+    let second = h.second_node(&first);
+    let mut patrol = patrol_doc();
+    let bytes = patrol.save();
+    first
+        .save_document("p1", &doc_meta("p1", DocKind::Patrol), &bytes, &[])
+        .unwrap();
+    let refused = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for (node, store) in [(1u64, &first), (2u64, &second)] {
+            let refused = &refused;
+            scope.spawn(move || {
+                for n in 0..25 {
+                    loop {
+                        let saved = merge_and_save(&**store, "p1", &mut |doc| {
+                            doc.set_actor(actor_for(100 + node));
+                            doc.put(automerge::ROOT, format!("node {node} note {n}"), n)
+                                .expect("put");
+                        });
+                        match saved {
+                            Ok(_) => break,
+                            Err(sync_core::hub::HubError::Unavailable(why))
+                                if why.contains("meanwhile") =>
+                            {
+                                refused.fetch_add(1, AtomicOrdering::Relaxed);
+                            }
+                            Err(err) => panic!("{err}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut a = stored_doc(&*first, "p1");
+    let mut b = stored_doc(&*second, "p1");
+    assert_eq!(a.get_heads(), b.get_heads());
+    for node in [1, 2] {
+        for n in 0..25 {
+            let key = format!("node {node} note {n}");
+            assert!(a.get(automerge::ROOT, &key).unwrap().is_some(), "{key}");
+        }
+    }
+    // The patrol's own changes, then one per note.
+    let patrol_changes = patrol.am_mut().get_changes(&[]).len();
+    assert_eq!(a.get_changes(&[]).len(), patrol_changes + 50);
+    assert_eq!(first.document_seq("p1").unwrap(), Some(51));
+    println!(
+        "merges refused and made again: {}",
+        refused.load(AtomicOrdering::Relaxed)
+    );
+}
+
+/// A document of a few kilobytes, as a store written before incremental saves holds one: its
+/// full save. Test-only, for the stores' own tests of such stores.
+pub(crate) fn older_document() -> AutoCommit {
+    let mut doc = patrol_doc().am().clone();
+    doc.set_actor(actor_for(8));
+    doc
+}
+
+/// Adds one note to `doc` (a change of a few hundred bytes) and returns what it added since
+/// `read`.
+pub(crate) fn add_note(doc: &mut AutoCommit, n: u64) -> Vec<u8> {
+    let read = doc.get_heads();
+    doc.put(
+        automerge::ROOT,
+        format!("note {n}"),
+        format!("巡河记录 {n}"),
+    )
+    .expect("put");
+    doc.save_after(&read)
 }

@@ -16,6 +16,7 @@
 #[cfg(test)]
 #[macro_use]
 pub(crate) mod conformance;
+mod chunks;
 mod doc_index;
 mod listed;
 mod postgres;
@@ -23,6 +24,7 @@ mod shared;
 mod sled_documents;
 mod sled_store;
 
+pub use chunks::Footprint;
 pub use postgres::PostgresStore;
 pub use shared::{LocalShared, Shared};
 pub use sled_documents::BACKUP_FEED_GAP;
@@ -221,6 +223,10 @@ pub trait Store: HubStore + Shared + Send + Sync + std::fmt::Debug {
 
     /// Applies the batch in one transaction: all of it is stored, or nothing.
     fn apply_admin_batch(&self, batch: &AdminBatch) -> Result<(), StoreError>;
+
+    /// How a document is kept: its snapshot and the incremental saves stored since (see
+    /// `chunks`); `None` for an unknown document.
+    fn document_footprint(&self, id: &str) -> Result<Option<Footprint>, StoreError>;
 
     /// Makes everything written so far durable (called again at shutdown).
     fn flush(&self) -> Result<(), StoreError>;

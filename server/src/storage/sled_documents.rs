@@ -3,8 +3,12 @@
 //!
 //! Trees and keys:
 //! - `doc_meta`: id → JSON [`DocMeta`] (what routing and listings read without loading bytes);
-//! - `doc_bytes`: id → CRC-32 (big-endian) + the full automerge save, so a damaged document is
-//!   reported, never loaded as valid data;
+//! - `doc_bytes`: id → CRC-32 (big-endian) + the document's snapshot, a full automerge save, so
+//!   a damaged document is reported, never loaded as valid data;
+//! - `doc_changes`: `id \0 n` (big-endian u64, counting the document's incremental saves, one
+//!   more than the last one kept; not the feed position, which a restore numbers anew) → CRC-32
+//!   and an incremental save made since the snapshot (see `chunks`; a store written before
+//!   these existed has none, and reads as it is);
 //! - `doc_seq`: id → its latest feed position (big-endian u64). A document appears in the feed
 //!   once, at its latest position; the feed in position order is built from these in memory;
 //! - `audit`: `id \0 change-hash` → JSON [`AuditEntry`]; a retried change keeps its first entry;
@@ -31,6 +35,7 @@ use sync_core::hub::{
 };
 use sync_core::model::{Asset, Category, User};
 
+use super::chunks::{self, Footprint, ReadVersion, Write};
 use super::doc_index::DocIndex;
 use super::sled_store::SledStore;
 use super::Store;
@@ -57,6 +62,43 @@ fn from_json<T: serde::de::DeserializeOwned>(id: &str, bytes: &[u8]) -> Result<T
         id: id.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// A stored value with its CRC-32 in front.
+fn sealed(bytes: &[u8]) -> Vec<u8> {
+    [&crc32fast::hash(bytes).to_be_bytes()[..], bytes].concat()
+}
+
+/// The bytes of a value [`sealed`] stored, checked against their CRC-32.
+fn unsealed<'a>(id: &str, value: &'a [u8]) -> Result<&'a [u8], HubError> {
+    if value.len() < 4 {
+        return Err(HubError::Damaged {
+            id: id.to_owned(),
+            reason: "document value shorter than its checksum".into(),
+        });
+    }
+    let (sum, bytes) = value.split_at(4);
+    let expected = u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]]);
+    if crc32fast::hash(bytes) != expected {
+        return Err(HubError::Damaged {
+            id: id.to_owned(),
+            reason: "checksum mismatch".into(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// The key of the `n`th incremental save of `id`.
+fn change_key(id: &str, n: u64) -> Vec<u8> {
+    [id.as_bytes(), b"\0", &n.to_be_bytes()[..]].concat()
+}
+
+/// The number an incremental save's key ends with.
+fn change_number(key: &[u8]) -> u64 {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| key[at..].try_into().ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 fn seq_bytes(seq: u64) -> [u8; 8] {
@@ -140,65 +182,85 @@ impl SledStore {
     }
 }
 
-impl DocumentStore for SledStore {
-    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
-        let Some(meta) = self.doc_meta.get(id).map_err(storage)? else {
+impl SledStore {
+    /// How the document is kept, read as [`DocumentStore::document`] reads it.
+    pub(super) fn footprint(&self, id: &str) -> Result<Option<Footprint>, HubError> {
+        let mut footprint = Footprint::default();
+        for entry in self.doc_changes.scan_prefix(pair(id, "")) {
+            let (_, value) = entry.map_err(storage)?;
+            footprint.incremental_saves += 1;
+            footprint.incremental_bytes += value.len().saturating_sub(4);
+        }
+        let Some(snapshot) = self.doc_bytes.get(id).map_err(storage)? else {
             return Ok(None);
         };
-        let meta: DocMeta = from_json(id, &meta)?;
-        let value = self
-            .doc_bytes
-            .get(id)
-            .map_err(storage)?
-            .ok_or_else(|| HubError::Damaged {
-                id: id.to_owned(),
-                reason: "routing facts without document bytes".into(),
-            })?;
-        if value.len() < 4 {
-            return Err(HubError::Damaged {
-                id: id.to_owned(),
-                reason: "document value shorter than its checksum".into(),
-            });
-        }
-        let (sum, bytes) = value.split_at(4);
-        let expected = u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]]);
-        if crc32fast::hash(bytes) != expected {
-            return Err(HubError::Damaged {
-                id: id.to_owned(),
-                reason: "checksum mismatch".into(),
-            });
-        }
-        Ok(Some(StoredDoc {
-            meta,
-            bytes: bytes.to_vec(),
-        }))
+        footprint.snapshot_bytes = snapshot.len().saturating_sub(4);
+        Ok(Some(footprint))
     }
 
-    fn save_document(
+    /// Stores `write` as the document's new version, with its routing facts and audit entries,
+    /// at the next feed position. `read` is the version the caller's merge was made from, when
+    /// it is known: a save from a version no longer stored is refused, nothing written.
+    fn store_version(
         &self,
         id: &str,
         meta: &DocMeta,
-        bytes: &[u8],
+        write: Write,
+        read: Option<Option<ReadVersion>>,
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
         let meta_json = to_json(meta)?;
-        let value = [&crc32fast::hash(bytes).to_be_bytes()[..], bytes].concat();
+        let deletes_covered = write.deletes_covered();
+        let (snapshot, change) = match write {
+            Write::Snapshot { bytes, .. } => (Some(sealed(&bytes)), None),
+            Write::Incremental(bytes) => (None, (!bytes.is_empty()).then(|| sealed(&bytes))),
+        };
         let audit: Vec<(Vec<u8>, Vec<u8>)> = audit
             .iter()
             .map(|entry| Ok((pair(&entry.doc_id, &entry.change), to_json(entry)?)))
             .collect::<Result<_, HubError>>()?;
+        // Every write of a document holds this lock: what is read of it here stays true until
+        // the transaction below.
         let _feed = self
             .feed_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(read) = read {
+            let now = self.document_seq(id)?;
+            if now != read.map(|version| version.seq) {
+                return Err(HubError::Unavailable(format!(
+                    "document {id} was saved meanwhile; send again"
+                )));
+            }
+        }
+        // A snapshot replaces the incremental saves it covers: every one kept, as the version
+        // read had them (checked above) or, for a save of a whole document, whatever they were.
+        // An incremental save goes after the last one kept.
+        let mut covered = Vec::new();
+        let mut next = 0;
+        if snapshot.is_some() && deletes_covered {
+            for key in self.doc_changes.scan_prefix(pair(id, "")).keys() {
+                covered.push(key.map_err(storage)?);
+            }
+        } else if change.is_some() {
+            if let Some(last) = self
+                .doc_changes
+                .scan_prefix(pair(id, ""))
+                .keys()
+                .next_back()
+            {
+                next = change_number(&last.map_err(storage)?) + 1;
+            }
+        }
         let result: Result<u64, TransactionError<HubError>> = (
             &self.doc_meta,
             &self.doc_bytes,
             &self.doc_seq,
+            &self.doc_changes,
             &self.audit,
             &self.meta,
         )
-            .transaction(|(metas, docs, seqs, audits, counters)| {
+            .transaction(|(metas, docs, seqs, changes, audits, counters)| {
                 let abort = ConflictableTransactionError::Abort;
                 let head = match counters.get(FEED_HEAD)? {
                     Some(v) => seq_of("feed.head", &v).map_err(abort)?,
@@ -206,7 +268,16 @@ impl DocumentStore for SledStore {
                 };
                 let seq = head + 1;
                 metas.insert(id.as_bytes(), meta_json.as_slice())?;
-                docs.insert(id.as_bytes(), value.as_slice())?;
+                // The new snapshot first, then what it covers goes (one transaction either way).
+                if let Some(snapshot) = &snapshot {
+                    docs.insert(id.as_bytes(), snapshot.as_slice())?;
+                }
+                for key in &covered {
+                    changes.remove(key)?;
+                }
+                if let Some(change) = &change {
+                    changes.insert(change_key(id, next), change.as_slice())?;
+                }
                 seqs.insert(id.as_bytes(), &seq_bytes(seq)[..])?;
                 counters.insert(FEED_HEAD, &seq_bytes(seq)[..])?;
                 for (key, entry) in &audit {
@@ -222,6 +293,77 @@ impl DocumentStore for SledStore {
         })?;
         self.index.saved(id, seq, meta);
         Ok(seq)
+    }
+}
+
+impl DocumentStore for SledStore {
+    /// The snapshot followed by the incremental saves since. Read without a lock, in the order
+    /// that keeps it whole while saves go on: the feed position first, then the incremental
+    /// saves, then the snapshot. A compaction in between leaves saves the new snapshot already
+    /// holds (loaded once); a save in between is missed, and the position read is older than
+    /// the stored one, so a merge from this read is refused. What is read is never older than
+    /// the position.
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
+        let seq = self.document_seq(id)?;
+        let mut incremental = Vec::new();
+        let mut footprint = Footprint::default();
+        for entry in self.doc_changes.scan_prefix(pair(id, "")) {
+            let (_, value) = entry.map_err(storage)?;
+            let bytes = unsealed(id, &value)?;
+            footprint.incremental_saves += 1;
+            footprint.incremental_bytes += bytes.len();
+            incremental.push(bytes.to_vec());
+        }
+        let value = self.doc_bytes.get(id).map_err(storage)?;
+        let Some(meta) = self.doc_meta.get(id).map_err(storage)? else {
+            chunks::remember_read(self.number, id, None);
+            return Ok(None);
+        };
+        let meta: DocMeta = from_json(id, &meta)?;
+        let value = value.ok_or_else(|| HubError::Damaged {
+            id: id.to_owned(),
+            reason: "routing facts without document bytes".into(),
+        })?;
+        let snapshot = unsealed(id, &value)?;
+        footprint.snapshot_bytes = snapshot.len();
+        chunks::remember_read(
+            self.number,
+            id,
+            seq.map(|seq| ReadVersion { seq, footprint }),
+        );
+        Ok(Some(StoredDoc {
+            meta,
+            bytes: chunks::joined(snapshot, &incremental),
+        }))
+    }
+
+    /// Replaces whatever is stored of the document: the save becomes its snapshot.
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        chunks::take_read(self.number, id);
+        let write = Write::Snapshot {
+            bytes: bytes.to_vec(),
+            covers: None,
+        };
+        self.store_version(id, meta, write, None, audit)
+    }
+
+    fn save_merged(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        changes: &[u8],
+        full: &mut dyn FnMut() -> Vec<u8>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        let read = chunks::take_read(self.number, id);
+        let write = Write::merged(read, changes, full);
+        self.store_version(id, meta, write, read, audit)
     }
 
     fn feed_head(&self) -> Result<u64, HubError> {

@@ -138,8 +138,10 @@ impl<S: HubStore> Hub<S> {
                 };
                 let previous_sync = self.store.device_synced(&caller.device)?;
                 let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
+                // `doc` is the version read from the store; the save adds what the merge added.
+                let added = merged.save_after(&doc.get_heads());
                 self.store
-                    .save_document(doc_id, &meta, &merged.save(), &audit)?;
+                    .save_merged(doc_id, &meta, &added, &mut || merged.save(), &audit)?;
                 self.store.durable()?;
                 doc = merged;
             }

@@ -107,8 +107,8 @@ pub use server_actions::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };
 pub use store::{
-    AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubStore, ReferenceSource,
-    StoredDoc,
+    compaction_due, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubStore,
+    ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, SMALL_SNAPSHOT_BYTES,
 };
 pub use sync::PackedResponse;
 

@@ -168,6 +168,8 @@ impl<S: HubStore> Hub<S> {
             .map_err(|e| damaged(doc_id, e))?
             .with_actor(server_actor());
         let before = issue.state().map_err(|e| damaged(doc_id, e))?;
+        // What the store holds: the save below adds the action's change to it.
+        let read_heads = issue.heads();
         if let Some((event_id, action)) = &once {
             let events = issue.events().map_err(|e| damaged(doc_id, e))?;
             if let Some(event) = events.into_iter().find(|e| &e.id == event_id) {
@@ -231,9 +233,10 @@ impl<S: HubStore> Hub<S> {
             received_at_ms: now_ms,
             previous_sync_ms: None,
         };
+        let added = issue.am_mut().save_after(&read_heads);
         let feed = self
             .store
-            .save_document(doc_id, &meta, &issue.save(), &[audit])?;
+            .save_merged(doc_id, &meta, &added, &mut || issue.save(), &[audit])?;
         self.store.durable()?;
         let state = issue.state().map_err(|e| damaged(doc_id, e))?;
         Ok(Some(Acted {

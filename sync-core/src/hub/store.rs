@@ -82,6 +82,30 @@ impl DeviceDoc {
     }
 }
 
+/// A snapshot below this many bytes is rewritten whole at every save: a small document costs
+/// little to save, and one piece loads fastest (automerge-repo's bound).
+pub const SMALL_SNAPSHOT_BYTES: usize = 1024;
+
+/// Incremental saves a stored document gathers at most before its next save writes a new
+/// snapshot: as many as the phone's store gathers before it compacts, so a document loads
+/// from a bounded number of pieces however small its changes.
+pub const MAX_INCREMENTAL_SAVES: usize = 8;
+
+/// Whether the next save of a document kept as a snapshot plus incremental saves (automerge's
+/// `save_after` of the version before each) writes a new snapshot, a full save, in place of
+/// them all, given the snapshot's size and the incremental saves stored since: automerge-repo's
+/// rule (a small snapshot, or incremental saves as large as the snapshot), and a bound on their
+/// count. Stores that keep documents so decide by this rule, under the document's write lock.
+pub fn compaction_due(
+    snapshot_bytes: usize,
+    incremental_saves: usize,
+    incremental_bytes: usize,
+) -> bool {
+    snapshot_bytes < SMALL_SNAPSHOT_BYTES
+        || incremental_bytes >= snapshot_bytes
+        || incremental_saves >= MAX_INCREMENTAL_SAVES
+}
+
 /// The documents as saved, and the change feed that numbers every save. Writes are durable in
 /// the order they were made (once [`HubStore::durable`] returns), so nothing a device was told
 /// about can outlive what it depends on.
@@ -98,6 +122,26 @@ pub trait DocumentStore: Send + Sync {
         bytes: &[u8],
         audit: &[AuditEntry],
     ) -> Result<u64, HubError>;
+    /// Stores a new version of a document the hub read from this store (with
+    /// [`Self::document`], on the calling thread) and merged into: `changes` is automerge's
+    /// incremental save of what the merge added to the version read (`save_after` its heads),
+    /// `full` makes the new version's full save. The result, feed position and audit are those
+    /// of [`Self::save_document`] with `full()`, which is what this does unless the store keeps
+    /// documents as a snapshot plus incremental saves ([`compaction_due`]): such a store
+    /// appends `changes` and calls `full` only to write a new snapshot. A store that cannot vouch
+    /// that `changes` build on what it holds (the version read is not the one stored, or it
+    /// does not remember the read) saves `full()` or refuses, never appends.
+    fn save_merged(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        changes: &[u8],
+        full: &mut dyn FnMut() -> Vec<u8>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        let _ = changes;
+        self.save_document(id, meta, &full(), audit)
+    }
     /// The latest feed position (0 when nothing was ever stored).
     fn feed_head(&self) -> Result<u64, HubError>;
     /// Routing facts that `keep` accepts, of every document whose latest feed position is in
@@ -223,6 +267,16 @@ impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
         (**self).save_document(id, meta, bytes, audit)
+    }
+    fn save_merged(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        changes: &[u8],
+        full: &mut dyn FnMut() -> Vec<u8>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        (**self).save_merged(id, meta, changes, full, audit)
     }
     fn feed_head(&self) -> Result<u64, HubError> {
         (**self).feed_head()

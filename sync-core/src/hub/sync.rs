@@ -443,6 +443,8 @@ impl<S: HubStore> Hub<S> {
             Some(stored) => load(stored, doc_id)?,
             None => AutoCommit::new(),
         };
+        // What the store holds: the save below adds what the merge adds to it.
+        let read_heads = doc.get_heads();
         let mut outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
         if stored.is_none() {
             self.place_new(&mut doc, &mut outcome)?;
@@ -468,8 +470,9 @@ impl<S: HubStore> Hub<S> {
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
             let previous_sync = self.store.device_synced(&caller.device)?;
             let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
+            let added = doc.save_after(&read_heads);
             self.store
-                .save_document(doc_id, meta, &doc.save(), &audit)?;
+                .save_merged(doc_id, meta, &added, &mut || doc.save(), &audit)?;
         }
         let exists = !doc.get_heads().is_empty();
         let kind = match (&outcome.meta, &stored) {

@@ -1,9 +1,14 @@
 //! The sync hub's storage on PostgreSQL: documents with their routing facts, the change feed
 //! devices sync from, the audit of accepted changes, and what each device holds.
 //!
-//! A document is one row: its routing facts, the full automerge save (with its CRC-32, so a
-//! damaged one is reported, never loaded as valid data) and the feed position of its latest
-//! save. The feed is these rows in position order.
+//! A document is one row: its routing facts, its snapshot (a full automerge save, with its
+//! CRC-32, so a damaged one is reported, never loaded as valid data) and the feed position of
+//! its latest save; beside it, a row per incremental save made since the snapshot
+//! (`document_changes`, keyed by the feed position of the save that wrote it, see `chunks`).
+//! A merged save adds one such row, or writes a new snapshot and deletes the rows it covers,
+//! in its transaction. A document is read in one statement, so a reader on any server sees a
+//! snapshot with exactly the incremental saves committed beside it, never half a compaction.
+//! The feed is the document rows in position order.
 //!
 //! Several servers save at once, and a position drawn earlier can commit later: a reader that
 //! saw position 7 committed and moved its cursor there would never look back for position 6
@@ -18,11 +23,11 @@
 //!
 //! The hub reads a document, merges into it and saves it under a lock of its own process; a
 //! server beside it may save the same document in between. So each thread remembers the
-//! position of the version it last read of each document, and a save that follows such a read
-//! is refused (nothing written, the request fails and the phone sends again) when another
-//! save came between: a merge is never saved over changes it did not contain.
+//! position of the version it last read of each document (`chunks::remember_read`), and a
+//! save that follows such a read is refused (nothing written, the request fails and the phone
+//! sends again) when another save came between: a merge is never saved over changes it did
+//! not contain, and an incremental save is only ever appended to the version it was made from.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use sync_core::authz::DocMeta;
@@ -34,33 +39,11 @@ use sync_core::model::{Asset, Category, User};
 use tokio_postgres::types::Json;
 
 use super::PostgresStore;
+use crate::storage::chunks::{self, Footprint, ReadVersion, Write};
 use crate::storage::{Store, StoreError};
 
 /// The advisory lock namespace of document saves (the first key of the two-key form).
 const DOCUMENT_LOCK: i32 = 0x4353_4401;
-
-/// Documents whose read versions a thread remembers at most; beyond that it forgets them all
-/// (a save after a forgotten read is not checked).
-const READS_KEPT: usize = 256;
-
-thread_local! {
-    /// Per document this thread read: the feed position of the version read (`None`: absent).
-    static READ: RefCell<HashMap<String, Option<i64>>> = RefCell::new(HashMap::new());
-}
-
-fn remember_read(id: &str, seq: Option<i64>) {
-    READ.with(|read| {
-        let mut read = read.borrow_mut();
-        if read.len() >= READS_KEPT && !read.contains_key(id) {
-            read.clear();
-        }
-        read.insert(id.to_owned(), seq);
-    });
-}
-
-fn take_read(id: &str) -> Option<Option<i64>> {
-    READ.with(|read| read.borrow_mut().remove(id))
-}
 
 fn storage(err: impl std::fmt::Display + 'static) -> HubError {
     if super::cannot_reach(&err) {
@@ -134,57 +117,79 @@ impl PostgresStore {
     }
 }
 
-impl DocumentStore for PostgresStore {
-    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
+/// A document's row and the incremental saves beside it, in one statement (one snapshot of
+/// the database): the routing facts, the snapshot, its CRC-32, the feed position, then the
+/// incremental saves and their CRC-32s in save order.
+const READ_DOCUMENT: &str = "SELECT d.meta, d.bytes, d.crc32, d.seq,
+        coalesce(array_agg(c.bytes ORDER BY c.seq) FILTER (WHERE c.seq IS NOT NULL),
+            '{}'::bytea[]),
+        coalesce(array_agg(c.crc32 ORDER BY c.seq) FILTER (WHERE c.seq IS NOT NULL),
+            '{}'::bigint[])
+    FROM documents d LEFT JOIN document_changes c ON c.doc_id = d.id
+    WHERE d.id = $1
+    GROUP BY d.id";
+
+fn checked(id: &str, bytes: &[u8], sum: i64) -> Result<(), HubError> {
+    if i64::from(crc32fast::hash(bytes)) != sum {
+        return Err(HubError::Damaged {
+            id: id.to_owned(),
+            reason: "checksum mismatch".into(),
+        });
+    }
+    Ok(())
+}
+
+impl PostgresStore {
+    /// How the document is kept, in one statement.
+    pub(super) fn footprint(&self, id: &str) -> Result<Option<Footprint>, StoreError> {
         let row = self.run(async {
-            let client = self.client().await.map_err(hub)?;
+            let client = self.client().await?;
             client
                 .query_opt(
-                    "SELECT meta, bytes, crc32, seq FROM documents WHERE id = $1",
+                    "SELECT octet_length(d.bytes)::bigint, count(c.seq),
+                         coalesce(sum(octet_length(c.bytes)), 0)::bigint
+                     FROM documents d LEFT JOIN document_changes c ON c.doc_id = d.id
+                     WHERE d.id = $1
+                     GROUP BY d.id",
                     &[&id],
                 )
                 .await
-                .map_err(storage)
+                .map_err(super::backend)
         })?;
-        // Remembered on the calling thread, the one that saves after it read.
-        let Some(row) = row else {
-            remember_read(id, None);
-            return Ok(None);
-        };
-        remember_read(id, Some(row.get(3)));
-        let meta: DocMeta = from_json(id, row.get(0))?;
-        let bytes: Vec<u8> = row.get(1);
-        let sum: i64 = row.get(2);
-        if i64::from(crc32fast::hash(&bytes)) != sum {
-            return Err(HubError::Damaged {
-                id: id.to_owned(),
-                reason: "checksum mismatch".into(),
-            });
-        }
-        Ok(Some(StoredDoc { meta, bytes }))
+        let size = |n: i64| usize::try_from(n).unwrap_or(0);
+        Ok(row.map(|row| Footprint {
+            snapshot_bytes: size(row.get(0)),
+            incremental_saves: size(row.get(1)),
+            incremental_bytes: size(row.get(2)),
+        }))
     }
 
-    fn save_document(
+    /// Stores `write` as the document's new version, with its routing facts and audit entries,
+    /// at the next feed position. `read` is the version the caller's merge was made from, when
+    /// it is known: a save from a version no longer stored is refused, nothing written.
+    fn store_version(
         &self,
         id: &str,
         meta: &DocMeta,
-        bytes: &[u8],
+        write: Write,
+        read: Option<Option<ReadVersion>>,
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
         let meta_json = to_json(meta)?;
-        let sum = i64::from(crc32fast::hash(bytes));
+        // Decided on the calling thread, where a test may ask for it.
+        let deletes_covered = write.deletes_covered();
         let audit: Vec<_> = audit
             .iter()
             .map(|entry| Ok((entry, to_json(entry)?)))
             .collect::<Result<_, HubError>>()?;
-        let read = take_read(id);
         let _in_flight = self.saves.enter();
         self.run(async {
             let mut client = self.client().await.map_err(hub)?;
             let tx = client.transaction().await.map_err(storage)?;
             // Durable at the hub's `durable`, once per request, as with sled (see there).
             tx.batch_execute(LATER_DURABLE).await.map_err(storage)?;
-            // One save of this document at a time, on every server; held to commit.
+            // One save of this document at a time, on every server; held to commit. A
+            // compaction is a save, under the same lock.
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
                 &[&DOCUMENT_LOCK, &id],
@@ -197,7 +202,7 @@ impl DocumentStore for PostgresStore {
                     .await
                     .map_err(storage)?
                     .map(|row| row.get(0));
-                if now != read {
+                if now != read.map(|version| bound(version.seq)) {
                     return Err(HubError::Unavailable(format!(
                         "document {id} was saved by another server meanwhile; send again"
                     )));
@@ -209,15 +214,56 @@ impl DocumentStore for PostgresStore {
                 .await
                 .map_err(storage)?
                 .get(0);
-            tx.execute(
-                "INSERT INTO documents (id, meta, bytes, crc32, seq)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (id) DO UPDATE SET meta = EXCLUDED.meta, bytes = EXCLUDED.bytes,
-                     crc32 = EXCLUDED.crc32, seq = EXCLUDED.seq",
-                &[&id, &meta_json, &bytes, &sum, &seq],
-            )
-            .await
-            .map_err(storage)?;
+            match &write {
+                Write::Snapshot { bytes, covers } => {
+                    let sum = i64::from(crc32fast::hash(bytes));
+                    tx.execute(
+                        "INSERT INTO documents (id, meta, bytes, crc32, seq)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (id) DO UPDATE SET meta = EXCLUDED.meta,
+                             bytes = EXCLUDED.bytes, crc32 = EXCLUDED.crc32, seq = EXCLUDED.seq",
+                        &[&id, &meta_json, bytes, &sum, &seq],
+                    )
+                    .await
+                    .map_err(storage)?;
+                    // Then the incremental saves the snapshot covers go, in the same commit.
+                    if deletes_covered {
+                        let covers = covers.map_or(i64::MAX, bound);
+                        tx.execute(
+                            "DELETE FROM document_changes WHERE doc_id = $1 AND seq <= $2",
+                            &[&id, &covers],
+                        )
+                        .await
+                        .map_err(storage)?;
+                    }
+                }
+                Write::Incremental(bytes) => {
+                    // The row's snapshot stays as it is (PostgreSQL keeps a large one where it
+                    // was, unwritten); only the facts and the position change.
+                    let updated = tx
+                        .execute(
+                            "UPDATE documents SET meta = $2, seq = $3 WHERE id = $1",
+                            &[&id, &meta_json, &seq],
+                        )
+                        .await
+                        .map_err(storage)?;
+                    if updated != 1 {
+                        return Err(HubError::Storage(format!(
+                            "document {id} is gone; send again"
+                        )));
+                    }
+                    if !bytes.is_empty() {
+                        let sum = i64::from(crc32fast::hash(bytes));
+                        tx.execute(
+                            "INSERT INTO document_changes (doc_id, seq, bytes, crc32)
+                             VALUES ($1, $2, $3, $4)",
+                            &[&id, &seq, bytes, &sum],
+                        )
+                        .await
+                        .map_err(storage)?;
+                    }
+                }
+            }
             // All of the save's audit entries in one statement: a chief's week brings a
             // dozen changes per document, each a round trip to the database before.
             if !audit.is_empty() {
@@ -237,6 +283,87 @@ impl DocumentStore for PostgresStore {
             tx.commit().await.map_err(storage)?;
             Ok(position(seq))
         })
+    }
+}
+
+impl DocumentStore for PostgresStore {
+    /// The snapshot followed by the incremental saves since, as one statement read them.
+    fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
+        let row = self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client
+                .query_opt(READ_DOCUMENT, &[&id])
+                .await
+                .map_err(storage)
+        })?;
+        // Remembered on the calling thread, the one that saves after it read.
+        let Some(row) = row else {
+            chunks::remember_read(self.number, id, None);
+            return Ok(None);
+        };
+        let seq: i64 = row.get(3);
+        let meta: DocMeta = from_json(id, row.get(0))?;
+        let snapshot: Vec<u8> = row.get(1);
+        checked(id, &snapshot, row.get(2))?;
+        let incremental: Vec<Vec<u8>> = row.get(4);
+        let sums: Vec<i64> = row.get(5);
+        if sums.len() != incremental.len() {
+            return Err(HubError::Damaged {
+                id: id.to_owned(),
+                reason: "incremental saves without their checksums".into(),
+            });
+        }
+        for (bytes, sum) in incremental.iter().zip(sums) {
+            checked(id, bytes, sum)?;
+        }
+        let footprint = Footprint {
+            snapshot_bytes: snapshot.len(),
+            incremental_saves: incremental.len(),
+            incremental_bytes: incremental.iter().map(Vec::len).sum(),
+        };
+        chunks::remember_read(
+            self.number,
+            id,
+            Some(ReadVersion {
+                seq: position(seq),
+                footprint,
+            }),
+        );
+        let bytes = if incremental.is_empty() {
+            snapshot
+        } else {
+            chunks::joined(&snapshot, &incremental)
+        };
+        Ok(Some(StoredDoc { meta, bytes }))
+    }
+
+    /// Replaces whatever is stored of the document: the save becomes its snapshot.
+    fn save_document(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        bytes: &[u8],
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        let read = chunks::take_read(self.number, id);
+        let write = Write::Snapshot {
+            bytes: bytes.to_vec(),
+            covers: None,
+        };
+        self.store_version(id, meta, write, read, audit)
+    }
+
+    fn save_merged(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        changes: &[u8],
+        full: &mut dyn FnMut() -> Vec<u8>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
+        let read = chunks::take_read(self.number, id);
+        let write = Write::merged(read, changes, full);
+        self.store_version(id, meta, write, read, audit)
     }
 
     fn feed_head(&self) -> Result<u64, HubError> {

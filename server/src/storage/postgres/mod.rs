@@ -46,6 +46,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Saves in progress in this process, and the gate `hold_saves` closes.
     saves: SaveGate,
+    /// Names this opened store among others in the process (`chunks::store_number`).
+    number: u64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -145,6 +147,7 @@ impl PostgresStore {
             runtime: Some(runtime),
             pool,
             saves: SaveGate::default(),
+            number: super::chunks::store_number(),
         };
         store.run(async {
             let mut client = store.client().await?;
@@ -687,6 +690,10 @@ impl Store for PostgresStore {
             }
             tx.commit().await.map_err(backend)
         })
+    }
+
+    fn document_footprint(&self, id: &str) -> Result<Option<super::Footprint>, StoreError> {
+        self.footprint(id)
     }
 
     /// Every call committed before it returned.

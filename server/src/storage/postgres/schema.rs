@@ -153,6 +153,26 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, day)
     );
     "#,
+    // 3: documents kept as a snapshot (`documents.bytes`, as before) plus the incremental saves
+    // made since (`storage::chunks`). A database made before reads as it is: no document has
+    // incremental saves yet.
+    r#"
+    CREATE TABLE IF NOT EXISTS document_changes (
+        doc_id text COLLATE "C" NOT NULL,
+        -- The feed position of the save that wrote it: save order.
+        seq bigint NOT NULL,
+        bytes bytea NOT NULL,
+        crc32 bigint NOT NULL,
+        PRIMARY KEY (doc_id, seq)
+    );
+    -- A snapshot of more than a few hundred bytes lives out of the row (automerge compresses
+    -- it already), so a save that adds an incremental save writes the row's facts and position
+    -- anew without copying the snapshot; the routing facts stay in the row, where the feed and
+    -- the listings read them. Rows written from now on are kept so.
+    ALTER TABLE documents ALTER COLUMN bytes SET STORAGE EXTERNAL;
+    ALTER TABLE documents ALTER COLUMN meta SET STORAGE MAIN;
+    ALTER TABLE documents SET (toast_tuple_target = 256);
+    "#,
 ];
 
 /// Applies every migration not yet applied; returns the schema version now in force.

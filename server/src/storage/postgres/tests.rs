@@ -52,7 +52,7 @@ impl Session {
     fn number(&self, sql: &str) -> i64 {
         self.runtime
             .block_on(self.client.query_one(sql, &[]))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
             .get(0)
     }
 }
@@ -130,6 +130,10 @@ impl Drop for PgHarness {
 
 impl Harness for PgHarness {
     fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.store())
+    }
+
+    fn second_node(&self, _first: &Arc<dyn Store>) -> Arc<dyn Store> {
         Arc::new(self.store())
     }
 }
@@ -384,5 +388,177 @@ fn a_job_lock_is_held_across_servers_and_let_go_by_a_dead_one() {
     while !a.exclusively("deadline job", &mut || {}).unwrap() {
         assert!(Instant::now() < deadline, "the dead server's lock stayed");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A database made by servers from before documents kept incremental saves: the first server
+/// of this version adds what is missing, and the documents read as they were stored, then
+/// take incremental saves.
+#[test]
+fn a_database_made_before_incremental_saves_reads_as_it_is() {
+    use crate::storage::conformance::{add_note, older_document};
+    let h = pg_harness!();
+    let old = h.session();
+    old.execute(
+        "CREATE TABLE schema_migrations (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    );
+    for (index, sql) in super::schema::MIGRATIONS[..2].iter().enumerate() {
+        old.execute(sql);
+        old.execute(&format!(
+            "INSERT INTO schema_migrations (version) VALUES ({})",
+            index + 1
+        ));
+    }
+    // A document as those servers stored it: the full save in its row.
+    let mut doc = older_document();
+    let saved = doc.save();
+    let meta = serde_json::to_string(&doc_meta("p1", DocKind::Patrol))
+        .unwrap()
+        .replace('\'', "''");
+    old.execute(&format!(
+        "INSERT INTO documents (id, meta, bytes, crc32, seq)
+         VALUES ('p1', '{meta}', '\\x{}', {}, nextval('feed_seq'))",
+        hex::encode(&saved),
+        crc32fast::hash(&saved)
+    ));
+
+    let store = h.store();
+    assert_eq!(
+        old.number("SELECT count(*) FROM schema_migrations"),
+        super::schema::MIGRATIONS.len() as i64
+    );
+    let read = store.document("p1").unwrap().expect("the older document");
+    assert_eq!(read.bytes, saved, "read as it is");
+    assert_eq!(store.feed_head().unwrap(), 1);
+    let added = add_note(&mut doc, 1);
+    let meta = doc_meta("p1", DocKind::Patrol);
+    assert_eq!(
+        store
+            .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+            .unwrap(),
+        2
+    );
+    let kept = store.document_footprint("p1").unwrap().unwrap();
+    assert_eq!(
+        (kept.snapshot_bytes, kept.incremental_saves),
+        (saved.len(), 1)
+    );
+    let mut loaded =
+        automerge::AutoCommit::load(&store.document("p1").unwrap().unwrap().bytes).unwrap();
+    assert_eq!(loaded.get_heads(), doc.get_heads());
+}
+
+/// A stored incremental save whose bytes no longer match their checksum is reported as
+/// damage, never loaded.
+#[test]
+fn a_damaged_incremental_save_is_reported() {
+    use crate::storage::conformance::{add_note, older_document};
+    let h = pg_harness!();
+    let store = h.store();
+    let meta = doc_meta("p1", DocKind::Patrol);
+    let mut doc = older_document();
+    store.save_document("p1", &meta, &doc.save(), &[]).unwrap();
+    store.document("p1").unwrap();
+    let added = add_note(&mut doc, 1);
+    store
+        .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+        .unwrap();
+    assert_eq!(
+        h.session()
+            .number("SELECT count(*) FROM document_changes WHERE doc_id = 'p1'"),
+        1
+    );
+    h.session().execute(
+        "UPDATE document_changes SET bytes = set_byte(bytes, 20, get_byte(bytes, 20) # 16)
+         WHERE doc_id = 'p1'",
+    );
+    let read = store.document("p1");
+    assert!(
+        matches!(&read, Err(sync_core::hub::HubError::Damaged { id, .. }) if id == "p1"),
+        "{read:?}"
+    );
+}
+
+/// Figures for the notes: patrols synced minute by minute, stored the way the hub saves them
+/// (`save_merged`: a snapshot plus incremental saves) beside the way it saved them before (the
+/// full save every time, `save_document`). Prints records and bytes kept per document and what
+/// the tables grew by (autovacuum off, so every row version written stays counted). Run with
+/// `cargo test -p server --lib storage::postgres::tests::figures -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn figures_rows_and_bytes_per_document() {
+    use crate::storage::conformance::{minute_of_track, patrol_doc};
+    use sync_core::doc::Record;
+    const DOCS: usize = 50;
+    const SYNCS: i64 = 40;
+    for merged in [false, true] {
+        let h = pg_harness!();
+        let store = h.store();
+        let session = h.session();
+        session.execute(
+            "ALTER TABLE documents SET (autovacuum_enabled = false);
+             ALTER TABLE document_changes SET (autovacuum_enabled = false)",
+        );
+        let size = "SELECT (pg_total_relation_size('documents')
+                        + pg_total_relation_size('document_changes'))::bigint";
+        // The log records of this database only (others share the server's log).
+        session.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+        session.execute("CREATE TEMP TABLE wal_from AS SELECT pg_current_wal_flush_lsn() AS lsn");
+        let size_before = session.number(size);
+        let mut full_bytes = 0usize;
+        for d in 0..DOCS {
+            let id = format!("p{d}");
+            let meta = doc_meta(&id, DocKind::Patrol);
+            let mut phone = patrol_doc();
+            store.save_document(&id, &meta, &phone.save(), &[]).unwrap();
+            for minute in 0..SYNCS {
+                let stored = store.document(&id).unwrap().unwrap();
+                let mut doc = automerge::AutoCommit::load(&stored.bytes).unwrap();
+                let read = doc.get_heads();
+                phone
+                    .append_track(&minute_of_track(1440 + minute * 12, 12))
+                    .unwrap();
+                doc.merge(phone.am_mut()).unwrap();
+                if merged {
+                    let added = doc.save_after(&read);
+                    store
+                        .save_merged(&id, &meta, &added, &mut || doc.save(), &[])
+                        .unwrap();
+                } else {
+                    store.save_document(&id, &meta, &doc.save(), &[]).unwrap();
+                }
+            }
+            full_bytes += phone.save().len();
+        }
+        store.flush().unwrap();
+        let grown = session.number(size) - size_before;
+        let wal = session.number(
+            "SELECT coalesce(sum(record_length), 0)::bigint
+             FROM pg_get_wal_records_info((SELECT lsn FROM wal_from), pg_current_wal_flush_lsn())
+             WHERE block_ref LIKE '%/' || (SELECT oid FROM pg_database
+                                           WHERE datname = current_database()) || '/%'",
+        );
+        let (mut records, mut kept) = (0, 0);
+        for d in 0..DOCS {
+            let footprint = store.document_footprint(&format!("p{d}")).unwrap().unwrap();
+            records += footprint.records();
+            kept += footprint.bytes();
+        }
+        let saves = DOCS as i64 * (SYNCS + 1);
+        println!(
+            "{}: {DOCS} patrols x {} saves; full save at the end {} B; records per document {:.1}; \
+             bytes kept per document {}; tables grew {} B ({} B per save); log records of this database {} B per save",
+            if merged { "snapshot + incremental" } else { "full save every time" },
+            SYNCS + 1,
+            full_bytes / DOCS,
+            records as f64 / DOCS as f64,
+            kept / DOCS,
+            grown,
+            grown / saves,
+            wal / saves,
+        );
     }
 }
