@@ -14,7 +14,7 @@
 # talks to the server on that namespace's loopback. Needs root (ip netns) and a release build:
 #   cargo build --release -p server --bin chiefsync -p tests --bin fieldsim --bin weaknet
 #
-# Usage: tests/figures/phone-year.sh [DEVICES] [DAYS] [OBSERVE]   (default 100 365 2)
+# Usage: [SYNC_EVERY=7] tests/figures/phone-year.sh [DEVICES] [DAYS] [OBSERVE]   (default 100 365 2)
 # Writes year.json, and first-sync-<link>.jsonl under $OUT (default /tmp/chiefsync-phone-year).
 set -euo pipefail
 
@@ -59,7 +59,7 @@ done
 # The year.
 start=$(date +%s)
 ip netns exec "$S" nice "$BIN/fieldsim" --server http://127.0.0.1:8080 \
-  --devices "$DEVICES" --days "$DAYS" --sync-every 7 --observe "$OBSERVE" \
+  --devices "$DEVICES" --days "$DAYS" --sync-every "${SYNC_EVERY:-7}" --observe "$OBSERVE" \
   --recorder chunk --concurrency 8 --interrupted 0 --server-pid "$SERVER_PID" \
   --data-dir "$OUT/phones" --json > "$OUT/year.json"
 echo "year simulated in $(( $(date +%s) - start )) s (wall)" >&2
