@@ -24,7 +24,9 @@ OBSERVE=${3:-2}
 BIN=${CARGO_TARGET_DIR:-target}/release
 OUT=${OUT:-/tmp/chiefsync-phone-year}
 NS=chiefsync-year-$$
-rm -rf "$OUT" && mkdir -p "$OUT"
+# YEAR_DONE=1 with CHIEF=<username>: skip the year, serve the data it left in $OUT/server.
+[[ -z ${YEAR_DONE:-} ]] && rm -rf "$OUT"
+mkdir -p "$OUT"
 
 cleanup() {
   [[ -n ${SERVER_PID:-} ]] && kill -9 "$SERVER_PID" 2>/dev/null || true
@@ -57,6 +59,7 @@ for _ in $(seq 600); do
 done
 
 # The year.
+if [[ -z ${YEAR_DONE:-} ]]; then
 start=$(date +%s)
 ip netns exec "$S" nice "$BIN/fieldsim" --server http://127.0.0.1:8080 \
   --devices "$DEVICES" --days "$DAYS" --sync-every "${SYNC_EVERY:-7}" --observe "$OBSERVE" \
@@ -65,13 +68,14 @@ ip netns exec "$S" nice "$BIN/fieldsim" --server http://127.0.0.1:8080 \
 echo "year simulated in $(( $(date +%s) - start )) s (wall)" >&2
 
 CHIEF=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["observed_accounts"]["district"][0])' "$OUT/year.json")
+fi
 
 # A new phone for that district chief over each link: sign in, then one timed first sync.
 for link in field "delay=25ms,loss=0,rate=10mbit"; do
   name=${link//[^a-z0-9]/_}
   spec=()
   [[ $link != field ]] && spec=("$link")
-  mkfifo "$OUT/control-$name"
+  rm -f "$OUT/control-$name" && mkfifo "$OUT/control-$name"
   ip netns exec "$L" "$BIN/weaknet" link 1 "${spec[@]}" < "$OUT/control-$name" > "$OUT/link-$name.jsonl" &
   LINK_PID=$!
   exec 4> "$OUT/control-$name"

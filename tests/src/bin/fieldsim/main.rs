@@ -480,7 +480,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 /// `{"phones", "docs": {max, median}, "doc_bytes": {…}, "disk_bytes": {…}}` of one level's
-/// measured stores.
+/// measured stores (`disk_bytes`: the store and the prepared photos on disk).
 fn store_figures(stores: &[(u64, u64, u64)]) -> Value {
     let stat = |f: &dyn Fn(&(u64, u64, u64)) -> u64| {
         let mut v: Vec<f64> = stores.iter().map(|s| f(s) as f64).collect();
@@ -600,33 +600,40 @@ fn run(cli: &Cli) -> Result<Value> {
     // The convergence check asks the server as each person, from a device of its own (on the
     // phone's own node); signing those in now keeps the password hashing out of the check's
     // time.
-    let checkers = pool(
-        &observed,
-        cli.concurrency,
-        &ProgressBar::hidden(),
-        |_, &i| {
-            let p = &everyone[i].person;
-            Api::login(
-                &servers[i % servers.len()],
-                &p.user.username,
-                people::PASSWORD,
-                "fieldsim-check",
-            )
-        },
-    )?;
-    // The departments' cameras upload their "after" photos with the handlers' own accounts.
-    let cameras = handlers
-        .iter()
-        .enumerate()
-        .map(|(n, handler)| {
-            Api::login(
-                &servers[n % servers.len()],
-                &handler.person.user.username,
-                people::PASSWORD,
-                "fieldsim-camera",
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let sign_checkers = || {
+        pool(
+            &observed,
+            cli.concurrency,
+            &ProgressBar::hidden(),
+            |_, &i| {
+                let p = &everyone[i].person;
+                Api::login(
+                    &servers[i % servers.len()],
+                    &p.user.username,
+                    people::PASSWORD,
+                    "fieldsim-check",
+                )
+            },
+        )
+    };
+    let mut checkers = sign_checkers()?;
+    // The departments' cameras upload their "after" photos with the handlers' own accounts,
+    // signed in again each period (an access token lasts minutes, a long run hours).
+    let sign_cameras = || {
+        handlers
+            .iter()
+            .enumerate()
+            .map(|(n, handler)| {
+                Api::login(
+                    &servers[n % servers.len()],
+                    &handler.person.user.username,
+                    people::PASSWORD,
+                    "fieldsim-camera",
+                )
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    let mut cameras = sign_cameras()?;
     phases.lap("sign_in");
 
     // The days in periods: offline work, the chiefs' sync, the office's loop.
@@ -687,6 +694,11 @@ fn run(cli: &Cli) -> Result<Value> {
             }
         }
         let ours: BTreeSet<String> = outcome.keys().cloned().collect();
+        if period > 0 {
+            phases.lap("staff_work");
+            cameras = sign_cameras()?;
+            phases.lap("sign_in");
+        }
         let mut staff_sync = |n: usize, phone: &Phone| -> Result<()> {
             phases.lap("staff_work");
             phone.clock.set(staff_now);
@@ -720,6 +732,13 @@ fn run(cli: &Cli) -> Result<Value> {
         }
     }
 
+    // The checkers' tokens have expired in a run of many periods.
+    if periods > 1 {
+        phases.lap("staff_work");
+        checkers = sign_checkers()?;
+        phases.lap("sign_in");
+    }
+
     // Every phone syncs once more, then each observed one is compared with the server and its
     // store measured.
     let last = bar(everyone.len(), quiet, "final sync");
@@ -745,7 +764,9 @@ fn run(cli: &Cli) -> Result<Value> {
         let kept = client.evict().map_err(|e| e.to_string())?;
         drop(client);
         phone.close();
-        let disk = dir_bytes(phone.dir());
+        // The app's own files: its store and its prepared photos (not the simulator's camera
+        // roll beside them).
+        let disk = dir_bytes(&phone.dir().join("store")) + dir_bytes(&phone.dir().join("photos"));
         Ok((
             compared?,
             quarantine?,
