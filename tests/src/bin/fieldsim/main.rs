@@ -12,6 +12,13 @@
 //! phone syncs once more, and each phone's documents are compared with what the server holds in
 //! that person's scope.
 //!
+//! With `--sync-every D` the days are cut into periods, each with its offline days, the chiefs'
+//! sync and the office's loop (a year synced weekly: `--days 365 --sync-every 7`); `--observe N`
+//! compares and measures N chiefs of each level and the staff, the rest of the district working
+//! in bulk; every phone keeps its bounded store (`sync_core::evict`'s default bounds) and the
+//! stores are reported per level. `--server A,B` spreads the phones over nodes of one service on
+//! one database.
+//!
 //! ```sh
 //! cargo run --release -p server -- --demo --data-dir /tmp/cs &
 //! cargo run --release -p tests --bin fieldsim -- --server http://127.0.0.1:8080 --devices 50 --days 7 --seed 1
