@@ -48,6 +48,48 @@ impl LinkSpec {
         queue_frames: 1_000,
     };
 
+    /// A link from `delay=25ms,loss=0.01,rate=10mbit[,queue=1000]` (one-way delay in ms, loss
+    /// from 0 to 1, rate in `kbit` or `mbit` per second or bare bits per second); what is not
+    /// named is as in [`LinkSpec::FIELD`].
+    pub fn parse(text: &str) -> Result<LinkSpec, String> {
+        let mut spec = LinkSpec::FIELD;
+        for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not key=value"))?;
+            let number = |v: &str| {
+                v.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("{part:?}: not a number"))
+            };
+            match key.trim() {
+                "delay" => {
+                    let ms = number(value.trim().trim_end_matches("ms"))?;
+                    spec.one_way_delay = Duration::from_secs_f64(ms.max(0.0) / 1_000.0);
+                }
+                "loss" => spec.loss = number(value)?.clamp(0.0, 1.0),
+                "rate" => {
+                    let value = value.trim();
+                    let (digits, unit) = if let Some(v) = value.strip_suffix("mbit") {
+                        (v, 1e6)
+                    } else if let Some(v) = value.strip_suffix("kbit") {
+                        (v, 1e3)
+                    } else {
+                        (value, 1.0)
+                    };
+                    let rate = number(digits)? * unit;
+                    if rate < 1.0 {
+                        return Err(format!("{part:?}: the rate must be positive"));
+                    }
+                    spec.rate_bits_per_s = rate as u64;
+                }
+                "queue" => spec.queue_frames = number(value)?.max(1.0) as usize,
+                other => return Err(format!("unknown link setting {other:?}")),
+            }
+        }
+        Ok(spec)
+    }
+
     pub fn rtt(&self) -> Duration {
         self.one_way_delay * 2
     }
@@ -304,5 +346,22 @@ mod tests {
         let spec = LinkSpec::FIELD;
         assert_eq!(spec.rtt(), Duration::from_millis(300));
         assert_eq!(spec.transmit_time(32_000), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_link_is_read_from_its_settings() {
+        let spec = LinkSpec::parse("delay=25ms,loss=0,rate=10mbit").unwrap();
+        assert_eq!(spec.one_way_delay, Duration::from_millis(25));
+        assert_eq!(spec.loss, 0.0);
+        assert_eq!(spec.rate_bits_per_s, 10_000_000);
+        assert_eq!(spec.queue_frames, LinkSpec::FIELD.queue_frames);
+        assert_eq!(LinkSpec::parse("").unwrap(), LinkSpec::FIELD);
+        assert_eq!(
+            LinkSpec::parse("rate=256kbit").unwrap().rate_bits_per_s,
+            256_000
+        );
+        assert!(LinkSpec::parse("rate=0").is_err());
+        assert!(LinkSpec::parse("delay").is_err());
+        assert!(LinkSpec::parse("jitter=5ms").is_err());
     }
 }

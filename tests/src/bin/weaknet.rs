@@ -5,8 +5,10 @@
 //!   a record of every request it received, one JSON line each on stdout (method, path,
 //!   status, body bytes, `Content-Range`, `Upload-Offset`, the documents a sync pushed, or how
 //!   a request was cut), so the test judges resumption by what reached the server.
-//! - `weaknet link <seed>`: the emulated field link (`tests::weaklink`).
-//! - `weaknet phone <dir> <server-url> login | record … | sync`: a chief's phone, which is
+//! - `weaknet link <seed> [<spec>]`: the emulated field link (`tests::weaklink`; another link
+//!   with `LinkSpec::parse`'s `delay=25ms,loss=0,rate=10mbit`).
+//! - `weaknet phone <dir> <server-url> login [<user> <password>] | record … | sync`: a phone
+//!   (the demo chief's unless another account is named), which is
 //!   mobile-ffi's `FieldClient` (sync-core's engine, store and photo outbox) as the apps use
 //!   it. The test kills this process at a random moment to cut a sync.
 //!
@@ -44,10 +46,14 @@ fn main() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let outcome = match args.as_slice() {
         ["server", data, addr] => serve(Path::new(data), addr),
-        ["link", seed] => link(seed.parse().unwrap_or(0)),
+        ["link", seed] => link(seed.parse().unwrap_or(0), LinkSpec::FIELD),
+        ["link", seed, spec] => LinkSpec::parse(spec)
+            .map_err(Into::into)
+            .and_then(|spec| link(seed.parse().unwrap_or(0), spec)),
         ["phone", dir, url, rest @ ..] => phone(Path::new(dir), url, rest),
         _ => Err(
-            "usage: weaknet server <data-dir> <addr> | link <seed> | phone <dir> <url> …".into(),
+            "usage: weaknet server <data-dir> <addr> | link <seed> [<spec>] | phone <dir> <url> …"
+                .into(),
         ),
     };
     if let Err(err) = outcome {
@@ -146,7 +152,7 @@ async fn record(
     Ok(response)
 }
 
-fn link(seed: u64) -> Result<()> {
+fn link(seed: u64, spec: LinkSpec) -> Result<()> {
     let bind = |addr: &str| -> Result<UdpSocket> { Ok(UdpSocket::bind(addr)?) };
     let device_side = bind(netns::LINK_DEVICE_SIDE)?;
     let server_side = bind(netns::LINK_SERVER_SIDE)?;
@@ -155,7 +161,7 @@ fn link(seed: u64) -> Result<()> {
     println!("{}", json!({ "ready": true }));
     std::io::stdout().flush()?;
     weaklink::run(
-        LinkSpec::FIELD,
+        spec,
         seed,
         (device_side, device),
         (server_side, server),
@@ -186,6 +192,10 @@ fn phone(dir: &Path, url: &str, command: &[&str]) -> Result<()> {
     match command {
         ["login"] => {
             let me = client.login(demo::CHIEF.into(), "demo".into())?;
+            println!("{}", json!({ "user": me.username }));
+        }
+        ["login", username, password] => {
+            let me = client.login((*username).into(), (*password).into())?;
             println!("{}", json!({ "user": me.username }));
         }
         ["record", days, points, photos, side, seed] => {

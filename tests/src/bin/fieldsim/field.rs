@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mobile_ffi::{
@@ -50,10 +50,13 @@ pub struct Phone {
     pub person: Person,
     client: Mutex<Option<Arc<PhoneApp>>>,
     pub clock: Arc<SimClock>,
-    /// Set for phones whose first sync loses the server's answer.
-    pub relay: Option<Relay>,
+    /// Set for phones whose first sync loses the server's answer: one relay per server node.
+    relays: Vec<Relay>,
     dir: PathBuf,
-    server_url: String,
+    /// The server nodes the phone may sync with (through its relays when it has them).
+    nodes: Vec<String>,
+    /// The node in use: the phone's store is opened against it.
+    node: AtomicUsize,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -61,27 +64,39 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 impl Phone {
+    /// A phone signed in on `servers[node]`; it may later sync with any of `servers`, nodes of
+    /// one service on one database.
     pub fn open(
         dir: &Path,
-        server: &str,
+        servers: &[String],
+        node: usize,
         person: Person,
         interrupted: bool,
         now: i64,
     ) -> Result<Self> {
-        let relay = if interrupted {
-            Some(Relay::start(server)?)
+        let relays = if interrupted {
+            servers
+                .iter()
+                .map(|s| Relay::start(s))
+                .collect::<Result<Vec<_>>>()?
         } else {
-            None
+            Vec::new()
+        };
+        let nodes = if relays.is_empty() {
+            servers.to_vec()
+        } else {
+            relays.iter().map(|r| r.url.clone()).collect()
         };
         let clock = Arc::new(SimClock::default());
         clock.set(now);
         let phone = Phone {
-            server_url: relay.as_ref().map_or(server, |r| r.url.as_str()).to_owned(),
             person,
             client: Mutex::new(None),
             clock,
-            relay,
+            relays,
             dir: dir.to_path_buf(),
+            node: AtomicUsize::new(node % nodes.len().max(1)),
+            nodes,
         };
         phone
             .client()?
@@ -90,13 +105,48 @@ impl Phone {
         Ok(phone)
     }
 
+    /// How many server nodes the phone may use.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The node in use.
+    pub fn node(&self) -> usize {
+        self.node.load(Ordering::SeqCst)
+    }
+
+    /// Talks to node `node` from now on (the app reopened against another address).
+    pub fn use_node(&self, node: usize) {
+        let node = node % self.nodes.len().max(1);
+        if self.node.swap(node, Ordering::SeqCst) != node {
+            self.close();
+        }
+    }
+
+    /// Loses the answer to the phone's next request, when it has relays.
+    pub fn lose_next_answer(&self) -> bool {
+        match self.relays.get(self.node.load(Ordering::SeqCst)) {
+            Some(relay) => {
+                relay.arm();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where the phone keeps its store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The phone's `PhoneApp`, opened on its store if it is closed.
     pub fn client(&self) -> Result<Arc<PhoneApp>> {
         let mut open = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = open.as_ref() {
             return Ok(client.clone());
         }
-        let mut config = ClientConfig::new(&self.dir, &self.server_url);
+        let url = &self.nodes[self.node.load(Ordering::SeqCst) % self.nodes.len()];
+        let mut config = ClientConfig::new(&self.dir, url);
         config.clock = self.clock.clone();
         let client = Arc::new(PhoneApp::open(config).map_err(err)?);
         *open = Some(client.clone());
@@ -349,6 +399,18 @@ pub struct ChiefLog {
     pub walks: Vec<PatrolLog>,
     pub issues: Vec<String>,
     pub photos: u64,
+}
+
+impl ChiefLog {
+    /// Adds a later period's work.
+    pub fn absorb(&mut self, later: ChiefLog) {
+        self.patrols += later.patrols;
+        self.valid += later.valid;
+        self.km += later.km;
+        self.walks.extend(later.walks);
+        self.issues.extend(later.issues);
+        self.photos += later.photos;
+    }
 }
 
 /// `days` days of a chief's work, offline, from `first_day` (a China-time midnight); each

@@ -12,6 +12,13 @@
 //! phone syncs once more, and each phone's documents are compared with what the server holds in
 //! that person's scope.
 //!
+//! With `--sync-every D` the days are cut into periods, each with its offline days, the chiefs'
+//! sync and the office's loop (a year synced weekly: `--days 365 --sync-every 7`); `--observe N`
+//! compares and measures N chiefs of each level and the staff, the rest of the district working
+//! in bulk; every phone keeps its bounded store (`sync_core::evict`'s default bounds) and the
+//! stores are reported per level. `--server A,B` spreads the phones over nodes of one service on
+//! one database.
+//!
 //! ```sh
 //! cargo run --release -p server -- --demo --data-dir /tmp/cs &
 //! cargo run --release -p tests --bin fieldsim -- --server http://127.0.0.1:8080 --devices 50 --days 7 --seed 1
@@ -41,15 +48,33 @@ use http::{Api, Result};
 #[derive(Parser, Debug)]
 #[command(about = "Simulates a district's days of offline field work against a ChiefSync server")]
 struct Cli {
-    /// The server's root URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    server: String,
+    /// The server's root URL; several, comma-separated, for nodes of one service on one
+    /// database (`chiefsync --database postgres://…` started more than once): the accounts are
+    /// made through the first, and the phones spread over all of them (`--spread`).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    server: Vec<String>,
+    /// How phones choose among several `--server` nodes: `phone` keeps each phone on one node
+    /// (phone `i` on node `i mod n`), `random` sends each sync to a node drawn at random.
+    #[arg(long, value_enum, default_value_t = Spread::Phone)]
+    spread: Spread,
     /// Chiefs' phones to simulate.
     #[arg(long, default_value_t = 20)]
     devices: usize,
-    /// Days of offline work before the phones sync.
+    /// Days simulated. With `--sync-every` the days are cut into periods; without, they are
+    /// all offline work before the phones sync.
     #[arg(long, default_value_t = 7)]
     days: u32,
+    /// Days of offline work between the chiefs' syncs: each period the chiefs work offline,
+    /// sync, and the office and the departments work the problems through the loop (e.g.
+    /// `--days 365 --sync-every 7`: a year, everyone syncing weekly). Default: one period.
+    #[arg(long)]
+    sync_every: Option<u32>,
+    /// Chiefs of each level (district, subdistrict, village) whose phones are compared with the
+    /// server at the end and whose stores are measured, beside every office and department
+    /// phone; the rest of the district works and syncs alike, in bulk, unmeasured. Default:
+    /// every phone is compared and measured.
+    #[arg(long)]
+    observe: Option<usize>,
     /// Seed of everything random; also names the accounts (`sim<seed>-…`), so use a new seed
     /// for another run against the same server.
     #[arg(long, default_value_t = 1)]
@@ -96,6 +121,15 @@ struct Cli {
     /// chief, problems by status.
     #[arg(long)]
     expect: bool,
+}
+
+/// How phones choose among several server nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Spread {
+    /// Each phone on one node, phone `i` on node `i mod n`.
+    Phone,
+    /// Each sync to a node drawn at random.
+    Random,
 }
 
 /// Phones do not use glibc's allocator (Android's is scudo or jemalloc); with 16 phones' stores
@@ -324,20 +358,35 @@ struct SyncFigures {
     photo_bytes_up: u64,
     photo_errors: Vec<String>,
     latency: Duration,
+    /// Documents the phone dropped from its store just before (`PhoneApp::evict`).
+    dropped: u64,
+    /// The server node that answered.
+    node: usize,
 }
 
-/// Syncs until it succeeds; a phone with a relay loses the first answer on purpose.
-fn sync(phone: &Phone, lose_answer: bool) -> Result<SyncFigures> {
+/// Syncs until it succeeds; a phone with a relay loses the first answer on purpose. With
+/// `spread` random, each attempt goes to a node drawn at random.
+fn sync(phone: &Phone, lose_answer: bool, spread: Spread) -> Result<SyncFigures> {
     let mut figures = SyncFigures::default();
-    if let (true, Some(relay)) = (lose_answer, &phone.relay) {
-        relay.arm();
+    let choose = || {
+        if spread == Spread::Random && phone.node_count() > 1 {
+            phone.use_node(rand::rng().random_range(0..phone.node_count()));
+        }
+    };
+    choose();
+    if lose_answer {
+        phone.lose_next_answer();
     }
+    // What the bounded store drops goes up with this sync (the sync would drop it itself;
+    // dropping it here first counts it).
+    figures.dropped = u64::from(phone.client()?.evict().map_err(|e| e.to_string())?.dropped);
     loop {
         figures.attempts += 1;
         let started = Instant::now();
         match phone.client()?.sync() {
             Ok(report) => {
                 figures.latency = started.elapsed();
+                figures.node = phone.node();
                 figures.round_trips = report.round_trips;
                 figures.bytes_up = report.bytes_up;
                 figures.bytes_down = report.bytes_down;
@@ -353,6 +402,7 @@ fn sync(phone: &Phone, lose_answer: bool) -> Result<SyncFigures> {
             Err(e) if figures.attempts < 5 => {
                 let _ = e;
                 std::thread::sleep(Duration::from_millis(100 * u64::from(figures.attempts)));
+                choose();
             }
             Err(e) => {
                 return Err(format!(
@@ -398,18 +448,58 @@ fn kind_of(phone: &Phone) -> &'static str {
     }
 }
 
-/// Documents where a phone and the server disagree about what the person should hold, asked of
-/// the server as that person (`checker`, signed in on a device of its own).
-fn differences(phone: &Phone, checker: &Api) -> Result<usize> {
+/// How a phone compares with what the server delivers to its person.
+#[derive(Debug, Default, Clone, Copy)]
+struct Compared {
+    /// Held with other heads than the server's, or held though not delivered.
+    different: usize,
+    /// Delivered but not on the phone.
+    missing: usize,
+}
+
+/// Where a phone and the server disagree about what the person should hold, asked of the
+/// server as that person (`checker`, signed in on a device of its own).
+fn differences(phone: &Phone, checker: &Api) -> Result<Compared> {
     // What the person's phones receive (sync-core `authz::delivered`), not all they may read.
     let expected = checker.delivered_heads()?;
     let held = phone_heads(phone)?;
-    let missing_or_different = expected
+    let different = held
         .iter()
-        .filter(|(id, heads)| held.get(*id) != Some(*heads))
+        .filter(|(id, heads)| expected.get(*id) != Some(*heads))
         .count();
-    let extra = held.keys().filter(|id| !expected.contains_key(*id)).count();
-    Ok(missing_or_different + extra)
+    let missing = expected.keys().filter(|id| !held.contains_key(*id)).count();
+    Ok(Compared { different, missing })
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// `{"phones", "docs": {max, median}, "doc_bytes": {…}, "disk_bytes": {…}}` of one level's
+/// measured stores (`disk_bytes`: the store and the prepared photos on disk).
+fn store_figures(stores: &[(u64, u64, u64)]) -> Value {
+    let stat = |f: &dyn Fn(&(u64, u64, u64)) -> u64| {
+        let mut v: Vec<f64> = stores.iter().map(|s| f(s) as f64).collect();
+        v.sort_by(f64::total_cmp);
+        json!({ "median": percentile(&v, 50.0), "max": v.last().copied().unwrap_or(0.0) })
+    };
+    json!({
+        "phones": stores.len(),
+        "docs": stat(&|s| s.0),
+        "doc_bytes": stat(&|s| s.1),
+        "disk_bytes": stat(&|s| s.2),
+    })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -443,8 +533,10 @@ fn run(cli: &Cli) -> Result<Value> {
         blobs_pid: pid(cli.blobs_pid),
     });
     let quiet = !console_is_interactive();
+    let servers = &cli.server;
+    let main_server = servers.first().ok_or("no --server")?;
     let admin = Api::login(
-        &cli.server,
+        main_server,
         &cli.admin_user,
         &cli.admin_password,
         "fieldsim-admin",
@@ -469,7 +561,8 @@ fn run(cli: &Cli) -> Result<Value> {
     let chiefs = pool(&people.chiefs, cli.concurrency, &setup, |i, person| {
         Phone::open(
             &root.join(format!("chief-{i:04}")),
-            &cli.server,
+            servers,
+            i,
             person.clone(),
             interrupted[i],
             now,
@@ -483,7 +576,8 @@ fn run(cli: &Cli) -> Result<Value> {
             .map(|(i, p)| {
                 Phone::open(
                     &root.join(format!("{what}-{i}")),
-                    &cli.server,
+                    servers,
+                    i,
                     p.clone(),
                     false,
                     now,
@@ -493,173 +587,270 @@ fn run(cli: &Cli) -> Result<Value> {
     };
     let offices = open_staff(&people.supervisors, "office")?;
     let handlers = open_staff(&people.handlers, "handler")?;
-    // The convergence check asks the server as each person, from a device of its own; signing
-    // those in now keeps the password hashing out of the check's time.
-    let everyone_people: Vec<&people::Person> = chiefs
-        .iter()
-        .chain(&offices)
-        .chain(&handlers)
-        .map(|p| &p.person)
-        .collect();
-    let checkers = pool(
-        &everyone_people,
-        cli.concurrency,
-        &ProgressBar::hidden(),
-        |_, p| {
-            Api::login(
-                &cli.server,
-                &p.user.username,
-                people::PASSWORD,
-                "fieldsim-check",
-            )
-        },
-    )?;
+    let everyone: Vec<&Phone> = chiefs.iter().chain(&offices).chain(&handlers).collect();
+    // The phones compared with the server at the end and measured: `--observe` chiefs of each
+    // level (the first of each, `people` lists them level by level) and all staff, or all.
+    let observed: Vec<usize> = match cli.observe {
+        None => (0..everyone.len()).collect(),
+        Some(n) => {
+            let mut taken: BTreeMap<&str, usize> = BTreeMap::new();
+            (0..everyone.len())
+                .filter(|&i| {
+                    let kind = kind_of(everyone[i]);
+                    let count = taken.entry(kind).or_default();
+                    *count += 1;
+                    i >= chiefs.len() || *count <= n
+                })
+                .collect()
+        }
+    };
+    // The convergence check asks the server as each person, from a device of its own (on the
+    // phone's own node); signing those in now keeps the password hashing out of the check's
+    // time.
+    let sign_checkers = || {
+        pool(
+            &observed,
+            cli.concurrency,
+            &ProgressBar::hidden(),
+            |_, &i| {
+                let p = &everyone[i].person;
+                Api::login(
+                    &servers[i % servers.len()],
+                    &p.user.username,
+                    people::PASSWORD,
+                    "fieldsim-check",
+                )
+            },
+        )
+    };
+    let mut checkers = sign_checkers()?;
+    // The departments' cameras upload their "after" photos with the handlers' own accounts,
+    // signed in again each period (an access token lasts minutes, a long run hours).
+    let sign_cameras = || {
+        handlers
+            .iter()
+            .enumerate()
+            .map(|(n, handler)| {
+                Api::login(
+                    &servers[n % servers.len()],
+                    &handler.person.user.username,
+                    people::PASSWORD,
+                    "fieldsim-camera",
+                )
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    let mut cameras = sign_cameras()?;
     phases.lap("sign_in");
 
-    // Offline days.
-    let days = bar(chiefs.len(), quiet, "days offline");
-    let logs: Vec<ChiefLog> = pool(&chiefs, cli.concurrency, &days, |i, phone| {
-        let log = field::chief_days(
-            phone,
-            cli.recorder,
-            first_day,
-            cli.days,
-            cli.seed.wrapping_mul(1_000_003) + i as u64,
-            cli.fabricated,
-        );
-        phone.close();
-        log
-    })?;
-    days.finish();
-    phases.lap("offline");
-
-    // Everyone back in signal: chiefs sync concurrently in random order.
-    let mut order: Vec<usize> = (0..chiefs.len()).collect();
-    order.shuffle(&mut rng);
-    let back = bar(order.len(), quiet, "chiefs sync");
-    let mut figures = pool(&order, cli.concurrency, &back, |_, &i| {
-        let figures = sync(&chiefs[i], true);
-        chiefs[i].close();
-        figures
-    })?;
-    back.finish();
-    phases.lap("chiefs_sync");
-
-    // The loop: assign, rectify, verify, each on its own phone, synced between steps.
-    let staff_now = now_ms();
+    // The days in periods: offline work, the chiefs' sync, the office's loop.
+    let period_days = cli.sync_every.unwrap_or(cli.days).clamp(1, cli.days.max(1));
+    let periods = cli.days.div_ceil(period_days).max(1);
+    let mut logs: Vec<ChiefLog> = vec![ChiefLog::default(); chiefs.len()];
+    // Every sync of the run: (phone index in `everyone`, its figures).
+    let mut figures: Vec<(usize, SyncFigures)> = Vec::new();
     let mut outcome: BTreeMap<String, Status> = BTreeMap::new();
-    for log in &logs {
-        for id in &log.issues {
-            outcome.insert(id.clone(), Status::Reported);
+    let mut after_photos = 0;
+    let mut chief_syncs = 0;
+    for period in 0..periods {
+        let last = period + 1 == periods;
+        let days_here = period_days.min(cli.days - period * period_days);
+        let start = first_day + i64::from(period * period_days) * DAY_MS;
+        let end = start + i64::from(days_here) * DAY_MS;
+        // Offline days.
+        let days = bar(chiefs.len(), quiet, "days offline");
+        let worked: Vec<ChiefLog> = pool(&chiefs, cli.concurrency, &days, |i, phone| {
+            let log = field::chief_days(
+                phone,
+                cli.recorder,
+                start,
+                days_here,
+                (cli.seed.wrapping_mul(1_000_003) + i as u64).wrapping_add(u64::from(period) << 32),
+                cli.fabricated,
+            );
+            phone.close();
+            log
+        })?;
+        days.finish();
+        for (log, more) in logs.iter_mut().zip(worked) {
+            log.absorb(more);
+        }
+        phases.lap("offline");
+
+        // Everyone back in signal: chiefs sync concurrently in random order.
+        let mut order: Vec<usize> = (0..chiefs.len()).collect();
+        order.shuffle(&mut rng);
+        let back = bar(order.len(), quiet, "chiefs sync");
+        let synced = pool(&order, cli.concurrency, &back, |_, &i| {
+            let figures = sync(&chiefs[i], period == 0, cli.spread);
+            chiefs[i].close();
+            figures
+        })?;
+        back.finish();
+        chief_syncs += synced.len();
+        figures.extend(order.iter().copied().zip(synced));
+        phases.lap("chiefs_sync");
+
+        // The loop: assign, rectify, verify, each on its own phone, synced between steps. The
+        // staff work at the end of the period (the last one: now); deadlines are a week after
+        // the real time, so the server's deadline job escalates none of the simulated ones.
+        let staff_now = if last { now_ms() } else { end };
+        for log in &logs {
+            for id in &log.issues {
+                outcome.entry(id.clone()).or_insert(Status::Reported);
+            }
+        }
+        let ours: BTreeSet<String> = outcome.keys().cloned().collect();
+        if period > 0 {
+            phases.lap("staff_work");
+            cameras = sign_cameras()?;
+            phases.lap("sign_in");
+        }
+        let mut staff_sync = |n: usize, phone: &Phone| -> Result<()> {
+            phases.lap("staff_work");
+            phone.clock.set(staff_now);
+            let synced = sync(phone, false, cli.spread)?;
+            figures.push((n, synced));
+            phases.lap("staff_sync");
+            Ok(())
+        };
+        let (first_office, first_handler) = (chiefs.len(), chiefs.len() + offices.len());
+        for (n, office) in offices.iter().enumerate() {
+            staff_sync(first_office + n, office)?;
+            outcome.extend(field::office_assigns(office, &ours, now_ms(), &mut rng)?);
+            staff_sync(first_office + n, office)?;
+        }
+        for (n, handler) in handlers.iter().enumerate() {
+            staff_sync(first_handler + n, handler)?;
+            let photo = u64::from(period) * handlers.len() as u64 + n as u64 + 1;
+            let (done, uploaded) =
+                field::handler_rectifies(handler, &ours, &cameras[n], &mut rng, photo)?;
+            outcome.extend(done);
+            after_photos += uploaded;
+            staff_sync(first_handler + n, handler)?;
+        }
+        for (n, office) in offices.iter().enumerate() {
+            staff_sync(first_office + n, office)?;
+            outcome.extend(field::office_verifies(office, &ours, &mut rng)?);
+            staff_sync(first_office + n, office)?;
+        }
+        for phone in chiefs.iter().chain(&offices).chain(&handlers) {
+            phone.close();
         }
     }
-    let ours: BTreeSet<String> = outcome.keys().cloned().collect();
-    // What each kind of phone received over the run: (documents, answer bytes).
-    let mut delivered: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    let mut staff_sync = |phone: &Phone| -> Result<()> {
+
+    // The checkers' tokens have expired in a run of many periods.
+    if periods > 1 {
         phases.lap("staff_work");
-        phone.clock.set(now_ms());
-        let synced = sync(phone, false)?;
-        let at = delivered.entry(kind_of(phone)).or_default();
-        at.0 += synced.docs_received;
-        at.1 += synced.bytes_down;
-        figures.push(synced);
-        phases.lap("staff_sync");
-        Ok(())
-    };
-    for office in &offices {
-        staff_sync(office)?;
-        outcome.extend(field::office_assigns(office, &ours, staff_now, &mut rng)?);
-        staff_sync(office)?;
-    }
-    let mut after_photos = 0;
-    for (n, handler) in handlers.iter().enumerate() {
-        staff_sync(handler)?;
-        let camera = Api::login(
-            &cli.server,
-            &handler.person.user.username,
-            people::PASSWORD,
-            "fieldsim-camera",
-        )?;
-        let (done, uploaded) =
-            field::handler_rectifies(handler, &ours, &camera, &mut rng, n as u64 + 1)?;
-        outcome.extend(done);
-        after_photos += uploaded;
-        staff_sync(handler)?;
-    }
-    for office in &offices {
-        staff_sync(office)?;
-        outcome.extend(field::office_verifies(office, &ours, &mut rng)?);
-        staff_sync(office)?;
+        checkers = sign_checkers()?;
+        phases.lap("sign_in");
     }
 
-    // Every phone syncs once more, then each is compared with the server.
-    let everyone: Vec<&Phone> = chiefs.iter().chain(&offices).chain(&handlers).collect();
+    // Every phone syncs once more, then each observed one is compared with the server and its
+    // store measured.
     let last = bar(everyone.len(), quiet, "final sync");
     for phone in &everyone {
         phone.clock.set(now_ms());
     }
-    figures.extend(pool(&everyone, cli.concurrency, &last, |_, phone| {
-        let figures = sync(phone, false);
+    let final_figures = pool(&everyone, cli.concurrency, &last, |_, phone| {
+        let figures = sync(phone, false, cli.spread);
         phone.close();
         figures
-    })?);
+    })?;
+    figures.extend(final_figures.iter().cloned().enumerate());
     last.finish();
     phases.lap("final_sync");
-    let check = bar(everyone.len(), quiet, "convergence check");
-    let checked = pool(&everyone, cli.concurrency, &check, |i, phone| {
-        let lost = differences(phone, &checkers[i]);
-        let quarantine = phone.client()?.quarantine().map_err(|e| e.to_string());
+    let check = bar(observed.len(), quiet, "convergence check");
+    let checked = pool(&observed, cli.concurrency, &check, |k, &i| {
+        let phone = everyone[i];
+        let compared = differences(phone, &checkers[k]);
+        let client = phone.client()?;
+        let quarantine = client.quarantine().map_err(|e| e.to_string());
+        // What the phone keeps after a pass of its bounded store's rule (nothing more to drop
+        // just after a sync, unless it is over its bounds).
+        let kept = client.evict().map_err(|e| e.to_string())?;
+        drop(client);
         phone.close();
-        Ok((lost?, quarantine?))
+        // The app's own files: its store and its prepared photos (not the simulator's camera
+        // roll beside them).
+        let disk = dir_bytes(&phone.dir().join("store")) + dir_bytes(&phone.dir().join("photos"));
+        Ok((
+            compared?,
+            quarantine?,
+            (u64::from(kept.docs_after), kept.bytes_after, disk),
+        ))
     })?;
     check.finish();
     phases.lap("check");
-    let lost: usize = checked.iter().map(|(lost, _)| lost).sum();
+    // Documents a phone dropped over the run (its bounded store) may be missing from it; on a
+    // phone that never dropped one, every missing document is lost.
+    let mut dropped_by: BTreeMap<usize, u64> = BTreeMap::new();
+    for (i, f) in &figures {
+        *dropped_by.entry(*i).or_default() += f.dropped;
+    }
+    let mut lost = 0;
+    let mut not_held = 0;
+    for (&i, (compared, _, _)) in observed.iter().zip(&checked) {
+        lost += compared.different;
+        if dropped_by.get(&i).copied().unwrap_or(0) == 0 {
+            lost += compared.missing;
+        } else {
+            not_held += compared.missing;
+        }
+    }
     let mut quarantine_reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for (phone, (_, quarantine)) in everyone.iter().zip(&checked) {
+    for (&i, (_, quarantine, _)) in observed.iter().zip(&checked) {
         for change in quarantine {
             *quarantine_reasons
                 .entry(format!(
                     "{}: {}",
-                    phone.person.user.role.name(),
+                    everyone[i].person.user.role.name(),
                     change.reason
                 ))
                 .or_default() += 1;
         }
     }
     let quarantined: usize = quarantine_reasons.values().sum();
+    // The measured stores by level: (documents, document bytes, bytes on disk).
+    let mut stores: BTreeMap<&str, Vec<(u64, u64, u64)>> = BTreeMap::new();
+    for (&i, (_, _, store)) in observed.iter().zip(&checked) {
+        stores.entry(kind_of(everyone[i])).or_default().push(*store);
+    }
+    let store_by_level: BTreeMap<&str, Value> = stores
+        .iter()
+        .map(|(&kind, list)| (kind, store_figures(list)))
+        .collect();
+    // The observed district chiefs' accounts: a new phone for one of them is what the first
+    // sync after a year measures.
+    let observed_accounts: BTreeMap<&str, Vec<&str>> =
+        observed.iter().fold(BTreeMap::new(), |mut acc, &i| {
+            acc.entry(kind_of(everyone[i]))
+                .or_insert_with(Vec::new)
+                .push(everyone[i].person.user.username.as_str());
+            acc
+        });
     let documents = admin.doc_heads()?.len();
-    // Chiefs per level, and the documents their phones received (first and final sync): the
-    // fan-out of routing by jurisdiction.
-    let level_of = |phone: &Phone| match &phone.person.user.role {
-        sync_core::model::Role::Chief { level, .. } => level.as_str(),
-        _ => "staff",
-    };
+    // Chiefs per level, and the documents their phones received over the run: the fan-out
+    // of routing.
     let mut levels: BTreeMap<&str, usize> = sync_core::model::Level::ALL
         .iter()
         .map(|l| (l.as_str(), 0))
         .collect();
     let mut received_by_level = levels.clone();
     for phone in &chiefs {
-        *levels.entry(level_of(phone)).or_default() += 1;
-    }
-    let final_figures = &figures[figures.len() - everyone.len()..];
-    for (k, &i) in order.iter().enumerate() {
-        *received_by_level.entry(level_of(&chiefs[i])).or_default() +=
-            (figures[k].docs_received + final_figures[i].docs_received) as usize;
+        *levels.entry(kind_of(phone)).or_default() += 1;
     }
     // Documents and bytes delivered per phone per week, by level: every sync of the run (a
     // chief's first one included) over the run's weeks.
-    for (k, &i) in order.iter().enumerate() {
-        let at = delivered.entry(kind_of(&chiefs[i])).or_default();
-        at.0 += figures[k].docs_received;
-        at.1 += figures[k].bytes_down;
-    }
-    for (phone, last) in everyone.iter().zip(final_figures) {
-        let at = delivered.entry(kind_of(phone)).or_default();
-        at.0 += last.docs_received;
-        at.1 += last.bytes_down;
+    let mut delivered: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (i, f) in &figures {
+        let kind = kind_of(everyone[*i]);
+        let at = delivered.entry(kind).or_default();
+        at.0 += f.docs_received;
+        at.1 += f.bytes_down;
+        if *i < chiefs.len() {
+            *received_by_level.entry(kind).or_default() += f.docs_received as usize;
+        }
     }
     let mut phones_of: BTreeMap<&str, u64> = BTreeMap::new();
     for phone in &everyone {
@@ -684,27 +875,34 @@ fn run(cli: &Cli) -> Result<Value> {
         })
         .collect();
 
-    let chief_syncs = &figures[..order.len()];
-    let mut trips: Vec<f64> = chief_syncs
+    let chief_figures: Vec<&SyncFigures> = figures
+        .iter()
+        .filter(|(i, _)| *i < chiefs.len())
+        .take(chief_syncs.max(1))
+        .map(|(_, f)| f)
+        .collect();
+    let mut trips: Vec<f64> = chief_figures
         .iter()
         .map(|f| f64::from(f.round_trips))
         .collect();
     trips.sort_by(f64::total_cmp);
-    let mut latency: Vec<f64> = chief_syncs
+    let mut latency: Vec<f64> = chief_figures
         .iter()
         .map(|f| f.latency.as_secs_f64() * 1_000.0)
         .collect();
     latency.sort_by(f64::total_cmp);
-    let sum = |f: &dyn Fn(&SyncFigures) -> u64| figures.iter().map(f).sum::<u64>();
-    let photo_errors: Vec<&String> = figures.iter().flat_map(|f| &f.photo_errors).collect();
+    let sum = |f: &dyn Fn(&SyncFigures) -> u64| figures.iter().map(|(_, s)| f(s)).sum::<u64>();
+    let photo_errors: Vec<&String> = figures.iter().flat_map(|(_, f)| &f.photo_errors).collect();
     let photos_taken: u64 = logs.iter().map(|l| l.photos).sum::<u64>();
-    let waiting_at_end: u64 = figures[figures.len() - everyone.len()..]
-        .iter()
-        .map(|f| f.photos_waiting)
-        .sum();
+    let mut syncs_by_node = vec![0u64; servers.len()];
+    for (_, f) in &figures {
+        syncs_by_node[f.node % servers.len()] += 1;
+    }
+    let waiting_at_end: u64 = final_figures.iter().map(|f| f.photos_waiting).sum();
 
     let mut out = json!({
-        "server": cli.server,
+        "server": servers.join(","),
+        "syncs_by_node": syncs_by_node,
         "seed": cli.seed,
         "devices": chiefs.len(),
         "staff_devices": offices.len() + handlers.len(),
@@ -713,6 +911,10 @@ fn run(cli: &Cli) -> Result<Value> {
         "delivered_by_level": delivered_by_level,
         "places_created": { "villages": people.divisions_created, "stretches": people.assets_created },
         "days": cli.days,
+        "sync_every_days": period_days,
+        "observed_phones": observed.len(),
+        "observed_accounts": observed_accounts,
+        "store_by_level": store_by_level,
         "documents": documents,
         "patrols": logs.iter().map(|l| l.patrols).sum::<u64>(),
         "issues": outcome.len(),
@@ -722,12 +924,13 @@ fn run(cli: &Cli) -> Result<Value> {
         "round_trips": { "median": percentile(&trips, 50.0), "max": trips.last().copied().unwrap_or(0.0) },
         "sync_latency_ms": { "p50": percentile(&latency, 50.0), "p99": percentile(&latency, 99.0) },
         "docs_received": sum(&|f| f.docs_received),
+        "dropped_by_phones": sum(&|f| f.dropped),
         "chief_sync_wall_s": phases.wall("chiefs_sync"),
         "phases": phases.json(),
         "merged_and_converged_s": MERGE_PHASES.iter().map(|p| phases.wall(p)).sum::<f64>(),
         "wall_s": started.elapsed().as_secs_f64(),
         "interrupted": http::answers_lost(),
-        "retries": figures.iter().map(|f| u64::from(f.attempts - 1)).sum::<u64>(),
+        "retries": sum(&|f| u64::from(f.attempts - 1)),
         "photos": {
             "attached_by_chiefs": photos_taken,
             "uploaded": sum(&|f| f.photos_uploaded),
@@ -739,6 +942,7 @@ fn run(cli: &Cli) -> Result<Value> {
         "refusals": sum(&|f| f.refused),
         "quarantined": quarantined,
         "quarantine_reasons": quarantine_reasons,
+        "not_held_after_dropping": not_held,
         "lost": lost,
     });
     if cli.expect {
@@ -831,10 +1035,39 @@ fn print_delivered(by_level: &Value) {
     }
 }
 
+/// The measured phones' stores by level (`store_by_level`).
+fn print_stores(by_level: &Value) {
+    println!("  phone store at the end (goal <= 200 MB), median / max:");
+    for (kind, name) in [
+        ("village", "village chiefs"),
+        ("subdistrict", "subdistrict chiefs"),
+        ("district", "district chiefs"),
+        ("supervisor", "offices"),
+        ("handler", "departments"),
+    ] {
+        let at = &by_level[kind];
+        if at.is_null() {
+            continue;
+        }
+        let mb = |v: &Value| v.as_f64().unwrap_or(0.0) / 1e6;
+        println!(
+            "    {:<20} {:>3} phones {:>6} / {:>6} documents {:>7.2} / {:>7.2} MB of documents {:>7.2} / {:>7.2} MB on disk",
+            name,
+            at["phones"],
+            at["docs"]["median"],
+            at["docs"]["max"],
+            mb(&at["doc_bytes"]["median"]),
+            mb(&at["doc_bytes"]["max"]),
+            mb(&at["disk_bytes"]["median"]),
+            mb(&at["disk_bytes"]["max"]),
+        );
+    }
+}
+
 fn print_summary(out: &Value) {
     println!(
-        "fieldsim: {} chiefs' phones (+{} office/department), {} days offline, seed {}",
-        out["devices"], out["staff_devices"], out["days"], out["seed"]
+        "fieldsim: {} chiefs' phones (+{} office/department), {} days (syncing every {}), seed {}, {} phones observed",
+        out["devices"], out["staff_devices"], out["days"], out["sync_every_days"], out["seed"], out["observed_phones"]
     );
     let levels = &out["levels"];
     println!(
@@ -851,6 +1084,7 @@ fn print_summary(out: &Value) {
         received["district"], received["subdistrict"], received["village"]
     );
     print_delivered(&out["delivered_by_level"]);
+    print_stores(&out["store_by_level"]);
     println!(
         "  recorded      {} patrols, {} problems; server holds {} documents",
         out["patrols"], out["issues"], out["documents"]
@@ -891,7 +1125,10 @@ fn print_summary(out: &Value) {
     for (reason, count) in out["quarantine_reasons"].as_object().into_iter().flatten() {
         println!("                {count} × {reason}");
     }
-    println!("  lost          {}", out["lost"]);
+    println!(
+        "  lost          {} ({} documents not held by phones that dropped {} over the run)",
+        out["lost"], out["not_held_after_dropping"], out["dropped_by_phones"]
+    );
     for phase in out["phases"].as_array().into_iter().flatten() {
         let name = phase["phase"].as_str().unwrap_or("");
         let server = phase["server_cpu_s"]
