@@ -117,6 +117,8 @@ pub struct AppState {
     pub photo_settings: crate::photos::PhotoSettings,
     /// Statistics' per-document facts, kept current with the change feed.
     pub stats: crate::stats::StatsCache,
+    /// The overviews delivered with the sync, kept per user while they hold.
+    pub overviews: crate::stats::overview::OverviewCache,
     /// The board's, patrol list's and reminders' per-document facts, kept current with the
     /// change feed.
     pub derived: crate::derived::Derived,
@@ -176,6 +178,7 @@ impl AppState {
             photo_index: crate::photos::PhotoIndex::new(),
             photo_settings: settings.photos.clone(),
             stats: Default::default(),
+            overviews: Default::default(),
             derived: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,
             workflow: settings.workflow.clone(),

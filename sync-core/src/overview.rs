@@ -160,7 +160,31 @@ pub fn overview(
     reference: &Reference,
     now_ms: i64,
 ) -> Option<Overview> {
-    let reach = reach(user)?;
+    computed(user, index, reference, now_ms).overview
+}
+
+/// An overview as computed at one instant, and how long it holds on the same facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    /// [`overview`] at the instant it was computed.
+    pub overview: Option<Overview>,
+    /// The first instant at which the same facts and reference data may give another
+    /// overview: the end of the China-time day (the period then grows by a day, or a month
+    /// begins), or sooner the first deadline still ahead of a problem in the place (it may
+    /// become overdue then). `i64::MAX` for a user without an overview.
+    pub until_ms: i64,
+}
+
+/// [`overview`], with the instant until which it holds as long as no fact and no reference
+/// data changes ([`Computed::until_ms`]): what lets the server keep it
+/// ([`cache::OverviewCache`]) instead of reading the facts again at every sync.
+pub fn computed(user: &User, index: &FactIndex, reference: &Reference, now_ms: i64) -> Computed {
+    let Some(reach) = reach(user) else {
+        return Computed {
+            overview: None,
+            until_ms: i64::MAX,
+        };
+    };
     let period = period(now_ms);
     let mut filter = Filter::new(period);
     filter.system = reach.system;
@@ -198,6 +222,14 @@ pub fn overview(
         .issues()
         .filter(|i| everything.selects_issue(i, reference))
         .collect();
+    // Whether a problem is overdue is judged at the moment of the sync: the figures hold
+    // until the next deadline in the place passes (any problem's, to be safe), or the day ends.
+    let until_ms = place
+        .iter()
+        .filter_map(|i| i.state.deadline_ms)
+        .filter(|&deadline| deadline >= now_ms)
+        .map(|deadline| deadline.saturating_add(1))
+        .fold(period.to_ms, i64::min);
     let mut divisions = Vec::new();
     if let (Some(first), Some(last)) = (
         place.iter().map(|i| i.reported_at_ms).min(),
@@ -236,11 +268,14 @@ pub fn overview(
             });
         }
     }
-    Some(Overview {
-        period,
-        chiefs,
-        divisions,
-    })
+    Computed {
+        overview: Some(Overview {
+            period,
+            chiefs,
+            divisions,
+        }),
+        until_ms,
+    }
 }
 
 impl Overview {
@@ -259,6 +294,8 @@ impl Overview {
 pub fn version_of(overview: Option<&Overview>) -> u64 {
     overview.map_or(0, Overview::version)
 }
+
+pub mod cache;
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,6 @@ use actix_web::http::header::ContentType;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use sync_core::hub::{AutomergeSyncOutcome, Caller as HubCaller};
 use sync_core::model::User;
-use sync_core::overview;
 use sync_core::protocol::{OverviewUpdate, SyncRequest, MAX_MESSAGE_BYTES, OVERVIEW_HEADER};
 
 use crate::auth::Caller;
@@ -134,24 +133,26 @@ fn held_overview(request: &HttpRequest) -> Result<Option<u64>, ApiError> {
 }
 
 /// The overview to attach for a phone holding version `held`: `user`'s overview computed by
-/// sync-core from the statistics facts, or nothing when the phone holds it already. Users
-/// with nobody below them cost no statistics.
+/// sync-core from the statistics facts (kept between syncs while it holds,
+/// `stats::overview`), or nothing when the phone holds it already. Users with nobody below
+/// them cost no statistics.
 fn overview_update(
     state: &AppState,
     user: &User,
     held: u64,
     now: i64,
 ) -> Result<Option<OverviewUpdate>, ApiError> {
-    let current = if overview::has_overview(user) {
-        state
-            .stats
-            .with_facts(state.store.as_ref(), |index, reference| {
-                overview::overview(user, index, reference, now)
-            })?
-    } else {
-        None
-    };
-    Ok(OverviewUpdate::unless_held(held, current))
+    let current = crate::stats::overview::current(
+        state.store.as_ref(),
+        &state.stats,
+        &state.overviews,
+        user,
+        now,
+    )?;
+    Ok((current.version != held).then(|| OverviewUpdate {
+        version: current.version,
+        overview: current.overview.map(|kept| kept.as_ref().clone()),
+    }))
 }
 
 /// One standard automerge sync message for one document (from any automerge implementation).

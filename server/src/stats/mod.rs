@@ -10,6 +10,7 @@
 pub mod charts;
 pub mod files;
 pub mod geojson;
+pub mod overview;
 pub mod page;
 pub mod query;
 pub mod tables;

@@ -22,6 +22,7 @@ mod hostile_sync;
 mod issues;
 mod migrate;
 mod ops;
+mod overview;
 mod patrol_evidence;
 mod phone;
 mod postgres;

@@ -329,3 +329,188 @@ fn an_unchanged_overview_is_not_attached() {
     wire.extend(body);
     assert!(SyncResponse::decode_with_overview(&wire).is_err());
 }
+
+fn computed_for(id: &str, index: &FactIndex, users: &[User], at_ms: i64) -> Computed {
+    let rules = RuleSet::default();
+    let reference = Reference {
+        users,
+        divisions: &[],
+        assets: &[],
+        rules: &rules,
+        categories: &[],
+    };
+    let user = users.iter().find(|u| u.id == id).unwrap();
+    computed(user, index, &reference, at_ms)
+}
+
+#[test]
+fn an_overview_holds_until_the_day_ends_or_a_deadline_passes() {
+    let users = users();
+    let mut index = facts(&users);
+    // No deadline ahead: the figures hold until the end of today (China time).
+    let today = computed_for("district", &index, &users, now());
+    assert_eq!(today.until_ms, period(now()).to_ms);
+    assert_eq!(today.overview, overview_of("district"));
+    // The next day the period is a day longer: another overview.
+    let tomorrow = computed_for("district", &index, &users, today.until_ms);
+    assert_ne!(
+        tomorrow.overview.as_ref().unwrap().period,
+        today.overview.as_ref().unwrap().period
+    );
+    // Without an overview nothing expires.
+    assert_eq!(
+        computed_for("village-a", &index, &users, now()).until_ms,
+        i64::MAX
+    );
+
+    // A problem assigned with a deadline in an hour: the overview holds until it passes, and
+    // from that instant on the problem counts as overdue.
+    let deadline = now() + 3_600_000;
+    let mut waiting = issue(9, System::River, VILLAGE_B, Status::Assigned, 0);
+    waiting.state.deadline_ms = Some(deadline);
+    index.upsert_issue(waiting);
+    let before = computed_for("district", &index, &users, now());
+    assert_eq!(before.until_ms, deadline + 1);
+    let overdue = |c: &Computed| -> u64 {
+        c.overview
+            .as_ref()
+            .unwrap()
+            .divisions
+            .iter()
+            .map(|d| d.overdue)
+            .sum()
+    };
+    let at_deadline = computed_for("district", &index, &users, deadline);
+    assert_eq!(
+        at_deadline.overview, before.overview,
+        "not late at the deadline"
+    );
+    let after = computed_for("district", &index, &users, before.until_ms);
+    assert_eq!(overdue(&after), overdue(&before) + 1);
+    // A deadline in another district does not shorten the district chief's overview.
+    let mut elsewhere = issue(10, System::River, OTHER_VILLAGE, Status::Assigned, 0);
+    elsewhere.state.deadline_ms = Some(now() + 60_000);
+    index.upsert_issue(elsewhere);
+    assert_eq!(
+        computed_for("district", &index, &users, now()).until_ms,
+        deadline + 1
+    );
+}
+
+#[test]
+fn a_kept_overview_is_computed_again_when_anything_it_depends_on_changes() {
+    use cache::OverviewCache;
+    let users = users();
+    let index = facts(&users);
+    let district = users.iter().find(|u| u.id == "district").unwrap().clone();
+    let cache = OverviewCache::default();
+    let computed_count = std::cell::Cell::new(0);
+    let rules = RuleSet::default();
+    let reference = Reference {
+        users: &users,
+        divisions: &[],
+        assets: &[],
+        rules: &rules,
+        categories: &[],
+    };
+    let current = |user: &User, facts: u64, at: i64| {
+        cache
+            .current(user, facts, at, || {
+                computed_count.set(computed_count.get() + 1);
+                Ok::<_, ()>(computed(user, &index, &reference, at))
+            })
+            .unwrap()
+    };
+    let first = current(&district, 1, now());
+    assert_eq!(computed_count.get(), 1);
+    assert_eq!(first.version, version_of(overview_of("district").as_ref()));
+    assert_eq!(first.overview.as_deref(), overview_of("district").as_ref());
+    // Same facts, same day: kept.
+    assert_eq!(current(&district, 1, now() + 1_000), first);
+    assert_eq!(computed_count.get(), 1);
+    // New facts: computed again.
+    current(&district, 2, now() + 2_000);
+    assert_eq!(computed_count.get(), 2);
+    // The day ends: computed again, with the longer period.
+    let next_day = current(&district, 2, period(now()).to_ms);
+    assert_eq!(computed_count.get(), 3);
+    assert_ne!(next_day.version, first.version);
+    // A clock set back before the entry was computed: computed again.
+    current(&district, 2, now());
+    assert_eq!(computed_count.get(), 4);
+    // The user's role changes: computed again, for what they lead now.
+    let mut moved = district.clone();
+    moved.role = Role::Chief {
+        system: System::River,
+        level: Level::Subdistrict,
+        jurisdiction: Jurisdiction {
+            division: code(SUB_A),
+            assets: vec![],
+        },
+    };
+    let sub = current(&moved, 2, now());
+    assert_eq!(computed_count.get(), 5);
+    assert_ne!(sub.version, first.version);
+    // Each user their own: another user's sync computes theirs.
+    let office = users.iter().find(|u| u.id == "office").unwrap();
+    current(office, 2, now());
+    assert_eq!(computed_count.get(), 6);
+    assert_eq!(cache.len(), 2);
+}
+
+#[test]
+fn the_facts_digest_follows_the_feed_and_the_reference_data() {
+    let users = users();
+    let rules = RuleSet::default();
+    let reference = |users: &[User]| -> u64 {
+        cache::digest(
+            7,
+            &Reference {
+                users,
+                divisions: &[],
+                assets: &[],
+                rules: &rules,
+                categories: &[],
+            },
+            &0i64,
+        )
+    };
+    // The quick encoding reads every kind of user.
+    assert!(postcard::to_allocvec(&users).is_ok());
+    let same = reference(&users);
+    assert_eq!(same, reference(&users));
+    let mut renamed = users.clone();
+    renamed[1].display_name = "新河长".into();
+    assert_ne!(same, reference(&renamed));
+    let mut moved = users.clone();
+    moved[3].role = Role::Supervisor {
+        system: System::River,
+        division: code(DISTRICT),
+    };
+    assert_ne!(same, reference(&moved));
+    let view = Reference {
+        users: &users,
+        divisions: &[],
+        assets: &[],
+        rules: &rules,
+        categories: &[],
+    };
+    assert_ne!(
+        cache::digest(7, &view, &0i64),
+        cache::digest(8, &view, &0i64)
+    );
+    assert_ne!(
+        cache::digest(7, &view, &0i64),
+        cache::digest(7, &view, &1i64)
+    );
+    let mut stricter = RuleSet::default();
+    stricter.quotas.clear();
+    let with_rules = Reference {
+        rules: &stricter,
+        ..view
+    };
+    assert_ne!(
+        cache::digest(7, &view, &0i64),
+        cache::digest(7, &with_rules, &0i64)
+    );
+}
