@@ -399,17 +399,53 @@ fn kind_of(phone: &Phone) -> &'static str {
 }
 
 /// Documents where a phone and the server disagree about what the person should hold, asked of
-/// the server as that person (`checker`, signed in on a device of its own).
-fn differences(phone: &Phone, checker: &Api) -> Result<usize> {
+/// the server as that person (`checker`, signed in on a device of its own): one line each, what
+/// the phone holds against what the server says it receives.
+fn differences(phone: &Phone, checker: &Api) -> Result<Vec<Value>> {
     // What the person's phones receive (sync-core `authz::delivered`), not all they may read.
     let expected = checker.delivered_heads()?;
     let held = phone_heads(phone)?;
-    let missing_or_different = expected
-        .iter()
-        .filter(|(id, heads)| held.get(*id) != Some(*heads))
-        .count();
-    let extra = held.keys().filter(|id| !expected.contains_key(*id)).count();
-    Ok(missing_or_different + extra)
+    let who = &phone.person.user;
+    let line = |id: &str, what: &str| {
+        json!({
+            "user": who.username,
+            "role": kind_of(phone),
+            "doc": id,
+            "what": what,
+            "held": held.get(id),
+            "expected": expected.get(id),
+        })
+    };
+    let mut out = Vec::new();
+    for (id, heads) in &expected {
+        match held.get(id) {
+            None => out.push(line(id, "missing")),
+            Some(h) if h != heads => out.push(line(id, "different")),
+            Some(_) => {}
+        }
+    }
+    for id in held.keys().filter(|id| !expected.contains_key(*id)) {
+        out.push(line(id, "extra"));
+    }
+    Ok(out)
+}
+
+/// The server's view of a document a phone disagrees on, read as the administrator: its state
+/// and who it waits for, so the difference can be told apart at a glance.
+fn describe(admin: &Api, id: &str) -> Value {
+    match admin.call("GET", &format!("/api/v1/issues/{id}"), None) {
+        Ok((200, issue)) => json!({
+            "kind": "issue",
+            "status": issue["status"],
+            "assignee": issue["assignee"],
+            "escalations": issue["escalations"],
+            "asset": issue["asset"],
+            "division": issue["division"],
+            "reporter": issue["reporter"],
+        }),
+        Ok((status, _)) => json!({ "kind": "not an issue", "status": status }),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -533,7 +569,14 @@ fn run(cli: &Cli) -> Result<Value> {
     days.finish();
     phases.lap("offline");
 
-    // Everyone back in signal: chiefs sync concurrently in random order.
+    // Everyone back in signal: chiefs sync concurrently in random order, their phones' clocks
+    // at today's time. The days' walks left each clock at its last fix, and a backdated walk
+    // (a phone set back 60 days) left it there: the phone's store index then dated the chief's
+    // own week 60 days back, and the next sync, at the right time, dropped it as unchanged for
+    // 60 days (`sync_core::evict`), documents the server still delivers to that phone.
+    for phone in &chiefs {
+        phone.clock.set(now_ms());
+    }
     let mut order: Vec<usize> = (0..chiefs.len()).collect();
     order.shuffle(&mut rng);
     let back = bar(order.len(), quiet, "chiefs sync");
@@ -556,11 +599,18 @@ fn run(cli: &Cli) -> Result<Value> {
     let ours: BTreeSet<String> = outcome.keys().cloned().collect();
     // What each kind of phone received over the run: (documents, answer bytes).
     let mut delivered: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    let mut staff_sync = |phone: &Phone| -> Result<()> {
+    // The same by step of the loop, for the offices and departments: (documents, bytes).
+    let mut by_step: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut staff_sync = |phone: &Phone, step: &str| -> Result<()> {
         phases.lap("staff_work");
         phone.clock.set(now_ms());
         let synced = sync(phone, false)?;
         let at = delivered.entry(kind_of(phone)).or_default();
+        at.0 += synced.docs_received;
+        at.1 += synced.bytes_down;
+        let at = by_step
+            .entry(format!("{} {step}", kind_of(phone)))
+            .or_default();
         at.0 += synced.docs_received;
         at.1 += synced.bytes_down;
         figures.push(synced);
@@ -568,13 +618,13 @@ fn run(cli: &Cli) -> Result<Value> {
         Ok(())
     };
     for office in &offices {
-        staff_sync(office)?;
+        staff_sync(office, "1 before assigning")?;
         outcome.extend(field::office_assigns(office, &ours, staff_now, &mut rng)?);
-        staff_sync(office)?;
+        staff_sync(office, "2 after assigning")?;
     }
     let mut after_photos = 0;
     for (n, handler) in handlers.iter().enumerate() {
-        staff_sync(handler)?;
+        staff_sync(handler, "3 before rectifying")?;
         let camera = Api::login(
             &cli.server,
             &handler.person.user.username,
@@ -585,12 +635,12 @@ fn run(cli: &Cli) -> Result<Value> {
             field::handler_rectifies(handler, &ours, &camera, &mut rng, n as u64 + 1)?;
         outcome.extend(done);
         after_photos += uploaded;
-        staff_sync(handler)?;
+        staff_sync(handler, "4 after rectifying")?;
     }
     for office in &offices {
-        staff_sync(office)?;
+        staff_sync(office, "5 before verifying")?;
         outcome.extend(field::office_verifies(office, &ours, &mut rng)?);
-        staff_sync(office)?;
+        staff_sync(office, "6 after verifying")?;
     }
 
     // Every phone syncs once more, then each is compared with the server.
@@ -615,7 +665,16 @@ fn run(cli: &Cli) -> Result<Value> {
     })?;
     check.finish();
     phases.lap("check");
-    let lost: usize = checked.iter().map(|(lost, _)| lost).sum();
+    let lost: usize = checked.iter().map(|(lost, _)| lost.len()).sum();
+    let lost_docs: Vec<Value> = checked
+        .iter()
+        .flat_map(|(lost, _)| lost)
+        .map(|line| {
+            let mut line = line.clone();
+            line["server"] = describe(&admin, line["doc"].as_str().unwrap_or_default());
+            line
+        })
+        .collect();
     let mut quarantine_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for (phone, (_, quarantine)) in everyone.iter().zip(&checked) {
         for change in quarantine {
@@ -660,7 +719,18 @@ fn run(cli: &Cli) -> Result<Value> {
         let at = delivered.entry(kind_of(phone)).or_default();
         at.0 += last.docs_received;
         at.1 += last.bytes_down;
+        if !matches!(phone.person.user.role, sync_core::model::Role::Chief { .. }) {
+            let at = by_step
+                .entry(format!("{} 7 final sync", kind_of(phone)))
+                .or_default();
+            at.0 += last.docs_received;
+            at.1 += last.bytes_down;
+        }
     }
+    let delivered_by_step: BTreeMap<&str, Value> = by_step
+        .iter()
+        .map(|(step, &(docs, bytes))| (step.as_str(), json!({ "docs": docs, "bytes": bytes })))
+        .collect();
     let mut phones_of: BTreeMap<&str, u64> = BTreeMap::new();
     for phone in &everyone {
         *phones_of.entry(kind_of(phone)).or_default() += 1;
@@ -711,6 +781,7 @@ fn run(cli: &Cli) -> Result<Value> {
         "levels": levels,
         "docs_received_by_level": received_by_level,
         "delivered_by_level": delivered_by_level,
+        "delivered_by_step": delivered_by_step,
         "places_created": { "villages": people.divisions_created, "stretches": people.assets_created },
         "days": cli.days,
         "documents": documents,
@@ -740,6 +811,7 @@ fn run(cli: &Cli) -> Result<Value> {
         "quarantined": quarantined,
         "quarantine_reasons": quarantine_reasons,
         "lost": lost,
+        "lost_docs": lost_docs,
     });
     if cli.expect {
         out["expect"] = expectation(&chiefs, &logs, &outcome, first_day, today);
@@ -892,6 +964,7 @@ fn print_summary(out: &Value) {
         println!("                {count} × {reason}");
     }
     println!("  lost          {}", out["lost"]);
+    print_lost(out);
     for phase in out["phases"].as_array().into_iter().flatten() {
         let name = phase["phase"].as_str().unwrap_or("");
         let server = phase["server_cpu_s"]
@@ -927,6 +1000,26 @@ fn print_summary(out: &Value) {
                 row["km"].as_f64().unwrap_or(0.0)
             );
         }
+    }
+}
+
+/// One line per document a phone and the server disagree on (`lost_docs`).
+fn print_lost(out: &Value) {
+    for line in out["lost_docs"].as_array().into_iter().flatten() {
+        let server = &line["server"];
+        println!(
+            "                {} {} ({}): {} status {} assignee {} escalations {} reporter {}; holds {} expected {}",
+            line["what"].as_str().unwrap_or(""),
+            line["doc"].as_str().unwrap_or(""),
+            server["kind"].as_str().unwrap_or("?"),
+            format_args!("{} {}", line["role"].as_str().unwrap_or(""), line["user"].as_str().unwrap_or("")),
+            server["status"],
+            server["assignee"],
+            server["escalations"],
+            server["reporter"],
+            line["held"],
+            line["expected"],
+        );
     }
 }
 
