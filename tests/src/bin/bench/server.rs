@@ -575,6 +575,15 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
             f(&at["bytes_per_phone_week"]) / 1e6
         );
     }
+    // The offices' and departments' figures by step of the loop (all phones of the kind).
+    for (step, at) in out["delivered_by_step"].as_object().into_iter().flatten() {
+        println!(
+            "      {:<34} {:>7} documents {:>9.2} MB",
+            step,
+            at["docs"],
+            f(&at["bytes"]) / 1e6
+        );
+    }
     println!(
         "  phase           wall s   server CPU s   database CPU s   photo store CPU s   simulator CPU s"
     );
@@ -631,6 +640,25 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
         "  lost          {} (refusals {}, photos waiting {})",
         out["lost"], out["refusals"], out["photos"]["waiting_at_end"]
     );
+    // Each difference: which phone, which document, the server's state of it, and the heads
+    // the phone holds against those the server says it receives (`null`: none).
+    for line in out["lost_docs"].as_array().into_iter().flatten() {
+        let server = &line["server"];
+        println!(
+            "                {} {} ({}) on the phone of {} {}: status {}, assignee {}, escalations {}, reporter {}; holds {}, receives {}",
+            line["what"].as_str().unwrap_or(""),
+            line["doc"].as_str().unwrap_or(""),
+            server["kind"].as_str().unwrap_or("?"),
+            line["role"].as_str().unwrap_or(""),
+            line["user"].as_str().unwrap_or(""),
+            server["status"],
+            server["assignee"],
+            server["escalations"],
+            server["reporter"],
+            line["held"],
+            line["expected"],
+        );
+    }
     println!(
         "  server memory peak {:.0} MiB (VmHWM), {:.0} MiB at the end",
         peak_kb.unwrap_or(0) as f64 / 1024.0,

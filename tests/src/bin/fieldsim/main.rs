@@ -448,27 +448,55 @@ fn kind_of(phone: &Phone) -> &'static str {
     }
 }
 
-/// How a phone compares with what the server delivers to its person.
-#[derive(Debug, Default, Clone, Copy)]
-struct Compared {
-    /// Held with other heads than the server's, or held though not delivered.
-    different: usize,
-    /// Delivered but not on the phone.
-    missing: usize,
-}
-
 /// Where a phone and the server disagree about what the person should hold, asked of the
-/// server as that person (`checker`, signed in on a device of its own).
-fn differences(phone: &Phone, checker: &Api) -> Result<Compared> {
+/// server as that person (`checker`, signed in on a device of its own): one line each
+/// (`what`: `different` heads, `extra` on the phone though not delivered, or `missing` from
+/// it), what the phone holds against what the server says it receives.
+fn differences(phone: &Phone, checker: &Api) -> Result<Vec<Value>> {
     // What the person's phones receive (sync-core `authz::delivered`), not all they may read.
     let expected = checker.delivered_heads()?;
     let held = phone_heads(phone)?;
-    let different = held
-        .iter()
-        .filter(|(id, heads)| expected.get(*id) != Some(*heads))
-        .count();
-    let missing = expected.keys().filter(|id| !held.contains_key(*id)).count();
-    Ok(Compared { different, missing })
+    let who = &phone.person.user;
+    let line = |id: &str, what: &str| {
+        json!({
+            "user": who.username,
+            "role": kind_of(phone),
+            "doc": id,
+            "what": what,
+            "held": held.get(id),
+            "expected": expected.get(id),
+        })
+    };
+    let mut out = Vec::new();
+    for (id, heads) in &expected {
+        match held.get(id) {
+            None => out.push(line(id, "missing")),
+            Some(h) if h != heads => out.push(line(id, "different")),
+            Some(_) => {}
+        }
+    }
+    for id in held.keys().filter(|id| !expected.contains_key(*id)) {
+        out.push(line(id, "extra"));
+    }
+    Ok(out)
+}
+
+/// The server's view of a document a phone disagrees on, read as the administrator: its state
+/// and who it waits for, so the difference can be told apart at a glance.
+fn describe(admin: &Api, id: &str) -> Value {
+    match admin.call("GET", &format!("/api/v1/issues/{id}"), None) {
+        Ok((200, issue)) => json!({
+            "kind": "issue",
+            "status": issue["status"],
+            "assignee": issue["assignee"],
+            "escalations": issue["escalations"],
+            "asset": issue["asset"],
+            "division": issue["division"],
+            "reporter": issue["reporter"],
+        }),
+        Ok((status, _)) => json!({ "kind": "not an issue", "status": status }),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
 }
 
 /// Bytes of the files under `dir`.
@@ -650,6 +678,8 @@ fn run(cli: &Cli) -> Result<Value> {
     // Every sync of the run: (phone index in `everyone`, its figures).
     let mut figures: Vec<(usize, SyncFigures)> = Vec::new();
     let mut outcome: BTreeMap<String, Status> = BTreeMap::new();
+    // What the offices and departments received by step of their loop: (documents, bytes).
+    let mut by_step: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut after_photos = 0;
     let mut chief_syncs = 0;
     for period in 0..periods {
@@ -677,7 +707,15 @@ fn run(cli: &Cli) -> Result<Value> {
         }
         phases.lap("offline");
 
-        // Everyone back in signal: chiefs sync concurrently in random order.
+        // Everyone back in signal: chiefs sync concurrently in random order, their phones' clocks
+        // at the period's end (the last one: now). The days' walks left each clock at its last
+        // fix, and a backdated walk (a phone set back 60 days) left it there: the phone's store
+        // index then dated the chief's own week 60 days back, and a later sync at the right time
+        // dropped it as unchanged for 60 days (`sync_core::evict`), documents the server still
+        // delivers to that phone.
+        for phone in &chiefs {
+            phone.clock.set(if last { now_ms() } else { end });
+        }
         let mut order: Vec<usize> = (0..chiefs.len()).collect();
         order.shuffle(&mut rng);
         let back = bar(order.len(), quiet, "chiefs sync");
@@ -706,33 +744,38 @@ fn run(cli: &Cli) -> Result<Value> {
             cameras = sign_cameras()?;
             phases.lap("sign_in");
         }
-        let mut staff_sync = |n: usize, phone: &Phone| -> Result<()> {
+        let mut staff_sync = |n: usize, phone: &Phone, step: &str| -> Result<()> {
             phases.lap("staff_work");
             phone.clock.set(staff_now);
             let synced = sync(phone, false, cli.spread)?;
+            let at = by_step
+                .entry(format!("{} {step}", kind_of(phone)))
+                .or_default();
+            at.0 += synced.docs_received;
+            at.1 += synced.bytes_down;
             figures.push((n, synced));
             phases.lap("staff_sync");
             Ok(())
         };
         let (first_office, first_handler) = (chiefs.len(), chiefs.len() + offices.len());
         for (n, office) in offices.iter().enumerate() {
-            staff_sync(first_office + n, office)?;
+            staff_sync(first_office + n, office, "1 before assigning")?;
             outcome.extend(field::office_assigns(office, &ours, now_ms(), &mut rng)?);
-            staff_sync(first_office + n, office)?;
+            staff_sync(first_office + n, office, "2 after assigning")?;
         }
         for (n, handler) in handlers.iter().enumerate() {
-            staff_sync(first_handler + n, handler)?;
+            staff_sync(first_handler + n, handler, "3 before rectifying")?;
             let photo = u64::from(period) * handlers.len() as u64 + n as u64 + 1;
             let (done, uploaded) =
                 field::handler_rectifies(handler, &ours, &cameras[n], &mut rng, photo)?;
             outcome.extend(done);
             after_photos += uploaded;
-            staff_sync(first_handler + n, handler)?;
+            staff_sync(first_handler + n, handler, "4 after rectifying")?;
         }
         for (n, office) in offices.iter().enumerate() {
-            staff_sync(first_office + n, office)?;
+            staff_sync(first_office + n, office, "5 before verifying")?;
             outcome.extend(field::office_verifies(office, &ours, &mut rng)?);
-            staff_sync(first_office + n, office)?;
+            staff_sync(first_office + n, office, "6 after verifying")?;
         }
         for phone in chiefs.iter().chain(&offices).chain(&handlers) {
             phone.close();
@@ -788,16 +831,21 @@ fn run(cli: &Cli) -> Result<Value> {
     for (i, f) in &figures {
         *dropped_by.entry(*i).or_default() += f.dropped;
     }
-    let mut lost = 0;
+    let mut lost_docs: Vec<Value> = Vec::new();
     let mut not_held = 0;
-    for (&i, (compared, _, _)) in observed.iter().zip(&checked) {
-        lost += compared.different;
-        if dropped_by.get(&i).copied().unwrap_or(0) == 0 {
-            lost += compared.missing;
-        } else {
-            not_held += compared.missing;
+    for (&i, (lines, _, _)) in observed.iter().zip(&checked) {
+        let dropped_some = dropped_by.get(&i).copied().unwrap_or(0) > 0;
+        for line in lines {
+            if line["what"] == "missing" && dropped_some {
+                not_held += 1;
+                continue;
+            }
+            let mut line = line.clone();
+            line["server"] = describe(&admin, line["doc"].as_str().unwrap_or_default());
+            lost_docs.push(line);
         }
     }
+    let lost = lost_docs.len();
     let mut quarantine_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for (&i, (_, quarantine, _)) in observed.iter().zip(&checked) {
         for change in quarantine {
@@ -852,6 +900,17 @@ fn run(cli: &Cli) -> Result<Value> {
             *received_by_level.entry(kind).or_default() += f.docs_received as usize;
         }
     }
+    for (i, last) in final_figures.iter().enumerate().skip(chiefs.len()) {
+        let at = by_step
+            .entry(format!("{} 7 final sync", kind_of(everyone[i])))
+            .or_default();
+        at.0 += last.docs_received;
+        at.1 += last.bytes_down;
+    }
+    let delivered_by_step: BTreeMap<&str, Value> = by_step
+        .iter()
+        .map(|(step, &(docs, bytes))| (step.as_str(), json!({ "docs": docs, "bytes": bytes })))
+        .collect();
     let mut phones_of: BTreeMap<&str, u64> = BTreeMap::new();
     for phone in &everyone {
         *phones_of.entry(kind_of(phone)).or_default() += 1;
@@ -944,6 +1003,8 @@ fn run(cli: &Cli) -> Result<Value> {
         "quarantine_reasons": quarantine_reasons,
         "not_held_after_dropping": not_held,
         "lost": lost,
+        "lost_docs": lost_docs,
+        "delivered_by_step": delivered_by_step,
     });
     if cli.expect {
         out["expect"] = expectation(&chiefs, &logs, &outcome, first_day, today);
@@ -1129,6 +1190,7 @@ fn print_summary(out: &Value) {
         "  lost          {} ({} documents not held by phones that dropped {} over the run)",
         out["lost"], out["not_held_after_dropping"], out["dropped_by_phones"]
     );
+    print_lost(out);
     for phase in out["phases"].as_array().into_iter().flatten() {
         let name = phase["phase"].as_str().unwrap_or("");
         let server = phase["server_cpu_s"]
@@ -1167,6 +1229,25 @@ fn print_summary(out: &Value) {
     }
 }
 
+/// One line per document a phone and the server disagree on (`lost_docs`).
+fn print_lost(out: &Value) {
+    for line in out["lost_docs"].as_array().into_iter().flatten() {
+        let server = &line["server"];
+        println!(
+            "                {} {} ({}): {} status {} assignee {} escalations {} reporter {}; holds {} expected {}",
+            line["what"].as_str().unwrap_or(""),
+            line["doc"].as_str().unwrap_or(""),
+            server["kind"].as_str().unwrap_or("?"),
+            format_args!("{} {}", line["role"].as_str().unwrap_or(""), line["user"].as_str().unwrap_or("")),
+            server["status"],
+            server["assignee"],
+            server["escalations"],
+            server["reporter"],
+            line["held"],
+            line["expected"],
+        );
+    }
+}
 fn main() {
     let cli = Cli::parse();
     match run(&cli) {
