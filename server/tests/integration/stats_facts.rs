@@ -1,5 +1,6 @@
 //! Statistics facts kept in the store: a server started again over a data directory with many
-//! patrols answers its first report from the stored facts, working out no document again;
+//! patrols answers its first report from the stored facts, working out only the documents saved
+//! after the facts' cursor;
 //! new rules work every fact out once, and the new facts are what the next start reads; and of
 //! two servers on one PostgreSQL database, a patrol one of them worked out reaches the other's
 //! report through the stored facts. Counted by the `chiefsync_stats_facts_*` counters, which
@@ -91,29 +92,33 @@ async fn a_restart_answers_the_first_report_from_stored_facts() {
     assert_eq!((stored, generations), (0, 1));
     assert!(derived >= EXTRA_PATROLS && derived <= documents, "{derived} of {documents}");
     assert!(total(&first) >= EXTRA_PATROLS, "{first}");
+    // Three more arrive and the server stops before their facts are worked out (as a crash
+    // between a save and its fact would leave it).
+    store_patrols(&s, EXTRA_PATROLS, 3);
     s.stop().await;
 
-    // Started again: the first report reads the stored facts and no document.
+    // Started again: the first report reads the stored facts back and works out only the three
+    // documents saved past their cursor.
     let s = TestServer::start_in(dir.path(), false).await;
     let token = s.token(SUPERVISOR, "pc").await;
     let again = report(&s, &token).await;
-    assert_eq!(counted(&s), (0, derived, 0));
-    assert_eq!(again, first);
+    assert_eq!(counted(&s), (3, derived, 0));
+    assert_eq!(total(&again), total(&first) + 3);
     let metrics = s.request("GET", "/metrics", None, None).await;
     let text = metrics.body.as_str().expect("metrics are text");
     for line in [
         format!("chiefsync_stats_facts_stored_total {derived}"),
-        "chiefsync_stats_facts_derived_total 0".to_owned(),
+        "chiefsync_stats_facts_derived_total 3".to_owned(),
         "chiefsync_stats_facts_generations_total 0".to_owned(),
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in {text}");
     }
 
     // A patrol saved afterwards is the only document the next report works out.
-    store_patrols(&s, EXTRA_PATROLS, 1);
+    store_patrols(&s, EXTRA_PATROLS + 3, 1);
     let more = report(&s, &token).await;
-    assert_eq!(counted(&s), (1, derived, 0));
-    assert_eq!(total(&more), total(&first) + 1);
+    assert_eq!(counted(&s), (4, derived, 0));
+    assert_eq!(total(&more), total(&first) + 4);
 
     // New rules: every fact is worked out once more, in a new generation ...
     let admin = s.token(ADMIN, "pc").await;
@@ -127,7 +132,7 @@ async fn a_restart_answers_the_first_report_from_stored_facts() {
         .await
         .expect_ok();
     let judged_again = report(&s, &token).await;
-    assert_eq!(counted(&s), (derived + 2, derived, 1));
+    assert_eq!(counted(&s), (4 + derived + 4, derived, 1));
     assert_ne!(judged_again["totals"], more["totals"], "a 30-minute minimum counts fewer");
     s.stop().await;
 
@@ -135,7 +140,7 @@ async fn a_restart_answers_the_first_report_from_stored_facts() {
     let s = TestServer::start_in(dir.path(), false).await;
     let token = s.token(SUPERVISOR, "pc").await;
     assert_eq!(report(&s, &token).await, judged_again);
-    assert_eq!(counted(&s), (0, derived + 1, 0));
+    assert_eq!(counted(&s), (0, derived + 4, 0));
     s.stop().await;
 }
 
