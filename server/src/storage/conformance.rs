@@ -574,7 +574,7 @@ fn issue_fact(id: &str, seq: u64) -> StoredFact {
     state.reported_at_ms = Some(1_717_344_000_000);
     StoredFact {
         seq,
-        fact: sync_core::stats::DocFact::Issue(sync_core::stats::IssueFact {
+        fact: sync_core::stats::DocFact::Issue(Box::new(sync_core::stats::IssueFact {
             id: id.into(),
             system: System::River,
             category: "river.dumping".into(),
@@ -586,7 +586,7 @@ fn issue_fact(id: &str, seq: u64) -> StoredFact {
             reported_at_ms: 1_717_344_000_000,
             state,
             reopened: 1,
-        }),
+        })),
     }
 }
 
@@ -608,7 +608,10 @@ pub(crate) fn facts_are_stored_with_their_cursor_and_read_back(h: &impl Harness)
             cursor: 0
         })
     );
-    let first = vec![patrol_fact("p-1", 2.718_281_828_459_045, 5), issue_fact("i-1", 5)];
+    let first = vec![
+        patrol_fact("p-1", 2.417_938_561_237_891, 5),
+        issue_fact("i-1", 5),
+    ];
     assert!(store.put_facts("1-abc", &first, 5).unwrap());
     let later = vec![patrol_fact("p-2", 0.1, 9)];
     assert!(store.put_facts("1-abc", &later, 9).unwrap());
@@ -635,7 +638,10 @@ pub(crate) fn facts_are_stored_with_their_cursor_and_read_back(h: &impl Harness)
     );
     let mut again = everything;
     again.push(patrol_fact("p-3", 3.0, 12));
-    assert_eq!(sorted(store.facts_since("1-abc", 0).unwrap()), sorted(again));
+    assert_eq!(
+        sorted(store.facts_since("1-abc", 0).unwrap()),
+        sorted(again)
+    );
 }
 
 /// Two servers working out one document: the fact worked out at the later head stays,
@@ -679,7 +685,11 @@ pub(crate) fn a_new_facts_generation_starts_empty_and_refuses_the_old(h: &impl H
     );
     store.start_facts("1-old").unwrap();
     assert!(store
-        .put_facts("1-old", &[patrol_fact("p-1", 2.0, 8), issue_fact("i-1", 8)], 8)
+        .put_facts(
+            "1-old",
+            &[patrol_fact("p-1", 2.0, 8), issue_fact("i-1", 8)],
+            8
+        )
         .unwrap());
     store.start_facts("1-new").unwrap();
     assert_eq!(

@@ -102,7 +102,11 @@ impl FactStore for SledStore {
                     generation: generation.to_owned(),
                     stored: stored.clone(),
                 };
-                Ok((stored.fact.id().as_bytes().to_vec(), stored.seq, encode(&row)?))
+                Ok((
+                    stored.fact.id().as_bytes().to_vec(),
+                    stored.seq,
+                    encode(&row)?,
+                ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         transaction_result(self.stats_facts.transaction(|tree| {

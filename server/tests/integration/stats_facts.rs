@@ -76,7 +76,9 @@ fn store_patrols(s: &TestServer, first: u64, n: u64) {
 }
 
 fn total(report: &Value) -> u64 {
-    report["totals"]["patrols"].as_u64().unwrap_or_else(|| panic!("{report}"))
+    report["totals"]["patrols"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{report}"))
 }
 
 #[actix_web::test]
@@ -90,7 +92,10 @@ async fn a_restart_answers_the_first_report_from_stored_facts() {
     let (derived, stored, generations) = counted(&s);
     // The first report ever works every document out, once, and stores the facts.
     assert_eq!((stored, generations), (0, 1));
-    assert!(derived >= EXTRA_PATROLS && derived <= documents, "{derived} of {documents}");
+    assert!(
+        derived >= EXTRA_PATROLS && derived <= documents,
+        "{derived} of {documents}"
+    );
     assert!(total(&first) >= EXTRA_PATROLS, "{first}");
     // Three more arrive and the server stops before their facts are worked out (as a crash
     // between a save and its fact would leave it).
@@ -133,7 +138,10 @@ async fn a_restart_answers_the_first_report_from_stored_facts() {
         .expect_ok();
     let judged_again = report(&s, &token).await;
     assert_eq!(counted(&s), (4 + derived + 4, derived, 1));
-    assert_ne!(judged_again["totals"], more["totals"], "a 30-minute minimum counts fewer");
+    assert_ne!(
+        judged_again["totals"], more["totals"],
+        "a 30-minute minimum counts fewer"
+    );
     s.stop().await;
 
     // ... and those are what the next start reads.

@@ -151,7 +151,8 @@ pub const FACTS_FORMAT: u32 = 1;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DocFact {
     Patrol(PatrolFact),
-    Issue(IssueFact),
+    /// Boxed: an issue's folded state is several times a patrol's fact.
+    Issue(Box<IssueFact>),
 }
 
 impl DocFact {
@@ -175,7 +176,7 @@ impl DocFact {
             }
             DocKind::Issue => {
                 let issue = IssueDoc::from_automerge(am)?;
-                Self::Issue(IssueFact::of(&issue.view()?, issue.state()?))
+                Self::Issue(Box::new(IssueFact::of(&issue.view()?, issue.state()?)))
             }
         })
     }
@@ -220,7 +221,7 @@ impl FactIndex {
     pub fn upsert(&mut self, fact: DocFact) {
         match fact {
             DocFact::Patrol(fact) => self.upsert_patrol(fact),
-            DocFact::Issue(fact) => self.upsert_issue(fact),
+            DocFact::Issue(fact) => self.upsert_issue(*fact),
         }
     }
 

@@ -1009,9 +1009,7 @@ fn restart(year: &DistrictYear, rebuild_secs: f64) {
                 ..AdminBatch::default()
             })
             .expect("reference data");
-        let generation = StatsInputs::load(&store)
-            .expect("reference")
-            .generation();
+        let generation = StatsInputs::load(&store).expect("reference").generation();
         store.start_facts(&generation).expect("start facts");
         let cursor = facts as u64;
         let start = Instant::now();
@@ -1020,13 +1018,15 @@ fn restart(year: &DistrictYear, rebuild_secs: f64) {
             .patrols()
             .cloned()
             .map(DocFact::Patrol)
-            .chain(year.index.issues().cloned().map(DocFact::Issue))
+            .chain(
+                year.index
+                    .issues()
+                    .map(|fact| DocFact::Issue(Box::new(fact.clone()))),
+            )
             .map(|fact| StoredFact { seq: cursor, fact })
             .collect();
         for batch in all.chunks(500) {
-            store
-                .put_facts(&generation, batch, 0)
-                .expect("store facts");
+            store.put_facts(&generation, batch, 0).expect("store facts");
         }
         store.put_facts(&generation, &[], cursor).expect("cursor");
         store.flush().expect("flush");
