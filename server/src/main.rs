@@ -134,8 +134,10 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let server = http_server(state.clone(), listener, cli.workers)?;
             actix_web::rt::System::new().block_on(async {
                 let deadlines = server::jobs::spawn(state.clone());
+                let facts = server::stats::spawn_keeper(state.clone());
                 let served = server.await;
                 deadlines.abort();
+                facts.abort();
                 served
             })?;
             state.store.flush()?;

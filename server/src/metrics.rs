@@ -125,6 +125,28 @@ impl Metrics {
         }
     }
 
+    /// Adds statistics' fact counters (`crate::stats::StatsCache`): facts worked out from
+    /// documents, read back from the store, and generations started (a full rebuild each).
+    pub fn with_stats_facts(mut self, stats: &crate::stats::StatsCache) -> Self {
+        let (derived, stored, generations) = stats.counters();
+        self.registry.register(
+            "stats_facts_derived",
+            "Statistics facts worked out from patrol and issue documents",
+            derived,
+        );
+        self.registry.register(
+            "stats_facts_stored",
+            "Statistics facts read back from the store (after a start, or written by another server)",
+            stored,
+        );
+        self.registry.register(
+            "stats_facts_generations",
+            "Statistics fact generations started: every fact worked out again because the rules, reference data or the facts' format changed, or none were stored",
+            generations,
+        );
+        self
+    }
+
     /// Adds what one request (or one catch-up with the feed) did.
     pub fn count_work(&self, request: &str, work: &crate::derived::Work) {
         for (name, n) in work.named() {

@@ -158,6 +158,7 @@ impl AppState {
         key: &SigningKey,
         settings: &Settings,
     ) -> Result<Self, StartupError> {
+        let stats = crate::stats::StatsCache::default();
         Ok(Self {
             hub: Arc::new(Hub::new(store.clone())),
             login_limiter: LoginLimiter::new(settings.login_limit, store.clone()),
@@ -170,14 +171,14 @@ impl AppState {
             passwords: Passwords::new(settings.password_cost)?,
             password_pool: PasswordPool::new(settings.password_threads, PASSWORD_QUEUE)
                 .map_err(StartupError::PasswordThreads)?,
-            metrics: Metrics::new(),
+            metrics: Metrics::new().with_stats_facts(&stats),
             blobs: Arc::new(crate::blobs::Blobs::new(
                 settings.blobs.open(&settings.data_dir)?,
                 settings.max_photo_bytes,
             )),
             photo_index: crate::photos::PhotoIndex::new(),
             photo_settings: settings.photos.clone(),
-            stats: Default::default(),
+            stats,
             overviews: Default::default(),
             derived: Default::default(),
             refresh_ttl_secs: settings.refresh_ttl_secs,

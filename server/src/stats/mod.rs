@@ -3,8 +3,9 @@
 //! as CSV, XLSX, GeoJSON, SVG charts and the printable monthly report (月报).
 //!
 //! Figures come from `sync_core::stats` only; this module re-reads the documents the feed says
-//! changed since the last request (never everything on every request), and rebuilds the facts
-//! from scratch only when reference data that validity depends on (users, assets, rules) changed.
+//! changed since the last request (never everything on every request), keeps the facts in the
+//! store so a restart reads them back instead of the documents, and works them out from scratch
+//! only when reference data that validity depends on (users, assets, rules) changed.
 //! HTTP lives in `api::stats`.
 
 pub mod charts;
@@ -15,16 +16,16 @@ pub mod page;
 pub mod query;
 pub mod tables;
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
+
+use prometheus_client::metrics::counter::Counter;
 
 use sync_core::model::{Asset, Category, Division, User};
 use sync_core::rules::RuleSet;
-use sync_core::stats::{FactIndex, Reference};
+use sync_core::stats::{DocFact, FactIndex, Reference, FACTS_FORMAT};
 
 use crate::settings::{categories, patrol_rules};
-use crate::storage::{Store, StoreError};
+use crate::storage::{Store, StoreError, StoredFact};
 
 /// What statistics judge and name records by (users, divisions, assets, patrol rules,
 /// categories, the bounds of phone times), owned; `view` lends it as sync-core's
@@ -62,29 +63,50 @@ impl StatsInputs {
         }
     }
 
-    /// Changes whenever anything a patrol's validity depends on changes.
-    fn fingerprint(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
+    /// The generation of the facts judged with these inputs: the facts' format version and a
+    /// SHA-256 of everything a fact depends on besides its document (chiefs, assets, patrol
+    /// rules, the bounds of phone times). Stable between builds and servers, so servers on one
+    /// database agree on it and a restart finds its facts still current.
+    pub fn generation(&self) -> String {
+        use sha2::Digest;
         let json =
             serde_json::to_vec(&(&self.users, &self.assets, &self.rules, &self.device_times))
                 .unwrap_or_default();
-        json.hash(&mut hasher);
-        hasher.finish()
+        format!(
+            "{FACTS_FORMAT}-{}",
+            hex::encode(sha2::Sha256::digest(&json))
+        )
     }
 }
 
+/// Documents worked out and stored per step: each step is one transaction, so a first start
+/// over a large store keeps what it has done if it stops half way.
+const STORE_BATCH: usize = 500;
+
 #[derive(Debug, Default)]
 struct Cached {
-    /// Feed position up to which documents have been read.
+    /// The generation the facts in memory belong to (empty before the first request).
+    generation: String,
+    /// Feed position up to which documents have been read (or their stored facts loaded).
     cursor: u64,
-    fingerprint: u64,
     index: FactIndex,
 }
 
-/// The facts of every document, kept current with the change feed. One per server.
+/// The facts of every document, kept current with the change feed, in memory and in the store
+/// (`storage::FactStore`). One per server.
+///
+/// A request (or [`spawn_keeper`]'s tick) first reads back what the store holds past the
+/// server's cursor: after a start that is every stored fact (no document is read), on a server
+/// sharing its database it is what the others worked out. Then it works out the documents saved
+/// since and stores their facts with the new cursor. Changing the rules, chiefs, assets or
+/// phone-time bounds starts a new generation: every fact is worked out again, once, by
+/// whichever server meets it first while the others read the result back.
 #[derive(Debug, Default)]
 pub struct StatsCache {
     inner: Mutex<Cached>,
+    derived: Counter,
+    stored: Counter,
+    generations: Counter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,19 +126,69 @@ impl StatsCache {
         f: impl FnOnce(&FactIndex, &Reference) -> T,
     ) -> Result<T, StatsError> {
         let reference = StatsInputs::load(store)?;
-        let fingerprint = reference.fingerprint();
-        let head = store.feed_head()?;
         let mut cached = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.fingerprint != fingerprint {
+        self.catch_up(&mut cached, store, &reference)?;
+        Ok(f(&cached.index, &reference.view()))
+    }
+
+    /// The counters behind the `chiefsync_stats_facts_*` metrics: facts worked out from
+    /// documents, facts read back from the store, generations started.
+    pub fn counters(&self) -> (Counter, Counter, Counter) {
+        (
+            self.derived.clone(),
+            self.stored.clone(),
+            self.generations.clone(),
+        )
+    }
+
+    fn catch_up(
+        &self,
+        cached: &mut Cached,
+        store: &dyn Store,
+        reference: &StatsInputs,
+    ) -> Result<(), StatsError> {
+        let generation = reference.generation();
+        if cached.generation != generation {
             *cached = Cached {
-                cursor: 0,
-                fingerprint,
-                index: FactIndex::default(),
+                generation: generation.clone(),
+                ..Cached::default()
             };
         }
-        if head > cached.cursor {
-            let view = reference.view();
-            for meta in store.changed_since(cached.cursor, head, &|_| true)? {
+        // Read the head before the mark: facts stored up to the mark never reach past a head
+        // read later, so the documents between the two are worked out below.
+        let head = store.feed_head()?;
+        match store.facts_mark()? {
+            Some(mark) if mark.generation == generation => {
+                if mark.cursor < cached.cursor {
+                    // The store is behind this server (a step of ours was not stored, or the
+                    // generation was started again): work out again from where it is, so the
+                    // cursor stored below never passes a document without its fact.
+                    cached.cursor = mark.cursor;
+                } else if mark.cursor > cached.cursor {
+                    for stored in store.facts_since(&generation, cached.cursor)? {
+                        cached.index.upsert(stored.fact);
+                        self.stored.inc();
+                    }
+                    cached.cursor = mark.cursor;
+                }
+            }
+            _ => {
+                // None stored, or of other rules, reference data or format: start over.
+                store.start_facts(&generation)?;
+                self.generations.inc();
+                cached.cursor = 0;
+                cached.index = FactIndex::default();
+            }
+        }
+        if head <= cached.cursor {
+            return Ok(());
+        }
+        let view = reference.view();
+        let changed = store.changed_since(cached.cursor, head, &|_| true)?;
+        let batches = changed.chunks(STORE_BATCH).count();
+        for (n, batch) in changed.chunks(STORE_BATCH).enumerate() {
+            let mut facts = Vec::with_capacity(batch.len());
+            for meta in batch {
                 let Some(stored) = store.document(&meta.id)? else {
                     continue;
                 };
@@ -128,12 +200,58 @@ impl StatsCache {
                     }
                     sync_core::doc::DocKind::Issue => Default::default(),
                 };
-                if let Err(err) = cached.index.upsert_bytes_at(&stored.bytes, &view, &clock) {
-                    tracing::warn!(doc = %meta.id, %err, "document left out of statistics");
+                match DocFact::of_bytes(&stored.bytes, &view, &clock) {
+                    Ok(fact) => {
+                        self.derived.inc();
+                        cached.index.upsert(fact.clone());
+                        facts.push(StoredFact { seq: head, fact });
+                    }
+                    Err(err) => {
+                        tracing::warn!(doc = %meta.id, %err, "document left out of statistics");
+                    }
                 }
             }
-            cached.cursor = head;
+            // The cursor moves with the last step only: until then a stop leaves it where the
+            // facts in the store are complete.
+            let cursor = if n + 1 == batches { head } else { 0 };
+            match store.put_facts(&generation, &facts, cursor) {
+                Ok(true) => {}
+                Ok(false) => tracing::info!(
+                    "statistics facts not stored: another server started a generation"
+                ),
+                Err(err) => tracing::warn!(%err, "statistics facts not stored"),
+            }
         }
-        Ok(f(&cached.index, &reference.view()))
+        cached.cursor = head;
+        Ok(())
     }
+
+    /// Brings the facts up to date without a request: called at start (reading the stored
+    /// facts back) and then every few seconds, so the store's facts follow the saves and the
+    /// first report after a restart reads them rather than the documents.
+    pub fn keep_up(&self, store: &dyn Store) -> Result<(), StatsError> {
+        self.with_facts(store, |_, _| ())
+    }
+}
+
+/// How often [`spawn_keeper`] brings the facts up to date.
+pub const KEEP_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts keeping the statistics facts up to date on the current actix runtime: once right
+/// away, then every [`KEEP_UP_EVERY`]. Work runs off the async workers.
+pub fn spawn_keeper(
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(KEEP_UP_EVERY);
+        loop {
+            tick.tick().await;
+            let job = state.clone();
+            match actix_web::web::block(move || job.stats.keep_up(job.store.as_ref())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "statistics facts not kept up"),
+                Err(err) => tracing::warn!(error = %err, "statistics facts not kept up"),
+            }
+        }
+    })
 }

@@ -23,7 +23,7 @@ use sync_core::doc::DocKind;
 use sync_core::hub::testing::doc_meta;
 use sync_core::hub::{DocumentStore, ReferenceSource};
 
-use super::{RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
+use super::{FactsMark, RefreshRecord, RefreshUse, Store, StoreError, StoredFact, UserRecord};
 
 /// Opens a backend's store; a second `open` after the first handle is dropped sees the same data.
 pub(crate) trait Harness {
@@ -59,6 +59,9 @@ macro_rules! store_conformance_tests {
             many_saves_keep_few_records_and_every_change,
             a_compaction_cut_short_loses_nothing,
             two_nodes_saving_one_document_converge,
+            facts_are_stored_with_their_cursor_and_read_back,
+            a_fact_worked_out_earlier_never_replaces_a_later_one,
+            a_new_facts_generation_starts_empty_and_refuses_the_old,
         );
     };
     (@cases $harness:expr; $($case:ident),+ $(,)?) => {
@@ -916,4 +919,180 @@ pub(crate) fn add_note(doc: &mut AutoCommit, n: u64) -> Vec<u8> {
     )
     .expect("put");
     doc.save_after(&read)
+}
+
+fn patrol_fact(id: &str, km: f64, seq: u64) -> StoredFact {
+    use sync_core::rules::PatrolFlag;
+    StoredFact {
+        seq,
+        fact: sync_core::stats::DocFact::Patrol(sync_core::stats::PatrolFact {
+            id: id.into(),
+            system: System::River,
+            asset: "river-1".into(),
+            chief: "u-1".into(),
+            division: code("370105014201"),
+            at_ms: 1_717_344_000_123,
+            km,
+            hours: 1.0 / 3.0,
+            valid: km > 1.0,
+            flags: if km > 1.0 {
+                vec![]
+            } else {
+                vec![PatrolFlag::NoTrack]
+            },
+            clock_skew: false,
+            points: 42,
+        }),
+    }
+}
+
+fn issue_fact(id: &str, seq: u64) -> StoredFact {
+    let mut state = sync_core::workflow::IssueState::default();
+    state.status = Some(sync_core::workflow::Status::Reported);
+    state.reporter = Some("u-1".into());
+    state.reported_at_ms = Some(1_717_344_000_000);
+    StoredFact {
+        seq,
+        fact: sync_core::stats::DocFact::Issue(Box::new(sync_core::stats::IssueFact {
+            id: id.into(),
+            system: System::River,
+            category: "river.dumping".into(),
+            severity: sync_core::model::Severity::Urgent,
+            asset: "river-1".into(),
+            division: code("370105014201"),
+            location: [116.981_234_5, 36.721_098_7],
+            reporter: "u-1".into(),
+            reported_at_ms: 1_717_344_000_000,
+            state,
+            reopened: 1,
+        })),
+    }
+}
+
+fn sorted(mut facts: Vec<StoredFact>) -> Vec<StoredFact> {
+    facts.sort_by(|a, b| a.fact.id().cmp(b.fact.id()));
+    facts
+}
+
+/// Facts go in with the cursor they reach, come back exactly (kilometres to the last bit),
+/// only those worked out past a given head, and survive a reopen.
+pub(crate) fn facts_are_stored_with_their_cursor_and_read_back(h: &impl Harness) {
+    let store = h.open();
+    assert_eq!(store.facts_mark().unwrap(), None);
+    store.start_facts("1-abc").unwrap();
+    assert_eq!(
+        store.facts_mark().unwrap(),
+        Some(FactsMark {
+            generation: "1-abc".into(),
+            cursor: 0
+        })
+    );
+    let first = vec![
+        patrol_fact("p-1", 2.417_938_561_237_891, 5),
+        issue_fact("i-1", 5),
+    ];
+    assert!(store.put_facts("1-abc", &first, 5).unwrap());
+    let later = vec![patrol_fact("p-2", 0.1, 9)];
+    assert!(store.put_facts("1-abc", &later, 9).unwrap());
+    assert_eq!(store.facts_mark().unwrap().unwrap().cursor, 9);
+    let everything = sorted(first.iter().chain(&later).cloned().collect());
+    assert_eq!(sorted(store.facts_since("1-abc", 0).unwrap()), everything);
+    assert_eq!(store.facts_since("1-abc", 5).unwrap(), later);
+    assert!(store.facts_since("1-abc", 9).unwrap().is_empty());
+    assert!(store.facts_since("1-other", 0).unwrap().is_empty());
+    // A step that stores facts without reaching a new cursor leaves the cursor where it was.
+    assert!(store
+        .put_facts("1-abc", &[patrol_fact("p-3", 3.0, 12)], 0)
+        .unwrap());
+    assert_eq!(store.facts_mark().unwrap().unwrap().cursor, 9);
+
+    drop(store);
+    let store = h.open();
+    assert_eq!(
+        store.facts_mark().unwrap(),
+        Some(FactsMark {
+            generation: "1-abc".into(),
+            cursor: 9
+        })
+    );
+    let mut again = everything;
+    again.push(patrol_fact("p-3", 3.0, 12));
+    assert_eq!(
+        sorted(store.facts_since("1-abc", 0).unwrap()),
+        sorted(again)
+    );
+}
+
+/// Two servers working out one document: the fact worked out at the later head stays,
+/// whichever is stored last; the cursor never moves back.
+pub(crate) fn a_fact_worked_out_earlier_never_replaces_a_later_one(h: &impl Harness) {
+    let store = h.open();
+    store.start_facts("1-abc").unwrap();
+    assert!(store
+        .put_facts("1-abc", &[patrol_fact("p-1", 5.0, 20)], 20)
+        .unwrap());
+    assert!(store
+        .put_facts("1-abc", &[patrol_fact("p-1", 0.5, 12)], 12)
+        .unwrap());
+    assert_eq!(
+        store.facts_since("1-abc", 0).unwrap(),
+        vec![patrol_fact("p-1", 5.0, 20)]
+    );
+    assert_eq!(store.facts_mark().unwrap().unwrap().cursor, 20);
+    // At the same head or a later one, the fact is replaced.
+    assert!(store
+        .put_facts("1-abc", &[patrol_fact("p-1", 6.0, 20)], 20)
+        .unwrap());
+    assert!(store
+        .put_facts("1-abc", &[patrol_fact("p-1", 7.0, 31)], 31)
+        .unwrap());
+    assert_eq!(
+        store.facts_since("1-abc", 0).unwrap(),
+        vec![patrol_fact("p-1", 7.0, 31)]
+    );
+}
+
+/// New rules (a new generation) start from cursor 0 with no facts; a server still judging by
+/// the old ones stores nothing; starting the current generation again keeps its facts.
+pub(crate) fn a_new_facts_generation_starts_empty_and_refuses_the_old(h: &impl Harness) {
+    let store = h.open();
+    assert!(
+        !store
+            .put_facts("1-old", &[patrol_fact("p-0", 1.0, 1)], 1)
+            .unwrap(),
+        "no generation started yet"
+    );
+    store.start_facts("1-old").unwrap();
+    assert!(store
+        .put_facts(
+            "1-old",
+            &[patrol_fact("p-1", 2.0, 8), issue_fact("i-1", 8)],
+            8
+        )
+        .unwrap());
+    store.start_facts("1-new").unwrap();
+    assert_eq!(
+        store.facts_mark().unwrap(),
+        Some(FactsMark {
+            generation: "1-new".into(),
+            cursor: 0
+        })
+    );
+    assert!(store.facts_since("1-old", 0).unwrap().is_empty());
+    assert!(store.facts_since("1-new", 0).unwrap().is_empty());
+    assert!(!store
+        .put_facts("1-old", &[patrol_fact("p-2", 2.0, 9)], 9)
+        .unwrap());
+    assert!(store.facts_since("1-old", 0).unwrap().is_empty());
+    assert_eq!(store.facts_mark().unwrap().unwrap().cursor, 0);
+
+    assert!(store
+        .put_facts("1-new", &[patrol_fact("p-1", 3.0, 9)], 9)
+        .unwrap());
+    store.start_facts("1-new").unwrap();
+    assert_eq!(store.facts_mark().unwrap().unwrap().cursor, 9);
+    assert_eq!(
+        store.facts_since("1-new", 0).unwrap(),
+        vec![patrol_fact("p-1", 3.0, 9)]
+    );
 }

@@ -18,13 +18,16 @@
 pub(crate) mod conformance;
 mod chunks;
 mod doc_index;
+mod facts;
 mod listed;
 mod postgres;
 mod shared;
 mod sled_documents;
+mod sled_facts;
 mod sled_store;
 
 pub use chunks::Footprint;
+pub use facts::{FactStore, FactsMark, StoredFact};
 pub use postgres::PostgresStore;
 pub use shared::{LocalShared, Shared};
 pub use sled_documents::BACKUP_FEED_GAP;
@@ -153,8 +156,8 @@ pub type ExportSink<'a> = dyn FnMut(&[u8], &[u8], &[u8]) -> std::io::Result<()> 
 /// Everything the server persists. Implementations must be safe to share between workers.
 /// Documents, the change feed, the audit log, per-device sync records and the reference
 /// lookups the hub needs are the sync hub's [`HubStore`]; the counters and locks every server
-/// on one store shares are [`Shared`].
-pub trait Store: HubStore + Shared + Send + Sync + std::fmt::Debug {
+/// on one store shares are [`Shared`]; statistics facts kept between starts are [`FactStore`].
+pub trait Store: HubStore + Shared + FactStore + Send + Sync + std::fmt::Debug {
     /// Inserts a new user; `Conflict` if the id or (case-insensitively) the username is taken.
     fn create_user(&self, record: &UserRecord) -> Result<(), StoreError>;
     /// Replaces an existing user; `NotFound` if absent, `Conflict` if a rename collides.

@@ -40,6 +40,8 @@ pub struct SledStore {
     pub(super) device_scope: Tree,
     pub(super) device_synced: Tree,
     pub(super) sync_states: Tree,
+    /// Statistics facts and their mark (see `sled_facts`).
+    pub(super) stats_facts: Tree,
     /// Serializes feed positions (see `sled_documents`).
     pub(super) feed_lock: Arc<Mutex<()>>,
     /// Divisions and assets as last listed (see `listed`).
@@ -96,6 +98,7 @@ impl SledStore {
             device_scope: tree("device_scope")?,
             device_synced: tree("device_synced")?,
             sync_states: tree("sync_states")?,
+            stats_facts: tree("stats_facts")?,
             feed_lock: Arc::new(Mutex::new(())),
             divisions_listed: Arc::default(),
             assets_listed: Arc::default(),

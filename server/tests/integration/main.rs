@@ -31,6 +31,7 @@ mod reference;
 mod rules;
 mod s3_blobs;
 mod stats;
+mod stats_facts;
 mod tiles;
 mod tokens;
 mod two_nodes;

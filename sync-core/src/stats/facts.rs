@@ -141,6 +141,55 @@ impl IssueFact {
     }
 }
 
+/// The version of the facts' shape and of how they are worked out from a document. Facts kept
+/// by a server (in its database) carry it; raising it makes every server work its facts out
+/// again from the documents, once.
+pub const FACTS_FORMAT: u32 = 1;
+
+/// The fact of one document, of either kind, as kept between server starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DocFact {
+    Patrol(PatrolFact),
+    /// Boxed: an issue's folded state is several times a patrol's fact.
+    Issue(Box<IssueFact>),
+}
+
+impl DocFact {
+    /// Reads a saved document of either kind into its fact; a patrol's times are bounded by
+    /// `clock`, what the server knows of the device that recorded it.
+    pub fn of_bytes(
+        bytes: &[u8],
+        reference: &Reference,
+        clock: &DeviceClock,
+    ) -> Result<Self, DocError> {
+        let (am, header) = doc::load(bytes)?;
+        Ok(match header.kind {
+            DocKind::Patrol => {
+                let patrol = PatrolDoc::from_automerge(am)?;
+                Self::Patrol(PatrolFact::of(
+                    &patrol.view()?,
+                    &patrol.track()?,
+                    reference,
+                    clock,
+                ))
+            }
+            DocKind::Issue => {
+                let issue = IssueDoc::from_automerge(am)?;
+                Self::Issue(Box::new(IssueFact::of(&issue.view()?, issue.state()?)))
+            }
+        })
+    }
+
+    /// The document's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Patrol(fact) => &fact.id,
+            Self::Issue(fact) => &fact.id,
+        }
+    }
+}
+
 /// Facts of every document seen so far, by id. Updating a document replaces its fact; the
 /// order in which documents arrive does not matter.
 #[derive(Debug, Clone, Default)]
@@ -164,19 +213,16 @@ impl FactIndex {
         reference: &Reference,
         clock: &DeviceClock,
     ) -> Result<(), DocError> {
-        let (am, header) = doc::load(bytes)?;
-        match header.kind {
-            DocKind::Patrol => {
-                let patrol = PatrolDoc::from_automerge(am)?;
-                let fact = PatrolFact::of(&patrol.view()?, &patrol.track()?, reference, clock);
-                self.upsert_patrol(fact);
-            }
-            DocKind::Issue => {
-                let issue = IssueDoc::from_automerge(am)?;
-                self.upsert_issue(IssueFact::of(&issue.view()?, issue.state()?));
-            }
-        }
+        self.upsert(DocFact::of_bytes(bytes, reference, clock)?);
         Ok(())
+    }
+
+    /// Records (or replaces) the fact of one document.
+    pub fn upsert(&mut self, fact: DocFact) {
+        match fact {
+            DocFact::Patrol(fact) => self.upsert_patrol(fact),
+            DocFact::Issue(fact) => self.upsert_issue(*fact),
+        }
     }
 
     pub fn upsert_patrol(&mut self, fact: PatrolFact) {

@@ -63,7 +63,7 @@ mod percentile;
 #[cfg(test)]
 mod tests;
 
-pub use facts::{FactIndex, IssueFact, PatrolFact, CLOCK_SKEW_TOLERANCE_MS};
+pub use facts::{DocFact, FactIndex, IssueFact, PatrolFact, CLOCK_SKEW_TOLERANCE_MS, FACTS_FORMAT};
 pub use hotspots::{hotspots, Hotspot, HotspotParams};
 pub use issues::{
     issue_report, DepartmentRow, IssueCounts, IssueGroup, IssueReport, MonthRow, WeekRow,

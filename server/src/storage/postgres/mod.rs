@@ -20,6 +20,7 @@
 
 mod cached;
 mod documents;
+mod facts;
 mod schema;
 mod shared;
 

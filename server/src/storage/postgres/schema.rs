@@ -173,6 +173,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE documents ALTER COLUMN meta SET STORAGE MAIN;
     ALTER TABLE documents SET (toast_tuple_target = 256);
     "#,
+    // 4: statistics facts kept between starts (`storage::facts`).
+    r#"
+    -- Which facts are stored (their format and what they were judged with) and the feed
+    -- position every document saved at or below has its fact stored. One row, id 1.
+    CREATE TABLE stats_facts_mark (
+        id integer PRIMARY KEY CHECK (id = 1),
+        generation text COLLATE "C" NOT NULL,
+        cursor bigint NOT NULL
+    );
+    -- Each document's fact, with the feed head it was worked out at.
+    CREATE TABLE stats_facts (
+        doc_id text COLLATE "C" PRIMARY KEY,
+        generation text COLLATE "C" NOT NULL,
+        seq bigint NOT NULL,
+        fact jsonb NOT NULL
+    );
+    CREATE INDEX stats_facts_seq ON stats_facts (generation, seq);
+    "#,
 ];
 
 /// Applies every migration not yet applied; returns the schema version now in force.
