@@ -177,7 +177,7 @@ pub struct Computed {
 
 /// [`overview`], with the instant until which it holds as long as no fact and no reference
 /// data changes ([`Computed::until_ms`]): what lets the server keep it
-/// ([`cache::OverviewCache`]) instead of reading the facts again at every sync.
+/// (`hub::overviews::OverviewCache`) instead of reading the facts again at every sync.
 pub fn computed(user: &User, index: &FactIndex, reference: &Reference, now_ms: i64) -> Computed {
     let Some(reach) = reach(user) else {
         return Computed {
@@ -295,7 +295,5 @@ pub fn version_of(overview: Option<&Overview>) -> u64 {
     overview.map_or(0, Overview::version)
 }
 
-pub mod cache;
-
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

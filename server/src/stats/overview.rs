@@ -1,16 +1,17 @@
 //! The overview delivered with the sync (`sync_core::overview`), kept per user between syncs
-//! ([`sync_core::overview::cache`]): a chief above the village or an office syncs many times a
+//! ([`sync_core::hub::overviews`]): a chief above the village or an office syncs many times a
 //! day, and while the change feed has not moved, the reference data is the same and their
 //! overview still holds at this hour, it is answered from what was kept instead of a pass over
 //! the statistics facts under their lock.
 
+use sync_core::hub::overviews::{self, Current};
 use sync_core::model::User;
-use sync_core::overview::{self, cache::Current};
+use sync_core::overview;
 
 use super::{StatsCache, StatsError, StatsInputs};
 use crate::storage::Store;
 
-pub use sync_core::overview::cache::OverviewCache;
+pub use sync_core::hub::overviews::OverviewCache;
 
 /// The version of everything an overview is computed from, as the store holds it now: the
 /// change feed's head (every document save moves it) and a digest of the reference data the
@@ -20,7 +21,7 @@ pub use sync_core::overview::cache::OverviewCache;
 pub fn facts_version(store: &dyn Store) -> Result<u64, StatsError> {
     let head = store.feed_head()?;
     let inputs = StatsInputs::load(store)?;
-    Ok(overview::cache::digest(
+    Ok(overviews::digest(
         head,
         &inputs.view(),
         &inputs.device_times,

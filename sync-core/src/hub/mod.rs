@@ -95,6 +95,7 @@ mod automerge_sync;
 pub mod delivery;
 mod dropped;
 pub mod limits;
+pub mod overviews;
 pub mod read;
 mod server_actions;
 mod store;

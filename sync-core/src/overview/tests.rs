@@ -7,23 +7,23 @@ use crate::rules::{days_from_civil, PatrolFlag, RuleSet};
 use crate::stats::{IssueFact, PatrolFact};
 use crate::workflow::{IssueState, Status};
 
-const DISTRICT: &str = "370105000000";
-const SUB_A: &str = "370105014000";
-const SUB_B: &str = "370105015000";
-const VILLAGE_A: &str = "370105014201";
-const VILLAGE_B: &str = "370105015201";
-const OTHER_VILLAGE: &str = "370102001201";
+pub(crate) const DISTRICT: &str = "370105000000";
+pub(crate) const SUB_A: &str = "370105014000";
+pub(crate) const SUB_B: &str = "370105015000";
+pub(crate) const VILLAGE_A: &str = "370105014201";
+pub(crate) const VILLAGE_B: &str = "370105015201";
+pub(crate) const OTHER_VILLAGE: &str = "370102001201";
 
 /// 2026-03-18 10:00 in China.
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     days_from_civil(2026, 3, 18) * DAY_MS + 2 * 3_600_000
 }
 
-fn code(s: &str) -> DivisionCode {
+pub(crate) fn code(s: &str) -> DivisionCode {
     DivisionCode::new(s).unwrap()
 }
 
-fn chief(id: &str, system: System, level: Level, division: &str) -> User {
+pub(crate) fn chief(id: &str, system: System, level: Level, division: &str) -> User {
     User {
         id: id.into(),
         username: id.into(),
@@ -40,7 +40,7 @@ fn chief(id: &str, system: System, level: Level, division: &str) -> User {
     }
 }
 
-fn staff(id: &str, role: Role) -> User {
+pub(crate) fn staff(id: &str, role: Role) -> User {
     User {
         id: id.into(),
         username: id.into(),
@@ -50,7 +50,7 @@ fn staff(id: &str, role: Role) -> User {
     }
 }
 
-fn users() -> Vec<User> {
+pub(crate) fn users() -> Vec<User> {
     vec![
         chief("district", System::River, Level::District, DISTRICT),
         chief("sub-a", System::River, Level::Subdistrict, SUB_A),
@@ -75,7 +75,7 @@ fn users() -> Vec<User> {
     ]
 }
 
-fn patrol(n: u32, chief: &User, at_ms: i64, valid: bool, km: f64) -> PatrolFact {
+pub(crate) fn patrol(n: u32, chief: &User, at_ms: i64, valid: bool, km: f64) -> PatrolFact {
     let Role::Chief {
         system,
         jurisdiction,
@@ -107,7 +107,13 @@ fn patrol(n: u32, chief: &User, at_ms: i64, valid: bool, km: f64) -> PatrolFact 
     }
 }
 
-fn issue(n: u32, system: System, division: &str, status: Status, escalations: u32) -> IssueFact {
+pub(crate) fn issue(
+    n: u32,
+    system: System,
+    division: &str,
+    status: Status,
+    escalations: u32,
+) -> IssueFact {
     IssueFact {
         id: format!("i{n}"),
         system,
@@ -129,7 +135,7 @@ fn issue(n: u32, system: System, division: &str, status: Status, escalations: u3
     }
 }
 
-fn facts(users: &[User]) -> FactIndex {
+pub(crate) fn facts(users: &[User]) -> FactIndex {
     let by = |id: &str| users.iter().find(|u| u.id == id).unwrap().clone();
     let mut index = FactIndex::default();
     let this_month = now() - 3 * DAY_MS;
@@ -151,7 +157,7 @@ fn facts(users: &[User]) -> FactIndex {
     index
 }
 
-fn overview_of(id: &str) -> Option<Overview> {
+pub(crate) fn overview_of(id: &str) -> Option<Overview> {
     let users = users();
     let index = facts(&users);
     let rules = RuleSet::default();
@@ -166,7 +172,7 @@ fn overview_of(id: &str) -> Option<Overview> {
     overview(user, &index, &reference, now())
 }
 
-fn chief_ids(overview: &Overview) -> Vec<&str> {
+pub(crate) fn chief_ids(overview: &Overview) -> Vec<&str> {
     overview.chiefs.iter().map(|c| c.chief.as_str()).collect()
 }
 
@@ -330,7 +336,7 @@ fn an_unchanged_overview_is_not_attached() {
     assert!(SyncResponse::decode_with_overview(&wire).is_err());
 }
 
-fn computed_for(id: &str, index: &FactIndex, users: &[User], at_ms: i64) -> Computed {
+pub(crate) fn computed_for(id: &str, index: &FactIndex, users: &[User], at_ms: i64) -> Computed {
     let rules = RuleSet::default();
     let reference = Reference {
         users,
@@ -394,123 +400,5 @@ fn an_overview_holds_until_the_day_ends_or_a_deadline_passes() {
     assert_eq!(
         computed_for("district", &index, &users, now()).until_ms,
         deadline + 1
-    );
-}
-
-#[test]
-fn a_kept_overview_is_computed_again_when_anything_it_depends_on_changes() {
-    use cache::OverviewCache;
-    let users = users();
-    let index = facts(&users);
-    let district = users.iter().find(|u| u.id == "district").unwrap().clone();
-    let cache = OverviewCache::default();
-    let computed_count = std::cell::Cell::new(0);
-    let rules = RuleSet::default();
-    let reference = Reference {
-        users: &users,
-        divisions: &[],
-        assets: &[],
-        rules: &rules,
-        categories: &[],
-    };
-    let current = |user: &User, facts: u64, at: i64| {
-        cache
-            .current(user, facts, at, || {
-                computed_count.set(computed_count.get() + 1);
-                Ok::<_, ()>(computed(user, &index, &reference, at))
-            })
-            .unwrap()
-    };
-    let first = current(&district, 1, now());
-    assert_eq!(computed_count.get(), 1);
-    assert_eq!(first.version, version_of(overview_of("district").as_ref()));
-    assert_eq!(first.overview.as_deref(), overview_of("district").as_ref());
-    // Same facts, same day: kept.
-    assert_eq!(current(&district, 1, now() + 1_000), first);
-    assert_eq!(computed_count.get(), 1);
-    // New facts: computed again.
-    current(&district, 2, now() + 2_000);
-    assert_eq!(computed_count.get(), 2);
-    // The day ends: computed again, with the longer period.
-    let next_day = current(&district, 2, period(now()).to_ms);
-    assert_eq!(computed_count.get(), 3);
-    assert_ne!(next_day.version, first.version);
-    // A clock set back before the entry was computed: computed again.
-    current(&district, 2, now());
-    assert_eq!(computed_count.get(), 4);
-    // The user's role changes: computed again, for what they lead now.
-    let mut moved = district.clone();
-    moved.role = Role::Chief {
-        system: System::River,
-        level: Level::Subdistrict,
-        jurisdiction: Jurisdiction {
-            division: code(SUB_A),
-            assets: vec![],
-        },
-    };
-    let sub = current(&moved, 2, now());
-    assert_eq!(computed_count.get(), 5);
-    assert_ne!(sub.version, first.version);
-    // Each user their own: another user's sync computes theirs.
-    let office = users.iter().find(|u| u.id == "office").unwrap();
-    current(office, 2, now());
-    assert_eq!(computed_count.get(), 6);
-    assert_eq!(cache.len(), 2);
-}
-
-#[test]
-fn the_facts_digest_follows_the_feed_and_the_reference_data() {
-    let users = users();
-    let rules = RuleSet::default();
-    let reference = |users: &[User]| -> u64 {
-        cache::digest(
-            7,
-            &Reference {
-                users,
-                divisions: &[],
-                assets: &[],
-                rules: &rules,
-                categories: &[],
-            },
-            &0i64,
-        )
-    };
-    // The quick encoding reads every kind of user.
-    assert!(postcard::to_allocvec(&users).is_ok());
-    let same = reference(&users);
-    assert_eq!(same, reference(&users));
-    let mut renamed = users.clone();
-    renamed[1].display_name = "新河长".into();
-    assert_ne!(same, reference(&renamed));
-    let mut moved = users.clone();
-    moved[3].role = Role::Supervisor {
-        system: System::River,
-        division: code(DISTRICT),
-    };
-    assert_ne!(same, reference(&moved));
-    let view = Reference {
-        users: &users,
-        divisions: &[],
-        assets: &[],
-        rules: &rules,
-        categories: &[],
-    };
-    assert_ne!(
-        cache::digest(7, &view, &0i64),
-        cache::digest(8, &view, &0i64)
-    );
-    assert_ne!(
-        cache::digest(7, &view, &0i64),
-        cache::digest(7, &view, &1i64)
-    );
-    let mut stricter = RuleSet::default();
-    stricter.quotas.clear();
-    let with_rules = Reference {
-        rules: &stricter,
-        ..view
-    };
-    assert_ne!(
-        cache::digest(7, &view, &0i64),
-        cache::digest(7, &with_rules, &0i64)
     );
 }

@@ -1,7 +1,7 @@
 //! The overviews of the users who have one, kept between their syncs: a chief above the
 //! village syncs many times a day, and while nothing in the facts or the reference data
 //! changed, and the day has not ended nor a deadline in their place passed
-//! ([`Computed::until_ms`]), their overview is the one computed before. Keeping it makes an
+//! ([`Computed::until_ms`](crate::overview::Computed::until_ms)), their overview is the one computed before. Keeping it makes an
 //! unchanged overview cost a lookup instead of a pass over the statistics facts.
 //!
 //! Each entry is labelled with the version of the facts it was computed from, an opaque number
@@ -12,7 +12,8 @@
 //! next lookup misses.
 //!
 //! ```
-//! use sync_core::overview::{cache::OverviewCache, Computed};
+//! use sync_core::hub::overviews::OverviewCache;
+//! use sync_core::overview::Computed;
 //! # use sync_core::model::{Role, User};
 //! # let office = User { id: "u-1".into(), username: "office".into(), display_name: "河长办".into(),
 //! #     role: Role::Admin, active: true };
@@ -37,15 +38,16 @@ use std::hash::{Hash, Hasher};
 
 use serde::Serialize;
 
-use super::{Computed, Overview};
 use crate::model::User;
+use crate::overview::{Computed, Overview};
 use crate::stats::Reference;
 
-/// A user's overview as delivered: its version ([`super::version_of`], 0 for none) and the
-/// overview itself.
+/// A user's overview as delivered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Current {
+    /// Its version ([`crate::overview::version_of`]), 0 for none.
     pub version: u64,
+    /// The overview itself; `None` for a user without one.
     pub overview: Option<Arc<Overview>>,
 }
 
@@ -98,7 +100,7 @@ impl OverviewCache {
         }
         let computed = compute()?;
         let current = Current {
-            version: super::version_of(computed.overview.as_ref()),
+            version: crate::overview::version_of(computed.overview.as_ref()),
             overview: computed.overview.map(Arc::new),
         };
         self.kept().insert(
@@ -152,4 +154,121 @@ pub fn digest(position: u64, reference: &Reference, more: &impl Serialize) -> u6
         }
     }
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Jurisdiction, Level, Role, System};
+    use crate::overview::tests::*;
+    use crate::overview::{computed, period, version_of};
+    use crate::rules::RuleSet;
+
+    #[test]
+    fn a_kept_overview_is_computed_again_when_anything_it_depends_on_changes() {
+        let users = users();
+        let index = facts(&users);
+        let district = users.iter().find(|u| u.id == "district").unwrap().clone();
+        let cache = OverviewCache::default();
+        let computed_count = std::cell::Cell::new(0);
+        let rules = RuleSet::default();
+        let reference = Reference {
+            users: &users,
+            divisions: &[],
+            assets: &[],
+            rules: &rules,
+            categories: &[],
+        };
+        let current = |user: &User, facts: u64, at: i64| {
+            cache
+                .current(user, facts, at, || {
+                    computed_count.set(computed_count.get() + 1);
+                    Ok::<_, ()>(computed(user, &index, &reference, at))
+                })
+                .unwrap()
+        };
+        let first = current(&district, 1, now());
+        assert_eq!(computed_count.get(), 1);
+        assert_eq!(first.version, version_of(overview_of("district").as_ref()));
+        assert_eq!(first.overview.as_deref(), overview_of("district").as_ref());
+        // Same facts, same day: kept.
+        assert_eq!(current(&district, 1, now() + 1_000), first);
+        assert_eq!(computed_count.get(), 1);
+        // New facts: computed again.
+        current(&district, 2, now() + 2_000);
+        assert_eq!(computed_count.get(), 2);
+        // The day ends: computed again, with the longer period.
+        let next_day = current(&district, 2, period(now()).to_ms);
+        assert_eq!(computed_count.get(), 3);
+        assert_ne!(next_day.version, first.version);
+        // A clock set back before the entry was computed: computed again.
+        current(&district, 2, now());
+        assert_eq!(computed_count.get(), 4);
+        // The user's role changes: computed again, for what they lead now.
+        let mut moved = district.clone();
+        moved.role = Role::Chief {
+            system: System::River,
+            level: Level::Subdistrict,
+            jurisdiction: Jurisdiction {
+                division: code(SUB_A),
+                assets: vec![],
+            },
+        };
+        let sub = current(&moved, 2, now());
+        assert_eq!(computed_count.get(), 5);
+        assert_ne!(sub.version, first.version);
+        // Each user their own: another user's sync computes theirs.
+        let office = users.iter().find(|u| u.id == "office").unwrap();
+        current(office, 2, now());
+        assert_eq!(computed_count.get(), 6);
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_facts_digest_follows_the_feed_and_the_reference_data() {
+        let users = users();
+        let rules = RuleSet::default();
+        let reference = |users: &[User]| -> u64 {
+            digest(
+                7,
+                &Reference {
+                    users,
+                    divisions: &[],
+                    assets: &[],
+                    rules: &rules,
+                    categories: &[],
+                },
+                &0i64,
+            )
+        };
+        // The quick encoding reads every kind of user.
+        assert!(postcard::to_allocvec(&users).is_ok());
+        let same = reference(&users);
+        assert_eq!(same, reference(&users));
+        let mut renamed = users.clone();
+        renamed[1].display_name = "新河长".into();
+        assert_ne!(same, reference(&renamed));
+        let mut moved = users.clone();
+        moved[3].role = Role::Supervisor {
+            system: System::River,
+            division: code(DISTRICT),
+        };
+        assert_ne!(same, reference(&moved));
+        let view = Reference {
+            users: &users,
+            divisions: &[],
+            assets: &[],
+            rules: &rules,
+            categories: &[],
+        };
+        assert_ne!(digest(7, &view, &0i64), digest(8, &view, &0i64));
+        assert_ne!(digest(7, &view, &0i64), digest(7, &view, &1i64));
+        let mut stricter = RuleSet::default();
+        stricter.quotas.clear();
+        let with_rules = Reference {
+            rules: &stricter,
+            ..view
+        };
+        assert_ne!(digest(7, &view, &0i64), digest(7, &with_rules, &0i64));
+    }
 }
