@@ -1,7 +1,8 @@
 //! Inputs the fuzz targets found (or that were written by hand to probe a decoder), kept under
 //! `fuzz/regressions/<target>/` and replayed here through the very code the fuzz targets run,
 //! so that `cargo test` catches a decoder that starts panicking again without any fuzzing.
-//! Every kept input must be refused with a typed error.
+//! Every kept input must be refused with a typed error, except those named `*.accepted`: inputs
+//! that once crashed a target and are rightly taken now, which only have to run without a panic.
 
 #[allow(dead_code)]
 #[path = "../../fuzz/src/harness.rs"]
@@ -26,12 +27,18 @@ fn every_kept_input_is_refused_with_a_typed_error() {
         for file in files {
             let data = std::fs::read(&file).expect("read a kept input");
             let outcome = harness::run(target, &data);
+            replayed += 1;
+            // An input that once crashed a target and that the target rightly takes (a push
+            // whose incremental save automerge cannot work out is stored whole) only has to run
+            // through without a panic, which it just did.
+            if file.extension().is_some_and(|e| e == "accepted") {
+                continue;
+            }
             assert!(
                 outcome.is_err(),
                 "{target}: {} is accepted, expected a typed refusal",
                 file.display()
             );
-            replayed += 1;
         }
     }
     assert!(replayed > 0, "no kept inputs under {:?}", regressions_dir());

@@ -15,7 +15,7 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
 
-use super::{Caller, Hub, HubError, HubStore};
+use super::{store, Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::limits::{check_changes, check_chunks, check_sync_message, Chunks};
 use crate::protocol::check_doc_id;
@@ -139,9 +139,8 @@ impl<S: HubStore> Hub<S> {
                 let previous_sync = self.store.device_synced(&caller.device)?;
                 let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
                 // `doc` is the version read from the store; the save adds what the merge added.
-                let added = merged.save_after(&doc.get_heads());
-                self.store
-                    .save_merged(doc_id, &meta, &added, &mut || merged.save(), &audit)?;
+                let read = doc.get_heads();
+                store::save_merge(&self.store, doc_id, &meta, &mut merged, &read, &audit)?;
                 self.store.durable()?;
                 doc = merged;
             }

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use automerge::{ActorId, AutoCommit, ChangeHash};
 
-use super::{AuditEntry, Caller, Hub, HubError, HubStore};
+use super::{store, AuditEntry, Caller, Hub, HubError, HubStore};
 use crate::authz::{in_scope, DocMeta};
 use crate::doc::{Appended, DocError, DocKind, IssueDoc, Record};
 use crate::model::{DivisionCode, Role, System, User};
@@ -233,10 +233,14 @@ impl<S: HubStore> Hub<S> {
             received_at_ms: now_ms,
             previous_sync_ms: None,
         };
-        let added = issue.am_mut().save_after(&read_heads);
-        let feed = self
-            .store
-            .save_merged(doc_id, &meta, &added, &mut || issue.save(), &[audit])?;
+        let feed = store::save_merge(
+            &self.store,
+            doc_id,
+            &meta,
+            issue.am_mut(),
+            &read_heads,
+            &[audit],
+        )?;
         self.store.durable()?;
         let state = issue.state().map_err(|e| damaged(doc_id, e))?;
         Ok(Some(Acted {

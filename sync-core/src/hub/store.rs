@@ -106,6 +106,26 @@ pub fn compaction_due(
         || incremental_saves >= MAX_INCREMENTAL_SAVES
 }
 
+/// Saves a document the hub read from `store` and merged into: what the merge added to the
+/// version read (`read`, its heads) through [`DocumentStore::save_merged`]. Working out what
+/// was added can panic inside automerge on a document hostile changes went into (the fuzzer
+/// found one: a missing dependency); the full save is then what is stored, as before documents
+/// were kept as a snapshot plus incremental saves.
+pub(crate) fn save_merge<S: DocumentStore + ?Sized>(
+    store: &S,
+    id: &str,
+    meta: &DocMeta,
+    doc: &mut automerge::AutoCommit,
+    read: &[automerge::ChangeHash],
+    audit: &[AuditEntry],
+) -> Result<u64, HubError> {
+    let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.save_after(read)));
+    match added {
+        Ok(added) => store.save_merged(id, meta, &added, &mut || doc.save(), audit),
+        Err(_) => store.save_document(id, meta, &doc.save(), audit),
+    }
+}
+
 /// The documents as saved, and the change feed that numbers every save. Writes are durable in
 /// the order they were made (once [`HubStore::durable`] returns), so nothing a device was told
 /// about can outlive what it depends on.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
-use super::{Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
+use super::{store, Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{
     authorize_batch, check_placement, delivered, in_scope, BatchOutcome, DocMeta, Placement,
     DELIVERY_RULE,
@@ -470,9 +470,7 @@ impl<S: HubStore> Hub<S> {
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
             let previous_sync = self.store.device_synced(&caller.device)?;
             let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
-            let added = doc.save_after(&read_heads);
-            self.store
-                .save_merged(doc_id, meta, &added, &mut || doc.save(), &audit)?;
+            store::save_merge(&self.store, doc_id, meta, &mut doc, &read_heads, &audit)?;
         }
         let exists = !doc.get_heads().is_empty();
         let kind = match (&outcome.meta, &stored) {
