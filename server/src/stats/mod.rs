@@ -186,6 +186,7 @@ impl StatsCache {
         let view = reference.view();
         let changed = store.changed_since(cached.cursor, head, &|_| true)?;
         let batches = changed.chunks(STORE_BATCH).count();
+        let mut complete = true;
         for (n, batch) in changed.chunks(STORE_BATCH).enumerate() {
             let mut facts = Vec::with_capacity(batch.len());
             for meta in batch {
@@ -211,15 +212,27 @@ impl StatsCache {
                     }
                 }
             }
-            // The cursor moves with the last step only: until then a stop leaves it where the
-            // facts in the store are complete.
-            let cursor = if n + 1 == batches { head } else { 0 };
+            // The cursor moves with the last step only, and only when every step before it was
+            // stored: until then a stop, or a step the store refused, leaves it where the facts
+            // in the store are complete (every server reading the store works out what is past
+            // it again).
+            let cursor = if n + 1 == batches && complete {
+                head
+            } else {
+                0
+            };
             match store.put_facts(&generation, &facts, cursor) {
                 Ok(true) => {}
-                Ok(false) => tracing::info!(
-                    "statistics facts not stored: another server started a generation"
-                ),
-                Err(err) => tracing::warn!(%err, "statistics facts not stored"),
+                Ok(false) => {
+                    complete = false;
+                    tracing::info!(
+                        "statistics facts not stored: another server started a generation"
+                    )
+                }
+                Err(err) => {
+                    complete = false;
+                    tracing::warn!(%err, "statistics facts not stored")
+                }
             }
         }
         cached.cursor = head;

@@ -21,7 +21,7 @@ pub(crate) struct Database {
 
 /// Runs each statement on a connection of its own, on a thread of its own (the test's runtime
 /// is busy). `Err` only when the server cannot be reached; a statement that fails panics.
-fn admin_sql(url: &str, statements: Vec<String>) -> Result<(), tokio_postgres::Error> {
+pub(crate) fn admin_sql(url: &str, statements: Vec<String>) -> Result<(), tokio_postgres::Error> {
     let url = url.to_owned();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -14,7 +14,7 @@ use sync_core::doc::{actor_for, NewPatrol, PatrolDoc, Record};
 use sync_core::track::{walk_along, CHUNK_POINTS};
 
 use crate::harness::TestServer;
-use crate::postgres::Database;
+use crate::postgres::{admin_sql, Database};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -188,6 +188,51 @@ async fn a_patrol_worked_out_on_one_node_reaches_the_other_through_the_store() {
     assert_eq!(total(&report(&a, &on_a).await), total(&before) + 2);
     assert_eq!(counted(&a).0, a_derived + 1, "A read B's fact back");
 
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A step of facts the database refuses keeps the stored cursor behind it: were a later step's
+/// cursor stored anyway, the store would claim facts it lacks, and every server reading it (and
+/// this one after a restart) would leave those documents out of its statistics for good.
+#[actix_web::test]
+async fn a_refused_step_of_facts_keeps_the_stored_cursor_behind_it() {
+    let Some(db) = Database::create("facts_refused_step") else {
+        return;
+    };
+    let settings = |s: &mut server::state::Settings| s.database = Some(db.url.clone());
+    let a = TestServer::demo_with(settings).await;
+    let on_a = a.token(SUPERVISOR, "desk-a").await;
+    let before = report(&a, &on_a).await;
+    // The database refuses the next statement that writes facts, once (a sequence is not
+    // rolled back with the transaction it was drawn in).
+    admin_sql(
+        &db.url,
+        vec![
+            "CREATE SEQUENCE refuse_facts_once".into(),
+            "CREATE FUNCTION refuse_facts_once() RETURNS trigger AS $$ BEGIN \
+             IF nextval('refuse_facts_once') = 1 THEN RAISE EXCEPTION 'refused once'; END IF; \
+             RETURN NULL; END $$ LANGUAGE plpgsql"
+                .into(),
+            "CREATE TRIGGER refuse_facts_once BEFORE INSERT ON stats_facts \
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse_facts_once()"
+                .into(),
+        ],
+    )
+    .expect("trigger");
+    // More patrols than one step stores: the first step is refused, the last one stored.
+    store_patrols(&a, 0, 510);
+    let after = report(&a, &on_a).await;
+    assert_eq!(total(&after), total(&before) + 510);
+
+    // A second server reads the store: what it lacks it works out, so it agrees.
+    let b = TestServer::demo_with(settings).await;
+    let on_b = b.token(SUPERVISOR, "desk-b").await;
+    assert_eq!(
+        total(&report(&b, &on_b).await),
+        total(&after),
+        "a server reading the stored facts left the refused step's patrols out"
+    );
     a.stop().await;
     b.stop().await;
 }
