@@ -65,6 +65,18 @@ pub fn client_of(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
     peer
 }
 
+/// Every `X-Forwarded-For` line of a request, in order, as one list. A proxy may append a line
+/// of its own instead of extending the client's, and the client's lines come first: only the
+/// whole list, read from the right, names the client. Bytes that are not text spoil only the
+/// entry they are in, not the entries a proxy appended after them.
+pub fn forwarded_for(headers: &actix_web::http::header::HeaderMap) -> Option<String> {
+    let lines: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .map(|line| String::from_utf8_lossy(line.as_bytes()).into_owned())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join(","))
+}
+
 impl FromRequest for ClientIp {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
@@ -80,11 +92,12 @@ impl FromRequest for ClientIp {
             .app_data::<web::Data<AppState>>()
             .map(|state| state.trusted_proxies.as_slice())
             .unwrap_or_default();
-        let forwarded_for = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        ready(Ok(ClientIp(client_of(peer, forwarded_for, trusted))))
+        let forwarded_for = forwarded_for(req.headers());
+        ready(Ok(ClientIp(client_of(
+            peer,
+            forwarded_for.as_deref(),
+            trusted,
+        ))))
     }
 }
 
@@ -100,6 +113,32 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_read_and_the_proxys_entry_decides() {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        let proxy = ip("10.0.0.1");
+        let name = HeaderName::from_static("x-forwarded-for");
+        // The client's forged line first, then the line the proxy appended (HAProxy's way).
+        let mut headers = HeaderMap::new();
+        headers.append(name.clone(), HeaderValue::from_static("203.0.113.9"));
+        headers.append(name.clone(), HeaderValue::from_static("198.51.100.7"));
+        assert_eq!(
+            client_of(proxy, forwarded_for(&headers).as_deref(), &[proxy]),
+            ip("198.51.100.7")
+        );
+        // Bytes that are not text in the client's part do not hide the proxy's entry.
+        let mut headers = HeaderMap::new();
+        headers.append(
+            name,
+            HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.8").unwrap(),
+        );
+        assert_eq!(
+            client_of(proxy, forwarded_for(&headers).as_deref(), &[proxy]),
+            ip("198.51.100.8")
+        );
+        assert_eq!(forwarded_for(&HeaderMap::new()), None);
     }
 
     #[test]
