@@ -482,13 +482,13 @@ fn a_damaged_incremental_save_is_reported() {
     );
 }
 
-/// Figures for the notes: patrols synced minute by minute, stored the way the hub saves them
+/// Figures for BENCHMARKS.md: patrols synced minute by minute, stored the way the hub saves them
 /// (`save_merged`: a snapshot plus incremental saves) beside the way it saved them before (the
 /// full save every time, `save_document`). Prints records and bytes kept per document and what
 /// the tables grew by (autovacuum off, so every row version written stays counted). Run with
 /// `cargo test -p server --lib storage::postgres::tests::figures -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "prints the storage figures of BENCHMARKS.md; run by hand"]
 fn figures_rows_and_bytes_per_document() {
     use crate::storage::conformance::{minute_of_track, patrol_doc};
     use sync_core::doc::Record;
