@@ -114,6 +114,26 @@ fn target(dir: &Path) -> (SledStore, FileBlobs) {
     )
 }
 
+/// Runs the migration from `source` (its data directory `dir`, photos `blobs`) into `to` and
+/// `to_blobs`, with `--into-existing` or without.
+fn run(
+    source: &SledStore,
+    dir: &Path,
+    blobs: &FileBlobs,
+    to: &SledStore,
+    to_blobs: &FileBlobs,
+    into_existing: bool,
+) -> Result<Migrated, MigrateError> {
+    migrate(
+        source,
+        dir,
+        Some(blobs),
+        to,
+        Some(to_blobs),
+        Options { into_existing },
+    )
+}
+
 fn refused(result: Result<Migrated, MigrateError>) -> String {
     match result {
         Err(MigrateError::Refused(why)) => why,
@@ -126,15 +146,7 @@ fn everything_arrives_at_its_feed_position_and_a_second_run_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (source, blobs, sha256) = district(dir.path());
     let (to, to_blobs) = target(dir.path());
-    let moved = migrate(
-        &source,
-        dir.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options::default(),
-    )
-    .unwrap();
+    let moved = run(&source, dir.path(), &blobs, &to, &to_blobs, false).unwrap();
     assert_eq!(moved.feed_head, 4);
     assert_eq!(moved.census.documents, 3);
     assert_eq!(moved.census.audit_entries, 4);
@@ -160,16 +172,7 @@ fn everything_arrives_at_its_feed_position_and_a_second_run_is_refused() {
     // The feed head is the feed's, not a setting that moves.
     assert_eq!(to.list_meta("feed.").unwrap(), vec![]);
 
-    let again = refused(migrate(
-        &source,
-        dir.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options {
-            into_existing: true,
-        },
-    ));
+    let again = refused(run(&source, dir.path(), &blobs, &to, &to_blobs, true));
     assert!(
         again.contains("already holds a finished migration"),
         "{again}"
@@ -182,31 +185,14 @@ fn a_target_with_records_is_refused_unless_told_and_one_with_documents_always() 
     let (source, blobs, _) = district(dir.path());
     let (to, to_blobs) = target(dir.path());
     to.put_meta("demo.seeded", b"1").unwrap();
-    let why = refused(migrate(
-        &source,
-        dir.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options::default(),
-    ));
+    let why = refused(run(&source, dir.path(), &blobs, &to, &to_blobs, false));
     assert!(
         why.contains("not empty") && why.contains("--into-existing"),
         "{why}"
     );
     assert_eq!(to.list_users().unwrap().len(), 0, "nothing was written");
     assert_eq!(to.get_meta(MARKER).unwrap(), None);
-    let moved = migrate(
-        &source,
-        dir.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options {
-            into_existing: true,
-        },
-    )
-    .unwrap();
+    let moved = run(&source, dir.path(), &blobs, &to, &to_blobs, true).unwrap();
     assert_eq!(moved.census.users, 1);
     assert_eq!(to.get_meta("demo.seeded").unwrap().unwrap(), b"1");
 
@@ -220,15 +206,13 @@ fn a_target_with_records_is_refused_unless_told_and_one_with_documents_always() 
             &[],
         )
         .unwrap();
-    let why = refused(migrate(
+    let why = refused(run(
         &source,
         dir.path(),
-        Some(&blobs),
+        &blobs,
         &with_docs,
-        Some(&with_docs_blobs),
-        Options {
-            into_existing: true,
-        },
+        &with_docs_blobs,
+        true,
     ));
     assert!(why.contains("already holds 1 documents"), "{why}");
 }
@@ -267,28 +251,13 @@ fn a_migration_stopped_halfway_resumes_and_a_changed_source_is_refused() {
     };
     to.put_meta(MARKER, &serde_json::to_vec(&changed).unwrap())
         .unwrap();
-    let why = refused(migrate(
-        &source,
-        dir.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options::default(),
-    ));
+    let why = refused(run(&source, dir.path(), &blobs, &to, &to_blobs, false));
     assert!(why.contains("did not finish"), "{why}");
 
     // The same source: the same command finishes the migration.
     to.put_meta(MARKER, &serde_json::to_vec(&marker).unwrap())
         .unwrap();
-    let moved = migrate(
-        &source,
-        dir.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options::default(),
-    )
-    .unwrap();
+    let moved = run(&source, dir.path(), &blobs, &to, &to_blobs, false).unwrap();
     assert!(moved.resumed);
     assert_eq!(to.document_seq("doc-c").unwrap(), Some(4));
     assert_eq!(to.history("doc-b").unwrap().len(), 1, "placed once");
@@ -303,14 +272,7 @@ fn records_the_listings_do_not_reach_stop_the_migration() {
         .put_device_docs("web/desk", &[("doc-a".into(), Some(DeviceDoc::default()))])
         .unwrap();
     let (to, to_blobs) = target(dir.path());
-    let why = refused(migrate(
-        &source,
-        dir.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options::default(),
-    ));
+    let why = refused(run(&source, dir.path(), &blobs, &to, &to_blobs, false));
     assert!(why.contains("devices without a binding"), "{why}");
 
     // A table of a kind this server does not know.
@@ -327,14 +289,7 @@ fn records_the_listings_do_not_reach_stop_the_migration() {
     drop(raw);
     let source = retry_lock(|| SledStore::open(&db).map_err(|e| e.to_string()));
     let (to, to_blobs) = target(other.path());
-    let why = refused(migrate(
-        &source,
-        other.path(),
-        Some(&blobs),
-        &to,
-        Some(&to_blobs),
-        Options::default(),
-    ));
+    let why = refused(run(&source, other.path(), &blobs, &to, &to_blobs, false));
     assert!(why.contains("statistics_facts"), "{why}");
     assert_eq!(to.list_users().unwrap().len(), 0, "nothing was written");
 }
