@@ -72,3 +72,49 @@ pub fn free_addr() -> String {
         .port();
     format!("127.0.0.1:{port}")
 }
+
+/// A camera picture of noise with a unique 64-pixel block of its own (so every picture is a
+/// different photo), as the camera app would save it: JPEG at `quality`.
+pub fn camera_picture(
+    noise: &mut image::RgbImage,
+    rng: &mut rand::rngs::StdRng,
+    path: &Path,
+    quality: u8,
+) {
+    use rand::{Rng, RngCore};
+    let (x0, y0) = (
+        rng.random_range(0..noise.width() - 64),
+        rng.random_range(0..noise.height() - 64),
+    );
+    let mut bytes = [0u8; 3];
+    for y in y0..y0 + 64 {
+        for x in x0..x0 + 64 {
+            rng.fill_bytes(&mut bytes);
+            noise.put_pixel(x, y, image::Rgb(bytes));
+        }
+    }
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality)
+        .encode_image(&*noise)
+        .expect("encode the camera picture");
+    std::fs::write(path, jpeg).expect("save the camera picture");
+}
+
+/// Every document of a store that survived the kills, with its sorted heads, each checked to
+/// load.
+pub fn stored_heads(
+    store: &dyn sync_core::hub::DocumentStore,
+) -> std::collections::BTreeMap<String, (automerge::AutoCommit, Vec<String>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for meta in store.all_documents().unwrap() {
+        let stored = store
+            .document(&meta.id)
+            .unwrap()
+            .expect("listed documents exist");
+        let mut doc = automerge::AutoCommit::load(&stored.bytes).expect("stored documents load");
+        let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
+        heads.sort();
+        out.insert(meta.id, (doc, heads));
+    }
+    out
+}

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use image::codecs::jpeg::JpegEncoder;
 use image::RgbImage;
 use mobile_ffi::{ClientConfig, Clock, FieldClient, IssueDraft, PhotoRole, Severity, System};
 use rand::rngs::StdRng;
@@ -105,31 +104,11 @@ fn held(base: &str, token: &str, sha256: &str, size: u64) -> Option<u64> {
     }
 }
 
-/// A camera picture of noise with a unique block, as the camera app would save it.
-fn camera_picture(noise: &mut RgbImage, rng: &mut StdRng, path: &Path) {
-    let (x0, y0) = (
-        rng.random_range(0..CAMERA_WIDTH - 64),
-        rng.random_range(0..CAMERA_HEIGHT - 64),
-    );
-    let mut bytes = [0u8; 3];
-    for y in y0..y0 + 64 {
-        for x in x0..x0 + 64 {
-            rng.fill_bytes(&mut bytes);
-            noise.put_pixel(x, y, image::Rgb(bytes));
-        }
-    }
-    let mut jpeg = Vec::new();
-    JpegEncoder::new_with_quality(&mut jpeg, 95)
-        .encode_image(&*noise)
-        .expect("encode the camera picture");
-    std::fs::write(path, jpeg).expect("save the camera picture");
-}
-
 impl Phone {
     /// A patrol or a problem report with one photo, saved on the phone (offline).
     fn record_with_photo(&self, rng: &mut StdRng, noise: &mut RgbImage, n: usize) -> Taken {
         let camera = self.dir.join(format!("camera-{n}.jpg"));
-        camera_picture(noise, rng, &camera);
+        tests::crash::camera_picture(noise, rng, &camera, 95);
         let file = camera.display().to_string();
         let (record, photo) = if rng.random_bool(0.5) {
             let patrol = self.client.start_patrol(self.asset.clone()).unwrap();

@@ -19,7 +19,6 @@ use rand::{Rng, SeedableRng};
 use server::demo::{CHIEF, CHIEF_2, FIELD_CHIEF, FOREST_CHIEF};
 use server::storage::SledStore;
 use sync_core::doc::DocKind;
-use sync_core::hub::DocumentStore;
 use sync_core::model::Role;
 use tests::phone::Phone;
 
@@ -71,22 +70,11 @@ fn edit(phone: &Phone, rng: &mut StdRng, n: usize) {
     }
 }
 
-/// Opens the server's store in this process (the server is not running) and returns the
+/// What sled holds after the kills (opened with no server running): every document with the
 /// heads of every document, checking each one loads.
 fn stored_heads(data: &Path) -> BTreeMap<String, (AutoCommit, Vec<String>)> {
     let store = SledStore::open(&data.join("db")).expect("sled opens cleanly after the kills");
-    let mut out = BTreeMap::new();
-    for meta in store.all_documents().unwrap() {
-        let stored = store
-            .document(&meta.id)
-            .unwrap()
-            .expect("listed documents exist");
-        let mut doc = AutoCommit::load(&stored.bytes).expect("stored documents load");
-        let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
-        heads.sort();
-        out.insert(meta.id, (doc, heads));
-    }
-    out
+    tests::crash::stored_heads(&store)
 }
 
 #[test]

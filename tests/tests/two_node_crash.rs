@@ -27,8 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use automerge::{AutoCommit, ChangeHash};
-use image::codecs::jpeg::JpegEncoder;
+use automerge::ChangeHash;
 use image::RgbImage;
 use mobile_ffi::{
     ChiefsyncError, ClientConfig, Clock, FieldClient, IssueDraft, PhotoRole, RetryPolicy, Severity,
@@ -233,7 +232,7 @@ impl Phone {
                     .unwrap();
                 if rng.random_bool(0.5) {
                     let camera = self.dir.join(format!("camera-{n}.jpg"));
-                    camera_picture(noise, rng, &camera);
+                    tests::crash::camera_picture(noise, rng, &camera, 90);
                     client
                         .attach_photo(issue, camera.display().to_string(), PhotoRole::Before)
                         .unwrap();
@@ -276,26 +275,6 @@ impl Phone {
     }
 }
 
-/// A camera picture of noise with a unique block, as the camera app would save it.
-fn camera_picture(noise: &mut RgbImage, rng: &mut StdRng, path: &Path) {
-    let (x0, y0) = (
-        rng.random_range(0..CAMERA_WIDTH - 64),
-        rng.random_range(0..CAMERA_HEIGHT - 64),
-    );
-    let mut bytes = [0u8; 3];
-    for y in y0..y0 + 64 {
-        for x in x0..x0 + 64 {
-            rng.fill_bytes(&mut bytes);
-            noise.put_pixel(x, y, image::Rgb(bytes));
-        }
-    }
-    let mut jpeg = Vec::new();
-    JpegEncoder::new_with_quality(&mut jpeg, 90)
-        .encode_image(&*noise)
-        .expect("encode the camera picture");
-    std::fs::write(path, jpeg).expect("save the camera picture");
-}
-
 /// The shared store and photos, opened in this process with no server running.
 fn open_shared(database: &str, blobs: &str) -> (tempfile::TempDir, AppState) {
     let dir = tempfile::tempdir().unwrap();
@@ -306,23 +285,6 @@ fn open_shared(database: &str, blobs: &str) -> (tempfile::TempDir, AppState) {
     };
     let state = AppState::open(&settings).expect("the shared store opens after the kills");
     (dir, state)
-}
-
-/// Every stored document with its heads, each checked to load.
-fn stored_heads(state: &AppState) -> BTreeMap<String, (AutoCommit, Vec<String>)> {
-    let mut out = BTreeMap::new();
-    for meta in state.store.all_documents().unwrap() {
-        let stored = state
-            .store
-            .document(&meta.id)
-            .unwrap()
-            .expect("listed documents exist");
-        let mut doc = AutoCommit::load(&stored.bytes).expect("stored documents load");
-        let mut heads: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
-        heads.sort();
-        out.insert(meta.id, (doc, heads));
-    }
-    out
 }
 
 /// Asks `base` for the signed-in user until it answers 200; every other answer must be a
@@ -525,7 +487,7 @@ fn two_servers_on_one_postgres_keep_every_acknowledged_change_and_photo_through_
 
     // Before any phone syncs again: everything acknowledged is stored.
     let (dir, state) = open_shared(&database, &blobs);
-    let mut stored = stored_heads(&state);
+    let mut stored = tests::crash::stored_heads(&*state.store);
     for (id, heads) in &acknowledged {
         let (doc, _) = stored
             .get_mut(id)
@@ -564,7 +526,7 @@ fn two_servers_on_one_postgres_keep_every_acknowledged_change_and_photo_through_
     }
     drop(running);
     let (_dir, state) = open_shared(&database, &blobs);
-    let stored = stored_heads(&state);
+    let stored = tests::crash::stored_heads(&*state.store);
     for phone in &phones {
         assert!(
             phone.waiting().is_empty(),
