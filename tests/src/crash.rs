@@ -26,12 +26,19 @@ pub fn start(bin: &str, data: &Path, addr: &str) -> KilledServer {
 
 /// As [`start`], with more arguments for the server (`--database URL`, `--blobs URL`).
 pub fn start_with(bin: &str, data: &Path, addr: &str, args: &[String]) -> KilledServer {
+    // What the server says on its way out is kept beside its data, for a failed start.
+    let said = data.join("server.stderr");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&said)
+        .expect("a file for the server's messages");
     let mut child = Command::new(bin)
         .arg(data)
         .arg(addr)
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start the server");
     let stdout = child.stdout.take().expect("the server's stdout is piped");
@@ -40,11 +47,11 @@ pub fn start_with(bin: &str, data: &Path, addr: &str, args: &[String]) -> Killed
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("read the server's first line");
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "the server opens its data after a kill"
-    );
+    if line.trim() != "ready" {
+        let said = std::fs::read_to_string(&said).unwrap_or_default();
+        let tail: String = said.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+        panic!("the server did not open its data after a kill; it said, last first:\n{tail}");
+    }
     server
 }
 

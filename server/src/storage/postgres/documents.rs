@@ -706,11 +706,15 @@ impl HubStore for PostgresStore {
 /// Within a transaction: its commit does not wait for the disk ([`HubStore::durable`] does).
 const LATER_DURABLE: &str = "SET LOCAL synchronous_commit TO off";
 
-/// A commit that waits for the disk, whatever the server's default: `txid_current()` gives
-/// the transaction an id, so its commit writes a record and waits until the log is flushed
-/// up to it.
-pub(super) const DURABLE_NOW: &str =
-    "BEGIN; SET LOCAL synchronous_commit TO on; SELECT txid_current(); COMMIT";
+/// A commit that waits for the disk, whatever the server's default. PostgreSQL waits for the
+/// disk at a commit only when the transaction has an id *and* wrote to the log itself (one
+/// that only took an id commits without waiting, as if `synchronous_commit` were off: the
+/// saves it was to make durable stayed in memory, and a crash of the database lost syncs
+/// already answered). So it takes an id (`txid_current()`) and writes one log record
+/// (`setval` on a sequence kept for this, schema migration 5), and its commit waits until
+/// the log is on disk up to its record.
+pub(super) const DURABLE_NOW: &str = "BEGIN; SET LOCAL synchronous_commit TO on; \
+     SELECT txid_current(); SELECT setval('durable_mark', 1); COMMIT";
 
 impl ReferenceSource for PostgresStore {
     fn asset(&self, id: &str) -> Result<Option<Asset>, HubError> {

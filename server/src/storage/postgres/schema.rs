@@ -191,6 +191,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX stats_facts_seq ON stats_facts (generation, seq);
     "#,
+    // 5: a sequence the durability barrier writes (`documents::DURABLE_NOW`): a commit waits
+    // for the disk only when its transaction wrote to the log.
+    r#"
+    CREATE SEQUENCE durable_mark AS bigint;
+    "#,
 ];
 
 /// Applies every migration not yet applied; returns the schema version now in force.

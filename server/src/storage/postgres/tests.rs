@@ -562,3 +562,34 @@ fn figures_rows_and_bytes_per_document() {
         );
     }
 }
+
+/// The barrier the hub calls before it answers (`HubStore::durable`) puts every save committed
+/// before it on disk. Saves commit without waiting for the disk; PostgreSQL waits at a commit
+/// only when its transaction wrote to the log itself, and a barrier that only took a
+/// transaction id left answered saves in memory, lost when the database crashed.
+#[test]
+fn the_durability_barrier_flushes_the_log_past_every_earlier_save() {
+    use sync_core::hub::HubStore;
+    let harness = pg_harness!();
+    let store = harness.store();
+    let session = harness.session();
+    let lsn = |which: &str| session.number(&format!("SELECT ({which}() - '0/0'::pg_lsn)::bigint"));
+    for round in 0..20 {
+        let id = format!("p-{round}");
+        store
+            .save_document(
+                &id,
+                &doc_meta(&id, DocKind::Patrol),
+                b"a minute of track",
+                &[],
+            )
+            .unwrap();
+        let saved = lsn("pg_current_wal_insert_lsn");
+        store.durable().unwrap();
+        let on_disk = lsn("pg_current_wal_flush_lsn");
+        assert!(
+            on_disk >= saved,
+            "round {round}: the log is on disk up to {on_disk}, the save reached {saved}"
+        );
+    }
+}
