@@ -283,7 +283,11 @@ mod tests {
             );
             let mut damaged: Vec<Vec<u8>> = Vec::new();
             // Cut at every 97th byte: the end marker is gone.
-            damaged.extend((2..photo.len() - 1).step_by(97).map(|at| photo[..at].to_vec()));
+            damaged.extend(
+                (2..photo.len() - 1)
+                    .step_by(97)
+                    .map(|at| photo[..at].to_vec()),
+            );
             // Every byte of the headers and tables before the scan, set to each of a few
             // values; then stretches of the scan overwritten.
             let scan = photo.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
@@ -315,8 +319,10 @@ mod tests {
                         !matches!(err, PhotoError::TooLarge { .. } | PhotoError::Render { .. }),
                         "{err:?}"
                     );
-                    assert!(validate_upload(bytes, &sha256_hex(bytes), &UploadLimits::default())
-                        .is_err());
+                    assert!(
+                        validate_upload(bytes, &sha256_hex(bytes), &UploadLimits::default())
+                            .is_err()
+                    );
                 }
             }
         }
