@@ -311,7 +311,7 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
         Some(Status::Closed),
     ];
     let facts = |n: usize, round: usize| {
-        let kind = if n % 3 == 0 {
+        let kind = if n.is_multiple_of(3) {
             DocKind::Issue
         } else {
             DocKind::Patrol
@@ -319,11 +319,16 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
         let mut meta = doc_meta(&format!("d{n:02}"), kind);
         meta.owner = owners[(n + round) % owners.len()].into();
         meta.division = code(divisions[(n / 2 + round) % divisions.len()]);
-        meta.asset = if n % 4 == 0 { "river-1" } else { "river-2" }.into();
+        meta.asset = if n.is_multiple_of(4) {
+            "river-1"
+        } else {
+            "river-2"
+        }
+        .into();
         if kind == DocKind::Issue {
             meta.status = statuses[(n / 3 + round) % statuses.len()];
             meta.closed_at_ms = (meta.status == Some(Status::Closed)).then_some(NOW - n as i64);
-            meta.escalated = (n + round) % 5 == 0;
+            meta.escalated = (n + round).is_multiple_of(5);
         }
         meta.assignee = match (n + round) % 4 {
             0 => Some(Assignee::User(owners[(n + 2) % owners.len()].into())),
