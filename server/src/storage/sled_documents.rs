@@ -398,6 +398,16 @@ impl DocumentStore for SledStore {
     ) -> Result<Vec<DocMeta>, HubError> {
         self.index.page(after, limit, keep)
     }
+
+    fn delivered_page(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        self.index.page_for(user, after, limit, keep)
+    }
 }
 
 impl DeviceLedger for SledStore {

@@ -50,6 +50,9 @@ pub struct SledStore {
     /// The departments active handlers work for, as last listed: every assignment checks its
     /// target against them, and an office assigns a district's problems in one sync.
     departments_listed: Arc<Listed<String>>,
+    /// Every account as last listed: statistics and the overview list them on each overview
+    /// sync (a district's thousand chiefs), and they change only with an account's write.
+    users_listed: Arc<Listed<UserRecord>>,
     /// Every document's routing facts and feed position, in memory (see `doc_index`).
     pub(super) index: Arc<super::doc_index::DocIndex>,
     /// Sign-in failures, photo bytes and job locks: in memory, one process owns the database.
@@ -103,6 +106,7 @@ impl SledStore {
             divisions_listed: Arc::default(),
             assets_listed: Arc::default(),
             departments_listed: Arc::default(),
+            users_listed: Arc::default(),
             index: Arc::new(index),
             shared: Arc::default(),
             db,
@@ -242,6 +246,7 @@ impl Store for SledStore {
             }),
         )?;
         self.departments_listed.changed();
+        self.users_listed.changed();
         self.durable()
     }
 
@@ -270,6 +275,7 @@ impl Store for SledStore {
             }),
         )?;
         self.departments_listed.changed();
+        self.users_listed.changed();
         self.durable()
     }
 
@@ -289,7 +295,7 @@ impl Store for SledStore {
     }
 
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        list_json(&self.users)
+        self.users_listed.get_or(|| list_json(&self.users))
     }
 
     fn start_session(
@@ -532,6 +538,7 @@ impl Store for SledStore {
         self.divisions_listed.changed();
         self.assets_listed.changed();
         self.departments_listed.changed();
+        self.users_listed.changed();
         self.durable()
     }
 

@@ -15,9 +15,9 @@
 //! (Comparing a digest instead of a copy would cost a SHA-256 of every delivered save.)
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use automerge::Automerge;
+use automerge::{AutoCommit, Automerge};
 use lru::LruCache;
 
 use super::{HubError, StoredDoc};
@@ -52,7 +52,15 @@ pub struct DocChanges {
     heads: Vec<Hash>,
     changes: Vec<Entry>,
     index: HashMap<Hash, usize>,
-    whole: Arc<PackedUpdate>,
+    whole: Whole,
+}
+
+/// The update that sends every change, packed when first asked for.
+#[derive(Debug)]
+struct Whole {
+    doc_id: String,
+    kind: DocKind,
+    packed: OnceLock<Arc<PackedUpdate>>,
 }
 
 impl DocChanges {
@@ -62,12 +70,41 @@ impl DocChanges {
             id: id.to_string(),
             reason: e.to_string(),
         })?;
-        let heads: Vec<Hash> = doc.get_heads().into_iter().map(|h| h.0).collect();
+        let version = match seq {
+            Some(seq) => Version::Seq(seq),
+            None => Version::Saved(saved.to_vec()),
+        };
+        Ok(Self::of(
+            id,
+            kind,
+            doc.get_heads(),
+            doc.get_changes(&[]),
+            version,
+        ))
+    }
+
+    /// The changes of a document the hub holds loaded, exactly as it saved it at feed position
+    /// `seq` (the version it just stored): what [`Self::read`] of that save gives, without
+    /// loading the save again.
+    pub fn saved(id: &str, kind: DocKind, doc: &mut AutoCommit, seq: u64) -> Self {
+        let heads = doc.get_heads();
+        let changes = doc.get_changes(&[]);
+        Self::of(id, kind, heads, changes, Version::Seq(seq))
+    }
+
+    /// `changes` as `get_changes` lists them: every change after its dependencies.
+    fn of(
+        id: &str,
+        kind: DocKind,
+        heads: Vec<automerge::ChangeHash>,
+        changes: Vec<automerge::Change>,
+        version: Version,
+    ) -> Self {
+        let heads: Vec<Hash> = heads.into_iter().map(|h| h.0).collect();
         let mut index = HashMap::new();
         let mut deps = Vec::new();
         let mut raws = Vec::new();
-        // `get_changes` lists every change after its dependencies.
-        for change in doc.get_changes(&[]) {
+        for change in changes {
             deps.push(
                 change
                     .deps()
@@ -78,32 +115,25 @@ impl DocChanges {
             index.insert(change.hash().0, raws.len());
             raws.push(change.raw_bytes().to_vec());
         }
-        // Packed from the changes themselves, which the entries then keep.
-        let mut update = DocUpdate {
-            doc_id: id.to_owned(),
-            kind: Some(kind),
-            heads: Heads::Listed(heads.clone()),
-            changes: raws,
-            refused: Vec::new(),
-            missing: Vec::new(),
-            snapshot: None,
-        };
-        let whole = Arc::new(PackedUpdate::of(&update));
         let changes = deps
             .into_iter()
-            .zip(std::mem::take(&mut update.changes))
+            .zip(raws)
             .map(|(deps, raw)| Entry { deps, raw })
             .collect();
-        Ok(Self {
-            version: match seq {
-                Some(seq) => Version::Seq(seq),
-                None => Version::Saved(saved.to_vec()),
-            },
+        // Packed when first sent whole: many entries are read only for their heads
+        // (`GET /docs`) or for the changes one device lacks.
+        let whole = Whole {
+            doc_id: id.to_owned(),
+            kind,
+            packed: OnceLock::new(),
+        };
+        Self {
+            version,
             heads,
             changes,
             index,
             whole,
-        })
+        }
     }
 
     /// The heads of the version these changes were read from.
@@ -116,9 +146,23 @@ impl DocChanges {
         self.changes.len()
     }
 
-    /// The update carrying every change (heads listed), packed, for a device that holds none.
+    /// The update carrying every change (heads listed), packed, for a device that holds none;
+    /// deflated on the first call, then kept.
     pub fn whole(&self) -> Arc<PackedUpdate> {
-        self.whole.clone()
+        self.whole
+            .packed
+            .get_or_init(|| {
+                Arc::new(PackedUpdate::of(&DocUpdate {
+                    doc_id: self.whole.doc_id.clone(),
+                    kind: Some(self.whole.kind),
+                    heads: Heads::Listed(self.heads.clone()),
+                    changes: self.changes.iter().map(|c| c.raw.clone()).collect(),
+                    refused: Vec::new(),
+                    missing: Vec::new(),
+                    snapshot: None,
+                }))
+            })
+            .clone()
     }
 
     /// The changes a replica holding the heads `have` lacks, in causal order. Hashes this
@@ -143,15 +187,19 @@ impl DocChanges {
             .collect()
     }
 
-    /// Bytes this entry keeps alive.
+    /// Bytes this entry keeps alive, counting the packed update as if it were made: it is
+    /// deflated from the changes, so it takes at most about as many bytes as they do.
     fn weight(&self) -> usize {
         let per_change = std::mem::size_of::<Entry>() + 64;
         let saved = match &self.version {
             Version::Seq(_) => 0,
             Version::Saved(bytes) => bytes.len(),
         };
+        let raw = self.changes.iter().map(|c| c.raw.len()).sum::<usize>();
         saved
-            + self.whole.weight()
+            + raw
+            + 64
+            + self.whole.doc_id.len()
             + self
                 .changes
                 .iter()
@@ -229,13 +277,33 @@ impl DeliveryCache {
         }
         // Decoded outside the lock: other deliveries go on meanwhile.
         let fresh = Arc::new(DocChanges::read(id, stored.meta.kind, &stored.bytes, seq)?);
-        let weight = fresh.weight();
+        self.keep(&mut self.held(), id, fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Keeps `fresh`, the changes of the version just saved, in place of any older entry of
+    /// the document: the next delivery of it reads no save. An entry of a later save, kept
+    /// meanwhile by another writer, stays.
+    pub fn saved(&self, id: &str, fresh: DocChanges) {
+        let Version::Seq(seq) = fresh.version else {
+            return;
+        };
         let mut held = self.held();
+        if let Some(old) = held.entries.peek(id) {
+            if matches!(old.version, Version::Seq(at) if at > seq) {
+                return;
+            }
+        }
+        self.keep(&mut held, id, Arc::new(fresh));
+    }
+
+    fn keep(&self, held: &mut Held, id: &str, fresh: Arc<DocChanges>) {
+        let weight = fresh.weight();
         if let Some(old) = held.entries.pop(id) {
             held.bytes -= old.weight();
         }
         if weight <= self.budget {
-            held.entries.put(id.to_string(), fresh.clone());
+            held.entries.put(id.to_string(), fresh);
             held.bytes += weight;
             while held.bytes > self.budget {
                 let Some((_, evicted)) = held.entries.pop_lru() else {
@@ -244,7 +312,6 @@ impl DeliveryCache {
                 held.bytes -= evicted.weight();
             }
         }
-        Ok(fresh)
     }
 
     /// Entries and bytes held now.

@@ -121,7 +121,7 @@ impl<'u> ReadScope<'u> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, HubError> {
-        self.page_where(store, kind, after, limit, &|_| true)
+        self.page_where(store, kind, after, limit, None)
     }
 
     /// As [`ReadScope::page`], of only the documents the reader's phones receive at sync at
@@ -134,22 +134,28 @@ impl<'u> ReadScope<'u> {
         limit: usize,
         now_ms: i64,
     ) -> Result<Page, HubError> {
-        self.page_where(store, kind, after, limit, &|m| {
-            delivered(self.user, m, now_ms)
-        })
+        let only = |m: &DocMeta| delivered(self.user, m, now_ms);
+        self.page_where(store, kind, after, limit, Some(&only))
     }
 
+    /// `only`, when given, accepts only documents the reader's phones receive: the page is
+    /// then walked over those alone ([`DocumentStore::delivered_page`]).
     fn page_where<S: DocumentStore + ?Sized>(
         &self,
         store: &S,
         kind: Option<DocKind>,
         after: Option<&str>,
         limit: usize,
-        also: &dyn Fn(&DocMeta) -> bool,
+        only: Option<&dyn Fn(&DocMeta) -> bool>,
     ) -> Result<Page, HubError> {
         let limit = limit.max(1);
-        let keep = |m: &DocMeta| kind.is_none_or(|k| m.kind == k) && self.sees(m) && also(m);
-        let mut docs = store.documents_page(after, limit + 1, &keep)?;
+        let keep = |m: &DocMeta| {
+            kind.is_none_or(|k| m.kind == k) && self.sees(m) && only.is_none_or(|only| only(m))
+        };
+        let mut docs = match only {
+            Some(_) => store.delivered_page(&self.user.id, after, limit + 1, &keep)?,
+            None => store.documents_page(after, limit + 1, &keep)?,
+        };
         let more = docs.len() > limit;
         docs.truncate(limit);
         let next = if more {

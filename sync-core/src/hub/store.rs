@@ -201,6 +201,20 @@ pub trait DocumentStore: Send + Sync {
         metas.truncate(limit);
         Ok(metas)
     }
+    /// As [`Self::documents_page`], for a `keep` that accepts only documents `user`'s phones
+    /// receive ([`crate::authz::delivered`] for the user of this id): those are all owned by
+    /// or assigned to the user, or issues, so a store that indexes documents by owner, by
+    /// assignee and by kind may walk only those. The default walks every document.
+    fn delivered_page(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        let _ = user;
+        self.documents_page(after, limit, keep)
+    }
 }
 
 /// Who sent each accepted change, from which device, when: written with the document's save
@@ -322,6 +336,15 @@ impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
         (**self).documents_page(after, limit, keep)
+    }
+    fn delivered_page(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        (**self).delivered_page(user, after, limit, keep)
     }
 }
 

@@ -167,7 +167,10 @@ impl<S: HubStore> Hub<S> {
         let delivers = |meta: &DocMeta| delivered(&caller.user, meta, now_ms);
         let wanted = |meta: &DocMeta| delivers(meta) || held_ids.contains(meta.id.as_str());
         let candidates = if rescope {
-            self.store.documents_page(None, usize::MAX, &wanted)?
+            // Walked over the user's own and assigned documents and the issues only (all that
+            // `delivered` can accept); what the device holds besides is read after the walk.
+            self.store
+                .delivered_page(&caller.user.id, None, usize::MAX, &delivers)?
         } else {
             self.store.changed_since(request.cursor, head, &wanted)?
         };
@@ -262,11 +265,11 @@ impl<S: HubStore> Hub<S> {
             });
         }
         if rescope {
-            // The listing above holds every document the device holds that is stored with
-            // readable facts: each was kept, sent, removed, or is left for the next sync when
-            // this answer is full (the scope is then not recorded, so that sync re-routes too).
-            // Only the rest are read here: documents gone from the store, or whose facts do
-            // not read.
+            // The listing above holds every delivered document: each held one of them was
+            // kept, sent, or is left for the next sync when this answer is full (the scope is
+            // then not recorded, so that sync re-routes too). The rest of what the device holds
+            // is read here: documents no longer delivered, gone from the store, or whose facts
+            // do not read.
             let listed: HashSet<&str> = candidates.iter().map(|m| m.id.as_str()).collect();
             for id in held_ids.iter().filter(|id| !listed.contains(id.as_str())) {
                 let still = match self.store.document(id) {
@@ -470,7 +473,17 @@ impl<S: HubStore> Hub<S> {
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
             let previous_sync = self.store.device_synced(&caller.device)?;
             let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
-            store::save_merge(&self.store, doc_id, meta, &mut doc, &read_heads, &audit)?;
+            let seq = store::save_merge(&self.store, doc_id, meta, &mut doc, &read_heads, &audit)?;
+            // The version just stored is in hand: its next delivery (to the other phones that
+            // receive it, `GET /docs`) reads no save. Listing its changes can panic inside
+            // automerge on a document hostile changes went into (as in `save_merge`); the next
+            // delivery then reads the save, as before.
+            let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                DocChanges::saved(doc_id, meta.kind, &mut doc, seq)
+            }));
+            if let Ok(saved) = saved {
+                self.delivery.saved(doc_id, saved);
+            }
         }
         let exists = !doc.get_heads().is_empty();
         let kind = match (&outcome.meta, &stored) {

@@ -71,6 +71,7 @@ macro_rules! hub_store_conformance {
             the_feed_lists_documents_in_save_order,
             routing_facts_are_read_as_last_saved,
             pages_come_in_id_order,
+            delivered_pages_are_the_pages_of_what_phones_receive,
             audit_keeps_the_first_entry_of_each_change,
             concurrent_saves_get_distinct_positions,
             the_device_ledger_keeps_devices_apart,
@@ -251,6 +252,111 @@ pub fn pages_come_in_id_order(h: &impl Harness) {
     let patrols = |m: &DocMeta| m.kind == DocKind::Patrol;
     assert_eq!(page(None, 1, &patrols), vec!["p2"]);
     assert_eq!(page(Some("p2"), 5, &patrols), vec!["p3"]);
+}
+
+/// A page walked for what one user's phones receive ([`DocumentStore::delivered_page`]) is
+/// the page of every document with the same `keep`, for every kind of user, however the
+/// documents' owners, assignees and states changed with their saves.
+pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
+    use crate::authz::delivered;
+    use crate::workflow::Status;
+    const NOW: i64 = 1_764_288_000_000;
+    let store = h.open();
+    let chief = |id: &str, level: Level, division: &str, assets: &[&str]| User {
+        id: id.into(),
+        username: id.into(),
+        display_name: id.into(),
+        role: Role::Chief {
+            system: System::River,
+            level,
+            jurisdiction: Jurisdiction {
+                division: code(division),
+                assets: assets.iter().map(|a| (*a).to_owned()).collect(),
+            },
+        },
+        active: true,
+    };
+    let users = [
+        chief("u1", Level::Village, "370105001001", &["river-1"]),
+        chief("u2", Level::Village, "370105001002", &[]),
+        chief("u3", Level::Subdistrict, "370105001000", &["river-1"]),
+        chief("u4", Level::District, "370105000000", &[]),
+        User {
+            id: "office".into(),
+            username: "office".into(),
+            display_name: "office".into(),
+            role: Role::Supervisor {
+                system: System::River,
+                division: code("370105000000"),
+            },
+            active: true,
+        },
+        User {
+            id: "handler".into(),
+            username: "handler".into(),
+            display_name: "handler".into(),
+            role: Role::Handler {
+                department: "区水务局".into(),
+            },
+            active: true,
+        },
+    ];
+    let owners = ["u1", "u2", "u3", "u4", "office"];
+    let divisions = ["370105001001", "370105001002", "370105001000"];
+    let statuses = [
+        None,
+        Some(Status::Reported),
+        Some(Status::Assigned),
+        Some(Status::Submitted),
+        Some(Status::Closed),
+    ];
+    let facts = |n: usize, round: usize| {
+        let kind = if n.is_multiple_of(3) {
+            DocKind::Issue
+        } else {
+            DocKind::Patrol
+        };
+        let mut meta = doc_meta(&format!("d{n:02}"), kind);
+        meta.owner = owners[(n + round) % owners.len()].into();
+        meta.division = code(divisions[(n / 2 + round) % divisions.len()]);
+        meta.asset = if n.is_multiple_of(4) {
+            "river-1"
+        } else {
+            "river-2"
+        }
+        .into();
+        if kind == DocKind::Issue {
+            meta.status = statuses[(n / 3 + round) % statuses.len()];
+            meta.closed_at_ms = (meta.status == Some(Status::Closed)).then_some(NOW - n as i64);
+            meta.escalated = (n + round).is_multiple_of(5);
+        }
+        meta.assignee = match (n + round) % 4 {
+            0 => Some(Assignee::User(owners[(n + 2) % owners.len()].into())),
+            1 => Some(Assignee::Department("区水务局".into())),
+            _ => None,
+        };
+        meta
+    };
+    let mut received = vec![false; users.len()];
+    for round in 0..4 {
+        // Saved again each round with other owners, assignees and states.
+        for n in 0..30 {
+            let meta = facts(n, round);
+            store
+                .save_document(&meta.id, &meta, b"x", &[])
+                .expect("save");
+        }
+        for (user, received) in users.iter().zip(&mut received) {
+            let keep = |m: &DocMeta| delivered(user, m, NOW);
+            for (after, limit) in [(None, 100), (None, 3), (Some("d07"), 4), (Some("d29"), 5)] {
+                let walked = ids(store.delivered_page(&user.id, after, limit, &keep).unwrap());
+                let full = ids(store.documents_page(after, limit, &keep).unwrap());
+                assert_eq!(walked, full, "{} after {after:?}, round {round}", user.id);
+                *received |= !full.is_empty();
+            }
+        }
+    }
+    assert!(received.iter().all(|r| *r), "every user receives something");
 }
 
 /// The audit log keeps every accepted change in the order received, and of a change that

@@ -105,6 +105,73 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, Pho
     })
 }
 
+/// Decodes a JPEG's every scan, as [`decode`] does, but turns only its brightness into pixels:
+/// the check an upload gets when its picture is not kept. The same decoder (zune-jpeg, which
+/// `image` uses), with the same tolerance, reads the same headers, tables and entropy-coded
+/// data of every component, so whatever the full decode refuses (a cut file, damaged headers
+/// or tables, a scan the decoder cannot follow) is refused here too; the colour planes are not
+/// upsampled nor converted to RGB, which was most of the cost. Returns the width and height.
+/// Colour models other than YCbCr and grey (CMYK, YCCK: no phone writes them) take the full
+/// decode.
+pub(super) fn check_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<(u32, u32), PhotoError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+
+    if !jpeg_reaches_its_end(bytes) {
+        return Err(PhotoError::Corrupt {
+            detail: "the JPEG stops before its end-of-image marker (cut short)".into(),
+        });
+    }
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| PhotoError::Corrupt {
+        detail: e.to_string(),
+    };
+    // The same options as `image`'s decoder, but brightness out; the size is checked below so
+    // the refusal names it.
+    let options = DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::Luma);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions().ok_or_else(|| PhotoError::Corrupt {
+        detail: "the JPEG's header gives no size".into(),
+    })?;
+    let (width, height) = (
+        u32::try_from(width).unwrap_or(u32::MAX),
+        u32::try_from(height).unwrap_or(u32::MAX),
+    );
+    if width > limits.max_width || height > limits.max_height {
+        return Err(PhotoError::TooManyPixels {
+            width,
+            height,
+            max_width: limits.max_width,
+            max_height: limits.max_height,
+        });
+    }
+    let colour = decoder.input_colorspace();
+    let channels: u64 = match colour {
+        Some(ColorSpace::YCbCr) => 3,
+        Some(ColorSpace::Luma) => 1,
+        _ => {
+            let decoded = decode(bytes, limits)?;
+            return Ok(decoded.image.dimensions());
+        }
+    };
+    // The bound the full decode applies to its RGB (or grey) picture, so the same uploads are
+    // refused for their size.
+    let needed = u64::from(width) * u64::from(height) * channels;
+    if needed > limits.max_alloc {
+        return Err(PhotoError::OverAllocation {
+            max_alloc: limits.max_alloc,
+            detail: format!("{width}×{height} px as {channels} channels takes {needed} bytes"),
+        });
+    }
+    decoder.decode().map_err(corrupt)?;
+    Ok((width, height))
+}
+
 /// Whether a JPEG's segments and entropy-coded scans run, in order, to an end-of-image marker.
 /// Bytes after the marker (some phones append their own data to camera files) are allowed here;
 /// the server's upload check refuses them.

@@ -13,7 +13,7 @@
 //!
 //! This module neither stores nor serves anything.
 
-use super::render::{decode, jpeg_end, render};
+use super::render::{check_jpeg, decode, jpeg_end, render, sniff};
 use super::{sha256_hex, DecodeLimits, PhotoError, PhotoFormat};
 
 /// The long side of a dashboard thumbnail, pixels.
@@ -72,13 +72,25 @@ pub fn validate_upload(
         });
     }
     // A full decode, not just the header: a photo cut short in transit decodes no further
-    // than the cut and is refused here rather than shown grey on the dashboard.
-    let decoded = decode(bytes, &limits.decode)?;
-    only_the_picture(bytes, decoded.format)?;
+    // than the cut and is refused here rather than shown grey on the dashboard. A JPEG's
+    // every scan is decoded without making its colour picture, which is not kept
+    // (`check_jpeg`).
+    let (format, width, height) = match sniff(bytes)? {
+        PhotoFormat::Jpeg => {
+            let (width, height) = check_jpeg(bytes, &limits.decode)?;
+            (PhotoFormat::Jpeg, width, height)
+        }
+        _ => {
+            let decoded = decode(bytes, &limits.decode)?;
+            let (width, height) = decoded.image.dimensions();
+            (decoded.format, width, height)
+        }
+    };
+    only_the_picture(bytes, format)?;
     Ok(ImageInfo {
-        format: decoded.format,
-        width: decoded.image.width(),
-        height: decoded.image.height(),
+        format,
+        width,
+        height,
         bytes: size,
     })
 }
@@ -247,6 +259,87 @@ mod tests {
         assert!(matches!(
             refuse(&png_header_only(100_000, 100_000), &UploadLimits::default()),
             PhotoError::TooManyPixels { .. }
+        ));
+    }
+
+    /// The JPEG check that skips the colour picture refuses what the full decode refuses: a
+    /// file cut anywhere, headers and tables damaged byte by byte, scans overwritten, a grey
+    /// picture as well as a colour one. Each damaged file is judged both ways.
+    #[test]
+    fn a_cut_or_damaged_jpeg_is_refused_as_the_full_decode_refuses_it() {
+        let limits = DecodeLimits::default();
+        let colour = jpeg(&textured(320, 240));
+        let mut grey = Vec::new();
+        image::DynamicImage::ImageLuma8(
+            image::DynamicImage::ImageRgb8(textured(96, 64)).into_luma8(),
+        )
+        .write_to(&mut std::io::Cursor::new(&mut grey), ImageFormat::Jpeg)
+        .unwrap();
+        let mut refused = 0;
+        for photo in [&colour, &grey] {
+            assert_eq!(
+                check_jpeg(photo, &limits).unwrap(),
+                decode(photo, &limits).unwrap().image.dimensions()
+            );
+            let mut damaged: Vec<Vec<u8>> = Vec::new();
+            // Cut at every 97th byte: the end marker is gone.
+            damaged.extend(
+                (2..photo.len() - 1)
+                    .step_by(97)
+                    .map(|at| photo[..at].to_vec()),
+            );
+            // Every byte of the headers and tables before the scan, set to each of a few
+            // values; then stretches of the scan overwritten.
+            let scan = photo.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+            for at in 2..scan + 14 {
+                for value in [0x00, 0x01, 0x7F, 0xFF] {
+                    let mut copy = photo.clone();
+                    copy[at] = value;
+                    damaged.push(copy);
+                }
+            }
+            for at in (scan + 14..photo.len() - 40).step_by(53) {
+                let mut copy = photo.clone();
+                copy[at..at + 24].fill(0x00);
+                damaged.push(copy);
+            }
+            for bytes in &damaged {
+                let full = decode(bytes, &limits);
+                let checked = check_jpeg(bytes, &limits);
+                assert_eq!(
+                    checked.is_err(),
+                    full.is_err(),
+                    "the check and the full decode disagree: {:?} against {:?}",
+                    checked.as_ref().err(),
+                    full.as_ref().err().map(ToString::to_string)
+                );
+                if let Err(err) = checked {
+                    refused += 1;
+                    assert!(
+                        !matches!(err, PhotoError::TooLarge { .. } | PhotoError::Render { .. }),
+                        "{err:?}"
+                    );
+                    assert!(
+                        validate_upload(bytes, &sha256_hex(bytes), &UploadLimits::default())
+                            .is_err()
+                    );
+                }
+            }
+        }
+        // Every cut file at least, and damage to the headers, is refused.
+        assert!(refused > 100, "only {refused} damaged files refused");
+        let cut = &colour[..colour.len() - 300];
+        assert!(matches!(
+            validate_upload(cut, &sha256_hex(cut), &UploadLimits::default()),
+            Err(PhotoError::Corrupt { .. })
+        ));
+        // A huge picture's header is refused before anything is decoded.
+        let mut wide = colour.clone();
+        let sof = wide.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        wide[sof + 7..sof + 9].copy_from_slice(&60_000u16.to_be_bytes());
+        assert!(matches!(
+            check_jpeg(&wide, &limits),
+            Err(PhotoError::TooManyPixels { width: 60_000, .. })
         ));
     }
 
