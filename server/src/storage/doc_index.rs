@@ -11,6 +11,10 @@
 //! (the feed head included) reads the index, so a reader that sees position `n` sees every
 //! position below it, as with sled's trees. The facts are the parsed JSON of `doc_meta`, held
 //! once instead of parsed again on every walk.
+//!
+//! The PostgreSQL store keeps one per process too, caught up from the shared feed before it is
+//! read ([`DocIndex::caught_up`]): the saves of every server on the database reach it by their
+//! feed positions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -126,6 +130,27 @@ impl DocIndex {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         index.insert(id.into(), seq, Ok(meta.clone()));
         index.head = index.head.max(seq);
+    }
+
+    /// Folds in what a reader of a shared store found: the latest position of each document
+    /// saved at or below `head`, read after `head` had settled (every save at or below it
+    /// committed). A document already held at a later position keeps it: readers may fold in
+    /// out of order, and a position never moves back. The head moves on to `head`, never back.
+    pub fn caught_up(&self, head: u64, docs: Vec<(String, u64, Result<DocMeta, String>)>) {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for (id, seq, meta) in docs {
+            let id: Arc<str> = id.into();
+            match index.by_id.get(&id) {
+                Some(&held) if held >= seq => continue,
+                Some(&held) => {
+                    index.feed.remove(&held);
+                }
+                None => {}
+            }
+            index.by_id.insert(id.clone(), seq);
+            index.feed.insert(seq, Indexed { id, meta });
+        }
+        index.head = index.head.max(head);
     }
 
     /// Moves the head on to `head` without a document there (a backup marks where it was
@@ -335,5 +360,31 @@ mod tests {
         }
         let damaged = DocIndex::new(1, vec![("p9".into(), 1, Err("bad json".into()))]);
         assert!(damaged.page_for("chief", None, 10, &every).is_err());
+    }
+
+    #[test]
+    fn catching_up_moves_documents_forward_only() {
+        let index = DocIndex::default();
+        let every = |_: &DocMeta| true;
+        let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        index.caught_up(
+            3,
+            vec![
+                ("a".into(), 1, Ok(meta("a"))),
+                ("b".into(), 3, Ok(meta("b"))),
+            ],
+        );
+        assert_eq!(index.head(), 3);
+        // A later reader saw "a" saved again at 5; an earlier one, folding in after it, still
+        // holds "a" at 1 and a head of 3: neither moves anything back.
+        index.caught_up(5, vec![("a".into(), 5, Ok(meta("a")))]);
+        index.caught_up(3, vec![("a".into(), 1, Ok(meta("a")))]);
+        assert_eq!(index.head(), 5);
+        assert_eq!(
+            ids(index.changed_since(0, 5, &every).expect("feed")),
+            ["b", "a"]
+        );
+        assert!(index.changed_since(0, 2, &every).expect("feed").is_empty());
+        assert_eq!(ids(index.page(None, 10, &every).expect("page")), ["a", "b"]);
     }
 }

@@ -65,6 +65,11 @@ impl DerefMut for Client {
 }
 
 impl Transaction<'_> {
+    pub(super) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
+        let statement = self.0.prepare_cached(sql).await?;
+        self.0.query(&statement, params).await
+    }
+
     pub(super) async fn query_opt(
         &self,
         sql: &str,

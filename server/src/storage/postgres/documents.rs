@@ -29,6 +29,7 @@
 //! not contain, and an incremental save is only ever appended to the version it was made from.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use sync_core::authz::DocMeta;
 use sync_core::hub::{
@@ -114,6 +115,92 @@ impl PostgresStore {
             last = Some(id);
         }
         Ok((kept, read, last))
+    }
+}
+
+/// A document's id, feed position and routing facts as the feed reads them: the facts as
+/// JSON text, parsed on the calling thread (or why they did not parse, reported to whoever
+/// walks over them).
+type FeedRow = (String, u64, Result<DocMeta, String>);
+
+fn feed_row(id: String, seq: i64, meta: &str) -> FeedRow {
+    let meta = serde_json::from_str(meta).map_err(|e| e.to_string());
+    (id, position(seq), meta)
+}
+
+impl PostgresStore {
+    /// Brings this process's index of routing facts up to the feed's settled head, and returns
+    /// the head (or a later one another thread caught up to meanwhile). Every save at or
+    /// below the head has committed, so the documents saved past what the index holds are
+    /// read after the head is known, in a statement of their own (its own snapshot): one saved
+    /// by any server before this call began is in it. Rows past the head are left for a later
+    /// catch-up, which reads from the index's head on.
+    ///
+    /// The first catch-up reads every document, in two statements. Later ones read both in one
+    /// round trip: the feed's gate is then held while the few rows since are read.
+    pub(super) fn catch_up(&self) -> Result<u64, HubError> {
+        let held = self.index.head();
+        let first = !self.index_loaded.load(Ordering::Acquire);
+        let (head, rows) = self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            if first {
+                let head: i64 = client
+                    .query_one("SELECT feed_settled()", &[])
+                    .await
+                    .map_err(storage)?
+                    .get(0);
+                let rows = client
+                    .query(
+                        "SELECT id, meta::text, seq FROM documents WHERE seq <= $1",
+                        &[&head],
+                    )
+                    .await
+                    .map_err(storage)?;
+                let rows = rows
+                    .into_iter()
+                    .map(|row| (row.get(0), row.get(2), row.get::<_, String>(1)))
+                    .collect::<Vec<(String, i64, String)>>();
+                return Ok::<_, HubError>((head, rows));
+            }
+            // One implicit transaction of two statements, each with its own snapshot (READ
+            // COMMITTED): the rows are read after the head has settled.
+            let messages = client
+                .simple_query(&format!(
+                    "SELECT feed_settled(); \
+                     SELECT id, meta::text, seq FROM documents WHERE seq > {}",
+                    bound(held)
+                ))
+                .await
+                .map_err(storage)?;
+            let mut head = None;
+            let mut rows = Vec::new();
+            for message in messages {
+                let tokio_postgres::SimpleQueryMessage::Row(row) = message else {
+                    continue;
+                };
+                let number = |at: usize| -> Result<i64, HubError> {
+                    row.get(at)
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| HubError::Storage("the feed: not a position".into()))
+                };
+                if row.len() == 1 {
+                    head = Some(number(0)?);
+                } else {
+                    let text = |at: usize| row.get(at).unwrap_or_default().to_owned();
+                    rows.push((text(0), number(2)?, text(1)));
+                }
+            }
+            let head = head.ok_or_else(|| HubError::Storage("the feed: no head".into()))?;
+            Ok((head, rows))
+        })?;
+        let docs = rows
+            .into_iter()
+            .filter(|(_, seq, _)| *seq <= head)
+            .map(|(id, seq, meta)| feed_row(id, seq, &meta))
+            .collect();
+        self.index.caught_up(position(head), docs);
+        self.index_loaded.store(true, Ordering::Release);
+        Ok(self.index.head())
     }
 }
 
@@ -366,41 +453,44 @@ impl DocumentStore for PostgresStore {
         self.store_version(id, meta, write, read, audit)
     }
 
+    /// The settled head, with this process's index caught up to it.
     fn feed_head(&self) -> Result<u64, HubError> {
-        self.run(async {
-            let client = self.client().await.map_err(hub)?;
-            let row = client
-                .query_one("SELECT feed_settled()", &[])
-                .await
-                .map_err(storage)?;
-            Ok(position(row.get(0)))
-        })
+        self.catch_up()
     }
 
+    /// From the index, caught up first when `upto` is past what it holds.
     fn changed_since(
         &self,
         after: u64,
         upto: u64,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
-        let (after, upto) = (bound(after), bound(upto));
-        self.metas(
-            "SELECT id, meta FROM documents WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-            &[&after, &upto],
-            keep,
-            usize::MAX,
-        )
-        .map(|(kept, _, _)| kept)
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let mut held = self.index.head();
+        if held < upto {
+            held = self.catch_up()?;
+        }
+        let mut metas = self.index.changed_since(after, upto.min(held), keep)?;
+        if held < upto {
+            // Past the settled head (a cursor from a feed that moved on since): read as
+            // stored, as every position there is.
+            let (from, upto) = (bound(after.max(held)), bound(upto));
+            let (rest, _, _) = self.metas(
+                "SELECT id, meta FROM documents WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                &[&from, &upto],
+                keep,
+                usize::MAX,
+            )?;
+            metas.extend(rest);
+        }
+        Ok(metas)
     }
 
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
-        self.metas(
-            "SELECT id, meta FROM documents ORDER BY id",
-            &[],
-            &|_| true,
-            usize::MAX,
-        )
-        .map(|(kept, _, _)| kept)
+        self.catch_up()?;
+        self.index.page(None, usize::MAX, &|_| true)
     }
 
     fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
@@ -414,40 +504,15 @@ impl DocumentStore for PostgresStore {
         })
     }
 
+    /// From the index, caught up first.
     fn documents_page(
         &self,
         after: Option<&str>,
         limit: usize,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
-        // Read in batches of ids until the page is full or the ids run out: `keep` may
-        // refuse most of them.
-        let batch = limit.clamp(1, 1000);
-        let batch_rows = i64::try_from(batch).unwrap_or(1000);
-        let mut page = Vec::new();
-        let mut cursor = after.map(str::to_owned);
-        while page.len() < limit {
-            let (kept, read, last) = match &cursor {
-                Some(after) => self.metas(
-                    "SELECT id, meta FROM documents WHERE id > $1 ORDER BY id LIMIT $2",
-                    &[after, &batch_rows],
-                    keep,
-                    limit - page.len(),
-                )?,
-                None => self.metas(
-                    "SELECT id, meta FROM documents ORDER BY id LIMIT $1",
-                    &[&batch_rows],
-                    keep,
-                    limit - page.len(),
-                )?,
-            };
-            page.extend(kept);
-            if read < batch {
-                break;
-            }
-            cursor = last;
-        }
-        Ok(page)
+        self.catch_up()?;
+        self.index.page(after, limit, keep)
     }
 }
 

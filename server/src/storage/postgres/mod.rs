@@ -15,16 +15,28 @@
 //! default); the hub's document saves and device holdings are visible to every server at
 //! their commit and durable at `durable` (or `flush`), once per request, as with sled (see
 //! `HubStore::durable` in `documents`). Statements are prepared once per connection
-//! (`cached`). Nothing else is cached in the process: what another server wrote is read at
-//! once.
+//! (`cached`).
+//!
+//! Each process keeps two caches, and neither ever answers with less than the database held
+//! when the call began, whichever server wrote it:
+//!
+//! - the routing facts of every document, by id and by feed position (`DocIndex`, as the sled
+//!   store keeps them), caught up from the shared feed before each read: the documents saved
+//!   past the position the process holds, up to the feed's settled head (`documents`);
+//! - the lists of users, divisions and assets, each kept with the version of its table it was
+//!   read at; every write to the table moves the version on in its own transaction (a trigger),
+//!   and a list is handed out only after a read of the version finds it unchanged
+//!   (`reference`).
 
 mod cached;
 mod documents;
 mod facts;
+mod reference;
 mod schema;
 mod shared;
 
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -35,6 +47,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
+use super::doc_index::DocIndex;
 use super::{AdminBatch, DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
 
 /// Connections the store opens at most to the database.
@@ -49,6 +62,12 @@ pub struct PostgresStore {
     saves: SaveGate,
     /// Names this opened store among others in the process (`chunks::store_number`).
     number: u64,
+    /// The routing facts of every document, up to the feed position caught up to.
+    index: DocIndex,
+    /// Whether the index was read in full once.
+    index_loaded: AtomicBool,
+    /// Users, divisions and assets as last read, with their tables' versions.
+    reference: reference::Cache,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -149,6 +168,9 @@ impl PostgresStore {
             pool,
             saves: SaveGate::default(),
             number: super::chunks::store_number(),
+            index: DocIndex::default(),
+            index_loaded: AtomicBool::new(false),
+            reference: reference::Cache::default(),
         };
         store.run(async {
             let mut client = store.client().await?;
@@ -341,7 +363,7 @@ impl Store for PostgresStore {
     }
 
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.run(self.list_json("SELECT id, record FROM users ORDER BY id"))
+        self.reference_list::<UserRecord>()
     }
 
     fn start_session(
@@ -561,7 +583,7 @@ impl Store for PostgresStore {
     }
 
     fn list_divisions(&self) -> Result<Vec<Division>, StoreError> {
-        self.run(self.list_json("SELECT code, record FROM divisions ORDER BY code"))
+        self.reference_list::<Division>()
     }
 
     fn put_asset(&self, asset: &Asset) -> Result<(), StoreError> {
@@ -581,7 +603,7 @@ impl Store for PostgresStore {
     }
 
     fn list_assets(&self) -> Result<Vec<Asset>, StoreError> {
-        self.run(self.list_json("SELECT id, record FROM assets ORDER BY id"))
+        self.reference_list::<Asset>()
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -640,6 +662,9 @@ impl Store for PostgresStore {
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(backend)?;
+            tx.query(reference::LOCK_VERSIONS, &[])
+                .await
+                .map_err(backend)?;
             for (record, value) in &new_users {
                 tx.execute(
                     INSERT_USER,

@@ -196,6 +196,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE SEQUENCE durable_mark AS bigint;
     "#,
+    // 6: the version of each table of reference data, so each server keeps the lists and knows
+    // with one read whether they changed (`reference`).
+    r#"
+    CREATE TABLE reference_versions (
+        name text COLLATE "C" PRIMARY KEY,
+        version bigint NOT NULL
+    );
+    INSERT INTO reference_versions (name, version)
+        VALUES ('users', 1), ('divisions', 1), ('assets', 1);
+    -- Moves the written table's version on, in the writing transaction, before its rows are
+    -- touched: the new version is seen exactly when the write is.
+    CREATE FUNCTION reference_written() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE reference_versions SET version = version + 1 WHERE name = TG_TABLE_NAME;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER users_written BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION reference_written();
+    CREATE TRIGGER divisions_written BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON divisions
+        FOR EACH STATEMENT EXECUTE FUNCTION reference_written();
+    CREATE TRIGGER assets_written BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON assets
+        FOR EACH STATEMENT EXECUTE FUNCTION reference_written();
+    "#,
 ];
 
 /// Applies every migration not yet applied; returns the schema version now in force.

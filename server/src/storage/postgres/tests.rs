@@ -593,3 +593,116 @@ fn the_durability_barrier_flushes_the_log_past_every_earlier_save() {
         );
     }
 }
+
+/// Two servers on one database, each with its routing facts and reference lists kept in the
+/// process: after both have read (so every cache is filled), what one saves or writes, the
+/// other reads at its very next call, by every way of reading it, with no sync in between.
+#[test]
+fn each_server_reads_the_others_writes_through_its_caches_at_once() {
+    use sync_core::model::{Asset, Division, DivisionCode, Geometry, System, User};
+
+    let h = pg_harness!();
+    let (a, b) = (h.store(), h.store());
+    let every = |_: &sync_core::authz::DocMeta| true;
+    assert_eq!(save(&a, "p1", b"one"), 1);
+    let division = |c: &str, name: &str| Division {
+        code: DivisionCode::new(c).expect("code"),
+        name: name.into(),
+        parent: None,
+    };
+    let river = |name: &str| Asset {
+        id: "river-1".into(),
+        system: System::River,
+        name: name.into(),
+        division: DivisionCode::new("370105014201").expect("code"),
+        geometry: Geometry::LineString(vec![[116.95, 36.70], [116.96, 36.71]]),
+    };
+    let chief = |name: &str| crate::storage::UserRecord {
+        user: User {
+            id: "u-chief".into(),
+            username: "chief".into(),
+            display_name: name.into(),
+            role: sync_core::model::Role::Admin,
+            active: true,
+        },
+        password_hash: None,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    a.put_division(&division("370105014201", "小寨村")).unwrap();
+    a.put_asset(&river("小清河")).unwrap();
+    a.create_user(&chief("张河长")).unwrap();
+
+    // Both read everything once.
+    for server in [&a, &b] {
+        assert_eq!(server.feed_head().unwrap(), 1);
+        assert_eq!(ids(server.all_documents().unwrap()), ["p1"]);
+        assert_eq!(
+            ids(server.documents_page(None, 10, &every).unwrap()),
+            ["p1"]
+        );
+        assert_eq!(server.list_assets().unwrap(), [river("小清河")]);
+        assert_eq!(server.list_divisions().unwrap().len(), 1);
+        assert_eq!(server.list_users().unwrap(), [chief("张河长")]);
+    }
+
+    // Server a saves a new document and moves p1 to another owner.
+    assert_eq!(save(&a, "p2", b"two"), 2);
+    let mut moved = doc_meta("p1", DocKind::Issue);
+    moved.owner = "someone else".into();
+    assert_eq!(
+        a.save_document("p1", &moved, b"one, moved", &[]).unwrap(),
+        3
+    );
+    // Server b, asked for the feed up to a's head without reading its own head first.
+    let feed = b.changed_since(1, 3, &every).unwrap();
+    assert_eq!(ids(feed.clone()), ["p2", "p1"]);
+    assert_eq!(
+        feed[1], moved,
+        "the facts as last saved, by the other server"
+    );
+    assert_eq!(b.feed_head().unwrap(), 3);
+    // Every listing, each right after a save on a.
+    assert_eq!(save(&a, "p3", b"three"), 4);
+    let all = b.all_documents().unwrap();
+    assert_eq!(ids(all.clone()), ["p1", "p2", "p3"]);
+    assert_eq!(all[0], moved);
+    assert_eq!(save(&a, "p4", b"four"), 5);
+    assert_eq!(
+        ids(b.documents_page(Some("p3"), 10, &every).unwrap()),
+        ["p4"]
+    );
+    // And the other way round.
+    assert_eq!(save(&b, "p5", b"five"), 6);
+    assert_eq!(ids(a.changed_since(5, 6, &every).unwrap()), ["p5"]);
+    assert_eq!(a.feed_head().unwrap(), 6);
+
+    // Reference data written on a is read on b at once: one write, then an administrative
+    // batch of several tables.
+    a.put_asset(&river("小清河（改）")).unwrap();
+    assert_eq!(b.list_assets().unwrap(), [river("小清河（改）")]);
+    a.apply_admin_batch(&crate::storage::AdminBatch {
+        divisions: vec![division("370105014000", "桑梓店街道")],
+        changed_users: vec![chief("李河长")],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(b.list_divisions().unwrap().len(), 2);
+    assert_eq!(b.list_users().unwrap(), [chief("李河长")]);
+    // A batch refused (a username taken) changes nothing, on either server.
+    let mut taken = chief("王河长");
+    taken.user.id = "u-other".into();
+    assert!(a
+        .apply_admin_batch(&crate::storage::AdminBatch {
+            assets: vec![river("不该存下")],
+            new_users: vec![taken],
+            ..Default::default()
+        })
+        .is_err());
+    assert_eq!(b.list_assets().unwrap(), [river("小清河（改）")]);
+    assert_eq!(a.list_users().unwrap(), [chief("李河长")]);
+    // A write made outside any server (an operator's statement) is seen too.
+    let operator = h.session();
+    operator.execute("DELETE FROM assets");
+    assert!(b.list_assets().unwrap().is_empty());
+}
