@@ -4,8 +4,9 @@
 //! [`Store`] is synchronous and may block: handlers call it inside `web::block`. Every mutating
 //! call is durable when it returns `Ok` (the sled backend flushes before returning), so a
 //! handler that acknowledges a write after the call never acknowledges something a crash could
-//! lose. Atomic read-modify-write steps that auth relies on (binding a device, consuming a
-//! refresh token) are single trait methods rather than get-then-put sequences in handlers.
+//! lose. Atomic read-modify-write steps that auth relies on (binding a device, consuming or
+//! exchanging a refresh token) are single trait methods rather than get-then-put sequences in
+//! handlers, so they hold however many servers share the store.
 //!
 //! This module holds record types and the trait only; it does not decide who may read what.
 //! Every backend must pass two conformance suites, both run for sled in `sled_store`: this

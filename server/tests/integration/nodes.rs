@@ -3,7 +3,8 @@
 //! the requests are spread. A refresh token is exchanged once (a phone's retries through both
 //! servers at the same moment all get the one successor, and a copy replayed through the other
 //! server signs the device out); administrative imports are applied one at a time across the
-//! servers (no change is audited from a state another import had already replaced); a
+//! servers (no change is audited from a state another import had already replaced) and a
+//! one-time setup code is used once; a
 //! resident's challenge, ticket, photo and report may each reach a different server, a ticket
 //! is spent once, and the per-network and per-place counts are the same on both. Separate
 //! processes, so nothing one server keeps in memory can reach the other. Without
@@ -352,6 +353,42 @@ async fn imports_through_two_servers_are_applied_one_after_the_other() {
         changes.len(),
         "two changes started from the same name: {changes:?}"
     );
+
+    // A one-time setup code used at the same moment through both servers, with two
+    // passwords: one use is taken, and only its password signs in.
+    let chief_id = a.login(CHIEF, "old-phone").await["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, issued) = b
+        .send(
+            "POST",
+            &format!("/admin/users/{chief_id}/setup-code"),
+            Some(&admin_b),
+            &[],
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{issued}");
+    let code = issued["code"].as_str().unwrap();
+    let setup = |password: &str, device: &str| json!({"username": CHIEF, "code": code, "password": password, "device_id": device});
+    let (one, two) = (
+        a.spawn_json("POST", "/auth/setup", setup("first-new-pass", "phone-a")),
+        b.spawn_json("POST", "/auth/setup", setup("second-new-pass", "phone-b")),
+    );
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+    let mut statuses = [one.0, two.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401], "{} {}", one.1, two.1);
+    let (taken, refused) = if one.0 == 200 {
+        ("first-new-pass", "second-new-pass")
+    } else {
+        ("second-new-pass", "first-new-pass")
+    };
+    let sign_in =
+        |password: &str| json!({"username": CHIEF, "password": password, "device_id": "phone-c"});
+    assert_eq!(b.json("POST", "/auth/login", sign_in(refused)).await.0, 401);
+    assert_eq!(a.json("POST", "/auth/login", sign_in(taken)).await.0, 200);
     drop((a, b));
     drop(db);
 }
