@@ -31,12 +31,12 @@ pub fn posts(store: &dyn Store) -> Result<std::collections::HashMap<String, Stri
         .collect())
 }
 
-/// One administrative change at a time: an import's plan is checked and applied against the
-/// same records, with no other change in between.
-pub static ADMIN_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The lock every administrative change holds ([`admin_writes`]).
+pub const ADMIN_WRITES: &str = "administrative writes";
 
-pub fn admin_writes() -> std::sync::MutexGuard<'static, ()> {
-    ADMIN_WRITES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// One administrative change at a time, on every server of the store: an import's plan is
+/// checked and applied against the same records, with no other change in between, and a
+/// one-time setup code is spent once. Waits while another change holds it.
+pub fn admin_writes(store: &dyn Store) -> Result<crate::storage::Hold<'_>, ApiError> {
+    Ok(store.hold(ADMIN_WRITES)?)
 }

@@ -258,7 +258,7 @@ pub async fn roster_import(
     let bytes = read_body(payload).await?;
     let report = web::block(move || {
         let rows = roster_rows(&bytes)?;
-        let _writes = admin_writes();
+        let _writes = admin_writes(state.store.as_ref())?;
         let store = state.store.as_ref();
         let (divisions, assets) = (store.list_divisions()?, store.list_assets()?);
         let records = store.list_users()?;
@@ -461,7 +461,7 @@ pub async fn assets_import(
             })?
         };
         let patrols = patrol_positions(&state)?;
-        let _writes = admin_writes();
+        let _writes = admin_writes(state.store.as_ref())?;
         let store = state.store.as_ref();
         let (divisions, assets) = (store.list_divisions()?, store.list_assets()?);
         let places = Places::new(&divisions, &assets);
@@ -528,7 +528,7 @@ pub async fn divisions_import(
                 (i + 1, cell(0), cell(1))
             })
             .collect();
-        let _writes = admin_writes();
+        let _writes = admin_writes(state.store.as_ref())?;
         let store = state.store.as_ref();
         let existing = store.list_divisions()?;
         let plan = plan_divisions(&rows, &existing);

@@ -74,7 +74,7 @@ pub async fn set_post(
     caller.require_admin()?;
     let (id, post) = (id.into_inner(), body.into_inner().post.trim().to_owned());
     web::block(move || {
-        let _writes = admin_writes();
+        let _writes = admin_writes(state.store.as_ref())?;
         let store = state.store.as_ref();
         let record = store
             .get_user(&id)?
@@ -117,7 +117,7 @@ pub async fn new_setup_code(
     caller.require_admin()?;
     let id = id.into_inner();
     let view = web::block(move || {
-        let _writes = admin_writes();
+        let _writes = admin_writes(state.store.as_ref())?;
         let store = state.store.as_ref();
         let record = store
             .get_user(&id)?

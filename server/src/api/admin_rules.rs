@@ -59,7 +59,7 @@ pub async fn put_rules(
     caller.require_admin()?;
     let body = body.into_inner();
     let stored = web::block(move || {
-        let _writes = admin_writes();
+        let _writes = admin_writes(state.store.as_ref())?;
         let store = state.store.as_ref();
         let known: HashSet<_> = store
             .list_divisions()?
@@ -132,7 +132,7 @@ pub async fn put_categories(
     caller.require_admin()?;
     let after = body.into_inner();
     let stored = web::block(move || {
-        let _writes = admin_writes();
+        let _writes = admin_writes(state.store.as_ref())?;
         let store = state.store.as_ref();
         let in_use: HashSet<String> = {
             let (kept, _) = state.derived.current(store)?;

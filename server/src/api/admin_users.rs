@@ -243,7 +243,7 @@ async fn apply_update(
     }
     let store = state.store.clone();
     let record = web::block(move || {
-        let _writes = admin_writes();
+        let _writes = admin_writes(store.as_ref())?;
         let mut record = load(store.as_ref(), &id)?;
         let before = record.user.clone();
         if let Some(name) = change.display_name {

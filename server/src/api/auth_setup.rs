@@ -109,7 +109,7 @@ pub async fn setup_password(
         let now = now_ms();
         {
             // Spent and stored under the admin lock, so two uses of one code cannot both pass.
-            let _writes = admin_writes();
+            let _writes = admin_writes(state.store.as_ref())?;
             let mut stored =
                 setup::load(state.store.as_ref(), &record.user.id)?.ok_or_else(invalid)?;
             if stored.used_at_ms.is_some() || now >= stored.expires_at_ms {

@@ -10,11 +10,12 @@
 //! successor_refresh_token`), so an exchange retried shortly after — the phone's answer was
 //! lost, or it sent the same token twice at once — answers the very same successor, and a
 //! token never has two. Presenting a used token whose successor was used already means it was
-//! copied, so the whole device session is revoked. Exchanges run one at a time, so two copies
-//! of a token arriving together are decided one after the other.
+//! copied, so the whole device session is revoked. The store decides an exchange in one step
+//! with the token's and its successor's records locked (`Store::exchange_refresh_token`), so
+//! two copies of a token arriving together, at one server or at two on the same database, are
+//! decided one after the other.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use actix_web::web;
 use sync_core::model::User;
@@ -24,7 +25,7 @@ use super::rate_limit::Attempt;
 use super::refresh::{hash_refresh_token, new_actor_id, new_refresh_token};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::storage::{DeviceRecord, RefreshRecord, RefreshUse};
+use crate::storage::{DeviceRecord, Exchanged, RefreshExchange, RefreshRecord, RefreshUse};
 
 /// Longest accepted device id; device ids are chosen by the app (e.g. a UUID).
 const MAX_DEVICE_ID_CHARS: usize = 128;
@@ -203,62 +204,25 @@ pub(crate) async fn record_attempt(
 /// token again and must not be signed out for it.
 pub const REFRESH_RETRY_MS: i64 = 60_000;
 
-/// Refresh exchanges, one at a time (see the module). One store per process.
-static EXCHANGES: Mutex<()> = Mutex::new(());
-
-/// Whether presenting the spent `record` again is the same phone retrying: within
-/// [`REFRESH_RETRY_MS`] of its exchange, and its successor (`successor_hash`) was never used.
-fn is_retry(
-    state: &AppState,
-    record: &RefreshRecord,
-    successor_hash: &str,
-    now_ms: i64,
-) -> Result<bool, ApiError> {
-    let Some(used_at) = record.used_at_ms else {
-        return Ok(false);
-    };
-    if now_ms.saturating_sub(used_at) > REFRESH_RETRY_MS {
-        return Ok(false);
-    }
-    if record
-        .replaced_by
-        .as_deref()
-        .is_some_and(|stored| stored != successor_hash)
-    {
-        // Exchanged under another signing key; that successor cannot be given again.
-        return Ok(false);
-    }
-    Ok(
-        match state.store.consume_refresh_token(successor_hash, now_ms)? {
-            // Unused: put back as it was, and given again below.
-            RefreshUse::Fresh(unused) => {
-                state.store.put_refresh_token(&unused)?;
-                true
-            }
-            // Spent, but the answer was never stored: the server stopped in between.
-            RefreshUse::Unknown => true,
-            RefreshUse::Reused(_) => false,
-        },
-    )
-}
-
 /// Exchanges a refresh token for a new pair; reuse of a spent token revokes the device, except
 /// a retry shortly after the exchange, which gets the same successor again.
 pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant, ApiError> {
-    let _one_at_a_time = EXCHANGES.lock().unwrap_or_else(|e| e.into_inner());
     let spent = |message: &str| ApiError::unauthorized(ErrorCode::InvalidRefreshToken, message);
     let successor = state.tokens.successor_refresh_token(token)?;
     let successor_hash = hash_refresh_token(&successor);
-    let record = match state
-        .store
-        .consume_refresh_token(&hash_refresh_token(token), now_ms)?
-    {
-        RefreshUse::Unknown => return Err(spent("unknown refresh token")),
-        RefreshUse::Reused(record) if is_retry(state, &record, &successor_hash, now_ms)? => {
-            tracing::info!(user = %record.user_id, device = %record.device_id, "refresh retried");
-            record
-        }
-        RefreshUse::Reused(record) => {
+    let refresh_ttl_ms =
+        i64::try_from(state.refresh_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let exchange = RefreshExchange {
+        token_hash: &hash_refresh_token(token),
+        successor_hash: &successor_hash,
+        successor_expires_ms: now_ms.saturating_add(refresh_ttl_ms),
+        retry_ms: REFRESH_RETRY_MS,
+        now_ms,
+    };
+    let record = match state.store.exchange_refresh_token(&exchange)? {
+        Exchanged::Unknown => return Err(spent("unknown refresh token")),
+        Exchanged::Expired(_) => return Err(spent("refresh token expired")),
+        Exchanged::Reused(record) => {
             state
                 .store
                 .revoke_device(&record.user_id, &record.device_id, now_ms)?;
@@ -268,11 +232,13 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
                 "refresh token already used; this device has been signed out",
             ));
         }
-        RefreshUse::Fresh(record) => record,
+        Exchanged::Granted(record) => {
+            if record.used_at_ms.is_some() {
+                tracing::info!(user = %record.user_id, device = %record.device_id, "refresh retried");
+            }
+            record
+        }
     };
-    if record.expires_at_ms <= now_ms {
-        return Err(spent("refresh token expired"));
-    }
     let device = state
         .store
         .get_device(&record.user_id, &record.device_id)?
@@ -285,19 +251,12 @@ pub fn refresh(state: &AppState, token: &str, now_ms: i64) -> Result<TokenGrant,
         .get_user(&record.user_id)?
         .filter(|u| u.user.active)
         .ok_or_else(|| ApiError::unauthorized(ErrorCode::UserInactive, "account is not active"))?;
-    let granted = grant(state, user.user, &device, now_ms, successor)?;
-    // The spent token remembers its successor, so a retry can tell whether that was used.
-    state.store.put_refresh_token(&RefreshRecord {
-        used_at_ms: Some(record.used_at_ms.unwrap_or(now_ms)),
-        replaced_by: Some(successor_hash),
-        ..record
-    })?;
-    Ok(granted)
+    // The successor is stored already, by the exchange.
+    tokens(state, user.user, &device, now_ms, successor)
 }
 
 /// Ends the device session `token` belongs to, if it is still that session's (signing out).
 pub fn logout(state: &AppState, token: &str, now_ms: i64) -> Result<(), ApiError> {
-    let _one_at_a_time = EXCHANGES.lock().unwrap_or_else(|e| e.into_inner());
     let record = match state
         .store
         .consume_refresh_token(&hash_refresh_token(token), now_ms)?
@@ -318,6 +277,7 @@ pub fn logout(state: &AppState, token: &str, now_ms: i64) -> Result<(), ApiError
     Ok(())
 }
 
+/// Stores `refresh_token` for the device session and grants it with a new access token.
 fn grant(
     state: &AppState,
     user: User,
@@ -325,10 +285,6 @@ fn grant(
     now_ms: i64,
     refresh_token: String,
 ) -> Result<TokenGrant, ApiError> {
-    let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
-    let access_token = state
-        .tokens
-        .issue(&user.id, &device.device_id, device.session, now_secs)?;
     let refresh_ttl_ms =
         i64::try_from(state.refresh_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     state.store.put_refresh_token(&RefreshRecord {
@@ -340,6 +296,21 @@ fn grant(
         used_at_ms: None,
         replaced_by: None,
     })?;
+    tokens(state, user, device, now_ms, refresh_token)
+}
+
+/// A new access token beside `refresh_token`, which is stored already.
+fn tokens(
+    state: &AppState,
+    user: User,
+    device: &DeviceRecord,
+    now_ms: i64,
+    refresh_token: String,
+) -> Result<TokenGrant, ApiError> {
+    let now_secs = u64::try_from(now_ms / 1000).unwrap_or(0);
+    let access_token = state
+        .tokens
+        .issue(&user.id, &device.device_id, device.session, now_secs)?;
     Ok(TokenGrant {
         access_token,
         token_type: "Bearer".into(),

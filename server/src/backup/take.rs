@@ -135,7 +135,7 @@ fn take_into(
     let created_at_ms = crate::state::now_ms();
     let mut tables = Vec::new();
     let (feed_head, held_ms) = {
-        let saves = store.hold_saves();
+        let saves = store.hold_saves()?;
         let held = Instant::now();
         let feed_head = store.feed_head()?;
         let mut current: Option<TableWriter> = None;

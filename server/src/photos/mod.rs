@@ -74,7 +74,7 @@ impl Default for PhotoSettings {
 /// the log and removes nothing until the document reads again.
 ///
 /// A photo found unreferenced is asked about again, and removed, with document saves held back
-/// (`Store::hold_saves`) and under its blob's lock: a record saved before that moment is in the
+/// on every server (`Store::hold_saves`) and under its blob's lock: a record saved before that moment is in the
 /// index when it is asked, so a week-old photo a record has just named stays; one saved after
 /// it names a photo already gone, and the record shows it as not received, as for any photo
 /// that has not arrived. Asking first without holding saves keeps that wait to the few photos
@@ -98,7 +98,9 @@ pub fn collect_unreferenced(state: &AppState, now_ms: i64) -> Result<usize, Blob
         if state.photo_index.referenced(store, sha256).map_err(hub)? {
             return Ok(false);
         }
-        let _saves = store.hold_saves();
+        let _saves = store
+            .hold_saves()
+            .map_err(|err| BlobError::Io(std::io::Error::other(err.to_string())))?;
         if state.photo_index.referenced(store, sha256).map_err(hub)? {
             return Ok(false);
         }

@@ -45,6 +45,23 @@ pub(crate) fn rate_limited(code: ErrorCode, message: &str, retry_after_secs: u64
     }
 }
 
+/// Counts one event for `key` against `limit` an hour, on every server of the store together;
+/// 429 with `code` and `message` past it.
+pub(crate) async fn count(
+    state: &web::Data<AppState>,
+    key: String,
+    limit: usize,
+    code: ErrorCode,
+    message: &str,
+) -> Result<(), ApiError> {
+    let store = state.store.clone();
+    let now = now_ms();
+    match web::block(move || super::limits::take(store.as_ref(), &key, limit, now)).await?? {
+        Ok(()) => Ok(()),
+        Err(wait) => Err(rate_limited(code, message, wait)),
+    }
+}
+
 /// The server's own address as the caller reached it, for links printed on boards.
 pub(crate) fn base_url(req: &HttpRequest) -> String {
     let info = req.connection_info();
@@ -181,19 +198,17 @@ pub async fn get_challenge(
     client: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
     let limits = state.public.limits();
-    let now = now_ms();
-    if let Err(wait) = state.public.counters.take(
-        &format!("challenge:{}", client.counted_as()),
+    count(
+        &state,
+        format!("challenge:{}", client.counted_as()),
         limits.challenges_per_address,
-        now,
-    ) {
-        return Err(rate_limited(
-            ErrorCode::RateLimitedAddress,
-            "too many reports from this network",
-            wait,
-        ));
-    }
-    let challenge = state.public.pow.issue(limits.pow_bits, now);
+        ErrorCode::RateLimitedAddress,
+        "too many reports from this network",
+    )
+    .await?;
+    let store = state.store.clone();
+    let bits = limits.pow_bits;
+    let challenge = web::block(move || super::pow::issue(store.as_ref(), bits, now_ms())).await??;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Challenge {
@@ -257,18 +272,14 @@ pub async fn get_signboard(
         Some(_) => return Err(ApiError::BadRequest("format is svg or pdf".into())),
     };
     if pdf {
-        let limit = state.public.limits().signboard_pdfs_per_address;
-        if let Err(wait) = state.public.counters.take(
-            &format!("signboard-pdf:{}", client.counted_as()),
-            limit,
-            now_ms(),
-        ) {
-            return Err(rate_limited(
-                ErrorCode::RateLimitedAddress,
-                "too many signboard PDFs from this network",
-                wait,
-            ));
-        }
+        count(
+            &state,
+            format!("signboard-pdf:{}", client.counted_as()),
+            state.public.limits().signboard_pdfs_per_address,
+            ErrorCode::RateLimitedAddress,
+            "too many signboard PDFs from this network",
+        )
+        .await?;
     }
     let base = base_url(&req);
     let out = web::block(

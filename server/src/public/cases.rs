@@ -3,8 +3,6 @@
 //! outcome. Kept in the store's meta records, never in a document (documents reach phones) and
 //! never in an export.
 
-use std::sync::Mutex;
-
 use serde::{Deserialize, Serialize};
 use sync_core::authz::DocMeta;
 use sync_core::doc::{IssueDoc, NewIssue, Record};
@@ -24,8 +22,12 @@ const DAY_MS: i64 = 86_400_000;
 
 const CASE: &str = "public.case.";
 const BY_ISSUE: &str = "public.issue.";
-const INDEX: &str = "public.cases";
 const PHONE: &str = "public.supervision_phone.";
+
+/// The lock every change of a stored case is made under, on every server of the store (a
+/// resident's answer, an expired phone number erased): a case read, changed and stored again
+/// never loses what another server stored in between.
+pub const CASE_WRITES: &str = "public cases";
 
 /// What the person said once the issue was finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -57,9 +59,6 @@ impl Case {
     }
 }
 
-/// Serializes writes of the case index (one list of codes).
-static INDEX_LOCK: Mutex<()> = Mutex::new(());
-
 fn corrupt(key: &str, e: impl ToString) -> StoreError {
     StoreError::Corrupt {
         key: key.to_string(),
@@ -77,36 +76,51 @@ pub fn new_code() -> String {
         .collect()
 }
 
+/// Stores a case (a new one, or one changed under [`CASE_WRITES`]).
 pub fn put_case(store: &dyn Store, case: &Case) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(case).map_err(|e| corrupt(&case.code, e))?;
     store.put_meta(&format!("{CASE}{}", case.code), &bytes)?;
-    store.put_meta(&format!("{BY_ISSUE}{}", case.issue), case.code.as_bytes())?;
-    let _guard = INDEX_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let mut codes = codes(store)?;
-    if !codes.contains(&case.code) {
-        codes.push(case.code.clone());
-        let bytes = serde_json::to_vec(&codes).map_err(|e| corrupt(INDEX, e))?;
-        store.put_meta(INDEX, &bytes)?;
-    }
-    Ok(())
+    store.put_meta(&format!("{BY_ISSUE}{}", case.issue), case.code.as_bytes())
 }
 
-fn codes(store: &dyn Store) -> Result<Vec<String>, StoreError> {
-    match store.get_meta(INDEX)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(INDEX, e)),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// The case of a tracking code, with an expired phone number erased first.
-pub fn case(store: &dyn Store, code: &str, now_ms: i64) -> Result<Option<Case>, StoreError> {
+fn read(store: &dyn Store, code: &str) -> Result<Option<Case>, StoreError> {
     let key = format!("{CASE}{code}");
-    let Some(bytes) = store.get_meta(&key)? else {
+    match store.get_meta(&key)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(&key, e)),
+        None => Ok(None),
+    }
+}
+
+/// Erases the phone number if its period is over; whether it did.
+fn erase_expired(case: &mut Case, now_ms: i64) -> bool {
+    let expired = case.phone.is_some() && now_ms >= case.phone_until_ms();
+    if expired {
+        case.phone = None;
+    }
+    expired
+}
+
+/// The case of a tracking code, with an expired phone number erased first (in the store too,
+/// under [`CASE_WRITES`]).
+pub fn case(store: &dyn Store, code: &str, now_ms: i64) -> Result<Option<Case>, StoreError> {
+    let Some(mut case) = read(store, code)? else {
         return Ok(None);
     };
-    let mut case: Case = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
-    if case.phone.is_some() && now_ms >= case.phone_until_ms() {
-        case.phone = None;
+    if erase_expired(&mut case, now_ms) {
+        let _writes = store.hold(CASE_WRITES)?;
+        return case_held(store, code, now_ms);
+    }
+    Ok(Some(case))
+}
+
+/// [`case`] for a caller that holds [`CASE_WRITES`] already.
+pub fn case_held(store: &dyn Store, code: &str, now_ms: i64) -> Result<Option<Case>, StoreError> {
+    let Some(mut case) = read(store, code)? else {
+        return Ok(None);
+    };
+    if erase_expired(&mut case, now_ms) {
         put_case(store, &case)?;
     }
     Ok(Some(case))
@@ -123,20 +137,25 @@ pub fn case_of_issue(
     }
 }
 
+/// Every case as stored, by code.
+fn stored_cases(store: &dyn Store) -> Result<Vec<Case>, StoreError> {
+    store
+        .list_meta(CASE)?
+        .into_iter()
+        .map(|(key, bytes)| serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e)))
+        .collect()
+}
+
 /// Erases every phone number kept past its period, whether or not anyone reads its case again;
 /// returns how many. The timer job runs it with the other clean-ups.
 pub fn erase_expired_phones(store: &dyn Store, now_ms: i64) -> Result<usize, StoreError> {
     let mut erased = 0;
-    for code in codes(store)? {
-        let key = format!("{CASE}{code}");
-        let Some(bytes) = store.get_meta(&key)? else {
-            continue;
-        };
-        let mut case: Case = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
-        if case.phone.is_some() && now_ms >= case.phone_until_ms() {
-            case.phone = None;
-            put_case(store, &case)?;
-            erased += 1;
+    for mut case in stored_cases(store)? {
+        if erase_expired(&mut case, now_ms) {
+            let _writes = store.hold(CASE_WRITES)?;
+            if case_held(store, &case.code, now_ms)?.is_some() {
+                erased += 1;
+            }
         }
     }
     Ok(erased)
@@ -145,8 +164,13 @@ pub fn erase_expired_phones(store: &dyn Store, now_ms: i64) -> Result<usize, Sto
 /// Every case, phone numbers past their period erased on the way.
 pub fn all_cases(store: &dyn Store, now_ms: i64) -> Result<Vec<Case>, StoreError> {
     let mut out = Vec::new();
-    for code in codes(store)? {
-        if let Some(case) = case(store, &code, now_ms)? {
+    for mut case in stored_cases(store)? {
+        if erase_expired(&mut case, now_ms) {
+            let _writes = store.hold(CASE_WRITES)?;
+            if let Some(case) = case_held(store, &case.code, now_ms)? {
+                out.push(case);
+            }
+        } else {
             out.push(case);
         }
     }

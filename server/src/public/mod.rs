@@ -12,7 +12,9 @@
 //!
 //! Abuse: the page has no account, so every write needs a ticket bought with a small proof of
 //! work ([`pow`]) and is counted per client address and per asset ([`limits`]); photos go
-//! through the same verification as phone uploads; every field has a size limit.
+//! through the same verification as phone uploads; every field has a size limit. Challenges,
+//! tickets and counts are shared by every server on one database, so each step of a report may
+//! reach a different server.
 
 pub mod api;
 pub mod cases;
@@ -29,14 +31,12 @@ pub use limits::PublicLimits;
 
 use std::sync::Mutex;
 
-/// The public channel's state in memory: proof-of-work challenges, tickets and the counters of
-/// the rate limits. Cases are in the store ([`cases`]).
+/// The public channel's limits in force. Proof-of-work challenges, tickets and the counts of
+/// the rate limits are kept where every server of the store reads them (`storage::Shared`:
+/// [`pow`], [`limits`]); cases are in the store ([`cases`]).
 #[derive(Debug, Default)]
 pub struct PublicState {
     pub limits: Mutex<PublicLimits>,
-    pub pow: pow::Challenges,
-    pub tickets: limits::Tickets,
-    pub counters: limits::Counters,
 }
 
 impl PublicState {

@@ -12,6 +12,7 @@ use sync_core::public::{self as rules, IssueSource};
 use utoipa::ToSchema;
 
 use super::cases::{self, Case};
+use super::limits as tickets;
 use super::pow::PowError;
 use crate::api::sync::read_body;
 use crate::auth::ClientIp;
@@ -68,7 +69,12 @@ pub async fn post_ticket(
         ));
     };
     let now = now_ms();
-    if let Err(err) = state.public.pow.redeem(challenge, nonce, now) {
+    let redeemed = {
+        let (store, challenge, nonce) =
+            (state.store.clone(), challenge.to_owned(), nonce.to_owned());
+        web::block(move || super::pow::redeem(store.as_ref(), &challenge, &nonce, now)).await??
+    };
+    if let Err(err) = redeemed {
         let message = match err {
             PowError::UnknownChallenge => "the challenge is unknown, used or expired".to_string(),
             PowError::NotEnoughWork { bits } => {
@@ -82,27 +88,22 @@ pub async fn post_ticket(
         ));
     }
     let limits = state.public.limits();
-    if let Err(wait) = state.public.counters.take(
-        &format!("ticket:{}", client.counted_as()),
+    count(
+        &state,
+        format!("ticket:{}", client.counted_as()),
         limits.tickets_per_address,
-        now,
-    ) {
-        return Err(rate_limited(
-            ErrorCode::RateLimitedAddress,
-            "too many reports from this network",
-            wait,
-        ));
-    }
+        ErrorCode::RateLimitedAddress,
+        "too many reports from this network",
+    )
+    .await?;
     let id = body.asset.clone();
     let work = state.clone();
     if web::block(move || asset(&work, &id)).await??.is_none() {
         return Err(unknown_asset(&body.asset));
     }
     let ticket = cases::new_code();
-    state
-        .public
-        .tickets
-        .issue(ticket.clone(), body.asset, now, limits.ticket_ttl_ms);
+    let (store, code, ttl) = (state.store.clone(), ticket.clone(), limits.ticket_ttl_ms);
+    web::block(move || tickets::issue(store.as_ref(), &code, body.asset, now, ttl)).await??;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(TicketGrant {
@@ -111,6 +112,16 @@ pub async fn post_ticket(
             max_photo_bytes: limits.max_photo_bytes,
             expires_at_ms: now + limits.ticket_ttl_ms,
         }))
+}
+
+/// The ticket `code`, if it is known (to any server), unused and not expired.
+async fn valid_ticket(
+    state: &web::Data<AppState>,
+    code: &str,
+    now_ms: i64,
+) -> Result<Option<tickets::Ticket>, ApiError> {
+    let (store, code) = (state.store.clone(), code.to_owned());
+    Ok(web::block(move || tickets::valid(store.as_ref(), &code, now_ms)).await??)
 }
 
 pub(crate) fn ticket_of(req: &HttpRequest) -> Option<String> {
@@ -166,7 +177,7 @@ pub async fn put_public_photo(
     let Some(code) = ticket_of(&req) else {
         return Err(bad_ticket());
     };
-    let Some(ticket) = state.public.tickets.valid(&code, now, limits.ticket_ttl_ms) else {
+    let Some(ticket) = valid_ticket(&state, &code, now).await? else {
         return Err(bad_ticket());
     };
     if !ticket.photos.contains(&sha256) && ticket.photos.len() >= limits.photos_per_report {
@@ -180,11 +191,13 @@ pub async fn put_public_photo(
         ));
     }
     // Unfinished uploads take disk too: a ticket begins only so many, whatever their names.
-    if !state
-        .public
-        .tickets
-        .start_upload(&code, &sha256, 2 * limits.photos_per_report)
-    {
+    let begun = {
+        let (store, code, sha256) = (state.store.clone(), code.clone(), sha256.clone());
+        let max = 2 * limits.photos_per_report;
+        web::block(move || tickets::start_upload(store.as_ref(), &code, &sha256, max, now))
+            .await??
+    };
+    if !begun {
         return Err(ApiError::refused(
             StatusCode::FORBIDDEN,
             ErrorCode::TooManyPhotos,
@@ -233,7 +246,8 @@ pub async fn put_public_photo(
         Err(UploadError::Store(err)) => return Err(ApiError::Internal(err.to_string())),
     };
     if complete {
-        state.public.tickets.add_photo(&code, &sha256);
+        let (store, sha256) = (state.store.clone(), sha256.clone());
+        web::block(move || tickets::add_photo(store.as_ref(), &code, &sha256, now_ms())).await??;
     }
     Ok(HttpResponse::build(status)
         .insert_header((crate::api::blobs::UPLOAD_OFFSET, offset.to_string()))
@@ -268,15 +282,10 @@ pub async fn head_public_photo(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let sha256 = path.into_inner();
-    let limits = state.public.limits();
     let Some(code) = ticket_of(&req) else {
         return Ok(HttpResponse::Forbidden().finish());
     };
-    let Some(ticket) = state
-        .public
-        .tickets
-        .valid(&code, now_ms(), limits.ticket_ttl_ms)
-    else {
+    let Some(ticket) = valid_ticket(&state, &code, now_ms()).await? else {
         return Ok(HttpResponse::Forbidden().finish());
     };
     let done = ticket.photos.contains(&sha256);
@@ -449,11 +458,7 @@ pub async fn post_public_report(
     report.photos.retain(|p| named.insert(p.clone()));
     let limits = state.public.limits();
     let now = now_ms();
-    let Some(ticket) = state
-        .public
-        .tickets
-        .valid(&report.ticket, now, limits.ticket_ttl_ms)
-    else {
+    let Some(ticket) = valid_ticket(&state, &report.ticket, now).await? else {
         return Err(bad_ticket());
     };
     let phone = check_phone(report.phone.as_deref())?;
@@ -484,29 +489,27 @@ pub async fn post_public_report(
         &report.description,
         report.location,
     )?;
-    if let Err(wait) = state.public.counters.take(
-        &format!("report:{}", client.counted_as()),
+    count(
+        &state,
+        format!("report:{}", client.counted_as()),
         limits.reports_per_address,
-        now,
-    ) {
-        return Err(rate_limited(
-            ErrorCode::RateLimitedAddress,
-            "too many reports from this network",
-            wait,
-        ));
-    }
-    if let Err(wait) = state.public.counters.take(
-        &format!("asset:{}", asset.id),
+        ErrorCode::RateLimitedAddress,
+        "too many reports from this network",
+    )
+    .await?;
+    count(
+        &state,
+        format!("asset:{}", asset.id),
         limits.reports_per_asset,
-        now,
-    ) {
-        return Err(rate_limited(
-            ErrorCode::RateLimitedAsset,
-            "this place has received many reports in the last hour",
-            wait,
-        ));
-    }
-    if !state.public.tickets.spend(&report.ticket) {
+        ErrorCode::RateLimitedAsset,
+        "this place has received many reports in the last hour",
+    )
+    .await?;
+    let spent = {
+        let (store, code) = (state.store.clone(), report.ticket.clone());
+        web::block(move || tickets::spend(store.as_ref(), &code, now)).await??
+    };
+    if !spent {
         return Err(bad_ticket());
     }
     let blobs = state.blobs.clone();

@@ -2,7 +2,6 @@
 //! the outcome.
 
 use actix_web::http::{header, StatusCode};
-use std::sync::Mutex;
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -38,14 +37,18 @@ pub struct TrackView {
     pub feedback: Option<Feedback>,
 }
 
+/// The case of a tracking code and its issue; `held` when the caller holds
+/// [`cases::CASE_WRITES`].
 pub(crate) fn load_case(
     state: &AppState,
     code: &str,
+    held: bool,
 ) -> Result<Option<(Case, IssueDoc)>, ApiError> {
     if code.is_empty() || code.len() > 40 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Ok(None);
     }
-    let Some(case) = cases::case(state.store.as_ref(), code, now_ms())? else {
+    let read = if held { cases::case_held } else { cases::case };
+    let Some(case) = read(state.store.as_ref(), code, now_ms())? else {
         return Ok(None);
     };
     let Some(stored) = state.store.document(&case.issue)? else {
@@ -58,18 +61,14 @@ pub(crate) fn load_case(
     Ok(Some((case, doc)))
 }
 
-/// Serializes the residents' answers, so that of two answers to one report sent at the same
-/// moment exactly one is taken.
-static ANSWERS: Mutex<()> = Mutex::new(());
-
-/// Refuses every tracking lookup from an address that got too many codes wrong this hour: a
-/// code guessed right after that learns nothing.
-fn guessing(state: &AppState, client: ClientIp) -> Result<(), ApiError> {
+/// Refuses every tracking lookup from an address that got too many codes wrong this hour (on
+/// any server): a code guessed right after that learns nothing.
+async fn guessing(state: &web::Data<AppState>, client: ClientIp) -> Result<(), ApiError> {
     let limit = state.public.limits().unknown_codes_per_address;
-    state
-        .public
-        .counters
-        .check(&miss_key(client), limit, now_ms())
+    let store = state.store.clone();
+    let key = miss_key(client);
+    web::block(move || super::limits::check(store.as_ref(), &key, limit, now_ms()))
+        .await??
         .map_err(|wait| {
             rate_limited(
                 ErrorCode::RateLimitedAddress,
@@ -84,13 +83,14 @@ fn miss_key(client: ClientIp) -> String {
 }
 
 /// Counts a wrong tracking code against the address.
-fn missed(state: &AppState, client: ClientIp) {
+async fn missed(state: &web::Data<AppState>, client: ClientIp) -> Result<(), ApiError> {
     let limit = state.public.limits().unknown_codes_per_address;
+    let store = state.store.clone();
+    let key = miss_key(client);
     // Past the limit the next lookup is refused by `guessing`; nothing more to count.
-    let _ = state
-        .public
-        .counters
-        .take(&miss_key(client), limit, now_ms());
+    let _ =
+        web::block(move || super::limits::take(store.as_ref(), &key, limit, now_ms())).await??;
+    Ok(())
 }
 
 pub(crate) fn no_case() -> ApiError {
@@ -117,12 +117,12 @@ pub async fn get_track(
     path: web::Path<String>,
     client: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
-    guessing(&state, client)?;
+    guessing(&state, client).await?;
     let code = path.into_inner();
     let work = state.clone();
     let view = web::block(move || -> Result<Option<TrackView>, ApiError> {
         let state = work;
-        let Some((case, doc)) = load_case(&state, &code)? else {
+        let Some((case, doc)) = load_case(&state, &code, false)? else {
             return Ok(None);
         };
         let bad = |e: sync_core::doc::DocError| ApiError::Internal(e.to_string());
@@ -158,7 +158,7 @@ pub async fn get_track(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(v)),
         None => {
-            missed(&state, client);
+            missed(&state, client).await?;
             Err(no_case())
         }
     }
@@ -183,14 +183,14 @@ pub async fn get_track_photo(
     path: web::Path<(String, String)>,
     client: ClientIp,
 ) -> Result<HttpResponse, ApiError> {
-    guessing(&state, client)?;
+    guessing(&state, client).await?;
     let (code, sha) = path.into_inner();
     let work = state.clone();
     // None: no such code; Some(None): no such after photo of that report.
     type Found = Option<Option<(String, Vec<u8>)>>;
     let found = web::block(move || -> Result<Found, ApiError> {
         let state = work;
-        let Some((_, doc)) = load_case(&state, &code)? else {
+        let Some((_, doc)) = load_case(&state, &code, false)? else {
             return Ok(None);
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -207,7 +207,7 @@ pub async fn get_track_photo(
     })
     .await??;
     let Some(found) = found else {
-        missed(&state, client);
+        missed(&state, client).await?;
         return Err(no_case());
     };
     match found {
@@ -287,7 +287,7 @@ pub async fn post_feedback(
     client: ClientIp,
     body: web::Json<FeedbackRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    guessing(&state, client)?;
+    guessing(&state, client).await?;
     let code = path.into_inner();
     let body = body.into_inner();
     let max = state.public.limits().reason_chars;
@@ -303,8 +303,9 @@ pub async fn post_feedback(
     let work = state.clone();
     let feedback = web::block(move || -> Result<Option<Feedback>, ApiError> {
         let state = work;
-        let _one_at_a_time = ANSWERS.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((mut case, doc)) = load_case(&state, &code)? else {
+        // Of two answers to one report sent at the same moment, to any servers, one is taken.
+        let _one_at_a_time = state.store.hold(cases::CASE_WRITES)?;
+        let Some((mut case, doc)) = load_case(&state, &code, true)? else {
             return Ok(None);
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -339,7 +340,7 @@ pub async fn post_feedback(
     match feedback {
         Some(feedback) => Ok(HttpResponse::Ok().json(feedback)),
         None => {
-            missed(&state, client);
+            missed(&state, client).await?;
             Err(no_case())
         }
     }

@@ -23,7 +23,10 @@ use sync_core::doc::DocKind;
 use sync_core::hub::testing::doc_meta;
 use sync_core::hub::{DocumentStore, ReferenceSource};
 
-use super::{FactsMark, RefreshRecord, RefreshUse, Store, StoreError, StoredFact, UserRecord};
+use super::{
+    Exchanged, FactsMark, RefreshExchange, RefreshRecord, RefreshUse, Store, StoreError,
+    StoredFact, UserRecord,
+};
 
 /// Opens a backend's store; a second `open` after the first handle is dropped sees the same data.
 pub(crate) trait Harness {
@@ -46,6 +49,8 @@ macro_rules! store_conformance_tests {
             revocation_is_kept_until_next_login,
             refresh_tokens_are_consumed_once,
             concurrent_refresh_has_one_winner,
+            a_refresh_exchange_is_granted_once_and_retried_with_the_same_successor,
+            racing_exchanges_on_two_servers_name_one_successor,
             divisions_and_assets_round_trip,
             assignment_targets_read_the_users,
             meta_round_trip,
@@ -55,6 +60,9 @@ macro_rules! store_conformance_tests {
             upload_bytes_add_up_per_user_and_day,
             parallel_upload_charges_never_pass_the_limit,
             a_job_lock_has_one_holder_at_a_time,
+            a_hold_is_held_on_every_server_until_it_drops,
+            counted_events_stop_at_the_limit_on_every_server,
+            kept_records_are_written_by_version_and_taken_once,
             a_migration_places_bindings_tokens_and_feed_positions,
             many_saves_keep_few_records_and_every_change,
             a_compaction_cut_short_loses_nothing,
@@ -298,6 +306,176 @@ pub(crate) fn concurrent_refresh_has_one_winner(h: &impl Harness) {
     assert_eq!(fresh, 1, "{outcomes:?}");
 }
 
+fn exchange<'a>(token: &'a str, successor: &'a str, now_ms: i64) -> RefreshExchange<'a> {
+    RefreshExchange {
+        token_hash: token,
+        successor_hash: successor,
+        successor_expires_ms: now_ms + 5_000,
+        retry_ms: 100,
+        now_ms,
+    }
+}
+
+/// An exchange marks the token used with its successor named and stores the successor unused,
+/// in the token's session; presented again within the retry time it is granted again and the
+/// successor is not written over; once the successor is used, or past the retry time, or for
+/// another successor, it is a reuse; an expired token is refused; an unknown one is unknown.
+pub(crate) fn a_refresh_exchange_is_granted_once_and_retried_with_the_same_successor(
+    h: &impl Harness,
+) {
+    let store = h.open();
+    let by_hash = |hash: &str| {
+        store
+            .list_refresh_tokens()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.token_hash == hash)
+    };
+    store.put_refresh_token(&refresh("t1")).unwrap();
+    assert_eq!(
+        store
+            .exchange_refresh_token(&exchange("t1", "s1", 1_000))
+            .unwrap(),
+        Exchanged::Granted(refresh("t1"))
+    );
+    let spent = by_hash("t1").unwrap();
+    assert_eq!(spent.used_at_ms, Some(1_000));
+    assert_eq!(spent.replaced_by.as_deref(), Some("s1"));
+    let successor = by_hash("s1").expect("the successor is stored");
+    assert_eq!(
+        successor,
+        RefreshRecord {
+            token_hash: "s1".into(),
+            expires_at_ms: 6_000,
+            ..refresh("t1")
+        }
+    );
+    // A retry: granted again, the successor as it was (its expiry not moved on).
+    let retried = store
+        .exchange_refresh_token(&exchange("t1", "s1", 1_050))
+        .unwrap();
+    assert_eq!(retried, Exchanged::Granted(spent.clone()));
+    assert_eq!(by_hash("s1").unwrap(), successor);
+    // For another successor (another signing key): a copy.
+    assert_eq!(
+        store
+            .exchange_refresh_token(&exchange("t1", "s9", 1_060))
+            .unwrap(),
+        Exchanged::Reused(spent.clone())
+    );
+    // Past the retry time: a copy.
+    assert_eq!(
+        store
+            .exchange_refresh_token(&exchange("t1", "s1", 1_101))
+            .unwrap(),
+        Exchanged::Reused(spent.clone())
+    );
+    // The successor used: the token presented again within the retry time is a copy.
+    assert!(matches!(
+        store
+            .exchange_refresh_token(&exchange("s1", "s2", 1_070))
+            .unwrap(),
+        Exchanged::Granted(_)
+    ));
+    assert_eq!(
+        store
+            .exchange_refresh_token(&exchange("t1", "s1", 1_080))
+            .unwrap(),
+        Exchanged::Reused(spent)
+    );
+    assert!(
+        by_hash("s1").unwrap().used_at_ms.is_some(),
+        "used stays used"
+    );
+    // Expired before its exchange: refused, spent, nothing stored for it.
+    store.put_refresh_token(&refresh("old")).unwrap();
+    assert_eq!(
+        store
+            .exchange_refresh_token(&exchange("old", "old-next", 10_000))
+            .unwrap(),
+        Exchanged::Expired(refresh("old"))
+    );
+    assert!(by_hash("old-next").is_none());
+    assert_eq!(by_hash("old").unwrap().used_at_ms, Some(10_000));
+    assert_eq!(
+        store
+            .exchange_refresh_token(&exchange("nope", "x", 1))
+            .unwrap(),
+        Exchanged::Unknown
+    );
+    // Spent by a sign-out (no successor named): presented again at once it is granted, its
+    // successor named now.
+    store.put_refresh_token(&refresh("t2")).unwrap();
+    store.consume_refresh_token("t2", 2_000).unwrap();
+    assert!(matches!(
+        store
+            .exchange_refresh_token(&exchange("t2", "s3", 2_010))
+            .unwrap(),
+        Exchanged::Granted(_)
+    ));
+    assert_eq!(by_hash("t2").unwrap().replaced_by.as_deref(), Some("s3"));
+}
+
+/// Copies of one token exchanged at the same moment through two servers, and copies of its
+/// successor beside them: the token is granted fresh once, every grant names the one
+/// successor, and the successor is exchanged fresh once, never made unused again.
+pub(crate) fn racing_exchanges_on_two_servers_name_one_successor(h: &impl Harness) {
+    let first = h.open();
+    let second = h.second_node(&first);
+    first.put_refresh_token(&refresh("race")).unwrap();
+    let outcomes: Vec<(bool, Exchanged)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let store = Arc::clone(if i % 2 == 0 { &first } else { &second });
+                scope.spawn(move || {
+                    // A third of them present the successor, once it is there.
+                    if i % 3 == 2 {
+                        (
+                            true,
+                            store
+                                .exchange_refresh_token(&exchange("next", "after", 1_000 + i))
+                                .unwrap(),
+                        )
+                    } else {
+                        (
+                            false,
+                            store
+                                .exchange_refresh_token(&exchange("race", "next", 1_000 + i))
+                                .unwrap(),
+                        )
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let fresh = |successor: bool| {
+        outcomes
+            .iter()
+            .filter(|(s, o)| {
+                *s == successor && matches!(o, Exchanged::Granted(r) if r.used_at_ms.is_none())
+            })
+            .count()
+    };
+    assert_eq!(fresh(false), 1, "{outcomes:?}");
+    assert!(fresh(true) <= 1, "{outcomes:?}");
+    for (successor, outcome) in &outcomes {
+        if !successor {
+            assert!(
+                matches!(outcome, Exchanged::Granted(_) | Exchanged::Reused(_)),
+                "{outcome:?}"
+            );
+        }
+    }
+    let tokens = first.list_refresh_tokens().unwrap();
+    let next = tokens.iter().find(|r| r.token_hash == "next").unwrap();
+    assert_eq!(
+        next.used_at_ms.is_some(),
+        fresh(true) == 1,
+        "the successor is used exactly when one exchange of it was granted fresh"
+    );
+}
+
 pub(crate) fn divisions_and_assets_round_trip(h: &impl Harness) {
     let store = h.open();
     let village = division("370105014201", "小寨村", Some("370105014000"));
@@ -393,24 +571,35 @@ pub(crate) fn meta_round_trip(h: &impl Harness) {
 /// in between.
 pub(crate) fn saves_wait_while_held(h: &impl Harness) {
     let store = h.open();
+    let other = h.second_node(&store);
     store
         .save_document("p1", &doc_meta("p1", DocKind::Patrol), b"one", &[])
         .unwrap();
-    let held = store.hold_saves();
-    let saver = {
-        let store = Arc::clone(&store);
-        std::thread::spawn(move || {
-            store
-                .save_document("p2", &doc_meta("p2", DocKind::Patrol), b"two", &[])
-                .unwrap()
+    let held = store.hold_saves().unwrap();
+    // A save through this server and one through another server on the same store.
+    let savers: Vec<_> = [("p2", &store), ("p3", &other)]
+        .into_iter()
+        .map(|(id, store)| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || {
+                store
+                    .save_document(id, &doc_meta(id, DocKind::Patrol), b"two", &[])
+                    .unwrap()
+            })
         })
-    };
-    std::thread::sleep(std::time::Duration::from_millis(200));
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(store.feed_head().unwrap(), 1);
     assert!(store.document("p2").unwrap().is_none());
+    assert!(
+        store.document("p3").unwrap().is_none(),
+        "another server saved while saves were held"
+    );
     drop(held);
-    assert_eq!(saver.join().unwrap(), 2);
-    assert_eq!(store.feed_head().unwrap(), 2);
+    let mut positions: Vec<u64> = savers.into_iter().map(|s| s.join().unwrap()).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, [2, 3]);
+    assert_eq!(store.feed_head().unwrap(), 3);
 }
 
 /// Failed sign-ins: listed per key within the time asked, oldest first; forgiven whole or by
@@ -542,6 +731,127 @@ pub(crate) fn a_job_lock_has_one_holder_at_a_time(h: &impl Harness) {
         .exclusively("deadline job", &mut || runs += 1)
         .unwrap());
     assert_eq!(runs, 1);
+}
+
+/// A hold taken on one server is waited for by a holder of the same name on another server
+/// (or another thread) until it drops; another name is free meanwhile.
+pub(crate) fn a_hold_is_held_on_every_server_until_it_drops(h: &impl Harness) {
+    let first = h.open();
+    let second = h.second_node(&first);
+    let held = first.hold("roster import").unwrap();
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let second = Arc::clone(&second);
+        std::thread::spawn(move || {
+            let _held = second.hold("roster import").unwrap();
+            got_tx.send(()).unwrap();
+        })
+    };
+    drop(second.hold("another").unwrap());
+    assert!(
+        got_rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "a second holder got the lock"
+    );
+    drop(held);
+    got_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the waiting holder gets the lock once it is let go");
+    waiter.join().unwrap();
+    drop(first.hold("roster import").unwrap());
+}
+
+/// Events are counted per key up to the limit in the window, on both servers together and
+/// however many count at once; a refusal says when the oldest leaves the window; checking
+/// counts nothing; the window passing lets counting start again.
+pub(crate) fn counted_events_stop_at_the_limit_on_every_server(h: &impl Harness) {
+    let first = h.open();
+    let second = h.second_node(&first);
+    const WINDOW: i64 = 1_000;
+    assert_eq!(first.count_event("a", 2, WINDOW, 100).unwrap(), Ok(()));
+    assert_eq!(second.events_below("a", 2, WINDOW, 150).unwrap(), Ok(()));
+    assert_eq!(second.count_event("a", 2, WINDOW, 200).unwrap(), Ok(()));
+    assert_eq!(first.count_event("a", 2, WINDOW, 300).unwrap(), Err(1_100));
+    assert_eq!(
+        second.events_below("a", 2, WINDOW, 300).unwrap(),
+        Err(1_100)
+    );
+    assert_eq!(first.count_event("b", 2, WINDOW, 300).unwrap(), Ok(()));
+    assert!(first.count_event("zero", 0, WINDOW, 300).unwrap().is_err());
+    // The first event has left the window: one more.
+    assert_eq!(second.count_event("a", 2, WINDOW, 1_100).unwrap(), Ok(()));
+    assert_eq!(
+        first.count_event("a", 2, WINDOW, 1_150).unwrap(),
+        Err(1_200)
+    );
+    // Sixteen counting at once on two servers: the limit and no more.
+    let counted: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let store = Arc::clone(if i % 2 == 0 { &first } else { &second });
+                scope.spawn(move || {
+                    usize::from(store.count_event("race", 5, WINDOW, 5_000).unwrap().is_ok())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(counted, 5);
+}
+
+/// A short-lived record is written when absent or at the version read, refused when another
+/// write came first; it is gone once expired (and may be written anew); taken once, whichever
+/// of two servers takes it.
+pub(crate) fn kept_records_are_written_by_version_and_taken_once(h: &impl Harness) {
+    let first = h.open();
+    let second = h.second_node(&first);
+    assert!(first.kept("t", 0).unwrap().is_none());
+    assert!(first.keep("t", None, b"one", 1_000, 0).unwrap());
+    assert!(
+        !second.keep("t", None, b"again", 1_000, 1).unwrap(),
+        "written twice as new"
+    );
+    let read = second.kept("t", 2).unwrap().unwrap();
+    assert_eq!(read.value, b"one");
+    assert!(first
+        .keep("t", Some(read.version), b"two", 1_000, 3)
+        .unwrap());
+    assert!(
+        !second
+            .keep("t", Some(read.version), b"stale", 1_000, 4)
+            .unwrap(),
+        "a write from a stale read"
+    );
+    let now = first.kept("t", 5).unwrap().unwrap();
+    assert_eq!(now.value, b"two");
+    assert_ne!(now.version, read.version);
+    // Expired: gone, not writable by its old version, writable anew.
+    assert!(second.kept("t", 1_000).unwrap().is_none());
+    assert!(!first
+        .keep("t", Some(now.version), b"late", 2_000, 1_000)
+        .unwrap());
+    assert!(first.keep("t", None, b"anew", 2_000, 1_001).unwrap());
+    assert_eq!(second.kept("t", 1_002).unwrap().unwrap().value, b"anew");
+    assert_eq!(second.take_kept("expired", 0).unwrap(), None);
+    assert!(first.keep("old", None, b"x", 10, 0).unwrap());
+    assert_eq!(first.take_kept("old", 10).unwrap(), None, "expired");
+    // Taken by one of many takers on two servers.
+    assert!(first.keep("c", None, b"challenge", 5_000, 0).unwrap());
+    let taken: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(if i % 2 == 0 { &first } else { &second });
+                scope.spawn(move || store.take_kept("c", 10).unwrap())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(taken, [b"challenge".to_vec()]);
+    assert!(first.kept("c", 11).unwrap().is_none());
 }
 
 pub(crate) fn reopen_after_close_keeps_everything(h: &impl Harness) {

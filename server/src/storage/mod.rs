@@ -4,8 +4,9 @@
 //! [`Store`] is synchronous and may block: handlers call it inside `web::block`. Every mutating
 //! call is durable when it returns `Ok` (the sled backend flushes before returning), so a
 //! handler that acknowledges a write after the call never acknowledges something a crash could
-//! lose. Atomic read-modify-write steps that auth relies on (binding a device, consuming a
-//! refresh token) are single trait methods rather than get-then-put sequences in handlers.
+//! lose. Atomic read-modify-write steps that auth relies on (binding a device, consuming or
+//! exchanging a refresh token) are single trait methods rather than get-then-put sequences in
+//! handlers, so they hold however many servers share the store.
 //!
 //! This module holds record types and the trait only; it does not decide who may read what.
 //! Every backend must pass two conformance suites, both run for sled in `sled_store`: this
@@ -29,7 +30,7 @@ mod sled_store;
 pub use chunks::Footprint;
 pub use facts::{FactStore, FactsMark, StoredFact};
 pub use postgres::PostgresStore;
-pub use shared::{LocalShared, Shared};
+pub use shared::{Hold, Kept, LocalShared, Shared};
 pub use sled_documents::BACKUP_FEED_GAP;
 pub use sled_store::{Census, SledStore};
 
@@ -136,6 +137,113 @@ pub enum RefreshUse {
     Reused(RefreshRecord),
 }
 
+/// A refresh token presented for exchange, and the successor it is exchanged for (derived from
+/// the token: `TokenService::successor_refresh_token`, so every exchange of one token names the
+/// same successor).
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshExchange<'a> {
+    pub token_hash: &'a str,
+    pub successor_hash: &'a str,
+    /// When the successor expires, if it is stored now.
+    pub successor_expires_ms: i64,
+    /// How long after its exchange a token may be presented again as a retry (the phone's
+    /// answer was lost, or it sent the token twice at once) and be answered the same successor.
+    pub retry_ms: i64,
+    pub now_ms: i64,
+}
+
+/// What became of a refresh token presented for exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exchanged {
+    Unknown,
+    /// Exchanged now, or presented again as a retry of its exchange: the successor is stored
+    /// and unused. The token's record as it was found.
+    Granted(RefreshRecord),
+    /// Past its expiry; spent now if it was not yet.
+    Expired(RefreshRecord),
+    /// Exchanged before and not a retry: its successor was used, the retry's time passed, or
+    /// it was exchanged for another successor (under another signing key). A copy.
+    Reused(RefreshRecord),
+}
+
+/// What an exchange writes, in one transaction: the token's record, and its successor's when
+/// it is not stored yet (never over a stored one).
+#[derive(Debug)]
+pub(crate) struct ExchangeWrites {
+    pub token: Option<RefreshRecord>,
+    pub successor: Option<RefreshRecord>,
+    pub outcome: Exchanged,
+}
+
+impl RefreshExchange<'_> {
+    /// The rule of an exchange, given the token's record and its successor's as stored; every
+    /// store applies it with both records locked, so an exchange and its retries are decided
+    /// one after the other on every server.
+    pub(crate) fn decide(
+        &self,
+        token: RefreshRecord,
+        successor: Option<&RefreshRecord>,
+    ) -> ExchangeWrites {
+        let new_successor = || RefreshRecord {
+            token_hash: self.successor_hash.to_owned(),
+            user_id: token.user_id.clone(),
+            device_id: token.device_id.clone(),
+            session: token.session,
+            expires_at_ms: self.successor_expires_ms,
+            used_at_ms: None,
+            replaced_by: None,
+        };
+        let nothing = |outcome| ExchangeWrites {
+            token: None,
+            successor: None,
+            outcome,
+        };
+        match token.used_at_ms {
+            None if token.expires_at_ms <= self.now_ms => ExchangeWrites {
+                token: Some(RefreshRecord {
+                    used_at_ms: Some(self.now_ms),
+                    ..token.clone()
+                }),
+                successor: None,
+                outcome: Exchanged::Expired(token),
+            },
+            None => ExchangeWrites {
+                token: Some(RefreshRecord {
+                    used_at_ms: Some(self.now_ms),
+                    replaced_by: Some(self.successor_hash.to_owned()),
+                    ..token.clone()
+                }),
+                successor: successor.is_none().then(new_successor),
+                outcome: Exchanged::Granted(token),
+            },
+            Some(used_at) => {
+                let retry = self.now_ms.saturating_sub(used_at) <= self.retry_ms
+                    && token
+                        .replaced_by
+                        .as_deref()
+                        .is_none_or(|stored| stored == self.successor_hash)
+                    && successor.is_none_or(|s| s.used_at_ms.is_none());
+                if !retry {
+                    nothing(Exchanged::Reused(token))
+                } else if token.expires_at_ms <= self.now_ms {
+                    nothing(Exchanged::Expired(token))
+                } else {
+                    ExchangeWrites {
+                        // Spent without a successor named (signed out, or by an earlier
+                        // version of the server): the successor is named now.
+                        token: token.replaced_by.is_none().then(|| RefreshRecord {
+                            replaced_by: Some(self.successor_hash.to_owned()),
+                            ..token.clone()
+                        }),
+                        successor: successor.is_none().then(new_successor),
+                        outcome: Exchanged::Granted(token),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Everything one administrative action writes (an import applied, one edit), stored together
 /// or not at all: a roster of hundreds of chiefs is never left half-imported.
 #[derive(Debug, Clone, Default)]
@@ -205,6 +313,12 @@ pub trait Store: HubStore + Shared + FactStore + Send + Sync + std::fmt::Debug {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<RefreshUse, StoreError>;
+    /// Exchanges a refresh token for its successor by [`RefreshExchange::decide`], in one
+    /// step with the token's and the successor's records locked on every server.
+    fn exchange_refresh_token(
+        &self,
+        exchange: &RefreshExchange<'_>,
+    ) -> Result<Exchanged, StoreError>;
 
     /// Inserts or replaces a division.
     fn put_division(&self, division: &Division) -> Result<(), StoreError>;
@@ -234,12 +348,13 @@ pub trait Store: HubStore + Shared + FactStore + Send + Sync + std::fmt::Debug {
     /// Makes everything written so far durable (called again at shutdown).
     fn flush(&self) -> Result<(), StoreError>;
 
-    /// Holds back every document save until the guard drops: a save under way when this is
-    /// called has finished, with its feed position visible, before it returns. What is read
-    /// from the documents while the guard is held stays true until it drops (photo collection
-    /// decides and removes under it, so no record can gain a reference to a photo in between).
-    /// Hold it briefly: every sync that stores something waits.
-    fn hold_saves(&self) -> std::sync::MutexGuard<'_, ()>;
+    /// Holds back every document save, on every server of the store, until the hold drops: a
+    /// save under way when this is called has finished, with its feed position visible,
+    /// before it returns. What is read from the documents while it is held stays true until
+    /// it drops (photo collection decides and removes under it, so no record can gain a
+    /// reference to a photo in between, whichever server saves the record). Hold it briefly:
+    /// every sync that stores something waits.
+    fn hold_saves(&self) -> Result<Hold<'_>, StoreError>;
 
     /// Hands every stored record to `sink` as (table, key, value), table by table in key order,
     /// for a backup (`crate::backup`), which calls it under [`Store::hold_saves`] so no document

@@ -16,7 +16,10 @@ use sled::{Transactional, Tree};
 use sync_core::model::{Asset, Division, DivisionCode, Role};
 
 use super::listed::Listed;
-use super::{AdminBatch, DeviceRecord, RefreshRecord, RefreshUse, Store, StoreError, UserRecord};
+use super::{
+    AdminBatch, DeviceRecord, Exchanged, RefreshExchange, RefreshRecord, RefreshUse, Store,
+    StoreError, UserRecord,
+};
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -222,6 +225,49 @@ impl super::Shared for SledStore {
     fn exclusively(&self, name: &str, work: &mut dyn FnMut()) -> Result<bool, StoreError> {
         self.shared.exclusively(name, work)
     }
+
+    fn hold(&self, name: &str) -> Result<super::Hold<'_>, StoreError> {
+        self.shared.hold(name)
+    }
+
+    fn count_event(
+        &self,
+        key: &str,
+        limit: usize,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        self.shared.count_event(key, limit, window_ms, now_ms)
+    }
+
+    fn events_below(
+        &self,
+        key: &str,
+        limit: usize,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        self.shared.events_below(key, limit, window_ms, now_ms)
+    }
+
+    fn kept(&self, key: &str, now_ms: i64) -> Result<Option<super::Kept>, StoreError> {
+        self.shared.kept(key, now_ms)
+    }
+
+    fn keep(
+        &self,
+        key: &str,
+        version: Option<i64>,
+        value: &[u8],
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.shared.keep(key, version, value, expires_ms, now_ms)
+    }
+
+    fn take_kept(&self, key: &str, now_ms: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared.take_kept(key, now_ms)
+    }
 }
 
 impl Store for SledStore {
@@ -410,6 +456,34 @@ impl Store for SledStore {
         Ok(outcome)
     }
 
+    /// Both records in one sled transaction: two exchanges of one token, or an exchange and a
+    /// retry, are decided one after the other.
+    fn exchange_refresh_token(
+        &self,
+        exchange: &RefreshExchange<'_>,
+    ) -> Result<Exchanged, StoreError> {
+        let (key, next) = (
+            exchange.token_hash.as_bytes(),
+            exchange.successor_hash.as_bytes(),
+        );
+        let outcome = tx_result(self.refresh.transaction(|refresh| {
+            let Some(token) = tx_get::<RefreshRecord>(refresh, key)? else {
+                return Ok(Exchanged::Unknown);
+            };
+            let successor = tx_get::<RefreshRecord>(refresh, next)?;
+            let writes = exchange.decide(token, successor.as_ref());
+            if let Some(token) = &writes.token {
+                refresh.insert(key, tx_encode(token)?)?;
+            }
+            if let Some(successor) = &writes.successor {
+                refresh.insert(next, tx_encode(successor)?)?;
+            }
+            Ok(writes.outcome)
+        }))?;
+        self.durable()?;
+        Ok(outcome)
+    }
+
     fn put_division(&self, division: &Division) -> Result<(), StoreError> {
         self.divisions
             .insert(division.code.as_str().as_bytes(), encode(division)?)
@@ -552,10 +626,12 @@ impl Store for SledStore {
 
     /// The lock that hands out feed positions: `save_document` holds it from its transaction
     /// until the in-memory index has the save.
-    fn hold_saves(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.feed_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn hold_saves(&self) -> Result<super::Hold<'_>, StoreError> {
+        Ok(super::Hold::new(
+            self.feed_lock
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        ))
     }
 
     /// Every tree sled holds, its own bookkeeping tree included, by name; then the live feed

@@ -21,6 +21,7 @@ mod figures_agree;
 mod hostile_sync;
 mod issues;
 mod migrate;
+mod nodes;
 mod ops;
 mod overview;
 mod patrol_evidence;

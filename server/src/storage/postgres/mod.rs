@@ -563,6 +563,13 @@ impl Store for PostgresStore {
         })
     }
 
+    fn exchange_refresh_token(
+        &self,
+        exchange: &crate::storage::RefreshExchange<'_>,
+    ) -> Result<crate::storage::Exchanged, StoreError> {
+        shared::exchange_refresh_token(self, exchange)
+    }
+
     fn put_division(&self, division: &Division) -> Result<(), StoreError> {
         let value = json(division)?;
         self.run(async {
@@ -735,10 +742,9 @@ impl Store for PostgresStore {
         })
     }
 
-    /// Holds back the saves of this process only: a save on another server sharing the
-    /// database is not held (the guard's type leaves no room for a database lock).
-    fn hold_saves(&self) -> MutexGuard<'_, ()> {
-        self.saves.hold()
+    /// Holds back the saves of every server on the database (`shared::hold_saves`).
+    fn hold_saves(&self) -> Result<crate::storage::Hold<'_>, StoreError> {
+        shared::hold_saves(self)
     }
 
     /// Sets the feed's sequence, so the next position drawn is `head + 1`.

@@ -220,6 +220,47 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER assets_written BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON assets
         FOR EACH STATEMENT EXECUTE FUNCTION reference_written();
     "#,
+    // 7: more of what the servers share (`storage::Shared`): counted events, short-lived
+    // records, and the hold on every server's saves (`Store::hold_saves`).
+    r#"
+    -- Events counted in a window under a key (the public channel's rates): the times still
+    -- in the window, at most the limit of them.
+    CREATE TABLE shared_events (
+        key text COLLATE "C" PRIMARY KEY,
+        times bigint[] NOT NULL,
+        expires_ms bigint NOT NULL
+    );
+    CREATE INDEX shared_events_expiry ON shared_events (expires_ms);
+    -- Short-lived records (the public's challenges and tickets), written by version.
+    CREATE TABLE shared_records (
+        key text COLLATE "C" PRIMARY KEY,
+        value bytea NOT NULL,
+        version bigint NOT NULL,
+        expires_ms bigint NOT NULL
+    );
+    CREATE INDEX shared_records_expiry ON shared_records (expires_ms);
+
+    -- As before, and first a shared hold on every server's saves (two-key form, class
+    -- 0x43534405), kept to commit: `hold_saves` takes it exclusively, so it waits for every
+    -- save past this point to commit and holds back the rest until it lets go.
+    CREATE OR REPLACE FUNCTION feed_position() RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE
+        position bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(1129530373, 0);
+        PERFORM pg_advisory_lock_shared(1129530370, 0);
+        BEGIN
+            position := nextval('feed_seq');
+            PERFORM pg_advisory_xact_lock_shared(position);
+        EXCEPTION WHEN OTHERS THEN
+            PERFORM pg_advisory_unlock_shared(1129530370, 0);
+            RAISE;
+        END;
+        PERFORM pg_advisory_unlock_shared(1129530370, 0);
+        RETURN position;
+    END
+    $$;
+    "#,
 ];
 
 /// Applies every migration not yet applied; returns the schema version now in force.

@@ -1,17 +1,159 @@
-//! [`Shared`] in the database: every server on it counts the same failed sign-ins and photo
-//! bytes, and a job lock held by one server is held for all.
+//! [`Shared`] in the database: every server on it counts the same failed sign-ins, photo
+//! bytes and public events, reads the same challenges and tickets, and a lock held by one
+//! server is held for all. Refresh-token exchanges and the hold on saves are here too: they
+//! are what keeps several servers on one database from deciding the same thing twice.
 //!
-//! A job lock is a session-level advisory lock (two-key form, class [`JOB_LOCK`], the name's
-//! CRC-32 as the second key) on a connection taken from the pool for the work and not given
-//! back to other work meanwhile. PostgreSQL releases it when the connection closes, so a server
-//! killed while holding it holds nothing once its connection is gone; a server that cannot say
-//! it let go closes the connection instead of returning it to the pool.
+//! A job lock or a [`Shared::hold`] is a session-level advisory lock (two-key form, class
+//! [`JOB_LOCK`] or [`HOLD_LOCK`], the name's CRC-32 as the second key) on a connection taken
+//! from the pool for the work and not given back to other work meanwhile. PostgreSQL releases
+//! it when the connection closes, so a server killed while holding it holds nothing once its
+//! connection is gone; a server that cannot say it let go closes the connection instead of
+//! returning it to the pool. Should the connection break while the work runs (the database
+//! restarted), the lock is gone with it and another server may start the same work: each
+//! piece of such work writes in one transaction of its own, so what it stores is whole.
 
-use super::{backend, PostgresStore};
-use crate::storage::{Shared, StoreError};
+use super::{backend, decode, json, PostgresStore};
+use crate::storage::shared::{Hold, Kept, Names};
+use crate::storage::{Exchanged, RefreshExchange, RefreshRecord, Shared, StoreError};
 
 /// The advisory lock class of job locks (documents, the feed and migrations have theirs).
 pub(super) const JOB_LOCK: i32 = 0x4353_4404;
+/// The class of [`Shared::hold`]'s locks.
+const HOLD_LOCK: i32 = 0x4353_4406;
+/// The hold on saves: every save takes it shared in `feed_position()` (schema migration 7)
+/// until it commits; `hold_saves` takes it exclusively.
+const SAVES_HOLD: (i32, i32) = (0x4353_4405, 0);
+
+/// Names held in this process: of the requests waiting for one name here, one at a time waits
+/// in the database, so waiting never takes the pool's connections from the work that holds.
+static HOLDS_HERE: std::sync::LazyLock<Names> = std::sync::LazyLock::new(Names::default);
+
+/// Expired counters and records forgotten per new one, without waiting on rows others use.
+const FORGET_EVENTS: &str = "DELETE FROM shared_events WHERE key IN (
+     SELECT key FROM shared_events WHERE expires_ms <= $1 AND key <> $2
+     ORDER BY expires_ms LIMIT 32 FOR UPDATE SKIP LOCKED)";
+const FORGET_RECORDS: &str = "DELETE FROM shared_records WHERE key IN (
+     SELECT key FROM shared_records WHERE expires_ms <= $1 AND key <> $2
+     ORDER BY expires_ms LIMIT 32 FOR UPDATE SKIP LOCKED)";
+
+/// A session advisory lock held on a connection of its own; let go when dropped (or the
+/// connection closed, which lets go too).
+struct SessionLock<'a> {
+    store: &'a PostgresStore,
+    client: Option<deadpool_postgres::Object>,
+    class: i32,
+    key: i32,
+}
+
+impl Drop for SessionLock<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let released = self.store.run(client.query_one(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&self.class, &self.key],
+        ));
+        if !matches!(released, Ok(ref row) if row.get::<_, bool>(0)) {
+            // Not back to the pool: closing the connection releases the lock.
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+/// Takes the session lock (`class`, `key`) on a connection of its own: waiting for it, or
+/// `None` at once when `wait` is false and another session holds it.
+fn session_lock(
+    store: &PostgresStore,
+    class: i32,
+    key: i32,
+    wait: bool,
+) -> Result<Option<SessionLock<'_>>, StoreError> {
+    let client = store.run(store.client())?;
+    let sql = if wait {
+        "SELECT true FROM pg_advisory_lock($1, $2)"
+    } else {
+        "SELECT pg_try_advisory_lock($1, $2)"
+    };
+    match store.run(client.query_one(sql, &[&class, &key])) {
+        Ok(row) if row.get::<_, bool>(0) => Ok(Some(SessionLock {
+            store,
+            client: Some(client.0),
+            class,
+            key,
+        })),
+        Ok(_) => Ok(None),
+        Err(err) => {
+            // Whether the lock was taken is unknown: the connection is closed, not pooled.
+            drop(deadpool_postgres::Object::take(client.0));
+            Err(backend(err))
+        }
+    }
+}
+
+/// Holds back every save on every server of the database (see `Store::hold_saves`): this
+/// process's saves at their gate, before they take a connection; every other's in
+/// `feed_position()`, once the saves already past it have committed.
+pub(super) fn hold_saves(store: &PostgresStore) -> Result<Hold<'_>, StoreError> {
+    let here = store.saves.hold();
+    let everywhere = session_lock(store, SAVES_HOLD.0, SAVES_HOLD.1, true)?;
+    // Dropped in order: the database's hold first, then this process's gate.
+    Ok(Hold::new((everywhere, here)))
+}
+
+/// [`crate::storage::Store::exchange_refresh_token`]: the token's row locked to commit, then
+/// its successor's, so two exchanges or retries of one token, on any servers, are decided one
+/// after the other, and a retry waits for an exchange of the successor under way.
+pub(super) fn exchange_refresh_token(
+    store: &PostgresStore,
+    exchange: &RefreshExchange<'_>,
+) -> Result<Exchanged, StoreError> {
+    const ROW: &str = "SELECT record FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE";
+    store.run(async {
+        let mut client = store.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let Some(row) = tx
+            .query_opt(ROW, &[&exchange.token_hash])
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(Exchanged::Unknown);
+        };
+        let token: RefreshRecord = decode(exchange.token_hash, &row, 0)?;
+        let successor: Option<RefreshRecord> = match tx
+            .query_opt(ROW, &[&exchange.successor_hash])
+            .await
+            .map_err(backend)?
+        {
+            Some(row) => Some(decode(exchange.successor_hash, &row, 0)?),
+            None => None,
+        };
+        let writes = exchange.decide(token, successor.as_ref());
+        if let Some(token) = &writes.token {
+            tx.execute(
+                "UPDATE refresh_tokens SET record = $2 WHERE token_hash = $1",
+                &[&token.token_hash, &json(token)?],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        if let Some(successor) = &writes.successor {
+            tx.execute(
+                "INSERT INTO refresh_tokens (token_hash, record) VALUES ($1, $2)
+                 ON CONFLICT (token_hash) DO NOTHING",
+                &[&successor.token_hash, &json(successor)?],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(writes.outcome)
+    })
+}
+
+fn as_count(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
 
 pub(super) fn job_key(name: &str) -> i32 {
     i32::from_ne_bytes(crc32fast::hash(name.as_bytes()).to_ne_bytes())
@@ -139,41 +281,166 @@ impl Shared for PostgresStore {
     }
 
     fn exclusively(&self, name: &str, work: &mut dyn FnMut()) -> Result<bool, StoreError> {
-        let key = job_key(name);
-        let client = self.run(self.client())?;
-        let taken: bool = self
-            .run(client.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&JOB_LOCK, &key]))
-            .map_err(backend)?
-            .get(0);
-        if !taken {
-            return Ok(false);
-        }
         // Let go even when the work panics, or close the connection (which lets go too).
-        struct LetGo<'a> {
-            store: &'a PostgresStore,
-            client: Option<deadpool_postgres::Object>,
-            key: i32,
-        }
-        impl Drop for LetGo<'_> {
-            fn drop(&mut self) {
-                let Some(client) = self.client.take() else {
-                    return;
-                };
-                let released = self.store.run(
-                    client.query_one("SELECT pg_advisory_unlock($1, $2)", &[&JOB_LOCK, &self.key]),
-                );
-                if !matches!(released, Ok(ref row) if row.get::<_, bool>(0)) {
-                    // Not back to the pool: closing the connection releases the lock.
-                    drop(deadpool_postgres::Object::take(client));
-                }
-            }
-        }
-        let _let_go = LetGo {
-            store: self,
-            client: Some(client.0),
-            key,
+        let Some(_held) = session_lock(self, JOB_LOCK, job_key(name), false)? else {
+            return Ok(false);
         };
         work();
         Ok(true)
+    }
+
+    fn hold(&self, name: &str) -> Result<Hold<'_>, StoreError> {
+        let here = HOLDS_HERE.hold(name);
+        let everywhere = session_lock(self, HOLD_LOCK, job_key(name), true)?;
+        Ok(Hold::new((everywhere, here)))
+    }
+
+    fn count_event(
+        &self,
+        key: &str,
+        limit: usize,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(FORGET_EVENTS, &[&now_ms, &key])
+                .await
+                .map_err(backend)?;
+            // One statement checks and counts, on the key's row locked with its latest times:
+            // servers counting at once are counted one after another, never past the limit.
+            let counted = client
+                .query_opt(
+                    "INSERT INTO shared_events AS e (key, times, expires_ms)
+                     SELECT $1::text, ARRAY[$3::bigint], $3::bigint + $4::bigint
+                     WHERE $2::bigint > 0
+                     ON CONFLICT (key) DO UPDATE
+                     SET times = array_append(
+                             ARRAY(SELECT t FROM unnest(e.times) AS t WHERE t > $3 - $4), $3),
+                         expires_ms = greatest(e.expires_ms, $3 + $4)
+                     WHERE (SELECT count(*) FROM unnest(e.times) AS t WHERE t > $3 - $4) < $2
+                     RETURNING 1",
+                    &[&key, &as_count(limit), &now_ms, &window_ms],
+                )
+                .await
+                .map_err(backend)?;
+            if counted.is_some() {
+                return Ok(Ok(()));
+            }
+            let oldest: Option<i64> = client
+                .query_one(
+                    "SELECT min(t) FROM shared_events, unnest(times) AS t
+                     WHERE key = $1 AND t > $2::bigint - $3::bigint",
+                    &[&key, &now_ms, &window_ms],
+                )
+                .await
+                .map_err(backend)?
+                .get(0);
+            Ok(Err(oldest.unwrap_or(now_ms).saturating_add(window_ms)))
+        })
+    }
+
+    fn events_below(
+        &self,
+        key: &str,
+        limit: usize,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(t), min(t) FROM shared_events, unnest(times) AS t
+                     WHERE key = $1 AND t > $2::bigint - $3::bigint",
+                    &[&key, &now_ms, &window_ms],
+                )
+                .await
+                .map_err(backend)?;
+            let (count, oldest): (i64, Option<i64>) = (row.get(0), row.get(1));
+            Ok(if count < as_count(limit) {
+                Ok(())
+            } else {
+                Err(oldest.unwrap_or(now_ms).saturating_add(window_ms))
+            })
+        })
+    }
+
+    fn kept(&self, key: &str, now_ms: i64) -> Result<Option<Kept>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT value, version FROM shared_records
+                     WHERE key = $1 AND expires_ms > $2",
+                    &[&key, &now_ms],
+                )
+                .await
+                .map_err(backend)?;
+            Ok(row.map(|row| Kept {
+                value: row.get(0),
+                version: row.get(1),
+            }))
+        })
+    }
+
+    fn keep(
+        &self,
+        key: &str,
+        version: Option<i64>,
+        value: &[u8],
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let written = match version {
+                None => {
+                    client
+                        .execute(FORGET_RECORDS, &[&now_ms, &key])
+                        .await
+                        .map_err(backend)?;
+                    client
+                        .execute(
+                            "INSERT INTO shared_records AS r (key, value, version, expires_ms)
+                             VALUES ($1, $2, 1, $3)
+                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
+                                 version = r.version + 1, expires_ms = EXCLUDED.expires_ms
+                             WHERE r.expires_ms <= $4",
+                            &[&key, &value, &expires_ms, &now_ms],
+                        )
+                        .await
+                }
+                Some(version) => {
+                    client
+                        .execute(
+                            "UPDATE shared_records
+                             SET value = $2, version = version + 1, expires_ms = $3
+                             WHERE key = $1 AND version = $4 AND expires_ms > $5",
+                            &[&key, &value, &expires_ms, &version, &now_ms],
+                        )
+                        .await
+                }
+            }
+            .map_err(backend)?;
+            Ok(written == 1)
+        })
+    }
+
+    fn take_kept(&self, key: &str, now_ms: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "DELETE FROM shared_records WHERE key = $1 RETURNING value, expires_ms",
+                    &[&key],
+                )
+                .await
+                .map_err(backend)?;
+            Ok(row
+                .filter(|row| row.get::<_, i64>(1) > now_ms)
+                .map(|row| row.get(0)))
+        })
     }
 }
