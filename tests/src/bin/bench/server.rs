@@ -538,10 +538,15 @@ pub fn run(params: &Params) {
         None => vec![Kind::Sled],
     };
     let cluster = match params.database.as_deref() {
-        Some(OWN_CLUSTER) => Some(tests::postgres::Cluster::start().unwrap_or_else(|why| {
-            eprintln!("--database own needs PostgreSQL's server programs: {why}");
-            std::process::exit(2);
-        })),
+        // The free port the cluster was given may be taken before PostgreSQL binds it (the
+        // phones of a large run use many ports): tried three times.
+        Some(OWN_CLUSTER) => (0..3)
+            .find_map(|_| tests::postgres::Cluster::start().ok())
+            .or_else(|| {
+                let why = tests::postgres::Cluster::start().err().unwrap_or_default();
+                eprintln!("--database own: no PostgreSQL cluster could start: {why}");
+                std::process::exit(2);
+            }),
         _ => None,
     };
     let params = &Params {
