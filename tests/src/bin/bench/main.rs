@@ -101,7 +101,8 @@ enum Bench {
         /// who may create databases (`postgres://postgres:PASSWORD@127.0.0.1:5432/postgres`).
         /// Each run gets a new database, dropped afterwards; the CPU time of the PostgreSQL
         /// server's processes is counted when it runs on this machine (give it a cluster of
-        /// its own: everything it does is counted).
+        /// its own: everything it does is counted). `own` starts a cluster of the bench's own
+        /// (Debian's PostgreSQL programs, a free loopback port, removed at the end).
         #[arg(long, value_name = "URL")]
         database: Option<String>,
         /// On the PostgreSQL runs keep photos in S3: a SeaweedFS of the run's own (the `weed`
@@ -112,6 +113,21 @@ enum Bench {
         /// medians are compared.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+        /// Server processes on one PostgreSQL database and S3 bucket (needs `--database` and
+        /// `--s3`): runs with one node and with this many alternate, the phones spread over
+        /// the nodes, and the CPU of all of them counted.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// Hash the simulated accounts' passwords at argon2's cheapest cost, as the tests do
+        /// (the `bench-server` program: `chiefsync`'s serving path with that one setting), so
+        /// that 10,000 accounts and their sign-ins take seconds instead of most of an hour.
+        /// The syncs do not touch passwords.
+        #[arg(long)]
+        test_passwords: bool,
+        /// Where the phones keep their stores (default /dev/shm, which is memory; a run of
+        /// 10,000 phones may want a disk).
+        #[arg(long, value_name = "DIR")]
+        phones_dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -134,6 +150,9 @@ fn main() {
             database,
             s3,
             rounds,
+            nodes,
+            test_passwords,
+            phones_dir,
         } => server::run(&server::Params {
             devices,
             days,
@@ -142,6 +161,9 @@ fn main() {
             database,
             s3,
             rounds,
+            nodes,
+            test_passwords,
+            phones_dir,
         }),
         Bench::Export {
             runs,

@@ -9,6 +9,12 @@
 //! The phones record their tracks a minute at a time (`--recorder chunk`: the same chunks and
 //! documents the app's recorder writes) and keep their stores in /dev/shm when it exists: the
 //! phones' own disks are not what this measures, and they share the server's two cores.
+//!
+//! `--test-passwords` runs `bench-server` instead (the same serving path, accounts hashed at
+//! the tests' argon2 cost) so that 10,000 accounts and sign-ins take seconds; `--nodes N` with
+//! `--database` and `--s3` runs N server processes on one PostgreSQL database and bucket
+//! beside one, the phones spread over them. Every node of a run shares one signing key, and
+//! access tokens last a day (the simulator signs in its checkers long before the check).
 
 use std::io::BufRead;
 use std::net::TcpListener;
@@ -35,7 +41,7 @@ fn build() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "-p", "server", "--bin", "chiefsync"])
-        .args(["-p", "tests", "--bin", "fieldsim"])
+        .args(["-p", "tests", "--bin", "fieldsim", "--bin", "bench-server"])
         .status()
         .expect("run cargo build");
     assert!(status.success(), "cargo build --release failed");
@@ -51,12 +57,26 @@ fn free_addr() -> String {
     listener.local_addr().expect("local addr").to_string()
 }
 
-fn start(data_dir: &Path, addr: &str, store: &[String]) -> Server {
+/// The signing key every node of a run shares (a cluster's nodes accept each other's tokens).
+const SIGNING_KEY: &str = "server-bench-signing-key-0123456789abcdef";
+
+/// Access tokens outlive the run: a run of 10,000 phones takes longer than the default 15
+/// minutes between the simulator signing in its checkers and cameras and using them.
+const ACCESS_TTL_SECS: &str = "86400";
+
+fn start(data_dir: &Path, addr: &str, store: &[String], test_passwords: bool) -> Server {
     let log = std::fs::File::create(data_dir.with_extension("log")).expect("server log");
-    let child = Command::new(release_dir().join("chiefsync"))
+    let program = if test_passwords {
+        "bench-server"
+    } else {
+        "chiefsync"
+    };
+    let child = Command::new(release_dir().join(program))
         .args(["--demo", "--addr", addr])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(["--signing-key", SIGNING_KEY])
+        .args(["--access-ttl-secs", ACCESS_TTL_SECS])
         .args(store)
         .stdout(Stdio::null())
         .stderr(log)
@@ -91,9 +111,11 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-fn phones_dir(run: &Path) -> PathBuf {
+fn phones_dir(run: &Path, chosen: Option<&Path>) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
+    if let Some(dir) = chosen {
+        dir.join(format!("chiefsync-phones-{}", std::process::id()))
+    } else if shm.is_dir() {
         shm.join(format!("chiefsync-phones-{}", std::process::id()))
     } else {
         run.join("phones")
@@ -116,6 +138,16 @@ pub struct Params {
     pub s3: bool,
     /// Runs of each store; with `database`, sled and PostgreSQL alternate.
     pub rounds: usize,
+    /// Server processes on the PostgreSQL database at once; above one, runs with one node and
+    /// with this many alternate (instead of sled and PostgreSQL), the phones spread over the
+    /// nodes (phone `i` on node `i mod n`).
+    pub nodes: usize,
+    /// Accounts hashed at argon2's cheapest cost (the `bench-server` program) instead of
+    /// production's: account creation and sign-in stop dominating large runs; the syncs are
+    /// the same.
+    pub test_passwords: bool,
+    /// Where the phones keep their stores (default /dev/shm, which is memory).
+    pub phones_dir: Option<PathBuf>,
 }
 
 /// Where a run keeps its data.
@@ -123,16 +155,25 @@ pub struct Params {
 enum Kind {
     /// sled and photo files under the data directory, the embedded default.
     Sled,
-    /// PostgreSQL, with photos in files or (`s3`) in a SeaweedFS bucket.
-    Postgres { s3: bool },
+    /// PostgreSQL, with photos in files or (`s3`) in a SeaweedFS bucket, served by `nodes`
+    /// server processes.
+    Postgres { s3: bool, nodes: usize },
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Kind::Sled => "sled + files",
-            Kind::Postgres { s3: false } => "PostgreSQL + files",
-            Kind::Postgres { s3: true } => "PostgreSQL + S3",
+            Kind::Sled => "sled + files".into(),
+            Kind::Postgres { s3: false, .. } => "PostgreSQL + files".into(),
+            Kind::Postgres { s3: true, nodes: 1 } => "PostgreSQL + S3".into(),
+            Kind::Postgres { s3: true, nodes } => format!("PostgreSQL + S3, {nodes} nodes"),
+        }
+    }
+
+    fn nodes(self) -> usize {
+        match self {
+            Kind::Sled => 1,
+            Kind::Postgres { nodes, .. } => nodes.max(1),
         }
     }
 }
@@ -377,6 +418,76 @@ fn weed_pid() -> Option<u32> {
     })
 }
 
+/// One server process at the end of a run: its memory and CPU from /proc, and from its
+/// `/metrics` the answers it refused.
+struct Node {
+    peak_kb: Option<u64>,
+    rss_kb: Option<u64>,
+    cpu_s: f64,
+    status_5xx: u64,
+    status_503: u64,
+    status_429: u64,
+    /// Sync and upload requests shed (503) because too many were in progress.
+    shed: u64,
+}
+
+impl Node {
+    fn read(pid: u32, base: &str) -> Node {
+        let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let fields: Vec<f64> = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0.0))
+                    .collect();
+                Some((fields.get(11)? + fields.get(12)?) / 100.0)
+            })
+            .unwrap_or(0.0);
+        let metrics = ureq::get(format!("{base}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut reply| reply.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        let (mut status_5xx, mut status_503, mut status_429, mut shed) = (0, 0, 0, 0);
+        for line in metrics.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let value = value.parse::<f64>().unwrap_or(0.0) as u64;
+            if series.starts_with("chiefsync_http_requests_total{") {
+                let status = series
+                    .split("status=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .unwrap_or(0);
+                match status {
+                    503 => {
+                        status_503 += value;
+                        status_5xx += value;
+                    }
+                    500..=599 => status_5xx += value,
+                    429 => status_429 += value,
+                    _ => {}
+                }
+            } else if series.starts_with("chiefsync_load_shed_total") {
+                shed += value;
+            }
+        }
+        Node {
+            peak_kb: status_kb(pid, "VmHWM"),
+            rss_kb: status_kb(pid, "VmRSS"),
+            cpu_s,
+            status_5xx,
+            status_503,
+            status_429,
+            shed,
+        }
+    }
+}
+
 /// What one run measured.
 struct Measured {
     kind: Kind,
@@ -384,20 +495,67 @@ struct Measured {
     server_cpu_s: f64,
     database_cpu_s: f64,
     blobs_cpu_s: f64,
+    /// The nodes' peaks summed.
     server_peak_mib: f64,
+    /// Requests the nodes answered 503 (busy, or the store unreachable).
+    refusals_503: u64,
     database_peak_mib: f64,
     blobs_peak_mib: f64,
 }
 
+/// `--database own`: a PostgreSQL cluster of the bench's own (`tests::postgres::Cluster`, on a
+/// free loopback port, removed at the end), so everything the database does is the bench's.
+const OWN_CLUSTER: &str = "own";
+
 pub fn run(params: &Params) {
     build();
+    if params.nodes > 1 && !(params.database.is_some() && params.s3) {
+        eprintln!("--nodes shares one store between server processes: give --database and --s3");
+        std::process::exit(2);
+    }
     let kinds: Vec<Kind> = match &params.database {
-        Some(_) => vec![Kind::Sled, Kind::Postgres { s3: params.s3 }],
+        Some(_) if params.nodes > 1 => vec![
+            Kind::Postgres {
+                s3: params.s3,
+                nodes: 1,
+            },
+            Kind::Postgres {
+                s3: params.s3,
+                nodes: params.nodes,
+            },
+        ],
+        Some(_) => vec![
+            Kind::Sled,
+            Kind::Postgres {
+                s3: params.s3,
+                nodes: 1,
+            },
+        ],
         None if params.s3 => {
             eprintln!("--s3 keeps photos in S3 beside a PostgreSQL database: give --database too");
             std::process::exit(2);
         }
         None => vec![Kind::Sled],
+    };
+    let cluster = match params.database.as_deref() {
+        // The free port the cluster was given may be taken before PostgreSQL binds it (the
+        // phones of a large run use many ports): tried three times.
+        Some(OWN_CLUSTER) => (0..3)
+            .find_map(|_| tests::postgres::Cluster::start().ok())
+            .or_else(|| {
+                let why = tests::postgres::Cluster::start().err().unwrap_or_default();
+                eprintln!("--database own: no PostgreSQL cluster could start: {why}");
+                std::process::exit(2);
+            }),
+        _ => None,
+    };
+    let params = &Params {
+        database: match &cluster {
+            Some(cluster) => Some(cluster.url()),
+            None => params.database.clone(),
+        },
+        phones_dir: params.phones_dir.clone(),
+        ..*params
     };
     let mut measured = Vec::new();
     for round in 0..params.rounds.max(1) {
@@ -411,6 +569,7 @@ pub fn run(params: &Params) {
             measured.push(run_once(params, kind));
         }
     }
+    drop(cluster);
     if kinds.len() > 1 || params.rounds > 1 {
         compare(&measured, &kinds);
     }
@@ -432,14 +591,14 @@ fn compare(measured: &[Measured], kinds: &[Kind]) {
         "side by side (median of {} runs each; CPU in the merged-and-converged phases)",
         measured.len() / kinds.len()
     );
-    println!("  store                 merged s   server CPU s   database CPU s   photo store CPU s   server MiB   database MiB   photo store MiB");
+    println!("  store                        merged s   server CPU s   database CPU s   photo store CPU s   server MiB   database MiB   photo store MiB   503s");
     let mut merged = Vec::new();
     for &kind in kinds {
         let runs: Vec<&Measured> = measured.iter().filter(|m| m.kind == kind).collect();
         let of = |f: fn(&Measured) -> f64| median(runs.iter().map(|&m| f(m)).collect());
         let times: Vec<String> = runs.iter().map(|m| format!("{:.1}", m.merged_s)).collect();
         println!(
-            "  {:<20} {:>9.1} {:>14.1} {:>16.1} {:>19.1} {:>12.0} {:>14.0} {:>17.0}   (runs: {} s)",
+            "  {:<27} {:>9.1} {:>14.1} {:>16.1} {:>19.1} {:>12.0} {:>14.0} {:>17.0} {:>6}   (runs: {} s)",
             kind.name(),
             of(|m| m.merged_s),
             of(|m| m.server_cpu_s),
@@ -448,15 +607,22 @@ fn compare(measured: &[Measured], kinds: &[Kind]) {
             of(|m| m.server_peak_mib),
             of(|m| m.database_peak_mib),
             of(|m| m.blobs_peak_mib),
+            runs.iter().map(|m| m.refusals_503).sum::<u64>(),
             times.join(", ")
         );
         merged.push(of(|m| m.merged_s));
     }
-    if let [sled, other] = merged[..] {
+    if let [first, other] = merged[..] {
         println!(
-            "  throughput of {} = {:.2}× sled's (goal >= 0.7×)",
+            "  throughput of {} = {:.2}× {}'s{}",
             kinds[1].name(),
-            if other > 0.0 { sled / other } else { 0.0 }
+            if other > 0.0 { first / other } else { 0.0 },
+            kinds[0].name(),
+            if kinds[0] == Kind::Sled {
+                " (goal >= 0.7×)"
+            } else {
+                ""
+            }
         );
     }
 }
@@ -466,13 +632,12 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
     std::fs::create_dir_all(&root).expect("target/tmp");
     let run = tempfile::tempdir_in(&root).expect("run directory");
     let data_dir = run.path().join("server");
-    let phones = phones_dir(run.path());
-    let addr = free_addr();
+    let phones = phones_dir(run.path(), params.phones_dir.as_deref());
     let mut store = Vec::new();
     let mut database = None;
     let mut weed = None;
     let mut database_pid = None;
-    if let (Kind::Postgres { s3 }, Some(admin)) = (kind, &params.database) {
+    if let (Kind::Postgres { s3, .. }, Some(admin)) = (kind, &params.database) {
         let db = Database::create(admin);
         store.extend(["--database".to_owned(), db.url()]);
         database_pid = postmaster_pid(admin);
@@ -496,19 +661,34 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
         .as_deref()
         .filter(|_| database.is_some())
         .and_then(wal_bytes);
-    let server = start(&data_dir, &addr, &store);
-    let pid = server.child.id();
+    // The nodes one after the other: the first seeds the demo, the next find it seeded. Each
+    // keeps its own data directory (logs, the backup socket); with several nodes the store
+    // and the photos are shared.
+    let mut servers = Vec::new();
+    let mut addrs = Vec::new();
+    for n in 0..kind.nodes() {
+        let addr = free_addr();
+        let dir = match n {
+            0 => data_dir.clone(),
+            n => run.path().join(format!("server-{}", n + 1)),
+        };
+        servers.push(start(&dir, &addr, &store, params.test_passwords));
+        addrs.push(format!("http://{addr}"));
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
     let database_peak = database_pid.map(PeakSampler::start);
     let started = Instant::now();
     let mut fieldsim = Command::new(release_dir().join("fieldsim"));
+    let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();
     fieldsim
-        .args(["--server", &format!("http://{addr}")])
+        .args(["--server", &addrs.join(",")])
+        .args(["--spread", "phone"])
         .args(["--devices", &params.devices.to_string()])
         .args(["--days", &params.days.to_string()])
         .args(["--seed", &params.seed.to_string()])
         .args(["--concurrency", &params.concurrency.to_string()])
         .args(["--recorder", "chunk", "--json"])
-        .args(["--server-pid", &pid.to_string()])
+        .args(["--server-pid", &pid_list.join(",")])
         .arg("--data-dir")
         .arg(&phones)
         .stderr(Stdio::inherit());
@@ -520,11 +700,16 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
     }
     let output = fieldsim.output().expect("run fieldsim");
     let wall = started.elapsed();
-    let peak_kb = status_kb(pid, "VmHWM");
-    let rss_kb = status_kb(pid, "VmRSS");
+    let nodes: Vec<Node> = pids
+        .iter()
+        .zip(&addrs)
+        .map(|(&pid, addr)| Node::read(pid, addr))
+        .collect();
+    let peak_kb: Option<u64> = nodes.iter().map(|n| n.peak_kb).sum();
+    let rss_kb: Option<u64> = nodes.iter().map(|n| n.rss_kb).sum();
     let database_peak_kb = database_peak.map(PeakSampler::stop);
     let blobs_peak_kb = blobs_pid.and_then(|pid| status_kb(pid, "VmHWM"));
-    drop(server);
+    drop(servers);
     drop(weed);
     let _ = std::fs::remove_dir_all(&phones);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -536,8 +721,28 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
     };
 
     println!(
-        "server bench: fieldsim {} chiefs' phones (+{} office/department) × {} days against a release server (2 workers) on {}, seed {}",
-        out["devices"], out["staff_devices"], out["days"], kind.name(), out["seed"]
+        "server bench: fieldsim {} chiefs' phones (+{} office/department) × {} days against {} release {} ({}, 2 workers each) on {}, seed {}",
+        out["devices"],
+        out["staff_devices"],
+        out["days"],
+        nodes.len(),
+        if nodes.len() == 1 { "server" } else { "servers" },
+        if params.test_passwords {
+            "bench-server: passwords at the tests' argon2 cost"
+        } else {
+            "chiefsync: production argon2 cost"
+        },
+        kind.name(),
+        out["seed"]
+    );
+    println!(
+        "  load average  {} at the end (the machine's, all users)",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "  chiefs        {} district, {} subdistrict, {} village level ({} villages, {} village stretches added)",
@@ -660,10 +865,28 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
         );
     }
     println!(
-        "  server memory peak {:.0} MiB (VmHWM), {:.0} MiB at the end",
+        "  server memory peak {:.0} MiB (VmHWM{}), {:.0} MiB at the end",
         peak_kb.unwrap_or(0) as f64 / 1024.0,
+        if nodes.len() > 1 {
+            ", the nodes' summed"
+        } else {
+            ""
+        },
         rss_kb.unwrap_or(0) as f64 / 1024.0
     );
+    for (n, node) in nodes.iter().enumerate() {
+        println!(
+            "  node {}        {} syncs; CPU {:.1} s over the whole run; peak {:.0} MiB; answers 5xx {}, of which 503 {} (shed {}); 429 {}",
+            n + 1,
+            out["syncs_by_node"][n],
+            node.cpu_s,
+            node.peak_kb.unwrap_or(0) as f64 / 1024.0,
+            node.status_5xx,
+            node.status_503,
+            node.shed,
+            node.status_429
+        );
+    }
     if let Some(kb) = database_peak_kb {
         println!(
             "  database memory peak {:.0} MiB (PostgreSQL's processes, shared pages counted once: Pss sampled each second)",
@@ -697,6 +920,7 @@ fn run_once(params: &Params, kind: Kind) -> Measured {
         database_cpu_s: database_cpu,
         blobs_cpu_s: blobs_cpu,
         server_peak_mib: peak_kb.unwrap_or(0) as f64 / 1024.0,
+        refusals_503: nodes.iter().map(|n| n.status_503).sum(),
         database_peak_mib: database_peak_kb.unwrap_or(0) as f64 / 1024.0,
         blobs_peak_mib: blobs_peak_kb.unwrap_or(0) as f64 / 1024.0,
     }

@@ -509,8 +509,11 @@ pub fn chief_days(
             let photo = phone.take_photo(seed.wrapping_mul(1_000) + u64::from(day))?;
             phone
                 .client()?
-                .attach_photo(issue.clone(), photo, PhotoRole::Before)
+                .attach_photo(issue.clone(), photo.clone(), PhotoRole::Before)
                 .map_err(err)?;
+            // The app keeps its own prepared copy; the camera's file is not the app's (10,000
+            // phones' camera rolls would fill the disk the phones are simulated on).
+            let _ = std::fs::remove_file(&photo);
             log.photos += 1;
             log.issues.push(issue);
         }
@@ -630,6 +633,7 @@ pub fn handler_rectifies(
         }
         let file = phone.take_photo(n * 100_000 + k as u64)?;
         let raw = std::fs::read(&file).map_err(err)?;
+        let _ = std::fs::remove_file(&file);
         let prepared =
             sync_core::photo::prepare(&raw, &sync_core::photo::PrepareOptions::default())
                 .map_err(err)?;

@@ -106,9 +106,10 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// The server's process id, when it runs on this machine: the CPU time it spends in each
-    /// phase is reported beside the simulator's own (Linux, from /proc).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// phase is reported beside the simulator's own (Linux, from /proc); several,
+    /// comma-separated, for several nodes (their CPU time summed).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// The database server's main process (PostgreSQL's postmaster), when the server keeps its
     /// data there and it runs on this machine: the CPU time of it and all its processes
     /// (connections, writers, those already ended) in each phase is reported too.
@@ -241,7 +242,8 @@ struct Spent {
 /// The processes whose CPU time is counted, and their CPU time at the start of the phase.
 #[derive(Debug)]
 struct Watched {
-    server_pid: Option<String>,
+    /// Every node's process.
+    server_pid: Vec<String>,
     database_pid: Option<String>,
     blobs_pid: Option<String>,
 }
@@ -252,9 +254,9 @@ impl Watched {
         let tree = |pid: &Option<String>| pid.as_deref().and_then(tree_cpu_seconds);
         (
             self.server_pid
-                .as_deref()
-                .and_then(cpu_seconds)
-                .unwrap_or(0.0),
+                .iter()
+                .filter_map(|pid| cpu_seconds(pid))
+                .sum(),
             tree(&self.database_pid).unwrap_or(0.0),
             tree(&self.blobs_pid).unwrap_or(0.0),
             cpu_seconds("self").unwrap_or(0.0),
@@ -323,7 +325,7 @@ impl Phases {
                     "wall_s": round(s.wall.as_secs_f64()),
                     "simulator_cpu_s": round(s.simulator_cpu),
                 });
-                if self.watched.server_pid.is_some() {
+                if !self.watched.server_pid.is_empty() {
                     phase["server_cpu_s"] = json!(round(s.server_cpu));
                 }
                 if self.watched.database_pid.is_some() {
@@ -556,7 +558,7 @@ fn run(cli: &Cli) -> Result<Value> {
     let started = Instant::now();
     let pid = |pid: Option<u32>| pid.map(|p| p.to_string());
     let mut phases = Phases::start(Watched {
-        server_pid: pid(cli.server_pid),
+        server_pid: cli.server_pid.iter().map(u32::to_string).collect(),
         database_pid: pid(cli.database_pid),
         blobs_pid: pid(cli.blobs_pid),
     });
