@@ -136,6 +136,12 @@ impl DocIndex {
     /// saved at or below `head`, read after `head` had settled (every save at or below it
     /// committed). A document already held at a later position keeps it: readers may fold in
     /// out of order, and a position never moves back. The head moves on to `head`, never back.
+    /// Forgets everything: the store it mirrors went back in time (a crash of its database
+    /// took back saves), so it is read again in full.
+    pub fn clear(&self) {
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Index::default();
+    }
+
     pub fn caught_up(&self, head: u64, docs: Vec<(String, u64, Result<DocMeta, String>)>) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         for (id, seq, meta) in docs {

@@ -233,7 +233,7 @@ impl<S: HubStore> Hub<S> {
             received_at_ms: now_ms,
             previous_sync_ms: None,
         };
-        let feed = store::save_merge(
+        let (feed, _) = store::save_merge(
             &self.store,
             doc_id,
             &meta,

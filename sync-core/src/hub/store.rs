@@ -110,7 +110,9 @@ pub fn compaction_due(
 /// version read (`read`, its heads) through [`DocumentStore::save_merged`]. Working out what
 /// was added can panic inside automerge on a document hostile changes went into (the fuzzer
 /// found one: a missing dependency); the full save is then what is stored, as before documents
-/// were kept as a snapshot plus incremental saves.
+/// were kept as a snapshot plus incremental saves. Returns the save's feed position, and
+/// whether the merge was saved as made (not through that fallback): only then may the
+/// version in hand stand for the stored one.
 pub(crate) fn save_merge<S: DocumentStore + ?Sized>(
     store: &S,
     id: &str,
@@ -118,11 +120,14 @@ pub(crate) fn save_merge<S: DocumentStore + ?Sized>(
     doc: &mut automerge::AutoCommit,
     read: &[automerge::ChangeHash],
     audit: &[AuditEntry],
-) -> Result<u64, HubError> {
+) -> Result<(u64, bool), HubError> {
     let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.save_after(read)));
     match added {
-        Ok(added) => store.save_merged(id, meta, &added, &mut || doc.save(), audit),
-        Err(_) => store.save_document(id, meta, &doc.save(), audit),
+        Ok(added) => Ok((
+            store.save_merged(id, meta, &added, &mut || doc.save(), audit)?,
+            true,
+        )),
+        Err(_) => Ok((store.save_document(id, meta, &doc.save(), audit)?, false)),
     }
 }
 

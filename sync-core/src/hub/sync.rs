@@ -473,16 +473,20 @@ impl<S: HubStore> Hub<S> {
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
             let previous_sync = self.store.device_synced(&caller.device)?;
             let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
-            let seq = store::save_merge(&self.store, doc_id, meta, &mut doc, &read_heads, &audit)?;
+            let (seq, as_made) =
+                store::save_merge(&self.store, doc_id, meta, &mut doc, &read_heads, &audit)?;
             // The version just stored is in hand: its next delivery (to the other phones that
             // receive it, `GET /docs`) reads no save. Listing its changes can panic inside
             // automerge on a document hostile changes went into (as in `save_merge`); the next
-            // delivery then reads the save, as before.
-            let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                DocChanges::saved(doc_id, meta.kind, &mut doc, seq)
-            }));
-            if let Ok(saved) = saved {
-                self.delivery.saved(doc_id, saved);
+            // delivery then reads the save, as before, and so it does after a merge that was
+            // not saved as made.
+            if as_made {
+                let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    DocChanges::saved(doc_id, meta.kind, &mut doc, seq)
+                }));
+                if let Ok(saved) = saved {
+                    self.delivery.saved(doc_id, saved);
+                }
             }
         }
         let exists = !doc.get_heads().is_empty();

@@ -141,14 +141,17 @@ impl PostgresStore {
     pub(super) fn catch_up(&self) -> Result<u64, HubError> {
         let held = self.index.head();
         let first = !self.index_loaded.load(Ordering::Acquire);
-        let (head, rows) = self.run(async {
+        let (head, started, rows) = self.run(async {
             let client = self.client().await.map_err(hub)?;
             if first {
-                let head: i64 = client
-                    .query_one("SELECT feed_settled()", &[])
+                let row = client
+                    .query_one(
+                        "SELECT feed_settled(), pg_postmaster_start_time()::text",
+                        &[],
+                    )
                     .await
-                    .map_err(storage)?
-                    .get(0);
+                    .map_err(storage)?;
+                let (head, started): (i64, String) = (row.get(0), row.get(1));
                 let rows = client
                     .query(
                         "SELECT id, meta::text, seq FROM documents WHERE seq <= $1",
@@ -160,19 +163,19 @@ impl PostgresStore {
                     .into_iter()
                     .map(|row| (row.get(0), row.get(2), row.get::<_, String>(1)))
                     .collect::<Vec<(String, i64, String)>>();
-                return Ok::<_, HubError>((head, rows));
+                return Ok::<_, HubError>((head, started, rows));
             }
             // One implicit transaction of two statements, each with its own snapshot (READ
             // COMMITTED): the rows are read after the head has settled.
             let messages = client
                 .simple_query(&format!(
-                    "SELECT feed_settled(); \
+                    "SELECT feed_settled(), pg_postmaster_start_time()::text; \
                      SELECT id, meta::text, seq FROM documents WHERE seq > {}",
                     bound(held)
                 ))
                 .await
                 .map_err(storage)?;
-            let mut head = None;
+            let (mut head, mut started) = (None, String::new());
             let mut rows = Vec::new();
             for message in messages {
                 let tokio_postgres::SimpleQueryMessage::Row(row) = message else {
@@ -183,16 +186,24 @@ impl PostgresStore {
                         .and_then(|v| v.parse().ok())
                         .ok_or_else(|| HubError::Storage("the feed: not a position".into()))
                 };
-                if row.len() == 1 {
+                if row.len() == 2 {
                     head = Some(number(0)?);
+                    started = row.get(1).unwrap_or_default().to_owned();
                 } else {
                     let text = |at: usize| row.get(at).unwrap_or_default().to_owned();
                     rows.push((text(0), number(2)?, text(1)));
                 }
             }
             let head = head.ok_or_else(|| HubError::Storage("the feed: no head".into()))?;
-            Ok((head, rows))
+            Ok((head, started, rows))
         })?;
+        // A database that restarted (after a crash, a failover, a restore) may have taken back
+        // saves the index holds and may give their positions to other saves; one whose feed
+        // is behind the index did. The index is then read again in full, never trusted.
+        if !self.same_database(&started) || (!first && position(head) < held) {
+            self.forget_caches();
+            return self.catch_up();
+        }
         let docs = rows
             .into_iter()
             .filter(|(_, seq, _)| *seq <= head)

@@ -68,6 +68,36 @@ pub struct PostgresStore {
     index_loaded: AtomicBool,
     /// Users, divisions and assets as last read, with their tables' versions.
     reference: reference::Cache,
+    /// When the database server that the index and the lists were read from started
+    /// (`pg_postmaster_start_time()`): a crash of it, a failover or a restore can take back
+    /// saves and positions the caches hold, so both are read anew when it changes.
+    epoch: std::sync::Mutex<Option<String>>,
+}
+
+impl PostgresStore {
+    /// Notes the start of the database server a read came from; when it is not the one the
+    /// caches were read from, forgets them (the index and the lists are read again in full)
+    /// and says so.
+    pub(super) fn same_database(&self, started: &str) -> bool {
+        let mut epoch = self.epoch.lock().unwrap_or_else(|p| p.into_inner());
+        if epoch.as_deref() == Some(started) {
+            return true;
+        }
+        let known = epoch.is_some();
+        *epoch = Some(started.to_owned());
+        if known {
+            self.forget_caches();
+        }
+        !known
+    }
+
+    /// Forgets the kept routing facts and lists: the next read reads them in full.
+    pub(super) fn forget_caches(&self) {
+        self.index_loaded
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.index.clear();
+        self.reference.clear();
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -171,6 +201,7 @@ impl PostgresStore {
             index: DocIndex::default(),
             index_loaded: AtomicBool::new(false),
             reference: reference::Cache::default(),
+            epoch: std::sync::Mutex::new(None),
         };
         store.run(async {
             let mut client = store.client().await?;

@@ -28,6 +28,15 @@ pub(super) struct Cache {
     assets: Slot<Asset>,
 }
 
+impl Cache {
+    /// Forgets every list (the database went back in time, see `PostgresStore::epoch`).
+    pub(super) fn clear(&self) {
+        *self.users.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.divisions.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.assets.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// A record kept in a versioned table.
 pub(super) trait Listed: DeserializeOwned + Clone + Send + Sync + 'static {
     /// The table's name in `reference_versions`.
@@ -82,16 +91,21 @@ impl PostgresStore {
         let held = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (version, list) = self.run(async {
             let client = self.client().await?;
-            if let Some((version, list)) = &held {
-                let now: Option<i64> = client
-                    .query_opt(
-                        "SELECT version FROM reference_versions WHERE name = $1",
-                        &[&T::TABLE],
-                    )
-                    .await
-                    .map_err(backend)?
-                    .map(|row| row.get(0));
-                if now == Some(*version) {
+            // The version, and the start of the database server it is read from: a version
+            // read after a crash took writes back may name another list than the one kept.
+            let now = client
+                .query_opt(
+                    "SELECT version, pg_postmaster_start_time()::text
+                     FROM reference_versions WHERE name = $1",
+                    &[&T::TABLE],
+                )
+                .await
+                .map_err(backend)?;
+            let same = now
+                .as_ref()
+                .is_some_and(|row| self.same_database(row.get::<_, &str>(1)));
+            if let (true, Some((version, list)), Some(now)) = (same, &held, &now) {
+                if now.get::<_, i64>(0) == *version {
                     return Ok::<_, StoreError>((*version, Arc::clone(list)));
                 }
             }
@@ -115,7 +129,8 @@ impl PostgresStore {
             Ok((version, Arc::new(list)))
         })?;
         let mut kept = slot.lock().unwrap_or_else(|p| p.into_inner());
-        // Another thread may have read a later version meanwhile: keep the later one.
+        // Another thread may have read a later version meanwhile: keep the later one (the
+        // caches were forgotten if the database went back in time since).
         if kept.as_ref().is_none_or(|(v, _)| *v < version) {
             *kept = Some((version, Arc::clone(&list)));
         }

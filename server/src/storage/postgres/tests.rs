@@ -706,3 +706,65 @@ fn each_server_reads_the_others_writes_through_its_caches_at_once() {
     operator.execute("DELETE FROM assets");
     assert!(b.list_assets().unwrap().is_empty());
 }
+
+/// A server's kept routing facts never run ahead of the database: a crash of PostgreSQL can
+/// take back a save the server had read (saves commit without waiting for the disk) and give
+/// its feed position to a later save. Both ways a server learns of it are played here: the
+/// feed's head found behind what it holds, and the database found started anew.
+#[test]
+fn kept_routing_facts_follow_the_database_when_a_crash_takes_saves_back() {
+    let harness = pg_harness!();
+    let (a, b) = (harness.store(), harness.store());
+    let save = |store: &PostgresStore, id: &str| {
+        store
+            .save_document(id, &doc_meta(id, DocKind::Patrol), b"track", &[])
+            .unwrap()
+    };
+    let listed = |store: &PostgresStore| {
+        let mut ids: Vec<String> = store
+            .all_documents()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    save(&b, "kept");
+    let lost_at = save(&b, "lost");
+    assert_eq!(listed(&a), ["kept", "lost"]);
+    // What a crash does to a save that had not reached the disk: its row and its position
+    // are gone.
+    let session = harness.session();
+    let take_back = |id: &str, at: u64| {
+        session.execute(&format!(
+            "DELETE FROM documents WHERE id = '{id}'; SELECT setval('feed_seq', {})",
+            at - 1
+        ));
+    };
+    take_back("lost", lost_at);
+    assert_eq!(
+        listed(&a),
+        ["kept"],
+        "the feed's head is behind the kept facts"
+    );
+    assert_eq!(a.feed_head().unwrap(), lost_at - 1);
+    // The position is given again; the server lists the new save, not the lost one.
+    assert_eq!(save(&b, "after"), lost_at);
+    assert_eq!(listed(&a), ["after", "kept"]);
+    assert_eq!(
+        a.changed_since(lost_at - 1, lost_at, &|_| true)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        ["after"]
+    );
+    // Taken back and given again before the server reads: the head is where it was, so only
+    // the database's new start tells (played here, as a restart cannot be on a shared
+    // server).
+    take_back("after", lost_at);
+    assert_eq!(save(&b, "again"), lost_at);
+    assert!(!a.same_database("a database started anew"));
+    assert_eq!(listed(&a), ["again", "kept"]);
+}
