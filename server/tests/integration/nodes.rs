@@ -415,6 +415,24 @@ fn jpeg(seed: u8) -> (String, Vec<u8>) {
 }
 
 /// A challenge fetched from `from`, solved, and the ticket bought from `to`.
+/// A ticket for `asset` (challenge from `from`, answered at `to`), then the report `report`
+/// makes of it, without photos, sent through `from`: the report's status and body.
+async fn ticket_and_report(
+    from: &Node,
+    to: &Node,
+    asset: &str,
+    report: impl Fn(&str, Vec<String>) -> Value,
+) -> (u16, Value) {
+    let (status, grant) = ticket(from, to, asset).await;
+    assert_eq!(status, 200, "{grant}");
+    from.json(
+        "POST",
+        "/public/reports",
+        report(grant["ticket"].as_str().unwrap(), vec![]),
+    )
+    .await
+}
+
 async fn ticket(from: &Node, to: &Node, asset: &str) -> (u16, Value) {
     let (status, challenge) = from.send("GET", "/public/challenge", None, &[], None).await;
     assert_eq!(status, 200, "{challenge}");
@@ -492,27 +510,11 @@ async fn a_residents_report_may_reach_any_server_at_every_step() {
     // sixth within the hour is refused by either.
     for n in 0..3 {
         let (from, to) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        let (status, grant) = ticket(from, to, ASSET).await;
-        assert_eq!(status, 200, "{grant}");
-        let (status, filed) = from
-            .json(
-                "POST",
-                "/public/reports",
-                report(grant["ticket"].as_str().unwrap(), vec![]),
-            )
-            .await;
+        let (status, filed) = ticket_and_report(from, to, ASSET, report).await;
         assert_eq!(status, 201, "report {n}: {filed}");
     }
     for node in [&a, &b] {
-        let (status, grant) = ticket(node, node, ASSET).await;
-        assert_eq!(status, 200, "{grant}");
-        let (status, refused) = node
-            .json(
-                "POST",
-                "/public/reports",
-                report(grant["ticket"].as_str().unwrap(), vec![]),
-            )
-            .await;
+        let (status, refused) = ticket_and_report(node, node, ASSET, report).await;
         assert_eq!(status, 429, "{refused}");
         assert_eq!(refused["error"], "rate_limited_address", "{refused}");
     }
