@@ -53,6 +53,45 @@ fn settings(dir: &Path) -> Settings {
 }
 
 impl TestServer {
+    /// Stores a patrol `chief` walked along `asset` from `started_ms`, `points` seconds long
+    /// (the walk drawn with `seed`), recorded by actor `actor` on `device`, as a phone's sync
+    /// would store it (through the store's hub part).
+    pub fn store_walked_patrol(
+        &self,
+        chief: &sync_core::model::User,
+        asset: &sync_core::model::Asset,
+        (actor, device): (u64, &str),
+        started_ms: i64,
+        points: usize,
+        seed: u64,
+    ) {
+        use sync_core::doc::{actor_for, NewPatrol, PatrolDoc, Record};
+        let mut patrol = PatrolDoc::create(
+            actor_for(actor),
+            &NewPatrol {
+                system: asset.system,
+                asset: asset.id.clone(),
+                chief: chief.id.clone(),
+                division: asset.division.clone(),
+                device: device.into(),
+                started_at_ms: started_ms,
+            },
+        )
+        .unwrap();
+        let walk = sync_core::track::walk_along(&asset.geometry, started_ms, points, seed);
+        for chunk in walk.chunks(sync_core::track::CHUNK_POINTS) {
+            patrol.append_track(chunk).unwrap();
+        }
+        patrol.finish(walk.last().unwrap().t_ms).unwrap();
+        let bytes = patrol.save();
+        let meta =
+            sync_core::authz::DocMeta::of(&automerge::AutoCommit::load(&bytes).unwrap()).unwrap();
+        self.state
+            .store
+            .save_document(patrol.id(), &meta, &bytes, &[])
+            .unwrap();
+    }
+
     /// A fresh server with the demo seeded.
     pub async fn demo() -> Self {
         let dir = tempfile::tempdir().unwrap();

@@ -9,9 +9,6 @@
 use serde_json::{json, Value};
 use server::demo::{self, ADMIN, SUPERVISOR};
 use server::stats::query::day_string;
-use sync_core::authz::DocMeta;
-use sync_core::doc::{actor_for, NewPatrol, PatrolDoc, Record};
-use sync_core::track::{walk_along, CHUNK_POINTS};
 
 use crate::harness::TestServer;
 use crate::postgres::{admin_sql, Database};
@@ -49,29 +46,7 @@ fn store_patrols(s: &TestServer, first: u64, n: u64) {
     let now = server::state::now_ms();
     for k in first..first + n {
         let walked = now - DAY_MS / 2 - (k as i64 % 80) * 6 * 3_600_000;
-        let mut patrol = PatrolDoc::create(
-            actor_for(10_000 + k),
-            &NewPatrol {
-                system: asset.system,
-                asset: asset.id.clone(),
-                chief: chief.id.clone(),
-                division: asset.division.clone(),
-                device: "many-phone".into(),
-                started_at_ms: walked,
-            },
-        )
-        .unwrap();
-        let walk = walk_along(&asset.geometry, walked, 25 * 60, k);
-        for chunk in walk.chunks(CHUNK_POINTS) {
-            patrol.append_track(chunk).unwrap();
-        }
-        patrol.finish(walk.last().unwrap().t_ms).unwrap();
-        let bytes = patrol.save();
-        let meta = DocMeta::of(&automerge::AutoCommit::load(&bytes).unwrap()).unwrap();
-        s.state
-            .store
-            .save_document(patrol.id(), &meta, &bytes, &[])
-            .unwrap();
+        s.store_walked_patrol(chief, asset, (10_000 + k, "many-phone"), walked, 25 * 60, k);
     }
 }
 

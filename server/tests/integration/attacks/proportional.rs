@@ -12,9 +12,8 @@ use serde_json::Value;
 use server::demo::{self, CHIEF, SUPERVISOR};
 use server::state::now_ms;
 use sync_core::authz::DocMeta;
-use sync_core::doc::{actor_for, IssueDoc, NewIssue, NewPatrol, PatrolDoc, Record};
+use sync_core::doc::{actor_for, IssueDoc, NewIssue, Record};
 use sync_core::model::{Role, Severity, System, User};
-use sync_core::track::{walk_along, CHUNK_POINTS};
 
 use crate::harness::TestServer;
 
@@ -111,29 +110,8 @@ fn walk_patrols(s: &TestServer, from: usize, count: usize, seconds: usize) {
     let now = now_ms();
     for n in from..from + count {
         let started = now - 3_600_000 - n as i64 * 1_000;
-        let mut patrol = PatrolDoc::create(
-            actor_for(9_000 + n as u64),
-            &NewPatrol {
-                system: asset.system,
-                asset: asset.id.clone(),
-                chief: chief.id.clone(),
-                division: asset.division.clone(),
-                device: "flood-phone".into(),
-                started_at_ms: started,
-            },
-        )
-        .unwrap();
-        let walk = walk_along(&asset.geometry, started, seconds, n as u64);
-        for chunk in walk.chunks(CHUNK_POINTS) {
-            patrol.append_track(chunk).unwrap();
-        }
-        patrol.finish(walk.last().unwrap().t_ms).unwrap();
-        let bytes = patrol.save();
-        let meta = DocMeta::of(&automerge::AutoCommit::load(&bytes).unwrap()).unwrap();
-        s.state
-            .store
-            .save_document(patrol.id(), &meta, &bytes, &[])
-            .unwrap();
+        let actor = (9_000 + n as u64, "flood-phone");
+        s.store_walked_patrol(chief, asset, actor, started, seconds, n as u64);
     }
 }
 
