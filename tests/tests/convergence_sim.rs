@@ -18,7 +18,9 @@
 //!
 //! Everything random comes from the seed. `CHIEFSYNC_SIM_SEEDS=5000` runs more seeds (default
 //! 150), `CHIEFSYNC_SIM_FIRST` moves the first one, and `CHIEFSYNC_SIM_SEED=<n>` replays one
-//! seed with a trace of what happened.
+//! seed with a trace of what happened. `CHIEFSYNC_SIM_ANSWER_DOCS=1` (and
+//! `CHIEFSYNC_SIM_ANSWER_BYTES`) make every server answer carry at most that many documents
+//! (bytes), so answers come in pages as an office's do at province scale.
 //!
 //! Phones also drop documents from their store at random (any document the phone may drop:
 //! never one with unsent or quarantined changes; `SyncClient::drop_docs`) and tell the server
@@ -328,7 +330,15 @@ impl World {
         }
         let hub_dir = tempfile::tempdir().expect("temporary directory for the server");
         let store = Arc::new(reference_store(hub_dir.path()));
-        let hubs = (0..servers).map(|_| Hub::new(store.clone())).collect();
+        let hubs: Vec<_> = (0..servers).map(|_| Hub::new(store.clone())).collect();
+        if let Some(docs) = env("CHIEFSYNC_SIM_ANSWER_DOCS") {
+            for hub in &hubs {
+                hub.set_answer_limits(sync_core::limits::AnswerLimits {
+                    bytes: env("CHIEFSYNC_SIM_ANSWER_BYTES").unwrap_or(1 << 30) as usize,
+                    docs: docs as usize,
+                });
+            }
+        }
         if trace {
             eprintln!("seed {seed}: {count} phones, {servers} servers, {faults:?}");
         }

@@ -375,7 +375,7 @@ impl<'a> SyncClient<'a> {
                     self.drop_refused(update)?;
                 }
             }
-            let merged = if let Some(snapshot) = &update.snapshot {
+            let mut merged = if let Some(snapshot) = &update.snapshot {
                 touched = true;
                 let doc = AutoCommit::load(snapshot)
                     .map_err(|e| ClientError::BadChange(e.to_string()))?;
@@ -395,7 +395,17 @@ impl<'a> SyncClient<'a> {
             if gone.contains(&update.doc_id) {
                 continue;
             }
-            if update.missing.is_empty() {
+            // Changes built on some this copy lacks wait in automerge unseen and are not kept:
+            // the server sent them believing the phone held more than it does. The copy is
+            // not brought to the server's heads; it goes up whole in the next round trip, and
+            // the answer to that brings everything it lacks.
+            let lacking = merged
+                .as_mut()
+                .is_some_and(|doc| !doc.get_missing_deps(&[]).is_empty());
+            if lacking {
+                dirty.insert(update.doc_id.clone());
+            }
+            if update.missing.is_empty() && !lacking {
                 batch.put_sync_state(&update.doc_id, SERVER_PEER, &heads.concat())?;
                 let push = request.docs.iter().find(|p| p.doc_id == update.doc_id);
                 if let Some(push) = push {
@@ -412,7 +422,8 @@ impl<'a> SyncClient<'a> {
                     }
                 }
             } else {
-                // The server lost what we thought it had: resend the whole history next time.
+                // The server lost what we thought it had, or thought we had what we lack:
+                // resend the whole history next time.
                 batch.put_sync_state(&update.doc_id, SERVER_PEER, &[])?;
                 again = true;
             }

@@ -19,8 +19,6 @@ use crate::protocol::{
     self, DocPush, DocUpdate, Hash, Heads, PackedUpdate, RefusedChange, SyncRequest, SyncResponse,
 };
 
-/// Above this many changed documents, what the device holds is read in one pass.
-const HELD_IN_ONE_PASS: usize = 64;
 /// From this many pushed documents, they are received on every core.
 const RECEIVE_IN_PARALLEL_FROM: usize = 32;
 
@@ -121,6 +119,9 @@ impl<S: HubStore> Hub<S> {
         }
         self.check_pushes(&pushes)?;
         let limits = self.answer_limits();
+        // What the server records the device as holding, read once; first, what answers it
+        // never applied had sent is taken back (`forget_unapplied`).
+        let mut held_all = self.forget_unapplied(caller, request.cursor)?;
 
         // The response's cursor is the feed position *before* this request's own saves: a
         // document another device changes while this request runs gets a later position, so
@@ -149,6 +150,7 @@ impl<S: HubStore> Hub<S> {
         // the phone chose what to drop from the facts of its last sync, and a problem assigned
         // to the chief since must not be dropped with them.
         for (id, known) in self.forget_dropped(caller, request)? {
+            held_all.remove(&id);
             let unchanged = match self.deliverable(&id)? {
                 Some(doc) => doc.after(known.known(request.cursor)).is_empty(),
                 None => true,
@@ -163,9 +165,8 @@ impl<S: HubStore> Hub<S> {
         // not all they may read), or held by the device (one no longer delivered is removed
         // from it): copying the routing facts of every changed document for every phone cost
         // more than routing them.
-        let held_ids = self.store.device_doc_ids(&caller.device)?;
         let delivers = |meta: &DocMeta| delivered(&caller.user, meta, now_ms);
-        let wanted = |meta: &DocMeta| delivers(meta) || held_ids.contains(meta.id.as_str());
+        let wanted = |meta: &DocMeta| delivers(meta) || held_all.contains_key(meta.id.as_str());
         let candidates = if rescope {
             // Walked over the user's own and assigned documents and the issues only (all that
             // `delivered` can accept); what the device holds besides is read after the walk.
@@ -174,27 +175,7 @@ impl<S: HubStore> Hub<S> {
         } else {
             self.store.changed_since(request.cursor, head, &wanted)?
         };
-        // What the device holds: asked document by document when few changed, read in one
-        // pass when many did (a phone back after days offline, a chief whose scope changed).
-        let held_all: Option<HashMap<String, DeviceDoc>> = if candidates.len() > HELD_IN_ONE_PASS {
-            Some(
-                self.store
-                    .device_docs(&caller.device)?
-                    .into_iter()
-                    .collect(),
-            )
-        } else {
-            None
-        };
-        let held_of = |id: &str| -> Result<Option<DeviceDoc>, HubError> {
-            if !held_ids.contains(id) {
-                return Ok(None);
-            }
-            match &held_all {
-                Some(all) => Ok(all.get(id).cloned()),
-                None => self.store.device_doc(&caller.device, id),
-            }
-        };
+        let held_of = |id: &str| -> Option<DeviceDoc> { held_all.get(id).cloned() };
         let mut removed = Vec::new();
         let mut forget = Vec::new();
         // `packed[i]`, when there, is `updates[i]` packed.
@@ -212,7 +193,7 @@ impl<S: HubStore> Hub<S> {
             if touched.contains(&meta.id) {
                 continue;
             }
-            let held = held_of(&meta.id)?;
+            let held = held_of(&meta.id);
             if !delivers(meta) {
                 if held.is_some() {
                     removed.push(meta.id.clone());
@@ -271,7 +252,7 @@ impl<S: HubStore> Hub<S> {
             // is read here: documents no longer delivered, gone from the store, or whose facts
             // do not read.
             let listed: HashSet<&str> = candidates.iter().map(|m| m.id.as_str()).collect();
-            for id in held_ids.iter().filter(|id| !listed.contains(id.as_str())) {
+            for id in held_all.keys().filter(|id| !listed.contains(id.as_str())) {
                 let still = match self.store.document(id) {
                     Ok(Some(stored)) => delivers(&stored.meta),
                     Ok(None) => false,
@@ -291,7 +272,7 @@ impl<S: HubStore> Hub<S> {
                 // Pushed documents may be new to the device's records since the pass above.
                 self.store.device_doc(&caller.device, &id)?
             } else {
-                held_of(&id)?
+                held_of(&id)
             }
             .unwrap_or_default();
             records.push((id, Some(previous.sent(request.cursor, heads, cursor))));
@@ -391,6 +372,37 @@ impl<S: HubStore> Hub<S> {
                 })
                 .collect()
         })
+    }
+
+    /// What the device's records say it holds, after taking back what answers it never
+    /// applied had sent: the device presents the cursor of the last answer it applied, and
+    /// its cursor only moves forward, so a record sent in an answer whose cursor is past the
+    /// one presented now was never received. Such a record falls back to what the device held
+    /// before. Left alone, a later answer whose cursor passes that one without visiting the
+    /// document (it was saved again meanwhile, past that answer's walk or page) would make the
+    /// record stand, and the next change sent would build on changes the phone never got.
+    fn forget_unapplied(
+        &self,
+        caller: &Caller,
+        cursor: u64,
+    ) -> Result<HashMap<String, DeviceDoc>, HubError> {
+        let mut held: HashMap<String, DeviceDoc> = self
+            .store
+            .device_docs(&caller.device)?
+            .into_iter()
+            .collect();
+        let mut unapplied = Vec::new();
+        for (id, record) in &mut held {
+            if record.pending_cursor > cursor {
+                record.pending.clear();
+                record.pending_cursor = 0;
+                unapplied.push((id.clone(), Some(record.clone())));
+            }
+        }
+        if !unapplied.is_empty() {
+            self.store.put_device_docs(&caller.device, &unapplied)?;
+        }
+        Ok(held)
     }
 
     /// The cursor from which a sync finds every document of `rest` again: just before the

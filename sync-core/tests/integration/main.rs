@@ -5,3 +5,5 @@ mod convergence;
 mod documents;
 mod dropped;
 mod fixtures;
+mod ledger;
+mod world;

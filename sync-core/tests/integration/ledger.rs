@@ -1,0 +1,134 @@
+//! What the server records a phone as holding (the device ledger) against what the phone holds:
+//! an answer the phone never applied must not count as held, and a phone sent changes on top of
+//! ones it lacks asks for them again instead of keeping a copy nobody else has.
+
+use automerge::ChangeHash;
+use sync_core::client::SyncClient;
+use sync_core::doc::{DocKind, IssueDoc};
+use sync_core::hub::{DeviceDoc, DeviceLedger};
+use sync_core::limits::AnswerLimits;
+use sync_core::protocol::SyncRequest;
+use sync_core::store::LocalStore;
+
+use crate::fixtures::{chief, T0};
+use crate::world::{caller, held_heads, phone, World};
+
+/// The chief improves the description of a problem on one of their phones and syncs it.
+fn describe(world: &World, store: &LocalStore, who: &sync_core::hub::Caller, id: &str, at: i64) {
+    let bytes = store
+        .load_doc(id)
+        .unwrap()
+        .expect("the phone holds the problem");
+    let mut issue = IssueDoc::load(&bytes)
+        .unwrap()
+        .with_actor(who.actor.clone());
+    issue.set_description(&format!("补充说明 {at}")).unwrap();
+    SyncClient::new(store)
+        .save(&mut issue, DocKind::Issue, id)
+        .unwrap();
+    world.sync(store, who, at);
+}
+
+/// A sync whose answer is lost on the way (the connection cut after the server answered).
+fn lost_sync(world: &World, store: &LocalStore, who: &sync_core::hub::Caller, at: i64) {
+    let outgoing = SyncClient::new(store).build_request(at).unwrap();
+    let request = SyncRequest::decode(&outgoing.encode()).unwrap();
+    world
+        .hub
+        .answer(who, &request, at)
+        .expect("the server answers");
+}
+
+#[test]
+fn an_answer_the_phone_never_applied_does_not_count_as_held_when_a_later_page_passes_it() {
+    let world = World::new();
+    world.hub.set_answer_limits(AnswerLimits {
+        bytes: 1 << 30,
+        docs: 1,
+    });
+    let (office_phone, on_patrol) = (phone(), phone());
+    let a = caller(chief(), "office-phone", 1);
+    let b = caller(chief(), "patrol-phone", 2);
+    world.sync(&office_phone, &a, T0);
+
+    // Two problems reported from the patrol phone: the office phone has neither.
+    let first = world.report(&on_patrol, &b, T0 + 1);
+    let second = world.report(&on_patrol, &b, T0 + 2);
+
+    // The office phone's sync brings the first (one document per answer here); the answer is
+    // lost, so the phone holds nothing and keeps its cursor.
+    lost_sync(&world, &office_phone, &a, T0 + 3);
+
+    // The first problem changes again, so its feed position moves past the second's.
+    describe(&world, &on_patrol, &b, &first, T0 + 4);
+
+    // The next answer brings the second and stops before the first: its cursor passes the lost
+    // answer's, without the first in it.
+    world.sync(&office_phone, &a, T0 + 5);
+    assert!(held_heads(&office_phone, &first).is_none());
+    let cursor = SyncClient::new(&office_phone).cursor().unwrap();
+    let record = world
+        .hub
+        .store()
+        .device_doc(&a.device, &first)
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        record.known(cursor).is_empty(),
+        "the server records the phone as holding {:?} of a problem it never received",
+        record.known(cursor)
+    );
+
+    // The next syncs bring it whole: the phone ends with the server's version of both.
+    for at in [T0 + 6, T0 + 7] {
+        world.sync(&office_phone, &a, at);
+    }
+    for id in [&first, &second] {
+        assert_eq!(held_heads(&office_phone, id), Some(world.server_heads(id)));
+    }
+}
+
+#[test]
+fn a_phone_sent_changes_on_top_of_ones_it_lacks_asks_again_and_ends_with_the_server_version() {
+    let world = World::new();
+    let (office_phone, on_patrol) = (phone(), phone());
+    let a = caller(chief(), "office-phone", 1);
+    let b = caller(chief(), "patrol-phone", 2);
+    let id = world.report(&on_patrol, &b, T0);
+    world.sync(&office_phone, &a, T0 + 1);
+    assert_eq!(
+        held_heads(&office_phone, &id),
+        Some(world.server_heads(&id))
+    );
+
+    // The patrol phone improves the description; the server's records come to claim the
+    // office phone holds that too (as a record left by a lost answer would).
+    describe(&world, &on_patrol, &b, &id, T0 + 2);
+    let claimed: Vec<[u8; 32]> = world.server_heads(&id).iter().map(|h| h.0).collect();
+    world
+        .hub
+        .store()
+        .put_device_docs(
+            &a.device,
+            &[(
+                id.clone(),
+                Some(DeviceDoc {
+                    confirmed: claimed,
+                    pending: Vec::new(),
+                    pending_cursor: 0,
+                }),
+            )],
+        )
+        .unwrap();
+
+    // A second improvement reaches the office phone built on the first, which it lacks.
+    describe(&world, &on_patrol, &b, &id, T0 + 3);
+    world.sync(&office_phone, &a, T0 + 4);
+    let held: Option<Vec<ChangeHash>> = held_heads(&office_phone, &id);
+    assert_eq!(
+        held,
+        Some(world.server_heads(&id)),
+        "the phone asked for what it lacked within the same sync"
+    );
+    assert!(SyncClient::new(&office_phone).dirty().unwrap().is_empty());
+}
