@@ -977,17 +977,19 @@ async fn the_signboard_pdf_names_the_chiefs_and_its_qr_code_opens_the_report_pag
             png.height()
         );
     }
-    // The SVG of the same board, and the print page of the district's boards.
-    let mut svg = s
-        .client
+    // The SVG of the same board, and the print page of the district's boards, on a fresh
+    // connection: decoding the boards above may outlast the server's keep-alive.
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let mut svg = client
         .get(format!("{}/api/v1/public/signboards/{ASSET}", s.base))
         .send()
         .await
         .unwrap();
     let svg = String::from_utf8(svg.body().await.unwrap().to_vec()).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("张建国"));
-    let mut page = s
-        .client
+    let mut page = client
         .get(format!("{}/signboards?division=370105000000", s.base))
         .send()
         .await
