@@ -98,9 +98,13 @@ pub fn collect_unreferenced(state: &AppState, now_ms: i64) -> Result<usize, Blob
         if state.photo_index.referenced(store, sha256).map_err(hub)? {
             return Ok(false);
         }
-        let _saves = store
-            .hold_saves()
-            .map_err(|err| BlobError::Io(std::io::Error::other(err.to_string())))?;
+        // Not had in time (a save on some server does not finish): this run stops here,
+        // and the next looks at the photos again.
+        let _saves = store.hold_saves().map_err(|err| {
+            BlobError::Io(std::io::Error::other(format!(
+                "{err}; the remaining photos are looked at again at the next run"
+            )))
+        })?;
         if state.photo_index.referenced(store, sha256).map_err(hub)? {
             return Ok(false);
         }

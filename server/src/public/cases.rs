@@ -13,7 +13,7 @@ use sync_core::workflow::{Targets, PUBLIC_DEVICE};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{Store, StoreError};
+use crate::storage::{Hold, Store, StoreError};
 
 /// How long a reporter's phone number is kept after the report: long enough to call back about
 /// the rectification and its follow-up check, then erased.
@@ -24,10 +24,15 @@ const CASE: &str = "public.case.";
 const BY_ISSUE: &str = "public.issue.";
 const PHONE: &str = "public.supervision_phone.";
 
-/// The lock every change of a stored case is made under, on every server of the store (a
-/// resident's answer, an expired phone number erased): a case read, changed and stored again
-/// never loses what another server stored in between.
-pub const CASE_WRITES: &str = "public cases";
+/// Holds the lock of the case `code` until the answer drops: every change of a stored case is
+/// made under it, on every server of the store (a resident's answer, an expired phone number
+/// erased), so a case read, changed and stored again never loses what another server stored
+/// in between. One lock per case: a write to one case never waits for another's, so a script
+/// sending answer after answer to its own report holds up no one else's. Taken only for the
+/// read and write of the case itself, after every check of the request.
+pub fn hold_case<'a>(store: &'a dyn Store, code: &str) -> Result<Hold<'a>, StoreError> {
+    store.hold(&format!("public case {code}"))
+}
 
 /// What the person said once the issue was finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -76,7 +81,7 @@ pub fn new_code() -> String {
         .collect()
 }
 
-/// Stores a case (a new one, or one changed under [`CASE_WRITES`]).
+/// Stores a case (a new one, or one changed under its lock, [`hold_case`]).
 pub fn put_case(store: &dyn Store, case: &Case) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(case).map_err(|e| corrupt(&case.code, e))?;
     store.put_meta(&format!("{CASE}{}", case.code), &bytes)?;
@@ -103,19 +108,19 @@ fn erase_expired(case: &mut Case, now_ms: i64) -> bool {
 }
 
 /// The case of a tracking code, with an expired phone number erased first (in the store too,
-/// under [`CASE_WRITES`]).
+/// under the case's lock).
 pub fn case(store: &dyn Store, code: &str, now_ms: i64) -> Result<Option<Case>, StoreError> {
     let Some(mut case) = read(store, code)? else {
         return Ok(None);
     };
     if erase_expired(&mut case, now_ms) {
-        let _writes = store.hold(CASE_WRITES)?;
+        let _writes = hold_case(store, code)?;
         return case_held(store, code, now_ms);
     }
     Ok(Some(case))
 }
 
-/// [`case`] for a caller that holds [`CASE_WRITES`] already.
+/// [`case`] for a caller that holds the case's lock ([`hold_case`]) already.
 pub fn case_held(store: &dyn Store, code: &str, now_ms: i64) -> Result<Option<Case>, StoreError> {
     let Some(mut case) = read(store, code)? else {
         return Ok(None);
@@ -152,7 +157,7 @@ pub fn erase_expired_phones(store: &dyn Store, now_ms: i64) -> Result<usize, Sto
     let mut erased = 0;
     for mut case in stored_cases(store)? {
         if erase_expired(&mut case, now_ms) {
-            let _writes = store.hold(CASE_WRITES)?;
+            let _writes = hold_case(store, &case.code)?;
             if case_held(store, &case.code, now_ms)?.is_some() {
                 erased += 1;
             }
@@ -166,7 +171,7 @@ pub fn all_cases(store: &dyn Store, now_ms: i64) -> Result<Vec<Case>, StoreError
     let mut out = Vec::new();
     for mut case in stored_cases(store)? {
         if erase_expired(&mut case, now_ms) {
-            let _writes = store.hold(CASE_WRITES)?;
+            let _writes = hold_case(store, &case.code)?;
             if let Some(case) = case_held(store, &case.code, now_ms)? {
                 out.push(case);
             }

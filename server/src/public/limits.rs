@@ -28,6 +28,10 @@ pub struct PublicLimits {
     /// lookup from the address is refused for the rest of the hour, so guessing codes gets
     /// nowhere (a person mistypes a code a few times, not dozens).
     pub unknown_codes_per_address: usize,
+    /// Answers on outcomes (`POST /public/track/{code}/feedback`) one client address may send
+    /// per hour, taken or refused: a resident answers once per report, and each answer reads
+    /// the report's issue, so a script with one tracking code cannot send them without end.
+    pub feedback_per_address: usize,
     /// Reports one asset may receive per hour, from everyone together.
     pub reports_per_asset: usize,
     /// Photos one report may carry. A ticket may start uploads of at most twice as many (a
@@ -53,6 +57,7 @@ impl Default for PublicLimits {
             signboard_pdfs_per_address: 120,
             reports_per_address: 5,
             unknown_codes_per_address: 20,
+            feedback_per_address: 20,
             reports_per_asset: 30,
             photos_per_report: 3,
             max_photo_bytes: 2 * 1024 * 1024,

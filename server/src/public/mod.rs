@@ -11,10 +11,11 @@
 //! an export) and what the person said of the outcome.
 //!
 //! Abuse: the page has no account, so every write needs a ticket bought with a small proof of
-//! work ([`pow`]) and is counted per client address and per asset ([`limits`]); photos go
-//! through the same verification as phone uploads; every field has a size limit. Challenges,
-//! tickets and counts are shared by every server on one database, so each step of a report may
-//! reach a different server.
+//! work ([`pow`]) and is counted per client address and per asset ([`limits`]); an answer on
+//! the outcome needs the tracking code, is counted per address and locks only its own case
+//! ([`tracking`]); photos go through the same verification as phone uploads; every field has a
+//! size limit. Challenges, tickets and counts are shared by every server on one database, so
+//! each step of a report may reach a different server.
 
 pub mod api;
 pub mod cases;

@@ -1,5 +1,11 @@
 //! The answer back: what became of a report, by its tracking code, and the resident's say on
 //! the outcome.
+//!
+//! Every lookup is refused to an address that got too many codes wrong this hour. An answer
+//! on the outcome is counted per address (`PublicLimits::feedback_per_address`), is checked
+//! in full (body, code, report finished and not yet answered) before anything is locked, and
+//! then takes the lock of its own report only (`cases::hold_case`) to read and store the case:
+//! answers sent without end with one tracking code hold up no other report's.
 
 use actix_web::http::{header, StatusCode};
 
@@ -14,7 +20,7 @@ use super::cases::{self, Case, Feedback};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{now_ms, AppState};
 
-use super::api::rate_limited;
+use super::api::{count, rate_limited};
 use super::report::*;
 use crate::auth::ClientIp;
 
@@ -37,18 +43,15 @@ pub struct TrackView {
     pub feedback: Option<Feedback>,
 }
 
-/// The case of a tracking code and its issue; `held` when the caller holds
-/// [`cases::CASE_WRITES`].
+/// The case of a tracking code and its issue.
 pub(crate) fn load_case(
     state: &AppState,
     code: &str,
-    held: bool,
 ) -> Result<Option<(Case, IssueDoc)>, ApiError> {
     if code.is_empty() || code.len() > 40 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Ok(None);
     }
-    let read = if held { cases::case_held } else { cases::case };
-    let Some(case) = read(state.store.as_ref(), code, now_ms())? else {
+    let Some(case) = cases::case(state.store.as_ref(), code, now_ms())? else {
         return Ok(None);
     };
     let Some(stored) = state.store.document(&case.issue)? else {
@@ -122,7 +125,7 @@ pub async fn get_track(
     let work = state.clone();
     let view = web::block(move || -> Result<Option<TrackView>, ApiError> {
         let state = work;
-        let Some((case, doc)) = load_case(&state, &code, false)? else {
+        let Some((case, doc)) = load_case(&state, &code)? else {
             return Ok(None);
         };
         let bad = |e: sync_core::doc::DocError| ApiError::Internal(e.to_string());
@@ -190,7 +193,7 @@ pub async fn get_track_photo(
     type Found = Option<Option<(String, Vec<u8>)>>;
     let found = web::block(move || -> Result<Found, ApiError> {
         let state = work;
-        let Some((_, doc)) = load_case(&state, &code, false)? else {
+        let Some((_, doc)) = load_case(&state, &code)? else {
             return Ok(None);
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -216,6 +219,18 @@ pub async fn get_track_photo(
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .body(bytes)),
         None => Err(ApiError::NotFound("no such after photo".into())),
+    }
+}
+
+/// Refuses a second answer to a report.
+fn not_answered(case: &Case) -> Result<(), ApiError> {
+    match case.feedback {
+        Some(_) => Err(ApiError::refused(
+            StatusCode::CONFLICT,
+            ErrorCode::AlreadyAnswered,
+            "this report has been rated",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -277,7 +292,7 @@ impl utoipa::ToSchema for FeedbackRequest {}
         (status = 404, body = ErrorBody, description = "unknown_code"),
         (status = 409, body = ErrorBody, description = "not_finished or already_answered"),
         (status = 422, body = ErrorBody, description = "reason_required or field_too_long"),
-        (status = 429, body = ErrorBody, description = "rate_limited_address: too many unknown codes from this address"),
+        (status = 429, body = ErrorBody, description = "rate_limited_address: too many unknown codes, or too many answers, from this address"),
     )
 )]
 #[post("/public/track/{code}/feedback")]
@@ -290,7 +305,8 @@ pub async fn post_feedback(
     guessing(&state, client).await?;
     let code = path.into_inner();
     let body = body.into_inner();
-    let max = state.public.limits().reason_chars;
+    let limits = state.public.limits();
+    let max = limits.reason_chars;
     if body.reason.chars().count() > max {
         return Err(too_long("reason", max));
     }
@@ -300,12 +316,21 @@ pub async fn post_feedback(
             "say what is still wrong",
         ));
     }
+    count(
+        &state,
+        format!("feedback:{}", client.counted_as()),
+        limits.feedback_per_address,
+        ErrorCode::RateLimitedAddress,
+        "too many answers from this network",
+    )
+    .await?;
     let work = state.clone();
     let feedback = web::block(move || -> Result<Option<Feedback>, ApiError> {
         let state = work;
-        // Of two answers to one report sent at the same moment, to any servers, one is taken.
-        let _one_at_a_time = state.store.hold(cases::CASE_WRITES)?;
-        let Some((mut case, doc)) = load_case(&state, &code, true)? else {
+        let store = state.store.as_ref();
+        // Everything is checked before the case's lock: the lock is taken only by an answer
+        // that will be stored, for the read and write of the case itself.
+        let Some((case, doc)) = load_case(&state, &code)? else {
             return Ok(None);
         };
         let issue_state = doc.state().map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -316,13 +341,7 @@ pub async fn post_feedback(
                 "the report is still being handled",
             ));
         }
-        if case.feedback.is_some() {
-            return Err(ApiError::refused(
-                StatusCode::CONFLICT,
-                ErrorCode::AlreadyAnswered,
-                "this report has been rated",
-            ));
-        }
+        not_answered(&case)?;
         let feedback = Feedback {
             satisfaction: if body.satisfied {
                 Satisfaction::Satisfied
@@ -332,8 +351,15 @@ pub async fn post_feedback(
             reason: body.reason.trim().to_string(),
             at_ms: now_ms(),
         };
+        // Of two answers to one report sent at the same moment, to any servers, one is taken:
+        // the case is read again under its lock.
+        let _one_at_a_time = cases::hold_case(store, &case.code)?;
+        let Some(mut case) = cases::case_held(store, &case.code, now_ms())? else {
+            return Ok(None);
+        };
+        not_answered(&case)?;
         case.feedback = Some(feedback.clone());
-        cases::put_case(state.store.as_ref(), &case)?;
+        cases::put_case(store, &case)?;
         Ok(Some(feedback))
     })
     .await??;

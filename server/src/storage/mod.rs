@@ -353,7 +353,10 @@ pub trait Store: HubStore + Shared + FactStore + Send + Sync + std::fmt::Debug {
     /// before it returns. What is read from the documents while it is held stays true until
     /// it drops (photo collection decides and removes under it, so no record can gain a
     /// reference to a photo in between, whichever server saves the record). Hold it briefly:
-    /// every sync that stores something waits.
+    /// every sync that stores something waits. A store shared by several servers waits a
+    /// bounded time for the saves under way and then gives up (`Unavailable`, nothing held):
+    /// a save that never finishes (its server stopped in the middle) must not stop every
+    /// server's saves behind the waiting hold.
     fn hold_saves(&self) -> Result<Hold<'_>, StoreError>;
 
     /// Hands every stored record to `sink` as (table, key, value), table by table in key order,

@@ -6,7 +6,9 @@
 //! servers (no change is audited from a state another import had already replaced) and a
 //! one-time setup code is used once; a
 //! resident's challenge, ticket, photo and report may each reach a different server, a ticket
-//! is spent once, and the per-network and per-place counts are the same on both. Separate
+//! is spent once, and the per-network and per-place counts are the same on both; a server
+//! stopped in the middle of a save stops no other server's syncs, and photo collection gives up
+//! its run instead of waiting on it for ever. Separate
 //! processes, so nothing one server keeps in memory can reach the other. Without
 //! `CHIEFSYNC_TEST_POSTGRES` each test says `skipped:` and passes.
 
@@ -582,5 +584,145 @@ async fn saves_through_any_server_wait_while_one_holds_them() {
     assert_eq!(sync.await.unwrap().docs_sent, 1);
     assert!(holder.document(&id).unwrap().is_some());
     drop(a);
+    drop(db);
+}
+
+/// A server stopped in the middle of a save: a connection of its own that drew a feed position
+/// in an open transaction (so it holds the save side of the hold on saves) and sends nothing
+/// more, until `release` is sent; then it rolls back.
+fn stopped_save(url: &str) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let url = url.to_owned();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client
+                .batch_execute("BEGIN; SELECT feed_position()")
+                .await
+                .expect("a save's first steps");
+            opened_tx.send(()).unwrap();
+            tokio::task::spawn_blocking(move || released.recv())
+                .await
+                .unwrap()
+                .ok();
+            client.batch_execute("ROLLBACK").await.expect("rollback");
+        });
+    });
+    opened.recv().expect("the stopped save opened");
+    (release, thread)
+}
+
+/// Photo collection on one server asks for the hold on saves while another server is stopped
+/// in the middle of a save. Before, the hold waited for ever and every server's saves queued
+/// behind it in the database. Now a phone's sync through another server process goes through
+/// meanwhile, collection gives up its run within seconds, saying so, and removes the photo at
+/// its next run once the stopped save has ended.
+#[actix_web::test]
+async fn a_stopped_save_elsewhere_skips_photo_collection_and_stops_no_sync() {
+    let Some(db) = crate::postgres::Database::create("holdfix_stopped_save") else {
+        return;
+    };
+    let url = db.url.clone();
+    let collector = TestServer::demo_with(|s| s.database = Some(url.clone())).await;
+    let a = Node::start(&db.url).await;
+
+    // A photo no record names, past its grace period at `late`.
+    let chief_token = collector.token(CHIEF, "chief-pc").await;
+    let (orphan, bytes) = jpeg(77);
+    let mut res = collector
+        .client
+        .put(format!("{}/api/v1/blobs/{orphan}", collector.base))
+        .insert_header(("Authorization", format!("Bearer {chief_token}")))
+        .send_body(bytes)
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201, "{:?}", res.body().await);
+    let grace = server::photos::DEFAULT_UNREFERENCED_PHOTO_AFTER.as_millis() as i64;
+    let late = now_ms() + grace + 60_000;
+
+    let grant = a.login(CHIEF, "phone-1").await;
+    let chief = Phone::at(&a.base, &grant, "phone-1");
+    let facts = server::demo::facts();
+    let Role::Chief { jurisdiction, .. } = &facts.user(CHIEF).unwrap().role else {
+        panic!("a chief");
+    };
+    let asset = facts.asset(&jurisdiction.assets[0]).unwrap();
+    let mut issue = IssueDoc::report(
+        chief.actor.clone(),
+        &chief.user,
+        &chief.device,
+        now_ms(),
+        &NewIssue {
+            system: System::River,
+            category: "river.dumping".into(),
+            severity: Severity::General,
+            asset: asset.id.clone(),
+            division: asset.division.clone(),
+            location: asset_middle(&asset.id),
+            description: "保存停住测试：岸边倾倒渣土".into(),
+            patrol: None,
+        },
+    )
+    .unwrap();
+    chief.save(&mut issue);
+
+    let (release, stopped) = stopped_save(&db.url);
+    let collecting = {
+        let state = collector.state.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let run = server::photos::collect_unreferenced(&state, late);
+            (run.map_err(|e| e.to_string()), started.elapsed())
+        })
+    };
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let phone = chief.clone();
+    let sync = actix_web::rt::spawn(async move { phone.sync(now_ms()).await });
+    let synced = actix_web::rt::time::timeout(Duration::from_secs(4), sync)
+        .await
+        .expect("a sync through another server stopped behind the waiting hold")
+        .unwrap();
+    assert_eq!(synced.docs_sent, 1);
+
+    let (run, took) = collecting.join().unwrap();
+    let why = run.expect_err("photos were collected over a save under way");
+    assert!(why.contains("looked at again at the next run"), "{why}");
+    assert!(took < Duration::from_secs(10), "collection waited {took:?}");
+    assert!(
+        collector
+            .state
+            .blobs
+            .store()
+            .record(&orphan)
+            .unwrap()
+            .is_some(),
+        "nothing is removed in a run that gave up"
+    );
+
+    release.send(()).unwrap();
+    stopped.join().unwrap();
+    let state = collector.state.clone();
+    let removed = std::thread::spawn(move || server::photos::collect_unreferenced(&state, late))
+        .join()
+        .unwrap()
+        .expect("the next run");
+    assert_eq!(removed, 1);
+    assert!(collector
+        .state
+        .blobs
+        .store()
+        .record(&orphan)
+        .unwrap()
+        .is_none());
+    drop(a);
+    collector.stop().await;
     drop(db);
 }

@@ -977,17 +977,19 @@ async fn the_signboard_pdf_names_the_chiefs_and_its_qr_code_opens_the_report_pag
             png.height()
         );
     }
-    // The SVG of the same board, and the print page of the district's boards.
-    let mut svg = s
-        .client
+    // The SVG of the same board, and the print page of the district's boards, on a fresh
+    // connection: decoding the boards above may outlast the server's keep-alive.
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let mut svg = client
         .get(format!("{}/api/v1/public/signboards/{ASSET}", s.base))
         .send()
         .await
         .unwrap();
     let svg = String::from_utf8(svg.body().await.unwrap().to_vec()).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("张建国"));
-    let mut page = s
-        .client
+    let mut page = client
         .get(format!("{}/signboards?division=370105000000", s.base))
         .send()
         .await
@@ -1542,7 +1544,8 @@ async fn guessing_tracking_codes_is_cut_off_for_the_address() {
 #[actix_web::test]
 async fn one_answer_per_report_even_when_many_arrive_at_once() {
     let s = TestServer::demo().await;
-    cheap(&s, |_| {});
+    // All 24 from one address: its count of answers is `answers_are_counted_per_address`'s.
+    cheap(&s, |l| l.feedback_per_address = 24);
     let (code, issue, _) = file_report(&s).await;
     let supervisor = s.token(SUPERVISOR, "office-pc").await;
     for body in [
@@ -2063,5 +2066,195 @@ async fn a_forwarded_for_header_from_an_untrusted_peer_is_not_read() {
     )
     .await
     .expect_error(429, "rate_limited_address");
+    s.stop().await;
+}
+
+/// The office closes the report of `issue` (accepted, then found untrue), so its resident may
+/// answer.
+async fn finish(s: &TestServer, supervisor: &str, issue: &str) {
+    for body in [
+        json!({"kind": "accepted"}),
+        json!({"kind": "invalidated", "reason": "经核实不属实"}),
+    ] {
+        s.post(&format!("/api/v1/issues/{issue}/events"), supervisor, body)
+            .await
+            .expect_ok();
+    }
+}
+
+async fn answer(s: &TestServer, code: &str, body: Value, from: &str) -> crate::harness::Reply {
+    s.request_with(
+        "POST",
+        &format!("/api/v1/public/track/{code}/feedback"),
+        None,
+        Some(body),
+        &[("X-Forwarded-For", from)],
+    )
+    .await
+}
+
+/// A resident's answer takes the lock of its own report only, and only once every check has
+/// passed. While an answer to report A is being stored (A's lock held, as by another server in
+/// the middle of it), an answer to report B is taken at once, and answers that are refused
+/// anyway (not finished, already answered, an unknown code, a bad body) are refused at once;
+/// only an answer to A that will be stored waits, and is taken once A's write is done. Before,
+/// one lock for every report on every server was taken before anything was checked, so a
+/// script sending answer after answer with its one tracking code held up everyone's.
+#[actix_web::test]
+async fn an_answer_waits_for_no_other_report_and_a_refused_one_waits_for_nothing() {
+    let s = TestServer::demo().await;
+    let store = s.state.store.clone();
+    answers_wait_only_for_their_own_report(&s, store.as_ref()).await;
+    s.stop().await;
+}
+
+/// The same on PostgreSQL, A's write in progress on another server of the database.
+#[actix_web::test]
+async fn on_postgresql_an_answer_waits_for_no_other_servers_write_of_another_report() {
+    let Some(db) = crate::postgres::Database::create("holdfix_case_locks") else {
+        return;
+    };
+    let url = db.url.clone();
+    let s = TestServer::demo_with(|settings| settings.database = Some(url.clone())).await;
+    let other_server = server::storage::PostgresStore::open(&db.url).unwrap();
+    answers_wait_only_for_their_own_report(&s, &other_server).await;
+    s.stop().await;
+    drop(other_server);
+    drop(db);
+}
+
+/// Files three reports on `s` and closes two (A, B); holds A's lock through `writing` (the
+/// server's own store, or another server's on its database) and answers.
+async fn answers_wait_only_for_their_own_report(
+    s: &TestServer,
+    writing: &dyn server::storage::Store,
+) {
+    cheap(s, |_| {});
+    let supervisor = s.token(SUPERVISOR, "office-pc").await;
+    let (a, issue_a, _) = file_report(s).await;
+    let (b, issue_b, _) = file_report(s).await;
+    let (open, _, _) = file_report(s).await;
+    finish(s, &supervisor, &issue_a).await;
+    finish(s, &supervisor, &issue_b).await;
+    let at_once = |reply| async {
+        actix_web::rt::time::timeout(Duration::from_secs(4), reply)
+            .await
+            .expect("the answer waited for another report's write")
+    };
+    let satisfied = || json!({"satisfied": true});
+    let here = "127.0.0.1";
+
+    let writing_a = server::public::cases::hold_case(writing, &a).unwrap();
+    at_once(answer(s, &b, satisfied(), here)).await.expect_ok();
+    at_once(answer(s, &b, satisfied(), here))
+        .await
+        .expect_error(409, "already_answered");
+    at_once(answer(s, &open, satisfied(), here))
+        .await
+        .expect_error(409, "not_finished");
+    at_once(answer(s, "23456789abcdefghjkmn", satisfied(), here))
+        .await
+        .expect_error(404, "unknown_code");
+    at_once(answer(
+        s,
+        &a,
+        json!({"satisfied": false, "reason": " "}),
+        here,
+    ))
+    .await
+    .expect_error(422, "reason_required");
+    at_once(answer(s, &a, json!({"satisfied": "yes"}), here))
+        .await
+        .expect_error(400, "bad_request");
+
+    // An answer to A that will be stored waits for A's write in progress.
+    let waiting = {
+        let client = s.client.clone();
+        let url = format!("{}/api/v1/public/track/{a}/feedback", s.base);
+        actix_web::rt::spawn(async move {
+            let body = json!({"satisfied": false, "reason": "河面仍有垃圾"});
+            let mut res = client
+                .post(url)
+                .timeout(Duration::from_secs(30))
+                .send_json(&body)
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_slice(&res.body().await.unwrap()).unwrap();
+            (res.status().as_u16(), body)
+        })
+    };
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "an answer was stored during another write of its report"
+    );
+    drop(writing_a);
+    let (status, taken) = waiting.await.unwrap();
+    assert_eq!(status, 200, "{taken}");
+    let case = server::public::cases::case(s.state.store.as_ref(), &a, now_ms())
+        .unwrap()
+        .unwrap();
+    assert_eq!(serde_json::to_value(case.feedback.unwrap()).unwrap(), taken);
+    assert_eq!(taken["reason"], "河面仍有垃圾");
+}
+
+/// A script with one tracking code sending answer after answer is cut off per address (the
+/// rule every public limit counts by: an IPv6 client by its /64), with a 429 and a JSON body
+/// saying when to come back; the refused answers count too, and a resident elsewhere answers
+/// his own report as before.
+#[actix_web::test]
+async fn answers_are_counted_per_address() {
+    let s = TestServer::demo_with(|settings| {
+        settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    cheap(&s, |l| l.feedback_per_address = 3);
+    let supervisor = s.token(SUPERVISOR, "office-pc").await;
+    let (a, issue_a, _) = file_report(&s).await;
+    let (b, issue_b, _) = file_report(&s).await;
+    finish(&s, &supervisor, &issue_a).await;
+    finish(&s, &supervisor, &issue_b).await;
+    let satisfied = || json!({"satisfied": true});
+
+    // Three answers from one /64, taken or refused, then the network is cut off.
+    answer(&s, &a, satisfied(), "2001:db8:4:5::1")
+        .await
+        .expect_ok();
+    answer(&s, &a, satisfied(), "2001:db8:4:5::2")
+        .await
+        .expect_error(409, "already_answered");
+    answer(&s, "23456789abcdefghjkmn", satisfied(), "2001:db8:4:5::3")
+        .await
+        .expect_error(404, "unknown_code");
+    let limited = answer(&s, &a, satisfied(), "2001:db8:4:5:ffff::9").await;
+    limited.expect_error(429, "rate_limited_address");
+    assert!(
+        limited.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many answers from this network"),
+        "{}",
+        limited.body
+    );
+    let wait: u64 = limited
+        .headers
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 3600, "{wait}");
+    // Cut off for its other reports too, before anything is read.
+    answer(&s, &b, satisfied(), "2001:db8:4:5::1")
+        .await
+        .expect_error(429, "rate_limited_address");
+    // Someone else answers his report; the one answer taken stays as it was.
+    let taken = answer(&s, &b, satisfied(), "203.0.113.40").await;
+    assert_eq!(taken.expect_ok()["satisfaction"], "satisfied");
+    let case = server::public::cases::case(s.state.store.as_ref(), &a, now_ms())
+        .unwrap()
+        .unwrap();
+    assert_eq!(case.feedback.unwrap().satisfaction.as_str(), "satisfied");
     s.stop().await;
 }

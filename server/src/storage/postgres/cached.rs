@@ -92,6 +92,10 @@ impl Transaction<'_> {
     pub(super) async fn commit(self) -> Result<(), Error> {
         self.0.commit().await
     }
+
+    pub(super) async fn rollback(self) -> Result<(), Error> {
+        self.0.rollback().await
+    }
 }
 
 impl<'a> Deref for Transaction<'a> {

@@ -53,6 +53,16 @@ use super::{AdminBatch, DeviceRecord, RefreshRecord, RefreshUse, Store, StoreErr
 /// Connections the store opens at most to the database.
 const POOL_SIZE: usize = 16;
 
+/// How long the database lets a connection of the store sit in an open transaction with
+/// nothing sent before it ends the session (`idle_in_transaction_session_timeout`): a server
+/// stopped in the middle of a save (frozen, its machine paused) no longer holds that
+/// document's saves, the feed's head and `hold_saves` on every other server until its
+/// connection dies. The save was not acknowledged and does not commit; the phone sends it
+/// again. The store's own transactions send their statements one after another, never
+/// pausing near this long. A database address that sets the parameter itself keeps its own.
+pub(super) const IDLE_IN_TRANSACTION_LIMIT: std::time::Duration =
+    std::time::Duration::from_secs(30);
+
 /// The PostgreSQL store. Cheap to share behind an `Arc`; dropping it closes its connections.
 pub struct PostgresStore {
     /// Drives the connections; shut down without waiting when the store drops.
@@ -137,16 +147,21 @@ impl SaveGate {
         InFlight(self)
     }
 
-    fn hold(&self) -> MutexGuard<'_, ()> {
+    /// Closes the gate and waits until the saves past it have landed; `None`, the gate open
+    /// again, when some are still in flight at `deadline` (one waiting on a lock another
+    /// server holds): the saves at the gate wait no longer than that.
+    fn hold_until(&self, deadline: std::time::Instant) -> Option<MutexGuard<'_, ()>> {
         let held = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         while *in_flight > 0 {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
             in_flight = self
                 .landed
-                .wait(in_flight)
-                .unwrap_or_else(|p| p.into_inner());
+                .wait_timeout(in_flight, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
-        held
+        Some(held)
     }
 }
 
@@ -169,7 +184,20 @@ impl PostgresStore {
     }
 
     /// As [`Self::open`], from a parsed connection configuration.
-    pub fn connect(config: tokio_postgres::Config) -> Result<Self, StoreError> {
+    pub fn connect(mut config: tokio_postgres::Config) -> Result<Self, StoreError> {
+        let options = config.get_options().unwrap_or_default();
+        if !options.contains("idle_in_transaction_session_timeout") {
+            let limit = format!(
+                "-c idle_in_transaction_session_timeout={}",
+                IDLE_IN_TRANSACTION_LIMIT.as_millis()
+            );
+            let options = if options.is_empty() {
+                limit
+            } else {
+                format!("{options} {limit}")
+            };
+            config.options(&options);
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("postgres")

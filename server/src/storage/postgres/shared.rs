@@ -12,6 +12,10 @@
 //! restarted), the lock is gone with it and another server may start the same work: each
 //! piece of such work writes in one transaction of its own, so what it stores is whole.
 
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::SqlState;
+
 use super::{backend, decode, json, PostgresStore};
 use crate::storage::shared::{Hold, Kept, Names};
 use crate::storage::{Exchanged, RefreshExchange, RefreshRecord, Shared, StoreError};
@@ -91,14 +95,94 @@ fn session_lock(
     }
 }
 
+/// How long `hold_saves` waits in all for the saves under way to commit before it gives up:
+/// the longest a waiting hold keeps this server's saves at their gate.
+pub(super) const HOLD_SAVES_WAIT: Duration = Duration::from_secs(5);
+/// Each of its turns in the database's queue for the hold (`lock_timeout`): the longest a
+/// waiting hold keeps another server's save waiting at once.
+pub(super) const HOLD_SAVES_TURN: Duration = Duration::from_millis(200);
+/// Between two turns the hold stays out of the queue, and the saves that queued behind it
+/// go through.
+const HOLD_SAVES_PAUSE: Duration = Duration::from_millis(100);
+
 /// Holds back every save on every server of the database (see `Store::hold_saves`): this
 /// process's saves at their gate, before they take a connection; every other's in
 /// `feed_position()`, once the saves already past it have committed.
+///
+/// PostgreSQL queues a shared request behind a waiting exclusive one, so while the hold waits
+/// in the database every server's next save waits behind it. A save that never commits (its
+/// server stopped in the middle of it) would then stop saves everywhere. So the hold waits in
+/// turns of [`HOLD_SAVES_TURN`], with a pause between them in which the saves queued behind
+/// it go through, and gives up after [`HOLD_SAVES_WAIT`] in all (`Unavailable`: nothing was
+/// held, the caller tries again later). A stopped server's open save is ended by the database
+/// (`idle_in_transaction_session_timeout`, set on every connection of the store).
 pub(super) fn hold_saves(store: &PostgresStore) -> Result<Hold<'_>, StoreError> {
-    let here = store.saves.hold();
-    let everywhere = session_lock(store, SAVES_HOLD.0, SAVES_HOLD.1, true)?;
-    // Dropped in order: the database's hold first, then this process's gate.
-    Ok(Hold::new((everywhere, here)))
+    let deadline = Instant::now() + HOLD_SAVES_WAIT;
+    let not_held = |whose: &str| {
+        StoreError::Unavailable(format!(
+            "document saves could not be held: {whose} did not commit within {} s \
+             (a server stopped in the middle of a save?); nothing is held, try again later",
+            HOLD_SAVES_WAIT.as_secs()
+        ))
+    };
+    let here = store
+        .saves
+        .hold_until(deadline)
+        .ok_or_else(|| not_held("a save on this server"))?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let turn = HOLD_SAVES_TURN.min(left).max(Duration::from_millis(1));
+        if let Some(everywhere) = session_lock_within(store, SAVES_HOLD.0, SAVES_HOLD.1, turn)? {
+            // Dropped in order: the database's hold first, then this process's gate.
+            return Ok(Hold::new((everywhere, here)));
+        }
+        if deadline.saturating_duration_since(Instant::now()) <= HOLD_SAVES_PAUSE {
+            return Err(not_held("a save on another server"));
+        }
+        std::thread::sleep(HOLD_SAVES_PAUSE);
+    }
+}
+
+/// Takes the session lock (`class`, `key`) on a connection of its own, waiting in the
+/// database's queue for it at most `wait` (`lock_timeout`); `None` when it was not had by then.
+fn session_lock_within(
+    store: &PostgresStore,
+    class: i32,
+    key: i32,
+    wait: Duration,
+) -> Result<Option<SessionLock<'_>>, StoreError> {
+    let mut client = store.run(store.client())?;
+    let taken = store.run(async {
+        let tx = client.transaction().await?;
+        // Only for this transaction; the session lock outlives it.
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", wait.as_millis()))
+            .await?;
+        match tx
+            .query_one("SELECT true FROM pg_advisory_lock($1, $2)", &[&class, &key])
+            .await
+        {
+            Ok(_) => tx.commit().await.map(|()| true),
+            Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                tx.rollback().await.map(|()| false)
+            }
+            Err(err) => Err(err),
+        }
+    });
+    match taken {
+        Ok(true) => Ok(Some(SessionLock {
+            store,
+            client: Some(client.0),
+            class,
+            key,
+        })),
+        // Not had, and the transaction rolled back: the connection goes back to the pool.
+        Ok(false) => Ok(None),
+        Err(err) => {
+            // Whether the lock was taken is unknown: the connection is closed, not pooled.
+            drop(deadpool_postgres::Object::take(client.0));
+            Err(backend(err))
+        }
+    }
 }
 
 /// [`crate::storage::Store::exchange_refresh_token`]: the token's row locked to commit, then

@@ -768,3 +768,164 @@ fn kept_routing_facts_follow_the_database_when_a_crash_takes_saves_back() {
     assert!(!a.same_database("a database started anew"));
     assert_eq!(listed(&a), ["again", "kept"]);
 }
+
+/// Saves in a thread of their own, each answering how long it took, so a test can give up on
+/// one that never returns instead of waiting with it.
+fn save_meanwhile(
+    store: &Arc<PostgresStore>,
+    id: &'static str,
+) -> std::sync::mpsc::Receiver<(u64, Duration)> {
+    let (answer, answered) = std::sync::mpsc::channel();
+    let store = Arc::clone(store);
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let seq = save(&store, id, b"meanwhile");
+        let _ = answer.send((seq, started.elapsed()));
+    });
+    answered
+}
+
+/// A server stopped in the middle of a save (its transaction drew a feed position, so it holds
+/// the save side of the hold, and then sends nothing) while photo collection on another server
+/// asks for the hold. PostgreSQL queues every later save behind a waiting hold: before, the
+/// hold waited for ever and every server's saves with it. Now another server's save goes
+/// through while the hold waits, this server's own save waits only as long as the hold does,
+/// and the hold gives up within its bound, saying why; once the stopped save ends, it is had.
+#[test]
+fn a_hold_waiting_on_a_stopped_save_neither_stops_saves_nor_waits_for_ever() {
+    let h = pg_harness!();
+    let collector = Arc::new(h.store());
+    let other = Arc::new(h.store());
+    save(&other, "p0", b"before");
+    let stopped = h.session();
+    stopped.execute("BEGIN; SELECT feed_position()");
+
+    let (answer, hold_answered) = std::sync::mpsc::channel();
+    {
+        let collector = Arc::clone(&collector);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let held = collector.hold_saves().map(drop);
+            let _ = answer.send((held, started.elapsed()));
+        });
+    }
+    // The hold is waiting in the database by now.
+    std::thread::sleep(Duration::from_millis(500));
+    let elsewhere = save_meanwhile(&other, "p1");
+    let here = save_meanwhile(&collector, "p2");
+
+    let (_, took) = elsewhere
+        .recv_timeout(Duration::from_secs(10))
+        .expect("another server's save stopped behind a hold waiting on a stopped save");
+    assert!(
+        took < Duration::from_secs(3),
+        "another server's save waited {took:?} behind the waiting hold"
+    );
+    let (held, waited) = hold_answered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("hold_saves waited for ever on a save that never commits");
+    match held {
+        Err(crate::storage::StoreError::Unavailable(why)) => {
+            assert!(why.contains("could not be held"), "{why}");
+        }
+        other => panic!("the hold was had over a save under way: {other:?}"),
+    }
+    assert!(
+        waited < Duration::from_secs(10),
+        "the hold gave up after {waited:?}"
+    );
+    let (_, here_took) = here
+        .recv_timeout(Duration::from_secs(10))
+        .expect("this server's save stayed at the gate after the hold gave up");
+    assert!(here_took < Duration::from_secs(10), "{here_took:?}");
+    println!(
+        "another server's save: {took:?}; this server's save: {here_took:?}; \
+         the hold gave up after {waited:?}"
+    );
+
+    // The stopped save ends; nothing of it was written, and the hold is had at once.
+    stopped.execute("ROLLBACK");
+    let held = collector
+        .hold_saves()
+        .expect("held once no save is under way");
+    let late = save_meanwhile(&other, "p3");
+    assert!(
+        late.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a save went through while the hold was held"
+    );
+    drop(held);
+    late.recv_timeout(Duration::from_secs(10))
+        .expect("the save lands once the hold drops");
+    assert_eq!(
+        collector.feed_head().unwrap(),
+        other.document_seq("p3").unwrap().unwrap()
+    );
+}
+
+/// Every connection of the store has the database end a transaction left open with nothing
+/// sent, and a database address that sets its own limit keeps it. Played with a short limit:
+/// a server stopped in the middle of a save on such a connection no longer holds back the
+/// feed's head or photo collection's hold once the database has ended it.
+#[test]
+fn a_save_left_open_by_a_stopped_server_is_ended_by_the_database() {
+    let h = pg_harness!();
+    let store = h.store();
+    let limit: String = store
+        .run(async {
+            let client = store.client().await?;
+            let row = client
+                .query_one("SHOW idle_in_transaction_session_timeout", &[])
+                .await
+                .map_err(super::backend)?;
+            Ok::<_, crate::storage::StoreError>(row.get(0))
+        })
+        .unwrap();
+    assert_eq!(
+        limit, "30s",
+        "the store's connections keep open transactions for ever"
+    );
+
+    let mut config = h.config.clone();
+    config.options("-c idle_in_transaction_session_timeout=1000");
+    let frozen = PostgresStore::connect(config).expect("a store with its own limit");
+    let other = Arc::new(h.store());
+    save(&other, "p0", b"before");
+    // Exactly what a save does up to its feed position, on one of the store's connections,
+    // and then nothing (the server stopped).
+    let stopped = frozen
+        .run(async {
+            let client = frozen.client().await?;
+            client
+                .batch_execute("BEGIN; SELECT feed_position()")
+                .await
+                .map_err(super::backend)?;
+            Ok::<_, crate::storage::StoreError>(client)
+        })
+        .unwrap();
+    let late = save_meanwhile(&other, "p1");
+    let (seq, _) = late
+        .recv_timeout(Duration::from_secs(10))
+        .expect("another server's save");
+    assert_eq!(
+        other.feed_head().unwrap(),
+        1,
+        "the head stays below the open save"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let held = loop {
+        match store.hold_saves() {
+            Ok(held) => break held,
+            Err(err) => assert!(
+                Instant::now() < deadline,
+                "the stopped save still holds the hold: {err}"
+            ),
+        }
+    };
+    drop(held);
+    assert_eq!(
+        other.feed_head().unwrap(),
+        seq,
+        "the head moved past the ended save"
+    );
+    drop(stopped);
+}
