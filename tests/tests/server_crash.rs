@@ -185,15 +185,65 @@ fn acknowledged_changes_survive_fifty_server_kills_and_every_phone_converges() {
         }
     }
     kill(server);
-    let stored = stored_heads(data.path());
+    let mut stored = stored_heads(data.path());
+    let records = SledStore::open(&data.path().join("db")).expect("sled opens again");
     for phone in &phones {
         for (id, heads) in phone.heads() {
-            assert_eq!(
-                Some(&heads),
-                stored.get(&id).map(|(_, h)| h),
-                "{} and {id}",
-                phone.device_id
-            );
+            if Some(&heads) != stored.get(&id).map(|(_, h)| h) {
+                panic!("{}", apart(phone, &id, stored.get_mut(&id), &records));
+            }
         }
     }
+}
+
+/// What a phone and the server hold apart of one document, with what each side recorded of
+/// the phone's syncs: the failure message that says which side lacks what.
+fn apart(
+    phone: &Phone,
+    id: &str,
+    stored: Option<&mut (AutoCommit, Vec<String>)>,
+    records: &SledStore,
+) -> String {
+    use sync_core::hub::{DeviceLedger, DocumentStore};
+    let mut held = phone
+        .client()
+        .load(id)
+        .unwrap()
+        .expect("the phone holds it");
+    let Some((server, _)) = stored else {
+        return format!(
+            "{}: {id} is on the phone, not on the server",
+            phone.device_id
+        );
+    };
+    let describe = |doc: &mut AutoCommit, other: &mut AutoCommit| -> Vec<String> {
+        doc.get_changes(&[])
+            .iter()
+            .filter(|c| other.get_change_by_hash(&c.hash()).is_none())
+            .map(|c| format!("{} by {} (deps {:?})", c.hash(), c.actor_id(), c.deps()))
+            .collect()
+    };
+    let only_phone = describe(&mut held, server);
+    let only_server = describe(server, &mut held);
+    let server_heads: Vec<String> = phone
+        .store()
+        .sync_state(id, "server")
+        .unwrap()
+        .unwrap_or_default()
+        .chunks_exact(32)
+        .map(|h| ChangeHash::try_from(h).unwrap().to_string())
+        .collect();
+    format!(
+        "{} and {id} differ\n only on the phone: {only_phone:#?}\n only on the server: \
+         {only_server:#?}\n phone: cursor {}, server heads {server_heads:?}, dirty {}\n \
+         server: document at feed position {:?} (head {}), device record {:?}",
+        phone.device_id,
+        phone.client().cursor().unwrap(),
+        phone.client().dirty().unwrap().contains(id),
+        records.document_seq(id).unwrap(),
+        records.feed_head().unwrap(),
+        records
+            .device_doc(&format!("{}/{}", phone.user.id, phone.device_id), id)
+            .unwrap(),
+    )
 }
