@@ -163,6 +163,20 @@ impl SledStore {
     }
 
     /// Moves the feed head on to `head` without documents (`Store::advance_feed`).
+    /// Takes the next feed position without a document (`DocumentStore::mark_feed`).
+    pub(super) fn mark_feed_here(&self) -> Result<u64, HubError> {
+        let _feed = self
+            .feed_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mark = self.index.head() + 1;
+        self.meta
+            .insert(FEED_HEAD, &seq_bytes(mark)[..])
+            .map_err(storage)?;
+        self.index.skipped_to(mark);
+        Ok(mark)
+    }
+
     pub(super) fn advance_feed_to(&self, head: u64) -> Result<(), HubError> {
         let _feed = self
             .feed_lock
@@ -381,6 +395,10 @@ impl DocumentStore for SledStore {
 
     fn all_documents(&self) -> Result<Vec<DocMeta>, HubError> {
         self.index.page(None, usize::MAX, &|_| true)
+    }
+
+    fn mark_feed(&self) -> Result<Option<u64>, HubError> {
+        self.mark_feed_here().map(Some)
     }
 
     fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {

@@ -188,6 +188,14 @@ pub trait DocumentStore: Send + Sync {
         let _ = id;
         Ok(None)
     }
+    /// Takes the next feed position without saving a document there and returns it: the feed
+    /// head moves on by one, and walks of the feed find nothing at that position. The hub
+    /// names an answer by it when the answer would otherwise carry the very cursor the device
+    /// presented, so that an answer the device never applied can be told from the one before.
+    /// `None` from a store that does not number its saves.
+    fn mark_feed(&self) -> Result<Option<u64>, HubError> {
+        Ok(None)
+    }
     /// Up to `limit` routing facts that `keep` accepts, of the documents whose ids come after
     /// `after`, in id order (a page of a listing). Stores that can walk their ids in order
     /// should stop at the page's end instead of reading every document.
@@ -333,6 +341,9 @@ impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
     }
     fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
         (**self).document_seq(id)
+    }
+    fn mark_feed(&self) -> Result<Option<u64>, HubError> {
+        (**self).mark_feed()
     }
     fn documents_page(
         &self,

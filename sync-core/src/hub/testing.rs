@@ -68,6 +68,7 @@ macro_rules! hub_store_conformance {
     ($harness:expr) => {
         $crate::hub_store_conformance!(@cases $harness;
             saves_are_numbered_in_order,
+            a_mark_takes_a_position_of_its_own,
             the_feed_lists_documents_in_save_order,
             routing_facts_are_read_as_last_saved,
             pages_come_in_id_order,
@@ -166,6 +167,31 @@ pub fn saves_are_numbered_in_order(h: &impl Harness) {
         assert_eq!(seq, 3);
         assert_eq!(store.document_seq("i1").unwrap(), Some(2));
     }
+    store.durable().unwrap();
+}
+
+/// A mark moves the feed on by one position that holds no document: the head passes it,
+/// walks of the feed find nothing there, and the next save comes after it.
+pub fn a_mark_takes_a_position_of_its_own(h: &impl Harness) {
+    let store = h.open();
+    assert_eq!(save(&store, "p1", b"one"), 1);
+    let Some(mark) = store.mark_feed().unwrap() else {
+        // A store that does not number its saves has no positions to take.
+        assert_eq!(store.document_seq("p1").unwrap(), None);
+        return;
+    };
+    assert_eq!(mark, 2);
+    assert_eq!(store.feed_head().unwrap(), 2);
+    assert_eq!(ids(store.changed_since(0, 2, &every).unwrap()), ["p1"]);
+    assert!(store.changed_since(1, 2, &every).unwrap().is_empty());
+    assert_eq!(
+        store.mark_feed().unwrap(),
+        Some(3),
+        "each mark a position of its own"
+    );
+    assert_eq!(save(&store, "i1", b"two"), 4);
+    assert_eq!(ids(store.changed_since(1, 4, &every).unwrap()), ["i1"]);
+    assert_eq!(store.document_seq("p1").unwrap(), Some(1));
     store.durable().unwrap();
 }
 
@@ -770,6 +796,12 @@ impl DocumentStore for MemoryHubStore {
 
     fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
         Ok(self.tables().docs.get(id).map(|(_, at)| *at))
+    }
+
+    fn mark_feed(&self) -> Result<Option<u64>, HubError> {
+        let mut t = self.tables();
+        t.head += 1;
+        Ok(Some(t.head))
     }
 }
 

@@ -132,3 +132,58 @@ fn a_phone_sent_changes_on_top_of_ones_it_lacks_asks_again_and_ends_with_the_ser
     );
     assert!(SyncClient::new(&office_phone).dirty().unwrap().is_empty());
 }
+
+#[test]
+fn a_page_of_a_change_of_scope_lost_while_nothing_was_saved_is_sent_again() {
+    use sync_core::model::{Jurisdiction, Level, Role, System};
+
+    let world = World::new();
+    let (township_phone, village_phone) = (phone(), phone());
+    let village_chief = caller(chief(), "phone", 1);
+    // A subdistrict (town) chief over the same village's river system, leading no asset yet: the problems
+    // a village chief reports are not delivered to their phone.
+    let mut township = chief();
+    township.id = "u-township-chief".into();
+    township.username = "demo-township-chief".into();
+    township.role = Role::Chief {
+        system: System::River,
+        level: Level::Subdistrict,
+        jurisdiction: Jurisdiction {
+            division: crate::fixtures::village(),
+            assets: Vec::new(),
+        },
+    };
+    let mut township_chief = caller(township.clone(), "phone", 2);
+    let first = world.report(&village_phone, &village_chief, T0);
+    let second = world.report(&village_phone, &village_chief, T0 + 1);
+    world.sync(&township_phone, &township_chief, T0 + 2);
+    assert!(held_heads(&township_phone, &first).is_none());
+
+    // Now they lead the village's river as its chief: every open problem there is theirs, and
+    // their phone's next sync walks the new scope in pages of one problem. Nothing is saved
+    // meanwhile, so the walk's cursor is the phone's own; the first page is lost.
+    township.role = Role::Chief {
+        system: System::River,
+        level: Level::Village,
+        jurisdiction: Jurisdiction {
+            division: crate::fixtures::village(),
+            assets: vec!["xqh-01".into()],
+        },
+    };
+    township_chief.user = township;
+    world.hub.set_answer_limits(AnswerLimits {
+        bytes: 1 << 30,
+        docs: 1,
+    });
+    lost_sync(&world, &township_phone, &township_chief, T0 + 3);
+    for at in T0 + 4..T0 + 8 {
+        world.sync(&township_phone, &township_chief, at);
+    }
+    for id in [&first, &second] {
+        assert_eq!(
+            held_heads(&township_phone, id),
+            Some(world.server_heads(id)),
+            "every problem of the new scope reaches the phone"
+        );
+    }
+}

@@ -515,6 +515,24 @@ impl DocumentStore for PostgresStore {
         })
     }
 
+    /// A transaction that draws a position and commits nothing else: the settled head moves
+    /// past it once it commits, as past a save.
+    fn mark_feed(&self) -> Result<Option<u64>, HubError> {
+        let _in_flight = self.saves.enter();
+        self.run(async {
+            let mut client = self.client().await.map_err(hub)?;
+            let tx = client.transaction().await.map_err(storage)?;
+            tx.batch_execute(LATER_DURABLE).await.map_err(storage)?;
+            let mark: i64 = tx
+                .query_one("SELECT feed_position()", &[])
+                .await
+                .map_err(storage)?
+                .get(0);
+            tx.commit().await.map_err(storage)?;
+            Ok(Some(position(mark)))
+        })
+    }
+
     /// From the index, caught up first.
     fn documents_page(
         &self,
