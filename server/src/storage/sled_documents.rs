@@ -162,7 +162,6 @@ impl SledStore {
         Ok(head)
     }
 
-    /// Moves the feed head on to `head` without documents (`Store::advance_feed`).
     /// Takes the next feed position without a document (`DocumentStore::mark_feed`).
     pub(super) fn mark_feed_here(&self) -> Result<u64, HubError> {
         let _feed = self
@@ -177,6 +176,7 @@ impl SledStore {
         Ok(mark)
     }
 
+    /// Moves the feed head on to `head` without documents (`Store::advance_feed`).
     pub(super) fn advance_feed_to(&self, head: u64) -> Result<(), HubError> {
         let _feed = self
             .feed_lock

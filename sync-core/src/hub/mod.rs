@@ -109,7 +109,7 @@ pub use server_actions::{
 };
 pub use store::{
     compaction_due, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubStore,
-    ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, SMALL_SNAPSHOT_BYTES,
+    ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, NEVER_APPLIED, SMALL_SNAPSHOT_BYTES,
 };
 pub use sync::PackedResponse;
 

@@ -51,6 +51,11 @@ pub struct AuditEntry {
     pub previous_sync_ms: Option<i64>,
 }
 
+/// The `pending_cursor` of a response the device is known never to have applied (it presented
+/// an earlier cursor afterwards): `pending` no longer counts as held, but stays as what was sent
+/// to the device, the floor its workflow receipts are counted from.
+pub const NEVER_APPLIED: u64 = u64::MAX;
+
 /// What the server believes one device holds of one document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceDoc {
@@ -59,7 +64,8 @@ pub struct DeviceDoc {
     /// Heads sent in the response that carried `pending_cursor`; confirmed once the device
     /// presents that cursor.
     pub pending: Vec<Hash>,
-    /// The response cursor that confirms `pending` (0 when nothing is pending).
+    /// The response cursor that confirms `pending` (0 when nothing is pending;
+    /// [`NEVER_APPLIED`] when the device is known never to have applied that response).
     pub pending_cursor: u64,
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
+use super::store::NEVER_APPLIED;
 use super::{store, Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{
     authorize_batch, check_placement, delivered, in_scope, BatchOutcome, DocMeta, Placement,
@@ -64,6 +65,25 @@ fn scope_key(caller: &Caller) -> String {
         "delivery": DELIVERY_RULE,
     })
     .to_string()
+}
+
+/// What the hub keeps of a device's last complete walk of its scope: the fingerprint, and the
+/// cursor of the answer that completed it.
+fn scope_walked_at(scope: &str, cursor: u64) -> String {
+    format!("{scope}\n{cursor}")
+}
+
+/// Whether the device's scope was walked whole under `scope` in an answer it applied: the kept
+/// fingerprint is `scope`, and the device presents that answer's cursor or a later one. An
+/// answer the device never applied (lost, or a request answered twice) must not spare the next
+/// sync its walk: that answer may be the only one that sent what the new scope brought in.
+/// A fingerprint kept without a cursor (before cursors were kept) counts as applied.
+fn scope_walked(kept: Option<&str>, scope: &str, cursor: u64) -> bool {
+    match kept.map(|kept| kept.rsplit_once('\n')) {
+        Some(Some((kept, at))) => kept == scope && at.parse::<u64>().is_ok_and(|at| cursor >= at),
+        Some(None) => kept == Some(scope),
+        None => false,
+    }
 }
 
 /// A sync response, with the packed form of every document it sends whole (kept by the hub for
@@ -123,6 +143,16 @@ impl<S: HubStore> Hub<S> {
         // never applied had sent is taken back (`forget_unapplied`).
         let mut held_all = self.forget_unapplied(caller, request.cursor)?;
 
+        let scope = scope_key(caller);
+        let kept_scope = self.store.device_scope(&caller.device)?;
+        let rescope = !scope_walked(kept_scope.as_deref(), &scope, request.cursor);
+        // A walk of a new scope while nothing was saved since the device's cursor would answer
+        // with that very cursor, and an answer lost or answered twice could not be told from
+        // the one before it (`forget_unapplied`). A position of its own, taken before the
+        // head is read, names it; saves made meanwhile come after it.
+        if rescope && self.store.feed_head()? == request.cursor {
+            self.store.mark_feed()?;
+        }
         // The response's cursor is the feed position *before* this request's own saves: a
         // document another device changes while this request runs gets a later position, so
         // the next sync from this cursor still finds it, even if this request pushed to it too.
@@ -159,8 +189,6 @@ impl<S: HubStore> Hub<S> {
                 touched.insert(id);
             }
         }
-        let scope = scope_key(caller);
-        let rescope = self.store.device_scope(&caller.device)?.as_deref() != Some(scope.as_str());
         // Only documents delivered to the user's phones (`authz::delivered`: what they work on,
         // not all they may read), or held by the device (one no longer delivered is removed
         // from it): copying the routing facts of every changed document for every phone cost
@@ -245,16 +273,6 @@ impl<S: HubStore> Hub<S> {
                 snapshot: None,
             });
         }
-        if rescope && !complete && cursor == request.cursor && sent > 0 {
-            // A page of a change of scope while nothing was saved: its cursor would be the one
-            // presented, and a page lost or answered twice could not be told from the one
-            // before it (`forget_unapplied`). A position of its own names it. Skipping the
-            // positions of saves made meanwhile is safe here: the next sync walks the scope
-            // again, whatever its cursor.
-            if let Some(mark) = self.store.mark_feed()? {
-                cursor = mark;
-            }
-        }
         if rescope {
             // The listing above holds every delivered document: each held one of them was
             // kept, sent, or is left for the next sync when this answer is full (the scope is
@@ -289,7 +307,12 @@ impl<S: HubStore> Hub<S> {
         }
         self.store.put_device_docs(&caller.device, &records)?;
         if rescope && complete {
-            self.store.put_device_scope(&caller.device, &scope)?;
+            self.store
+                .put_device_scope(&caller.device, &scope_walked_at(&scope, cursor))?;
+        } else if rescope && kept_scope.is_some_and(|kept| !kept.is_empty()) {
+            // A page of the walk: the next sync walks the scope again, whatever cursor it
+            // presents, even past that of a complete walk the device never applied.
+            self.store.put_device_scope(&caller.device, "")?;
         }
         // A request that pushes nothing shows the device held nothing the server lacked: what
         // it sends later was recorded after this answer, and its times are bounded by it
@@ -388,7 +411,7 @@ impl<S: HubStore> Hub<S> {
     /// applied had sent: the device presents the cursor of the last answer it applied, and
     /// its cursor only moves forward, so a record sent in an answer whose cursor is past the
     /// one presented now was never received. Such a record falls back to what the device held
-    /// before. Left alone, a later answer whose cursor passes that one without visiting the
+    /// before (what they sent stays as the floor of the device's receipts). Left alone, a later answer whose cursor passes that one without visiting the
     /// document (it was saved again meanwhile, past that answer's walk or page) would make the
     /// record stand, and the next change sent would build on changes the phone never got.
     fn forget_unapplied(
@@ -403,9 +426,10 @@ impl<S: HubStore> Hub<S> {
             .collect();
         let mut unapplied = Vec::new();
         for (id, record) in &mut held {
-            if record.pending_cursor > cursor {
-                record.pending.clear();
-                record.pending_cursor = 0;
+            if record.pending_cursor > cursor && record.pending_cursor != NEVER_APPLIED {
+                // Still what was sent: a phone cannot lower the floor its receipts are
+                // counted from by presenting an old cursor.
+                record.pending_cursor = NEVER_APPLIED;
                 unapplied.push((id.clone(), Some(record.clone())));
             }
         }

@@ -78,6 +78,10 @@ fn an_answer_the_phone_never_applied_does_not_count_as_held_when_a_later_page_pa
         "the server records the phone as holding {:?} of a problem it never received",
         record.known(cursor)
     );
+    assert!(
+        !record.pending.is_empty(),
+        "what was sent stays on record: the floor the phone's receipts are counted from"
+    );
 
     // The next syncs bring it whole: the phone ends with the server's version of both.
     for at in [T0 + 6, T0 + 7] {
