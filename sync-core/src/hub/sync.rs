@@ -411,9 +411,10 @@ impl<S: HubStore> Hub<S> {
     /// applied had sent: the device presents the cursor of the last answer it applied, and
     /// its cursor only moves forward, so a record sent in an answer whose cursor is past the
     /// one presented now was never received. Such a record falls back to what the device held
-    /// before (what they sent stays as the floor of the device's receipts). Left alone, a later answer whose cursor passes that one without visiting the
-    /// document (it was saved again meanwhile, past that answer's walk or page) would make the
-    /// record stand, and the next change sent would build on changes the phone never got.
+    /// before (what it sent stays as the floor of the device's receipts). Left alone, a later
+    /// answer whose cursor passes that one without visiting the document (it was saved again
+    /// meanwhile, past that answer's walk or page) would make the record stand, and the next
+    /// change sent would build on changes the phone never got.
     fn forget_unapplied(
         &self,
         caller: &Caller,
