@@ -144,8 +144,8 @@ fn a_page_of_a_change_of_scope_lost_while_nothing_was_saved_is_sent_again() {
     let world = World::new();
     let (township_phone, village_phone) = (phone(), phone());
     let village_chief = caller(chief(), "phone", 1);
-    // A subdistrict (town) chief over the same village's river system, leading no asset yet: the problems
-    // a village chief reports are not delivered to their phone.
+    // A subdistrict (town) chief over the same village's river system, leading no asset yet:
+    // the problems a village chief reports are not delivered to their phone.
     let mut township = chief();
     township.id = "u-township-chief".into();
     township.username = "demo-township-chief".into();
