@@ -18,9 +18,9 @@
 //!
 //! Everything random comes from the seed. `CHIEFSYNC_SIM_SEEDS=5000` runs more seeds (default
 //! 150), `CHIEFSYNC_SIM_FIRST` moves the first one, and `CHIEFSYNC_SIM_SEED=<n>` replays one
-//! seed with a trace of what happened. `CHIEFSYNC_SIM_ANSWER_DOCS=1` (and
-//! `CHIEFSYNC_SIM_ANSWER_BYTES`) make every server answer carry at most that many documents
-//! (bytes), so answers come in pages as an office's do at province scale.
+//! seed with a trace of what happened. A third test runs 60 seeds with every server answer
+//! carrying one document, so answers come in pages as an office's do at province scale;
+//! `CHIEFSYNC_SIM_ANSWER_DOCS=N` (and `CHIEFSYNC_SIM_ANSWER_BYTES`) set the page for any test.
 //!
 //! Phones also drop documents from their store at random (any document the phone may drop:
 //! never one with unsent or quarantined changes; `SyncClient::drop_docs`) and tell the server
@@ -65,6 +65,8 @@ const T0: i64 = 1_777_564_800_000;
 const DEFAULT_SEEDS: u64 = 150;
 /// Seeds of the two-server run by default (`CHIEFSYNC_SIM_SEEDS` sets both).
 const DEFAULT_TWO_SERVER_SEEDS: u64 = 60;
+/// Seeds of the run with answers of one document by default (`CHIEFSYNC_SIM_SEEDS` sets it).
+const DEFAULT_PAGED_SEEDS: u64 = 60;
 /// Ticks of faulty network before it heals.
 const CHAOS_TICKS: u64 = 80;
 /// Documents per run, so that a run's cost stays bounded.
@@ -286,7 +288,7 @@ fn now_ms(tick: u64) -> i64 {
 }
 
 impl World {
-    fn new(seed: u64, trace: bool, servers: usize) -> World {
+    fn new(seed: u64, trace: bool, servers: usize, answer_docs: Option<u64>) -> World {
         let mut rng = Rng(seed);
         let faults = Faults {
             drop: rng.below(30) as f64 / 100.0,
@@ -331,7 +333,7 @@ impl World {
         let hub_dir = tempfile::tempdir().expect("temporary directory for the server");
         let store = Arc::new(reference_store(hub_dir.path()));
         let hubs: Vec<_> = (0..servers).map(|_| Hub::new(store.clone())).collect();
-        if let Some(docs) = env("CHIEFSYNC_SIM_ANSWER_DOCS") {
+        if let Some(docs) = env("CHIEFSYNC_SIM_ANSWER_DOCS").or(answer_docs) {
             for hub in &hubs {
                 hub.set_answer_limits(sync_core::limits::AnswerLimits {
                     bytes: env("CHIEFSYNC_SIM_ANSWER_BYTES").unwrap_or(1 << 30) as usize,
@@ -1001,8 +1003,13 @@ impl Transport for Link<'_> {
     }
 }
 
-fn run(seed: u64, trace: bool, servers: usize) -> Result<Figures, String> {
-    let mut world = World::new(seed, trace, servers);
+fn run(
+    seed: u64,
+    trace: bool,
+    servers: usize,
+    answer_docs: Option<u64>,
+) -> Result<Figures, String> {
+    let mut world = World::new(seed, trace, servers, answer_docs);
     for _ in 0..CHAOS_TICKS {
         world.chaos_tick()?;
     }
@@ -1023,6 +1030,20 @@ fn phones_and_server_converge_under_network_faults() {
         1,
         DEFAULT_SEEDS,
         "phones_and_server_converge_under_network_faults",
+        None,
+    );
+}
+
+/// The same worlds with every answer carrying one document, as an office's answers come in
+/// pages at province scale: what the server records each phone as holding must stay true
+/// when pages are lost, answered twice, or passed by a later page.
+#[test]
+fn phones_converge_when_every_answer_carries_one_document() {
+    converge(
+        1,
+        DEFAULT_PAGED_SEEDS,
+        "phones_converge_when_every_answer_carries_one_document",
+        Some(1),
     );
 }
 
@@ -1032,12 +1053,13 @@ fn phones_converge_with_each_request_to_either_of_two_servers_on_one_store() {
         2,
         DEFAULT_TWO_SERVER_SEEDS,
         "phones_converge_with_each_request_to_either_of_two_servers_on_one_store",
+        None,
     );
 }
 
 /// Runs the seeds with `servers` hubs on one store and fails naming the seeds that did not
 /// converge.
-fn converge(servers: usize, default_seeds: u64, test: &str) {
+fn converge(servers: usize, default_seeds: u64, test: &str, answer_docs: Option<u64>) {
     let (first, count, trace) = match env("CHIEFSYNC_SIM_SEED") {
         Some(seed) => (seed, 1, true),
         None => (
@@ -1050,7 +1072,7 @@ fn converge(servers: usize, default_seeds: u64, test: &str) {
     let mut total = Figures::default();
     let mut failures = Vec::new();
     for seed in first..first + count {
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(seed, trace, servers)))
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(seed, trace, servers, answer_docs)))
             .unwrap_or_else(|panic| Err(format!("panicked: {panic:?}")));
         match outcome {
             Ok(f) => {
