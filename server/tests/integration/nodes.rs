@@ -524,18 +524,11 @@ async fn a_residents_report_may_reach_any_server_at_every_step() {
     drop(db);
 }
 
-/// While one server holds document saves back (its photo collection asks whether a week-old
-/// photo is referenced, and removes it, in between), a phone's sync through another server
-/// waits, and lands once the hold ends. The holder here is this test's own store on the
-/// database, as a third server would be; the sync goes through a server process.
-#[actix_web::test]
-async fn saves_through_any_server_wait_while_one_holds_them() {
-    let Some((db, a, b)) = two_nodes("shared_hold_saves").await else {
-        return;
-    };
-    drop(b);
-    let grant = a.login(CHIEF, "phone-1").await;
-    let chief = Phone::at(&a.base, &grant, "phone-1");
+/// The demo chief signs in on `node` from "phone-1" and reports a problem on their river with
+/// `description`, saved on the phone (it goes up at the next sync); the phone and the id.
+async fn report_on_phone(node: &Node, description: &str) -> (std::sync::Arc<Phone>, String) {
+    let grant = node.login(CHIEF, "phone-1").await;
+    let chief = Phone::at(&node.base, &grant, "phone-1");
     let facts = server::demo::facts();
     let Role::Chief { jurisdiction, .. } = &facts.user(CHIEF).unwrap().role else {
         panic!("a chief");
@@ -553,13 +546,27 @@ async fn saves_through_any_server_wait_while_one_holds_them() {
             asset: asset.id.clone(),
             division: asset.division.clone(),
             location: asset_middle(&asset.id),
-            description: "保存暂停测试：岸边倾倒渣土".into(),
+            description: description.into(),
             patrol: None,
         },
     )
     .unwrap();
     let id = issue.id().to_string();
     chief.save(&mut issue);
+    (chief, id)
+}
+
+/// While one server holds document saves back (its photo collection asks whether a week-old
+/// photo is referenced, and removes it, in between), a phone's sync through another server
+/// waits, and lands once the hold ends. The holder here is this test's own store on the
+/// database, as a third server would be; the sync goes through a server process.
+#[actix_web::test]
+async fn saves_through_any_server_wait_while_one_holds_them() {
+    let Some((db, a, b)) = two_nodes("shared_hold_saves").await else {
+        return;
+    };
+    drop(b);
+    let (chief, id) = report_on_phone(&a, "保存暂停测试：岸边倾倒渣土").await;
 
     let holder = PostgresStore::open(&db.url).unwrap();
     let (held_tx, held_rx) = std::sync::mpsc::channel();
@@ -627,7 +634,7 @@ fn stopped_save(url: &str) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHan
 /// its next run once the stopped save has ended.
 #[actix_web::test]
 async fn a_stopped_save_elsewhere_skips_photo_collection_and_stops_no_sync() {
-    let Some(db) = crate::postgres::Database::create("holdfix_stopped_save") else {
+    let Some(db) = crate::postgres::Database::create("stopped_save_elsewhere") else {
         return;
     };
     let url = db.url.clone();
@@ -648,31 +655,7 @@ async fn a_stopped_save_elsewhere_skips_photo_collection_and_stops_no_sync() {
     let grace = server::photos::DEFAULT_UNREFERENCED_PHOTO_AFTER.as_millis() as i64;
     let late = now_ms() + grace + 60_000;
 
-    let grant = a.login(CHIEF, "phone-1").await;
-    let chief = Phone::at(&a.base, &grant, "phone-1");
-    let facts = server::demo::facts();
-    let Role::Chief { jurisdiction, .. } = &facts.user(CHIEF).unwrap().role else {
-        panic!("a chief");
-    };
-    let asset = facts.asset(&jurisdiction.assets[0]).unwrap();
-    let mut issue = IssueDoc::report(
-        chief.actor.clone(),
-        &chief.user,
-        &chief.device,
-        now_ms(),
-        &NewIssue {
-            system: System::River,
-            category: "river.dumping".into(),
-            severity: Severity::General,
-            asset: asset.id.clone(),
-            division: asset.division.clone(),
-            location: asset_middle(&asset.id),
-            description: "保存停住测试：岸边倾倒渣土".into(),
-            patrol: None,
-        },
-    )
-    .unwrap();
-    chief.save(&mut issue);
+    let (chief, _) = report_on_phone(&a, "保存停住测试：岸边倾倒渣土").await;
 
     let (release, stopped) = stopped_save(&db.url);
     let collecting = {

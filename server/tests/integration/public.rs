@@ -2111,7 +2111,7 @@ async fn an_answer_waits_for_no_other_report_and_a_refused_one_waits_for_nothing
 /// The same on PostgreSQL, A's write in progress on another server of the database.
 #[actix_web::test]
 async fn on_postgresql_an_answer_waits_for_no_other_servers_write_of_another_report() {
-    let Some(db) = crate::postgres::Database::create("holdfix_case_locks") else {
+    let Some(db) = crate::postgres::Database::create("case_locks_elsewhere") else {
         return;
     };
     let url = db.url.clone();
