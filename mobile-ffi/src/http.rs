@@ -73,7 +73,8 @@ pub struct Traffic {
     pub requests: u64,
     /// Attempts that were sent again after a failure worth retrying.
     pub retries: u64,
-    /// Answers 503: the server shed the request under load (retried or not).
+    /// Answers 503, retried or not: the server did nothing and asked for the request again
+    /// (load shed, its database unavailable, or another sync of this phone still answered).
     pub shed: u64,
     /// Gateway failures (502, 504) and connections broken after they were made (retried or
     /// not).

@@ -271,6 +271,7 @@ impl ResponseError for ApiError {
                 HubError::Limit(limit) if limit.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
                 HubError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 HubError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                HubError::SyncInProgress => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::Storage(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -314,6 +315,10 @@ impl ResponseError for ApiError {
         if let ApiError::Unavailable(_) = self {
             // A database restarts in seconds.
             response.insert_header((header::RETRY_AFTER, "2"));
+        }
+        if let ApiError::Hub(HubError::SyncInProgress) = self {
+            // Answers are bounded: the one running ends within moments.
+            response.insert_header((header::RETRY_AFTER, "1"));
         }
         match self {
             ApiError::Unauthorized { .. } => {

@@ -73,6 +73,10 @@ error_codes! {
     /// server saved the same document meanwhile: nothing of the request was done; send it
     /// again after `Retry-After`.
     Unavailable = "unavailable",
+    /// Another sync of this device is still being answered (the phone sent again while its
+    /// first request was being answered): nothing of this one was done; send it again after
+    /// `Retry-After`.
+    SyncInProgress = "sync_in_progress",
     // Sign-in and tokens (401).
     /// No `Authorization` header.
     MissingToken = "missing_token",

@@ -66,6 +66,7 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody, description = "over a size limit, or the answers to the pushes exceed what one answer carries"),
         (status = 422, body = ErrorBody, description = "over a shape limit, e.g. more operations than one request may hold"),
+        (status = 503, body = ErrorBody, description = "nothing was done; send the same request again after Retry-After: another sync of this device is still being answered (sync_in_progress), the server is shedding load (overloaded) or its database is unavailable (unavailable)"),
     )
 )]
 #[post("/sync")]

@@ -30,7 +30,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use sync_core::authz::DocMeta;
 use sync_core::hub::{
-    AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
+    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
     ReferenceSource, StoredDoc,
 };
 use sync_core::model::{Asset, Category, User};
@@ -511,6 +511,10 @@ impl DeviceLedger for SledStore {
             .insert(device, &at_ms.to_be_bytes())
             .map_err(storage)?;
         Ok(())
+    }
+
+    fn claim_device(&self, device: &str) -> Result<Option<DeviceClaim<'_>>, HubError> {
+        Ok(self.device_claims.claim(device))
     }
 
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {

@@ -47,6 +47,9 @@ pub struct SledStore {
     pub(super) stats_facts: Tree,
     /// Serializes feed positions (see `sled_documents`).
     pub(super) feed_lock: Arc<Mutex<()>>,
+    /// Which devices' syncs are being answered: one process opens a sled store, so its
+    /// claims live in memory (`DeviceLedger::claim_device`).
+    pub(super) device_claims: Arc<sync_core::hub::DeviceClaims>,
     /// Divisions and assets as last listed (see `listed`).
     divisions_listed: Arc<Listed<Division>>,
     assets_listed: Arc<Listed<Asset>>,
@@ -106,6 +109,7 @@ impl SledStore {
             sync_states: tree("sync_states")?,
             stats_facts: tree("stats_facts")?,
             feed_lock: Arc::new(Mutex::new(())),
+            device_claims: Arc::default(),
             divisions_listed: Arc::default(),
             assets_listed: Arc::default(),
             departments_listed: Arc::default(),

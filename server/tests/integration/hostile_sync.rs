@@ -1,6 +1,7 @@
 //! Hostile sync against a real server: a foreign automerge client that never stops sending is
-//! answered 429 with `Retry-After` while a normal one finishes, and changes over the stored
-//! document limits are refused with a JSON error and change nothing.
+//! answered 429 with `Retry-After` while a normal one finishes, changes over the stored
+//! document limits are refused with a JSON error and change nothing, and a phone that sends
+//! again while its first sync is still being answered is told to wait, with nothing done.
 
 use std::time::Duration;
 
@@ -281,4 +282,57 @@ async fn a_small_body_naming_millions_of_dropped_ids_is_refused_at_its_length() 
     let answer = post(&s, "/api/v1/sync", token, ordinary.encode()).await;
     assert_eq!(answer.status, 200, "{}", answer.json());
     SyncResponse::decode(&answer.body).expect("an answer");
+}
+
+/// A phone that sends its sync again while the first is still being answered (it gave up
+/// waiting; or the first went to another server) would have two answers write its records.
+/// The second is answered 503 `sync_in_progress` with `Retry-After`, having stored nothing,
+/// and the same request is answered once the first ends.
+#[actix_web::test]
+async fn a_sync_sent_again_while_the_first_is_answered_waits_and_changes_nothing() {
+    use sync_core::hub::{DeviceLedger, DocumentStore};
+
+    let s = TestServer::demo().await;
+    let grant = s.login(CHIEF, "phone-1").await;
+    let facts = demo::facts();
+    let device = format!("{}/phone-1", facts.user(CHIEF).unwrap().id);
+    let asset = facts.asset("river-thh-01").unwrap();
+    let started = server::state::now_ms() - 3_600_000;
+    let mut patrol = PatrolDoc::create(
+        parse_actor(grant["actor_id"].as_str().unwrap()).unwrap(),
+        &NewPatrol {
+            system: asset.system,
+            asset: asset.id.clone(),
+            chief: facts.user(CHIEF).unwrap().id.clone(),
+            division: asset.division.clone(),
+            device: grant["device_id"].as_str().unwrap().to_owned(),
+            started_at_ms: started,
+        },
+    )
+    .unwrap();
+    let id = patrol.id().to_owned();
+    let changes = raw_changes(patrol.am_mut(), &[]);
+
+    // The first answer to the phone is running.
+    let store = s.state.hub.store();
+    let first = store
+        .claim_device(&device)
+        .unwrap()
+        .expect("no answer runs");
+    let again = push(&s, &grant, &id, changes.clone()).await;
+    assert_eq!(again.status, 503, "{}", again.json());
+    assert_eq!(
+        again.json()["error"],
+        "sync_in_progress",
+        "{}",
+        again.json()
+    );
+    assert_eq!(again.retry_after.as_deref(), Some("1"));
+    assert!(store.document(&id).unwrap().is_none(), "nothing stored");
+
+    // The first answer ends: the phone's request is answered.
+    drop(first);
+    let answered = push(&s, &grant, &id, changes).await;
+    assert_eq!(answered.status, 200, "{}", answered.json());
+    assert!(store.document(&id).unwrap().is_some());
 }

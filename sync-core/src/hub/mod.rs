@@ -92,6 +92,7 @@
 //! ```
 
 mod automerge_sync;
+mod claims;
 pub mod delivery;
 mod dropped;
 pub mod limits;
@@ -104,6 +105,7 @@ mod sync;
 pub mod testing;
 
 pub use automerge_sync::{AutomergeSyncOutcome, MAX_SYNC_STATES_PER_DEVICE, SYNC_STATE_TTL_MS};
+pub use claims::{DeviceClaim, DeviceClaims};
 pub use server_actions::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };
@@ -164,6 +166,10 @@ pub enum HubError {
     /// The request is over a size or shape limit.
     #[error(transparent)]
     Limit(#[from] limits::LimitError),
+    /// Another answer to the same device is still running (the phone retried while its first
+    /// request was being answered): nothing was done, and the phone sends again shortly.
+    #[error("another sync of this device is still being answered; send again in a moment")]
+    SyncInProgress,
     /// Too many automerge sync messages; retry after the given seconds.
     #[error("too many automerge sync messages for this document; retry in {retry_after_secs} s")]
     RateLimited {
@@ -186,6 +192,7 @@ impl HubError {
             HubError::Unavailable(_) => "unavailable",
             HubError::Limit(limit) => limit.code(),
             HubError::RateLimited { .. } => "rate_limited",
+            HubError::SyncInProgress => "sync_in_progress",
         }
     }
 

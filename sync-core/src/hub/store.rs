@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::HubError;
+use super::{DeviceClaim, HubError};
 use crate::authz::DocMeta;
 use crate::model::{Asset, Category, User};
 use crate::protocol::Hash;
@@ -282,6 +282,12 @@ pub trait DeviceLedger: Send + Sync {
     fn device_synced(&self, device: &str) -> Result<Option<i64>, HubError>;
     /// Records such a sync of the device, answered at `at_ms`.
     fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError>;
+    /// Claims the answering of the device's syncs; `None` at once when another answer holds
+    /// the claim. Two answers to one device must not overlap (`claims`). The claim stands
+    /// until it is dropped or its server stops, never by time. A store that one process
+    /// serves keeps its claims in memory ([`super::DeviceClaims`]); one that several servers
+    /// share keeps them where every server sees them.
+    fn claim_device(&self, device: &str) -> Result<Option<DeviceClaim<'_>>, HubError>;
 }
 
 /// The reference data the hub reads while placing and checking a record; the server's
@@ -404,6 +410,9 @@ impl<T: DeviceLedger + ?Sized> DeviceLedger for Arc<T> {
     }
     fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError> {
         (**self).put_device_synced(device, at_ms)
+    }
+    fn claim_device(&self, device: &str) -> Result<Option<DeviceClaim<'_>>, HubError> {
+        (**self).claim_device(device)
     }
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {
         (**self).sync_state(device, doc_id)

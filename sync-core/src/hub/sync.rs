@@ -138,6 +138,11 @@ impl<S: HubStore> Hub<S> {
             pushes.push((push, self.parse_push(push)?));
         }
         self.check_pushes(&pushes)?;
+        // From the first read of the device's records to the last write of them, this answer
+        // is the device's only one (`claims`).
+        let Some(_claim) = self.store.claim_device(&caller.device)? else {
+            return Err(HubError::SyncInProgress);
+        };
         let limits = self.answer_limits();
         // What the server records the device as holding, read once; first, what answers it
         // never applied had sent is taken back (`forget_unapplied`).

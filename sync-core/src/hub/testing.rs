@@ -29,8 +29,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
-    ReferenceSource, StoredDoc,
+    AuditEntry, AuditLog, DeviceClaim, DeviceClaims, DeviceDoc, DeviceLedger, DocumentStore,
+    HubError, HubStore, ReferenceSource, StoredDoc,
 };
 use crate::authz::DocMeta;
 use crate::doc::DocKind;
@@ -78,6 +78,7 @@ macro_rules! hub_store_conformance {
             the_device_ledger_keeps_devices_apart,
             sync_states_are_kept_per_device,
             the_last_acknowledged_sync_is_kept_per_device,
+            a_device_is_claimed_by_one_answer_at_a_time,
             reference_lookups_read_what_was_written,
             reopen_keeps_documents_feed_and_ledger,
         );
@@ -567,6 +568,40 @@ fn handler(id: &str, department: &str, active: bool) -> User {
     person(id, role, active)
 }
 
+/// A claim on a device stands until it is let go, whatever the time; claims on other devices
+/// are apart, and of answers claiming one device at once exactly one gets it.
+pub fn a_device_is_claimed_by_one_answer_at_a_time(h: &impl Harness) {
+    let store = h.open();
+    let phone = "u1/phone";
+    let first = store.claim_device(phone).unwrap().expect("no other answer");
+    assert!(store.claim_device(phone).unwrap().is_none());
+    let other = store
+        .claim_device("u2/phone")
+        .unwrap()
+        .expect("another phone");
+    drop(first);
+    let second = store.claim_device(phone).unwrap().expect("let go");
+    assert!(store.claim_device(phone).unwrap().is_none());
+    drop((second, other));
+
+    let store = &store;
+    let granted: usize = std::thread::scope(|scope| {
+        let claims: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(move || {
+                    let claim = store.claim_device("u3/phone").unwrap();
+                    // Held until every thread has tried.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    usize::from(claim.is_some())
+                })
+            })
+            .collect();
+        claims.into_iter().map(|claim| claim.join().unwrap()).sum()
+    });
+    assert_eq!(granted, 1, "answers claiming one device at once");
+    assert!(store.claim_device("u3/phone").unwrap().is_some());
+}
+
 /// What the administration wrote is what the hub reads: assets, categories, users, and which
 /// departments have an active handler (exactly by name).
 pub fn reference_lookups_read_what_was_written(h: &impl Harness) {
@@ -688,11 +723,12 @@ struct ReferenceTables {
 /// fuzz input starts from a copy of the fixtures' store and never sees another's effects);
 /// share one store between hubs or threads with an `Arc`.
 #[derive(Debug, Default)]
-pub struct MemoryHubStore(Mutex<Tables>);
+pub struct MemoryHubStore(Mutex<Tables>, DeviceClaims);
 
 impl Clone for MemoryHubStore {
+    /// A copy of the data; claims are of answers running on the original, so none.
     fn clone(&self) -> Self {
-        MemoryHubStore(Mutex::new(self.tables().clone()))
+        MemoryHubStore(Mutex::new(self.tables().clone()), DeviceClaims::default())
     }
 }
 
@@ -868,6 +904,10 @@ impl DeviceLedger for MemoryHubStore {
     fn put_device_synced(&self, device: &str, at_ms: i64) -> Result<(), HubError> {
         self.tables().synced.insert(device.to_string(), at_ms);
         Ok(())
+    }
+
+    fn claim_device(&self, device: &str) -> Result<Option<DeviceClaim<'_>>, HubError> {
+        Ok(self.1.claim(device))
     }
 
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {

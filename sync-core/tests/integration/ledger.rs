@@ -1,17 +1,18 @@
 //! What the server records a phone as holding (the device ledger) against what the phone holds:
 //! an answer the phone never applied must not count as held, and a phone sent changes on top of
-//! ones it lacks asks for them again instead of keeping a copy nobody else has.
+//! ones it lacks asks for them again instead of keeping a copy nobody else has; and one answer
+//! to a phone at a time writes its records.
 
 use automerge::ChangeHash;
 use sync_core::client::SyncClient;
 use sync_core::doc::{DocKind, IssueDoc};
-use sync_core::hub::{DeviceDoc, DeviceLedger};
+use sync_core::hub::{DeviceDoc, DeviceLedger, DocumentStore, HubError};
 use sync_core::limits::AnswerLimits;
 use sync_core::protocol::SyncRequest;
 use sync_core::store::LocalStore;
 
 use crate::fixtures::{chief, T0};
-use crate::world::{caller, held_heads, phone, World};
+use crate::world::{caller, held_heads, phone, record, World};
 
 /// The chief improves the description of a problem on one of their phones and syncs it.
 fn describe(world: &World, store: &LocalStore, who: &sync_core::hub::Caller, id: &str, at: i64) {
@@ -190,4 +191,65 @@ fn a_page_of_a_change_of_scope_lost_while_nothing_was_saved_is_sent_again() {
             "every problem of the new scope reaches the phone"
         );
     }
+}
+
+/// Two answers to one phone at once (a retry while the first request is still being answered,
+/// on this server or another) would each write the phone's records from their own reading, the
+/// last one standing. While one runs, another is refused at once, having done nothing, and the
+/// phone sends it again.
+#[test]
+fn a_second_answer_to_one_phone_while_the_first_runs_is_refused_and_changes_nothing() {
+    let world = World::new();
+    let (office_phone, on_patrol) = (phone(), phone());
+    let a = caller(chief(), "office-phone", 1);
+    let b = caller(chief(), "patrol-phone", 2);
+    world.sync(&office_phone, &a, T0);
+    let problem = world.report(&on_patrol, &b, T0 + 1);
+    let store = world.hub.store();
+
+    // The office phone edits a problem of its own and sends it while another answer to it runs.
+    let own = record(&office_phone, &a, T0 + 2);
+    let request = SyncRequest::decode(
+        &SyncClient::new(&office_phone)
+            .build_request(T0 + 3)
+            .unwrap()
+            .encode(),
+    )
+    .unwrap();
+    let answering = store
+        .claim_device(&a.device)
+        .unwrap()
+        .expect("no answer runs");
+    let refused = world.hub.answer(&a, &request, T0 + 3);
+    assert!(
+        matches!(refused, Err(HubError::SyncInProgress)),
+        "a second answer to the phone: {:?}",
+        refused.map(|answer| answer.response.cursor)
+    );
+    assert!(
+        store.device_doc(&a.device, &problem).unwrap().is_none(),
+        "the refused answer wrote the phone's records"
+    );
+    assert!(
+        store.document(&own).unwrap().is_none(),
+        "the refused answer saved what the phone sent"
+    );
+    // Another phone of the same chief is a device of its own.
+    world.sync(&on_patrol, &b, T0 + 4);
+
+    // Once the first answer ends, the phone's request is answered: its problem stored, the
+    // other one sent.
+    drop(answering);
+    let answered = world
+        .hub
+        .answer(&a, &request, T0 + 5)
+        .expect("answered once the other answer ended");
+    assert!(store.document(&own).unwrap().is_some());
+    assert!(answered
+        .response
+        .docs
+        .iter()
+        .any(|update| update.doc_id == problem));
+    // Each answer let go of its claim, the refused one too.
+    assert!(store.claim_device(&a.device).unwrap().is_some());
 }

@@ -87,18 +87,7 @@ impl World {
 
     /// The chief reports a problem from their phone; returns its id.
     pub fn report(&self, store: &LocalStore, caller: &Caller, at: i64) -> String {
-        let mut issue = IssueDoc::report(
-            caller.actor.clone(),
-            &caller.user,
-            &caller.device,
-            at,
-            &new_issue(),
-        )
-        .expect("report");
-        let id = issue.id().to_string();
-        SyncClient::new(store)
-            .save(&mut issue, DocKind::Issue, &id)
-            .expect("save");
+        let id = record(store, caller, at);
         self.sync(store, caller, at);
         id
     }
@@ -124,4 +113,21 @@ pub fn held_heads(store: &LocalStore, id: &str) -> Option<Vec<automerge::ChangeH
         .load(id)
         .unwrap()
         .map(|mut doc| doc.get_heads())
+}
+
+/// The chief records a problem on their phone, not yet sent; returns its id.
+pub fn record(store: &LocalStore, caller: &Caller, at: i64) -> String {
+    let mut issue = IssueDoc::report(
+        caller.actor.clone(),
+        &caller.user,
+        &caller.device,
+        at,
+        &new_issue(),
+    )
+    .expect("report");
+    let id = issue.id().to_string();
+    SyncClient::new(store)
+        .save(&mut issue, DocKind::Issue, &id)
+        .expect("save");
+    id
 }

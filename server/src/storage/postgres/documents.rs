@@ -33,7 +33,7 @@ use std::sync::atomic::Ordering;
 
 use sync_core::authz::DocMeta;
 use sync_core::hub::{
-    AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
+    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
     ReferenceSource, StoredDoc,
 };
 use sync_core::model::{Asset, Category, User};
@@ -718,6 +718,12 @@ impl DeviceLedger for PostgresStore {
                 .map_err(storage)?;
             Ok(())
         })
+    }
+
+    fn claim_device(&self, device: &str) -> Result<Option<DeviceClaim<'_>>, HubError> {
+        Ok(super::shared::device_lock(self, device)
+            .map_err(hub)?
+            .map(DeviceClaim::new))
     }
 
     fn sync_state(&self, device: &str, doc_id: &str) -> Result<Option<Vec<u8>>, HubError> {

@@ -24,6 +24,8 @@ use crate::storage::{Exchanged, RefreshExchange, RefreshRecord, Shared, StoreErr
 pub(super) const JOB_LOCK: i32 = 0x4353_4404;
 /// The class of [`Shared::hold`]'s locks.
 const HOLD_LOCK: i32 = 0x4353_4406;
+/// The class of the claims on devices (`DeviceLedger::claim_device`).
+const DEVICE_LOCK: i32 = 0x4353_4407;
 /// The hold on saves: every save takes it shared in `feed_position()` (schema migration 7)
 /// until it commits; `hold_saves` takes it exclusively.
 const SAVES_HOLD: (i32, i32) = (0x4353_4405, 0);
@@ -93,6 +95,19 @@ fn session_lock(
             Err(backend(err))
         }
     }
+}
+
+/// Claims `device` for one answer of its syncs (`DeviceLedger::claim_device`): a session lock
+/// on a connection of its own, so the claim stands while the answer runs, however long, and
+/// not a moment after its server stops (the database ends the lock with the connection).
+/// `None` at once when another server or request holds it. The key is the device's CRC-32:
+/// two devices that share it (about one pair among 100,000 devices) only ever refuse each
+/// other's sync for a moment when both sync at once, and each sends again.
+pub(super) fn device_lock<'a>(
+    store: &'a PostgresStore,
+    device: &str,
+) -> Result<Option<impl Send + 'a>, StoreError> {
+    session_lock(store, DEVICE_LOCK, job_key(device), false)
 }
 
 /// How long `hold_saves` waits in all for the saves under way to commit before it gives up:

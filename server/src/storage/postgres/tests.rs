@@ -174,6 +174,45 @@ mod hub {
     sync_core::hub_store_conformance!(pg_harness!());
 }
 
+/// A claim on a device stands while the answer that made it runs, on another server too, and
+/// not after that server stopped: the database ends it with the connection, so the phone the
+/// stopped server was answering syncs through another at once.
+#[test]
+fn a_stopped_servers_claim_on_a_device_stands_no_more() {
+    use sync_core::hub::DeviceLedger;
+    let h = pg_harness!();
+    let (here, elsewhere) = (h.store(), h.store());
+    let answering = elsewhere.claim_device("u1/phone").unwrap();
+    assert!(answering.is_some());
+    assert!(here.claim_device("u1/phone").unwrap().is_none());
+    assert!(here.claim_device("u2/phone").unwrap().is_some());
+
+    // The other server is killed: its connections close.
+    let killed = h.session().number(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = 1129530375
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    );
+    assert_eq!(killed, 1, "the claim is a lock held by one connection");
+    let stopped = Instant::now();
+    let claim = loop {
+        if let Some(claim) = here.claim_device("u1/phone").unwrap() {
+            break claim;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "the stopped server's claim still stands"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(here.claim_device("u1/phone").unwrap().is_none());
+    // The killed claim's letting go finds its connection gone and changes nothing.
+    drop(answering);
+    assert!(here.claim_device("u1/phone").unwrap().is_none());
+    drop(claim);
+    assert!(elsewhere.claim_device("u1/phone").unwrap().is_some());
+}
+
 fn save(store: &PostgresStore, id: &str, bytes: &[u8]) -> u64 {
     store
         .save_document(id, &doc_meta(id, DocKind::Patrol), bytes, &[])
