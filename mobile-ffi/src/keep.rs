@@ -73,6 +73,10 @@ pub struct EvictionReport {
     pub bytes_after: u64,
     /// Documents held after.
     pub docs_after: u32,
+    /// Photos removed from the phone with the last document that referenced them (each was
+    /// on the server already), and their bytes.
+    pub photos_removed: u32,
+    pub photo_bytes_removed: u64,
 }
 
 fn read_json<T: serde::de::DeserializeOwned + Default>(app: &PhoneApp, key: &str) -> Result<T> {
@@ -217,6 +221,22 @@ impl PhoneApp {
         for id in &dropped {
             ids.remove(id);
         }
+        // Photos the server holds leave with the last document on the phone that references
+        // them (`LocalStore::release_photos`); the outbox lets go first, so a file is never
+        // listed without being there. An original kept by configuration stays: it is the
+        // user's copy, not the outbox's.
+        let (mut photos_removed, mut photo_bytes_removed) = (0, 0);
+        for photo in self.store.release_photos()? {
+            match std::fs::remove_file(&photo.path) {
+                Ok(()) => {
+                    photos_removed += 1;
+                    photo_bytes_removed += photo.size;
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                // Left behind unlisted: the space is lost, not the photo (the server has it).
+                Err(_) => {}
+            }
+        }
         // Forget what the phone no longer holds, and pins that ended.
         index.retain(|id, _| ids.contains(id));
         pins.retain(|id, until| ids.contains(id) && *until > now);
@@ -228,6 +248,8 @@ impl PhoneApp {
             bytes_before,
             bytes_after,
             docs_after: count(ids.len()),
+            photos_removed,
+            photo_bytes_removed,
         })
     }
 }

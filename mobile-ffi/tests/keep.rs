@@ -2,7 +2,7 @@
 //! reads a chief's patrol it does not receive by sync; a document outside the scope is not
 //! found as one that does not exist; offline is a network error; a store over its size drops
 //! what it may, never unsent work; a dropped problem of the chief's comes back when the office
-//! acts on it.
+//! acts on it; a photo leaves the phone with its patrol once the server holds it.
 
 mod common;
 
@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use mobile_ffi::{
-    ChiefsyncError, ClientConfig, Clock, EventDraft, FieldClient, IssueDraft, Severity, StoreBounds,
+    ChiefsyncError, ClientConfig, Clock, EventDraft, FieldClient, IssueDraft, PhotoRole, Severity,
+    StoreBounds,
 };
 
 const T0: i64 = 1_764_291_600_000;
@@ -262,4 +263,75 @@ fn a_full_store_drops_what_it_may_never_unsent_work_and_needed_work_comes_back()
         "{back:?}"
     );
     assert!(chief.patrol(patrol).is_err());
+}
+
+/// The photos a chief takes would fill the phone over a year outside the store's bound. A photo
+/// leaves the phone with the last document that references it, and only once the server holds
+/// it: while it waits to go up, its patrol is unsent work and both stay.
+#[test]
+fn a_photo_leaves_the_phone_with_its_patrol_once_the_server_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::start_demo_server(&dir.path().join("server"), 900);
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let tight = StoreBounds {
+        max_bytes: 1,
+        max_age_ms: 365 * DAY,
+        own_recent_ms: 0,
+        pin_ms: 0,
+    };
+    let chief = phone(
+        &dir.path().join("chief"),
+        &base,
+        "demo-chief",
+        clock.clone(),
+        tight,
+    );
+    let asset = chief.me().unwrap().assets[0].clone();
+    let (lat, lon) = common::spot(&asset);
+    let patrol = chief.start_patrol(asset).unwrap();
+    chief
+        .add_track_point(patrol.clone(), lat, lon, T0, 5.0, false, String::new())
+        .unwrap();
+    let taken = dir.path().join("camera.jpg");
+    image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 60])
+    })
+    .save(&taken)
+    .unwrap();
+    let photo = chief
+        .attach_photo(
+            patrol.clone(),
+            taken.display().to_string(),
+            PhotoRole::Evidence,
+        )
+        .unwrap();
+    chief
+        .finish_patrol(patrol.clone(), "巡河完毕".into())
+        .unwrap();
+    let kept = dir
+        .path()
+        .join("chief/photos")
+        .join(format!("{}.jpg", photo.sha256));
+    assert!(kept.exists(), "the prepared photo is on the phone");
+
+    // Not yet sent: the patrol and its photo stay.
+    let report = chief.evict_now().unwrap();
+    assert_eq!((report.dropped, report.photos_removed), (0, 0));
+    assert!(kept.exists());
+
+    // Sent, with its photo: at the next pass the patrol goes, and its photo with it.
+    let sent = chief.sync().unwrap();
+    assert_eq!(sent.photos_uploaded, 1, "{sent:?}");
+    clock.0.store(T0 + DAY, Ordering::SeqCst);
+    let report = chief.evict_now().unwrap();
+    // The patrol and what the sync brought of the district's demo work.
+    assert!(report.dropped >= 1, "{report:?}");
+    assert_eq!(report.photos_removed, 1, "{report:?}");
+    assert_eq!(report.photo_bytes_removed, photo.bytes);
+    assert!(!kept.exists(), "the photo's file is gone from the phone");
+    assert!(chief.patrol(patrol).is_err());
+    assert!(chief.pending_uploads().unwrap().is_empty());
+    // The camera's own file is the user's, not the phone library's.
+    assert!(taken.exists());
+    assert_eq!(chief.evict_now().unwrap().photos_removed, 0);
 }

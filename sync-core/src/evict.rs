@@ -39,7 +39,8 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreBounds {
     /// Past this many bytes of documents, the phone drops what it may, longest unchanged
-    /// first. Default 100 MB (photos are not counted: they leave the phone once uploaded).
+    /// first. Default 100 MB (photos are not counted: each leaves the phone with the last
+    /// document that references it, once the server holds it: `LocalStore::release_photos`).
     pub max_bytes: u64,
     /// A document the phone may drop is dropped once it has not changed on the phone for
     /// this long. Default 60 days.

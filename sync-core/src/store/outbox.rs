@@ -5,13 +5,16 @@
 //! the issue it raised show the same photo) never uploads it twice; it only links another
 //! record. Failed attempts back off exponentially; an interrupted upload keeps its offset so it
 //! resumes instead of starting over. Photos the server refused stay visible with the reason.
-//! This module does no uploading itself and must not read photo files.
+//! A photo the server holds leaves the outbox once no document on the phone references it any
+//! more (its records were dropped from the bounded store: [`LocalStore::release_photos`]), and
+//! the phone library then removes its file. This module does no uploading itself and must not
+//! read photo files.
 
 use serde::{Deserialize, Serialize};
 
 use super::codec::{check_id, display_key, key, prefix, seal, unseal, unseal_json};
 use super::local::{put, put_json, LocalStore};
-use super::StoreError;
+use super::{BatchOp, StoreError};
 
 /// The first retry waits this long; each further failure doubles it.
 const FIRST_BACKOFF_MS: i64 = 5_000;
@@ -202,6 +205,56 @@ impl LocalStore {
         Ok(pending)
     }
 
+    /// Lets go of the photos of documents no longer on the phone (dropped from the bounded
+    /// store, or gone from the user's scope): each loses its links to them, and a photo the
+    /// server holds that no document on the phone references any more leaves the outbox and
+    /// is returned, for the caller to remove its file. A photo the server does not hold
+    /// (waiting, uploading, refused) stays whatever became of its records: its records are
+    /// unsent work and are never dropped. All in one atomic write; should the phone stop before
+    /// the files are removed, they stay behind unlisted, and nothing listed lacks its file.
+    pub fn release_photos(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let _guard = self.lock();
+        let mut writes = Vec::new();
+        let mut released = Vec::new();
+        for entry in self.outbox()? {
+            if entry.state != UploadState::Done {
+                continue;
+            }
+            let mut kept = Vec::with_capacity(entry.record_ids.len());
+            for record in &entry.record_ids {
+                if self.has_doc(record)? {
+                    kept.push(record.clone());
+                } else {
+                    writes.push(BatchOp::Delete {
+                        key: link_key(record, &entry.sha256),
+                    });
+                }
+            }
+            if kept.len() == entry.record_ids.len() {
+                continue;
+            }
+            if kept.is_empty() {
+                writes.push(BatchOp::Delete {
+                    key: entry_key(&entry.sha256),
+                });
+                released.push(entry);
+            } else {
+                let key = entry_key(&entry.sha256);
+                writes.push(put_json(
+                    key,
+                    &OutboxEntry {
+                        record_ids: kept,
+                        ..entry
+                    },
+                )?);
+            }
+        }
+        if !writes.is_empty() {
+            self.commit(writes)?;
+        }
+        Ok(released)
+    }
+
     /// Whether every photo the record references is on the server (true if it has none).
     pub fn record_photos_done(&self, record_id: &str) -> Result<bool, StoreError> {
         Ok(self.pending_for(record_id)?.is_empty())
@@ -317,6 +370,64 @@ mod tests {
         );
         assert!(store.due_uploads(i64::MAX).unwrap().is_empty());
         assert!(!store.record_photos_done("issue-1").unwrap());
+    }
+
+    #[test]
+    fn photos_the_server_holds_leave_with_the_last_document_that_references_them() {
+        const C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+        const D: &str = "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+        let store = temp_store();
+        for doc in ["patrol-1", "issue-1"] {
+            store
+                .append_doc_changes(doc, crate::store::DocKind::Patrol, b"chunk")
+                .unwrap();
+        }
+        // A: on both records; B: only the patrol's; C: the patrol's, still waiting to go up;
+        // D: the patrol's, refused.
+        store.enqueue_photo(A, "patrol-1", "/p/a.jpg", 10).unwrap();
+        store.enqueue_photo(A, "issue-1", "/p/a.jpg", 10).unwrap();
+        store.enqueue_photo(B, "patrol-1", "/p/b.jpg", 20).unwrap();
+        store.enqueue_photo(C, "patrol-1", "/p/c.jpg", 30).unwrap();
+        store.enqueue_photo(D, "patrol-1", "/p/d.jpg", 40).unwrap();
+        for done in [A, B] {
+            store.mark_done(done).unwrap();
+        }
+        store.mark_refused(D, "not a JPEG").unwrap();
+        // While every record is on the phone, nothing goes.
+        assert!(store.release_photos().unwrap().is_empty());
+        assert_eq!(store.outbox().unwrap().len(), 4);
+
+        store.remove_doc("patrol-1").unwrap();
+        let released = store.release_photos().unwrap();
+        assert_eq!(
+            released
+                .iter()
+                .map(|e| e.sha256.as_str())
+                .collect::<Vec<_>>(),
+            vec![B],
+            "only the photo the server holds and no record on the phone references"
+        );
+        assert_eq!(released[0].path, "/p/b.jpg");
+        let a = store
+            .outbox_entry(A)
+            .unwrap()
+            .expect("still referenced by the issue");
+        assert_eq!(a.record_ids, vec!["issue-1"]);
+        assert_eq!(
+            store.outbox_entry(C).unwrap().unwrap().state,
+            UploadState::Waiting
+        );
+        assert!(store.outbox_entry(D).unwrap().is_some());
+        assert_eq!(store.pending_for("patrol-1").unwrap().len(), 2);
+        // Released once: the next pass finds nothing more to do.
+        assert!(store.release_photos().unwrap().is_empty());
+
+        store.remove_doc("issue-1").unwrap();
+        let released = store.release_photos().unwrap();
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].sha256, A);
+        assert!(store.outbox_entry(A).unwrap().is_none());
+        assert!(store.record_photos_done("issue-1").unwrap());
     }
 
     #[test]
