@@ -7,8 +7,9 @@
 //!
 //! The traits are blocking and called from the server's blocking workers; the client is
 //! asynchronous (tokio-postgres with a deadpool pool). The store keeps a small runtime of its
-//! own that drives the connections; each call runs its statements on that runtime while the
-//! calling thread waits, so it works from any thread, inside the server's runtime or not.
+//! own that drives the connections; each call's statements are polled by the calling thread in
+//! that runtime's context while the connections' tasks run on it, so it works from any thread,
+//! inside the server's runtime or not.
 //!
 //! Every mutating call commits before it returns. The server's own records (accounts,
 //! sessions, reference data) are durable at their commit (`synchronous_commit` on, its
@@ -37,7 +38,7 @@ mod shared;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::de::DeserializeOwned;
@@ -52,6 +53,8 @@ use super::{AdminBatch, DeviceRecord, RefreshRecord, RefreshUse, Store, StoreErr
 
 /// Connections the store opens at most to the database.
 const POOL_SIZE: usize = 16;
+/// The name of the store runtime's threads (see `PostgresStore::run`).
+const RUNTIME_THREAD: &str = "postgres";
 
 /// How long the database lets a connection of the store sit in an open transaction with
 /// nothing sent before it ends the session (`idle_in_transaction_session_timeout`): a server
@@ -200,7 +203,7 @@ impl PostgresStore {
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("postgres")
+            .thread_name(RUNTIME_THREAD)
             .enable_all()
             .build()
             .map_err(backend)?;
@@ -238,20 +241,31 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Runs `work` to its end with the store's runtime, on a short-lived thread of its own while
-    /// the caller waits: the caller may be inside the server's runtime (start-up, seeding), where
-    /// no runtime may be blocked on, and the connections' tasks must run on the store's runtime
-    /// only, never on a caller's.
+    /// Runs `work` to its end while the caller waits. The connections' tasks run on the store's
+    /// runtime only; `work` only talks to them (and sets the pool's timers), so the calling
+    /// thread polls it itself, in the store runtime's context, and sleeps between polls. The
+    /// caller may be inside another runtime (the server's, at start-up or seeding), where
+    /// `Runtime::block_on` would refuse to run; starting a thread for every call instead was
+    /// a large part of the server's CPU (BENCHMARKS.md, fifteenth session). A call made on one
+    /// of the store runtime's own threads still gets a thread of its own, so it never waits on
+    /// the thread that would answer it.
     fn run<T: Send>(&self, work: impl Future<Output = T> + Send) -> T {
         let runtime = self.runtime.as_ref().expect("runtime until drop");
-        std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("postgres-call".into())
-                .spawn_scoped(scope, || runtime.block_on(work))
-                .expect("a thread for the database call")
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        if std::thread::current().name() == Some(RUNTIME_THREAD) {
+            return std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("postgres-call".into())
+                    .spawn_scoped(scope, || runtime.block_on(work))
+                    .expect("a thread for the database call")
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+        }
+        let _context = runtime.enter();
+        // Outside tokio's budget: a caller on a worker of another runtime (an async handler)
+        // has that task's budget, and once it is spent tokio defers every wake-up to that
+        // runtime's next turn, which never comes while this thread waits here.
+        wait_for(tokio::task::unconstrained(work))
     }
 
     async fn client(&self) -> Result<cached::Client, StoreError> {
@@ -835,6 +849,29 @@ const PUT_ASSET: &str = "INSERT INTO assets (id, record) VALUES ($1, $2)
      ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record";
 const PUT_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2)
      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+
+/// Polls `work` on the calling thread until it is ready, sleeping until it is woken between
+/// polls: the way `std::task::Wake`'s documentation blocks on a future.
+fn wait_for<T>(work: impl Future<Output = T>) -> T {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut work = std::pin::pin!(work);
+    loop {
+        if let std::task::Poll::Ready(done) = work.as_mut().poll(&mut context) {
+            return done;
+        }
+        std::thread::park();
+    }
+}
 
 #[cfg(test)]
 mod tests;
