@@ -227,7 +227,10 @@ impl PhoneApp {
         // user's copy, not the outbox's.
         let (mut photos_removed, mut photo_bytes_removed) = (0, 0);
         for photo in self.store.release_photos()? {
-            match std::fs::remove_file(&photo.path) {
+            // Where the library keeps it now (the app's folder may have moved since the photo
+            // was attached, as an app's does on some updates), not the path listed then.
+            let file = sync_core::client::photo_path(&self.photo_dir, &photo.sha256);
+            match std::fs::remove_file(&file) {
                 Ok(()) => {
                     photos_removed += 1;
                     photo_bytes_removed += photo.size;

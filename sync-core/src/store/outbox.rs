@@ -210,8 +210,12 @@ impl LocalStore {
     /// server holds that no document on the phone references any more leaves the outbox and
     /// is returned, for the caller to remove its file. A photo the server does not hold
     /// (waiting, uploading, refused) stays whatever became of its records: its records are
-    /// unsent work and are never dropped. All in one atomic write; should the phone stop before
-    /// the files are removed, they stay behind unlisted, and nothing listed lacks its file.
+    /// unsent work and are never dropped. Nor does a record with changes the server refused
+    /// let go of its photos, though the phone no longer holds it (a new record refused whole):
+    /// the quarantine keeps the change that names them, and the server keeps a photo no
+    /// stored record names only for a while. All in one atomic write; should the phone stop
+    /// before the files are removed, they stay behind unlisted, and nothing listed lacks its
+    /// file.
     pub fn release_photos(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         let _guard = self.lock();
         let mut writes = Vec::new();
@@ -222,7 +226,7 @@ impl LocalStore {
             }
             let mut kept = Vec::with_capacity(entry.record_ids.len());
             for record in &entry.record_ids {
-                if self.has_doc(record)? {
+                if self.has_doc(record)? || !self.quarantined_for(record)?.is_empty() {
                     kept.push(record.clone());
                 } else {
                     writes.push(BatchOp::Delete {
@@ -428,6 +432,30 @@ mod tests {
         assert_eq!(released[0].sha256, A);
         assert!(store.outbox_entry(A).unwrap().is_none());
         assert!(store.record_photos_done("issue-1").unwrap());
+    }
+
+    #[test]
+    fn a_refused_record_keeps_its_photos_though_the_phone_no_longer_holds_it() {
+        let store = temp_store();
+        store
+            .append_doc_changes("patrol-1", crate::store::DocKind::Patrol, b"chunk")
+            .unwrap();
+        store.enqueue_photo(A, "patrol-1", "/p/a.jpg", 10).unwrap();
+        store.mark_done(A).unwrap();
+        // The server refused the new patrol whole: its change waits in the quarantine, and
+        // the phone holds nothing of it.
+        store
+            .quarantine(&crate::store::QuarantinedChange {
+                doc_id: "patrol-1".into(),
+                change_hash: "ab".repeat(32),
+                change: b"change".to_vec(),
+                reason: "asset_out_of_scope".into(),
+                refused_at_ms: 1,
+            })
+            .unwrap();
+        store.remove_doc("patrol-1").unwrap();
+        assert!(store.release_photos().unwrap().is_empty());
+        assert!(store.outbox_entry(A).unwrap().is_some());
     }
 
     #[test]
