@@ -17,6 +17,14 @@ use mobile_ffi::{
 const T0: i64 = 1_764_291_600_000;
 const DAY: i64 = 86_400_000;
 
+/// A store of one byte that keeps own work no time at all: everything goes that may.
+const TIGHT: StoreBounds = StoreBounds {
+    max_bytes: 1,
+    max_age_ms: 365 * DAY,
+    own_recent_ms: 0,
+    pin_ms: 0,
+};
+
 #[derive(Debug)]
 struct TestClock(AtomicI64);
 
@@ -182,19 +190,12 @@ fn a_full_store_drops_what_it_may_never_unsent_work_and_needed_work_comes_back()
     let dir = tempfile::tempdir().unwrap();
     let base = common::start_demo_server(&dir.path().join("server"), 900);
     let clock = Arc::new(TestClock(AtomicI64::new(T0)));
-    // A store of one byte that keeps own work no time at all: everything goes that may.
-    let tight = StoreBounds {
-        max_bytes: 1,
-        max_age_ms: 365 * DAY,
-        own_recent_ms: 0,
-        pin_ms: 0,
-    };
     let chief = phone(
         &dir.path().join("chief"),
         &base,
         "demo-chief",
         clock.clone(),
-        tight,
+        TIGHT,
     );
     let asset = chief.me().unwrap().assets[0].clone();
     let (lat, lon) = common::spot(&asset);
@@ -273,18 +274,12 @@ fn a_photo_leaves_the_phone_with_its_patrol_once_the_server_holds_it() {
     let dir = tempfile::tempdir().unwrap();
     let base = common::start_demo_server(&dir.path().join("server"), 900);
     let clock = Arc::new(TestClock(AtomicI64::new(T0)));
-    let tight = StoreBounds {
-        max_bytes: 1,
-        max_age_ms: 365 * DAY,
-        own_recent_ms: 0,
-        pin_ms: 0,
-    };
     let chief = phone(
         &dir.path().join("chief"),
         &base,
         "demo-chief",
         clock.clone(),
-        tight,
+        TIGHT,
     );
     let asset = chief.me().unwrap().assets[0].clone();
     let (lat, lon) = common::spot(&asset);

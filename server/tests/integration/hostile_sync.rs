@@ -54,12 +54,13 @@ async fn post(s: &TestServer, path: &str, token: &str, body: Vec<u8>) -> Answer 
     }
 }
 
-/// A patrol of `demo-chief`, stored through `/sync`; returns it with its id.
-async fn stored_patrol(s: &TestServer, grant: &Value) -> (String, PatrolDoc) {
+/// A patrol `demo-chief` started an hour ago on the phone of `grant`, not yet sent; with its
+/// start and the geometry of its river.
+fn new_patrol(grant: &Value) -> (PatrolDoc, i64, sync_core::model::Geometry) {
     let facts = demo::facts();
     let asset = facts.asset("river-thh-01").unwrap();
     let started = server::state::now_ms() - 3_600_000;
-    let mut patrol = PatrolDoc::create(
+    let patrol = PatrolDoc::create(
         parse_actor(grant["actor_id"].as_str().unwrap()).unwrap(),
         &NewPatrol {
             system: asset.system,
@@ -71,8 +72,14 @@ async fn stored_patrol(s: &TestServer, grant: &Value) -> (String, PatrolDoc) {
         },
     )
     .unwrap();
+    (patrol, started, asset.geometry.clone())
+}
+
+/// A patrol of `demo-chief`, stored through `/sync`; returns it with its id.
+async fn stored_patrol(s: &TestServer, grant: &Value) -> (String, PatrolDoc) {
+    let (mut patrol, started, river) = new_patrol(grant);
     patrol
-        .append_track(&walk_along(&asset.geometry, started, 300, 3))
+        .append_track(&walk_along(&river, started, 300, 3))
         .unwrap();
     let id = patrol.id().to_owned();
     let changes = raw_changes(patrol.am_mut(), &[]);
@@ -294,22 +301,8 @@ async fn a_sync_sent_again_while_the_first_is_answered_waits_and_changes_nothing
 
     let s = TestServer::demo().await;
     let grant = s.login(CHIEF, "phone-1").await;
-    let facts = demo::facts();
-    let device = format!("{}/phone-1", facts.user(CHIEF).unwrap().id);
-    let asset = facts.asset("river-thh-01").unwrap();
-    let started = server::state::now_ms() - 3_600_000;
-    let mut patrol = PatrolDoc::create(
-        parse_actor(grant["actor_id"].as_str().unwrap()).unwrap(),
-        &NewPatrol {
-            system: asset.system,
-            asset: asset.id.clone(),
-            chief: facts.user(CHIEF).unwrap().id.clone(),
-            division: asset.division.clone(),
-            device: grant["device_id"].as_str().unwrap().to_owned(),
-            started_at_ms: started,
-        },
-    )
-    .unwrap();
+    let device = format!("{}/phone-1", demo::facts().user(CHIEF).unwrap().id);
+    let (mut patrol, _, _) = new_patrol(&grant);
     let id = patrol.id().to_owned();
     let changes = raw_changes(patrol.am_mut(), &[]);
 
