@@ -406,10 +406,10 @@ impl PhoneApp {
     /// the phone's typed error (network, server, session), as the app sees it.
     pub fn sync_documents(&self, now_ms: i64) -> Result<sync_core::client::SyncReport> {
         let user_id = self.account.signed_in()?.user.id;
-        let _docs = self.lock_docs();
         let account = &self.account;
         let store = &self.store;
-        SyncClient::new(store).sync_with(
+        SyncClient::new(store).sync_in_rounds(
+            || self.lock_docs(),
             |body| {
                 let held = crate::overview::held_version(store, &user_id);
                 let answer = account.authorized(|token| {

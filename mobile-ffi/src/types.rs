@@ -571,6 +571,9 @@ pub struct SyncReport {
     pub photos_refused: u32,
     /// Whether the reference data (assets, check items, rules) changed.
     pub reference_updated: bool,
+    /// More waits than this sync carried (on the server, or on the phone: a backlog of
+    /// thousands of records); the next sync goes on from here.
+    pub more_waiting: bool,
     /// What went wrong after the documents were synced (photo uploads, reference data).
     pub errors: Vec<String>,
 }
@@ -588,6 +591,7 @@ impl SyncReport {
             removed: n(report.removed),
             bytes_up: report.bytes_up as u64,
             bytes_down: report.bytes_down as u64,
+            more_waiting: report.more_waiting,
             ..SyncReport::default()
         }
     }

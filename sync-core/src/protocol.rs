@@ -7,7 +7,7 @@
 //! since the cursor. When the device knows which server heads it last saw, one round trip is
 //! enough; the server asks for a second only when it lacks a change's dependencies.
 //!
-//! Wire format (version 2): the magic `CSYN`, the version byte, a body byte (0: plain, 1:
+//! Wire format (version 3): the magic `CSYN`, the version byte, a body byte (0: plain, 1:
 //! raw DEFLATE), then the message in postcard (a compact, well-specified serde format) shaped
 //! for the wire rather than for the program, so that a one-event sync costs little more than
 //! its change:
@@ -24,7 +24,8 @@
 //!
 //! Decoding refuses a wrong magic or version, trailing bytes and anything over
 //! [`MAX_MESSAGE_BYTES`] (before or after inflating) before it allocates. Version 1 bodies are
-//! refused with [`ProtocolError::UnsupportedVersion`]. This module holds types and codecs only;
+//! refused with [`ProtocolError::UnsupportedVersion`]; version 2 requests are still read and
+//! answered in version 2 ([`OLDEST_READ_VERSION`]). This module holds types and codecs only;
 //! the device's engine is `client`, the server's handling is `hub`.
 //!
 //! ```
@@ -60,9 +61,15 @@ use crate::doc::DocKind;
 
 /// The first four bytes of every request and response body.
 pub const MAGIC: [u8; 4] = *b"CSYN";
-/// Version 2: compact ids, implied heads and whole-body compression (version 1 was the plain
-/// postcard of the in-memory types).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// Version 3: an answer says when it is a page and more waits ([`SyncResponse::more`]).
+/// Version 2 brought compact ids, implied heads and whole-body compression; version 1 was the
+/// plain postcard of the in-memory types.
+pub const PROTOCOL_VERSION: u8 = 3;
+/// The oldest version whose requests are still read. Each request is answered in its own
+/// version ([`SyncRequest::decode_with_version`], [`SyncResponse::encode_packed_in`]), so a
+/// phone whose app is not yet updated keeps syncing: a version 2 answer cannot say that more
+/// waits, and such a phone gets the rest of a paged answer at its next sync.
+pub const OLDEST_READ_VERSION: u8 = 2;
 /// The largest request or response either side accepts, on the wire and once inflated.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Most documents one request may push. A phone pushes the documents it changed since its last
@@ -124,6 +131,10 @@ pub struct SyncResponse {
     pub docs: Vec<DocUpdate>,
     /// Documents that left the device's scope (e.g. its jurisdiction changed).
     pub removed: Vec<String>,
+    /// The answer is a page: the server holds more for the device than one answer carries
+    /// (a new phone's first sync, a supervisor's day of a district's problems). The device
+    /// applies this one and asks again at once from its cursor.
+    pub more: bool,
 }
 
 /// The server's heads of a document after a sync.
@@ -482,6 +493,7 @@ struct WireResponse {
     cursor: u64,
     docs: Vec<WireUpdate>,
     removed: Vec<WireId>,
+    more: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -645,29 +657,33 @@ impl From<WireUpdate> for DocUpdate {
 // The envelope
 
 /// The envelope's first bytes (magic, version, how the body is encoded), with room for `body`.
-fn envelope(body_kind: u8, body: usize) -> Vec<u8> {
+fn envelope(version: u8, body_kind: u8, body: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(body + 6);
     out.extend_from_slice(&MAGIC);
-    out.push(PROTOCOL_VERSION);
+    out.push(version);
     out.push(body_kind);
     out
 }
 
 fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
-    encode_body(postcard::to_allocvec(message).expect("postcard encodes protocol types"))
+    encode_body(
+        PROTOCOL_VERSION,
+        postcard::to_allocvec(message).expect("postcard encodes protocol types"),
+    )
 }
 
-/// The envelope around a message's postcard `body`, deflated when that makes it smaller.
-fn encode_body(body: Vec<u8>) -> Vec<u8> {
+/// The envelope of `version` around a message's postcard `body`, deflated when that makes it
+/// smaller.
+fn encode_body(version: u8, body: Vec<u8>) -> Vec<u8> {
     if body.len() >= COMPRESS_FROM_BYTES {
-        let mut out = envelope(BODY_DEFLATE, body.len() / 2);
+        let mut out = envelope(version, BODY_DEFLATE, body.len() / 2);
         deflate_run(&body, &mut out, FlushCompress::Finish);
         if out.len() < body.len() + 6 {
             return out;
         }
     }
-    let mut out = envelope(BODY_PLAIN, body.len());
+    let mut out = envelope(version, BODY_PLAIN, body.len());
     out.extend_from_slice(&body);
     out
 }
@@ -691,8 +707,18 @@ fn no_trailing(trailing: &[u8]) -> Result<(), ProtocolError> {
     }
 }
 
-/// The postcard body of an envelope, inflated when it was deflated.
+/// The postcard body of an envelope of this version, inflated when it was deflated.
 fn body(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ProtocolError> {
+    let (_, body) = versioned_body(bytes, PROTOCOL_VERSION)?;
+    Ok(body)
+}
+
+/// The version and postcard body of an envelope of a version from `oldest` to this one,
+/// inflated when it was deflated.
+fn versioned_body(
+    bytes: &[u8],
+    oldest: u8,
+) -> Result<(u8, std::borrow::Cow<'_, [u8]>), ProtocolError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ProtocolError::TooLarge(bytes.len()));
     }
@@ -700,14 +726,14 @@ fn body(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ProtocolError> {
         return Err(ProtocolError::BadMagic);
     };
     let (&version, rest) = rest.split_first().ok_or(ProtocolError::BadMagic)?;
-    if version != PROTOCOL_VERSION {
+    if !(oldest..=PROTOCOL_VERSION).contains(&version) {
         return Err(ProtocolError::UnsupportedVersion(version));
     }
     let (&body_kind, body) = rest
         .split_first()
         .ok_or_else(|| ProtocolError::Malformed("no body".into()))?;
-    match body_kind {
-        BODY_PLAIN => Ok(std::borrow::Cow::Borrowed(body)),
+    let body = match body_kind {
+        BODY_PLAIN => std::borrow::Cow::Borrowed(body),
         BODY_DEFLATE => {
             // Inflated into a bounded buffer: a small body that claims gigabytes stops at the
             // limit instead of at the allocator.
@@ -721,12 +747,15 @@ fn body(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ProtocolError> {
             if out.len() > MAX_MESSAGE_BYTES {
                 return Err(ProtocolError::TooLarge(out.len()));
             }
-            Ok(std::borrow::Cow::Owned(out))
+            std::borrow::Cow::Owned(out)
         }
-        other => Err(ProtocolError::Malformed(format!(
-            "unknown body encoding {other}"
-        ))),
-    }
+        other => {
+            return Err(ProtocolError::Malformed(format!(
+                "unknown body encoding {other}"
+            )))
+        }
+    };
+    Ok((version, body))
 }
 
 impl SyncRequest {
@@ -784,7 +813,14 @@ impl SyncRequest {
     /// Decodes a request and [checks](Self::check) it. Its lists are counted as they are read,
     /// so a request over a limit is refused without being held in memory.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let body = body(bytes)?;
+        Ok(Self::decode_with_version(bytes)?.0)
+    }
+
+    /// [`Self::decode`], with the protocol version the request came in (from
+    /// [`OLDEST_READ_VERSION`] to [`PROTOCOL_VERSION`]: requests are the same in both), in
+    /// which it is answered.
+    pub fn decode_with_version(bytes: &[u8]) -> Result<(Self, u8), ProtocolError> {
+        let (version, body) = versioned_body(bytes, OLDEST_READ_VERSION)?;
         // Nearly every request names nothing dropped and decodes in the first shape; one that
         // does has bytes left after it and decodes in the second.
         let wire = match read_request::<WireRequest>(&body) {
@@ -814,7 +850,7 @@ impl SyncRequest {
             dropped: wire.dropped.0,
         };
         request.check()?;
-        Ok(request)
+        Ok((request, version))
     }
 }
 
@@ -899,13 +935,29 @@ impl SyncResponse {
     /// The response's bytes on the wire, with `overview` after it when the phone's overview
     /// is out of date (only to a phone that named the one it holds, [`OVERVIEW_HEADER`]).
     pub fn encode_with_overview(&self, overview: Option<&OverviewUpdate>) -> Vec<u8> {
-        let body = postcard::to_allocvec(&WireResponse {
-            cursor: self.cursor,
-            docs: self.docs.iter().map(WireUpdate::from).collect(),
-            removed: self.removed.iter().map(|id| WireId::of(id)).collect(),
-        })
-        .expect("postcard encodes protocol types");
-        encode_body(with_overview(body, overview))
+        self.encode_in_full(PROTOCOL_VERSION, overview)
+    }
+
+    /// [`Self::encode_with_overview`] in `version`, every update encoded afresh.
+    fn encode_in_full(&self, version: u8, overview: Option<&OverviewUpdate>) -> Vec<u8> {
+        let docs: Vec<WireUpdate> = self.docs.iter().map(WireUpdate::from).collect();
+        let body =
+            postcard::to_allocvec(&(self.cursor, docs)).expect("postcard encodes protocol types");
+        encode_body(
+            version,
+            with_overview(self.tail_in(version, body), overview),
+        )
+    }
+
+    /// `body` followed by the postcard of the fields of [`WireResponse`] after `docs`: the
+    /// removed documents, then in version 3 on whether more waits.
+    fn tail_in(&self, version: u8, body: Vec<u8>) -> Vec<u8> {
+        let removed: Vec<WireId> = self.removed.iter().map(|id| WireId::of(id)).collect();
+        let body = postcard::to_extend(&removed, body).expect("postcard encodes protocol types");
+        if version < 3 {
+            return body;
+        }
+        postcard::to_extend(&self.more, body).expect("postcard encodes protocol types")
     }
 
     /// Encodes the response as [`Self::encode`] does, splicing in `packed[i]` for `docs[i]`
@@ -922,6 +974,18 @@ impl SyncResponse {
         packed: &[Option<Arc<PackedUpdate>>],
         overview: Option<&OverviewUpdate>,
     ) -> Vec<u8> {
+        self.encode_packed_in(PROTOCOL_VERSION, packed, overview)
+    }
+
+    /// [`Self::encode_packed_with_overview`] in `version`, the request's
+    /// ([`SyncRequest::decode_with_version`]). A version 2 answer leaves out
+    /// [`Self::more`]: a phone that reads it would refuse the byte it does not expect.
+    pub fn encode_packed_in(
+        &self,
+        version: u8,
+        packed: &[Option<Arc<PackedUpdate>>],
+        overview: Option<&OverviewUpdate>,
+    ) -> Vec<u8> {
         let fitting: Vec<Option<&PackedUpdate>> = self
             .docs
             .iter()
@@ -934,12 +998,12 @@ impl SyncResponse {
             })
             .collect();
         if fitting.iter().all(Option::is_none) {
-            return self.encode_with_overview(overview);
+            return self.encode_in_full(version, overview);
         }
         let spliced: usize = fitting.iter().flatten().map(|p| p.deflated.len()).sum();
-        let mut out = envelope(BODY_DEFLATE, spliced + 1024);
+        let mut out = envelope(version, BODY_DEFLATE, spliced + 1024);
         // The postcard of `WireResponse`, field by field: the cursor, the length of `docs` and
-        // each update in turn, then `removed`.
+        // each update in turn, then `removed` and `more`.
         let mut run = postcard::to_allocvec(&(self.cursor, self.docs.len()))
             .expect("postcard encodes protocol types");
         for (update, packed) in self.docs.iter().zip(&fitting) {
@@ -955,8 +1019,7 @@ impl SyncResponse {
                 }
             }
         }
-        let removed: Vec<WireId> = self.removed.iter().map(|id| WireId::of(id)).collect();
-        let run = postcard::to_extend(&removed, run).expect("postcard encodes protocol types");
+        let run = self.tail_in(version, run);
         deflate_run(
             &with_overview(run, overview),
             &mut out,
@@ -990,6 +1053,7 @@ impl SyncResponse {
             cursor: wire.cursor,
             docs: wire.docs.into_iter().map(DocUpdate::from).collect(),
             removed: wire.removed.into_iter().map(WireId::into_string).collect(),
+            more: wire.more,
         };
         Ok((response, overview))
     }
@@ -1098,6 +1162,7 @@ mod tests {
                 },
             ],
             removed: vec!["gone".into(), DOC.into()],
+            more: true,
         };
         assert_eq!(SyncResponse::decode(&resp.encode()), Ok(resp));
     }
@@ -1147,6 +1212,7 @@ mod tests {
                 snapshot: None,
             }],
             removed: vec![],
+            more: false,
         };
         let bytes = accepted.encode();
         assert!(bytes.len() <= 30, "{} bytes", bytes.len());
@@ -1229,6 +1295,7 @@ mod tests {
             cursor: 7_000,
             docs: docs.clone(),
             removed: vec!["gone".into(), DOC.into()],
+            more: true,
         };
         let packed: Vec<Option<Arc<PackedUpdate>>> = docs
             .iter()
@@ -1264,6 +1331,25 @@ mod tests {
             } else {
                 assert_eq!(bytes, response.encode());
             }
+            // Answered in version 2 to a phone not yet updated: the same answer without
+            // `more`, which such a phone would refuse as a trailing byte.
+            let old = response.encode_packed_in(2, &chosen, None);
+            assert_eq!(old[4], 2);
+            let (version, body) = versioned_body(&old, OLDEST_READ_VERSION).unwrap();
+            assert_eq!(version, 2);
+            let (cursor, docs, removed): (u64, Vec<WireUpdate>, Vec<WireId>) =
+                decode_body(&body).unwrap();
+            let v2 = SyncResponse {
+                cursor,
+                docs: docs.into_iter().map(DocUpdate::from).collect(),
+                removed: removed.into_iter().map(WireId::into_string).collect(),
+                more: true,
+            };
+            assert_eq!(v2, response, "{pattern:?}");
+            assert_eq!(
+                SyncResponse::decode(&old),
+                Err(ProtocolError::UnsupportedVersion(2))
+            );
         }
 
         // A packing of another version (or of another document) is not used: the answer stays
@@ -1358,6 +1444,14 @@ mod tests {
         let refused = SyncRequest::decode(&old).unwrap_err();
         assert_eq!(refused, ProtocolError::UnsupportedVersion(1));
         assert_eq!(refused.code(), "unsupported_version");
+        // A version 2 request (requests did not change) is read, and its version told.
+        let mut two = bytes.clone();
+        two[4] = 2;
+        assert_eq!(SyncRequest::decode_with_version(&two), Ok((request(), 2)));
+        assert_eq!(
+            SyncRequest::decode_with_version(&bytes),
+            Ok((request(), PROTOCOL_VERSION))
+        );
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(matches!(

@@ -472,7 +472,9 @@ impl World {
             )
             .map_err(|e| format!("phone-{phone} could not apply a response: {e}"))?;
         self.log(|| format!("phone-{phone}: applied attempt {attempt}, again: {again}"));
-        if again {
+        // As the phone's engine does: another round trip at once when the server lacked
+        // dependencies or more waits on either side.
+        if again || response.more || request.left_behind {
             self.start_sync(phone)?;
         }
         Ok(())

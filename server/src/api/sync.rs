@@ -85,7 +85,8 @@ pub async fn sync(
     // Inflating the request and deflating the answer (megabytes for a district chief's first
     // sync) run beside the merge, off the few workers that serve every connection.
     let (documents, answer) = web::block(move || -> Result<_, ApiError> {
-        let request = SyncRequest::decode(&body).map_err(sync_core::hub::HubError::from)?;
+        let (request, version) =
+            SyncRequest::decode_with_version(&body).map_err(sync_core::hub::HubError::from)?;
         let who = with_binding_grace(&shared, who)?;
         let now = now_ms();
         let answer = hub.answer(&who, &request, now)?;
@@ -99,7 +100,7 @@ pub async fn sync(
         });
         Ok((
             answer.response.docs.len(),
-            answer.encode_with_overview(overview.as_ref()),
+            answer.encode_in(version, overview.as_ref()),
         ))
     })
     .await??;

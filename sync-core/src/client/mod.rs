@@ -39,6 +39,10 @@ const DIRTY_KEY: &str = "sync.dirty";
 /// The protocol needs at most two round trips; a third covers a server that lost a
 /// dependency twice in a row before the engine gives up for this attempt.
 const MAX_ROUND_TRIPS: u32 = 3;
+/// Pages one sync takes at most: answers that say more waits ([`SyncResponse::more`]) and
+/// requests that leave documents to send for the next one. An office's first sync of a large
+/// district comes in tens of pages; past this, the sync ends and its report says more waits.
+const MAX_PAGES: u32 = 64;
 /// A document sent with this many chunks since its last compaction is compacted.
 const COMPACT_AFTER_CHUNKS: u64 = 8;
 
@@ -89,6 +93,13 @@ pub struct SyncReport {
     pub bytes_down: usize,
     /// Documents forgotten because they left the user's scope.
     pub removed: usize,
+    /// Round trips taken because more waited on either side: an answer that was a page, or a
+    /// request that left documents for the next (each also counted in `round_trips`).
+    pub pages: u32,
+    /// The sync ended with more waiting: more than [`MAX_PAGES`] pages, a page that moved
+    /// nothing on, or a document still to send again whole after the retries for lost
+    /// dependencies. The next sync goes on from where this one stopped.
+    pub more_waiting: bool,
 }
 
 /// What building a request saw of the documents it pushes: each one's store version when it
@@ -107,6 +118,9 @@ pub struct Outgoing {
     built: Built,
     /// Local changes held back (quarantined) before the request was built.
     pub held_back: usize,
+    /// Changed documents left for the next request: this one carries what the server takes
+    /// in one.
+    pub left_behind: bool,
 }
 
 impl std::ops::Deref for Outgoing {
@@ -236,22 +250,24 @@ impl<'a> SyncClient<'a> {
     /// its limits are held back (as [`Self::hold_back_oversized`]). Send
     /// `outgoing.encode()`, then hand the answer to [`Self::apply_response`].
     pub fn build_request(&self, now_ms: i64) -> Result<Outgoing, ClientError> {
-        let (request, built, held_back) = self.build(now_ms)?;
+        let (request, built, held_back, left_behind) = self.build(now_ms)?;
         Ok(Outgoing {
             request,
             built,
             held_back,
+            left_behind,
         })
     }
 
     /// Builds the request, reading each dirty document once. Changes the server would refuse by
     /// its limits are first taken out of the way (as [`Self::hold_back_oversized`]); returns how
-    /// many were.
-    fn build(&self, now_ms: i64) -> Result<(SyncRequest, Built, usize), ClientError> {
+    /// many were, and whether documents were left for the next request.
+    fn build(&self, now_ms: i64) -> Result<(SyncRequest, Built, usize, bool), ClientError> {
         let mut docs = Vec::new();
         let mut ops = 0usize;
         let mut built = Built::default();
         let mut held_back = 0;
+        let mut left_behind = false;
         for doc_id in self.dirty()? {
             // The version is read before the document, so an edit in between shows as a
             // newer version when the answer comes, never as an older one.
@@ -271,18 +287,19 @@ impl<'a> SyncClient<'a> {
                 doc = realigned;
                 changes = doc.get_changes(&server_heads);
             }
+            if changes.is_empty() {
+                continue;
+            }
             // A request carries what the server takes in one: the other documents stay marked
             // and go in the next request.
             let doc_ops: usize = changes.iter().map(|c| c.len()).sum();
             if !docs.is_empty()
                 && (docs.len() >= MAX_PUSHED_DOCS || ops + doc_ops > MAX_REQUEST_OPS)
             {
+                left_behind = true;
                 break;
             }
             let changes: Vec<Vec<u8>> = changes.iter().map(|c| c.raw_bytes().to_vec()).collect();
-            if changes.is_empty() {
-                continue;
-            }
             ops += doc_ops;
             if let Some(stat) = stat {
                 let mut version = stat.version;
@@ -306,12 +323,14 @@ impl<'a> SyncClient<'a> {
                 changes,
             });
         }
+        let dropped = self.dropped()?;
+        left_behind |= dropped.len() > MAX_DROPPED_DOCS;
         let request = SyncRequest {
             cursor: self.cursor()?,
             docs,
-            dropped: self.dropped()?.into_iter().take(MAX_DROPPED_DOCS).collect(),
+            dropped: dropped.into_iter().take(MAX_DROPPED_DOCS).collect(),
         };
-        Ok((request, built, held_back))
+        Ok((request, built, held_back, left_behind))
     }
 
     /// Applies the server's answer. Returns whether another round trip is needed (the server
@@ -667,7 +686,9 @@ impl<'a> SyncClient<'a> {
         Ok(held_back)
     }
 
-    /// One full sync: push, receive, and a second round trip only if the server asks for it.
+    /// One full sync: push, receive, and another round trip only when the server lacked
+    /// dependencies of what was pushed, or more waits on either side than one round trip
+    /// carries (each such page is one more, up to [`MAX_PAGES`]).
     pub fn sync(
         &self,
         transport: &mut dyn Transport,
@@ -680,11 +701,26 @@ impl<'a> SyncClient<'a> {
     /// network and server errors): they come back as `send` returned them.
     pub fn sync_with<E: From<ClientError>>(
         &self,
+        send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
+        now_ms: i64,
+    ) -> Result<SyncReport, E> {
+        self.sync_in_rounds(|| (), send, now_ms)
+    }
+
+    /// [`Self::sync_with`], holding what `hold` returns for each round trip (building the
+    /// request, sending it, applying the answer) and letting it go between them: the phone
+    /// library's lock on its documents, so that a chief's edits wait for one round trip, not
+    /// for all the pages of a sync.
+    pub fn sync_in_rounds<E: From<ClientError>, G>(
+        &self,
+        mut hold: impl FnMut() -> G,
         mut send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
         now_ms: i64,
     ) -> Result<SyncReport, E> {
         let mut report = SyncReport::default();
         loop {
+            let held = hold();
+            let dirty_before = self.dirty()?.len();
             let outgoing = self.build_request(now_ms)?;
             report.refused += outgoing.held_back;
             report.docs_sent += outgoing.docs.len();
@@ -696,7 +732,27 @@ impl<'a> SyncClient<'a> {
             report.round_trips += 1;
             let response = SyncResponse::decode(&answer).map_err(ClientError::from)?;
             let again = self.apply_response(&outgoing, &response, now_ms, &mut report)?;
-            if !again || report.round_trips >= MAX_ROUND_TRIPS {
+            // Each page earns the sync one more round trip, up to `MAX_PAGES`; the round
+            // trips for lost dependencies stay bounded as before. A page counts only when the
+            // round moved on: the answer brought documents or a later cursor, or fewer
+            // documents wait to be sent than before it.
+            let waiting = response.more || outgoing.left_behind;
+            let moved = !response.docs.is_empty()
+                || response.cursor > outgoing.cursor
+                || self.dirty()?.len() < dirty_before;
+            let page = waiting && moved;
+            drop(held);
+            if page && report.pages == MAX_PAGES {
+                report.more_waiting = true;
+                return Ok(report);
+            }
+            report.pages += u32::from(page);
+            if !(again || page) {
+                report.more_waiting = waiting;
+                return Ok(report);
+            }
+            if report.round_trips >= MAX_ROUND_TRIPS + report.pages {
+                report.more_waiting = true;
                 return Ok(report);
             }
         }

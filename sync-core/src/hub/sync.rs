@@ -101,14 +101,15 @@ impl PackedResponse {
         self.response.encode_packed(&self.packed)
     }
 
-    /// [`Self::encode`] with the user's overview after the response, when the phone's is out
-    /// of date ([`SyncResponse::encode_packed_with_overview`]).
-    pub fn encode_with_overview(
+    /// [`Self::encode`] in the request's protocol `version`, with the user's overview after
+    /// the response when the phone's is out of date ([`SyncResponse::encode_packed_in`]).
+    pub fn encode_in(
         &self,
+        version: u8,
         overview: Option<&crate::protocol::OverviewUpdate>,
     ) -> Vec<u8> {
         self.response
-            .encode_packed_with_overview(&self.packed, overview)
+            .encode_packed_in(version, &self.packed, overview)
     }
 }
 
@@ -335,6 +336,7 @@ impl<S: HubStore> Hub<S> {
                 cursor,
                 docs: updates,
                 removed,
+                more: !complete,
             },
             packed,
         })

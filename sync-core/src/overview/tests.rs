@@ -313,6 +313,7 @@ fn an_unchanged_overview_is_not_attached() {
         cursor: 7,
         docs: vec![],
         removed: vec!["gone".into()],
+        more: false,
     };
     assert_eq!(response.encode_with_overview(None), response.encode());
     let with = response.encode_with_overview(Some(&update));
@@ -327,7 +328,7 @@ fn an_unchanged_overview_is_not_attached() {
         (response.clone(), None)
     );
     // Bytes after the overview are refused, like any trailing bytes.
-    let mut body = postcard::to_allocvec(&(7u64, 0usize, vec![0u8; 0])).unwrap();
+    let mut body = postcard::to_allocvec(&(7u64, 0usize, vec![0u8; 0], false)).unwrap();
     body = postcard::to_extend(&update, body).unwrap();
     body.push(0);
     let mut wire = crate::protocol::MAGIC.to_vec();

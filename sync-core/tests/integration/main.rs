@@ -6,4 +6,5 @@ mod documents;
 mod dropped;
 mod fixtures;
 mod ledger;
+mod pages;
 mod world;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use automerge::AutoCommit;
-use sync_core::client::{ClientError, SyncClient, Transport};
+use sync_core::client::{ClientError, SyncClient, SyncReport, Transport};
 use sync_core::doc::{actor_for, DocKind, IssueDoc};
 use sync_core::hub::testing::{MemoryHubStore, Reference};
 use sync_core::hub::{Caller, DocumentStore, Hub, WEB_DEVICE};
@@ -76,13 +76,13 @@ impl World {
         }
     }
 
-    pub fn sync(&self, store: &LocalStore, caller: &Caller, now: i64) {
+    pub fn sync(&self, store: &LocalStore, caller: &Caller, now: i64) -> SyncReport {
         let mut direct = Direct {
             hub: &self.hub,
             caller,
             now,
         };
-        SyncClient::new(store).sync(&mut direct, now).expect("sync");
+        SyncClient::new(store).sync(&mut direct, now).expect("sync")
     }
 
     /// The chief reports a problem from their phone; returns its id.
@@ -105,6 +105,11 @@ impl World {
     pub fn server_heads(&self, id: &str) -> Vec<automerge::ChangeHash> {
         let stored = self.hub.store().document(id).unwrap().expect("stored");
         AutoCommit::load(&stored.bytes).unwrap().get_heads()
+    }
+
+    /// [`Self::server_heads`] as the protocol names them.
+    pub fn server_heads_raw(&self, id: &str) -> Vec<[u8; 32]> {
+        self.server_heads(id).into_iter().map(|h| h.0).collect()
     }
 }
 
