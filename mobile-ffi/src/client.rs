@@ -369,6 +369,7 @@ impl PhoneApp {
         let synced = self.sync_documents(now);
         self.set_progress(|p| {
             if let Ok(report) = &synced {
+                p.docs_received = count(report.docs_received);
                 p.docs_sent = count(report.docs_sent);
                 p.docs_total = p.docs_total.max(p.docs_sent);
             }
@@ -409,7 +410,11 @@ impl PhoneApp {
         let account = &self.account;
         let store = &self.store;
         SyncClient::new(store).sync_in_rounds(
-            || self.lock_docs(),
+            |so_far| {
+                let received = count(so_far.docs_received);
+                self.set_progress(|p| p.docs_received = received);
+                self.lock_docs()
+            },
             |body| {
                 let held = crate::overview::held_version(store, &user_id);
                 let answer = account.authorized(|token| {

@@ -634,6 +634,8 @@ pub struct SyncProgress {
     /// Records with local changes when the sync began, and how many of them were sent.
     pub docs_total: u32,
     pub docs_sent: u32,
+    /// Records received so far: a long first sync comes page by page.
+    pub docs_received: u32,
     /// Photos due for upload when the photo phase began, and how many are on the server.
     pub photos_total: u32,
     pub photos_sent: u32,

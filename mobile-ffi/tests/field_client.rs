@@ -269,6 +269,7 @@ fn a_handler_rectifies_with_an_after_photo_from_the_phone() {
             running: false,
             docs_total: 1,
             docs_sent: 1,
+            docs_received: report.docs_received,
             photos_total: 1,
             photos_sent: 1,
             photo_bytes_total: photo.bytes,

@@ -474,7 +474,7 @@ impl World {
         self.log(|| format!("phone-{phone}: applied attempt {attempt}, again: {again}"));
         // As the phone's engine does: another round trip at once when the server lacked
         // dependencies or more waits on either side.
-        if again || response.more || request.left_behind {
+        if again || request.more_waits(&response) {
             self.start_sync(phone)?;
         }
         Ok(())

@@ -123,6 +123,14 @@ pub struct Outgoing {
     pub left_behind: bool,
 }
 
+impl Outgoing {
+    /// Whether more waits after this round trip on either side: the server's answer was a page,
+    /// or this request left changed documents for the next. A sync goes on at once then.
+    pub fn more_waits(&self, response: &SyncResponse) -> bool {
+        response.more || self.left_behind
+    }
+}
+
 impl std::ops::Deref for Outgoing {
     type Target = SyncRequest;
 
@@ -704,22 +712,22 @@ impl<'a> SyncClient<'a> {
         send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
         now_ms: i64,
     ) -> Result<SyncReport, E> {
-        self.sync_in_rounds(|| (), send, now_ms)
+        self.sync_in_rounds(|_| (), send, now_ms)
     }
 
     /// [`Self::sync_with`], holding what `hold` returns for each round trip (building the
     /// request, sending it, applying the answer) and letting it go between them: the phone
     /// library's lock on its documents, so that a chief's edits wait for one round trip, not
-    /// for all the pages of a sync.
+    /// for all the pages of a sync. `hold` is given the report so far, for a progress display.
     pub fn sync_in_rounds<E: From<ClientError>, G>(
         &self,
-        mut hold: impl FnMut() -> G,
+        mut hold: impl FnMut(&SyncReport) -> G,
         mut send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
         now_ms: i64,
     ) -> Result<SyncReport, E> {
         let mut report = SyncReport::default();
         loop {
-            let held = hold();
+            let held = hold(&report);
             let dirty_before = self.dirty()?.len();
             let outgoing = self.build_request(now_ms)?;
             report.refused += outgoing.held_back;
@@ -736,7 +744,7 @@ impl<'a> SyncClient<'a> {
             // trips for lost dependencies stay bounded as before. A page counts only when the
             // round moved on: the answer brought documents or a later cursor, or fewer
             // documents wait to be sent than before it.
-            let waiting = response.more || outgoing.left_behind;
+            let waiting = outgoing.more_waits(&response);
             let moved = !response.docs.is_empty()
                 || response.cursor > outgoing.cursor
                 || self.dirty()?.len() < dirty_before;

@@ -140,10 +140,12 @@ fn the_phones_documents_are_free_between_pages() {
     let a = caller(chief(), "new-phone", 1);
     let documents = std::sync::Mutex::new(());
     let mut holds = 0u32;
+    let mut received = Vec::new();
     let report = SyncClient::new(&store)
         .sync_in_rounds(
-            || {
+            |so_far| {
                 holds += 1;
+                received.push(so_far.docs_received);
                 documents.try_lock().expect("free between round trips")
             },
             |body| -> Result<Vec<u8>, ClientError> {
@@ -159,4 +161,6 @@ fn the_phones_documents_are_free_between_pages() {
         )
         .unwrap();
     assert_eq!((report.round_trips, holds, report.docs_received), (3, 3, 3));
+    // What came so far, as a progress display reads it before each round trip.
+    assert_eq!(received, [0, 1, 2]);
 }
