@@ -5,7 +5,8 @@
 //! cursor; the response carries, per document, what the server accepted or refused and the
 //! server's changes the device lacks, for every document in the device's scope that changed
 //! since the cursor. When the device knows which server heads it last saw, one round trip is
-//! enough; the server asks for a second only when it lacks a change's dependencies.
+//! enough; the server asks for a second only when it lacks a change's dependencies, and says
+//! when an answer is a page and more waits ([`SyncResponse::more`]).
 //!
 //! Wire format (version 3): the magic `CSYN`, the version byte, a body byte (0: plain, 1:
 //! raw DEFLATE), then the message in postcard (a compact, well-specified serde format) shaped
