@@ -71,6 +71,8 @@ pub const PROTOCOL_VERSION: u8 = 3;
 /// phone whose app is not yet updated keeps syncing: a version 2 answer cannot say that more
 /// waits, and such a phone gets the rest of a paged answer at its next sync.
 pub const OLDEST_READ_VERSION: u8 = 2;
+/// The first version whose answers say whether more waits.
+const MORE_FROM_VERSION: u8 = 3;
 /// The largest request or response either side accepts, on the wire and once inflated.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Most documents one request may push. A phone pushes the documents it changed since its last
@@ -951,11 +953,11 @@ impl SyncResponse {
     }
 
     /// `body` followed by the postcard of the fields of [`WireResponse`] after `docs`: the
-    /// removed documents, then in version 3 on whether more waits.
+    /// removed documents, then from [`MORE_FROM_VERSION`] on whether more waits.
     fn tail_in(&self, version: u8, body: Vec<u8>) -> Vec<u8> {
         let removed: Vec<WireId> = self.removed.iter().map(|id| WireId::of(id)).collect();
         let body = postcard::to_extend(&removed, body).expect("postcard encodes protocol types");
-        if version < 3 {
+        if version < MORE_FROM_VERSION {
             return body;
         }
         postcard::to_extend(&self.more, body).expect("postcard encodes protocol types")

@@ -728,7 +728,6 @@ impl<'a> SyncClient<'a> {
         let mut report = SyncReport::default();
         loop {
             let held = hold(&report);
-            let dirty_before = self.dirty()?.len();
             let outgoing = self.build_request(now_ms)?;
             report.refused += outgoing.held_back;
             report.docs_sent += outgoing.docs.len();
@@ -742,12 +741,10 @@ impl<'a> SyncClient<'a> {
             let again = self.apply_response(&outgoing, &response, now_ms, &mut report)?;
             // Each page earns the sync one more round trip, up to `MAX_PAGES`; the round
             // trips for lost dependencies stay bounded as before. A page counts only when the
-            // round moved on: the answer brought documents or a later cursor, or fewer
-            // documents wait to be sent than before it.
+            // round moved on: the answer brought documents (one for each pushed document,
+            // which is what takes a pushed document off the waiting list) or a later cursor.
             let waiting = outgoing.more_waits(&response);
-            let moved = !response.docs.is_empty()
-                || response.cursor > outgoing.cursor
-                || self.dirty()?.len() < dirty_before;
+            let moved = !response.docs.is_empty() || response.cursor > outgoing.cursor;
             let page = waiting && moved;
             drop(held);
             if page && report.pages == MAX_PAGES {
