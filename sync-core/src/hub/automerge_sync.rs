@@ -15,6 +15,7 @@
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
 
+use super::server_actions::Floor;
 use super::{store, Caller, Hub, HubError, HubStore};
 use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::limits::{check_changes, check_chunks, check_sync_message, Chunks};
@@ -112,6 +113,7 @@ impl<S: HubStore> Hub<S> {
                     // A new document under an id another document already has.
                     return Err(HubError::UnknownDocument(doc_id.to_string()));
                 }
+                let previous_sync = self.store.device_synced(&caller.device)?;
                 let meta = if outcome.appended.is_empty() {
                     DocMeta::of(&merged).map_err(|e| HubError::Refused {
                         code: "schema".into(),
@@ -127,16 +129,19 @@ impl<S: HubStore> Hub<S> {
                         .and_then(|(_, bytes)| sync::State::decode(bytes).ok())
                         .map(|state| state.shared_heads)
                         .unwrap_or_default();
+                    let floor = Floor {
+                        held: &held,
+                        synced: previous_sync,
+                    };
                     self.give_receipts(
                         caller,
                         doc_id,
                         &mut merged,
                         &outcome.appended,
-                        &held,
+                        &floor,
                         now_ms,
                     )?
                 };
-                let previous_sync = self.store.device_synced(&caller.device)?;
                 let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
                 // `doc` is the version read from the store; the save adds what the merge added.
                 let read = doc.get_heads();

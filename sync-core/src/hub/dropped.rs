@@ -15,13 +15,14 @@ use crate::protocol::SyncRequest;
 
 impl<S: HubStore> Hub<S> {
     /// Forgets that the device holds the documents `request` names as dropped, with the
-    /// automerge sync states kept for them. Returns what the device's records said it held of
-    /// each forgotten one, so the answer can tell a document dropped as it stands (left out)
+    /// automerge sync states kept for them; `held` is what the device's records say it holds.
+    /// Returns what they said it held of each forgotten one, so the answer can tell a document dropped as it stands (left out)
     /// from one that changed since (sent whole: the phone chose from older facts).
     pub(super) fn forget_dropped(
         &self,
         caller: &Caller,
         request: &SyncRequest,
+        held: &HashMap<String, DeviceDoc>,
     ) -> Result<HashMap<String, DeviceDoc>, HubError> {
         if request.dropped.is_empty() {
             return Ok(HashMap::new());
@@ -33,21 +34,14 @@ impl<S: HubStore> Hub<S> {
             .filter(|id| !pushed.contains(id.as_str()))
             .cloned()
             .collect();
-        let held = self.store.device_doc_ids(&caller.device)?;
-        let forget: Vec<String> = dropped
+        let prior: HashMap<String, DeviceDoc> = dropped
             .iter()
-            .filter(|id| held.contains(id.as_str()))
-            .cloned()
+            .filter_map(|id| Some((id.clone(), held.get(id)?.clone())))
             .collect();
-        let mut prior = HashMap::new();
-        for id in &forget {
-            if let Some(known) = self.store.device_doc(&caller.device, id)? {
-                prior.insert(id.clone(), known);
-            }
-        }
+        let forget: Vec<&String> = prior.keys().collect();
         if !forget.is_empty() {
-            let records: Vec<(String, Option<super::DeviceDoc>)> =
-                forget.iter().map(|id| (id.clone(), None)).collect();
+            let records: Vec<(String, Option<DeviceDoc>)> =
+                forget.iter().map(|id| ((*id).clone(), None)).collect();
             self.store.put_device_docs(&caller.device, &records)?;
         }
         let states: Vec<String> = self

@@ -110,7 +110,7 @@ pub use server_actions::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };
 pub use store::{
-    compaction_due, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocumentStore, HubStore,
+    compaction_due, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocRead, DocumentStore, HubStore,
     ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, NEVER_APPLIED, SMALL_SNAPSHOT_BYTES,
 };
 pub use sync::PackedResponse;
@@ -244,6 +244,10 @@ impl Caller {
     }
 }
 
+/// One document's changes among several ([`Hub::docs_changes`]): `None` when it is absent,
+/// or why it cannot be read.
+pub type ChangesRead = Result<Option<Arc<delivery::DocChanges>>, HubError>;
+
 /// Documents are read, authorized, merged and written under a lock, so two devices pushing to
 /// the same document never overwrite each other's merge. Locks are striped by document id.
 const STRIPES: usize = 64;
@@ -274,16 +278,52 @@ impl<S: HubStore> Hub<S> {
     /// The decoded changes of a stored document, as devices receive them; `None` when it is
     /// absent.
     pub fn doc_changes(&self, id: &str) -> Result<Option<Arc<delivery::DocChanges>>, HubError> {
-        // The number is read before the save: a save read afterwards is at least that new, so
-        // an entry is never labelled newer than what it holds.
-        let seq = self.store.document_seq(id)?;
-        if let Some(hit) = seq.and_then(|seq| self.delivery.at(id, seq)) {
-            return Ok(Some(hit));
+        let mut one = self.docs_changes(&[id])?;
+        one.pop().expect("one answer for one id")
+    }
+
+    /// [`Self::doc_changes`] of each of `ids`, in their order, asking the store once for their
+    /// versions and once for the saves the delivery cache lacks; a damaged document is its
+    /// own error and does not fail the others.
+    pub fn docs_changes(&self, ids: &[&str]) -> Result<Vec<ChangesRead>, HubError> {
+        // The numbers are read before the saves: a save read afterwards is at least that new,
+        // so an entry is never labelled newer than what it holds.
+        let seqs = self.store.document_seqs(ids)?;
+        let mut found: Vec<Option<_>> = ids
+            .iter()
+            .map(|id| {
+                let seq = seqs.get(*id)?;
+                self.delivery.at(id, *seq).map(|hit| Ok(Some(hit)))
+            })
+            .collect();
+        let lacking: Vec<&str> = ids
+            .iter()
+            .zip(&found)
+            .filter(|(_, hit)| hit.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if !lacking.is_empty() {
+            let mut read = self.store.documents(&lacking)?.into_iter();
+            for (id, slot) in ids.iter().zip(found.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                let stored = read.next().ok_or_else(|| {
+                    HubError::Storage("the store answered fewer documents than asked".into())
+                })?;
+                *slot = Some(stored.and_then(|stored| match stored {
+                    Some(stored) => {
+                        let seq = seqs.get(*id).copied();
+                        self.delivery.changes(id, &stored, seq).map(Some)
+                    }
+                    None => Ok(None),
+                }));
+            }
         }
-        match self.store.document(id)? {
-            Some(stored) => self.delivery.changes(id, &stored, seq).map(Some),
-            None => Ok(None),
-        }
+        Ok(found
+            .into_iter()
+            .map(|slot| slot.expect("every id answered"))
+            .collect())
     }
 
     /// Documents and bytes the delivery cache holds.

@@ -309,26 +309,24 @@ impl<S: HubStore> Hub<S> {
 
     /// Gives receipts to the events of `doc` (an issue) that the server just accepted from
     /// `user`, in one change under the server's actor, and returns the routing facts after.
-    /// `held` are heads the server knows the sending device holds (what it sent the device):
-    /// no event counts earlier than the receipts there, whatever dependencies its change names
-    /// (a sender may leave the server's receipts out of them), nor earlier than the device's
-    /// last acknowledged sync (`DeviceLedger::device_synced`): an event the device held then
-    /// would have gone up then; nor earlier than the device's binding to the user (`Caller::
-    /// bound_at_ms`): a phone cannot record for a chief before it was theirs (`rules::times`,
-    /// the one rule for times a phone supplies).
+    /// No event counts earlier than the receipts among the heads `floor` says the sending
+    /// device holds, whatever dependencies its change names (a sender may leave the server's
+    /// receipts out of them), nor earlier than the device's last acknowledged sync: an event
+    /// the device held then would have gone up then; nor earlier than the device's binding to
+    /// the user (`Caller::bound_at_ms`): a phone cannot record for a chief before it was
+    /// theirs (`rules::times`, the one rule for times a phone supplies).
     pub(super) fn give_receipts(
         &self,
         caller: &Caller,
         doc_id: &str,
         doc: &mut AutoCommit,
         appended: &[Appended],
-        held: &[ChangeHash],
+        floor: &Floor<'_>,
         now_ms: i64,
     ) -> Result<DocMeta, HubError> {
         let user = &caller.user;
-        let synced = self.store.device_synced(&caller.device)?;
-        let floor = received_floor(doc, held)
-            .max(synced.unwrap_or(i64::MIN))
+        let floor = received_floor(doc, floor.held)
+            .max(floor.synced.unwrap_or(i64::MIN))
             .max(caller.bound_at_ms.unwrap_or(i64::MIN));
         let appended: Vec<Appended> = appended
             .iter()
@@ -361,6 +359,15 @@ impl<S: HubStore> Hub<S> {
         accepted?;
         DocMeta::of(doc).map_err(|e| damaged(doc_id, e))
     }
+}
+
+/// What bounds the times of the events a device sends ([`Hub::give_receipts`]).
+pub(super) struct Floor<'a> {
+    /// Heads the server knows the device holds: what it sent the device, and what the device
+    /// says it holds.
+    pub held: &'a [ChangeHash],
+    /// The device's last acknowledged sync (`DeviceLedger::device_synced`).
+    pub synced: Option<i64>,
 }
 
 /// The latest server receive time among the receipts of `doc` as of `heads` (those of them

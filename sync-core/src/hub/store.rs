@@ -9,7 +9,7 @@
 //!
 //! The traits are synchronous and may block; the server calls the hub from blocking workers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,10 @@ use super::{DeviceClaim, HubError};
 use crate::authz::DocMeta;
 use crate::model::{Asset, Category, User};
 use crate::protocol::Hash;
+
+/// One document's read among several ([`DocumentStore::documents`]): the stored document,
+/// `None` when unknown, or why it cannot be read.
+pub type DocRead = Result<Option<StoredDoc>, HubError>;
 
 /// A document as the server stores it: routing facts beside the saved bytes.
 #[derive(Debug, Clone)]
@@ -194,6 +198,24 @@ pub trait DocumentStore: Send + Sync {
         let _ = id;
         Ok(None)
     }
+    /// [`Self::document_seq`] of each of `ids`, in one call: the positions of those the store
+    /// numbers (an unknown id is absent). A store over a network answers in one round trip
+    /// what the hub would otherwise ask document by document.
+    fn document_seqs(&self, ids: &[&str]) -> Result<HashMap<String, u64>, HubError> {
+        let mut seqs = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(seq) = self.document_seq(id)? {
+                seqs.insert((*id).to_owned(), seq);
+            }
+        }
+        Ok(seqs)
+    }
+    /// [`Self::document`] of each of `ids`, in one call and in their order: one damaged
+    /// document is its own [`HubError::Damaged`] and does not fail the others. A read for
+    /// delivery, not for a merge: [`Self::save_merged`] builds only on [`Self::document`].
+    fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {
+        Ok(ids.iter().map(|id| self.document(id)).collect())
+    }
     /// Takes the next feed position without saving a document there and returns it: the feed
     /// head moves on by one, and walks of the feed find nothing at that position. The hub
     /// names an answer by it when the answer would otherwise carry the very cursor the device
@@ -353,6 +375,12 @@ impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
     }
     fn document_seq(&self, id: &str) -> Result<Option<u64>, HubError> {
         (**self).document_seq(id)
+    }
+    fn document_seqs(&self, ids: &[&str]) -> Result<HashMap<String, u64>, HubError> {
+        (**self).document_seqs(ids)
+    }
+    fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {
+        (**self).documents(ids)
     }
     fn mark_feed(&self) -> Result<Option<u64>, HubError> {
         (**self).mark_feed()

@@ -9,7 +9,8 @@ use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
 use super::store::NEVER_APPLIED;
-use super::{store, Caller, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
+use super::server_actions::Floor;
+use super::{store, Caller, ChangesRead, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{
     authorize_batch, check_placement, delivered, in_scope, BatchOutcome, DocMeta, Placement,
     DELIVERY_RULE,
@@ -22,6 +23,20 @@ use crate::protocol::{
 
 /// From this many pushed documents, they are received on every core.
 const RECEIVE_IN_PARALLEL_FROM: usize = 32;
+
+/// Documents to send are read from the store this many at a time (`Hub::docs_changes`): one
+/// request for their versions and one for the saves the delivery cache lacks, instead of one
+/// or two each. A page of an answer reads at most this many more than it sends.
+const READ_TOGETHER: usize = 256;
+
+/// The device an answer is for, as read once at its start: its caller, what its records say
+/// it holds (`Hub::forget_unapplied`) and its last acknowledged sync. Nothing else writes them
+/// while the answer holds the device's claim.
+struct Device<'a> {
+    caller: &'a Caller,
+    held: &'a HashMap<String, DeviceDoc>,
+    synced: Option<i64>,
+}
 
 /// A pushed document's update for the device, and the heads the device holds afterwards
 /// (`None` when the server holds nothing of it).
@@ -148,6 +163,9 @@ impl<S: HubStore> Hub<S> {
         // What the server records the device as holding, read once; first, what answers it
         // never applied had sent is taken back (`forget_unapplied`).
         let mut held_all = self.forget_unapplied(caller, request.cursor)?;
+        // The device's last acknowledged sync bounds the times of what it pushes (`rules::
+        // times`); only the end of this answer moves it.
+        let synced = self.store.device_synced(&caller.device)?;
 
         let scope = scope_key(caller);
         let kept_scope = self.store.device_scope(&caller.device)?;
@@ -170,7 +188,12 @@ impl<S: HubStore> Hub<S> {
         // many large documents it claims to hold nothing of is refused at the limit instead
         // of gathering them all.
         let spent = AtomicUsize::new(0);
-        let received = self.receive_all(caller, pushes, &spent, limits.bytes, now_ms);
+        let device = Device {
+            caller,
+            held: &held_all,
+            synced,
+        };
+        let received = self.receive_all(&device, pushes, &spent, limits.bytes, now_ms);
         for (push, outcome) in request.docs.iter().zip(received) {
             let (update, heads) = outcome?;
             touched.insert(push.doc_id.clone());
@@ -185,7 +208,7 @@ impl<S: HubStore> Hub<S> {
         // what the phone held comes back whole in this very answer if it is still delivered:
         // the phone chose what to drop from the facts of its last sync, and a problem assigned
         // to the chief since must not be dropped with them.
-        for (id, known) in self.forget_dropped(caller, request)? {
+        for (id, known) in self.forget_dropped(caller, request, &held_all)? {
             held_all.remove(&id);
             let unchanged = match self.deliverable(&id)? {
                 Some(doc) => doc.after(known.known(request.cursor)).is_empty(),
@@ -223,6 +246,8 @@ impl<S: HubStore> Hub<S> {
         let mut cursor = head;
         let mut complete = true;
         let mut pageable = true;
+        let to_send = |meta: &&DocMeta| !touched.contains(&meta.id) && delivers(meta);
+        let mut read: HashMap<String, ChangesRead> = HashMap::new();
         for (at, meta) in candidates.iter().enumerate() {
             if touched.contains(&meta.id) {
                 continue;
@@ -235,10 +260,21 @@ impl<S: HubStore> Hub<S> {
                 }
                 continue;
             }
+            if !read.contains_key(&meta.id) {
+                let ids: Vec<&str> = candidates[at..]
+                    .iter()
+                    .filter(to_send)
+                    .take(READ_TOGETHER)
+                    .map(|meta| meta.id.as_str())
+                    .collect();
+                read = ids.iter().map(|id| id.to_string()).zip(self.docs_changes(&ids)?).collect();
+            }
             // A damaged stored document is reported by the server's integrity check; it must
             // not stop every device in its scope from syncing everything else.
-            let Some(doc) = self.deliverable(&meta.id)? else {
-                continue;
+            let doc = match read.remove(&meta.id).expect("read above") {
+                Ok(Some(doc)) => doc,
+                Ok(None) | Err(HubError::Damaged { .. }) => continue,
+                Err(err) => return Err(err),
             };
             let known = held.clone().unwrap_or_default();
             let changes = doc.after(known.known(request.cursor));
@@ -286,29 +322,28 @@ impl<S: HubStore> Hub<S> {
             // is read here: documents no longer delivered, gone from the store, or whose facts
             // do not read.
             let listed: HashSet<&str> = candidates.iter().map(|m| m.id.as_str()).collect();
-            for id in held_all.keys().filter(|id| !listed.contains(id.as_str())) {
-                let still = match self.store.document(id) {
+            let unlisted: Vec<&str> = held_all
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !listed.contains(id))
+                .collect();
+            for (id, stored) in unlisted.iter().zip(self.store.documents(&unlisted)?) {
+                let still = match stored {
                     Ok(Some(stored)) => delivers(&stored.meta),
                     Ok(None) => false,
                     Err(HubError::Damaged { .. }) => true,
                     Err(err) => return Err(err),
                 };
-                if !still && !touched.contains(id) {
-                    removed.push(id.clone());
-                    forget.push((id.clone(), None));
+                if !still && !touched.contains(*id) {
+                    removed.push(id.to_string());
+                    forget.push((id.to_string(), None));
                 }
             }
         }
 
         let mut records = forget;
         for (id, heads) in device_docs {
-            let previous = if touched.contains(&id) {
-                // Pushed documents may be new to the device's records since the pass above.
-                self.store.device_doc(&caller.device, &id)?
-            } else {
-                held_of(&id)
-            }
-            .unwrap_or_default();
+            let previous = held_of(&id).unwrap_or_default();
             records.push((id, Some(previous.sent(request.cursor, heads, cursor))));
         }
         self.store.put_device_docs(&caller.device, &records)?;
@@ -350,7 +385,7 @@ impl<S: HubStore> Hub<S> {
     /// request fails with [`LimitError::AnswerTooLarge`].
     fn receive_all(
         &self,
-        caller: &Caller,
+        device: &Device<'_>,
         pushes: Vec<(&DocPush, Vec<Change>)>,
         spent: &AtomicUsize,
         budget: usize,
@@ -368,7 +403,7 @@ impl<S: HubStore> Hub<S> {
                 return Err(too_large(before));
             }
             let received =
-                self.receive(caller, &push.doc_id, &push.server_heads, changes, now_ms)?;
+                self.receive(device, &push.doc_id, &push.server_heads, changes, now_ms)?;
             let bytes = update_bytes(&received.0);
             let before = spent.fetch_add(bytes, Ordering::Relaxed);
             let now = before + bytes;
@@ -456,9 +491,11 @@ impl<S: HubStore> Hub<S> {
         after: u64,
         head: u64,
     ) -> Result<Option<u64>, HubError> {
+        let ids: Vec<&str> = rest.iter().map(|meta| meta.id.as_str()).collect();
+        let seqs = self.store.document_seqs(&ids)?;
         let mut resume = head;
-        for meta in rest {
-            match self.store.document_seq(&meta.id)? {
+        for id in ids {
+            match seqs.get(id) {
                 Some(seq) => resume = resume.min(seq.saturating_sub(1)),
                 None => return Ok(None),
             }
@@ -479,12 +516,13 @@ impl<S: HubStore> Hub<S> {
     /// and the heads it will hold afterwards (`None` when the server holds nothing of it).
     fn receive(
         &self,
-        caller: &Caller,
+        device: &Device<'_>,
         doc_id: &str,
         server_heads: &[Hash],
         changes: Vec<Change>,
         now_ms: i64,
     ) -> Result<Received, HubError> {
+        let caller = device.caller;
         let _guard = self.lock(doc_id);
         let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
         let as_pushed = protocol::heads_after(server_heads, &changes);
@@ -509,10 +547,7 @@ impl<S: HubStore> Hub<S> {
         if !outcome.appended.is_empty() {
             // What the server sent this device of the document (delivered or on its way), and
             // what the device says it holds.
-            let sent = self
-                .store
-                .device_doc(&caller.device, doc_id)?
-                .unwrap_or_default();
+            let sent = device.held.get(doc_id).cloned().unwrap_or_default();
             let held: Vec<ChangeHash> = sent
                 .confirmed
                 .iter()
@@ -520,13 +555,16 @@ impl<S: HubStore> Hub<S> {
                 .chain(server_heads)
                 .map(|h| ChangeHash(*h))
                 .collect();
+            let floor = Floor {
+                held: &held,
+                synced: device.synced,
+            };
             let meta =
-                self.give_receipts(caller, doc_id, &mut doc, &outcome.appended, &held, now_ms)?;
+                self.give_receipts(caller, doc_id, &mut doc, &outcome.appended, &floor, now_ms)?;
             outcome.meta = Some(meta);
         }
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
-            let previous_sync = self.store.device_synced(&caller.device)?;
-            let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
+            let audit = caller.audit(doc_id, &outcome.accepted, now_ms, device.synced);
             let (seq, as_made) =
                 store::save_merge(&self.store, doc_id, meta, &mut doc, &read_heads, &audit)?;
             // The version just stored is in hand: its next delivery (to the other phones that

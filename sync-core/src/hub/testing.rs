@@ -25,7 +25,7 @@
 //! assert_eq!(hub.store().feed_head().unwrap(), 0);
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -71,6 +71,7 @@ macro_rules! hub_store_conformance {
             a_mark_takes_a_position_of_its_own,
             the_feed_lists_documents_in_save_order,
             routing_facts_are_read_as_last_saved,
+            documents_read_together_are_read_as_one_by_one,
             pages_come_in_id_order,
             delivered_pages_are_the_pages_of_what_phones_receive,
             audit_keeps_the_first_entry_of_each_change,
@@ -260,6 +261,39 @@ pub fn routing_facts_are_read_as_last_saved(h: &impl Harness) {
         ids(store.changed_since(0, 3, &assigned).unwrap()),
         vec!["i1"]
     );
+}
+
+/// Documents read together are what reading them one by one gives, in the order asked (an id
+/// asked twice comes twice, an unknown one as absent); their feed positions read together are
+/// theirs one by one, with no entry for an unknown id.
+pub fn documents_read_together_are_read_as_one_by_one(h: &impl Harness) {
+    let store = h.open();
+    assert!(store.documents(&[]).unwrap().is_empty());
+    assert!(store.document_seqs(&[]).unwrap().is_empty());
+    save(&store, "p1", b"one");
+    save(&store, "i1", b"two");
+    save(&store, "p1", b"one, merged");
+    let asked = ["i1", "nobody", "p1", "i1"];
+    let together: Vec<Option<(DocMeta, Vec<u8>)>> = store
+        .documents(&asked)
+        .unwrap()
+        .into_iter()
+        .map(|read| read.unwrap().map(|doc| (doc.meta, doc.bytes)))
+        .collect();
+    let alone: Vec<Option<(DocMeta, Vec<u8>)>> = asked
+        .iter()
+        .map(|id| store.document(id).unwrap().map(|doc| (doc.meta, doc.bytes)))
+        .collect();
+    assert_eq!(together, alone);
+    assert_eq!(together[2].as_ref().unwrap().1, b"one, merged");
+    assert_eq!(together[1], None);
+    let seqs = store.document_seqs(&asked).unwrap();
+    let alone: HashMap<String, u64> = asked
+        .iter()
+        .filter_map(|id| Some((id.to_string(), store.document_seq(id).unwrap()?)))
+        .collect();
+    assert_eq!(seqs, alone);
+    assert!(!seqs.contains_key("nobody"));
 }
 
 /// Pages come in id order, after the given id, only with what `keep` accepts.

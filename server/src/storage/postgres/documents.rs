@@ -33,8 +33,8 @@ use std::sync::atomic::Ordering;
 
 use sync_core::authz::DocMeta;
 use sync_core::hub::{
-    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
-    ReferenceSource, StoredDoc,
+    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocRead, DocumentStore, HubError,
+    HubStore, ReferenceSource, StoredDoc,
 };
 use sync_core::model::{Asset, Category, User};
 use tokio_postgres::types::Json;
@@ -215,17 +215,62 @@ impl PostgresStore {
     }
 }
 
-/// A document's row and the incremental saves beside it, in one statement (one snapshot of
-/// the database): the routing facts, the snapshot, its CRC-32, the feed position, then the
-/// incremental saves and their CRC-32s in save order.
-const READ_DOCUMENT: &str = "SELECT d.meta, d.bytes, d.crc32, d.seq,
-        coalesce(array_agg(c.bytes ORDER BY c.seq) FILTER (WHERE c.seq IS NOT NULL),
-            '{}'::bytea[]),
-        coalesce(array_agg(c.crc32 ORDER BY c.seq) FILTER (WHERE c.seq IS NOT NULL),
-            '{}'::bigint[])
-    FROM documents d LEFT JOIN document_changes c ON c.doc_id = d.id
-    WHERE d.id = $1
-    GROUP BY d.id";
+/// Documents' rows and the incremental saves beside them, in one statement (one snapshot of
+/// the database), for the documents `$filter` names: the routing facts, the snapshot, its
+/// CRC-32, the feed position, the incremental saves and their CRC-32s in save order, then
+/// the id.
+macro_rules! read_documents {
+    ($filter:literal) => {
+        concat!(
+            "SELECT d.meta, d.bytes, d.crc32, d.seq,
+                coalesce(array_agg(c.bytes ORDER BY c.seq) FILTER (WHERE c.seq IS NOT NULL),
+                    '{}'::bytea[]),
+                coalesce(array_agg(c.crc32 ORDER BY c.seq) FILTER (WHERE c.seq IS NOT NULL),
+                    '{}'::bigint[]),
+                d.id
+            FROM documents d LEFT JOIN document_changes c ON c.doc_id = d.id
+            WHERE ",
+            $filter,
+            " GROUP BY d.id"
+        )
+    };
+}
+const READ_DOCUMENT: &str = read_documents!("d.id = $1");
+const READ_DOCUMENTS: &str = read_documents!("d.id = ANY($1)");
+
+/// The stored document in a row of `read_documents!`, checked against its checksums, and the
+/// version read.
+fn stored_of(id: &str, row: &tokio_postgres::Row) -> Result<(StoredDoc, ReadVersion), HubError> {
+    let seq: i64 = row.get(3);
+    let meta: DocMeta = from_json(id, row.get(0))?;
+    let snapshot: Vec<u8> = row.get(1);
+    checked(id, &snapshot, row.get(2))?;
+    let incremental: Vec<Vec<u8>> = row.get(4);
+    let sums: Vec<i64> = row.get(5);
+    if sums.len() != incremental.len() {
+        return Err(HubError::Damaged {
+            id: id.to_owned(),
+            reason: "incremental saves without their checksums".into(),
+        });
+    }
+    for (bytes, sum) in incremental.iter().zip(sums) {
+        checked(id, bytes, sum)?;
+    }
+    let read = ReadVersion {
+        seq: position(seq),
+        footprint: Footprint {
+            snapshot_bytes: snapshot.len(),
+            incremental_saves: incremental.len(),
+            incremental_bytes: incremental.iter().map(Vec::len).sum(),
+        },
+    };
+    let bytes = if incremental.is_empty() {
+        snapshot
+    } else {
+        chunks::joined(&snapshot, &incremental)
+    };
+    Ok((StoredDoc { meta, bytes }, read))
+}
 
 fn checked(id: &str, bytes: &[u8], sum: i64) -> Result<(), HubError> {
     if i64::from(crc32fast::hash(bytes)) != sum {
@@ -399,40 +444,34 @@ impl DocumentStore for PostgresStore {
             chunks::remember_read(self.number, id, None);
             return Ok(None);
         };
-        let seq: i64 = row.get(3);
-        let meta: DocMeta = from_json(id, row.get(0))?;
-        let snapshot: Vec<u8> = row.get(1);
-        checked(id, &snapshot, row.get(2))?;
-        let incremental: Vec<Vec<u8>> = row.get(4);
-        let sums: Vec<i64> = row.get(5);
-        if sums.len() != incremental.len() {
-            return Err(HubError::Damaged {
-                id: id.to_owned(),
-                reason: "incremental saves without their checksums".into(),
-            });
+        let (stored, read) = stored_of(id, &row)?;
+        chunks::remember_read(self.number, id, Some(read));
+        Ok(Some(stored))
+    }
+
+    /// In one statement; remembers no read (no merge builds on these).
+    fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        for (bytes, sum) in incremental.iter().zip(sums) {
-            checked(id, bytes, sum)?;
-        }
-        let footprint = Footprint {
-            snapshot_bytes: snapshot.len(),
-            incremental_saves: incremental.len(),
-            incremental_bytes: incremental.iter().map(Vec::len).sum(),
-        };
-        chunks::remember_read(
-            self.number,
-            id,
-            Some(ReadVersion {
-                seq: position(seq),
-                footprint,
-            }),
-        );
-        let bytes = if incremental.is_empty() {
-            snapshot
-        } else {
-            chunks::joined(&snapshot, &incremental)
-        };
-        Ok(Some(StoredDoc { meta, bytes }))
+        let rows = self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            client
+                .query(READ_DOCUMENTS, &[&ids])
+                .await
+                .map_err(storage)
+        })?;
+        let by_id: HashMap<String, tokio_postgres::Row> = rows
+            .into_iter()
+            .map(|row| (row.get::<_, String>(6), row))
+            .collect();
+        Ok(ids
+            .iter()
+            .map(|id| match by_id.get(*id) {
+                Some(row) => stored_of(id, row).map(|(stored, _)| Some(stored)),
+                None => Ok(None),
+            })
+            .collect())
     }
 
     /// Replaces whatever is stored of the document: the save becomes its snapshot.
@@ -512,6 +551,23 @@ impl DocumentStore for PostgresStore {
                 .await
                 .map_err(storage)?;
             Ok(row.map(|row| position(row.get(0))))
+        })
+    }
+
+    fn document_seqs(&self, ids: &[&str]) -> Result<HashMap<String, u64>, HubError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let rows = client
+                .query("SELECT id, seq FROM documents WHERE id = ANY($1)", &[&ids])
+                .await
+                .map_err(storage)?;
+            Ok(rows
+                .into_iter()
+                .map(|row| (row.get(0), position(row.get(1))))
+                .collect())
         })
     }
 

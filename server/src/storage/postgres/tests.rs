@@ -510,6 +510,13 @@ fn a_damaged_incremental_save_is_reported() {
             .number("SELECT count(*) FROM document_changes WHERE doc_id = 'p1'"),
         1
     );
+    // Read together, the snapshot and the incremental save come joined as read alone.
+    let together = store.documents(&["p1"]).unwrap();
+    let together = together[0].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(together.bytes, store.document("p1").unwrap().unwrap().bytes);
+    store
+        .save_document("p2", &doc_meta("p2", DocKind::Patrol), b"whole", &[])
+        .unwrap();
     h.session().execute(
         "UPDATE document_changes SET bytes = set_byte(bytes, 20, get_byte(bytes, 20) # 16)
          WHERE doc_id = 'p1'",
@@ -519,6 +526,16 @@ fn a_damaged_incremental_save_is_reported() {
         matches!(&read, Err(sync_core::hub::HubError::Damaged { id, .. }) if id == "p1"),
         "{read:?}"
     );
+    // Read with others, the damaged one is its own error; the others are read.
+    let read = store.documents(&["p2", "p1", "nobody"]).unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[0].as_ref().unwrap().as_ref().unwrap().bytes, b"whole");
+    assert!(
+        matches!(&read[1], Err(sync_core::hub::HubError::Damaged { id, .. }) if id == "p1"),
+        "{:?}",
+        read[1]
+    );
+    assert!(matches!(read[2], Ok(None)), "{:?}", read[2]);
 }
 
 /// Figures for BENCHMARKS.md: patrols synced minute by minute, stored the way the hub saves them
