@@ -846,6 +846,33 @@ mod tests {
         );
     }
 
+    /// A feed position that does not read is left out of positions read together, and the
+    /// others are read: one damaged document must not fail the answer that reads it with them.
+    #[test]
+    fn a_damaged_position_does_not_fail_the_positions_read_with_it() {
+        use sync_core::doc::DocKind;
+        use sync_core::hub::testing::doc_meta;
+        use sync_core::hub::{DocumentStore, HubError};
+
+        let h = SledHarness::new();
+        let store = SledStore::open(h.dir.path()).unwrap();
+        for id in ["p1", "p2"] {
+            store
+                .save_document(id, &doc_meta(id, DocKind::Patrol), b"saved", &[])
+                .unwrap();
+        }
+        store.doc_seq.insert("p1", &[1, 2, 3]).unwrap();
+        assert!(matches!(
+            store.document_seq("p1"),
+            Err(HubError::Damaged { .. })
+        ));
+        let seqs = store.document_seqs(&["p1", "p2"]).unwrap();
+        assert_eq!(
+            seqs.into_iter().collect::<Vec<_>>(),
+            vec![("p2".to_owned(), 2)]
+        );
+    }
+
     /// A store written before documents kept incremental saves (no `doc_changes` tree, each
     /// document's full save in `doc_bytes`) opens, reads as it is, and takes incremental saves.
     #[test]

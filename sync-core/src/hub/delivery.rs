@@ -187,6 +187,11 @@ impl DocChanges {
             .collect()
     }
 
+    /// The bytes of its changes: what sending it whole adds to an answer.
+    pub fn bytes(&self) -> usize {
+        self.changes.iter().map(|c| c.raw.len()).sum()
+    }
+
     /// Bytes this entry keeps alive, counting the packed update as if it were made: it is
     /// deflated from the changes, so it takes at most about as many bytes as they do.
     fn weight(&self) -> usize {

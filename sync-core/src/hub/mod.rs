@@ -110,8 +110,9 @@ pub use server_actions::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };
 pub use store::{
-    compaction_due, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocRead, DocumentStore, HubStore,
-    ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, NEVER_APPLIED, SMALL_SNAPSHOT_BYTES,
+    compaction_due, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocRead, DocumentStore,
+    HubStore, ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, NEVER_APPLIED,
+    SMALL_SNAPSHOT_BYTES,
 };
 pub use sync::PackedResponse;
 

@@ -200,12 +200,18 @@ pub trait DocumentStore: Send + Sync {
     }
     /// [`Self::document_seq`] of each of `ids`, in one call: the positions of those the store
     /// numbers (an unknown id is absent). A store over a network answers in one round trip
-    /// what the hub would otherwise ask document by document.
+    /// what the hub would otherwise ask document by document. A position that does not read
+    /// is left out, not an error: the document's own read reports the damage, and it must
+    /// not fail the read of the others.
     fn document_seqs(&self, ids: &[&str]) -> Result<HashMap<String, u64>, HubError> {
         let mut seqs = HashMap::with_capacity(ids.len());
         for id in ids {
-            if let Some(seq) = self.document_seq(id)? {
-                seqs.insert((*id).to_owned(), seq);
+            match self.document_seq(id) {
+                Ok(Some(seq)) => {
+                    seqs.insert((*id).to_owned(), seq);
+                }
+                Ok(None) | Err(HubError::Damaged { .. }) => {}
+                Err(err) => return Err(err),
             }
         }
         Ok(seqs)

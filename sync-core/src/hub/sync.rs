@@ -8,8 +8,8 @@ use std::sync::Arc;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
-use super::store::NEVER_APPLIED;
 use super::server_actions::Floor;
+use super::store::NEVER_APPLIED;
 use super::{store, Caller, ChangesRead, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
 use crate::authz::{
     authorize_batch, check_placement, delivered, in_scope, BatchOutcome, DocMeta, Placement,
@@ -24,9 +24,12 @@ use crate::protocol::{
 /// From this many pushed documents, they are received on every core.
 const RECEIVE_IN_PARALLEL_FROM: usize = 32;
 
-/// Documents to send are read from the store this many at a time (`Hub::docs_changes`): one
+/// Documents to send are read from the store several at a time (`Hub::docs_changes`): one
 /// request for their versions and one for the saves the delivery cache lacks, instead of one
-/// or two each. A page of an answer reads at most this many more than it sends.
+/// or two each. The first read takes `FIRST_READ`; each next one as many as the answer's room
+/// left holds at the size read so far, at most `READ_TOGETHER`, so what is read ahead stays
+/// within about one read of what the answer carries.
+const FIRST_READ: usize = 16;
 const READ_TOGETHER: usize = 256;
 
 /// The device an answer is for, as read once at its start: its caller, what its records say
@@ -248,6 +251,7 @@ impl<S: HubStore> Hub<S> {
         let mut pageable = true;
         let to_send = |meta: &&DocMeta| !touched.contains(&meta.id) && delivers(meta);
         let mut read: HashMap<String, ChangesRead> = HashMap::new();
+        let mut window = FIRST_READ;
         for (at, meta) in candidates.iter().enumerate() {
             if touched.contains(&meta.id) {
                 continue;
@@ -264,10 +268,20 @@ impl<S: HubStore> Hub<S> {
                 let ids: Vec<&str> = candidates[at..]
                     .iter()
                     .filter(to_send)
-                    .take(READ_TOGETHER)
+                    .take(window.min(limits.docs.saturating_sub(sent)).max(1))
                     .map(|meta| meta.id.as_str())
                     .collect();
-                read = ids.iter().map(|id| id.to_string()).zip(self.docs_changes(&ids)?).collect();
+                let changes = self.docs_changes(&ids)?;
+                let (docs, bytes) = changes
+                    .iter()
+                    .filter_map(|read| read.as_ref().ok()?.as_ref())
+                    .fold((0, 0), |(docs, bytes), doc| (docs + 1, bytes + doc.bytes()));
+                let room = limits.bytes.saturating_sub(spent);
+                window = match bytes / docs.max(1) {
+                    0 => READ_TOGETHER,
+                    size => (room / size).clamp(1, READ_TOGETHER),
+                };
+                read = ids.iter().map(|id| id.to_string()).zip(changes).collect();
             }
             // A damaged stored document is reported by the server's integrity check; it must
             // not stop every device in its scope from syncing everything else.
@@ -327,9 +341,22 @@ impl<S: HubStore> Hub<S> {
                 .map(String::as_str)
                 .filter(|id| !listed.contains(id))
                 .collect();
-            for (id, stored) in unlisted.iter().zip(self.store.documents(&unlisted)?) {
+            let mut stored = Vec::with_capacity(unlisted.len());
+            for ids in unlisted.chunks(FIRST_READ) {
+                let read = self.store.documents(ids)?;
+                if read.len() != ids.len() {
+                    return Err(HubError::Storage(
+                        "the store answered fewer documents than asked".into(),
+                    ));
+                }
+                stored.extend(
+                    read.into_iter()
+                        .map(|read| read.map(|doc| doc.map(|d| d.meta))),
+                );
+            }
+            for (id, stored) in unlisted.iter().zip(stored) {
                 let still = match stored {
-                    Ok(Some(stored)) => delivers(&stored.meta),
+                    Ok(Some(meta)) => delivers(&meta),
                     Ok(None) => false,
                     Err(HubError::Damaged { .. }) => true,
                     Err(err) => return Err(err),

@@ -3,6 +3,7 @@
 //! saying more waits cannot keep a phone syncing for ever.
 
 use sync_core::client::{ClientError, SyncClient};
+use sync_core::hub::DocumentStore;
 use sync_core::limits::AnswerLimits;
 use sync_core::protocol::{DocUpdate, Heads, SyncRequest, MAX_PUSHED_DOCS};
 
@@ -45,6 +46,44 @@ fn a_share_larger_than_one_answer_comes_whole_in_one_sync() {
         (report.round_trips, report.pages, report.docs_received),
         (1, 0, 0)
     );
+}
+
+/// A share read from the store many documents at a time, over pages: every document comes
+/// once, and one damaged document among them is left out without failing the answer or the
+/// page it falls in.
+#[test]
+fn documents_read_together_come_page_by_page_and_a_damaged_one_stays_behind() {
+    let world = World::new();
+    let on_patrol = phone();
+    let b = caller(chief(), "patrol-phone", 2);
+    let problems: Vec<String> = (0..40).map(|i| record(&on_patrol, &b, T0 + i)).collect();
+    world.sync(&on_patrol, &b, T0 + 100);
+    let damaged = &problems[20];
+    let store = world.hub.store();
+    let meta = store.document(damaged).unwrap().expect("stored").meta;
+    store
+        .save_document(damaged, &meta, b"not an automerge save", &[])
+        .unwrap();
+
+    world.hub.set_answer_limits(AnswerLimits {
+        bytes: 1 << 30,
+        docs: 7,
+    });
+    let new_phone = phone();
+    let a = caller(chief(), "new-phone", 1);
+    let report = world.sync(&new_phone, &a, T0 + 200);
+    for id in problems.iter().filter(|id| *id != damaged) {
+        assert_eq!(
+            held_heads(&new_phone, id),
+            Some(world.server_heads(id)),
+            "{id}"
+        );
+    }
+    assert_eq!(held_heads(&new_phone, damaged), None);
+    assert_eq!(report.docs_received, problems.len() - 1);
+    // Seven a page: 39 documents in six pages and a seventh answer.
+    assert_eq!((report.round_trips, report.pages), (6, 5));
+    assert!(!report.more_waiting);
 }
 
 /// A phone back with more records than one request carries sends them all in one sync.

@@ -456,10 +456,7 @@ impl DocumentStore for PostgresStore {
         }
         let rows = self.run(async {
             let client = self.client().await.map_err(hub)?;
-            client
-                .query(READ_DOCUMENTS, &[&ids])
-                .await
-                .map_err(storage)
+            client.query(READ_DOCUMENTS, &[&ids]).await.map_err(storage)
         })?;
         let by_id: HashMap<String, tokio_postgres::Row> = rows
             .into_iter()
