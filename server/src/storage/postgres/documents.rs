@@ -325,107 +325,60 @@ impl PostgresStore {
             .iter()
             .map(|entry| Ok((entry, to_json(entry)?)))
             .collect::<Result<_, HubError>>()?;
+        let read_check = read.is_some();
+        let read_seq: Option<i64> = read.flatten().map(|version| bound(version.seq));
+        let (snapshot, covers, incremental) = match &write {
+            Write::Snapshot { bytes, covers } => {
+                // The incremental saves the snapshot covers go in the same commit.
+                let covers = deletes_covered.then(|| covers.map_or(i64::MAX, bound));
+                (Some(bytes.as_slice()), covers, None)
+            }
+            Write::Incremental(bytes) => (None, None, (!bytes.is_empty()).then_some(bytes)),
+        };
+        let sum = |bytes: Option<&[u8]>| bytes.map(|b| i64::from(crc32fast::hash(b)));
+        let (snapshot_sum, incremental_sum) = (sum(snapshot), sum(incremental.map(Vec::as_slice)));
+        let doc_ids: Vec<&str> = audit.iter().map(|(e, _)| e.doc_id.as_str()).collect();
+        let changes: Vec<&str> = audit.iter().map(|(e, _)| e.change.as_str()).collect();
+        let received: Vec<i64> = audit.iter().map(|(e, _)| e.received_at_ms).collect();
+        let entries: Vec<&Json<serde_json::Value>> = audit.iter().map(|(_, v)| v).collect();
         let _in_flight = self.saves.enter();
-        self.run(async {
-            let mut client = self.client().await.map_err(hub)?;
-            let tx = client.transaction().await.map_err(storage)?;
-            // Durable at the hub's `durable`, once per request, as with sled (see there).
-            tx.batch_execute(LATER_DURABLE).await.map_err(storage)?;
-            // One save of this document at a time, on every server; held to commit. A
-            // compaction is a save, under the same lock.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&DOCUMENT_LOCK, &id],
-            )
-            .await
-            .map_err(storage)?;
-            if let Some(read) = read {
-                let now: Option<i64> = tx
-                    .query_opt("SELECT seq FROM documents WHERE id = $1", &[&id])
-                    .await
-                    .map_err(storage)?
-                    .map(|row| row.get(0));
-                if now != read.map(|version| bound(version.seq)) {
-                    return Err(HubError::Unavailable(format!(
-                        "document {id} was saved by another server meanwhile; send again"
-                    )));
-                }
-            }
-            // Its lock is held to commit: the feed's head stays below it until then.
-            let seq: i64 = tx
-                .query_one("SELECT feed_position()", &[])
-                .await
-                .map_err(storage)?
-                .get(0);
-            match &write {
-                Write::Snapshot { bytes, covers } => {
-                    let sum = i64::from(crc32fast::hash(bytes));
-                    tx.execute(
-                        "INSERT INTO documents (id, meta, bytes, crc32, seq)
-                         VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (id) DO UPDATE SET meta = EXCLUDED.meta,
-                             bytes = EXCLUDED.bytes, crc32 = EXCLUDED.crc32, seq = EXCLUDED.seq",
-                        &[&id, &meta_json, bytes, &sum, &seq],
-                    )
-                    .await
-                    .map_err(storage)?;
-                    // Then the incremental saves the snapshot covers go, in the same commit.
-                    if deletes_covered {
-                        let covers = covers.map_or(i64::MAX, bound);
-                        tx.execute(
-                            "DELETE FROM document_changes WHERE doc_id = $1 AND seq <= $2",
-                            &[&id, &covers],
-                        )
-                        .await
-                        .map_err(storage)?;
-                    }
-                }
-                Write::Incremental(bytes) => {
-                    // The row's snapshot stays as it is (PostgreSQL keeps a large one where it
-                    // was, unwritten); only the facts and the position change.
-                    let updated = tx
-                        .execute(
-                            "UPDATE documents SET meta = $2, seq = $3 WHERE id = $1",
-                            &[&id, &meta_json, &seq],
-                        )
-                        .await
-                        .map_err(storage)?;
-                    if updated != 1 {
-                        return Err(HubError::Storage(format!(
-                            "document {id} is gone; send again"
-                        )));
-                    }
-                    if !bytes.is_empty() {
-                        let sum = i64::from(crc32fast::hash(bytes));
-                        tx.execute(
-                            "INSERT INTO document_changes (doc_id, seq, bytes, crc32)
-                             VALUES ($1, $2, $3, $4)",
-                            &[&id, &seq, bytes, &sum],
-                        )
-                        .await
-                        .map_err(storage)?;
-                    }
-                }
-            }
-            // All of the save's audit entries in one statement: a chief's week brings a
-            // dozen changes per document, each a round trip to the database before.
-            if !audit.is_empty() {
-                let doc_ids: Vec<&str> = audit.iter().map(|(e, _)| e.doc_id.as_str()).collect();
-                let changes: Vec<&str> = audit.iter().map(|(e, _)| e.change.as_str()).collect();
-                let received: Vec<i64> = audit.iter().map(|(e, _)| e.received_at_ms).collect();
-                let entries: Vec<&Json<serde_json::Value>> = audit.iter().map(|(_, v)| v).collect();
-                tx.execute(
-                    "INSERT INTO audit (doc_id, change, received_at_ms, entry)
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[])
-                     ON CONFLICT DO NOTHING",
-                    &[&doc_ids, &changes, &received, &entries],
+        let seq: i64 = self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            // One statement, its own transaction (`schema`, migration 8).
+            client
+                .query_one(
+                    "SELECT save_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                                         $11, $12, $13, $14)",
+                    &[
+                        &DOCUMENT_LOCK,
+                        &id,
+                        &meta_json,
+                        &read_check,
+                        &read_seq,
+                        &snapshot,
+                        &snapshot_sum,
+                        &covers,
+                        &incremental,
+                        &incremental_sum,
+                        &doc_ids,
+                        &changes,
+                        &received,
+                        &entries,
+                    ],
                 )
                 .await
-                .map_err(storage)?;
-            }
-            tx.commit().await.map_err(storage)?;
-            Ok(position(seq))
-        })
+                .map(|row| row.get(0))
+                .map_err(|err| match err.code().map(|code| code.code()) {
+                    Some("CS001") => HubError::Unavailable(format!(
+                        "document {id} was saved by another server meanwhile; send again"
+                    )),
+                    Some("CS002") => {
+                        HubError::Storage(format!("document {id} is gone; send again"))
+                    }
+                    _ => storage(err),
+                })
+        })?;
+        Ok(position(seq))
     }
 }
 

@@ -261,6 +261,68 @@ pub(super) const MIGRATIONS: &[&str] = &[
     END
     $$;
     "#,
+    // 8: a document's save in one statement (`documents::store_version`), its own transaction,
+    // instead of nine, each a round trip.
+    r#"
+    -- Stores a document's new version at the next feed position and returns the position,
+    -- with its audit entries; committed without waiting for the disk (durable at the hub's
+    -- barrier, once per request). One save of a document at a time on every server: the
+    -- advisory lock `(lock_class, hashtext(doc))` is held to commit. With `read_check`, the
+    -- version the caller's merge was made from (`read_seq`, NULL for none) must still be the
+    -- stored one (SQLSTATE CS001 otherwise, nothing written). A `snapshot` replaces the
+    -- stored one and removes the incremental saves at or below `covers` (none when NULL);
+    -- without one, `incremental` (when not NULL) is added and the row's facts and position
+    -- move (SQLSTATE CS002 when the row is gone).
+    CREATE FUNCTION save_version(
+        lock_class integer, doc text, facts jsonb, read_check boolean, read_seq bigint,
+        snapshot bytea, snapshot_crc32 bigint, covers bigint,
+        incremental bytea, incremental_crc32 bigint,
+        audit_docs text[], audit_changes text[], audit_received bigint[], audit_entries jsonb[]
+    ) RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE
+        stored bigint;
+        position bigint;
+    BEGIN
+        PERFORM set_config('synchronous_commit', 'off', true);
+        PERFORM pg_advisory_xact_lock(lock_class, hashtext(doc));
+        IF read_check THEN
+            SELECT seq INTO stored FROM documents WHERE id = doc;
+            IF stored IS DISTINCT FROM read_seq THEN
+                RAISE EXCEPTION 'document % was saved by another server meanwhile', doc
+                    USING ERRCODE = 'CS001';
+            END IF;
+        END IF;
+        -- Its lock is held to commit: the feed's head stays below it until then.
+        position := feed_position();
+        IF snapshot IS NOT NULL THEN
+            INSERT INTO documents (id, meta, bytes, crc32, seq)
+            VALUES (doc, facts, snapshot, snapshot_crc32, position)
+            ON CONFLICT (id) DO UPDATE SET meta = EXCLUDED.meta, bytes = EXCLUDED.bytes,
+                crc32 = EXCLUDED.crc32, seq = EXCLUDED.seq;
+            IF covers IS NOT NULL THEN
+                DELETE FROM document_changes WHERE doc_id = doc AND seq <= covers;
+            END IF;
+        ELSE
+            -- The row's snapshot stays as it is (kept out of the row, unwritten); only the
+            -- facts and the position change.
+            UPDATE documents SET meta = facts, seq = position WHERE id = doc;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'document % is gone', doc USING ERRCODE = 'CS002';
+            END IF;
+            IF incremental IS NOT NULL THEN
+                INSERT INTO document_changes (doc_id, seq, bytes, crc32)
+                VALUES (doc, position, incremental, incremental_crc32);
+            END IF;
+        END IF;
+        IF cardinality(audit_changes) > 0 THEN
+            INSERT INTO audit (doc_id, change, received_at_ms, entry)
+            SELECT * FROM unnest(audit_docs, audit_changes, audit_received, audit_entries)
+            ON CONFLICT DO NOTHING;
+        END IF;
+        RETURN position;
+    END
+    $$;
+    "#,
 ];
 
 /// Applies every migration not yet applied; returns the schema version now in force.
