@@ -93,9 +93,11 @@ pub async fn list_docs(
             scope.page(store.as_ref(), kind, after.as_deref(), limit)?
         };
         let mut docs = Vec::with_capacity(page.docs.len());
-        for meta in &page.docs {
-            // Heads come from the documents as devices receive them: decoded once per save.
-            let Some(doc) = hub.doc_changes(&meta.id)? else {
+        // Heads come from the documents as devices receive them: decoded once per save, and
+        // read from the store together.
+        let ids: Vec<&str> = page.docs.iter().map(|meta| meta.id.as_str()).collect();
+        for (meta, doc) in page.docs.iter().zip(hub.docs_changes(&ids)?) {
+            let Some(doc) = doc? else {
                 continue;
             };
             docs.push(DocEntry {

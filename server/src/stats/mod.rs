@@ -82,6 +82,8 @@ impl StatsInputs {
 /// Documents worked out and stored per step: each step is one transaction, so a first start
 /// over a large store keeps what it has done if it stops half way.
 const STORE_BATCH: usize = 500;
+/// Documents read from the store in one call while working out their facts.
+const READ_TOGETHER: usize = 64;
 
 #[derive(Debug, Default)]
 struct Cached {
@@ -189,26 +191,31 @@ impl StatsCache {
         let mut complete = true;
         for (n, batch) in changed.chunks(STORE_BATCH).enumerate() {
             let mut facts = Vec::with_capacity(batch.len());
-            for meta in batch {
-                let Some(stored) = store.document(&meta.id)? else {
-                    continue;
-                };
-                // A patrol's times are bounded by what the server knows of the phone's clock,
-                // exactly as `/patrols` and the reminders bound them.
-                let clock = match meta.kind {
-                    sync_core::doc::DocKind::Patrol => {
-                        crate::derived::device_clock(store, &meta.id)?
-                    }
-                    sync_core::doc::DocKind::Issue => Default::default(),
-                };
-                match DocFact::of_bytes(&stored.bytes, &view, &clock) {
-                    Ok(fact) => {
-                        self.derived.inc();
-                        cached.index.upsert(fact.clone());
-                        facts.push(StoredFact { seq: head, fact });
-                    }
-                    Err(err) => {
-                        tracing::warn!(doc = %meta.id, %err, "document left out of statistics");
+            // Read from the store a few dozen at a time: one round trip each, and at most
+            // that many saves in memory.
+            for metas in batch.chunks(READ_TOGETHER) {
+                let ids: Vec<&str> = metas.iter().map(|meta| meta.id.as_str()).collect();
+                for (meta, stored) in metas.iter().zip(store.documents(&ids)?) {
+                    let Some(stored) = stored? else {
+                        continue;
+                    };
+                    // A patrol's times are bounded by what the server knows of the phone's clock,
+                    // exactly as `/patrols` and the reminders bound them.
+                    let clock = match meta.kind {
+                        sync_core::doc::DocKind::Patrol => {
+                            crate::derived::device_clock(store, &meta.id)?
+                        }
+                        sync_core::doc::DocKind::Issue => Default::default(),
+                    };
+                    match DocFact::of_bytes(&stored.bytes, &view, &clock) {
+                        Ok(fact) => {
+                            self.derived.inc();
+                            cached.index.upsert(fact.clone());
+                            facts.push(StoredFact { seq: head, fact });
+                        }
+                        Err(err) => {
+                            tracing::warn!(doc = %meta.id, %err, "document left out of statistics");
+                        }
                     }
                 }
             }
