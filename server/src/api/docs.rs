@@ -94,21 +94,23 @@ pub async fn list_docs(
         };
         let mut docs = Vec::with_capacity(page.docs.len());
         // Heads come from the documents as devices receive them: decoded once per save, and
-        // read from the store together.
-        let ids: Vec<&str> = page.docs.iter().map(|meta| meta.id.as_str()).collect();
-        for (meta, doc) in page.docs.iter().zip(hub.docs_changes(&ids)?) {
-            let Some(doc) = doc? else {
-                continue;
-            };
-            docs.push(DocEntry {
-                id: meta.id.clone(),
-                kind: meta.kind.as_str().to_owned(),
-                heads: doc
-                    .heads()
-                    .iter()
-                    .map(|h| ChangeHash(*h).to_string())
-                    .collect(),
-            });
+        // read from the store a few dozen at a time.
+        for metas in page.docs.chunks(sync_core::hub::DOCS_PER_READ) {
+            let ids: Vec<&str> = metas.iter().map(|meta| meta.id.as_str()).collect();
+            for (meta, doc) in metas.iter().zip(hub.docs_changes(&ids)?) {
+                let Some(doc) = doc? else {
+                    continue;
+                };
+                docs.push(DocEntry {
+                    id: meta.id.clone(),
+                    kind: meta.kind.as_str().to_owned(),
+                    heads: doc
+                        .heads()
+                        .iter()
+                        .map(|h| ChangeHash(*h).to_string())
+                        .collect(),
+                });
+            }
         }
         let next = page.next;
         Ok(DocPage { docs, next })

@@ -82,8 +82,6 @@ impl StatsInputs {
 /// Documents worked out and stored per step: each step is one transaction, so a first start
 /// over a large store keeps what it has done if it stops half way.
 const STORE_BATCH: usize = 500;
-/// Documents read from the store in one call while working out their facts.
-const READ_TOGETHER: usize = 64;
 
 #[derive(Debug, Default)]
 struct Cached {
@@ -193,7 +191,7 @@ impl StatsCache {
             let mut facts = Vec::with_capacity(batch.len());
             // Read from the store a few dozen at a time: one round trip each, and at most
             // that many saves in memory.
-            for metas in batch.chunks(READ_TOGETHER) {
+            for metas in batch.chunks(sync_core::hub::DOCS_PER_READ) {
                 let ids: Vec<&str> = metas.iter().map(|meta| meta.id.as_str()).collect();
                 for (meta, stored) in metas.iter().zip(store.documents(&ids)?) {
                     let Some(stored) = stored? else {

@@ -245,6 +245,11 @@ impl Caller {
     }
 }
 
+/// Documents read from the store in one call ([`DocumentStore::documents`],
+/// [`Hub::docs_changes`]) where their sizes are not known beforehand: at most this many saves
+/// are in memory at once.
+pub const DOCS_PER_READ: usize = 64;
+
 /// One document's changes among several ([`Hub::docs_changes`]): `None` when it is absent,
 /// or why it cannot be read.
 pub type ChangesRead = Result<Option<Arc<delivery::DocChanges>>, HubError>;
