@@ -193,7 +193,15 @@ impl StatsCache {
             // that many saves in memory.
             for metas in batch.chunks(sync_core::hub::DOCS_PER_READ) {
                 let ids: Vec<&str> = metas.iter().map(|meta| meta.id.as_str()).collect();
-                for (meta, stored) in metas.iter().zip(store.documents(&ids)?) {
+                let read = store.documents(&ids)?;
+                if read.len() != ids.len() {
+                    // The cursor must not pass a document whose fact was not worked out.
+                    return Err(sync_core::hub::HubError::Storage(
+                        "the store answered fewer documents than asked".into(),
+                    )
+                    .into());
+                }
+                for (meta, stored) in metas.iter().zip(read) {
                     let Some(stored) = stored? else {
                         continue;
                     };

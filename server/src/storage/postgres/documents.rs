@@ -411,15 +411,29 @@ impl DocumentStore for PostgresStore {
             let client = self.client().await.map_err(hub)?;
             client.query(READ_DOCUMENTS, &[&ids]).await.map_err(storage)
         })?;
-        let by_id: HashMap<String, tokio_postgres::Row> = rows
+        let mut by_id: HashMap<String, tokio_postgres::Row> = rows
             .into_iter()
             .map(|row| (row.get::<_, String>(6), row))
             .collect();
+        // Each row is let go at its id's last mention, so the saves are not held twice.
+        let mut mentions: HashMap<&str, usize> = HashMap::new();
+        for id in ids {
+            *mentions.entry(id).or_default() += 1;
+        }
         Ok(ids
             .iter()
-            .map(|id| match by_id.get(*id) {
-                Some(row) => stored_of(id, row).map(|(stored, _)| Some(stored)),
-                None => Ok(None),
+            .map(|id| {
+                let left = mentions.get_mut(id).expect("counted above");
+                *left -= 1;
+                let row = if *left == 0 {
+                    by_id.remove(*id)
+                } else {
+                    by_id.get(*id).cloned()
+                };
+                match row {
+                    Some(row) => stored_of(id, &row).map(|(stored, _)| Some(stored)),
+                    None => Ok(None),
+                }
             })
             .collect())
     }
