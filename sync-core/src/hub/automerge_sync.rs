@@ -100,7 +100,7 @@ impl<S: HubStore> Hub<S> {
             let mut outcome =
                 authorize_batch(&caller.user, &caller.actor, doc_id, &mut merged, changes);
             if visible.is_none() {
-                self.place_new(&mut merged, &mut outcome)?;
+                self.place_new(&mut merged, &mut outcome, &Default::default())?;
             }
             if let Some((_, why)) = outcome.refused.first() {
                 return Err(HubError::Refused {

@@ -97,6 +97,7 @@ pub mod delivery;
 mod dropped;
 pub mod limits;
 pub mod overviews;
+mod placement;
 pub mod read;
 mod server_actions;
 mod store;

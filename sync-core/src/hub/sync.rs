@@ -8,13 +8,11 @@ use std::sync::Arc;
 use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
+use super::placement::PlacedAgainst;
 use super::server_actions::Floor;
 use super::store::NEVER_APPLIED;
 use super::{store, Caller, ChangesRead, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
-use crate::authz::{
-    authorize_batch, check_placement, delivered, in_scope, BatchOutcome, DocMeta, Placement,
-    DELIVERY_RULE,
-};
+use crate::authz::{authorize_batch, delivered, in_scope, DocMeta, DELIVERY_RULE};
 use crate::doc::DocKind;
 use crate::limits::LimitError;
 use crate::protocol::{
@@ -39,6 +37,8 @@ struct Device<'a> {
     caller: &'a Caller,
     held: &'a HashMap<String, DeviceDoc>,
     synced: Option<i64>,
+    /// The reference data the answer's new records were placed against.
+    placed: PlacedAgainst,
 }
 
 /// A pushed document's update for the device, and the heads the device holds afterwards
@@ -195,6 +195,7 @@ impl<S: HubStore> Hub<S> {
             caller,
             held: &held_all,
             synced,
+            placed: PlacedAgainst::default(),
         };
         let received = self.receive_all(&device, pushes, &spent, limits.bytes, now_ms);
         for (push, outcome) in request.docs.iter().zip(received) {
@@ -569,7 +570,7 @@ impl<S: HubStore> Hub<S> {
         let read_heads = doc.get_heads();
         let mut outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
         if stored.is_none() {
-            self.place_new(&mut doc, &mut outcome)?;
+            self.place_new(&mut doc, &mut outcome, &device.placed)?;
         }
         if !outcome.appended.is_empty() {
             // What the server sent this device of the document (delivered or on its way), and
@@ -645,37 +646,6 @@ impl<S: HubStore> Hub<S> {
             snapshot,
         };
         Ok((update, exists.then_some(heads)))
-    }
-}
-
-impl<S: HubStore> Hub<S> {
-    /// Checks where a document created by `outcome`'s changes says it is against the reference
-    /// data; when it disagrees, every accepted change is refused instead (they all build on the
-    /// one that created it) and `doc` is left empty, as it was.
-    pub(super) fn place_new(
-        &self,
-        doc: &mut AutoCommit,
-        outcome: &mut BatchOutcome,
-    ) -> Result<(), HubError> {
-        if outcome.accepted.is_empty() {
-            return Ok(());
-        }
-        let placement = Placement::of(doc).map_err(|e| HubError::MalformedChange(e.to_string()))?;
-        let asset = self.store.asset(&placement.asset)?;
-        let categories = match placement.category {
-            Some(_) => self.store.categories()?,
-            None => Vec::new(),
-        };
-        if let Err(why) = check_placement(&placement, asset.as_ref(), &categories) {
-            *doc = AutoCommit::new();
-            outcome.meta = None;
-            outcome.appended.clear();
-            outcome.refused.splice(
-                0..0,
-                outcome.accepted.drain(..).map(|hash| (hash, why.clone())),
-            );
-        }
-        Ok(())
     }
 }
 
