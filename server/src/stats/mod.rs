@@ -193,14 +193,9 @@ impl StatsCache {
             // that many saves in memory.
             for metas in batch.chunks(sync_core::hub::DOCS_PER_READ) {
                 let ids: Vec<&str> = metas.iter().map(|meta| meta.id.as_str()).collect();
-                let read = store.documents(&ids)?;
-                if read.len() != ids.len() {
-                    // The cursor must not pass a document whose fact was not worked out.
-                    return Err(sync_core::hub::HubError::Storage(
-                        "the store answered fewer documents than asked".into(),
-                    )
-                    .into());
-                }
+                // A short answer is refused: the cursor must not pass a document whose fact
+                // was not worked out.
+                let read = sync_core::hub::read_documents(store, &ids)?;
                 for (meta, stored) in metas.iter().zip(read) {
                     let Some(stored) = stored? else {
                         continue;

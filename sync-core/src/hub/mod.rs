@@ -111,8 +111,8 @@ pub use server_actions::{
     event_receipts, server_actor, system_user, ActError, Acted, DEADLINE_JOB_DEVICE, WEB_DEVICE,
 };
 pub use store::{
-    compaction_due, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocRead, DocumentStore,
-    HubStore, ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, NEVER_APPLIED,
+    compaction_due, read_documents, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocRead,
+    DocumentStore, HubStore, ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, NEVER_APPLIED,
     SMALL_SNAPSHOT_BYTES,
 };
 pub use sync::PackedResponse;
@@ -310,14 +310,12 @@ impl<S: HubStore> Hub<S> {
             .map(|(id, _)| *id)
             .collect();
         if !lacking.is_empty() {
-            let mut read = self.store.documents(&lacking)?.into_iter();
+            let mut read = read_documents(&self.store, &lacking)?.into_iter();
             for (id, slot) in ids.iter().zip(found.iter_mut()) {
                 if slot.is_some() {
                     continue;
                 }
-                let stored = read.next().ok_or_else(|| {
-                    HubError::Storage("the store answered fewer documents than asked".into())
-                })?;
+                let stored = read.next().expect("one answer per id asked");
                 *slot = Some(stored.and_then(|stored| match stored {
                     Some(stored) => {
                         let seq = seqs.get(*id).copied();

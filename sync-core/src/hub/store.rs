@@ -23,6 +23,24 @@ use crate::protocol::Hash;
 /// `None` when unknown, or why it cannot be read.
 pub type DocRead = Result<Option<StoredDoc>, HubError>;
 
+/// [`DocumentStore::documents`], refused unless the store answered for each id asked: every
+/// caller pairs the answers with the ids, and a short answer must not pass for documents
+/// that are absent or, cut short, leave some unread without a word.
+pub fn read_documents<S: DocumentStore + ?Sized>(
+    store: &S,
+    ids: &[&str],
+) -> Result<Vec<DocRead>, HubError> {
+    let read = store.documents(ids)?;
+    if read.len() != ids.len() {
+        return Err(HubError::Storage(format!(
+            "the store answered {} documents of {} asked",
+            read.len(),
+            ids.len()
+        )));
+    }
+    Ok(read)
+}
+
 /// A document as the server stores it: routing facts beside the saved bytes.
 #[derive(Debug, Clone)]
 pub struct StoredDoc {

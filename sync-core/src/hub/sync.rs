@@ -344,12 +344,7 @@ impl<S: HubStore> Hub<S> {
                 .collect();
             let mut stored = Vec::with_capacity(unlisted.len());
             for ids in unlisted.chunks(FIRST_READ) {
-                let read = self.store.documents(ids)?;
-                if read.len() != ids.len() {
-                    return Err(HubError::Storage(
-                        "the store answered fewer documents than asked".into(),
-                    ));
-                }
+                let read = store::read_documents(&self.store, ids)?;
                 stored.extend(
                     read.into_iter()
                         .map(|read| read.map(|doc| doc.map(|d| d.meta))),
