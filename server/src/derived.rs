@@ -30,7 +30,7 @@ use sync_core::rules::{counted_time, validate_patrol, DeviceClock, PatrolValidat
 use sync_core::workflow::{DuplicateCandidate, DuplicateIndex};
 
 use crate::board::{self, IssueSummary};
-use crate::storage::Store;
+use crate::storage::{Store, StoreError};
 
 /// The `request` label of work done catching up with the change feed.
 pub const CHANGES: &str = "changes";
@@ -71,7 +71,7 @@ pub struct PatrolSummary {
 }
 
 impl PatrolSummary {
-    pub fn load(store: &dyn Store, meta: DocMeta, bytes: &[u8]) -> Result<Self, HubError> {
+    pub fn load(clocks: &mut Clocks<'_>, meta: DocMeta, bytes: &[u8]) -> Result<Self, HubError> {
         let damaged = |e: sync_core::doc::DocError| HubError::Damaged {
             id: meta.id.clone(),
             reason: e.to_string(),
@@ -84,7 +84,7 @@ impl PatrolSummary {
             .into_iter()
             .take(1)
             .collect::<Vec<_>>();
-        let clock = device_clock(store, &meta.id)?;
+        let clock = clocks.of(&meta.id)?;
         Ok(Self {
             at_ms: counted_time(record.started_at_ms, &first, &clock),
             clock,
@@ -100,26 +100,66 @@ impl PatrolSummary {
 /// received the document's changes (the audit; the latest one bounds the times it carries).
 /// A document stored without an audit (seeded, or from before the audit) has no bounds.
 pub fn device_clock(store: &dyn Store, doc_id: &str) -> Result<DeviceClock, HubError> {
-    let history = store.history(doc_id)?;
-    let Some(first) = history.iter().min_by_key(|e| e.received_at_ms) else {
-        return Ok(DeviceClock::default());
-    };
-    // The audit names the device as the sync session does: `user/device`.
-    let prefix = format!("{}/", first.user);
-    let device_id = first.device.strip_prefix(&prefix).unwrap_or(&first.device);
-    let storage = crate::storage::StoreError::into_hub;
-    let device = store.get_device(&first.user, device_id).map_err(storage)?;
-    let grace = crate::settings::device_times(store)
-        .map_err(storage)?
-        .binding_grace_ms
-        .max(0);
-    Ok(DeviceClock {
-        bound_ms: device.map(|d| d.created_at_ms.saturating_sub(grace)),
-        // The device's previous acknowledged sync when the document first arrived: a phone
-        // that held this record then would have sent it then.
-        previous_sync_ms: first.previous_sync_ms,
-        received_ms: history.iter().map(|e| e.received_at_ms).max(),
-    })
+    Clocks::read(store)?.of(doc_id)
+}
+
+/// [`device_clock`] for many documents in one pass (the statistics catching up, the patrol
+/// list re-reading): the bounds of phone times are read once, and each phone's binding once,
+/// however many of its patrols the pass meets.
+#[derive(Debug)]
+pub struct Clocks<'a> {
+    store: &'a dyn Store,
+    grace_ms: i64,
+    /// (user, device) → when it was bound (`None`: no binding stored).
+    bound: HashMap<(String, String), Option<i64>>,
+}
+
+impl<'a> Clocks<'a> {
+    /// With the bounds of phone times in force (`settings::device_times`).
+    pub fn new(store: &'a dyn Store, times: &crate::settings::DeviceTimes) -> Self {
+        Self {
+            store,
+            grace_ms: times.binding_grace_ms.max(0),
+            bound: HashMap::new(),
+        }
+    }
+
+    /// Reading the bounds of phone times from the store.
+    pub fn read(store: &'a dyn Store) -> Result<Self, HubError> {
+        let times = crate::settings::device_times(store).map_err(StoreError::into_hub)?;
+        Ok(Self::new(store, &times))
+    }
+
+    /// The clock of the phone that sent `doc_id`.
+    pub fn of(&mut self, doc_id: &str) -> Result<DeviceClock, HubError> {
+        let history = self.store.history(doc_id)?;
+        let Some(first) = history.iter().min_by_key(|e| e.received_at_ms) else {
+            return Ok(DeviceClock::default());
+        };
+        // The audit names the device as the sync session does: `user/device`.
+        let prefix = format!("{}/", first.user);
+        let device_id = first.device.strip_prefix(&prefix).unwrap_or(&first.device);
+        let key = (first.user.clone(), device_id.to_owned());
+        let bound = match self.bound.get(&key) {
+            Some(bound) => *bound,
+            None => {
+                let device = self
+                    .store
+                    .get_device(&first.user, device_id)
+                    .map_err(StoreError::into_hub)?;
+                let bound = device.map(|d| d.created_at_ms);
+                self.bound.insert(key, bound);
+                bound
+            }
+        };
+        Ok(DeviceClock {
+            bound_ms: bound.map(|at| at.saturating_sub(self.grace_ms)),
+            // The device's previous acknowledged sync when the document first arrived: a
+            // phone that held this record then would have sent it then.
+            previous_sync_ms: first.previous_sync_ms,
+            received_ms: history.iter().map(|e| e.received_at_ms).max(),
+        })
+    }
 }
 
 /// The kept facts, as of feed position `cursor`.
@@ -289,8 +329,9 @@ impl Derived {
         if behind {
             let mut kept = self.kept.write().unwrap_or_else(|e| e.into_inner());
             if kept.cursor < head {
+                let mut clocks = Clocks::read(store)?;
                 for meta in store.changed_since(kept.cursor, head, &|_| true)? {
-                    reread(&mut kept, store, meta, &mut work)?;
+                    reread(&mut kept, store, &mut clocks, meta, &mut work)?;
                 }
                 kept.cursor = head;
             }
@@ -308,6 +349,7 @@ impl Derived {
 fn reread(
     kept: &mut Kept,
     store: &dyn Store,
+    clocks: &mut Clocks<'_>,
     meta: DocMeta,
     work: &mut Work,
 ) -> Result<(), HubError> {
@@ -332,7 +374,7 @@ fn reread(
             board::IssueSummary::load(stored.meta.clone(), &id, &stored.bytes)
                 .map(|summary| kept.put_issue(summary))
         }
-        DocKind::Patrol => PatrolSummary::load(store, stored.meta.clone(), &stored.bytes)
+        DocKind::Patrol => PatrolSummary::load(clocks, stored.meta.clone(), &stored.bytes)
             .map(|summary| kept.put_patrol(summary)),
     };
     if let Err(HubError::Damaged { reason, .. }) = outcome {

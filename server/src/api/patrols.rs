@@ -169,7 +169,10 @@ pub async fn get_patrol(
             Some(patrol) => patrol,
             // Stored since, or damaged (then reading it says so, as it always did).
             None => match reads.document(store, &id, Some(DocKind::Patrol))? {
-                Some(stored) => Arc::new(PatrolSummary::load(store, stored.meta, &stored.bytes)?),
+                Some(stored) => {
+                    let mut clocks = crate::derived::Clocks::read(store)?;
+                    Arc::new(PatrolSummary::load(&mut clocks, stored.meta, &stored.bytes)?)
+                }
                 None => return Err(ApiError::NotFound(format!("no patrol {id} in your scope"))),
             },
         };

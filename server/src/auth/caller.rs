@@ -54,13 +54,8 @@ impl FromRequest for Caller {
                 state.ok_or_else(|| ApiError::Internal("application state missing".into()))?;
             let claims = state.tokens.verify(&token?)?;
             let store = state.store.clone();
-            let (user, device) = web::block(move || {
-                Ok::<_, ApiError>((
-                    store.get_user(&claims.sub)?,
-                    store.get_device(&claims.sub, &claims.dev)?,
-                ))
-            })
-            .await??;
+            let (user, device) =
+                web::block(move || store.user_and_device(&claims.sub, &claims.dev)).await??;
             let user = user.filter(|u| u.user.active).ok_or_else(|| {
                 ApiError::unauthorized(ErrorCode::UserInactive, "account is not active")
             })?;

@@ -125,9 +125,18 @@ impl StatsCache {
         store: &dyn Store,
         f: impl FnOnce(&FactIndex, &Reference) -> T,
     ) -> Result<T, StatsError> {
-        let reference = StatsInputs::load(store)?;
+        self.with_facts_of(store, &StatsInputs::load(store)?, f)
+    }
+
+    /// [`Self::with_facts`] judged with `reference`, read by the caller.
+    pub fn with_facts_of<T>(
+        &self,
+        store: &dyn Store,
+        reference: &StatsInputs,
+        f: impl FnOnce(&FactIndex, &Reference) -> T,
+    ) -> Result<T, StatsError> {
         let mut cached = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        self.catch_up(&mut cached, store, &reference)?;
+        self.catch_up(&mut cached, store, reference)?;
         Ok(f(&cached.index, &reference.view()))
     }
 
@@ -187,6 +196,7 @@ impl StatsCache {
         let changed = store.changed_since(cached.cursor, head, &|_| true)?;
         let batches = changed.chunks(STORE_BATCH).count();
         let mut complete = true;
+        let mut clocks = crate::derived::Clocks::new(store, &reference.device_times);
         for (n, batch) in changed.chunks(STORE_BATCH).enumerate() {
             let mut facts = Vec::with_capacity(batch.len());
             // Read from the store a few dozen at a time: one round trip each, and at most
@@ -204,7 +214,7 @@ impl StatsCache {
                     // exactly as `/patrols` and the reminders bound them.
                     let clock = match meta.kind {
                         sync_core::doc::DocKind::Patrol => {
-                            crate::derived::device_clock(store, &meta.id)?
+                            clocks.of(&meta.id)?
                         }
                         sync_core::doc::DocKind::Issue => Default::default(),
                     };

@@ -16,20 +16,18 @@ pub use sync_core::hub::overviews::OverviewCache;
 /// The version of everything an overview is computed from, as the store holds it now: the
 /// change feed's head (every document save moves it) and a digest of the reference data the
 /// facts and the overview read (users, divisions, assets, patrol rules, the bounds of phone
-/// times). Read before the facts are, so a kept overview is never labelled newer than what it
-/// was computed from; every server on one store reads the same.
-pub fn facts_version(store: &dyn Store) -> Result<u64, StatsError> {
+/// times), with that reference data. Read before the facts are, so a kept overview is never
+/// labelled newer than what it was computed from; every server on one store reads the same.
+pub fn facts_version(store: &dyn Store) -> Result<(u64, StatsInputs), StatsError> {
     let head = store.feed_head()?;
     let inputs = StatsInputs::load(store)?;
-    Ok(overviews::digest(
-        head,
-        &inputs.view(),
-        &inputs.device_times,
-    ))
+    let version = overviews::digest(head, &inputs.view(), &inputs.device_times);
+    Ok((version, inputs))
 }
 
 /// `user`'s overview at `now_ms`: the one kept when nothing it depends on changed, or else
-/// computed from the statistics facts (brought up to date first) and kept.
+/// computed from the statistics facts (brought up to date first, judged with the reference
+/// data the version was read with) and kept.
 pub fn current(
     store: &dyn Store,
     stats: &StatsCache,
@@ -43,9 +41,9 @@ pub fn current(
             overview: None,
         });
     }
-    let facts = facts_version(store)?;
+    let (facts, inputs) = facts_version(store)?;
     kept.current(user, facts, now_ms, || {
-        stats.with_facts(store, |index, reference| {
+        stats.with_facts_of(store, &inputs, |index, reference| {
             overview::computed(user, index, reference, now_ms)
         })
     })

@@ -47,6 +47,7 @@ macro_rules! store_conformance_tests {
             update_user_renames_and_refuses_unknown,
             sessions_keep_actor_and_retire_old_sessions,
             revocation_is_kept_until_next_login,
+            a_user_and_their_device_read_together_are_read_as_one_by_one,
             refresh_tokens_are_consumed_once,
             concurrent_refresh_has_one_winner,
             a_refresh_exchange_is_granted_once_and_retried_with_the_same_successor,
@@ -264,6 +265,43 @@ pub(crate) fn revocation_is_kept_until_next_login(h: &impl Harness) {
         .unwrap();
     assert_eq!(relogin.revoked_at_ms, None);
     assert!(relogin.accepts(2) && !relogin.accepts(1));
+}
+
+pub(crate) fn a_user_and_their_device_read_together_are_read_as_one_by_one(h: &impl Harness) {
+    let store = h.open();
+    let other = h.second_node(&store);
+    let both = |user: &str, device: &str| {
+        let together = other.user_and_device(user, device).unwrap();
+        let one_by_one = (
+            other.get_user(user).unwrap(),
+            other.get_device(user, device).unwrap(),
+        );
+        assert_eq!(together, one_by_one, "{user}/{device}");
+        together
+    };
+    assert_eq!(both("u1", "phone"), (None, None));
+    store.create_user(&user("u1", "alpha")).unwrap();
+    let (found, device) = both("u1", "phone");
+    assert_eq!(found.map(|u| u.user.id), Some("u1".into()));
+    assert_eq!(device, None, "a user without the binding");
+    store
+        .start_session("u2", "phone", &"ab".repeat(16), 100)
+        .unwrap();
+    let (found, device) = both("u2", "phone");
+    assert_eq!(found, None, "a binding without the user");
+    assert_eq!(device.map(|d| d.session), Some(1));
+    let bound = store
+        .start_session("u1", "phone", &"cd".repeat(16), 200)
+        .unwrap();
+    assert_eq!(both("u1", "phone").1, Some(bound));
+    assert_eq!(both("u1", "tablet").1, None, "another device of the same user");
+    // What one server changes, the other reads at once: a revoked phone and a deactivated
+    // account are refused on the next request whichever server takes it.
+    let revoked = store.revoke_device("u1", "phone", 300).unwrap();
+    let mut inactive = store.get_user("u1").unwrap().unwrap();
+    inactive.user.active = false;
+    store.update_user(&inactive).unwrap();
+    assert_eq!(both("u1", "phone"), (Some(inactive), revoked));
 }
 
 pub(crate) fn refresh_tokens_are_consumed_once(h: &impl Harness) {

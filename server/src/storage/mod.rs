@@ -290,6 +290,16 @@ pub trait Store: HubStore + Shared + FactStore + Send + Sync + std::fmt::Debug {
         user_id: &str,
         device_id: &str,
     ) -> Result<Option<DeviceRecord>, StoreError>;
+    /// A user and their binding on one device, as every signed-in request checks them (the
+    /// account active, the session the token names current). A store that can answers both
+    /// in one read: one round trip a request instead of two.
+    fn user_and_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<(Option<UserRecord>, Option<DeviceRecord>), StoreError> {
+        Ok((self.get_user(user_id)?, self.get_device(user_id, device_id)?))
+    }
     /// Marks the binding revoked (keeping the first revocation time); `None` if unknown.
     fn revoke_device(
         &self,

@@ -338,10 +338,24 @@ fn json<T: Serialize>(value: &T) -> Result<Json<serde_json::Value>, StoreError> 
 /// The record in column `index` of `row`; `Corrupt` (naming `key`) if it does not decode.
 fn decode<T: DeserializeOwned>(key: &str, row: &Row, index: usize) -> Result<T, StoreError> {
     let Json(value): Json<serde_json::Value> = row.try_get(index).map_err(backend)?;
+    record(key, value)
+}
+
+fn record<T: DeserializeOwned>(key: &str, value: serde_json::Value) -> Result<T, StoreError> {
     serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
         key: key.to_owned(),
         detail: e.to_string(),
     })
+}
+
+/// Column `index` of `row` as a record, `None` when it is NULL (a sub-select that found none).
+fn decode_present<T: DeserializeOwned>(
+    key: &str,
+    row: &Row,
+    index: usize,
+) -> Result<Option<T>, StoreError> {
+    let value: Option<Json<serde_json::Value>> = row.try_get(index).map_err(backend)?;
+    value.map(|Json(value)| record(key, value)).transpose()
 }
 
 fn username_key(username: &str) -> String {
@@ -516,6 +530,28 @@ impl Store for PostgresStore {
                 .map_err(backend)?;
             row.map(|row| decode(&format!("{user_id}/{device_id}"), &row, 0))
                 .transpose()
+        })
+    }
+
+    fn user_and_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<(Option<UserRecord>, Option<DeviceRecord>), StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT (SELECT record FROM users WHERE id = $1),
+                            (SELECT record FROM devices WHERE user_id = $1 AND device_id = $2)",
+                    &[&user_id, &device_id],
+                )
+                .await
+                .map_err(backend)?;
+            Ok((
+                decode_present(user_id, &row, 0)?,
+                decode_present(&format!("{user_id}/{device_id}"), &row, 1)?,
+            ))
         })
     }
 
