@@ -222,6 +222,7 @@ impl From<HubError> for ApiError {
     fn from(err: HubError) -> Self {
         match err {
             HubError::Unavailable(detail) => ApiError::Unavailable(detail),
+            err @ HubError::SavedMeanwhile { .. } => ApiError::Unavailable(err.to_string()),
             other => ApiError::Hub(other),
         }
     }
@@ -267,7 +268,9 @@ impl ResponseError for ApiError {
                 HubError::Damaged { .. } | HubError::Storage(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
-                HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                HubError::Unavailable(_) | HubError::SavedMeanwhile { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 HubError::Limit(limit) if limit.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
                 HubError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 HubError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

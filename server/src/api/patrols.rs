@@ -171,7 +171,11 @@ pub async fn get_patrol(
             None => match reads.document(store, &id, Some(DocKind::Patrol))? {
                 Some(stored) => {
                     let mut clocks = crate::derived::Clocks::read(store)?;
-                    Arc::new(PatrolSummary::load(&mut clocks, stored.meta, &stored.bytes)?)
+                    Arc::new(PatrolSummary::load(
+                        &mut clocks,
+                        stored.meta,
+                        &stored.bytes,
+                    )?)
                 }
                 None => return Err(ApiError::NotFound(format!("no patrol {id} in your scope"))),
             },

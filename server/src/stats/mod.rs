@@ -213,9 +213,7 @@ impl StatsCache {
                     // A patrol's times are bounded by what the server knows of the phone's clock,
                     // exactly as `/patrols` and the reminders bound them.
                     let clock = match meta.kind {
-                        sync_core::doc::DocKind::Patrol => {
-                            clocks.of(&meta.id)?
-                        }
+                        sync_core::doc::DocKind::Patrol => clocks.of(&meta.id)?,
                         sync_core::doc::DocKind::Issue => Default::default(),
                     };
                     match DocFact::of_bytes(&stored.bytes, &view, &clock) {

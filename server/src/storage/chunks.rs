@@ -16,89 +16,17 @@
 //! behind hold changes the snapshot already has, which automerge's `load` takes once, and the
 //! next compaction deletes them.
 //!
-//! An incremental save is appended only when it builds on what is stored: each thread
-//! remembers, per store and document, the version it last read ([`remember_read`]), and the
-//! save checks under the write lock that it is still the stored one.
+//! An incremental save is appended only when it builds on what is stored: the hub hands back
+//! with each save the version its merge was made from ([`sync_core::hub::StoredVersion`], read
+//! with the document), and the save checks under the write lock that it is still the stored
+//! one.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Documents whose read versions a thread remembers at most; beyond that it forgets them all
-/// (a save after a forgotten read writes a full save, unchecked).
-const READS_KEPT: usize = 256;
-
-/// How one stored document is kept: its snapshot and the incremental saves stored since.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Footprint {
-    /// Bytes of the snapshot (the full save written last).
-    pub snapshot_bytes: usize,
-    /// Incremental saves stored since.
-    pub incremental_saves: usize,
-    /// Their bytes, together.
-    pub incremental_bytes: usize,
-}
-
-impl Footprint {
-    /// Records the store keeps for the document: the snapshot and each incremental save.
-    pub fn records(&self) -> usize {
-        1 + self.incremental_saves
-    }
-
-    /// Bytes of automerge data the store keeps for the document.
-    pub fn bytes(&self) -> usize {
-        self.snapshot_bytes + self.incremental_bytes
-    }
-
-    /// Whether the next save should write a new snapshot in place of all this.
-    pub fn compaction_due(&self) -> bool {
-        sync_core::hub::compaction_due(
-            self.snapshot_bytes,
-            self.incremental_saves,
-            self.incremental_bytes,
-        )
-    }
-}
-
-/// The version of a document a thread read: its feed position and how it was kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ReadVersion {
-    pub seq: u64,
-    pub footprint: Footprint,
-}
+use sync_core::hub::StoredVersion;
 
 thread_local! {
-    /// Per (store, document) this thread read: the version read (`None`: absent).
-    static READ: RefCell<HashMap<(u64, String), Option<ReadVersion>>> =
-        RefCell::new(HashMap::new());
     /// Set by a test: compactions on this thread write the snapshot and keep the incremental
     /// saves it covers, as a crash between the two steps would.
     static LEAVE_COVERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// A number naming one opened store in this process, so what a thread read through one store
-/// (a sled store being moved) never vouches for a save through another (PostgreSQL).
-pub(super) fn store_number() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Remembers on the calling thread the version of `id` it read through store `store`.
-pub(super) fn remember_read(store: u64, id: &str, version: Option<ReadVersion>) {
-    READ.with(|read| {
-        let mut read = read.borrow_mut();
-        let key = (store, id.to_owned());
-        if read.len() >= READS_KEPT && !read.contains_key(&key) {
-            read.clear();
-        }
-        read.insert(key, version);
-    });
-}
-
-/// The version of `id` the calling thread last read through store `store`, forgotten now;
-/// `None` when it remembers no read, `Some(None)` when it read the document absent.
-pub(super) fn take_read(store: u64, id: &str) -> Option<Option<ReadVersion>> {
-    READ.with(|read| read.borrow_mut().remove(&(store, id.to_owned())))
 }
 
 /// What a save writes.
@@ -111,23 +39,24 @@ pub(super) enum Write {
 }
 
 impl Write {
-    /// What a merged save writes, given the version the calling thread read (`read`, as
-    /// [`take_read`] gives it): its incremental save when that version was present and is not
-    /// due for compaction, else a snapshot of the full save.
+    /// What a merged save writes, given the version its merge was made from (`None`: the
+    /// document was absent) and what the merge added to it (`None`: it could not be made):
+    /// that incremental save when the version was present and is not due for compaction, else
+    /// a snapshot of the full save.
     pub(super) fn merged(
-        read: Option<Option<ReadVersion>>,
-        changes: &[u8],
+        read: Option<StoredVersion>,
+        changes: Option<&[u8]>,
         full: &mut dyn FnMut() -> Vec<u8>,
     ) -> Self {
-        match read {
-            Some(Some(version)) if !version.footprint.compaction_due() => {
+        match (read, changes) {
+            (Some(version), Some(changes)) if !version.footprint.compaction_due() => {
                 Self::Incremental(changes.to_vec())
             }
-            Some(Some(version)) => Self::Snapshot {
+            (Some(version), _) => Self::Snapshot {
                 bytes: full(),
                 covers: Some(version.seq),
             },
-            _ => Self::Snapshot {
+            (None, _) => Self::Snapshot {
                 bytes: full(),
                 covers: None,
             },

@@ -294,7 +294,11 @@ pub(crate) fn a_user_and_their_device_read_together_are_read_as_one_by_one(h: &i
         .start_session("u1", "phone", &"cd".repeat(16), 200)
         .unwrap();
     assert_eq!(both("u1", "phone").1, Some(bound));
-    assert_eq!(both("u1", "tablet").1, None, "another device of the same user");
+    assert_eq!(
+        both("u1", "tablet").1,
+        None,
+        "another device of the same user"
+    );
     // What one server changes, the other reads at once: a revoked phone and a deactivated
     // account are refused on the next request whichever server takes it.
     let revoked = store.revoke_device("u1", "phone", 300).unwrap();
@@ -1038,13 +1042,14 @@ pub(crate) fn minute_of_track(from: i64, count: i64) -> Vec<TrackPoint> {
 }
 
 /// Reads the document as the hub does, lets `edit` change it, and saves what the edit added as
-/// the hub does (`save_merged`), on the calling thread.
+/// the hub does (`save_merged`, with the version read).
 fn merge_and_save(
     store: &dyn Store,
     id: &str,
     edit: &mut dyn FnMut(&mut AutoCommit),
 ) -> Result<u64, sync_core::hub::HubError> {
-    let mut doc = match store.document(id)? {
+    let stored = store.document(id)?;
+    let mut doc = match &stored {
         Some(stored) => AutoCommit::load(&stored.bytes).expect("a stored document loads"),
         None => AutoCommit::new(),
     };
@@ -1054,7 +1059,8 @@ fn merge_and_save(
     store.save_merged(
         id,
         &doc_meta(id, DocKind::Patrol),
-        &added,
+        stored.map(|s| s.version),
+        Some(&added),
         &mut || doc.save(),
         &[],
     )
@@ -1217,9 +1223,7 @@ pub(crate) fn two_nodes_saving_one_document_converge(h: &impl Harness) {
                         });
                         match saved {
                             Ok(_) => break,
-                            Err(sync_core::hub::HubError::Unavailable(why))
-                                if why.contains("meanwhile") =>
-                            {
+                            Err(sync_core::hub::HubError::SavedMeanwhile { .. }) => {
                                 refused.fetch_add(1, AtomicOrdering::Relaxed);
                             }
                             Err(err) => panic!("{err}"),

@@ -27,12 +27,12 @@ mod sled_documents;
 mod sled_facts;
 mod sled_store;
 
-pub use chunks::Footprint;
 pub use facts::{FactStore, FactsMark, StoredFact};
 pub use postgres::PostgresStore;
 pub use shared::{Hold, Kept, LocalShared, Shared};
 pub use sled_documents::BACKUP_FEED_GAP;
 pub use sled_store::{Census, SledStore};
+pub use sync_core::hub::Footprint;
 
 use serde::{Deserialize, Serialize};
 use sync_core::hub::HubStore;
@@ -298,7 +298,10 @@ pub trait Store: HubStore + Shared + FactStore + Send + Sync + std::fmt::Debug {
         user_id: &str,
         device_id: &str,
     ) -> Result<(Option<UserRecord>, Option<DeviceRecord>), StoreError> {
-        Ok((self.get_user(user_id)?, self.get_device(user_id, device_id)?))
+        Ok((
+            self.get_user(user_id)?,
+            self.get_device(user_id, device_id)?,
+        ))
     }
     /// Marks the binding revoked (keeping the first revocation time); `None` if unknown.
     fn revoke_device(

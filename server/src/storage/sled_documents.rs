@@ -30,12 +30,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use sync_core::authz::DocMeta;
 use sync_core::hub::{
-    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocumentStore, HubError, HubStore,
-    ReferenceSource, StoredDoc,
+    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocumentStore, Footprint, HubError,
+    HubStore, ReferenceSource, StoredDoc, StoredVersion,
 };
 use sync_core::model::{Asset, Category, User};
 
-use super::chunks::{self, Footprint, ReadVersion, Write};
+use super::chunks::{self, Write};
 use super::doc_index::DocIndex;
 use super::sled_store::SledStore;
 use super::Store;
@@ -213,14 +213,15 @@ impl SledStore {
     }
 
     /// Stores `write` as the document's new version, with its routing facts and audit entries,
-    /// at the next feed position. `read` is the version the caller's merge was made from, when
-    /// it is known: a save from a version no longer stored is refused, nothing written.
+    /// at the next feed position. `read`, when checked, is the version the caller's merge was
+    /// made from (`None`: the document was absent): a save from a version no longer stored is
+    /// refused, nothing written.
     fn store_version(
         &self,
         id: &str,
         meta: &DocMeta,
         write: Write,
-        read: Option<Option<ReadVersion>>,
+        read: Option<Option<StoredVersion>>,
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
         let meta_json = to_json(meta)?;
@@ -241,10 +242,12 @@ impl SledStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(read) = read {
             let now = self.document_seq(id)?;
-            if now != read.map(|version| version.seq) {
-                return Err(HubError::Unavailable(format!(
-                    "document {id} was saved meanwhile; send again"
-                )));
+            let unchanged = match read {
+                Some(version) => now.unwrap_or(0) == version.seq,
+                None => now.is_none(),
+            };
+            if !unchanged {
+                return Err(HubError::SavedMeanwhile { id: id.to_owned() });
             }
         }
         // A snapshot replaces the incremental saves it covers: every one kept, as the version
@@ -330,7 +333,6 @@ impl DocumentStore for SledStore {
         }
         let value = self.doc_bytes.get(id).map_err(storage)?;
         let Some(meta) = self.doc_meta.get(id).map_err(storage)? else {
-            chunks::remember_read(self.number, id, None);
             return Ok(None);
         };
         let meta: DocMeta = from_json(id, &meta)?;
@@ -340,14 +342,14 @@ impl DocumentStore for SledStore {
         })?;
         let snapshot = unsealed(id, &value)?;
         footprint.snapshot_bytes = snapshot.len();
-        chunks::remember_read(
-            self.number,
-            id,
-            seq.map(|seq| ReadVersion { seq, footprint }),
-        );
         Ok(Some(StoredDoc {
             meta,
             bytes: chunks::joined(snapshot, &incremental),
+            // Position 0 (none is ever numbered so) when the document has none.
+            version: StoredVersion {
+                seq: seq.unwrap_or(0),
+                footprint,
+            },
         }))
     }
 
@@ -359,7 +361,6 @@ impl DocumentStore for SledStore {
         bytes: &[u8],
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
-        chunks::take_read(self.number, id);
         let write = Write::Snapshot {
             bytes: bytes.to_vec(),
             covers: None,
@@ -371,13 +372,13 @@ impl DocumentStore for SledStore {
         &self,
         id: &str,
         meta: &DocMeta,
-        changes: &[u8],
+        read: Option<StoredVersion>,
+        changes: Option<&[u8]>,
         full: &mut dyn FnMut() -> Vec<u8>,
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
-        let read = chunks::take_read(self.number, id);
         let write = Write::merged(read, changes, full);
-        self.store_version(id, meta, write, read, audit)
+        self.store_version(id, meta, write, Some(read), audit)
     }
 
     fn feed_head(&self) -> Result<u64, HubError> {

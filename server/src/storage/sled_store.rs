@@ -36,8 +36,6 @@ pub struct SledStore {
     pub(super) doc_seq: Tree,
     /// The incremental saves since each document's snapshot (see `chunks`).
     pub(super) doc_changes: Tree,
-    /// Names this opened store among others in the process (`chunks::store_number`).
-    pub(super) number: u64,
     pub(super) audit: Tree,
     pub(super) device_docs: Tree,
     pub(super) device_scope: Tree,
@@ -101,7 +99,6 @@ impl SledStore {
             doc_bytes: tree("doc_bytes")?,
             doc_seq,
             doc_changes: tree("doc_changes")?,
-            number: super::chunks::store_number(),
             audit: tree("audit")?,
             device_docs: tree("device_docs")?,
             device_scope: tree("device_scope")?,
@@ -804,10 +801,10 @@ mod tests {
             let store = Harness::open(&h);
             let mut doc = older_document();
             store.save_document("p1", &meta, &doc.save(), &[]).unwrap();
-            store.document("p1").unwrap();
+            let read = store.document("p1").unwrap().map(|s| s.version);
             let added = add_note(&mut doc, 1);
             store
-                .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+                .save_merged("p1", &meta, read, Some(&added), &mut || doc.save(), &[])
                 .unwrap();
             assert_eq!(
                 store
@@ -906,7 +903,14 @@ mod tests {
         let added = add_note(&mut doc, 1);
         assert_eq!(
             store
-                .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+                .save_merged(
+                    "p1",
+                    &meta,
+                    Some(read.version),
+                    Some(&added),
+                    &mut || doc.save(),
+                    &[]
+                )
                 .unwrap(),
             2
         );

@@ -144,8 +144,8 @@ impl<S: HubStore> Hub<S> {
                 };
                 let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
                 // `doc` is the version read from the store; the save adds what the merge added.
-                let read = doc.get_heads();
-                store::save_merge(&self.store, doc_id, &meta, &mut merged, &read, &audit)?;
+                let read = (visible.as_ref().map(|s| s.version), &doc.get_heads()[..]);
+                store::save_merge(&self.store, doc_id, &meta, &mut merged, read, &audit)?;
                 self.store.durable()?;
                 doc = merged;
             }

@@ -357,6 +357,7 @@ mod tests {
                 escalated: false,
             },
             bytes: doc.save(),
+            version: Default::default(),
         }
     }
 

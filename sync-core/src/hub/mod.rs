@@ -99,6 +99,7 @@ pub mod limits;
 pub mod overviews;
 mod placement;
 pub mod read;
+mod receive;
 mod server_actions;
 mod store;
 mod sync;
@@ -112,8 +113,8 @@ pub use server_actions::{
 };
 pub use store::{
     compaction_due, read_documents, AuditEntry, AuditLog, DeviceDoc, DeviceLedger, DocRead,
-    DocumentStore, HubStore, ReferenceSource, StoredDoc, MAX_INCREMENTAL_SAVES, NEVER_APPLIED,
-    SMALL_SNAPSHOT_BYTES,
+    DocumentStore, Footprint, HubStore, ReferenceSource, StoredDoc, StoredVersion,
+    MAX_INCREMENTAL_SAVES, NEVER_APPLIED, SMALL_SNAPSHOT_BYTES,
 };
 pub use sync::PackedResponse;
 
@@ -161,10 +162,18 @@ pub enum HubError {
     /// The store failed.
     #[error("storage: {0}")]
     Storage(String),
-    /// The store cannot be reached for now (a database restarting), or another server saved
-    /// the document meanwhile: nothing was saved, and the same request may succeed later.
+    /// The store cannot be reached for now (a database restarting): nothing was saved, and
+    /// the same request may succeed later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The document was saved since the version a merge was made from was read (by another
+    /// server, or by this one before it took the document's lock): nothing was saved. Read
+    /// again and merge again; the phone sends again when this reaches it.
+    #[error("document {id} was saved meanwhile; send again")]
+    SavedMeanwhile {
+        /// The document.
+        id: String,
+    },
     /// The request is over a size or shape limit.
     #[error(transparent)]
     Limit(#[from] limits::LimitError),
@@ -191,7 +200,7 @@ impl HubError {
             HubError::Refused { code, .. } => code,
             HubError::Damaged { .. } => "damaged",
             HubError::Storage(_) => "storage",
-            HubError::Unavailable(_) => "unavailable",
+            HubError::Unavailable(_) | HubError::SavedMeanwhile { .. } => "unavailable",
             HubError::Limit(limit) => limit.code(),
             HubError::RateLimited { .. } => "rate_limited",
             HubError::SyncInProgress => "sync_in_progress",
@@ -202,7 +211,10 @@ impl HubError {
     pub fn is_client_error(&self) -> bool {
         !matches!(
             self,
-            HubError::Damaged { .. } | HubError::Storage(_) | HubError::Unavailable(_)
+            HubError::Damaged { .. }
+                | HubError::Storage(_)
+                | HubError::Unavailable(_)
+                | HubError::SavedMeanwhile { .. }
         )
     }
 }

@@ -238,7 +238,7 @@ impl<S: HubStore> Hub<S> {
             doc_id,
             &meta,
             issue.am_mut(),
-            &read_heads,
+            (Some(stored.version), &read_heads),
             &[audit],
         )?;
         self.store.durable()?;

@@ -48,6 +48,60 @@ pub struct StoredDoc {
     pub meta: DocMeta,
     /// The full automerge save.
     pub bytes: Vec<u8>,
+    /// Which stored version this is: handed back with the save of what was merged into it
+    /// ([`DocumentStore::save_merged`]), so the store can vouch that the save builds on what
+    /// it holds, however long ago and on whichever thread the read was made.
+    pub version: StoredVersion,
+}
+
+/// One stored version of a document: its feed position, and how the store keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredVersion {
+    /// The feed position of the save that made it.
+    pub seq: u64,
+    /// How it is kept.
+    pub footprint: Footprint,
+}
+
+/// How one stored document is kept: its snapshot and the incremental saves stored since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Bytes of the snapshot (the full save written last).
+    pub snapshot_bytes: usize,
+    /// Incremental saves stored since.
+    pub incremental_saves: usize,
+    /// Their bytes, together.
+    pub incremental_bytes: usize,
+}
+
+impl Footprint {
+    /// Kept whole as one full save of `bytes` bytes.
+    pub fn whole(bytes: usize) -> Self {
+        Self {
+            snapshot_bytes: bytes,
+            ..Self::default()
+        }
+    }
+
+    /// Records the store keeps for the document: the snapshot and each incremental save.
+    pub fn records(&self) -> usize {
+        1 + self.incremental_saves
+    }
+
+    /// Bytes of automerge data the store keeps for the document.
+    pub fn bytes(&self) -> usize {
+        self.snapshot_bytes + self.incremental_bytes
+    }
+
+    /// Whether the next save should write a new snapshot in place of all this
+    /// ([`compaction_due`]).
+    pub fn compaction_due(&self) -> bool {
+        compaction_due(
+            self.snapshot_bytes,
+            self.incremental_saves,
+            self.incremental_bytes,
+        )
+    }
 }
 
 /// One accepted change: who sent it, from which device, when it arrived.
@@ -134,29 +188,26 @@ pub fn compaction_due(
         || incremental_saves >= MAX_INCREMENTAL_SAVES
 }
 
-/// Saves a document the hub read from `store` and merged into: what the merge added to the
-/// version read (`read`, its heads) through [`DocumentStore::save_merged`]. Working out what
-/// was added can panic inside automerge on a document hostile changes went into (the fuzzer
-/// found one: a missing dependency); the full save is then what is stored, as before documents
-/// were kept as a snapshot plus incremental saves. Returns the save's feed position, and
-/// whether the merge was saved as made (not through that fallback): only then may the
-/// version in hand stand for the stored one.
+/// Saves a document the hub read from `store` (version `read`, `None` when it was absent) and
+/// merged into: what the merge added to the version read (`heads`, its heads) through
+/// [`DocumentStore::save_merged`]. Working out what was added can panic inside automerge on a
+/// document hostile changes went into (the fuzzer found one: a missing dependency); the full
+/// save is then what is stored, as before documents were kept as a snapshot plus incremental
+/// saves, checked against the version read all the same. Returns the save's feed position, and
+/// whether the merge was saved as made (not through that fallback): only then may the version
+/// in hand stand for the stored one.
 pub(crate) fn save_merge<S: DocumentStore + ?Sized>(
     store: &S,
     id: &str,
     meta: &DocMeta,
     doc: &mut automerge::AutoCommit,
-    read: &[automerge::ChangeHash],
+    (read, heads): (Option<StoredVersion>, &[automerge::ChangeHash]),
     audit: &[AuditEntry],
 ) -> Result<(u64, bool), HubError> {
-    let added = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.save_after(read)));
-    match added {
-        Ok(added) => Ok((
-            store.save_merged(id, meta, &added, &mut || doc.save(), audit)?,
-            true,
-        )),
-        Err(_) => Ok((store.save_document(id, meta, &doc.save(), audit)?, false)),
-    }
+    let added =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.save_after(heads))).ok();
+    let seq = store.save_merged(id, meta, read, added.as_deref(), &mut || doc.save(), audit)?;
+    Ok((seq, added.is_some()))
 }
 
 /// The documents as saved, and the change feed that numbers every save. Writes are durable in
@@ -175,26 +226,25 @@ pub trait DocumentStore: Send + Sync {
         bytes: &[u8],
         audit: &[AuditEntry],
     ) -> Result<u64, HubError>;
-    /// Stores a new version of a document the hub read from this store (with
-    /// [`Self::document`], on the calling thread) and merged into: `changes` is automerge's
-    /// incremental save of what the merge added to the version read (`save_after` its heads),
-    /// `full` makes the new version's full save. The result, feed position and audit are those
-    /// of [`Self::save_document`] with `full()`, which is what this does unless the store keeps
+    /// Stores a new version of a document the hub read from this store and merged into.
+    /// `read` is the version read ([`StoredDoc::version`]), `None` when it was read absent:
+    /// the save is refused with [`HubError::SavedMeanwhile`], nothing written, unless that is
+    /// still what is stored, so a merge is never saved over changes it does not contain.
+    /// `changes` is automerge's incremental save of what the merge added to the version read
+    /// (`save_after` its heads; `None` when it could not be made), `full` makes the new
+    /// version's full save. The result, feed position and audit are those of
+    /// [`Self::save_document`] with `full()`, which is what this does unless the store keeps
     /// documents as a snapshot plus incremental saves ([`compaction_due`]): such a store
-    /// appends `changes` and calls `full` only to write a new snapshot. A store that cannot vouch
-    /// that `changes` build on what it holds (the version read is not the one stored, or it
-    /// does not remember the read) saves `full()` or refuses, never appends.
+    /// appends `changes` and calls `full` only to write a new snapshot.
     fn save_merged(
         &self,
         id: &str,
         meta: &DocMeta,
-        changes: &[u8],
+        read: Option<StoredVersion>,
+        changes: Option<&[u8]>,
         full: &mut dyn FnMut() -> Vec<u8>,
         audit: &[AuditEntry],
-    ) -> Result<u64, HubError> {
-        let _ = changes;
-        self.save_document(id, meta, &full(), audit)
-    }
+    ) -> Result<u64, HubError>;
     /// The latest feed position (0 when nothing was ever stored).
     fn feed_head(&self) -> Result<u64, HubError>;
     /// Routing facts that `keep` accepts, of every document whose latest feed position is in
@@ -377,11 +427,12 @@ impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
         &self,
         id: &str,
         meta: &DocMeta,
-        changes: &[u8],
+        read: Option<StoredVersion>,
+        changes: Option<&[u8]>,
         full: &mut dyn FnMut() -> Vec<u8>,
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
-        (**self).save_merged(id, meta, changes, full, audit)
+        (**self).save_merged(id, meta, read, changes, full, audit)
     }
     fn feed_head(&self) -> Result<u64, HubError> {
         (**self).feed_head()

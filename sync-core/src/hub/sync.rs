@@ -2,25 +2,15 @@
 //! everything the device lacks of what its user's phones receive (`authz::delivered`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-
-use automerge::{AutoCommit, Change, ChangeHash};
 
 use super::delivery::DocChanges;
 use super::placement::PlacedAgainst;
-use super::server_actions::Floor;
 use super::store::NEVER_APPLIED;
-use super::{store, Caller, ChangesRead, DeviceDoc, Hub, HubError, HubStore, StoredDoc};
-use crate::authz::{authorize_batch, delivered, in_scope, DocMeta, DELIVERY_RULE};
-use crate::doc::DocKind;
-use crate::limits::LimitError;
-use crate::protocol::{
-    self, DocPush, DocUpdate, Hash, Heads, PackedUpdate, RefusedChange, SyncRequest, SyncResponse,
-};
-
-/// From this many pushed documents, they are received on every core.
-const RECEIVE_IN_PARALLEL_FROM: usize = 32;
+use super::{store, Caller, ChangesRead, DeviceDoc, Hub, HubError, HubStore};
+use crate::authz::{delivered, DocMeta, DELIVERY_RULE};
+use crate::protocol::{DocUpdate, Heads, PackedUpdate, SyncRequest, SyncResponse};
 
 /// Documents to send are read from the store several at a time (`Hub::docs_changes`): one
 /// request for their versions and one for the saves the delivery cache lacks, instead of one
@@ -33,45 +23,12 @@ const READ_TOGETHER: usize = 256;
 /// The device an answer is for, as read once at its start: its caller, what its records say
 /// it holds (`Hub::forget_unapplied`) and its last acknowledged sync. Nothing else writes them
 /// while the answer holds the device's claim.
-struct Device<'a> {
-    caller: &'a Caller,
-    held: &'a HashMap<String, DeviceDoc>,
-    synced: Option<i64>,
+pub(super) struct Device<'a> {
+    pub(super) caller: &'a Caller,
+    pub(super) held: &'a HashMap<String, DeviceDoc>,
+    pub(super) synced: Option<i64>,
     /// The reference data the answer's new records were placed against.
-    placed: PlacedAgainst,
-}
-
-/// A pushed document's update for the device, and the heads the device holds afterwards
-/// (`None` when the server holds nothing of it).
-type Received = (DocUpdate, Option<Vec<Hash>>);
-
-fn load(stored: &StoredDoc, id: &str) -> Result<AutoCommit, HubError> {
-    AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
-        id: id.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-fn heads_of(doc: &mut AutoCommit) -> Vec<Hash> {
-    doc.get_heads().into_iter().map(|h| h.0).collect()
-}
-
-/// The server's changes the device lacks, given hashes it is known to have; hashes the server
-/// does not hold are ignored rather than trusted.
-fn changes_after(doc: &mut AutoCommit, have: &[Hash]) -> Vec<Vec<u8>> {
-    // Usually the device has just pushed everything the server holds beyond what it had.
-    if doc.get_heads().iter().all(|h| have.contains(&h.0)) {
-        return Vec::new();
-    }
-    let have: Vec<ChangeHash> = have
-        .iter()
-        .map(|h| ChangeHash(*h))
-        .filter(|h| doc.get_change_by_hash(h).is_some())
-        .collect();
-    doc.get_changes(&have)
-        .iter()
-        .map(|c| c.raw_bytes().to_vec())
-        .collect()
+    pub(super) placed: PlacedAgainst,
 }
 
 /// A fingerprint of what decides what a user's phones receive (the user's role and the rule of
@@ -400,78 +357,6 @@ impl<S: HubStore> Hub<S> {
         })
     }
 
-    /// Receives every pushed document, in the order pushed. A large push (an office accepting
-    /// a district's problems at once) is shared out over the machine's cores in contiguous
-    /// runs: documents are independent of each other, each is locked while it is merged, and
-    /// every save is its own atomic write (a request names each document once). `spent` adds
-    /// up the document bytes of the answers; past `budget` (the first answer aside), the
-    /// request fails with [`LimitError::AnswerTooLarge`].
-    fn receive_all(
-        &self,
-        device: &Device<'_>,
-        pushes: Vec<(&DocPush, Vec<Change>)>,
-        spent: &AtomicUsize,
-        budget: usize,
-        now_ms: i64,
-    ) -> Vec<Result<Received, HubError>> {
-        let too_large = |bytes: usize| {
-            HubError::Limit(LimitError::AnswerTooLarge {
-                bytes: bytes as u64,
-                max: budget as u64,
-            })
-        };
-        let receive = |(push, changes): (&DocPush, Vec<Change>)| {
-            let before = spent.load(Ordering::Relaxed);
-            if before > budget {
-                return Err(too_large(before));
-            }
-            let received =
-                self.receive(device, &push.doc_id, &push.server_heads, changes, now_ms)?;
-            let bytes = update_bytes(&received.0);
-            let before = spent.fetch_add(bytes, Ordering::Relaxed);
-            let now = before + bytes;
-            // The first document is answered whatever its size, so no push is refused forever.
-            if now > budget && before > 0 {
-                return Err(too_large(now));
-            }
-            Ok(received)
-        };
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        if pushes.len() < RECEIVE_IN_PARALLEL_FROM || threads < 2 {
-            // Stops at the first failure, as the request does.
-            let mut received = Vec::with_capacity(pushes.len());
-            for push in pushes {
-                let outcome = receive(push);
-                let failed = outcome.is_err();
-                received.push(outcome);
-                if failed {
-                    break;
-                }
-            }
-            return received;
-        }
-        let per_thread = pushes.len().div_ceil(threads);
-        let mut runs: Vec<Vec<(&DocPush, Vec<Change>)>> = Vec::new();
-        let mut pushes = pushes.into_iter().peekable();
-        while pushes.peek().is_some() {
-            runs.push(pushes.by_ref().take(per_thread).collect());
-        }
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = runs
-                .into_iter()
-                .map(|run| scope.spawn(|| run.into_iter().map(receive).collect::<Vec<_>>()))
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
-    }
-
     /// What the device's records say it holds, after taking back what answers it never
     /// applied had sent: the device presents the cursor of the last answer it applied, and
     /// its cursor only moves forward, so a record sent in an answer whose cursor is past the
@@ -533,142 +418,5 @@ impl<S: HubStore> Hub<S> {
             Err(HubError::Damaged { .. }) => Ok(None),
             Err(err) => Err(err),
         }
-    }
-
-    /// Authorizes and merges one document's pushed changes; returns the update for the device
-    /// and the heads it will hold afterwards (`None` when the server holds nothing of it).
-    fn receive(
-        &self,
-        device: &Device<'_>,
-        doc_id: &str,
-        server_heads: &[Hash],
-        changes: Vec<Change>,
-        now_ms: i64,
-    ) -> Result<Received, HubError> {
-        let caller = device.caller;
-        let _guard = self.lock(doc_id);
-        let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
-        let as_pushed = protocol::heads_after(server_heads, &changes);
-        let stored = self.store.document(doc_id)?;
-        if let Some(stored) = &stored {
-            if !in_scope(&caller.user, &stored.meta) {
-                // Out of scope looks exactly like unknown, so ids do not leak.
-                let refused = refuse_all(&pushed, "not_found", "no such document in your scope");
-                return Ok((empty_update(doc_id, None, refused), None));
-            }
-        }
-        let mut doc = match &stored {
-            Some(stored) => load(stored, doc_id)?,
-            None => AutoCommit::new(),
-        };
-        // What the store holds: the save below adds what the merge adds to it.
-        let read_heads = doc.get_heads();
-        let mut outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
-        if stored.is_none() {
-            self.place_new(&mut doc, &mut outcome, &device.placed)?;
-        }
-        if !outcome.appended.is_empty() {
-            // What the server sent this device of the document (delivered or on its way), and
-            // what the device says it holds.
-            let sent = device.held.get(doc_id).cloned().unwrap_or_default();
-            let held: Vec<ChangeHash> = sent
-                .confirmed
-                .iter()
-                .chain(&sent.pending)
-                .chain(server_heads)
-                .map(|h| ChangeHash(*h))
-                .collect();
-            let floor = Floor {
-                held: &held,
-                synced: device.synced,
-            };
-            let meta =
-                self.give_receipts(caller, doc_id, &mut doc, &outcome.appended, &floor, now_ms)?;
-            outcome.meta = Some(meta);
-        }
-        if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
-            let audit = caller.audit(doc_id, &outcome.accepted, now_ms, device.synced);
-            let (seq, as_made) =
-                store::save_merge(&self.store, doc_id, meta, &mut doc, &read_heads, &audit)?;
-            // The version just stored is in hand: its next delivery (to the other phones that
-            // receive it, `GET /docs`) reads no save. Listing its changes can panic inside
-            // automerge on a document hostile changes went into (as in `save_merge`); the next
-            // delivery then reads the save, as before, and so it does after a merge that was
-            // not saved as made.
-            if as_made {
-                let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    DocChanges::saved(doc_id, meta.kind, &mut doc, seq)
-                }));
-                if let Ok(saved) = saved {
-                    self.delivery.saved(doc_id, saved);
-                }
-            }
-        }
-        let exists = !doc.get_heads().is_empty();
-        let kind = match (&outcome.meta, &stored) {
-            (Some(meta), _) => Some(meta.kind),
-            (None, Some(stored)) => Some(stored.meta.kind),
-            (None, None) => None,
-        };
-        let mut have = server_heads.to_vec();
-        have.extend(&pushed);
-        let refused: Vec<RefusedChange> = outcome
-            .refused
-            .iter()
-            .map(|(hash, why)| RefusedChange {
-                hash: hash.0,
-                code: why.code().to_string(),
-                message: why.to_string(),
-            })
-            .collect();
-        let snapshot = (!refused.is_empty() && exists).then(|| doc.save());
-        let heads = heads_of(&mut doc);
-        let update = DocUpdate {
-            doc_id: doc_id.to_string(),
-            kind,
-            changes: if snapshot.is_some() {
-                Vec::new()
-            } else {
-                changes_after(&mut doc, &have)
-            },
-            heads: if as_pushed == heads {
-                Heads::AsPushed
-            } else {
-                Heads::Listed(heads.clone())
-            },
-            refused,
-            missing: outcome.missing_deps.iter().map(|h| h.0).collect(),
-            snapshot,
-        };
-        Ok((update, exists.then_some(heads)))
-    }
-}
-
-/// The document bytes an update carries: its changes and its snapshot.
-fn update_bytes(update: &DocUpdate) -> usize {
-    update.changes.iter().map(Vec::len).sum::<usize>()
-        + update.snapshot.as_ref().map_or(0, Vec::len)
-}
-
-fn refuse_all(hashes: &[Hash], code: &str, message: &str) -> Vec<RefusedChange> {
-    hashes
-        .iter()
-        .map(|hash| RefusedChange {
-            hash: *hash,
-            code: code.to_string(),
-            message: message.to_string(),
-        })
-        .collect()
-}
-
-fn empty_update(doc_id: &str, kind: Option<DocKind>, refused: Vec<RefusedChange>) -> DocUpdate {
-    DocUpdate {
-        doc_id: doc_id.to_string(),
-        kind,
-        heads: Heads::Listed(Vec::new()),
-        changes: Vec::new(),
-        refused,
-        missing: Vec::new(),
-        snapshot: None,
     }
 }

@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    AuditEntry, AuditLog, DeviceClaim, DeviceClaims, DeviceDoc, DeviceLedger, DocumentStore,
-    HubError, HubStore, ReferenceSource, StoredDoc,
+    AuditEntry, AuditLog, DeviceClaim, DeviceClaims, DeviceDoc, DeviceLedger, DocRead,
+    DocumentStore, Footprint, HubError, HubStore, ReferenceSource, StoredDoc, StoredVersion,
 };
 use crate::authz::DocMeta;
 use crate::doc::DocKind;
@@ -72,6 +72,7 @@ macro_rules! hub_store_conformance {
             the_feed_lists_documents_in_save_order,
             routing_facts_are_read_as_last_saved,
             documents_read_together_are_read_as_one_by_one,
+            a_merge_is_saved_only_over_the_version_it_was_made_from,
             pages_come_in_id_order,
             delivered_pages_are_the_pages_of_what_phones_receive,
             audit_keeps_the_first_entry_of_each_change,
@@ -294,6 +295,58 @@ pub fn documents_read_together_are_read_as_one_by_one(h: &impl Harness) {
         .collect();
     assert_eq!(seqs, alone);
     assert!(!seqs.contains_key("nobody"));
+}
+
+/// A merge is saved only while the version it was made from is still the one stored
+/// ([`DocumentStore::save_merged`]): read alone or together, before a save by anyone else, a
+/// version is refused after it, nothing written; a document read absent is refused once
+/// another save made it.
+pub fn a_merge_is_saved_only_over_the_version_it_was_made_from(h: &impl Harness) {
+    let store = h.open();
+    let merged = |id: &str, read: Option<StoredVersion>, bytes: &[u8]| {
+        store.save_merged(
+            id,
+            &doc_meta(id, DocKind::Patrol),
+            read,
+            None,
+            &mut || bytes.to_vec(),
+            &[],
+        )
+    };
+    let saved_meanwhile = |outcome: Result<u64, HubError>| {
+        assert!(
+            matches!(&outcome, Err(HubError::SavedMeanwhile { id }) if id == "p1"),
+            "{outcome:?}"
+        );
+    };
+    save(&store, "p1", b"one");
+    let alone = store.document("p1").unwrap().expect("saved").version;
+    let together = store.documents(&["p1"]).unwrap().remove(0);
+    assert_eq!(together.unwrap().expect("saved").version, alone);
+    assert_eq!(alone.seq, 1);
+    let second = merged("p1", Some(alone), b"two").unwrap();
+    let head = store.feed_head().unwrap();
+    // The version read before that save is refused, as is a read of it as absent.
+    saved_meanwhile(merged("p1", Some(alone), b"two, from the first read"));
+    saved_meanwhile(merged("p1", None, b"made anew"));
+    assert_eq!(store.document("p1").unwrap().unwrap().bytes, b"two");
+    assert_eq!(store.feed_head().unwrap(), head, "nothing written");
+    // A whole save (an import) replaces the version read as well.
+    let read = store.document("p1").unwrap().unwrap().version;
+    assert_eq!(read.seq, second);
+    save(&store, "p1", b"imported");
+    saved_meanwhile(merged("p1", Some(read), b"three"));
+    let read = store.document("p1").unwrap().unwrap().version;
+    merged("p1", Some(read), b"three").unwrap();
+    assert_eq!(store.document("p1").unwrap().unwrap().bytes, b"three");
+    // A new document, read absent, is made once.
+    assert!(store.document("p2").unwrap().is_none());
+    merged("p2", None, b"first").unwrap();
+    assert!(matches!(
+        merged("p2", None, b"second"),
+        Err(HubError::SavedMeanwhile { .. })
+    ));
+    assert_eq!(store.document("p2").unwrap().unwrap().bytes, b"first");
 }
 
 /// Pages come in id order, after the given id, only with what `keep` accepts.
@@ -757,16 +810,31 @@ struct ReferenceTables {
 /// fuzz input starts from a copy of the fixtures' store and never sees another's effects);
 /// share one store between hubs or threads with an `Arc`.
 #[derive(Debug, Default)]
-pub struct MemoryHubStore(Mutex<Tables>, DeviceClaims);
+pub struct MemoryHubStore(Mutex<Tables>, DeviceClaims, Mutex<Option<Interleaved>>);
+
+/// A save another writer makes right after a read together ([`MemoryHubStore::
+/// save_after_next_read_together`]): the document's id, routing facts and whole save.
+type Interleaved = (String, DocMeta, Vec<u8>);
 
 impl Clone for MemoryHubStore {
     /// A copy of the data; claims are of answers running on the original, so none.
     fn clone(&self) -> Self {
-        MemoryHubStore(Mutex::new(self.tables().clone()), DeviceClaims::default())
+        MemoryHubStore(
+            Mutex::new(self.tables().clone()),
+            DeviceClaims::default(),
+            Mutex::default(),
+        )
     }
 }
 
 impl MemoryHubStore {
+    /// Plays another writer (another server, another phone's sync): after the next read
+    /// together that asks for `id` ([`DocumentStore::documents`]), before anything is done with
+    /// what was read, `bytes` is saved whole as the document.
+    pub fn save_after_next_read_together(&self, id: &str, meta: DocMeta, bytes: Vec<u8>) {
+        *self.2.lock().unwrap_or_else(|e| e.into_inner()) = Some((id.to_owned(), meta, bytes));
+    }
+
     /// An empty store that reads this reference data.
     pub fn with_reference(reference: Reference) -> Self {
         let store = Self::default();
@@ -801,9 +869,47 @@ fn pair(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
 }
 
+/// Stores a document's new version whole at the next feed position.
+fn save_into(t: &mut Tables, id: &str, meta: &DocMeta, bytes: &[u8], audit: &[AuditEntry]) -> u64 {
+    t.head += 1;
+    let position = t.head;
+    let doc = StoredDoc {
+        meta: meta.clone(),
+        bytes: bytes.to_vec(),
+        version: StoredVersion {
+            seq: position,
+            footprint: Footprint::whole(bytes.len()),
+        },
+    };
+    if let Some((_, before)) = t.docs.insert(id.to_string(), (doc, position)) {
+        t.feed.remove(&before);
+    }
+    t.feed.insert(position, id.to_string());
+    let history = t.history.entry(id.to_string()).or_default();
+    for entry in audit {
+        if !history.iter().any(|kept| kept.change == entry.change) {
+            history.push(entry.clone());
+        }
+    }
+    position
+}
+
 impl DocumentStore for MemoryHubStore {
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
         Ok(self.tables().docs.get(id).map(|(doc, _)| doc.clone()))
+    }
+
+    fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {
+        let read = ids.iter().map(|id| self.document(id)).collect();
+        let due = self
+            .2
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_if(|(id, ..)| ids.contains(&id.as_str()));
+        if let Some((id, meta, bytes)) = due {
+            self.save_document(&id, &meta, &bytes, &[])?;
+        }
+        Ok(read)
     }
 
     fn save_document(
@@ -813,24 +919,25 @@ impl DocumentStore for MemoryHubStore {
         bytes: &[u8],
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
+        Ok(save_into(&mut self.tables(), id, meta, bytes, audit))
+    }
+
+    /// Checked against what is stored, then saved whole.
+    fn save_merged(
+        &self,
+        id: &str,
+        meta: &DocMeta,
+        read: Option<StoredVersion>,
+        _changes: Option<&[u8]>,
+        full: &mut dyn FnMut() -> Vec<u8>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, HubError> {
         let mut t = self.tables();
-        t.head += 1;
-        let position = t.head;
-        let doc = StoredDoc {
-            meta: meta.clone(),
-            bytes: bytes.to_vec(),
-        };
-        if let Some((_, before)) = t.docs.insert(id.to_string(), (doc, position)) {
-            t.feed.remove(&before);
+        let stored = t.docs.get(id).map(|(_, position)| *position);
+        if stored != read.map(|version| version.seq) {
+            return Err(HubError::SavedMeanwhile { id: id.to_owned() });
         }
-        t.feed.insert(position, id.to_string());
-        let history = t.history.entry(id.to_string()).or_default();
-        for entry in audit {
-            if !history.iter().any(|kept| kept.change == entry.change) {
-                history.push(entry.clone());
-            }
-        }
-        Ok(position)
+        Ok(save_into(&mut t, id, meta, &full(), audit))
     }
 
     fn feed_head(&self) -> Result<u64, HubError> {

@@ -7,4 +7,5 @@ mod dropped;
 mod fixtures;
 mod ledger;
 mod pages;
+mod read_ahead;
 mod world;

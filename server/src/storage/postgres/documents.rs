@@ -22,25 +22,26 @@
 //! on the document's id, taken before its position is drawn.
 //!
 //! The hub reads a document, merges into it and saves it under a lock of its own process; a
-//! server beside it may save the same document in between. So each thread remembers the
-//! position of the version it last read of each document (`chunks::remember_read`), and a
-//! save that follows such a read is refused (nothing written, the request fails and the phone
-//! sends again) when another save came between: a merge is never saved over changes it did
-//! not contain, and an incremental save is only ever appended to the version it was made from.
+//! server beside it may save the same document in between. So a read carries the version it
+//! found (`StoredDoc::version`: its position and how it is kept), the hub hands it back with
+//! the save, and the save is refused (`HubError::SavedMeanwhile`, nothing written) when
+//! another save came between: the hub reads again and merges again, or the phone sends again.
+//! A merge is never saved over changes it did not contain, and an incremental save is only
+//! ever appended to the version it was made from.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use sync_core::authz::DocMeta;
 use sync_core::hub::{
-    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocRead, DocumentStore, HubError,
-    HubStore, ReferenceSource, StoredDoc,
+    AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocRead, DocumentStore, Footprint,
+    HubError, HubStore, ReferenceSource, StoredDoc, StoredVersion,
 };
 use sync_core::model::{Asset, Category, User};
 use tokio_postgres::types::Json;
 
 use super::PostgresStore;
-use crate::storage::chunks::{self, Footprint, ReadVersion, Write};
+use crate::storage::chunks::{self, Write};
 use crate::storage::{Store, StoreError};
 
 /// The advisory lock namespace of document saves (the first key of the two-key form).
@@ -238,9 +239,8 @@ macro_rules! read_documents {
 const READ_DOCUMENT: &str = read_documents!("d.id = $1");
 const READ_DOCUMENTS: &str = read_documents!("d.id = ANY($1)");
 
-/// The stored document in a row of `read_documents!`, checked against its checksums, and the
-/// version read.
-fn stored_of(id: &str, row: &tokio_postgres::Row) -> Result<(StoredDoc, ReadVersion), HubError> {
+/// The stored document in a row of `read_documents!`, checked against its checksums.
+fn stored_of(id: &str, row: &tokio_postgres::Row) -> Result<StoredDoc, HubError> {
     let seq: i64 = row.get(3);
     let meta: DocMeta = from_json(id, row.get(0))?;
     let snapshot: Vec<u8> = row.get(1);
@@ -256,7 +256,7 @@ fn stored_of(id: &str, row: &tokio_postgres::Row) -> Result<(StoredDoc, ReadVers
     for (bytes, sum) in incremental.iter().zip(sums) {
         checked(id, bytes, sum)?;
     }
-    let read = ReadVersion {
+    let version = StoredVersion {
         seq: position(seq),
         footprint: Footprint {
             snapshot_bytes: snapshot.len(),
@@ -269,7 +269,11 @@ fn stored_of(id: &str, row: &tokio_postgres::Row) -> Result<(StoredDoc, ReadVers
     } else {
         chunks::joined(&snapshot, &incremental)
     };
-    Ok((StoredDoc { meta, bytes }, read))
+    Ok(StoredDoc {
+        meta,
+        bytes,
+        version,
+    })
 }
 
 fn checked(id: &str, bytes: &[u8], sum: i64) -> Result<(), HubError> {
@@ -308,14 +312,15 @@ impl PostgresStore {
     }
 
     /// Stores `write` as the document's new version, with its routing facts and audit entries,
-    /// at the next feed position. `read` is the version the caller's merge was made from, when
-    /// it is known: a save from a version no longer stored is refused, nothing written.
+    /// at the next feed position. `read`, when checked, is the version the caller's merge was
+    /// made from (`None`: the document was absent): a save from a version no longer stored is
+    /// refused, nothing written.
     fn store_version(
         &self,
         id: &str,
         meta: &DocMeta,
         write: Write,
-        read: Option<Option<ReadVersion>>,
+        read: Option<Option<StoredVersion>>,
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
         let meta_json = to_json(meta)?;
@@ -369,9 +374,7 @@ impl PostgresStore {
                 .await
                 .map(|row| row.get(0))
                 .map_err(|err| match err.code().map(|code| code.code()) {
-                    Some("CS001") => HubError::Unavailable(format!(
-                        "document {id} was saved by another server meanwhile; send again"
-                    )),
+                    Some("CS001") => HubError::SavedMeanwhile { id: id.to_owned() },
                     Some("CS002") => {
                         HubError::Storage(format!("document {id} is gone; send again"))
                     }
@@ -392,17 +395,10 @@ impl DocumentStore for PostgresStore {
                 .await
                 .map_err(storage)
         })?;
-        // Remembered on the calling thread, the one that saves after it read.
-        let Some(row) = row else {
-            chunks::remember_read(self.number, id, None);
-            return Ok(None);
-        };
-        let (stored, read) = stored_of(id, &row)?;
-        chunks::remember_read(self.number, id, Some(read));
-        Ok(Some(stored))
+        row.map(|row| stored_of(id, &row)).transpose()
     }
 
-    /// In one statement; remembers no read (no merge builds on these).
+    /// In one statement.
     fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -431,7 +427,7 @@ impl DocumentStore for PostgresStore {
                     by_id.get(*id).cloned()
                 };
                 match row {
-                    Some(row) => stored_of(id, &row).map(|(stored, _)| Some(stored)),
+                    Some(row) => stored_of(id, &row).map(Some),
                     None => Ok(None),
                 }
             })
@@ -446,25 +442,24 @@ impl DocumentStore for PostgresStore {
         bytes: &[u8],
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
-        let read = chunks::take_read(self.number, id);
         let write = Write::Snapshot {
             bytes: bytes.to_vec(),
             covers: None,
         };
-        self.store_version(id, meta, write, read, audit)
+        self.store_version(id, meta, write, None, audit)
     }
 
     fn save_merged(
         &self,
         id: &str,
         meta: &DocMeta,
-        changes: &[u8],
+        read: Option<StoredVersion>,
+        changes: Option<&[u8]>,
         full: &mut dyn FnMut() -> Vec<u8>,
         audit: &[AuditEntry],
     ) -> Result<u64, HubError> {
-        let read = chunks::take_read(self.number, id);
         let write = Write::merged(read, changes, full);
-        self.store_version(id, meta, write, read, audit)
+        self.store_version(id, meta, write, Some(read), audit)
     }
 
     /// The settled head, with this process's index caught up to it.

@@ -73,8 +73,6 @@ pub struct PostgresStore {
     pool: Pool,
     /// Saves in progress in this process, and the gate `hold_saves` closes.
     saves: SaveGate,
-    /// Names this opened store among others in the process (`chunks::store_number`).
-    number: u64,
     /// The routing facts of every document, up to the feed position caught up to.
     index: DocIndex,
     /// Whether the index was read in full once.
@@ -228,7 +226,6 @@ impl PostgresStore {
             runtime: Some(runtime),
             pool,
             saves: SaveGate::default(),
-            number: super::chunks::store_number(),
             index: DocIndex::default(),
             index_loaded: AtomicBool::new(false),
             reference: reference::Cache::default(),

@@ -339,35 +339,48 @@ fn the_schema_is_created_once_by_servers_starting_together() {
 /// again its save goes through.
 #[test]
 fn a_merge_is_not_saved_over_another_servers_save() {
+    use sync_core::hub::{HubError, StoredVersion};
     let h = pg_harness!();
     let (a, b) = (h.store(), h.store());
+    let merged = |store: &PostgresStore, id: &str, read: Option<StoredVersion>, bytes: &[u8]| {
+        let meta = doc_meta(id, DocKind::Issue);
+        store.save_merged(id, &meta, read, None, &mut || bytes.to_vec(), &[])
+    };
     assert_eq!(save(&a, "i1", b"first"), 1);
     let read = a.document("i1").unwrap().expect("saved");
     assert_eq!(read.bytes, b"first");
     // Server b saves the document meanwhile (on another thread, as another process would).
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            assert!(b.document("i1").unwrap().is_some());
-            assert_eq!(save(&b, "i1", b"second, from b"), 2);
+            let its = b.document("i1").unwrap().expect("saved");
+            assert_eq!(
+                merged(&b, "i1", Some(its.version), b"second, from b").unwrap(),
+                2
+            );
         });
     });
-    let refused = a.save_document("i1", &read.meta, b"first, merged on a", &[]);
+    let refused = merged(&a, "i1", Some(read.version), b"first, merged on a");
     assert!(
-        matches!(&refused, Err(sync_core::hub::HubError::Unavailable(why)) if why.contains("another server")),
+        matches!(&refused, Err(HubError::SavedMeanwhile { id }) if id == "i1"),
         "{refused:?}"
     );
-    assert_eq!(a.document("i1").unwrap().unwrap().bytes, b"second, from b");
+    let again = a.document("i1").unwrap().unwrap();
+    assert_eq!(again.bytes, b"second, from b");
     assert_eq!(a.feed_head().unwrap(), 2);
     // Read again, merged again: saved.
-    assert_eq!(save(&a, "i1", b"second, merged on a"), 3);
+    assert_eq!(
+        merged(&a, "i1", Some(again.version), b"second, merged on a").unwrap(),
+        3
+    );
     // A document first read as absent and created elsewhere meanwhile is refused as well.
     assert!(a.document("i2").unwrap().is_none());
     std::thread::scope(|scope| {
-        scope.spawn(|| assert_eq!(save(&b, "i2", b"made on b"), 4));
+        scope.spawn(|| assert_eq!(merged(&b, "i2", None, b"made on b").unwrap(), 4));
     });
-    assert!(a
-        .save_document("i2", &doc_meta("i2", DocKind::Issue), b"made on a", &[])
-        .is_err());
+    assert!(matches!(
+        merged(&a, "i2", None, b"made on a"),
+        Err(HubError::SavedMeanwhile { .. })
+    ));
     assert_eq!(b.document("i2").unwrap().unwrap().bytes, b"made on b");
 }
 
@@ -476,7 +489,14 @@ fn a_database_made_before_incremental_saves_reads_as_it_is() {
     let meta = doc_meta("p1", DocKind::Patrol);
     assert_eq!(
         store
-            .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+            .save_merged(
+                "p1",
+                &meta,
+                Some(read.version),
+                Some(&added),
+                &mut || doc.save(),
+                &[]
+            )
             .unwrap(),
         2
     );
@@ -500,10 +520,10 @@ fn a_damaged_incremental_save_is_reported() {
     let meta = doc_meta("p1", DocKind::Patrol);
     let mut doc = older_document();
     store.save_document("p1", &meta, &doc.save(), &[]).unwrap();
-    store.document("p1").unwrap();
+    let read = store.document("p1").unwrap().map(|s| s.version);
     let added = add_note(&mut doc, 1);
     store
-        .save_merged("p1", &meta, &added, &mut || doc.save(), &[])
+        .save_merged("p1", &meta, read, Some(&added), &mut || doc.save(), &[])
         .unwrap();
     assert_eq!(
         h.session()
@@ -581,7 +601,14 @@ fn figures_rows_and_bytes_per_document() {
                 if merged {
                     let added = doc.save_after(&read);
                     store
-                        .save_merged(&id, &meta, &added, &mut || doc.save(), &[])
+                        .save_merged(
+                            &id,
+                            &meta,
+                            Some(stored.version),
+                            Some(&added),
+                            &mut || doc.save(),
+                            &[],
+                        )
                         .unwrap();
                 } else {
                     store.save_document(&id, &meta, &doc.save(), &[]).unwrap();
