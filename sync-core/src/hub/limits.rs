@@ -123,8 +123,13 @@ impl<S: HubStore> Hub<S> {
 
     /// Checks every push of a `/sync` request against every limit, before anything of it is
     /// merged or stored: the operations of the whole request first (counted from the changes'
-    /// headers), then each document's changes.
-    pub(super) fn check_pushes(&self, pushes: &[(&DocPush, Vec<Change>)]) -> Result<(), HubError> {
+    /// headers), then each document's changes against its stored size (0 when absent or
+    /// damaged: a damaged document is reported where it is loaded). Returns those sizes, read
+    /// in one call.
+    pub(super) fn check_pushes(
+        &self,
+        pushes: &[(&DocPush, Vec<Change>)],
+    ) -> Result<HashMap<String, usize>, HubError> {
         let ops: usize = pushes
             .iter()
             .flat_map(|(_, changes)| changes.iter().map(Change::len))
@@ -132,20 +137,15 @@ impl<S: HubStore> Hub<S> {
         over(ops, MAX_REQUEST_OPS, |ops, max| {
             LimitError::RequestTooManyOps { ops, max }
         })?;
+        let ids: Vec<&str> = pushes
+            .iter()
+            .map(|(push, _)| push.doc_id.as_str())
+            .collect();
+        let sizes = self.store.document_sizes(&ids)?;
         for (push, changes) in pushes {
-            check_changes(changes, self.stored_bytes(&push.doc_id)?)?;
+            check_changes(changes, sizes.get(&push.doc_id).copied().unwrap_or(0))?;
         }
-        Ok(())
-    }
-
-    /// The saved size of a stored document (0 when absent or damaged: a damaged document is
-    /// reported where it is loaded).
-    pub(super) fn stored_bytes(&self, doc_id: &str) -> Result<usize, HubError> {
-        match self.store.document(doc_id) {
-            Ok(stored) => Ok(stored.map_or(0, |s| s.bytes.len())),
-            Err(HubError::Damaged { .. }) => Ok(0),
-            Err(err) => Err(err),
-        }
+        Ok(sizes)
     }
 
     /// What one `/sync` answer may carry now.

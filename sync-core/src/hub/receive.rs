@@ -1,6 +1,7 @@
 //! Receiving what a phone pushed (`POST /sync`): each document's changes authorized and
 //! merged under its lock, and saved only over the version they were merged into.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use automerge::{AutoCommit, Change, ChangeHash};
@@ -18,13 +19,11 @@ use crate::protocol::{self, DocPush, DocUpdate, Hash, Heads, RefusedChange};
 /// From this many pushed documents, they are received on every core.
 const RECEIVE_IN_PARALLEL_FROM: usize = 32;
 
-/// Pushed documents read ahead at first, together, before their locks: a chief's sync pushes
-/// a few patrols and problems.
-const FIRST_PUSH_READ: usize = 4;
-/// Bytes of stored documents a later read ahead takes at the size read so far (one largest
-/// document's worth), in at most `MAX_PUSH_READ` documents.
+/// Pushed documents are read together ahead of their locks, in runs of at most this many
+/// stored bytes (by the sizes the limits were checked with; one largest document's worth,
+/// or one document however large) and this many documents.
 const PUSH_READ_BYTES: usize = crate::limits::MAX_DOCUMENT_BYTES;
-const MAX_PUSH_READ: usize = 64;
+const PUSH_READ_DOCS: usize = 64;
 
 /// A pushed document's update for the device, and the heads the device holds afterwards
 /// (`None` when the server holds nothing of it).
@@ -70,6 +69,7 @@ impl<S: HubStore> Hub<S> {
         &self,
         device: &Device<'_>,
         pushes: Vec<(&DocPush, Vec<Change>)>,
+        sizes: &HashMap<String, usize>,
         spent: &AtomicUsize,
         budget: usize,
         now_ms: i64,
@@ -85,14 +85,7 @@ impl<S: HubStore> Hub<S> {
             if before > budget {
                 return Err(too_large(before));
             }
-            let received = self.receive(
-                device,
-                &push.doc_id,
-                &push.server_heads,
-                changes,
-                now_ms,
-                read,
-            )?;
+            let received = self.receive(device, push, changes, now_ms, read)?;
             let bytes = update_bytes(&received.0);
             let before = spent.fetch_add(bytes, Ordering::Relaxed);
             let now = before + bytes;
@@ -104,7 +97,7 @@ impl<S: HubStore> Hub<S> {
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         if pushes.len() < RECEIVE_IN_PARALLEL_FROM || threads < 2 {
-            return self.receive_run(pushes, &receive);
+            return self.receive_run(pushes, sizes, &receive);
         }
         let per_thread = pushes.len().div_ceil(threads);
         let mut runs: Vec<Vec<(&DocPush, Vec<Change>)>> = Vec::new();
@@ -115,7 +108,7 @@ impl<S: HubStore> Hub<S> {
         std::thread::scope(|scope| {
             let workers: Vec<_> = runs
                 .into_iter()
-                .map(|run| scope.spawn(|| self.receive_run(run, &receive)))
+                .map(|run| scope.spawn(|| self.receive_run(run, sizes, &receive)))
                 .collect();
             workers
                 .into_iter()
@@ -130,18 +123,28 @@ impl<S: HubStore> Hub<S> {
 
     /// Receives `pushes` in order, stopping at the first failure as the request does. The
     /// documents they name are read several at a time, one request to the store instead of
-    /// one each, ahead of their locks: the first read takes [`FIRST_PUSH_READ`], each next one
-    /// as many as [`PUSH_READ_BYTES`] holds at the size read so far.
+    /// one each, ahead of their locks, in runs of at most [`PUSH_READ_BYTES`] by their stored
+    /// `sizes` and at most [`PUSH_READ_DOCS`] documents.
     fn receive_run<'p>(
         &self,
         pushes: Vec<(&'p DocPush, Vec<Change>)>,
+        sizes: &HashMap<String, usize>,
         receive: &impl Fn((&'p DocPush, Vec<Change>), DocRead) -> Result<Received, HubError>,
     ) -> Vec<Result<Received, HubError>> {
         let mut received = Vec::with_capacity(pushes.len());
         let mut pushes = pushes.into_iter().peekable();
-        let (mut window, mut bytes_read, mut docs_read) = (FIRST_PUSH_READ, 0usize, 0usize);
         while pushes.peek().is_some() {
-            let run: Vec<_> = pushes.by_ref().take(window).collect();
+            let mut run = Vec::new();
+            let mut bytes = 0usize;
+            while let Some((push, _)) = pushes.peek() {
+                let size = sizes.get(&push.doc_id).copied().unwrap_or(0);
+                let full = bytes.saturating_add(size) > PUSH_READ_BYTES;
+                if !run.is_empty() && (full || run.len() == PUSH_READ_DOCS) {
+                    break;
+                }
+                bytes = bytes.saturating_add(size);
+                run.extend(pushes.next());
+            }
             let ids: Vec<&str> = run.iter().map(|(push, _)| push.doc_id.as_str()).collect();
             let reads = match store::read_documents(&self.store, &ids) {
                 Ok(reads) => reads,
@@ -149,14 +152,6 @@ impl<S: HubStore> Hub<S> {
                     received.push(Err(err));
                     return received;
                 }
-            };
-            for read in reads.iter().flatten().flatten() {
-                bytes_read += read.bytes.len();
-                docs_read += 1;
-            }
-            window = match bytes_read.checked_div(docs_read) {
-                Some(size) if size > 0 => (PUSH_READ_BYTES / size).clamp(1, MAX_PUSH_READ),
-                _ => MAX_PUSH_READ,
             };
             for (push, read) in run.into_iter().zip(reads) {
                 let outcome = receive(push, read);
@@ -173,45 +168,58 @@ impl<S: HubStore> Hub<S> {
     /// Authorizes and merges one document's pushed changes; returns the update for the device
     /// and the heads it will hold afterwards (`None` when the server holds nothing of it).
     ///
-    /// `read` is the document as read before its lock was taken: the save refuses a merge
-    /// made from it if the document was saved since (by another phone's sync on this server
-    /// or by another server), and the document is then read again under the lock and merged
-    /// again, as every merge was before documents were read ahead.
+    /// `read` is the document as read before its lock was taken. A merge from it is saved
+    /// only if the document was not saved since (by another phone's sync on this server or by
+    /// another server; the store checks), and a push refused on it stands only if so: else, and
+    /// when that read failed, the document is read again under the lock and merged again, as
+    /// every push was before documents were read ahead.
     fn receive(
         &self,
         device: &Device<'_>,
-        doc_id: &str,
-        server_heads: &[Hash],
+        push: &DocPush,
         changes: Vec<Change>,
         now_ms: i64,
         read: DocRead,
     ) -> Result<Received, HubError> {
-        let _guard = self.lock(doc_id);
-        let read_ahead = self.merge(device, doc_id, server_heads, changes.clone(), now_ms, read?);
-        match read_ahead {
-            Err(HubError::SavedMeanwhile { .. }) => {
-                let stored = self.store.document(doc_id)?;
-                self.merge(device, doc_id, server_heads, changes, now_ms, stored)
+        let _guard = self.lock(&push.doc_id);
+        if let Ok(stored) = read {
+            match self.merge(device, push, changes.clone(), now_ms, stored, true) {
+                Err(HubError::SavedMeanwhile { .. }) => {}
+                outcome => return outcome,
             }
-            outcome => outcome,
         }
+        let stored = self.store.document(&push.doc_id)?;
+        self.merge(device, push, changes, now_ms, stored, false)
     }
 
-    /// [`Self::receive`] from `stored`, under the document's lock.
+    /// [`Self::receive`] from `stored`, under the document's lock; `ahead` when `stored` was
+    /// read before it was taken.
     fn merge(
         &self,
         device: &Device<'_>,
-        doc_id: &str,
-        server_heads: &[Hash],
+        push: &DocPush,
         changes: Vec<Change>,
         now_ms: i64,
         stored: Option<StoredDoc>,
+        ahead: bool,
     ) -> Result<Received, HubError> {
+        let (doc_id, server_heads) = (push.doc_id.as_str(), &push.server_heads[..]);
+        // Whether a read made ahead of the lock is no longer what is stored: an outcome that
+        // saves nothing is then worked out again from what is.
+        let moved = || -> Result<bool, HubError> {
+            Ok(ahead && self.store.document_seq(doc_id)? != stored.as_ref().map(|s| s.version.seq))
+        };
+        let saved_meanwhile = || HubError::SavedMeanwhile {
+            id: doc_id.to_owned(),
+        };
         let caller = device.caller;
         let pushed: Vec<Hash> = changes.iter().map(|c| c.hash().0).collect();
         let as_pushed = protocol::heads_after(server_heads, &changes);
         if let Some(stored) = &stored {
             if !in_scope(&caller.user, &stored.meta) {
+                if moved()? {
+                    return Err(saved_meanwhile());
+                }
                 // Out of scope looks exactly like unknown, so ids do not leak.
                 let refused = refuse_all(&pushed, "not_found", "no such document in your scope");
                 return Ok((empty_update(doc_id, None, refused), None));
@@ -245,6 +253,9 @@ impl<S: HubStore> Hub<S> {
             let meta =
                 self.give_receipts(caller, doc_id, &mut doc, &outcome.appended, &floor, now_ms)?;
             outcome.meta = Some(meta);
+        }
+        if outcome.accepted.is_empty() && !outcome.refused.is_empty() && moved()? {
+            return Err(saved_meanwhile());
         }
         if let (false, Some(meta)) = (outcome.accepted.is_empty(), &outcome.meta) {
             let audit = caller.audit(doc_id, &outcome.accepted, now_ms, device.synced);

@@ -285,10 +285,26 @@ pub trait DocumentStore: Send + Sync {
         Ok(seqs)
     }
     /// [`Self::document`] of each of `ids`, in one call and in their order: one damaged
-    /// document is its own [`HubError::Damaged`] and does not fail the others. A read for
-    /// delivery, not for a merge: [`Self::save_merged`] builds only on [`Self::document`].
+    /// document is its own [`HubError::Damaged`] and does not fail the others. Each carries
+    /// its version as read alone does, for a merge to be saved over.
     fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {
         Ok(ids.iter().map(|id| self.document(id)).collect())
+    }
+    /// The length of [`Self::document`]'s bytes for each of `ids` the store holds, in one
+    /// call: what the limits on pushed changes weigh a document by, without reading it. A
+    /// document that does not read is left out, as by [`Self::document_seqs`].
+    fn document_sizes(&self, ids: &[&str]) -> Result<HashMap<String, usize>, HubError> {
+        let mut sizes = HashMap::with_capacity(ids.len());
+        for (id, read) in ids.iter().zip(self.documents(ids)?) {
+            match read {
+                Ok(Some(stored)) => {
+                    sizes.insert((*id).to_owned(), stored.bytes.len());
+                }
+                Ok(None) | Err(HubError::Damaged { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(sizes)
     }
     /// Takes the next feed position without saving a document there and returns it: the feed
     /// head moves on by one, and walks of the feed find nothing at that position. The hub
@@ -456,6 +472,9 @@ impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
     }
     fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {
         (**self).documents(ids)
+    }
+    fn document_sizes(&self, ids: &[&str]) -> Result<HashMap<String, usize>, HubError> {
+        (**self).document_sizes(ids)
     }
     fn mark_feed(&self) -> Result<Option<u64>, HubError> {
         (**self).mark_feed()

@@ -113,7 +113,7 @@ impl<S: HubStore> Hub<S> {
         for push in &request.docs {
             pushes.push((push, self.parse_push(push)?));
         }
-        self.check_pushes(&pushes)?;
+        let sizes = self.check_pushes(&pushes)?;
         // From the first read of the device's records to the last write of them, this answer
         // is the device's only one (`claims`).
         let Some(_claim) = self.store.claim_device(&caller.device)? else {
@@ -154,7 +154,7 @@ impl<S: HubStore> Hub<S> {
             synced,
             placed: PlacedAgainst::default(),
         };
-        let received = self.receive_all(&device, pushes, &spent, limits.bytes, now_ms);
+        let received = self.receive_all(&device, pushes, &sizes, &spent, limits.bytes, now_ms);
         for (push, outcome) in request.docs.iter().zip(received) {
             let (update, heads) = outcome?;
             touched.insert(push.doc_id.clone());

@@ -295,6 +295,13 @@ pub fn documents_read_together_are_read_as_one_by_one(h: &impl Harness) {
         .collect();
     assert_eq!(seqs, alone);
     assert!(!seqs.contains_key("nobody"));
+    let sizes = store.document_sizes(&asked).unwrap();
+    let alone: HashMap<String, usize> = asked
+        .iter()
+        .filter_map(|id| Some((id.to_string(), store.document(id).unwrap()?.bytes.len())))
+        .collect();
+    assert_eq!(sizes, alone);
+    assert_eq!(sizes["p1"], b"one, merged".len());
 }
 
 /// A merge is saved only while the version it was made from is still the one stored
@@ -897,6 +904,14 @@ fn save_into(t: &mut Tables, id: &str, meta: &DocMeta, bytes: &[u8], audit: &[Au
 impl DocumentStore for MemoryHubStore {
     fn document(&self, id: &str) -> Result<Option<StoredDoc>, HubError> {
         Ok(self.tables().docs.get(id).map(|(doc, _)| doc.clone()))
+    }
+
+    fn document_sizes(&self, ids: &[&str]) -> Result<HashMap<String, usize>, HubError> {
+        let t = self.tables();
+        Ok(ids
+            .iter()
+            .filter_map(|id| Some((id.to_string(), t.docs.get(*id)?.0.bytes.len())))
+            .collect())
     }
 
     fn documents(&self, ids: &[&str]) -> Result<Vec<DocRead>, HubError> {

@@ -513,6 +513,34 @@ impl DocumentStore for PostgresStore {
         })
     }
 
+    /// In one statement, from the lengths of the stored pieces (the snapshot and the
+    /// incremental saves joined make the bytes a read returns).
+    fn document_sizes(&self, ids: &[&str]) -> Result<HashMap<String, usize>, HubError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.run(async {
+            let client = self.client().await.map_err(hub)?;
+            let rows = client
+                .query(
+                    "SELECT d.id, octet_length(d.bytes)::bigint + coalesce(
+                         (SELECT sum(octet_length(c.bytes)) FROM document_changes c
+                          WHERE c.doc_id = d.id), 0)::bigint
+                     FROM documents d WHERE d.id = ANY($1)",
+                    &[&ids],
+                )
+                .await
+                .map_err(storage)?;
+            Ok(rows
+                .into_iter()
+                .map(|row| {
+                    let size: i64 = row.get(1);
+                    (row.get(0), usize::try_from(size).unwrap_or(0))
+                })
+                .collect())
+        })
+    }
+
     fn document_seqs(&self, ids: &[&str]) -> Result<HashMap<String, u64>, HubError> {
         if ids.is_empty() {
             return Ok(HashMap::new());

@@ -530,6 +530,9 @@ fn a_damaged_incremental_save_is_reported() {
             .number("SELECT count(*) FROM document_changes WHERE doc_id = 'p1'"),
         1
     );
+    // Its size counts the snapshot and the incremental save, as a read joins them.
+    let alone = store.document("p1").unwrap().unwrap().bytes.len();
+    assert_eq!(store.document_sizes(&["p1"]).unwrap()["p1"], alone);
     // Read together, the snapshot and the incremental save come joined as read alone.
     let together = store.documents(&["p1"]).unwrap();
     let together = together[0].as_ref().unwrap().as_ref().unwrap();
