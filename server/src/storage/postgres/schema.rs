@@ -337,9 +337,16 @@ pub(super) async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres
         .await
         .or_else(|err| {
             // Two servers creating the table at once: the loser sees a duplicate, of the
-            // catalogue's row or of the table's row type ("type … already exists").
-            if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-                || err.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT)
+            // catalogue's row, of the table's row type ("type … already exists") or of the
+            // table itself ("relation … already exists", once the winner has committed).
+            use tokio_postgres::error::SqlState;
+            if [
+                SqlState::UNIQUE_VIOLATION,
+                SqlState::DUPLICATE_OBJECT,
+                SqlState::DUPLICATE_TABLE,
+            ]
+            .iter()
+            .any(|code| err.code() == Some(code))
             {
                 Ok(())
             } else {
