@@ -814,6 +814,9 @@ mod tests {
                     .incremental_saves,
                 1
             );
+            // Sized as a read joins the snapshot and the incremental save.
+            let joined = store.document("p1").unwrap().unwrap().bytes.len();
+            assert_eq!(store.document_sizes(&["p1"]).unwrap()["p1"], joined);
         }
         {
             let mut tries = 0;

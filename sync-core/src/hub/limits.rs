@@ -123,9 +123,9 @@ impl<S: HubStore> Hub<S> {
 
     /// Checks every push of a `/sync` request against every limit, before anything of it is
     /// merged or stored: the operations of the whole request first (counted from the changes'
-    /// headers), then each document's changes against its stored size (0 when absent or
-    /// damaged: a damaged document is reported where it is loaded). Returns those sizes, read
-    /// in one call.
+    /// headers), then each document's changes against its stored size (0 when absent, or
+    /// damaged and left out by the store: a damaged document is reported where it is loaded).
+    /// Returns those sizes, read in one call.
     pub(super) fn check_pushes(
         &self,
         pushes: &[(&DocPush, Vec<Change>)],

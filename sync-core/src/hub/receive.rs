@@ -21,9 +21,11 @@ const RECEIVE_IN_PARALLEL_FROM: usize = 32;
 
 /// Pushed documents are read together ahead of their locks, in runs of at most this many
 /// stored bytes (by the sizes the limits were checked with; one largest document's worth,
-/// or one document however large) and this many documents.
+/// or one document however large) and this many documents (a document absent when sized
+/// counts nothing, and one may have been made or grown since: the count bounds what a run
+/// holds then).
 const PUSH_READ_BYTES: usize = crate::limits::MAX_DOCUMENT_BYTES;
-const PUSH_READ_DOCS: usize = 64;
+const PUSH_READ_DOCS: usize = 16;
 
 /// A pushed document's update for the device, and the heads the device holds afterwards
 /// (`None` when the server holds nothing of it).
@@ -204,8 +206,10 @@ impl<S: HubStore> Hub<S> {
         ahead: bool,
     ) -> Result<Received, HubError> {
         let (doc_id, server_heads) = (push.doc_id.as_str(), &push.server_heads[..]);
-        // Whether a read made ahead of the lock is no longer what is stored: an outcome that
-        // saves nothing is then worked out again from what is.
+        // Whether a read made ahead of the lock is no longer what is stored: a refusal on it
+        // (out of scope, or changes refused) is then worked out again from what is. Other
+        // outcomes that save nothing answer from the read; a save since comes to the phone
+        // with the answer's walk, as any save past its cursor does.
         let moved = || -> Result<bool, HubError> {
             Ok(ahead && self.store.document_seq(doc_id)? != stored.as_ref().map(|s| s.version.seq))
         };

@@ -291,12 +291,14 @@ pub trait DocumentStore: Send + Sync {
         Ok(ids.iter().map(|id| self.document(id)).collect())
     }
     /// The length of [`Self::document`]'s bytes for each of `ids` the store holds, in one
-    /// call: what the limits on pushed changes weigh a document by, without reading it. A
-    /// document that does not read is left out, as by [`Self::document_seqs`].
+    /// call: what the limits on pushed changes weigh a document by. A store sizes what it
+    /// keeps without reading it whole where it can; a damaged document may be left out (as by
+    /// [`Self::document_seqs`]) or sized as kept, its damage reported where it is read. The
+    /// default reads one document at a time, so no more than one is held.
     fn document_sizes(&self, ids: &[&str]) -> Result<HashMap<String, usize>, HubError> {
         let mut sizes = HashMap::with_capacity(ids.len());
-        for (id, read) in ids.iter().zip(self.documents(ids)?) {
-            match read {
+        for id in ids {
+            match self.document(id) {
                 Ok(Some(stored)) => {
                     sizes.insert((*id).to_owned(), stored.bytes.len());
                 }
