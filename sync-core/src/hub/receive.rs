@@ -184,12 +184,15 @@ impl<S: HubStore> Hub<S> {
         read: DocRead,
     ) -> Result<Received, HubError> {
         let _guard = self.lock(&push.doc_id);
-        if let Ok(stored) = read {
-            match self.merge(device, push, changes.clone(), now_ms, stored, true) {
-                Err(HubError::SavedMeanwhile { .. }) => {}
+        let changes = match read {
+            Ok(stored) => match self.merge(device, push, changes, now_ms, stored, true) {
+                // The merge took the changes; they are parsed again from the push (they passed
+                // once) rather than copied for every push against this rare case.
+                Err(HubError::SavedMeanwhile { .. }) => self.parse_push(push)?,
                 outcome => return outcome,
-            }
-        }
+            },
+            Err(_) => changes,
+        };
         let stored = self.store.document(&push.doc_id)?;
         self.merge(device, push, changes, now_ms, stored, false)
     }

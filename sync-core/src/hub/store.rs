@@ -41,6 +41,25 @@ pub fn read_documents<S: DocumentStore + ?Sized>(
     Ok(read)
 }
 
+/// `read` of each of `ids`, one at a time, by id: those absent left out, and those damaged
+/// too (the document's own read reports the damage, and it must not fail the others').
+fn each_present<T>(
+    ids: &[&str],
+    read: impl Fn(&str) -> Result<Option<T>, HubError>,
+) -> Result<HashMap<String, T>, HubError> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for id in ids {
+        match read(id) {
+            Ok(Some(value)) => {
+                found.insert((*id).to_owned(), value);
+            }
+            Ok(None) | Err(HubError::Damaged { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(found)
+}
+
 /// A document as the server stores it: routing facts beside the saved bytes.
 #[derive(Debug, Clone)]
 pub struct StoredDoc {
@@ -272,17 +291,7 @@ pub trait DocumentStore: Send + Sync {
     /// is left out, not an error: the document's own read reports the damage, and it must
     /// not fail the read of the others.
     fn document_seqs(&self, ids: &[&str]) -> Result<HashMap<String, u64>, HubError> {
-        let mut seqs = HashMap::with_capacity(ids.len());
-        for id in ids {
-            match self.document_seq(id) {
-                Ok(Some(seq)) => {
-                    seqs.insert((*id).to_owned(), seq);
-                }
-                Ok(None) | Err(HubError::Damaged { .. }) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(seqs)
+        each_present(ids, |id| self.document_seq(id))
     }
     /// [`Self::document`] of each of `ids`, in one call and in their order: one damaged
     /// document is its own [`HubError::Damaged`] and does not fail the others. Each carries
@@ -296,17 +305,9 @@ pub trait DocumentStore: Send + Sync {
     /// [`Self::document_seqs`]) or sized as kept, its damage reported where it is read. The
     /// default reads one document at a time, so no more than one is held.
     fn document_sizes(&self, ids: &[&str]) -> Result<HashMap<String, usize>, HubError> {
-        let mut sizes = HashMap::with_capacity(ids.len());
-        for id in ids {
-            match self.document(id) {
-                Ok(Some(stored)) => {
-                    sizes.insert((*id).to_owned(), stored.bytes.len());
-                }
-                Ok(None) | Err(HubError::Damaged { .. }) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(sizes)
+        each_present(ids, |id| {
+            Ok(self.document(id)?.map(|stored| stored.bytes.len()))
+        })
     }
     /// Takes the next feed position without saving a document there and returns it: the feed
     /// head moves on by one, and walks of the feed find nothing at that position. The hub
