@@ -51,7 +51,9 @@ use server::storage::{SledStore, Store, UserRecord};
 use sync_core::authz::delivered;
 use sync_core::client::{ClientError, Outgoing, SyncClient, SyncReport, Transport};
 use sync_core::doc::{actor_for, DocKind, DocView, IssueDoc, NewIssue, NewPatrol, PatrolDoc};
-use sync_core::hub::{AutomergeSyncOutcome, Caller, DeviceLedger, DocumentStore, Hub, HubError};
+use sync_core::hub::{
+    AutomergeSyncOutcome, Caller, DeviceDoc, DeviceLedger, DocumentStore, Hub, HubError,
+};
 use sync_core::model::{
     Asset, CheckResult, DivisionCode, Geometry, Jurisdiction, Level, Role, Severity, System, User,
 };
@@ -891,11 +893,12 @@ impl World {
                 }
                 let Some(bytes) = phone.store.load_doc(&meta.id).map_err(|e| e.to_string())? else {
                     // Only a document the phone dropped may be missing, and the server must
-                    // know.
+                    // know (its record, if any, only keeps the floor of the phone's receipts).
                     let recorded = store
                         .device_doc(&phone.caller.device, &meta.id)
                         .map_err(|e| e.to_string())?;
-                    if phone.dropped.contains(&meta.id) && recorded.is_none() {
+                    let held = recorded.as_ref().is_some_and(DeviceDoc::holds);
+                    if phone.dropped.contains(&meta.id) && !held {
                         continue;
                     }
                     return Err(format!(
@@ -929,6 +932,10 @@ impl World {
                 .device_docs(&phone.caller.device)
                 .map_err(|e| e.to_string())?
             {
+                if !recorded.holds() {
+                    // A document that left the phone: its record keeps only a floor.
+                    continue;
+                }
                 let mine = phone
                     .store
                     .load_doc(&id)

@@ -204,6 +204,12 @@ impl Phone {
         SyncClient::new(&self.store).save(record, kind, id).unwrap();
     }
 
+    /// Drops documents from the phone's store, to be named to the server at the next sync, as
+    /// `SyncClient::drop_docs` does (without the eviction table's choice of what may go).
+    pub fn drop_docs(&self, ids: &[String]) -> Vec<String> {
+        SyncClient::new(&self.store).drop_docs(ids).unwrap()
+    }
+
     /// Saves an offline edit; it goes up at the next sync.
     pub fn save(&self, record: &mut IssueDoc) {
         let id = record.id().to_string();

@@ -13,7 +13,7 @@
 //! one unused for [`SYNC_STATE_TTL_MS`]: a lost state costs the peers one more exchange.
 
 use automerge::sync::{self, SyncDoc};
-use automerge::AutoCommit;
+use automerge::{AutoCommit, ChangeHash};
 
 use super::server_actions::Floor;
 use super::{store, Caller, Hub, HubError, HubStore};
@@ -120,8 +120,10 @@ impl<S: HubStore> Hub<S> {
                         message: e.to_string(),
                     })?
                 } else {
-                    // What the server's sync state says this device holds.
-                    let held = self
+                    // What the server's sync state says this device holds, and what the
+                    // device's records of batch syncs say it held or was sent (kept after a
+                    // drop, which forgets the sync state).
+                    let mut held = self
                         .store
                         .sync_state(&caller.device, doc_id)?
                         .as_deref()
@@ -129,6 +131,10 @@ impl<S: HubStore> Hub<S> {
                         .and_then(|(_, bytes)| sync::State::decode(bytes).ok())
                         .map(|state| state.shared_heads)
                         .unwrap_or_default();
+                    if let Some(record) = self.store.device_doc(&caller.device, doc_id)? {
+                        let seen = record.confirmed.iter().chain(&record.pending);
+                        held.extend(seen.map(|h| ChangeHash(*h)));
+                    }
                     let floor = Floor {
                         held: &held,
                         synced: previous_sync,

@@ -1,6 +1,8 @@
 //! Documents a phone says it dropped from its store (`SyncRequest::dropped`, the phone's side
-//! is `evict`): the device's records forget them, so nothing is sent on top of a copy that is
-//! gone and nothing is re-sent needlessly. If such a document changes later and the user's
+//! is `evict`): the device's records say it holds nothing of them, so nothing is sent on top of
+//! a copy that is gone and nothing is re-sent needlessly. What it held stays in the record as
+//! the floor of its receipts ([`DeviceDoc::gone`]) until a sync of its own vouches for a later
+//! time. If such a document changes later and the user's
 //! phones still receive it (`authz::delivered`), the next sync sends it whole again, as to a
 //! phone that never held it; if not, it stays away.
 //!
@@ -14,8 +16,9 @@ use super::{Caller, DeviceDoc, Hub, HubError, HubStore};
 use crate::protocol::SyncRequest;
 
 impl<S: HubStore> Hub<S> {
-    /// Forgets that the device holds the documents `request` names as dropped, with the
-    /// automerge sync states kept for them; `held` is what the device's records say it holds.
+    /// Records that the device holds nothing of the documents `request` names as dropped
+    /// (keeping what it held as its receipts' floor) and forgets the automerge sync states kept
+    /// for them; `held` is what the device's records say it holds.
     /// Returns what they said it held of each forgotten one, so the answer can tell a document dropped as it stands (left out)
     /// from one that changed since (sent whole: the phone chose from older facts).
     pub(super) fn forget_dropped(
@@ -38,10 +41,11 @@ impl<S: HubStore> Hub<S> {
             .iter()
             .filter_map(|id| Some((id.clone(), held.get(id)?.clone())))
             .collect();
-        let forget: Vec<&String> = prior.keys().collect();
-        if !forget.is_empty() {
-            let records: Vec<(String, Option<DeviceDoc>)> =
-                forget.iter().map(|id| ((*id).clone(), None)).collect();
+        if !prior.is_empty() {
+            let records: Vec<(String, Option<DeviceDoc>)> = prior
+                .iter()
+                .map(|(id, held)| (id.clone(), Some(held.gone())))
+                .collect();
             self.store.put_device_docs(&caller.device, &records)?;
         }
         let states: Vec<String> = self

@@ -148,7 +148,8 @@ pub struct AuditEntry {
 
 /// The `pending_cursor` of a response the device is known never to have applied (it presented
 /// an earlier cursor afterwards): `pending` no longer counts as held, but stays as what was sent
-/// to the device, the floor its workflow receipts are counted from.
+/// to the device, the floor its workflow receipts are counted from. A document the device
+/// dropped or was told to remove keeps such a record too ([`DeviceDoc::gone`]).
 pub const NEVER_APPLIED: u64 = u64::MAX;
 
 /// What the server believes one device holds of one document.
@@ -171,6 +172,33 @@ impl DeviceDoc {
             &self.pending
         } else {
             &self.confirmed
+        }
+    }
+
+    /// Whether the record says the device holds (or is being sent) any of the document: false
+    /// for one that only keeps the floor of its receipts (see [`Self::gone`]).
+    pub fn holds(&self) -> bool {
+        !(self.confirmed.is_empty() && self.pending_cursor == NEVER_APPLIED)
+    }
+
+    /// The record of a document the device no longer holds (it dropped it, or was told to
+    /// remove it): nothing held, and everything it held or was sent kept as the floor of its
+    /// receipts. Forgetting the record instead would let a modified phone drop a problem and
+    /// then send an event stamped before receipts it had seen. Such records go once a sync of
+    /// the device's own vouches for a later time (`Hub::answer`).
+    pub(super) fn gone(&self) -> Self {
+        let mut seen: Vec<Hash> = self
+            .confirmed
+            .iter()
+            .chain(&self.pending)
+            .copied()
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        Self {
+            confirmed: Vec::new(),
+            pending: seen,
+            pending_cursor: NEVER_APPLIED,
         }
     }
 

@@ -164,13 +164,13 @@ impl<S: HubStore> Hub<S> {
             updates.push(update);
         }
 
-        // What the phone dropped leaves its records first, so the walk below treats it as
-        // never held. One dropped as the server has it stays away; one that changed since
+        // What the phone dropped leaves its records first (only its receipts' floor stays), so
+        // the walk below treats it as never held. One dropped as the server has it stays away; one that changed since
         // what the phone held comes back whole in this very answer if it is still delivered:
         // the phone chose what to drop from the facts of its last sync, and a problem assigned
         // to the chief since must not be dropped with them.
         for (id, known) in self.forget_dropped(caller, request, &held_all)? {
-            held_all.remove(&id);
+            held_all.insert(id.clone(), known.gone());
             let unchanged = match self.deliverable(&id)? {
                 Some(doc) => doc.after(known.known(request.cursor)).is_empty(),
                 None => true,
@@ -184,7 +184,8 @@ impl<S: HubStore> Hub<S> {
         // from it): copying the routing facts of every changed document for every phone cost
         // more than routing them.
         let delivers = |meta: &DocMeta| delivered(&caller.user, meta, now_ms);
-        let wanted = |meta: &DocMeta| delivers(meta) || held_all.contains_key(meta.id.as_str());
+        let holds = |id: &str| held_all.get(id).is_some_and(DeviceDoc::holds);
+        let wanted = |meta: &DocMeta| delivers(meta) || holds(&meta.id);
         let candidates = if rescope {
             // Walked over the user's own and assigned documents and the issues only (all that
             // `delivered` can accept); what the device holds besides is read after the walk.
@@ -216,9 +217,9 @@ impl<S: HubStore> Hub<S> {
             }
             let held = held_of(&meta.id);
             if !delivers(meta) {
-                if held.is_some() {
+                if let Some(held) = held.filter(DeviceDoc::holds) {
                     removed.push(meta.id.clone());
-                    forget.push((meta.id.clone(), None));
+                    forget.push((meta.id.clone(), Some(held.gone())));
                 }
                 continue;
             }
@@ -297,7 +298,7 @@ impl<S: HubStore> Hub<S> {
             let unlisted: Vec<&str> = held_all
                 .keys()
                 .map(String::as_str)
-                .filter(|id| !listed.contains(id))
+                .filter(|id| !listed.contains(id) && holds(id))
                 .collect();
             let mut stored = Vec::with_capacity(unlisted.len());
             for ids in unlisted.chunks(FIRST_READ) {
@@ -316,7 +317,7 @@ impl<S: HubStore> Hub<S> {
                 };
                 if !still && !touched.contains(*id) {
                     removed.push(id.to_string());
-                    forget.push((id.to_string(), None));
+                    forget.push((id.to_string(), held_of(id).map(|d| d.gone())));
                 }
             }
         }
@@ -343,6 +344,9 @@ impl<S: HubStore> Hub<S> {
         // lacks what the phone sent since, which the phone sends again only after this answer.
         if request.docs.is_empty() && request.cursor <= head {
             self.store.put_device_synced(&caller.device, now_ms)?;
+            // Every receipt a record of a document the device no longer holds keeps as its
+            // floor is older than the time just vouched for: those records can go.
+            self.forget_floors(caller, &held_all, &records)?;
         }
         // The answer acknowledges the merged changes: durable first.
         self.store.durable()?;
@@ -388,6 +392,28 @@ impl<S: HubStore> Hub<S> {
             self.store.put_device_docs(&caller.device, &unapplied)?;
         }
         Ok(held)
+    }
+
+    /// Forgets the device's records that only keep a floor, as they stand after this answer
+    /// wrote `written` over `held`; called once the device's sync time passed them.
+    fn forget_floors(
+        &self,
+        caller: &Caller,
+        held: &HashMap<String, DeviceDoc>,
+        written: &[(String, Option<DeviceDoc>)],
+    ) -> Result<(), HubError> {
+        let mut now: HashMap<&str, Option<&DeviceDoc>> =
+            held.iter().map(|(id, d)| (id.as_str(), Some(d))).collect();
+        now.extend(written.iter().map(|(id, d)| (id.as_str(), d.as_ref())));
+        let floors: Vec<(String, Option<DeviceDoc>)> = now
+            .into_iter()
+            .filter(|(_, d)| d.is_some_and(|d| !d.holds()))
+            .map(|(id, _)| (id.to_string(), None))
+            .collect();
+        if !floors.is_empty() {
+            self.store.put_device_docs(&caller.device, &floors)?;
+        }
+        Ok(())
     }
 
     /// The cursor from which a sync finds every document of `rest` again: just before the

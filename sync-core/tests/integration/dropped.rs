@@ -7,10 +7,102 @@ use sync_core::client::SyncClient;
 use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::hub::{DeviceLedger, DocumentStore, HubError};
 use sync_core::protocol::{ProtocolError, SyncRequest, MAX_DROPPED_DOCS};
-use sync_core::workflow::Assignee;
+use sync_core::workflow::{Action, Assignee};
 
 use crate::fixtures::{chief, handler, new_issue, T0};
 use crate::world::{caller, held_heads, phone, World, DAY, DEPARTMENT};
+
+/// The handler comments on a problem on their phone (not yet sent).
+fn comment(store: &sync_core::store::LocalStore, who: &sync_core::hub::Caller, id: &str, at: i64) {
+    let bytes = store.load_doc(id).unwrap().expect("held");
+    let mut issue = IssueDoc::load(&bytes)
+        .unwrap()
+        .with_actor(who.actor.clone());
+    let text = format!("已到现场 {at}");
+    issue
+        .act(&who.user, &who.device, at, Action::Comment { text })
+        .unwrap();
+    SyncClient::new(store)
+        .save(&mut issue, DocKind::Issue, id)
+        .unwrap();
+}
+
+/// A document that left a phone (dropped by it, or removed because it is no longer delivered
+/// to it) keeps, in the device's records, what the phone held of it: the floor its receipts are
+/// counted from, so a modified phone cannot drop a problem and then backdate an event before
+/// the receipts it had seen. Syncs that push something keep it; the first sync of the phone's
+/// own (nothing pushed) vouches for a later time and the records go.
+#[test]
+fn what_left_a_phone_stays_its_floor_until_a_sync_of_its_own_passes_it() {
+    let world = World::new();
+    let chief_phone = phone();
+    let chief = caller(chief(), "phone", 1);
+    let [dropped, moved_away, worked_on] =
+        [0, 1, 2].map(|i| world.report(&chief_phone, &chief, T0 + i));
+    for id in [&dropped, &moved_away, &worked_on] {
+        world.assign(id, Assignee::Department(DEPARTMENT.into()), T0 + DAY);
+    }
+    let handler_phone = phone();
+    let handler = caller(handler(), "phone", 3);
+    world.sync(&handler_phone, &handler, T0 + DAY);
+    let as_held = world.server_heads(&dropped);
+    let moved_as_held = world.server_heads(&moved_away);
+
+    // The phone drops one and sends a comment on another in the same sync.
+    let client = SyncClient::new(&handler_phone);
+    assert_eq!(
+        client
+            .drop_docs(std::slice::from_ref(&dropped))
+            .unwrap()
+            .len(),
+        1
+    );
+    comment(&handler_phone, &handler, &worked_on, T0 + 2 * DAY);
+    world.sync(&handler_phone, &handler, T0 + 2 * DAY);
+    let store = world.hub.store();
+    let record = store.device_doc(&handler.device, &dropped).unwrap();
+    let record = record.expect("the dropped problem keeps a record");
+    assert!(!record.holds(), "{record:?}");
+    let mut seen = record.pending.clone();
+    seen.sort();
+    let mut expected: Vec<[u8; 32]> = as_held.iter().map(|h| h.0).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "what the phone held is its floor");
+
+    // Another is given to the chief by name: it leaves the department's phone at a sync that
+    // again pushes a comment.
+    world.assign(
+        &moved_away,
+        Assignee::User(chief.user.id.clone()),
+        T0 + 3 * DAY,
+    );
+    comment(&handler_phone, &handler, &worked_on, T0 + 3 * DAY);
+    world.sync(&handler_phone, &handler, T0 + 3 * DAY);
+    assert!(held_heads(&handler_phone, &moved_away).is_none(), "removed");
+    let record = store.device_doc(&handler.device, &moved_away).unwrap();
+    let record = record.expect("the removed problem keeps a record");
+    assert!(!record.holds());
+    for head in &moved_as_held {
+        assert!(record.pending.contains(&head.0), "{record:?}");
+    }
+    assert!(store
+        .device_doc(&handler.device, &dropped)
+        .unwrap()
+        .is_some());
+
+    // A sync that pushes nothing vouches for its own time, later than every receipt those
+    // records keep: they go, and nothing comes back to the phone.
+    world.sync(&handler_phone, &handler, T0 + 4 * DAY);
+    for id in [&dropped, &moved_away] {
+        assert_eq!(store.device_doc(&handler.device, id).unwrap(), None, "{id}");
+        assert!(held_heads(&handler_phone, id).is_none(), "{id}");
+    }
+    assert!(store.device_synced(&handler.device).unwrap() >= Some(T0 + 4 * DAY));
+    assert!(store
+        .device_doc(&handler.device, &worked_on)
+        .unwrap()
+        .is_some());
+}
 
 #[test]
 fn a_dropped_document_comes_back_when_it_changes_only_if_still_delivered() {
@@ -228,4 +320,84 @@ fn naming_documents_never_held_or_thousands_of_them_changes_nothing_else() {
     assert!(plain.encode().len() < dropping.encode().len());
     assert_eq!(SyncRequest::decode(&dropping.encode()).unwrap(), dropping);
     assert_eq!(SyncRequest::decode(&plain.encode()).unwrap(), plain);
+}
+
+/// The same floor holds on the other way in, `POST /docs/{id}/automerge-sync`: a drop forgets
+/// the device's automerge sync states, and a fresh exchange says the device holds nothing, but
+/// what the batch syncs sent the phone still bounds the event's time.
+#[test]
+fn a_backdated_event_sent_by_automerge_sync_after_a_drop_counts_from_what_was_seen() {
+    use automerge::sync::{self, SyncDoc};
+    use sync_core::doc::Record;
+
+    let world = World::new();
+    let chief_phone = phone();
+    let chief = caller(chief(), "phone", 1);
+    let problem = world.report(&chief_phone, &chief, T0);
+    let reported_heads = world.server_heads(&problem);
+    let assigned_at = T0 + DAY;
+    world.assign(&problem, Assignee::User(chief.user.id.clone()), assigned_at);
+    // The assignment arrives with a sync that pushes a new report (no sync of the phone's own
+    // vouches for a time), and the drop goes up with another.
+    crate::world::record(&chief_phone, &chief, assigned_at + 1);
+    world.sync(&chief_phone, &chief, assigned_at + 1);
+    let held = chief_phone.load_doc(&problem).unwrap().expect("assigned");
+    let client = SyncClient::new(&chief_phone);
+    assert_eq!(
+        client
+            .drop_docs(std::slice::from_ref(&problem))
+            .unwrap()
+            .len(),
+        1
+    );
+    crate::world::record(&chief_phone, &chief, assigned_at + 2);
+    world.sync(&chief_phone, &chief, assigned_at + 2);
+    assert_eq!(
+        world.hub.store().device_synced(&chief.device).unwrap(),
+        None
+    );
+
+    // Built on the report alone and stamped long before the assignment reached the phone.
+    let mut kept = IssueDoc::load(&held).unwrap();
+    let fork = kept.am_mut().fork_at(&reported_heads).unwrap();
+    let mut forged = IssueDoc::from_automerge(fork)
+        .unwrap()
+        .with_actor(chief.actor.clone());
+    let backdated = T0 + 10;
+    forged
+        .act(
+            &chief.user,
+            &chief.device,
+            backdated,
+            Action::Comment {
+                text: "早已清理".into(),
+            },
+        )
+        .unwrap();
+    let change = forged
+        .am_mut()
+        .get_last_local_change()
+        .unwrap()
+        .raw_bytes()
+        .to_vec();
+    let mut message = forged
+        .am_mut()
+        .sync()
+        .generate_sync_message(&mut sync::State::new())
+        .expect("an opening message");
+    message.changes = vec![change].into();
+    world
+        .hub
+        .automerge_sync(&chief, &problem, &message.encode(), assigned_at + 3)
+        .expect("merged");
+
+    let stored = world.hub.store().document(&problem).unwrap().unwrap();
+    let receipts = IssueDoc::load(&stored.bytes).unwrap().receipts().unwrap();
+    let last = receipts.last().expect("receipts");
+    assert_eq!(last.received_ms, Some(assigned_at + 3));
+    assert!(
+        last.at_ms >= assigned_at,
+        "counted at {} before the assignment the phone had seen ({assigned_at})",
+        last.at_ms
+    );
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod amplification;
+mod drops;
 mod evidence;
 mod proportional;
 mod workflow;

@@ -25,7 +25,7 @@ fn spot(id: &str) -> [f64; 2] {
 }
 
 /// A new issue reported by `phone`'s chief on their first river segment, synced to the server.
-async fn reported(phone: &Arc<Phone>, description: &str) -> String {
+pub(super) async fn reported(phone: &Arc<Phone>, description: &str) -> String {
     let sync_core::model::Role::Chief {
         jurisdiction,
         system,
@@ -58,7 +58,7 @@ async fn reported(phone: &Arc<Phone>, description: &str) -> String {
     issue.id().to_string()
 }
 
-async fn act(s: &TestServer, token: &str, id: &str, body: Value) -> Value {
+pub(super) async fn act(s: &TestServer, token: &str, id: &str, body: Value) -> Value {
     let reply = s
         .post(&format!("/api/v1/issues/{id}/events"), token, body.clone())
         .await;
@@ -66,7 +66,7 @@ async fn act(s: &TestServer, token: &str, id: &str, body: Value) -> Value {
     reply.body
 }
 
-async fn detail(s: &TestServer, token: &str, id: &str) -> Value {
+pub(super) async fn detail(s: &TestServer, token: &str, id: &str) -> Value {
     s.get(&format!("/api/v1/issues/{id}"), token)
         .await
         .expect_ok()
