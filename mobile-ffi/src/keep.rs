@@ -21,6 +21,13 @@
 //! [`PhoneApp::sync`] runs it first, so the drops go up in the same request. What the rule
 //! needs to know of each document (its size, its routing facts, when it last changed on the
 //! phone) is kept in a small index, read again from a document only when it changed.
+//!
+//! **Its clock never runs backwards.** Ages are read on the phone's clock, but never behind the
+//! highest reading this rule has seen (kept in the store). A phone whose clock is set back (by
+//! hand, or a wrong network time) and later corrected would otherwise date what it received
+//! meanwhile in the past, and see the chief's own recent week as months old once the clock is
+//! right again. While the clock is behind, the rule's time stands still: nothing ages, and
+//! nothing is dropped for age that was not already due.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,6 +51,8 @@ const MAX_FETCH_ROUNDS: usize = 6;
 const INDEX_KEY: &str = "keep.index";
 /// Documents opened on demand, and until when each is pinned.
 const PINS_KEY: &str = "keep.pins";
+/// The highest reading of the phone's clock the rule has seen (Unix ms).
+const CLOCK_KEY: &str = "keep.clock";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
@@ -93,6 +102,21 @@ fn write_json<T: Serialize>(app: &PhoneApp, key: &str, value: &T) -> Result<()> 
 }
 
 impl PhoneApp {
+    /// The time this rule goes by: the phone's clock, never behind the highest reading seen
+    /// before (see the module). Called with the document lock held, so two passes cannot
+    /// write it out of order.
+    fn keep_clock(&self) -> Result<i64> {
+        let now = self.now();
+        let seen: Option<i64> = read_json(self, CLOCK_KEY)?;
+        match seen {
+            Some(seen) if seen >= now => Ok(seen),
+            _ => {
+                write_json(self, CLOCK_KEY, &now)?;
+                Ok(now)
+            }
+        }
+    }
+
     /// Fetches one document of the user's scope from the server and keeps it on the phone,
     /// pinned (see the module). `NotFound` when the server has no such document in the user's
     /// scope (it does not say which), `Network` when it cannot be reached.
@@ -132,8 +156,8 @@ impl PhoneApp {
                 "no document {id} in your scope"
             )));
         }
-        let now = self.now();
         let _docs = self.lock_docs();
+        let now = self.keep_clock()?;
         let kind = SyncClient::new(&self.store).keep_fetched(&id, &mut doc)?;
         let until = now.saturating_add(self.bounds.pin_ms);
         let mut pins: BTreeMap<String, i64> = read_json(self, PINS_KEY)?;
@@ -160,12 +184,12 @@ impl PhoneApp {
     /// Drops what the phone may drop now (`sync_core::evict`); the server hears of it at the
     /// next sync. Runs by itself at the start of every sync.
     pub fn evict(&self) -> Result<EvictionReport> {
-        let now = self.now();
         let user = self.account.user()?.user;
         // Patrols being walked, read before the document lock (finishing a patrol takes the
         // two the other way round).
         let walking: BTreeSet<String> = lock(&self.tracks).keys().cloned().collect();
         let _docs = self.lock_docs();
+        let now = self.keep_clock()?;
         let client = SyncClient::new(&self.store);
         let dirty = client.dirty()?;
         let mut index: BTreeMap<String, Entry> = read_json(self, INDEX_KEY)?;

@@ -330,3 +330,40 @@ fn a_photo_leaves_the_phone_with_its_patrol_once_the_server_holds_it() {
     assert!(taken.exists());
     assert_eq!(chief.evict_now().unwrap().photos_removed, 0);
 }
+
+/// A phone whose clock was set back two months (by hand, or a wrong network time) receives and
+/// records a week of work, then its clock is put right: the chief's own patrol, days old, is
+/// not taken for months old and stays on the phone. The store's rule dates what it holds by a
+/// clock that never runs backwards.
+#[test]
+fn a_clock_set_back_and_put_right_does_not_age_the_chiefs_own_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::start_demo_server(&dir.path().join("server"), 900);
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let bounds = StoreBounds::default();
+    let chief = phone(
+        &dir.path().join("chief"),
+        &base,
+        "demo-chief",
+        clock.clone(),
+        bounds,
+    );
+    chief.sync().unwrap();
+    clock.0.store(T0 - 60 * DAY, Ordering::SeqCst);
+    let patrol = walk(&chief);
+    chief.sync().unwrap();
+    assert!(chief.patrol(patrol.clone()).is_ok());
+
+    clock.0.store(T0 + DAY, Ordering::SeqCst);
+    let report = chief.evict_now().unwrap();
+    assert!(
+        chief.patrol(patrol.clone()).is_ok(),
+        "the chief's patrol of yesterday was dropped as two months old: {report:?}"
+    );
+    // It still ages from when the phone saw it: past the age limit it may go.
+    clock
+        .0
+        .store(T0 + bounds.max_age_ms + DAY, Ordering::SeqCst);
+    chief.evict_now().unwrap();
+    assert!(chief.patrol(patrol).is_err(), "aged out");
+}
