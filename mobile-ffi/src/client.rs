@@ -366,10 +366,11 @@ impl PhoneApp {
                 ..SyncProgress::default()
             }
         });
-        let synced = self.sync_documents(now);
+        let synced = self.sync_documents_by(|| self.now());
         self.set_progress(|p| {
             if let Ok(report) = &synced {
                 p.docs_received = count(report.docs_received);
+                p.pages = report.pages;
                 p.docs_sent = count(report.docs_sent);
                 p.docs_total = p.docs_total.max(p.docs_sent);
             }
@@ -406,27 +407,21 @@ impl PhoneApp {
     /// jurisdiction's changes down, with the engine's own figures. The round trip's error is
     /// the phone's typed error (network, server, session), as the app sees it.
     pub fn sync_documents(&self, now_ms: i64) -> Result<sync_core::client::SyncReport> {
+        self.sync_documents_by(|| now_ms)
+    }
+
+    /// [`Self::sync_documents`], each round trip at the time `clock` reads then: a first
+    /// sync of many pages takes minutes.
+    fn sync_documents_by(
+        &self,
+        clock: impl FnMut() -> i64,
+    ) -> Result<sync_core::client::SyncReport> {
         let user_id = self.account.signed_in()?.user.id;
-        let account = &self.account;
-        let store = &self.store;
-        SyncClient::new(store).sync_in_rounds(
-            |so_far| {
-                let received = count(so_far.docs_received);
-                self.set_progress(|p| p.docs_received = received);
-                self.lock_docs()
-            },
-            |body| {
-                let held = crate::overview::held_version(store, &user_id);
-                let answer = account.authorized(|token| {
-                    account
-                        .api()
-                        .sync_holding_overview(token, &body, Some(held))
-                })?;
-                crate::overview::keep(store, &user_id, &answer)?;
-                Ok(answer)
-            },
-            now_ms,
-        )
+        SyncClient::new(&self.store).sync_in_rounds(&mut PhoneRounds {
+            app: self,
+            user_id,
+            clock,
+        })
     }
 
     /// Photos the server does not have yet (waiting, uploading or refused), for the upload
@@ -449,5 +444,45 @@ impl PhoneApp {
             .into_iter()
             .map(QuarantinedChange::from)
             .collect())
+    }
+}
+
+/// What the phone brings to each round trip of a sync: its lock on the documents, its
+/// progress display, its clock, the session that sends, and where the overview is kept.
+struct PhoneRounds<'a, C> {
+    app: &'a PhoneApp,
+    user_id: String,
+    clock: C,
+}
+
+impl<'a, C: FnMut() -> i64> sync_core::client::Rounds for PhoneRounds<'a, C> {
+    type Error = ChiefsyncError;
+    type Hold = MutexGuard<'a, ()>;
+
+    fn hold(&mut self, so_far: &sync_core::client::SyncReport) -> MutexGuard<'a, ()> {
+        let received = count(so_far.docs_received);
+        self.app.set_progress(|p| {
+            p.docs_received = received;
+            p.pages = so_far.pages;
+        });
+        self.app.lock_docs()
+    }
+
+    fn send(&mut self, body: Vec<u8>) -> Result<Vec<u8>> {
+        let held = crate::overview::held_version(&self.app.store, &self.user_id);
+        let account = &self.app.account;
+        account.authorized(|token| {
+            account
+                .api()
+                .sync_holding_overview(token, &body, Some(held))
+        })
+    }
+
+    fn now_ms(&mut self) -> i64 {
+        (self.clock)()
+    }
+
+    fn overview(&mut self, update: sync_core::protocol::OverviewUpdate) -> Result<()> {
+        crate::overview::keep(&self.app.store, &self.user_id, update)
     }
 }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use sync_core::model::{Level, System};
 use sync_core::overview as rule;
-use sync_core::protocol::{OverviewUpdate, SyncResponse};
+use sync_core::protocol::OverviewUpdate;
 use sync_core::store::LocalStore;
 
 use crate::client::PhoneApp;
@@ -40,18 +40,15 @@ pub(crate) fn held_version(store: &LocalStore, user_id: &str) -> u64 {
     kept(store, user_id).ok().flatten().map_or(0, |u| u.version)
 }
 
-/// Keeps the overview the server attached to `answer`, if any. An answer without one leaves
-/// the kept overview as it is: it is still current.
-pub(crate) fn keep(store: &LocalStore, user_id: &str, answer: &[u8]) -> Result<()> {
-    let (_, update) = SyncResponse::decode_with_overview(answer)?;
-    if let Some(update) = update {
-        let bytes = serde_json::to_vec(&Kept {
-            user_id: user_id.to_owned(),
-            update,
-        })
-        .map_err(|e| ChiefsyncError::invalid(format!("overview: {e}")))?;
-        store.put_meta(KEY, &bytes)?;
-    }
+/// Keeps the overview the server attached to an answer. An answer without one leaves the
+/// kept overview as it is: it is still current.
+pub(crate) fn keep(store: &LocalStore, user_id: &str, update: OverviewUpdate) -> Result<()> {
+    let bytes = serde_json::to_vec(&Kept {
+        user_id: user_id.to_owned(),
+        update,
+    })
+    .map_err(|e| ChiefsyncError::invalid(format!("overview: {e}")))?;
+    store.put_meta(KEY, &bytes)?;
     Ok(())
 }
 

@@ -270,6 +270,7 @@ fn a_handler_rectifies_with_an_after_photo_from_the_phone() {
             docs_total: 1,
             docs_sent: 1,
             docs_received: report.docs_received,
+            pages: 0,
             photos_total: 1,
             photos_sent: 1,
             photo_bytes_total: photo.bytes,

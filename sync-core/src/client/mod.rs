@@ -17,8 +17,10 @@
 mod attach;
 mod held;
 pub mod retry;
+mod rounds;
 
 pub use attach::{attach_photo, original_path, photo_path, stage_photo, AttachError, PhotoTarget};
+pub use rounds::Rounds;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -36,13 +38,6 @@ use crate::store::{self, LocalStore, QuarantinedChange, StoreBatch, StoreError};
 const SERVER_PEER: &str = "server";
 const CURSOR_KEY: &str = "sync.cursor";
 const DIRTY_KEY: &str = "sync.dirty";
-/// The protocol needs at most two round trips; a third covers a server that lost a
-/// dependency twice in a row before the engine gives up for this attempt.
-const MAX_ROUND_TRIPS: u32 = 3;
-/// Pages one sync takes at most: answers that say more waits ([`SyncResponse::more`]) and
-/// requests that leave documents to send for the next one. An office's first sync of a large
-/// district comes in tens of pages; past this, the sync ends and its report says more waits.
-const MAX_PAGES: u32 = 64;
 /// A document sent with this many chunks since its last compaction is compacted.
 const COMPACT_AFTER_CHUNKS: u64 = 8;
 
@@ -96,7 +91,7 @@ pub struct SyncReport {
     /// Round trips taken because more waited on either side: an answer that was a page, or a
     /// request that left documents for the next (each also counted in `round_trips`).
     pub pages: u32,
-    /// The sync ended with more waiting: more than [`MAX_PAGES`] pages, a page that moved
+    /// The sync ended with more waiting: more than `MAX_PAGES` pages, a page that moved
     /// nothing on, or a document still to send again whole after the retries for lost
     /// dependencies. The next sync goes on from where this one stopped.
     pub more_waiting: bool,
@@ -692,74 +687,5 @@ impl<'a> SyncClient<'a> {
         self.quarantine(&update, now_ms)?;
         self.drop_refused(&update)?;
         Ok(held_back)
-    }
-
-    /// One full sync: push, receive, and another round trip only when the server lacked
-    /// dependencies of what was pushed, or more waits on either side than one round trip
-    /// carries (each such page is one more, up to [`MAX_PAGES`]).
-    pub fn sync(
-        &self,
-        transport: &mut dyn Transport,
-        now_ms: i64,
-    ) -> Result<SyncReport, ClientError> {
-        self.sync_with(|body| transport.sync(body), now_ms)
-    }
-
-    /// [`Self::sync`] over a round trip whose failures have their own type (the phone's typed
-    /// network and server errors): they come back as `send` returned them.
-    pub fn sync_with<E: From<ClientError>>(
-        &self,
-        send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
-        now_ms: i64,
-    ) -> Result<SyncReport, E> {
-        self.sync_in_rounds(|_| (), send, now_ms)
-    }
-
-    /// [`Self::sync_with`], holding what `hold` returns for each round trip (building the
-    /// request, sending it, applying the answer) and letting it go between them: the phone
-    /// library's lock on its documents, so that a chief's edits wait for one round trip, not
-    /// for all the pages of a sync. `hold` is given the report so far, for a progress display.
-    pub fn sync_in_rounds<E: From<ClientError>, G>(
-        &self,
-        mut hold: impl FnMut(&SyncReport) -> G,
-        mut send: impl FnMut(Vec<u8>) -> Result<Vec<u8>, E>,
-        now_ms: i64,
-    ) -> Result<SyncReport, E> {
-        let mut report = SyncReport::default();
-        loop {
-            let held = hold(&report);
-            let outgoing = self.build_request(now_ms)?;
-            report.refused += outgoing.held_back;
-            report.docs_sent += outgoing.docs.len();
-            report.changes_sent += outgoing.docs.iter().map(|d| d.changes.len()).sum::<usize>();
-            let body = outgoing.encode();
-            report.bytes_up += body.len();
-            let answer = send(body)?;
-            report.bytes_down += answer.len();
-            report.round_trips += 1;
-            let response = SyncResponse::decode(&answer).map_err(ClientError::from)?;
-            let again = self.apply_response(&outgoing, &response, now_ms, &mut report)?;
-            // Each page earns the sync one more round trip, up to `MAX_PAGES`; the round
-            // trips for lost dependencies stay bounded as before. A page counts only when the
-            // round moved on: the answer brought documents (one for each pushed document,
-            // which is what takes a pushed document off the waiting list) or a later cursor.
-            let waiting = outgoing.more_waits(&response);
-            let moved = !response.docs.is_empty() || response.cursor > outgoing.cursor;
-            let page = waiting && moved;
-            drop(held);
-            if page && report.pages == MAX_PAGES {
-                report.more_waiting = true;
-                return Ok(report);
-            }
-            report.pages += u32::from(page);
-            if !(again || page) {
-                report.more_waiting = waiting;
-                return Ok(report);
-            }
-            if report.round_trips >= MAX_ROUND_TRIPS + report.pages {
-                report.more_waiting = true;
-                return Ok(report);
-            }
-        }
     }
 }

@@ -178,28 +178,65 @@ fn the_phones_documents_are_free_between_pages() {
     let store = phone();
     let a = caller(chief(), "new-phone", 1);
     let documents = std::sync::Mutex::new(());
-    let mut holds = 0u32;
-    let mut received = Vec::new();
-    let report = SyncClient::new(&store)
-        .sync_in_rounds(
-            |so_far| {
-                holds += 1;
-                received.push(so_far.docs_received);
-                documents.try_lock().expect("free between round trips")
-            },
-            |body| -> Result<Vec<u8>, ClientError> {
-                assert!(documents.try_lock().is_err(), "held during a round trip");
-                let request = SyncRequest::decode(&body)?;
-                Ok(world
-                    .hub
-                    .sync(&a, &request, T0 + 10)
-                    .expect("answered")
-                    .encode())
-            },
-            T0 + 10,
-        )
-        .unwrap();
+    let mut rounds = Pages {
+        world: &world,
+        caller: &a,
+        documents: &documents,
+        holds: 0,
+        received: Vec::new(),
+        times: Vec::new(),
+        clock: T0 + 10,
+    };
+    let report = SyncClient::new(&store).sync_in_rounds(&mut rounds).unwrap();
+    let (holds, received) = (rounds.holds, rounds.received);
     assert_eq!((report.round_trips, holds, report.docs_received), (3, 3, 3));
     // What came so far, as a progress display reads it before each round trip.
     assert_eq!(received, [0, 1, 2]);
+    // Each round trip was made at the time the phone's clock read then: a request's time bounds
+    // what the server accepts, and its answer dates what was refused.
+    assert_eq!(rounds.times, [T0 + 11, T0 + 12, T0 + 13]);
+}
+
+/// The phone of the test above: a lock on its documents, its progress display, a clock that
+/// moves on a millisecond at each reading, and the hub answering at the time of the request.
+struct Pages<'a> {
+    world: &'a World,
+    caller: &'a sync_core::hub::Caller,
+    documents: &'a std::sync::Mutex<()>,
+    holds: u32,
+    received: Vec<usize>,
+    times: Vec<i64>,
+    clock: i64,
+}
+
+impl<'a> sync_core::client::Rounds for Pages<'a> {
+    type Error = ClientError;
+    type Hold = std::sync::MutexGuard<'a, ()>;
+
+    fn hold(&mut self, so_far: &sync_core::client::SyncReport) -> Self::Hold {
+        self.holds += 1;
+        self.received.push(so_far.docs_received);
+        self.documents.try_lock().expect("free between round trips")
+    }
+
+    fn send(&mut self, body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        assert!(
+            self.documents.try_lock().is_err(),
+            "held during a round trip"
+        );
+        let request = SyncRequest::decode(&body)?;
+        let at = *self.times.last().expect("read before sending");
+        Ok(self
+            .world
+            .hub
+            .sync(self.caller, &request, at)
+            .expect("answered")
+            .encode())
+    }
+
+    fn now_ms(&mut self) -> i64 {
+        self.clock += 1;
+        self.times.push(self.clock);
+        self.clock
+    }
 }
