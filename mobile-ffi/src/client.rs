@@ -417,10 +417,17 @@ impl PhoneApp {
         clock: impl FnMut() -> i64,
     ) -> Result<sync_core::client::SyncReport> {
         let user_id = self.account.signed_in()?.user.id;
+        // What was measured of the link before; one that does not read is measured again.
+        let link = self
+            .store
+            .meta(LINK_KEY)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
         SyncClient::new(&self.store).sync_in_rounds(&mut PhoneRounds {
             app: self,
             user_id,
             clock,
+            link,
         })
     }
 
@@ -447,12 +454,17 @@ impl PhoneApp {
     }
 }
 
+/// Where the phone keeps what it measured of its link (`sync_core::client::LinkRate`).
+const LINK_KEY: &str = "sync.link";
+
 /// What the phone brings to each round trip of a sync: its lock on the documents, its
-/// progress display, its clock, the session that sends, and where the overview is kept.
+/// progress display, its clock, the session that sends (asking for pages its link carries in
+/// time), and where the overview is kept.
 struct PhoneRounds<'a, C> {
     app: &'a PhoneApp,
     user_id: String,
     clock: C,
+    link: sync_core::client::LinkRate,
 }
 
 impl<'a, C: FnMut() -> i64> sync_core::client::Rounds for PhoneRounds<'a, C> {
@@ -471,11 +483,23 @@ impl<'a, C: FnMut() -> i64> sync_core::client::Rounds for PhoneRounds<'a, C> {
     fn send(&mut self, body: Vec<u8>) -> Result<Vec<u8>> {
         let held = crate::overview::held_version(&self.app.store, &self.user_id);
         let account = &self.app.account;
-        account.authorized(|token| {
+        let ask = self.link.ask();
+        let sent = std::time::Instant::now();
+        let answer = account.authorized(|token| {
             account
                 .api()
-                .sync_holding_overview(token, &body, Some(held))
-        })
+                .sync_asking(token, &body, Some(held), Some(ask))
+        });
+        match &answer {
+            Ok(answer) => self.link.arrived(answer.len(), sent.elapsed()),
+            Err(ChiefsyncError::Network { .. }) => self.link.failed(sent.elapsed()),
+            Err(_) => {}
+        }
+        // What was measured serves the next sync too (the app is often started afresh).
+        self.app
+            .store
+            .put_meta(LINK_KEY, &serde_json::to_vec(&self.link)?)?;
+        answer
     }
 
     fn now_ms(&mut self) -> i64 {

@@ -407,20 +407,22 @@ impl Api {
     }
 
     /// One round trip of the batch sync protocol: request bytes in, response bytes out. Names
-    /// no overview, as phones before the overview did.
+    /// no overview and asks for no size, as phones before them did.
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn sync(&self, token: &str, body: &[u8]) -> Result<Vec<u8>> {
-        self.sync_holding_overview(token, body, None)
+        self.sync_asking(token, body, None, None)
     }
 
     /// [`Self::sync`] naming the version of the overview the phone holds (`Some(0)`: none),
     /// so that the answer carries the overview when it changed
-    /// (`sync_core::protocol::OVERVIEW_HEADER`).
-    pub fn sync_holding_overview(
+    /// (`sync_core::protocol::OVERVIEW_HEADER`), and the most document bytes it wants in the
+    /// answer (`sync_core::protocol::ANSWER_BYTES_HEADER`).
+    pub fn sync_asking(
         &self,
         token: &str,
         body: &[u8],
         held: Option<u64>,
+        answer_bytes: Option<u64>,
     ) -> Result<Vec<u8>> {
         let response = self.send(Resend::Idempotent, body.len(), || {
             let mut request = self
@@ -429,6 +431,10 @@ impl Api {
                 .header("Authorization", format!("Bearer {token}"));
             if let Some(held) = held {
                 request = request.header(sync_core::protocol::OVERVIEW_HEADER, held.to_string());
+            }
+            if let Some(bytes) = answer_bytes {
+                request =
+                    request.header(sync_core::protocol::ANSWER_BYTES_HEADER, bytes.to_string());
             }
             request.content_type("application/octet-stream").send(body)
         })?;

@@ -69,6 +69,10 @@ pub const MAX_ANSWER_BYTES: usize = 30 * 1024 * 1024;
 /// Most documents one `/sync` answer sends besides the pushed ones (each is loaded to be sent):
 /// a district chief's first sync after a week is some 6,500.
 pub const MAX_ANSWER_DOCS: usize = 10_000;
+/// The least a phone may ask one `/sync` answer to carry (`protocol::ANSWER_BYTES_HEADER`):
+/// every page walks what the phone receives, so a phone asking for tiny pages would make the
+/// server walk it once per document.
+pub const MIN_ASKED_ANSWER_BYTES: usize = 64 * 1024;
 /// Most operations all the changes of one `/sync` request may hold together: merging costs
 /// time in proportion to them, and a change's operations compress to almost nothing on the
 /// wire. A phone sends the documents that do not fit in its next request.
@@ -82,6 +86,21 @@ pub struct AnswerLimits {
     pub bytes: usize,
     /// Most documents besides the pushed ones.
     pub docs: usize,
+}
+
+impl AnswerLimits {
+    /// These limits for a phone that asked for answers of at most `bytes` document bytes:
+    /// never more than the server's limit, never less than [`MIN_ASKED_ANSWER_BYTES`].
+    pub fn asked(self, bytes: Option<u64>) -> Self {
+        let Some(bytes) = bytes else {
+            return self;
+        };
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        Self {
+            bytes: bytes.max(MIN_ASKED_ANSWER_BYTES).min(self.bytes),
+            ..self
+        }
+    }
 }
 
 impl Default for AnswerLimits {
@@ -510,4 +529,26 @@ pub fn check_sync_message(message: &mut Message) -> Result<(), LimitError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_asks_for_smaller_answers_but_not_tiny_ones_nor_larger_ones() {
+        let server = AnswerLimits::default();
+        assert_eq!(server.asked(None), server);
+        let asked = server.asked(Some(300_000));
+        assert_eq!((asked.bytes, asked.docs), (300_000, MAX_ANSWER_DOCS));
+        assert_eq!(server.asked(Some(1)).bytes, MIN_ASKED_ANSWER_BYTES);
+        assert_eq!(server.asked(Some(0)).bytes, MIN_ASKED_ANSWER_BYTES);
+        assert_eq!(server.asked(Some(u64::MAX)).bytes, MAX_ANSWER_BYTES);
+        // A server that set a limit under the floor keeps its own.
+        let small = AnswerLimits {
+            bytes: 1_000,
+            docs: 5,
+        };
+        assert_eq!(small.asked(Some(1)), small);
+    }
 }

@@ -1076,6 +1076,14 @@ fn with_overview(body: Vec<u8>, overview: Option<&OverviewUpdate>) -> Vec<u8> {
 /// header ignores it.
 pub const OVERVIEW_HEADER: &str = "x-chiefsync-overview";
 
+/// The request header in which a phone names the most document bytes it wants in the answer
+/// (decimal): a phone on a slow link asks for pages it can receive within its request timeout
+/// (`client::LinkRate`). The server answers with at most that, never less than
+/// [`crate::limits::MIN_ASKED_ANSWER_BYTES`] nor more than its own limit
+/// ([`crate::limits::AnswerLimits::asked`]); the rest comes in the next pages as usual. A phone
+/// that does not send it gets the server's limit.
+pub const ANSWER_BYTES_HEADER: &str = "x-chiefsync-answer-bytes";
+
 /// The overview attached after a sync response when the one the phone named is out of date:
 /// nothing is attached while it is current, so an unchanged overview costs no bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,9 @@ use actix_web::http::header::ContentType;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use sync_core::hub::{AutomergeSyncOutcome, Caller as HubCaller};
 use sync_core::model::User;
-use sync_core::protocol::{OverviewUpdate, SyncRequest, MAX_MESSAGE_BYTES, OVERVIEW_HEADER};
+use sync_core::protocol::{
+    OverviewUpdate, SyncRequest, ANSWER_BYTES_HEADER, MAX_MESSAGE_BYTES, OVERVIEW_HEADER,
+};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
@@ -58,11 +60,14 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<Vec<u8>, A
 #[utoipa::path(
     tag = "sync",
     security(("bearer" = [])),
-    params(("x-chiefsync-overview" = Option<u64>, Header, description = "the version of the overview the phone holds (0 for none); with it, the answer carries the user's overview after the response when it changed (sync_core::protocol::OverviewUpdate), and nothing more when it did not")),
+    params(
+        ("x-chiefsync-overview" = Option<u64>, Header, description = "the version of the overview the phone holds (0 for none); with it, the answer carries the user's overview after the response when it changed (sync_core::protocol::OverviewUpdate), and nothing more when it did not"),
+        ("x-chiefsync-answer-bytes" = Option<u64>, Header, description = "the most document bytes the phone wants in this answer (a phone on a slow link asks for pages it receives within its timeout); bounded to at least 64 KiB and at most the server's limit; what does not fit comes in the next pages"),
+    ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "SyncRequest (CSYN envelope)"),
     responses(
         (status = 200, content_type = "application/octet-stream", description = "SyncResponse (CSYN envelope), followed inside the envelope by an OverviewUpdate when the phone named its overview and it changed"),
-        (status = 400, body = ErrorBody, description = "malformed envelope, change or overview version, a document pushed twice, over 1,000 documents, or an id that is not a document id"),
+        (status = 400, body = ErrorBody, description = "malformed envelope, change, overview version or answer size, a document pushed twice, over 1,000 documents, or an id that is not a document id"),
         (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody, description = "over a size limit, or the answers to the pushes exceed what one answer carries"),
         (status = 422, body = ErrorBody, description = "over a shape limit, e.g. more operations than one request may hold"),
@@ -76,7 +81,16 @@ pub async fn sync(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let held_overview = held_overview(&request)?;
+    let held_overview = header_number(
+        &request,
+        OVERVIEW_HEADER,
+        "the version of the overview the phone holds",
+    )?;
+    let asked_bytes = header_number(
+        &request,
+        ANSWER_BYTES_HEADER,
+        "the most document bytes the phone wants in the answer",
+    )?;
     let body = read_body(payload, SYNC_LIMIT_BYTES).await?;
     let who = hub_caller(&caller)?;
     let hub = state.hub.clone();
@@ -89,7 +103,7 @@ pub async fn sync(
             SyncRequest::decode_with_version(&body).map_err(sync_core::hub::HubError::from)?;
         let who = with_binding_grace(&shared, who)?;
         let now = now_ms();
-        let answer = hub.answer(&who, &request, now)?;
+        let answer = hub.answer_within(&who, &request, now, asked_bytes)?;
         // The documents are merged and stored: an overview that cannot be computed now is
         // left for the next sync rather than failing this one.
         let overview = held_overview.and_then(|held| {
@@ -116,10 +130,11 @@ pub async fn sync(
         .body(answer))
 }
 
-/// The version of the overview the phone holds, when it names one ([`OVERVIEW_HEADER`]);
-/// a phone that does not is answered as before, without an overview.
-fn held_overview(request: &HttpRequest) -> Result<Option<u64>, ApiError> {
-    let Some(value) = request.headers().get(OVERVIEW_HEADER) else {
+/// A whole number a phone names in the request header `name` (what it `means`), when it names
+/// one: the version of the overview it holds ([`OVERVIEW_HEADER`]), the most it wants in the
+/// answer ([`ANSWER_BYTES_HEADER`]). A phone that does not is answered as before.
+fn header_number(request: &HttpRequest, name: &str, means: &str) -> Result<Option<u64>, ApiError> {
+    let Some(value) = request.headers().get(name) else {
         return Ok(None);
     };
     value
@@ -127,11 +142,7 @@ fn held_overview(request: &HttpRequest) -> Result<Option<u64>, ApiError> {
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Some)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{OVERVIEW_HEADER} must be the version of the overview the phone holds, a whole number"
-            ))
-        })
+        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be {means}, a whole number")))
 }
 
 /// The overview to attach for a phone holding version `held`: `user`'s overview computed by

@@ -24,6 +24,7 @@ mod migrate;
 mod nodes;
 mod ops;
 mod overview;
+mod page_size;
 mod patrol_evidence;
 mod phone;
 mod postgres;

@@ -20,7 +20,7 @@ pub mod retry;
 mod rounds;
 
 pub use attach::{attach_photo, original_path, photo_path, stage_photo, AttachError, PhotoTarget};
-pub use rounds::Rounds;
+pub use rounds::{LinkRate, Rounds, FIRST_ASKED_BYTES};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

@@ -128,3 +128,84 @@ impl SyncClient<'_> {
         }
     }
 }
+
+/// What a phone asks an answer to carry when it has not measured its link: a first page that
+/// crosses a field link (256 kbit/s, 5 % loss) in about ten seconds.
+pub const FIRST_ASKED_BYTES: u64 = 256 * 1024;
+/// How long a page should take at the measured rate: a quarter of the phone library's request
+/// timeout (120 s), leaving room for a slower moment of the same link.
+const PAGE_SECONDS: f64 = 30.0;
+/// Answers smaller than this say little about the link (the server's work and the round trip
+/// take most of their time), and are not measured.
+const MEASURED_FROM_BYTES: usize = 32 * 1024;
+
+/// What a phone has measured of its link to the server, so that it asks for answers it can
+/// receive within its request timeout (`protocol::ANSWER_BYTES_HEADER`): a new chief's first
+/// sync over a field link comes in pages instead of one answer that times out. Kept between
+/// syncs by the phone library.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkRate {
+    /// Bytes per second the last measured answer came at.
+    bytes_per_s: Option<f64>,
+}
+
+impl LinkRate {
+    /// The document bytes to ask the next answer to carry: what arrives in [`PAGE_SECONDS`]
+    /// at the measured rate (wire bytes, which deflating makes fewer than document bytes),
+    /// [`FIRST_ASKED_BYTES`] before anything was measured, and never less than that.
+    pub fn ask(&self) -> u64 {
+        match self.bytes_per_s {
+            Some(rate) if rate.is_finite() && rate > 0.0 => {
+                ((rate * PAGE_SECONDS) as u64).max(FIRST_ASKED_BYTES)
+            }
+            _ => FIRST_ASKED_BYTES,
+        }
+    }
+
+    /// An answer of `bytes` on the wire arrived `elapsed` after its request was sent.
+    pub fn arrived(&mut self, bytes: usize, elapsed: std::time::Duration) {
+        if bytes >= MEASURED_FROM_BYTES {
+            self.bytes_per_s = Some(bytes as f64 / elapsed.as_secs_f64().max(1e-3));
+        }
+    }
+
+    /// A request failed `elapsed` after it was sent. One that failed after a page's time
+    /// (a timeout, a link cut mid-answer) says the link is slower than measured: the next
+    /// request asks as a phone that measured nothing. A quick failure (no network) says
+    /// nothing of the link's speed.
+    pub fn failed(&mut self, elapsed: std::time::Duration) {
+        if elapsed.as_secs_f64() >= PAGE_SECONDS {
+            self.bytes_per_s = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_slow_link_asks_for_pages_it_receives_in_half_a_minute() {
+        let mut link = LinkRate::default();
+        assert_eq!(link.ask(), FIRST_ASKED_BYTES, "nothing measured yet");
+        // A small answer says nothing of the link.
+        link.arrived(1_000, Duration::from_secs(2));
+        assert_eq!(link.ask(), FIRST_ASKED_BYTES);
+        // The field link: 256 KiB in 12.8 s, 20 KiB/s.
+        link.arrived(256 * 1024, Duration::from_millis(12_800));
+        assert_eq!(link.ask(), 30 * 20 * 1024);
+        // A fast link asks for much more; the server bounds it.
+        link.arrived(4 << 20, Duration::from_millis(400));
+        assert_eq!(link.ask(), 300 << 20);
+        // A request that failed at once (offline) keeps what was measured; one that timed out
+        // starts over.
+        link.failed(Duration::from_millis(50));
+        assert_eq!(link.ask(), 300 << 20);
+        link.failed(Duration::from_secs(120));
+        assert_eq!(link.ask(), FIRST_ASKED_BYTES);
+        // Never less than the first ask, however slow the last answer came.
+        link.arrived(64 * 1024, Duration::from_secs(600));
+        assert_eq!(link.ask(), FIRST_ASKED_BYTES);
+    }
+}

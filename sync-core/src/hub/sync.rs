@@ -107,6 +107,19 @@ impl<S: HubStore> Hub<S> {
         request: &SyncRequest,
         now_ms: i64,
     ) -> Result<PackedResponse, HubError> {
+        self.answer_within(caller, request, now_ms, None)
+    }
+
+    /// [`Self::answer`] carrying at most the document bytes the phone asked for
+    /// (`protocol::ANSWER_BYTES_HEADER`, bounded by `AnswerLimits::asked`); what does not fit
+    /// comes in the next pages.
+    pub fn answer_within(
+        &self,
+        caller: &Caller,
+        request: &SyncRequest,
+        now_ms: i64,
+        asked_bytes: Option<u64>,
+    ) -> Result<PackedResponse, HubError> {
         // Parse everything before touching anything: a malformed body changes nothing.
         request.check()?;
         let mut pushes = Vec::with_capacity(request.docs.len());
@@ -119,7 +132,7 @@ impl<S: HubStore> Hub<S> {
         let Some(_claim) = self.store.claim_device(&caller.device)? else {
             return Err(HubError::SyncInProgress);
         };
-        let limits = self.answer_limits();
+        let limits = self.answer_limits().asked(asked_bytes);
         // What the server records the device as holding, read once; first, what answers it
         // never applied had sent is taken back (`forget_unapplied`).
         let mut held_all = self.forget_unapplied(caller, request.cursor)?;

@@ -1,0 +1,64 @@
+//! The phone names the most it wants in an answer (`x-chiefsync-answer-bytes`): a new phone,
+//! which has measured nothing of its link, asks for a first page a field link carries within
+//! its request timeout (`sync_core::client::LinkRate`). Seen on the wire, through a relay
+//! between the phone and a real demo server.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use mobile_ffi::{ClientConfig, FieldClient};
+use sync_core::client::FIRST_ASKED_BYTES;
+use sync_core::protocol::ANSWER_BYTES_HEADER;
+
+/// Forwards every connection to `upstream` unchanged and keeps what the phone sent.
+fn relay(upstream: &str) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let target = upstream.trim_start_matches("http://").to_owned();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let kept = sent.clone();
+    std::thread::spawn(move || {
+        for phone in listener.incoming() {
+            let Ok(mut phone) = phone else { continue };
+            let mut server = TcpStream::connect(&target).unwrap();
+            let (mut from_server, mut to_phone) =
+                (server.try_clone().unwrap(), phone.try_clone().unwrap());
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n @ 1..) = phone.read(&mut buf) {
+                    kept.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_server, &mut to_phone);
+                let _ = to_phone.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (url, sent)
+}
+
+#[test]
+fn a_new_phone_asks_for_a_first_page_a_field_link_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::start_demo_server(&dir.path().join("server"), 900);
+    let (url, sent) = relay(&base);
+    let phone = FieldClient::open(ClientConfig::new(dir.path().join("phone"), url)).unwrap();
+    phone.login("demo-chief".into(), "demo".into()).unwrap();
+    let report = phone.sync().unwrap();
+    assert_eq!(report.errors, Vec::<String>::new());
+    let wire = String::from_utf8_lossy(&sent.lock().unwrap()).to_ascii_lowercase();
+    let asked = format!("{ANSWER_BYTES_HEADER}: {FIRST_ASKED_BYTES}\r\n");
+    assert!(
+        wire.contains("post /api/v1/sync") && wire.contains(&asked),
+        "no {asked:?} in what the phone sent"
+    );
+}
