@@ -495,10 +495,11 @@ impl<'a, C: FnMut() -> i64> sync_core::client::Rounds for PhoneRounds<'a, C> {
             Err(ChiefsyncError::Network { .. }) => self.link.failed(sent.elapsed()),
             Err(_) => {}
         }
-        // What was measured serves the next sync too (the app is often started afresh).
-        self.app
-            .store
-            .put_meta(LINK_KEY, &serde_json::to_vec(&self.link)?)?;
+        // What was measured serves the next sync too (the app is often started afresh). Not
+        // keeping it costs a smaller first page next time, not the answer in hand.
+        if let Ok(link) = serde_json::to_vec(&self.link) {
+            let _ = self.app.store.put_meta(LINK_KEY, &link);
+        }
         answer
     }
 

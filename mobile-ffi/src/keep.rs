@@ -27,7 +27,11 @@
 //! hand, or a wrong network time) and later corrected would otherwise date what it received
 //! meanwhile in the past, and see the chief's own recent week as months old once the clock is
 //! right again. While the clock is behind, the rule's time stands still: nothing ages, and
-//! nothing is dropped for age that was not already due.
+//! nothing is dropped for age that was not already due. A reading more than
+//! [`StoreBounds::max_age_ms`](sync_core::evict::StoreBounds) ahead of the clock is let go (a
+//! wrong time far in the future must not stop everything from ageing), and no document is
+//! dated, nor pinned, past the rule's time: what was dated at a wrong time ahead counts as
+//! changed now.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -109,7 +113,9 @@ impl PhoneApp {
         let now = self.now();
         let seen: Option<i64> = read_json(self, CLOCK_KEY)?;
         match seen {
-            Some(seen) if seen >= now => Ok(seen),
+            Some(seen) if seen >= now && seen.saturating_sub(now) <= self.bounds.max_age_ms => {
+                Ok(seen)
+            }
             _ => {
                 write_json(self, CLOCK_KEY, &now)?;
                 Ok(now)
@@ -226,6 +232,11 @@ impl PhoneApp {
                         .meta(&crate::patrol::pending_key(&id))?
                         .is_some_and(|buffer| buffer.len() > 8)
                     || !self.store.pending_for(&id)?.is_empty();
+                // Dated ahead of the rule's time (by a clock since put back): changed now.
+                let entry = Entry {
+                    changed_ms: entry.changed_ms.min(now),
+                    ..entry
+                };
                 held.push(HeldDoc {
                     id: id.clone(),
                     meta: entry.meta.clone(),
@@ -233,7 +244,9 @@ impl PhoneApp {
                     changed_ms: entry.changed_ms,
                     unsent,
                     quarantined: !self.store.quarantined_for(&id)?.is_empty(),
-                    pinned_until_ms: pins.get(&id).copied(),
+                    pinned_until_ms: pins
+                        .get(&id)
+                        .map(|until| (*until).min(now.saturating_add(self.bounds.pin_ms))),
                 });
                 index.insert(id.clone(), entry);
                 ids.insert(id);

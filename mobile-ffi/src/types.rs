@@ -636,8 +636,8 @@ pub struct SyncProgress {
     pub docs_sent: u32,
     /// Records received so far: a long first sync comes page by page.
     pub docs_received: u32,
-    /// Pages of the answer received so far beyond the first (a long first sync comes in
-    /// tens of them).
+    /// Round trips so far beyond the first that brought or sent more: pages of the answer (a
+    /// long first sync comes in tens of them), or the rest of a backlog larger than one request.
     pub pages: u32,
     /// Photos due for upload when the photo phase began, and how many are on the server.
     pub photos_total: u32,

@@ -367,3 +367,32 @@ fn a_clock_set_back_and_put_right_does_not_age_the_chiefs_own_week() {
     chief.evict_now().unwrap();
     assert!(chief.patrol(patrol).is_err(), "aged out");
 }
+
+/// A phone whose clock once read two years ahead (a wrong network time) and was put right: the
+/// store's clock lets that reading go, and the chief's patrol of today ages from today.
+#[test]
+fn a_reading_far_ahead_does_not_stop_the_store_from_ageing() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::start_demo_server(&dir.path().join("server"), 900);
+    let clock = Arc::new(TestClock(AtomicI64::new(T0 + 730 * DAY)));
+    let bounds = StoreBounds::default();
+    let chief = phone(
+        &dir.path().join("chief"),
+        &base,
+        "demo-chief",
+        clock.clone(),
+        bounds,
+    );
+    chief.evict_now().unwrap();
+    clock.0.store(T0, Ordering::SeqCst);
+    let patrol = walk(&chief);
+    chief.sync().unwrap();
+    clock
+        .0
+        .store(T0 + bounds.max_age_ms + DAY, Ordering::SeqCst);
+    let report = chief.evict_now().unwrap();
+    assert!(
+        chief.patrol(patrol).is_err(),
+        "the patrol was dated two years ahead and never aged: {report:?}"
+    );
+}

@@ -7,18 +7,28 @@ use std::collections::BTreeSet;
 
 use server::demo::{self, CHIEF_2};
 use sync_core::limits::MIN_ASKED_ANSWER_BYTES;
-use sync_core::protocol::{SyncRequest, SyncResponse, ANSWER_BYTES_HEADER};
+use sync_core::protocol::{DocPush, SyncRequest, SyncResponse, ANSWER_BYTES_HEADER};
 
 use crate::harness::TestServer;
 
 /// One request with nothing to push from `cursor`, asking for at most `asked` (a header value).
 async fn ask(s: &TestServer, token: &str, cursor: u64, asked: Option<&str>) -> (u16, Vec<u8>) {
-    let body = SyncRequest {
+    let request = SyncRequest {
         cursor,
         dropped: Vec::new(),
         docs: Vec::new(),
-    }
-    .encode();
+    };
+    send(s, token, &request, asked).await
+}
+
+/// One request, asking for at most `asked` (a header value).
+async fn send(
+    s: &TestServer,
+    token: &str,
+    request: &SyncRequest,
+    asked: Option<&str>,
+) -> (u16, Vec<u8>) {
+    let body = request.encode();
     let mut request = s
         .client
         .post(format!("{}/api/v1/sync", s.base))
@@ -119,6 +129,27 @@ async fn a_phone_asking_for_small_answers_gets_its_first_sync_in_pages_of_that_s
         ids(&whole).len()
     );
     assert_eq!(ids(&floored), ids(&whole));
+
+    // The answers to a phone's own pushes are not held to its ask: a phone that names every
+    // patrol as held of nothing is answered with all of them whole (before, a 413).
+    let token = s.token(CHIEF_2, "pushing-phone").await;
+    let pushes = SyncRequest {
+        cursor: 0,
+        dropped: Vec::new(),
+        docs: ids(&whole)
+            .into_iter()
+            .map(|doc_id| DocPush {
+                doc_id,
+                server_heads: Vec::new(),
+                changes: Vec::new(),
+            })
+            .collect(),
+    };
+    let (status, bytes) = send(&s, &token, &pushes, Some("1")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let answered = SyncResponse::decode(&bytes).unwrap();
+    assert_eq!(answered.docs.len(), ids(&whole).len());
+    assert!(doc_bytes(&answered) > MIN_ASKED_ANSWER_BYTES);
 
     // Not a whole number: refused with a JSON error, nothing answered.
     let token = s.token(CHIEF_2, "bad-phone").await;

@@ -39,6 +39,15 @@ fn unstamp(stored: &[u8]) -> Option<(i64, &[u8])> {
     Some((i64::from_le_bytes(*at), state))
 }
 
+/// The heads a stored sync state says the device and the server share; none when it does not
+/// read.
+pub(super) fn state_heads(stored: &[u8]) -> Vec<ChangeHash> {
+    unstamp(stored)
+        .and_then(|(_, bytes)| sync::State::decode(bytes).ok())
+        .map(|state| state.shared_heads)
+        .unwrap_or_default()
+}
+
 /// The server's side of one automerge sync exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AutomergeSyncOutcome {
@@ -113,6 +122,20 @@ impl<S: HubStore> Hub<S> {
                     // A new document under an id another document already has.
                     return Err(HubError::UnknownDocument(doc_id.to_string()));
                 }
+                // What the device held: the sync state, and what the device's records of batch
+                // syncs say it held or was sent (kept after a drop, which forgets the sync
+                // state). Read before its last sync: a sync that vouches for a later time
+                // writes that first and forgets such records after (`Hub::forget_floors`), so
+                // one of the two is seen.
+                let mut held = Vec::new();
+                if !outcome.appended.is_empty() {
+                    let state = self.store.sync_state(&caller.device, doc_id)?;
+                    held.extend(state.as_deref().map(state_heads).unwrap_or_default());
+                    if let Some(record) = self.store.device_doc(&caller.device, doc_id)? {
+                        let seen = record.confirmed.iter().chain(&record.pending);
+                        held.extend(seen.map(|h| ChangeHash(*h)));
+                    }
+                }
                 let previous_sync = self.store.device_synced(&caller.device)?;
                 let meta = if outcome.appended.is_empty() {
                     DocMeta::of(&merged).map_err(|e| HubError::Refused {
@@ -120,21 +143,6 @@ impl<S: HubStore> Hub<S> {
                         message: e.to_string(),
                     })?
                 } else {
-                    // What the server's sync state says this device holds, and what the
-                    // device's records of batch syncs say it held or was sent (kept after a
-                    // drop, which forgets the sync state).
-                    let mut held = self
-                        .store
-                        .sync_state(&caller.device, doc_id)?
-                        .as_deref()
-                        .and_then(unstamp)
-                        .and_then(|(_, bytes)| sync::State::decode(bytes).ok())
-                        .map(|state| state.shared_heads)
-                        .unwrap_or_default();
-                    if let Some(record) = self.store.device_doc(&caller.device, doc_id)? {
-                        let seen = record.confirmed.iter().chain(&record.pending);
-                        held.extend(seen.map(|h| ChangeHash(*h)));
-                    }
                     let floor = Floor {
                         held: &held,
                         synced: previous_sync,

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::automerge_sync::state_heads;
 use super::{Caller, DeviceDoc, Hub, HubError, HubStore};
 use crate::protocol::SyncRequest;
 
@@ -41,22 +42,39 @@ impl<S: HubStore> Hub<S> {
             .iter()
             .filter_map(|id| Some((id.clone(), held.get(id)?.clone())))
             .collect();
-        if !prior.is_empty() {
-            let records: Vec<(String, Option<DeviceDoc>)> = prior
-                .iter()
-                .map(|(id, held)| (id.clone(), Some(held.gone())))
-                .collect();
-            self.store.put_device_docs(&caller.device, &records)?;
-        }
-        let states: Vec<String> = self
+        // The automerge sync states kept for them go too; what they say the device held stays
+        // in its records with the rest (a document it only ever exchanged through
+        // `POST /docs/{id}/automerge-sync` has no other record).
+        let states: Vec<(String, Vec<u8>)> = self
             .store
             .sync_states(&caller.device)?
             .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| dropped.contains(id))
+            .filter(|(id, _)| dropped.contains(id))
             .collect();
+        let mut gone: HashMap<String, DeviceDoc> = prior
+            .iter()
+            .map(|(id, held)| (id.clone(), held.gone()))
+            .collect();
+        for (id, state) in &states {
+            let record = gone
+                .entry(id.clone())
+                .or_insert_with(|| DeviceDoc::default().gone());
+            record
+                .pending
+                .extend(state_heads(state).into_iter().map(|h| h.0));
+            record.pending.sort_unstable();
+            record.pending.dedup();
+        }
+        if !gone.is_empty() {
+            let records: Vec<(String, Option<DeviceDoc>)> = gone
+                .into_iter()
+                .map(|(id, record)| (id, Some(record)))
+                .collect();
+            self.store.put_device_docs(&caller.device, &records)?;
+        }
         if !states.is_empty() {
-            self.store.forget_sync_states(&caller.device, &states)?;
+            let ids: Vec<String> = states.into_iter().map(|(id, _)| id).collect();
+            self.store.forget_sync_states(&caller.device, &ids)?;
         }
         Ok(prior)
     }

@@ -19,6 +19,8 @@ use crate::protocol::{DocUpdate, Heads, PackedUpdate, SyncRequest, SyncResponse}
 /// within about one read of what the answer carries.
 const FIRST_READ: usize = 16;
 const READ_TOGETHER: usize = 256;
+/// Feed positions read in one call when a walk looks for what earlier pages sent.
+const SEQS_TOGETHER: usize = 1024;
 
 /// The device an answer is for, as read once at its start: its caller, what its records say
 /// it holds (`Hub::forget_unapplied`) and its last acknowledged sync. Nothing else writes them
@@ -132,7 +134,11 @@ impl<S: HubStore> Hub<S> {
         let Some(_claim) = self.store.claim_device(&caller.device)? else {
             return Err(HubError::SyncInProgress);
         };
-        let limits = self.answer_limits().asked(asked_bytes);
+        // What the phone asked for bounds the documents this answer walks to; the answers to
+        // its own pushes keep the server's limit (a phone cannot take them later, and asking
+        // small must not turn a push into a refusal).
+        let server_limits = self.answer_limits();
+        let limits = server_limits.asked(asked_bytes);
         // What the server records the device as holding, read once; first, what answers it
         // never applied had sent is taken back (`forget_unapplied`).
         let mut held_all = self.forget_unapplied(caller, request.cursor)?;
@@ -167,7 +173,8 @@ impl<S: HubStore> Hub<S> {
             synced,
             placed: PlacedAgainst::default(),
         };
-        let received = self.receive_all(&device, pushes, &sizes, &spent, limits.bytes, now_ms);
+        let received =
+            self.receive_all(&device, pushes, &sizes, &spent, server_limits.bytes, now_ms);
         for (push, outcome) in request.docs.iter().zip(received) {
             let (update, heads) = outcome?;
             touched.insert(push.doc_id.clone());
@@ -207,6 +214,12 @@ impl<S: HubStore> Hub<S> {
         } else {
             self.store.changed_since(request.cursor, head, &wanted)?
         };
+        if rescope {
+            // A walk of the scope comes in pages (a first sync, a phone asking for small
+            // answers), and each page walks it again: a document an earlier page sent as it
+            // still stands is passed without reading it.
+            touched.extend(self.sent_as_it_stands(&candidates, &held_all, request.cursor)?);
+        }
         let held_of = |id: &str| -> Option<DeviceDoc> { held_all.get(id).cloned() };
         let mut removed = Vec::new();
         let mut forget = Vec::new();
@@ -356,7 +369,9 @@ impl<S: HubStore> Hub<S> {
         // Nor is one whose cursor is past the feed: the server was restored from a backup and
         // lacks what the phone sent since, which the phone sends again only after this answer.
         if request.docs.is_empty() && request.cursor <= head {
-            self.store.put_device_synced(&caller.device, now_ms)?;
+            // Never moved back: another server's clock may run behind the one that vouched.
+            let vouched = synced.map_or(now_ms, |synced| synced.max(now_ms));
+            self.store.put_device_synced(&caller.device, vouched)?;
             // Every receipt a record of a document the device no longer holds keeps as its
             // floor is older than the time just vouched for: those records can go.
             self.forget_floors(caller, &held_all, &records)?;
@@ -405,6 +420,38 @@ impl<S: HubStore> Hub<S> {
             self.store.put_device_docs(&caller.device, &unapplied)?;
         }
         Ok(held)
+    }
+
+    /// The documents among `candidates` the device holds as they stand: an answer sent each
+    /// one and the device presented that answer's cursor, and nothing was saved to it since
+    /// (its feed position is not past that cursor; the version sent was read after every save
+    /// up to it).
+    fn sent_as_it_stands(
+        &self,
+        candidates: &[DocMeta],
+        held: &HashMap<String, DeviceDoc>,
+        cursor: u64,
+    ) -> Result<Vec<String>, HubError> {
+        let sent_at = |id: &str| {
+            let record = held.get(id)?;
+            let at = record.pending_cursor;
+            (at != 0 && at != NEVER_APPLIED && cursor >= at).then_some(at)
+        };
+        let sent: Vec<&str> = candidates
+            .iter()
+            .map(|meta| meta.id.as_str())
+            .filter(|id| sent_at(id).is_some())
+            .collect();
+        let mut passed = Vec::new();
+        for ids in sent.chunks(SEQS_TOGETHER) {
+            let seqs = self.store.document_seqs(ids)?;
+            for id in ids {
+                if seqs.get(*id).is_some_and(|seq| Some(*seq) <= sent_at(id)) {
+                    passed.push(id.to_string());
+                }
+            }
+        }
+        Ok(passed)
     }
 
     /// Forgets the device's records that only keep a floor, as they stand after this answer

@@ -401,3 +401,112 @@ fn a_backdated_event_sent_by_automerge_sync_after_a_drop_counts_from_what_was_se
         last.at_ms
     );
 }
+
+/// A document a phone only ever had through `POST /docs/{id}/automerge-sync` (the office opens
+/// a problem now waiting for a department, which its phone does not receive) keeps what that
+/// exchange shared as its floor when the phone names it dropped: the drop forgets the
+/// exchange's state, which was the only record of what the phone had seen.
+#[test]
+fn a_document_fetched_on_demand_and_dropped_keeps_what_the_exchange_shared_as_its_floor() {
+    use automerge::sync::{self, SyncDoc};
+    use automerge::AutoCommit;
+    use sync_core::doc::Record;
+    use sync_core::hub::AutomergeSyncOutcome;
+
+    let world = World::new();
+    let chief_phone = phone();
+    let chief = caller(chief(), "phone", 1);
+    let problem = world.report(&chief_phone, &chief, T0);
+    let waiting = world.report(&chief_phone, &chief, T0 + 1);
+    let reported_heads = world.server_heads(&problem);
+    let assigned_at = T0 + DAY;
+    world.assign(
+        &problem,
+        Assignee::Department(DEPARTMENT.into()),
+        assigned_at,
+    );
+
+    // The office's phone receives the problem waiting for it, not the one with the department.
+    let office_phone = phone();
+    let office = caller(crate::fixtures::supervisor(), "phone", 4);
+    world.sync(&office_phone, &office, assigned_at + 1);
+    assert!(held_heads(&office_phone, &waiting).is_some());
+    assert!(held_heads(&office_phone, &problem).is_none());
+
+    // It opens the other on demand: a standard exchange from nothing.
+    let (mut fetched, mut state) = (AutoCommit::new(), sync::State::new());
+    for round in 0..6 {
+        let Some(message) = fetched.sync().generate_sync_message(&mut state) else {
+            break;
+        };
+        let at = assigned_at + 2 + round;
+        match world
+            .hub
+            .automerge_sync(&office, &problem, &message.encode(), at)
+            .expect("answered")
+        {
+            AutomergeSyncOutcome::Reply(reply) => fetched
+                .sync()
+                .receive_sync_message(&mut state, sync::Message::decode(&reply).unwrap())
+                .unwrap(),
+            AutomergeSyncOutcome::NothingToSend => break,
+        }
+    }
+    assert_eq!(fetched.get_heads(), world.server_heads(&problem));
+    let store = world.hub.store();
+    assert_eq!(store.device_doc(&office.device, &problem).unwrap(), None);
+
+    // It names it dropped in a sync that pushes a comment on the problem it receives.
+    comment(&office_phone, &office, &waiting, assigned_at + 10);
+    let outgoing = SyncClient::new(&office_phone)
+        .build_request(assigned_at + 10)
+        .unwrap();
+    let mut request = SyncRequest::decode(&outgoing.encode()).unwrap();
+    assert_eq!(request.docs.len(), 1);
+    request.dropped = vec![problem.clone()];
+    world.hub.sync(&office, &request, assigned_at + 10).unwrap();
+    let record = store.device_doc(&office.device, &problem).unwrap();
+    let record = record.expect("what the exchange shared stays as the floor");
+    assert!(!record.holds());
+
+    // A comment built on the report alone, stamped before the assignment the office had seen,
+    // through a fresh exchange.
+    let mut forged = IssueDoc::from_automerge(fetched.fork_at(&reported_heads).unwrap())
+        .unwrap()
+        .with_actor(office.actor.clone());
+    forged
+        .act(
+            &office.user,
+            &office.device,
+            T0 + 10,
+            Action::Comment {
+                text: "早已清理".into(),
+            },
+        )
+        .unwrap();
+    let change = forged
+        .am_mut()
+        .get_last_local_change()
+        .unwrap()
+        .raw_bytes()
+        .to_vec();
+    let mut message = forged
+        .am_mut()
+        .sync()
+        .generate_sync_message(&mut sync::State::new())
+        .expect("an opening message");
+    message.changes = vec![change].into();
+    world
+        .hub
+        .automerge_sync(&office, &problem, &message.encode(), assigned_at + 20)
+        .expect("merged");
+    let stored = store.document(&problem).unwrap().unwrap();
+    let receipts = IssueDoc::load(&stored.bytes).unwrap().receipts().unwrap();
+    let last = receipts.last().expect("receipts");
+    assert_eq!(last.received_ms, Some(assigned_at + 20));
+    assert!(
+        last.at_ms >= assigned_at,
+        "counted at {} before the assignment the office had seen ({assigned_at})",
+        last.at_ms
+    );
+}
