@@ -483,7 +483,7 @@ impl<'a, C: FnMut() -> i64> sync_core::client::Rounds for PhoneRounds<'a, C> {
     fn send(&mut self, body: Vec<u8>) -> Result<Vec<u8>> {
         let held = crate::overview::held_version(&self.app.store, &self.user_id);
         let account = &self.app.account;
-        let ask = self.link.ask();
+        let (ask, before) = (self.link.ask(), self.link);
         let sent = std::time::Instant::now();
         let answer = account.authorized(|token| {
             account
@@ -497,8 +497,10 @@ impl<'a, C: FnMut() -> i64> sync_core::client::Rounds for PhoneRounds<'a, C> {
         }
         // What was measured serves the next sync too (the app is often started afresh). Not
         // keeping it costs a smaller first page next time, not the answer in hand.
-        if let Ok(link) = serde_json::to_vec(&self.link) {
-            let _ = self.app.store.put_meta(LINK_KEY, &link);
+        if self.link != before {
+            if let Ok(link) = serde_json::to_vec(&self.link) {
+                let _ = self.app.store.put_meta(LINK_KEY, &link);
+            }
         }
         answer
     }

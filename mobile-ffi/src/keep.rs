@@ -55,8 +55,9 @@ const MAX_FETCH_ROUNDS: usize = 6;
 const INDEX_KEY: &str = "keep.index";
 /// Documents opened on demand, and until when each is pinned.
 const PINS_KEY: &str = "keep.pins";
-/// The highest reading of the phone's clock the rule has seen (Unix ms).
+/// The highest reading of the phone's clock the rule has seen (Unix ms), kept to the hour.
 const CLOCK_KEY: &str = "keep.clock";
+const KEPT_TO_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
@@ -113,6 +114,8 @@ impl PhoneApp {
         let now = self.now();
         let seen: Option<i64> = read_json(self, CLOCK_KEY)?;
         match seen {
+            // Kept to the hour: ages are counted in days, and a write per pass costs the phone.
+            Some(seen) if now > seen && now.saturating_sub(seen) < KEPT_TO_MS => Ok(now),
             Some(seen) if seen >= now && seen.saturating_sub(now) <= self.bounds.max_age_ms => {
                 Ok(seen)
             }
