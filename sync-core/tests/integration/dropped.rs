@@ -327,7 +327,6 @@ fn naming_documents_never_held_or_thousands_of_them_changes_nothing_else() {
 /// what the batch syncs sent the phone still bounds the event's time.
 #[test]
 fn a_backdated_event_sent_by_automerge_sync_after_a_drop_counts_from_what_was_seen() {
-    use automerge::sync::{self, SyncDoc};
     use sync_core::doc::Record;
 
     let world = World::new();
@@ -359,27 +358,42 @@ fn a_backdated_event_sent_by_automerge_sync_after_a_drop_counts_from_what_was_se
 
     // Built on the report alone and stamped long before the assignment reached the phone.
     let mut kept = IssueDoc::load(&held).unwrap();
-    let fork = kept.am_mut().fork_at(&reported_heads).unwrap();
-    let mut forged = IssueDoc::from_automerge(fork)
+    let at_ms = comment_through_automerge_sync(
+        &world,
+        &chief,
+        &problem,
+        kept.am_mut().fork_at(&reported_heads).unwrap(),
+        T0 + 10,
+        assigned_at + 3,
+    );
+    assert!(
+        at_ms >= assigned_at,
+        "counted at {at_ms} before the assignment the phone had seen ({assigned_at})"
+    );
+}
+
+/// `who` sends a comment stamped `stamped` on `base` (a fork of `problem`) by a fresh
+/// `POST /docs/{id}/automerge-sync` exchange at `at`; returns the time it counts from.
+fn comment_through_automerge_sync(
+    world: &World,
+    who: &sync_core::hub::Caller,
+    problem: &str,
+    base: automerge::AutoCommit,
+    stamped: i64,
+    at: i64,
+) -> i64 {
+    use automerge::sync::{self, SyncDoc};
+    use sync_core::doc::Record;
+
+    let mut forged = IssueDoc::from_automerge(base)
         .unwrap()
-        .with_actor(chief.actor.clone());
-    let backdated = T0 + 10;
+        .with_actor(who.actor.clone());
+    let text = "早已清理".to_string();
     forged
-        .act(
-            &chief.user,
-            &chief.device,
-            backdated,
-            Action::Comment {
-                text: "早已清理".into(),
-            },
-        )
+        .act(&who.user, &who.device, stamped, Action::Comment { text })
         .unwrap();
-    let change = forged
-        .am_mut()
-        .get_last_local_change()
-        .unwrap()
-        .raw_bytes()
-        .to_vec();
+    let change = forged.am_mut().get_last_local_change().unwrap();
+    let change = change.raw_bytes().to_vec();
     let mut message = forged
         .am_mut()
         .sync()
@@ -388,18 +402,13 @@ fn a_backdated_event_sent_by_automerge_sync_after_a_drop_counts_from_what_was_se
     message.changes = vec![change].into();
     world
         .hub
-        .automerge_sync(&chief, &problem, &message.encode(), assigned_at + 3)
+        .automerge_sync(who, problem, &message.encode(), at)
         .expect("merged");
-
-    let stored = world.hub.store().document(&problem).unwrap().unwrap();
+    let stored = world.hub.store().document(problem).unwrap().unwrap();
     let receipts = IssueDoc::load(&stored.bytes).unwrap().receipts().unwrap();
     let last = receipts.last().expect("receipts");
-    assert_eq!(last.received_ms, Some(assigned_at + 3));
-    assert!(
-        last.at_ms >= assigned_at,
-        "counted at {} before the assignment the phone had seen ({assigned_at})",
-        last.at_ms
-    );
+    assert_eq!(last.received_ms, Some(at));
+    last.at_ms
 }
 
 /// A document a phone only ever had through `POST /docs/{id}/automerge-sync` (the office opens
@@ -410,7 +419,6 @@ fn a_backdated_event_sent_by_automerge_sync_after_a_drop_counts_from_what_was_se
 fn a_document_fetched_on_demand_and_dropped_keeps_what_the_exchange_shared_as_its_floor() {
     use automerge::sync::{self, SyncDoc};
     use automerge::AutoCommit;
-    use sync_core::doc::Record;
     use sync_core::hub::AutomergeSyncOutcome;
 
     let world = World::new();
@@ -471,42 +479,11 @@ fn a_document_fetched_on_demand_and_dropped_keeps_what_the_exchange_shared_as_it
 
     // A comment built on the report alone, stamped before the assignment the office had seen,
     // through a fresh exchange.
-    let mut forged = IssueDoc::from_automerge(fetched.fork_at(&reported_heads).unwrap())
-        .unwrap()
-        .with_actor(office.actor.clone());
-    forged
-        .act(
-            &office.user,
-            &office.device,
-            T0 + 10,
-            Action::Comment {
-                text: "早已清理".into(),
-            },
-        )
-        .unwrap();
-    let change = forged
-        .am_mut()
-        .get_last_local_change()
-        .unwrap()
-        .raw_bytes()
-        .to_vec();
-    let mut message = forged
-        .am_mut()
-        .sync()
-        .generate_sync_message(&mut sync::State::new())
-        .expect("an opening message");
-    message.changes = vec![change].into();
-    world
-        .hub
-        .automerge_sync(&office, &problem, &message.encode(), assigned_at + 20)
-        .expect("merged");
-    let stored = store.document(&problem).unwrap().unwrap();
-    let receipts = IssueDoc::load(&stored.bytes).unwrap().receipts().unwrap();
-    let last = receipts.last().expect("receipts");
-    assert_eq!(last.received_ms, Some(assigned_at + 20));
+    let base = fetched.fork_at(&reported_heads).unwrap();
+    let at_ms =
+        comment_through_automerge_sync(&world, &office, &problem, base, T0 + 10, assigned_at + 20);
     assert!(
-        last.at_ms >= assigned_at,
-        "counted at {} before the assignment the office had seen ({assigned_at})",
-        last.at_ms
+        at_ms >= assigned_at,
+        "counted at {at_ms} before the assignment the office had seen ({assigned_at})"
     );
 }
