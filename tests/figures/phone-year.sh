@@ -15,6 +15,8 @@
 #   cargo build --release -p server --bin chiefsync -p tests --bin fieldsim --bin weaknet
 #
 # Usage: [SYNC_EVERY=7] tests/figures/phone-year.sh [DEVICES] [DAYS] [OBSERVE]   (default 100 365 2)
+# LINKS="field rate=128kbit ..." names the links of step 2 (`LinkSpec::parse`, each starting
+# from the field link's settings).
 # Writes year.json, and first-sync-<link>.jsonl under $OUT (default /tmp/chiefsync-phone-year).
 set -euo pipefail
 
@@ -71,7 +73,7 @@ CHIEF=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["observe
 fi
 
 # A new phone for that district chief over each link: sign in, then one timed first sync.
-for link in field "delay=25ms,loss=0,rate=10mbit"; do
+for link in ${LINKS:-field delay=25ms,loss=0,rate=10mbit}; do
   name=${link//[^a-z0-9]/_}
   spec=()
   [[ $link != field ]] && spec=("$link")
