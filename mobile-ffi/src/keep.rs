@@ -22,16 +22,10 @@
 //! needs to know of each document (its size, its routing facts, when it last changed on the
 //! phone) is kept in a small index, read again from a document only when it changed.
 //!
-//! **Its clock never runs backwards.** Ages are read on the phone's clock, but never behind the
-//! highest reading this rule has seen (kept in the store). A phone whose clock is set back (by
-//! hand, or a wrong network time) and later corrected would otherwise date what it received
-//! meanwhile in the past, and see the chief's own recent week as months old once the clock is
-//! right again. While the clock is behind, the rule's time stands still: nothing ages, and
-//! nothing is dropped for age that was not already due. A reading more than
-//! [`StoreBounds::max_age_ms`](sync_core::evict::StoreBounds) ahead of the clock is let go (a
-//! wrong time far in the future must not stop everything from ageing), and no document is
-//! dated, nor pinned, past the rule's time: what was dated at a wrong time ahead counts as
-//! changed now.
+//! **Its clock never runs backwards.** Ages are read on the phone's clock, never behind the
+//! highest reading the rule has seen (kept in the store), by sync-core's rule
+//! (`evict::store_time`, `evict::dated_at_most`): a clock set back and put right must not make
+//! the chief's own recent week look months old.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,7 +34,7 @@ use automerge::AutoCommit;
 use serde::{Deserialize, Serialize};
 use sync_core::authz::DocMeta;
 use sync_core::client::SyncClient;
-use sync_core::evict::{evictions, HeldDoc};
+use sync_core::evict::{dated_at_most, evictions, store_time, HeldDoc};
 use sync_core::protocol::check_doc_id;
 use sync_core::store::DocKind as StoreKind;
 
@@ -55,9 +49,8 @@ const MAX_FETCH_ROUNDS: usize = 6;
 const INDEX_KEY: &str = "keep.index";
 /// Documents opened on demand, and until when each is pinned.
 const PINS_KEY: &str = "keep.pins";
-/// The highest reading of the phone's clock the rule has seen (Unix ms), kept to the hour.
+/// The highest reading of the phone's clock the rule has seen (Unix ms, `evict::store_time`).
 const CLOCK_KEY: &str = "keep.clock";
-const KEPT_TO_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
@@ -111,19 +104,12 @@ impl PhoneApp {
     /// before (see the module). Called with the document lock held, so two passes cannot
     /// write it out of order.
     fn keep_clock(&self) -> Result<i64> {
-        let now = self.now();
         let seen: Option<i64> = read_json(self, CLOCK_KEY)?;
-        match seen {
-            // Kept to the hour: ages are counted in days, and a write per pass costs the phone.
-            Some(seen) if now > seen && now.saturating_sub(seen) < KEPT_TO_MS => Ok(now),
-            Some(seen) if seen >= now && seen.saturating_sub(now) <= self.bounds.max_age_ms => {
-                Ok(seen)
-            }
-            _ => {
-                write_json(self, CLOCK_KEY, &now)?;
-                Ok(now)
-            }
+        let (now, keep) = store_time(seen, self.now(), &self.bounds);
+        if let Some(reading) = keep {
+            write_json(self, CLOCK_KEY, &reading)?;
         }
+        Ok(now)
     }
 
     /// Fetches one document of the user's scope from the server and keeps it on the phone,
@@ -235,9 +221,12 @@ impl PhoneApp {
                         .meta(&crate::patrol::pending_key(&id))?
                         .is_some_and(|buffer| buffer.len() > 8)
                     || !self.store.pending_for(&id)?.is_empty();
-                // Dated ahead of the rule's time (by a clock since put back): changed now.
+                // Dated or pinned ahead of the rule's time (by a clock since put back): from
+                // now. Kept so, the document ages from now on.
+                let (changed_ms, pinned_until_ms) =
+                    dated_at_most(entry.changed_ms, pins.get(&id).copied(), &self.bounds, now);
                 let entry = Entry {
-                    changed_ms: entry.changed_ms.min(now),
+                    changed_ms,
                     ..entry
                 };
                 held.push(HeldDoc {
@@ -247,9 +236,7 @@ impl PhoneApp {
                     changed_ms: entry.changed_ms,
                     unsent,
                     quarantined: !self.store.quarantined_for(&id)?.is_empty(),
-                    pinned_until_ms: pins
-                        .get(&id)
-                        .map(|until| (*until).min(now.saturating_add(self.bounds.pin_ms))),
+                    pinned_until_ms,
                 });
                 index.insert(id.clone(), entry);
                 ids.insert(id);

@@ -166,6 +166,39 @@ pub fn evictions(user: &User, docs: &[HeldDoc], bounds: &StoreBounds, now_ms: i6
     out
 }
 
+/// The time the rule goes by on a phone whose last highest reading of its clock was `seen`
+/// and whose clock reads `now_ms`: the clock, never behind `seen` (a clock set back and later
+/// put right would otherwise date what arrived meanwhile in the past, and the chief's own
+/// recent week would look months old once it is right again), unless `seen` leads it by more
+/// than [`StoreBounds::max_age_ms`] (a wrong time far ahead must not stop everything from
+/// ageing). Returns that time, and the reading to keep as the highest when it changed by an
+/// hour or more (ages are counted in days, and a write per pass costs the phone).
+pub fn store_time(seen: Option<i64>, now_ms: i64, bounds: &StoreBounds) -> (i64, Option<i64>) {
+    const KEPT_TO_MS: i64 = 3_600_000;
+    match seen {
+        Some(seen) if now_ms > seen && now_ms.saturating_sub(seen) < KEPT_TO_MS => (now_ms, None),
+        Some(seen) if seen >= now_ms && seen.saturating_sub(now_ms) <= bounds.max_age_ms => {
+            (seen, None)
+        }
+        _ => (now_ms, Some(now_ms)),
+    }
+}
+
+/// When a document the phone dated `changed_ms` counts as changed, at the rule's time
+/// `now_ms` (see [`store_time`]), and until when a pin set for `pinned_until_ms` holds: never
+/// past that time, so what was dated or pinned by a clock since put back counts from now.
+pub fn dated_at_most(
+    changed_ms: i64,
+    pinned_until_ms: Option<i64>,
+    bounds: &StoreBounds,
+    now_ms: i64,
+) -> (i64, Option<i64>) {
+    (
+        changed_ms.min(now_ms),
+        pinned_until_ms.map(|until| until.min(now_ms.saturating_add(bounds.pin_ms))),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,5 +406,46 @@ mod tests {
         let free = held("free", meta(DocKind::Patrol, "x"), 1, 0);
         let out = evictions(&user, &[unsent, refused, free], &b, NOW);
         assert_eq!(out, vec!["free".to_string()]);
+    }
+
+    #[test]
+    fn the_store_time_holds_through_a_clock_set_back_but_not_a_reading_far_ahead() {
+        let bounds = StoreBounds::default();
+        let t = 1_764_291_600_000;
+        assert_eq!(
+            store_time(None, t, &bounds),
+            (t, Some(t)),
+            "first reading kept"
+        );
+        assert_eq!(
+            store_time(Some(t), t + 60_000, &bounds),
+            (t + 60_000, None),
+            "kept to the hour"
+        );
+        assert_eq!(
+            store_time(Some(t), t + 2 * 3_600_000, &bounds),
+            (t + 2 * 3_600_000, Some(t + 2 * 3_600_000))
+        );
+        let set_back = t - 60 * DAY_MS;
+        assert_eq!(
+            store_time(Some(t), set_back, &bounds),
+            (t, None),
+            "stands still"
+        );
+        let far_behind = t - 61 * DAY_MS;
+        assert_eq!(
+            store_time(Some(t), far_behind, &bounds),
+            (far_behind, Some(far_behind))
+        );
+        assert_eq!(store_time(Some(i64::MIN), i64::MAX, &bounds).0, i64::MAX);
+        assert_eq!(store_time(Some(i64::MAX), i64::MIN, &bounds).0, i64::MIN);
+        assert_eq!(
+            dated_at_most(t + DAY_MS, Some(t + 9 * DAY_MS), &bounds, t),
+            (t, Some(t + bounds.pin_ms))
+        );
+        assert_eq!(
+            dated_at_most(t - DAY_MS, None, &bounds, t),
+            (t - DAY_MS, None)
+        );
     }
 }
