@@ -58,7 +58,7 @@ pub(super) async fn reported(phone: &Arc<Phone>, description: &str) -> String {
     issue.id().to_string()
 }
 
-pub(super) async fn act(s: &TestServer, token: &str, id: &str, body: Value) -> Value {
+async fn act(s: &TestServer, token: &str, id: &str, body: Value) -> Value {
     let reply = s
         .post(&format!("/api/v1/issues/{id}/events"), token, body.clone())
         .await;
@@ -66,7 +66,7 @@ pub(super) async fn act(s: &TestServer, token: &str, id: &str, body: Value) -> V
     reply.body
 }
 
-pub(super) async fn detail(s: &TestServer, token: &str, id: &str) -> Value {
+async fn detail(s: &TestServer, token: &str, id: &str) -> Value {
     s.get(&format!("/api/v1/issues/{id}"), token)
         .await
         .expect_ok()
@@ -537,17 +537,29 @@ async fn a_web_comment_meets_the_limits_a_phones_comment_meets() {
     s.stop().await;
 }
 
-#[actix_web::test]
-async fn leaving_the_servers_receipts_out_of_a_changes_dependencies_does_not_lower_its_time() {
-    let s = TestServer::demo().await;
-    let sup = s.token(SUPERVISOR, "pc").await;
-    let chief = Phone::login(&s, CHIEF, "chief-phone").await;
-    let office = Phone::login(&s, SUPERVISOR, "sup-phone").await;
-    let id = reported(&chief, "依赖省略测试").await;
-    act(&s, &sup, &id, json!({"kind": "accepted"})).await;
+/// When a problem was accepted and assigned to `chief`, and by which change.
+pub(super) struct Assigned {
+    pub accepted_at: i64,
+    /// The office's assignment, without the server's receipt of it.
+    pub assignment: automerge::ChangeHash,
+    /// When the server received the assignment.
+    pub received_at: i64,
+}
+
+/// `chief` reports a problem; the office accepts it from the desk and, 200 ms later, assigns
+/// it to `chief` from `office`'s phone, so the event and the server's receipt of it are two
+/// changes.
+pub(super) async fn assigned_from_a_phone(
+    s: &TestServer,
+    sup: &str,
+    office: &Arc<Phone>,
+    chief: &Arc<Phone>,
+    description: &str,
+) -> (String, Assigned) {
+    let id = reported(chief, description).await;
+    act(s, sup, &id, json!({"kind": "accepted"})).await;
     let accepted_at = now_ms();
     actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
-    // The office assigns from a phone: the event and the server's receipt of it are two changes.
     office.sync(now_ms()).await;
     let mut on_office = office.issue(&id).unwrap();
     on_office
@@ -564,20 +576,34 @@ async fn leaving_the_servers_receipts_out_of_a_changes_dependencies_does_not_low
     let assignment = on_office.am_mut().get_last_local_change().unwrap().hash();
     office.save(&mut on_office);
     office.sync(now_ms()).await;
-    chief.sync(now_ms()).await;
-    let assigned = detail(&s, &sup, &id).await;
-    let assigned_received = assigned["timeline"].as_array().unwrap().last().unwrap()
-        ["received_at_ms"]
+    let assigned = detail(s, sup, &id).await;
+    let received_at = assigned["timeline"].as_array().unwrap().last().unwrap()["received_at_ms"]
         .as_i64()
         .unwrap();
+    let assigned = Assigned {
+        accepted_at,
+        assignment,
+        received_at,
+    };
+    (id, assigned)
+}
 
-    // The chief builds on the assignment alone, leaving its receipt out, and stamps the
-    // rectification between the acceptance and the assignment.
-    let mut held = chief.issue(&id).unwrap();
-    let mut forked = IssueDoc::from_automerge(held.am_mut().fork_at(&[assignment]).unwrap())
+/// `chief` builds a rectification on `held` as of the assignment alone (leaving the server's
+/// receipt out of its dependencies), stamps it just after the acceptance and sends it; returns
+/// the issue's timeline entry for it, after checking that it was accepted as sent.
+pub(super) async fn rectification_stamped_before_the_assignment(
+    s: &TestServer,
+    sup: &str,
+    chief: &Arc<Phone>,
+    id: &str,
+    mut held: IssueDoc,
+    assigned: &Assigned,
+) -> Value {
+    let fork = held.am_mut().fork_at(&[assigned.assignment]).unwrap();
+    let mut forked = IssueDoc::from_automerge(fork)
         .unwrap()
         .with_actor(chief.actor.clone());
-    let backdated = accepted_at + 50;
+    let backdated = assigned.accepted_at + 50;
     forked
         .act(
             &chief.user,
@@ -592,7 +618,7 @@ async fn leaving_the_servers_receipts_out_of_a_changes_dependencies_does_not_low
     chief.save(&mut forked);
     let report = chief.sync(now_ms()).await;
     assert_eq!(report.refused, 0, "{report:?}");
-    let after = detail(&s, &sup, &id).await;
+    let after = detail(s, sup, id).await;
     let last = after["timeline"]
         .as_array()
         .unwrap()
@@ -600,9 +626,26 @@ async fn leaving_the_servers_receipts_out_of_a_changes_dependencies_does_not_low
         .unwrap()
         .clone();
     assert_eq!(last["kind"], "rectification_submitted", "{after}");
-    assert_eq!(last["at_ms"], backdated);
+    assert_eq!(last["at_ms"], backdated, "the device time is kept: {last}");
+    last
+}
+
+#[actix_web::test]
+async fn leaving_the_servers_receipts_out_of_a_changes_dependencies_does_not_lower_its_time() {
+    let s = TestServer::demo().await;
+    let sup = s.token(SUPERVISOR, "pc").await;
+    let chief = Phone::login(&s, CHIEF, "chief-phone").await;
+    let office = Phone::login(&s, SUPERVISOR, "sup-phone").await;
+    let (id, assigned) = assigned_from_a_phone(&s, &sup, &office, &chief, "依赖省略测试").await;
+    chief.sync(now_ms()).await;
+
+    // The chief builds on the assignment alone, leaving its receipt out, and stamps the
+    // rectification between the acceptance and the assignment.
+    let held = chief.issue(&id).unwrap();
+    let last =
+        rectification_stamped_before_the_assignment(&s, &sup, &chief, &id, held, &assigned).await;
     assert!(
-        last["counted_at_ms"].as_i64().unwrap() >= assigned_received,
+        last["counted_at_ms"].as_i64().unwrap() >= assigned.received_at,
         "counted before the assignment it answers reached the chief: {last}"
     );
     s.stop().await;
