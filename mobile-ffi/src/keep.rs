@@ -201,9 +201,18 @@ impl PhoneApp {
                     // New to the index, or changed on the phone since it was last read.
                     _ => {
                         let bytes = self.store.load_doc(&id)?.unwrap_or_default();
-                        let meta = AutoCommit::load(&bytes)
-                            .ok()
-                            .and_then(|doc| DocMeta::of(&doc).ok());
+                        // Facts that outlast every edit (a patrol's) are not read again: the
+                        // load was most of a pass after a sync that changed the chief's
+                        // patrols.
+                        let known = index
+                            .get(&id)
+                            .and_then(|entry| entry.meta.clone())
+                            .filter(|meta| meta.lasts() && kind == StoreKind::Patrol);
+                        let meta = known.or_else(|| {
+                            AutoCommit::load(&bytes)
+                                .ok()
+                                .and_then(|doc| DocMeta::of(&doc).ok())
+                        });
                         Entry {
                             version: stat.version,
                             changed_ms: now,

@@ -51,6 +51,14 @@ impl DocMeta {
         Ok(Self::from_reading(&reading))
     }
 
+    /// Whether these facts hold for every later state of the document, so a copy that
+    /// changed need not be read again for them: a patrol's are all header fields (id, system,
+    /// asset, division, chief), written when it is created and never again (`schema`'s header
+    /// rule); an issue's follow its workflow.
+    pub fn lasts(&self) -> bool {
+        self.kind == DocKind::Patrol
+    }
+
     pub(super) fn from_reading(reading: &Reading) -> DocMeta {
         match reading {
             Reading::Patrol(patrol) => Self::of_patrol(patrol),

@@ -45,6 +45,31 @@ fn routing_facts_come_from_the_document_and_the_fold() {
     assert!(DocMeta::of(&AutoCommit::new()).is_err());
 }
 
+/// The phone's store reads a patrol's routing facts once (`DocMeta::lasts`): every edit a
+/// chief makes to a patrol leaves them as they were, and an issue's move with its workflow.
+#[test]
+fn a_patrols_routing_facts_outlast_its_edits_and_an_issues_do_not() {
+    let saved = patrol();
+    let first = meta(&saved);
+    assert!(first.lasts());
+    let mut patrol = crate::doc::PatrolDoc::from_automerge(saved.load()).unwrap();
+    patrol.append_track(&points(30)).unwrap();
+    patrol.add_photo(&photo(2)).unwrap();
+    patrol
+        .set_check_item("river.banks", CheckResult::Problem, "垃圾", T0 + 1)
+        .unwrap();
+    patrol.set_notes("岸边有垃圾").unwrap();
+    patrol.set_flag("short", true).unwrap();
+    patrol.add_issue("i-1").unwrap();
+    patrol.finish(T0 + 60_000).unwrap();
+    assert_eq!(DocMeta::of(patrol.am()).unwrap(), first);
+
+    let steps = issue_steps();
+    let (reported, assigned) = (meta(&steps.reported), meta(&steps.assigned));
+    assert!(!reported.lasts());
+    assert_ne!(reported, assigned);
+}
+
 #[test]
 fn chiefs_receive_their_jurisdiction_their_own_and_what_is_assigned_to_them() {
     let patrol = meta(&patrol());
