@@ -417,17 +417,11 @@ impl PhoneApp {
         clock: impl FnMut() -> i64,
     ) -> Result<sync_core::client::SyncReport> {
         let user_id = self.account.signed_in()?.user.id;
-        // What was measured of the link before; one that does not read is measured again.
-        let link = self
-            .store
-            .meta(LINK_KEY)?
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
         SyncClient::new(&self.store).sync_in_rounds(&mut PhoneRounds {
             app: self,
             user_id,
             clock,
-            link,
+            link: sync_core::client::LinkRate::default(),
         })
     }
 
@@ -453,9 +447,6 @@ impl PhoneApp {
             .collect())
     }
 }
-
-/// Where the phone keeps what it measured of its link (`sync_core::client::LinkRate`).
-const LINK_KEY: &str = "sync.link";
 
 /// What the phone brings to each round trip of a sync: its lock on the documents, its
 /// progress display, its clock, the session that sends (asking for pages its link carries in
@@ -483,26 +474,15 @@ impl<'a, C: FnMut() -> i64> sync_core::client::Rounds for PhoneRounds<'a, C> {
     fn send(&mut self, body: Vec<u8>) -> Result<Vec<u8>> {
         let held = crate::overview::held_version(&self.app.store, &self.user_id);
         let account = &self.app.account;
-        let (ask, before) = (self.link.ask(), self.link);
+        let ask = self.link.ask();
         let sent = std::time::Instant::now();
         let answer = account.authorized(|token| {
             account
                 .api()
                 .sync_asking(token, &body, Some(held), Some(ask))
-        });
-        match &answer {
-            Ok(answer) => self.link.arrived(answer.len(), sent.elapsed()),
-            Err(ChiefsyncError::Network { .. }) => self.link.failed(sent.elapsed()),
-            Err(_) => {}
-        }
-        // What was measured serves the next sync too (the app is often started afresh). Not
-        // keeping it costs a smaller first page next time, not the answer in hand.
-        if self.link != before {
-            if let Ok(link) = serde_json::to_vec(&self.link) {
-                let _ = self.app.store.put_meta(LINK_KEY, &link);
-            }
-        }
-        answer
+        })?;
+        self.link.arrived(answer.len(), sent.elapsed());
+        Ok(answer)
     }
 
     fn now_ms(&mut self) -> i64 {

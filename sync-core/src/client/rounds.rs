@@ -139,11 +139,14 @@ const PAGE_SECONDS: f64 = 30.0;
 /// take most of their time), and are not measured.
 const MEASURED_FROM_BYTES: usize = 32 * 1024;
 
-/// What a phone has measured of its link to the server, so that it asks for answers it can
-/// receive within its request timeout (`protocol::ANSWER_BYTES_HEADER`): a new chief's first
-/// sync over a field link comes in pages instead of one answer that times out. Kept between
-/// syncs by the phone library.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+/// What a phone has measured of its link to the server in this sync, so that it asks for
+/// answers it can receive within its request timeout (`protocol::ANSWER_BYTES_HEADER`): a new
+/// chief's first sync over a field link comes in pages instead of one answer that times out.
+/// Measured anew in each sync: a phone moves between the office's Wi-Fi and a river bank
+/// between two syncs, and a page sized by the last sync's link outlasts the timeout on the
+/// next one (and is sent again as it was, by the library's retries). A sync with more than
+/// one page to receive costs at most one round trip more on a fast link.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LinkRate {
     /// Bytes per second the last measured answer came at.
     bytes_per_s: Option<f64>,
@@ -168,16 +171,6 @@ impl LinkRate {
             self.bytes_per_s = Some(bytes as f64 / elapsed.as_secs_f64().max(1e-3));
         }
     }
-
-    /// A request failed `elapsed` after it was sent. One that failed after a page's time
-    /// (a timeout, a link cut mid-answer) says the link is slower than measured: the next
-    /// request asks as a phone that measured nothing. A quick failure (no network) says
-    /// nothing of the link's speed.
-    pub fn failed(&mut self, elapsed: std::time::Duration) {
-        if elapsed.as_secs_f64() >= PAGE_SECONDS {
-            self.bytes_per_s = None;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -198,12 +191,6 @@ mod tests {
         // A fast link asks for much more; the server bounds it.
         link.arrived(4 << 20, Duration::from_millis(400));
         assert_eq!(link.ask(), 300 << 20);
-        // A request that failed at once (offline) keeps what was measured; one that timed out
-        // starts over.
-        link.failed(Duration::from_millis(50));
-        assert_eq!(link.ask(), 300 << 20);
-        link.failed(Duration::from_secs(120));
-        assert_eq!(link.ask(), FIRST_ASKED_BYTES);
         // Never less than the first ask, however slow the last answer came.
         link.arrived(64 * 1024, Duration::from_secs(600));
         assert_eq!(link.ask(), FIRST_ASKED_BYTES);
