@@ -8,7 +8,7 @@ use std::path::Path;
 
 use sync_core::authz::check_category;
 use sync_core::client::{attach_photo, stage_photo};
-use sync_core::doc::{self, DocKind, NewIssue};
+use sync_core::doc::{self, DocKind, NewIssue, Record};
 use sync_core::model::PhotoRole;
 use sync_core::workflow::{self, IssueContext};
 
@@ -81,6 +81,7 @@ impl PhoneApp {
             doc::IssueDoc::report(actor, &session.user, &session.device_id, self.now(), &new)?;
         let id = issue.id().to_owned();
         self.save(&mut issue, DocKind::Issue, &id)?;
+        self.index_made(&id, issue.am())?;
         if let Some(patrol) = patrol.as_mut() {
             patrol.add_issue(&id)?;
             let patrol_id = patrol.id().to_owned();

@@ -20,7 +20,9 @@
 //! doc) to what the phone holds and drops what it may, telling the server at the next sync.
 //! [`PhoneApp::sync`] runs it first, so the drops go up in the same request. What the rule
 //! needs to know of each document (its size, its routing facts, when it last changed on the
-//! phone) is kept in a small index, read again from a document only when it changed.
+//! phone) is kept in a small index, read again from a document only when it changed. A
+//! document the phone makes (a patrol, a reported problem) enters the index as it is made, and
+//! a patrol's routing facts are read once: they are its header (`DocMeta::lasts`).
 //!
 //! **Its clock never runs backwards.** Ages are read on the phone's clock, never behind the
 //! highest reading the rule has seen (kept in the store), by sync-core's rule
@@ -110,6 +112,26 @@ impl PhoneApp {
             write_json(self, CLOCK_KEY, &reading)?;
         }
         Ok(now)
+    }
+
+    /// Enters a document the phone has just made into the index with its routing facts, read
+    /// from the copy in hand: the next pass would otherwise load it for them (a week of a
+    /// chief's patrols was most of the pass before their sync). Called with the document lock
+    /// held, after the document was saved.
+    pub(crate) fn index_made(&self, id: &str, doc: &AutoCommit) -> Result<()> {
+        let Some(stat) = self.store.doc_stat(id)? else {
+            return Ok(());
+        };
+        let bytes = self.store.load_doc(id)?.map_or(0, |b| b.len() as u64);
+        let entry = Entry {
+            version: stat.version,
+            changed_ms: self.keep_clock()?,
+            bytes,
+            meta: DocMeta::of(doc).ok(),
+        };
+        let mut index: BTreeMap<String, Entry> = read_json(self, INDEX_KEY)?;
+        index.insert(id.to_owned(), entry);
+        write_json(self, INDEX_KEY, &index)
     }
 
     /// Fetches one document of the user's scope from the server and keeps it on the phone,

@@ -11,7 +11,7 @@
 
 use std::collections::hash_map::Entry;
 
-use sync_core::doc::{DocKind, NewPatrol, Patrol, PatrolDoc};
+use sync_core::doc::{DocKind, NewPatrol, Patrol, PatrolDoc, Record};
 use sync_core::model::{CheckResult, Provider, Role, TrackPoint};
 use sync_core::track::{self, CHANGE_POINTS};
 
@@ -187,6 +187,7 @@ impl PhoneApp {
         let id = doc.id().to_owned();
         let _docs = self.lock_docs();
         self.save(&mut doc, DocKind::Patrol, &id)?;
+        self.index_made(&id, doc.am())?;
         Ok(id)
     }
 
