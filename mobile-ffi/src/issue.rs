@@ -81,12 +81,12 @@ impl PhoneApp {
             doc::IssueDoc::report(actor, &session.user, &session.device_id, self.now(), &new)?;
         let id = issue.id().to_owned();
         self.save(&mut issue, DocKind::Issue, &id)?;
-        self.index_made(&id, issue.am())?;
         if let Some(patrol) = patrol.as_mut() {
             patrol.add_issue(&id)?;
             let patrol_id = patrol.id().to_owned();
             self.save(patrol, DocKind::Patrol, &patrol_id)?;
         }
+        self.index_made(&id, issue.am());
         Ok(id)
     }
 

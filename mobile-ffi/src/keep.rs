@@ -22,7 +22,8 @@
 //! needs to know of each document (its size, its routing facts, when it last changed on the
 //! phone) is kept in a small index, read again from a document only when it changed. A
 //! document the phone makes (a patrol, a reported problem) enters the index as it is made, and
-//! a patrol's routing facts are read once: they are its header (`DocMeta::lasts`).
+//! a patrol's routing facts are read once: they are its header (`DocMeta::lasts`). A patrol
+//! chosen to go on such facts is read first, so a copy that no longer reads stays.
 //!
 //! **Its clock never runs backwards.** Ages are read on the phone's clock, never behind the
 //! highest reading the rule has seen (kept in the store), by sync-core's rule
@@ -96,6 +97,13 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(app: &PhoneApp, key: &str
     })
 }
 
+/// The routing facts of a stored copy, `None` when it does not read.
+fn reads(bytes: &[u8]) -> Option<DocMeta> {
+    AutoCommit::load(bytes)
+        .ok()
+        .and_then(|doc| DocMeta::of(&doc).ok())
+}
+
 fn write_json<T: Serialize>(app: &PhoneApp, key: &str, value: &T) -> Result<()> {
     app.store.put_meta(key, &serde_json::to_vec(value)?)?;
     Ok(())
@@ -117,8 +125,13 @@ impl PhoneApp {
     /// Enters a document the phone has just made into the index with its routing facts, read
     /// from the copy in hand: the next pass would otherwise load it for them (a week of a
     /// chief's patrols was most of the pass before their sync). Called with the document lock
-    /// held, after the document was saved.
-    pub(crate) fn index_made(&self, id: &str, doc: &AutoCommit) -> Result<()> {
+    /// held, after the document was saved. The index is the pass's shortcut, not the record:
+    /// an entry not written is read at the next pass, so a failure here fails nothing.
+    pub(crate) fn index_made(&self, id: &str, doc: &AutoCommit) {
+        let _ = self.enter_made(id, doc);
+    }
+
+    fn enter_made(&self, id: &str, doc: &AutoCommit) -> Result<()> {
         let Some(stat) = self.store.doc_stat(id)? else {
             return Ok(());
         };
@@ -213,6 +226,8 @@ impl PhoneApp {
         let mut pins: BTreeMap<String, i64> = read_json(self, PINS_KEY)?;
         let mut held = Vec::new();
         let mut ids = BTreeSet::new();
+        // Patrols whose facts were taken from the index for a version not read.
+        let mut unread = BTreeSet::new();
         for kind in [StoreKind::Patrol, StoreKind::Issue] {
             for id in self.store.doc_ids(kind)? {
                 let Some(stat) = self.store.doc_stat(&id)? else {
@@ -230,11 +245,10 @@ impl PhoneApp {
                             .get(&id)
                             .and_then(|entry| entry.meta.clone())
                             .filter(|meta| meta.lasts() && kind == StoreKind::Patrol);
-                        let meta = known.or_else(|| {
-                            AutoCommit::load(&bytes)
-                                .ok()
-                                .and_then(|doc| DocMeta::of(&doc).ok())
-                        });
+                        if known.is_some() {
+                            unread.insert(id.clone());
+                        }
+                        let meta = known.or_else(|| reads(&bytes));
                         Entry {
                             version: stat.version,
                             changed_ms: now,
@@ -274,7 +288,21 @@ impl PhoneApp {
             }
         }
         let bytes_before: u64 = held.iter().map(|d| d.bytes).sum();
-        let chosen = evictions(&user, &held, &self.bounds, now);
+        // A copy whose facts do not read is never dropped (it is left for the integrity
+        // check): a patrol chosen on facts taken from the index is read before it goes.
+        let mut chosen = evictions(&user, &held, &self.bounds, now);
+        let mut damaged = BTreeSet::new();
+        for id in chosen.iter().filter(|id| unread.contains(*id)) {
+            if reads(&self.store.load_doc(id)?.unwrap_or_default()).is_none() {
+                damaged.insert(id.clone());
+            }
+        }
+        chosen.retain(|id| !damaged.contains(id));
+        for id in &damaged {
+            if let Some(entry) = index.get_mut(id) {
+                entry.meta = None;
+            }
+        }
         let dropped = client.drop_docs(&chosen)?;
         for id in &dropped {
             ids.remove(id);

@@ -187,7 +187,7 @@ impl PhoneApp {
         let id = doc.id().to_owned();
         let _docs = self.lock_docs();
         self.save(&mut doc, DocKind::Patrol, &id)?;
-        self.index_made(&id, doc.am())?;
+        self.index_made(&id, doc.am());
         Ok(id)
     }
 

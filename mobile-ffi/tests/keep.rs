@@ -396,3 +396,40 @@ fn a_reading_far_ahead_does_not_stop_the_store_from_ageing() {
         "the patrol was dated two years ahead and never aged: {report:?}"
     );
 }
+
+/// A patrol's routing facts are taken from the store's index without reading it again
+/// (`DocMeta::lasts`); one whose stored copy no longer reads is still never dropped: it is left
+/// for the integrity check, as any copy whose facts do not read.
+#[test]
+fn a_patrol_that_no_longer_reads_is_not_dropped_on_facts_read_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::start_demo_server(&dir.path().join("server"), 900);
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let phone_dir = dir.path().join("chief");
+    let chief = phone(&phone_dir, &base, "demo-chief", clock.clone(), TIGHT);
+    let patrol = walk(&chief);
+    chief.sync().unwrap();
+    drop(chief);
+
+    // Damage the patrol's stored copy: a chunk that is no automerge at all.
+    let store = sync_core::store::LocalStore::open(phone_dir.join("store")).unwrap();
+    store
+        .append_doc_changes(&patrol, sync_core::store::DocKind::Patrol, b"not a change")
+        .unwrap();
+    drop(store);
+
+    clock.0.store(T0 + DAY, Ordering::SeqCst);
+    let config = ClientConfig {
+        clock,
+        store: TIGHT,
+        ..ClientConfig::new(&phone_dir, &base)
+    };
+    let chief = FieldClient::open(config).unwrap();
+    let report = chief.evict_now().unwrap();
+    drop(chief);
+    let store = sync_core::store::LocalStore::open(phone_dir.join("store")).unwrap();
+    assert!(
+        store.has_doc(&patrol).unwrap(),
+        "the damaged patrol was dropped: {report:?}"
+    );
+}

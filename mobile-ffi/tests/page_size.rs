@@ -77,6 +77,10 @@ fn a_phone_measures_its_link_anew_at_every_sync() {
     let asset = old.me().unwrap().assets[0].clone();
     let (lat, lon) = common::spot(&asset);
     let patrol = old.start_patrol(asset).unwrap();
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let mut jitter = 12_345u64;
     for i in 0..6_000u32 {
         jitter = jitter
@@ -87,7 +91,7 @@ fn a_phone_measures_its_link_anew_at_every_sync() {
             patrol.clone(),
             lat + f64::from(i) * 1e-6 + wobble,
             lon + wobble,
-            1_764_291_600_000 + i64::from(i) * 1_000,
+            started_ms + i64::from(i) * 1_000,
             5.0,
             false,
             String::new(),

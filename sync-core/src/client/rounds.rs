@@ -145,7 +145,8 @@ const MEASURED_FROM_BYTES: usize = 32 * 1024;
 /// Measured anew in each sync: a phone moves between the office's Wi-Fi and a river bank
 /// between two syncs, and a page sized by the last sync's link outlasts the timeout on the
 /// next one (and is sent again as it was, by the library's retries). A sync with more than
-/// one page to receive costs at most one round trip more on a fast link.
+/// one page to receive costs a round trip or two more on a fast link (the first page's rate
+/// counts the server's work and the round trip too).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LinkRate {
     /// Bytes per second the last measured answer came at.
