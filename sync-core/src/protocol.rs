@@ -145,7 +145,9 @@ pub struct SyncResponse {
 pub enum Heads {
     /// The heads of the device's own push: its `server_heads` with its pushed changes on top
     /// ([`DocPush::heads_after`]). The server says this when it merged exactly what was pushed
-    /// and holds nothing else, so the device learns its heads without 32 bytes each.
+    /// and holds nothing else, so the device learns its heads without 32 bytes each; and when
+    /// the push took the document out of what the device receives, which the same answer
+    /// removes from it (the server's receipts of the push are not sent).
     AsPushed,
     /// The heads, listed.
     Listed(Vec<Hash>),

@@ -11,7 +11,7 @@ use super::server_actions::Floor;
 use super::store::{self, DocRead};
 use super::sync::Device;
 use super::{Hub, HubError, HubStore, StoredDoc};
-use crate::authz::{authorize_batch, in_scope};
+use crate::authz::{authorize_batch, in_scope, DocMeta};
 use crate::doc::DocKind;
 use crate::limits::LimitError;
 use crate::protocol::{self, DocPush, DocUpdate, Hash, Heads, RefusedChange};
@@ -27,9 +27,19 @@ const RECEIVE_IN_PARALLEL_FROM: usize = 32;
 const PUSH_READ_BYTES: usize = crate::limits::MAX_DOCUMENT_BYTES;
 const PUSH_READ_DOCS: usize = 16;
 
-/// A pushed document's update for the device, and the heads the device holds afterwards
-/// (`None` when the server holds nothing of it).
-pub(super) type Received = (DocUpdate, Option<Vec<Hash>>);
+/// What receiving one pushed document comes to for the device.
+pub(super) struct Received {
+    /// The document's update for the device.
+    pub update: DocUpdate,
+    /// The heads the device holds once it has the update (`None` when the server holds
+    /// nothing of the document).
+    pub heads: Option<Vec<Hash>>,
+    /// The heads the device holds by its own push alone: the server heads it pushed on, with
+    /// its changes on top.
+    pub as_pushed: Vec<Hash>,
+    /// The document's routing facts as stored after the merge (`None` when nothing is).
+    pub meta: Option<DocMeta>,
+}
 
 fn load(stored: &StoredDoc, id: &str) -> Result<AutoCommit, HubError> {
     AutoCommit::load(&stored.bytes).map_err(|e| HubError::Damaged {
@@ -88,7 +98,7 @@ impl<S: HubStore> Hub<S> {
                 return Err(too_large(before));
             }
             let received = self.receive(device, push, changes, now_ms, read)?;
-            let bytes = update_bytes(&received.0);
+            let bytes = update_bytes(&received.update);
             let before = spent.fetch_add(bytes, Ordering::Relaxed);
             let now = before + bytes;
             // The first document is answered whatever its size, so no push is refused forever.
@@ -229,7 +239,12 @@ impl<S: HubStore> Hub<S> {
                 }
                 // Out of scope looks exactly like unknown, so ids do not leak.
                 let refused = refuse_all(&pushed, "not_found", "no such document in your scope");
-                return Ok((empty_update(doc_id, None, refused), None));
+                return Ok(Received {
+                    update: empty_update(doc_id, None, refused),
+                    heads: None,
+                    as_pushed,
+                    meta: None,
+                });
             }
         }
         let mut doc = match &stored {
@@ -284,11 +299,12 @@ impl<S: HubStore> Hub<S> {
             }
         }
         let exists = !doc.get_heads().is_empty();
-        let kind = match (&outcome.meta, &stored) {
-            (Some(meta), _) => Some(meta.kind),
-            (None, Some(stored)) => Some(stored.meta.kind),
+        let meta = match (outcome.meta, stored) {
+            (Some(meta), _) => Some(meta),
+            (None, Some(stored)) => Some(stored.meta),
             (None, None) => None,
         };
+        let kind = meta.as_ref().map(|meta| meta.kind);
         let mut have = server_heads.to_vec();
         have.extend(&pushed);
         let refused: Vec<RefusedChange> = outcome
@@ -319,7 +335,12 @@ impl<S: HubStore> Hub<S> {
             missing: outcome.missing_deps.iter().map(|h| h.0).collect(),
             snapshot,
         };
-        Ok((update, exists.then_some(heads)))
+        Ok(Received {
+            update,
+            heads: exists.then_some(heads),
+            as_pushed,
+            meta,
+        })
     }
 }
 

@@ -187,10 +187,17 @@ impl DeviceDoc {
     /// then send an event stamped before receipts it had seen. Such records go once a sync of
     /// the device's own vouches for a later time (`Hub::answer`).
     pub(super) fn gone(&self) -> Self {
+        self.gone_after(&[])
+    }
+
+    /// [`Self::gone`] of a document the device holds `pushed` of by its own push, told to
+    /// remove it in the answer to that push.
+    pub(super) fn gone_after(&self, pushed: &[Hash]) -> Self {
         let mut seen: Vec<Hash> = self
             .confirmed
             .iter()
             .chain(&self.pending)
+            .chain(pushed)
             .copied()
             .collect();
         seen.sort_unstable();

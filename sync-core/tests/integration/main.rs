@@ -5,6 +5,7 @@ mod convergence;
 mod documents;
 mod dropped;
 mod fixtures;
+mod leaving;
 mod ledger;
 mod pages;
 mod read_ahead;
