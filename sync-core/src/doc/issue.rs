@@ -212,14 +212,15 @@ impl IssueDoc {
     /// times a phone supplies (`rules::times::DeviceClock::bound_strict`). Events without a
     /// receipt from before (a schema 1 document) are listed first, in list order. The targets
     /// an event names (assignee, duplicate) are checked against `targets`. For the server
-    /// only: phones never write receipts.
+    /// only: phones never write receipts. Returns how many of the events of `appended` did not
+    /// count (their receipts say why).
     pub fn accept(
         &mut self,
         user: &User,
         appended: &[Appended],
         now_ms: i64,
         targets: &dyn Targets,
-    ) -> Result<(), DocError> {
+    ) -> Result<usize, DocError> {
         let events = self.events()?;
         let mut receipts = self.receipts()?;
         let order = match self.doc.get(ROOT, "order")? {
@@ -262,6 +263,7 @@ impl IssueDoc {
             by_id.entry(event.id.as_str()).or_insert(event);
         }
         let mut received: HashSet<String> = receipts.iter().map(|r| r.event.clone()).collect();
+        let mut not_counted = 0;
         for new in appended {
             let Some(event) = by_id.get(new.event.as_str()).copied() else {
                 continue;
@@ -274,6 +276,7 @@ impl IssueDoc {
                 .err()
                 .map(|why| why.to_string())
                 .or_else(|| stale_verdict(&event.action, new.judged.as_deref(), &state));
+            not_counted += usize::from(superseded.is_some());
             // The one rule for times a phone supplies, strict as a workflow event's is: what
             // the sender had seen is its previous sync, the server's clock the receipt.
             let clock = DeviceClock {
@@ -291,7 +294,7 @@ impl IssueDoc {
             state.apply_received(event, Some(&receipt));
             receipts.push(receipt);
         }
-        Ok(())
+        Ok(not_counted)
     }
 
     /// Appends `action` by `user` if the transition table allows it in the current state;

@@ -155,6 +155,7 @@ impl<S: HubStore> Hub<S> {
                         &floor,
                         now_ms,
                     )?
+                    .0
                 };
                 let audit = caller.audit(doc_id, &outcome.accepted, now_ms, previous_sync);
                 // `doc` is the version read from the store; the save adds what the merge added.

@@ -11,7 +11,7 @@ use super::server_actions::Floor;
 use super::store::{self, DocRead};
 use super::sync::Device;
 use super::{Hub, HubError, HubStore, StoredDoc};
-use crate::authz::{authorize_batch, in_scope, DocMeta};
+use crate::authz::{authorize_batch, delivered, in_scope, DocMeta};
 use crate::doc::DocKind;
 use crate::limits::LimitError;
 use crate::protocol::{self, DocPush, DocUpdate, Hash, Heads, RefusedChange};
@@ -31,14 +31,29 @@ const PUSH_READ_DOCS: usize = 16;
 pub(super) struct Received {
     /// The document's update for the device.
     pub update: DocUpdate,
-    /// The heads the device holds once it has the update (`None` when the server holds
-    /// nothing of the document).
+    /// The server's heads after the merge (`None` when it holds nothing of the document).
     pub heads: Option<Vec<Hash>>,
-    /// The heads the device holds by its own push alone: the server heads it pushed on, with
-    /// its changes on top.
-    pub as_pushed: Vec<Hash>,
-    /// The document's routing facts as stored after the merge (`None` when nothing is).
-    pub meta: Option<DocMeta>,
+    /// Whether the push took the document out of what the device receives, and the update
+    /// says so ([`leaves`]).
+    pub leaves: bool,
+}
+
+/// Whether a pushed document leaves the device in the answer to its push: the device's
+/// records had it (sync sent it, not a document opened on demand), the server took the push
+/// whole (nothing refused, nothing lacking, every event counted: a phone must see an event
+/// that did not count, and why), and its user's phones no longer receive it.
+fn leaves(
+    device: &Device<'_>,
+    update: &DocUpdate,
+    counted: bool,
+    meta: &DocMeta,
+    now_ms: i64,
+) -> bool {
+    device.held.contains_key(&update.doc_id)
+        && update.refused.is_empty()
+        && update.missing.is_empty()
+        && counted
+        && !delivered(&device.caller.user, meta, now_ms)
 }
 
 fn load(stored: &StoredDoc, id: &str) -> Result<AutoCommit, HubError> {
@@ -242,8 +257,7 @@ impl<S: HubStore> Hub<S> {
                 return Ok(Received {
                     update: empty_update(doc_id, None, refused),
                     heads: None,
-                    as_pushed,
-                    meta: None,
+                    leaves: false,
                 });
             }
         }
@@ -254,6 +268,7 @@ impl<S: HubStore> Hub<S> {
         // What the store holds: the save below adds what the merge adds to it.
         let read_heads = doc.get_heads();
         let mut outcome = authorize_batch(&caller.user, &caller.actor, doc_id, &mut doc, changes);
+        let mut not_counted = 0;
         if stored.is_none() {
             self.place_new(&mut doc, &mut outcome, &device.placed)?;
         }
@@ -272,9 +287,10 @@ impl<S: HubStore> Hub<S> {
                 held: &held,
                 synced: device.synced,
             };
-            let meta =
+            let (meta, uncounted) =
                 self.give_receipts(caller, doc_id, &mut doc, &outcome.appended, &floor, now_ms)?;
             outcome.meta = Some(meta);
+            not_counted = uncounted;
         }
         if outcome.accepted.is_empty() && !outcome.refused.is_empty() && moved()? {
             return Err(saved_meanwhile());
@@ -299,12 +315,12 @@ impl<S: HubStore> Hub<S> {
             }
         }
         let exists = !doc.get_heads().is_empty();
-        let meta = match (outcome.meta, stored) {
+        let meta = match (&outcome.meta, &stored) {
             (Some(meta), _) => Some(meta),
-            (None, Some(stored)) => Some(stored.meta),
+            (None, Some(stored)) => Some(&stored.meta),
             (None, None) => None,
         };
-        let kind = meta.as_ref().map(|meta| meta.kind);
+        let kind = meta.map(|meta| meta.kind);
         let mut have = server_heads.to_vec();
         have.extend(&pushed);
         let refused: Vec<RefusedChange> = outcome
@@ -318,28 +334,31 @@ impl<S: HubStore> Hub<S> {
             .collect();
         let snapshot = (!refused.is_empty() && exists).then(|| doc.save());
         let heads = heads_of(&mut doc);
-        let update = DocUpdate {
+        let mut update = DocUpdate {
             doc_id: doc_id.to_string(),
             kind,
-            changes: if snapshot.is_some() {
-                Vec::new()
-            } else {
-                changes_after(&mut doc, &have)
-            },
-            heads: if as_pushed == heads {
-                Heads::AsPushed
-            } else {
-                Heads::Listed(heads.clone())
-            },
+            changes: Vec::new(),
+            heads: Heads::AsPushed,
             refused,
             missing: outcome.missing_deps.iter().map(|h| h.0).collect(),
             snapshot,
         };
+        let leaves = exists
+            && meta.is_some_and(|meta| leaves(device, &update, not_counted == 0, meta, now_ms));
+        // A document that leaves is removed from the phone by this answer (`Hub::answer`): the
+        // phone holds its push (`Heads::AsPushed`) and is not sent the server's receipts of it.
+        if !leaves {
+            if update.snapshot.is_none() {
+                update.changes = changes_after(&mut doc, &have);
+            }
+            if as_pushed != heads {
+                update.heads = Heads::Listed(heads.clone());
+            }
+        }
         Ok(Received {
             update,
             heads: exists.then_some(heads),
-            as_pushed,
-            meta,
+            leaves,
         })
     }
 }

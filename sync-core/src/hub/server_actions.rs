@@ -308,7 +308,8 @@ impl<S: HubStore> Hub<S> {
     }
 
     /// Gives receipts to the events of `doc` (an issue) that the server just accepted from
-    /// `user`, in one change under the server's actor, and returns the routing facts after.
+    /// `user`, in one change under the server's actor, and returns the routing facts after
+    /// and how many of those events did not count.
     /// No event counts earlier than the receipts among the heads `floor` says the sending
     /// device holds, whatever dependencies its change names (a sender may leave the server's
     /// receipts out of them), nor earlier than the device's last acknowledged sync: an event
@@ -323,7 +324,7 @@ impl<S: HubStore> Hub<S> {
         appended: &[Appended],
         floor: &Floor<'_>,
         now_ms: i64,
-    ) -> Result<DocMeta, HubError> {
+    ) -> Result<(DocMeta, usize), HubError> {
         let user = &caller.user;
         let floor = received_floor(doc, floor.held)
             .max(floor.synced.unwrap_or(i64::MIN))
@@ -356,8 +357,11 @@ impl<S: HubStore> Hub<S> {
             });
         issue.am_mut().commit();
         *doc = std::mem::take(issue.am_mut());
-        accepted?;
-        DocMeta::of(doc).map_err(|e| damaged(doc_id, e))
+        let not_counted = accepted?;
+        Ok((
+            DocMeta::of(doc).map_err(|e| damaged(doc_id, e))?,
+            not_counted,
+        ))
     }
 }
 

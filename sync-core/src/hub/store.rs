@@ -190,14 +190,15 @@ impl DeviceDoc {
         self.gone_after(&[])
     }
 
-    /// [`Self::gone`] of a document the device holds `pushed` of by its own push, told to
-    /// remove it in the answer to that push.
-    pub(super) fn gone_after(&self, pushed: &[Hash]) -> Self {
+    /// [`Self::gone`] of a document the device was told to remove in the answer to its own
+    /// push, with `heads` (the server's after the push, its receipts included) in the floor
+    /// as if they had been sent.
+    pub(super) fn gone_after(&self, heads: &[Hash]) -> Self {
         let mut seen: Vec<Hash> = self
             .confirmed
             .iter()
             .chain(&self.pending)
-            .chain(pushed)
+            .chain(heads)
             .copied()
             .collect();
         seen.sort_unstable();

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use super::delivery::DocChanges;
 use super::placement::PlacedAgainst;
-use super::receive::Received;
 use super::store::NEVER_APPLIED;
 use super::{store, Caller, ChangesRead, DeviceDoc, Hub, HubError, HubStore};
 use crate::authz::{delivered, DocMeta, DELIVERY_RULE};
@@ -32,18 +31,6 @@ pub(super) struct Device<'a> {
     pub(super) synced: Option<i64>,
     /// The reference data the answer's new records were placed against.
     pub(super) placed: PlacedAgainst,
-}
-
-/// Whether a pushed document leaves the device in the answer to its push: the server holds
-/// it, took the push whole (nothing refused, nothing lacking, no copy to realign the phone's
-/// with), and its user's phones no longer receive it.
-fn leaves(received: &Received, delivers: &impl Fn(&DocMeta) -> bool) -> bool {
-    let update = &received.update;
-    received.heads.is_some()
-        && update.refused.is_empty()
-        && update.missing.is_empty()
-        && update.snapshot.is_none()
-        && received.meta.as_ref().is_some_and(|meta| !delivers(meta))
 }
 
 /// A fingerprint of what decides what a user's phones receive (the user's role and the rule of
@@ -188,30 +175,28 @@ impl<S: HubStore> Hub<S> {
         };
         let received =
             self.receive_all(&device, pushes, &sizes, &spent, server_limits.bytes, now_ms);
-        let delivers = |meta: &DocMeta| delivered(&caller.user, meta, now_ms);
         let mut removed = Vec::new();
         let mut forget = Vec::new();
         for (push, outcome) in request.docs.iter().zip(received) {
-            let mut received = outcome?;
+            let received = outcome?;
             let id = &push.doc_id;
             touched.insert(id.clone());
-            if held_all.contains_key(id) && leaves(&received, &delivers) {
+            match received.heads {
                 // The phone's own work took a document sync sent it out of what its phones
                 // receive (an office assigned the problem, a department submitted its
                 // rectification): it is removed from the phone in this answer, not sent the
                 // server's receipts of that work to hold until the next sync removes it. The
-                // phone holds its push, and that stays the floor of its receipts
-                // (`DeviceDoc::gone`). The same push again (its answer was lost), or work saved
-                // while it was on its way, is answered alike. A document the device's records
-                // never had (one opened on demand) is answered as before: with the receipts,
-                // removed at the next sync.
-                received.update.changes.clear();
-                received.update.heads = Heads::AsPushed;
-                removed.push(id.clone());
-                let held = held_all.get(id).cloned().unwrap_or_default();
-                forget.push((id.clone(), Some(held.gone_after(&received.as_pushed))));
-            } else if let Some(heads) = received.heads {
-                device_docs.push((id.clone(), heads));
+                // same push again (its answer was lost), or work saved while it was on its way,
+                // is answered alike. The server's heads are the floor of the device's receipts
+                // (`DeviceDoc::gone`), as if they had been sent: its work's own receipt bounds
+                // what it sends on top of that work, whatever the change names.
+                Some(heads) if received.leaves => {
+                    removed.push(id.clone());
+                    let held = held_all.get(id).cloned().unwrap_or_default();
+                    forget.push((id.clone(), Some(held.gone_after(&heads))));
+                }
+                Some(heads) => device_docs.push((id.clone(), heads)),
+                None => {}
             }
             updates.push(received.update);
         }
@@ -235,6 +220,7 @@ impl<S: HubStore> Hub<S> {
         // not all they may read), or held by the device (one no longer delivered is removed
         // from it): copying the routing facts of every changed document for every phone cost
         // more than routing them.
+        let delivers = |meta: &DocMeta| delivered(&caller.user, meta, now_ms);
         let holds = |id: &str| held_all.get(id).is_some_and(DeviceDoc::holds);
         let wanted = |meta: &DocMeta| delivers(meta) || holds(&meta.id);
         let candidates = if rescope {

@@ -2,8 +2,9 @@
 //! problem from its phone, a department submits a rectification): the answer to that push
 //! removes the document from the phone instead of sending it the server's receipts of the work
 //! to hold until the next sync removes it. The work is on the server, the phone keeps nothing it
-//! no longer receives, what it held stays the floor of its receipts, and work saved while the
-//! push was on its way is never lost.
+//! no longer receives, the server's heads after the push are the floor of its receipts, an
+//! event that did not count comes back for the phone to show, and work saved while the push
+//! was on its way is never lost.
 
 use sync_core::client::{ClientError, SyncClient, Transport};
 use sync_core::doc::{DocKind, IssueDoc};
@@ -90,15 +91,14 @@ fn the_answer_to_an_office_assigning_from_its_phone_removes_the_problem() {
     assert_eq!(report.docs_received, 1);
     assert_eq!(held_heads(&handler_phone, &id), Some(server.clone()));
 
-    // What the office held is the floor of its receipts; the receipts it was never sent are not.
+    // The server's heads, its receipt of the assignment among them, are the floor of the
+    // office's receipts, as if they had been sent: what the office sends on top of its
+    // assignment counts no earlier than the assignment's arrival.
     let record = world.hub.store().device_doc(&office.device, &id).unwrap();
     let record = record.expect("a record of what the office held");
     assert!(!record.holds(), "{record:?}");
-    for head in &pushed {
+    for head in &server {
         assert!(record.pending.contains(&head.0), "{record:?}");
-    }
-    for head in server.iter().filter(|h| !pushed.contains(h)) {
-        assert!(!record.pending.contains(&head.0), "{record:?}");
     }
 
     // The next sync brings nothing back and removes nothing more.
@@ -185,7 +185,7 @@ fn work_saved_while_the_push_was_on_its_way_stays_until_it_is_sent() {
     assert_eq!(report.removed, 0, "the comment is not sent yet");
     assert!(held_heads(&office_phone, &id).is_some());
     let dirty = SyncClient::new(&office_phone).dirty().unwrap();
-    assert_eq!(dirty.into_iter().collect::<Vec<_>>(), [id.clone()]);
+    assert_eq!(dirty.into_iter().collect::<Vec<_>>(), std::slice::from_ref(&id));
 
     let report = world.sync(&office_phone, &office, T0 + DAY + 1);
     assert_eq!(report.refused, 0);
@@ -199,4 +199,56 @@ fn work_saved_while_the_push_was_on_its_way_stays_until_it_is_sent() {
             .any(|e| matches!(&e.action, Action::Comment { text } if text.contains("桥下"))),
         "{events:?}"
     );
+}
+
+#[test]
+fn an_assignment_that_did_not_count_comes_back_to_the_phone() {
+    let world = World::new();
+    let (office_phone, office, id) = reported_to_the_office(&world);
+    // On the web desk the problem is found invalid while the office's phone, offline,
+    // assigns it.
+    let invalid = Action::Invalidated {
+        reason: "重复上报".into(),
+    };
+    world
+        .hub
+        .act(
+            &supervisor(),
+            sync_core::hub::WEB_DEVICE,
+            &id,
+            invalid,
+            T0 + DAY,
+        )
+        .expect("the desk invalidates");
+    act(&office_phone, &office, &id, T0 + DAY, assign(T0 + DAY));
+
+    let report = world.sync(&office_phone, &office, T0 + DAY + 1);
+    assert_eq!(report.refused, 0, "accepted as the evidence it is");
+    assert_eq!(
+        report.removed, 0,
+        "kept for the phone to show it did not count"
+    );
+    assert_eq!(report.docs_received, 1);
+    assert_eq!(
+        held_heads(&office_phone, &id),
+        Some(world.server_heads(&id))
+    );
+    let bytes = office_phone.load_doc(&id).unwrap().expect("held");
+    let issue = IssueDoc::load(&bytes).unwrap();
+    let assigned = issue
+        .events()
+        .unwrap()
+        .into_iter()
+        .find(|e| matches!(e.action, Action::Assigned { .. }))
+        .expect("the assignment");
+    let receipts = issue.receipts().unwrap();
+    let receipt = receipts.iter().find(|r| r.event == assigned.id);
+    assert!(
+        receipt.and_then(|r| r.superseded.as_ref()).is_some(),
+        "{receipts:?}"
+    );
+
+    // The next sync removes it: an invalid problem waits for no one.
+    let report = world.sync(&office_phone, &office, T0 + DAY + 2);
+    assert_eq!((report.docs_received, report.removed), (0, 1));
 }
