@@ -185,7 +185,10 @@ fn work_saved_while_the_push_was_on_its_way_stays_until_it_is_sent() {
     assert_eq!(report.removed, 0, "the comment is not sent yet");
     assert!(held_heads(&office_phone, &id).is_some());
     let dirty = SyncClient::new(&office_phone).dirty().unwrap();
-    assert_eq!(dirty.into_iter().collect::<Vec<_>>(), std::slice::from_ref(&id));
+    assert_eq!(
+        dirty.into_iter().collect::<Vec<_>>(),
+        std::slice::from_ref(&id)
+    );
 
     let report = world.sync(&office_phone, &office, T0 + DAY + 1);
     assert_eq!(report.refused, 0);
