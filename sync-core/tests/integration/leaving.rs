@@ -11,7 +11,7 @@ use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::hub::{Caller, DeviceLedger, DocumentStore};
 use sync_core::protocol::SyncRequest;
 use sync_core::store::LocalStore;
-use sync_core::workflow::{Action, Assignee, Event};
+use sync_core::workflow::{Action, Assignee, Event, Receipt};
 
 use crate::fixtures::{chief, handler, supervisor, T0};
 use crate::world::{caller, held_heads, phone, Direct, World, DAY, DEPARTMENT};
@@ -38,6 +38,21 @@ fn assign(at: i64) -> Action {
 fn server_issue(world: &World, id: &str) -> IssueDoc {
     let stored = world.hub.store().document(id).unwrap().expect("stored");
     IssueDoc::load(&stored.bytes).unwrap()
+}
+
+/// The server's receipt of the problem's assignment, as `issue` holds it.
+fn assignment_receipt(issue: &IssueDoc) -> Receipt {
+    let assigned = issue
+        .events()
+        .unwrap()
+        .into_iter()
+        .find(|e| matches!(e.action, Action::Assigned { .. }))
+        .expect("the assignment");
+    let receipts = issue.receipts().unwrap();
+    receipts
+        .into_iter()
+        .find(|r| r.event == assigned.id)
+        .expect("its receipt")
 }
 
 fn server_events(world: &World, id: &str) -> Vec<Event> {
@@ -74,16 +89,8 @@ fn the_answer_to_an_office_assigning_from_its_phone_removes_the_problem() {
     assert!(SyncClient::new(&office_phone).dirty().unwrap().is_empty());
 
     // The assignment is on the server with its receipt, and reaches the department.
-    let issue = server_issue(&world, &id);
-    let assigned = issue
-        .events()
-        .unwrap()
-        .into_iter()
-        .find(|e| matches!(e.action, Action::Assigned { .. }))
-        .expect("assigned on the server");
-    let receipts = issue.receipts().unwrap();
-    let receipt = receipts.iter().find(|r| r.event == assigned.id);
-    assert_eq!(receipt.and_then(|r| r.received_ms), Some(T0 + DAY));
+    let receipt = assignment_receipt(&server_issue(&world, &id));
+    assert_eq!(receipt.received_ms, Some(T0 + DAY));
     let server = world.server_heads(&id);
     assert_ne!(server, pushed, "the server added its receipt");
     let handler_phone = phone();
@@ -237,19 +244,8 @@ fn an_assignment_that_did_not_count_comes_back_to_the_phone() {
         Some(world.server_heads(&id))
     );
     let bytes = office_phone.load_doc(&id).unwrap().expect("held");
-    let issue = IssueDoc::load(&bytes).unwrap();
-    let assigned = issue
-        .events()
-        .unwrap()
-        .into_iter()
-        .find(|e| matches!(e.action, Action::Assigned { .. }))
-        .expect("the assignment");
-    let receipts = issue.receipts().unwrap();
-    let receipt = receipts.iter().find(|r| r.event == assigned.id);
-    assert!(
-        receipt.and_then(|r| r.superseded.as_ref()).is_some(),
-        "{receipts:?}"
-    );
+    let receipt = assignment_receipt(&IssueDoc::load(&bytes).unwrap());
+    assert!(receipt.superseded.is_some(), "{receipt:?}");
 
     // The next sync removes it: an invalid problem waits for no one.
     let report = world.sync(&office_phone, &office, T0 + DAY + 2);
