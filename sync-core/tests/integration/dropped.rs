@@ -10,21 +10,16 @@ use sync_core::protocol::{ProtocolError, SyncRequest, MAX_DROPPED_DOCS};
 use sync_core::workflow::{Action, Assignee};
 
 use crate::fixtures::{chief, handler, new_issue, T0};
-use crate::world::{caller, held_heads, phone, World, DAY, DEPARTMENT};
+use crate::world::{caller, edit_held, held_heads, phone, World, DAY, DEPARTMENT};
 
 /// The handler comments on a problem on their phone (not yet sent).
 fn comment(store: &sync_core::store::LocalStore, who: &sync_core::hub::Caller, id: &str, at: i64) {
-    let bytes = store.load_doc(id).unwrap().expect("held");
-    let mut issue = IssueDoc::load(&bytes)
-        .unwrap()
-        .with_actor(who.actor.clone());
-    let text = format!("已到现场 {at}");
-    issue
-        .act(&who.user, &who.device, at, Action::Comment { text })
-        .unwrap();
-    SyncClient::new(store)
-        .save(&mut issue, DocKind::Issue, id)
-        .unwrap();
+    edit_held(store, who, id, |issue| {
+        let text = format!("已到现场 {at}");
+        issue
+            .act(&who.user, &who.device, at, Action::Comment { text })
+            .unwrap();
+    });
 }
 
 /// A document that left a phone (dropped by it, or removed because it is no longer delivered

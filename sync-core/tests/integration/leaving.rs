@@ -7,25 +7,20 @@
 //! was on its way is never lost.
 
 use sync_core::client::{ClientError, SyncClient, Transport};
-use sync_core::doc::{DocKind, IssueDoc};
+use sync_core::doc::IssueDoc;
 use sync_core::hub::{Caller, DeviceLedger, DocumentStore};
 use sync_core::protocol::SyncRequest;
 use sync_core::store::LocalStore;
 use sync_core::workflow::{Action, Assignee, Event, Receipt};
 
 use crate::fixtures::{chief, handler, supervisor, T0};
-use crate::world::{caller, held_heads, phone, Direct, World, DAY, DEPARTMENT};
+use crate::world::{caller, edit_held, held_heads, phone, Direct, World, DAY, DEPARTMENT};
 
 /// `who` acts on the problem on their phone (not yet sent).
 fn act(store: &LocalStore, who: &Caller, id: &str, at: i64, action: Action) {
-    let bytes = store.load_doc(id).unwrap().expect("held");
-    let mut issue = IssueDoc::load(&bytes)
-        .unwrap()
-        .with_actor(who.actor.clone());
-    issue.act(&who.user, &who.device, at, action).unwrap();
-    SyncClient::new(store)
-        .save(&mut issue, DocKind::Issue, id)
-        .unwrap();
+    edit_held(store, who, id, |issue| {
+        issue.act(&who.user, &who.device, at, action).unwrap();
+    });
 }
 
 fn assign(at: i64) -> Action {

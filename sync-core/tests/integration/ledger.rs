@@ -5,28 +5,19 @@
 
 use automerge::ChangeHash;
 use sync_core::client::SyncClient;
-use sync_core::doc::{DocKind, IssueDoc};
 use sync_core::hub::{DeviceDoc, DeviceLedger, DocumentStore, HubError};
 use sync_core::limits::AnswerLimits;
 use sync_core::protocol::SyncRequest;
 use sync_core::store::LocalStore;
 
 use crate::fixtures::{chief, T0};
-use crate::world::{caller, held_heads, phone, record, World};
+use crate::world::{caller, edit_held, held_heads, phone, record, World};
 
 /// The chief improves the description of a problem on one of their phones and syncs it.
 fn describe(world: &World, store: &LocalStore, who: &sync_core::hub::Caller, id: &str, at: i64) {
-    let bytes = store
-        .load_doc(id)
-        .unwrap()
-        .expect("the phone holds the problem");
-    let mut issue = IssueDoc::load(&bytes)
-        .unwrap()
-        .with_actor(who.actor.clone());
-    issue.set_description(&format!("补充说明 {at}")).unwrap();
-    SyncClient::new(store)
-        .save(&mut issue, DocKind::Issue, id)
-        .unwrap();
+    edit_held(store, who, id, |issue| {
+        issue.set_description(&format!("补充说明 {at}")).unwrap();
+    });
     world.sync(store, who, at);
 }
 

@@ -120,6 +120,21 @@ pub fn held_heads(store: &LocalStore, id: &str) -> Option<Vec<automerge::ChangeH
         .map(|mut doc| doc.get_heads())
 }
 
+/// `who` edits the problem `id` their phone holds, saved on the phone and not yet sent.
+pub fn edit_held(store: &LocalStore, who: &Caller, id: &str, edit: impl FnOnce(&mut IssueDoc)) {
+    let bytes = store
+        .load_doc(id)
+        .unwrap()
+        .expect("the phone holds the problem");
+    let mut issue = IssueDoc::load(&bytes)
+        .unwrap()
+        .with_actor(who.actor.clone());
+    edit(&mut issue);
+    SyncClient::new(store)
+        .save(&mut issue, DocKind::Issue, id)
+        .unwrap();
+}
+
 /// The chief records a problem on their phone, not yet sent; returns its id.
 pub fn record(store: &LocalStore, caller: &Caller, at: i64) -> String {
     let mut issue = IssueDoc::report(
