@@ -7,11 +7,10 @@ use std::process::ExitCode;
 
 use actix_web::web;
 use clap::Parser;
-use server::config::{Cli, Command, LogFormat, ADMIN_PASSWORD_ENV};
+use server::config::{Cli, Command, ADMIN_PASSWORD_ENV};
 use server::state::now_ms;
 use server::{accounts, http_server, AppState};
 use sync_core::model::Role;
-use tracing_subscriber::EnvFilter;
 
 /// The server allocates and frees many short-lived buffers on every core (documents, changes,
 /// answers); mimalloc does that with less work than the system allocator and returns memory
@@ -21,24 +20,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    server::config::init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "chiefsync stopped");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

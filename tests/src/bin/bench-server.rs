@@ -14,9 +14,8 @@ use std::net::TcpListener;
 use actix_web::web;
 use clap::Parser;
 use server::auth::password::PasswordCost;
-use server::config::{Cli, LogFormat};
+use server::config::Cli;
 use server::AppState;
-use tracing_subscriber::EnvFilter;
 
 /// The allocator `chiefsync` runs with.
 #[global_allocator]
@@ -30,14 +29,7 @@ fn main() -> Result<(), BoxError> {
         return Err("bench-server only serves; run chiefsync for its subcommands".into());
     }
     // Logging as `chiefsync` sets it up: its cost is part of the server's.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    server::config::init_logging(cli.log_format);
     let mut settings = cli.settings();
     settings.password_cost = PasswordCost::FAST_FOR_TESTS;
     let state = AppState::open(&settings)?;
