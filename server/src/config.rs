@@ -68,7 +68,7 @@ pub struct Cli {
     #[arg(long, env = "CHIEFSYNC_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 
-    /// Log format on stderr. The level is set with RUST_LOG (default `info`).
+    /// Log format on stderr. The level is set with RUST_LOG (default `info,automerge=warn`).
     #[arg(long, env = "CHIEFSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
