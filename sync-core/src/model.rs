@@ -112,12 +112,18 @@ impl DivisionCode {
 
     /// Whether `other` lies inside this division (or is this division).
     pub fn contains(&self, other: &DivisionCode) -> bool {
-        let significant = match self.level() {
+        other.0.starts_with(self.significant())
+    }
+
+    /// The digits every code inside this division starts with: `370105` of the district
+    /// `370105000000`, so the codes inside it sort together.
+    pub fn significant(&self) -> &str {
+        let digits = match self.level() {
             Level::District => 6,
             Level::Subdistrict => 9,
             Level::Village => 12,
         };
-        self.0[..significant] == other.0[..significant]
+        &self.0[..digits]
     }
 }
 

@@ -1,10 +1,12 @@
 //! Every stored document's routing facts and feed position, in memory.
 //!
-//! Each sync walks routing facts: a phone's first sync every document on the server (to find
-//! those in its scope), a later one every document changed since its cursor, and a listing of
-//! `GET /docs` every document after the page's start. Walking sled's trees for that costs more
-//! than the routing itself, so the store keeps the same facts in ordered maps: by id for pages,
-//! by feed position for the feed.
+//! Each sync walks routing facts: a phone's first sync the documents its user's phones may
+//! receive, a later one every document changed since its cursor, and a listing of `GET /docs`
+//! every document after the page's start. Walking sled's trees for that costs more than the
+//! routing itself, so the store keeps the same facts in ordered maps: by id for pages, by feed
+//! position for the feed, and the ids by owner and assignee and, of issues, by place and asset,
+//! so a first sync walks the user's own work and the problems of their place
+//! (`authz::Reach`), not every problem of the district.
 //!
 //! The index is read from sled when the store opens and changed only by a save, under the lock
 //! that hands out feed positions, after the save's transaction has committed. Every reader
@@ -16,11 +18,13 @@
 //! read ([`DocIndex::caught_up`]): the saves of every server on the database reach it by their
 //! feed positions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::btree_set::Range;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use sync_core::authz::DocMeta;
+use sync_core::authz::{DocMeta, Places, Reach};
 use sync_core::doc::DocKind;
 use sync_core::hub::HubError;
 use sync_core::workflow::Assignee;
@@ -40,58 +44,160 @@ struct Index {
     by_id: BTreeMap<Arc<str>, u64>,
     feed: BTreeMap<u64, Indexed>,
     /// User id → ids of the documents they own or are assigned (as a user), in id order.
-    by_user: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
-    /// Ids of every issue, and of every document whose facts do not parse (so a walk for what a
-    /// phone receives reports the damage as a walk over every document does).
+    by_user: Lists,
+    /// Ids of every issue.
     issues: BTreeSet<Arc<str>>,
+    /// Division code → ids of the issues there; codes sort so that a division's places are
+    /// together (`DivisionCode::significant`).
+    issues_by_division: Lists,
+    /// Asset → ids of the issues on it.
+    issues_by_asset: Lists,
+    /// Ids of every document whose facts do not parse, so a walk for what a phone receives
+    /// reports the damage as a walk over every document does.
+    damaged: BTreeSet<Arc<str>>,
 }
 
-/// The user ids a document is listed under in `by_user`, and whether it is in `issues`.
-fn listed_under(meta: &Result<DocMeta, String>) -> (Vec<&str>, bool) {
-    match meta {
-        Ok(meta) => {
-            let mut users = vec![meta.owner.as_str()];
-            if let Some(Assignee::User(id)) = &meta.assignee {
-                if *id != meta.owner {
-                    users.push(id.as_str());
+/// Where a document is listed besides the feed: under its users, and as an issue by place
+/// and asset, or as damaged.
+struct Listing<'a> {
+    users: Vec<&'a str>,
+    issue: Option<(&'a str, &'a str)>,
+    damaged: bool,
+}
+
+impl<'a> Listing<'a> {
+    fn of(meta: &'a Result<DocMeta, String>) -> Self {
+        match meta {
+            Ok(meta) => {
+                let mut users = vec![meta.owner.as_str()];
+                if let Some(Assignee::User(id)) = &meta.assignee {
+                    if *id != meta.owner {
+                        users.push(id.as_str());
+                    }
+                }
+                let issue = (meta.kind == DocKind::Issue)
+                    .then(|| (meta.division.as_str(), meta.asset.as_str()));
+                Listing {
+                    users,
+                    issue,
+                    damaged: false,
                 }
             }
-            (users, meta.kind == DocKind::Issue)
+            Err(_) => Listing {
+                users: Vec::new(),
+                issue: None,
+                damaged: true,
+            },
         }
-        Err(_) => (Vec::new(), true),
+    }
+}
+
+/// Id sets by a key (a user, a division, an asset).
+type Lists = BTreeMap<Arc<str>, BTreeSet<Arc<str>>>;
+
+/// Adds `id` to the set under `key`.
+fn list(lists: &mut Lists, key: &str, id: &Arc<str>) {
+    if let Some(ids) = lists.get_mut(key) {
+        ids.insert(id.clone());
+    } else {
+        lists.insert(key.into(), BTreeSet::from([id.clone()]));
+    }
+}
+
+/// Takes `id` out of the set under `key`, and the set out of `lists` once empty.
+fn unlist(lists: &mut Lists, key: &str, id: &str) {
+    if let Some(ids) = lists.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            lists.remove(key);
+        }
     }
 }
 
 impl Index {
+    /// Records `id` at position `seq` with `meta`, in place of its earlier position.
     fn insert(&mut self, id: Arc<str>, seq: u64, meta: Result<DocMeta, String>) {
         if let Some(old) = self.by_id.insert(id.clone(), seq) {
             if let Some(old) = self.feed.remove(&old) {
-                let (users, issue) = listed_under(&old.meta);
-                for user in users {
-                    if let Some(ids) = self.by_user.get_mut(user) {
-                        ids.remove(&id);
-                        if ids.is_empty() {
-                            self.by_user.remove(user);
-                        }
-                    }
+                let listing = Listing::of(&old.meta);
+                for user in listing.users {
+                    unlist(&mut self.by_user, user, &id);
                 }
-                if issue {
+                if let Some((division, asset)) = listing.issue {
                     self.issues.remove(&id);
+                    unlist(&mut self.issues_by_division, division, &id);
+                    unlist(&mut self.issues_by_asset, asset, &id);
+                }
+                if listing.damaged {
+                    self.damaged.remove(&id);
                 }
             }
         }
-        let (users, issue) = listed_under(&meta);
-        for user in users {
-            self.by_user
-                .entry(user.into())
-                .or_default()
-                .insert(id.clone());
+        let listing = Listing::of(&meta);
+        for user in listing.users {
+            list(&mut self.by_user, user, &id);
         }
-        if issue {
+        if let Some((division, asset)) = listing.issue {
             self.issues.insert(id.clone());
+            list(&mut self.issues_by_division, division, &id);
+            list(&mut self.issues_by_asset, asset, &id);
+        }
+        if listing.damaged {
+            self.damaged.insert(id.clone());
         }
         self.feed.insert(seq, Indexed { id, meta });
     }
+
+    /// The id lists a walk of `reach` merges, each from after `start`: every document the
+    /// reach covers (`Reach::covers`) and every damaged one is on at least one of them.
+    fn lists_of<'a>(&'a self, reach: &Reach, start: Bound<&str>) -> Vec<Range<'a, Arc<str>>> {
+        let from = (start, Bound::Unbounded);
+        let mut lists: Vec<Range<'a, Arc<str>>> = Vec::new();
+        if let Some(own) = self.by_user.get(reach.user.as_str()) {
+            lists.push(own.range::<str, _>(from));
+        }
+        lists.push(self.damaged.range::<str, _>(from));
+        match &reach.issues {
+            Places::Anywhere => lists.push(self.issues.range::<str, _>(from)),
+            Places::Within { divisions, assets } => {
+                for division in divisions {
+                    let inside = division.significant();
+                    let places = self
+                        .issues_by_division
+                        .range::<str, _>((Bound::Included(inside), Bound::Unbounded))
+                        .take_while(|(code, _)| code.starts_with(inside));
+                    lists.extend(places.map(|(_, ids)| ids.range::<str, _>(from)));
+                }
+                for asset in assets {
+                    if let Some(ids) = self.issues_by_asset.get(asset.as_str()) {
+                        lists.push(ids.range::<str, _>(from));
+                    }
+                }
+            }
+        }
+        lists
+    }
+}
+
+/// The ids of `lists` (each in id order) in id order, each once.
+fn merged<'a>(lists: Vec<Range<'a, Arc<str>>>) -> impl Iterator<Item = &'a Arc<str>> {
+    let mut lists = lists;
+    let mut next: BinaryHeap<Reverse<(&'a Arc<str>, usize)>> = lists
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, list)| list.next().map(|id| Reverse((id, i))))
+        .collect();
+    let mut last: Option<&'a Arc<str>> = None;
+    std::iter::from_fn(move || loop {
+        let Reverse((id, i)) = next.pop()?;
+        if let Some(more) = lists[i].next() {
+            next.push(Reverse((more, i)));
+        }
+        if last != Some(id) {
+            last = Some(id);
+            return Some(id);
+        }
+    })
 }
 
 #[derive(Debug, Default)]
@@ -146,15 +252,10 @@ impl DocIndex {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         for (id, seq, meta) in docs {
             let id: Arc<str> = id.into();
-            match index.by_id.get(&id) {
-                Some(&held) if held >= seq => continue,
-                Some(&held) => {
-                    index.feed.remove(&held);
-                }
-                None => {}
+            if index.by_id.get(&id).is_some_and(|&held| held >= seq) {
+                continue;
             }
-            index.by_id.insert(id.clone(), seq);
-            index.feed.insert(seq, Indexed { id, meta });
+            index.insert(id, seq, meta);
         }
         index.head = index.head.max(head);
     }
@@ -218,40 +319,24 @@ impl DocIndex {
         Ok(page)
     }
 
-    /// As [`Self::page`], over only the documents owned by or assigned to `user` and the
-    /// issues: every document `authz::delivered` can accept for `user` is among them, so with
-    /// a `keep` that accepts no other this is the same page, walked over far fewer documents.
+    /// As [`Self::page`], over only the documents within `reach` (owned by or assigned to its
+    /// user, and the issues of its places): every document `authz::delivered` can accept for
+    /// the user is among them, so with a `keep` that accepts no other this is the same page,
+    /// walked over far fewer documents.
     pub fn page_for(
         &self,
-        user: &str,
+        reach: &Reach,
         after: Option<&str>,
         limit: usize,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let index = self.read();
-        let none = BTreeSet::new();
-        let own = index.by_user.get(user).unwrap_or(&none);
-        let mut own = own.range::<str, _>((start, Bound::Unbounded)).peekable();
-        let mut issues = index
-            .issues
-            .range::<str, _>((start, Bound::Unbounded))
-            .peekable();
         let mut page = Vec::new();
-        while page.len() < limit {
-            // The next id of either list, in id order, each once.
-            let id = match (own.peek(), issues.peek()) {
-                (None, None) => break,
-                (Some(a), Some(b)) if a < b => own.next(),
-                (Some(a), Some(b)) if a > b => issues.next(),
-                (Some(_), Some(_)) => {
-                    own.next();
-                    issues.next()
-                }
-                (Some(_), None) => own.next(),
-                (None, Some(_)) => issues.next(),
-            };
-            let Some(id) = id else { break };
+        for id in merged(index.lists_of(reach, start)) {
+            if page.len() >= limit {
+                break;
+            }
             let doc = index.by_id.get(id).and_then(|seq| index.feed.get(seq));
             if let Some(doc) = doc {
                 page.extend(Self::kept(doc, keep)?);
@@ -331,7 +416,9 @@ mod tests {
         let every = |_: &DocMeta| true;
         let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
         let walk = |user: &str, after: Option<&str>, limit: usize| {
-            ids(index.page_for(user, after, limit, &every).expect("walk"))
+            ids(index
+                .page_for(&anywhere(user), after, limit, &every)
+                .expect("walk"))
         };
         assert_eq!(walk("chief", None, 10), ["i1", "p1", "p3"]);
         assert_eq!(walk("chief", Some("i1"), 1), ["p1"]);
@@ -360,12 +447,105 @@ mod tests {
                     || matches!(&m.assignee, Some(Assignee::User(id)) if id == user)
             };
             assert_eq!(
-                ids(index.page_for(user, None, 100, &theirs).expect("walk")),
+                ids(index
+                    .page_for(&anywhere(user), None, 100, &theirs)
+                    .expect("walk")),
                 ids(index.page(None, 100, &theirs).expect("page"))
             );
         }
         let damaged = DocIndex::new(1, vec![("p9".into(), 1, Err("bad json".into()))]);
-        assert!(damaged.page_for("chief", None, 10, &every).is_err());
+        assert!(damaged
+            .page_for(&anywhere("chief"), None, 10, &every)
+            .is_err());
+        assert!(damaged
+            .page_for(&within("chief", &["370105001001"], &[]), None, 10, &every)
+            .is_err());
+    }
+
+    fn anywhere(user: &str) -> Reach {
+        Reach {
+            user: user.into(),
+            issues: Places::Anywhere,
+        }
+    }
+
+    fn within(user: &str, divisions: &[&str], assets: &[&str]) -> Reach {
+        Reach {
+            user: user.into(),
+            issues: Places::Within {
+                divisions: divisions
+                    .iter()
+                    .map(|d| (*d).to_owned().try_into().expect("division code"))
+                    .collect(),
+                assets: assets.iter().map(|a| (*a).to_string()).collect(),
+            },
+        }
+    }
+
+    /// A walk within places lists the issues inside the divisions (of every village of a
+    /// subdistrict or district) and on the assets, merged in id order with the user's own,
+    /// each once, as they stand after each save; patrols of others and issues elsewhere are
+    /// not walked at all.
+    #[test]
+    fn a_walk_within_places_follows_each_issues_place_and_asset() {
+        let issue = |id: &str, division: &str, asset: &str| DocMeta {
+            kind: DocKind::Issue,
+            owner: "someone".into(),
+            division: division.to_owned().try_into().expect("division code"),
+            asset: asset.into(),
+            ..meta(id)
+        };
+        let index = DocIndex::new(
+            6,
+            vec![
+                ("a".into(), 1, Ok(issue("a", "370105001001", "river-1"))),
+                ("b".into(), 2, Ok(issue("b", "370105001002", "river-2"))),
+                ("c".into(), 3, Ok(issue("c", "370105002001", "river-1"))),
+                ("d".into(), 4, Ok(issue("d", "370106001001", "river-3"))),
+                ("e".into(), 5, Ok(issue("e", "370105001001", "river-3"))),
+                ("p".into(), 6, Ok(meta("p"))),
+            ],
+        );
+        // Every document walked is kept, so a page shows all the walk looked at.
+        let every = |_: &DocMeta| true;
+        let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let walk = |reach: &Reach, after: Option<&str>, limit: usize| {
+            ids(index.page_for(reach, after, limit, &every).expect("walk"))
+        };
+        let village = within("other", &["370105001001"], &[]);
+        assert_eq!(walk(&village, None, 10), ["a", "e"]);
+        let subdistrict = within("other", &["370105001000"], &["river-3"]);
+        assert_eq!(walk(&subdistrict, None, 10), ["a", "b", "d", "e"]);
+        assert_eq!(walk(&subdistrict, Some("a"), 2), ["b", "d"]);
+        let district = within("chief", &["370105000000"], &["river-1"]);
+        assert_eq!(walk(&district, None, 10), ["a", "b", "c", "e", "p"]);
+        assert_eq!(walk(&district, Some("c"), 10), ["e", "p"]);
+        assert_eq!(
+            walk(&within("nobody", &[], &[]), None, 10),
+            Vec::<String>::new()
+        );
+        // An issue saved again with another place and asset is walked where it now lies.
+        index.saved("a", 7, &issue("a", "370106001001", "river-3"));
+        assert_eq!(walk(&village, None, 10), ["e"]);
+        assert_eq!(
+            walk(&within("other", &["370106000000"], &[]), None, 10),
+            ["a", "d"]
+        );
+        // A document assigned to the user by name is theirs wherever it lies.
+        let mut assigned = issue("f", "370107001001", "river-9");
+        assigned.assignee = Some(Assignee::User("other".into()));
+        index.saved("f", 8, &assigned);
+        assert_eq!(walk(&village, None, 10), ["e", "f"]);
+        // Caught up from a shared feed, the lists move the same way.
+        index.caught_up(
+            9,
+            vec![("e".into(), 9, Ok(issue("e", "370105002001", "river-3")))],
+        );
+        assert_eq!(walk(&village, None, 10), ["f"]);
+        assert_eq!(
+            walk(&within("x", &["370105002000"], &[]), None, 10),
+            ["c", "e"]
+        );
     }
 
     #[test]

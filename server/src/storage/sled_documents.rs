@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use sync_core::authz::DocMeta;
+use sync_core::authz::{DocMeta, Reach};
 use sync_core::hub::{
     AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocumentStore, Footprint, HubError,
     HubStore, ReferenceSource, StoredDoc, StoredVersion,
@@ -431,12 +431,12 @@ impl DocumentStore for SledStore {
 
     fn delivered_page(
         &self,
-        user: &str,
+        reach: &Reach,
         after: Option<&str>,
         limit: usize,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
-        self.index.page_for(user, after, limit, keep)
+        self.index.page_for(reach, after, limit, keep)
     }
 }
 

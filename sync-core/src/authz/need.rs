@@ -52,7 +52,7 @@
 
 use super::DocMeta;
 use crate::doc::DocKind;
-use crate::model::{Level, Role, User};
+use crate::model::{DivisionCode, Level, Role, User};
 use crate::workflow::{Assignee, Status};
 
 /// How long a closed issue keeps being delivered: long enough for the chiefs and the office to
@@ -113,5 +113,213 @@ pub fn delivered(user: &User, meta: &DocMeta, now_ms: i64) -> bool {
         }
         // In scope: assigned to the department. What waits for the department.
         Role::Handler { .. } => meta.status == Some(Status::Assigned),
+    }
+}
+
+/// Where the documents a user's phones receive can lie, for a store that indexes its documents
+/// by owner, assignee and place ([`crate::hub::DocumentStore::delivered_page`]): every document
+/// [`delivered`] accepts for the user is one that [`Reach::covers`]. A first sync then walks
+/// the user's own work and the problems of their place, not every problem of the district.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// Documents owned by or assigned by name to this user, of any kind and place.
+    pub user: String,
+    /// The issues besides.
+    pub issues: Places,
+}
+
+/// Where the issues a user's phones receive can lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Places {
+    /// Anywhere: an administrator's, or a department's (found by their assignee, which places
+    /// do not name).
+    Anywhere,
+    /// Inside one of the divisions ([`DivisionCode::contains`]) or on one of the assets.
+    Within {
+        divisions: Vec<DivisionCode>,
+        assets: Vec<String>,
+    },
+}
+
+impl Reach {
+    /// Where `user`'s phones' documents lie. It follows [`super::in_scope`], which
+    /// [`delivered`] never goes beyond: a chief reads their jurisdiction's division and assets,
+    /// an office its division.
+    pub fn of(user: &User) -> Reach {
+        let issues = if !user.active {
+            Places::Within {
+                divisions: Vec::new(),
+                assets: Vec::new(),
+            }
+        } else {
+            match &user.role {
+                Role::Chief { jurisdiction, .. } => Places::Within {
+                    divisions: vec![jurisdiction.division.clone()],
+                    assets: jurisdiction.assets.clone(),
+                },
+                Role::Supervisor { division, .. } => Places::Within {
+                    divisions: vec![division.clone()],
+                    assets: Vec::new(),
+                },
+                Role::Admin | Role::Handler { .. } => Places::Anywhere,
+            }
+        };
+        Reach {
+            user: user.id.clone(),
+            issues,
+        }
+    }
+
+    /// Whether the document of `meta` lies where this reach says: a store's walk of the reach
+    /// must find every such document.
+    pub fn covers(&self, meta: &DocMeta) -> bool {
+        if meta.owner == self.user
+            || matches!(&meta.assignee, Some(Assignee::User(id)) if *id == self.user)
+        {
+            return true;
+        }
+        if meta.kind != DocKind::Issue {
+            return false;
+        }
+        match &self.issues {
+            Places::Anywhere => true,
+            Places::Within { divisions, assets } => {
+                divisions.iter().any(|d| d.contains(&meta.division)) || assets.contains(&meta.asset)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Jurisdiction, System};
+
+    fn code(s: &str) -> DivisionCode {
+        DivisionCode::new(s).expect("division code")
+    }
+
+    /// Every document delivered to a user lies within their reach, for every kind of user and
+    /// every owner, assignee, place, state and escalation of a document; and the reach of a
+    /// village chief leaves out the district's other villages.
+    #[test]
+    fn what_is_delivered_lies_within_the_reach() {
+        let chief = |id: &str, level: Level, division: &str, assets: &[&str]| User {
+            id: id.into(),
+            username: id.into(),
+            display_name: id.into(),
+            role: Role::Chief {
+                system: System::River,
+                level,
+                jurisdiction: Jurisdiction {
+                    division: code(division),
+                    assets: assets.iter().map(|a| (*a).to_owned()).collect(),
+                },
+            },
+            active: true,
+        };
+        let staff = |id: &str, role: Role| User {
+            id: id.into(),
+            username: id.into(),
+            display_name: id.into(),
+            role,
+            active: true,
+        };
+        let mut users = vec![
+            chief("village", Level::Village, "370105001001", &["river-9"]),
+            chief(
+                "subdistrict",
+                Level::Subdistrict,
+                "370105001000",
+                &["river-1"],
+            ),
+            chief("district", Level::District, "370105000000", &[]),
+            staff(
+                "office",
+                Role::Supervisor {
+                    system: System::River,
+                    division: code("370105000000"),
+                },
+            ),
+            staff("admin", Role::Admin),
+            staff(
+                "handler",
+                Role::Handler {
+                    department: "区水务局".into(),
+                },
+            ),
+        ];
+        let mut gone = chief("gone", Level::Village, "370105001001", &[]);
+        gone.active = false;
+        users.push(gone);
+        let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        let divisions = [
+            "370105001001",
+            "370105001002",
+            "370105002001",
+            "370106001001",
+        ];
+        let assets = ["river-1", "river-9", "river-5"];
+        let statuses = [
+            None,
+            Some(Status::Reported),
+            Some(Status::Accepted),
+            Some(Status::Assigned),
+            Some(Status::Submitted),
+            Some(Status::Closed),
+        ];
+        let now = 1_764_288_000_000;
+        let mut delivered_any = 0;
+        for n in 0..2_000usize {
+            let kind = if n % 3 == 0 {
+                DocKind::Patrol
+            } else {
+                DocKind::Issue
+            };
+            let meta = DocMeta {
+                id: format!("d{n}"),
+                kind,
+                system: if n % 7 == 0 {
+                    System::Forest
+                } else {
+                    System::River
+                },
+                asset: assets[n / 3 % assets.len()].into(),
+                division: code(divisions[n / 5 % divisions.len()]),
+                owner: ids[n / 11 % ids.len()].clone(),
+                assignee: match n / 13 % 4 {
+                    0 => Some(Assignee::User(ids[n / 17 % ids.len()].clone())),
+                    1 => Some(Assignee::Department("区水务局".into())),
+                    _ => None,
+                },
+                status: (kind == DocKind::Issue)
+                    .then_some(statuses[n / 2 % statuses.len()])
+                    .flatten(),
+                closed_at_ms: Some(now - (n as i64 % 3) * 20 * DAY_MS),
+                escalated: n % 4 == 1,
+            };
+            for user in &users {
+                if delivered(user, &meta, now) {
+                    delivered_any += 1;
+                    assert!(Reach::of(user).covers(&meta), "{} {meta:?}", user.id);
+                }
+            }
+        }
+        assert!(delivered_any > 1_000, "{delivered_any}");
+        let mut elsewhere = DocMeta {
+            id: "i".into(),
+            kind: DocKind::Issue,
+            system: System::River,
+            asset: "river-5".into(),
+            division: code("370105001002"),
+            owner: "someone".into(),
+            assignee: None,
+            status: Some(Status::Reported),
+            closed_at_ms: None,
+            escalated: false,
+        };
+        assert!(!Reach::of(&users[0]).covers(&elsewhere));
+        elsewhere.asset = "river-9".into();
+        assert!(Reach::of(&users[0]).covers(&elsewhere));
     }
 }

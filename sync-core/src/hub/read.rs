@@ -38,7 +38,7 @@
 //! ```
 
 use super::{AuditEntry, AuditLog, DocumentStore, HubError, StoredDoc};
-use crate::authz::{delivered, in_scope, reads_audit, DocMeta};
+use crate::authz::{delivered, in_scope, reads_audit, DocMeta, Reach};
 use crate::doc::DocKind;
 use crate::model::User;
 
@@ -153,7 +153,7 @@ impl<'u> ReadScope<'u> {
             kind.is_none_or(|k| m.kind == k) && self.sees(m) && only.is_none_or(|only| only(m))
         };
         let mut docs = match only {
-            Some(_) => store.delivered_page(&self.user.id, after, limit + 1, &keep)?,
+            Some(_) => store.delivered_page(&Reach::of(self.user), after, limit + 1, &keep)?,
             None => store.documents_page(after, limit + 1, &keep)?,
         };
         let more = docs.len() > limit;

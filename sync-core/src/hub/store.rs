@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{DeviceClaim, HubError};
-use crate::authz::DocMeta;
+use crate::authz::{DocMeta, Reach};
 use crate::model::{Asset, Category, User};
 use crate::protocol::Hash;
 
@@ -371,18 +371,18 @@ pub trait DocumentStore: Send + Sync {
         metas.truncate(limit);
         Ok(metas)
     }
-    /// As [`Self::documents_page`], for a `keep` that accepts only documents `user`'s phones
-    /// receive ([`crate::authz::delivered`] for the user of this id): those are all owned by
-    /// or assigned to the user, or issues, so a store that indexes documents by owner, by
-    /// assignee and by kind may walk only those. The default walks every document.
+    /// As [`Self::documents_page`], for a `keep` that accepts only documents a user's phones
+    /// receive ([`crate::authz::delivered`]): those all lie within the user's `reach`
+    /// ([`Reach::covers`]), so a store that indexes documents by owner, by assignee and by the
+    /// place and asset of each issue may walk only those. The default walks every document.
     fn delivered_page(
         &self,
-        user: &str,
+        reach: &Reach,
         after: Option<&str>,
         limit: usize,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
-        let _ = user;
+        let _ = reach;
         self.documents_page(after, limit, keep)
     }
 }
@@ -528,12 +528,12 @@ impl<T: DocumentStore + ?Sized> DocumentStore for Arc<T> {
     }
     fn delivered_page(
         &self,
-        user: &str,
+        reach: &Reach,
         after: Option<&str>,
         limit: usize,
         keep: &dyn Fn(&DocMeta) -> bool,
     ) -> Result<Vec<DocMeta>, HubError> {
-        (**self).delivered_page(user, after, limit, keep)
+        (**self).delivered_page(reach, after, limit, keep)
     }
 }
 

@@ -9,7 +9,7 @@ use super::delivery::DocChanges;
 use super::placement::PlacedAgainst;
 use super::store::NEVER_APPLIED;
 use super::{store, Caller, ChangesRead, DeviceDoc, Hub, HubError, HubStore};
-use crate::authz::{delivered, DocMeta, DELIVERY_RULE};
+use crate::authz::{delivered, DocMeta, Reach, DELIVERY_RULE};
 use crate::protocol::{DocUpdate, Heads, PackedUpdate, SyncRequest, SyncResponse};
 
 /// Documents to send are read from the store several at a time (`Hub::docs_changes`): one
@@ -224,10 +224,11 @@ impl<S: HubStore> Hub<S> {
         let holds = |id: &str| held_all.get(id).is_some_and(DeviceDoc::holds);
         let wanted = |meta: &DocMeta| delivers(meta) || holds(&meta.id);
         let candidates = if rescope {
-            // Walked over the user's own and assigned documents and the issues only (all that
-            // `delivered` can accept); what the device holds besides is read after the walk.
+            // Walked over the user's own and assigned documents and the issues of their place
+            // only (`Reach`: all that `delivered` can accept); what the device holds besides
+            // is read after the walk.
             self.store
-                .delivered_page(&caller.user.id, None, usize::MAX, &delivers)?
+                .delivered_page(&Reach::of(&caller.user), None, usize::MAX, &delivers)?
         } else {
             self.store.changed_since(request.cursor, head, &wanted)?
         };

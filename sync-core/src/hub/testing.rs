@@ -377,9 +377,9 @@ pub fn pages_come_in_id_order(h: &impl Harness) {
 
 /// A page walked for what one user's phones receive ([`DocumentStore::delivered_page`]) is
 /// the page of every document with the same `keep`, for every kind of user, however the
-/// documents' owners, assignees and states changed with their saves.
+/// documents' owners, assignees, places, assets and states changed with their saves.
 pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
-    use crate::authz::delivered;
+    use crate::authz::{delivered, Reach};
     use crate::workflow::Status;
     const NOW: i64 = 1_764_288_000_000;
     let store = h.open();
@@ -399,7 +399,7 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
     };
     let users = [
         chief("u1", Level::Village, "370105001001", &["river-1"]),
-        chief("u2", Level::Village, "370105001002", &[]),
+        chief("u2", Level::Village, "370105001002", &["river-9"]),
         chief("u3", Level::Subdistrict, "370105001000", &["river-1"]),
         chief("u4", Level::District, "370105000000", &[]),
         User {
@@ -423,7 +423,14 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
         },
     ];
     let owners = ["u1", "u2", "u3", "u4", "office"];
-    let divisions = ["370105001001", "370105001002", "370105001000"];
+    // Villages of the users, another subdistrict's village and another district's.
+    let divisions = [
+        "370105001001",
+        "370105001002",
+        "370105001000",
+        "370105002001",
+        "370106001001",
+    ];
     let statuses = [
         None,
         Some(Status::Reported),
@@ -440,12 +447,7 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
         let mut meta = doc_meta(&format!("d{n:02}"), kind);
         meta.owner = owners[(n + round) % owners.len()].into();
         meta.division = code(divisions[(n / 2 + round) % divisions.len()]);
-        meta.asset = if n.is_multiple_of(4) {
-            "river-1"
-        } else {
-            "river-2"
-        }
-        .into();
+        meta.asset = ["river-1", "river-9", "river-2", "river-2"][n % 4].into();
         if kind == DocKind::Issue {
             meta.status = statuses[(n / 3 + round) % statuses.len()];
             meta.closed_at_ms = (meta.status == Some(Status::Closed)).then_some(NOW - n as i64);
@@ -470,7 +472,9 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
         for (user, received) in users.iter().zip(&mut received) {
             let keep = |m: &DocMeta| delivered(user, m, NOW);
             for (after, limit) in [(None, 100), (None, 3), (Some("d07"), 4), (Some("d29"), 5)] {
-                let walked = ids(store.delivered_page(&user.id, after, limit, &keep).unwrap());
+                let walked = ids(store
+                    .delivered_page(&Reach::of(user), after, limit, &keep)
+                    .unwrap());
                 let full = ids(store.documents_page(after, limit, &keep).unwrap());
                 assert_eq!(walked, full, "{} after {after:?}, round {round}", user.id);
                 *received |= !full.is_empty();

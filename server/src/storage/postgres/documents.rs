@@ -32,7 +32,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
-use sync_core::authz::DocMeta;
+use sync_core::authz::{DocMeta, Reach};
 use sync_core::hub::{
     AuditEntry, AuditLog, DeviceClaim, DeviceDoc, DeviceLedger, DocRead, DocumentStore, Footprint,
     HubError, HubStore, ReferenceSource, StoredDoc, StoredVersion,
@@ -585,6 +585,18 @@ impl DocumentStore for PostgresStore {
     ) -> Result<Vec<DocMeta>, HubError> {
         self.catch_up()?;
         self.index.page(after, limit, keep)
+    }
+
+    /// From the index, caught up first.
+    fn delivered_page(
+        &self,
+        reach: &Reach,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DocMeta) -> bool,
+    ) -> Result<Vec<DocMeta>, HubError> {
+        self.catch_up()?;
+        self.index.page_for(reach, after, limit, keep)
     }
 }
 
