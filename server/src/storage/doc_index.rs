@@ -4,8 +4,8 @@
 //! receive, a later one every document changed since its cursor, and a listing of `GET /docs`
 //! every document after the page's start. Walking sled's trees for that costs more than the
 //! routing itself, so the store keeps the same facts in ordered maps: by id for pages, by feed
-//! position for the feed, and the ids by owner and assignee and, of issues, by place and asset,
-//! so a first sync walks the user's own work and the problems of their place
+//! position for the feed, and the ids by owner and assignee and, of issues, by place, asset and
+//! assigned department, so a first sync walks the user's own work and the problems of their place
 //! (`authz::Reach`), not every problem of the district.
 //!
 //! The index is read from sled when the store opens and changed only by a save, under the lock
@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use sync_core::authz::{DocMeta, Places, Reach};
+use sync_core::authz::{DocMeta, IssueReach, Reach};
 use sync_core::doc::DocKind;
 use sync_core::hub::HubError;
 use sync_core::workflow::Assignee;
@@ -52,16 +52,19 @@ struct Index {
     issues_by_division: Lists,
     /// Asset → ids of the issues on it.
     issues_by_asset: Lists,
+    /// Department → ids of the issues assigned to it.
+    issues_by_department: Lists,
     /// Ids of every document whose facts do not parse, so a walk for what a phone receives
     /// reports the damage as a walk over every document does.
     damaged: BTreeSet<Arc<str>>,
 }
 
 /// Where a document is listed besides the feed: under its users, and as an issue by place
-/// and asset, or as damaged.
+/// and asset (and by department when assigned to one), or as damaged.
 struct Listing<'a> {
     users: Vec<&'a str>,
     issue: Option<(&'a str, &'a str)>,
+    department: Option<&'a str>,
     damaged: bool,
 }
 
@@ -77,15 +80,21 @@ impl<'a> Listing<'a> {
                 }
                 let issue = (meta.kind == DocKind::Issue)
                     .then(|| (meta.division.as_str(), meta.asset.as_str()));
+                let department = match &meta.assignee {
+                    Some(Assignee::Department(d)) if issue.is_some() => Some(d.as_str()),
+                    _ => None,
+                };
                 Listing {
                     users,
                     issue,
+                    department,
                     damaged: false,
                 }
             }
             Err(_) => Listing {
                 users: Vec::new(),
                 issue: None,
+                department: None,
                 damaged: true,
             },
         }
@@ -128,6 +137,9 @@ impl Index {
                     unlist(&mut self.issues_by_division, division, &id);
                     unlist(&mut self.issues_by_asset, asset, &id);
                 }
+                if let Some(department) = listing.department {
+                    unlist(&mut self.issues_by_department, department, &id);
+                }
                 if listing.damaged {
                     self.damaged.remove(&id);
                 }
@@ -141,6 +153,9 @@ impl Index {
             self.issues.insert(id.clone());
             list(&mut self.issues_by_division, division, &id);
             list(&mut self.issues_by_asset, asset, &id);
+        }
+        if let Some(department) = listing.department {
+            list(&mut self.issues_by_department, department, &id);
         }
         if listing.damaged {
             self.damaged.insert(id.clone());
@@ -158,8 +173,13 @@ impl Index {
         }
         lists.push(self.damaged.range::<str, _>(from));
         match &reach.issues {
-            Places::Anywhere => lists.push(self.issues.range::<str, _>(from)),
-            Places::Within { divisions, assets } => {
+            IssueReach::Anywhere => lists.push(self.issues.range::<str, _>(from)),
+            IssueReach::AssignedTo(department) => {
+                if let Some(ids) = self.issues_by_department.get(department.as_str()) {
+                    lists.push(ids.range::<str, _>(from));
+                }
+            }
+            IssueReach::Within { divisions, assets } => {
                 for division in divisions {
                     let inside = division.significant();
                     let places = self
@@ -465,14 +485,14 @@ mod tests {
     fn anywhere(user: &str) -> Reach {
         Reach {
             user: user.into(),
-            issues: Places::Anywhere,
+            issues: IssueReach::Anywhere,
         }
     }
 
     fn within(user: &str, divisions: &[&str], assets: &[&str]) -> Reach {
         Reach {
             user: user.into(),
-            issues: Places::Within {
+            issues: IssueReach::Within {
                 divisions: divisions
                     .iter()
                     .map(|d| (*d).to_owned().try_into().expect("division code"))
@@ -546,6 +566,44 @@ mod tests {
             walk(&within("x", &["370105002000"], &[]), None, 10),
             ["c", "e"]
         );
+    }
+
+    /// A department's walk lists the issues assigned to it, wherever they lie, as they stand
+    /// after each save.
+    #[test]
+    fn a_departments_walk_follows_the_issues_assigned_to_it() {
+        let assigned = |id: &str, department: Option<&str>| DocMeta {
+            kind: DocKind::Issue,
+            owner: "someone".into(),
+            assignee: department.map(|d| Assignee::Department(d.into())),
+            ..meta(id)
+        };
+        let index = DocIndex::new(
+            3,
+            vec![
+                ("a".into(), 1, Ok(assigned("a", Some("区水务局")))),
+                ("b".into(), 2, Ok(assigned("b", Some("区城管局")))),
+                ("c".into(), 3, Ok(assigned("c", None))),
+            ],
+        );
+        let every = |_: &DocMeta| true;
+        let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let walk = |department: &str| {
+            let reach = Reach {
+                user: "handler".into(),
+                issues: IssueReach::AssignedTo(department.into()),
+            };
+            ids(index.page_for(&reach, None, 10, &every).expect("walk"))
+        };
+        assert_eq!(walk("区水务局"), ["a"]);
+        assert_eq!(walk("区城管局"), ["b"]);
+        // Reassigned: from one department to the other, and to nobody.
+        index.saved("c", 4, &assigned("c", Some("区水务局")));
+        index.saved("a", 5, &assigned("a", Some("区城管局")));
+        index.saved("b", 6, &assigned("b", None));
+        assert_eq!(walk("区水务局"), ["c"]);
+        assert_eq!(walk("区城管局"), ["a"]);
+        assert_eq!(walk("区林业局"), Vec::<String>::new());
     }
 
     #[test]

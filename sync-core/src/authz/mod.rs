@@ -86,7 +86,7 @@ mod tests;
 pub use batch::{authorize_batch, BatchOutcome};
 pub use change::{authorize_change, MAX_OP_COUNTER_SLACK};
 pub use meta::{in_scope, reads_audit, supervises, DocMeta};
-pub use need::{delivered, Places, Reach, CLOSED_KEPT_DAYS, DELIVERY_RULE};
+pub use need::{delivered, IssueReach, Reach, CLOSED_KEPT_DAYS, DELIVERY_RULE};
 pub use oversight::oversees;
 pub use placement::{check_category, check_placement, Placement, MAX_REPORT_DISTANCE_M};
 

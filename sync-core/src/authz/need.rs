@@ -125,15 +125,16 @@ pub struct Reach {
     /// Documents owned by or assigned by name to this user, of any kind and place.
     pub user: String,
     /// The issues besides.
-    pub issues: Places,
+    pub issues: IssueReach,
 }
 
 /// Where the issues a user's phones receive can lie.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Places {
-    /// Anywhere: an administrator's, or a department's (found by their assignee, which places
-    /// do not name).
+pub enum IssueReach {
+    /// Anywhere: an administrator's.
     Anywhere,
+    /// Assigned to this department ([`Assignee::Department`]), wherever they lie.
+    AssignedTo(String),
     /// Inside one of the divisions ([`DivisionCode::contains`]) or on one of the assets.
     Within {
         divisions: Vec<DivisionCode>,
@@ -144,24 +145,25 @@ pub enum Places {
 impl Reach {
     /// Where `user`'s phones' documents lie. It follows [`super::in_scope`], which
     /// [`delivered`] never goes beyond: a chief reads their jurisdiction's division and assets,
-    /// an office its division.
+    /// an office its division, a department the issues assigned to it.
     pub fn of(user: &User) -> Reach {
         let issues = if !user.active {
-            Places::Within {
+            IssueReach::Within {
                 divisions: Vec::new(),
                 assets: Vec::new(),
             }
         } else {
             match &user.role {
-                Role::Chief { jurisdiction, .. } => Places::Within {
+                Role::Chief { jurisdiction, .. } => IssueReach::Within {
                     divisions: vec![jurisdiction.division.clone()],
                     assets: jurisdiction.assets.clone(),
                 },
-                Role::Supervisor { division, .. } => Places::Within {
+                Role::Supervisor { division, .. } => IssueReach::Within {
                     divisions: vec![division.clone()],
                     assets: Vec::new(),
                 },
-                Role::Admin | Role::Handler { .. } => Places::Anywhere,
+                Role::Handler { department } => IssueReach::AssignedTo(department.clone()),
+                Role::Admin => IssueReach::Anywhere,
             }
         };
         Reach {
@@ -182,8 +184,11 @@ impl Reach {
             return false;
         }
         match &self.issues {
-            Places::Anywhere => true,
-            Places::Within { divisions, assets } => {
+            IssueReach::Anywhere => true,
+            IssueReach::AssignedTo(department) => {
+                matches!(&meta.assignee, Some(Assignee::Department(d)) if d == department)
+            }
+            IssueReach::Within { divisions, assets } => {
                 divisions.iter().any(|d| d.contains(&meta.division)) || assets.contains(&meta.asset)
             }
         }
@@ -321,5 +326,12 @@ mod tests {
         assert!(!Reach::of(&users[0]).covers(&elsewhere));
         elsewhere.asset = "river-9".into();
         assert!(Reach::of(&users[0]).covers(&elsewhere));
+        // A department's reach is the issues assigned to it, wherever they lie.
+        let department = Reach::of(&users[5]);
+        assert!(!department.covers(&elsewhere));
+        elsewhere.assignee = Some(Assignee::Department("区城管局".into()));
+        assert!(!department.covers(&elsewhere));
+        elsewhere.assignee = Some(Assignee::Department("区水务局".into()));
+        assert!(department.covers(&elsewhere));
     }
 }
