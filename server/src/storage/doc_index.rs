@@ -101,6 +101,10 @@ impl<'a> Listing<'a> {
     }
 }
 
+/// How many lists of places a walk merges at most; a reach over more places (a district's
+/// villages) walks every issue instead.
+const MERGED_LISTS: usize = 16;
+
 /// Id sets by a key (a user, a division, an asset).
 type Lists = BTreeMap<Arc<str>, BTreeSet<Arc<str>>>;
 
@@ -180,18 +184,25 @@ impl Index {
                 }
             }
             IssueReach::Within { divisions, assets } => {
+                let mut places = Vec::new();
                 for division in divisions {
                     let inside = division.significant();
-                    let places = self
-                        .issues_by_division
-                        .range::<str, _>((Bound::Included(inside), Bound::Unbounded))
-                        .take_while(|(code, _)| code.starts_with(inside));
-                    lists.extend(places.map(|(_, ids)| ids.range::<str, _>(from)));
+                    places.extend(
+                        self.issues_by_division
+                            .range::<str, _>((Bound::Included(inside), Bound::Unbounded))
+                            .take_while(|(code, _)| code.starts_with(inside))
+                            .map(|(_, ids)| ids),
+                    );
                 }
                 for asset in assets {
-                    if let Some(ids) = self.issues_by_asset.get(asset.as_str()) {
-                        lists.push(ids.range::<str, _>(from));
-                    }
+                    places.extend(self.issues_by_asset.get(asset.as_str()));
+                }
+                if places.len() > MERGED_LISTS {
+                    // A district's villages: every issue, filtered by `keep`, costs less than
+                    // merging a list per place.
+                    lists.push(self.issues.range::<str, _>(from));
+                } else {
+                    lists.extend(places.into_iter().map(|ids| ids.range::<str, _>(from)));
                 }
             }
         }
@@ -258,16 +269,16 @@ impl DocIndex {
         index.head = index.head.max(seq);
     }
 
-    /// Folds in what a reader of a shared store found: the latest position of each document
-    /// saved at or below `head`, read after `head` had settled (every save at or below it
-    /// committed). A document already held at a later position keeps it: readers may fold in
-    /// out of order, and a position never moves back. The head moves on to `head`, never back.
     /// Forgets everything: the store it mirrors went back in time (a crash of its database
     /// took back saves), so it is read again in full.
     pub fn clear(&self) {
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = Index::default();
     }
 
+    /// Folds in what a reader of a shared store found: the latest position of each document
+    /// saved at or below `head`, read after `head` had settled (every save at or below it
+    /// committed). A document already held at a later position keeps it: readers may fold in
+    /// out of order, and a position never moves back. The head moves on to `head`, never back.
     pub fn caught_up(&self, head: u64, docs: Vec<(String, u64, Result<DocMeta, String>)>) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         for (id, seq, meta) in docs {
@@ -566,6 +577,28 @@ mod tests {
             walk(&within("x", &["370105002000"], &[]), None, 10),
             ["c", "e"]
         );
+        // A reach over more places than a walk merges walks every issue: the same pages.
+        for n in 0..MERGED_LISTS + 4 {
+            let id = format!("v{n:02}");
+            let place = format!("3701050030{n:02}");
+            index.saved(&id, 10 + n as u64, &issue(&id, &place, "river-8"));
+        }
+        let district = within("chief", &["370105000000"], &[]);
+        let inside = |m: &DocMeta| district.covers(m);
+        let every_place = ids(index.page_for(&district, None, 100, &inside).expect("walk"));
+        assert_eq!(every_place.len(), MERGED_LISTS + 4 + 4, "{every_place:?}");
+        assert_eq!(
+            every_place,
+            ids(index.page(None, 100, &inside).expect("page"))
+        );
+        assert_eq!(
+            ids(index
+                .page_for(&district, Some("v03"), 2, &inside)
+                .expect("walk")),
+            ["v04", "v05"]
+        );
+        let one_village = within("other", &["370105003007"], &[]);
+        assert_eq!(walk(&one_village, None, 10), ["f", "v07"]);
     }
 
     /// A department's walk lists the issues assigned to it, wherever they lie, as they stand

@@ -374,7 +374,8 @@ pub trait DocumentStore: Send + Sync {
     /// As [`Self::documents_page`], for a `keep` that accepts only documents a user's phones
     /// receive ([`crate::authz::delivered`]): those all lie within the user's `reach`
     /// ([`Reach::covers`]), so a store that indexes documents by owner, by assignee and by the
-    /// place, asset and assigned department of each issue may walk only those. The default walks every document.
+    /// place, asset and assigned department of each issue may walk only those. The default
+    /// walks every document.
     fn delivered_page(
         &self,
         reach: &Reach,

@@ -421,8 +421,20 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
             },
             active: true,
         },
+        User {
+            id: "admin".into(),
+            username: "admin".into(),
+            display_name: "admin".into(),
+            role: Role::Admin,
+            active: true,
+        },
+        // Deactivated: receives nothing, not even their own.
+        User {
+            active: false,
+            ..chief("u5", Level::Village, "370105001001", &["river-1"])
+        },
     ];
-    let owners = ["u1", "u2", "u3", "u4", "office"];
+    let owners = ["u1", "u2", "u3", "u4", "office", "u5"];
     // Villages of the users, another subdistrict's village and another district's.
     let divisions = [
         "370105001001",
@@ -481,7 +493,13 @@ pub fn delivered_pages_are_the_pages_of_what_phones_receive(h: &impl Harness) {
             }
         }
     }
-    assert!(received.iter().all(|r| *r), "every user receives something");
+    for (user, received) in users.iter().zip(&received) {
+        assert_eq!(
+            *received, user.active,
+            "{} receives only when active",
+            user.id
+        );
+    }
 }
 
 /// The audit log keeps every accepted change in the order received, and of a change that
