@@ -57,6 +57,20 @@ struct Index {
     /// Ids of every document whose facts do not parse, so a walk for what a phone receives
     /// reports the damage as a walk over every document does.
     damaged: BTreeSet<Arc<str>>,
+    /// Whether a reader of a shared store folded in every document since the last clearing.
+    loaded: bool,
+    /// How many times the index was cleared: a fold read before a clearing is not folded in.
+    clearings: u64,
+}
+
+/// Where a reader of a shared store starts from ([`DocIndex::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    /// The feed position the index holds.
+    pub head: u64,
+    /// Whether the index holds every document up to `head`; when not, the reader reads all.
+    pub loaded: bool,
+    clearings: u64,
 }
 
 /// Where a document is listed besides the feed: under its users, and as an issue by place
@@ -272,15 +286,42 @@ impl DocIndex {
     /// Forgets everything: the store it mirrors went back in time (a crash of its database
     /// took back saves), so it is read again in full.
     pub fn clear(&self) {
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Index::default();
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let clearings = index.clearings + 1;
+        *index = Index {
+            clearings,
+            ..Index::default()
+        };
+    }
+
+    /// Where a reader of a shared store starts: what it reads is folded in with
+    /// [`Self::caught_up`].
+    pub fn mark(&self) -> Mark {
+        let index = self.read();
+        Mark {
+            head: index.head,
+            loaded: index.loaded,
+            clearings: index.clearings,
+        }
     }
 
     /// Folds in what a reader of a shared store found: the latest position of each document
     /// saved at or below `head`, read after `head` had settled (every save at or below it
     /// committed). A document already held at a later position keeps it: readers may fold in
     /// out of order, and a position never moves back. The head moves on to `head`, never back.
-    pub fn caught_up(&self, head: u64, docs: Vec<(String, u64, Result<DocMeta, String>)>) {
+    /// The reader started at `from`, and read every document when the index was not loaded
+    /// then. Returns `false`, folding nothing, when the index was cleared since `from`: what
+    /// was read may predate what the clearing forgot, so the reader starts again.
+    pub fn caught_up(
+        &self,
+        from: Mark,
+        head: u64,
+        docs: Vec<(String, u64, Result<DocMeta, String>)>,
+    ) -> bool {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        if index.clearings != from.clearings {
+            return false;
+        }
         for (id, seq, meta) in docs {
             let id: Arc<str> = id.into();
             if index.by_id.get(&id).is_some_and(|&held| held >= seq) {
@@ -289,6 +330,8 @@ impl DocIndex {
             index.insert(id, seq, meta);
         }
         index.head = index.head.max(head);
+        index.loaded = true;
+        true
     }
 
     /// Moves the head on to `head` without a document there (a backup marks where it was
@@ -568,10 +611,11 @@ mod tests {
         index.saved("f", 8, &assigned);
         assert_eq!(walk(&village, None, 10), ["e", "f"]);
         // Caught up from a shared feed, the lists move the same way.
-        index.caught_up(
+        assert!(index.caught_up(
+            index.mark(),
             9,
             vec![("e".into(), 9, Ok(issue("e", "370105002001", "river-3")))],
-        );
+        ));
         assert_eq!(walk(&village, None, 10), ["f"]);
         assert_eq!(
             walk(&within("x", &["370105002000"], &[]), None, 10),
@@ -644,18 +688,23 @@ mod tests {
         let index = DocIndex::default();
         let every = |_: &DocMeta| true;
         let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
-        index.caught_up(
+        let first = index.mark();
+        assert!(!first.loaded, "a new index is read in full");
+        assert!(index.caught_up(
+            first,
             3,
             vec![
                 ("a".into(), 1, Ok(meta("a"))),
                 ("b".into(), 3, Ok(meta("b"))),
             ],
-        );
+        ));
         assert_eq!(index.head(), 3);
+        assert!(index.mark().loaded);
         // A later reader saw "a" saved again at 5; an earlier one, folding in after it, still
         // holds "a" at 1 and a head of 3: neither moves anything back.
-        index.caught_up(5, vec![("a".into(), 5, Ok(meta("a")))]);
-        index.caught_up(3, vec![("a".into(), 1, Ok(meta("a")))]);
+        let (earlier, later) = (index.mark(), index.mark());
+        assert!(index.caught_up(later, 5, vec![("a".into(), 5, Ok(meta("a")))]));
+        assert!(index.caught_up(earlier, 3, vec![("a".into(), 1, Ok(meta("a")))]));
         assert_eq!(index.head(), 5);
         assert_eq!(
             ids(index.changed_since(0, 5, &every).expect("feed")),
@@ -663,5 +712,39 @@ mod tests {
         );
         assert!(index.changed_since(0, 2, &every).expect("feed").is_empty());
         assert_eq!(ids(index.page(None, 10, &every).expect("page")), ["a", "b"]);
+    }
+
+    /// A reader that started before the index was cleared (its database restarted) folds in
+    /// nothing: what it read since its mark would stand for everything the clearing forgot,
+    /// and the index would count as read in full with the rest missing.
+    #[test]
+    fn a_read_begun_before_a_clearing_is_not_folded_in() {
+        let index = DocIndex::default();
+        let every = |_: &DocMeta| true;
+        let ids = |metas: Vec<DocMeta>| metas.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        let docs = vec![
+            ("a".into(), 1, Ok(meta("a"))),
+            ("b".into(), 2, Ok(meta("b"))),
+        ];
+        assert!(index.caught_up(index.mark(), 2, docs));
+        // One reader reads the few rows since its mark; meanwhile another forgets the index.
+        let incremental = index.mark();
+        assert!(incremental.loaded);
+        index.clear();
+        assert!(!index.caught_up(incremental, 3, vec![("c".into(), 3, Ok(meta("c")))]));
+        let again = index.mark();
+        assert!(!again.loaded, "the next reader reads everything");
+        assert_eq!(again.head, 0);
+        assert!(index.page(None, 10, &every).expect("page").is_empty());
+        let all = vec![
+            ("a".into(), 1, Ok(meta("a"))),
+            ("b".into(), 2, Ok(meta("b"))),
+            ("c".into(), 3, Ok(meta("c"))),
+        ];
+        assert!(index.caught_up(again, 3, all));
+        assert_eq!(
+            ids(index.page(None, 10, &every).expect("page")),
+            ["a", "b", "c"]
+        );
     }
 }

@@ -30,7 +30,6 @@
 //! ever appended to the version it was made from.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 
 use sync_core::authz::{DocMeta, Reach};
 use sync_core::hub::{
@@ -140,8 +139,8 @@ impl PostgresStore {
     /// The first catch-up reads every document, in two statements. Later ones read both in one
     /// round trip: the feed's gate is then held while the few rows since are read.
     pub(super) fn catch_up(&self) -> Result<u64, HubError> {
-        let held = self.index.head();
-        let first = !self.index_loaded.load(Ordering::Acquire);
+        let mark = self.index.mark();
+        let (held, first) = (mark.head, !mark.loaded);
         let (head, started, rows) = self.run(async {
             let client = self.client().await.map_err(hub)?;
             if first {
@@ -210,8 +209,11 @@ impl PostgresStore {
             .filter(|(_, seq, _)| *seq <= head)
             .map(|(id, seq, meta)| feed_row(id, seq, &meta))
             .collect();
-        self.index.caught_up(position(head), docs);
-        self.index_loaded.store(true, Ordering::Release);
+        if !self.index.caught_up(mark, position(head), docs) {
+            // Another reader forgot the index meanwhile (the database restarted): this read
+            // may predate what it forgot.
+            return self.catch_up();
+        }
         Ok(self.index.head())
     }
 }

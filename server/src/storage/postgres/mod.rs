@@ -37,7 +37,6 @@ mod schema;
 mod shared;
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -75,8 +74,6 @@ pub struct PostgresStore {
     saves: SaveGate,
     /// The routing facts of every document, up to the feed position caught up to.
     index: DocIndex,
-    /// Whether the index was read in full once.
-    index_loaded: AtomicBool,
     /// Users, divisions and assets as last read, with their tables' versions.
     reference: reference::Cache,
     /// When the database server that the index and the lists were read from started
@@ -104,8 +101,6 @@ impl PostgresStore {
 
     /// Forgets the kept routing facts and lists: the next read reads them in full.
     pub(super) fn forget_caches(&self) {
-        self.index_loaded
-            .store(false, std::sync::atomic::Ordering::Release);
         self.index.clear();
         self.reference.clear();
     }
@@ -227,7 +222,6 @@ impl PostgresStore {
             pool,
             saves: SaveGate::default(),
             index: DocIndex::default(),
-            index_loaded: AtomicBool::new(false),
             reference: reference::Cache::default(),
             epoch: std::sync::Mutex::new(None),
         };
