@@ -119,7 +119,7 @@ impl<'a> Listing<'a> {
 /// villages) walks every issue instead.
 const MERGED_LISTS: usize = 16;
 
-/// Id sets by a key (a user, a division, an asset).
+/// Id sets by a key (a user, a division, an asset, a department).
 type Lists = BTreeMap<Arc<str>, BTreeSet<Arc<str>>>;
 
 /// Adds `id` to the set under `key`.
@@ -225,8 +225,7 @@ impl Index {
 }
 
 /// The ids of `lists` (each in id order) in id order, each once.
-fn merged<'a>(lists: Vec<Range<'a, Arc<str>>>) -> impl Iterator<Item = &'a Arc<str>> {
-    let mut lists = lists;
+fn merged<'a>(mut lists: Vec<Range<'a, Arc<str>>>) -> impl Iterator<Item = &'a Arc<str>> {
     let mut next: BinaryHeap<Reverse<(&'a Arc<str>, usize)>> = lists
         .iter_mut()
         .enumerate()
