@@ -2,8 +2,8 @@
 //! with the document API and the workflow.
 
 use super::*;
-use crate::authz::{delivered, in_scope, CLOSED_KEPT_DAYS};
-use crate::doc::IssueDoc;
+use crate::authz::{delivered, in_scope, Reach, CLOSED_KEPT_DAYS};
+use crate::doc::{DocKind, IssueDoc};
 use crate::workflow::Status;
 
 fn meta(saved: &Saved) -> DocMeta {
@@ -279,4 +279,98 @@ fn what_is_delivered_is_always_readable() {
     let mut retired = owner();
     retired.active = false;
     assert!(docs.iter().all(|d| !delivered(&retired, d, T0)));
+}
+
+/// Every document delivered to a user lies within their reach (`Reach`, which the stores'
+/// walks follow), for every kind of user and every owner, assignee, place, state and
+/// escalation of a document; a village chief's reach leaves out the district's other villages,
+/// and a department's the issues of other departments.
+#[test]
+fn what_is_delivered_lies_within_the_reach() {
+    let mut gone = chief("gone", System::River, VILLAGE, &[]);
+    gone.active = false;
+    let users = [
+        chief("village", System::River, "370105001001", &["river-9"]),
+        chief("subdistrict", System::River, "370105001000", &["river-1"]),
+        chief("district", System::River, "370105000000", &[]),
+        supervisor("office", System::River, "370105000000"),
+        user("admin", Role::Admin),
+        handler("handler", WATER_BUREAU),
+        gone,
+    ];
+    let ids: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+    let divisions = [
+        "370105001001",
+        "370105001002",
+        "370105002001",
+        "370106001001",
+    ];
+    let assets = ["river-1", "river-9", "river-5"];
+    let statuses = [
+        None,
+        Some(Status::Reported),
+        Some(Status::Accepted),
+        Some(Status::Assigned),
+        Some(Status::Submitted),
+        Some(Status::Closed),
+    ];
+    let mut delivered_any = 0;
+    for n in 0..2_000usize {
+        let kind = if n % 3 == 0 {
+            DocKind::Patrol
+        } else {
+            DocKind::Issue
+        };
+        let meta = DocMeta {
+            id: format!("d{n}"),
+            kind,
+            system: if n % 7 == 0 {
+                System::Forest
+            } else {
+                System::River
+            },
+            asset: assets[n / 3 % assets.len()].into(),
+            division: code(divisions[n / 5 % divisions.len()]),
+            owner: ids[n / 11 % ids.len()].clone(),
+            assignee: match n / 13 % 4 {
+                0 => Some(Assignee::User(ids[n / 17 % ids.len()].clone())),
+                1 => Some(Assignee::Department(WATER_BUREAU.into())),
+                _ => None,
+            },
+            status: (kind == DocKind::Issue)
+                .then_some(statuses[n / 2 % statuses.len()])
+                .flatten(),
+            closed_at_ms: Some(T0 - (n as i64 % 3) * 20 * DAY),
+            escalated: n % 4 == 1,
+        };
+        for user in &users {
+            if delivered(user, &meta, T0) {
+                delivered_any += 1;
+                assert!(Reach::of(user).covers(&meta), "{} {meta:?}", user.id);
+            }
+        }
+    }
+    assert!(delivered_any > 1_000, "{delivered_any}");
+    let mut elsewhere = DocMeta {
+        id: "i".into(),
+        kind: DocKind::Issue,
+        system: System::River,
+        asset: "river-5".into(),
+        division: code("370105001002"),
+        owner: "someone".into(),
+        assignee: None,
+        status: Some(Status::Reported),
+        closed_at_ms: None,
+        escalated: false,
+    };
+    assert!(!Reach::of(&users[0]).covers(&elsewhere));
+    elsewhere.asset = "river-9".into();
+    assert!(Reach::of(&users[0]).covers(&elsewhere));
+    // A department's reach is the issues assigned to it, wherever they lie.
+    let department = Reach::of(&users[5]);
+    assert!(!department.covers(&elsewhere));
+    elsewhere.assignee = Some(Assignee::Department("区城管局".into()));
+    assert!(!department.covers(&elsewhere));
+    elsewhere.assignee = Some(Assignee::Department(WATER_BUREAU.into()));
+    assert!(department.covers(&elsewhere));
 }
